@@ -1,0 +1,130 @@
+# chatgw -- see README.md. `make run` and `make test` install what they need first (make deps).
+
+BUILD ?= build
+CC ?= cc
+SAN ?=
+PKGS := libwebsockets hiredis msgpack jansson libjwt inih libuv openssl
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -I.
+ifeq ($(SAN),1)
+CFLAGS_BASE += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS_SAN := -fsanitize=address,undefined
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+GMIME_CFLAGS = $(shell pkg-config --cflags gmime-3.0 expat 2>/dev/null)
+GMIME_LIBS = $(shell pkg-config --libs gmime-3.0 expat 2>/dev/null)
+CFLAGS = $(CFLAGS_BASE) $(PKG_CFLAGS) $(GMIME_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS = $(PKG_LIBS) $(GMIME_LIBS) -lm $(LDFLAGS_SAN)
+
+# Debian 12 packages the build, the product and the tests need.
+DEPS := gcc make pkg-config xxd libwebsockets-dev libwebsockets-evlib-uv libuv1-dev \
+	libhiredis-dev libmsgpack-dev libjansson-dev libjwt-dev libinih-dev libcmocka-dev libssl-dev \
+	libgmime-3.0-dev libexpat1-dev redis-server redis-tools python3 python3-websockets \
+	python3-redis python3-msgpack python3-pytest python3-jwt
+FUZZ_DEPS := clang libclang-rt-14-dev
+
+COMMON_SRC := $(wildcard common/*.c)
+PROTO_SRC := $(wildcard proto/*.c)
+CHANNELS_SRC := $(wildcard channels/*.c)
+GATEWAY_SRC := $(wildcard gateway/*.c)
+ROUTER_SRC := $(wildcard router/*.c)
+LUA_SRC := $(wildcard redis/*.lua)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJ := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC))
+LUA_OBJ := $(patsubst redis/%.lua,$(BUILD)/obj/lua_%.o,$(LUA_SRC))
+GATEWAY_BIN := $(BUILD)/chatgw-gateway
+ROUTER_BIN := $(BUILD)/chatgw-router
+TOKEN_BIN := $(BUILD)/chatgw-token
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+BINS := $(GATEWAY_BIN) $(ROUTER_BIN) $(TOKEN_BIN)
+
+PY := /usr/bin/python3
+PYTEST_ARGS ?=
+
+.PHONY: all deps fuzz-deps build run test unit integration asan bench fuzz format clean
+all: build
+
+# One apt-get update, then install only what is missing. Needs root (or sudo).
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing:" $$missing; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+fuzz-deps:
+	@missing=$$(for p in $(FUZZ_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; fi
+
+build: $(BINS) $(UNIT_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Redis function libraries are embedded into the binaries as byte arrays (redis_<name>_lua[]).
+$(BUILD)/gen/lua_%.c: redis/%.lua
+	@mkdir -p $(dir $@)
+	xxd -i $< > $@
+$(BUILD)/obj/lua_%.o: $(BUILD)/gen/lua_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GATEWAY_BIN): $(call obj,$(GATEWAY_SRC)) $(LIB_OBJ) $(LUA_OBJ)
+	$(CC) -o $@ $^ $(LDLIBS)
+$(ROUTER_BIN): $(call obj,$(ROUTER_SRC)) $(LIB_OBJ) $(LUA_OBJ)
+	$(CC) -o $@ $^ $(LDLIBS)
+$(TOKEN_BIN): $(call obj,tools/chatgw-token.c) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS) -lcmocka
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Start redis (unless REDIS_URL is set), one gateway and one router, in the foreground.
+run: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) ./tools/run.sh
+
+unit: build
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: build
+	@BUILD=$(BUILD) $(PY) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+# The whole suite under AddressSanitizer + UBSan; any sanitizer report fails the run.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(MAKE) --no-print-directory BUILD=build/asan SAN=1 unit integration
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) $(PY) bench/bench.py $(BENCH_ARGS)
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SECONDS ?= 30
+fuzz: deps fuzz-deps
+	@set -e; mkdir -p $(BUILD)/fuzz; for f in $(FUZZ_SRC); do \
+	  n=$$(basename $$f .c); echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined $(CFLAGS_BASE) $(PKG_CFLAGS) $(GMIME_CFLAGS) \
+	    -o $(BUILD)/fuzz/$$n $$f $(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC) $(PKG_LIBS) $(GMIME_LIBS) -lm; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build

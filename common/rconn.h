@@ -1,0 +1,63 @@
+/* rconn.h -- one asynchronous Redis connection on the process's libuv loop, with reconnect.
+ *
+ * Wraps a hiredis redisAsyncContext attached with redisLibuvAttach. When the connection drops (or
+ * a command has waited longer than the timeout) every pending callback gets a NULL reply, the state
+ * callback is told (up = 0), and a reconnect is tried with exponential backoff (100 ms doubling to
+ * 5 s). After each successful connect, AUTH/SELECT from the URL are sent first, then the state
+ * callback is told (up = 1): that is the place to load functions and (re)subscribe. */
+#ifndef CG_RCONN_H
+#define CG_RCONN_H
+
+#include <stddef.h>
+#include <uv.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "err.h"
+
+typedef struct rconn rconn;
+
+typedef void rconn_state_fn(rconn *rc, int up, void *priv);
+/* reply is NULL when the connection failed or was torn down before the reply came. The reply is
+ * valid only during the call. */
+typedef void rconn_reply_fn(rconn *rc, redisReply *reply, void *priv);
+
+/* Parse redis://[:password@]host[:port][/db] (or unix:/path). -1 with err on a malformed URL. */
+typedef struct rconn_url {
+    char host[256];
+    int port;
+    char unix_path[256];
+    char password[256];
+    int db;
+} rconn_url;
+int rconn_url_parse(const char *url, rconn_url *out, cg_err *err);
+
+/* Create a connection; nothing happens until rconn_start(). `name` is used in log lines.
+ * timeout_ms: a command outstanding longer than this drops the connection (0 = never; set it to
+ * the BLOCK time plus a margin on a connection used for blocking reads). Returns NULL with err
+ * on a bad URL. */
+rconn *rconn_new(uv_loop_t *loop, const char *url, const char *name, unsigned timeout_ms,
+                 rconn_state_fn *state_cb, void *priv, cg_err *err);
+void rconn_start(rconn *rc);
+int rconn_is_up(const rconn *rc);
+
+/* Send a command. Returns 0 when queued (cb will be called exactly once, maybe with NULL), -1
+ * when the connection is down (cb is not called). cb may be NULL. */
+int rconn_cmd(rconn *rc, rconn_reply_fn *cb, void *priv, const char *fmt, ...);
+int rconn_cmdargv(rconn *rc, rconn_reply_fn *cb, void *priv, int argc, const char **argv,
+                  const size_t *argvlen);
+
+/* Subscribe to a channel (this connection then serves subscriptions only). cb is called with the
+ * subscribe confirmation and then with every message ["message", channel, payload]; it stays
+ * registered until the connection drops (then it gets NULL once). Returns -1 when down. */
+int rconn_subscribe(rconn *rc, rconn_reply_fn *cb, void *priv, const char *channel);
+int rconn_unsubscribe(rconn *rc, const char *channel);
+
+/* Close and free. Pending callbacks are called with NULL before it returns or from the loop;
+ * *rcp is set to NULL. The loop must keep running until the handles are closed. */
+void rconn_free(rconn **rcp);
+
+/* Counters for benchmarks and tests. */
+unsigned long long rconn_commands_sent(const rconn *rc);
+
+#endif

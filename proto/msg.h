@@ -1,0 +1,210 @@
+/* msg.h -- the one normalized chatgw message.
+ *
+ * Every frame a client sends or receives, every entry in a Redis stream and every pub/sub payload
+ * is one `msg`. Inside Redis it is msgpack (msg_encode_msgpack / msg_decode_msgpack); on WebSocket
+ * text frames it is JSON (msg_encode_json / msg_decode_json). Both encodings use the same field
+ * names, listed in docs/protocol.md. This module knows nothing of sockets or Redis.
+ *
+ * Memory: short fields are fixed arrays inside the struct (their size is the limit, checked at
+ * decode time); `text` and `items` are heap-allocated and owned by the msg: msg_free() releases
+ * them. A msg_init()ed msg can always be msg_free()d. */
+#ifndef CG_MSG_H
+#define CG_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+
+#define MSG_VERSION 1
+
+/* Limits (bytes, including the terminating NUL for the char arrays). */
+#define MSG_ID_MAX 65      /* server id, client id, conv id, sender id, customer id */
+#define MSG_NAME_MAX 129   /* display names */
+#define MSG_CODE_MAX 65    /* error / resolution / status / queue names */
+#define MSG_TEXT_MAX 32768 /* text body, bytes of UTF-8 (no NUL counted) */
+#define MSG_TOKEN_MAX 2048 /* signed session tokens */
+#define MSG_URL_MAX 1024
+#define MSG_ATT_MAX 8       /* attachments per message */
+#define MSG_ITEMS_MAX 100   /* entries in a queue snapshot */
+#define MSG_PREVIEW_MAX 161 /* first words of a waiting conversation */
+#define MSG_META_MAX 257    /* platform ids, e-mail Message-ID, subject */
+
+typedef enum msg_type {
+    MSG_UNKNOWN = 0,
+    /* content: kept in the conversation log, gets a sequence number */
+    MSG_TEXT,       /* text (and optionally attachments) */
+    MSG_ATTACHMENT, /* attachments only (text optional caption) */
+    /* conversation events: kept in the log */
+    MSG_JOIN,        /* a participant joined (agent_id/agent_name) */
+    MSG_LEAVE,       /* a participant left */
+    MSG_ASSIGNED,    /* conversation assigned to agent_id/agent_name (queue) */
+    MSG_TRANSFERRED, /* moved to another agent or queue (code = note) */
+    MSG_CLOSED,      /* closed (code = resolution) */
+    MSG_SURVEY,      /* satisfaction survey offered */
+    MSG_RATING,      /* customer's answer to the survey (rating 1..5) */
+    /* ephemeral events: published, never logged, seq 0 */
+    MSG_TYPING,
+    MSG_READ, /* last_seq = highest seq the sender has read */
+    /* session frames (client <-> gateway) */
+    MSG_HELLO,   /* client: token, conv, last_seq; first frame of a session */
+    MSG_WELCOME, /* server: token (customers), conv, sender (who you are) */
+    MSG_ACK,     /* client: conv + last_seq received; server: cmid + id + conv + seq accepted */
+    MSG_ERROR,   /* server: code, text (reason), cmid (the frame refused), retry */
+    /* agent commands and views */
+    MSG_PRESENCE, /* agent status: code = online | away | offline */
+    MSG_PICK,     /* agent pulls conv from a queue */
+    MSG_CLOSE,    /* agent closes conv, code = resolution */
+    MSG_QUEUE,    /* server: snapshot of queue `queue` in items[] */
+    MSG_TYPE_COUNT
+} msg_type;
+
+typedef enum msg_channel {
+    CH_WEB = 0,
+    CH_EMAIL,
+    CH_WECHAT,
+    CH_TELEGRAM,
+    CH_WHATSAPP,
+    CH_MESSENGER,
+    CH_API, /* any other bridge */
+    CH_COUNT
+} msg_channel;
+
+typedef enum msg_role {
+    ROLE_NONE = 0, /* not set (client frames: the gateway fills it in) */
+    ROLE_CUSTOMER,
+    ROLE_AGENT,
+    ROLE_SYSTEM,
+    ROLE_BOT,
+    ROLE_BRIDGE,
+    ROLE_COUNT
+} msg_role;
+
+typedef enum msg_dir {
+    DIR_NONE = 0,
+    DIR_IN,  /* from a customer towards the desk */
+    DIR_OUT, /* from the desk (agent, system, bot) towards a customer */
+} msg_dir;
+
+/* Where a frame came from: validation is stricter for frames typed by a client. */
+typedef enum msg_origin {
+    ORIGIN_CUSTOMER, /* a customer client; only content, typing, read, hello, ack, rating */
+    ORIGIN_AGENT,    /* an agent client; content, typing, read, hello, ack, presence, pick, close */
+    ORIGIN_INTERNAL  /* gateway/router/bridge-produced: every type, role and dir required */
+} msg_origin;
+
+typedef struct msg_attachment {
+    char url[MSG_URL_MAX];
+    char mime[MSG_CODE_MAX];
+    uint64_t size;
+    char name[MSG_NAME_MAX];
+} msg_attachment;
+
+typedef struct msg_identity {
+    char customer_id[MSG_ID_MAX];
+    char order_no[MSG_ID_MAX];
+    char account[MSG_NAME_MAX];
+    char locale[16]; /* BCP 47, e.g. zh-CN */
+    char tier[MSG_CODE_MAX];
+} msg_identity;
+
+typedef struct msg_meta {
+    char platform_msg_id[MSG_META_MAX];  /* for de-duplication (WeChat MsgId, wamid, ...) */
+    char platform_chat_id[MSG_META_MAX]; /* where to reply (chat id, openid, e-mail address) */
+    char thread_id[MSG_META_MAX];        /* e-mail Message-ID of this message */
+    char in_reply_to[MSG_META_MAX];      /* e-mail In-Reply-To */
+    char subject[MSG_META_MAX];
+} msg_meta;
+
+typedef struct msg_queue_item {
+    char conv[MSG_ID_MAX];
+    uint32_t position;  /* 1-based */
+    int64_t since_ms;   /* when it started waiting (unix ms) */
+    msg_channel channel;
+    uint8_t priority;   /* 0..9, higher first */
+    char preview[MSG_PREVIEW_MAX];
+} msg_queue_item;
+
+typedef struct msg {
+    uint8_t v;               /* MSG_VERSION */
+    msg_type type;
+    char id[MSG_ID_MAX];     /* server message id, set by the gateway */
+    char cmid[MSG_ID_MAX];   /* client message id, for idempotent re-sends */
+    char conv[MSG_ID_MAX];   /* conversation id */
+    uint64_t seq;            /* per-conversation sequence number, 0 = none */
+    msg_channel channel;
+    msg_dir dir;
+    msg_role role;           /* sender role */
+    char sender_id[MSG_ID_MAX];
+    char sender_name[MSG_NAME_MAX];
+    int64_t ts_client_ms;    /* when the client says it sent it (unix ms), 0 = unknown */
+    int64_t ts_ms;           /* when the gateway received / the router produced it */
+    char *text;              /* UTF-8, NUL-terminated, owned; NULL = none */
+    size_t text_len;
+    msg_attachment att[MSG_ATT_MAX];
+    uint8_t n_att;
+    msg_identity identity;
+    msg_meta meta;
+    /* event and session fields */
+    char agent_id[MSG_ID_MAX];
+    char agent_name[MSG_NAME_MAX];
+    char queue[MSG_CODE_MAX];
+    uint32_t position;       /* queue position (1-based), 0 = none */
+    uint32_t wait_s;         /* estimated wait, seconds */
+    char code[MSG_CODE_MAX]; /* error code, resolution, presence status */
+    uint8_t rating;          /* 1..5, 0 = none */
+    uint8_t retry;           /* errors: 1 = the client may retry the same frame */
+    uint8_t priority;        /* 0..9 */
+    char token[MSG_TOKEN_MAX];
+    uint64_t last_seq;       /* hello: resume after this seq; ack/read: highest seq received */
+    msg_queue_item *items;   /* owned; queue snapshots */
+    uint32_t n_items;
+} msg;
+
+/* Zero m and set the version. Never fails. */
+void msg_init(msg *m);
+
+/* Free what m owns (text, items) and re-initialise it. Safe on an initialised msg. */
+void msg_free(msg *m);
+
+/* Replace m's text with a copy of the len bytes at s (no NUL needed). Returns -1 (err "too_large")
+ * when len > MSG_TEXT_MAX, -1 ("bad_utf8") when not valid UTF-8, -1 ("nomem") on allocation
+ * failure. */
+int msg_set_text(msg *m, const char *s, size_t len, cg_err *err);
+
+/* Check every rule for a frame of this origin: type allowed for the origin, required fields for
+ * the type, sizes, UTF-8 of every string, enum ranges. Returns 0, or -1 with the first broken rule
+ * in err (codes: "bad_type", "missing_field", "too_large", "bad_utf8", "bad_value"). */
+int msg_validate(const msg *m, msg_origin origin, cg_err *err);
+
+/* Decode JSON (UTF-8 text) / msgpack bytes into m (which must be msg_init()ed; it is msg_free()d
+ * first). Unknown fields are ignored; wrong types, over-long strings, invalid UTF-8 and unknown enum
+ * names are errors ("bad_json" / "bad_msgpack" for syntax, then as msg_validate). Decoding does
+ * not run msg_validate: call it with the right origin. On error m is left msg_init()ed. */
+int msg_decode_json(msg *m, const char *buf, size_t len, cg_err *err);
+int msg_decode_msgpack(msg *m, const char *buf, size_t len, cg_err *err);
+
+/* Encode m. Returns a malloc'd buffer whose first `headroom` bytes are reserved (uninitialised;
+ * e.g. LWS_PRE for libwebsockets) followed by *len bytes of payload; the caller frees the returned
+ * pointer. Fields at their zero value are omitted. NULL on allocation failure. */
+unsigned char *msg_encode_json(const msg *m, size_t headroom, size_t *len);
+unsigned char *msg_encode_msgpack(const msg *m, size_t headroom, size_t *len);
+
+/* Names used on the wire ("text", "web", "customer", "in", ...); the parse functions return -1
+ * for an unknown name. */
+const char *msg_type_name(msg_type t);
+int msg_type_parse(const char *s, msg_type *out);
+const char *msg_channel_name(msg_channel c);
+int msg_channel_parse(const char *s, msg_channel *out);
+const char *msg_role_name(msg_role r);
+int msg_role_parse(const char *s, msg_role *out);
+const char *msg_dir_name(msg_dir d);
+int msg_dir_parse(const char *s, msg_dir *out);
+
+/* 1 for types kept in the conversation log (content and conversation events), else 0. */
+int msg_type_is_logged(msg_type t);
+
+/* 1 when the len bytes at s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int msg_utf8_valid(const char *s, size_t len);
+
+#endif
