@@ -29,6 +29,7 @@
 #define MSG_ITEMS_MAX 100   /* entries in a queue snapshot */
 #define MSG_PREVIEW_MAX 161 /* first words of a waiting conversation */
 #define MSG_META_MAX 257    /* platform ids, e-mail Message-ID, subject */
+#define MSG_SKILLS_MAX 16   /* skills (queue names) of an agent */
 
 typedef enum msg_type {
     MSG_UNKNOWN = 0,
@@ -52,7 +53,8 @@ typedef enum msg_type {
     MSG_ACK,     /* client: conv + last_seq received; server: cmid + id + conv + seq accepted */
     MSG_ERROR,   /* server: code, text (reason), cmid (the frame refused), retry */
     /* agent commands and views */
-    MSG_PRESENCE, /* agent status: code = online | away | offline */
+    MSG_PRESENCE, /* agent status: code = online | away | offline (from clients);
+                     internally also connect | disconnect with sock, skills, cap */
     MSG_PICK,     /* agent pulls conv from a queue */
     MSG_CLOSE,    /* agent closes conv, code = resolution */
     MSG_QUEUE,    /* server: snapshot of queue `queue` in items[] */
@@ -118,28 +120,28 @@ typedef struct msg_meta {
 
 typedef struct msg_queue_item {
     char conv[MSG_ID_MAX];
-    uint32_t position;  /* 1-based */
-    int64_t since_ms;   /* when it started waiting (unix ms) */
+    uint32_t position; /* 1-based */
+    int64_t since_ms;  /* when it started waiting (unix ms) */
     msg_channel channel;
-    uint8_t priority;   /* 0..9, higher first */
+    uint8_t priority; /* 0..9, higher first */
     char preview[MSG_PREVIEW_MAX];
 } msg_queue_item;
 
 typedef struct msg {
-    uint8_t v;               /* MSG_VERSION */
+    uint8_t v; /* MSG_VERSION */
     msg_type type;
-    char id[MSG_ID_MAX];     /* server message id, set by the gateway */
-    char cmid[MSG_ID_MAX];   /* client message id, for idempotent re-sends */
-    char conv[MSG_ID_MAX];   /* conversation id */
-    uint64_t seq;            /* per-conversation sequence number, 0 = none */
+    char id[MSG_ID_MAX];   /* server message id, set by the gateway */
+    char cmid[MSG_ID_MAX]; /* client message id, for idempotent re-sends */
+    char conv[MSG_ID_MAX]; /* conversation id */
+    uint64_t seq;          /* per-conversation sequence number, 0 = none */
     msg_channel channel;
     msg_dir dir;
-    msg_role role;           /* sender role */
+    msg_role role; /* sender role */
     char sender_id[MSG_ID_MAX];
     char sender_name[MSG_NAME_MAX];
-    int64_t ts_client_ms;    /* when the client says it sent it (unix ms), 0 = unknown */
-    int64_t ts_ms;           /* when the gateway received / the router produced it */
-    char *text;              /* UTF-8, NUL-terminated, owned; NULL = none */
+    int64_t ts_client_ms; /* when the client says it sent it (unix ms), 0 = unknown */
+    int64_t ts_ms;        /* when the gateway received / the router produced it */
+    char *text;           /* UTF-8, NUL-terminated, owned; NULL = none */
     size_t text_len;
     msg_attachment att[MSG_ATT_MAX];
     uint8_t n_att;
@@ -156,8 +158,13 @@ typedef struct msg {
     uint8_t retry;           /* errors: 1 = the client may retry the same frame */
     uint8_t priority;        /* 0..9 */
     char token[MSG_TOKEN_MAX];
-    uint64_t last_seq;       /* hello: resume after this seq; ack/read: highest seq received */
-    msg_queue_item *items;   /* owned; queue snapshots */
+    uint64_t last_seq; /* hello: resume after this seq; ack/read: highest seq received */
+    /* internal presence frames (gateway -> router): the agent's connection and profile */
+    char sock[MSG_ID_MAX];                     /* "<gateway id>:<connection id>" */
+    char skills[MSG_SKILLS_MAX][MSG_CODE_MAX]; /* queue names the agent serves */
+    uint8_t n_skills;
+    uint16_t cap;          /* max concurrent conversations */
+    msg_queue_item *items; /* owned; queue snapshots */
     uint32_t n_items;
 } msg;
 
@@ -178,9 +185,10 @@ int msg_set_text(msg *m, const char *s, size_t len, cg_err *err);
 int msg_validate(const msg *m, msg_origin origin, cg_err *err);
 
 /* Decode JSON (UTF-8 text) / msgpack bytes into m (which must be msg_init()ed; it is msg_free()d
- * first). Unknown fields are ignored; wrong types, over-long strings, invalid UTF-8 and unknown enum
- * names are errors ("bad_json" / "bad_msgpack" for syntax, then as msg_validate). Decoding does
- * not run msg_validate: call it with the right origin. On error m is left msg_init()ed. */
+ * first). Unknown fields are ignored; wrong types, over-long strings, invalid UTF-8 and unknown
+ * enum names are errors ("bad_json" / "bad_msgpack" for syntax, then as msg_validate). Decoding
+ * does not run msg_validate: call it with the right origin. On error m is left msg_init()ed, but
+ * for its cmid when readable. */
 int msg_decode_json(msg *m, const char *buf, size_t len, cg_err *err);
 int msg_decode_msgpack(msg *m, const char *buf, size_t len, cg_err *err);
 

@@ -1,0 +1,122 @@
+/* util.c -- see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+/* Compares every byte position up to max(alen, blen); positions past the end of the shorter
+ * string compare against 0 and the length difference is folded into the result, so the time
+ * depends only on the two lengths. */
+int cg_ct_equal(const void *a, size_t alen, const void *b, size_t blen) {
+    const volatile unsigned char *pa = a, *pb = b;
+    size_t n = alen > blen ? alen : blen;
+    size_t lendiff = alen ^ blen;
+    unsigned char acc = 0;
+
+    for (size_t i = 0; i < sizeof(lendiff); i++)
+        acc |= (unsigned char)(lendiff >> (8 * i));
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ca = i < alen ? pa[i] : 0;
+        unsigned char cb = i < blen ? pb[i] : 0;
+        acc |= ca ^ cb;
+    }
+    return acc == 0;
+}
+
+int64_t cg_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cg_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+int cg_rand_hex(char *out, size_t nbytes) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char buf[64];
+    size_t done = 0;
+
+    while (done < nbytes) {
+        size_t chunk = nbytes - done < sizeof(buf) ? nbytes - done : sizeof(buf);
+        if (RAND_bytes(buf, (int)chunk) != 1) {
+            out[0] = '\0';
+            return -1;
+        }
+        for (size_t i = 0; i < chunk; i++) {
+            out[2 * (done + i)] = hex[buf[i] >> 4];
+            out[2 * (done + i) + 1] = hex[buf[i] & 0x0f];
+        }
+        done += chunk;
+    }
+    out[2 * nbytes] = '\0';
+    return 0;
+}
+
+int cg_id_new(char out[33]) {
+    return cg_rand_hex(out, 16);
+}
+
+size_t cg_strlcpy(char *dst, const char *src, size_t n) {
+    size_t len = strlen(src);
+    if (n == 0) return len;
+    size_t c = len < n - 1 ? len : n - 1;
+    memcpy(dst, src, c);
+    dst[c] = '\0';
+    return len;
+}
+
+/* Accepts an optional sign and at least one digit, nothing else (no spaces, no hex). */
+int cg_parse_ll(const char *s, long long min, long long max, long long *out) {
+    if (!s) return -1;
+    const char *p = s;
+    if (*p == '-' || *p == '+') p++;
+    if (*p == '\0') return -1;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9') return -1;
+
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || !end || *end != '\0') return -1;
+    if (v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+/* "host:port" or "[v6addr]:port"; the host is copied without brackets and must be non-empty;
+ * an unbracketed host may not contain ':'. */
+int cg_parse_hostport(const char *s, char *host, size_t hn, int *port) {
+    if (!s || !host || hn == 0) return -1;
+    const char *hs, *he, *colon;
+
+    if (s[0] == '[') {
+        hs = s + 1;
+        he = strchr(hs, ']');
+        if (!he || he[1] != ':') return -1;
+        colon = he + 1;
+    } else {
+        hs = s;
+        colon = strchr(s, ':');
+        if (!colon || strchr(colon + 1, ':')) return -1;
+        he = colon;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= hn) return -1;
+
+    long long p;
+    if (colon[1] == '+' || colon[1] == '-') return -1;
+    if (cg_parse_ll(colon + 1, 1, 65535, &p) != 0) return -1;
+
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}

@@ -1,0 +1,416 @@
+/* client.c -- what a client's frame does.
+ *
+ * Every frame is decoded (JSON or msgpack by the session's codec), validated for the client's
+ * origin, and then:
+ *   hello             authenticate (agent JWT / customer token, minted on first connect), welcome,
+ *                     follow the client's conversations from its resume point
+ *   text, attachment  stamp and store: FCALL cg_append (one round trip), then ack with the seq
+ *   typing, read      FCALL cg_append ... eph (relayed, not stored)
+ *   presence, pick,   agent commands: XADD cg:in for the routers, ack when stored
+ *   close
+ *   ack               the client's receipt; resume points are the client's (hello.last_seq)
+ * Errors name the problem (docs/protocol.md) and never close the connection, except bad tokens. */
+#include "gw.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+/* A pending Redis request for a client frame. */
+typedef struct req {
+    sess *s;
+    char cmid[MSG_ID_MAX];
+    char id[MSG_ID_MAX];
+    msg_type type;
+} req;
+
+static req *req_new(sess *s, const msg *m) {
+    req *q = calloc(1, sizeof(*q));
+    if (!q) return NULL;
+    q->s = sess_ref(s);
+    snprintf(q->cmid, sizeof(q->cmid), "%s", m->cmid);
+    snprintf(q->id, sizeof(q->id), "%s", m->id);
+    q->type = m->type;
+    return q;
+}
+
+static void req_free(req *q) {
+    sess_unref(q->s);
+    free(q);
+}
+
+/* Map a Redis error from cg_append ("NOTASSIGNED ...") to a wire error. */
+static void send_redis_error(sess *s, const redisReply *r, const char *cmid) {
+    if (!r) {
+        sess_send_error(s, "unavailable", "storage is unreachable; send the same frame again later",
+                        cmid, 1);
+        return;
+    }
+    const char *e = r->str ? r->str : "";
+    if (!strncmp(e, "NOTASSIGNED", 11))
+        sess_send_error(s, "not_assigned", "this conversation is not assigned to you", cmid, 0);
+    else if (!strncmp(e, "NOTYOURS", 8))
+        sess_send_error(s, "not_yours", "this conversation is not yours", cmid, 0);
+    else if (!strncmp(e, "CLOSED", 6))
+        sess_send_error(s, "closed", "this conversation is closed", cmid, 0);
+    else {
+        log_error("client %s: redis error: %s", s->sock, e);
+        sess_send_error(s, "unavailable", "storage error; send the same frame again later", cmid,
+                        1);
+    }
+}
+
+/* ---- hello ---- */
+
+static void welcome(sess *s, const char *token) {
+    msg m;
+    msg_init(&m);
+    m.type = MSG_WELCOME;
+    m.role = s->role == SESS_AGENT ? ROLE_AGENT : ROLE_CUSTOMER;
+    snprintf(m.sender_id, sizeof(m.sender_id), "%s", s->who.sub);
+    snprintf(m.sender_name, sizeof(m.sender_name), "%s", s->who.name);
+    if (token) snprintf(m.token, sizeof(m.token), "%s", token);
+    snprintf(m.conv, sizeof(m.conv), "%s", s->conv);
+    if (s->role == SESS_AGENT) {
+        m.cap = (uint16_t)s->who.cap;
+        for (int i = 0; i < s->who.n_skills && i < MSG_SKILLS_MAX; i++)
+            snprintf(m.skills[m.n_skills++], MSG_CODE_MAX, "%s", s->who.skills[i]);
+    }
+    sess_send_msg(s, &m);
+    msg_free(&m);
+}
+
+/* Send an internal frame to the routers (XADD cg:in). cb gets the reply; NULL: fire and forget. */
+static int to_routers(msg *m, const char *conv, rconn_reply_fn *cb, void *priv) {
+    size_t n;
+    unsigned char *p = msg_encode_msgpack(m, 0, &n);
+    if (!p) return -1;
+    const char *argv[] = {"XADD", "cg:in", "*", "c", conv, "s", "0", "m", (const char *)p};
+    size_t lens[] = {4, 5, 1, 1, strlen(conv), 1, 1, 1, n};
+    int rc = rconn_cmdargv(G.redis, cb, priv, 9, argv, lens);
+    free(p);
+    return rc;
+}
+
+static void agent_presence(sess *s, const char *code) {
+    msg m;
+    msg_init(&m);
+    m.type = MSG_PRESENCE;
+    m.role = ROLE_AGENT;
+    m.dir = DIR_IN;
+    m.ts_ms = cg_now_ms();
+    cg_id_new(m.id);
+    snprintf(m.code, sizeof(m.code), "%s", code);
+    snprintf(m.sender_id, sizeof(m.sender_id), "%s", s->who.sub);
+    snprintf(m.sender_name, sizeof(m.sender_name), "%s", s->who.name);
+    snprintf(m.sock, sizeof(m.sock), "%s", s->sock);
+    m.cap = (uint16_t)s->who.cap;
+    for (int i = 0; i < s->who.n_skills && i < MSG_SKILLS_MAX; i++)
+        snprintf(m.skills[m.n_skills++], MSG_CODE_MAX, "%s", s->who.skills[i]);
+    if (to_routers(&m, "", NULL, NULL) < 0)
+        log_warn("client %s: presence %s not sent (redis down)", s->sock, code);
+    msg_free(&m);
+}
+
+static void hello_agent(sess *s, const msg *m) {
+    cg_err err;
+    if (!m->token[0] ||
+        token_verify(m->token, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), &s->who,
+                     &err) < 0 ||
+        s->who.role != TOKEN_AGENT) {
+        const char *code =
+            m->token[0] && !strcmp(err.code, "expired_token") ? "expired_token" : "bad_token";
+        log_info("client %s: agent authentication failed (%s)", s->sock, code);
+        sess_send_error(s, code, "a valid agent token is required", m->cmid, 0);
+        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
+        return;
+    }
+    if (!s->who.name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", s->who.sub);
+    s->authed = 1;
+    lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
+    log_info("client %s: agent %s signed in", s->sock, s->who.sub);
+    welcome(s, NULL);
+    sub_watch_agent(s);
+    for (int i = 0; i < s->who.n_skills; i++)
+        sub_watch_queue(s, s->who.skills[i]);
+    agent_presence(s, "connect");
+}
+
+static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (!s->wsi) {
+        req_free(q);
+        return;
+    }
+    s->hello_pending = 0;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", q->cmid,
+                        1);
+        req_free(q);
+        return;
+    }
+    if (r->type == REDIS_REPLY_STRING) snprintf(s->conv, sizeof(s->conv), "%s", r->str);
+    s->authed = 1;
+    lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
+    char *token = NULL;
+    token_claims c = s->who;
+    c.iat = cg_now_s();
+    c.exp = c.iat + G.cfg.customer_token_ttl;
+    if (token_sign(&c, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), &token, NULL) < 0)
+        log_error("client %s: cannot sign a customer token", s->sock);
+    welcome(s, token);
+    free(token);
+    if (s->conv[0]) {
+        uint64_t after = !strcmp(s->hello_conv, s->conv) ? s->hello_last_seq : 0;
+        sub_watch_conv(s, s->conv, after, CH_WEB);
+    }
+    req_free(q);
+}
+
+static void hello_customer(sess *s, const msg *m) {
+    cg_err err;
+    if (m->token[0]) {
+        if (token_verify(m->token, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), &s->who,
+                         &err) < 0 ||
+            s->who.role != TOKEN_CUSTOMER) {
+            log_info("client %s: customer token refused", s->sock);
+            sess_send_error(s, "bad_token",
+                            "the session token is not valid; connect without one "
+                            "to start a new session",
+                            m->cmid, 0);
+            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
+            return;
+        }
+    } else {
+        memset(&s->who, 0, sizeof(s->who));
+        s->who.role = TOKEN_CUSTOMER;
+        cg_id_new(s->who.sub);
+    }
+    if (m->sender_name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", m->sender_name);
+    s->identity = m->identity;
+    snprintf(s->identity.customer_id, sizeof(s->identity.customer_id), "%s", s->who.sub);
+    snprintf(s->hello_conv, sizeof(s->hello_conv), "%s", m->conv);
+    s->hello_last_seq = m->last_seq;
+    req *q = req_new(s, m);
+    if (!q) return;
+    char key[MSG_ID_MAX + 16];
+    snprintf(key, sizeof(key), "cg:cust:%s", s->who.sub);
+    s->hello_pending = 1;
+    if (rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
+        s->hello_pending = 0;
+        sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", m->cmid,
+                        1);
+        req_free(q);
+    }
+}
+
+/* ---- messages ---- */
+
+/* cg_append reply: [conv, seq, dup]. */
+static void append_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (!s->wsi) {
+        req_free(q);
+        return;
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        if (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT || !r) send_redis_error(s, r, q->cmid);
+        req_free(q);
+        return;
+    }
+    const char *conv = r->element[0]->str ? r->element[0]->str : "";
+    long long seq = r->element[1]->integer, dup = r->element[2]->integer;
+    if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv)) {
+        /* First message, or first after a close: a new conversation. */
+        if (s->conv[0]) sub_unwatch_conv(s, s->conv);
+        snprintf(s->conv, sizeof(s->conv), "%s", conv);
+        sub_watch_conv(s, conv, 0, CH_WEB);
+    }
+    if (seq > 0) {
+        msg a;
+        msg_init(&a);
+        a.type = MSG_ACK;
+        snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
+        if (!dup) snprintf(a.id, sizeof(a.id), "%s", q->id);
+        snprintf(a.conv, sizeof(a.conv), "%s", conv);
+        a.seq = (uint64_t)seq;
+        sess_send_msg(s, &a);
+        msg_free(&a);
+    }
+    req_free(q);
+}
+
+/* Stamp m as coming from s and store it with cg_append in the given mode. */
+static void store(sess *s, msg *m, const char *mode) {
+    int agent = s->role == SESS_AGENT;
+    m->role = agent ? ROLE_AGENT : ROLE_CUSTOMER;
+    m->dir = agent ? DIR_OUT : DIR_IN;
+    m->channel = agent ? sub_conv_channel(s, m->conv) : CH_WEB;
+    snprintf(m->sender_id, sizeof(m->sender_id), "%s", s->who.sub);
+    snprintf(m->sender_name, sizeof(m->sender_name), "%s", s->who.name);
+    if (!agent) {
+        m->identity = s->identity;
+        snprintf(m->conv, sizeof(m->conv), "%s", s->conv);
+    }
+    m->ts_ms = cg_now_ms();
+    cg_id_new(m->id);
+    char conv[MSG_ID_MAX];
+    snprintf(conv, sizeof(conv), "%s", m->conv);
+    m->conv[0] = 0; /* the log key and the pub/sub channel carry it */
+    m->seq = 0;
+    size_t n;
+    unsigned char *p = msg_encode_msgpack(m, 0, &n);
+    req *q = req_new(s, m);
+    if (!p || !q) {
+        free(p);
+        if (q) req_free(q);
+        sess_send_error(s, "unavailable", "out of memory", m->cmid, 1);
+        return;
+    }
+    char newconv[33], now[24];
+    cg_id_new(newconv);
+    snprintf(now, sizeof(now), "%lld", (long long)m->ts_ms);
+    char preview[MSG_PREVIEW_MAX] = "";
+    if (m->text) {
+        size_t k = m->text_len < sizeof(preview) - 1 ? m->text_len : sizeof(preview) - 1;
+        while (k > 0 && k < m->text_len && ((unsigned char)m->text[k] & 0xC0) == 0x80)
+            k--;
+        memcpy(preview, m->text, k);
+        preview[k] = 0;
+    }
+    const char *argv[] = {"FCALL",    "cg_append",
+                          "0",        conv,
+                          m->cmid,    msg_role_name(m->role),
+                          s->who.sub, (const char *)p,
+                          newconv,    msg_channel_name(m->channel),
+                          now,        mode,
+                          preview};
+    size_t lens[13];
+    for (int i = 0; i < 13; i++)
+        lens[i] = strlen(argv[i]);
+    lens[7] = n;
+    if (rconn_cmdargv(G.redis, append_done, q, 13, argv, lens) < 0) {
+        if (!strcmp(mode, "log")) send_redis_error(s, NULL, m->cmid);
+        req_free(q);
+    } else
+        G.msgs_in++;
+    free(p);
+}
+
+/* XADD reply for an agent command: ack the cmid. */
+static void command_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (s->wsi) {
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            send_redis_error(s, r, q->cmid);
+        else if (q->cmid[0]) {
+            msg a;
+            msg_init(&a);
+            a.type = MSG_ACK;
+            snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
+            snprintf(a.id, sizeof(a.id), "%s", q->id);
+            sess_send_msg(s, &a);
+            msg_free(&a);
+        }
+    }
+    req_free(q);
+}
+
+/* Agent commands are decided by a router (which answers errors on cg:a:<agent>). */
+static void command(sess *s, msg *m) {
+    m->role = ROLE_AGENT;
+    m->dir = DIR_IN;
+    m->ts_ms = cg_now_ms();
+    cg_id_new(m->id);
+    snprintf(m->sender_id, sizeof(m->sender_id), "%s", s->who.sub);
+    snprintf(m->sender_name, sizeof(m->sender_name), "%s", s->who.name);
+    snprintf(m->sock, sizeof(m->sock), "%s", s->sock);
+    req *q = req_new(s, m);
+    if (!q) return;
+    char conv[MSG_ID_MAX];
+    snprintf(conv, sizeof(conv), "%s", m->conv);
+    if (to_routers(m, conv, command_done, q) < 0) {
+        send_redis_error(s, NULL, m->cmid);
+        req_free(q);
+    }
+}
+
+/* ---- entry points ---- */
+
+static void dispatch(sess *s, msg *m) {
+    switch (m->type) {
+    case MSG_TEXT:
+    case MSG_ATTACHMENT:
+    case MSG_RATING:
+        store(s, m, "log");
+        return;
+    case MSG_TYPING:
+    case MSG_READ:
+        if (s->role == SESS_CUSTOMER && !s->conv[0]) return; /* nobody to tell yet */
+        store(s, m, "eph");
+        return;
+    case MSG_PRESENCE:
+    case MSG_PICK:
+    case MSG_CLOSE:
+        command(s, m);
+        return;
+    case MSG_ACK:
+        return; /* receipts: the client's hello.last_seq is the resume point */
+    case MSG_HELLO:
+        sess_send_error(s, "bad_type", "hello was already accepted on this connection", m->cmid, 0);
+        return;
+    default:
+        sess_send_error(s, "bad_type", "this frame type cannot be sent here", m->cmid, 0);
+    }
+}
+
+void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
+    msg m;
+    msg_init(&m);
+    cg_err err;
+    int rc = s->codec == CODEC_MSGPACK || binary
+                 ? msg_decode_msgpack(&m, (const char *)buf, len, &err)
+                 : msg_decode_json(&m, (const char *)buf, len, &err);
+    msg_origin origin = s->role == SESS_AGENT ? ORIGIN_AGENT : ORIGIN_CUSTOMER;
+    if (rc == 0) rc = msg_validate(&m, origin, &err);
+    if (rc < 0) {
+        log_debug("client %s: refused frame: %s", s->sock, err.code);
+        sess_send_error(s, err.code, err.msg, m.cmid[0] ? m.cmid : NULL, 0);
+        msg_free(&m);
+        return;
+    }
+    if (!sess_rate_ok(s, (uint64_t)cg_now_ms(), (double)G.cfg.rate_msgs,
+                      (double)G.cfg.rate_burst)) {
+        sess_send_error(s, "rate_limited", "too many frames; slow down and send it again", m.cmid,
+                        1);
+        if (++s->rejected_in_row > 10 * (unsigned)G.cfg.rate_burst)
+            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "flood");
+        msg_free(&m);
+        return;
+    }
+    s->rejected_in_row = 0;
+    if (!s->authed) {
+        if (m.type != MSG_HELLO)
+            sess_send_error(s, "hello_required", "the first frame must be hello", m.cmid, 0);
+        else if (s->hello_pending)
+            sess_send_error(s, "bad_type", "hello is already being processed", m.cmid, 0);
+        else if (s->role == SESS_AGENT)
+            hello_agent(s, &m);
+        else
+            hello_customer(s, &m);
+        msg_free(&m);
+        return;
+    }
+    dispatch(s, &m);
+    msg_free(&m);
+}
+
+void client_closed(sess *s) {
+    if (s->role == SESS_AGENT && s->authed) agent_presence(s, "disconnect");
+}

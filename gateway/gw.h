@@ -1,0 +1,192 @@
+/* gw.h -- the gateway's shared state and the interfaces between its modules.
+ *
+ *   main.c    configuration, the loop, the lws context, Redis connections, shutdown
+ *   ws.c      the lws protocol callback: handshake, frame reassembly, writes (ws_)
+ *   http.c    /healthz and the static-file mounts (http_)
+ *   sess.c    one client connection: identity, send queue, rate limit (sess_)
+ *   frame.c   refcounted encoded frames shared by many send queues (frame_)
+ *   sub.c     pub/sub channels, watchers and catch-up from the conversation log (sub_)
+ *   client.c  what a client frame does: hello, messages, commands (client_)
+ */
+#ifndef CG_GW_H
+#define CG_GW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+#include <libwebsockets.h>
+
+#include "../common/err.h"
+#include "../common/rconn.h"
+#include "../common/token.h"
+#include "../proto/msg.h"
+
+/* ---- configuration ---- */
+typedef struct gw_config {
+    char listen[128];
+    char gateway_id[40];
+    char www_dir[512];
+    char redis_url[512];
+    char log_level[16];
+    char jwt_secret[256];
+    char allowed_origins[1024];
+    long long max_frame;
+    long long send_queue_max;
+    long long rate_msgs;
+    long long rate_burst;
+    long long customer_token_ttl;
+    long long hello_timeout_ms;
+} gw_config;
+
+/* ---- frames ---- */
+typedef enum codec { CODEC_JSON = 0, CODEC_MSGPACK = 1 } codec;
+
+/* An encoded frame ready for lws_write: LWS_PRE bytes of headroom, then len bytes. Shared by the
+ * send queues of every session it goes to; freed when the last reference is dropped. */
+typedef struct frame {
+    unsigned refs;
+    size_t len;
+    unsigned char *buf; /* malloc'd; payload at buf + LWS_PRE */
+} frame;
+
+/* Encode m for codec c; NULL on allocation failure. The caller owns one reference. */
+frame *frame_encode(const msg *m, codec c);
+frame *frame_ref(frame *f);
+void frame_unref(frame *f);
+
+/* Lazily encodes one msg in both codecs, at most once each (fan-out to many sessions). */
+typedef struct frame_cache {
+    const msg *m;
+    frame *f[2];
+} frame_cache;
+frame *frame_cache_get(frame_cache *fc, codec c); /* borrowed: frame_ref it to keep it */
+void frame_cache_release(frame_cache *fc);
+
+/* ---- sessions ---- */
+typedef struct watch watch;
+
+typedef enum sess_role { SESS_CUSTOMER = 1, SESS_AGENT } sess_role;
+
+typedef struct sess {
+    struct lws *wsi;       /* NULL once the connection is gone */
+    unsigned refs;         /* 1 for the connection + 1 per pending Redis reply */
+    uint64_t num;          /* connection number within this gateway */
+    char sock[MSG_ID_MAX]; /* "<gateway id>:<num>" */
+    sess_role role;
+    codec codec;
+    int authed;        /* hello accepted */
+    int hello_pending; /* hello being processed */
+    int closing;       /* close requested: stop queueing */
+    int close_code;
+    char close_reason[64];
+    token_claims who;      /* verified identity */
+    msg_identity identity; /* customers: what the widget told us */
+    char conv[MSG_ID_MAX]; /* customers: current conversation */
+    uint64_t hello_last_seq;
+    char hello_conv[MSG_ID_MAX];
+    /* send queue: ring of frames */
+    frame **q;
+    unsigned q_cap, q_head, q_len;
+    /* rate limit: token bucket */
+    double tokens;
+    uint64_t tokens_at_ms;
+    unsigned rejected_in_row;
+    /* rx reassembly */
+    unsigned char *rx;
+    size_t rx_len, rx_cap;
+    watch *watches;           /* this session's watches (sub.c) */
+    struct sess *next, *prev; /* all sessions */
+} sess;
+
+/* Create a session for a new connection (one reference, held by the connection). */
+sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned q_cap);
+sess *sess_ref(sess *s);
+/* Drop a reference; the last one frees the session (never call from inside lws for a live wsi). */
+void sess_unref(sess *s);
+/* The connection is gone: detach from lws, drop watches and the connection's reference. */
+void sess_detach(sess *s);
+/* Queue a frame (takes a new reference). Returns 0, or -1 when the queue is full or the session
+ * is closing (the frame is not queued). */
+int sess_send(sess *s, frame *f);
+/* Encode and queue m; -1 as sess_send or on encoding failure. */
+int sess_send_msg(sess *s, const msg *m);
+/* Queue an error frame (code, reason, cmid of the refused frame, retry). */
+void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry);
+/* Room left in the send queue. */
+unsigned sess_room(const sess *s);
+/* Pop the next frame to write (caller unrefs it after writing), NULL if empty. */
+frame *sess_pop(sess *s);
+/* Ask lws to close the connection with code and reason after the queued frames are written. */
+void sess_close(sess *s, int code, const char *reason);
+/* Token bucket: 1 when a frame may pass now, 0 when over the limit. */
+int sess_rate_ok(sess *s, uint64_t now_ms, double rate, double burst);
+
+/* ---- subscriptions (sub.c) ---- */
+typedef enum watch_kind { WATCH_CONV = 0, WATCH_AGENT, WATCH_QUEUE } watch_kind;
+
+/* Start following a conversation for s, sending every logged message with seq > after
+ * (catch-up from the log, then live). Idempotent per (s, conv). */
+int sub_watch_conv(sess *s, const char *conv, uint64_t after, msg_channel ch);
+/* Follow the agent channel (assignments, errors) and the agent's current conversations. */
+int sub_watch_agent(sess *s);
+/* Follow queue snapshots of a queue. */
+int sub_watch_queue(sess *s, const char *queue);
+/* Stop following one conversation / everything (on disconnect). */
+void sub_unwatch_conv(sess *s, const char *conv);
+void sub_unwatch_all(sess *s);
+/* The session's send queue has room again: resume catch-up of its conversations. */
+void sub_drained(sess *s);
+/* The channel of a conversation the agent session follows (for replies), CH_WEB if unknown. */
+msg_channel sub_conv_channel(sess *s, const char *conv);
+/* Redis pub/sub connection came up / went down. */
+void sub_on_redis_up(void);
+void sub_on_redis_down(void);
+/* The command connection came back: re-sync every watcher of a confirmed channel. */
+void sub_on_cmd_up(void);
+void sub_shutdown(void);
+
+/* ---- client frames (client.c) ---- */
+/* Handle one complete frame from a client (bytes owned by the caller). */
+void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
+/* The connection closed: tell the router (agents) and release what the session holds. */
+void client_closed(sess *s);
+
+/* ---- http (http.c) ---- */
+/* Answer an HTTP request on a callback mount; returns what the lws callback should return. */
+int http_request(struct lws *wsi, const char *uri);
+int http_writeable(struct lws *wsi, void *pss);
+extern const struct lws_http_mount *http_mounts;
+void http_setup_mounts(const char *www_dir);
+
+/* ---- ws (ws.c) ---- */
+extern const struct lws_protocols ws_protocols[];
+/* Request a writeable callback for s (no-op if gone). */
+void ws_want_write(sess *s);
+/* Per-connection data lws allocates for us. */
+typedef struct ws_pss {
+    sess *s;
+    char *http_body; /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
+    size_t http_len;
+} ws_pss;
+
+/* ---- the process (main.c) ---- */
+typedef struct gw {
+    gw_config cfg;
+    uv_loop_t *loop;
+    struct lws_context *lws;
+    rconn *redis;   /* commands */
+    rconn *sub;     /* pub/sub */
+    sess *sessions; /* all live sessions */
+    unsigned n_sessions;
+    uint64_t next_sess_num;
+    int stopping;
+    uint64_t msgs_in, msgs_out;
+} gw;
+
+extern gw G;
+
+/* Origin allowlist check: 1 when origin (may be NULL: non-browser clients) may connect. */
+int gw_origin_allowed(const char *origin, const char *host);
+
+#endif

@@ -1,0 +1,85 @@
+/* http.c -- plain HTTP on the gateway's listener: /healthz and the static pages.
+ *
+ * Static files (the demo widget at / and the agent console at /agent) are served by lws file
+ * mounts from www_dir. Callback mounts (/healthz) answer here: the response is prepared in
+ * http_request() and written in one go from HTTP_WRITEABLE. */
+#include "gw.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+static struct lws_http_mount m_root, m_agent, m_healthz;
+const struct lws_http_mount *http_mounts = &m_healthz;
+
+void http_setup_mounts(const char *www_dir) {
+    memset(&m_healthz, 0, sizeof(m_healthz));
+    m_healthz.mountpoint = "/healthz";
+    m_healthz.mountpoint_len = (unsigned char)strlen("/healthz");
+    m_healthz.origin = "chatgw.json.v1";
+    m_healthz.origin_protocol = LWSMPRO_CALLBACK;
+    m_healthz.mount_next = &m_agent;
+
+    memset(&m_agent, 0, sizeof(m_agent));
+    m_agent.mountpoint = "/agent";
+    m_agent.mountpoint_len = (unsigned char)strlen("/agent");
+    m_agent.origin = www_dir;
+    m_agent.def = "agent.html";
+    m_agent.origin_protocol = LWSMPRO_FILE;
+    m_agent.mount_next = &m_root;
+
+    memset(&m_root, 0, sizeof(m_root));
+    m_root.mountpoint = "/";
+    m_root.mountpoint_len = 1;
+    m_root.origin = www_dir;
+    m_root.def = "index.html";
+    m_root.origin_protocol = LWSMPRO_FILE;
+}
+
+/* Write the status and headers now (allowed in the HTTP callback) and keep a copy of body for
+ * HTTP_WRITEABLE, where it is written in one lws_write. */
+static int http_respond(struct lws *wsi, int status, const char *type, const char *body) {
+    ws_pss *pss = lws_wsi_user(wsi);
+    if (!pss) return -1;
+    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof(buf) - 1;
+    size_t len = strlen(body);
+    if (lws_add_http_common_headers(wsi, (unsigned)status, type, (lws_filepos_t)len, &p, end))
+        return 1;
+    if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end))
+        return 1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
+    free(pss->http_body);
+    pss->http_body = malloc(LWS_PRE + len);
+    if (!pss->http_body) return -1;
+    memcpy(pss->http_body + LWS_PRE, body, len);
+    pss->http_len = len;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+int http_request(struct lws *wsi, const char *uri) {
+    (void)uri;
+    char body[256];
+    int up = rconn_is_up(G.redis) && rconn_is_up(G.sub);
+    snprintf(body, sizeof(body),
+             "{\"status\":\"%s\",\"redis\":\"%s\",\"gateway\":\"%s\",\"connections\":%u}\n",
+             up ? "ok" : "unavailable", up ? "up" : "down", G.cfg.gateway_id, G.n_sessions);
+    return http_respond(wsi, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                        "application/json", body);
+}
+
+int http_writeable(struct lws *wsi, void *user) {
+    ws_pss *pss = user;
+    if (!pss || !pss->http_body) return 0;
+    int n = lws_write(wsi, (unsigned char *)pss->http_body + LWS_PRE, pss->http_len,
+                      LWS_WRITE_HTTP_FINAL);
+    free(pss->http_body);
+    pss->http_body = NULL;
+    if (n < 0) return -1;
+    if (lws_http_transaction_completed(wsi)) return -1;
+    return 0;
+}

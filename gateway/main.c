@@ -1,0 +1,265 @@
+/* main.c -- the gateway process: configuration, one libuv loop, lws, Redis, shutdown.
+ *
+ * libwebsockets runs on our loop as a foreign loop (LWS_SERVER_OPTION_LIBUV + foreign_loops) and
+ * hiredis is attached to the same loop by rconn. Shutdown (SIGINT/SIGTERM): tell the routers the
+ * agents are gone, wait for Redis to have it (PING), close Redis, destroy the lws context, run the
+ * loop until every handle is closed; exit 0 only if uv_loop_close() returned 0. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw.h"
+
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/loop.h"
+#include "../common/util.h"
+
+extern unsigned char redis_conv_lua[];
+extern unsigned int redis_conv_lua_len;
+
+gw G;
+
+#define O_STR(n, d, field, h)                                                                      \
+    { n, CFG_STR, d, G.cfg.field, sizeof(G.cfg.field), 0, 0, h }
+#define O_INT(n, d, field, lo, hi, h)                                                              \
+    { n, CFG_INT, d, &G.cfg.field, 0, lo, hi, h }
+
+static const cfg_opt gw_opts[] = {
+    O_STR("listen", "127.0.0.1:8080", listen, "host:port to listen on"),
+    O_STR("gateway_id", "", gateway_id, "unique id of this gateway (default host-pid)"),
+    O_STR("www_dir", "gateway/www", www_dir, "directory of the demo pages"),
+    O_STR("redis_url", "redis://127.0.0.1:6379", redis_url, "Redis to use"),
+    O_STR("log_level", "info", log_level, "debug, info, warn or error"),
+    O_STR("jwt_secret", "", jwt_secret, "HS256 secret for session tokens (>= 32 bytes)"),
+    O_STR("allowed_origins", "", allowed_origins,
+          "comma-separated browser origins allowed to connect (the gateway's own always is)"),
+    O_INT("max_frame", "65536", max_frame, 256, 16777216, "largest client frame, bytes"),
+    O_INT("send_queue_max", "256", send_queue_max, 8, 65536, "frames queued per connection"),
+    O_INT("rate_msgs", "20", rate_msgs, 1, 100000, "frames per second per connection"),
+    O_INT("rate_burst", "40", rate_burst, 1, 100000, "burst of frames per connection"),
+    O_INT("customer_token_ttl", "2592000", customer_token_ttl, 60, 315360000,
+          "lifetime of customer session tokens, seconds"),
+    O_INT("hello_timeout_ms", "10000", hello_timeout_ms, 100, 600000,
+          "time a new connection has to say hello"),
+    {NULL, 0, NULL, NULL, 0, 0, 0, NULL}};
+
+/* Keys of the other process's sections in the shared config file are not ours: accept them. */
+static int gw_cfg_extra(void *priv, const char *section, const char *key, const char *value,
+                        cg_err *err) {
+    if (!strcmp(section, "router") || !strncmp(section, "queue", 5)) return 0;
+    return cg_err_set(err, "bad_config", "unknown key '%s' in section [%s]", key, section);
+}
+
+int gw_origin_allowed(const char *origin, const char *host) {
+    if (!origin) return 1; /* not a browser */
+    const char *o = strstr(origin, "://");
+    if (o && host && host[0] && !strcmp(o + 3, host)) return 1; /* same origin */
+    size_t n = strlen(origin);
+    for (const char *p = G.cfg.allowed_origins; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len == n && !memcmp(p, origin, n)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static void lws_log(int level, const char *line) {
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_write(level & LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+/* ---- Redis ---- */
+
+/* Say "ready" once, when both Redis connections first come up (tests and operators wait on it). */
+static void maybe_ready(void) {
+    static int said;
+    if (said || !rconn_is_up(G.redis) || !rconn_is_up(G.sub)) return;
+    said = 1;
+    log_info("gateway %s ready", G.cfg.gateway_id);
+}
+
+static void on_function_loaded(rconn *rc, redisReply *r, void *priv) {
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        log_error("redis: FUNCTION LOAD chatgw_conv failed: %s", r ? r->str : "no reply");
+}
+
+static void on_cmd_state(rconn *rc, int up, void *priv) {
+    if (!up) {
+        log_warn("redis: command connection down");
+        return;
+    }
+    const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", (const char *)redis_conv_lua};
+    size_t lens[] = {8, 4, 7, redis_conv_lua_len};
+    rconn_cmdargv(rc, on_function_loaded, NULL, 4, argv, lens);
+    log_info("redis: command connection up");
+    sub_on_cmd_up();
+    maybe_ready();
+}
+
+static void on_sub_state(rconn *rc, int up, void *priv) {
+    if (up) {
+        log_info("redis: subscriber connection up");
+        sub_on_redis_up();
+        maybe_ready();
+    } else {
+        log_warn("redis: subscriber connection down");
+        sub_on_redis_down();
+    }
+}
+
+/* ---- shutdown ---- */
+
+static uv_timer_t stop_timer;
+
+static void stop_finish(void) {
+    if (!G.lws) return;
+    rconn_free(&G.redis);
+    rconn_free(&G.sub);
+    struct lws_context *ctx = G.lws;
+    G.lws = NULL;
+    lws_context_destroy(ctx);
+    uv_close((uv_handle_t *)&stop_timer, NULL);
+    loop_signals_stop();
+}
+
+static void on_stop_barrier(rconn *rc, redisReply *r, void *priv) {
+    stop_finish();
+}
+
+static void on_stop_timeout(uv_timer_t *t) {
+    log_warn("shutdown: redis did not answer in time");
+    stop_finish();
+}
+
+/* Tell the routers our agents are gone, then finish once Redis has it (or after 2 s). */
+static void stop_begin(void) {
+    if (G.stopping) return;
+    G.stopping = 1;
+    log_info("shutting down");
+    for (sess *s = G.sessions; s; s = s->next) {
+        client_closed(s);
+        s->authed = 0;
+        sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    }
+    uv_timer_init(G.loop, &stop_timer);
+    uv_timer_start(&stop_timer, on_stop_timeout, 2000, 0);
+    if (rconn_cmd(G.redis, on_stop_barrier, NULL, "PING") < 0) stop_finish();
+}
+
+static void on_signal(int sig, void *priv) {
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: nothing to reload in the gateway");
+        return;
+    }
+    stop_begin();
+}
+
+/* ---- start ---- */
+
+static int gw_start(void) {
+    char host[128];
+    int port;
+    if (cg_parse_hostport(G.cfg.listen, host, sizeof(host), &port) < 0) {
+        log_error("config: listen '%s' is not host:port", G.cfg.listen);
+        return -1;
+    }
+    if (strlen(G.cfg.jwt_secret) < 32) {
+        log_error("config: jwt_secret (CHATGW_JWT_SECRET) must be set, at least 32 bytes");
+        return -1;
+    }
+    cg_err err;
+    G.redis = rconn_new(G.loop, G.cfg.redis_url, "redis", 5000, on_cmd_state, NULL, &err);
+    G.sub = G.redis
+                ? rconn_new(G.loop, G.cfg.redis_url, "redis-sub", 5000, on_sub_state, NULL, &err)
+                : NULL;
+    if (!G.sub) {
+        log_error("config: redis_url: %s", err.msg);
+        return -1;
+    }
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    http_setup_mounts(G.cfg.www_dir);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *loops[1] = {G.loop};
+    info.port = port;
+    info.iface = host;
+    info.protocols = ws_protocols;
+    info.mounts = http_mounts;
+    info.vhost_name = "chatgw";
+    info.options =
+        LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.foreign_loops = loops;
+    info.timeout_secs = 10;
+    info.pt_serv_buf_size = 32768;
+    G.lws = lws_create_context(&info);
+    if (!G.lws) {
+        log_error("cannot listen on %s (in use, or libwebsockets-evlib-uv missing?)", G.cfg.listen);
+        rconn_free(&G.redis);
+        rconn_free(&G.sub);
+        return -1;
+    }
+    rconn_start(G.redis);
+    rconn_start(G.sub);
+    log_info("gateway %s listening on http://%s", G.cfg.gateway_id, G.cfg.listen);
+    return 0;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: chatgw-gateway [--config FILE]\n\nkeys (file or CHATGW_<KEY>):\n");
+    for (const cfg_opt *o = gw_opts; o->name; o++)
+        fprintf(stderr, "  %-20s %s (default %s)\n", o->name, o->help, o->def ? o->def : "\"\"");
+}
+
+int main(int argc, char **argv) {
+    const char *cfg_path = getenv("CHATGW_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            cfg_path = argv[++i];
+        else {
+            usage();
+            return !strcmp(argv[i], "--help") ? 0 : 2;
+        }
+    }
+    log_init("gateway", LOG_INFO);
+    cg_err err;
+    if (cfg_load(gw_opts, cfg_path, gw_cfg_extra, NULL, &err) < 0) {
+        log_error("config: %s", err.msg);
+        return 2;
+    }
+    log_level lvl;
+    if (log_level_parse(G.cfg.log_level, &lvl) < 0) {
+        log_error("config: log_level '%s' is not debug, info, warn or error", G.cfg.log_level);
+        return 2;
+    }
+    log_init("gateway", lvl);
+    if (!G.cfg.gateway_id[0]) {
+        char h[24] = "gw";
+        gethostname(h, sizeof(h) - 1);
+        snprintf(G.cfg.gateway_id, sizeof(G.cfg.gateway_id), "%s-%d", h, (int)getpid());
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    G.loop = &loop;
+    if (loop_signals_start(G.loop, on_signal, NULL) < 0 || gw_start() < 0) {
+        loop_signals_stop();
+        loop_close_all(G.loop);
+        return 1;
+    }
+    uv_run(G.loop, UV_RUN_DEFAULT);
+    int rc = loop_close_all(G.loop);
+    if (rc == 0)
+        log_info("clean shutdown");
+    else
+        log_error("shutdown: uv_loop_close returned %d", rc);
+    return rc == 0 ? 0 : 1;
+}

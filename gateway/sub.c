@@ -1,0 +1,479 @@
+/* sub.c -- pub/sub channels, the sessions watching them, and catch-up from the log.
+ *
+ * One Redis SUBSCRIBE per channel per gateway, however many local sessions watch it:
+ *   cg:c:<conv>   conversation messages  (WATCH_CONV)
+ *   cg:a:<agent>  assignments and errors (WATCH_AGENT)
+ *   cg:q:<queue>  queue snapshots        (WATCH_QUEUE)
+ * Payloads are an 8-byte big-endian seq followed by a msgpack msg.
+ *
+ * Delivery rule for a conversation watch: a live message with seq == last_sent + 1 is queued at
+ * once; anything else (a gap, a full send queue, a fresh subscription, Redis reconnect) is healed
+ * by reading the log: XRANGE cg:conv:<conv>:log <last_sent+1>-0 + COUNT n. Every subscription
+ * confirmation re-syncs its watchers from durable state, so a message missed on pub/sub is never
+ * lost, and seq numbers make sure none is sent twice. */
+#include "gw.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+#define SUB_BUCKETS 4096
+#define SUB_FETCH_MAX 100
+
+typedef struct chan {
+    char name[MSG_ID_MAX + 8];
+    char key[MSG_ID_MAX];
+    watch_kind kind;
+    int subscribed; /* SUBSCRIBE sent on the current connection */
+    int confirmed;  /* its confirmation arrived */
+    watch *watchers;
+    struct chan *hnext;
+} chan;
+
+struct watch {
+    chan *ch;
+    sess *s;
+    watch *cnext, *cprev; /* in ch->watchers */
+    watch *snext;         /* in s->watches */
+    uint64_t last_sent;   /* conv: highest seq queued to the session */
+    uint64_t want;        /* conv: highest seq known to exist */
+    int fetching;
+    int dead; /* unwatched while a Redis reply was pending: freed by that reply */
+    msg_channel channel;
+};
+
+static chan *buckets[SUB_BUCKETS];
+
+static unsigned sub_hash(const char *s) {
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % SUB_BUCKETS;
+}
+
+static const char *kind_prefix(watch_kind k) {
+    return k == WATCH_CONV ? "cg:c:" : k == WATCH_AGENT ? "cg:a:" : "cg:q:";
+}
+
+static chan *chan_find(const char *name) {
+    for (chan *c = buckets[sub_hash(name)]; c; c = c->hnext)
+        if (!strcmp(c->name, name)) return c;
+    return NULL;
+}
+
+static void sub_on_message(rconn *rc, redisReply *r, void *priv);
+
+static void chan_subscribe(chan *c) {
+    if (c->subscribed || !rconn_is_up(G.sub)) return;
+    if (rconn_subscribe(G.sub, sub_on_message, NULL, c->name) == 0) c->subscribed = 1;
+}
+
+/* Find or create the channel for (kind, key); NULL on allocation failure. */
+static chan *chan_get(watch_kind kind, const char *key) {
+    char name[sizeof(((chan *)0)->name)];
+    snprintf(name, sizeof(name), "%s%s", kind_prefix(kind), key);
+    chan *c = chan_find(name);
+    if (c) return c;
+    c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    snprintf(c->key, sizeof(c->key), "%s", key);
+    c->kind = kind;
+    unsigned h = sub_hash(name);
+    c->hnext = buckets[h];
+    buckets[h] = c;
+    chan_subscribe(c);
+    return c;
+}
+
+static void chan_release_if_idle(chan *c) {
+    if (c->watchers) return;
+    if (c->subscribed && rconn_is_up(G.sub)) rconn_unsubscribe(G.sub, c->name);
+    chan **pp = &buckets[sub_hash(c->name)];
+    while (*pp != c)
+        pp = &(*pp)->hnext;
+    *pp = c->hnext;
+    free(c);
+}
+
+/* ---- watch lifetime ---- */
+
+static watch *watch_find(sess *s, chan *c) {
+    for (watch *w = s->watches; w; w = w->snext)
+        if (w->ch == c && !w->dead) return w;
+    return NULL;
+}
+
+static void watch_sync(watch *w);
+
+/* Add a watch of (kind, key) for s; returns the existing one if any. NULL on failure. */
+static watch *watch_add(sess *s, watch_kind kind, const char *key, int *created) {
+    *created = 0;
+    chan *c = chan_get(kind, key);
+    if (!c) return NULL;
+    watch *w = watch_find(s, c);
+    if (w) return w;
+    w = calloc(1, sizeof(*w));
+    if (!w) {
+        chan_release_if_idle(c);
+        return NULL;
+    }
+    w->ch = c;
+    w->s = s;
+    w->cnext = c->watchers;
+    if (c->watchers) c->watchers->cprev = w;
+    c->watchers = w;
+    w->snext = s->watches;
+    s->watches = w;
+    *created = 1;
+    return w;
+}
+
+/* Detach w from its channel and session; free it now, or when its pending reply returns. */
+static void watch_remove(watch *w) {
+    chan *c = w->ch;
+    if (w->cprev)
+        w->cprev->cnext = w->cnext;
+    else
+        c->watchers = w->cnext;
+    if (w->cnext) w->cnext->cprev = w->cprev;
+    w->ch = NULL;
+    chan_release_if_idle(c);
+    if (w->fetching)
+        w->dead = 1;
+    else
+        free(w);
+}
+
+void sub_unwatch_all(sess *s) {
+    watch *w = s->watches;
+    s->watches = NULL;
+    while (w) {
+        watch *next = w->snext;
+        watch_remove(w);
+        w = next;
+    }
+}
+
+void sub_unwatch_conv(sess *s, const char *conv) {
+    char name[MSG_ID_MAX + 8];
+    snprintf(name, sizeof(name), "cg:c:%s", conv);
+    for (watch **pp = &s->watches; *pp; pp = &(*pp)->snext) {
+        watch *w = *pp;
+        if (w->ch && !strcmp(w->ch->name, name)) {
+            *pp = w->snext;
+            watch_remove(w);
+            return;
+        }
+    }
+}
+
+/* ---- catch-up from the conversation log ---- */
+
+static void fetch_start(watch *w);
+
+/* Queue one logged message (payload = msgpack) with its seq to w's session.
+ * Returns 0 when queued, -1 when the send queue is full or the payload is bad (skipped). */
+static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
+    msg m;
+    msg_init(&m);
+    cg_err err;
+    if (msg_decode_msgpack(&m, p, n, &err) < 0) {
+        log_error("sub: undecodable log entry %s seq %llu: %s", w->ch->key, (unsigned long long)seq,
+                  err.msg);
+        w->last_sent = seq; /* skip it rather than stall the conversation */
+        return 0;
+    }
+    snprintf(m.conv, sizeof(m.conv), "%s", w->ch->key);
+    m.seq = seq;
+    int rc = sess_send_msg(w->s, &m);
+    msg_free(&m);
+    if (rc == 0) w->last_sent = seq;
+    return rc;
+}
+
+/* XRANGE reply: [[id, [field, value, ...]], ...]. */
+static void fetch_done(rconn *rc, redisReply *r, void *priv) {
+    watch *w = priv;
+    sess *s = w->s;
+    w->fetching = 0;
+    if (w->dead) {
+        free(w);
+        sess_unref(s);
+        return;
+    }
+    size_t got = 0;
+    int blocked = 0;
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements && !blocked; i++, got++) {
+            redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+            uint64_t seq = strtoull(e->element[0]->str, NULL, 10);
+            redisReply *kv = e->element[1];
+            if (seq <= w->last_sent || kv->type != REDIS_REPLY_ARRAY || kv->elements < 2) continue;
+            if (deliver_payload(w, seq, kv->element[1]->str, kv->element[1]->len) < 0) blocked = 1;
+        }
+    }
+    if (r && !blocked && (got == SUB_FETCH_MAX || w->want > w->last_sent)) fetch_start(w);
+    sess_unref(s);
+}
+
+/* Read what w's session has not got yet from the log, bounded by its free queue room. */
+static void fetch_start(watch *w) {
+    if (w->fetching || w->dead || !w->ch || w->ch->kind != WATCH_CONV) return;
+    unsigned room = sess_room(w->s);
+    if (!room || !w->s->wsi) return;
+    if (room > SUB_FETCH_MAX) room = SUB_FETCH_MAX;
+    char key[MSG_ID_MAX + 16], from[32], count[16];
+    snprintf(key, sizeof(key), "cg:conv:%s:log", w->ch->key);
+    snprintf(from, sizeof(from), "%llu-0", (unsigned long long)w->last_sent + 1);
+    snprintf(count, sizeof(count), "%u", room);
+    const char *argv[] = {"XRANGE", key, from, "+", "COUNT", count};
+    if (rconn_cmdargv(G.redis, fetch_done, w, 6, argv, NULL) < 0) return;
+    w->fetching = 1;
+    sess_ref(w->s);
+}
+
+void sub_drained(sess *s) {
+    for (watch *w = s->watches; w; w = w->snext)
+        if (w->ch && w->ch->kind == WATCH_CONV && w->want > w->last_sent) fetch_start(w);
+}
+
+/* ---- agent channel: the agent's conversations ---- */
+
+typedef struct conv_info_req {
+    sess *s;
+    char conv[MSG_ID_MAX];
+} conv_info_req;
+
+/* HMGET cg:conv:<conv> channel queue state agent -> announce and follow it if still assigned. */
+static void conv_info_done(rconn *rc, redisReply *r, void *priv) {
+    conv_info_req *q = priv;
+    sess *s = q->s;
+    if (s->wsi && r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[3]->type == REDIS_REPLY_STRING && !strcmp(r->element[3]->str, s->who.sub)) {
+        msg m;
+        msg_init(&m);
+        m.type = MSG_ASSIGNED;
+        snprintf(m.conv, sizeof(m.conv), "%s", q->conv);
+        snprintf(m.agent_id, sizeof(m.agent_id), "%s", s->who.sub);
+        snprintf(m.agent_name, sizeof(m.agent_name), "%s", s->who.name);
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            msg_channel_parse(r->element[0]->str, &m.channel);
+        if (r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(m.queue, sizeof(m.queue), "%s", r->element[1]->str);
+        if (sess_send_msg(s, &m) == 0) sub_watch_conv(s, q->conv, 0, m.channel);
+        msg_free(&m);
+    }
+    free(q);
+    sess_unref(s);
+}
+
+static void agent_conv_announce(sess *s, const char *conv) {
+    conv_info_req *q = calloc(1, sizeof(*q));
+    if (!q) return;
+    q->s = sess_ref(s);
+    snprintf(q->conv, sizeof(q->conv), "%s", conv);
+    char key[MSG_ID_MAX + 16];
+    snprintf(key, sizeof(key), "cg:conv:%s", conv);
+    const char *argv[] = {"HMGET", key, "channel", "queue", "state", "agent"};
+    if (rconn_cmdargv(G.redis, conv_info_done, q, 6, argv, NULL) < 0) {
+        free(q);
+        sess_unref(s);
+    }
+}
+
+static void agent_convs_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (s->wsi && r && r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                agent_conv_announce(s, r->element[i]->str);
+    sess_unref(s);
+}
+
+/* ---- queue snapshots ---- */
+
+static void send_snapshot(sess *s, const char *p, size_t n) {
+    msg m;
+    msg_init(&m);
+    if (msg_decode_msgpack(&m, p, n, NULL) == 0) sess_send_msg(s, &m);
+    msg_free(&m);
+}
+
+static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (s->wsi && r && r->type == REDIS_REPLY_STRING) send_snapshot(s, r->str, r->len);
+    sess_unref(s);
+}
+
+/* Bring one watcher up to date from durable state (after subscribing or reconnecting). */
+static void watch_sync(watch *w) {
+    sess *s = w->s;
+    if (!s->wsi || !w->ch) return;
+    char key[MSG_ID_MAX + 24];
+    switch (w->ch->kind) {
+    case WATCH_CONV:
+        fetch_start(w);
+        return;
+    case WATCH_AGENT:
+        snprintf(key, sizeof(key), "cg:agent:%s:convs", w->ch->key);
+        if (rconn_cmd(G.redis, agent_convs_done, sess_ref(s), "SMEMBERS %s", key) < 0)
+            sess_unref(s);
+        return;
+    case WATCH_QUEUE:
+        snprintf(key, sizeof(key), "cg:qsnap:%s", w->ch->key);
+        if (rconn_cmd(G.redis, qsnap_done, sess_ref(s), "GET %s", key) < 0) sess_unref(s);
+        return;
+    }
+}
+
+/* ---- live messages ---- */
+
+static void deliver_conv(chan *c, uint64_t seq, msg *m, frame_cache *fc) {
+    for (watch *w = c->watchers, *next; w; w = next) {
+        next = w->cnext;
+        sess *s = w->s;
+        if (!seq) { /* ephemeral: not back to its author */
+            if (!strcmp(m->sender_id, s->who.sub)) continue;
+            sess_send(s, frame_cache_get(fc, s->codec));
+            continue;
+        }
+        if (seq <= w->last_sent) continue;
+        if (seq == w->last_sent + 1 && !w->fetching && sess_room(s) &&
+            sess_send(s, frame_cache_get(fc, s->codec)) == 0) {
+            w->last_sent = seq;
+            continue;
+        }
+        if (seq > w->want) w->want = seq;
+        fetch_start(w);
+    }
+}
+
+static void deliver_agent(chan *c, msg *m, frame_cache *fc) {
+    for (watch *w = c->watchers, *next; w; w = next) {
+        next = w->cnext;
+        if (m->type == MSG_ASSIGNED && m->conv[0]) {
+            agent_conv_announce(w->s, m->conv);
+            continue;
+        }
+        sess_send(w->s, frame_cache_get(fc, w->s->codec));
+    }
+}
+
+static void on_payload(chan *c, const char *p, size_t n) {
+    if (n < 8) {
+        log_error("sub: short payload on %s", c->name);
+        return;
+    }
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++)
+        seq = (seq << 8) | (unsigned char)p[i];
+    msg m;
+    msg_init(&m);
+    cg_err err;
+    if (msg_decode_msgpack(&m, p + 8, n - 8, &err) < 0) {
+        log_error("sub: undecodable payload on %s: %s", c->name, err.msg);
+        return;
+    }
+    if (c->kind == WATCH_CONV) {
+        snprintf(m.conv, sizeof(m.conv), "%s", c->key);
+        m.seq = seq;
+    }
+    frame_cache fc = {.m = &m};
+    if (c->kind == WATCH_CONV)
+        deliver_conv(c, seq, &m, &fc);
+    else if (c->kind == WATCH_AGENT)
+        deliver_agent(c, &m, &fc);
+    else
+        for (watch *w = c->watchers; w; w = w->cnext)
+            sess_send(w->s, frame_cache_get(&fc, w->s->codec));
+    frame_cache_release(&fc);
+    msg_free(&m);
+}
+
+/* The one pub/sub callback: subscribe confirmations, unsubscribe replies and messages. */
+static void sub_on_message(rconn *rc, redisReply *r, void *priv) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
+    redisReply *kind = r->element[0], *name = r->element[1], *body = r->element[2];
+    if (kind->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING) return;
+    chan *c = chan_find(name->str);
+    if (!strcmp(kind->str, "message")) {
+        if (c && body->type == REDIS_REPLY_STRING) on_payload(c, body->str, body->len);
+    } else if (!strcmp(kind->str, "subscribe")) {
+        if (!c) return;
+        c->confirmed = 1;
+        for (watch *w = c->watchers; w; w = w->cnext)
+            watch_sync(w);
+    } else if (!strcmp(kind->str, "unsubscribe")) {
+        /* A channel watched again while its UNSUBSCRIBE was in flight: subscribe anew. */
+        if (c) {
+            c->subscribed = c->confirmed = 0;
+            chan_subscribe(c);
+        }
+    }
+}
+
+/* ---- public entry points ---- */
+
+int sub_watch_conv(sess *s, const char *conv, uint64_t after, msg_channel ch) {
+    int created;
+    watch *w = watch_add(s, WATCH_CONV, conv, &created);
+    if (!w) return -1;
+    if (!created) return 0;
+    w->last_sent = after;
+    w->channel = ch;
+    if (w->ch->confirmed) watch_sync(w);
+    return 0;
+}
+
+int sub_watch_agent(sess *s) {
+    int created;
+    watch *w = watch_add(s, WATCH_AGENT, s->who.sub, &created);
+    if (!w) return -1;
+    if (created && w->ch->confirmed) watch_sync(w);
+    return 0;
+}
+
+int sub_watch_queue(sess *s, const char *queue) {
+    int created;
+    watch *w = watch_add(s, WATCH_QUEUE, queue, &created);
+    if (!w) return -1;
+    if (created && w->ch->confirmed) watch_sync(w);
+    return 0;
+}
+
+msg_channel sub_conv_channel(sess *s, const char *conv) {
+    for (watch *w = s->watches; w; w = w->snext)
+        if (w->ch && w->ch->kind == WATCH_CONV && !strcmp(w->ch->key, conv)) return w->channel;
+    return CH_WEB;
+}
+
+void sub_on_redis_up(void) {
+    for (unsigned i = 0; i < SUB_BUCKETS; i++)
+        for (chan *c = buckets[i]; c; c = c->hnext) {
+            c->subscribed = c->confirmed = 0;
+            chan_subscribe(c);
+        }
+}
+
+void sub_on_cmd_up(void) {
+    for (unsigned i = 0; i < SUB_BUCKETS; i++)
+        for (chan *c = buckets[i]; c; c = c->hnext)
+            if (c->confirmed)
+                for (watch *w = c->watchers; w; w = w->cnext)
+                    watch_sync(w);
+}
+
+void sub_on_redis_down(void) {
+    for (unsigned i = 0; i < SUB_BUCKETS; i++)
+        for (chan *c = buckets[i]; c; c = c->hnext)
+            c->subscribed = c->confirmed = 0;
+}
+
+void sub_shutdown(void) {
+    for (sess *s = G.sessions; s; s = s->next)
+        sub_unwatch_all(s);
+}

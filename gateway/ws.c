@@ -1,0 +1,161 @@
+/* ws.c -- the libwebsockets protocol callback: one switch over the callback reasons.
+ *
+ * Endpoints: /ws/customer and /ws/agent; subprotocols chatgw.json.v1 (default) and
+ * chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c. A frame is reassembled up to
+ * max_frame bytes (more: close 1009) and handed to client.c whole. Writes happen only in
+ * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue. */
+#include "gw.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+/* The close opcode lws uses internally (lws-write.h: "LWS_WRITE_CLOSE is handled by
+ * lws_close_reason()"): a WRITEABLE callback that returns -1 makes lws 4.1 mark the socket
+ * unusable, so its own close frame is never sent; we send it ourselves before returning -1. */
+#define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
+static int ws_path_role(struct lws *wsi, sess_role *role) {
+    char uri[128];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0) return -1;
+    if (!strcmp(uri, "/ws/customer"))
+        *role = SESS_CUSTOMER;
+    else if (!strcmp(uri, "/ws/agent"))
+        *role = SESS_AGENT;
+    else
+        return -1;
+    return 0;
+}
+
+/* FILTER_PROTOCOL_CONNECTION: refuse unknown paths and foreign origins before the upgrade. */
+static int ws_filter(struct lws *wsi) {
+    sess_role role;
+    if (ws_path_role(wsi, &role) < 0) {
+        log_info("ws: refused upgrade on an unknown path");
+        return -1;
+    }
+    char origin[256] = "", host[256] = "";
+    int have_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
+    lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST);
+    if (!gw_origin_allowed(have_origin ? origin : NULL, host)) {
+        log_warn("ws: refused upgrade from a foreign origin");
+        return -1;
+    }
+    return 0;
+}
+
+static int ws_established(struct lws *wsi, ws_pss *pss) {
+    sess_role role;
+    if (ws_path_role(wsi, &role) < 0) return -1;
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    codec c = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
+    pss->s = sess_new(wsi, role, c, (unsigned)G.cfg.send_queue_max);
+    if (!pss->s) return -1;
+    /* A connection that does not say hello in time is closed. */
+    int secs = (int)((G.cfg.hello_timeout_ms + 999) / 1000);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, secs);
+    log_debug("ws: %s connected as %s (%s)", pss->s->sock,
+              role == SESS_AGENT ? "agent" : "customer", c == CODEC_JSON ? "json" : "msgpack");
+    return 0;
+}
+
+/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c. */
+static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
+    if (s->closing) return 0;
+    if (s->rx_len + len > (size_t)G.cfg.max_frame) {
+        log_info("ws: %s frame over max_frame (%lld bytes): closing 1009", s->sock,
+                 G.cfg.max_frame);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"frame too large", 15);
+        return -1;
+    }
+    if (s->rx_len + len > s->rx_cap) {
+        size_t cap = s->rx_cap ? s->rx_cap : 1024;
+        while (cap < s->rx_len + len)
+            cap *= 2;
+        if (cap > (size_t)G.cfg.max_frame) cap = (size_t)G.cfg.max_frame;
+        unsigned char *n = realloc(s->rx, cap);
+        if (!n) return -1;
+        s->rx = n;
+        s->rx_cap = cap;
+    }
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len += len;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
+    size_t n = s->rx_len;
+    s->rx_len = 0;
+    client_frame(s, s->rx, n, lws_frame_is_binary(wsi));
+    return 0;
+}
+
+/* SERVER_WRITEABLE: write one queued frame, or perform a requested close. */
+static int ws_writeable(struct lws *wsi, sess *s) {
+    frame *f = sess_pop(s);
+    if (!f) {
+        if (s->closing && s->close_code) {
+            /* lws 4.1 drops the close frame when a WRITEABLE callback returns -1 after
+             * lws_close_reason(), so write the close frame (code + reason) ourselves. */
+            unsigned char cf[LWS_PRE + 2 + sizeof(s->close_reason)];
+            size_t rn = strlen(s->close_reason);
+            cf[LWS_PRE] = (unsigned char)(s->close_code >> 8);
+            cf[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
+            memcpy(cf + LWS_PRE + 2, s->close_reason, rn);
+            lws_write(wsi, cf + LWS_PRE, 2 + rn, WS_WRITE_CLOSE);
+            return -1;
+        }
+        return 0;
+    }
+    enum lws_write_protocol wp = s->codec == CODEC_JSON ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
+    int n = lws_write(wsi, f->buf + LWS_PRE, f->len, wp);
+    frame_unref(f);
+    if (n < 0) return -1;
+    if (s->q_len || (s->closing && s->close_code)) lws_callback_on_writable(wsi);
+    if (s->q_len < s->q_cap / 2) sub_drained(s);
+    return 0;
+}
+
+void ws_want_write(sess *s) {
+    if (s->wsi) lws_callback_on_writable(s->wsi);
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len) {
+    ws_pss *pss = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return ws_filter(wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        return ws_established(wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+        return pss && pss->s ? ws_receive(wsi, pss->s, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss && pss->s ? ws_writeable(wsi, pss->s) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss && pss->s) {
+            client_closed(pss->s);
+            sess_detach(pss->s);
+            pss->s = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return http_request(wsi, in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_writeable(wsi, pss);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss) {
+            free(pss->http_body);
+            pss->http_body = NULL;
+        }
+        break;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+const struct lws_protocols ws_protocols[] = {
+    {"chatgw.json.v1", ws_callback, sizeof(ws_pss), 4096, 0, NULL, 0},
+    {"chatgw.msgpack.v1", ws_callback, sizeof(ws_pss), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};

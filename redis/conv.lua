@@ -1,0 +1,134 @@
+#!lua name=chatgw_conv
+--[[
+chatgw_conv -- the conversation log (docs/architecture.md, "Redis keys" / "Redis functions").
+Loaded by the gateway and the router on every connect with FUNCTION LOAD REPLACE.
+
+FCALL cg_append 0 conv cmid role sender payload newconv channel now_ms mode [preview]
+  conv     conversation id; may be '' for role customer (use the customer's open conversation)
+  cmid     client message id ('' = none): a repeated cmid returns the first seq with dup = 1
+  role     customer | agent | system | bot | bridge
+  sender   customer id / agent id / router id
+  payload  msgpack msg (its seq/conv fields are not authoritative)
+  newconv  id to use when a new conversation must be opened for a customer
+  channel  channel name stored on a new conversation
+  now_ms   unix ms
+  mode     log (append + cg:in + publish) | sys (append + publish) | eph (publish only, seq 0)
+  preview  optional: first words of a customer text, kept once per conversation (HSETNX)
+  -> {conv, seq, dup}   dup = 1 when cmid was already accepted (nothing stored again)
+
+Rules:
+  customer, conv ''   -> cg:cust:<sender>.conv unless missing or closed; then newconv is opened
+                         (state new) -- except in mode eph, which never opens one ({'', 0, 0})
+  customer, conv X    -> X must be the customer's (else NOTYOURS); a closed X opens newconv
+                         (writing after close starts a new conversation; eph on it is a no-op)
+  agent               -> X must be assigned to the sender (NOTASSIGNED), not closed (CLOSED)
+  system, bot, bridge -> X must exist (NOCONV)
+Errors: NOTYOURS, NOTASSIGNED, CLOSED, NOCONV, BADARG (first word of the error reply).
+Publish payload on cg:c:<conv>: 8-byte big-endian seq (0 for eph) followed by payload.
+]]
+
+local IDEM_TTL = 86400
+
+local function conv_key(conv)
+    return 'cg:conv:' .. conv
+end
+
+-- Open a new conversation `conv` for customer `sender` and make it the customer's current one.
+local function open_conv(conv, sender, channel, now)
+    redis.call('HSET', conv_key(conv), 'state', 'new', 'customer', sender, 'channel', channel,
+        'created', now, 'seq', 0)
+    redis.call('HSET', 'cg:cust:' .. sender, 'conv', conv)
+    return conv
+end
+
+-- Resolve the conversation a customer writes to. Returns conv ('' when none and none may be
+-- opened), or nil, error_reply.
+local function customer_conv(conv, sender, newconv, channel, now, mode)
+    if conv == '' then
+        conv = redis.call('HGET', 'cg:cust:' .. sender, 'conv') or ''
+    else
+        local owner = redis.call('HGET', conv_key(conv), 'customer')
+        if owner ~= sender then
+            return nil, redis.error_reply('NOTYOURS conversation is not yours')
+        end
+    end
+    if conv ~= '' and redis.call('HGET', conv_key(conv), 'state') ~= 'closed' then
+        return conv
+    end
+    if mode == 'eph' then return '' end
+    if newconv == '' then
+        return nil, redis.error_reply('BADARG newconv is required to open a conversation')
+    end
+    return open_conv(newconv, sender, channel, now)
+end
+
+-- Check an agent may write to conv. Returns true or nil, error_reply.
+local function agent_check(conv, sender)
+    local st = redis.call('HMGET', conv_key(conv), 'state', 'agent')
+    if st[2] ~= sender then
+        return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
+    end
+    if st[1] == 'closed' then
+        return nil, redis.error_reply('CLOSED conversation is closed')
+    end
+    if st[1] ~= 'assigned' then
+        return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
+    end
+    return true
+end
+
+local function cg_append(keys, args)
+    local conv, cmid, role, sender, payload = args[1], args[2], args[3], args[4], args[5]
+    local newconv, channel, now, mode = args[6], args[7], args[8], args[9]
+    local preview = args[10] or ''
+    if mode ~= 'log' and mode ~= 'sys' and mode ~= 'eph' then
+        return redis.error_reply('BADARG mode must be log, sys or eph')
+    end
+    if payload == nil or now == nil then
+        return redis.error_reply('BADARG 9 arguments expected')
+    end
+
+    local err
+    if role == 'customer' then
+        conv, err = customer_conv(conv, sender, newconv, channel, now, mode)
+        if not conv then return err end
+        if conv == '' then return {'', 0, 0} end
+    elseif role == 'agent' then
+        local ok
+        ok, err = agent_check(conv, sender)
+        if not ok then return err end
+    elseif role == 'system' or role == 'bot' or role == 'bridge' then
+        if conv == '' or redis.call('EXISTS', conv_key(conv)) == 0 then
+            return redis.error_reply('NOCONV no such conversation')
+        end
+    else
+        return redis.error_reply('BADARG unknown role')
+    end
+
+    local idem = 'cg:idem:' .. conv .. ':' .. cmid
+    if cmid ~= '' then
+        local seen = redis.call('GET', idem)
+        if seen then return {conv, tonumber(seen), 1} end
+    end
+
+    if mode == 'eph' then
+        redis.call('PUBLISH', 'cg:c:' .. conv, struct.pack('>I8', 0) .. payload)
+        return {conv, 0, 0}
+    end
+
+    local seq = redis.call('HINCRBY', conv_key(conv), 'seq', 1)
+    redis.call('XADD', conv_key(conv) .. ':log', seq .. '-0', 'm', payload)
+    if mode == 'log' then
+        redis.call('XADD', 'cg:in', '*', 'c', conv, 's', seq, 'm', payload)
+    end
+    redis.call('PUBLISH', 'cg:c:' .. conv, struct.pack('>I8', seq) .. payload)
+    if cmid ~= '' then
+        redis.call('SET', idem, seq, 'EX', IDEM_TTL)
+    end
+    if role == 'customer' and preview ~= '' then
+        redis.call('HSETNX', conv_key(conv), 'preview', preview)
+    end
+    return {conv, seq, 0}
+end
+
+redis.register_function{function_name = 'cg_append', callback = cg_append}

@@ -1,0 +1,120 @@
+/* agent.c -- agent commands from cg:in: presence (connect/disconnect from the gateway, online/away
+ * from the agent), pick and close. Each is one route function call; every assignment it returns
+ * is announced (say_assigned), refusals go back to the agent as an error on cg:a:<agent>. */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+/* Announce every ROW of an array reply. */
+static void agent_announce_rows(job *j, const redisReply *rows) {
+    if (!rows || rows->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i < rows->elements; i++) {
+        asg_row row;
+        if (store_row_parse(rows->element[i], &row) != 0) continue;
+        log_info("conv %s assigned to %s", row.conv, row.agent);
+        say_assigned(j, &row);
+    }
+}
+
+/* The human part of a function error ("NOTASSIGNED conversation is ..." -> "conversation ..."). */
+static const char *agent_reason(const redisReply *rep) {
+    const char *sp = strchr(rep->str, ' ');
+    return sp ? sp + 1 : rep->str;
+}
+
+static void agent_rows_reply(job *j, redisReply *rep) {
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn("agent %s: presence: %s", j->m.sender_id, rep->str);
+        return;
+    }
+    agent_announce_rows(j, rep);
+}
+
+void agent_on_presence(job *j) {
+    msg *m = &j->m;
+    char now[24], ts[24];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    snprintf(ts, sizeof(ts), "%lld", (long long)m->ts_ms);
+    if (!m->sender_id[0]) {
+        log_warn("entry %s: presence without agent", j->id);
+        return;
+    }
+    int up = strcmp(m->code, "connect") == 0;
+    if (up || strcmp(m->code, "disconnect") == 0) {
+        char skills[MSG_SKILLS_MAX * MSG_CODE_MAX] = "", cap[16];
+        size_t o = 0;
+        for (unsigned i = 0; i < m->n_skills && i < MSG_SKILLS_MAX; i++) {
+            int n = snprintf(skills + o, sizeof(skills) - o, "%s%s", i ? "," : "", m->skills[i]);
+            if (n < 0 || (size_t)n >= sizeof(skills) - o) break;
+            o += (size_t)n;
+        }
+        snprintf(cap, sizeof(cap), "%u", m->cap ? (unsigned)m->cap : 1u);
+        log_info("agent %s %s (%s)", m->sender_id, m->code, m->sock);
+        job_cmd(j, agent_rows_reply, 11, "FCALL", "cg_presence", "0", m->sender_id, m->sock,
+                up ? "1" : "0", m->sender_name, up ? cap : "", up ? skills : "", now, ts);
+        for (unsigned i = 0; up && i < m->n_skills && i < MSG_SKILLS_MAX; i++)
+            notify_dirty(j->r, m->skills[i]);
+        return;
+    }
+    const char *status = strcmp(m->code, "online") == 0 ? "online" : "away";
+    log_info("agent %s %s", m->sender_id, status);
+    job_cmd(j, agent_rows_reply, 7, "FCALL", "cg_status", "0", m->sender_id, status, now, ts);
+}
+
+static void agent_pick_reply(job *j, redisReply *rep) {
+    msg *m = &j->m;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_info("agent %s pick %s refused: %s", m->sender_id, j->conv, rep->str);
+        say_agent_error(j, m->sender_id, "pick_failed", agent_reason(rep), m->cmid, j->conv);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    asg_row row;
+    if (store_row_parse(rep->element[2], &row) != 0) return;
+    log_info("conv %s picked by %s", row.conv, row.agent);
+    say_assigned(j, &row);
+}
+
+void agent_on_pick(job *j) {
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    if (!j->conv[0] || !j->m.sender_id[0]) {
+        log_warn("entry %s: pick without conversation or agent", j->id);
+        return;
+    }
+    job_cmd(j, agent_pick_reply, 6, "FCALL", "cg_pick", "0", j->conv, j->m.sender_id, now);
+}
+
+static void agent_close_reply(job *j, redisReply *rep) {
+    msg *m = &j->m;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        const char *code = strncmp(rep->str, "CLOSED", 6) == 0         ? "closed"
+                           : strncmp(rep->str, "NOTASSIGNED", 11) == 0 ? "not_assigned"
+                                                                       : NULL;
+        log_info("agent %s close %s refused: %s", m->sender_id, j->conv, rep->str);
+        if (code) say_agent_error(j, m->sender_id, code, agent_reason(rep), m->cmid, j->conv);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    char channel[MSG_CODE_MAX];
+    store_str(rep->element[1], channel, sizeof(channel));
+    log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
+    say_closed(j, j->conv, channel, j->resolution);
+    agent_announce_rows(j, rep->element[2]);
+}
+
+void agent_on_close(job *j) {
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    if (!j->conv[0] || !j->m.sender_id[0]) {
+        log_warn("entry %s: close without conversation or agent", j->id);
+        return;
+    }
+    cg_strlcpy(j->resolution, j->m.code[0] ? j->m.code : "resolved", sizeof(j->resolution));
+    job_cmd(j, agent_close_reply, 7, "FCALL", "cg_close", "0", j->conv, j->m.sender_id,
+            j->resolution, now);
+}

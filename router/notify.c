@@ -1,0 +1,173 @@
+/* notify.c -- queue snapshots and the assignment outbox.
+ *
+ * Snapshots: a queue marked dirty gets, on the next loop turn (one 0-ms timer for every queue
+ * marked meanwhile), FCALL cg_queue_list <q> 50, turned into a `queue` msg that is stored in
+ * cg:qsnap:<q> (plain msgpack, for agents that connect later) and published on cg:q:<q> (with the
+ * 8-byte seq-0 prefix). Snapshots are best effort: one lost while Redis is away is replaced by the
+ * next change.
+ *
+ * Outbox: an outbox job lists assignments nobody announced yet (cg_outbox_list) and announces
+ * them; it runs after every (re)connect and on every claim tick. */
+#include "router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#define NOTIFY_LIMIT "50"
+#define NOTIFY_OUTBOX_LIMIT 100
+#define NOTIFY_PREFIX 8
+
+typedef struct notify_snap {
+    router *r;
+    char queue[MSG_CODE_MAX];
+} notify_snap;
+
+static void notify_flush_cb(uv_timer_t *t);
+
+void notify_init(router *r) {
+    uv_timer_init(r->loop, &r->notify_timer);
+    r->notify_timer.data = r;
+}
+
+void notify_stop(router *r) {
+    if (uv_is_closing((uv_handle_t *)&r->notify_timer)) return;
+    uv_timer_stop(&r->notify_timer);
+    uv_close((uv_handle_t *)&r->notify_timer, NULL);
+}
+
+void notify_kick(router *r) {
+    if (r->stopping || r->n_dirty == 0 || !r->fn_loaded) return;
+    if (uv_is_active((uv_handle_t *)&r->notify_timer)) return;
+    uv_timer_start(&r->notify_timer, notify_flush_cb, 0, 0);
+}
+
+void notify_dirty(router *r, const char *queue) {
+    if (!queue || !queue[0]) return;
+    for (int i = 0; i < r->n_dirty; i++)
+        if (strcmp(r->dirty[i], queue) == 0) return;
+    if (r->n_dirty == ROUTER_DIRTY_MAX) {
+        log_warn("too many queues changed at once; snapshot of %s skipped", queue);
+        return;
+    }
+    cg_strlcpy(r->dirty[r->n_dirty++], queue, MSG_CODE_MAX);
+    notify_kick(r);
+}
+
+/* Copy at most n-1 bytes of a UTF-8 string, never cutting a character. */
+static void notify_copy_utf8(char *dst, const redisReply *src, size_t n) {
+    store_str(src, dst, n);
+    size_t len = strlen(dst);
+    if (src->type != REDIS_REPLY_STRING || src->len <= len) return;
+    while (len > 0 && ((unsigned char)dst[len] & 0xC0) == 0x80)
+        len--;
+    dst[len] = '\0';
+}
+
+/* Fill one item from {conv, position, queued_at, channel, prio, preview}. -1 if malformed. */
+static int notify_item(const redisReply *row, msg_queue_item *it) {
+    if (!row || row->type != REDIS_REPLY_ARRAY || row->elements < 6) return -1;
+    char channel[MSG_CODE_MAX];
+    memset(it, 0, sizeof(*it));
+    store_str(row->element[0], it->conv, sizeof(it->conv));
+    it->position = (uint32_t)store_int(row->element[1]);
+    it->since_ms = store_int(row->element[2]);
+    store_str(row->element[3], channel, sizeof(channel));
+    msg_channel ch = CH_WEB;
+    if (msg_channel_parse(channel, &ch) == 0) it->channel = ch;
+    long long prio = store_int(row->element[4]);
+    it->priority = (uint8_t)(prio < 0 ? 0 : prio > 9 ? 9 : prio);
+    notify_copy_utf8(it->preview, row->element[5], sizeof(it->preview));
+    return 0;
+}
+
+/* SET cg:qsnap:<q> and PUBLISH cg:q:<q> (fire and forget). */
+static void notify_send(router *r, const char *queue, const msg *m) {
+    size_t len = 0;
+    unsigned char *buf = msg_encode_msgpack(m, NOTIFY_PREFIX, &len);
+    if (!buf) {
+        log_error("out of memory encoding the snapshot of %s", queue);
+        return;
+    }
+    memset(buf, 0, NOTIFY_PREFIX);
+    char key[16 + MSG_CODE_MAX], chan[16 + MSG_CODE_MAX];
+    snprintf(key, sizeof(key), "cg:qsnap:%s", queue);
+    snprintf(chan, sizeof(chan), "cg:q:%s", queue);
+    const char *set[3] = {"SET", key, (const char *)buf + NOTIFY_PREFIX};
+    size_t set_len[3] = {3, strlen(key), len};
+    const char *pub[3] = {"PUBLISH", chan, (const char *)buf};
+    size_t pub_len[3] = {7, strlen(chan), len + NOTIFY_PREFIX};
+    rconn_cmdargv(r->cmd, NULL, NULL, 3, set, set_len);
+    rconn_cmdargv(r->cmd, NULL, NULL, 3, pub, pub_len);
+    free(buf);
+}
+
+/* Build the snapshot of queue from cg_queue_list's rows and send it. */
+static void notify_snapshot(router *r, const char *queue, const redisReply *rows) {
+    msg m;
+    msg_init(&m);
+    m.type = MSG_QUEUE;
+    m.role = ROLE_SYSTEM;
+    m.dir = DIR_OUT;
+    m.ts_ms = cg_now_ms();
+    cg_strlcpy(m.queue, queue, sizeof(m.queue));
+    size_t n = rows->elements < MSG_ITEMS_MAX ? rows->elements : MSG_ITEMS_MAX;
+    if (n) m.items = calloc(n, sizeof(*m.items));
+    if (n && !m.items) {
+        log_error("out of memory building the snapshot of %s", queue);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (notify_item(rows->element[i], &m.items[m.n_items]) == 0) m.n_items++;
+    notify_send(r, queue, &m);
+    log_debug("queue %s: snapshot of %u", queue, m.n_items);
+    msg_free(&m);
+}
+
+static void notify_list_reply(rconn *rc, redisReply *reply, void *priv) {
+    notify_snap *s = priv;
+    router *r = s->r;
+    if (reply && !r->stopping && reply->type == REDIS_REPLY_ARRAY)
+        notify_snapshot(r, s->queue, reply);
+    else if (reply && !r->stopping)
+        log_warn("cg_queue_list %s: %s", s->queue,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    free(s);
+}
+
+static void notify_flush_cb(uv_timer_t *t) {
+    router *r = t->data;
+    if (r->stopping || !r->fn_loaded || !r->cmd) return;
+    for (int i = 0; i < r->n_dirty; i++) {
+        notify_snap *s = calloc(1, sizeof(*s));
+        if (!s) break;
+        s->r = r;
+        cg_strlcpy(s->queue, r->dirty[i], sizeof(s->queue));
+        const char *argv[5] = {"FCALL", "cg_queue_list", "0", s->queue, NOTIFY_LIMIT};
+        if (rconn_cmdargv(r->cmd, notify_list_reply, s, 5, argv, NULL) != 0) free(s);
+    }
+    r->n_dirty = 0;
+}
+
+static void notify_outbox_reply(job *j, redisReply *rep) {
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        log_warn("cg_outbox_list: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
+        return;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        asg_row row;
+        if (store_row_parse(rep->element[i], &row) != 0) continue;
+        log_info("outbox: announcing conv %s assigned to %s", row.conv, row.agent);
+        say_assigned(j, &row);
+    }
+    if (rep->elements >= NOTIFY_OUTBOX_LIMIT) j->then = notify_outbox_step;
+}
+
+void notify_outbox_step(job *j) {
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%d", NOTIFY_OUTBOX_LIMIT);
+    job_cmd(j, notify_outbox_reply, 4, "FCALL", "cg_outbox_list", "0", limit);
+}

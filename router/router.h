@@ -1,0 +1,196 @@
+/* router.h -- the routing process: shared state and the interfaces between its modules.
+ *
+ * One libuv loop, two Redis connections: `in` for the blocking XREADGROUP on cg:in, `cmd` for
+ * everything else (function calls, acks, publishes). Stream entries (read or claimed) become jobs
+ * in one FIFO work queue that is processed strictly in order, one job at a time; a job is a chain
+ * of steps, each step sending pipelined commands on `cmd` and continuing when all their replies
+ * are in. Every step is idempotent (state checks in the Redis functions, deterministic cmids), so
+ * a job that fails half-way (Redis gone) is simply run again from its start later.
+ *
+ * Modules: main.c (config, lifecycle), job.c (work queue, acks), inbound.c (reading and claiming
+ * cg:in), store.c (the cmd connection, function libraries, reply helpers), conv.c (customer
+ * messages), agent.c (agent commands), say.c (messages the router writes), notify.c (queue
+ * snapshots, the assignment outbox). */
+#ifndef CG_ROUTER_H
+#define CG_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+#include <hiredis/hiredis.h>
+
+#include "../common/rconn.h"
+#include "../proto/msg.h"
+
+#define ROUTER_TEXT_MAX 1024
+#define ROUTER_DIRTY_MAX 256
+
+typedef struct router_cfg {
+    char redis_url[512];
+    char log_level[16];
+    char router_id[MSG_ID_MAX];
+    long long claim_idle_ms;
+    long long block_ms;
+    long long read_count;
+    char default_queue[MSG_CODE_MAX];
+    char greeting_text[ROUTER_TEXT_MAX];
+    char queued_text[ROUTER_TEXT_MAX];
+    char closed_text[ROUTER_TEXT_MAX];
+    long long avg_handle_s;
+} router_cfg;
+
+typedef struct job job;
+
+typedef struct router {
+    uv_loop_t *loop;
+    router_cfg cfg;
+    rconn *in;  /* XGROUP CREATE / XREADGROUP only */
+    rconn *cmd; /* FUNCTION LOAD, FCALL, XACK, XAUTOCLAIM, PUBLISH, SET */
+    int stopping;
+    int ready_logged;
+
+    /* inbound.c */
+    int group_ok; /* the consumer group exists (checked on this connection) */
+    int reading;  /* an XREADGROUP is outstanding */
+    int claiming; /* an XAUTOCLAIM is outstanding */
+    char claim_cursor[48];
+    uv_timer_t claim_timer;
+
+    /* store.c */
+    int fn_loaded;  /* cmd is up and both libraries are loaded */
+    int fn_loading; /* FUNCTION LOAD replies still to come on this connection */
+
+    /* job.c */
+    job *head, *tail;
+    size_t n_jobs;
+    int busy;    /* the head job is running */
+    int kicking; /* inside job_kick()'s loop */
+    char **acks;
+    size_t n_acks, cap_acks;
+    uv_timer_t retry_timer;
+
+    /* notify.c */
+    char dirty[ROUTER_DIRTY_MAX][MSG_CODE_MAX];
+    int n_dirty;
+    int outbox_queued; /* an outbox job is in the work queue */
+    uv_timer_t notify_timer;
+} router;
+
+/* ---- job.c: the work queue ------------------------------------------------------------------ */
+
+typedef enum job_kind { JOB_ENTRY, JOB_OUTBOX } job_kind;
+
+typedef void job_step_fn(job *j);
+typedef void job_reply_fn(job *j, redisReply *reply);
+
+/* What cg_conv_info / the route functions say about one assignment. */
+typedef struct asg_row {
+    char conv[MSG_ID_MAX];
+    char agent[MSG_ID_MAX];
+    char agent_name[MSG_NAME_MAX];
+    char queue[MSG_CODE_MAX];
+    long long assign_no;
+    char channel[MSG_CODE_MAX];
+} asg_row;
+
+struct job {
+    router *r;
+    job *next;
+    job_kind kind;
+    char id[48];           /* cg:in entry id (JOB_ENTRY) */
+    char conv[MSG_ID_MAX]; /* entry field c */
+    char *raw;             /* entry field m (msgpack), owned */
+    size_t raw_len;
+    msg m; /* decoded raw, valid while the job runs */
+    int64_t now_ms;
+    int pending; /* replies (plus one guard while a step runs) still to come */
+    int failed;  /* a command got no reply / a transient error: run the job again later */
+    job_step_fn *then;
+    /* scratch shared by the steps of conv.c / agent.c */
+    char state[16];
+    char channel[MSG_CODE_MAX];
+    char queue[MSG_CODE_MAX];
+    char resolution[MSG_CODE_MAX];
+    long long position;
+    int in_outbox;
+    int again; /* times the entry was restarted from its first step */
+    asg_row row;
+    int has_row;
+};
+
+/* Queue a cg:in entry (raw copied) / an outbox drain. Entries already queued are not added. */
+void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len);
+void job_push_outbox(router *r);
+/* Run queued jobs while possible (cmd ready, nothing running). Safe to call anywhere. */
+void job_kick(router *r);
+/* Send one command on cmd for job j; fn (may be NULL) gets the reply unless the command failed.
+ * The job continues with j->then once every reply of the current step is in. */
+void job_cmdargv(job *j, job_reply_fn *fn, int argc, const char **argv, const size_t *lens);
+/* The same for commands whose arguments are all NUL-terminated strings (argc of them). */
+void job_cmd(job *j, job_reply_fn *fn, int argc, ...);
+/* Restart j from its first step (after the current step's replies are in). */
+void job_restart(job *j);
+/* Send the collected XACKs now. */
+void job_flush_acks(router *r);
+void job_init(router *r);
+void job_stop(router *r);
+/* Free every job and ack (after the loop is closed). */
+void job_free_all(router *r);
+
+/* ---- inbound.c: reading cg:in ------------------------------------------------------------- */
+
+int inbound_start(router *r);
+/* Read the next batch if none is outstanding and the work queue is empty. */
+void inbound_read_next(router *r);
+/* Take over entries idle longer than claim_idle_ms (XAUTOCLAIM on cmd), now. */
+void inbound_claim(router *r);
+void inbound_stop(router *r);
+
+/* ---- store.c: the cmd connection ---------------------------------------------------------- */
+
+int store_start(router *r);
+void store_stop(router *r);
+/* Log "router <id> ready" once, when the group exists, reading started and functions loaded. */
+void store_maybe_ready(router *r);
+/* Parse an assignment ROW reply. 0, or -1 when empty or malformed. */
+int store_row_parse(const redisReply *rep, asg_row *out);
+/* Copy a string/status reply (or integer as text) into out; "" for anything else. */
+void store_str(const redisReply *rep, char *out, size_t n);
+long long store_int(const redisReply *rep);
+/* 1 for error replies worth retrying later (LOADING, BUSY, MASTERDOWN, TRYAGAIN, ...). */
+int store_transient(const redisReply *rep);
+
+/* ---- conv.c / agent.c: handling one entry ------------------------------------------------- */
+
+void conv_on_customer(job *j);
+void agent_on_presence(job *j);
+void agent_on_pick(job *j);
+void agent_on_close(job *j);
+
+/* ---- say.c: what the router writes --------------------------------------------------------- */
+
+/* Append a router text (role bot) to conv's log with deterministic cmid. */
+void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
+              const char *queue, uint32_t position, uint32_t wait_s);
+/* Append the closed event (cmid close:<conv>). */
+void say_closed(job *j, const char *conv, const char *channel, const char *resolution);
+/* Announce an assignment: append `assigned` (cmid asg:<conv>:<no>), publish it on cg:a:<agent>,
+ * then cg_outbox_done; marks the queue dirty. Pipelined, so the order holds in Redis. */
+void say_assigned(job *j, const asg_row *row);
+/* Publish an error for the agent's command on cg:a:<agent>. */
+void say_agent_error(job *j, const char *agent, const char *code, const char *text,
+                     const char *cmid, const char *conv);
+
+/* ---- notify.c: queue snapshots and the outbox ---------------------------------------------- */
+
+void notify_init(router *r);
+void notify_stop(router *r);
+/* Queue q changed: publish its snapshot (coalesced, on the next loop turn). */
+void notify_dirty(router *r, const char *queue);
+/* Publish the pending snapshots if any (called when cmd becomes ready). */
+void notify_kick(router *r);
+/* First step of a JOB_OUTBOX job. */
+void notify_outbox_step(job *j);
+
+#endif

@@ -1,0 +1,134 @@
+/* say.c -- the messages the router writes: bot texts and events into a conversation log (through
+ * cg_append mode sys, with deterministic cmids so a re-processed entry never writes twice), and
+ * notifications and errors for one agent on cg:a:<agent>.
+ *
+ * Router cmids start with "cg:" ("cg:greet", "cg:pos:<entry id>", "cg:asg:<assign_no>",
+ * "cg:close"); idempotency keys already include the conversation id. */
+#include "router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#define SAY_SENDER "chatgw"
+#define SAY_PUB_PREFIX 8 /* big-endian seq before every pub/sub payload; 0 = not logged */
+
+/* Fill the fields every router message has. */
+static void say_init(msg *m, msg_type type, msg_role role, const char *channel, int64_t now_ms) {
+    msg_init(m);
+    m->type = type;
+    m->role = role;
+    m->dir = DIR_OUT;
+    m->ts_ms = now_ms;
+    msg_channel ch = CH_WEB;
+    if (channel && channel[0] && msg_channel_parse(channel, &ch) == 0) m->channel = ch;
+    cg_strlcpy(m->sender_id, SAY_SENDER, sizeof(m->sender_id));
+    char id[33];
+    if (cg_id_new(id) == 0) cg_strlcpy(m->id, id, sizeof(m->id));
+}
+
+static void say_append_reply(job *j, redisReply *rep) {
+    if (rep->type == REDIS_REPLY_ERROR) log_warn("cg_append (%s): %s", j->conv, rep->str);
+}
+
+/* FCALL cg_append ... sys for m into conv with cmid. */
+static void say_append(job *j, const char *conv, const char *cmid, msg *m) {
+    size_t len = 0;
+    unsigned char *buf = msg_encode_msgpack(m, 0, &len);
+    if (!buf) {
+        log_error("out of memory encoding a %s message", msg_type_name(m->type));
+        return;
+    }
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)m->ts_ms);
+    const char *channel = msg_channel_name(m->channel);
+    const char *argv[12] = {
+        "FCALL",    "cg_append",       "0", conv,    cmid, msg_role_name(m->role),
+        SAY_SENDER, (const char *)buf, "",  channel, now,  "sys"};
+    size_t lens[12];
+    for (int i = 0; i < 12; i++)
+        lens[i] = strlen(argv[i]);
+    lens[7] = len;
+    job_cmdargv(j, say_append_reply, 12, argv, lens);
+    free(buf);
+}
+
+/* PUBLISH cg:a:<agent> with the 8-byte seq-0 prefix. */
+static void say_publish_agent(job *j, const char *agent, const msg *m) {
+    size_t len = 0;
+    unsigned char *buf = msg_encode_msgpack(m, SAY_PUB_PREFIX, &len);
+    if (!buf) {
+        log_error("out of memory encoding a %s message", msg_type_name(m->type));
+        return;
+    }
+    memset(buf, 0, SAY_PUB_PREFIX);
+    char chan[16 + MSG_ID_MAX];
+    snprintf(chan, sizeof(chan), "cg:a:%s", agent);
+    const char *argv[3] = {"PUBLISH", chan, (const char *)buf};
+    size_t lens[3] = {7, strlen(chan), len + SAY_PUB_PREFIX};
+    job_cmdargv(j, NULL, 3, argv, lens);
+    free(buf);
+}
+
+void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
+              const char *queue, uint32_t position, uint32_t wait_s) {
+    msg m;
+    cg_err err = {{0}, {0}};
+    say_init(&m, MSG_TEXT, ROLE_BOT, channel, j->now_ms);
+    if (msg_set_text(&m, text, strlen(text), &err) != 0) {
+        log_error("router text refused: %s", err.msg);
+        msg_free(&m);
+        return;
+    }
+    if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
+    m.position = position;
+    m.wait_s = wait_s;
+    say_append(j, conv, cmid, &m);
+    msg_free(&m);
+}
+
+void say_closed(job *j, const char *conv, const char *channel, const char *resolution) {
+    msg m;
+    say_init(&m, MSG_CLOSED, ROLE_SYSTEM, channel, j->now_ms);
+    cg_strlcpy(m.code, resolution, sizeof(m.code));
+    const char *text = j->r->cfg.closed_text;
+    if (text[0]) msg_set_text(&m, text, strlen(text), NULL);
+    say_append(j, conv, "cg:close", &m);
+    msg_free(&m);
+}
+
+void say_assigned(job *j, const asg_row *row) {
+    msg m;
+    char cmid[MSG_ID_MAX], text[MSG_NAME_MAX + 32];
+    say_init(&m, MSG_ASSIGNED, ROLE_SYSTEM, row->channel, j->now_ms);
+    cg_strlcpy(m.agent_id, row->agent, sizeof(m.agent_id));
+    cg_strlcpy(m.agent_name, row->agent_name, sizeof(m.agent_name));
+    cg_strlcpy(m.queue, row->queue, sizeof(m.queue));
+    snprintf(text, sizeof(text), "%s has joined", row->agent_name);
+    msg_set_text(&m, text, strlen(text), NULL);
+    snprintf(cmid, sizeof(cmid), "cg:asg:%lld", row->assign_no);
+    say_append(j, row->conv, cmid, &m);
+
+    cg_strlcpy(m.conv, row->conv, sizeof(m.conv));
+    cg_strlcpy(m.cmid, cmid, sizeof(m.cmid));
+    say_publish_agent(j, row->agent, &m);
+    msg_free(&m);
+
+    job_cmd(j, NULL, 4, "FCALL", "cg_outbox_done", "0", row->conv);
+    if (row->queue[0]) notify_dirty(j->r, row->queue);
+}
+
+void say_agent_error(job *j, const char *agent, const char *code, const char *text,
+                     const char *cmid, const char *conv) {
+    msg m;
+    say_init(&m, MSG_ERROR, ROLE_SYSTEM, NULL, j->now_ms);
+    cg_strlcpy(m.code, code, sizeof(m.code));
+    if (text && text[0]) msg_set_text(&m, text, strlen(text), NULL);
+    if (cmid) cg_strlcpy(m.cmid, cmid, sizeof(m.cmid));
+    if (conv) cg_strlcpy(m.conv, conv, sizeof(m.conv));
+    say_publish_agent(j, agent, &m);
+    msg_free(&m);
+}

@@ -1,0 +1,129 @@
+/* store.c -- the router's command connection: loads the function libraries on every connect,
+ * then lets the work queue, the claims, the outbox and the snapshots run; reply helpers. */
+#include "router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+extern unsigned char redis_conv_lua[];
+extern unsigned int redis_conv_lua_len;
+extern unsigned char redis_route_lua[];
+extern unsigned int redis_route_lua_len;
+
+void store_maybe_ready(router *r) {
+    if (r->ready_logged || !r->fn_loaded || !r->group_ok || !r->reading) return;
+    r->ready_logged = 1;
+    log_info("router %s ready", r->cfg.router_id);
+}
+
+/* Both libraries are in: start (or resume) everything that uses the cmd connection. */
+static void store_on_loaded(router *r) {
+    r->fn_loaded = 1;
+    log_info("Redis functions loaded");
+    job_push_outbox(r);
+    inbound_claim(r);
+    notify_kick(r);
+    job_kick(r);
+    inbound_read_next(r);
+    store_maybe_ready(r);
+}
+
+static void store_load_reply(rconn *rc, redisReply *reply, void *priv) {
+    router *r = priv;
+    if (!reply || r->stopping) return; /* dropped: loaded again on the next connect */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("FUNCTION LOAD failed: %s", reply->str);
+        r->fn_loading = -1;
+        return;
+    }
+    if (r->fn_loading <= 0) return;
+    if (--r->fn_loading == 0) store_on_loaded(r);
+}
+
+static void store_load(router *r, const unsigned char *code, unsigned int len) {
+    const char *argv[4] = {"FUNCTION", "LOAD", "REPLACE", (const char *)code};
+    size_t lens[4] = {8, 4, 7, len};
+    if (rconn_cmdargv(r->cmd, store_load_reply, r, 4, argv, lens) != 0) r->fn_loading = -1;
+}
+
+static void store_state(rconn *rc, int up, void *priv) {
+    router *r = priv;
+    r->fn_loaded = 0;
+    r->claiming = 0;
+    if (r->stopping) return;
+    if (!up) {
+        log_warn("Redis command connection down");
+        return;
+    }
+    r->fn_loading = 2;
+    store_load(r, redis_conv_lua, redis_conv_lua_len);
+    store_load(r, redis_route_lua, redis_route_lua_len);
+}
+
+int store_start(router *r) {
+    cg_err err = {{0}, {0}};
+    r->cmd = rconn_new(r->loop, r->cfg.redis_url, "cmd", 5000, store_state, r, &err);
+    if (!r->cmd) {
+        log_error("redis_url: %s", err.msg);
+        return -1;
+    }
+    rconn_start(r->cmd);
+    return 0;
+}
+
+void store_stop(router *r) {
+    if (r->cmd) rconn_free(&r->cmd);
+}
+
+void store_str(const redisReply *rep, char *out, size_t n) {
+    if (n == 0) return;
+    out[0] = '\0';
+    if (!rep) return;
+    if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
+        size_t len = rep->len < n - 1 ? rep->len : n - 1;
+        memcpy(out, rep->str, len);
+        out[len] = '\0';
+    } else if (rep->type == REDIS_REPLY_INTEGER) {
+        snprintf(out, n, "%lld", rep->integer);
+    }
+}
+
+long long store_int(const redisReply *rep) {
+    if (!rep) return 0;
+    if (rep->type == REDIS_REPLY_INTEGER) return rep->integer;
+    if (rep->type != REDIS_REPLY_STRING) return 0;
+    char buf[32];
+    long long v = 0;
+    store_str(rep, buf, sizeof(buf));
+    if (cg_parse_ll(buf, -(1LL << 62), 1LL << 62, &v) != 0) return 0;
+    return v;
+}
+
+int store_row_parse(const redisReply *rep, asg_row *out) {
+    memset(out, 0, sizeof(*out));
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return -1;
+    store_str(rep->element[0], out->conv, sizeof(out->conv));
+    store_str(rep->element[1], out->agent, sizeof(out->agent));
+    store_str(rep->element[2], out->agent_name, sizeof(out->agent_name));
+    store_str(rep->element[3], out->queue, sizeof(out->queue));
+    out->assign_no = store_int(rep->element[4]);
+    store_str(rep->element[5], out->channel, sizeof(out->channel));
+    if (!out->conv[0] || !out->agent[0]) return -1;
+    return 0;
+}
+
+int store_transient(const redisReply *rep) {
+    static const char *const words[] = {"LOADING",  "BUSY",     "MASTERDOWN", "TRYAGAIN",
+                                        "READONLY", "NOSCRIPT", "CLUSTERDOWN"};
+    if (!rep || rep->type != REDIS_REPLY_ERROR || !rep->str) return 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+        if (strncmp(rep->str, words[i], n) == 0 && (rep->str[n] == ' ' || !rep->str[n])) return 1;
+    }
+    /* FCALL before the libraries are (re)loaded, e.g. after a FUNCTION FLUSH */
+    return strncmp(rep->str, "ERR Function not found", 22) == 0;
+}

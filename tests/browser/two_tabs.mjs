@@ -1,0 +1,364 @@
+#!/usr/bin/env node
+// two_tabs.mjs -- end-to-end browser test of the customer widget and the agent console.
+//
+//   node tests/browser/two_tabs.mjs BASE_URL AGENT_TOKEN
+//
+// BASE_URL is a running gateway (http://127.0.0.1:PORT) with a router behind it; AGENT_TOKEN an
+// agent token with the skill the router sends new web conversations to ("general"). Uses Debian's
+// chromium (/usr/bin/chromium, or $CHROMIUM) through playwright-core: no browser download.
+// Screenshots go to build/browser-*.png. Prints "browser: N passed, 0 failed" and exits 0, or
+// names the failed step, dumps the recent WebSocket frames of both pages and exits 1.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const OUT = path.resolve(HERE, '..', '..', 'build');
+const TIMEOUT = Number(process.env.BROWSER_TIMEOUT_MS || 20000);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const HELLO = 'Hello, where is my order 12345?';
+const MARKUP = '<b>bold?</b> <img src=x onerror="window.__xss=1">';
+const REPLY = 'It ships today';
+const FOLLOW_UP = 'Anything else I can help with?';
+const ONE_MORE = 'One more thing: can I change the address?';
+
+const [BASE_ARG, TOKEN] = process.argv.slice(2);
+if (!BASE_ARG || !TOKEN) {
+    console.error('usage: node two_tabs.mjs BASE_URL AGENT_TOKEN');
+    process.exit(2);
+}
+const BASE = BASE_ARG.replace(/\/+$/, '');
+
+let passed = 0;
+let failed = 0;
+const pageErrors = [];
+const traces = { customer: [], agent: [] };
+
+class StepError extends Error {}
+
+function check(cond, message) {
+    if (!cond) throw new StepError(message);
+}
+
+async function step(name, fn) {
+    const t0 = Date.now();
+    try {
+        await fn();
+    } catch (e) {
+        failed++;
+        console.log(`FAIL ${name} (${Date.now() - t0} ms): ${e instanceof StepError ? e.message : e.stack || e}`);
+        throw e;
+    }
+    passed++;
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+}
+
+// Poll an async predicate (expect.poll style) until it returns a truthy value.
+async function until(pred, what, timeout = TIMEOUT) {
+    const deadline = Date.now() + timeout;
+    let last;
+    for (let i = 0; ; i++) {
+        try {
+            const v = await pred();
+            if (v) return v;
+        } catch (e) {
+            last = e;
+        }
+        if (Date.now() > deadline) {
+            throw new StepError(`timed out after ${timeout} ms waiting for ${what}` + (last ? ` (last error: ${last.message})` : ''));
+        }
+        await new Promise((r) => setTimeout(r, Math.min(50 * (i + 1), 250)));
+    }
+}
+
+function redact(s) {
+    return String(s).replace(/"token"\s*:\s*"[^"]*"/g, '"token":"<redacted>"');
+}
+
+function trace(page, who) {
+    page.on('pageerror', (e) => pageErrors.push(`${who}: ${e.message}`));
+    page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') traces[who].push(`console.${m.type()}: ${m.text()}`);
+    });
+    page.on('websocket', (ws) => {
+        traces[who].push(`ws open ${ws.url()}`);
+        ws.on('framesent', (f) => traces[who].push(`-> ${redact(f.payload)}`));
+        ws.on('framereceived', (f) => traces[who].push(`<- ${redact(f.payload)}`));
+        ws.on('close', () => traces[who].push('ws closed'));
+    });
+}
+
+// The transcript as the page shows it: every .msg in order.
+async function transcript(page, root) {
+    return page.$$eval(`${root} .msg`, (els) => els.map((e) => ({
+        seq: Number(e.dataset.seq || 0),
+        role: e.dataset.role || '',
+        type: e.dataset.type || '',
+        state: e.dataset.state || '',
+        text: (e.querySelector('.msg-text') || e.querySelector('.event-text') || { textContent: '' }).textContent,
+    })));
+}
+
+function describe(list) {
+    return list.map((m) => `${m.seq || '-'}:${m.role}/${m.type}${m.state ? '[' + m.state + ']' : ''} ${JSON.stringify(m.text).slice(0, 60)}`).join('\n      ');
+}
+
+// Every message has a seq, no seq twice, 1..max without a gap, in order.
+function checkComplete(list, who) {
+    const seqs = list.map((m) => m.seq);
+    check(seqs.every((s) => s > 0), `${who}: a message without seq (still pending?):\n      ${describe(list)}`);
+    check(new Set(seqs).size === seqs.length, `${who}: duplicate seq:\n      ${describe(list)}`);
+    for (let i = 0; i < seqs.length; i++) {
+        check(seqs[i] === i + 1, `${who}: expected seq ${i + 1} at position ${i + 1}, got ${seqs[i]}:\n      ${describe(list)}`);
+    }
+}
+
+function same(a, b) {
+    const k = (m) => `${m.seq}|${m.role}|${m.type}|${m.text}`;
+    return a.length === b.length && a.every((m, i) => k(m) === k(b[i]));
+}
+
+async function shot(page, name) {
+    try {
+        await page.screenshot({ path: path.join(OUT, `browser-${name}.png`) });
+    } catch (e) {
+        console.log(`(screenshot ${name} failed: ${e.message})`);
+    }
+}
+
+async function main() {
+    fs.mkdirSync(OUT, { recursive: true });
+    for (const f of fs.readdirSync(OUT)) if (/^browser-fail-.*\.png$/.test(f)) fs.rmSync(path.join(OUT, f));
+    if (!fs.existsSync(CHROMIUM)) {
+        console.error(`browser: ${CHROMIUM} not found (apt-get install chromium)`);
+        process.exit(2);
+    }
+    const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const custCtx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    const agentCtx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const customer = await custCtx.newPage();
+    const agent = await agentCtx.newPage();
+    customer.setDefaultTimeout(TIMEOUT);
+    agent.setDefaultTimeout(TIMEOUT);
+    trace(customer, 'customer');
+    trace(agent, 'agent');
+    const chat = (sel) => customer.locator(`#chat-log ${sel}`);
+    const alog = (sel) => agent.locator(`#agent-log ${sel}`);
+    let conv = '';
+    let before = [];
+
+    try {
+        await step('agent console loads and connects with the token from #token=', async () => {
+            const resp = await agent.goto(`${BASE}/agent#token=${encodeURIComponent(TOKEN)}`);
+            check(resp && resp.ok(), `GET /agent: HTTP ${resp && resp.status()}`);
+            await agent.locator('#conn-status[data-state="online"]').waitFor();
+            check(!agent.url().includes(TOKEN), 'the token is still in the address bar');
+            await agent.locator('#queue-list').waitFor();
+        });
+
+        await step('agent status toggle: away, then online', async () => {
+            const toggle = agent.locator('#status-toggle');
+            if ((await toggle.getAttribute('data-status')) === 'online') {
+                await toggle.click();
+                await agent.locator('#status-toggle[data-status="away"]').waitFor();
+            }
+            await toggle.click();
+            await agent.locator('#status-toggle[data-status="online"]').waitFor();
+        });
+
+        await step('customer opens the widget and connects', async () => {
+            const resp = await customer.goto(`${BASE}/`);
+            check(resp && resp.ok(), `GET /: HTTP ${resp && resp.status()}`);
+            await customer.locator('#chat-launcher').click();
+            await customer.locator('#chat-input').waitFor({ state: 'visible' });
+            await customer.locator('#chat-status[data-state="online"]').waitFor();
+            const tok = await customer.evaluate(() => localStorage.getItem('chatgw_token'));
+            check(tok && tok.split('.').length === 3, `no session token stored from welcome (got ${tok})`);
+        });
+
+        await step('customer message is acknowledged (seq) and shown once', async () => {
+            await customer.locator('#chat-input').fill(HELLO);
+            await customer.locator('#chat-input').press('Enter');
+            await chat(`.msg[data-role="customer"][data-seq]`).filter({ hasText: HELLO }).waitFor();
+            check((await customer.locator('#chat-input').inputValue()) === '', 'the input was not cleared');
+            conv = await customer.locator('#chat-log').getAttribute('data-conv');
+            check(conv, 'the widget has no conversation id after the ack');
+        });
+
+        await step('customer sees the greeting, an auto-reply or the assignment', async () => {
+            await chat('.msg[data-role="system"], .msg[data-role="bot"], .msg[data-type="assigned"]').first().waitFor();
+        });
+
+        await step('agent gets the conversation (assigned, or picked from the queue)', async () => {
+            const item = agent.locator(`.conv-item[data-conv="${conv}"]`);
+            const queued = agent.locator(`.queue-item[data-conv="${conv}"]`);
+            await item.or(queued).first().waitFor();
+            if (!(await item.count())) {
+                console.log('     (conversation was queued: picking it)');
+                await queued.locator('.pick-btn').click();
+                const refused = agent.locator('#agent-error:visible');
+                await item.or(refused).first().waitFor();
+                if (!(await item.count())) throw new StepError(`pick refused: ${await refused.textContent()}`);
+            }
+            await item.waitFor();
+            await item.click();
+            await agent.locator(`.conv-item.active[data-conv="${conv}"]`).waitFor();
+        });
+
+        await step("agent sees the customer's message", async () => {
+            await alog('.msg[data-role="customer"]').filter({ hasText: HELLO }).waitFor();
+            await agent.locator('#agent-input:enabled').waitFor();
+            await agent.locator('#close-btn:enabled').waitFor();
+        });
+
+        await step('markup typed by the customer is shown as text on both sides', async () => {
+            await customer.locator('#chat-input').fill(MARKUP);
+            await customer.locator('#chat-send').click();
+            await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: MARKUP }).waitFor();
+            await alog('.msg[data-role="customer"]').filter({ hasText: MARKUP }).waitFor();
+            for (const [page, root] of [[customer, '#chat-log'], [agent, '#agent-log']]) {
+                check(await page.evaluate(() => window.__xss === undefined), 'injected markup ran');
+                check((await page.locator(`${root} .msg img, ${root} .msg b`).count()) === 0, `markup became elements in ${root}`);
+            }
+        });
+
+        await step('agent replies and the customer sees it', async () => {
+            await agent.locator('#agent-input').fill(REPLY);
+            await agent.locator('#agent-send').click();
+            await alog('.msg[data-role="agent"][data-seq]').filter({ hasText: REPLY }).waitFor();
+            await chat('.msg[data-role="agent"]').filter({ hasText: REPLY }).waitFor();
+            await shot(customer, 'customer-chat');
+            await shot(agent, 'agent-chat');
+        });
+
+        await step('customer transcript is complete: seq 1..n, no duplicate, own messages once', async () => {
+            before = await until(async () => {
+                const t = await transcript(customer, '#chat-log');
+                return t.every((m) => m.seq > 0) ? t : null;
+            }, 'every customer message to be acknowledged');
+            checkComplete(before, 'customer');
+            check(before.filter((m) => m.text === HELLO).length === 1, `the first message is not shown exactly once:\n      ${describe(before)}`);
+        });
+
+        await step('reloading the customer tab brings back the same transcript', async () => {
+            await customer.reload();
+            await customer.locator('#chat-status[data-state="online"]').waitFor();
+            // the agent's next message is sent after the resume: once it is shown, anything the
+            // gateway re-sent on resume has arrived before it
+            await agent.locator('#agent-input').fill(FOLLOW_UP);
+            await agent.locator('#agent-input').press('Enter');
+            await chat('.msg[data-role="agent"]').filter({ hasText: FOLLOW_UP }).waitFor();
+            const after = await transcript(customer, '#chat-log');
+            checkComplete(after, 'customer after reload');
+            check(same(after.slice(0, before.length), before),
+                `transcript changed across the reload:\n   before ${describe(before)}\n   after  ${describe(after)}`);
+            check(after.filter((m) => m.text === FOLLOW_UP).length === 1, 'the follow-up is not shown exactly once');
+            before = after;
+            await shot(customer, 'customer-reload');
+        });
+
+        await step('with its cache cleared, the widget rebuilds the transcript from the server', async () => {
+            await customer.evaluate(() => localStorage.removeItem('chatgw_log'));
+            await customer.reload();
+            await customer.locator('#chat-status[data-state="online"]').waitFor();
+            const want = before[before.length - 1].seq;
+            const after = await until(async () => {
+                const t = await transcript(customer, '#chat-log');
+                return t.some((m) => m.seq === want) ? t : null;
+            }, `the replay to reach seq ${want}`);
+            checkComplete(after, 'customer after replay');
+            check(same(after.slice(0, before.length), before),
+                `replayed transcript differs:\n   before ${describe(before)}\n   after  ${describe(after)}`);
+            before = after;
+        });
+
+        await step('agent closes the conversation and the customer sees it closed', async () => {
+            await agent.locator('#close-btn').click();
+            await chat('.msg[data-type="closed"]').filter({ hasText: 'Conversation closed' }).waitFor();
+            await agent.locator(`.conv-item[data-conv="${conv}"][data-state="closed"]`).waitFor();
+            await agent.locator('#agent-input:disabled').waitFor();
+            await shot(customer, 'customer-closed');
+            await shot(agent, 'agent-closed');
+        });
+
+        await step('both transcripts end complete and without duplicates', async () => {
+            const c = await transcript(customer, '#chat-log');
+            checkComplete(c, 'customer');
+            const a = await transcript(agent, '#agent-log');
+            const seqs = a.map((m) => m.seq);
+            check(seqs.every((s) => s > 0) && new Set(seqs).size === seqs.length, `agent: pending or duplicate:\n      ${describe(a)}`);
+            for (const t of [HELLO, MARKUP, REPLY, FOLLOW_UP]) {
+                check(a.filter((m) => m.text === t).length === 1, `agent: ${JSON.stringify(t)} not shown exactly once:\n      ${describe(a)}`);
+                check(c.filter((m) => m.text === t).length === 1, `customer: ${JSON.stringify(t)} not shown exactly once:\n      ${describe(c)}`);
+            }
+            const last = c[c.length - 1].seq;
+            check(a.some((m) => m.seq === last), `agent transcript lacks seq ${last}:\n      ${describe(a)}`);
+        });
+
+        await step('after the close, a new message starts a new conversation', async () => {
+            // away: the router should queue the new conversation instead of assigning it, so that
+            // the agent picks it from the queue
+            await agent.locator('#status-toggle').click();
+            await agent.locator('#status-toggle[data-status="away"]').waitFor();
+            await customer.locator('#chat-input').fill(ONE_MORE);
+            await customer.locator('#chat-input').press('Enter');
+            await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: ONE_MORE }).waitFor();
+            const conv2 = await customer.locator('#chat-log').getAttribute('data-conv');
+            check(conv2 && conv2 !== conv, `the widget still uses the closed conversation ${conv}`);
+            await customer.locator(`#chat-log .conv-section[data-conv="${conv2}"] .conv-divider`).waitFor();
+            const t = await transcript(customer, `#chat-log .conv-section[data-conv="${conv2}"]`);
+            check(t.length >= 1 && t[0].seq === 1 && t[0].text === ONE_MORE, `new conversation does not start with seq 1:\n      ${describe(t)}`);
+            await shot(customer, 'customer-new-conversation');
+            conv = conv2;
+        });
+
+        await step('the away agent sees it waiting in the queue and picks it', async () => {
+            const item = agent.locator(`.conv-item[data-conv="${conv}"]`);
+            const queued = agent.locator(`.queue-item[data-conv="${conv}"]`);
+            await item.or(queued).first().waitFor();
+            if (await item.count()) {
+                console.log('     (the router assigned it before it saw the agent go away: nothing to pick)');
+            } else {
+                await queued.filter({ hasText: ONE_MORE }).waitFor();
+                await until(async () => /^\d+:\d\d$/.test((await queued.locator('.wait').textContent()) || ''),
+                    'the waiting time to be shown');
+                await shot(agent, 'agent-queue');
+                await queued.locator('.pick-btn').click();
+                const refused = agent.locator('#agent-error:visible');
+                await item.or(refused).first().waitFor();
+                if (!(await item.count())) throw new StepError(`pick refused: ${await refused.textContent()}`);
+                await queued.waitFor({ state: 'detached' });
+            }
+            await agent.locator(`.conv-item.active[data-conv="${conv}"]`).waitFor();
+            await alog('.msg[data-role="customer"]').filter({ hasText: ONE_MORE }).waitFor();
+            await chat('.msg[data-type="assigned"]').filter({ hasText: 'Alice joined' }).last().waitFor();
+        });
+
+        await step('no JavaScript error on either page', async () => {
+            check(pageErrors.length === 0, pageErrors.join('\n'));
+        });
+    } catch (e) {
+        await shot(customer, 'fail-customer');
+        await shot(agent, 'fail-agent');
+        for (const who of ['customer', 'agent']) {
+            console.log(`--- last WebSocket frames and console messages of the ${who} page:`);
+            for (const l of traces[who].slice(-40)) console.log('    ' + l.slice(0, 400));
+        }
+        if (pageErrors.length) console.log('--- page errors:\n    ' + pageErrors.join('\n    '));
+    } finally {
+        await browser.close();
+    }
+    console.log(`browser: ${passed} passed, ${failed} failed`);
+    process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+    console.error('browser: harness error:', e.stack || e);
+    console.log(`browser: ${passed} passed, ${failed + 1} failed`);
+    process.exit(1);
+});

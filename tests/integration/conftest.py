@@ -1,0 +1,221 @@
+"""Integration harness: a real redis-server and the real chatgw binaries on free ports.
+
+Fixtures:
+  redis_srv  -- a fresh redis-server per test (.url, .port, .r, .kill(), .start())
+  procs      -- starts gateways/routers (procs.gateway(env), procs.router(env)) and mints tokens
+                (procs.agent_token(...)); everything is stopped at the end of the test, and any
+                sanitizer report in a process's stderr fails the test.
+Run with /usr/bin/python3 (Debian's websockets, redis, msgpack, pytest).
+"""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+JWT_SECRET = "integration-test-secret-0123456789abcdef"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "UndefinedBehaviorSanitizer")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, what="condition", interval=0.01):
+    """Poll pred() until it is truthy (returns its value) or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.dir = workdir
+        self.proc = None
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.r = redis.Redis(host="127.0.0.1", port=self.port)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            try:
+                return self.r.ping()
+            except redis.exceptions.ConnectionError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("redis-server exited at start")
+                return False
+        wait_until(up, 10, "redis-server to answer PING")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.r.connection_pool.disconnect()
+
+
+class Proc:
+    """A chatgw process whose stderr is read line by line into .lines."""
+
+    def __init__(self, name, args, env):
+        self.name = name
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, cwd=ROOT)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)  # EOF marker
+            self.cond.notify_all()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def text(self):
+        return "\n".join(l for l in self.lines if l is not None)
+
+    def wait_log(self, substr, timeout=10.0, start=0):
+        """Block until a stderr line (from index start) contains substr; return its index."""
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    line = self.lines[i]
+                    if line is None:
+                        raise AssertionError(f"{self.name} exited before logging {substr!r}:\n"
+                                             + self.text()[-3000:])
+                    if substr in line:
+                        return i
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self.name}: no {substr!r} within {timeout}s:\n"
+                                         + self.text()[-3000:])
+                self.cond.wait(left)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout}s on signal {sig}")
+        self.reader.join(5)
+        return self.proc.returncode
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def sanitizer_report(self):
+        t = self.text()
+        for m in SANITIZER_MARKS:
+            if m in t:
+                return t
+        return None
+
+
+class Procs:
+    def __init__(self, redis_srv, tmpdir):
+        self.redis = redis_srv
+        self.tmpdir = tmpdir
+        self.all = []
+        self.n = 0
+
+    def _env(self, extra):
+        env = dict(os.environ)
+        env.update({"CHATGW_REDIS_URL": self.redis.url, "CHATGW_JWT_SECRET": JWT_SECRET,
+                    "CHATGW_LOG_LEVEL": "debug"})
+        env.update({k: str(v) for k, v in (extra or {}).items()})
+        return env
+
+    def gateway(self, env=None, wait_ready=True):
+        self.n += 1
+        port = free_port()
+        e = self._env({"CHATGW_LISTEN": f"127.0.0.1:{port}", "CHATGW_GATEWAY_ID": f"gw{self.n}",
+                       "CHATGW_WWW_DIR": os.path.join(ROOT, "gateway", "www")})
+        e.update({k: str(v) for k, v in (env or {}).items()})
+        p = Proc(f"gateway{self.n}", [os.path.join(BUILD, "chatgw-gateway")], e)
+        p.port = port
+        p.base = f"http://127.0.0.1:{port}"
+        p.ws = f"ws://127.0.0.1:{port}"
+        self.all.append(p)
+        if wait_ready:
+            p.wait_log("ready", 15)
+        return p
+
+    def router(self, env=None, wait_ready=True):
+        self.n += 1
+        e = self._env({"CHATGW_ROUTER_ID": f"router{self.n}"})
+        e.update({k: str(v) for k, v in (env or {}).items()})
+        p = Proc(f"router{self.n}", [os.path.join(BUILD, "chatgw-router")], e)
+        self.all.append(p)
+        if wait_ready:
+            p.wait_log("ready", 15)
+        return p
+
+    def agent_token(self, agent_id, name=None, skills=("general",), cap=1, ttl=3600):
+        """Mint an agent token with the real chatgw-token tool."""
+        args = [os.path.join(BUILD, "chatgw-token"), "--agent", agent_id,
+                "--name", name or agent_id, "--skills", ",".join(skills), "--cap", str(cap),
+                "--ttl", str(ttl)]
+        out = subprocess.run(args, env=self._env({}), check=True, capture_output=True)
+        return out.stdout.decode().strip()
+
+    def teardown(self):
+        reports = []
+        for p in self.all:
+            try:
+                p.stop()
+            except AssertionError as e:
+                reports.append(str(e))
+            rep = p.sanitizer_report()
+            if rep:
+                reports.append(f"sanitizer report in {p.name}:\n{rep[-6000:]}")
+        return reports
+
+
+@pytest.fixture
+def redis_srv(tmp_path):
+    srv = RedisServer(str(tmp_path))
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def procs(redis_srv, tmp_path):
+    p = Procs(redis_srv, str(tmp_path))
+    yield p
+    reports = p.teardown()
+    if reports:
+        pytest.fail("\n\n".join(reports))

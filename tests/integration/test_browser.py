@@ -1,0 +1,55 @@
+"""The customer widget and the agent console in a real browser (Debian's chromium, headless,
+driven by playwright-core from tests/browser/two_tabs.mjs) against a real gateway and router.
+
+Needs node and /usr/bin/chromium (make deps installs both); tests/browser/node_modules is installed
+with `npm ci` when missing (the npm registry is the only thing fetched: never a browser build).
+Screenshots: build/browser-*.png."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+SCRIPT = os.path.join(BROWSER_DIR, "two_tabs.mjs")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+NODE = shutil.which("node")
+
+
+def _tail(text, n=4000):
+    return text if len(text) <= n else "…" + text[-n:]
+
+
+@pytest.fixture(scope="module")
+def playwright_installed():
+    if not NODE:
+        pytest.skip("node is not installed (apt-get install nodejs npm; make deps does)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; make deps does)")
+    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        npm = shutil.which("npm")
+        assert npm, "npm is missing: cannot install tests/browser/node_modules (apt-get install npm)"
+        env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
+        r = subprocess.run([npm, "ci", "--prefix", BROWSER_DIR, "--no-audit", "--no-fund"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"npm ci --prefix tests/browser failed:\n{_tail(r.stdout + r.stderr)}"
+
+
+def test_widget_and_agent_console_in_two_tabs(playwright_installed, procs):
+    gw = procs.gateway()
+    router = procs.router()
+    token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    env = dict(os.environ, CHROMIUM=CHROMIUM)
+    try:
+        r = subprocess.run([NODE, SCRIPT, gw.base, token], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        pytest.fail(f"two_tabs.mjs did not finish within 240 s:\n{_tail(out)}")
+    print(r.stdout)
+    assert r.returncode == 0, (
+        f"two_tabs.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
+        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
+    assert "0 failed" in r.stdout.splitlines()[-1]

@@ -1,0 +1,141 @@
+/* test_util.c -- constant-time compare, host:port parsing, randomness, strlcpy, numbers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <string.h>
+
+#include "common/util.h"
+
+static void test_ct_equal(void **state) {
+    (void)state;
+    assert_int_equal(cg_ct_equal("secret", 6, "secret", 6), 1);
+    assert_int_equal(cg_ct_equal("secret", 6, "secreT", 6), 0);
+    assert_int_equal(cg_ct_equal("secret", 6, "Secret", 6), 0);
+    assert_int_equal(cg_ct_equal("secret", 6, "secret2", 7), 0);
+    assert_int_equal(cg_ct_equal("secret2", 7, "secret", 6), 0);
+    /* a prefix padded with NUL is still a different length */
+    assert_int_equal(cg_ct_equal("ab\0", 3, "ab", 2), 0);
+    assert_int_equal(cg_ct_equal("", 0, "", 0), 1);
+    assert_int_equal(cg_ct_equal(NULL, 0, NULL, 0), 1);
+    assert_int_equal(cg_ct_equal(NULL, 0, "a", 1), 0);
+    assert_int_equal(cg_ct_equal("a", 1, NULL, 0), 0);
+    /* lengths that differ by a multiple of 256 */
+    char a[300], b[44];
+    memset(a, 'x', sizeof(a));
+    memset(b, 'x', sizeof(b));
+    assert_int_equal(cg_ct_equal(a, 300, b, 44), 0);
+    assert_int_equal(cg_ct_equal(a, 44, b, 44), 1);
+}
+
+static void test_hostport(void **state) {
+    (void)state;
+    char host[64];
+    int port = 0;
+    assert_int_equal(cg_parse_hostport("localhost:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "localhost");
+    assert_int_equal(port, 8080);
+    assert_int_equal(cg_parse_hostport("0.0.0.0:1", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "0.0.0.0");
+    assert_int_equal(port, 1);
+    assert_int_equal(cg_parse_hostport("[::1]:65535", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 65535);
+    assert_int_equal(cg_parse_hostport("[fe80::1%eth0]:443", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "fe80::1%eth0");
+
+    const char *bad[] = {"localhost", "localhost:",
+                         ":8080",     "h:0",
+                         "h:65536",   "h:-1",
+                         "h:+80",     "h:80x",
+                         "h: 80",     "::1:80",
+                         "[::1]80",   "[::1",
+                         "[]:80",     "h:99999999999999999999",
+                         "",          "h:1:2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        port = 0;
+        if (cg_parse_hostport(bad[i], host, sizeof(host), &port) != -1)
+            fail_msg("accepted '%s'", bad[i]);
+    }
+    /* host longer than the buffer */
+    char small[4];
+    assert_int_equal(cg_parse_hostport("abcd:1", small, sizeof(small), &port), -1);
+    assert_int_equal(cg_parse_hostport("abc:1", small, sizeof(small), &port), 0);
+}
+
+static void test_rand_hex(void **state) {
+    (void)state;
+    char a[65], b[65];
+    assert_int_equal(cg_rand_hex(a, 32), 0);
+    assert_int_equal(cg_rand_hex(b, 32), 0);
+    assert_int_equal(strlen(a), 64);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 64);
+    assert_string_not_equal(a, b);
+
+    char big[2 * 200 + 1];
+    assert_int_equal(cg_rand_hex(big, 200), 0); /* more than one RNG chunk */
+    assert_int_equal(strlen(big), 400);
+    assert_int_equal(strspn(big, "0123456789abcdef"), 400);
+
+    char z[1] = {'x'};
+    assert_int_equal(cg_rand_hex(z, 0), 0);
+    assert_int_equal(z[0], '\0');
+
+    char id1[33], id2[33];
+    assert_int_equal(cg_id_new(id1), 0);
+    assert_int_equal(cg_id_new(id2), 0);
+    assert_int_equal(strlen(id1), 32);
+    assert_int_equal(strspn(id1, "0123456789abcdef"), 32);
+    assert_string_not_equal(id1, id2);
+}
+
+static void test_strlcpy(void **state) {
+    (void)state;
+    char d[4];
+    assert_int_equal(cg_strlcpy(d, "ab", sizeof(d)), 2);
+    assert_string_equal(d, "ab");
+    assert_int_equal(cg_strlcpy(d, "abcdef", sizeof(d)), 6);
+    assert_string_equal(d, "abc");
+    d[0] = 'q';
+    assert_int_equal(cg_strlcpy(d, "abc", 0), 3);
+    assert_int_equal(d[0], 'q');
+}
+
+static void test_parse_ll(void **state) {
+    (void)state;
+    long long v;
+    assert_int_equal(cg_parse_ll("42", 0, 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(cg_parse_ll("-5", -10, 10, &v), 0);
+    assert_int_equal(v, -5);
+    assert_int_equal(cg_parse_ll("+5", 0, 10, &v), 0);
+    assert_int_equal(cg_parse_ll("9223372036854775807", LLONG_MIN, LLONG_MAX, &v), 0);
+    assert_true(v == LLONG_MAX);
+    assert_int_equal(cg_parse_ll("9223372036854775808", LLONG_MIN, LLONG_MAX, &v), -1);
+    assert_int_equal(cg_parse_ll("101", 0, 100, &v), -1);
+    assert_int_equal(cg_parse_ll("", 0, 100, &v), -1);
+    assert_int_equal(cg_parse_ll("-", 0, 100, &v), -1);
+    assert_int_equal(cg_parse_ll(" 1", 0, 100, &v), -1);
+    assert_int_equal(cg_parse_ll("1 ", 0, 100, &v), -1);
+    assert_int_equal(cg_parse_ll("0x10", 0, 100, &v), -1);
+    assert_int_equal(cg_parse_ll(NULL, 0, 100, &v), -1);
+}
+
+static void test_clock(void **state) {
+    (void)state;
+    int64_t ms = cg_now_ms(), s = cg_now_s();
+    assert_true(s > 1700000000);
+    assert_true(ms / 1000 - s <= 1 && s - ms / 1000 <= 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ct_equal), cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_rand_hex), cmocka_unit_test(test_strlcpy),
+        cmocka_unit_test(test_parse_ll), cmocka_unit_test(test_clock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

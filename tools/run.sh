@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# make run: an embedded redis-server (unless REDIS_URL is set), one gateway and one router, in the
+# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF) and the generated JWT secret live in var/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+VAR=$PWD/var
+mkdir -p "$VAR"
+if [ ! -s "$VAR/jwt_secret" ]; then
+  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret")
+fi
+export CHATGW_JWT_SECRET=${CHATGW_JWT_SECRET:-$(cat "$VAR/jwt_secret")}
+export CHATGW_LISTEN=${CHATGW_LISTEN:-127.0.0.1:8080}
+export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
+  wait 2>/dev/null
+  echo "chatgw stopped."
+}
+trap stop INT TERM EXIT
+
+if [ -n "${REDIS_URL:-}" ]; then
+  export CHATGW_REDIS_URL=$REDIS_URL
+else
+  sock=$VAR/redis.sock
+  redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$VAR" \
+    --appendonly yes --save '' --logfile "$VAR/redis.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    redis-cli -s "$sock" ping >/dev/null 2>&1 && break
+    kill -0 "${pids[0]}" 2>/dev/null || { echo "redis-server failed to start: see $VAR/redis.log"; exit 1; }
+    sleep 0.05
+  done
+  export CHATGW_REDIS_URL=unix:$sock
+fi
+
+"$BUILD/chatgw-gateway" & pids+=($!)
+"$BUILD/chatgw-router" & pids+=($!)
+
+token=$("$BUILD/chatgw-token" --agent demo-agent --name "Demo Agent" --skills general --cap 2 --ttl 86400)
+cat <<MSG
+
+  chatgw is running (Ctrl-C stops it).
+    customer widget : http://$CHATGW_LISTEN/
+    agent console   : http://$CHATGW_LISTEN/agent#token=$token
+    health          : http://$CHATGW_LISTEN/healthz
+  Open the widget and the agent console in two tabs and start chatting.
+
+MSG
+wait -n "${pids[@]}"
+echo "a chatgw process exited; stopping the others."
