@@ -31,9 +31,9 @@ def main():
             env = {"CHATGW_LOG_LEVEL": "info", "CHATGW_RATE_MSGS": 100000,
                    "CHATGW_RATE_BURST": 100000}
             gw = procs.gateway(env, wait_ready=False)
-            gw.wait_log("ready", 15)
+            gw.wait_log(gw.ready_line, 15)
             r = procs.router({"CHATGW_LOG_LEVEL": "info"}, wait_ready=False)
-            r.wait_log("ready", 15)
+            r.wait_log(r.ready_line, 15)
             cap = math.ceil(args.customers / args.agents)
             tokens = [procs.agent_token(f"bench-agent-{i}", cap=cap) for i in range(args.agents)]
             cfg = {"url": gw.ws, "customers": args.customers, "messages": args.messages,

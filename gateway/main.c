@@ -120,14 +120,17 @@ static void on_sub_state(rconn *rc, int up, void *priv) {
 /* ---- shutdown ---- */
 
 static uv_timer_t stop_timer;
+/* With libuv, lws destroys a context in two calls: one to start (handles close on the loop),
+ * one after the loop has run dry to finish (warmcat/libwebsockets#2595). */
+static struct lws_context *dying_lws;
 
 static void stop_finish(void) {
     if (!G.lws) return;
     rconn_free(&G.redis);
     rconn_free(&G.sub);
-    struct lws_context *ctx = G.lws;
+    dying_lws = G.lws;
     G.lws = NULL;
-    lws_context_destroy(ctx);
+    lws_context_destroy(dying_lws);
     uv_close((uv_handle_t *)&stop_timer, NULL);
     loop_signals_stop();
 }
@@ -256,6 +259,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     uv_run(G.loop, UV_RUN_DEFAULT);
+    if (dying_lws) lws_context_destroy(dying_lws);
     int rc = loop_close_all(G.loop);
     if (rc == 0)
         log_info("clean shutdown");

@@ -352,6 +352,10 @@ static int check_presence(const msg *m, msg_origin origin, cg_err *err) {
 static int check_client_fields(const msg *m, cg_err *err) {
     const char *f = m->sock[0] ? "sock" : m->n_skills ? "skills" : m->cap ? "cap" : NULL;
     if (f) return cg_err_set(err, "bad_value", "field '%s' may not be sent by a client", f);
+    /* Router messages use cmids "cg:..." to de-duplicate themselves: a client reusing one
+     * could suppress a router message in its conversation. */
+    if (!strncmp(m->cmid, "cg:", 3))
+        return cg_err_set(err, "bad_value", "field 'cmid' may not start with 'cg:' (reserved)");
     return 0;
 }
 

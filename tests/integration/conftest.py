@@ -164,13 +164,15 @@ class Procs:
         e = self._env({"CHATGW_LISTEN": f"127.0.0.1:{port}", "CHATGW_GATEWAY_ID": f"gw{self.n}",
                        "CHATGW_WWW_DIR": os.path.join(ROOT, "gateway", "www")})
         e.update({k: str(v) for k, v in (env or {}).items()})
+        assert e["CHATGW_GATEWAY_ID"] == f"gw{self.n}", "tests wait for 'gateway gw<n> ready'"
         p = Proc(f"gateway{self.n}", [os.path.join(BUILD, "chatgw-gateway")], e)
         p.port = port
         p.base = f"http://127.0.0.1:{port}"
         p.ws = f"ws://127.0.0.1:{port}"
+        p.ready_line = f"gateway gw{self.n} ready"
         self.all.append(p)
         if wait_ready:
-            p.wait_log("ready", 15)
+            p.wait_log(p.ready_line, 15)
         return p
 
     def router(self, env=None, wait_ready=True):
@@ -178,9 +180,10 @@ class Procs:
         e = self._env({"CHATGW_ROUTER_ID": f"router{self.n}"})
         e.update({k: str(v) for k, v in (env or {}).items()})
         p = Proc(f"router{self.n}", [os.path.join(BUILD, "chatgw-router")], e)
+        p.ready_line = f"router {e['CHATGW_ROUTER_ID']} ready"
         self.all.append(p)
         if wait_ready:
-            p.wait_log("ready", 15)
+            p.wait_log(p.ready_line, 15)
         return p
 
     def agent_token(self, agent_id, name=None, skills=("general",), cap=1, ttl=3600):

@@ -135,9 +135,10 @@ class AgentFeed:
     """Messages published on cg:a:<agent> (8-byte prefix + msgpack)."""
 
     def __init__(self, r, agent):
-        self.ps = r.pubsub(ignore_subscribe_messages=True)
+        self.ps = r.pubsub()
         self.ps.subscribe(f"cg:a:{agent}")
-        until(lambda: self.ps.get_message(timeout=0.05) is None and self.ps.subscribed, 5,
+        # the server's confirmation: from here on nothing published is missed
+        until(lambda: (self.ps.get_message(timeout=0.05) or {}).get("type") == "subscribe", 5,
               "the subscription")
 
     def next(self, timeout=10):

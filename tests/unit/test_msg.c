@@ -692,6 +692,12 @@ static void test_validate_required(void **state) {
     expect_validate(&m, ORIGIN_AGENT, "bad_value", "'cap'");
     assert_int_equal(dj(&m, "{\"type\":\"text\",\"text\":\"x\",\"sock\":\"gw-1:1\"}", &err), 0);
     expect_validate(&m, ORIGIN_CUSTOMER, "bad_value", "'sock'");
+    /* router-reserved client ids */
+    assert_int_equal(dj(&m, "{\"type\":\"text\",\"text\":\"x\",\"cmid\":\"cg:greet\"}", &err), 0);
+    expect_validate(&m, ORIGIN_CUSTOMER, "bad_value", "'cmid'");
+    assert_int_equal(msg_validate(&m, ORIGIN_INTERNAL, &err), -1); /* internal: no role/ts */
+    assert_int_equal(dj(&m, "{\"type\":\"text\",\"text\":\"x\",\"cmid\":\"c-cg:1\"}", &err), 0);
+    assert_int_equal(msg_validate(&m, ORIGIN_CUSTOMER, &err), 0);
 
     assert_int_equal(dj(&m, "{\"type\":\"close\",\"conv\":\"conv-1\"}", &err), 0);
     expect_validate(&m, ORIGIN_AGENT, "missing_field", "'code'");
