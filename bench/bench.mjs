@@ -4,14 +4,15 @@
 //
 // Each customer sends `messages` texts, one at a time: the agent serving it answers each, and the
 // customer sends the next when the answer arrives. Measured: customer->agent and agent->customer
-// latency (same process clock), messages per second, and per conversation, at both ends, lost,
+// latency (same process clock; a conversation's first message also waits for its assignment,
+// so it is reported apart as first_message_to_agent_ms), messages per second, and per conversation, at both ends, lost,
 // duplicated and reordered messages (by sequence number and by message index). Prints one JSON
 // line with the results, last.
 import WebSocket from 'ws';
 
 const cfg = JSON.parse(process.argv[2]);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-const c2a = [], a2c = [];
+const c2a = [], a2c = [], first = [];
 const problems = {lost: 0, duplicated: 0, reordered: 0, errors: 0};
 
 function open(path) {
@@ -42,7 +43,7 @@ async function agent(token) {
     if (f.type === 'error') problems.errors++;
     if (f.type !== 'text' || f.role !== 'customer' || !f.text.startsWith('b|')) return;
     const [, i, k, t] = f.text.split('|');
-    c2a.push(now() - Number(t));
+    (Number(k) === 0 ? first : c2a).push(now() - Number(t));
     const prev = seen.get(f.conv);
     if (prev !== undefined && Number(k) <= prev) problems.reordered++;
     seen.set(f.conv, Number(k));
@@ -88,10 +89,11 @@ const agents = await Promise.all(cfg.tokens.map(agent));
 const t0 = now();
 const done = await Promise.all(Array.from({length: cfg.customers}, (_, i) => customer(i)));
 const secs = (now() - t0) / 1000;
-const total = c2a.length + a2c.length;
+const total = first.length + c2a.length + a2c.length;
 const result = {
   customers: cfg.customers, agents: cfg.tokens.length, messages_per_customer: cfg.messages,
   seconds: +secs.toFixed(3), messages: total, messages_per_sec: +(total / secs).toFixed(1),
+  first_message_to_agent_ms: {p50: pct(first, 50), p99: pct(first, 99), max: pct(first, 100)},
   customer_to_agent_ms: {p50: pct(c2a, 50), p99: pct(c2a, 99), max: pct(c2a, 100)},
   agent_to_customer_ms: {p50: pct(a2c, 50), p99: pct(a2c, 99), max: pct(a2c, 100)},
   ...problems,

@@ -46,6 +46,12 @@ def main():
             calls = sum(v["calls"] for v in info.values())
             res["redis_commands_total"] = calls
             res["redis_commands_per_message"] = round(calls / max(1, res["messages"]), 2)
+            # client round trips (what gateway and router send; FCALL internals excluded)
+            top = ("fcall", "xreadgroup", "xack", "xrange", "xadd", "publish", "hmget", "smembers",
+                   "get", "set", "subscribe", "xautoclaim")
+            res["redis_calls_per_message"] = {
+                k: round(info[f"cmdstat_{k}"]["calls"] / max(1, res["messages"]), 3)
+                for k in top if f"cmdstat_{k}" in info}
             print(json.dumps(res, indent=2))
             print(f"bench: {res['messages']} messages, {res['messages_per_sec']} msg/s, "
                   f"c->a p50 {res['customer_to_agent_ms']['p50']} ms p99 "
