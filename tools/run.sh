@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-VAR=$PWD/var
+VAR=${CHATGW_VAR_DIR:-$PWD/var}
 mkdir -p "$VAR"
 if [ ! -s "$VAR/jwt_secret" ]; then
   (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret")
@@ -13,11 +13,14 @@ export CHATGW_JWT_SECRET=${CHATGW_JWT_SECRET:-$(cat "$VAR/jwt_secret")}
 export CHATGW_LISTEN=${CHATGW_LISTEN:-127.0.0.1:8080}
 export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
 
-pids=()
+pids=()      # gateway and router
+redis_pid=
 stop() {
   trap - INT TERM EXIT
   [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
-  wait 2>/dev/null
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  # Redis last, once nobody writes to it any more.
+  [ -n "$redis_pid" ] && kill -TERM "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   echo "chatgw stopped."
 }
 trap stop INT TERM EXIT
@@ -26,12 +29,13 @@ if [ -n "${REDIS_URL:-}" ]; then
   export CHATGW_REDIS_URL=$REDIS_URL
 else
   sock=$VAR/redis.sock
-  redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$VAR" \
+  # Its own session: Ctrl-C reaches the gateway and router only; Redis is stopped after them.
+  setsid redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$VAR" \
     --appendonly yes --save '' --logfile "$VAR/redis.log" &
-  pids+=($!)
+  redis_pid=$!
   for _ in $(seq 1 100); do
     redis-cli -s "$sock" ping >/dev/null 2>&1 && break
-    kill -0 "${pids[0]}" 2>/dev/null || { echo "redis-server failed to start: see $VAR/redis.log"; exit 1; }
+    kill -0 "$redis_pid" 2>/dev/null || { echo "redis-server failed to start: see $VAR/redis.log"; exit 1; }
     sleep 0.05
   done
   export CHATGW_REDIS_URL=unix:$sock

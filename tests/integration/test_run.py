@@ -1,0 +1,50 @@
+"""`make run` (tools/run.sh): embedded redis, gateway and router, demo agent link, clean Ctrl-C."""
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+
+from chat import agent
+from conftest import BUILD, ROOT, Proc, free_port
+
+
+class _Gw:  # what chat.agent() needs
+    def __init__(self, port):
+        self.ws = f"ws://127.0.0.1:{port}"
+
+
+def test_make_run_starts_everything_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = dict(os.environ, BUILD=os.path.relpath(BUILD, ROOT), CHATGW_LISTEN=f"127.0.0.1:{port}",
+               CHATGW_VAR_DIR=str(tmp_path / "var"))
+    env.pop("REDIS_URL", None)
+    env.pop("CHATGW_JWT_SECRET", None)
+    # stdout (the banner) joins stderr, which the harness reads
+    p = Proc("run.sh", ["setsid", "bash", "-c", 'exec bash "$0" 1>&2',
+                        os.path.join(ROOT, "tools", "run.sh")], env)
+    try:
+        i = p.wait_log("agent console", 20)
+        url = re.search(r"(http://\S+/agent#token=(\S+))", p.lines[i])
+        assert url, p.lines[i]
+        p.wait_log("gateway", 10)
+        p.wait_log(" ready", 10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        assert (tmp_path / "var" / "appendonlydir").is_dir()  # AOF on, data under var/
+
+        async def login():
+            a = await agent(_Gw(port), url.group(2))
+            assert a.welcome["sender_id"] == "demo-agent"
+            await a.close()
+        asyncio.run(asyncio.wait_for(login(), 20))
+    finally:
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C does to the foreground group
+        p.proc.wait(20)
+        p.reader.join(5)
+    out = p.text()
+    assert "chatgw stopped." in out
+    assert out.count("clean shutdown") == 2, out[-2000:]
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "var")], capture_output=True, text=True)
+    assert left.stdout == "", f"processes left running: {left.stdout}"
