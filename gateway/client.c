@@ -95,7 +95,7 @@ static int to_routers(msg *m, const char *conv, rconn_reply_fn *cb, void *priv) 
     return rc;
 }
 
-static void agent_presence(sess *s, const char *code) {
+void client_presence(sess *s, const char *code) {
     msg m;
     msg_init(&m);
     m.type = MSG_PRESENCE;
@@ -136,7 +136,7 @@ static void hello_agent(sess *s, const msg *m) {
     sub_watch_agent(s);
     for (int i = 0; i < s->who.n_skills; i++)
         sub_watch_queue(s, s->who.skills[i]);
-    agent_presence(s, "connect");
+    client_presence(s, "connect");
 }
 
 static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
@@ -412,5 +412,5 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
 }
 
 void client_closed(sess *s) {
-    if (s->role == SESS_AGENT && s->authed) agent_presence(s, "disconnect");
+    if (s->role == SESS_AGENT && s->authed) client_presence(s, "disconnect");
 }

@@ -151,6 +151,8 @@ void sub_shutdown(void);
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
 /* The connection closed: tell the router (agents) and release what the session holds. */
 void client_closed(sess *s);
+/* Tell the routers about an agent connection: code "connect" or "disconnect" (idempotent). */
+void client_presence(sess *s, const char *code);
 
 /* ---- http (http.c) ---- */
 /* Answer an HTTP request on a callback mount; returns what the lws callback should return. */

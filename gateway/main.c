@@ -102,6 +102,10 @@ static void on_cmd_state(rconn *rc, int up, void *priv) {
     size_t lens[] = {8, 4, 7, redis_conv_lua_len};
     rconn_cmdargv(rc, on_function_loaded, NULL, 4, argv, lens);
     log_info("redis: command connection up");
+    /* Agents that connected while Redis was away never reached a router: announce them again
+     * (the router's presence function is idempotent per connection). */
+    for (sess *s = G.sessions; s; s = s->next)
+        if (s->role == SESS_AGENT && s->authed) client_presence(s, "connect");
     sub_on_cmd_up();
     maybe_ready();
 }

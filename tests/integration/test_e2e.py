@@ -342,3 +342,24 @@ def test_clean_shutdown(procs):
     assert gw.stop(signal.SIGTERM) == 0
     assert "clean shutdown" in gw.text()
     assert r.stop(signal.SIGTERM) == 0
+
+
+def test_agent_connecting_while_redis_down_is_announced_when_it_returns(procs, redis_srv):
+    gw = procs.gateway()
+    procs.router()
+    token = procs.agent_token("hana")
+    redis_srv.kill()
+    wait_until(lambda: http_get(gw.base + "/healthz")[0] == 503, 10, "gateway sees redis down")
+
+    async def scenario():
+        a = await agent(gw, token)  # welcome needs no Redis
+        redis_srv.start()
+        wait_until(lambda: http_get(gw.base + "/healthz")[0] == 200, 15, "gateway reconnects")
+        c = await customer(gw)
+        ack = await c.say("anyone there?")
+        await a.expect_type("assigned", conv=ack["conv"], timeout=15)
+        await a.expect(is_text(role="customer", text="anyone there?"))
+        await c.close()
+        await a.close()
+
+    run(scenario())
