@@ -45,11 +45,12 @@ static const cfg_opt gw_opts[] = {
           "time a new connection has to say hello"),
     {NULL, 0, NULL, NULL, 0, 0, 0, NULL}};
 
-/* Keys of the other process's sections in the shared config file are not ours: accept them. */
+/* The gateway owns [common] and [gateway]: an unknown key there is an error. Every other section
+ * ([router], [queue x], [rule x], ...) is the router's, which validates it. */
 static int gw_cfg_extra(void *priv, const char *section, const char *key, const char *value,
                         cg_err *err) {
-    if (!strcmp(section, "router") || !strncmp(section, "queue", 5)) return 0;
-    return cg_err_set(err, "bad_config", "unknown key '%s' in section [%s]", key, section);
+    if (section[0] && strcmp(section, "common") && strcmp(section, "gateway")) return 0;
+    return cg_err_set(err, "bad_config", "unknown key '%s'", key);
 }
 
 int gw_origin_allowed(const char *origin, const char *host) {

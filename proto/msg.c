@@ -104,12 +104,13 @@ int msg_type_parse(const char *s, msg_type *out) {
 }
 
 const char *msg_channel_name(msg_channel c) {
+    if (c == CH_NONE) return "none";
     if ((unsigned)c >= CH_COUNT) return "unknown";
     return channel_names[c];
 }
 
 int msg_channel_parse(const char *s, msg_channel *out) {
-    int i = name_find(channel_names, 0, CH_COUNT, s);
+    int i = name_find(channel_names, 1, CH_COUNT, s);
     if (i < 0) return -1;
     *out = (msg_channel)i;
     return 0;

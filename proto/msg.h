@@ -62,7 +62,8 @@ typedef enum msg_type {
 } msg_type;
 
 typedef enum msg_channel {
-    CH_WEB = 0,
+    CH_NONE = 0, /* not set: omitted on the wire */
+    CH_WEB,
     CH_EMAIL,
     CH_WECHAT,
     CH_TELEGRAM,

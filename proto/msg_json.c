@@ -376,7 +376,7 @@ static json_t *enc_items(const msg *m, int *bad) {
         put_str(e, "conv", it->conv, bad);
         put_int(e, "position", it->position, bad);
         put_int(e, "since", it->since_ms, bad);
-        if (it->channel != CH_WEB && (unsigned)it->channel < CH_COUNT)
+        if (it->channel != CH_NONE && (unsigned)it->channel < CH_COUNT)
             put_name(e, "channel", msg_channel_name(it->channel), bad);
         put_int(e, "priority", it->priority, bad);
         put_str(e, "preview", it->preview, bad);
@@ -429,7 +429,7 @@ static json_t *enc_msg(const msg *m) {
     put_str(o, "cmid", m->cmid, &bad);
     put_str(o, "conv", m->conv, &bad);
     put_int(o, "seq", (int64_t)m->seq, &bad);
-    if (m->channel != CH_WEB && (unsigned)m->channel < CH_COUNT)
+    if (m->channel != CH_NONE && (unsigned)m->channel < CH_COUNT)
         put_name(o, "channel", msg_channel_name(m->channel), &bad);
     if (m->dir != DIR_NONE && m->dir <= DIR_OUT) put_name(o, "dir", msg_dir_name(m->dir), &bad);
     if (m->role != ROLE_NONE && (unsigned)m->role < ROLE_COUNT)

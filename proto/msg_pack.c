@@ -585,7 +585,7 @@ static void enc_item(penc *e, const void *arg) {
     put_str(e, "conv", it->conv);
     put_uint(e, "position", it->position);
     put_int(e, "since", it->since_ms);
-    if (it->channel != CH_WEB && (unsigned)it->channel < CH_COUNT)
+    if (it->channel != CH_NONE && (unsigned)it->channel < CH_COUNT)
         put_name(e, "channel", msg_channel_name(it->channel));
     put_uint(e, "priority", it->priority);
     put_str(e, "preview", it->preview);
@@ -618,7 +618,7 @@ static void enc_msg(penc *e, const void *arg) {
     put_str(e, "cmid", m->cmid);
     put_str(e, "conv", m->conv);
     put_uint(e, "seq", m->seq);
-    if (m->channel != CH_WEB && (unsigned)m->channel < CH_COUNT)
+    if (m->channel != CH_NONE && (unsigned)m->channel < CH_COUNT)
         put_name(e, "channel", msg_channel_name(m->channel));
     if (m->dir != DIR_NONE && m->dir <= DIR_OUT) put_name(e, "dir", msg_dir_name(m->dir));
     if (m->role != ROLE_NONE && (unsigned)m->role < ROLE_COUNT)

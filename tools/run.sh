@@ -16,7 +16,8 @@ export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
 pids=()      # gateway and router
 redis_pid=
 stop() {
-  trap - INT TERM EXIT
+  trap '' INT TERM   # a second Ctrl-C must not cut the clean-up short
+  trap - EXIT
   [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   # Redis last, once nobody writes to it any more.

@@ -363,3 +363,36 @@ def test_agent_connecting_while_redis_down_is_announced_when_it_returns(procs, r
         await a.close()
 
     run(scenario())
+
+
+def test_agent_sees_live_queue_and_picks(desk, procs):
+    """Away agents get nothing pushed; they see the waiting list change live and can pick."""
+    token = procs.agent_token("ivy", "Ivy", cap=2)
+
+    async def scenario():
+        a = await agent(desk, token)
+        await a.expect_type("queue", queue="general")  # the snapshot after welcome
+        await a.send({"type": "presence", "code": "away", "cmid": "p1"})
+        await a.expect_type("ack", cmid="p1")
+        c = await customer(desk)
+        ack = await c.say("Do you ship to Hangzhou?")
+        conv = ack["conv"]
+        snap = await a.expect(lambda f: f.get("type") == "queue" and any(
+            i["conv"] == conv for i in f.get("items", [])), what="queue with the new conversation")
+        item = next(i for i in snap["items"] if i["conv"] == conv)
+        assert item["position"] == 1 and item["channel"] == "web"
+        assert item["preview"].startswith("Do you ship") and item["since"] > 0
+        assert not [f for f in a.frames if f.get("type") == "assigned"]  # away: nothing pushed
+        await a.send({"type": "pick", "conv": conv, "cmid": "k1"})
+        await a.expect_type("assigned", conv=conv)
+        await a.expect(lambda f: f.get("type") == "queue" and not any(
+            i["conv"] == conv for i in f.get("items", [])), what="queue without it")
+        await c.expect_type("assigned", agent_id="ivy")
+        # picking it again fails with a reason
+        await a.send({"type": "pick", "conv": conv, "cmid": "k2"})
+        e = await a.expect_type("error", cmid="k2")
+        assert e["code"] == "pick_failed"
+        await c.close()
+        await a.close()
+
+    run(scenario())

@@ -18,7 +18,8 @@ class _Gw:  # what chat.agent() needs
 def test_make_run_starts_everything_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = dict(os.environ, BUILD=os.path.relpath(BUILD, ROOT), CHATGW_LISTEN=f"127.0.0.1:{port}",
-               CHATGW_VAR_DIR=str(tmp_path / "var"))
+               CHATGW_VAR_DIR=str(tmp_path / "var"), CHATGW_GATEWAY_ID="gwrun",
+               CHATGW_ROUTER_ID="rtrun")
     env.pop("REDIS_URL", None)
     env.pop("CHATGW_JWT_SECRET", None)
     # stdout (the banner) joins stderr, which the harness reads
@@ -28,8 +29,8 @@ def test_make_run_starts_everything_and_stops_on_ctrl_c(tmp_path):
         i = p.wait_log("agent console", 20)
         url = re.search(r"(http://\S+/agent#token=(\S+))", p.lines[i])
         assert url, p.lines[i]
-        p.wait_log("gateway", 10)
-        p.wait_log(" ready", 10)
+        p.wait_log("gateway gwrun ready", 10)
+        p.wait_log("router rtrun ready", 10)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert r.status == 200
         assert (tmp_path / "var" / "appendonlydir").is_dir()  # AOF on, data under var/

@@ -827,7 +827,7 @@ static void test_names(void **state) {
         assert_int_equal(msg_type_parse(msg_type_name((msg_type)t), &out), 0);
         assert_int_equal(out, t);
     }
-    for (int c = 0; c < CH_COUNT; c++) {
+    for (int c = CH_WEB; c < CH_COUNT; c++) {
         msg_channel out = CH_COUNT;
         assert_int_equal(msg_channel_parse(msg_channel_name((msg_channel)c), &out), 0);
         assert_int_equal(out, c);
