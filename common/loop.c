@@ -61,6 +61,11 @@ void loop_signals_stop(void) {
     }
     for (int i = 0; i < n; i++)
         uv_close((uv_handle_t *)&s->h[i], on_sig_closed);
+    /* Closing the watchers restored the default actions: a second Ctrl-C or a supervisor's
+     * SIGTERM would now kill the process in the middle of its clean shutdown. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
 }
 
 static void close_one(uv_handle_t *h, void *arg) {

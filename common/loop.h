@@ -9,7 +9,8 @@ typedef void loop_signal_fn(int signum, void *priv);
 /* Watch SIGINT, SIGTERM and SIGHUP on loop and call cb from the loop (never from a signal
  * handler). SIGPIPE is ignored. -1 on failure. */
 int loop_signals_start(uv_loop_t *loop, loop_signal_fn *cb, void *priv);
-/* Stop watching (closes the handles; run the loop to let them close). */
+/* Stop watching (closes the handles; run the loop to let them close). From then on SIGINT,
+ * SIGTERM and SIGHUP are ignored, so a repeated signal cannot cut a clean shutdown short. */
 void loop_signals_stop(void);
 
 /* Close every handle still open on loop, run it until they are closed, and close it.

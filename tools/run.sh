@@ -15,16 +15,12 @@ export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
 
 pids=()      # gateway and router
 redis_pid=
-stop() {
-  trap '' INT TERM   # a second Ctrl-C must not cut the clean-up short
-  trap - EXIT
-  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  # Redis last, once nobody writes to it any more.
-  [ -n "$redis_pid" ] && kill -TERM "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
-  echo "chatgw stopped."
-}
-trap stop INT TERM EXIT
+stopping=
+# Signals only raise a flag: the waiting and the clean-up happen in the main flow below, because
+# bash's `wait` is unreliable around signals.
+trap 'stopping=1' INT TERM
+# Should the script die anyway, leave nothing running.
+trap 'kill -TERM "${pids[@]}" $redis_pid 2>/dev/null' EXIT
 
 if [ -n "${REDIS_URL:-}" ]; then
   export CHATGW_REDIS_URL=$REDIS_URL
@@ -55,5 +51,29 @@ cat <<MSG
   Open the widget and the agent console in two tabs and start chatting.
 
 MSG
-wait -n "${pids[@]}"
-echo "a chatgw process exited; stopping the others."
+# gone PID...: 0 once none of them runs; waits at most 10 s. (Polling, not `wait`: bash 5.2's
+# `wait` can hang on a child that was reaped while a signal was being handled.)
+gone() {
+  for _ in $(seq 1 200); do
+    local alive=
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# Until Ctrl-C / SIGTERM, or until one of them exits.
+while [ -z "$stopping" ] && kill -0 "${pids[0]}" 2>/dev/null && kill -0 "${pids[1]}" 2>/dev/null; do
+  sleep 0.2
+done
+[ -z "$stopping" ] && echo "a chatgw process exited; stopping the others."
+trap '' INT TERM   # a second Ctrl-C must not cut the clean-up short
+kill -TERM "${pids[@]}" 2>/dev/null
+gone "${pids[@]}" || echo "chatgw: gateway or router did not stop in 10 s"
+if [ -n "$redis_pid" ]; then   # Redis last, once nobody writes to it any more
+  kill -TERM "$redis_pid" 2>/dev/null
+  gone "$redis_pid" || echo "chatgw: redis-server did not stop in 10 s"
+fi
+trap - EXIT
+echo "chatgw stopped."
