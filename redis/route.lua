@@ -10,9 +10,21 @@ An assignment ROW, returned wherever conversations get assigned, is
 Every assignment also SADDs conv to cg:outbox:assign; the router removes it (cg_outbox_done) once
 it has logged the `assigned` event and published it on cg:a:<agent>.
 
-FCALL cg_enqueue 0 conv queue prio now_ms
-  Only from state new: state queued, queue, prio, queued_at; ZADD cg:queue:<queue> with score
-  (9-prio)*1e13+now_ms; then assigns the best available agent of cg:avail:<queue> at once.
+Queue modes: a queue is push unless cg:queuecfg:<queue> says mode pull. Push queues assign the
+best available agent at once (enqueue, agent online, a slot freed); conversations of a pull queue
+wait until an agent picks them (cg_pick), they are never assigned by these functions otherwise.
+
+FCALL cg_queuecfg 0 now_ms [queue mode prio name_zh name_en overflow overflow_after_s] ...
+  Replace the whole queue configuration (the router's [queue] sections): HSET cg:queuecfg:<queue>
+  with those fields for every queue given, SADD cg:queues; queues of the previous configuration
+  not given any more lose their cg:queuecfg (so they are push again). Then every push queue with
+  waiting conversations and available agents is served (a queue switched from pull to push);
+  those assignments are announced through the outbox.  -> number of conversations assigned.
+  Errors: BADARG.
+FCALL cg_enqueue 0 conv queue prio now_ms [category]
+  Only from state new: state queued, queue, prio, category, queued_at; ZADD cg:queue:<queue>
+  with score (9-prio)*1e13+now_ms; then, in a push queue, assigns the best available agent of
+  cg:avail:<queue> at once.
   -> {'assigned', ROW} | {'queued', position, queue_length}
    | {'already', state, ROW or {}}   (state was not new: nothing changed; ROW when assigned)
   Errors: NOCONV.
@@ -22,19 +34,19 @@ FCALL cg_presence 0 agent sock up name cap skills_csv now_ms [ts_ms]
   disconnect (two routers) is ignored. Sockets present and status offline/absent -> online; no
   socket -> offline (out of every avail). ts_ms (the event's time, default now_ms) is recorded
   as status_ts with the status. Then, when online with free capacity, offers it the best waiting
-  conversations of its skills.  -> {ROW, ...} the conversations assigned now
+  conversations of its skills (push queues only).  -> {ROW, ...} the conversations assigned now
 FCALL cg_status 0 agent status now_ms [ts_ms]
   status online | away, ignored when older than status_ts (events processed out of order by
   different routers). away: out of every avail. online: back in avail when a socket is open,
   then offered waiting conversations. The status is kept even with no socket (an `away` processed
   before its connect stays away).  -> {ROW, ...}     Errors: BADARG.
 FCALL cg_pick 0 conv agent now_ms
-  conv must be queued in one of the agent's skills; the agent connected (online, or away: an
+  (push or pull queue) conv must be queued in one of the agent's skills; the agent connected (online, or away: an
   away agent gets nothing pushed but may still pull) with free capacity.
   -> {'assigned', queue, ROW}   Errors: PICKFAIL <reason>.
 FCALL cg_close 0 conv agent resolution now_ms
   conv must be assigned to agent: state closed, closed_at, resolution, agent load - 1, and the
-  freed slot is offered the best waiting conversation of the agent's skills.
+  freed slot is offered the best waiting conversation of the agent's skills (push queues only).
   -> {'closed', channel, {ROW, ...}}, or {'already', channel, {}} when this agent had already
   closed it (a re-processed command).   Errors: NOTASSIGNED, CLOSED (closed by another agent).
 FCALL cg_queue_list 0 queue limit
@@ -120,6 +132,11 @@ local function assign(conv, info, now)
     return {conv, info.id, info.name, queue, no, c[2] or ''}
 end
 
+-- True when the queue's conversations wait to be picked (never assigned automatically).
+local function is_pull(queue)
+    return redis.call('HGET', 'cg:queuecfg:' .. queue, 'mode') == 'pull'
+end
+
 -- The best available agent for queue, dropping stale avail entries. nil when none.
 local function best_agent(queue)
     while true do
@@ -131,13 +148,17 @@ local function best_agent(queue)
     end
 end
 
--- While the agent can take more, assign it the best waiting conversation across its skills.
--- Returns the list of ROWs.
+-- While the agent can take more, assign it the best waiting conversation across its skills
+-- (push queues only). Returns the list of ROWs.
 local function offer(info, now)
     local out = {}
+    local push = {}
+    for _, s in ipairs(info.skills) do
+        if not is_pull(s) then push[#push + 1] = s end
+    end
     while can_take(info) do
         local best, best_score, best_q
-        for _, s in ipairs(info.skills) do
+        for _, s in ipairs(push) do
             local r = redis.call('ZRANGE', 'cg:queue:' .. s, 0, 0, 'WITHSCORES')
             if #r > 0 and (best == nil or tonumber(r[2]) < best_score) then
                 best, best_score, best_q = r[1], tonumber(r[2]), s
@@ -164,6 +185,8 @@ end
 
 local function cg_enqueue(keys, args)
     local conv, queue, prio, now = args[1], args[2], tonumber(args[3]) or 5, args[4]
+    local category = args[5] or ''
+
     if queue == nil or queue == '' or now == nil then
         return redis.error_reply('BADARG conv queue prio now_ms expected')
     end
@@ -172,10 +195,12 @@ local function cg_enqueue(keys, args)
     if state ~= 'new' then return {'already', state, current_row(conv)} end
     if prio < 0 then prio = 0 end
     if prio > 9 then prio = 9 end
+    prio = math.floor(prio)
     redis.call('HSET', ckey(conv), 'state', 'queued', 'queue', queue, 'prio', prio, 'queued_at',
-        now)
+        now, 'category', category)
     redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + (tonumber(now) or 0)), conv)
-    local info = best_agent(queue)
+    local info = nil
+    if not is_pull(queue) then info = best_agent(queue) end
     if info then return {'assigned', assign(conv, info, now)} end
     local rank = redis.call('ZRANK', 'cg:queue:' .. queue, conv)
     return {'queued', rank + 1, redis.call('ZCARD', 'cg:queue:' .. queue)}
@@ -277,6 +302,65 @@ local function cg_close(keys, args)
     return {'closed', c[3] or '', offer(info, now)}
 end
 
+-- Assign the waiting conversations of push queue to its available agents, best first.
+-- Returns the number assigned.
+local function serve_queue(queue, now)
+    local n = 0
+    while true do
+        local head = redis.call('ZRANGE', 'cg:queue:' .. queue, 0, 0)
+        if #head == 0 then return n end
+        local info = best_agent(queue)
+        if not info then return n end
+        if redis.call('HGET', ckey(head[1]), 'state') == 'queued' then
+            assign(head[1], info, now)
+            n = n + 1
+        else
+            redis.call('ZREM', 'cg:queue:' .. queue, head[1])
+        end
+    end
+end
+
+local QCFG_FIELDS = {'mode', 'prio', 'name_zh', 'name_en', 'overflow', 'overflow_after_s'}
+
+local function cg_queuecfg(keys, args)
+    local per = #QCFG_FIELDS + 1
+    local now = args[1]
+    if now == nil or (#args - 1) % per ~= 0 then
+        return redis.error_reply('BADARG now_ms [queue mode prio name_zh name_en overflow after] ...')
+    end
+    local given, touched = {}, {}
+    for i = 2, #args, per do
+        local q = args[i]
+        if q == '' or (args[i + 1] ~= 'push' and args[i + 1] ~= 'pull') then
+            return redis.error_reply('BADARG bad queue name or mode')
+        end
+        given[q] = i
+        touched[#touched + 1] = q
+    end
+    for _, q in ipairs(redis.call('SMEMBERS', 'cg:queues')) do
+        if not given[q] then
+            redis.call('DEL', 'cg:queuecfg:' .. q)
+            redis.call('SREM', 'cg:queues', q)
+            touched[#touched + 1] = q
+        end
+    end
+    for q, i in pairs(given) do
+        local h = {}
+        for k, f in ipairs(QCFG_FIELDS) do
+            h[#h + 1] = f
+            h[#h + 1] = args[i + k]
+        end
+        redis.call('DEL', 'cg:queuecfg:' .. q)
+        redis.call('HSET', 'cg:queuecfg:' .. q, unpack(h))
+        redis.call('SADD', 'cg:queues', q)
+    end
+    local n = 0
+    for _, q in ipairs(touched) do
+        if not is_pull(q) then n = n + serve_queue(q, now) end
+    end
+    return n
+end
+
 local function cg_queue_list(keys, args)
     local queue, limit = args[1], tonumber(args[2]) or 50
     if limit < 1 then return {} end
@@ -320,6 +404,7 @@ local function cg_outbox_list(keys, args)
     return out
 end
 
+redis.register_function{function_name = 'cg_queuecfg', callback = cg_queuecfg}
 redis.register_function{function_name = 'cg_enqueue', callback = cg_enqueue}
 redis.register_function{function_name = 'cg_presence', callback = cg_presence}
 redis.register_function{function_name = 'cg_status', callback = cg_status}

@@ -1,8 +1,9 @@
 /* conv.c -- a customer wrote (text or attachment from cg:in).
  *
  * One FCALL cg_conv_info tells the conversation's state; then:
- *   new      -> greeting (cmid cg:greet) and cg_enqueue into the default queue, which assigns
- *               at once (-> announce) or queues (-> auto-reply with position, cmid cg:pos:<entry>);
+ *   new      -> greeting (cmid cg:greet), classification of this first message (classify.c:
+ *               queue, priority, category) and cg_enqueue, which assigns at once in a push queue
+ *               (-> announce) or queues (-> auto-reply with position, cmid cg:pos:<entry>);
  *   queued   -> auto-reply with the current position;
  *   assigned -> announce only if the assignment is still in the outbox (a router died before);
  *   closed / unknown -> nothing (cg_append opened a new conversation for later messages). */
@@ -13,8 +14,6 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
-
-#define CONV_DEFAULT_PRIO "5"
 
 /* Replace {position} and {wait} in tmpl into out. */
 static void conv_format_queued(const char *tmpl, uint32_t position, uint32_t wait_s, char *out,
@@ -107,17 +106,33 @@ static void conv_info_reply(job *j, redisReply *rep) {
     j->has_row = store_row_parse(rep->element[5], &j->row) == 0;
 }
 
+/* Classify the first message of a new conversation and enqueue it (category = the matching
+ * rule's name, "default" when none matched). */
+static void conv_enqueue(job *j) {
+    const msg *m = &j->m;
+    cls_input in = {.text = m->text,
+                    .subject = m->meta.subject,
+                    .channel = j->channel[0] ? j->channel : msg_channel_name(m->channel),
+                    .tier = m->identity.tier};
+    cls_result res;
+    cls_classify(&j->r->cls, &in, &res);
+    cg_strlcpy(j->queue, res.queue, sizeof(j->queue));
+    const char *category = res.rule[0] ? res.rule : "default";
+    char now[24], prio[8];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    snprintf(prio, sizeof(prio), "%d", res.priority);
+    log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue,
+             res.priority, category);
+    job_cmd(j, conv_enqueue_reply, 8, "FCALL", "cg_enqueue", "0", j->conv, j->queue, prio, now,
+            category);
+    j->then = conv_after_enqueue;
+}
+
 static void conv_after_info(job *j) {
     router *r = j->r;
     if (strcmp(j->state, "new") == 0) {
-        char cmid[MSG_ID_MAX], now[24];
-        cg_strlcpy(cmid, "cg:greet", sizeof(cmid));
-        snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-        say_text(j, j->conv, j->channel, cmid, r->cfg.greeting_text, NULL, 0, 0);
-        cg_strlcpy(j->queue, r->cfg.default_queue, sizeof(j->queue));
-        job_cmd(j, conv_enqueue_reply, 7, "FCALL", "cg_enqueue", "0", j->conv, j->queue,
-                CONV_DEFAULT_PRIO, now);
-        j->then = conv_after_enqueue;
+        say_text(j, j->conv, j->channel, "cg:greet", r->cfg.greeting_text, NULL, 0, 0);
+        conv_enqueue(j);
         return;
     }
     if (strcmp(j->state, "queued") == 0) {

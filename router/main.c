@@ -1,8 +1,15 @@
-/* main.c -- chatgw-router: configuration, start, and clean shutdown on SIGINT/SIGTERM.
+/* main.c -- chatgw-router: configuration, start, reload on SIGHUP and clean shutdown on
+ * SIGINT/SIGTERM.
  *
  * Usage: chatgw-router [--config FILE]   (or CHATGW_CONFIG=FILE); every key can also be set
- * with CHATGW_<KEY>. The INI file is shared with the gateway: keys of [router] and [common] are
- * ours, other sections are ignored. */
+ * with CHATGW_<KEY>. The INI file is shared with the gateway: keys of [router] and [common] and
+ * the routing sections [queue <q>], [rule <r>], [priority <p>] (rcfg.c) are ours, other sections
+ * are ignored.
+ *
+ * The file is loaded into a staging copy (g_load) and a new routing set; only when both are valid
+ * are they taken. SIGHUP re-reads the file the same way: an invalid file is logged and the running
+ * configuration kept; a valid one replaces the routing set and the texts (redis_url, router_id and
+ * the read/claim timings need a restart) and the queue configuration is published again. */
 #include "router.h"
 
 #include <signal.h>
@@ -15,11 +22,13 @@
 #include "../common/log.h"
 #include "../common/loop.h"
 #include "../common/util.h"
+#include "rcfg.h"
 
 static router g_router;
+static router_cfg g_load; /* what the table loads into; taken by router_configure/reload */
 
-#define STR(field) &g_router.cfg.field, sizeof(g_router.cfg.field)
-#define INT(field) &g_router.cfg.field, 0
+#define STR(field) &g_load.field, sizeof(g_load.field)
+#define INT(field) &g_load.field, 0
 
 static const cfg_opt router_opts[] = {
     {"redis_url", CFG_STR, "redis://127.0.0.1:6379", STR(redis_url), 0, 0, "Redis URL"},
@@ -44,20 +53,47 @@ static const cfg_opt router_opts[] = {
     {NULL, CFG_STR, NULL, NULL, 0, 0, 0, NULL},
 };
 
-/* Keys the table does not know: an error in [router], someone else's anywhere else. */
-static int router_cfg_extra(void *priv, const char *section, const char *key, const char *value,
-                            cg_err *err) {
-    if (strcmp(section, "router") == 0)
-        return cg_err_set(err, "bad_config", "unknown key in [router]");
+/* Load the file (or r->config_path) into g_load and *set. 0, or -1 with err. */
+static int router_load(router *r, cls_set *set, cg_err *err) {
+    if (rcfg_load(router_opts, r->config_path, g_load.default_queue, set, err) != 0) return -1;
+    log_level lvl;
+    if (log_level_parse(g_load.log_level, &lvl) != 0) {
+        cls_set_free(set);
+        return cg_err_set(err, "bad_config", "log_level: '%s' is not a level", g_load.log_level);
+    }
     return 0;
+}
+
+/* SIGHUP: re-read the configuration file; keep the running one when the file is invalid. */
+static void router_reload(router *r) {
+    cg_err err = {{0}, {0}};
+    cls_set set;
+    if (router_load(r, &set, &err) != 0) {
+        log_error("reload: %s; keeping the running configuration", err.msg);
+        return;
+    }
+    router_cfg *c = &r->cfg;
+    if (strcmp(c->redis_url, g_load.redis_url) != 0 || c->claim_idle_ms != g_load.claim_idle_ms ||
+        c->block_ms != g_load.block_ms || c->read_count != g_load.read_count)
+        log_warn("reload: redis_url, claim_idle_ms, block_ms and read_count apply after a restart");
+    memcpy(c->log_level, g_load.log_level, sizeof(c->log_level));
+    memcpy(c->default_queue, g_load.default_queue, sizeof(c->default_queue));
+    memcpy(c->greeting_text, g_load.greeting_text, sizeof(c->greeting_text));
+    memcpy(c->queued_text, g_load.queued_text, sizeof(c->queued_text));
+    memcpy(c->closed_text, g_load.closed_text, sizeof(c->closed_text));
+    c->avg_handle_s = g_load.avg_handle_s;
+    log_level lvl = LOG_INFO;
+    log_level_parse(c->log_level, &lvl);
+    log_init("router", lvl);
+    cls_set_free(&r->cls);
+    r->cls = set;
+    log_info("reload: %zu queues, %zu rules, %zu priority rules", set.n_queues, set.n_rules,
+             set.n_prios);
+    store_publish_queues(r);
 }
 
 static void router_stop(int signum, void *priv) {
     router *r = priv;
-    if (signum == SIGHUP) {
-        log_info("SIGHUP ignored");
-        return;
-    }
     if (r->stopping) return;
     r->stopping = 1;
     log_info("router %s stopping (signal %d)", r->cfg.router_id, signum);
@@ -66,6 +102,16 @@ static void router_stop(int signum, void *priv) {
     store_stop(r);
     notify_stop(r);
     job_stop(r);
+}
+
+/* Signals, from the loop: SIGHUP reloads, SIGINT/SIGTERM stop. */
+static void router_signal(int signum, void *priv) {
+    router *r = priv;
+    if (signum != SIGHUP) {
+        router_stop(signum, r);
+        return;
+    }
+    if (!r->stopping) router_reload(r);
 }
 
 static int router_args(int argc, char **argv, const char **config) {
@@ -83,16 +129,14 @@ static int router_args(int argc, char **argv, const char **config) {
 
 static int router_configure(router *r, const char *config) {
     cg_err err = {{0}, {0}};
-    if (cfg_load(router_opts, config, router_cfg_extra, r, &err) != 0) {
+    r->config_path = config;
+    if (router_load(r, &r->cls, &err) != 0) {
         fprintf(stderr, "chatgw-router: configuration: %s\n", err.msg);
         return -1;
     }
-    log_level lvl;
-    if (log_level_parse(r->cfg.log_level, &lvl) != 0) {
-        fprintf(stderr, "chatgw-router: configuration: log_level: '%s' is not a level\n",
-                r->cfg.log_level);
-        return -1;
-    }
+    r->cfg = g_load;
+    log_level lvl = LOG_INFO;
+    log_level_parse(r->cfg.log_level, &lvl);
     log_init("router", lvl);
     if (!r->cfg.router_id[0]) {
         char host[64] = "router";
@@ -102,8 +146,11 @@ static int router_configure(router *r, const char *config) {
     rconn_url url;
     if (rconn_url_parse(r->cfg.redis_url, &url, &err) != 0) {
         log_error("configuration: redis_url: %s", err.msg);
+        cls_set_free(&r->cls);
         return -1;
     }
+    log_info("configuration: %zu queues, %zu rules, %zu priority rules", r->cls.n_queues,
+             r->cls.n_rules, r->cls.n_prios);
     return 0;
 }
 
@@ -121,11 +168,12 @@ int main(int argc, char **argv) {
     r->loop = &loop;
     job_init(r);
     notify_init(r);
-    if (loop_signals_start(&loop, router_stop, r) != 0 || store_start(r) != 0 ||
+    if (loop_signals_start(&loop, router_signal, r) != 0 || store_start(r) != 0 ||
         inbound_start(r) != 0) {
         router_stop(SIGTERM, r);
         loop_close_all(&loop);
         job_free_all(r);
+        cls_set_free(&r->cls);
         return 1;
     }
     log_info("router %s starting", r->cfg.router_id);
@@ -133,6 +181,7 @@ int main(int argc, char **argv) {
 
     int rc = loop_close_all(&loop);
     job_free_all(r);
+    cls_set_free(&r->cls);
     if (rc != 0) {
         log_error("event loop did not close cleanly (%d)", rc);
         return 1;

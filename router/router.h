@@ -7,10 +7,11 @@
  * are in. Every step is idempotent (state checks in the Redis functions, deterministic cmids), so
  * a job that fails half-way (Redis gone) is simply run again from its start later.
  *
- * Modules: main.c (config, lifecycle), job.c (work queue, acks), inbound.c (reading and claiming
- * cg:in), store.c (the cmd connection, function libraries, reply helpers), conv.c (customer
- * messages), agent.c (agent commands), say.c (messages the router writes), notify.c (queue
- * snapshots, the assignment outbox). */
+ * Modules: main.c (config, reload, lifecycle), rcfg.c (the routing sections of the config file),
+ * classify.c (queues and rules; matching a new conversation), job.c (work queue, acks), inbound.c
+ * (reading and claiming cg:in), store.c (the cmd connection, function libraries, reply helpers),
+ * conv.c (customer messages), agent.c (agent commands), say.c (messages the router writes),
+ * notify.c (queue snapshots, the assignment outbox). */
 #ifndef CG_ROUTER_H
 #define CG_ROUTER_H
 
@@ -22,6 +23,7 @@
 
 #include "../common/rconn.h"
 #include "../proto/msg.h"
+#include "classify.h"
 
 #define ROUTER_TEXT_MAX 1024
 #define ROUTER_DIRTY_MAX 256
@@ -45,8 +47,10 @@ typedef struct job job;
 typedef struct router {
     uv_loop_t *loop;
     router_cfg cfg;
-    rconn *in;  /* XGROUP CREATE / XREADGROUP only */
-    rconn *cmd; /* FUNCTION LOAD, FCALL, XACK, XAUTOCLAIM, PUBLISH, SET */
+    const char *config_path; /* NULL: no file */
+    cls_set cls;             /* queues and rules; replaced as a whole on SIGHUP */
+    rconn *in;               /* XGROUP CREATE / XREADGROUP only */
+    rconn *cmd;              /* FUNCTION LOAD, FCALL, XACK, XAUTOCLAIM, PUBLISH, SET */
     int stopping;
     int ready_logged;
 
@@ -153,6 +157,9 @@ int store_start(router *r);
 void store_stop(router *r);
 /* Log "router <id> ready" once, when the group exists, reading started and functions loaded. */
 void store_maybe_ready(router *r);
+/* Publish the queue configuration (FCALL cg_queuecfg, see redis/route.lua) when cmd is ready;
+ * called on every (re)load of the functions and after a reload of the configuration. */
+void store_publish_queues(router *r);
 /* Parse an assignment ROW reply. 0, or -1 when empty or malformed. */
 int store_row_parse(const redisReply *rep, asg_row *out);
 /* Copy a string/status reply (or integer as text) into out; "" for anything else. */

@@ -1,5 +1,6 @@
-/* store.c -- the router's command connection: loads the function libraries on every connect,
- * then lets the work queue, the claims, the outbox and the snapshots run; reply helpers. */
+/* store.c -- the router's command connection: loads the function libraries and publishes the
+ * queue configuration on every connect, then lets the work queue, the claims, the outbox and the
+ * snapshots run; reply helpers. */
 #include "router.h"
 
 #include <stdio.h>
@@ -20,10 +21,86 @@ void store_maybe_ready(router *r) {
     log_info("router %s ready", r->cfg.router_id);
 }
 
-/* Both libraries are in: start (or resume) everything that uses the cmd connection. */
+#define STORE_QUEUE_ARGS 7 /* per queue in cg_queuecfg */
+
+/* The text arguments of one queue that are not in the set as text. */
+typedef struct store_qargs {
+    char prio[8];
+    char after[24];
+    char overflow[1024];
+} store_qargs;
+
+static void store_queues_reply(rconn *rc, redisReply *reply, void *priv) {
+    router *r = priv;
+    if (!reply || r->stopping) return; /* published again on the next connect */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("cg_queuecfg failed: %s", reply->str);
+        return;
+    }
+    log_info("queue configuration published (%lld waiting assigned)", store_int(reply));
+    if (store_int(reply) <= 0) return;
+    job_push_outbox(r); /* the assignments are in the outbox: announce them */
+    job_kick(r);
+}
+
+/* Join l's items with commas into out (items that do not fit are left out). */
+static void store_join(const cls_list *l, char *out, size_t n) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < l->n; i++) {
+        int w = snprintf(out + o, n - o, "%s%s", o ? "," : "", l->items[i]);
+        if (w < 0 || (size_t)w >= n - o) {
+            out[o] = '\0';
+            return;
+        }
+        o += (size_t)w;
+    }
+}
+
+void store_publish_queues(router *r) {
+    if (r->stopping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
+    const cls_set *set = &r->cls;
+    size_t argc = 4 + STORE_QUEUE_ARGS * set->n_queues;
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
+    const char **argv = calloc(argc, sizeof(*argv));
+    store_qargs *qa = calloc(set->n_queues ? set->n_queues : 1, sizeof(*qa));
+    if (!argv || !qa) {
+        log_error("out of memory publishing the queue configuration");
+        free(argv);
+        free(qa);
+        return;
+    }
+    argv[0] = "FCALL";
+    argv[1] = "cg_queuecfg";
+    argv[2] = "0";
+    argv[3] = now;
+    for (size_t i = 0; i < set->n_queues; i++) {
+        const cls_queue *q = &set->queues[i];
+        const char **a = argv + 4 + STORE_QUEUE_ARGS * i;
+        snprintf(qa[i].prio, sizeof(qa[i].prio), "%d", q->priority);
+        snprintf(qa[i].after, sizeof(qa[i].after), "%lld", q->overflow_after_s);
+        store_join(&q->overflow, qa[i].overflow, sizeof(qa[i].overflow));
+        a[0] = q->name;
+        a[1] = q->mode == CLS_PULL ? "pull" : "push";
+        a[2] = qa[i].prio;
+        a[3] = q->name_zh;
+        a[4] = q->name_en;
+        a[5] = qa[i].overflow;
+        a[6] = qa[i].after;
+    }
+    if (rconn_cmdargv(r->cmd, store_queues_reply, r, (int)argc, argv, NULL) != 0)
+        log_warn("cannot publish the queue configuration now (next connect will)");
+    free(argv);
+    free(qa);
+}
+
+/* Both libraries are in: start (or resume) everything that uses the cmd connection. The queue
+ * configuration goes first, so every later command on cmd sees it. */
 static void store_on_loaded(router *r) {
     r->fn_loaded = 1;
     log_info("Redis functions loaded");
+    store_publish_queues(r);
     job_push_outbox(r);
     inbound_claim(r);
     notify_kick(r);
