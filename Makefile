@@ -20,7 +20,9 @@ LDLIBS = $(PKG_LIBS) $(GMIME_LIBS) -lm $(LDFLAGS_SAN)
 DEPS := gcc make pkg-config xxd libwebsockets-dev libwebsockets-evlib-uv libuv1-dev \
 	libhiredis-dev libmsgpack-dev libjansson-dev libjwt-dev libinih-dev libcmocka-dev libssl-dev \
 	libgmime-3.0-dev libexpat1-dev redis-server redis-tools python3 python3-websockets \
-	python3-redis python3-msgpack python3-pytest python3-jwt
+	python3-redis python3-msgpack python3-pytest python3-jwt chromium procps
+# node + npm for the browser tests and the bench: Debian's, unless the machine already has a node.
+NODE_DEPS := nodejs npm
 FUZZ_DEPS := clang libclang-rt-14-dev
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -49,6 +51,7 @@ all: build
 # One apt-get update, then install only what is missing. Needs root (or sudo).
 deps:
 	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	command -v node >/dev/null 2>&1 || missing="$$missing $(NODE_DEPS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing:" $$missing; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
