@@ -193,6 +193,9 @@ static void hello_customer(sess *s, const msg *m) {
     if (m->sender_name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", m->sender_name);
     s->identity = m->identity;
     snprintf(s->identity.customer_id, sizeof(s->identity.customer_id), "%s", s->who.sub);
+    /* The tier raises priority: a customer may not grant it to itself. It comes from trusted
+     * sources only (channel bridges; signed shop identities later). */
+    s->identity.tier[0] = 0;
     snprintf(s->hello_conv, sizeof(s->hello_conv), "%s", m->conv);
     s->hello_last_seq = m->last_seq;
     req *q = req_new(s, m);

@@ -7,6 +7,7 @@
  *   frame.c   refcounted encoded frames shared by many send queues (frame_)
  *   sub.c     pub/sub channels, watchers and catch-up from the conversation log (sub_)
  *   client.c  what a client frame does: hello, messages, commands (client_)
+ *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
  */
 #ifndef CG_GW_H
 #define CG_GW_H
@@ -37,6 +38,16 @@ typedef struct gw_config {
     long long rate_burst;
     long long customer_token_ttl;
     long long hello_timeout_ms;
+    /* channels (webhook.h): a channel whose secret is empty is disabled (404) */
+    char wechat_token[128];
+    char wechat_aes_key[64];
+    char wechat_appid[64];
+    char telegram_secret[257];
+    char meta_app_secret[257];
+    char meta_verify_token[257];
+    char email_token[257];
+    long long webhook_max_body; /* JSON and XML webhook bodies */
+    long long email_max_body;   /* raw e-mail */
 } gw_config;
 
 /* ---- frames ---- */
@@ -166,9 +177,11 @@ extern const struct lws_protocols ws_protocols[];
 /* Request a writeable callback for s (no-op if gone). */
 void ws_want_write(sess *s);
 /* Per-connection data lws allocates for us. */
+struct wh_req;
 typedef struct ws_pss {
     sess *s;
-    char *http_body; /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
+    struct wh_req *wh; /* http: a /channels/... request (webhook.h) */
+    char *http_body;   /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
     size_t http_len;
 } ws_pss;
 

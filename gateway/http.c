@@ -1,9 +1,11 @@
-/* http.c -- plain HTTP on the gateway's listener: /healthz and the static pages.
+/* http.c -- plain HTTP on the gateway's listener: /healthz, the webhooks and the static pages.
  *
  * Static files (the demo widget at / and the agent console at /agent) are served by lws file
  * mounts from www_dir. Callback mounts (/healthz) answer here: the response is prepared in
- * http_request() and written in one go from HTTP_WRITEABLE. */
+ * http_request() and written in one go from HTTP_WRITEABLE. Requests under /channels (a callback
+ * mount too) are the platform webhooks: webhook.c. */
 #include "gw.h"
+#include "webhook.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +13,7 @@
 
 #include "../common/log.h"
 
-static struct lws_http_mount m_root, m_agent, m_healthz;
+static struct lws_http_mount m_root, m_agent, m_healthz, m_channels;
 const struct lws_http_mount *http_mounts = &m_healthz;
 
 void http_setup_mounts(const char *www_dir) {
@@ -20,7 +22,14 @@ void http_setup_mounts(const char *www_dir) {
     m_healthz.mountpoint_len = (unsigned char)strlen("/healthz");
     m_healthz.origin = "chatgw.json.v1";
     m_healthz.origin_protocol = LWSMPRO_CALLBACK;
-    m_healthz.mount_next = &m_agent;
+    m_healthz.mount_next = &m_channels;
+
+    memset(&m_channels, 0, sizeof(m_channels));
+    m_channels.mountpoint = "/channels";
+    m_channels.mountpoint_len = (unsigned char)strlen("/channels");
+    m_channels.origin = "chatgw.json.v1";
+    m_channels.origin_protocol = LWSMPRO_CALLBACK;
+    m_channels.mount_next = &m_agent;
 
     memset(&m_agent, 0, sizeof(m_agent));
     m_agent.mountpoint = "/agent";
@@ -63,6 +72,8 @@ static int http_respond(struct lws *wsi, int status, const char *type, const cha
 
 int http_request(struct lws *wsi, const char *uri) {
     (void)uri;
+    ws_pss *pss = lws_wsi_user(wsi);
+    if (pss && wh_is_webhook(wsi)) return wh_http(wsi, &pss->wh);
     char body[256];
     int up = rconn_is_up(G.redis) && rconn_is_up(G.sub);
     snprintf(body, sizeof(body),

@@ -43,6 +43,20 @@ static const cfg_opt gw_opts[] = {
           "lifetime of customer session tokens, seconds"),
     O_INT("hello_timeout_ms", "10000", hello_timeout_ms, 100, 600000,
           "time a new connection has to say hello"),
+    O_STR("wechat_token", "", wechat_token, "WeChat server token; empty: /channels/wechat off"),
+    O_STR("wechat_aes_key", "", wechat_aes_key, "WeChat EncodingAESKey (43 chars, safe mode)"),
+    O_STR("wechat_appid", "", wechat_appid, "WeChat AppID / WeCom CorpID (safe mode)"),
+    O_STR("telegram_secret", "", telegram_secret,
+          "Telegram setWebhook secret_token; empty: /channels/telegram off"),
+    O_STR("meta_app_secret", "", meta_app_secret,
+          "Meta app secret (X-Hub-Signature-256); empty: WhatsApp and Messenger off"),
+    O_STR("meta_verify_token", "", meta_verify_token,
+          "Meta webhook verify token (hub.verify_token)"),
+    O_STR("email_token", "", email_token, "bearer token of /channels/email; empty: off"),
+    O_INT("webhook_max_body", "262144", webhook_max_body, 1024, 262144,
+          "largest WeChat/Telegram/WhatsApp/Messenger webhook body, bytes"),
+    O_INT("email_max_body", "1048576", email_max_body, 1024, 1048576,
+          "largest raw e-mail posted to /channels/email, bytes"),
     {NULL, 0, NULL, NULL, 0, 0, 0, NULL}};
 
 /* The gateway owns [common] and [gateway]: an unknown key there is an error. Every other section

@@ -1,10 +1,12 @@
 /* ws.c -- the libwebsockets protocol callback: one switch over the callback reasons.
  *
  * Endpoints: /ws/customer and /ws/agent; subprotocols chatgw.json.v1 (default) and
- * chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c. A frame is reassembled up to
- * max_frame bytes (more: close 1009) and handed to client.c whole. Writes happen only in
- * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue. */
+ * chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c; the body and writeable
+ * callbacks of /channels/... requests go to webhook.c. A frame is reassembled up to max_frame
+ * bytes (more: close 1009) and handed to client.c whole. Writes happen only in SERVER_WRITEABLE,
+ * one lws_write per callback, from the session's send queue. */
 #include "gw.h"
+#include "webhook.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -140,13 +142,21 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
     case LWS_CALLBACK_HTTP:
         return http_request(wsi, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (pss && pss->wh) return wh_body(wsi, pss->wh, in, len);
+        break;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (pss && pss->wh) return wh_body_done(wsi, pss->wh);
+        break;
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (pss && pss->wh) return wh_writeable(wsi, &pss->wh);
         return http_writeable(wsi, pss);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (pss) {
             free(pss->http_body);
             pss->http_body = NULL;
+            wh_detach(&pss->wh);
         }
         break;
     default:

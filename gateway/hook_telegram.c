@@ -1,0 +1,44 @@
+/* hook_telegram.c -- /channels/telegram: Telegram Bot API webhook (setWebhook with
+ * secret_token).
+ *
+ * X-Telegram-Bot-Api-Secret-Token must equal telegram_secret (constant time; 403). One Update per
+ * request; a message is stored as a customer message of "telegram:<from.id>" with cmid
+ * "tg:<update_id>". Updates that are not customer messages (edits, channel posts, callback
+ * queries, service messages) are answered 200 and not stored: Telegram retries every non-2xx. */
+#include "gw.h"
+#include "webhook.h"
+
+#include "../channels/telegram.h"
+#include "../common/log.h"
+
+static int telegram_enabled(void) {
+    return G.cfg.telegram_secret[0] != '\0';
+}
+
+static void telegram_post(wh_req *q) {
+    char secret[300];
+    const char *given = wh_header(q, "x-telegram-bot-api-secret-token:", secret, sizeof(secret));
+    if (!given || telegram_verify_secret(given, G.cfg.telegram_secret, NULL) < 0) {
+        log_info("webhook /channels/telegram: bad secret token");
+        wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain", "forbidden\n");
+        return;
+    }
+    msg m;
+    msg_init(&m);
+    int ignored = 0;
+    cg_err err;
+    if (telegram_parse_update(q->body, q->len, &m, &ignored, &err) < 0) {
+        wh_respond_err(q, "malformed JSON", &err);
+        return;
+    }
+    if (!ignored) {
+        char cust[MSG_ID_MAX], cmid[MSG_ID_MAX];
+        whs_customer_id("telegram:", m.sender_id, cust);
+        whs_cmid("", m.meta.platform_msg_id, cmid); /* "tg:<update_id>" */
+        whs_store(q, &m, cust, cmid, NULL);
+    }
+    msg_free(&m);
+    wh_finish(q);
+}
+
+const wh_hook hook_telegram = {"/channels/telegram", 0, 0, telegram_enabled, NULL, telegram_post};

@@ -1,0 +1,189 @@
+/* webhook_store.c -- a platform message becomes a customer message in the conversation log.
+ *
+ * Exactly what client.c does for a web customer's text: stamp (role customer, dir in, server id,
+ * ts), encode msgpack, one FCALL cg_append with conv '' (the customer's open conversation, or
+ * a new one) and a client message id derived from the platform's message id, so a platform
+ * retry is answered from cg:idem (dup = 1) and never stored twice. Customer ids and cmids are
+ * "<prefix><platform id>", or "<prefix>h:<32 hex of SHA-256>" when that would not fit. */
+#include "gw.h"
+#include "webhook.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+typedef struct whs_job {
+    wh_req *q;
+    unsigned char *payload;
+    size_t plen;
+    char conv[MSG_ID_MAX];
+    char cmid[MSG_ID_MAX];
+    char cust[MSG_ID_MAX];
+    char newconv[33];
+    char channel[MSG_CODE_MAX];
+    char now[24];
+    char preview[MSG_PREVIEW_MAX];
+    int conv_fallback;
+    char *map_key;
+    long long map_ttl_s;
+} whs_job;
+
+/* "<prefix><id>" when it fits, else "<prefix>h:<32 hex of sha256(id)>". */
+static void whs_derive(const char *prefix, const char *id, char out[MSG_ID_MAX]) {
+    size_t pl = strlen(prefix), il = strlen(id);
+    if (pl + il < MSG_ID_MAX) {
+        memcpy(out, prefix, pl);
+        memcpy(out + pl, id, il + 1);
+        return;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char hex[33] = "";
+    if (EVP_Digest(id, il, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen >= 16) {
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    }
+    snprintf(out, MSG_ID_MAX, "%.20sh:%s", prefix, hex);
+}
+
+void whs_customer_id(const char *prefix, const char *user, char out[MSG_ID_MAX]) {
+    whs_derive(prefix, user, out);
+}
+
+void whs_cmid(const char *prefix, const char *platform_id, char out[MSG_ID_MAX]) {
+    whs_derive(prefix, platform_id, out);
+    if (!strncmp(out, "cg:", 3)) out[0] = 'x'; /* reserved for router messages */
+}
+
+static void whs_job_free(whs_job *j) {
+    free(j->payload);
+    free(j->map_key);
+    free(j);
+}
+
+static void whs_reply(rconn *rc, redisReply *r, void *priv);
+
+static int whs_send(whs_job *j) {
+    const char *argv[] = {"FCALL",    "cg_append", "0",     j->conv,
+                          j->cmid,    "customer",  j->cust, (const char *)j->payload,
+                          j->newconv, j->channel,  j->now,  "log",
+                          j->preview};
+    size_t lens[13];
+    for (int i = 0; i < 13; i++)
+        lens[i] = strlen(argv[i]);
+    lens[7] = j->plen;
+    return rconn_cmdargv(G.redis, whs_reply, j, 13, argv, lens);
+}
+
+/* The job is over: release the request (failed: the platform gets 503 and retries). */
+static void whs_end(whs_job *j, int failed) {
+    wh_release(j->q, failed);
+    whs_job_free(j);
+}
+
+static void whs_mapped(rconn *rc, redisReply *r, void *priv) {
+    whs_job *j = priv;
+    int failed = !r || r->type == REDIS_REPLY_ERROR;
+    if (failed) log_warn("webhook: could not record a Message-ID mapping");
+    whs_end(j, failed);
+}
+
+/* cg_append reply: {conv, seq, dup}, or an error. */
+static void whs_reply(rconn *rc, redisReply *r, void *priv) {
+    whs_job *j = priv;
+    if (r && r->type == REDIS_REPLY_ERROR && r->str && !strncmp(r->str, "NOTYOURS", 8) &&
+        j->conv_fallback && j->conv[0]) {
+        j->conv[0] = '\0'; /* threaded into someone else's conversation: use the sender's own */
+        if (whs_send(j) == 0) return;
+        whs_end(j, 1);
+        return;
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        if (r && r->type == REDIS_REPLY_ERROR) log_error("webhook: cg_append: %s", r->str);
+        whs_end(j, 1);
+        return;
+    }
+    const char *conv = r->element[0]->str;
+    int dup = r->element[2]->integer != 0;
+    wh_req *q = j->q;
+    if (dup)
+        q->dups++;
+    else
+        q->stored++;
+    char masked[MSG_ID_MAX];
+    log_debug("webhook %s: %s message of %s in conv %s seq %lld", q->hook->path,
+              dup ? "duplicate" : "stored", log_mask(j->cust, masked, sizeof(masked)), conv,
+              r->element[1]->integer);
+    if (!j->map_key) {
+        whs_end(j, 0);
+        return;
+    }
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%lld", j->map_ttl_s);
+    const char *argv[] = {"SET", j->map_key, conv, "EX", ttl};
+    if (rconn_cmdargv(G.redis, whs_mapped, j, 5, argv, NULL) < 0) whs_end(j, 1);
+}
+
+/* The first words of the text, cut at a UTF-8 boundary (as client.c does). */
+static void whs_preview(const msg *m, char *out, size_t n) {
+    out[0] = '\0';
+    if (!m->text) return;
+    size_t k = m->text_len < n - 1 ? m->text_len : n - 1;
+    while (k > 0 && k < m->text_len && ((unsigned char)m->text[k] & 0xC0) == 0x80)
+        k--;
+    memcpy(out, m->text, k);
+    out[k] = '\0';
+}
+
+int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_opts *o) {
+    m->role = ROLE_CUSTOMER;
+    m->dir = DIR_IN;
+    snprintf(m->sender_id, sizeof(m->sender_id), "%s", cust);
+    snprintf(m->identity.customer_id, sizeof(m->identity.customer_id), "%s", cust);
+    snprintf(m->cmid, sizeof(m->cmid), "%s", cmid);
+    m->conv[0] = '\0'; /* the log key and the pub/sub channel carry it */
+    m->seq = 0;
+    m->ts_ms = cg_now_ms();
+    cg_id_new(m->id);
+    cg_err err;
+    if (msg_validate(m, ORIGIN_INTERNAL, &err) < 0) {
+        /* would fail the same way on every retry: drop it, answer 2xx */
+        log_warn("webhook %s: message dropped: %s: %s", q->hook->path, err.code, err.msg);
+        return 0;
+    }
+    whs_job *j = calloc(1, sizeof(*j));
+    if (!j) goto fail;
+    j->payload = msg_encode_msgpack(m, 0, &j->plen);
+    if (!j->payload) goto fail;
+    snprintf(j->conv, sizeof(j->conv), "%s", o && o->conv ? o->conv : "");
+    snprintf(j->cmid, sizeof(j->cmid), "%s", cmid);
+    snprintf(j->cust, sizeof(j->cust), "%s", cust);
+    snprintf(j->channel, sizeof(j->channel), "%s", msg_channel_name(m->channel));
+    snprintf(j->now, sizeof(j->now), "%lld", (long long)m->ts_ms);
+    cg_id_new(j->newconv);
+    whs_preview(m, j->preview, sizeof(j->preview));
+    j->conv_fallback = o && o->conv_fallback;
+    if (o && o->map_key) {
+        j->map_key = strdup(o->map_key);
+        if (!j->map_key) goto fail;
+        j->map_ttl_s = o->map_ttl_s;
+    }
+    j->q = q;
+    wh_hold(q);
+    if (whs_send(j) < 0) {
+        whs_end(j, 1);
+        return -1;
+    }
+    G.msgs_in++;
+    return 0;
+fail:
+    if (j) whs_job_free(j);
+    q->failed = 1;
+    return -1;
+}

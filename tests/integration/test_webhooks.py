@@ -1,0 +1,588 @@
+"""Inbound webhooks (/channels/*): WeChat, Telegram, WhatsApp, Messenger and e-mail against the real
+gateway and router binaries and a real redis-server. Requests go through http.client; nothing
+sleeps: Redis is polled with wait_until and agents wait for WebSocket frames."""
+import asyncio
+import base64
+import email.header
+import email.message
+import email.utils
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import socket
+import struct
+import urllib.parse
+
+import msgpack
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from chat import agent
+from conftest import wait_until
+
+WECHAT_TOKEN = "AAAAA"
+WECOM_TOKEN, WECOM_KEY, WECOM_ID = "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", \
+    "wx5823bf96d3bd56c7"
+TG_SECRET = "tg-secret_0123456789"
+META_SECRET = "test_app_secret"
+META_VERIFY = "verify-me-42"
+MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
+
+SECRETS = {
+    "CHATGW_WECHAT_TOKEN": WECHAT_TOKEN,
+    "CHATGW_TELEGRAM_SECRET": TG_SECRET,
+    "CHATGW_META_APP_SECRET": META_SECRET,
+    "CHATGW_META_VERIFY_TOKEN": META_VERIFY,
+    "CHATGW_EMAIL_TOKEN": MAIL_TOKEN,
+}
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def request(gw, method, path, body=None, headers=None, query=None):
+    """One HTTP request on a new connection; returns (status, body bytes, headers)."""
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read(), r
+    finally:
+        c.close()
+
+
+def send_headers_only(gw, path, headers):
+    """Announce a body and wait for the answer without sending it (refused on Content-Length)."""
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        c.putrequest("POST", path)
+        for k, v in headers.items():
+            c.putheader(k, v)
+        c.endheaders()
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def send_chunked(gw, path, headers, body, chunk=8192):
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        c.putrequest("POST", path)
+        for k, v in headers.items():
+            c.putheader(k, v)
+        c.putheader("Transfer-Encoding", "chunked")
+        c.endheaders()
+        try:
+            for i in range(0, len(body), chunk):
+                part = body[i:i + chunk]
+                c.send(b"%x\r\n" % len(part) + part + b"\r\n")
+            c.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the end: the answer is already there
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+# ---- Redis inspection ----
+
+def cust_conv(r, customer):
+    v = r.hget(f"cg:cust:{customer}", "conv")
+    return v.decode() if v else None
+
+
+def log_msgs(r, conv):
+    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
+
+
+def customer_msgs(r, conv):
+    return [m for m in log_msgs(r, conv) if m.get("role") == "customer"]
+
+
+def stored_count(r):
+    """Customer messages in every conversation log."""
+    n = 0
+    for k in r.scan_iter("cg:conv:*:log"):
+        n += len(customer_msgs(r, k.decode().split(":")[2]))
+    return n
+
+
+def routed_to_agent(procs, gw, conv, text):
+    """An agent with the skill general signs in, is assigned conv and sees the customer's text."""
+    token = procs.agent_token("alice", "Alice", cap=2)
+
+    async def scenario():
+        a = await agent(gw, token)
+        await a.expect_type("assigned", conv=conv)
+        f = await a.expect(lambda f: f.get("type") == "text" and f.get("role") == "customer"
+                           and f.get("conv") == conv, what="customer text")
+        assert f["text"] == text
+        await a.close()
+        return f
+    return run(scenario())
+
+
+@pytest.fixture
+def desk(procs):
+    gw = procs.gateway(SECRETS)
+    procs.router()
+    return gw
+
+
+# ---- WeChat ----
+
+def wx_sign(token, ts, nonce, *extra):
+    return hashlib.sha1("".join(sorted([token, ts, nonce, *extra])).encode()).hexdigest()
+
+
+def wx_query(token=WECHAT_TOKEN, ts="1714036504", nonce="1514711492", **kw):
+    q = {"signature": wx_sign(token, ts, nonce), "timestamp": ts, "nonce": nonce}
+    q.update(kw)
+    return q
+
+
+def wx_text(openid, msgid, text, to="gh_desk"):
+    return (f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>1714036504</CreateTime>"
+            f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+            f"<MsgId>{msgid}</MsgId></xml>").encode()
+
+
+def wx_encrypt(key43, appid, plain, random16=b"0123456789abcdef"):
+    key = base64.b64decode(key43 + "=")
+    data = random16 + struct.pack(">I", len(plain)) + plain + appid.encode()
+    pad = 32 - len(data) % 32
+    data += bytes([pad]) * pad
+    enc = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(enc.update(data) + enc.finalize()).decode()
+
+
+def test_wechat_verification_vector(desk):
+    # the documented vector: token AAAAA
+    q = {"signature": "f464b24fc39322e44b38aa78f5edd27bd1441696", "timestamp": "1714036504",
+         "nonce": "1514711492", "echostr": "echo-8412"}
+    assert q["signature"] == wx_sign("AAAAA", "1714036504", "1514711492")
+    st, body, _ = request(desk, "GET", "/channels/wechat", query=q)
+    assert (st, body) == (200, b"echo-8412")
+    q["signature"] = "0" * 40
+    st, body, _ = request(desk, "GET", "/channels/wechat", query=q)
+    assert st == 403 and b"echo" not in body
+
+
+def test_wechat_message_stored_routed_and_deduplicated(desk, procs, redis_srv):
+    r = redis_srv.r
+    openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    body = wx_text(openid, "6054768590064713728", "你好，订单在哪里？")
+    st, resp, h = request(desk, "POST", "/channels/wechat", body, query=wx_query())
+    assert (st, resp) == (200, b"success") and h.getheader("content-type") == "text/plain"
+    conv = cust_conv(r, f"wechat:{openid}")
+    msgs = customer_msgs(r, conv)
+    assert len(msgs) == 1
+    m = msgs[0]
+    assert m["channel"] == "wechat" and m["dir"] == "in" and m["text"] == "你好，订单在哪里？"
+    assert m["sender_id"] == f"wechat:{openid}" and m["cmid"] == "wx:6054768590064713728"
+    assert m["meta"]["platform_chat_id"] == openid
+    assert r.hget(f"cg:conv:{conv}", "channel") == b"wechat"
+    # WeChat retries the same MsgId: acknowledged, not stored again
+    n = r.xlen(f"cg:conv:{conv}:log")
+    st, resp, _ = request(desk, "POST", "/channels/wechat", body,
+                          query=wx_query(ts="1714036510", nonce="77"))
+    assert (st, resp) == (200, b"success")
+    assert len(customer_msgs(r, conv)) == 1
+    routed_to_agent(procs, desk, conv, "你好，订单在哪里？")
+    assert len(customer_msgs(r, conv)) == 1 and r.xlen(f"cg:conv:{conv}:log") >= n
+
+
+def test_wechat_refusals(desk, redis_srv):
+    body = wx_text("oUser1", "1", "hi")
+    bad = wx_query()
+    bad["signature"] = "f" * 40
+    assert request(desk, "POST", "/channels/wechat", body, query=bad)[0] == 403
+    assert request(desk, "POST", "/channels/wechat", body)[0] == 403  # no signature at all
+    st, resp, _ = request(desk, "POST", "/channels/wechat", b"<xml><MsgType>te", query=wx_query())
+    assert st == 400 and resp.startswith(b"malformed XML")
+    doctype = b'<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Content>&a;</Content></xml>'
+    assert request(desk, "POST", "/channels/wechat", doctype, query=wx_query())[0] == 400
+    big = wx_text("oUser1", "2", "x" * (256 * 1024))
+    assert request(desk, "POST", "/channels/wechat", big, query=wx_query())[0] == 413
+    st, _ = send_chunked(desk, "/channels/wechat?" + urllib.parse.urlencode(wx_query()), {}, big)
+    assert st == 413
+    assert request(desk, "PUT", "/channels/wechat", b"x", query=wx_query())[0] == 405
+    assert stored_count(redis_srv.r) == 0
+
+
+def test_wechat_ignored_event_not_stored(desk, redis_srv):
+    ev = (b"<xml><ToUserName><![CDATA[gh_desk]]></ToUserName><FromUserName><![CDATA[oEvUser]]>"
+          b"</FromUserName><CreateTime>1714036600</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+          b"<Event><![CDATA[unsubscribe]]></Event></xml>")
+    st, resp, _ = request(desk, "POST", "/channels/wechat", ev, query=wx_query())
+    assert (st, resp) == (200, b"success")
+    assert redis_srv.r.hget("cg:cust:wechat:oEvUser", "conv") is None
+    assert stored_count(redis_srv.r) == 0
+    # subscribe: the follower arrived -- a join opens the conversation, no text yet
+    sub = ev.replace(b"unsubscribe", b"subscribe")
+    assert request(desk, "POST", "/channels/wechat", sub, query=wx_query())[:2] == (200, b"success")
+    conv = cust_conv(redis_srv.r, "wechat:oEvUser")
+    assert [m["type"] for m in customer_msgs(redis_srv.r, conv)] == ["join"]
+    assert customer_msgs(redis_srv.r, conv)[0]["cmid"] == "wx:ev:oEvUser:1714036600"
+
+
+def test_wechat_safe_mode(procs, redis_srv):
+    gw = procs.gateway({"CHATGW_WECHAT_TOKEN": WECOM_TOKEN, "CHATGW_WECHAT_AES_KEY": WECOM_KEY,
+                        "CHATGW_WECHAT_APPID": WECOM_ID})
+    enc = wx_encrypt(WECOM_KEY, WECOM_ID, wx_text("oSafeUser", "9001", "安全模式"))
+    env = (f"<xml><ToUserName><![CDATA[gh_desk]]></ToUserName>"
+           f"<Encrypt><![CDATA[{enc}]]></Encrypt></xml>").encode()
+    ts, nonce = "1714037000", "123456"
+    q = wx_query(WECOM_TOKEN, ts, nonce, encrypt_type="aes",
+                 msg_signature=wx_sign(WECOM_TOKEN, ts, nonce, enc))
+    st, resp, _ = request(gw, "POST", "/channels/wechat", env, query=q)
+    assert (st, resp) == (200, b"success")
+    conv = cust_conv(redis_srv.r, "wechat:oSafeUser")
+    assert [m["text"] for m in customer_msgs(redis_srv.r, conv)] == ["安全模式"]
+    # a forged Encrypt (signature over something else) never reaches the decryption
+    q["msg_signature"] = wx_sign(WECOM_TOKEN, ts, nonce, enc + "x")
+    assert request(gw, "POST", "/channels/wechat", env, query=q)[0] == 403
+    # encrypted for another app id
+    enc2 = wx_encrypt(WECOM_KEY, "wxother", wx_text("oSafeUser", "9002", "x"))
+    env2 = f"<xml><Encrypt><![CDATA[{enc2}]]></Encrypt></xml>".encode()
+    q2 = wx_query(WECOM_TOKEN, ts, nonce, encrypt_type="aes",
+                  msg_signature=wx_sign(WECOM_TOKEN, ts, nonce, enc2))
+    assert request(gw, "POST", "/channels/wechat", env2, query=q2)[0] == 403
+    assert len(customer_msgs(redis_srv.r, conv)) == 1
+
+
+# ---- Telegram ----
+
+def tg_update(update_id, text, user=777000111, **extra):
+    u = {"update_id": update_id,
+         "message": {"message_id": update_id, "date": 1714036504,
+                     "chat": {"id": user, "type": "private"},
+                     "from": {"id": user, "is_bot": False, "first_name": "Ming", "last_name": "Li"},
+                     "text": text}}
+    u.update(extra)
+    return json.dumps(u).encode()
+
+
+TG_HDR = {"X-Telegram-Bot-Api-Secret-Token": TG_SECRET, "Content-Type": "application/json"}
+
+
+def test_telegram_message_stored_routed_and_deduplicated(desk, procs, redis_srv):
+    r = redis_srv.r
+    body = tg_update(900001, "where is my parcel?")
+    st, resp, _ = request(desk, "POST", "/channels/telegram", body, TG_HDR)
+    assert st == 200
+    conv = cust_conv(r, "telegram:777000111")
+    [m] = customer_msgs(r, conv)
+    assert m["text"] == "where is my parcel?" and m["channel"] == "telegram"
+    assert m["cmid"] == "tg:900001" and m["sender_name"] == "Ming Li"
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200  # retry
+    assert len(customer_msgs(r, conv)) == 1
+    # the same update chunked is still the same update
+    assert send_chunked(desk, "/channels/telegram", TG_HDR, body, chunk=7)[0] == 200
+    assert len(customer_msgs(r, conv)) == 1
+    routed_to_agent(procs, desk, conv, "where is my parcel?")
+
+
+def test_telegram_refusals_and_ignored(desk, redis_srv):
+    body = tg_update(1, "hi")
+    assert request(desk, "POST", "/channels/telegram", body,
+                   {"X-Telegram-Bot-Api-Secret-Token": TG_SECRET + "x"})[0] == 403
+    assert request(desk, "POST", "/channels/telegram", body)[0] == 403
+    st, resp, _ = request(desk, "POST", "/channels/telegram", b'{"update_id": 1, "message":',
+                          TG_HDR)
+    assert st == 400 and resp.startswith(b"malformed JSON")
+    assert send_headers_only(desk, "/channels/telegram",
+                             dict(TG_HDR, **{"Content-Length": str(256 * 1024 + 1)}))[0] == 413
+    big = tg_update(2, "x" * (300 * 1024))
+    assert send_chunked(desk, "/channels/telegram", TG_HDR, big)[0] == 413
+    assert request(desk, "GET", "/channels/telegram")[0] == 405
+    edited = json.dumps({"update_id": 3, "edited_message": json.loads(body)["message"]}).encode()
+    assert request(desk, "POST", "/channels/telegram", edited, TG_HDR)[0] == 200
+    assert stored_count(redis_srv.r) == 0
+
+
+# ---- WhatsApp and Messenger ----
+
+def meta_sig(body, secret=META_SECRET):
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def wa_body(messages=(), statuses=(), contacts=()):
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1234"}}
+    if messages:
+        value["messages"] = list(messages)
+        value["contacts"] = list(contacts)
+    if statuses:
+        value["statuses"] = list(statuses)
+    return json.dumps({"object": "whatsapp_business_account",
+                       "entry": [{"id": "waba", "changes": [{"field": "messages",
+                                                             "value": value}]}]}).encode()
+
+
+def wa_text(wamid, text, frm="8613800138000"):
+    return {"from": frm, "id": wamid, "timestamp": "1714036504", "type": "text",
+            "text": {"body": text}}
+
+
+def test_meta_signature_vector():
+    assert meta_sig(b'{"text":"\\u4f60\\u597d"}') == \
+        "sha256=9eabc21075cd3ce675e35e4968b15a6462026a6130356aca49af2aeb1cd7035a"
+
+
+def test_whatsapp_verification(desk):
+    q = {"hub.mode": "subscribe", "hub.verify_token": META_VERIFY, "hub.challenge": "1158201444"}
+    assert request(desk, "GET", "/channels/whatsapp", query=q)[:2] == (200, b"1158201444")
+    assert request(desk, "GET", "/channels/messenger", query=q)[:2] == (200, b"1158201444")
+    assert request(desk, "GET", "/channels/whatsapp",
+                   query=dict(q, **{"hub.verify_token": "nope"}))[0] == 403
+    assert request(desk, "GET", "/channels/whatsapp",
+                   query=dict(q, **{"hub.mode": "unsubscribe"}))[0] == 403
+
+
+def test_whatsapp_messages_stored_routed_and_deduplicated(desk, procs, redis_srv):
+    r = redis_srv.r
+    long_wamid = "wamid.HBgNODYxMzgwMDEzODAwMBUCABIYFjNFQjBDMEE2QjQ4RjY0QjU1RTg1QUQA"
+    body = wa_body([wa_text(long_wamid, "你好"), wa_text("wamid.second", "second line")],
+                   contacts=[{"profile": {"name": "Wang Fang"}, "wa_id": "8613800138000"}])
+    assert b"\\u4f60\\u597d" in body  # Meta's escaping: the signature is over these bytes
+    st, _, _ = request(desk, "POST", "/channels/whatsapp", body,
+                       {"X-Hub-Signature-256": meta_sig(body),
+                        "Content-Type": "application/json"})
+    assert st == 200
+    conv = cust_conv(r, "whatsapp:8613800138000")
+    msgs = customer_msgs(r, conv)
+    assert [m["text"] for m in msgs] == ["你好", "second line"]
+    assert msgs[0]["sender_name"] == "Wang Fang" and msgs[0]["channel"] == "whatsapp"
+    assert len(msgs[0]["cmid"]) <= 64 and not msgs[0]["cmid"].startswith("cg:")
+    assert msgs[1]["cmid"] == "wa:wamid.second"
+    # redelivery of the same body: nothing new
+    assert request(desk, "POST", "/channels/whatsapp", body,
+                   {"X-Hub-Signature-256": meta_sig(body)})[0] == 200
+    assert len(customer_msgs(r, conv)) == 2
+    routed_to_agent(procs, desk, conv, "你好")
+
+
+def test_whatsapp_refusals_and_statuses(desk, redis_srv):
+    body = wa_body([wa_text("wamid.x1", "hi")])
+    # the same JSON written as raw UTF-8 does not verify with the escaped body's signature
+    sig = meta_sig(body)
+    assert request(desk, "POST", "/channels/whatsapp", body.replace(b"hi", b"ho"),
+                   {"X-Hub-Signature-256": sig})[0] == 403
+    assert request(desk, "POST", "/channels/whatsapp", body)[0] == 403
+    assert request(desk, "POST", "/channels/whatsapp", body,
+                   {"X-Hub-Signature-256": meta_sig(body, "other")})[0] == 403
+    bad = b'{"entry": [}'
+    st, resp, _ = request(desk, "POST", "/channels/whatsapp", bad,
+                          {"X-Hub-Signature-256": meta_sig(bad)})
+    assert st == 400 and resp.startswith(b"malformed JSON")
+    big = wa_body([wa_text("wamid.big", "x" * (260 * 1024))])
+    assert request(desk, "POST", "/channels/whatsapp", big,
+                   {"X-Hub-Signature-256": meta_sig(big)})[0] == 413
+    statuses = wa_body(statuses=[{"id": "wamid.out1", "status": "delivered",
+                                  "timestamp": "1714036504", "recipient_id": "8613800138000"}])
+    assert request(desk, "POST", "/channels/whatsapp", statuses,
+                   {"X-Hub-Signature-256": meta_sig(statuses)})[0] == 200
+    assert stored_count(redis_srv.r) == 0
+
+
+def test_messenger_message_and_echo(desk, procs, redis_srv):
+    r = redis_srv.r
+
+    def body(*events):
+        return json.dumps({"object": "page", "entry": [{"id": "pg1", "time": 1714036504000,
+                                                        "messaging": list(events)}]}).encode()
+    msg = {"sender": {"id": "24842375012345678"}, "recipient": {"id": "pg1"},
+           "timestamp": 1714036504000, "message": {"mid": "m_AbC-123", "text": "Bonjour"}}
+    echo = {"sender": {"id": "pg1"}, "recipient": {"id": "24842375012345678"},
+            "timestamp": 1714036505000,
+            "message": {"mid": "m_echo", "text": "our reply", "is_echo": True}}
+    b = body(echo)
+    assert request(desk, "POST", "/channels/messenger", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    assert stored_count(r) == 0
+    b = body(msg)
+    assert request(desk, "POST", "/channels/messenger", b,
+                   {"X-Hub-Signature-256": meta_sig(b, "wrong")})[0] == 403
+    assert request(desk, "POST", "/channels/messenger", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    assert request(desk, "POST", "/channels/messenger", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    conv = cust_conv(r, "messenger:24842375012345678")
+    [m] = customer_msgs(r, conv)
+    assert m["text"] == "Bonjour" and m["cmid"] == "fb:m_AbC-123" and m["channel"] == "messenger"
+    routed_to_agent(procs, desk, conv, "Bonjour")
+
+
+# ---- e-mail ----
+
+MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
+
+
+def gbk_mail(msgid, subject="订单问题", body="你好，我的订单还没到。镕", frm="张三 <zhang@example.cn>",
+             **headers):
+    m = email.message.Message()
+    m["From"] = email.header.Header(frm.split(" <")[0], "gb2312").encode() + " <" + \
+        frm.split(" <")[1] if " <" in frm else frm
+    m["To"] = "support@desk.example"
+    m["Subject"] = email.header.Header(subject, "gb2312").encode()
+    m["Date"] = email.utils.formatdate(1714036504)
+    m["Message-ID"] = f"<{msgid}>"
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    m["MIME-Version"] = "1.0"
+    m.set_payload(base64.encodebytes(body.encode("gbk")).decode())
+    m["Content-Type"] = 'text/plain; charset="gb2312"'
+    m["Content-Transfer-Encoding"] = "base64"
+    return m.as_bytes()
+
+
+def test_email_gbk_mail_threaded_reply_and_dedup(desk, procs, redis_srv):
+    r = redis_srv.r
+    raw = gbk_mail("first-1@example.cn")
+    st, _, _ = request(desk, "POST", "/channels/email", raw, MAIL_HDR)
+    assert st == 200
+    conv = cust_conv(r, "email:zhang@example.cn")
+    [m] = customer_msgs(r, conv)
+    assert m["text"].startswith("你好，我的订单还没到。镕") and m["channel"] == "email"
+    assert m["meta"]["subject"] == "订单问题" and m["sender_name"] == "张三"
+    assert r.get("cg:mailid:first-1@example.cn") == conv.encode()
+    assert request(desk, "POST", "/channels/email", raw, MAIL_HDR)[0] == 200  # the bridge retries
+    assert len(customer_msgs(r, conv)) == 1
+    routed_to_agent(procs, desk, conv, m["text"])
+    # the desk's reply went out with this Message-ID (recorded by whoever sends it)
+    r.set("cg:mailid:cg-0123456789abcdef0123456789abcdef@desk.example", conv)
+    idx = len(procs.all[0].lines)
+    reply = gbk_mail("second-2@example.cn", subject="回复：订单问题", body="谢谢！\n\n> old quote",
+                     In_Reply_To="<cg-0123456789abcdef0123456789abcdef@desk.example>",
+                     References="<first-1@example.cn> "
+                                "<cg-0123456789abcdef0123456789abcdef@desk.example>")
+    assert request(desk, "POST", "/channels/email", reply, MAIL_HDR)[0] == 200
+    procs.all[0].wait_log("threaded by Message-ID into conv " + conv, 5, idx)
+    assert [x["text"] for x in customer_msgs(r, conv)][1].startswith("谢谢！")
+    # a conversation token in the subject names the conversation too
+    tok = gbk_mail("third-3@example.cn", subject=f"Re: 订单问题 [#cg-{conv}]", body="third")
+    idx = len(procs.all[0].lines)
+    assert request(desk, "POST", "/channels/email", tok, MAIL_HDR)[0] == 200
+    procs.all[0].wait_log("threaded by token into conv " + conv, 5, idx)
+    assert [x["text"] for x in customer_msgs(r, conv)][2] == "third"
+    # somebody else answering in that thread does not write into it
+    other = gbk_mail("other-4@example.org", frm="mallory@example.org",
+                     subject=f"Re: x [#cg-{conv}]", body="not yours")
+    assert request(desk, "POST", "/channels/email", other, MAIL_HDR)[0] == 200
+    assert len(customer_msgs(r, conv)) == 3
+    oconv = cust_conv(r, "email:mallory@example.org")
+    assert oconv and oconv != conv
+    assert [x["text"] for x in customer_msgs(r, oconv)] == ["not yours"]
+
+
+def test_email_auto_reply_and_refusals(desk, redis_srv):
+    auto = gbk_mail("auto-1@example.cn", subject="自动回复: 订单问题", body="我正在休假",
+                    Auto_Submitted="auto-replied")
+    st, resp, _ = request(desk, "POST", "/channels/email", auto, MAIL_HDR)
+    assert st == 202 and b"automatic" in resp
+    assert request(desk, "POST", "/channels/email", auto,
+                   {"Authorization": "Bearer wrong"})[0] == 403
+    assert request(desk, "POST", "/channels/email", auto)[0] == 403
+    st, resp, _ = request(desk, "POST", "/channels/email", b"this is not a mail", MAIL_HDR)
+    assert st == 400 and resp.startswith(b"malformed e-mail")
+    assert send_headers_only(desk, "/channels/email",
+                             dict(MAIL_HDR, **{"Content-Length": str(1024 * 1024 + 1)}))[0] == 413
+    # 300 KiB is over the JSON limit but fine for mail
+    big = gbk_mail("big-1@example.cn", body="大" * 100000)
+    assert request(desk, "POST", "/channels/email", big, MAIL_HDR)[0] == 200
+    assert stored_count(redis_srv.r) == 1
+
+
+# ---- common behaviour ----
+
+def test_disabled_channels_are_404(procs, redis_srv):
+    gw = procs.gateway()
+    for path in ("/channels/wechat", "/channels/telegram", "/channels/whatsapp",
+                 "/channels/messenger", "/channels/email"):
+        assert request(gw, "POST", path, b"{}", {"Authorization": "Bearer "})[0] == 404, path
+    assert request(gw, "GET", "/channels/wechat", query=wx_query(echostr="e"))[0] == 404
+    assert request(gw, "GET", "/channels/whatsapp",
+                   query={"hub.mode": "subscribe", "hub.verify_token": "",
+                          "hub.challenge": "1"})[0] == 404
+    assert request(gw, "GET", "/channels/unknown")[0] == 404
+    assert request(gw, "GET", "/healthz")[0] == 200
+
+
+def test_redis_down_is_503_then_retry_stores(desk, redis_srv):
+    body = tg_update(5001, "stored after the outage")
+    redis_srv.kill()
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 503
+    redis_srv.start()
+    wait_until(lambda: request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200, 15,
+               "the retry to be accepted")
+    conv = cust_conv(redis_srv.r, "telegram:777000111")
+    assert [m["text"] for m in customer_msgs(redis_srv.r, conv)] == ["stored after the outage"]
+
+
+def test_client_gone_before_answer(desk, redis_srv):
+    """The platform hangs up before the answer: the message is stored all the same and the
+    gateway carries on."""
+    bodies = [tg_update(7000 + i, f"m{i}") for i in range(20)]
+    for b in bodies:
+        s = socket.create_connection(("127.0.0.1", desk.port))
+        s.sendall(b"POST /channels/telegram HTTP/1.1\r\nHost: x\r\n"
+                  b"X-Telegram-Bot-Api-Secret-Token: " + TG_SECRET.encode() +
+                  b"\r\nContent-Length: %d\r\n\r\n" % len(b) + b)
+        s.close()
+    wait_until(lambda: stored_count(redis_srv.r) == 20, 10, "20 messages stored")
+    assert request(desk, "GET", "/healthz")[0] == 200
+    assert request(desk, "POST", "/channels/telegram", bodies[0], TG_HDR)[0] == 200
+    assert stored_count(redis_srv.r) == 20
+
+
+def test_keep_alive_requests(desk, redis_srv):
+    c = http.client.HTTPConnection("127.0.0.1", desk.port, timeout=10)
+    for i in range(3):
+        c.request("POST", "/channels/telegram", body=tg_update(8000 + i, f"k{i}"), headers=TG_HDR)
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == b"ok\n"
+    c.request("POST", "/channels/telegram", body=b"[]", headers=TG_HDR)
+    r = c.getresponse()
+    assert r.status == 400
+    r.read()
+    c.close()
+    assert stored_count(redis_srv.r) == 3
+
+
+def raw_exchange(gw, data):
+    """Send raw bytes, read until the server closes; returns the status code."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(data)
+        got = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not b:
+                break
+            got += b
+    return int(got.split(b" ", 2)[1])
+
+
+def test_chunked_framing(desk, redis_srv):
+    head = (b"POST /channels/telegram HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"X-Telegram-Bot-Api-Secret-Token: " + TG_SECRET.encode() + b"\r\n\r\n")
+    body = tg_update(9100, "chunk ext and trailer")
+    framed = b"%x;name=value\r\n" % 10 + body[:10] + b"\r\n" + \
+        b"%X\r\n" % (len(body) - 10) + body[10:] + b"\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    assert raw_exchange(desk, head + framed) == 200
+    assert stored_count(redis_srv.r) == 1
+    assert raw_exchange(desk, head + b"zz\r\n" + body) == 400
+    assert raw_exchange(desk, head + b"5\r\n" + body[:5] + b"XX") == 400
+    assert raw_exchange(desk, head + b"1" * 20 + b"\r\n") == 400
+    assert stored_count(redis_srv.r) == 1
