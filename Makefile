@@ -39,8 +39,9 @@ LUA_OBJ := $(patsubst redis/%.lua,$(BUILD)/obj/lua_%.o,$(LUA_SRC))
 GATEWAY_BIN := $(BUILD)/chatgw-gateway
 ROUTER_BIN := $(BUILD)/chatgw-router
 TOKEN_BIN := $(BUILD)/chatgw-token
+EXPORT_BIN := $(BUILD)/chatgw-export
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-BINS := $(GATEWAY_BIN) $(ROUTER_BIN) $(TOKEN_BIN)
+BINS := $(GATEWAY_BIN) $(ROUTER_BIN) $(TOKEN_BIN) $(EXPORT_BIN)
 
 PY := /usr/bin/python3
 PYTEST_ARGS ?=
@@ -82,6 +83,8 @@ $(GATEWAY_BIN): $(call obj,$(GATEWAY_SRC)) $(LIB_OBJ) $(LUA_OBJ)
 $(ROUTER_BIN): $(call obj,$(ROUTER_SRC)) $(LIB_OBJ) $(LUA_OBJ)
 	$(CC) -o $@ $^ $(LDLIBS)
 $(TOKEN_BIN): $(call obj,tools/chatgw-token.c) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDLIBS)
+$(EXPORT_BIN): $(call obj,tools/chatgw-export.c) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDLIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
