@@ -1,6 +1,10 @@
 /* chan.c -- see chan.h. */
 #include "chan.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,4 +194,16 @@ int chan_msg_add_att(msg *m, const char *url, const char *mime, const char *name
     a->size = size;
     m->n_att++;
     return 0;
+}
+
+int chan_set_textf(msg *m, cg_err *err, const char *fmt, ...) {
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) return cg_err_set(err, "nomem", "out of memory");
+    int rc = msg_set_text(m, s, (size_t)n, err);
+    free(s);
+    return rc;
 }

@@ -58,6 +58,9 @@ char *chan_reply_text(const msg *m, size_t *len, cg_err *err);
  * ROLE_CUSTOMER. m must be msg_init()ed. */
 void chan_msg_inbound(msg *m, msg_type type, msg_channel ch);
 
+/* msg_set_text() with a printf format; -1 with err ("nomem", or as msg_set_text). */
+int chan_set_textf(msg *m, cg_err *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Append an attachment reference to m. url is required; mime, name may be NULL. Strings that do
  * not fit are cut (url: refused). Returns -1 with err "too_large" when m already has MSG_ATT_MAX
  * attachments or the url does not fit, "bad_value" when url is not valid UTF-8. */

@@ -86,20 +86,6 @@ void meta_msgs_free(msg *msgs, size_t n) {
     free(msgs);
 }
 
-static int set_textf(msg *m, cg_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int set_textf(msg *m, cg_err *err, const char *fmt, ...) {
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) return cg_err_set(err, "nomem", "out of memory");
-    int rc = msg_set_text(m, s, (size_t)n, err);
-    free(s);
-    return rc;
-}
-
 static int set_text_str(msg *m, const char *s, cg_err *err) {
     return msg_set_text(m, s, strlen(s), err);
 }
@@ -154,9 +140,9 @@ static int wa_fill_content(msg *m, const json_t *jm, const char *type, cg_err *e
         if (!json_is_number(lat) || !json_is_number(lon))
             return cg_err_set(err, "missing_field", "location without coordinates");
         const char *name = chan_json_str(loc, "name"), *addr = chan_json_str(loc, "address");
-        return set_textf(m, err, "[location] %s%s%s%s(%.6f,%.6f)", name ? name : "",
-                         name ? " " : "", addr ? addr : "", addr ? " " : "", json_number_value(lat),
-                         json_number_value(lon));
+        return chan_set_textf(m, err, "[location] %s%s%s%s(%.6f,%.6f)", name ? name : "",
+                              name ? " " : "", addr ? addr : "", addr ? " " : "",
+                              json_number_value(lat), json_number_value(lon));
     }
     if (strcmp(type, "button") == 0) {
         const char *t = chan_json_str(json_object_get(jm, "button"), "text");
@@ -172,10 +158,10 @@ static int wa_fill_content(msg *m, const json_t *jm, const char *type, cg_err *e
     }
     if (strcmp(type, "reaction") == 0) {
         const char *e = chan_json_str(json_object_get(jm, "reaction"), "emoji");
-        return set_textf(m, err, "[reaction] %s", e ? e : "");
+        return chan_set_textf(m, err, "[reaction] %s", e ? e : "");
     }
-    return set_textf(m, err, "[unsupported whatsapp message: %s]",
-                     chan_id_ok(type, 32) ? type : "?");
+    return chan_set_textf(m, err, "[unsupported whatsapp message: %s]",
+                          chan_id_ok(type, 32) ? type : "?");
 }
 
 /* One element of value.messages[] into m. -1 means "skip it" (err says why). */

@@ -457,19 +457,6 @@ static int msgid_ok(const char *s) {
 }
 
 /* Set text from a printf-style format; too long or bad UTF-8 -> -1 with err. */
-static int wx_set_textf(msg *m, cg_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int wx_set_textf(msg *m, cg_err *err, const char *fmt, ...) {
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) return cg_err_set(err, "nomem", "out of memory");
-    int rc = msg_set_text(m, s, (size_t)n, err);
-    free(s);
-    return rc;
-}
 
 static const char *nz(const char *s) {
     return s ? s : "";
@@ -514,14 +501,15 @@ static int wx_fill_content(const wx_doc *d, const char *type, msg *out, int *ign
         const char *x = wx_get(d, F_LOCX), *y = wx_get(d, F_LOCY), *label = wx_get(d, F_LABEL);
         if (!x || !y) return cg_err_set(err, "missing_field", "location without coordinates");
         chan_msg_inbound(out, MSG_TEXT, CH_WECHAT);
-        return wx_set_textf(out, err, "[location] %s%s(%s,%s)", nz(label), label ? " " : "", x, y);
+        return chan_set_textf(out, err, "[location] %s%s(%s,%s)", nz(label), label ? " " : "", x,
+                              y);
     }
     if (strcmp(type, "link") == 0) {
         const char *t = wx_get(d, F_TITLE), *desc = wx_get(d, F_DESC), *u = wx_get(d, F_URL);
         if (!u) return cg_err_set(err, "missing_field", "link without Url");
         chan_msg_inbound(out, MSG_TEXT, CH_WECHAT);
-        return wx_set_textf(out, err, "[link] %s%s%s%s%s", nz(t), t ? "\n" : "", nz(desc),
-                            desc ? "\n" : "", u);
+        return chan_set_textf(out, err, "[link] %s%s%s%s%s", nz(t), t ? "\n" : "", nz(desc),
+                              desc ? "\n" : "", u);
     }
     if (strcmp(type, "event") == 0) {
         const char *ev = wx_get(d, F_EVENT);
@@ -534,8 +522,8 @@ static int wx_fill_content(const wx_doc *d, const char *type, msg *out, int *ign
         return 0;
     }
     chan_msg_inbound(out, MSG_TEXT, CH_WECHAT);
-    return wx_set_textf(out, err, "[unsupported wechat message: %s]",
-                        chan_id_ok(type, 32) ? type : "?");
+    return chan_set_textf(out, err, "[unsupported wechat message: %s]",
+                          chan_id_ok(type, 32) ? type : "?");
 }
 
 int wechat_parse_xml(const char *body, size_t len, msg *out, int *is_event_ignored, cg_err *err) {

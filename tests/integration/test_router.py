@@ -15,22 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 import msgpack
 import pytest
 
+from conftest import wait_until
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-def until(pred, timeout=10.0, what="condition"):
-    """Poll pred() until truthy (returns its value); fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
 
 def now_ms():
     return int(time.time() * 1000)
@@ -113,12 +103,12 @@ def events(r, conv, typ):
 
 
 def wait_log_len(r, conv, n, timeout=10):
-    return until(lambda: (lambda l: l if len(l) >= n else None)(log_of(r, conv)), timeout,
+    return wait_until(lambda: (lambda l: l if len(l) >= n else None)(log_of(r, conv)), timeout,
                  f"{n} entries in the log of {conv}")
 
 
 def wait_assigned(r, conv, timeout=10):
-    return until(lambda: events(r, conv, "assigned"), timeout, f"conv {conv} to be announced")[0]
+    return wait_until(lambda: events(r, conv, "assigned"), timeout, f"conv {conv} to be announced")[0]
 
 
 def wait_drained(r, timeout=10):
@@ -128,7 +118,7 @@ def wait_drained(r, timeout=10):
         return (info and info[0]["pending"] == 0 and info[0].get("lag") in (0, None)
                 and r.scard("cg:outbox:assign") == 0
                 and s(info[0]["last-delivered-id"]) == s(r.xinfo_stream("cg:in")["last-generated-id"]))
-    until(done, timeout, "cg:in to be drained")
+    wait_until(done, timeout, "cg:in to be drained")
 
 
 class AgentFeed:
@@ -138,7 +128,7 @@ class AgentFeed:
         self.ps = r.pubsub()
         self.ps.subscribe(f"cg:a:{agent}")
         # the server's confirmation: from here on nothing published is missed
-        until(lambda: (self.ps.get_message(timeout=0.05) or {}).get("type") == "subscribe", 5,
+        wait_until(lambda: (self.ps.get_message(timeout=0.05) or {}).get("type") == "subscribe", 5,
               "the subscription")
 
     def next(self, timeout=10):
@@ -204,7 +194,7 @@ def test_new_conversation_greeting_then_position(redis_srv, procs):
     assert [m["type"] for _, m in log] == ["text"] * 5
     assert sum(1 for _, m in log if m.get("text", "").startswith("Hello!")) == 1
     # the queue snapshot
-    snap = until(lambda: r.get("cg:qsnap:general"), 5, "queue snapshot")
+    snap = wait_until(lambda: r.get("cg:qsnap:general"), 5, "queue snapshot")
     q = msgpack.unpackb(snap, raw=False)
     assert q["type"] == "queue" and q["queue"] == "general"
     assert [i["conv"] for i in q["items"]] == [conv]
@@ -250,7 +240,7 @@ def test_capacity_one_then_close_assigns_next(redis_srv, procs, feeds):
     start_router(procs, FAST)
     feed = feeds("bob")
     presence(r, "bob", "connect", cap=1)
-    until(lambda: r.zscore("cg:avail:general", "bob") is not None, 5, "bob available")
+    wait_until(lambda: r.zscore("cg:avail:general", "bob") is not None, 5, "bob available")
     c1, _, _ = customer_send(r, "c1", "first")
     assert wait_assigned(r, c1)["agent_id"] == "bob"
     assert feed.next()["conv"] == c1
@@ -260,7 +250,7 @@ def test_capacity_one_then_close_assigns_next(redis_srv, procs, feeds):
     assert conv_hash(r, c2)["state"] == "queued"
     assert r.zscore("cg:avail:general", "bob") is None  # full
     close(r, "bob", c1, code="solved")
-    closed = until(lambda: events(r, c1, "closed"), 10, "closed event")[0]
+    closed = wait_until(lambda: events(r, c1, "closed"), 10, "closed event")[0]
     assert (closed["code"], closed["role"]) == ("solved", "system")
     assert closed["text"].startswith("This conversation has been closed")
     assert wait_assigned(r, c2)["agent_id"] == "bob"
@@ -272,7 +262,7 @@ def test_capacity_one_then_close_assigns_next(redis_srv, procs, feeds):
     # the customer of the closed conversation writes again: a new conversation
     c3, _, _ = customer_send(r, "c1", "one more thing")
     assert c3 != c1
-    until(lambda: conv_hash(r, c3).get("state") == "queued", 10, "new conversation queued")
+    wait_until(lambda: conv_hash(r, c3).get("state") == "queued", 10, "new conversation queued")
     wait_drained(r)
 
 
@@ -281,7 +271,7 @@ def test_pick_from_queue(redis_srv, procs, feeds):
     start_router(procs, FAST)
     presence(r, "carol", "connect", cap=2)
     presence(r, "carol", "away")
-    until(lambda: agent_hash(r, "carol").get("status") == "away", 5, "carol away")
+    wait_until(lambda: agent_hash(r, "carol").get("status") == "away", 5, "carol away")
     conv, _, _ = customer_send(r, "cust", "help")
     wait_log_len(r, conv, 3)
     assert conv_hash(r, conv)["state"] == "queued"  # away agents get nothing pushed
@@ -307,7 +297,7 @@ def test_close_by_wrong_agent_is_refused(redis_srv, procs, feeds):
     start_router(procs, FAST)
     presence(r, "erin", "connect", cap=1)
     presence(r, "frank", "connect", cap=1, sock="gw2:9")
-    until(lambda: r.zcard("cg:avail:general") == 2, 5, "two agents available")
+    wait_until(lambda: r.zcard("cg:avail:general") == 2, 5, "two agents available")
     conv, _, _ = customer_send(r, "cust", "hello")
     owner = wait_assigned(r, conv)["agent_id"]
     other = "frank" if owner == "erin" else "erin"
@@ -318,7 +308,7 @@ def test_close_by_wrong_agent_is_refused(redis_srv, procs, feeds):
     assert conv_hash(r, conv)["state"] == "assigned"
     # the owner closes it; a second close by someone else says closed
     close(r, owner, conv)
-    until(lambda: events(r, conv, "closed"), 5, "closed")
+    wait_until(lambda: events(r, conv, "closed"), 5, "closed")
     close(r, other, conv, cmid="k-2")
     err = feed.next()
     assert (err["code"], err["cmid"]) == ("closed", "k-2")
@@ -336,10 +326,10 @@ def test_agent_disconnect_and_undecodable_entries(redis_srv, procs):
     presence(r, "gina", "connect", cap=1, sock="gw1:1")
     presence(r, "gina", "connect", cap=1, sock="gw2:1")
     presence(r, "gina", "disconnect", sock="gw1:1")
-    until(lambda: r.scard("cg:agent:gina:socks") == 1, 5, "one socket left")
+    wait_until(lambda: r.scard("cg:agent:gina:socks") == 1, 5, "one socket left")
     assert agent_hash(r, "gina")["status"] == "online"
     presence(r, "gina", "disconnect", sock="gw2:1")
-    until(lambda: agent_hash(r, "gina").get("status") == "offline", 5, "gina offline")
+    wait_until(lambda: agent_hash(r, "gina").get("status") == "offline", 5, "gina offline")
     assert r.zscore("cg:avail:general", "gina") is None
     conv, _, _ = customer_send(r, "cust", "anyone?")
     wait_log_len(r, conv, 3)
@@ -359,7 +349,7 @@ def test_two_routers_many_customers_and_agents(redis_srv, procs):
     presence(r, "ghost", "disconnect", sock="gw9:1")
     presence(r, "sleepy", "connect", cap=3, sock="gw9:2")
     presence(r, "sleepy", "away")
-    until(lambda: agent_hash(r, "sleepy").get("status") == "away"
+    wait_until(lambda: agent_hash(r, "sleepy").get("status") == "away"
           and agent_hash(r, "ghost").get("status") == "offline"
           and r.zcard("cg:avail:general") == 5, 10, "agents ready")
 
@@ -395,7 +385,7 @@ def test_two_routers_many_customers_and_agents(redis_srv, procs):
                         closed.add(c)
                         close(r, a, c)
             time.sleep(0.02)
-        until(lambda: all(conv_hash(r, c).get("state") == "closed" for c in convs), 20,
+        wait_until(lambda: all(conv_hash(r, c).get("state") == "closed" for c in convs), 20,
               "every conversation closed")
         wait_drained(r, 20)
     finally:
@@ -431,7 +421,7 @@ def test_pending_entries_of_a_dead_consumer_are_claimed(redis_srv, procs):
         log = wait_log_len(r, c, 3)
         assert log[2][1]["position"] >= 1
     router.wait_log("claimed")
-    until(lambda: r.xpending("cg:in", "routers")["pending"] == 0, 10, "no pending entry")
+    wait_until(lambda: r.xpending("cg:in", "routers")["pending"] == 0, 10, "no pending entry")
 
 
 def test_router_killed_mid_burst_another_finishes(redis_srv, procs):
@@ -453,7 +443,7 @@ def test_router_killed_mid_burst_another_finishes(redis_srv, procs):
     left = r.xpending("cg:in", "routers")["pending"]
     second = start_router(procs, env)
     for c in convs:
-        until(lambda: conv_hash(r, c).get("state") in ("queued", "assigned")
+        wait_until(lambda: conv_hash(r, c).get("state") in ("queued", "assigned")
               and len(log_of(r, c)) >= 3, 15, f"conv {c} routed")
     wait_drained(r, 15)
     assigned = 0
@@ -481,7 +471,7 @@ def test_redis_restart_router_carries_on(redis_srv, procs):
     redis_srv.start()  # empty: no persistence
     router.wait_log("Redis functions loaded", 15,
                     start=router.wait_log(f"router {router.router_id} ready") + 1)
-    until(lambda: r.exists("cg:in"), 10, "group re-created")
+    wait_until(lambda: r.exists("cg:in"), 10, "group re-created")
     conv, _, _ = customer_send(r, "cust", "back?")
     wait_log_len(r, conv, 3, 15)
     wait_drained(r)
