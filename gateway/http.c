@@ -13,7 +13,7 @@
 
 #include "../common/log.h"
 
-static struct lws_http_mount m_root, m_agent, m_healthz, m_channels;
+static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics;
 const struct lws_http_mount *http_mounts = &m_healthz;
 
 void http_setup_mounts(const char *www_dir) {
@@ -29,7 +29,14 @@ void http_setup_mounts(const char *www_dir) {
     m_channels.mountpoint_len = (unsigned char)strlen("/channels");
     m_channels.origin = "chatgw.json.v1";
     m_channels.origin_protocol = LWSMPRO_CALLBACK;
-    m_channels.mount_next = &m_agent;
+    m_channels.mount_next = &m_metrics;
+
+    memset(&m_metrics, 0, sizeof(m_metrics));
+    m_metrics.mountpoint = "/metrics";
+    m_metrics.mountpoint_len = (unsigned char)strlen("/metrics");
+    m_metrics.origin = "chatgw.json.v1";
+    m_metrics.origin_protocol = LWSMPRO_CALLBACK;
+    m_metrics.mount_next = &m_agent;
 
     memset(&m_agent, 0, sizeof(m_agent));
     m_agent.mountpoint = "/agent";

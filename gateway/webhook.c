@@ -23,8 +23,8 @@
 #define WH_PREFIX "/channels"
 #define WH_CH_LINE_MAX 4096 /* bytes of one chunk-size or trailer line */
 
-static const wh_hook *const wh_hooks[] = {&hook_wechat, &hook_telegram, &hook_whatsapp,
-                                          &hook_messenger, &hook_email};
+static const wh_hook *const wh_hooks[] = {&hook_wechat,    &hook_telegram, &hook_whatsapp,
+                                          &hook_messenger, &hook_email,    &hook_metrics};
 
 typedef enum wh_method { WH_GET, WH_POST, WH_OTHER } wh_method;
 
@@ -51,7 +51,8 @@ int wh_is_webhook(struct lws *wsi) {
     wh_method m;
     if (wh_uri(wsi, uri, sizeof(uri), &m) < 0) return 0;
     size_t k = strlen(WH_PREFIX);
-    return !strncmp(uri, WH_PREFIX, k) && (uri[k] == '/' || uri[k] == '\0');
+    if (!strncmp(uri, WH_PREFIX, k) && (uri[k] == '/' || uri[k] == '\0')) return 1;
+    return !strcmp(uri, hook_metrics.path);
 }
 
 static const wh_hook *wh_find(const char *uri) {
