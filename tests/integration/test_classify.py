@@ -9,8 +9,9 @@ import signal
 
 import msgpack
 
+from conftest import wait_until
 from test_router import (FAST, ROOT, agent_hash, close, conv_hash, events, new_id, now_ms, pick,
-                         presence, s, until, wait_assigned, wait_drained, wait_log_len)
+                         presence, s, wait_assigned, wait_drained, wait_log_len)
 
 SHIPPED = os.path.join(ROOT, "config", "chatgw.ini")
 _ids = iter(range(1, 1000))
@@ -41,7 +42,7 @@ def router_with(procs, config):
 
 
 def queued(r, conv):
-    return until(lambda: conv_hash(r, conv) if conv_hash(r, conv).get("state") == "queued"
+    return wait_until(lambda: conv_hash(r, conv) if conv_hash(r, conv).get("state") == "queued"
                  and len(events(r, conv, "text")) >= 3 else None, 10, f"{conv} queued")
 
 
@@ -52,7 +53,7 @@ def qcfg(r, queue):
 def test_shipped_config_classifies_and_publishes_queues(redis_srv, procs):
     r = redis_srv.r
     router_with(procs, SHIPPED)
-    until(lambda: r.scard("cg:queues") == 7, 10, "queue configuration published")
+    wait_until(lambda: r.scard("cg:queues") == 7, 10, "queue configuration published")
     assert qcfg(r, "complaints") == {"mode": "push", "prio": "7", "name_zh": "投诉与建议",
                                      "name_en": "Complaints and suggestions",
                                      "overflow": "supervisors", "overflow_after_s": "300"}
@@ -109,9 +110,9 @@ keywords = invoice
 def test_pull_queue_never_auto_assigns_but_can_be_picked(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router_with(procs, write(str(tmp_path / "pull.ini"), PULL_CONFIG))
-    until(lambda: qcfg(r, "desk").get("mode") == "pull", 10, "desk published")
+    wait_until(lambda: qcfg(r, "desk").get("mode") == "pull", 10, "desk published")
     presence(r, "pat", "connect", cap=3, skills=("desk", "general"))
-    until(lambda: r.zscore("cg:avail:general", "pat") is not None, 5, "pat available")
+    wait_until(lambda: r.zscore("cg:avail:general", "pat") is not None, 5, "pat available")
     conv = send(r, "c1", "I need an invoice")
     h = queued(r, conv)  # not assigned on enqueue although pat has capacity
     assert (h["queue"], h["category"]) == ("desk", "desk")
@@ -123,7 +124,7 @@ def test_pull_queue_never_auto_assigns_but_can_be_picked(redis_srv, procs, tmp_p
     other = send(r, "c2", "hello")
     assert wait_assigned(r, other)["agent_id"] == "pat"
     close(r, "pat", other)
-    until(lambda: events(r, other, "closed"), 10, "closed")
+    wait_until(lambda: events(r, other, "closed"), 10, "closed")
     wait_drained(r)
     assert conv_hash(r, conv)["state"] == "queued"
     assert agent_hash(r, "pat")["load"] == "0"
@@ -185,9 +186,9 @@ def test_sighup_reload(redis_srv, procs, tmp_path):
     r = redis_srv.r
     path = write(str(tmp_path / "router.ini"), V1)
     router = router_with(procs, path)
-    until(lambda: qcfg(r, "qa").get("mode") == "pull", 10, "v1 published")
+    wait_until(lambda: qcfg(r, "qa").get("mode") == "pull", 10, "v1 published")
     presence(r, "quinn", "connect", cap=2, skills=("qa",))
-    until(lambda: agent_hash(r, "quinn").get("status") == "online", 5, "quinn online")
+    wait_until(lambda: agent_hash(r, "quinn").get("status") == "online", 5, "quinn online")
     a1 = send(r, "c1", "alpha one")
     assert queued(r, a1)["queue"] == "qa"  # pull: waits although quinn is free
     b1 = send(r, "c2", "beta one")
