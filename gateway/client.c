@@ -9,6 +9,7 @@
  *   presence, pick,   agent commands: XADD cg:in for the routers, ack when stored
  *   close
  *   ack               the client's receipt; resume points are the client's (hello.last_seq)
+ * Frames of bridge sessions (/ws/bridge) are decoded here and handed to bridge.c.
  * Errors name the problem (docs/protocol.md) and never close the connection, except bad tokens. */
 #include "gw.h"
 
@@ -373,6 +374,21 @@ static void dispatch(sess *s, msg *m) {
     }
 }
 
+/* A bridge's frame: decoding errors are answered here; an authenticated bridge (a trusted
+ * component acking every delivery) is not rate limited, a connection before hello is. */
+static void client_bridge_frame(sess *s, msg *m, const cg_err *err) {
+    if (err) {
+        sess_send_error(s, err->code, err->msg, m->cmid[0] ? m->cmid : NULL, 0);
+        return;
+    }
+    if (!s->authed && !sess_rate_ok(s, (uint64_t)cg_now_ms(), (double)G.cfg.rate_msgs,
+                                    (double)G.cfg.rate_burst)) {
+        sess_send_error(s, "rate_limited", "too many frames; slow down", m->cmid, 1);
+        return;
+    }
+    bridge_frame(s, m);
+}
+
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     msg m;
     msg_init(&m);
@@ -380,6 +396,11 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     int rc = s->codec == CODEC_MSGPACK || binary
                  ? msg_decode_msgpack(&m, (const char *)buf, len, &err)
                  : msg_decode_json(&m, (const char *)buf, len, &err);
+    if (s->role == SESS_BRIDGE) {
+        client_bridge_frame(s, &m, rc < 0 ? &err : NULL);
+        msg_free(&m);
+        return;
+    }
     msg_origin origin = s->role == SESS_AGENT ? ORIGIN_AGENT : ORIGIN_CUSTOMER;
     if (rc == 0) rc = msg_validate(&m, origin, &err);
     if (rc < 0) {
@@ -416,4 +437,5 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
 
 void client_closed(sess *s) {
     if (s->role == SESS_AGENT && s->authed) client_presence(s, "disconnect");
+    if (s->role == SESS_BRIDGE) bridge_closed(s);
 }

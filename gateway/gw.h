@@ -7,6 +7,8 @@
  *   frame.c   refcounted encoded frames shared by many send queues (frame_)
  *   sub.c     pub/sub channels, watchers and catch-up from the conversation log (sub_)
  *   client.c  what a client frame does: hello, messages, commands (client_)
+ *   bridge.c  /ws/bridge: channel bridges get cg:out:<channel>, rendered; they push inbound
+ *             platform messages (bridge_)
  *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
  */
 #ifndef CG_GW_H
@@ -48,6 +50,10 @@ typedef struct gw_config {
     char email_token[257];
     long long webhook_max_body; /* JSON and XML webhook bodies */
     long long email_max_body;   /* raw e-mail */
+    /* bridges (bridge.c): empty bridge_token refuses every bridge */
+    char bridge_token[257];
+    char email_from[257];   /* From of e-mail replies: "Desk <support@example.com>" or address */
+    char email_domain[128]; /* right-hand side of the Message-IDs of e-mail replies */
 } gw_config;
 
 /* ---- frames ---- */
@@ -77,7 +83,8 @@ void frame_cache_release(frame_cache *fc);
 /* ---- sessions ---- */
 typedef struct watch watch;
 
-typedef enum sess_role { SESS_CUSTOMER = 1, SESS_AGENT } sess_role;
+typedef enum sess_role { SESS_CUSTOMER = 1, SESS_AGENT, SESS_BRIDGE } sess_role;
+typedef struct bridge bridge;
 
 typedef struct sess {
     struct lws *wsi;       /* NULL once the connection is gone */
@@ -107,6 +114,7 @@ typedef struct sess {
     unsigned char *rx;
     size_t rx_len, rx_cap;
     watch *watches;           /* this session's watches (sub.c) */
+    bridge *bridge;           /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
     struct sess *next, *prev; /* all sessions */
 } sess;
 
@@ -164,6 +172,14 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
 void client_closed(sess *s);
 /* Tell the routers about an agent connection: code "connect" or "disconnect" (idempotent). */
 void client_presence(sess *s, const char *code);
+
+/* ---- bridges (bridge.c) ---- */
+/* A decoded (not yet validated) frame from a bridge session. */
+void bridge_frame(sess *s, msg *m);
+/* The bridge's send queue has room again: read more of its channel's stream. */
+void bridge_drained(sess *s);
+/* The connection closed: stop reading (un-acked entries stay pending for the next connection). */
+void bridge_closed(sess *s);
 
 /* ---- http (http.c) ---- */
 /* Answer an HTTP request on a callback mount; returns what the lws callback should return. */

@@ -136,6 +136,19 @@ typedef struct whs_opts {
     long long map_ttl_s;
 } whs_opts;
 
+/* The end of whs_append: failed (nothing known to be stored: retry), else the conversation, the
+ * seq and dup (1: a retry of something stored). */
+typedef void whs_done_fn(void *priv, int failed, const char *conv, long long seq, int dup);
+
+/* Stamp m as a message of customer cust (role customer, dir in; its channel already set) with
+ * client message id cmid, validate it (ORIGIN_INTERNAL) and store it with FCALL cg_append (see
+ * whs_store), with the reply attributes taken from m (chat_id, chat_name; e-mail: subject,
+ * mail_root, mail_last). done(priv, ...) is called exactly once, later, unless -1 is returned:
+ * err "unavailable" (Redis down) or "nomem", or a validation code (the message can never be
+ * stored). hook names the caller in log lines. o may be NULL. */
+int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, const char *hook,
+               whs_done_fn *done, void *priv, cg_err *err);
+
 /* Stamp m as a message of customer cust (role customer, dir in; its channel already set) with
  * client message id cmid, and store it: FCALL cg_append 0 <conv> <cmid> customer <cust>
  * <payload> <newconv> <channel> <now> log <preview>. The request waits for the reply

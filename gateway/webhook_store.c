@@ -4,7 +4,12 @@
  * ts), encode msgpack, one FCALL cg_append with conv '' (the customer's open conversation, or
  * a new one) and a client message id derived from the platform's message id, so a platform
  * retry is answered from cg:idem (dup = 1) and never stored twice. Customer ids and cmids are
- * "<prefix><platform id>", or "<prefix>h:<32 hex of SHA-256>" when that would not fit. */
+ * "<prefix><platform id>", or "<prefix>h:<32 hex of SHA-256>" when that would not fit.
+ *
+ * Every stored message also tells the conversation where the desk's replies go (cg_append's
+ * attributes): chat_id = meta.platform_chat_id, chat_name = sender_name, and for e-mail the
+ * subject and the Message-IDs (mail_root, mail_last) that a reply must answer. whs_append is the
+ * path itself (webhooks and bridge pushes); whs_store ties it to an HTTP request. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -17,8 +22,17 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+#define WHS_ATTRS_MAX 10 /* attribute name/value strings after preview */
+
 typedef struct whs_job {
-    wh_req *q;
+    whs_done_fn *done;
+    void *priv;
+    const char *hook; /* for log lines */
+    char attrs[WHS_ATTRS_MAX / 2][MSG_META_MAX];
+    const char *attr_names[WHS_ATTRS_MAX / 2];
+    int n_attrs;
+    long long seq;
+    int dup;
     unsigned char *payload;
     size_t plen;
     char conv[MSG_ID_MAX];
@@ -69,27 +83,41 @@ static void whs_job_free(whs_job *j) {
 static void whs_reply(rconn *rc, redisReply *r, void *priv);
 
 static int whs_send(whs_job *j) {
-    const char *argv[] = {"FCALL",    "cg_append", "0",     j->conv,
-                          j->cmid,    "customer",  j->cust, (const char *)j->payload,
-                          j->newconv, j->channel,  j->now,  "log",
-                          j->preview};
-    size_t lens[13];
-    for (int i = 0; i < 13; i++)
+    const char *argv[13 + WHS_ATTRS_MAX] = {
+        "FCALL",    "cg_append", "0",     j->conv,
+        j->cmid,    "customer",  j->cust, (const char *)j->payload,
+        j->newconv, j->channel,  j->now,  "log",
+        j->preview};
+    int argc = 13;
+    for (int i = 0; i < j->n_attrs; i++) {
+        argv[argc++] = j->attr_names[i];
+        argv[argc++] = j->attrs[i];
+    }
+    size_t lens[13 + WHS_ATTRS_MAX];
+    for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     lens[7] = j->plen;
-    return rconn_cmdargv(G.redis, whs_reply, j, 13, argv, lens);
+    return rconn_cmdargv(G.redis, whs_reply, j, argc, argv, lens);
 }
 
-/* The job is over: release the request (failed: the platform gets 503 and retries). */
+/* The job is over: tell its owner (failed: nothing may have been stored; retry). */
 static void whs_end(whs_job *j, int failed) {
-    wh_release(j->q, failed);
+    j->done(j->priv, failed, j->conv, j->seq, j->dup);
     whs_job_free(j);
+}
+
+/* Add one reply attribute (skipped when empty). */
+static void whs_attr(whs_job *j, const char *name, const char *value) {
+    if (!value[0] || j->n_attrs >= WHS_ATTRS_MAX / 2) return;
+    j->attr_names[j->n_attrs] = name;
+    snprintf(j->attrs[j->n_attrs], sizeof(j->attrs[0]), "%s", value);
+    j->n_attrs++;
 }
 
 static void whs_mapped(rconn *rc, redisReply *r, void *priv) {
     whs_job *j = priv;
     int failed = !r || r->type == REDIS_REPLY_ERROR;
-    if (failed) log_warn("webhook: could not record a Message-ID mapping");
+    if (failed) log_warn("%s: could not record a Message-ID mapping", j->hook);
     whs_end(j, failed);
 }
 
@@ -105,28 +133,23 @@ static void whs_reply(rconn *rc, redisReply *r, void *priv) {
     }
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING) {
-        if (r && r->type == REDIS_REPLY_ERROR) log_error("webhook: cg_append: %s", r->str);
+        if (r && r->type == REDIS_REPLY_ERROR) log_error("%s: cg_append: %s", j->hook, r->str);
         whs_end(j, 1);
         return;
     }
-    const char *conv = r->element[0]->str;
-    int dup = r->element[2]->integer != 0;
-    wh_req *q = j->q;
-    if (dup)
-        q->dups++;
-    else
-        q->stored++;
+    snprintf(j->conv, sizeof(j->conv), "%s", r->element[0]->str);
+    j->seq = r->element[1]->integer;
+    j->dup = r->element[2]->integer != 0;
     char masked[MSG_ID_MAX];
-    log_debug("webhook %s: %s message of %s in conv %s seq %lld", q->hook->path,
-              dup ? "duplicate" : "stored", log_mask(j->cust, masked, sizeof(masked)), conv,
-              r->element[1]->integer);
+    log_debug("%s: %s message of %s in conv %s seq %lld", j->hook, j->dup ? "duplicate" : "stored",
+              log_mask(j->cust, masked, sizeof(masked)), j->conv, j->seq);
     if (!j->map_key) {
         whs_end(j, 0);
         return;
     }
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%lld", j->map_ttl_s);
-    const char *argv[] = {"SET", j->map_key, conv, "EX", ttl};
+    const char *argv[] = {"SET", j->map_key, j->conv, "EX", ttl};
     if (rconn_cmdargv(G.redis, whs_mapped, j, 5, argv, NULL) < 0) whs_end(j, 1);
 }
 
@@ -141,7 +164,8 @@ static void whs_preview(const msg *m, char *out, size_t n) {
     out[k] = '\0';
 }
 
-int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_opts *o) {
+int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, const char *hook,
+               whs_done_fn *done, void *priv, cg_err *err) {
     m->role = ROLE_CUSTOMER;
     m->dir = DIR_IN;
     snprintf(m->sender_id, sizeof(m->sender_id), "%s", cust);
@@ -151,16 +175,11 @@ int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_o
     m->seq = 0;
     m->ts_ms = cg_now_ms();
     cg_id_new(m->id);
-    cg_err err;
-    if (msg_validate(m, ORIGIN_INTERNAL, &err) < 0) {
-        /* would fail the same way on every retry: drop it, answer 2xx */
-        log_warn("webhook %s: message dropped: %s: %s", q->hook->path, err.code, err.msg);
-        return 0;
-    }
+    if (msg_validate(m, ORIGIN_INTERNAL, err) < 0) return -1;
     whs_job *j = calloc(1, sizeof(*j));
-    if (!j) goto fail;
+    if (!j) return cg_err_set(err, "nomem", "out of memory");
     j->payload = msg_encode_msgpack(m, 0, &j->plen);
-    if (!j->payload) goto fail;
+    if (!j->payload) goto nomem;
     snprintf(j->conv, sizeof(j->conv), "%s", o && o->conv ? o->conv : "");
     snprintf(j->cmid, sizeof(j->cmid), "%s", cmid);
     snprintf(j->cust, sizeof(j->cust), "%s", cust);
@@ -168,22 +187,55 @@ int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_o
     snprintf(j->now, sizeof(j->now), "%lld", (long long)m->ts_ms);
     cg_id_new(j->newconv);
     whs_preview(m, j->preview, sizeof(j->preview));
+    whs_attr(j, "chat_id", m->meta.platform_chat_id);
+    whs_attr(j, "chat_name", m->sender_name);
+    if (m->channel == CH_EMAIL) {
+        whs_attr(j, "subject", m->meta.subject);
+        whs_attr(j, "mail_root", m->meta.thread_id);
+        whs_attr(j, "mail_last", m->meta.thread_id);
+    }
     j->conv_fallback = o && o->conv_fallback;
     if (o && o->map_key) {
         j->map_key = strdup(o->map_key);
-        if (!j->map_key) goto fail;
+        if (!j->map_key) goto nomem;
         j->map_ttl_s = o->map_ttl_s;
     }
-    j->q = q;
-    wh_hold(q);
+    j->hook = hook;
+    j->done = done;
+    j->priv = priv;
     if (whs_send(j) < 0) {
-        whs_end(j, 1);
-        return -1;
+        whs_job_free(j);
+        return cg_err_set(err, "unavailable", "storage is unreachable");
     }
     G.msgs_in++;
     return 0;
-fail:
-    if (j) whs_job_free(j);
+nomem:
+    whs_job_free(j);
+    return cg_err_set(err, "nomem", "out of memory");
+}
+
+/* whs_append's end for a webhook request: count it and release the request. */
+static void whs_wh_done(void *priv, int failed, const char *conv, long long seq, int dup) {
+    wh_req *q = priv;
+    if (!failed) {
+        if (dup)
+            q->dups++;
+        else
+            q->stored++;
+    }
+    wh_release(q, failed);
+}
+
+int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_opts *o) {
+    cg_err err;
+    wh_hold(q);
+    if (whs_append(m, cust, cmid, o, q->hook->path, whs_wh_done, q, &err) == 0) return 0;
+    wh_release(q, 0);
+    if (strcmp(err.code, "unavailable") && strcmp(err.code, "nomem")) {
+        /* would fail the same way on every retry: drop it, answer 2xx */
+        log_warn("webhook %s: message dropped: %s: %s", q->hook->path, err.code, err.msg);
+        return 0;
+    }
     q->failed = 1;
     return -1;
 }

@@ -1,10 +1,10 @@
 /* ws.c -- the libwebsockets protocol callback: one switch over the callback reasons.
  *
- * Endpoints: /ws/customer and /ws/agent; subprotocols chatgw.json.v1 (default) and
- * chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c; the body and writeable
- * callbacks of /channels/... requests go to webhook.c. A frame is reassembled up to max_frame
- * bytes (more: close 1009) and handed to client.c whole. Writes happen only in SERVER_WRITEABLE,
- * one lws_write per callback, from the session's send queue. */
+ * Endpoints: /ws/customer, /ws/agent and /ws/bridge (bridge.c); subprotocols chatgw.json.v1
+ * (default) and chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c; the body and
+ * writeable callbacks of /channels/... requests go to webhook.c. A frame is reassembled up to
+ * max_frame bytes (more: close 1009) and handed to client.c whole. Writes happen only in
+ * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -25,6 +25,8 @@ static int ws_path_role(struct lws *wsi, sess_role *role) {
         *role = SESS_CUSTOMER;
     else if (!strcmp(uri, "/ws/agent"))
         *role = SESS_AGENT;
+    else if (!strcmp(uri, "/ws/bridge"))
+        *role = SESS_BRIDGE;
     else
         return -1;
     return 0;
@@ -58,7 +60,10 @@ static int ws_established(struct lws *wsi, ws_pss *pss) {
     int secs = (int)((G.cfg.hello_timeout_ms + 999) / 1000);
     lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, secs);
     log_debug("ws: %s connected as %s (%s)", pss->s->sock,
-              role == SESS_AGENT ? "agent" : "customer", c == CODEC_JSON ? "json" : "msgpack");
+              role == SESS_AGENT    ? "agent"
+              : role == SESS_BRIDGE ? "bridge"
+                                    : "customer",
+              c == CODEC_JSON ? "json" : "msgpack");
     return 0;
 }
 
@@ -113,7 +118,10 @@ static int ws_writeable(struct lws *wsi, sess *s) {
     frame_unref(f);
     if (n < 0) return -1;
     if (s->q_len || (s->closing && s->close_code)) lws_callback_on_writable(wsi);
-    if (s->q_len < s->q_cap / 2) sub_drained(s);
+    if (s->q_len < s->q_cap / 2) {
+        sub_drained(s);
+        bridge_drained(s);
+    }
     return 0;
 }
 

@@ -17,6 +17,7 @@ void msg_init(msg *m) {
 
 void msg_free(msg *m) {
     free(m->text);
+    free(m->native);
     free(m->items);
     msg_init(m);
 }
@@ -24,21 +25,30 @@ void msg_free(msg *m) {
 /* Copies len bytes (no NUL needed) into a fresh NUL-terminated buffer owned by m; the old text is
  * freed only once the new one is in place, so on error m is unchanged. A NUL byte inside the text
  * is refused ("bad_value"): JSON could not carry it back and C string users would cut it. */
-int msg_set_text(msg *m, const char *s, size_t len, cg_err *err) {
-    if (len > MSG_TEXT_MAX)
-        return cg_err_set(err, "too_large", "field 'text' is over %d bytes", MSG_TEXT_MAX);
+static int set_str(char **dst, size_t *dst_len, const char *name, size_t max, const char *s,
+                   size_t len, cg_err *err) {
+    if (len > max) return cg_err_set(err, "too_large", "field '%s' is over %zu bytes", name, max);
     if (len && memchr(s, '\0', len))
-        return cg_err_set(err, "bad_value", "field 'text' contains a NUL byte");
+        return cg_err_set(err, "bad_value", "field '%s' contains a NUL byte", name);
     if (!msg_utf8_valid(s, len))
-        return cg_err_set(err, "bad_utf8", "field 'text' is not valid UTF-8");
+        return cg_err_set(err, "bad_utf8", "field '%s' is not valid UTF-8", name);
     char *copy = malloc(len + 1);
     if (!copy) return cg_err_set(err, "nomem", "out of memory");
     if (len) memcpy(copy, s, len);
     copy[len] = '\0';
-    free(m->text);
-    m->text = copy;
-    m->text_len = len;
+    free(*dst);
+    *dst = copy;
+    *dst_len = len;
     return 0;
+}
+
+int msg_set_text(msg *m, const char *s, size_t len, cg_err *err) {
+    return set_str(&m->text, &m->text_len, "text", MSG_TEXT_MAX, s, len, err);
+}
+
+/* The same rules as text, with the larger limit of a rendered platform body. */
+int msg_set_native(msg *m, const char *s, size_t len, cg_err *err) {
+    return set_str(&m->native, &m->native_len, "native", MSG_NATIVE_MAX, s, len, err);
 }
 
 /* ---- wire names ---------------------------------------------------------------------------- */
@@ -242,6 +252,21 @@ static int check_text(const msg *m, cg_err *err) {
     return 0;
 }
 
+static int check_native(const msg *m, cg_err *err) {
+    if (!m->native) {
+        if (m->native_len)
+            return cg_err_set(err, "bad_value", "field 'native' has a length but no text");
+        return 0;
+    }
+    if (m->native_len > MSG_NATIVE_MAX)
+        return cg_err_set(err, "too_large", "field 'native' is over %d bytes", MSG_NATIVE_MAX);
+    if (memchr(m->native, '\0', m->native_len))
+        return cg_err_set(err, "bad_value", "field 'native' contains a NUL byte");
+    if (!msg_utf8_valid(m->native, m->native_len))
+        return cg_err_set(err, "bad_utf8", "field 'native' is not valid UTF-8");
+    return 0;
+}
+
 static int check_attachments(const msg *m, cg_err *err) {
     if (m->n_att > MSG_ATT_MAX)
         return cg_err_set(err, "too_large", "field 'attachments' has over %d entries", MSG_ATT_MAX);
@@ -310,7 +335,7 @@ static int check_fields(const msg *m, cg_err *err) {
     CHECK_STR("queue", m->queue);
     CHECK_STR("code", m->code);
     CHECK_STR("token", m->token);
-    if (check_text(m, err)) return -1;
+    if (check_text(m, err) || check_native(m, err)) return -1;
     if (check_u64("seq", m->seq, err) || check_u64("last_seq", m->last_seq, err)) return -1;
     if (check_ts("ts", m->ts_ms, err) || check_ts("cts", m->ts_client_ms, err)) return -1;
     if ((unsigned)m->channel >= CH_COUNT)

@@ -6,8 +6,8 @@
  * names, listed in docs/protocol.md. This module knows nothing of sockets or Redis.
  *
  * Memory: short fields are fixed arrays inside the struct (their size is the limit, checked at
- * decode time); `text` and `items` are heap-allocated and owned by the msg: msg_free() releases
- * them. A msg_init()ed msg can always be msg_free()d. */
+ * decode time); `text`, `native` and `items` are heap-allocated and owned by the msg: msg_free()
+ * releases them. A msg_init()ed msg can always be msg_free()d. */
 #ifndef CG_MSG_H
 #define CG_MSG_H
 
@@ -25,11 +25,12 @@
 #define MSG_TEXT_MAX 32768 /* text body, bytes of UTF-8 (no NUL counted) */
 #define MSG_TOKEN_MAX 2048 /* signed session tokens */
 #define MSG_URL_MAX 1024
-#define MSG_ATT_MAX 8       /* attachments per message */
-#define MSG_ITEMS_MAX 100   /* entries in a queue snapshot */
-#define MSG_PREVIEW_MAX 161 /* first words of a waiting conversation */
-#define MSG_META_MAX 257    /* platform ids, e-mail Message-ID, subject */
-#define MSG_SKILLS_MAX 16   /* skills (queue names) of an agent */
+#define MSG_ATT_MAX 8               /* attachments per message */
+#define MSG_ITEMS_MAX 100           /* entries in a queue snapshot */
+#define MSG_PREVIEW_MAX 161         /* first words of a waiting conversation */
+#define MSG_META_MAX 257            /* platform ids, e-mail Message-ID, subject */
+#define MSG_SKILLS_MAX 16           /* skills (queue names) of an agent */
+#define MSG_NATIVE_MAX (128 * 1024) /* a rendered platform body (bridges), bytes of UTF-8 */
 
 typedef enum msg_type {
     MSG_UNKNOWN = 0,
@@ -167,18 +168,26 @@ typedef struct msg {
     uint16_t cap;          /* max concurrent conversations */
     msg_queue_item *items; /* owned; queue snapshots */
     uint32_t n_items;
+    /* bridges: the message rendered for the platform (WeChat/Telegram/WhatsApp/Messenger JSON
+     * body, or a complete MIME e-mail); UTF-8, NUL-terminated, owned; NULL = none */
+    char *native;
+    size_t native_len;
 } msg;
 
 /* Zero m and set the version. Never fails. */
 void msg_init(msg *m);
 
-/* Free what m owns (text, items) and re-initialise it. Safe on an initialised msg. */
+/* Free what m owns (text, native, items) and re-initialise it. Safe on an initialised msg. */
 void msg_free(msg *m);
 
 /* Replace m's text with a copy of the len bytes at s (no NUL needed). Returns -1 (err "too_large")
  * when len > MSG_TEXT_MAX, -1 ("bad_utf8") when not valid UTF-8, -1 ("nomem") on allocation
  * failure. */
 int msg_set_text(msg *m, const char *s, size_t len, cg_err *err);
+
+/* Replace m's native body with a copy of the len bytes at s, like msg_set_text but with the limit
+ * MSG_NATIVE_MAX ("too_large"; "bad_value" for a NUL byte, "bad_utf8", "nomem"). */
+int msg_set_native(msg *m, const char *s, size_t len, cg_err *err);
 
 /* Check every rule for a frame of this origin: type allowed for the origin, required fields for
  * the type, sizes, UTF-8 of every string, enum ranges. Returns 0, or -1 with the first broken rule

@@ -230,6 +230,13 @@ static int dec_text(json_t *o, msg *m, cg_err *err) {
     return msg_set_text(m, json_string_value(v), json_string_length(v), err);
 }
 
+static int dec_native(json_t *o, msg *m, cg_err *err) {
+    json_t *v = json_object_get(o, "native");
+    if (!v) return 0;
+    if (!json_is_string(v)) return cg_err_set(err, "bad_value", "field 'native' must be a string");
+    return msg_set_native(m, json_string_value(v), json_string_length(v), err);
+}
+
 static int dec_skills(json_t *o, msg *m, cg_err *err) {
     json_t *arr;
     if (get_array(o, "skills", MSG_SKILLS_MAX, &arr, err)) return -1;
@@ -284,6 +291,7 @@ static int dec_fields(json_t *o, msg *m, cg_err *err) {
     GET_STR(o, "", "sock", m->sock);
     if (dec_skills(o, m, err)) return -1;
     GET_INT(o, "", "cap", 0, UINT16_MAX, m->cap);
+    if (dec_native(o, m, err)) return -1;
     return dec_items(o, m, err);
 }
 
@@ -457,6 +465,7 @@ static json_t *enc_msg(const msg *m) {
     if (m->n_skills) put(o, "skills", enc_skills(m, &bad), &bad);
     put_int(o, "cap", m->cap, &bad);
     if (m->n_items && m->items) put(o, "items", enc_items(m, &bad), &bad);
+    if (m->native && m->native_len) put(o, "native", json_stringn(m->native, m->native_len), &bad);
     if (bad) {
         json_decref(o);
         return NULL;
@@ -496,6 +505,7 @@ unsigned char *msg_encode_json(const msg *m, size_t headroom, size_t *len) {
     if (!o) return NULL;
     jbuf b = {NULL, headroom, 0};
     size_t want = m->text_len < MSG_TEXT_MAX ? m->text_len : MSG_TEXT_MAX;
+    want += m->native_len < MSG_NATIVE_MAX ? m->native_len : MSG_NATIVE_MAX;
     if (headroom > SIZE_MAX - 512 - want) {
         json_decref(o);
         return NULL;

@@ -396,6 +396,16 @@ static int dec_text(const msgpack_object *o, msg *m, cg_err *err) {
     return msg_set_text(m, n ? s : "", n, err);
 }
 
+static int dec_native(const msgpack_object *o, msg *m, cg_err *err) {
+    const msgpack_object *v;
+    if (find(o, "native", &v, err)) return -1;
+    if (!v) return 0;
+    if (!is_text(v)) return cg_err_set(err, "bad_value", "field 'native' must be a string");
+    size_t n;
+    const char *s = text_ptr(v, &n);
+    return msg_set_native(m, n ? s : "", n, err);
+}
+
 static int dec_retry(const msgpack_object *o, msg *m, cg_err *err) {
     const msgpack_object *v;
     if (find(o, "retry", &v, err)) return -1;
@@ -460,6 +470,7 @@ static int dec_fields(const msgpack_object *o, msg *m, cg_err *err) {
     GET_STR(o, "", "sock", m->sock);
     if (dec_skills(o, m, err)) return -1;
     GET_INT(o, "", "cap", 0, UINT16_MAX, m->cap);
+    if (dec_native(o, m, err)) return -1;
     return dec_items(o, m, err);
 }
 
@@ -662,6 +673,7 @@ static void enc_msg(penc *e, const void *arg) {
         for (uint32_t i = 0; i < m->n_items; i++)
             put_elem(e, enc_item, &m->items[i]);
     }
+    if (m->native) put_strn(e, "native", m->native, m->native_len);
 }
 
 /* Packs m into an sbuffer whose first `headroom` bytes are zeros, then hands the sbuffer's own

@@ -3,7 +3,7 @@
 chatgw_conv -- the conversation log (docs/architecture.md, "Redis keys" / "Redis functions").
 Loaded by the gateway and the router on every connect with FUNCTION LOAD REPLACE.
 
-FCALL cg_append 0 conv cmid role sender payload newconv channel now_ms mode [preview]
+FCALL cg_append 0 conv cmid role sender payload newconv channel now_ms mode [preview [attr value]...]
   conv     conversation id; may be '' for role customer (use the customer's open conversation)
   cmid     client message id ('' = none): a repeated cmid returns the first seq with dup = 1
   role     customer | agent | system | bot | bridge
@@ -14,7 +14,21 @@ FCALL cg_append 0 conv cmid role sender payload newconv channel now_ms mode [pre
   now_ms   unix ms
   mode     log (append + cg:in + publish) | sys (append + publish) | eph (publish only, seq 0)
   preview  optional: first words of a customer text, kept once per conversation (HSETNX)
+  attr value  optional pairs after preview (pass preview '' to use them): where the desk's
+           replies go, stored on cg:conv:<conv> when a customer message is stored (mode log, not
+           a dup): chat_id (HSET: the platform address, meta.platform_chat_id), chat_name (HSET),
+           subject (HSETNX), mail_root (HSETNX: the thread's first Message-ID), mail_last (HSET:
+           the customer's latest Message-ID). Any other name, or an odd count: BADARG.
   -> {conv, seq, dup}   dup = 1 when cmid was already accepted (nothing stored again)
+
+Outbound to channel bridges: when a message with a text or attachments (texts, and events that
+carry one: "assigned" with "<agent> has joined", "closed" with closed_text) of role agent, system
+or bot is stored (mode log or sys) in a conversation whose channel is not web, it is also added,
+in the same call, to cg:out:<channel> (read by the gateways' bridge sessions, group bridges):
+  XADD cg:out:<channel> * c <conv> s <seq> m <payload> [t chat_id] [n chat_name] [j subject]
+                          [r mail_root] [l mail_last]
+(the address fields as the conversation holds them at that moment). Events without a text are not
+sent to bridges: platforms have nothing to show for them.
 
 Rules:
   customer, conv ''   -> cg:cust:<sender>.conv unless missing or closed; then newconv is opened
@@ -28,6 +42,13 @@ Publish payload on cg:c:<conv>: 8-byte big-endian seq (0 for eph) followed by pa
 ]]
 
 local IDEM_TTL = 86400
+
+-- Reply-address attributes a customer message may set on its conversation, and how.
+local ATTRS = {chat_id = 'HSET', chat_name = 'HSET', subject = 'HSETNX', mail_root = 'HSETNX',
+    mail_last = 'HSET'}
+-- The same attributes as copied into a cg:out entry (short field names).
+local OUT_FIELDS = {{'chat_id', 't'}, {'chat_name', 'n'}, {'subject', 'j'}, {'mail_root', 'r'},
+    {'mail_last', 'l'}}
 
 local function conv_key(conv)
     return 'cg:conv:' .. conv
@@ -77,6 +98,47 @@ local function agent_check(conv, sender)
     return true
 end
 
+-- args[11..]: attr/value pairs. Returns true, or nil and an error reply.
+local function attrs_check(args)
+    if #args > 10 and (#args - 10) % 2 ~= 0 then
+        return nil, redis.error_reply('BADARG attributes come in name/value pairs')
+    end
+    for i = 11, #args, 2 do
+        if not ATTRS[args[i]] then
+            return nil, redis.error_reply('BADARG unknown attribute ' .. args[i])
+        end
+    end
+    return true
+end
+
+local function attrs_store(conv, args)
+    for i = 11, #args, 2 do
+        if args[i + 1] ~= '' then
+            redis.call(ATTRS[args[i]], conv_key(conv), args[i], args[i + 1])
+        end
+    end
+end
+
+-- A desk message of a conversation on a bridged channel: also to cg:out:<channel>.
+local function outbound(conv, seq, role, payload)
+    if role ~= 'agent' and role ~= 'system' and role ~= 'bot' then return end
+    local channel = redis.call('HGET', conv_key(conv), 'channel')
+    if not channel or channel == 'web' then return end
+    local ok, m = pcall(cmsgpack.unpack, payload)
+    if not ok or type(m) ~= 'table' or (not m.text and not m.attachments) then return end
+    local names = {}
+    for i, f in ipairs(OUT_FIELDS) do names[i] = f[1] end
+    local vals = redis.call('HMGET', conv_key(conv), unpack(names))
+    local argv = {'cg:out:' .. channel, '*', 'c', conv, 's', seq, 'm', payload}
+    for i, f in ipairs(OUT_FIELDS) do
+        if vals[i] then
+            argv[#argv + 1] = f[2]
+            argv[#argv + 1] = vals[i]
+        end
+    end
+    redis.call('XADD', unpack(argv))
+end
+
 local function cg_append(keys, args)
     local conv, cmid, role, sender, payload = args[1], args[2], args[3], args[4], args[5]
     local newconv, channel, now, mode = args[6], args[7], args[8], args[9]
@@ -87,6 +149,8 @@ local function cg_append(keys, args)
     if payload == nil or now == nil then
         return redis.error_reply('BADARG 9 arguments expected')
     end
+    local aok, aerr = attrs_check(args)
+    if not aok then return aerr end
 
     local err
     if role == 'customer' then
@@ -128,6 +192,8 @@ local function cg_append(keys, args)
     if role == 'customer' and preview ~= '' then
         redis.call('HSETNX', conv_key(conv), 'preview', preview)
     end
+    if role == 'customer' and mode == 'log' then attrs_store(conv, args) end
+    outbound(conv, seq, role, payload)
     return {conv, seq, 0}
 end
 

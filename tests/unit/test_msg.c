@@ -914,6 +914,97 @@ static void test_decode_error_resets(void **state) {
     msg_free(&m);
 }
 
+/* native: the rendered platform body a bridge gets (a JSON body, or a whole MIME mail with CRLF,
+ * quotes and backslashes) survives both codecs and the other codec's decoder. */
+static void test_native_roundtrip(void **state) {
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"touser\":\"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o\",\"msgtype\":\"text\",\"text\":{\"content\":"
+        "\"你好 \\\"quoted\\\"\"}}",
+        "From: Desk <desk@example.com>\r\nTo: zhang@example.cn\r\nSubject: =?UTF-8?B?UmU6IOiuog==?="
+        "\r\nIn-Reply-To: <first-1@example.cn>\r\n\r\n=E4=BD=A0=E5=A5=BD\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        msg a, b, c;
+        cg_err err;
+        fill_full(&a);
+        assert_int_equal(msg_set_native(&a, bodies[i], strlen(bodies[i]), &err), 0);
+        assert_int_equal(msg_validate(&a, ORIGIN_INTERNAL, &err), 0);
+        size_t jn, pn;
+        unsigned char *j = msg_encode_json(&a, 0, &jn);
+        unsigned char *p = msg_encode_msgpack(&a, 0, &pn);
+        assert_non_null(j);
+        assert_non_null(p);
+        msg_init(&b);
+        msg_init(&c);
+        assert_int_equal(msg_decode_json(&b, (const char *)j, jn, &err), 0);
+        assert_int_equal(msg_decode_msgpack(&c, (const char *)p, pn, &err), 0);
+        for (const msg *x = &b; x; x = x == &b ? &c : NULL) {
+            assert_msg_equal(&a, x);
+            assert_non_null(x->native);
+            assert_int_equal(x->native_len, strlen(bodies[i]));
+            assert_memory_equal(x->native, bodies[i], x->native_len);
+        }
+        free(j);
+        free(p);
+        msg_free(&a);
+        msg_free(&b);
+        msg_free(&c);
+        assert_null(a.native);
+    }
+}
+
+static void test_native_limits(void **state) {
+    (void)state;
+    msg m;
+    cg_err err;
+    msg_init(&m);
+    /* omitted when absent */
+    m.type = MSG_ACK;
+    size_t n;
+    unsigned char *j = msg_encode_json(&m, 0, &n);
+    assert_non_null(j);
+    assert_null(memmem(j, n, "native", 6));
+    free(j);
+    /* type, UTF-8, NUL and size are checked like text */
+    assert_int_equal(dj(&m, "{\"type\":\"text\",\"native\":7}", &err), -1);
+    assert_string_equal(err.code, "bad_value");
+    assert_int_equal(dj(&m, "{\"type\":\"text\",\"native\":\"a\\u0000b\"}", &err), -1);
+    assert_int_equal(msg_set_native(&m, "\xc3\x28", 2, &err), -1);
+    assert_string_equal(err.code, "bad_utf8");
+    char *big = malloc(MSG_NATIVE_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'z', MSG_NATIVE_MAX + 1);
+    assert_int_equal(msg_set_native(&m, big, MSG_NATIVE_MAX + 1, &err), -1);
+    assert_string_equal(err.code, "too_large");
+    assert_int_equal(msg_set_native(&m, big, MSG_NATIVE_MAX, &err), 0);
+    assert_int_equal(m.native_len, MSG_NATIVE_MAX);
+    m.type = MSG_TEXT;
+    m.role = ROLE_AGENT;
+    m.dir = DIR_OUT;
+    m.ts_ms = 1;
+    assert_int_equal(msg_set_text(&m, "x", 1, &err), 0);
+    assert_int_equal(msg_validate(&m, ORIGIN_INTERNAL, &err), 0);
+    m.native_len = MSG_NATIVE_MAX + 1; /* a corrupted length is refused, never read past */
+    assert_int_equal(msg_validate(&m, ORIGIN_INTERNAL, &err), -1);
+    assert_string_equal(err.code, "too_large");
+    m.native_len = MSG_NATIVE_MAX;
+    /* msgpack: str or bin accepted, anything else refused */
+    size_t pn;
+    unsigned char *p = msg_encode_msgpack(&m, 0, &pn);
+    assert_non_null(p);
+    msg r;
+    msg_init(&r);
+    assert_int_equal(msg_decode_msgpack(&r, (const char *)p, pn, &err), 0);
+    assert_int_equal(r.native_len, MSG_NATIVE_MAX);
+    free(p);
+    assert_int_equal(msg_decode_msgpack(&r, "\x82\xa4type\xa4text\xa6native\x07", 19, &err), -1);
+    assert_string_equal(err.code, "bad_value");
+    msg_free(&r);
+    free(big);
+    msg_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_json),
@@ -933,6 +1024,8 @@ int main(void) {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_set_text),
         cmocka_unit_test(test_decode_error_resets),
+        cmocka_unit_test(test_native_roundtrip),
+        cmocka_unit_test(test_native_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

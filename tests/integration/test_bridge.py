@@ -1,0 +1,331 @@
+"""Channel bridges (/ws/bridge): the desk's messages out to the platforms, rendered, acked,
+delivered again after a reconnect; pushes in; the reference e-mail bridge (tools/chatgw-mail-in,
+tools/chatgw-mail-out). Real redis-server, gateway and router; a bridge WebSocket client and an
+agent client."""
+import asyncio
+import email
+import email.message
+import email.policy
+import email.utils
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chat import Client, agent
+from conftest import ROOT, wait_until
+from test_webhooks import (MAIL_TOKEN, SECRETS, WECHAT_TOKEN, cust_conv, customer_msgs, request,
+                           wx_query, wx_text)
+
+BRIDGE_TOKEN = "bridge-token-0123456789abcdef-XYZ"
+ENV = dict(SECRETS, CHATGW_BRIDGE_TOKEN=BRIDGE_TOKEN,
+           CHATGW_EMAIL_FROM="Support Desk <support@desk.example>",
+           CHATGW_EMAIL_DOMAIN="desk.example")
+MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+@pytest.fixture
+def desk(procs):
+    gw = procs.gateway(ENV)
+    procs.router()
+    return gw
+
+
+async def bridge(gw, channel, name=None, token=BRIDGE_TOKEN):
+    b = await Client.connect(gw.ws, "/ws/bridge")
+    hello = {"token": token, "channel": channel}
+    if name:
+        hello["sender_name"] = name
+    await b.hello(**hello)
+    return b
+
+
+def is_out(conv, role=None):
+    return lambda f: (f.get("type") in ("text", "attachment", "assigned", "closed")
+                      and f.get("conv") == conv and f.get("seq")
+                      and (role is None or f.get("role") == role))
+
+
+async def ack(b, f):
+    await b.send({"type": "ack", "id": f["id"]})
+
+
+def pending(r, channel):
+    try:
+        return r.xpending(f"cg:out:{channel}", "bridges")["pending"]
+    except Exception:
+        return None
+
+
+def post_wechat(gw, openid, msgid, text):
+    st, resp, _ = request(gw, "POST", "/channels/wechat", wx_text(openid, msgid, text),
+                          query=wx_query())
+    assert (st, resp) == (200, b"success")
+
+
+# ---- WeChat ----
+
+def test_wechat_reply_rendered_acked_and_redelivered(desk, procs, redis_srv):
+    r = redis_srv.r
+    openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    token = procs.agent_token("alice", "Alice", cap=2)
+
+    async def scenario():
+        b = await bridge(desk, "wechat", "wx-1")
+        assert b.welcome["role"] == "bridge" and b.welcome["channel"] == "wechat"
+        post_wechat(desk, openid, "6054768590064713728", "你好，订单在哪里？")
+        conv = cust_conv(r, f"wechat:{openid}")
+        assert r.hget(f"cg:conv:{conv}", "chat_id") == openid.encode()
+        # the router's greeting and queue auto-reply reach the bridge, rendered
+        greet = await b.expect(is_out(conv, "bot"), what="greeting")
+        body = json.loads(greet["native"])
+        assert body["touser"] == openid and body["msgtype"] == "text"
+        assert body["text"]["content"] == greet["text"]
+        assert greet["meta"]["platform_chat_id"] == openid
+        await ack(b, greet)
+        a = await agent(desk, token)
+        await a.expect_type("assigned", conv=conv)
+        await a.expect(lambda f: f.get("role") == "customer" and f.get("conv") == conv)
+        ack1 = await a.say("您好，已经发货了 \"SF123\"", conv=conv)
+        assert ack1["type"] == "ack"
+        reply = await b.expect(is_out(conv, "agent"), what="agent reply")
+        assert reply["seq"] == ack1["seq"] and reply["dir"] == "out"
+        assert json.loads(reply["native"]) == {"touser": openid, "msgtype": "text",
+                                               "text": {"content": "您好，已经发货了 \"SF123\""}}
+        # ack everything but the agent's reply, then drop the connection
+        got = [f for f in b.frames if is_out(conv)(f)]
+        for f in got:
+            if f is not reply and f is not greet:
+                await ack(b, f)
+        unacked = {reply["seq"]}
+        await asyncio.sleep(0.2)  # acks are fire-and-forget: let them reach Redis
+        wait_until(lambda: pending(r, "wechat") == 1, 5, "one pending entry")
+        await b.close()
+        # another reply while no bridge is connected: it waits in the stream
+        ack2 = await a.say("还在吗？", conv=conv)
+        b2 = await bridge(desk, "wechat", "wx-1")
+        f1 = await b2.expect(is_out(conv), what="redelivered reply")
+        assert f1["seq"] in unacked and f1["native"] == reply["native"]
+        f2 = await b2.expect(is_out(conv), what="the reply written while away")
+        assert f2["seq"] == ack2["seq"]
+        seqs = [f["seq"] for f in b2.frames if is_out(conv)(f)]
+        assert sorted(seqs) == sorted(unacked | {ack2["seq"]})  # acked ones not repeated
+        await ack(b2, f1)
+        await ack(b2, f2)
+        # an unknown id is refused, the connection stays
+        await b2.send({"type": "ack", "id": "nope", "cmid": "k1"})
+        err = await b2.expect_type("error", cmid="k1")
+        assert err["code"] == "bad_value"
+        wait_until(lambda: pending(r, "wechat") == 0, 5, "no pending entry")
+        await a.close()
+        await b2.close()
+    run(scenario())
+
+
+def test_bridge_push_stored_like_a_webhook(desk, procs, redis_srv):
+    r = redis_srv.r
+
+    async def scenario():
+        b = await bridge(desk, "wechat")
+        assert b.welcome["sender_name"] == "default"
+        push = {"type": "text", "cmid": "p-1", "sender_id": "oPush1", "sender_name": "小王",
+                "meta": {"platform_msg_id": "900001"}, "text": "桥接消息"}
+        await b.send(push)
+        a1 = await b.expect_type("ack", cmid="p-1")
+        conv = cust_conv(r, "wechat:oPush1")
+        assert a1["conv"] == conv and a1["seq"] == 1
+        [m] = customer_msgs(r, conv)
+        assert m["cmid"] == "wx:900001" and m["channel"] == "wechat" and m["text"] == "桥接消息"
+        assert m["meta"]["platform_chat_id"] == "oPush1"
+        # the platform's retry (or the same MsgId from the webhook) is not stored twice
+        await b.send(dict(push, cmid="p-2"))
+        a2 = await b.expect_type("ack", cmid="p-2")
+        assert a2["seq"] == 1 and len(customer_msgs(r, conv)) == 1
+        post_wechat(desk, "oPush1", "900001", "桥接消息")
+        assert len(customer_msgs(r, conv)) == 1
+        # refusals: no sender, no platform id, a desk-only type
+        await b.send({"type": "text", "cmid": "p-3", "meta": {"platform_msg_id": "1"},
+                      "text": "x"})
+        assert (await b.expect_type("error", cmid="p-3"))["code"] == "missing_field"
+        await b.send({"type": "text", "cmid": "p-4", "sender_id": "u", "text": "x"})
+        assert (await b.expect_type("error", cmid="p-4"))["code"] == "missing_field"
+        await b.send({"type": "close", "cmid": "p-5", "conv": conv, "code": "x"})
+        assert (await b.expect_type("error", cmid="p-5"))["code"] == "bad_type"
+        await b.close()
+    run(scenario())
+
+
+def test_bad_bridge_token_closed_1008(desk, procs):
+    async def scenario():
+        for tok in ("wrong-token", "", BRIDGE_TOKEN[:-1]):
+            b = await Client.connect(desk.ws, "/ws/bridge")
+            await b.send({"type": "hello", "token": tok, "channel": "wechat"})
+            err = await b.expect_type("error")
+            assert err["code"] == "bad_token"
+            closed = await b.expect_closed()
+            assert closed.code == 1008
+        # the first frame must be hello
+        b = await Client.connect(desk.ws, "/ws/bridge")
+        await b.send({"type": "ack", "id": "1-0"})
+        assert (await b.expect_type("error"))["code"] == "hello_required"
+        await b.close()
+    run(scenario())
+
+
+def test_no_bridge_token_configured_refuses_every_bridge(procs):
+    gw = procs.gateway(SECRETS)
+
+    async def scenario():
+        b = await Client.connect(gw.ws, "/ws/bridge")
+        await b.send({"type": "hello", "token": "", "channel": "wechat"})
+        assert (await b.expect_type("error"))["code"] == "bad_token"
+        assert (await b.expect_closed()).code == 1008
+    run(scenario())
+
+
+# ---- e-mail ----
+
+def utf8_mail(msgid, subject, body, frm="张三 <zhang@example.cn>", **headers):
+    m = email.message.EmailMessage()
+    m["From"] = frm
+    m["To"] = "support@desk.example"
+    m["Subject"] = subject
+    m["Date"] = email.utils.formatdate(1714036504)
+    m["Message-ID"] = f"<{msgid}>"
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    m.set_content(body)
+    return m.as_bytes()
+
+
+def parse_mime(native):
+    return email.message_from_bytes(native.encode(), policy=email.policy.default)
+
+
+def test_email_reply_rendered_as_mime_and_threads_back(desk, procs, redis_srv):
+    r = redis_srv.r
+    token = procs.agent_token("alice", "Alice", cap=2)
+
+    async def scenario():
+        b = await bridge(desk, "email", "mail-1")
+        raw = utf8_mail("first-1@example.cn", "订单问题 A-1093", "你好，我的订单还没到。")
+        assert request(desk, "POST", "/channels/email", raw, MAIL_HDR)[0] == 200
+        conv = cust_conv(r, "email:zhang@example.cn")
+        a = await agent(desk, token)
+        await a.expect_type("assigned", conv=conv)
+        ack1 = await a.say("您好，包裹明天到。", conv=conv)
+        f = await b.expect(is_out(conv, "agent"), what="agent reply")
+        assert f["seq"] == ack1["seq"]
+        mail = parse_mime(f["native"])
+        assert mail["To"].addresses[0].addr_spec == "zhang@example.cn"
+        assert str(mail["Subject"]).startswith("Re: 订单问题 A-1093")
+        assert f"[#cg-{conv}]" in str(mail["Subject"])
+        assert mail["In-Reply-To"] == "<first-1@example.cn>"
+        assert mail["From"].addresses[0].addr_spec == "support@desk.example"
+        assert mail.get_content_charset() == "utf-8"
+        assert mail.get_content().strip() == "您好，包裹明天到。"
+        mid = mail["Message-ID"].strip("<>")
+        assert mid.endswith("@desk.example")
+        assert r.get(f"cg:mailid:{mid}") == conv.encode()
+        for x in [x for x in b.frames if is_out(conv)(x)]:
+            await ack(b, x)
+        # the customer answers that mail (no token in the subject): threaded by Message-ID
+        idx = len(procs.all[0].lines)
+        ans = utf8_mail("second-2@example.cn", "Re: your answer", "谢谢！",
+                        In_Reply_To=f"<{mid}>", References=f"<first-1@example.cn> <{mid}>")
+        assert request(desk, "POST", "/channels/email", ans, MAIL_HDR)[0] == 200
+        procs.all[0].wait_log("threaded by Message-ID into conv " + conv, 5, idx)
+        await a.expect(lambda x: x.get("role") == "customer" and x.get("text") == "谢谢！"
+                       and x.get("conv") == conv, what="the threaded answer")
+        # the next reply answers the customer's latest mail, in the same thread
+        await a.say("不客气", conv=conv)
+        f2 = await b.expect(lambda x: is_out(conv, "agent")(x) and x.get("text") == "不客气")
+        mail2 = parse_mime(f2["native"])
+        assert mail2["In-Reply-To"] == "<second-2@example.cn>"
+        assert "<first-1@example.cn>" in mail2["References"]
+        assert str(mail2["Subject"]).startswith("Re: 订单问题 A-1093")
+        await ack(b, f2)
+        await a.close()
+        await b.close()
+    run(scenario())
+
+
+# ---- the reference e-mail bridge (tools/) ----
+
+MAIL_IN = os.path.join(ROOT, "tools", "chatgw-mail-in")
+MAIL_OUT = os.path.join(ROOT, "tools", "chatgw-mail-out")
+
+
+def mail_in(gw_url, raw, token=MAIL_TOKEN):
+    env = dict(os.environ, CHATGW_GATEWAY_URL=gw_url, CHATGW_EMAIL_TOKEN=token)
+    return subprocess.run(["/usr/bin/python3", MAIL_IN], input=raw, env=env, capture_output=True,
+                          timeout=30)
+
+
+def test_mail_in_tool_exit_codes(desk, procs, redis_srv):
+    r = redis_srv.r
+    raw = utf8_mail("tool-1@example.cn", "via the MTA pipe", "piped in")
+    p = mail_in(desk.base, raw)
+    assert p.returncode == 0, p.stderr
+    conv = cust_conv(r, "email:zhang@example.cn")
+    assert [m["text"] for m in customer_msgs(r, conv)] == ["piped in"]
+    assert mail_in(desk.base, raw, token="wrong").returncode == 77  # EX_NOPERM
+    assert mail_in(desk.base, b"not a mail").returncode == 65  # EX_DATAERR
+    from conftest import free_port
+    p = mail_in(f"http://127.0.0.1:{free_port()}", raw)  # the gateway is down
+    assert p.returncode == 75, p.stderr  # EX_TEMPFAIL: the MTA retries
+
+
+def test_mail_out_tool_sends_through_sendmail_and_acks(desk, procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    token = procs.agent_token("alice", "Alice", cap=2)
+    outdir = tmp_path / "sent"
+    outdir.mkdir()
+    fake = tmp_path / "fake-sendmail"
+    fake.write_text("#!/bin/sh\n# a sendmail -t -i stand-in: keep the mail, or fail when told\n"
+                    f"[ -e {tmp_path}/fail ] && exit 75\n"
+                    f"cat > {outdir}/mail.$$.$(date +%s%N).eml\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, CHATGW_GATEWAY_URL=desk.base, CHATGW_BRIDGE_TOKEN=BRIDGE_TOKEN,
+               CHATGW_SENDMAIL=f"{fake} -t -i", CHATGW_BRIDGE_NAME="mail-out-test")
+    (tmp_path / "fail").write_text("")
+    p = subprocess.Popen(["/usr/bin/python3", MAIL_OUT], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        raw = utf8_mail("out-1@example.cn", "发票", "请开发票")
+        assert request(desk, "POST", "/channels/email", raw, MAIL_HDR)[0] == 200
+        conv = cust_conv(r, "email:zhang@example.cn")
+
+        async def reply():
+            a = await agent(desk, token)
+            await a.expect_type("assigned", conv=conv)
+            await a.say("发票已开好。", conv=conv)
+            await a.close()
+        run(reply())
+        # sendmail fails: nothing acked, the entries stay pending
+        wait_until(lambda: (pending(r, "email") or 0) >= 1, 10, "pending entries")
+        assert not list(outdir.iterdir())
+        os.unlink(tmp_path / "fail")
+
+        def sent_reply():
+            for f in outdir.iterdir():
+                m = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+                if m.get_content().strip() == "发票已开好。":
+                    return m
+            return None
+        # the bridge retries (reconnects), sendmail succeeds, the bridge acks
+        m = wait_until(sent_reply, 30, "the reply in the sendmail spool")
+        assert m["To"].addresses[0].addr_spec == "zhang@example.cn"
+        assert str(m["Subject"]).startswith("Re: 发票")
+        assert m["In-Reply-To"] == "<out-1@example.cn>"
+        wait_until(lambda: pending(r, "email") == 0, 15, "every entry acked")
+    finally:
+        p.terminate()
+        out = p.communicate(timeout=10)[0]
+    assert p.returncode in (0, -15), out
