@@ -13,19 +13,26 @@ it has logged the `assigned` event and published it on cg:a:<agent>.
 Queue modes: a queue is push unless cg:queuecfg:<queue> says mode pull. Push queues assign the
 best available agent at once (enqueue, agent online, a slot freed); conversations of a pull queue
 wait until an agent picks them (cg_pick), they are never assigned by these functions otherwise.
+A queue in cg:closed (outside its business hours) is held like a pull queue until it opens.
 
-FCALL cg_queuecfg 0 now_ms [queue mode prio name_zh name_en overflow overflow_after_s] ...
+FCALL cg_queuecfg 0 now_ms [queue mode prio name_zh name_en overflow overflow_after_s closed
+                              next_change] ...
   Replace the whole queue configuration (the router's [queue] sections): HSET cg:queuecfg:<queue>
-  with those fields for every queue given, SADD cg:queues; queues of the previous configuration
-  not given any more lose their cg:queuecfg (so they are push again). Then every push queue with
-  waiting conversations and available agents is served (a queue switched from pull to push);
-  those assignments are announced through the outbox.  -> number of conversations assigned.
+  with the fields mode .. overflow_after_s for every queue given, SADD cg:queues; closed = 1 (the
+  queue is outside its business hours) puts it in the set cg:closed (else it is removed); a
+  next_change > 0 (ms) arms the timer hours:<queue> then (0 removes it). Queues of the previous
+  configuration not given any more lose their cg:queuecfg (so they are push again). Then every
+  open push queue with waiting conversations and available agents is served (a queue switched
+  from pull to push, or just opened); those assignments are announced through the outbox.
+  -> number of conversations assigned.
   Errors: BADARG.
-FCALL cg_enqueue 0 conv queue prio now_ms [category]
-  Only from state new: state queued, queue, prio, category, queued_at; ZADD cg:queue:<queue>
-  with score (9-prio)*1e13+now_ms; then, in a push queue, assigns the best available agent of
-  cg:avail:<queue> at once.
-  -> {'assigned', ROW} | {'queued', position, queue_length}
+FCALL cg_enqueue 0 conv queue prio now_ms [category] [locale] [pos_ms]
+  Only from state new: state queued, queue, prio, category, queued_at, locale; ZADD
+  cg:queue:<queue> with score (9-prio)*1e13+now_ms; then, in an open push queue, assigns the best
+  available agent of cg:avail:<queue> at once. Left waiting with pos_ms > 0 (a chat channel): the
+  position timer pos:<conv> is armed for now_ms + pos_ms.
+  -> {'assigned', ROW} | {'queued', position, queue_length, avg_ms, held}   (held 1: a pull or
+     closed queue; avg_ms: the queue's measured handling time, 0 when none)
    | {'already', state, ROW or {}}   (state was not new: nothing changed; ROW when assigned)
   Errors: NOCONV.
 FCALL cg_presence 0 agent sock up name cap skills_csv now_ms [ts_ms]
@@ -47,13 +54,14 @@ FCALL cg_pick 0 conv agent now_ms
 FCALL cg_close 0 conv agent resolution now_ms
   conv must be assigned to agent: state closed, closed_at, resolution, agent load - 1, and the
   freed slot is offered the best waiting conversation of the agent's skills (push queues only).
-  -> {'closed', channel, {ROW, ...}}, or {'already', channel, {}} when this agent had already
-  closed it (a re-processed command).   Errors: NOTASSIGNED, CLOSED (closed by another agent).
+  -> {'closed', channel, {ROW, ...}, locale}, or {'already', channel, {}, locale} when this agent
+  had already closed it (a re-processed command). Also drops the conversation's timers and adds
+  its assigned -> closed time to cg:stats:<queue> (rolling average avg_ms over the last ~20, n).   Errors: NOTASSIGNED, CLOSED (closed by another agent).
 FCALL cg_queue_list 0 queue limit
   -> {{conv, position, queued_at, channel, prio, preview}, ...} the first `limit` waiting.
 FCALL cg_conv_info 0 conv           (read only)
-  -> {state, channel, queue, position, in_outbox, ROW or {}}   state '' when it does not exist;
-  position 0 unless queued.
+  -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held}   state ''
+  when it does not exist; position 0 unless queued.
 FCALL cg_outbox_done 0 conv         -> 1 if it was in the outbox, else 0
 FCALL cg_outbox_list 0 limit
   -> {ROW, ...} for up to `limit` outbox conversations still assigned (others are dropped).
@@ -103,7 +111,13 @@ end
 local function avail_refresh(info)
     local ok = can_take(info)
     local score = fmt(info.load * E13 + info.last)
+    local on = info.status == 'online' and redis.call('SCARD', akey(info.id) .. ':socks') > 0
     for _, s in ipairs(info.skills) do
+        if on then
+            redis.call('SADD', 'cg:online:' .. s, info.id)
+        else
+            redis.call('SREM', 'cg:online:' .. s, info.id)
+        end
         if ok then
             redis.call('ZADD', 'cg:avail:' .. s, score, info.id)
         else
@@ -113,7 +127,10 @@ local function avail_refresh(info)
 end
 
 local function avail_remove_all(info)
-    for _, s in ipairs(info.skills) do redis.call('ZREM', 'cg:avail:' .. s, info.id) end
+    for _, s in ipairs(info.skills) do
+        redis.call('ZREM', 'cg:avail:' .. s, info.id)
+        redis.call('SREM', 'cg:online:' .. s, info.id)
+    end
 end
 
 -- Assign queued conv to the agent. Returns the assignment ROW.
@@ -132,9 +149,16 @@ local function assign(conv, info, now)
     return {conv, info.id, info.name, queue, no, c[2] or ''}
 end
 
--- True when the queue's conversations wait to be picked (never assigned automatically).
-local function is_pull(queue)
+-- True when the queue assigns nothing by itself: a pull queue, or one outside its business hours
+-- (member of cg:closed, kept by the routers). Agents may still pick from it.
+local function is_held(queue)
+    if redis.call('SISMEMBER', 'cg:closed', queue) == 1 then return true end
     return redis.call('HGET', 'cg:queuecfg:' .. queue, 'mode') == 'pull'
+end
+
+-- The rolling average handling time (assigned -> closed, ms) of queue; 0 until measured.
+local function avg_ms(queue)
+    return tonumber(redis.call('HGET', 'cg:stats:' .. queue, 'avg_ms')) or 0
 end
 
 -- The best available agent for queue, dropping stale avail entries. nil when none.
@@ -154,7 +178,7 @@ local function offer(info, now)
     local out = {}
     local push = {}
     for _, s in ipairs(info.skills) do
-        if not is_pull(s) then push[#push + 1] = s end
+        if not is_held(s) then push[#push + 1] = s end
     end
     while can_take(info) do
         local best, best_score, best_q
@@ -185,7 +209,7 @@ end
 
 local function cg_enqueue(keys, args)
     local conv, queue, prio, now = args[1], args[2], tonumber(args[3]) or 5, args[4]
-    local category = args[5] or ''
+    local category, locale, pos_ms = args[5] or '', args[6] or '', tonumber(args[7]) or 0
 
     if queue == nil or queue == '' or now == nil then
         return redis.error_reply('BADARG conv queue prio now_ms expected')
@@ -198,12 +222,19 @@ local function cg_enqueue(keys, args)
     prio = math.floor(prio)
     redis.call('HSET', ckey(conv), 'state', 'queued', 'queue', queue, 'prio', prio, 'queued_at',
         now, 'category', category)
+    if locale ~= '' then redis.call('HSET', ckey(conv), 'locale', locale) end
     redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + (tonumber(now) or 0)), conv)
     local info = nil
-    if not is_pull(queue) then info = best_agent(queue) end
+    local held = is_held(queue)
+    if not held then info = best_agent(queue) end
     if info then return {'assigned', assign(conv, info, now)} end
     local rank = redis.call('ZRANK', 'cg:queue:' .. queue, conv)
-    return {'queued', rank + 1, redis.call('ZCARD', 'cg:queue:' .. queue)}
+    if pos_ms > 0 then
+        redis.call('HSET', ckey(conv), 'pos_last', rank + 1, 'pos_at', now)
+        redis.call('ZADD', 'cg:timers', 'NX', fmt((tonumber(now) or 0) + pos_ms), 'pos:' .. conv)
+    end
+    return {'queued', rank + 1, redis.call('ZCARD', 'cg:queue:' .. queue), avg_ms(queue),
+        held and 1 or 0}
 end
 
 local GONE_KEEP_MS = 86400000
@@ -281,12 +312,31 @@ local function cg_pick(keys, args)
     return {'assigned', c[2], assign(conv, info, now)}
 end
 
+-- Add the conversation's assigned -> closed time to its queue's rolling average (the last ~20).
+local function stats_add(conv, now)
+    local c = redis.call('HMGET', ckey(conv), 'queue', 'assigned_at')
+    local at, t = tonumber(c[2]), tonumber(now)
+    if not c[1] or c[1] == '' or not at or not t or t < at then return end
+    local k = 'cg:stats:' .. c[1]
+    local n = redis.call('HINCRBY', k, 'n', 1)
+    local avg = tonumber(redis.call('HGET', k, 'avg_ms')) or 0
+    if n > 20 then n = 20 end
+    redis.call('HSET', k, 'avg_ms', fmt(avg + (t - at - avg) / n))
+end
+
+-- Drop every timer of conv (it is closed).
+local function timers_drop(conv)
+    for _, kind in ipairs({'pos', 'first', 'next', 'complaint_respond', 'complaint_resolve'}) do
+        redis.call('ZREM', 'cg:timers', kind .. ':' .. conv)
+    end
+end
+
 local function cg_close(keys, args)
     local conv, agent, resolution, now = args[1], args[2], args[3], args[4]
     if now == nil then return redis.error_reply('BADARG conv agent resolution now_ms expected') end
-    local c = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel')
+    local c = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel', 'locale')
     if c[1] == 'closed' then
-        if c[2] == agent then return {'already', c[3] or '', {}} end
+        if c[2] == agent then return {'already', c[3] or '', {}, c[4] or ''} end
         return redis.error_reply('CLOSED conversation is closed')
     end
     if c[1] ~= 'assigned' or c[2] ~= agent then
@@ -294,12 +344,14 @@ local function cg_close(keys, args)
     end
     if resolution == '' then resolution = 'resolved' end
     redis.call('HSET', ckey(conv), 'state', 'closed', 'closed_at', now, 'resolution', resolution)
+    stats_add(conv, now)
+    timers_drop(conv)
     redis.call('SREM', akey(agent) .. ':convs', conv)
     redis.call('SREM', 'cg:outbox:assign', conv)
     local info = agent_info(agent)
     if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
     avail_refresh(info)
-    return {'closed', c[3] or '', offer(info, now)}
+    return {'closed', c[3] or '', offer(info, now), c[4] or ''}
 end
 
 -- Assign the waiting conversations of push queue to its available agents, best first.
@@ -321,12 +373,14 @@ local function serve_queue(queue, now)
 end
 
 local QCFG_FIELDS = {'mode', 'prio', 'name_zh', 'name_en', 'overflow', 'overflow_after_s'}
+local QCFG_ARGS = #QCFG_FIELDS + 3 -- queue, the fields, closed, next_change
 
 local function cg_queuecfg(keys, args)
-    local per = #QCFG_FIELDS + 1
+    local per = QCFG_ARGS
     local now = args[1]
     if now == nil or (#args - 1) % per ~= 0 then
-        return redis.error_reply('BADARG now_ms [queue mode prio name_zh name_en overflow after] ...')
+        return redis.error_reply(
+            'BADARG now_ms [queue mode prio name_zh name_en overflow after closed next] ...')
     end
     local given, touched = {}, {}
     for i = 2, #args, per do
@@ -341,6 +395,8 @@ local function cg_queuecfg(keys, args)
         if not given[q] then
             redis.call('DEL', 'cg:queuecfg:' .. q)
             redis.call('SREM', 'cg:queues', q)
+            redis.call('SREM', 'cg:closed', q)
+            redis.call('ZREM', 'cg:timers', 'hours:' .. q)
             touched[#touched + 1] = q
         end
     end
@@ -353,10 +409,21 @@ local function cg_queuecfg(keys, args)
         redis.call('DEL', 'cg:queuecfg:' .. q)
         redis.call('HSET', 'cg:queuecfg:' .. q, unpack(h))
         redis.call('SADD', 'cg:queues', q)
+        if args[i + 7] == '1' then
+            redis.call('SADD', 'cg:closed', q)
+        else
+            redis.call('SREM', 'cg:closed', q)
+        end
+        local change = tonumber(args[i + 8]) or 0
+        if change > 0 then
+            redis.call('ZADD', 'cg:timers', fmt(change), 'hours:' .. q)
+        else
+            redis.call('ZREM', 'cg:timers', 'hours:' .. q)
+        end
     end
     local n = 0
     for _, q in ipairs(touched) do
-        if not is_pull(q) then n = n + serve_queue(q, now) end
+        if not is_held(q) then n = n + serve_queue(q, now) end
     end
     return n
 end
@@ -375,15 +442,17 @@ end
 
 local function cg_conv_info(keys, args)
     local conv = args[1]
-    local c = redis.call('HMGET', ckey(conv), 'state', 'channel', 'queue')
-    if not c[1] then return {'', '', '', 0, 0, {}} end
+    local c = redis.call('HMGET', ckey(conv), 'state', 'channel', 'queue', 'locale')
+    if not c[1] then return {'', '', '', 0, 0, {}, 0, '', 0} end
     local pos = 0
     if c[1] == 'queued' and c[3] then
         local rank = redis.call('ZRANK', 'cg:queue:' .. c[3], conv)
         if rank then pos = rank + 1 end
     end
     local outbox = redis.call('SISMEMBER', 'cg:outbox:assign', conv)
-    return {c[1], c[2] or '', c[3] or '', pos, outbox, current_row(conv)}
+    local q = c[3] or ''
+    return {c[1], c[2] or '', q, pos, outbox, current_row(conv), q ~= '' and avg_ms(q) or 0,
+        c[4] or '', (q ~= '' and is_held(q)) and 1 or 0}
 end
 
 local function cg_outbox_done(keys, args)
@@ -404,6 +473,186 @@ local function cg_outbox_list(keys, args)
     return out
 end
 
+
+-- ---- timers, SLA, complaints -------------------------------------------------------------------
+
+local TIMER_KEY = 'cg:timers'
+local EVENTS_MAX = 100000
+
+local function cg_timer_claim(keys, args)
+    local now, lease, limit = tonumber(args[1]), tonumber(args[2]), tonumber(args[3]) or 50
+    if not now or not lease then return redis.error_reply('BADARG now_ms lease_ms limit') end
+    local due = redis.call('ZRANGEBYSCORE', TIMER_KEY, '-inf', fmt(now), 'LIMIT', 0, limit)
+    local out = {}
+    for _, member in ipairs(due) do
+        local until_ms = fmt(now + lease)
+        redis.call('ZADD', TIMER_KEY, until_ms, member)
+        out[#out + 1] = {member, until_ms}
+    end
+    return out
+end
+
+-- Record a breach of kind on conv: counter on the conversation and an entry in cg:events.
+local function breach_record(conv, kind, action, now)
+    redis.call('HINCRBY', ckey(conv), 'sla_breaches', 1)
+    redis.call('XADD', 'cg:events', 'MAXLEN', '~', EVENTS_MAX, '*', 'type', 'sla_breach', 'conv',
+        conv, 'kind', kind, 'action', action, 'ts', now)
+end
+
+-- Move queued conv to queue `to` at priority 9 (keeping its arrival time); serve `to`.
+local function requeue(conv, c, to, now)
+    if c.queue ~= '' then redis.call('ZREM', 'cg:queue:' .. c.queue, conv) end
+    local at = tonumber(c.queued_at) or tonumber(now) or 0
+    redis.call('HSET', ckey(conv), 'queue', to, 'prio', 9)
+    if c.queue ~= to then redis.call('HSET', ckey(conv), 'escalated_from', c.queue) end
+    redis.call('ZADD', 'cg:queue:' .. to, fmt(at), conv)
+    if not is_held(to) then serve_queue(to, now) end
+end
+
+-- Take assigned conv back from its agent into its queue (priority 9) and serve the queue.
+local function unassign(conv, c, now)
+    local info = agent_info(c.agent)
+    redis.call('SREM', akey(c.agent) .. ':convs', conv)
+    redis.call('SREM', 'cg:outbox:assign', conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', akey(c.agent), 'load', -1) end
+    avail_refresh(info)
+    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', c.agent)
+    redis.call('HDEL', ckey(conv), 'agent')
+    requeue(conv, c, c.queue, now)
+end
+
+-- The breach action on conv. Returns what happened to it: moved | notified | raised | requeued.
+local function breach_act(conv, c, action, to, now)
+    if action == 'raise_priority' then
+        if c.state ~= 'queued' then return 'noted' end
+        local prio = math.min(9, (tonumber(c.prio) or 5) + 2)
+        local at = tonumber(c.queued_at) or tonumber(now) or 0
+        redis.call('HSET', ckey(conv), 'prio', prio)
+        redis.call('ZADD', 'cg:queue:' .. c.queue, 'XX', fmt((9 - prio) * E13 + at), conv)
+        return 'raised'
+    end
+    if action == 'reassign' then
+        if c.state ~= 'assigned' then return 'noted' end
+        unassign(conv, c, now)
+        return 'requeued'
+    end
+    redis.call('HSET', ckey(conv), 'escalated', 1)
+    if c.state == 'queued' then
+        requeue(conv, c, to, now)
+        return 'moved'
+    end
+    return 'notified'
+end
+
+local function fire_pos(conv, member, c, now, update_ms, max_ms)
+    if c.state ~= 'queued' then return {'done'} end
+    local rank = redis.call('ZRANK', 'cg:queue:' .. c.queue, conv)
+    if not rank then return {'done'} end
+    redis.call('ZADD', TIMER_KEY, fmt(now + update_ms), member)
+    local pos = rank + 1
+    local last = tonumber(redis.call('HGET', ckey(conv), 'pos_last')) or 0
+    local at = tonumber(redis.call('HGET', ckey(conv), 'pos_at')) or 0
+    local closed = redis.call('SISMEMBER', 'cg:closed', c.queue) == 1
+    local send = (pos ~= last or now - at >= max_ms) and not closed
+    if not send then return {'done'} end
+    redis.call('HSET', ckey(conv), 'pos_last', pos, 'pos_at', fmt(now))
+    local n = redis.call('HINCRBY', ckey(conv), 'pos_n', 1)
+    return {'pos', conv, pos, c.channel, c.queue, avg_ms(c.queue), c.locale, n}
+end
+
+--[[
+FCALL cg_timer_claim 0 now_ms lease_ms limit
+  Take up to `limit` timers of cg:timers due at now_ms: each gets the score now_ms + lease_ms (so
+  another router takes it over only if this one does not fire it within the lease).
+  -> {{member, lease}, ...}
+FCALL cg_timer_fire 0 member lease now_ms update_ms max_ms action escalate_queue
+  Fires a claimed timer once: only while its score is still `lease` (else {'stale'}: fired,
+  cancelled or re-armed meanwhile). Members: pos:<conv>, first:<conv>, next:<conv>,
+  complaint_respond:<conv>, complaint_resolve:<conv>, hours:<queue>.
+  pos  -> {'pos', conv, position, channel, queue, avg_ms, locale, n} when the customer is to be
+          told (position changed, or max_ms passed), re-armed for now + update_ms; else {'done'}
+  SLA  -> {'breach', kind, conv, result, channel, queue, locale, {online agents of escalate_queue},
+          ticket, queue before, agent it was taken from (reassign) or ''} after recording the breach and acting (action escalate | raise_priority |
+          reassign; see docs/architecture.md "Timers"); {'done'} for a closed conversation
+  hours-> {'hours', queue}: the router re-publishes the queue configuration
+]]
+local function cg_timer_fire(keys, args)
+    local member, lease, now = args[1], args[2], tonumber(args[3])
+    local update_ms, max_ms = tonumber(args[4]) or 15000, tonumber(args[5]) or 60000
+    local action, to = args[6] or 'escalate', args[7] or 'supervisors'
+    if not now then return redis.error_reply('BADARG member lease now_ms ...') end
+    local score = redis.call('ZSCORE', TIMER_KEY, member)
+    if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
+    redis.call('ZREM', TIMER_KEY, member)
+    local kind, id = string.match(member, '^([%a_]+):(.+)$')
+    if not kind then return {'done'} end
+    if kind == 'hours' then return {'hours', id} end
+    local h = redis.call('HMGET', ckey(id), 'state', 'queue', 'channel', 'locale', 'prio',
+        'queued_at', 'agent', 'ticket')
+    local c = {state = h[1] or '', queue = h[2] or '', channel = h[3] or '', locale = h[4] or '',
+        prio = h[5], queued_at = h[6], agent = h[7] or '', ticket = h[8] or ''}
+    if c.state == '' or c.state == 'closed' then return {'done'} end
+    if kind == 'pos' then return fire_pos(id, member, c, now, update_ms, max_ms) end
+    local result = breach_act(id, c, action, to, fmt(now))
+    breach_record(id, kind, action, fmt(now))
+    local sups = {}
+    if action == 'escalate' then sups = redis.call('SMEMBERS', 'cg:online:' .. to) end
+    local q = redis.call('HGET', ckey(id), 'queue') or ''
+    local prev = result == 'requeued' and c.agent or ''
+    return {'breach', kind, id, result, c.channel, q, c.locale, sups, c.ticket, c.queue, prev}
+end
+
+--[[
+FCALL cg_sla_customer 0 conv first_due next_due
+  A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
+  after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
+FCALL cg_sla_agent 0 conv now_ms
+  An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
+  complaint_respond: of conv.  -> 1
+]]
+local function cg_sla_customer(keys, args)
+    local conv, first, nxt = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
+    local c = redis.call('HMGET', ckey(conv), 'state', 'first_reply_at')
+    if not c[1] or c[1] == 'closed' then return 0 end
+    if not c[2] then
+        if first > 0 then redis.call('ZADD', TIMER_KEY, 'NX', fmt(first), 'first:' .. conv) end
+    elseif c[1] == 'assigned' and nxt > 0 then
+        redis.call('ZADD', TIMER_KEY, 'NX', fmt(nxt), 'next:' .. conv)
+    end
+    return 1
+end
+
+local function cg_sla_agent(keys, args)
+    local conv, now = args[1], args[2]
+    redis.call('HSETNX', ckey(conv), 'first_reply_at', now)
+    redis.call('HSET', ckey(conv), 'last_reply_at', now)
+    redis.call('ZREM', TIMER_KEY, 'first:' .. conv, 'next:' .. conv, 'complaint_respond:' .. conv)
+    return 1
+end
+
+--[[
+FCALL cg_complaint 0 conv yyyymmdd now_ms respond_due resolve_due class
+  Give conv a complaint ticket TS-<yyyymmdd>-<NNNNNN> (INCR cg:complaint:seq:<yyyymmdd>) unless it
+  has one; store ticket, complaint_class, complaint_at; arm complaint_respond:<conv> and
+  complaint_resolve:<conv>.  -> {ticket, 1 when new else 0}
+]]
+local function cg_complaint(keys, args)
+    local conv, day, now, respond, resolve, class = unpack(args)
+    if not class or not string.match(day, '^%d%d%d%d%d%d%d%d$') then
+        return redis.error_reply('BADARG conv yyyymmdd now_ms respond_due resolve_due class')
+    end
+    local old = redis.call('HGET', ckey(conv), 'ticket')
+    if old then return {old, 0} end
+    local seqkey = 'cg:complaint:seq:' .. day
+    local n = redis.call('INCR', seqkey)
+    redis.call('EXPIRE', seqkey, 400 * 86400)
+    local ticket = string.format('TS-%s-%06d', day, n)
+    redis.call('HSET', ckey(conv), 'ticket', ticket, 'complaint_class', class, 'complaint_at', now)
+    redis.call('ZADD', TIMER_KEY, 'NX', respond, 'complaint_respond:' .. conv)
+    redis.call('ZADD', TIMER_KEY, 'NX', resolve, 'complaint_resolve:' .. conv)
+    return {ticket, 1}
+end
+
 redis.register_function{function_name = 'cg_queuecfg', callback = cg_queuecfg}
 redis.register_function{function_name = 'cg_enqueue', callback = cg_enqueue}
 redis.register_function{function_name = 'cg_presence', callback = cg_presence}
@@ -416,3 +665,8 @@ redis.register_function{function_name = 'cg_conv_info', callback = cg_conv_info,
     flags = {'no-writes'}}
 redis.register_function{function_name = 'cg_outbox_done', callback = cg_outbox_done}
 redis.register_function{function_name = 'cg_outbox_list', callback = cg_outbox_list}
+redis.register_function{function_name = 'cg_timer_claim', callback = cg_timer_claim}
+redis.register_function{function_name = 'cg_timer_fire', callback = cg_timer_fire}
+redis.register_function{function_name = 'cg_sla_customer', callback = cg_sla_customer}
+redis.register_function{function_name = 'cg_sla_agent', callback = cg_sla_agent}
+redis.register_function{function_name = 'cg_complaint', callback = cg_complaint}

@@ -100,10 +100,11 @@ static void agent_close_reply(job *j, redisReply *rep) {
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
-    char channel[MSG_CODE_MAX];
+    char channel[MSG_CODE_MAX], locale[TMPL_LOCALE_MAX] = "";
     store_str(rep->element[1], channel, sizeof(channel));
+    if (rep->elements > 3) store_str(rep->element[3], locale, sizeof(locale));
     log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
-    say_closed(j, j->conv, channel, j->resolution);
+    say_closed(j, j->conv, channel, locale, j->resolution);
     agent_announce_rows(j, rep->element[2]);
 }
 

@@ -203,6 +203,7 @@ void cls_classify(const cls_set *s, const cls_input *in, cls_result *out) {
 
     out->queue = hit ? hit->queue : s->default_queue;
     out->rule = hit ? hit->name : "";
+    out->complaint_class = hit ? hit->complaint_class : "";
     const cls_queue *q = cls_queue_find(s, out->queue);
     out->priority = q ? q->priority : CLS_PRIO_DEFAULT;
     if (hit && hit->priority != CLS_PRIO_NONE) out->priority = hit->priority;

@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 
+#include "hours.h"
+
 #define CLS_NAME_MAX 65   /* queue and rule names (as MSG_CODE_MAX) */
 #define CLS_TITLE_MAX 129 /* display names */
 #define CLS_PRIO_MIN 0
@@ -42,8 +44,9 @@ typedef struct cls_queue {
     int priority;      /* default priority of conversations classified here */
     cls_list overflow; /* other queues (stored, not used yet) */
     long long overflow_after_s;
-    unsigned seen; /* keys already given (rcfg.c) */
-    int implicit;  /* not configured: the default queue added with defaults */
+    hours_spec hours; /* business hours (hours, timezone, holidays); always open when not given */
+    unsigned seen;    /* keys already given (rcfg.c) */
+    int implicit;     /* not configured: the default queue added with defaults */
 } cls_queue;
 
 typedef struct cls_rule {
@@ -54,6 +57,7 @@ typedef struct cls_rule {
     cls_list tiers;
     int priority; /* CLS_PRIO_NONE when not given */
     long long order;
+    char complaint_class[CLS_NAME_MAX]; /* classification rules: "" = ordinary */
     size_t pos; /* position in the file, to keep file order among equal `order` */
     unsigned seen;
 } cls_rule;
@@ -77,8 +81,9 @@ typedef struct cls_input {
 } cls_input;
 
 typedef struct cls_result {
-    const char *queue; /* points into the set: valid while the set lives */
-    const char *rule;  /* name of the matching classification rule, "" when none */
+    const char *queue;           /* points into the set: valid while the set lives */
+    const char *rule;            /* name of the matching classification rule, "" when none */
+    const char *complaint_class; /* the rule's complaint_class, "" when none */
     int priority;
 } cls_result;
 

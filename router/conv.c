@@ -1,11 +1,16 @@
 /* conv.c -- a customer wrote (text or attachment from cg:in).
  *
  * One FCALL cg_conv_info tells the conversation's state; then:
- *   new      -> greeting (cmid cg:greet), classification of this first message (classify.c:
- *               queue, priority, category) and cg_enqueue, which assigns at once in a push queue
- *               (-> announce) or queues (-> auto-reply with position, cmid cg:pos:<entry>);
- *   queued   -> auto-reply with the current position;
- *   assigned -> announce only if the assignment is still in the outbox (a router died before);
+ *   new      -> greeting (cmid cg:greet) in the customer's locale (identity.locale of this first
+ *               message, else default_locale), classification of this first message (classify.c:
+ *               queue, priority, category), the first-response timer, and cg_enqueue, which
+ *               assigns at once in an open push queue (-> announce) or queues (-> the waiting
+ *               reply, cmid cg:pos:<entry>: off_hours outside the queue's business hours,
+ *               email_ack on e-mail, else queued with position and wait); a conversation
+ *               classified into complaint_queue also gets a complaint ticket;
+ *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only);
+ *   assigned -> response timers; announce only if the assignment is still in the outbox (a
+ *               router died before);
  *   closed / unknown -> nothing (cg_append opened a new conversation for later messages). */
 #include "router.h"
 
@@ -15,45 +20,37 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* Replace {position} and {wait} in tmpl into out. */
-static void conv_format_queued(const char *tmpl, uint32_t position, uint32_t wait_s, char *out,
-                               size_t n) {
-    char pos[16], wait[32];
-    snprintf(pos, sizeof(pos), "%u", position);
-    uint32_t min = (wait_s + 59) / 60;
-    snprintf(wait, sizeof(wait), "%u min", min ? min : 1);
-    size_t o = 0;
-    for (const char *p = tmpl; *p && o + 1 < n;) {
-        const char *sub = NULL;
-        size_t skip = 0;
-        if (strncmp(p, "{position}", 10) == 0) {
-            sub = pos;
-            skip = 10;
-        } else if (strncmp(p, "{wait}", 6) == 0) {
-            sub = wait;
-            skip = 6;
-        }
-        if (!sub) {
-            out[o++] = *p++;
-            continue;
-        }
-        for (const char *s = sub; *s && o + 1 < n; s++)
-            out[o++] = *s;
-        p += skip;
-    }
-    out[o] = '\0';
-}
-
-/* Auto-reply: the customer is waiting at position in queue. */
-static void conv_say_position(job *j, long long position) {
+/* The waiting reply for a conversation at position in j->queue (see the file comment). */
+static void conv_say_waiting(job *j, long long position) {
     router *r = j->r;
-    char text[ROUTER_TEXT_MAX + 64], cmid[MSG_ID_MAX];
-    uint32_t pos = position > 0 ? (uint32_t)position : 1;
-    uint32_t wait_s = (uint32_t)(pos * r->cfg.avg_handle_s);
-    conv_format_queued(r->cfg.queued_text, pos, wait_s, text, sizeof(text));
+    char cmid[MSG_ID_MAX], pos[16], wait[48];
+    uint32_t p = position > 0 ? (uint32_t)position : 1;
+    long long avg_ms = j->avg_ms > 0 ? j->avg_ms : r->cfg.avg_handle_s * 1000;
+    uint32_t wait_s = (uint32_t)((p * avg_ms + 999) / 1000);
     snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
-    say_text(j, j->conv, j->channel, cmid, text, j->queue, pos, wait_s);
     notify_dirty(r, j->queue);
+    const cls_queue *q = cls_queue_find(&r->cls, j->queue);
+    if (j->held && q && !hours_open(&q->hours, j->now_ms)) {
+        char opens[64] = "";
+        int64_t at = hours_next_open(&q->hours, j->now_ms);
+        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
+        tmpl_var vars[] = {{"opens_at", opens}};
+        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_OFF_HOURS, vars, 1, cmid, j->queue, p,
+                 wait_s);
+        return;
+    }
+    if (!sla_is_chat(j->channel)) {
+        char within[48];
+        say_duration(j->locale, r->sla.first_s[CH_EMAIL], within, sizeof(within));
+        tmpl_var vars[] = {{"reply_within", within}};
+        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_EMAIL_ACK, vars, 1, "cg:ack", j->queue, 0,
+                 0);
+        return;
+    }
+    snprintf(pos, sizeof(pos), "%u", p);
+    say_duration(j->locale, wait_s, wait, sizeof(wait));
+    tmpl_var vars[] = {{"position", pos}, {"wait", wait}};
+    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_QUEUED, vars, 2, cmid, j->queue, p, wait_s);
 }
 
 static void conv_enqueue_reply(job *j, redisReply *rep) {
@@ -68,6 +65,10 @@ static void conv_enqueue_reply(job *j, redisReply *rep) {
         j->has_row = store_row_parse(rep->element[1], &j->row) == 0;
     } else if (strcmp(j->state, "queued") == 0) {
         j->position = store_int(rep->element[1]);
+        if (rep->elements >= 5) {
+            j->avg_ms = store_int(rep->element[3]);
+            j->held = (int)store_int(rep->element[4]);
+        }
     } else if (strcmp(j->state, "already") == 0 && rep->elements >= 3) {
         /* another router (or an earlier run of this entry) got there first */
         char st[16];
@@ -85,7 +86,7 @@ static void conv_after_enqueue(job *j) {
     }
     if (strcmp(j->state, "queued") == 0) {
         log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
-        conv_say_position(j, j->position);
+        conv_say_waiting(j, j->position);
         return;
     }
     if (strcmp(j->state, "reread") == 0) job_restart(j); /* tell the position */
@@ -104,43 +105,58 @@ static void conv_info_reply(job *j, redisReply *rep) {
     j->position = store_int(rep->element[3]);
     j->in_outbox = (int)store_int(rep->element[4]);
     j->has_row = store_row_parse(rep->element[5], &j->row) == 0;
+    if (rep->elements < 9) return;
+    j->avg_ms = store_int(rep->element[6]);
+    store_str(rep->element[7], j->locale, sizeof(j->locale));
+    j->held = (int)store_int(rep->element[8]);
 }
 
-/* Classify the first message of a new conversation and enqueue it (category = the matching
- * rule's name, "default" when none matched). */
+/* Classify the first message of a new conversation, arm its first-response timer and enqueue
+ * it (category = the matching rule's name, "default" when none matched). */
 static void conv_enqueue(job *j) {
+    router *r = j->r;
     const msg *m = &j->m;
     cls_input in = {.text = m->text,
                     .subject = m->meta.subject,
                     .channel = j->channel[0] ? j->channel : msg_channel_name(m->channel),
                     .tier = m->identity.tier};
     cls_result res;
-    cls_classify(&j->r->cls, &in, &res);
+    cls_classify(&r->cls, &in, &res);
     cg_strlcpy(j->queue, res.queue, sizeof(j->queue));
     const char *category = res.rule[0] ? res.rule : "default";
-    char now[24], prio[8];
+    char now[24], prio[8], pos_ms[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(prio, sizeof(prio), "%d", res.priority);
+    snprintf(pos_ms, sizeof(pos_ms), "%lld",
+             sla_is_chat(j->channel) ? r->cfg.position_update_s * 1000 : 0);
     log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue,
              res.priority, category);
-    job_cmd(j, conv_enqueue_reply, 8, "FCALL", "cg_enqueue", "0", j->conv, j->queue, prio, now,
-            category);
+    sla_on_customer(j);
+    job_cmd(j, conv_enqueue_reply, 10, "FCALL", "cg_enqueue", "0", j->conv, j->queue, prio, now,
+            category, j->locale, pos_ms);
+    if (strcmp(j->queue, r->cfg.complaint_queue) == 0) sla_complaint(j, res.complaint_class);
     j->then = conv_after_enqueue;
 }
 
 static void conv_after_info(job *j) {
-    router *r = j->r;
     if (strcmp(j->state, "new") == 0) {
-        say_text(j, j->conv, j->channel, "cg:greet", r->cfg.greeting_text, NULL, 0, 0);
+        if (!j->channel[0])
+            cg_strlcpy(j->channel, msg_channel_name(j->m.channel), sizeof(j->channel));
+        cg_strlcpy(j->locale,
+                   j->m.identity.locale[0] ? j->m.identity.locale : j->r->cfg.default_locale,
+                   sizeof(j->locale));
+        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_GREETING, NULL, 0, "cg:greet", NULL, 0, 0);
         conv_enqueue(j);
         return;
     }
     if (strcmp(j->state, "queued") == 0) {
-        conv_say_position(j, j->position);
+        sla_on_customer(j);
+        if (sla_is_chat(j->channel)) conv_say_waiting(j, j->position);
         return;
     }
-    if (strcmp(j->state, "assigned") == 0 && j->in_outbox && j->has_row) {
-        say_assigned(j, &j->row);
+    if (strcmp(j->state, "assigned") == 0) {
+        sla_on_customer(j);
+        if (j->in_outbox && j->has_row) say_assigned(j, &j->row);
         return;
     }
 }

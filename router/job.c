@@ -1,4 +1,5 @@
-/* job.c -- the router's work queue: cg:in entries and outbox drains, one at a time, in order.
+/* job.c -- the router's work queue: cg:in entries, outbox drains and fired timers, one at a time,
+ * in order.
  *
  * A job runs as a chain of steps. A step sends commands with job_cmd()/job_cmdargv() and sets
  * j->then; when the last reply of the step is in, j->then runs (or, when none is set, the job is
@@ -102,6 +103,19 @@ void job_push_outbox(router *r) {
     job_append(r, j);
 }
 
+void job_push_timer(router *r, const char *member, const char *lease) {
+    for (const job *q = r->head; q; q = q->next)
+        if (q->kind == JOB_TIMER && strcmp(q->member, member) == 0) return;
+    job *j = calloc(1, sizeof(*j));
+    if (!j) return; /* the lease runs out and the timer is claimed again */
+    j->r = r;
+    j->kind = JOB_TIMER;
+    cg_strlcpy(j->member, member, sizeof(j->member));
+    cg_strlcpy(j->lease, lease, sizeof(j->lease));
+    msg_init(&j->m);
+    job_append(r, j);
+}
+
 static void job_add_ack(router *r, const char *id) {
     if (r->n_acks == r->cap_acks) {
         size_t cap = r->cap_acks ? r->cap_acks * 2 : 64;
@@ -163,6 +177,10 @@ static void job_start_entry(job *j) {
     }
     if (m->role != ROLE_AGENT) return;
     switch (m->type) {
+    case MSG_TEXT:
+    case MSG_ATTACHMENT:
+        sla_on_agent(j);
+        return;
     case MSG_PRESENCE:
         agent_on_presence(j);
         return;
@@ -173,7 +191,7 @@ static void job_start_entry(job *j) {
         agent_on_close(j);
         return;
     default:
-        return; /* agent texts etc.: nothing to route yet */
+        return; /* typing, read receipts etc.: nothing to route */
     }
 }
 
@@ -184,6 +202,8 @@ static void job_start(job *j) {
     j->has_row = 0;
     if (j->kind == JOB_OUTBOX)
         notify_outbox_step(j);
+    else if (j->kind == JOB_TIMER)
+        sla_timer_step(j);
     else
         job_start_entry(j);
 }
@@ -216,7 +236,9 @@ static void job_settle(job *j) {
     if (r->stopping) return; /* jobs are freed after the loop is closed */
     if (j->failed) {
         r->busy = 0;
-        log_debug("job %s: Redis unavailable, will retry", j->kind == JOB_ENTRY ? j->id : "outbox");
+        log_debug("job %s: Redis unavailable, will retry", j->kind == JOB_ENTRY   ? j->id
+                                                           : j->kind == JOB_TIMER ? j->member
+                                                                                  : "outbox");
         r->retry_timer.data = r;
         uv_timer_start(&r->retry_timer, job_retry_cb, JOB_RETRY_MS, 0);
         return;

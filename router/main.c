@@ -2,9 +2,9 @@
  * SIGINT/SIGTERM.
  *
  * Usage: chatgw-router [--config FILE]   (or CHATGW_CONFIG=FILE); every key can also be set
- * with CHATGW_<KEY>. The INI file is shared with the gateway: keys of [router] and [common] and
- * the routing sections [queue <q>], [rule <r>], [priority <p>] (rcfg.c) are ours, other sections
- * are ignored.
+ * with CHATGW_<KEY>. The INI file is shared with the gateway: keys of [router] and [common], the
+ * routing sections [queue <q>], [rule <r>], [priority <p>] (rcfg.c) and the texts
+ * [templates <locale>] (tmpl.c) are ours, other sections are ignored.
  *
  * The file is loaded into a staging copy (g_load) and a new routing set; only when both are valid
  * are they taken. SIGHUP re-reads the file the same way: an invalid file is logged and the running
@@ -49,17 +49,51 @@ static const cfg_opt router_opts[] = {
     {"closed_text", CFG_STR, "This conversation has been closed. Thank you for contacting us!",
      STR(closed_text), 0, 0, "text of the closed event"},
     {"avg_handle_s", CFG_INT, "120", INT(avg_handle_s), 1, 86400,
-     "average handling time, for wait estimates"},
+     "average handling time, for wait estimates until measured"},
+    {"default_locale", CFG_STR, "zh-CN", STR(default_locale), 0, 0,
+     "locale of customers whose first message names none"},
+    {"default_timezone", CFG_STR, "", STR(default_timezone), 0, 0,
+     "IANA zone of complaint numbers (default: the system's)"},
+    {"position_update_s", CFG_INT, "15", INT(position_update_s), 1, 3600,
+     "how often a waiting chat customer's position is checked"},
+    {"position_update_max_s", CFG_INT, "60", INT(position_update_max_s), 1, 86400,
+     "an unchanged position is repeated after this long"},
+    {"timer_tick_ms", CFG_INT, "250", INT(timer_tick_ms), 10, 60000,
+     "how often due timers are claimed"},
+    {"timer_lease_ms", CFG_INT, "30000", INT(timer_lease_ms), 100, 3600000,
+     "a claimed timer not fired within this long is claimed again"},
+    {"sla_first_response_s", CFG_STR, "chat:60, email:7200", STR(sla_first_response_s), 0, 0,
+     "first response SLA per channel (chat = every channel but email)"},
+    {"sla_next_response_s", CFG_STR, "chat:60, email:7200", STR(sla_next_response_s), 0, 0,
+     "next response SLA per channel"},
+    {"sla_action", CFG_STR, "escalate", STR(sla_action), 0, 0,
+     "escalate, raise_priority or reassign"},
+    {"escalate_queue", CFG_STR, "supervisors", STR(escalate_queue), 0, 0,
+     "queue of escalated conversations; its online agents are notified"},
+    {"complaint_queue", CFG_STR, "complaints", STR(complaint_queue), 0, 0,
+     "conversations classified here get a complaint ticket"},
+    {"complaint_sla", CFG_STR,
+     "ordinary:86400/172800, serious:43200/86400, system_failure:1800/7200, media:3600/86400",
+     STR(complaint_sla), 0, 0, "respond/resolve seconds per complaint class"},
     {NULL, CFG_STR, NULL, NULL, 0, 0, 0, NULL},
 };
 
-/* Load the file (or r->config_path) into g_load and *set. 0, or -1 with err. */
-static int router_load(router *r, cls_set *set, cg_err *err) {
+/* Load the file (or r->config_path) into g_load, *set, *tmpl and *sla. 0, or -1 with err (and
+ * nothing to free). */
+static int router_load(router *r, cls_set *set, tmpl_set *tmpl, sla_cfg *sla, cg_err *err) {
     if (rcfg_load(router_opts, r->config_path, g_load.default_queue, set, err) != 0) return -1;
     log_level lvl;
     if (log_level_parse(g_load.log_level, &lvl) != 0) {
         cls_set_free(set);
         return cg_err_set(err, "bad_config", "log_level: '%s' is not a level", g_load.log_level);
+    }
+    if (sla_cfg_parse(&g_load, sla, err) != 0) {
+        cls_set_free(set);
+        return -1;
+    }
+    if (tmpl_load(r->config_path, tmpl, err) != 0) {
+        cls_set_free(set);
+        return -1;
     }
     return 0;
 }
@@ -68,7 +102,9 @@ static int router_load(router *r, cls_set *set, cg_err *err) {
 static void router_reload(router *r) {
     cg_err err = {{0}, {0}};
     cls_set set;
-    if (router_load(r, &set, &err) != 0) {
+    tmpl_set tmpl;
+    sla_cfg sla;
+    if (router_load(r, &set, &tmpl, &sla, &err) != 0) {
         log_error("reload: %s; keeping the running configuration", err.msg);
         return;
     }
@@ -82,6 +118,25 @@ static void router_reload(router *r) {
     memcpy(c->queued_text, g_load.queued_text, sizeof(c->queued_text));
     memcpy(c->closed_text, g_load.closed_text, sizeof(c->closed_text));
     c->avg_handle_s = g_load.avg_handle_s;
+    if (c->timer_tick_ms != g_load.timer_tick_ms)
+        log_warn("reload: timer_tick_ms applies after a restart");
+    long long tick = c->timer_tick_ms;
+    /* the remaining keys are all read when used: take them as a whole */
+    memcpy(c->default_locale, g_load.default_locale, sizeof(c->default_locale));
+    memcpy(c->default_timezone, g_load.default_timezone, sizeof(c->default_timezone));
+    c->position_update_s = g_load.position_update_s;
+    c->position_update_max_s = g_load.position_update_max_s;
+    c->timer_lease_ms = g_load.timer_lease_ms;
+    memcpy(c->sla_first_response_s, g_load.sla_first_response_s, sizeof(c->sla_first_response_s));
+    memcpy(c->sla_next_response_s, g_load.sla_next_response_s, sizeof(c->sla_next_response_s));
+    memcpy(c->sla_action, g_load.sla_action, sizeof(c->sla_action));
+    memcpy(c->escalate_queue, g_load.escalate_queue, sizeof(c->escalate_queue));
+    memcpy(c->complaint_queue, g_load.complaint_queue, sizeof(c->complaint_queue));
+    memcpy(c->complaint_sla, g_load.complaint_sla, sizeof(c->complaint_sla));
+    c->timer_tick_ms = tick;
+    r->sla = sla;
+    tmpl_set_free(&r->tmpl);
+    r->tmpl = tmpl;
     log_level lvl = LOG_INFO;
     log_level_parse(c->log_level, &lvl);
     log_init("router", lvl);
@@ -101,6 +156,7 @@ static void router_stop(int signum, void *priv) {
     inbound_stop(r);
     store_stop(r);
     notify_stop(r);
+    timers_stop(r);
     job_stop(r);
 }
 
@@ -130,7 +186,7 @@ static int router_args(int argc, char **argv, const char **config) {
 static int router_configure(router *r, const char *config) {
     cg_err err = {{0}, {0}};
     r->config_path = config;
-    if (router_load(r, &r->cls, &err) != 0) {
+    if (router_load(r, &r->cls, &r->tmpl, &r->sla, &err) != 0) {
         fprintf(stderr, "chatgw-router: configuration: %s\n", err.msg);
         return -1;
     }
@@ -147,10 +203,11 @@ static int router_configure(router *r, const char *config) {
     if (rconn_url_parse(r->cfg.redis_url, &url, &err) != 0) {
         log_error("configuration: redis_url: %s", err.msg);
         cls_set_free(&r->cls);
+        tmpl_set_free(&r->tmpl);
         return -1;
     }
-    log_info("configuration: %zu queues, %zu rules, %zu priority rules", r->cls.n_queues,
-             r->cls.n_rules, r->cls.n_prios);
+    log_info("configuration: %zu queues, %zu rules, %zu priority rules, %zu template locales",
+             r->cls.n_queues, r->cls.n_rules, r->cls.n_prios, r->tmpl.n);
     return 0;
 }
 
@@ -168,12 +225,14 @@ int main(int argc, char **argv) {
     r->loop = &loop;
     job_init(r);
     notify_init(r);
+    timers_start(r);
     if (loop_signals_start(&loop, router_signal, r) != 0 || store_start(r) != 0 ||
         inbound_start(r) != 0) {
         router_stop(SIGTERM, r);
         loop_close_all(&loop);
         job_free_all(r);
         cls_set_free(&r->cls);
+        tmpl_set_free(&r->tmpl);
         return 1;
     }
     log_info("router %s starting", r->cfg.router_id);
@@ -182,6 +241,7 @@ int main(int argc, char **argv) {
     int rc = loop_close_all(&loop);
     job_free_all(r);
     cls_set_free(&r->cls);
+    tmpl_set_free(&r->tmpl);
     if (rc != 0) {
         log_error("event loop did not close cleanly (%d)", rc);
         return 1;

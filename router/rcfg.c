@@ -25,9 +25,13 @@ typedef struct rcfg_ctx {
 
 /* Keys of each kind; the index is the key's bit in `seen`. */
 static const char *const queue_keys[] = {"name_zh",  "name_en",  "mode",
-                                         "priority", "overflow", "overflow_after_s"};
-static const char *const rule_keys[] = {"queue", "keywords", "channel",
-                                        "tier",  "priority", "order"};
+                                         "priority", "overflow", "overflow_after_s",
+                                         "hours",    "timezone", "holidays"};
+static const char *const rule_keys[] = {"queue",    "keywords", "channel",        "tier",
+                                        "priority", "order",    "complaint_class"};
+
+/* Complaint classes (handbook 003 §四.1); their deadlines are [router] complaint_sla. */
+static const char *const complaint_classes[] = {"ordinary", "serious", "system_failure", "media"};
 static const char *const prio_keys[] = {"keywords", "channel", "tier", "priority"};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -139,10 +143,16 @@ static int rcfg_queue_key(cls_set *s, const char *name, const char *key, const c
         return rcfg_prio(value, &q->priority, err);
     case 4:
         return rcfg_list(&q->overflow, value, err);
-    default:
+    case 5:
         if (rcfg_int(value, 0, 7 * 86400, &v, err) != 0) return -1;
         q->overflow_after_s = v;
         return 0;
+    case 6:
+        return hours_parse_week(&q->hours, value, err);
+    case 7:
+        return hours_set_tz(&q->hours, value, err);
+    default:
+        return hours_parse_holidays(&q->hours, value, err);
     }
 }
 
@@ -171,6 +181,12 @@ static int rcfg_rule_key(cls_set *s, rcfg_kind kind, const char *name, const cha
         return rcfg_str(value, r->queue, sizeof(r->queue), err);
     }
     if (strcmp(key, "order") == 0) return rcfg_int(value, -1000000, 1000000, &r->order, err);
+    if (strcmp(key, "complaint_class") == 0) {
+        if (rcfg_key_index(complaint_classes, N_OF(complaint_classes), value) < 0)
+            return cg_err_set(err, RCFG_CODE,
+                              "'%.40s' is not ordinary, serious, system_failure or media", value);
+        return rcfg_str(value, r->complaint_class, sizeof(r->complaint_class), err);
+    }
     return rcfg_match_key(r, key, value, err);
 }
 

@@ -11,7 +11,9 @@
  * classify.c (queues and rules; matching a new conversation), job.c (work queue, acks), inbound.c
  * (reading and claiming cg:in), store.c (the cmd connection, function libraries, reply helpers),
  * conv.c (customer messages), agent.c (agent commands), say.c (messages the router writes),
- * notify.c (queue snapshots, the assignment outbox). */
+ * notify.c (queue snapshots, the assignment outbox), tmpl.c (texts per locale), hours.c (business
+ * hours), timers.c (polling and claiming due timers of cg:timers), sla.c (SLA and position timers,
+ * complaints, what a fired timer does). */
 #ifndef CG_ROUTER_H
 #define CG_ROUTER_H
 
@@ -24,6 +26,8 @@
 #include "../common/rconn.h"
 #include "../proto/msg.h"
 #include "classify.h"
+#include "hours.h"
+#include "tmpl.h"
 
 #define ROUTER_TEXT_MAX 1024
 #define ROUTER_DIRTY_MAX 256
@@ -40,7 +44,33 @@ typedef struct router_cfg {
     char queued_text[ROUTER_TEXT_MAX];
     char closed_text[ROUTER_TEXT_MAX];
     long long avg_handle_s;
+    char default_locale[TMPL_LOCALE_MAX];
+    char default_timezone[HOURS_TZ_MAX];
+    long long position_update_s;
+    long long position_update_max_s;
+    long long timer_tick_ms;
+    long long timer_lease_ms;
+    char sla_first_response_s[256];
+    char sla_next_response_s[256];
+    char sla_action[32];
+    char escalate_queue[MSG_CODE_MAX];
+    char complaint_queue[MSG_CODE_MAX];
+    char complaint_sla[256];
 } router_cfg;
+
+typedef enum sla_action { SLA_ESCALATE, SLA_RAISE_PRIORITY, SLA_REASSIGN } sla_action;
+
+#define SLA_CLASSES 4 /* ordinary, serious, system_failure, media */
+
+/* The SLA keys of router_cfg, parsed (sla.c). Seconds; 0 = no timer. */
+typedef struct sla_cfg {
+    long long first_s[CH_COUNT];
+    long long next_s[CH_COUNT];
+    long long respond_s[SLA_CLASSES];
+    long long resolve_s[SLA_CLASSES];
+    sla_action action;
+    hours_spec tz; /* default_timezone only: the day of complaint numbers */
+} sla_cfg;
 
 typedef struct job job;
 
@@ -49,8 +79,10 @@ typedef struct router {
     router_cfg cfg;
     const char *config_path; /* NULL: no file */
     cls_set cls;             /* queues and rules; replaced as a whole on SIGHUP */
-    rconn *in;               /* XGROUP CREATE / XREADGROUP only */
-    rconn *cmd;              /* FUNCTION LOAD, FCALL, XACK, XAUTOCLAIM, PUBLISH, SET */
+    tmpl_set tmpl;           /* [templates <locale>]; replaced with cls */
+    sla_cfg sla;
+    rconn *in;  /* XGROUP CREATE / XREADGROUP only */
+    rconn *cmd; /* FUNCTION LOAD, FCALL, XACK, XAUTOCLAIM, PUBLISH, SET */
     int stopping;
     int ready_logged;
 
@@ -79,11 +111,17 @@ typedef struct router {
     int n_dirty;
     int outbox_queued; /* an outbox job is in the work queue */
     uv_timer_t notify_timer;
+
+    /* timers.c */
+    int timer_claiming; /* a cg_timer_claim is outstanding */
+    uv_timer_t timer_tick;
 } router;
 
 /* ---- job.c: the work queue ------------------------------------------------------------------ */
 
-typedef enum job_kind { JOB_ENTRY, JOB_OUTBOX } job_kind;
+typedef enum job_kind { JOB_ENTRY, JOB_OUTBOX, JOB_TIMER } job_kind;
+
+#define JOB_MEMBER_MAX 160
 
 typedef void job_step_fn(job *j);
 typedef void job_reply_fn(job *j, redisReply *reply);
@@ -118,7 +156,12 @@ struct job {
     char resolution[MSG_CODE_MAX];
     long long position;
     int in_outbox;
-    int again; /* times the entry was restarted from its first step */
+    int again;                   /* times the entry was restarted from its first step */
+    char member[JOB_MEMBER_MAX]; /* JOB_TIMER: cg:timers member and its lease score */
+    char lease[24];
+    char locale[TMPL_LOCALE_MAX];
+    long long avg_ms; /* the queue's measured handling time, 0 = none yet */
+    int held;         /* the queue assigns nothing now (pull, or outside business hours) */
     asg_row row;
     int has_row;
 };
@@ -126,6 +169,8 @@ struct job {
 /* Queue a cg:in entry (raw copied) / an outbox drain. Entries already queued are not added. */
 void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len);
 void job_push_outbox(router *r);
+/* Queue a claimed timer (member with lease score); a member already queued is not added. */
+void job_push_timer(router *r, const char *member, const char *lease);
 /* Run queued jobs while possible (cmd ready, nothing running). Safe to call anywhere. */
 void job_kick(router *r);
 /* Send one command on cmd for job j; fn (may be NULL) gets the reply unless the command failed.
@@ -180,8 +225,21 @@ void agent_on_close(job *j);
 /* Append a router text (role bot) to conv's log with deterministic cmid. */
 void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
               const char *queue, uint32_t position, uint32_t wait_s);
-/* Append the closed event (cmid close:<conv>). */
-void say_closed(job *j, const char *conv, const char *channel, const char *resolution);
+/* The text of k for a customer of locale (templates, then the [router] *_text keys, then the
+ * built-in English text). */
+const char *say_template(const router *r, const char *locale, tmpl_key k);
+/* Render template k for locale with vars and append it like say_text. */
+void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
+              const tmpl_var *vars, size_t n_vars, const char *cmid, const char *queue,
+              uint32_t position, uint32_t wait_s);
+/* "{n} min" / "{n} 分钟" (by locale) for a duration, rounded up to whole minutes (or hours). */
+void say_duration(const char *locale, long long secs, char *out, size_t n);
+/* Append the closed event (cmid close:<conv>), in the customer's locale. */
+void say_closed(job *j, const char *conv, const char *channel, const char *locale,
+                const char *resolution);
+/* Publish a system notice about conv for one agent on cg:a:<agent> (not logged). */
+void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
+                      const char *text);
 /* Announce an assignment: append `assigned` (cmid asg:<conv>:<no>), publish it on cg:a:<agent>,
  * then cg_outbox_done; marks the queue dirty. Pipelined, so the order holds in Redis. */
 void say_assigned(job *j, const asg_row *row);
@@ -199,5 +257,27 @@ void notify_dirty(router *r, const char *queue);
 void notify_kick(router *r);
 /* First step of a JOB_OUTBOX job. */
 void notify_outbox_step(job *j);
+
+/* ---- timers.c: due timers of cg:timers ------------------------------------------------------ */
+
+void timers_start(router *r);
+void timers_stop(router *r);
+/* Claim due timers now (when cmd is ready and no claim is outstanding). */
+void timers_poll(router *r);
+
+/* ---- sla.c: SLA, position updates, complaints --------------------------------------------- */
+
+/* Parse the SLA keys of c into out. 0, or -1 with err naming the key. */
+int sla_cfg_parse(const router_cfg *c, sla_cfg *out, cg_err *err);
+/* 1 for the channels that get periodic position updates (every channel but email). */
+int sla_is_chat(const char *channel);
+/* A customer message in conv (state known in j): arm first/next response timers. */
+void sla_on_customer(job *j);
+/* An agent's text or attachment: cancel the response timers of its conversation. */
+void sla_on_agent(job *j);
+/* conv was classified into the complaint queue: give it a ticket and tell the customer. */
+void sla_complaint(job *j, const char *complaint_class);
+/* First step of a JOB_TIMER job. */
+void sla_timer_step(job *j);
 
 #endif

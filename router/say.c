@@ -3,7 +3,8 @@
  * notifications and errors for one agent on cg:a:<agent>.
  *
  * Router cmids start with "cg:" ("cg:greet", "cg:pos:<entry id>", "cg:asg:<assign_no>",
- * "cg:close"); idempotency keys already include the conversation id. */
+ * "cg:close", "cg:ack", "cg:pu:<n>", "cg:ticket"); idempotency keys already include the
+ * conversation id. Customer texts come from the templates of the customer's locale (tmpl.c). */
 #include "router.h"
 
 #include <stdio.h>
@@ -90,11 +91,42 @@ void say_text(job *j, const char *conv, const char *channel, const char *cmid, c
     msg_free(&m);
 }
 
-void say_closed(job *j, const char *conv, const char *channel, const char *resolution) {
+const char *say_template(const router *r, const char *locale, tmpl_key k) {
+    const char *t = tmpl_pick(&r->tmpl, locale, r->cfg.default_locale, k);
+    if (t) return t;
+    if (k == TMPL_GREETING) return r->cfg.greeting_text;
+    if (k == TMPL_QUEUED) return r->cfg.queued_text;
+    if (k == TMPL_CLOSED) return r->cfg.closed_text;
+    return tmpl_builtin(k);
+}
+
+void say_duration(const char *locale, long long secs, char *out, size_t n) {
+    int zh =
+        locale && (locale[0] == 'z' || locale[0] == 'Z') && (locale[1] == 'h' || locale[1] == 'H');
+    if (secs < 0) secs = 0;
+    if (secs >= 7200 && secs % 3600 == 0) {
+        snprintf(out, n, zh ? "%lld 小时" : "%lld h", secs / 3600);
+        return;
+    }
+    long long min = (secs + 59) / 60;
+    snprintf(out, n, zh ? "%lld 分钟" : "%lld min", min ? min : 1);
+}
+
+void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
+              const tmpl_var *vars, size_t n_vars, const char *cmid, const char *queue,
+              uint32_t position, uint32_t wait_s) {
+    char text[TMPL_TEXT_MAX + 256];
+    tmpl_render(say_template(j->r, locale, k), vars, n_vars, text, sizeof(text));
+    if (!text[0]) return; /* an empty template switches the message off */
+    say_text(j, conv, channel, cmid, text, queue, position, wait_s);
+}
+
+void say_closed(job *j, const char *conv, const char *channel, const char *locale,
+                const char *resolution) {
     msg m;
     say_init(&m, MSG_CLOSED, ROLE_SYSTEM, channel, j->now_ms);
     cg_strlcpy(m.code, resolution, sizeof(m.code));
-    const char *text = j->r->cfg.closed_text;
+    const char *text = say_template(j->r, locale, TMPL_CLOSED);
     if (text[0]) msg_set_text(&m, text, strlen(text), NULL);
     say_append(j, conv, "cg:close", &m);
     msg_free(&m);
@@ -129,6 +161,17 @@ void say_agent_error(job *j, const char *agent, const char *code, const char *te
     if (text && text[0]) msg_set_text(&m, text, strlen(text), NULL);
     if (cmid) cg_strlcpy(m.cmid, cmid, sizeof(m.cmid));
     if (conv) cg_strlcpy(m.conv, conv, sizeof(m.conv));
+    say_publish_agent(j, agent, &m);
+    msg_free(&m);
+}
+
+void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
+                      const char *text) {
+    msg m;
+    say_init(&m, MSG_TEXT, ROLE_SYSTEM, NULL, j->now_ms);
+    msg_set_text(&m, text, strlen(text), NULL);
+    if (conv) cg_strlcpy(m.conv, conv, sizeof(m.conv));
+    if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
     say_publish_agent(j, agent, &m);
     msg_free(&m);
 }

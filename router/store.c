@@ -21,13 +21,14 @@ void store_maybe_ready(router *r) {
     log_info("router %s ready", r->cfg.router_id);
 }
 
-#define STORE_QUEUE_ARGS 7 /* per queue in cg_queuecfg */
+#define STORE_QUEUE_ARGS 9 /* per queue in cg_queuecfg */
 
 /* The text arguments of one queue that are not in the set as text. */
 typedef struct store_qargs {
     char prio[8];
     char after[24];
     char overflow[1024];
+    char next_change[24];
 } store_qargs;
 
 static void store_queues_reply(rconn *rc, redisReply *reply, void *priv) {
@@ -62,7 +63,8 @@ void store_publish_queues(router *r) {
     const cls_set *set = &r->cls;
     size_t argc = 4 + STORE_QUEUE_ARGS * set->n_queues;
     char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
+    int64_t now_ms = cg_now_ms();
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
     const char **argv = calloc(argc, sizeof(*argv));
     store_qargs *qa = calloc(set->n_queues ? set->n_queues : 1, sizeof(*qa));
     if (!argv || !qa) {
@@ -81,6 +83,8 @@ void store_publish_queues(router *r) {
         snprintf(qa[i].prio, sizeof(qa[i].prio), "%d", q->priority);
         snprintf(qa[i].after, sizeof(qa[i].after), "%lld", q->overflow_after_s);
         store_join(&q->overflow, qa[i].overflow, sizeof(qa[i].overflow));
+        snprintf(qa[i].next_change, sizeof(qa[i].next_change), "%lld",
+                 (long long)hours_next_change(&q->hours, now_ms));
         a[0] = q->name;
         a[1] = q->mode == CLS_PULL ? "pull" : "push";
         a[2] = qa[i].prio;
@@ -88,6 +92,8 @@ void store_publish_queues(router *r) {
         a[4] = q->name_en;
         a[5] = qa[i].overflow;
         a[6] = qa[i].after;
+        a[7] = hours_open(&q->hours, now_ms) ? "0" : "1";
+        a[8] = qa[i].next_change;
     }
     if (rconn_cmdargv(r->cmd, store_queues_reply, r, (int)argc, argv, NULL) != 0)
         log_warn("cannot publish the queue configuration now (next connect will)");
@@ -96,7 +102,9 @@ void store_publish_queues(router *r) {
 }
 
 /* Both libraries are in: start (or resume) everything that uses the cmd connection. The queue
- * configuration goes first, so every later command on cmd sees it. */
+ * configuration goes first, so every later command on cmd sees it. Each queue is published with
+ * whether it is closed now (business hours) and when that changes next (an hours:<queue> timer
+ * that publishes the configuration again then). */
 static void store_on_loaded(router *r) {
     r->fn_loaded = 1;
     log_info("Redis functions loaded");

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../../router/classify.c"
+#include "../../router/hours.c"
 #include "../../router/rcfg.c"
 
 static char default_queue[CLS_NAME_MAX];

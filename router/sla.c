@@ -1,0 +1,285 @@
+/* sla.c -- the time-driven service rules: response-time SLAs, position updates and complaints.
+ *
+ * Timers live in Redis (cg:timers, redis/route.lua), so they survive a router restart and fire
+ * once with several routers (timers.c claims them). This module arms and cancels them and does
+ * what a fired one asks:
+ *   first:<conv>   first response: armed by the first customer message, due after
+ *                  sla_first_response_s of the channel counted in the queue's business hours;
+ *                  cancelled by the first agent text
+ *   next:<conv>    next response: a customer message after the agent's first reply, while
+ *                  assigned and unanswered; cancelled by the agent's next text
+ *   complaint_respond:<conv> / complaint_resolve:<conv>   a complaint's deadlines by its class;
+ *                  respond is cancelled by an agent text, resolve by closing
+ *   pos:<conv>     position update of a waiting chat conversation (every position_update_s,
+ *                  sent when the position changed or position_update_max_s passed)
+ *   hours:<queue>  the queue opens or closes: the queue configuration is published again
+ * A breach runs the configured sla_action atomically in Redis (cg_timer_fire) and is recorded
+ * (sla_breaches on the conversation, an entry in cg:events); the router then tells the online
+ * agents of the escalation queue and announces what got assigned. */
+#include "router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#define SLA_CODE "bad_config"
+
+static const char *const sla_classes[SLA_CLASSES] = {"ordinary", "serious", "system_failure",
+                                                     "media"};
+
+/* ---- configuration ---- */
+
+/* One "name:value" item of a comma list: name into name[], the rest (trimmed) into val[]. */
+static int sla_item(const char *p, size_t len, char *name, size_t nn, char *val, size_t nv) {
+    while (len && (*p == ' ' || *p == '\t'))
+        p++, len--;
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    const char *colon = memchr(p, ':', len);
+    if (!colon || (size_t)(colon - p) >= nn || len - (size_t)(colon - p) > nv) return -1;
+    memcpy(name, p, (size_t)(colon - p));
+    name[colon - p] = '\0';
+    size_t vl = len - (size_t)(colon - p) - 1;
+    memcpy(val, colon + 1, vl);
+    val[vl] = '\0';
+    return 0;
+}
+
+static int sla_secs(const char *v, long long *out) {
+    return cg_parse_ll(v, 0, 366LL * 86400, out);
+}
+
+/* "chat:60, email:7200, web:30": chat sets every channel but email, names set one channel. */
+static int sla_channel_map(const char *key, const char *value, long long out[CH_COUNT],
+                           cg_err *err) {
+    for (int pass = 0; pass < 2; pass++) {
+        for (const char *p = value; *p;) {
+            size_t len = strcspn(p, ",");
+            char name[32], val[32];
+            long long secs;
+            if (len && strspn(p, " \t") == len) goto next;
+            if (sla_item(p, len, name, sizeof(name), val, sizeof(val)) != 0 ||
+                sla_secs(val, &secs) != 0)
+                return cg_err_set(err, SLA_CODE, "key '%s': expected channel:seconds, ...", key);
+            int chat = strcmp(name, "chat") == 0;
+            msg_channel ch = CH_NONE;
+            if (!chat && msg_channel_parse(name, &ch) != 0)
+                return cg_err_set(err, SLA_CODE, "key '%s': '%s' is not chat or a channel", key,
+                                  name);
+            if (pass == 0 && chat)
+                for (int c = 1; c < CH_COUNT; c++)
+                    if (c != CH_EMAIL) out[c] = secs;
+            if (pass == 1 && !chat) out[ch] = secs;
+        next:
+            p += len;
+            if (*p == ',') p++;
+        }
+    }
+    return 0;
+}
+
+/* "ordinary:86400/172800, ...". */
+static int sla_complaint_map(const char *value, sla_cfg *out, cg_err *err) {
+    for (const char *p = value; *p;) {
+        size_t len = strcspn(p, ",");
+        char name[32], val[48], *slash;
+        long long a, b;
+        int k = 0;
+        if (len && strspn(p, " \t") == len) goto next;
+        if (sla_item(p, len, name, sizeof(name), val, sizeof(val)) != 0 ||
+            !(slash = strchr(val, '/')))
+            return cg_err_set(err, SLA_CODE, "key 'complaint_sla': expected class:respond/resolve");
+        *slash = '\0';
+        if (sla_secs(val, &a) != 0 || sla_secs(slash + 1, &b) != 0)
+            return cg_err_set(err, SLA_CODE, "key 'complaint_sla': seconds expected");
+        while (k < SLA_CLASSES && strcmp(sla_classes[k], name) != 0)
+            k++;
+        if (k == SLA_CLASSES)
+            return cg_err_set(err, SLA_CODE, "key 'complaint_sla': unknown class '%s'", name);
+        out->respond_s[k] = a;
+        out->resolve_s[k] = b;
+    next:
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+int sla_cfg_parse(const router_cfg *c, sla_cfg *out, cg_err *err) {
+    memset(out, 0, sizeof(*out));
+    hours_init(&out->tz);
+    if (sla_channel_map("sla_first_response_s", c->sla_first_response_s, out->first_s, err) != 0 ||
+        sla_channel_map("sla_next_response_s", c->sla_next_response_s, out->next_s, err) != 0 ||
+        sla_complaint_map(c->complaint_sla, out, err) != 0)
+        return -1;
+    if (strcmp(c->sla_action, "escalate") == 0)
+        out->action = SLA_ESCALATE;
+    else if (strcmp(c->sla_action, "raise_priority") == 0)
+        out->action = SLA_RAISE_PRIORITY;
+    else if (strcmp(c->sla_action, "reassign") == 0)
+        out->action = SLA_REASSIGN;
+    else
+        return cg_err_set(err, SLA_CODE,
+                          "key 'sla_action': '%.40s' is not escalate, raise_priority or reassign",
+                          c->sla_action);
+    if (hours_set_tz(&out->tz, c->default_timezone, err) != 0) return -1;
+    return 0;
+}
+
+int sla_is_chat(const char *channel) {
+    return strcmp(channel, "email") != 0;
+}
+
+static const char *sla_action_name(sla_action a) {
+    return a == SLA_RAISE_PRIORITY ? "raise_priority" : a == SLA_REASSIGN ? "reassign" : "escalate";
+}
+
+/* ---- arming and cancelling ---- */
+
+static msg_channel sla_channel(const char *channel) {
+    msg_channel ch = CH_WEB;
+    if (channel && channel[0]) msg_channel_parse(channel, &ch);
+    return ch;
+}
+
+/* now + secs of the queue's business time; 0 for no timer. */
+static long long sla_due(const router *r, const char *queue, int64_t now, long long secs) {
+    if (secs <= 0) return 0;
+    const cls_queue *q = cls_queue_find(&r->cls, queue);
+    return q ? hours_add(&q->hours, now, secs) : now + secs * 1000;
+}
+
+void sla_on_customer(job *j) {
+    router *r = j->r;
+    msg_channel ch = sla_channel(j->channel);
+    char first[24], next[24];
+    snprintf(first, sizeof(first), "%lld", sla_due(r, j->queue, j->now_ms, r->sla.first_s[ch]));
+    snprintf(next, sizeof(next), "%lld", sla_due(r, j->queue, j->now_ms, r->sla.next_s[ch]));
+    job_cmd(j, NULL, 6, "FCALL", "cg_sla_customer", "0", j->conv, first, next);
+}
+
+void sla_on_agent(job *j) {
+    char now[24];
+    if (!j->conv[0]) return;
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    job_cmd(j, NULL, 5, "FCALL", "cg_sla_agent", "0", j->conv, now);
+}
+
+/* ---- complaints ---- */
+
+static void sla_complaint_reply(job *j, redisReply *rep) {
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn("conv %s: cg_complaint: %s", j->conv, rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
+    char ticket[64];
+    store_str(rep->element[0], ticket, sizeof(ticket));
+    if (store_int(rep->element[1])) log_info("conv %s: complaint %s", j->conv, ticket);
+    tmpl_var vars[] = {{"ticket", ticket}};
+    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_COMPLAINT_ACK, vars, 1, "cg:ticket", NULL, 0,
+             0);
+}
+
+void sla_complaint(job *j, const char *complaint_class) {
+    router *r = j->r;
+    int k = 0;
+    while (k < SLA_CLASSES && strcmp(sla_classes[k], complaint_class) != 0)
+        k++;
+    if (k == SLA_CLASSES) k = 0; /* ordinary */
+    char day[16], now[24], respond[24], resolve[24];
+    hours_format(&r->sla.tz, j->now_ms, "%Y%m%d", day, sizeof(day));
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    snprintf(respond, sizeof(respond), "%lld", (long long)j->now_ms + r->sla.respond_s[k] * 1000);
+    snprintf(resolve, sizeof(resolve), "%lld", (long long)j->now_ms + r->sla.resolve_s[k] * 1000);
+    job_cmd(j, sla_complaint_reply, 9, "FCALL", "cg_complaint", "0", j->conv, day, now, respond,
+            resolve, sla_classes[k]);
+}
+
+/* ---- fired timers ---- */
+
+/* {'pos', conv, position, channel, queue, avg_ms, locale, n}: tell the customer. */
+static void sla_fired_pos(job *j, const redisReply *rep) {
+    router *r = j->r;
+    if (rep->elements < 8) return;
+    char pos[16], wait[48], cmid[48];
+    store_str(rep->element[1], j->conv, sizeof(j->conv));
+    long long position = store_int(rep->element[2]);
+    store_str(rep->element[3], j->channel, sizeof(j->channel));
+    store_str(rep->element[4], j->queue, sizeof(j->queue));
+    long long avg_ms = store_int(rep->element[5]);
+    store_str(rep->element[6], j->locale, sizeof(j->locale));
+    snprintf(cmid, sizeof(cmid), "cg:pu:%lld", store_int(rep->element[7]));
+    if (avg_ms <= 0) avg_ms = r->cfg.avg_handle_s * 1000;
+    long long wait_s = (position * avg_ms + 999) / 1000;
+    snprintf(pos, sizeof(pos), "%lld", position);
+    say_duration(j->locale, wait_s, wait, sizeof(wait));
+    tmpl_var vars[] = {{"position", pos}, {"wait", wait}};
+    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_POSITION_UPDATE, vars, 2, cmid, j->queue,
+             (uint32_t)position, (uint32_t)wait_s);
+}
+
+/* {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}:
+ * tell the escalation queue's online agents (and the agent a reassigned conversation was taken
+ * from), publish the queues' snapshots, announce what the action assigned. */
+static void sla_fired_breach(job *j, const redisReply *rep) {
+    router *r = j->r;
+    if (rep->elements < 10) return;
+    char kind[32], result[16], ticket[64], from[MSG_CODE_MAX], text[512];
+    store_str(rep->element[1], kind, sizeof(kind));
+    store_str(rep->element[2], j->conv, sizeof(j->conv));
+    store_str(rep->element[3], result, sizeof(result));
+    store_str(rep->element[5], j->queue, sizeof(j->queue));
+    store_str(rep->element[8], ticket, sizeof(ticket));
+    store_str(rep->element[9], from, sizeof(from));
+    log_warn("conv %s: SLA %s breached: %s (%s)", j->conv, kind, sla_action_name(r->sla.action),
+             result);
+    snprintf(text, sizeof(text), "SLA breach: %s overdue in conversation %s%s%s (queue %s): %s",
+             kind, j->conv, ticket[0] ? ", complaint " : "", ticket, from, result);
+    const redisReply *sups = rep->element[7];
+    for (size_t i = 0; sups && sups->type == REDIS_REPLY_ARRAY && i < sups->elements; i++) {
+        char agent[MSG_ID_MAX];
+        store_str(sups->element[i], agent, sizeof(agent));
+        say_agent_notice(j, agent, j->conv, j->queue, text);
+    }
+    if (rep->elements > 10) {
+        char prev[MSG_ID_MAX];
+        store_str(rep->element[10], prev, sizeof(prev));
+        if (prev[0]) say_agent_notice(j, prev, j->conv, j->queue, text);
+    }
+    notify_dirty(r, from);
+    notify_dirty(r, j->queue);
+    job_push_outbox(r); /* what the action assigned is in the outbox */
+}
+
+static void sla_fire_reply(job *j, redisReply *rep) {
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn("timer %s: cg_timer_fire: %s", j->member, rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
+    char what[16];
+    store_str(rep->element[0], what, sizeof(what));
+    log_debug("timer %s: %s", j->member, what);
+    if (strcmp(what, "pos") == 0) {
+        sla_fired_pos(j, rep);
+    } else if (strcmp(what, "breach") == 0) {
+        sla_fired_breach(j, rep);
+    } else if (strcmp(what, "hours") == 0) {
+        log_info("business hours of a queue changed (%s): publishing the queues", j->member);
+        store_publish_queues(j->r);
+    }
+}
+
+void sla_timer_step(job *j) {
+    router *r = j->r;
+    char now[24], update[24], max[24];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    snprintf(update, sizeof(update), "%lld", r->cfg.position_update_s * 1000);
+    snprintf(max, sizeof(max), "%lld", r->cfg.position_update_max_s * 1000);
+    job_cmd(j, sla_fire_reply, 10, "FCALL", "cg_timer_fire", "0", j->member, j->lease, now, update,
+            max, sla_action_name(r->sla.action), r->cfg.escalate_queue);
+}

@@ -1,0 +1,66 @@
+/* timers.c -- polling cg:timers for due timers.
+ *
+ * Every timer_tick_ms the router calls FCALL cg_timer_claim now lease limit (redis/route.lua): due
+ * members are leased to this router atomically (their score becomes now + lease), so with several
+ * routers each due timer is taken by one. Each claimed timer becomes a JOB_TIMER job in the work
+ * queue; sla.c fires it with cg_timer_fire, which acts only while the lease is still this one's.
+ * A router that dies with claimed timers loses nothing: their lease runs out and another router
+ * (or this one, restarted) claims them again. Polling is for timers only; assignment stays driven
+ * by events (enqueue, presence, close, reload). */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#define TIMERS_LIMIT "100"
+
+static void timers_claim_reply(rconn *rc, redisReply *reply, void *priv) {
+    router *r = priv;
+    r->timer_claiming = 0;
+    if (!reply || r->stopping) return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (!store_transient(reply)) log_warn("cg_timer_claim: %s", reply->str);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
+        char member[JOB_MEMBER_MAX], lease[24];
+        store_str(e->element[0], member, sizeof(member));
+        store_str(e->element[1], lease, sizeof(lease));
+        log_debug("timer %s claimed", member);
+        job_push_timer(r, member, lease);
+    }
+    if (reply->elements) job_kick(r);
+}
+
+void timers_poll(router *r) {
+    if (r->stopping || r->timer_claiming || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd))
+        return;
+    char now[24], lease[24];
+    snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
+    snprintf(lease, sizeof(lease), "%lld", r->cfg.timer_lease_ms);
+    const char *argv[6] = {"FCALL", "cg_timer_claim", "0", now, lease, TIMERS_LIMIT};
+    if (rconn_cmdargv(r->cmd, timers_claim_reply, r, 6, argv, NULL) == 0) r->timer_claiming = 1;
+}
+
+static void timers_tick(uv_timer_t *t) {
+    timers_poll(t->data);
+}
+
+void timers_start(router *r) {
+    uv_timer_init(r->loop, &r->timer_tick);
+    r->timer_tick.data = r;
+    uint64_t every = (uint64_t)r->cfg.timer_tick_ms;
+    uv_timer_start(&r->timer_tick, timers_tick, every, every);
+}
+
+void timers_stop(router *r) {
+    if (!r->timer_tick.loop || uv_is_closing((uv_handle_t *)&r->timer_tick)) return;
+    uv_timer_stop(&r->timer_tick);
+    uv_close((uv_handle_t *)&r->timer_tick, NULL);
+}

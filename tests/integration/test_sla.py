@@ -1,0 +1,435 @@
+"""Time-driven behaviour of the router against a real redis-server, with short configured
+durations: locale templates, position updates, e-mail acknowledgement, business hours, SLA timers
+(first/next response, escalation, exactly once with two routers, surviving a restart) and
+complaint tickets. Messages are injected exactly as the gateway does (FCALL cg_append ... log;
+XADD cg:in for agent presence); results are read back from Redis and pub/sub.
+
+Run: BUILD=build/h-sla /usr/bin/python3 -m pytest -q tests/integration/test_sla.py
+"""
+import datetime
+import os
+import signal
+import time
+import uuid
+
+import msgpack
+
+from conftest import wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ids = iter(range(1, 1000))
+_last_ts = [0]
+
+BASE = """
+[router]
+default_queue = general
+default_locale = en
+position_update_s = 1
+position_update_max_s = 2
+timer_tick_ms = 100
+sla_first_response_s = {first}
+sla_next_response_s = {next}
+default_timezone = UTC
+
+[queue general]
+mode = push
+{hours}
+
+[queue supervisors]
+mode = pull
+priority = 8
+
+[queue complaints]
+mode = push
+priority = 7
+
+[rule media]
+queue = complaints
+keywords = journalist
+complaint_class = media
+order = 1
+
+[rule complaint]
+queue = complaints
+keywords = complaint
+order = 2
+
+[templates en]
+greeting = HELLO
+queued = QUEUED {{position}} {{wait}}
+position_update = UPDATE {{position}} {{wait}}
+off_hours = OFF {{opens_at}}
+email_ack = ACK {{reply_within}}
+complaint_ack = TICKET {{ticket}}
+
+[templates zh-CN]
+greeting = 您好
+queued = 排队 {{position}}
+"""
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+def config(tmp_path, first="chat:0, email:0", nxt="chat:0, email:0", hours="", name="sla.ini"):
+    path = str(tmp_path / name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(BASE.format(first=first, next=nxt, hours=hours))
+    return path
+
+
+def router(procs, cfg, **env):
+    rid = f"sla{next(_ids)}"
+    e = {"CHATGW_CONFIG": cfg, "CHATGW_ROUTER_ID": rid, "CHATGW_BLOCK_MS": 200,
+         "CHATGW_CLAIM_IDLE_MS": 1000}
+    e.update(env)
+    p = procs.router(e, wait_ready=False)
+    p.wait_log(f"router {rid} ready", 15)
+    return p
+
+
+def send(r, customer, text, conv="", channel="web", locale="en"):
+    """A customer's message, stored like the gateway does. -> conv."""
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": channel,
+         "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
+    if locale:
+        m["identity"] = {"customer_id": customer, "locale": locale}
+    res = r.fcall("cg_append", 0, conv, m["cmid"], "customer", customer, msgpack.packb(m),
+                  new_id(), channel, now_ms(), "log", text[:160])
+    return s(res[0])
+
+
+def agent_says(r, agent, conv, text):
+    """An assigned agent's reply, stored like the gateway does."""
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
+         "dir": "out", "role": "agent", "sender_id": agent, "conv": conv, "ts": now_ms(),
+         "text": text}
+    r.fcall("cg_append", 0, conv, m["cmid"], "agent", agent, msgpack.packb(m), "", "web",
+            now_ms(), "log")
+
+
+def presence(r, agent, skills=("general",), cap=1):
+    _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
+    m = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
+         "code": "connect", "sender_id": agent, "sock": f"gw1:{agent}",
+         "sender_name": agent.title(), "skills": list(skills), "cap": cap}
+    r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(m)})
+
+
+def log_of(r, conv):
+    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
+
+
+def bot_texts(r, conv, prefix=""):
+    return [m for m in log_of(r, conv)
+            if m.get("type") == "text" and m.get("role") == "bot"
+            and m.get("text", "").startswith(prefix)]
+
+
+def conv_hash(r, conv):
+    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
+
+
+def wait_bot(r, conv, prefix, n=1, timeout=10):
+    return wait_until(lambda: (lambda l: l if len(l) >= n else None)(bot_texts(r, conv, prefix)),
+                      timeout, f"{n} bot text(s) '{prefix}' in {conv}")
+
+
+def breaches(r):
+    return [{s(k): s(v) for k, v in f.items()} for _, f in r.xrange("cg:events")
+            if f.get(b"type") == b"sla_breach"]
+
+
+def timer(r, member):
+    return r.zscore("cg:timers", member)
+
+
+class AgentFeed:
+    """Messages published on cg:a:<agent> (8-byte prefix + msgpack)."""
+
+    def __init__(self, r, agent):
+        self.ps = r.pubsub()
+        self.ps.subscribe(f"cg:a:{agent}")
+        wait_until(lambda: (self.ps.get_message(timeout=0.05) or {}).get("type") == "subscribe",
+                   5, "the subscription")
+
+    def next_of(self, typ, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.ps.get_message(timeout=max(0.01, deadline - time.monotonic()))
+            if msg and msg["type"] == "message":
+                m = msgpack.unpackb(msg["data"][8:], raw=False)
+                if m.get("type") == typ:
+                    return m
+        raise AssertionError(f"no {typ} published on the agent channel")
+
+    def close(self):
+        self.ps.close()
+
+
+# ---- templates ----------------------------------------------------------------------------------
+
+def test_texts_follow_the_customer_locale(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    zh = send(r, "zh1", "你好", locale="zh-CN")
+    en = send(r, "en1", "hello", locale="en-US")  # language match: en
+    fr = send(r, "fr1", "bonjour", locale="fr")  # unknown: default_locale en
+    assert wait_bot(r, zh, "您好") and wait_bot(r, zh, "排队 1")
+    assert wait_bot(r, en, "HELLO") and wait_bot(r, en, "QUEUED 2 4 min")
+    assert wait_bot(r, fr, "HELLO")
+    assert conv_hash(r, zh)["locale"] == "zh-CN"
+
+
+# ---- position updates and e-mail ----------------------------------------------------------------
+
+def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    a = send(r, "ca", "first")
+    wait_bot(r, a, "QUEUED 1")
+    b = send(r, "cb", "second")
+    t0 = wait_bot(r, b, "QUEUED 2")[0]["ts"]
+    # unchanged position: no update after 1 s, one after the 2 s maximum
+    u1 = wait_bot(r, b, "UPDATE", 1, 5)[0]
+    assert u1["position"] == 2 and u1["ts"] - t0 >= 1900, (u1, t0)
+    # a changes: a is assigned, b moves up and hears it at the next check (within ~1 s)
+    presence(r, "amy")
+    wait_until(lambda: conv_hash(r, a).get("state") == "assigned", 5, "a assigned")
+    moved = now_ms()
+    u2 = wait_bot(r, b, "UPDATE", 2, 5)[1]
+    assert u2["position"] == 1 and u2["text"] == "UPDATE 1 2 min"
+    assert u2["ts"] - moved <= 1500 and u2["ts"] - u1["ts"] < 1900
+    # unchanged again: the next one only after the maximum
+    u3 = wait_bot(r, b, "UPDATE", 3, 5)[2]
+    assert u3["position"] == 1 and u3["ts"] - u2["ts"] >= 1900
+    assert timer(r, f"pos:{a}") is None  # assigned: no more updates
+    assigned_at = int(conv_hash(r, a)["assigned_at"])
+    assert all(m["ts"] < assigned_at for m in bot_texts(r, a, "UPDATE"))
+
+
+def close_cmd(r, agent, conv):
+    _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
+    m = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "close",
+         "conv": conv, "code": "resolved", "sender_id": agent, "cmid": new_id()}
+    r.xadd("cg:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
+
+
+def test_wait_estimate_uses_measured_handling_time(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    presence(r, "amy")
+    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    c1 = send(r, "m1", "first")
+    wait_until(lambda: conv_hash(r, c1).get("state") == "assigned", 5, "c1 assigned")
+    c2 = send(r, "m2", "second")
+    assert wait_bot(r, c2, "QUEUED 1")[0]["wait"] == 120  # avg_handle_s: nothing measured yet
+    time.sleep(0.3)
+    close_cmd(r, "amy", c1)  # c2 is assigned to amy
+    wait_until(lambda: r.hget("cg:stats:general", "avg_ms"), 5, "handling time measured")
+    avg = int(s(r.hget("cg:stats:general", "avg_ms")))
+    assert 300 <= avg < 5000
+    c3 = send(r, "m3", "third")
+    m = wait_bot(r, c3, "QUEUED 1")[0]
+    assert m["wait"] == (avg + 999) // 1000 and m["text"] == "QUEUED 1 1 min"
+
+
+def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:60, email:7200"))
+    c = send(r, "mail1", "Where is my order?", channel="email")
+    ack = wait_bot(r, c, "ACK")[0]
+    assert ack["text"] == "ACK 2 h"
+    send(r, "mail1", "Any news?", conv=c, channel="email")
+    wait_until(lambda: len(log_of(r, c)) >= 4, 5, "second e-mail logged")
+    assert timer(r, f"pos:{c}") is None
+    time.sleep(2.5)  # longer than position_update_max_s
+    texts = [m["text"] for m in bot_texts(r, c)]
+    assert texts == ["HELLO", "ACK 2 h"], texts
+    assert timer(r, f"first:{c}") is not None  # e-mail still has its 2 h first-response timer
+
+
+# ---- business hours -----------------------------------------------------------------------------
+
+def closed_window():
+    """A daily window (UTC) that excludes now, and its next opening as the router formats it."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = (now + datetime.timedelta(hours=2)).replace(second=0, microsecond=0)
+    if start.date() != now.date() or start.hour >= 23:
+        start = (now - datetime.timedelta(hours=3)).replace(second=0, microsecond=0)
+        opens = start + datetime.timedelta(days=1)
+    else:
+        opens = start
+    spec = f"daily {start:%H:%M}-{start.hour + 1:02d}:{start:%M}"
+    return spec, opens.strftime("%Y-%m-%d %H:%M")
+
+
+def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    spec, opens_at = closed_window()
+    cfg = config(tmp_path, hours=f"hours = {spec}\ntimezone = UTC\nholidays = 2000-01-01")
+    rt = router(procs, cfg)
+    wait_until(lambda: r.sismember("cg:closed", "general"), 5, "general closed")
+    assert r.zscore("cg:timers", "hours:general") is not None  # re-published when it opens
+    presence(r, "amy")
+    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    c1 = send(r, "night1", "hello?")
+    c2 = send(r, "night2", "anyone?")
+    assert wait_bot(r, c1, "OFF")[0]["text"] == f"OFF {opens_at}"
+    wait_bot(r, c2, "OFF")
+    time.sleep(0.5)
+    assert conv_hash(r, c1)["state"] == "queued" and conv_hash(r, c2)["state"] == "queued"
+    assert not bot_texts(r, c1, "UPDATE")  # no position updates while closed
+    # the desk opens (reload with hours including now): the oldest waiting one is assigned at once
+    config(tmp_path, hours="hours = daily 00:00-24:00\ntimezone = UTC")
+    rt.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: conv_hash(r, c1).get("state") == "assigned", 5, "c1 assigned on reload")
+    assert conv_hash(r, c1)["agent"] == "amy" and conv_hash(r, c2)["state"] == "queued"
+    assert not r.sismember("cg:closed", "general")
+    assert r.zscore("cg:timers", "hours:general") is None  # always open now
+
+
+# ---- SLA timers ---------------------------------------------------------------------------------
+
+def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, procs, tmp_path, ):
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:1"))
+    feed = AgentFeed(r, "sue")
+    try:
+        presence(r, "sue", skills=("supervisors",))
+        wait_until(lambda: r.sismember("cg:online:supervisors", "sue"), 5, "sue online")
+        c = send(r, "late1", "hello, anybody?")
+        wait_bot(r, c, "QUEUED")
+        note = feed.next_of("text", 5)
+        assert note["conv"] == c and "first" in note["text"] and "moved" in note["text"]
+        h = conv_hash(r, c)
+        assert (h["queue"], h["prio"], h["escalated_from"], h["sla_breaches"]) == (
+            "supervisors", "9", "general", "1")
+        assert r.zscore("cg:queue:supervisors", c) is not None
+        assert r.zscore("cg:queue:general", c) is None
+        ev = breaches(r)
+        assert [(e["conv"], e["kind"], e["action"]) for e in ev] == [(c, "first", "escalate")]
+    finally:
+        feed.close()
+
+
+def test_agent_reply_cancels_first_response_then_next_response_breach(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:2", nxt="chat:1"))
+    presence(r, "amy")
+    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    c = send(r, "quick1", "hi")
+    wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
+    due = timer(r, f"first:{c}")
+    assert due is not None
+    agent_says(r, "amy", c, "Hello, how can I help?")
+    wait_until(lambda: timer(r, f"first:{c}") is None, 5, "first-response timer cancelled")
+    assert "first_reply_at" in conv_hash(r, c)
+    time.sleep(max(0, due / 1000 - time.time()) + 0.5)  # past the old deadline
+    assert "sla_breaches" not in conv_hash(r, c) and breaches(r) == []
+    # the customer writes again and the agent stays silent: next-response breach, still assigned
+    send(r, "quick1", "hello?", conv=c)
+    wait_until(lambda: breaches(r), 5, "next-response breach")
+    assert [(e["kind"], e["action"]) for e in breaches(r)] == [("next", "escalate")]
+    h = conv_hash(r, c)
+    assert (h["state"], h["agent"], h["escalated"], h["sla_breaches"]) == (
+        "assigned", "amy", "1", "1")
+
+
+def test_breach_action_reassign(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:1"), CHATGW_SLA_ACTION="reassign")
+    feed = AgentFeed(r, "amy")
+    try:
+        presence(r, "amy")
+        wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+        c = send(r, "slow1", "hello")
+        wait_until(lambda: conv_hash(r, c).get("agent") == "amy", 5, "assigned to amy")
+        presence(r, "bob")  # longer idle than amy once amy's slot is freed
+        wait_until(lambda: r.sismember("cg:online:general", "bob"), 5, "bob online")
+        wait_until(lambda: conv_hash(r, c).get("agent") == "bob", 5, "reassigned to bob")
+        h = conv_hash(r, c)
+        assert (h["state"], h["prev_agent"], h["assign_no"], h["sla_breaches"]) == (
+            "assigned", "amy", "2", "1")
+        note = feed.next_of("text", 5)  # amy is told it was taken from her
+        assert note["conv"] == c and "requeued" in note["text"]
+        assert [e["action"] for e in breaches(r)] == ["reassign"]
+        assert not r.sismember("cg:agent:amy:convs", c) and r.sismember("cg:agent:bob:convs", c)
+        assert s(r.hget("cg:agent:amy", "load")) == "0"
+    finally:
+        feed.close()
+
+
+def test_breach_action_raise_priority(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:1"), CHATGW_SLA_ACTION="raise_priority")
+    c = send(r, "slow2", "hello")
+    wait_until(lambda: breaches(r), 5, "breach")
+    h = conv_hash(r, c)
+    assert (h["state"], h["queue"], h["prio"]) == ("queued", "general", "7")
+    assert r.zscore("cg:queue:general", c) == 2e13 + int(h["queued_at"])
+
+
+def test_two_routers_a_breach_fires_once(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    cfg = config(tmp_path, first="chat:1")
+    router(procs, cfg)
+    router(procs, cfg)
+    convs = [send(r, f"two{i}", "waiting") for i in range(6)]
+    wait_until(lambda: len(breaches(r)) >= 6, 10, "six breaches")
+    time.sleep(0.5)  # any double firing would show up by now
+    ev = breaches(r)
+    assert sorted(e["conv"] for e in ev) == sorted(convs)
+    assert all(conv_hash(r, c)["sla_breaches"] == "1" for c in convs)
+
+
+def test_timer_fires_after_router_restart(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    cfg = config(tmp_path, first="chat:2")
+    rt = router(procs, cfg)
+    c = send(r, "restart1", "hello")
+    wait_until(lambda: timer(r, f"first:{c}") is not None, 5, "timer armed")
+    due = timer(r, f"first:{c}")
+    assert rt.stop() == 0
+    time.sleep(max(0, due / 1000 - time.time()) + 0.3)  # due while no router runs
+    assert breaches(r) == []
+    router(procs, cfg)
+    wait_until(lambda: breaches(r), 5, "breach after restart")
+    assert [(e["conv"], e["kind"]) for e in breaches(r)] == [(c, "first")]
+    assert conv_hash(r, c)["queue"] == "supervisors"
+
+
+# ---- complaints ---------------------------------------------------------------------------------
+
+def test_complaints_get_consecutive_ticket_numbers(redis_srv, procs, tmp_path):
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    c1 = send(r, "angry1", "I want to file a complaint")
+    t1 = wait_bot(r, c1, "TICKET")[0]["text"]
+    c2 = send(r, "angry2", "A journalist will hear about this complaint")
+    t2 = wait_bot(r, c2, "TICKET")[0]["text"]
+    assert t1 == f"TICKET TS-{day}-000001" and t2 == f"TICKET TS-{day}-000002"
+    h1, h2 = conv_hash(r, c1), conv_hash(r, c2)
+    assert (h1["ticket"], h1["complaint_class"]) == (f"TS-{day}-000001", "ordinary")
+    assert (h2["ticket"], h2["complaint_class"]) == (f"TS-{day}-000002", "media")
+    at = int(h2["complaint_at"])
+    assert timer(r, f"complaint_respond:{c2}") == at + 3600 * 1000
+    assert timer(r, f"complaint_resolve:{c2}") == at + 86400 * 1000
+    assert timer(r, f"complaint_respond:{c1}") == int(h1["complaint_at"]) + 86400 * 1000
+    # a further message from the same customer does not make a new ticket
+    send(r, "angry1", "complaint again", conv=c1)
+    wait_until(lambda: len(log_of(r, c1)) >= 6, 5, "second message handled")
+    assert len(bot_texts(r, c1, "TICKET")) == 1
+    assert int(r.get(f"cg:complaint:seq:{day}")) == 2
