@@ -39,6 +39,8 @@ struct watch {
     watch *snext;         /* in s->watches */
     uint64_t last_sent;   /* conv: highest seq queued to the session */
     uint64_t want;        /* conv: highest seq known to exist */
+    int64_t snap_ts;      /* queue: ts of the newest snapshot sent (older ones are dropped) */
+    int snap_sent;        /* queue: a snapshot (maybe empty) was sent */
     int fetching;
     int dead; /* unwatched while a Redis reply was pending: freed by that reply */
     msg_channel channel;
@@ -296,16 +298,37 @@ static void agent_convs_done(rconn *rc, redisReply *r, void *priv) {
 
 /* ---- queue snapshots ---- */
 
-static void send_snapshot(sess *s, const char *p, size_t n) {
-    msg m;
-    msg_init(&m);
-    if (msg_decode_msgpack(&m, p, n, NULL) == 0) sess_send_msg(s, &m);
-    msg_free(&m);
+/* Send snapshot m to w's session unless a newer one was sent already: the stored snapshot read
+ * after subscribing can arrive after a live one. */
+static void send_snapshot(watch *w, const msg *m, frame *f) {
+    if (w->snap_sent && m->ts_ms < w->snap_ts) return;
+    if ((f ? sess_send(w->s, f) : sess_send_msg(w->s, m)) < 0) return;
+    w->snap_ts = m->ts_ms;
+    w->snap_sent = 1;
 }
 
+/* GET cg:qsnap:<queue> after subscribing: the stored snapshot, or an empty one when the queue
+ * never had any, so every agent gets a `queue` frame per skill after welcome. */
 static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
-    sess *s = priv;
-    if (s->wsi && r && r->type == REDIS_REPLY_STRING) send_snapshot(s, r->str, r->len);
+    watch *w = priv;
+    sess *s = w->s;
+    w->fetching = 0;
+    if (w->dead) {
+        free(w);
+        sess_unref(s);
+        return;
+    }
+    msg m;
+    msg_init(&m);
+    if (s->wsi && r && r->type == REDIS_REPLY_STRING &&
+        msg_decode_msgpack(&m, r->str, r->len, NULL) == 0)
+        send_snapshot(w, &m, NULL);
+    else if (s->wsi && r && r->type == REDIS_REPLY_NIL && !w->snap_sent) {
+        m.type = MSG_QUEUE;
+        snprintf(m.queue, sizeof(m.queue), "%s", w->ch->key);
+        send_snapshot(w, &m, NULL);
+    }
+    msg_free(&m);
     sess_unref(s);
 }
 
@@ -324,8 +347,11 @@ static void watch_sync(watch *w) {
             sess_unref(s);
         return;
     case WATCH_QUEUE:
+        if (w->fetching) return;
         snprintf(key, sizeof(key), "cg:qsnap:%s", w->ch->key);
-        if (rconn_cmd(G.redis, qsnap_done, sess_ref(s), "GET %s", key) < 0) sess_unref(s);
+        if (rconn_cmd(G.redis, qsnap_done, w, "GET %s", key) < 0) return;
+        w->fetching = 1; /* keeps w alive until the reply (see watch_remove) */
+        sess_ref(s);
         return;
     }
 }
@@ -389,7 +415,7 @@ static void on_payload(chan *c, const char *p, size_t n) {
         deliver_agent(c, &m, &fc);
     else
         for (watch *w = c->watchers; w; w = w->cnext)
-            sess_send(w->s, frame_cache_get(&fc, w->s->codec));
+            send_snapshot(w, &m, frame_cache_get(&fc, w->s->codec));
     frame_cache_release(&fc);
     msg_free(&m);
 }

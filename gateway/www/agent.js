@@ -2,9 +2,10 @@
  *
  * The agent token comes from the address (#token=…, removed from the address bar at once) or from
  * the paste box, and is kept in sessionStorage (this tab only). The console connects to /ws/agent,
- * keeps every assigned conversation's transcript by seq (de-duplicated), acknowledges what it
- * received, re-sends unacknowledged replies with the same cmid after a reconnect, and resumes with
- * one ack per conversation after `welcome`. */
+ * keeps every assigned conversation's transcript by seq (de-duplicated: after `welcome` the gateway
+ * sends each assigned conversation from seq 1), acknowledges what it received, and re-sends
+ * unacknowledged replies with the same cmid after a reconnect. pick and close carry a cmid: the
+ * router's refusal comes back later as an error naming it. */
 (function () {
     'use strict';
     var C = window.ChatGW;
@@ -33,6 +34,7 @@
     var queueTs = new Map();     /* queue name -> ts of the snapshot shown */
     var convs = new Map();       /* conv -> entry */
     var picking = new Map();     /* conv -> timer */
+    var commands = new Map();    /* cmid of a pick / close -> {type, conv}: their errors name it */
     var selected = null;
     var welcomed = false, helloTimer = null, errTimer = null, lastTypingSent = 0;
     var baseTitle = document.title;
@@ -168,7 +170,7 @@
 
     function pick(conv) {
         if (picking.has(conv)) return;
-        if (!conn.send({ type: 'pick', conv: conv })) { showError('Not connected: try again in a moment.'); return; }
+        if (!command({ type: 'pick', conv: conv })) return;
         picking.set(conv, setTimeout(function () { donePicking(conv); }, 10000));
         var n = queueNodes.get(conv);
         if (n) { n.pick.disabled = true; n.pick.textContent = 'Picking…'; }
@@ -207,11 +209,34 @@
             el('div', { className: 'ci-top' },
                 el('span', { className: 'ci-name', text: e.customer || 'Customer ' + e.conv.slice(0, 6) }),
                 e.state !== 'assigned' ? el('span', { className: 'chip state', text: e.state === 'closed' ? 'closed' : 'transferred' }) : null,
-                e.unread ? el('span', { className: 'badge', text: String(e.unread) }) : null),
+                e.unread ? el('span', { className: 'badge', text: String(e.unread) }) : null,
+                e.state !== 'assigned' ? el('button', { type: 'button', className: 'dismiss-btn',
+                    title: 'Remove from the list', 'aria-label': 'Remove from the list', text: '×',
+                    on: { click: function (ev) { ev.stopPropagation(); dismiss(e.conv); } } }) : null),
             el('div', { className: 'ci-preview' + (typing ? ' typing' : ''), text: typing ? 'typing…' : (e.preview || ' ') }));
         var open = 0;
         convs.forEach(function (x) { if (x.state === 'assigned') open++; });
         ui.convCount.textContent = String(open);
+        updateTitle();
+    }
+
+    /* Forget a closed (or transferred) conversation: it leaves the list until it comes back. */
+    function dismiss(conv) {
+        var e = convs.get(conv);
+        if (!e || e.state === 'assigned') return;
+        convs.delete(conv);
+        e.item.remove();
+        if (selected === conv) {
+            selected = null;
+            ui.log.replaceChildren(el('p', { className: 'empty', text: 'Pick a waiting customer or select one of your conversations.' }));
+            ui.title.textContent = 'No conversation selected';
+            ui.sub.textContent = '';
+            ui.closeBtn.disabled = true;
+            ui.input.disabled = true;
+            ui.send.disabled = true;
+            ui.typing.hidden = true;
+        }
+        ui.convEmpty.hidden = convs.size > 0;
         updateTitle();
     }
 
@@ -234,7 +259,10 @@
         var e = selected && convs.get(selected);
         if (!e) return;
         ui.title.textContent = e.customer || 'Customer ' + e.conv.slice(0, 6);
-        ui.sub.textContent = [e.channel || 'web', e.queue ? 'queue ' + e.queue : '', 'conv ' + e.conv,
+        var id = e.identity || {};
+        ui.sub.textContent = [e.channel || 'web', e.queue ? 'queue ' + e.queue : '',
+            id.order_no ? 'order ' + id.order_no : '', id.account ? 'account ' + id.account : '',
+            id.tier ? 'tier ' + id.tier : '', id.locale || '', 'conv ' + e.conv,
             e.state === 'closed' ? 'closed' : e.state === 'away' ? 'transferred' : 'assigned to you'].filter(Boolean).join(' · ');
         var open = e.state === 'assigned';
         ui.closeBtn.disabled = !open || !!e.closing;
@@ -270,6 +298,7 @@
                 if (f.sender_name) e.customer = f.sender_name;
                 else if (!e.customer && f.sender_id) e.customer = 'Customer ' + String(f.sender_id).slice(0, 6);
                 if (f.channel) e.channel = f.channel;
+                if (f.identity && typeof f.identity === 'object') e.identity = f.identity;
                 e.typingUntil = 0;
             }
             if (f.role === 'customer' || f.role === 'agent' || f.role === 'bridge' || !e.preview) {
@@ -383,10 +412,19 @@
         conn.send({ type: 'typing', conv: selected });
     }
 
+    /* pick and close are decided by a router: an error arrives later with the command's cmid */
+    function command(frame) {
+        frame.cmid = C.uuid();
+        if (!welcomed || !conn.send(frame)) { showError('Not connected: try again in a moment.'); return false; }
+        commands.set(frame.cmid, { type: frame.type, conv: frame.conv });
+        setTimeout(function () { commands.delete(frame.cmid); }, 60000);
+        return true;
+    }
+
     function closeSelected() {
         var e = selected && convs.get(selected);
         if (!e || e.state !== 'assigned' || e.closing) return;
-        if (!conn.send({ type: 'close', conv: e.conv, code: 'resolved' })) { showError('Not connected: try again in a moment.'); return; }
+        if (!command({ type: 'close', conv: e.conv, code: 'resolved' })) return;
         e.closing = setTimeout(function () { e.closing = null; if (e.conv === selected) renderHeader(); }, 10000);
         renderHeader();
     }
@@ -403,9 +441,7 @@
             setConn('online', 'Connected');
             ui.error.hidden = true;
             sendPresence();
-            convs.forEach(function (e) {
-                if (e.log.contig > 0 && conn.send({ type: 'ack', conv: e.conv, last_seq: e.log.contig })) e.log.acked = e.log.contig;
-            });
+            /* the gateway now re-sends every assigned conversation from seq 1: de-duplicated by seq */
             convs.forEach(function (e) { e.pending.forEach(transmit); });
             return;
         case 'queue':
@@ -457,13 +493,15 @@
             return;
         }
         /* a refused pick or close: let the agent try again */
-        if (f.conv && picking.has(f.conv)) donePicking(f.conv);
-        else if (!f.conv && (f.code === 'not_assigned' || f.code === 'not_yours' || f.code === 'closed' || f.code === 'bad_value')) {
-            Array.from(picking.keys()).forEach(donePicking);
-        }
-        convs.forEach(function (e) { if (e.closing && (!f.conv || f.conv === e.conv)) { clearTimeout(e.closing); e.closing = null; } });
+        var cmd = f.cmid ? commands.get(f.cmid) : null;
+        if (cmd) commands.delete(f.cmid);
+        var conv = (cmd && cmd.conv) || f.conv;
+        if (conv && picking.has(conv) && (!cmd || cmd.type === 'pick')) donePicking(conv);
+        var e = conv && convs.get(conv);
+        if (e && e.closing && (!cmd || cmd.type === 'close')) { clearTimeout(e.closing); e.closing = null; }
         if (selected) renderHeader();
-        showError(C.errorText(f));
+        showError(cmd ? (cmd.type === 'pick' ? 'Could not pick this conversation: ' : 'Could not close it: ') +
+            (f.text || C.errorText(f)) : C.errorText(f));
     }
 
     var conn = new C.Connection({

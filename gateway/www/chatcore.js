@@ -281,6 +281,7 @@
         bad_token: 'Your session is not valid', expired_token: 'Your session has expired',
         not_assigned: 'This conversation is not assigned to you',
         not_yours: 'This conversation is not yours', closed: 'This conversation is closed',
+        pick_failed: 'The conversation cannot be picked',
         rate_limited: 'You are sending too fast, retrying shortly',
         unavailable: 'The service is temporarily unavailable, retrying shortly'
     };

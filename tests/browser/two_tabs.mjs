@@ -4,19 +4,17 @@
 //   node tests/browser/two_tabs.mjs BASE_URL AGENT_TOKEN
 //
 // BASE_URL is a running gateway (http://127.0.0.1:PORT) with a router behind it; AGENT_TOKEN an
-// agent token with the skill the router sends new web conversations to ("general"). Uses Debian's
-// chromium (/usr/bin/chromium, or $CHROMIUM) through playwright-core: no browser download.
-// Screenshots go to build/browser-*.png. Prints "browser: N passed, 0 failed" and exits 0, or
-// names the failed step, dumps the recent WebSocket frames of both pages and exits 1.
+// agent token named Alice with the skill the router sends new web conversations to ("general").
+// Uses Debian's chromium (/usr/bin/chromium, or $CHROMIUM) through playwright-core: no browser
+// download. Screenshots go to build/browser-*.png. Prints "browser: N passed, 0 failed" and exits
+// 0, or names the failed step, dumps the recent WebSocket frames of both pages and exits 1.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+    OUT, StepError, check, checkComplete, counts, describe, dumpTraces, launch, newPage, pageErrors,
+    same, shot, step, takeConversation, transcript, until,
+} from './lib.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const OUT = path.resolve(HERE, '..', '..', 'build');
-const TIMEOUT = Number(process.env.BROWSER_TIMEOUT_MS || 20000);
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const HELLO = 'Hello, where is my order 12345?';
 const MARKUP = '<b>bold?</b> <img src=x onerror="window.__xss=1">';
 const REPLY = 'It ships today';
@@ -30,123 +28,11 @@ if (!BASE_ARG || !TOKEN) {
 }
 const BASE = BASE_ARG.replace(/\/+$/, '');
 
-let passed = 0;
-let failed = 0;
-const pageErrors = [];
-const traces = { customer: [], agent: [] };
-
-class StepError extends Error {}
-
-function check(cond, message) {
-    if (!cond) throw new StepError(message);
-}
-
-async function step(name, fn) {
-    const t0 = Date.now();
-    try {
-        await fn();
-    } catch (e) {
-        failed++;
-        console.log(`FAIL ${name} (${Date.now() - t0} ms): ${e instanceof StepError ? e.message : e.stack || e}`);
-        throw e;
-    }
-    passed++;
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-}
-
-// Poll an async predicate (expect.poll style) until it returns a truthy value.
-async function until(pred, what, timeout = TIMEOUT) {
-    const deadline = Date.now() + timeout;
-    let last;
-    for (let i = 0; ; i++) {
-        try {
-            const v = await pred();
-            if (v) return v;
-        } catch (e) {
-            last = e;
-        }
-        if (Date.now() > deadline) {
-            throw new StepError(`timed out after ${timeout} ms waiting for ${what}` + (last ? ` (last error: ${last.message})` : ''));
-        }
-        await new Promise((r) => setTimeout(r, Math.min(50 * (i + 1), 250)));
-    }
-}
-
-function redact(s) {
-    return String(s).replace(/"token"\s*:\s*"[^"]*"/g, '"token":"<redacted>"');
-}
-
-function trace(page, who) {
-    page.on('pageerror', (e) => pageErrors.push(`${who}: ${e.message}`));
-    page.on('console', (m) => {
-        if (m.type() === 'error' || m.type() === 'warning') traces[who].push(`console.${m.type()}: ${m.text()}`);
-    });
-    page.on('websocket', (ws) => {
-        traces[who].push(`ws open ${ws.url()}`);
-        ws.on('framesent', (f) => traces[who].push(`-> ${redact(f.payload)}`));
-        ws.on('framereceived', (f) => traces[who].push(`<- ${redact(f.payload)}`));
-        ws.on('close', () => traces[who].push('ws closed'));
-    });
-}
-
-// The transcript as the page shows it: every .msg in order.
-async function transcript(page, root) {
-    return page.$$eval(`${root} .msg`, (els) => els.map((e) => ({
-        seq: Number(e.dataset.seq || 0),
-        role: e.dataset.role || '',
-        type: e.dataset.type || '',
-        state: e.dataset.state || '',
-        text: (e.querySelector('.msg-text') || e.querySelector('.event-text') || { textContent: '' }).textContent,
-    })));
-}
-
-function describe(list) {
-    return list.map((m) => `${m.seq || '-'}:${m.role}/${m.type}${m.state ? '[' + m.state + ']' : ''} ${JSON.stringify(m.text).slice(0, 60)}`).join('\n      ');
-}
-
-// Every message has a seq, no seq twice, 1..max without a gap, in order.
-function checkComplete(list, who) {
-    const seqs = list.map((m) => m.seq);
-    check(seqs.every((s) => s > 0), `${who}: a message without seq (still pending?):\n      ${describe(list)}`);
-    check(new Set(seqs).size === seqs.length, `${who}: duplicate seq:\n      ${describe(list)}`);
-    for (let i = 0; i < seqs.length; i++) {
-        check(seqs[i] === i + 1, `${who}: expected seq ${i + 1} at position ${i + 1}, got ${seqs[i]}:\n      ${describe(list)}`);
-    }
-}
-
-function same(a, b) {
-    const k = (m) => `${m.seq}|${m.role}|${m.type}|${m.text}`;
-    return a.length === b.length && a.every((m, i) => k(m) === k(b[i]));
-}
-
-async function shot(page, name) {
-    try {
-        await page.screenshot({ path: path.join(OUT, `browser-${name}.png`) });
-    } catch (e) {
-        console.log(`(screenshot ${name} failed: ${e.message})`);
-    }
-}
-
 async function main() {
-    fs.mkdirSync(OUT, { recursive: true });
+    const browser = await launch();
     for (const f of fs.readdirSync(OUT)) if (/^browser-fail-.*\.png$/.test(f)) fs.rmSync(path.join(OUT, f));
-    if (!fs.existsSync(CHROMIUM)) {
-        console.error(`browser: ${CHROMIUM} not found (apt-get install chromium)`);
-        process.exit(2);
-    }
-    const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    const custCtx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-    const agentCtx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const customer = await custCtx.newPage();
-    const agent = await agentCtx.newPage();
-    customer.setDefaultTimeout(TIMEOUT);
-    agent.setDefaultTimeout(TIMEOUT);
-    trace(customer, 'customer');
-    trace(agent, 'agent');
+    const customer = await newPage(browser, 'customer', { width: 1200, height: 800 });
+    const agent = await newPage(browser, 'agent', { width: 1280, height: 800 });
     const chat = (sel) => customer.locator(`#chat-log ${sel}`);
     const alog = (sel) => agent.locator(`#agent-log ${sel}`);
     let conv = '';
@@ -195,19 +81,7 @@ async function main() {
         });
 
         await step('agent gets the conversation (assigned, or picked from the queue)', async () => {
-            const item = agent.locator(`.conv-item[data-conv="${conv}"]`);
-            const queued = agent.locator(`.queue-item[data-conv="${conv}"]`);
-            await item.or(queued).first().waitFor();
-            if (!(await item.count())) {
-                console.log('     (conversation was queued: picking it)');
-                await queued.locator('.pick-btn').click();
-                const refused = agent.locator('#agent-error:visible');
-                await item.or(refused).first().waitFor();
-                if (!(await item.count())) throw new StepError(`pick refused: ${await refused.textContent()}`);
-            }
-            await item.waitFor();
-            await item.click();
-            await agent.locator(`.conv-item.active[data-conv="${conv}"]`).waitFor();
+            await takeConversation(agent, conv);
         });
 
         await step("agent sees the customer's message", async () => {
@@ -345,20 +219,16 @@ async function main() {
     } catch (e) {
         await shot(customer, 'fail-customer');
         await shot(agent, 'fail-agent');
-        for (const who of ['customer', 'agent']) {
-            console.log(`--- last WebSocket frames and console messages of the ${who} page:`);
-            for (const l of traces[who].slice(-40)) console.log('    ' + l.slice(0, 400));
-        }
-        if (pageErrors.length) console.log('--- page errors:\n    ' + pageErrors.join('\n    '));
+        dumpTraces();
     } finally {
         await browser.close();
     }
-    console.log(`browser: ${passed} passed, ${failed} failed`);
-    process.exit(failed ? 1 : 0);
+    console.log(`browser: ${counts.passed} passed, ${counts.failed} failed`);
+    process.exit(counts.failed ? 1 : 0);
 }
 
 main().catch((e) => {
     console.error('browser: harness error:', e.stack || e);
-    console.log(`browser: ${passed} passed, ${failed + 1} failed`);
+    console.log(`browser: ${counts.passed} passed, ${counts.failed + 1} failed`);
     process.exit(1);
 });

@@ -7,6 +7,7 @@ Screenshots: build/browser-*.png."""
 import os
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -14,6 +15,7 @@ from conftest import ROOT
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "two_tabs.mjs")
+RESTART_SCRIPT = os.path.join(BROWSER_DIR, "restart.mjs")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
@@ -53,3 +55,42 @@ def test_widget_and_agent_console_in_two_tabs(playwright_installed, procs):
         f"two_tabs.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
         f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
     assert "0 failed" in r.stdout.splitlines()[-1]
+
+
+def test_widget_and_agent_console_survive_a_gateway_restart(playwright_installed, procs):
+    """Stop the gateway mid-conversation, type on both sides, start a new gateway on the same
+    address: both pages reconnect, re-send with the same cmid, and show every message once."""
+    gw = procs.gateway()
+    router = procs.router()
+    token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    p = subprocess.Popen([NODE, RESTART_SCRIPT, gw.base, token], cwd=ROOT,
+                         env=dict(os.environ, CHROMIUM=CHROMIUM), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    watchdog = threading.Timer(240, p.kill)
+    watchdog.start()
+    out = []
+    gateways = [gw]
+    try:
+        for line in p.stdout:
+            out.append(line)
+            cmd = line.strip()
+            if cmd == "@@STOP":
+                gateways[-1].stop()
+                p.stdin.write("stopped\n")
+                p.stdin.flush()
+            elif cmd == "@@START":
+                gateways.append(procs.gateway({"CHATGW_LISTEN": f"127.0.0.1:{gw.port}"}))
+                p.stdin.write("started\n")
+                p.stdin.flush()
+        rc = p.wait(30)
+    finally:
+        watchdog.cancel()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = "".join(out)
+    print(text)
+    logs = "".join(f"\n--- {g.name} log:\n{_tail(g.text(), 2000)}" for g in gateways)
+    assert rc == 0, (f"restart.mjs exited {rc}\n--- output:\n{_tail(text, 8000)}{logs}"
+                     f"\n--- router log:\n{_tail(router.text(), 2000)}")
+    assert len(gateways) == 2, f"the script never asked for the gateway to start again:\n{text}"
