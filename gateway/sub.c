@@ -42,7 +42,8 @@ struct watch {
     int64_t snap_ts;      /* queue: ts of the newest snapshot sent (older ones are dropped) */
     int snap_sent;        /* queue: a snapshot (maybe empty) was sent */
     int fetching;
-    int dead; /* unwatched while a Redis reply was pending: freed by that reply */
+    int stale; /* conv: a catch-up could not run or was cut short (full send queue) */
+    int dead;  /* unwatched while a Redis reply was pending: freed by that reply */
     msg_channel channel;
 };
 
@@ -218,6 +219,7 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
             if (deliver_payload(w, seq, kv->element[1]->str, kv->element[1]->len) < 0) blocked = 1;
         }
     }
+    if (blocked) w->stale = 1; /* resumed by sub_drained() */
     if (r && !blocked && (got == SUB_FETCH_MAX || w->want > w->last_sent)) fetch_start(w);
     sess_unref(s);
 }
@@ -226,7 +228,11 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
 static void fetch_start(watch *w) {
     if (w->fetching || w->dead || !w->ch || w->ch->kind != WATCH_CONV) return;
     unsigned room = sess_room(w->s);
-    if (!room || !w->s->wsi) return;
+    if (!w->s->wsi) return;
+    if (!room) {
+        w->stale = 1; /* resumed by sub_drained() */
+        return;
+    }
     if (room > SUB_FETCH_MAX) room = SUB_FETCH_MAX;
     char key[MSG_ID_MAX + 16], from[32], count[16];
     snprintf(key, sizeof(key), "cg:conv:%s:log", w->ch->key);
@@ -235,12 +241,14 @@ static void fetch_start(watch *w) {
     const char *argv[] = {"XRANGE", key, from, "+", "COUNT", count};
     if (rconn_cmdargv(G.redis, fetch_done, w, 6, argv, NULL) < 0) return;
     w->fetching = 1;
+    w->stale = 0;
     sess_ref(w->s);
 }
 
 void sub_drained(sess *s) {
     for (watch *w = s->watches; w; w = w->snext)
-        if (w->ch && w->ch->kind == WATCH_CONV && w->want > w->last_sent) fetch_start(w);
+        if (w->ch && w->ch->kind == WATCH_CONV && (w->stale || w->want > w->last_sent))
+            fetch_start(w);
 }
 
 /* ---- agent channel: the agent's conversations ---- */
@@ -266,7 +274,11 @@ static void conv_info_done(rconn *rc, redisReply *r, void *priv) {
             msg_channel_parse(r->element[0]->str, &m.channel);
         if (r->element[1]->type == REDIS_REPLY_STRING)
             snprintf(m.queue, sizeof(m.queue), "%s", r->element[1]->str);
-        if (sess_send_msg(s, &m) == 0) sub_watch_conv(s, q->conv, 0, m.channel);
+        /* The notice is best effort (a full send queue drops it); following the conversation is
+         * not: its transcript carries the logged `assigned` event, so the agent learns of it
+         * from the log even in a burst. */
+        sess_send_msg(s, &m);
+        sub_watch_conv(s, q->conv, 0, m.channel);
         msg_free(&m);
     }
     free(q);

@@ -418,3 +418,28 @@ def test_customer_cannot_claim_a_tier(desk, redis_srv):
     identity = msgpack.unpackb(entry[1][b"m"], raw=False)["identity"]
     assert identity.get("order_no") == "A-1001" and identity.get("locale") == "zh-CN"
     assert "tier" not in identity
+
+
+def test_burst_of_assignments_with_a_full_send_queue(procs):
+    """Many conversations assigned at once to an agent whose send queue is tiny: notices may be
+    dropped, but every conversation is followed and every customer message arrives (from the
+    log). Found by make bench at 500 customers."""
+    gw = procs.gateway({"CHATGW_SEND_QUEUE_MAX": 8})
+    procs.router()
+    token = procs.agent_token("max", cap=30)
+
+    async def scenario():
+        texts = []
+        for i in range(20):
+            c = await customer(gw)
+            await c.say(f"burst {i}")
+            texts.append(f"burst {i}")
+            await c.close()
+        a = await agent(gw, token)  # all 20 are assigned at once
+        got = set()
+        await a.expect(lambda f: (f.get("type") == "text" and f.get("role") == "customer"
+                                  and got.add(f["text"])) or got == set(texts),
+                       timeout=20, what="all 20 customer messages")
+        await a.close()
+
+    run(scenario())
