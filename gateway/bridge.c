@@ -500,7 +500,7 @@ static const char *br_cmid_prefix(msg_channel ch, const char *platform_id) {
 }
 
 /* text / attachment from the platform: a customer message, stored like a webhook's. */
-static void br_push(bridge *b, msg *m) {
+static void br_push_one(bridge *b, msg *m) {
     sess *s = b->s;
     if (!m->sender_id[0] || !chan_id_ok(m->sender_id, MSG_ID_MAX - 1)) {
         sess_send_error(s, "missing_field", "sender_id (the platform user id) is required", m->cmid,
@@ -545,6 +545,76 @@ static void br_push(bridge *b, msg *m) {
         sess_unref(s);
         free(q);
     }
+}
+
+/* A message in the platform's own form: `native` holds the body exactly as the platform sent it
+ * (WeChat plain XML, a Telegram Update, a WhatsApp or Messenger webhook body); it is parsed by the
+ * channel module, and each message in it is stored as if pushed normalized, acked with the
+ * frame's cmid (several acks for a body carrying several messages; none for a body holding only
+ * statuses or ignored events, answered by an ack without seq). E-mail bridges post raw mail to
+ * /channels/email instead, where threading lives. */
+static void br_push_native(bridge *b, msg *m) {
+    sess *s = b->s;
+    cg_err err = {{0}, {0}};
+    msg one, *many = NULL;
+    size_t n = 0;
+    int ignored = 0, rc;
+    meta_stats st;
+    memset(&st, 0, sizeof(st));
+    msg_init(&one);
+    switch (b->channel) {
+    case CH_WECHAT:
+        rc = wechat_parse_xml(m->native, m->native_len, &one, &ignored, &err);
+        break;
+    case CH_TELEGRAM:
+        rc = telegram_parse_update(m->native, m->native_len, &one, &ignored, &err);
+        break;
+    case CH_WHATSAPP:
+        rc = meta_parse_whatsapp(m->native, m->native_len, &many, &n, &st, &err);
+        break;
+    case CH_MESSENGER:
+        rc = meta_parse_messenger(m->native, m->native_len, &many, &n, &st, &err);
+        break;
+    default:
+        sess_send_error(s, "bad_value",
+                        "native push is for wechat, telegram, whatsapp and messenger bridges; "
+                        "e-mail bridges post raw mail to /channels/email",
+                        m->cmid, 0);
+        return;
+    }
+    if (rc < 0) {
+        sess_send_error(s, err.code, err.msg, m->cmid, 0);
+        msg_free(&one);
+        return;
+    }
+    char cmid[MSG_ID_MAX];
+    snprintf(cmid, sizeof(cmid), "%s", m->cmid);
+    if (!many && !ignored) {
+        snprintf(one.cmid, sizeof(one.cmid), "%s", cmid);
+        br_push_one(b, &one);
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(many[i].cmid, sizeof(many[i].cmid), "%s", cmid);
+        br_push_one(b, &many[i]);
+    }
+    meta_msgs_free(many, n);
+    msg_free(&one);
+    if (ignored || (!n && (st.statuses || st.ignored || b->channel == CH_WHATSAPP ||
+                           b->channel == CH_MESSENGER))) {
+        msg a; /* nothing to store: acknowledged all the same */
+        msg_init(&a);
+        a.type = MSG_ACK;
+        snprintf(a.cmid, sizeof(a.cmid), "%s", cmid);
+        sess_send_msg(s, &a);
+        msg_free(&a);
+    }
+}
+
+static void br_push(bridge *b, msg *m) {
+    if (m->native && m->native_len && !m->text && !m->n_att)
+        br_push_native(b, m);
+    else
+        br_push_one(b, m);
 }
 
 void bridge_frame(sess *s, msg *m) {

@@ -329,3 +329,53 @@ def test_mail_out_tool_sends_through_sendmail_and_acks(desk, procs, redis_srv, t
         p.terminate()
         out = p.communicate(timeout=10)[0]
     assert p.returncode in (0, -15), out
+
+
+def test_bridge_push_in_native_form(desk, procs, redis_srv):
+    """A bridge may push the platform's own body: parsed by the channel module, stored and
+    de-duplicated exactly like the webhook's; bodies without messages are acked, not stored."""
+    r = redis_srv.r
+    xml = ("<xml><ToUserName><![CDATA[gh_desk]]></ToUserName>"
+           "<FromUserName><![CDATA[oNative1]]></FromUserName><CreateTime>1714036504</CreateTime>"
+           "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[原生消息]]></Content>"
+           "<MsgId>900777</MsgId></xml>")
+    update = {"update_id": 5005, "message": {"message_id": 7, "date": 1714036504,
+              "chat": {"id": -1001234567890123, "type": "private"},
+              "from": {"id": 42, "first_name": "Ann"}, "text": "native hello"}}
+    statuses = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": [
+            {"id": "wamid.X", "status": "delivered", "timestamp": "1714036504",
+             "recipient_id": "15550001111"}]}}]}]}
+
+    async def scenario():
+        wx = await bridge(desk, "wechat", name="wx-native")
+        await wx.send({"type": "text", "cmid": "n-1", "native": xml})
+        ack = await wx.expect_type("ack", cmid="n-1")
+        conv = cust_conv(r, "wechat:oNative1")
+        assert ack["conv"] == conv and ack["seq"] == 1
+        [m] = customer_msgs(r, conv)
+        assert m["text"] == "原生消息" and m["cmid"] == "wx:900777"
+        await wx.send({"type": "text", "cmid": "n-2", "native": xml})  # a retry
+        assert (await wx.expect_type("ack", cmid="n-2"))["seq"] == 1
+        assert len(customer_msgs(r, conv)) == 1
+        await wx.send({"type": "text", "cmid": "n-3", "native": "<xml><broken"})
+        assert (await wx.expect_type("error", cmid="n-3"))["code"] in ("bad_xml", "bad_value")
+
+        tg = await bridge(desk, "telegram", name="tg-native")
+        await tg.send({"type": "text", "cmid": "t-1", "native": json.dumps(update)})
+        ack = await tg.expect_type("ack", cmid="t-1")
+        [m] = customer_msgs(r, ack["conv"])
+        assert m["text"] == "native hello" and m["meta"]["platform_chat_id"] == "-1001234567890123"
+
+        wa = await bridge(desk, "whatsapp", name="wa-native")
+        await wa.send({"type": "text", "cmid": "w-1", "native": json.dumps(statuses)})
+        ack = await wa.expect_type("ack", cmid="w-1")
+        assert "seq" not in ack  # acknowledged, nothing stored
+
+        em = await bridge(desk, "email", name="em-native")
+        await em.send({"type": "text", "cmid": "e-1", "native": "From: a@b\r\n\r\nhi"})
+        e = await em.expect_type("error", cmid="e-1")
+        assert e["code"] == "bad_value" and "/channels/email" in e["text"]
+        for b in (wx, tg, wa, em):
+            await b.close()
+    run(scenario())
