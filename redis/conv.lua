@@ -35,6 +35,15 @@ Rules:
                          (state new) -- except in mode eph, which never opens one ({'', 0, 0})
   customer, conv X    -> X must be the customer's (else NOTYOURS); a closed X opens newconv
                          (writing after close starts a new conversation; eph on it is a no-op)
+  survey answers      -> except (mode log) an answer to the satisfaction survey of a closed
+                         conversation (conv X, or the customer's latest when ''), while now_ms <=
+                         its survey_until (set by the router when it sends the survey): a
+                         `rating` message (rating 1..5), or on a channel other than web a text
+                         that is just one digit 1-5 (ASCII or full-width, surrounding whitespace
+                         allowed). It is appended to the closed conversation (no new one is
+                         opened) and stored: HSET rating, rated_at. A `rating` message for a
+                         closed conversation outside its survey window (or with no
+                         conversation at all): CLOSED.
   agent               -> X must be assigned to the sender (NOTASSIGNED), not closed (CLOSED)
   system, bot, bridge -> X must exist (NOCONV)
 Errors: NOTYOURS, NOTASSIGNED, CLOSED, NOCONV, BADARG (first word of the error reply).
@@ -62,9 +71,30 @@ local function open_conv(conv, sender, channel, now)
     return conv
 end
 
+-- The rating (1..5) payload gives as an answer to the survey of closed conv, or nil: a `rating`
+-- message, or (not on web) a text of one digit 1-5, ASCII or full-width, within the window.
+local function survey_answer(conv, payload, now)
+    local h = redis.call('HMGET', conv_key(conv), 'survey_until', 'channel')
+    if not h[1] or (tonumber(now) or 0) > (tonumber(h[1]) or 0) then return nil end
+    local ok, m = pcall(cmsgpack.unpack, payload)
+    if not ok or type(m) ~= 'table' then return nil end
+    if m.type == 'rating' then
+        local n = tonumber(m.rating)
+        if n and n >= 1 and n <= 5 then return n end
+        return nil
+    end
+    if m.type ~= 'text' or h[2] == 'web' or type(m.text) ~= 'string' then return nil end
+    local t = string.match(m.text, '^%s*(.-)%s*$')
+    local d = string.match(t, '^[1-5]$')
+    if d then return tonumber(d) end
+    d = string.match(t, '^\239\188([\145-\149])$') -- U+FF11..U+FF15
+    if d then return string.byte(d) - 144 end
+    return nil
+end
+
 -- Resolve the conversation a customer writes to. Returns conv ('' when none and none may be
--- opened), or nil, error_reply.
-local function customer_conv(conv, sender, newconv, channel, now, mode)
+-- opened) and the survey rating it answers (or nil), or nil, error_reply.
+local function customer_conv(conv, sender, newconv, channel, now, mode, payload)
     if conv == '' then
         conv = redis.call('HGET', 'cg:cust:' .. sender, 'conv') or ''
     else
@@ -77,6 +107,12 @@ local function customer_conv(conv, sender, newconv, channel, now, mode)
         return conv
     end
     if mode == 'eph' then return '' end
+    local rating = conv ~= '' and survey_answer(conv, payload, now)
+    if rating then return conv, rating end
+    local ok, m = pcall(cmsgpack.unpack, payload)
+    if ok and type(m) == 'table' and m.type == 'rating' then -- never opens a conversation
+        return nil, redis.error_reply('CLOSED conversation is closed and its survey is over')
+    end
     if newconv == '' then
         return nil, redis.error_reply('BADARG newconv is required to open a conversation')
     end
@@ -152,10 +188,11 @@ local function cg_append(keys, args)
     local aok, aerr = attrs_check(args)
     if not aok then return aerr end
 
-    local err
+    local err, rating
     if role == 'customer' then
-        conv, err = customer_conv(conv, sender, newconv, channel, now, mode)
+        conv, err = customer_conv(conv, sender, newconv, channel, now, mode, payload)
         if not conv then return err end
+        rating = err
         if conv == '' then return {'', 0, 0} end
     elseif role == 'agent' then
         local ok
@@ -193,6 +230,7 @@ local function cg_append(keys, args)
         redis.call('HSETNX', conv_key(conv), 'preview', preview)
     end
     if role == 'customer' and mode == 'log' then attrs_store(conv, args) end
+    if rating then redis.call('HSET', conv_key(conv), 'rating', rating, 'rated_at', now) end
     outbound(conv, seq, role, payload)
     return {conv, seq, 0}
 end

@@ -653,6 +653,114 @@ local function cg_complaint(keys, args)
     return {ticket, 1}
 end
 
+-- ---- how conversations end: unresolved, after close, idle close, complaint follow-up ---------
+
+--[[
+FCALL cg_reopen 0 conv agent now_ms
+  The agent ends conv as unresolved: it is not closed (rule 15). It goes back to its queue at
+  priority 9, in its arrival order (queued_at kept), the agent's slot is freed (load - 1), the
+  idle timer is dropped and the queue is served without that agent: another available agent gets
+  it at once (announced through the outbox). The freed slot is offered other waiting
+  conversations only when this one was taken (never this one straight back).
+  -> {'requeued', channel, locale, queue, {ROW, ...} offered to the agent}
+  Errors: NOTASSIGNED, CLOSED (as cg_close).
+FCALL cg_after_close 0 conv survey_until followup_due
+  After a close: survey_until (ms, 0 = no survey) is stored once on conv (cg_append takes a rating
+  for it until then), idle:<conv> is dropped, followup:<conv> is armed at followup_due when > 0
+  and conv has a complaint ticket.  -> the ticket or ''
+FCALL cg_close_fire 0 member lease now_ms newconv followup_queue
+  Fires a claimed idle:<conv> or followup:<conv> timer once (the lease rule of cg_timer_fire).
+  idle     -> conv still assigned: closed with resolution no_response as by its agent (cg_close)
+              -> {'idle', conv, agent, channel, locale, {ROW, ...}}
+  followup -> a follow-up task newconv: state queued in followup_queue at priority 9, customer,
+              channel, locale, name and reply address copied from conv, followup_of = conv,
+              followup_ticket, category followup, preview "Follow-up <ticket>"; conv gets
+              followup_conv; the queue is served (assignments through the outbox)
+              -> {'followup', newconv, queue, ticket, assigned count}
+  otherwise {'done'} (nothing to do), or {'stale'}.
+]]
+
+local function cg_reopen(keys, args)
+    local conv, agent, now = args[1], args[2], args[3]
+    if now == nil then return redis.error_reply('BADARG conv agent now_ms expected') end
+    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel', 'locale', 'queue',
+        'queued_at')
+    if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
+    if h[1] ~= 'assigned' or h[2] ~= agent then
+        return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
+    end
+    local info = agent_info(agent)
+    redis.call('SREM', akey(agent) .. ':convs', conv)
+    redis.call('SREM', 'cg:outbox:assign', conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
+    avail_remove_all(info) -- while the queue is served: never back to this agent
+    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', agent, 'unresolved_at', now)
+    redis.call('HDEL', ckey(conv), 'agent')
+    redis.call('HINCRBY', ckey(conv), 'unresolved_n', 1)
+    redis.call('ZREM', TIMER_KEY, 'idle:' .. conv)
+    local c = {queue = h[5] or '', queued_at = h[6]}
+    requeue(conv, c, c.queue, now)
+    avail_refresh(info)
+    local rows = {}
+    if redis.call('HGET', ckey(conv), 'state') ~= 'queued' then rows = offer(info, now) end
+    return {'requeued', h[3] or '', h[4] or '', c.queue, rows}
+end
+
+local function cg_after_close(keys, args)
+    local conv, survey_until, due = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
+    local h = redis.call('HMGET', ckey(conv), 'state', 'ticket')
+    if h[1] ~= 'closed' then return '' end
+    redis.call('ZREM', TIMER_KEY, 'idle:' .. conv)
+    if survey_until > 0 then
+        redis.call('HSETNX', ckey(conv), 'survey_until', fmt(survey_until))
+    end
+    if due > 0 and h[2] then
+        redis.call('ZADD', TIMER_KEY, 'NX', fmt(due), 'followup:' .. conv)
+    end
+    return h[2] or ''
+end
+
+local FOLLOWUP_COPY = {'customer', 'channel', 'locale', 'name', 'chat_id', 'chat_name',
+    'subject', 'mail_root', 'mail_last'}
+
+-- Queue the follow-up task of closed complaint conv as newconv in queue (see cg_close_fire).
+local function followup_task(conv, newconv, queue, now)
+    local ticket = redis.call('HGET', ckey(conv), 'ticket')
+    if not ticket or newconv == '' or queue == '' then return {'done'} end
+    if redis.call('EXISTS', ckey(newconv)) == 1 then return {'done'} end
+    local v = redis.call('HMGET', ckey(conv), unpack(FOLLOWUP_COPY))
+    local h = {'state', 'queued', 'created', now, 'seq', 0, 'queue', queue, 'prio', 9,
+        'queued_at', now, 'category', 'followup', 'followup_of', conv, 'followup_ticket', ticket,
+        'preview', 'Follow-up ' .. ticket}
+    for i, f in ipairs(FOLLOWUP_COPY) do
+        if v[i] then
+            h[#h + 1] = f
+            h[#h + 1] = v[i]
+        end
+    end
+    redis.call('HSET', ckey(newconv), unpack(h))
+    redis.call('HSET', ckey(conv), 'followup_conv', newconv)
+    redis.call('ZADD', 'cg:queue:' .. queue, fmt(tonumber(now) or 0), newconv)
+    local n = 0
+    if not is_held(queue) then n = serve_queue(queue, now) end
+    return {'followup', newconv, queue, ticket, n}
+end
+
+local function cg_close_fire(keys, args)
+    local member, lease, now = args[1], args[2], args[3]
+    if now == nil then return redis.error_reply('BADARG member lease now_ms ...') end
+    local score = redis.call('ZSCORE', TIMER_KEY, member)
+    if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
+    redis.call('ZREM', TIMER_KEY, member)
+    local kind, conv = string.match(member, '^(%a+):(.+)$')
+    if kind == 'followup' then return followup_task(conv, args[4] or '', args[5] or '', now) end
+    if kind ~= 'idle' then return {'done'} end
+    local c = redis.call('HMGET', ckey(conv), 'state', 'agent')
+    if c[1] ~= 'assigned' or not c[2] then return {'done'} end
+    local r = cg_close(keys, {conv, c[2], 'no_response', now})
+    return {'idle', conv, c[2], r[2], r[4], r[3]}
+end
+
 redis.register_function{function_name = 'cg_queuecfg', callback = cg_queuecfg}
 redis.register_function{function_name = 'cg_enqueue', callback = cg_enqueue}
 redis.register_function{function_name = 'cg_presence', callback = cg_presence}
@@ -670,3 +778,6 @@ redis.register_function{function_name = 'cg_timer_fire', callback = cg_timer_fir
 redis.register_function{function_name = 'cg_sla_customer', callback = cg_sla_customer}
 redis.register_function{function_name = 'cg_sla_agent', callback = cg_sla_agent}
 redis.register_function{function_name = 'cg_complaint', callback = cg_complaint}
+redis.register_function{function_name = 'cg_reopen', callback = cg_reopen}
+redis.register_function{function_name = 'cg_after_close', callback = cg_after_close}
+redis.register_function{function_name = 'cg_close_fire', callback = cg_close_fire}

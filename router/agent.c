@@ -105,6 +105,7 @@ static void agent_close_reply(job *j, redisReply *rep) {
     if (rep->elements > 3) store_str(rep->element[3], locale, sizeof(locale));
     log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
     say_closed(j, j->conv, channel, locale, j->resolution);
+    close_after(j, j->conv, channel, locale, j->resolution);
     agent_announce_rows(j, rep->element[2]);
 }
 
@@ -116,6 +117,7 @@ void agent_on_close(job *j) {
         return;
     }
     cg_strlcpy(j->resolution, j->m.code[0] ? j->m.code : "resolved", sizeof(j->resolution));
+    if (close_intercept(j)) return; /* unknown or unresolved code (close.c) */
     job_cmd(j, agent_close_reply, 7, "FCALL", "cg_close", "0", j->conv, j->m.sender_id,
             j->resolution, now);
 }

@@ -11,7 +11,9 @@
  *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only);
  *   assigned -> response timers; announce only if the assignment is still in the outbox (a
  *               router died before);
- *   closed / unknown -> nothing (cg_append opened a new conversation for later messages). */
+ *   closed / unknown -> nothing (cg_append opened a new conversation for later messages), except
+ *               a survey answer cg_append attached to the closed conversation (csat.c);
+ * a `rating` message is csat.c's in every state; a message while assigned re-arms idle:<conv>. */
 #include "router.h"
 
 #include <stdio.h>
@@ -139,6 +141,7 @@ static void conv_enqueue(job *j) {
 }
 
 static void conv_after_info(job *j) {
+    if (csat_on_customer(j)) return; /* a rating (csat.c) */
     if (strcmp(j->state, "new") == 0) {
         if (!j->channel[0])
             cg_strlcpy(j->channel, msg_channel_name(j->m.channel), sizeof(j->channel));
@@ -156,6 +159,7 @@ static void conv_after_info(job *j) {
     }
     if (strcmp(j->state, "assigned") == 0) {
         sla_on_customer(j);
+        close_idle_arm(j, j->conv);
         if (j->in_outbox && j->has_row) say_assigned(j, &j->row);
         return;
     }

@@ -171,7 +171,8 @@ static void job_start_entry(job *j) {
     if (!j->conv[0]) cg_strlcpy(j->conv, j->m.conv, sizeof(j->conv));
     msg *m = &j->m;
     log_debug("entry %s: %s from %s", j->id, msg_type_name(m->type), msg_role_name(m->role));
-    if ((m->type == MSG_TEXT || m->type == MSG_ATTACHMENT) && m->role == ROLE_CUSTOMER) {
+    if ((m->type == MSG_TEXT || m->type == MSG_ATTACHMENT || m->type == MSG_RATING) &&
+        m->role == ROLE_CUSTOMER) {
         conv_on_customer(j);
         return;
     }
@@ -180,6 +181,7 @@ static void job_start_entry(job *j) {
     case MSG_TEXT:
     case MSG_ATTACHMENT:
         sla_on_agent(j);
+        close_idle_arm(j, j->conv);
         return;
     case MSG_PRESENCE:
         agent_on_presence(j);

@@ -75,6 +75,18 @@ static const cfg_opt router_opts[] = {
     {"complaint_sla", CFG_STR,
      "ordinary:86400/172800, serious:43200/86400, system_failure:1800/7200, media:3600/86400",
      STR(complaint_sla), 0, 0, "respond/resolve seconds per complaint class"},
+    {"resolutions", CFG_STR, "resolved,resolved_workaround,duplicate,spam,no_response,unresolved",
+     STR(resolutions), 0, 0, "resolution codes an agent may close with"},
+    {"unresolved_resolutions", CFG_STR, "unresolved", STR(unresolved_resolutions), 0, 0,
+     "codes that do not close: the conversation goes back to its queue"},
+    {"survey_window_s", CFG_INT, "86400", INT(survey_window_s), 0, 366 * 86400,
+     "a rating is taken this long after the close (0: no survey)"},
+    {"idle_close_s", CFG_INT, "1800", INT(idle_close_s), 0, 7 * 86400,
+     "close an assigned conversation silent this long (0: never)"},
+    {"complaint_followup_s", CFG_INT, "86400", INT(complaint_followup_s), 0, 30 * 86400,
+     "queue a follow-up task this long after a complaint is resolved (0: none)"},
+    {"followup_queue", CFG_STR, "", STR(followup_queue), 0, 0,
+     "queue of follow-up tasks (default: complaint_queue)"},
     {NULL, CFG_STR, NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -133,6 +145,13 @@ static void router_reload(router *r) {
     memcpy(c->escalate_queue, g_load.escalate_queue, sizeof(c->escalate_queue));
     memcpy(c->complaint_queue, g_load.complaint_queue, sizeof(c->complaint_queue));
     memcpy(c->complaint_sla, g_load.complaint_sla, sizeof(c->complaint_sla));
+    memcpy(c->resolutions, g_load.resolutions, sizeof(c->resolutions));
+    memcpy(c->unresolved_resolutions, g_load.unresolved_resolutions,
+           sizeof(c->unresolved_resolutions));
+    c->survey_window_s = g_load.survey_window_s;
+    c->idle_close_s = g_load.idle_close_s;
+    c->complaint_followup_s = g_load.complaint_followup_s;
+    memcpy(c->followup_queue, g_load.followup_queue, sizeof(c->followup_queue));
     c->timer_tick_ms = tick;
     r->sla = sla;
     tmpl_set_free(&r->tmpl);

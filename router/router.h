@@ -13,7 +13,8 @@
  * conv.c (customer messages), agent.c (agent commands), say.c (messages the router writes),
  * notify.c (queue snapshots, the assignment outbox), tmpl.c (texts per locale), hours.c (business
  * hours), timers.c (polling and claiming due timers of cg:timers), sla.c (SLA and position timers,
- * complaints, what a fired timer does). */
+ * complaints, what a fired timer does), close.c (resolution codes, unresolved returns, idle
+ * close, complaint follow-ups), csat.c (the survey after a close and ratings). */
 #ifndef CG_ROUTER_H
 #define CG_ROUTER_H
 
@@ -56,6 +57,12 @@ typedef struct router_cfg {
     char escalate_queue[MSG_CODE_MAX];
     char complaint_queue[MSG_CODE_MAX];
     char complaint_sla[256];
+    char resolutions[512]; /* close.c */
+    char unresolved_resolutions[256];
+    long long survey_window_s;
+    long long idle_close_s;
+    long long complaint_followup_s;
+    char followup_queue[MSG_CODE_MAX];
 } router_cfg;
 
 typedef enum sla_action { SLA_ESCALATE, SLA_RAISE_PRIORITY, SLA_REASSIGN } sla_action;
@@ -243,6 +250,10 @@ void say_agent_notice(job *j, const char *agent, const char *conv, const char *q
 /* Announce an assignment: append `assigned` (cmid asg:<conv>:<no>), publish it on cg:a:<agent>,
  * then cg_outbox_done; marks the queue dirty. Pipelined, so the order holds in Redis. */
 void say_assigned(job *j, const asg_row *row);
+/* Append the survey event (type survey, role system, cmid cg:survey) with text. */
+void say_survey(job *j, const char *conv, const char *channel, const char *text);
+/* Append a rating event (type rating, role system) with rating 1..5 under cmid. */
+void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid);
 /* Publish an error for the agent's command on cg:a:<agent>. */
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv);
@@ -279,5 +290,32 @@ void sla_on_agent(job *j);
 void sla_complaint(job *j, const char *complaint_class);
 /* First step of a JOB_TIMER job. */
 void sla_timer_step(job *j);
+
+/* ---- close.c: how conversations end (resolution codes, idle close, complaint follow-up) ----- */
+
+/* An agent's close command with j->resolution: 1 when it was handled here (an unknown code is
+ * refused with bad_value; an unresolved code sends the conversation back to its queue), 0 when
+ * it is an ordinary close for cg_close. */
+int close_intercept(job *j);
+/* conv was closed with resolution: survey window, complaint follow-up, idle timer dropped
+ * (cg_after_close), then the survey (csat.c). Idempotent. */
+void close_after(job *j, const char *conv, const char *channel, const char *locale,
+                 const char *resolution);
+/* A message of either side in assigned conv: (re)arm idle:<conv> (no-op when idle_close_s 0). */
+void close_idle_arm(job *j, const char *conv);
+/* 1 for the cg:timers members close.c fires (idle:, followup:). */
+int close_owns_timer(const char *member);
+/* First step of a JOB_TIMER job for such a member. */
+void close_timer_step(job *j);
+
+/* ---- csat.c: satisfaction survey and ratings ---------------------------------------------- */
+
+/* Send the survey event to closed conv (cmid cg:survey); no-op when survey_window_s is 0. */
+void csat_survey(job *j, const char *conv, const char *channel, const char *locale);
+/* A customer entry after cg_conv_info (state in j): 1 when it is a rating (a `rating` message, or
+ * a one-digit answer that cg_append attached to the closed conversation) and was handled here. */
+int csat_on_customer(job *j);
+/* The rating 1..5 a text gives ("5", " ５ "), or 0. Pure. */
+int csat_digit(const char *text, size_t len);
 
 #endif

@@ -3,7 +3,8 @@
  * notifications and errors for one agent on cg:a:<agent>.
  *
  * Router cmids start with "cg:" ("cg:greet", "cg:pos:<entry id>", "cg:asg:<assign_no>",
- * "cg:close", "cg:ack", "cg:pu:<n>", "cg:ticket"); idempotency keys already include the
+ * "cg:close", "cg:ack", "cg:pu:<n>", "cg:ticket", "cg:survey", "cg:idle", "cg:requeued:<n>",
+ * "cg:thx:<entry>", "cg:rate:<entry>"); idempotency keys already include the
  * conversation id. Customer texts come from the templates of the customer's locale (tmpl.c). */
 #include "router.h"
 
@@ -132,6 +133,22 @@ void say_closed(job *j, const char *conv, const char *channel, const char *local
     msg_free(&m);
 }
 
+void say_survey(job *j, const char *conv, const char *channel, const char *text) {
+    msg m;
+    say_init(&m, MSG_SURVEY, ROLE_SYSTEM, channel, j->now_ms);
+    if (text[0]) msg_set_text(&m, text, strlen(text), NULL);
+    say_append(j, conv, "cg:survey", &m);
+    msg_free(&m);
+}
+
+void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid) {
+    msg m;
+    say_init(&m, MSG_RATING, ROLE_SYSTEM, channel, j->now_ms);
+    m.rating = (uint8_t)rating;
+    say_append(j, conv, cmid, &m);
+    msg_free(&m);
+}
+
 void say_assigned(job *j, const asg_row *row) {
     msg m;
     char cmid[MSG_ID_MAX], text[MSG_NAME_MAX + 32];
@@ -150,6 +167,7 @@ void say_assigned(job *j, const asg_row *row) {
     msg_free(&m);
 
     job_cmd(j, NULL, 4, "FCALL", "cg_outbox_done", "0", row->conv);
+    close_idle_arm(j, row->conv);
     if (row->queue[0]) notify_dirty(j->r, row->queue);
 }
 

@@ -276,6 +276,10 @@ static void sla_fire_reply(job *j, redisReply *rep) {
 
 void sla_timer_step(job *j) {
     router *r = j->r;
+    if (close_owns_timer(j->member)) {
+        close_timer_step(j); /* idle:, followup: (close.c) */
+        return;
+    }
     char now[24], update[24], max[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(update, sizeof(update), "%lld", r->cfg.position_update_s * 1000);

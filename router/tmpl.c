@@ -11,7 +11,8 @@
 #define TMPL_CODE "bad_config"
 
 static const char *const tmpl_names[TMPL_N] = {
-    "greeting", "queued", "closed", "off_hours", "email_ack", "position_update", "complaint_ack"};
+    "greeting",      "queued", "closed",        "off_hours",   "email_ack", "position_update",
+    "complaint_ack", "survey", "rating_thanks", "idle_closed", "requeued"};
 
 static const char *const tmpl_defaults[TMPL_N] = {
     "Hello! Thanks for contacting us. An agent will be with you shortly.",
@@ -23,6 +24,11 @@ static const char *const tmpl_defaults[TMPL_N] = {
     "Thank you for your e-mail. We have received it and will reply within {reply_within}.",
     "You are now number {position} in the queue; estimated wait {wait}.",
     "Your complaint has been registered as {ticket}. Please quote this number in any follow-up.",
+    "Please rate this conversation from 1 to 5 (5 = very satisfied).",
+    "Thank you for your rating!",
+    "This conversation was closed because there were no new messages for {idle}. Write again "
+    "any time to start a new one.",
+    "Your conversation continues with another agent. Please wait a moment.",
 };
 
 void tmpl_set_init(tmpl_set *s) {

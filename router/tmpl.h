@@ -22,6 +22,10 @@ typedef enum tmpl_key {
     TMPL_EMAIL_ACK,       /* {reply_within} */
     TMPL_POSITION_UPDATE, /* {position} {wait} */
     TMPL_COMPLAINT_ACK,   /* {ticket} */
+    TMPL_SURVEY,          /* after a close (csat.c) */
+    TMPL_RATING_THANKS,   /* {rating} */
+    TMPL_IDLE_CLOSED,     /* {idle} */
+    TMPL_REQUEUED,        /* an unresolved close: another agent continues */
     TMPL_N
 } tmpl_key;
 

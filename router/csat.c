@@ -1,0 +1,63 @@
+/* csat.c -- customer satisfaction: the survey after a close and the customer's rating.
+ *
+ * After every close the customer gets a `survey` event (template survey, cmid cg:survey); it has a
+ * text, so bridged channels (e-mail, social) send it like any desk message, and the web widget
+ * shows 1-5 buttons. The answer is decided in Redis, atomically, by cg_append (redis/conv.lua):
+ * within survey_window_s of the close, a `rating` frame, or on a bridged channel a text that is
+ * just one digit 1-5, is attached to the closed conversation (HSET rating, rated_at) instead of
+ * opening a new one. Here the router sees that entry come through cg:in: a one-digit text also
+ * gets a `rating` event in the transcript (a rating frame is one already), and the customer is
+ * thanked (template rating_thanks). */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+void csat_survey(job *j, const char *conv, const char *channel, const char *locale) {
+    if (j->r->cfg.survey_window_s <= 0) return;
+    const char *text = say_template(j->r, locale, TMPL_SURVEY);
+    say_survey(j, conv, channel, text);
+}
+
+static int csat_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+int csat_digit(const char *text, size_t len) {
+    const unsigned char *p = (const unsigned char *)text;
+    if (!text) return 0;
+    while (len && csat_space(*p))
+        p++, len--;
+    while (len && csat_space(p[len - 1]))
+        len--;
+    if (len == 1 && p[0] >= '1' && p[0] <= '5') return p[0] - '0';
+    if (len == 3 && p[0] == 0xEF && p[1] == 0xBC && p[2] >= 0x91 && p[2] <= 0x95)
+        return p[2] - 0x90; /* U+FF11..U+FF15 */
+    return 0;
+}
+
+int csat_on_customer(job *j) {
+    const msg *m = &j->m;
+    int closed = strcmp(j->state, "closed") == 0;
+    int rating = 0;
+    if (m->type == MSG_RATING)
+        rating = m->rating;
+    else if (closed && m->type == MSG_TEXT)
+        rating = csat_digit(m->text, m->text_len);
+    if (!rating) return 0;
+    if (!closed) return m->type == MSG_RATING; /* a rating of an open conversation: no action */
+    char cmid[MSG_ID_MAX], n[8];
+    log_info("conv %s rated %d by its customer", j->conv, rating);
+    if (m->type != MSG_RATING) {
+        snprintf(cmid, sizeof(cmid), "cg:rate:%s", j->id);
+        say_rating(j, j->conv, j->channel, rating, cmid);
+    }
+    snprintf(cmid, sizeof(cmid), "cg:thx:%s", j->id);
+    snprintf(n, sizeof(n), "%d", rating);
+    tmpl_var vars[] = {{"rating", n}};
+    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_RATING_THANKS, vars, 1, cmid, NULL, 0, 0);
+    return 1;
+}

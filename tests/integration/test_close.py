@@ -1,0 +1,390 @@
+"""How conversations end, against the real gateway and router binaries and a real redis-server:
+resolution codes (unknown refused, unresolved back to the queue for another agent), the
+satisfaction survey after a close on web (rating frame) and e-mail (a one-digit reply), idle
+auto-close and the complaint follow-up task. Durations are configured short; nothing sleeps:
+WebSocket frames are awaited and Redis is polled with wait_until.
+
+Run: BUILD=build/h-csat /usr/bin/python3 -m pytest -q tests/integration/test_close.py
+"""
+import asyncio
+import email.message
+import email.utils
+import itertools
+
+import msgpack
+
+from chat import agent, customer, new_cmid
+from conftest import wait_until
+
+MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
+MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
+_mails = itertools.count(1)
+
+CONFIG = """
+[router]
+default_queue = general
+default_locale = en
+timer_tick_ms = 100
+idle_close_s = {idle}
+complaint_followup_s = {followup}
+survey_window_s = 60
+
+[queue general]
+mode = push
+
+[queue complaints]
+mode = pull
+
+[rule complaint]
+queue = complaints
+keywords = complaint
+
+[templates en]
+survey = Please rate this conversation from 1 to 5
+rating_thanks = THANKS {{rating}}
+idle_closed = IDLE {{idle}}
+requeued = ANOTHER AGENT
+
+[templates zh-CN]
+survey = 请为本次服务评分 1-5
+requeued = 正在为您转接其他客服
+"""
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def desk(procs, tmp_path, idle=0, followup=0):
+    path = tmp_path / "close.ini"
+    path.write_text(CONFIG.format(idle=idle, followup=followup), encoding="utf-8")
+    gw = procs.gateway({"CHATGW_EMAIL_TOKEN": MAIL_TOKEN})
+    procs.router({"CHATGW_CONFIG": str(path), "CHATGW_BLOCK_MS": 200})
+    return gw
+
+
+def conv_hash(r, conv):
+    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
+
+
+def log_of(r, conv):
+    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
+
+
+def conversations(r):
+    return {s(k).split(":")[2] for k in r.scan_iter("cg:conv:*") if not s(k).endswith(":log")}
+
+
+def outbound(r, channel, conv):
+    out = []
+    for _, f in r.xrange(f"cg:out:{channel}"):
+        if s(f[b"c"]) == conv:
+            out.append(msgpack.unpackb(f[b"m"], raw=False))
+    return out
+
+
+def post_mail(gw, body, frm="li@example.com", subject="Order"):
+    import http.client
+    m = email.message.Message()
+    m["From"] = frm
+    m["To"] = "support@desk.example"
+    m["Subject"] = subject
+    m["Date"] = email.utils.formatdate()
+    m["Message-ID"] = f"<mail-{next(_mails)}@example.com>"
+    m["Content-Type"] = 'text/plain; charset="utf-8"'
+    m.set_payload(body.encode("utf-8"), "utf-8")
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        c.request("POST", "/channels/email", body=m.as_bytes(), headers=MAIL_HDR)
+        resp = c.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        c.close()
+
+
+async def close_conv(a, conv, code):
+    cmid = new_cmid("close")
+    await a.send({"type": "close", "conv": conv, "code": code, "cmid": cmid})
+    return cmid
+
+
+# ---- web: resolved close, survey, rating frame ---------------------------------------------------
+
+def test_resolved_close_survey_and_rating_on_web(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+    token = procs.agent_token("alice", "Alice")
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw, identity={"locale": "zh-CN"})
+        conv = (await c.say("我的订单"))["conv"]
+        await a.expect_type("assigned", conv=conv)
+        await close_conv(a, conv, "resolved")
+        closed = await c.expect_type("closed", conv=conv)
+        assert closed["code"] == "resolved"
+        survey = await c.expect_type("survey", conv=conv)
+        assert survey["text"] == "请为本次服务评分 1-5" and survey["seq"] > closed["seq"]
+        h = conv_hash(r, conv)
+        assert h["state"] == "closed" and h["resolution"] == "resolved"
+        assert int(h["survey_until"]) - int(h["closed_at"]) == 60000
+        # the widget's rating frame attaches to the closed conversation
+        await c.send({"type": "rating", "rating": 4, "conv": conv, "cmid": "rate-1"})
+        ack = await c.expect(lambda f: f.get("cmid") == "rate-1" and f["type"] in ("ack", "error"),
+                             what="rating ack")
+        assert ack["type"] == "ack" and ack["conv"] == conv
+        thanks = await c.expect(lambda f: f.get("type") == "text" and f.get("role") == "bot"
+                                and f.get("text", "").startswith("THANKS"), what="thanks")
+        assert thanks["text"] == "THANKS 4" and thanks["conv"] == conv
+        h = conv_hash(r, conv)
+        assert h["rating"] == "4" and int(h["rated_at"]) >= int(h["closed_at"])
+        rated = [m for m in log_of(r, conv) if m["type"] == "rating"]
+        assert [(m["role"], m["rating"]) for m in rated] == [("customer", 4)]
+        assert conversations(r) == {conv}  # no new conversation
+        assert s(r.hget(f"cg:cust:{c.welcome['sender_id']}", "conv")) == conv
+        # a rating with no surveyed conversation is refused (no ack), opens nothing; the text
+        # sent after it on the same socket is stored after it was refused
+        c2 = await customer(gw)
+        await c2.send({"type": "rating", "rating": 5, "cmid": "rate-2"})
+        conv2 = (await c2.say("a question"))["conv"]
+        assert conversations(r) == {conv, conv2}
+        assert [m["type"] for m in log_of(r, conv2) if m["role"] == "customer"] == ["text"]
+        assert not [f for f in c2.frames if f.get("cmid") == "rate-2"]
+        # writing after that is a new conversation, as before
+        new = (await c.say("one more thing"))["conv"]
+        assert new != conv
+        for x in (a, c, c2):
+            await x.close()
+    run(scenario())
+
+
+# ---- resolution codes: unresolved goes back, unknown refused -----------------------------------
+
+def test_unresolved_goes_to_another_agent_and_unknown_code_refused(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+    t1 = procs.agent_token("amy", "Amy", cap=1)
+    t2 = procs.agent_token("bob", "Bob", cap=1)
+
+    async def scenario():
+        a1 = await agent(gw, t1)
+        c = await customer(gw)
+        conv = (await c.say("still broken"))["conv"]
+        await a1.expect_type("assigned", conv=conv)
+        a2 = await agent(gw, t2)
+        wait_until(lambda: r.zscore("cg:avail:general", "bob") is not None, 5, "bob available")
+        # an unknown code: refused to the agent with its cmid, nothing changes
+        cmid = await close_conv(a1, conv, "fixed-it")
+        err = await a1.expect(lambda f: f.get("type") == "error" and f.get("cmid") == cmid,
+                              what="bad_value error")
+        assert err["code"] == "bad_value" and err["conv"] == conv and "fixed-it" in err["text"]
+        assert conv_hash(r, conv)["state"] == "assigned"
+        # unresolved: not closed, back in the queue, taken by the free agent at once
+        await close_conv(a1, conv, "unresolved")
+        await a2.expect_type("assigned", conv=conv)
+        told = await c.expect(lambda f: f.get("type") == "text" and f.get("text") ==
+                              "ANOTHER AGENT", what="customer told")
+        assert told["conv"] == conv
+        joined = await c.expect_type("assigned", conv=conv)
+        assert joined["agent_id"] == "bob"
+        h = conv_hash(r, conv)
+        assert (h["state"], h["agent"], h["prev_agent"], h["prio"]) == ("assigned", "bob", "amy",
+                                                                        "9")
+        assert "resolution" not in h and "closed_at" not in h
+        assert not [m for m in log_of(r, conv) if m["type"] in ("closed", "survey")]
+        assert s(r.hget("cg:agent:amy", "load")) == "0"
+        assert r.smembers("cg:agent:amy:convs") == set()
+        # amy is free again: the next conversation is hers
+        c2 = await customer(gw)
+        conv2 = (await c2.say("hello"))["conv"]
+        await a1.expect_type("assigned", conv=conv2)
+        # bob can close it for good
+        await close_conv(a2, conv, "resolved_workaround")
+        await c.expect_type("closed", conv=conv, code="resolved_workaround")
+        for x in (a1, a2, c, c2):
+            await x.close()
+    run(scenario())
+
+
+def test_unresolved_with_nobody_free_waits_first_in_line(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+    t1 = procs.agent_token("amy", "Amy", cap=1)
+
+    async def scenario():
+        a1 = await agent(gw, t1)
+        c1 = await customer(gw)
+        conv1 = (await c1.say("first"))["conv"]
+        await a1.expect_type("assigned", conv=conv1)
+        c2 = await customer(gw)
+        conv2 = (await c2.say("second, waiting"))["conv"]
+        wait_until(lambda: conv_hash(r, conv2).get("state") == "queued", 5, "conv2 queued")
+        await close_conv(a1, conv1, "unresolved")
+        # amy is not given her unresolved conversation back; it waits ahead of conv2
+        await c1.expect(lambda f: f.get("text") == "ANOTHER AGENT", what="customer told")
+        wait_until(lambda: r.zrange("cg:queue:general", 0, -1) == [conv1.encode(),
+                                                                   conv2.encode()],
+                   5, "conv1 first in line")
+        assert conv_hash(r, conv1)["state"] == "queued"
+        assert s(r.hget("cg:agent:amy", "load")) == "0"
+        for x in (a1, c1, c2):
+            await x.close()
+    run(scenario())
+
+
+# ---- e-mail: survey in the outbound mail, a digit reply is the rating ----------------------------
+
+def test_email_survey_and_digit_reply(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+    token = procs.agent_token("alice", "Alice")
+    assert post_mail(gw, "Where is my parcel?") == 200
+    conv = wait_until(lambda: s(r.hget("cg:cust:email:li@example.com", "conv")), 5, "conv")
+
+    async def scenario():
+        a = await agent(gw, token)
+        await a.expect_type("assigned", conv=conv)
+        await close_conv(a, conv, "resolved")
+        await a.close()
+    run(scenario())
+    survey = wait_until(lambda: [m for m in outbound(r, "email", conv) if m["type"] == "survey"],
+                        5, "survey mailed")
+    assert survey[0]["text"] == "Please rate this conversation from 1 to 5"
+    # the reply "５" (full-width, with whitespace) is the rating, no new conversation
+    assert post_mail(gw, " \uff15 \n", subject="Re: Order") == 200
+    wait_until(lambda: conv_hash(r, conv).get("rating") == "5", 5, "rating stored")
+    thanks = wait_until(lambda: [m for m in outbound(r, "email", conv)
+                                 if m.get("text") == "THANKS 5"], 5, "thanks mailed")
+    assert thanks
+    log = log_of(r, conv)
+    assert [m["rating"] for m in log if m["type"] == "rating" and m["role"] == "system"] == [5]
+    assert conversations(r) == {conv}
+    # anything else after the close is a new conversation
+    assert post_mail(gw, "Another question", subject="New") == 200
+    new = wait_until(lambda: (s(r.hget("cg:cust:email:li@example.com", "conv")) or conv) != conv
+                     and s(r.hget("cg:cust:email:li@example.com", "conv")), 5, "new conversation")
+    assert conversations(r) == {conv, new}
+
+
+# ---- idle auto-close ------------------------------------------------------------------------------
+
+def test_idle_conversation_closed_no_response(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path, idle=1)
+    token = procs.agent_token("alice", "Alice")
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw)
+        conv = (await c.say("hello?"))["conv"]
+        await a.expect_type("assigned", conv=conv)
+        assert r.zscore("cg:timers", f"idle:{conv}") is not None
+        idle = await c.expect(lambda f: f.get("type") == "text" and
+                              f.get("text", "").startswith("IDLE"), 10, "idle notice")
+        assert idle["text"] == "IDLE 1 min"
+        closed = await c.expect_type("closed", conv=conv)
+        assert closed["code"] == "no_response"
+        await c.expect_type("survey", conv=conv)
+        notice = await a.expect(lambda f: f.get("type") == "text" and f.get("role") == "system"
+                                and "no_response" in f.get("text", ""), 10, "agent notice")
+        assert notice["conv"] == conv
+        h = conv_hash(r, conv)
+        assert (h["state"], h["resolution"]) == ("closed", "no_response")
+        assert s(r.hget("cg:agent:alice", "load")) == "0"
+        assert r.zscore("cg:timers", f"idle:{conv}") is None
+        for x in (a, c):
+            await x.close()
+    run(scenario())
+
+
+def test_messages_keep_idle_timer_rearmed(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path, idle=60)
+    token = procs.agent_token("alice", "Alice")
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw)
+        conv = (await c.say("hello"))["conv"]
+        await a.expect_type("assigned", conv=conv)
+        first = wait_until(lambda: r.zscore("cg:timers", f"idle:{conv}"), 5, "idle armed")
+        await a.say("hi, how can I help?", conv=conv)
+        wait_until(lambda: (r.zscore("cg:timers", f"idle:{conv}") or 0) > first, 5, "re-armed")
+        await close_conv(a, conv, "spam")
+        await c.expect_type("closed", conv=conv, code="spam")
+        wait_until(lambda: r.zscore("cg:timers", f"idle:{conv}") is None, 5, "idle dropped")
+        for x in (a, c):
+            await x.close()
+    run(scenario())
+
+
+# ---- complaint follow-up ------------------------------------------------------------------------
+
+def test_resolved_complaint_gets_followup_task(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path, followup=1)
+    token = procs.agent_token("cara", "Cara", skills=("complaints",))
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw)
+        conv = (await c.say("I want to file a complaint"))["conv"]
+        ticket = wait_until(lambda: conv_hash(r, conv).get("ticket"), 5, "ticket")
+        await a.send({"type": "pick", "conv": conv, "cmid": new_cmid("pick")})
+        await a.expect_type("assigned", conv=conv)
+        await close_conv(a, conv, "resolved")
+        await c.expect_type("closed", conv=conv)
+        # a second later the follow-up task waits in the complaints queue, shown to agents
+        snap = await a.expect(lambda f: f.get("type") == "queue" and any(
+            "Follow-up" in i.get("preview", "") for i in f.get("items", [])), 10, "follow-up")
+        [item] = [i for i in snap["items"] if "Follow-up" in i.get("preview", "")]
+        task = item["conv"]
+        assert item["preview"] == f"Follow-up {ticket}" and item["priority"] == 9
+        h = conv_hash(r, task)
+        assert (h["state"], h["queue"], h["followup_of"], h["followup_ticket"]) == \
+            ("queued", "complaints", conv, ticket)
+        assert h["customer"] == conv_hash(r, conv)["customer"] and "ticket" not in h
+        assert conv_hash(r, conv)["followup_conv"] == task
+        # the agent picks it and may write to the customer
+        await a.send({"type": "pick", "conv": task, "cmid": new_cmid("pick")})
+        await a.expect_type("assigned", conv=task)
+        ack = await a.say("We are following up on your complaint.", conv=task)
+        assert ack["type"] == "ack"
+        # closing the follow-up (no ticket of its own) queues nothing more
+        await close_conv(a, task, "resolved")
+        wait_until(lambda: conv_hash(r, task).get("state") == "closed", 5, "task closed")
+        assert r.zscore("cg:timers", f"followup:{task}") is None
+        for x in (a, c):
+            await x.close()
+    run(scenario())
+
+
+def test_unresolved_or_plain_close_queues_no_followup(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path, followup=3600)
+    token = procs.agent_token("cara", "Cara", skills=("complaints", "general"), cap=2)
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw)
+        conv = (await c.say("complaint about billing"))["conv"]
+        wait_until(lambda: conv_hash(r, conv).get("ticket"), 5, "ticket")
+        await a.send({"type": "pick", "conv": conv, "cmid": new_cmid("pick")})
+        await a.expect_type("assigned", conv=conv)
+        await close_conv(a, conv, "resolved")
+        await c.expect_type("closed", conv=conv)
+        wait_until(lambda: r.zscore("cg:timers", f"followup:{conv}"), 5, "follow-up armed")
+        c2 = await customer(gw)
+        conv2 = (await c2.say("just a question"))["conv"]
+        await a.expect_type("assigned", conv=conv2)
+        await close_conv(a, conv2, "resolved")
+        await c2.expect_type("closed", conv=conv2)
+        assert r.zscore("cg:timers", f"followup:{conv2}") is None  # not a complaint
+        for x in (a, c, c2):
+            await x.close()
+    run(scenario())
