@@ -1,10 +1,10 @@
 /* config.h -- declarative configuration: one table of keys, an INI file, the environment.
  *
  * Each application describes its keys in a cfg_opt table (name, type, default, where to store,
- * bounds, help). cfg_load() applies, in order: the defaults, the INI file (sections only group keys;
- * a key name is unique across sections), then environment variables CHATGW_<NAME> (upper case).
- * Every value is checked against its type and bounds; the first problem is reported naming the
- * file, line and key (or the variable). Parsing of the INI syntax is inih's. */
+ * bounds, help). cfg_load() applies, in order: the defaults, the INI file (sections only group
+ * keys; a key name is unique across sections), then environment variables CHATGW_<NAME> (upper
+ * case). Every value is checked against its type and bounds; the first problem is reported naming
+ * the file, line and key (or the variable). Parsing of the INI syntax is inih's. */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
 
@@ -17,9 +17,9 @@ typedef enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL } cfg_type;
 typedef struct cfg_opt {
     const char *name; /* key, lower_snake_case; env var is CHATGW_<NAME> */
     cfg_type type;
-    const char *def;  /* default as text; NULL = empty string / 0 */
-    void *ptr;        /* CFG_STR: char[size]; CFG_INT: long long; CFG_BOOL: int */
-    size_t size;      /* CFG_STR: buffer size (longer values are an error) */
+    const char *def;    /* default as text; NULL = empty string / 0 */
+    void *ptr;          /* CFG_STR: char[size]; CFG_INT: long long; CFG_BOOL: int */
+    size_t size;        /* CFG_STR: buffer size (longer values are an error) */
     long long min, max; /* CFG_INT bounds */
     const char *help;
 } cfg_opt;

@@ -17,13 +17,13 @@
 typedef enum token_role { TOKEN_CUSTOMER = 1, TOKEN_AGENT, TOKEN_BRIDGE } token_role;
 
 typedef struct token_claims {
-    token_role role;             /* claim "role": "customer" | "agent" | "bridge" */
-    char sub[TOKEN_STR_MAX];     /* customer id / agent id / bridge name */
-    char name[129];              /* display name (optional) */
+    token_role role;         /* claim "role": "customer" | "agent" | "bridge" */
+    char sub[TOKEN_STR_MAX]; /* customer id / agent id / bridge name */
+    char name[129];          /* display name (optional) */
     char skills[TOKEN_SKILLS_MAX][TOKEN_STR_MAX]; /* agents: queue names */
     int n_skills;
-    int cap;                     /* agents: max concurrent conversations (default 1) */
-    int64_t iat, exp;            /* unix seconds; exp 0 = no expiry */
+    int cap;          /* agents: max concurrent conversations (default 1) */
+    int64_t iat, exp; /* unix seconds; exp 0 = no expiry */
 } token_claims;
 
 /* Sign claims with secret; *out is a malloc'd NUL-terminated token the caller frees.
