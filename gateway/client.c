@@ -362,6 +362,7 @@ static void dispatch(sess *s, msg *m) {
     case MSG_PRESENCE:
     case MSG_PICK:
     case MSG_CLOSE:
+    case MSG_TRANSFER:
         command(s, m);
         return;
     case MSG_ACK:

@@ -74,6 +74,7 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
     [MSG_PICK] = "pick",
     [MSG_CLOSE] = "close",
     [MSG_QUEUE] = "queue",
+    [MSG_TRANSFER] = "transfer",
 };
 
 static const char *const channel_names[CH_COUNT] = {
@@ -204,11 +205,11 @@ int msg_utf8_valid(const char *s, size_t len) {
 static const uint32_t customer_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
                                        BIT(MSG_READ) | BIT(MSG_HELLO) | BIT(MSG_ACK) |
                                        BIT(MSG_RATING);
-static const uint32_t agent_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
-                                    BIT(MSG_READ) | BIT(MSG_HELLO) | BIT(MSG_ACK) |
-                                    BIT(MSG_PRESENCE) | BIT(MSG_PICK) | BIT(MSG_CLOSE);
-static const uint32_t agent_conv_types =
-    BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) | BIT(MSG_PICK) | BIT(MSG_CLOSE);
+static const uint32_t agent_types =
+    BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) | BIT(MSG_READ) | BIT(MSG_HELLO) |
+    BIT(MSG_ACK) | BIT(MSG_PRESENCE) | BIT(MSG_PICK) | BIT(MSG_CLOSE) | BIT(MSG_TRANSFER);
+static const uint32_t agent_conv_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
+                                         BIT(MSG_PICK) | BIT(MSG_CLOSE) | BIT(MSG_TRANSFER);
 
 /* A fixed-size string field must be NUL-terminated inside its array and valid UTF-8. */
 static int check_str(const char *name, const char *s, size_t cap, cg_err *err) {
@@ -394,6 +395,8 @@ static int check_required(const msg *m, msg_origin origin, cg_err *err) {
         return missing(err, "conv", t);
     if (t == MSG_PRESENCE && check_presence(m, origin, err)) return -1;
     if (t == MSG_CLOSE && !m->code[0]) return missing(err, "code", t);
+    if (t == MSG_TRANSFER && !m->agent_id[0] && !m->queue[0])
+        return missing(err, "agent_id or queue", t);
     if (t == MSG_RATING && m->rating == 0) return missing(err, "rating", t);
     if (t == MSG_ACK && origin != ORIGIN_INTERNAL) {
         if (!m->conv[0]) return missing(err, "conv", t);

@@ -59,6 +59,7 @@ typedef enum msg_type {
     MSG_PICK,     /* agent pulls conv from a queue */
     MSG_CLOSE,    /* agent closes conv, code = resolution */
     MSG_QUEUE,    /* server: snapshot of queue `queue` in items[] */
+    MSG_TRANSFER, /* agent hands conv to agent_id or to queue, text = note */
     MSG_TYPE_COUNT
 } msg_type;
 
@@ -93,7 +94,8 @@ typedef enum msg_dir {
 /* Where a frame came from: validation is stricter for frames typed by a client. */
 typedef enum msg_origin {
     ORIGIN_CUSTOMER, /* a customer client; only content, typing, read, hello, ack, rating */
-    ORIGIN_AGENT,    /* an agent client; content, typing, read, hello, ack, presence, pick, close */
+    ORIGIN_AGENT,    /* an agent client; content, typing, read, hello, ack, presence, pick, close,
+                        transfer */
     ORIGIN_INTERNAL  /* gateway/router/bridge-produced: every type, role and dir required */
 } msg_origin;
 

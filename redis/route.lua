@@ -26,7 +26,7 @@ FCALL cg_queuecfg 0 now_ms [queue mode prio name_zh name_en overflow overflow_af
   from pull to push, or just opened); those assignments are announced through the outbox.
   -> number of conversations assigned.
   Errors: BADARG.
-FCALL cg_enqueue 0 conv queue prio now_ms [category] [locale] [pos_ms]
+FCALL cg_enqueue 0 conv queue prio now_ms [category] [locale] [pos_ms] [sticky_ms]
   Only from state new: state queued, queue, prio, category, queued_at, locale; ZADD
   cg:queue:<queue> with score (9-prio)*1e13+now_ms; then, in an open push queue, assigns the best
   available agent of cg:avail:<queue> at once. Left waiting with pos_ms > 0 (a chat channel): the
@@ -172,6 +172,121 @@ local function best_agent(queue)
     end
 end
 
+-- ---- routing helpers: sticky agents and overflow (see the routing block at the end) ----------
+
+local MAX_SCAN = 200 -- waiting conversations looked at per queue for overflow deadlines
+
+-- The overflow configuration of queue: {to = {queues}, after = ms}, or nil when it has none.
+local function overflow_cfg(queue)
+    local h = redis.call('HMGET', 'cg:queuecfg:' .. queue, 'overflow', 'overflow_after_s')
+    local after = (tonumber(h[2]) or 0) * 1000
+    local to = split(h[1])
+    if after <= 0 or #to == 0 then return nil end
+    return {to = to, after = after}
+end
+
+-- Arm overflow:<queue> for conv's overflow deadline (queued_at + overflow_after_s), keeping an
+-- earlier one. No-op for a queue without overflow.
+local function overflow_arm(queue, conv)
+    local cfg = overflow_cfg(queue)
+    if not cfg then return end
+    local at = tonumber(redis.call('HGET', ckey(conv), 'queued_at')) or 0
+    redis.call('ZADD', 'cg:timers', 'LT', fmt(at + cfg.after), 'overflow:' .. queue)
+end
+
+-- The first waiting conversation of queue (in queue order) past its overflow deadline at now:
+-- conv, score; nil when none.
+local function overflow_head(queue, cfg, now)
+    local r = redis.call('ZRANGE', 'cg:queue:' .. queue, 0, MAX_SCAN - 1, 'WITHSCORES')
+    for i = 1, #r, 2 do
+        local c = redis.call('HMGET', ckey(r[i]), 'state', 'queued_at')
+        if c[1] == 'queued' and (tonumber(c[2]) or 0) + cfg.after <= now then
+            return r[i], tonumber(r[i + 1])
+        end
+    end
+    return nil
+end
+
+-- The overflowing queues (cg:overflowing) whose overflow list names one of skills:
+-- {{q = queue, cfg = cfg}, ...}. push_only: skip held sources and held target skills.
+local function overflow_sources(skills, push_only)
+    local out = {}
+    for _, q in ipairs(redis.call('SMEMBERS', 'cg:overflowing')) do
+        local cfg = overflow_cfg(q)
+        if cfg and not (push_only and is_held(q)) then
+            for _, s in ipairs(skills) do
+                if has(cfg.to, s) and not (push_only and is_held(s)) then
+                    out[#out + 1] = {q = q, cfg = cfg}
+                    break
+                end
+            end
+        end
+    end
+    return out
+end
+
+-- While the agent can take more, assign it overdue conversations of queues overflowing into its
+-- skills (best queue score first), appending the ROWs to out.
+local function overflow_offer(info, now, out)
+    if redis.call('SCARD', 'cg:overflowing') == 0 then return end
+    local srcs = overflow_sources(info.skills, true)
+    local t = tonumber(now) or 0
+    while #srcs > 0 and can_take(info) do
+        local best, best_score
+        for _, src in ipairs(srcs) do
+            local conv, score = overflow_head(src.q, src.cfg, t)
+            if conv and (best == nil or score < best_score) then best, best_score = conv, score end
+        end
+        if not best then return end
+        out[#out + 1] = assign(best, info, now)
+    end
+end
+
+-- True when conv (waiting in queue) may be picked by the agent through overflow: queue is
+-- overflowing into one of its skills and conv is past its deadline.
+local function overflow_pickable(conv, queue, info, now)
+    for _, src in ipairs(overflow_sources(info.skills, false)) do
+        if src.q == queue then
+            local at = tonumber(redis.call('HGET', ckey(conv), 'queued_at')) or 0
+            return at + src.cfg.after <= (tonumber(now) or 0)
+        end
+    end
+    return false
+end
+
+-- Append to the queue list out (rows of cg_queue_list, up to limit) the overdue conversations of
+-- the queues overflowing into queue, positions continuing.
+local function overflow_list(queue, out, limit)
+    if redis.call('SCARD', 'cg:overflowing') == 0 then return end
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    for _, src in ipairs(overflow_sources({queue}, false)) do
+        local convs = redis.call('ZRANGE', 'cg:queue:' .. src.q, 0, MAX_SCAN - 1)
+        for _, conv in ipairs(convs) do
+            if #out >= limit then return end
+            local c = redis.call('HMGET', ckey(conv), 'queued_at', 'channel', 'prio', 'preview',
+                'state')
+            local at = tonumber(c[1]) or 0
+            if c[5] == 'queued' and at + src.cfg.after <= now then
+                out[#out + 1] = {conv, #out + 1, at, c[2] or '', tonumber(c[3]) or 0, c[4] or ''}
+            end
+        end
+    end
+end
+
+-- The returning customer's last agent (cg:cust:<customer> last_agent within window_ms of
+-- last_agent_at) when it is online with free capacity and serves queue; else nil.
+local function sticky_agent(conv, queue, now, window_ms)
+    if window_ms <= 0 then return nil end
+    local cust = redis.call('HGET', ckey(conv), 'customer')
+    if not cust then return nil end
+    local h = redis.call('HMGET', 'cg:cust:' .. cust, 'last_agent', 'last_agent_at')
+    if not h[1] or (tonumber(now) or 0) - (tonumber(h[2]) or 0) > window_ms then return nil end
+    local info = agent_info(h[1])
+    if can_take(info) and has(info.skills, queue) then return info end
+    return nil
+end
+
 -- While the agent can take more, assign it the best waiting conversation across its skills
 -- (push queues only). Returns the list of ROWs.
 local function offer(info, now)
@@ -195,6 +310,7 @@ local function offer(info, now)
             redis.call('ZREM', 'cg:queue:' .. best_q, best)
         end
     end
+    overflow_offer(info, now, out)
     return out
 end
 
@@ -210,6 +326,7 @@ end
 local function cg_enqueue(keys, args)
     local conv, queue, prio, now = args[1], args[2], tonumber(args[3]) or 5, args[4]
     local category, locale, pos_ms = args[5] or '', args[6] or '', tonumber(args[7]) or 0
+    local sticky_ms = tonumber(args[8]) or 0
 
     if queue == nil or queue == '' or now == nil then
         return redis.error_reply('BADARG conv queue prio now_ms expected')
@@ -226,8 +343,9 @@ local function cg_enqueue(keys, args)
     redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + (tonumber(now) or 0)), conv)
     local info = nil
     local held = is_held(queue)
-    if not held then info = best_agent(queue) end
+    if not held then info = sticky_agent(conv, queue, now, sticky_ms) or best_agent(queue) end
     if info then return {'assigned', assign(conv, info, now)} end
+    overflow_arm(queue, conv)
     local rank = redis.call('ZRANK', 'cg:queue:' .. queue, conv)
     if pos_ms > 0 then
         redis.call('HSET', ckey(conv), 'pos_last', rank + 1, 'pos_at', now)
@@ -302,7 +420,7 @@ local function cg_pick(keys, args)
         return redis.error_reply('PICKFAIL conversation is not waiting in a queue')
     end
     local info = agent_info(agent)
-    if not has(info.skills, c[2]) then
+    if not has(info.skills, c[2]) and not overflow_pickable(conv, c[2], info, now) then
         return redis.error_reply('PICKFAIL conversation is not in one of your queues')
     end
     if redis.call('SCARD', akey(agent) .. ':socks') == 0 then
@@ -437,6 +555,7 @@ local function cg_queue_list(keys, args)
         local c = redis.call('HMGET', ckey(conv), 'queued_at', 'channel', 'prio', 'preview')
         out[#out + 1] = {conv, i, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0, c[4] or ''}
     end
+    overflow_list(queue, out, limit)
     return out
 end
 
@@ -781,3 +900,209 @@ redis.register_function{function_name = 'cg_complaint', callback = cg_complaint}
 redis.register_function{function_name = 'cg_reopen', callback = cg_reopen}
 redis.register_function{function_name = 'cg_after_close', callback = cg_after_close}
 redis.register_function{function_name = 'cg_close_fire', callback = cg_close_fire}
+
+-- ---- routing: transfer, offer timeout, sticky agents, overflow (router/routing.c) --------------
+
+--[[
+FCALL cg_transfer 0 conv agent now_ms to_agent to_queue pos_ms
+  The agent hands assigned conv to to_agent (who must be online with an open socket and free
+  capacity) or, when to_agent is '', to to_queue (a configured queue): conv waits there at its
+  priority and arrival (queued_at kept; pos:<conv> armed when pos_ms > 0 and not e-mail) and
+  an open push queue is served without the old agent. The old agent's slot is freed (load - 1,
+  prev_agent) and offered other waiting conversations (never this one); its offer:<conv> timer
+  is dropped.
+  -> {'transferred', channel, locale, queue, ROW of to_agent or {}, {ROW, ...} offered to agent}
+  Errors: NOTASSIGNED, CLOSED, TRANSFERFAIL <reason>.
+FCALL cg_offer_arm 0 conv assign_no due_ms
+  The assignment assign_no of conv was announced: arm offer:<conv> at due_ms once per assignment
+  (offer_no = assign_no). -> 1 armed, 0 not (stale assignment, or already armed).
+FCALL cg_agent_text 0 conv agent now_ms
+  The assigned agent wrote in conv: offer:<conv> is cancelled, the agent's offer_misses reset and
+  cg:cust:<customer> gets last_agent, last_agent_at (sticky routing). -> 1, or 0 (not assigned
+  to agent).
+FCALL cg_route_fire 0 member lease now_ms max_misses
+  Fires a claimed offer:<conv> or overflow:<queue> timer once (the lease rule of cg_timer_fire).
+  offer    -> conv still in the same assignment and unanswered: taken back from its agent (load
+              - 1, prev_agent, offer_misses + 1; after max_misses (> 0) consecutive misses the
+              agent's status becomes away and the count restarts), back in its queue at its
+              priority and arrival, and the queue served without that agent.
+              -> {'missed', conv, agent, misses, away 0|1, channel, queue, locale, assigned now}
+  overflow -> the waiting conversations of queue past overflow_after_s: queue joins
+              cg:overflowing and the available agents of its overflow queues get them (push
+              queues; agents of those queues may also pick them, and see them in their queue
+              lists); re-armed for the next deadline; no overdue conversation: the queue leaves
+              cg:overflowing.  -> {'overflow', queue, assigned count, {overflow queues}}
+  otherwise {'done'}, or {'stale'}.
+]]
+
+local function cg_transfer(keys, args)
+    local conv, agent, now, to_agent, to_queue = args[1], args[2], args[3], args[4], args[5]
+    local pos_ms = tonumber(args[6]) or 0
+    if not to_queue or (to_agent == '' and to_queue == '') then
+        return redis.error_reply('BADARG conv agent now_ms to_agent to_queue pos_ms expected')
+    end
+    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel', 'locale', 'queue',
+        'queued_at', 'prio')
+    if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
+    if h[1] ~= 'assigned' or h[2] ~= agent then
+        return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
+    end
+    local target
+    if to_agent ~= '' then
+        if to_agent == agent then
+            return redis.error_reply('TRANSFERFAIL the conversation is already yours')
+        end
+        target = agent_info(to_agent)
+        if target.status ~= 'online' or redis.call('SCARD', akey(to_agent) .. ':socks') == 0 then
+            return redis.error_reply('TRANSFERFAIL agent ' .. to_agent .. ' is not online')
+        end
+        if target.load >= target.cap then
+            return redis.error_reply('TRANSFERFAIL agent ' .. to_agent .. ' is at capacity')
+        end
+    elseif redis.call('SISMEMBER', 'cg:queues', to_queue) == 0 then
+        return redis.error_reply('TRANSFERFAIL there is no queue ' .. to_queue)
+    end
+    local info = agent_info(agent)
+    redis.call('SREM', akey(agent) .. ':convs', conv)
+    redis.call('SREM', 'cg:outbox:assign', conv)
+    redis.call('ZREM', 'cg:timers', 'offer:' .. conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
+    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', agent)
+    redis.call('HDEL', ckey(conv), 'agent')
+    local row = {}
+    local queue = h[5] or ''
+    avail_remove_all(info) -- while the conversation is placed: never back to this agent
+    if target then
+        row = assign(conv, target, now)
+    else
+        queue = to_queue
+        local prio = tonumber(h[7]) or 5
+        local at = tonumber(h[6]) or tonumber(now) or 0
+        redis.call('HSET', ckey(conv), 'queue', queue)
+        redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + at), conv)
+        if pos_ms > 0 and h[3] ~= 'email' then
+            local due = fmt((tonumber(now) or 0) + pos_ms)
+            redis.call('ZADD', 'cg:timers', 'NX', due, 'pos:' .. conv)
+        end
+        overflow_arm(queue, conv)
+        if not is_held(queue) then serve_queue(queue, now) end
+        row = current_row(conv)
+    end
+    avail_refresh(info)
+    -- the freed slot takes other waiting work, never this conversation straight back
+    local waiting = redis.call('HGET', ckey(conv), 'state') == 'queued'
+    if waiting then redis.call('ZREM', 'cg:queue:' .. queue, conv) end
+    local offered = offer(info, now)
+    if waiting then
+        local prio = tonumber(h[7]) or 5
+        local at = tonumber(h[6]) or tonumber(now) or 0
+        redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + at), conv)
+    end
+    return {'transferred', h[3] or '', h[4] or '', queue, row, offered}
+end
+
+local function cg_offer_arm(keys, args)
+    local conv, no, due = args[1], args[2], tonumber(args[3]) or 0
+    local h = redis.call('HMGET', ckey(conv), 'state', 'assign_no', 'offer_no', 'first_reply_at')
+    if due <= 0 or h[1] ~= 'assigned' or h[2] ~= no or h[3] == no then return 0 end
+    redis.call('HSET', ckey(conv), 'offer_no', no)
+    redis.call('ZADD', 'cg:timers', fmt(due), 'offer:' .. conv)
+    return 1
+end
+
+local function cg_agent_text(keys, args)
+    local conv, agent, now = args[1], args[2], args[3]
+    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'customer')
+    if h[1] ~= 'assigned' or h[2] ~= agent then return 0 end
+    redis.call('ZREM', 'cg:timers', 'offer:' .. conv)
+    redis.call('HDEL', akey(agent), 'offer_misses')
+    if h[3] then
+        redis.call('HSET', 'cg:cust:' .. h[3], 'last_agent', agent, 'last_agent_at', now)
+    end
+    return 1
+end
+
+-- offer:<conv> fired (see cg_route_fire).
+local function offer_fire(conv, now, max_misses)
+    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'assign_no', 'offer_no', 'queue',
+        'queued_at', 'prio', 'channel', 'locale')
+    local agent, queue = h[2], h[5] or ''
+    if h[1] ~= 'assigned' or not agent or h[3] ~= h[4] or queue == '' then return {'done'} end
+    local info = agent_info(agent)
+    redis.call('SREM', akey(agent) .. ':convs', conv)
+    redis.call('SREM', 'cg:outbox:assign', conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
+    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', agent)
+    redis.call('HDEL', ckey(conv), 'agent')
+    local misses = redis.call('HINCRBY', akey(agent), 'offer_misses', 1)
+    local away = 0
+    if max_misses > 0 and misses >= max_misses then
+        set_status(info, 'away', now)
+        redis.call('HDEL', akey(agent), 'offer_misses')
+        away = 1
+    end
+    local prio = tonumber(h[7]) or 5
+    local at = tonumber(h[6]) or now
+    redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + at), conv)
+    avail_remove_all(info) -- the next agent, not this one
+    local n = 0
+    if not is_held(queue) then n = serve_queue(queue, fmt(now)) end
+    avail_refresh(info)
+    return {'missed', conv, agent, misses, away, h[8] or '', queue, h[9] or '', n}
+end
+
+-- overflow:<queue> fired (see cg_route_fire).
+local function overflow_fire(queue, now)
+    local cfg = overflow_cfg(queue)
+    if not cfg then
+        redis.call('SREM', 'cg:overflowing', queue)
+        return {'done'}
+    end
+    local overdue, next_due = 0, nil
+    for _, conv in ipairs(redis.call('ZRANGE', 'cg:queue:' .. queue, 0, MAX_SCAN - 1)) do
+        local c = redis.call('HMGET', ckey(conv), 'state', 'queued_at')
+        local due = (tonumber(c[2]) or now) + cfg.after
+        if c[1] ~= 'queued' then
+            due = nil
+        elseif due <= now then
+            overdue = overdue + 1
+        elseif next_due == nil or due < next_due then
+            next_due = due
+        end
+    end
+    if next_due then redis.call('ZADD', 'cg:timers', 'LT', fmt(next_due), 'overflow:' .. queue) end
+    if overdue == 0 then
+        redis.call('SREM', 'cg:overflowing', queue)
+        return {'overflow', queue, 0, cfg.to}
+    end
+    redis.call('SADD', 'cg:overflowing', queue)
+    local n = 0
+    if is_held(queue) then return {'overflow', queue, 0, cfg.to} end
+    for _, oq in ipairs(cfg.to) do
+        while not is_held(oq) do
+            local conv = overflow_head(queue, cfg, now)
+            local info = conv and best_agent(oq)
+            if not info then break end
+            assign(conv, info, fmt(now))
+            n = n + 1
+        end
+    end
+    return {'overflow', queue, n, cfg.to}
+end
+
+local function cg_route_fire(keys, args)
+    local member, lease, now = args[1], args[2], tonumber(args[3])
+    if not now then return redis.error_reply('BADARG member lease now_ms max_misses') end
+    local score = redis.call('ZSCORE', 'cg:timers', member)
+    if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
+    redis.call('ZREM', 'cg:timers', member)
+    local kind, id = string.match(member, '^(%a+):(.+)$')
+    if kind == 'offer' then return offer_fire(id, now, tonumber(args[4]) or 0) end
+    if kind == 'overflow' then return overflow_fire(id, now) end
+    return {'done'}
+end
+
+redis.register_function{function_name = 'cg_transfer', callback = cg_transfer}
+redis.register_function{function_name = 'cg_offer_arm', callback = cg_offer_arm}
+redis.register_function{function_name = 'cg_agent_text', callback = cg_agent_text}
+redis.register_function{function_name = 'cg_route_fire', callback = cg_route_fire}

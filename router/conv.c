@@ -126,7 +126,7 @@ static void conv_enqueue(job *j) {
     cls_classify(&r->cls, &in, &res);
     cg_strlcpy(j->queue, res.queue, sizeof(j->queue));
     const char *category = res.rule[0] ? res.rule : "default";
-    char now[24], prio[8], pos_ms[24];
+    char now[24], prio[8], pos_ms[24], sticky[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(prio, sizeof(prio), "%d", res.priority);
     snprintf(pos_ms, sizeof(pos_ms), "%lld",
@@ -134,8 +134,8 @@ static void conv_enqueue(job *j) {
     log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue,
              res.priority, category);
     sla_on_customer(j);
-    job_cmd(j, conv_enqueue_reply, 10, "FCALL", "cg_enqueue", "0", j->conv, j->queue, prio, now,
-            category, j->locale, pos_ms);
+    job_cmd(j, conv_enqueue_reply, 11, "FCALL", "cg_enqueue", "0", j->conv, j->queue, prio, now,
+            category, j->locale, pos_ms, routing_sticky_ms(r, sticky, sizeof(sticky)));
     if (strcmp(j->queue, r->cfg.complaint_queue) == 0) sla_complaint(j, res.complaint_class);
     j->then = conv_after_enqueue;
 }

@@ -182,6 +182,7 @@ static void job_start_entry(job *j) {
     case MSG_ATTACHMENT:
         sla_on_agent(j);
         close_idle_arm(j, j->conv);
+        routing_on_agent_text(j);
         return;
     case MSG_PRESENCE:
         agent_on_presence(j);
@@ -191,6 +192,9 @@ static void job_start_entry(job *j) {
         return;
     case MSG_CLOSE:
         agent_on_close(j);
+        return;
+    case MSG_TRANSFER:
+        agent_on_transfer(j);
         return;
     default:
         return; /* typing, read receipts etc.: nothing to route */

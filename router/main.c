@@ -87,6 +87,12 @@ static const cfg_opt router_opts[] = {
      "queue a follow-up task this long after a complaint is resolved (0: none)"},
     {"followup_queue", CFG_STR, "", STR(followup_queue), 0, 0,
      "queue of follow-up tasks (default: complaint_queue)"},
+    {"sticky_window_s", CFG_INT, "86400", INT(sticky_window_s), 0, 366 * 86400,
+     "a returning customer goes to its last agent within this long (0: off)"},
+    {"offer_timeout_s", CFG_INT, "0", INT(offer_timeout_s), 0, 86400,
+     "take back an assignment the agent does not answer within this long (0: off)"},
+    {"offer_max_misses", CFG_INT, "3", INT(offer_max_misses), 0, 1000,
+     "consecutive missed offers that set an agent away (0: never)"},
     {NULL, CFG_STR, NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -152,6 +158,9 @@ static void router_reload(router *r) {
     c->idle_close_s = g_load.idle_close_s;
     c->complaint_followup_s = g_load.complaint_followup_s;
     memcpy(c->followup_queue, g_load.followup_queue, sizeof(c->followup_queue));
+    c->sticky_window_s = g_load.sticky_window_s;
+    c->offer_timeout_s = g_load.offer_timeout_s;
+    c->offer_max_misses = g_load.offer_max_misses;
     c->timer_tick_ms = tick;
     r->sla = sla;
     tmpl_set_free(&r->tmpl);

@@ -63,6 +63,9 @@ typedef struct router_cfg {
     long long idle_close_s;
     long long complaint_followup_s;
     char followup_queue[MSG_CODE_MAX];
+    long long sticky_window_s; /* routing.c */
+    long long offer_timeout_s;
+    long long offer_max_misses;
 } router_cfg;
 
 typedef enum sla_action { SLA_ESCALATE, SLA_RAISE_PRIORITY, SLA_REASSIGN } sla_action;
@@ -254,6 +257,11 @@ void say_assigned(job *j, const asg_row *row);
 void say_survey(job *j, const char *conv, const char *channel, const char *text);
 /* Append a rating event (type rating, role system) with rating 1..5 under cmid. */
 void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid);
+/* Append the transferred event (role system, cmid) to conv: agent_id/agent_name of the target
+ * agent or queue of the target queue, text = the agent's note. */
+void say_transferred(job *j, const char *conv, const char *channel, const char *cmid,
+                     const char *to_agent, const char *to_name, const char *queue,
+                     const char *note);
 /* Publish an error for the agent's command on cg:a:<agent>. */
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv);
@@ -317,5 +325,20 @@ void csat_survey(job *j, const char *conv, const char *channel, const char *loca
 int csat_on_customer(job *j);
 /* The rating 1..5 a text gives ("5", " ５ "), or 0. Pure. */
 int csat_digit(const char *text, size_t len);
+
+/* ---- routing.c: sticky agents, offer timeout, overflow; transfer.c: the transfer command ---- */
+
+/* sticky_window_s in ms as an argument of cg_enqueue ("0" = off); buf of at least 24 bytes. */
+const char *routing_sticky_ms(const router *r, char *buf, size_t n);
+/* An assignment was announced: arm offer:<conv> (no-op when offer_timeout_s is 0). */
+void routing_on_assigned(job *j, const asg_row *row);
+/* The assigned agent wrote in j->conv: cancel offer:<conv>, remember the customer's agent. */
+void routing_on_agent_text(job *j);
+/* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
+int routing_owns_timer(const char *member);
+/* First step of a JOB_TIMER job for such a member. */
+void routing_timer_step(job *j);
+/* An agent's transfer command (to agent_id or to queue, text = note). */
+void agent_on_transfer(job *j);
 
 #endif

@@ -168,6 +168,7 @@ void say_assigned(job *j, const asg_row *row) {
 
     job_cmd(j, NULL, 4, "FCALL", "cg_outbox_done", "0", row->conv);
     close_idle_arm(j, row->conv);
+    routing_on_assigned(j, row);
     if (row->queue[0]) notify_dirty(j->r, row->queue);
 }
 
@@ -191,5 +192,18 @@ void say_agent_notice(job *j, const char *agent, const char *conv, const char *q
     if (conv) cg_strlcpy(m.conv, conv, sizeof(m.conv));
     if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
     say_publish_agent(j, agent, &m);
+    msg_free(&m);
+}
+
+void say_transferred(job *j, const char *conv, const char *channel, const char *cmid,
+                     const char *to_agent, const char *to_name, const char *queue,
+                     const char *note) {
+    msg m;
+    say_init(&m, MSG_TRANSFERRED, ROLE_SYSTEM, channel, j->now_ms);
+    if (to_agent) cg_strlcpy(m.agent_id, to_agent, sizeof(m.agent_id));
+    if (to_name) cg_strlcpy(m.agent_name, to_name, sizeof(m.agent_name));
+    if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
+    if (note && note[0]) msg_set_text(&m, note, strlen(note), NULL);
+    say_append(j, conv, cmid, &m);
     msg_free(&m);
 }

@@ -280,6 +280,10 @@ void sla_timer_step(job *j) {
         close_timer_step(j); /* idle:, followup: (close.c) */
         return;
     }
+    if (routing_owns_timer(j->member)) {
+        routing_timer_step(j); /* offer:, overflow: (routing.c) */
+        return;
+    }
     char now[24], update[24], max[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(update, sizeof(update), "%lld", r->cfg.position_update_s * 1000);

@@ -704,6 +704,21 @@ static void test_validate_required(void **state) {
     assert_int_equal(dj(&m, "{\"type\":\"pick\"}", &err), 0);
     expect_validate(&m, ORIGIN_AGENT, "missing_field", "'conv'");
 
+    /* transfer: an agent command with conv and a target (agent_id or queue) */
+    const char *tr = "{\"type\":\"transfer\",\"conv\":\"c1\",\"agent_id\":\"bob\",\"text\":\"n\"}";
+    assert_int_equal(dj(&m, tr, &err), 0);
+    assert_int_equal(m.type, MSG_TRANSFER);
+    assert_string_equal(msg_type_name(m.type), "transfer");
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    expect_validate(&m, ORIGIN_CUSTOMER, "bad_type", "'transfer' may not be sent by a customer");
+    tr = "{\"type\":\"transfer\",\"conv\":\"c1\",\"queue\":\"tech\"}";
+    assert_int_equal(dj(&m, tr, &err), 0);
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    assert_int_equal(dj(&m, "{\"type\":\"transfer\",\"conv\":\"c1\"}", &err), 0);
+    expect_validate(&m, ORIGIN_AGENT, "missing_field", "'agent_id or queue'");
+    assert_int_equal(dj(&m, "{\"type\":\"transfer\",\"queue\":\"tech\"}", &err), 0);
+    expect_validate(&m, ORIGIN_AGENT, "missing_field", "'conv'");
+
     assert_int_equal(dj(&m, "{\"type\":\"rating\"}", &err), 0);
     expect_validate(&m, ORIGIN_CUSTOMER, "missing_field", "'rating'");
     m.rating = 6; /* built in C, not decoded */

@@ -1,0 +1,73 @@
+/* transfer.c -- the agent's transfer command: {"type":"transfer","conv":…,"agent_id":…} or
+ * {…,"queue":…}, with an optional note in text.
+ *
+ * One FCALL cg_transfer (redis/route.lua) moves the conversation atomically: to an agent that is
+ * online with free capacity (else the error transfer_failed goes back to the requester), or into
+ * a configured queue at the conversation's priority (served at once when it is an open push
+ * queue). The conversation log gets a `transferred` event (agent_id/agent_name or queue, the note
+ * as text, cmid cg:tr:<entry id>), then the new assignment is announced; the requester's freed
+ * slot is offered other waiting conversations. */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+/* The error code an agent gets for a refused transfer; NULL for errors not worth telling. */
+static const char *transfer_error_code(const char *err) {
+    if (strncmp(err, "TRANSFERFAIL", 12) == 0) return "transfer_failed";
+    if (strncmp(err, "NOTASSIGNED", 11) == 0) return "not_assigned";
+    if (strncmp(err, "CLOSED", 6) == 0) return "closed";
+    return NULL;
+}
+
+/* {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}: log the event, announce. */
+static void transfer_reply(job *j, redisReply *rep) {
+    msg *m = &j->m;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        const char *code = transfer_error_code(rep->str);
+        const char *sp = strchr(rep->str, ' ');
+        log_info("agent %s transfer %s refused: %s", m->sender_id, j->conv, rep->str);
+        if (code) say_agent_error(j, m->sender_id, code, sp ? sp + 1 : rep->str, m->cmid, j->conv);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return;
+    char cmid[MSG_ID_MAX];
+    store_str(rep->element[1], j->channel, sizeof(j->channel));
+    store_str(rep->element[3], j->queue, sizeof(j->queue));
+    asg_row row;
+    int has_row = store_row_parse(rep->element[4], &row) == 0;
+    const char *note = m->text ? m->text : "";
+    snprintf(cmid, sizeof(cmid), "cg:tr:%s", j->id);
+    if (m->agent_id[0]) {
+        log_info("conv %s transferred by %s to %s", j->conv, m->sender_id, m->agent_id);
+        say_transferred(j, j->conv, j->channel, cmid, m->agent_id,
+                        has_row ? row.agent_name : m->agent_id, NULL, note);
+    } else {
+        log_info("conv %s transferred by %s to queue %s", j->conv, m->sender_id, j->queue);
+        say_transferred(j, j->conv, j->channel, cmid, NULL, NULL, j->queue, note);
+    }
+    if (has_row) say_assigned(j, &row);
+    const redisReply *rows = rep->element[5];
+    for (size_t i = 0; rows->type == REDIS_REPLY_ARRAY && i < rows->elements; i++) {
+        asg_row r2;
+        if (store_row_parse(rows->element[i], &r2) == 0) say_assigned(j, &r2);
+    }
+    notify_dirty(j->r, j->queue);
+    job_push_outbox(j->r); /* assignments made while serving the target queue */
+}
+
+void agent_on_transfer(job *j) {
+    msg *m = &j->m;
+    if (!j->conv[0] || !m->sender_id[0] || (!m->agent_id[0] && !m->queue[0])) {
+        log_warn("entry %s: transfer without conversation, agent or target", j->id);
+        return;
+    }
+    char now[24], pos_ms[24];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    snprintf(pos_ms, sizeof(pos_ms), "%lld", j->r->cfg.position_update_s * 1000);
+    job_cmd(j, transfer_reply, 9, "FCALL", "cg_transfer", "0", j->conv, m->sender_id, now,
+            m->agent_id, m->agent_id[0] ? "" : m->queue, pos_ms);
+}
