@@ -363,6 +363,7 @@ static void dispatch(sess *s, msg *m) {
     case MSG_PICK:
     case MSG_CLOSE:
     case MSG_TRANSFER:
+    case MSG_CLASSIFY:
         command(s, m);
         return;
     case MSG_ACK:

@@ -33,8 +33,21 @@ frame *frame_cache_get(frame_cache *fc, codec c) {
     return fc->f[c];
 }
 
+frame *frame_cache_view(frame_cache *fc, codec c, int desk) {
+    if (desk || !msg_type_is_internal(fc->m->type)) return frame_cache_get(fc, c);
+    if (!fc->has_cust) {
+        msg_customer_view(&fc->cust, fc->m);
+        fc->has_cust = 1;
+    }
+    if (!fc->cf[c]) fc->cf[c] = frame_encode(&fc->cust, c);
+    return fc->cf[c];
+}
+
 void frame_cache_release(frame_cache *fc) {
-    frame_unref(fc->f[0]);
-    frame_unref(fc->f[1]);
-    fc->f[0] = fc->f[1] = NULL;
+    for (int i = 0; i < 2; i++) {
+        frame_unref(fc->f[i]);
+        frame_unref(fc->cf[i]);
+        fc->f[i] = fc->cf[i] = NULL;
+    }
+    fc->has_cust = 0; /* cust owns nothing */
 }

@@ -72,12 +72,18 @@ frame *frame_encode(const msg *m, codec c);
 frame *frame_ref(frame *f);
 void frame_unref(frame *f);
 
-/* Lazily encodes one msg in both codecs, at most once each (fan-out to many sessions). */
+/* Lazily encodes one msg in both codecs, at most once each (fan-out to many sessions), and for
+ * desk-only events (msg_type_is_internal) also the customers' view of it. */
 typedef struct frame_cache {
     const msg *m;
     frame *f[2];
+    msg cust; /* msg_customer_view(m), once has_cust */
+    int has_cust;
+    frame *cf[2];
 } frame_cache;
 frame *frame_cache_get(frame_cache *fc, codec c); /* borrowed: frame_ref it to keep it */
+/* The frame a session of role desk (1 = agent) or not (customer, bridge) may get: borrowed. */
+frame *frame_cache_view(frame_cache *fc, codec c, int desk);
 void frame_cache_release(frame_cache *fc);
 
 /* ---- sessions ---- */

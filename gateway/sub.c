@@ -191,7 +191,14 @@ static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
     }
     snprintf(m.conv, sizeof(m.conv), "%s", w->ch->key);
     m.seq = seq;
-    int rc = sess_send_msg(w->s, &m);
+    int rc;
+    if (w->s->role != SESS_AGENT && msg_type_is_internal(m.type)) {
+        msg view;
+        msg_customer_view(&view, &m);
+        rc = sess_send_msg(w->s, &view);
+    } else {
+        rc = sess_send_msg(w->s, &m);
+    }
     msg_free(&m);
     if (rc == 0) w->last_sent = seq;
     return rc;
@@ -381,7 +388,7 @@ static void deliver_conv(chan *c, uint64_t seq, msg *m, frame_cache *fc) {
         }
         if (seq <= w->last_sent) continue;
         if (seq == w->last_sent + 1 && !w->fetching && sess_room(s) &&
-            sess_send(s, frame_cache_get(fc, s->codec)) == 0) {
+            sess_send(s, frame_cache_view(fc, s->codec, s->role == SESS_AGENT)) == 0) {
             w->last_sent = seq;
             continue;
         }

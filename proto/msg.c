@@ -61,6 +61,7 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
     [MSG_LEAVE] = "leave",
     [MSG_ASSIGNED] = "assigned",
     [MSG_TRANSFERRED] = "transferred",
+    [MSG_CLASSIFIED] = "classified",
     [MSG_CLOSED] = "closed",
     [MSG_SURVEY] = "survey",
     [MSG_RATING] = "rating",
@@ -75,6 +76,7 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
     [MSG_CLOSE] = "close",
     [MSG_QUEUE] = "queue",
     [MSG_TRANSFER] = "transfer",
+    [MSG_CLASSIFY] = "classify",
 };
 
 static const char *const channel_names[CH_COUNT] = {
@@ -155,6 +157,26 @@ int msg_type_is_logged(msg_type t) {
     return t >= MSG_TEXT && t <= MSG_RATING;
 }
 
+int msg_type_is_internal(msg_type t) {
+    return t == MSG_TRANSFERRED || t == MSG_CLASSIFIED;
+}
+
+void msg_customer_view(msg *dst, const msg *src) {
+    msg_init(dst);
+    dst->v = src->v;
+    dst->type = src->type;
+    memcpy(dst->id, src->id, sizeof(dst->id));
+    memcpy(dst->conv, src->conv, sizeof(dst->conv));
+    dst->seq = src->seq;
+    dst->channel = src->channel;
+    dst->dir = src->dir;
+    dst->role = src->role;
+    dst->ts_ms = src->ts_ms;
+    if (src->type != MSG_TRANSFERRED) return;
+    memcpy(dst->agent_name, src->agent_name, sizeof(dst->agent_name));
+    memcpy(dst->queue, src->queue, sizeof(dst->queue));
+}
+
 /* ---- UTF-8 --------------------------------------------------------------------------------- */
 
 static int is_cont(unsigned char c) {
@@ -205,11 +227,13 @@ int msg_utf8_valid(const char *s, size_t len) {
 static const uint32_t customer_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
                                        BIT(MSG_READ) | BIT(MSG_HELLO) | BIT(MSG_ACK) |
                                        BIT(MSG_RATING);
-static const uint32_t agent_types =
-    BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) | BIT(MSG_READ) | BIT(MSG_HELLO) |
-    BIT(MSG_ACK) | BIT(MSG_PRESENCE) | BIT(MSG_PICK) | BIT(MSG_CLOSE) | BIT(MSG_TRANSFER);
+static const uint32_t agent_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
+                                    BIT(MSG_READ) | BIT(MSG_HELLO) | BIT(MSG_ACK) |
+                                    BIT(MSG_PRESENCE) | BIT(MSG_PICK) | BIT(MSG_CLOSE) |
+                                    BIT(MSG_TRANSFER) | BIT(MSG_CLASSIFY);
 static const uint32_t agent_conv_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
-                                         BIT(MSG_PICK) | BIT(MSG_CLOSE) | BIT(MSG_TRANSFER);
+                                         BIT(MSG_PICK) | BIT(MSG_CLOSE) | BIT(MSG_TRANSFER) |
+                                         BIT(MSG_CLASSIFY);
 
 /* A fixed-size string field must be NUL-terminated inside its array and valid UTF-8. */
 static int check_str(const char *name, const char *s, size_t cap, cg_err *err) {
@@ -397,6 +421,7 @@ static int check_required(const msg *m, msg_origin origin, cg_err *err) {
     if (t == MSG_CLOSE && !m->code[0]) return missing(err, "code", t);
     if (t == MSG_TRANSFER && !m->agent_id[0] && !m->queue[0])
         return missing(err, "agent_id or queue", t);
+    if (t == MSG_CLASSIFY && !m->code[0]) return missing(err, "code", t);
     if (t == MSG_RATING && m->rating == 0) return missing(err, "rating", t);
     if (t == MSG_ACK && origin != ORIGIN_INTERNAL) {
         if (!m->conv[0]) return missing(err, "conv", t);

@@ -41,10 +41,11 @@ typedef enum msg_type {
     MSG_JOIN,        /* a participant joined (agent_id/agent_name) */
     MSG_LEAVE,       /* a participant left */
     MSG_ASSIGNED,    /* conversation assigned to agent_id/agent_name (queue) */
-    MSG_TRANSFERRED, /* moved to another agent or queue (code = note) */
-    MSG_CLOSED,      /* closed (code = resolution) */
-    MSG_SURVEY,      /* satisfaction survey offered */
-    MSG_RATING,      /* customer's answer to the survey (rating 1..5) */
+    MSG_TRANSFERRED, /* moved to agent_id or queue, text = the agent's note (agents only) */
+    MSG_CLASSIFIED, /* an agent re-classified: code = new category, text = who/from (agents only) */
+    MSG_CLOSED,     /* closed (code = resolution) */
+    MSG_SURVEY,     /* satisfaction survey offered */
+    MSG_RATING,     /* customer's answer to the survey (rating 1..5) */
     /* ephemeral events: published, never logged, seq 0 */
     MSG_TYPING,
     MSG_READ, /* last_seq = highest seq the sender has read */
@@ -60,6 +61,7 @@ typedef enum msg_type {
     MSG_CLOSE,    /* agent closes conv, code = resolution */
     MSG_QUEUE,    /* server: snapshot of queue `queue` in items[] */
     MSG_TRANSFER, /* agent hands conv to agent_id or to queue, text = note */
+    MSG_CLASSIFY, /* agent re-classifies conv: code = category */
     MSG_TYPE_COUNT
 } msg_type;
 
@@ -95,7 +97,7 @@ typedef enum msg_dir {
 typedef enum msg_origin {
     ORIGIN_CUSTOMER, /* a customer client; only content, typing, read, hello, ack, rating */
     ORIGIN_AGENT,    /* an agent client; content, typing, read, hello, ack, presence, pick, close,
-                        transfer */
+                        transfer, classify */
     ORIGIN_INTERNAL  /* gateway/router/bridge-produced: every type, role and dir required */
 } msg_origin;
 
@@ -223,6 +225,13 @@ int msg_dir_parse(const char *s, msg_dir *out);
 
 /* 1 for types kept in the conversation log (content and conversation events), else 0. */
 int msg_type_is_logged(msg_type t);
+/* 1 for logged events whose details are for the desk only (transferred: the note; classified:
+ * the category). Customers get msg_customer_view of them; bridges get nothing. */
+int msg_type_is_internal(msg_type t);
+/* Fill dst (uninitialised) with what a customer may see of src: type, ids, seq, channel, role,
+ * dir, ts, and for transferred agent_name and queue; never text, code or agent_id. dst owns
+ * nothing (no msg_free needed, harmless). */
+void msg_customer_view(msg *dst, const msg *src);
 
 /* 1 when the len bytes at s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int msg_utf8_valid(const char *s, size_t len);

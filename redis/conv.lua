@@ -28,7 +28,8 @@ in the same call, to cg:out:<channel> (read by the gateways' bridge sessions, gr
   XADD cg:out:<channel> * c <conv> s <seq> m <payload> [t chat_id] [n chat_name] [j subject]
                           [r mail_root] [l mail_last]
 (the address fields as the conversation holds them at that moment). Events without a text are not
-sent to bridges: platforms have nothing to show for them.
+sent to bridges: platforms have nothing to show for them; nor are the desk-only events
+"transferred" and "classified" (their text is an agent's internal note).
 
 Rules:
   customer, conv ''   -> cg:cust:<sender>.conv unless missing or closed; then newconv is opened
@@ -162,6 +163,7 @@ local function outbound(conv, seq, role, payload)
     if not channel or channel == 'web' then return end
     local ok, m = pcall(cmsgpack.unpack, payload)
     if not ok or type(m) ~= 'table' or (not m.text and not m.attachments) then return end
+    if m.type == 'transferred' or m.type == 'classified' then return end -- desk-only events
     local names = {}
     for i, f in ipairs(OUT_FIELDS) do names[i] = f[1] end
     local vals = redis.call('HMGET', conv_key(conv), unpack(names))

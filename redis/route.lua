@@ -1106,3 +1106,36 @@ redis.register_function{function_name = 'cg_transfer', callback = cg_transfer}
 redis.register_function{function_name = 'cg_offer_arm', callback = cg_offer_arm}
 redis.register_function{function_name = 'cg_agent_text', callback = cg_agent_text}
 redis.register_function{function_name = 'cg_route_fire', callback = cg_route_fire}
+
+-- ---- re-classification by an agent (router/reclass.c) -------------------------------------
+
+--[[
+FCALL cg_reclassify 0 conv agent category now_ms
+  The agent assigned to conv sets its category (the router checked it is a configured one):
+  prev_category keeps the one before, reclassified_by / reclassified_at who and when. The queue,
+  priority and assignment do not change (a transfer moves a conversation).
+  -> {old category, channel, locale, ticket or ''}
+  Errors: NOTASSIGNED, CLOSED, CLASSIFYFAIL <reason> (already in that category).
+]]
+
+local function cg_reclassify(keys, args)
+    local conv, agent, category, now = args[1], args[2], args[3], args[4]
+    if not now or category == '' then
+        return redis.error_reply('BADARG conv agent category now_ms expected')
+    end
+    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'category', 'channel', 'locale',
+        'ticket')
+    if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
+    if h[1] ~= 'assigned' or h[2] ~= agent then
+        return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
+    end
+    local old = h[3] or ''
+    if old == category then
+        return redis.error_reply('CLASSIFYFAIL the conversation is already in category ' .. category)
+    end
+    redis.call('HSET', ckey(conv), 'category', category, 'prev_category', old, 'reclassified_by',
+        agent, 'reclassified_at', now)
+    return {old, h[4] or '', h[5] or '', h[6] or ''}
+end
+
+redis.register_function{function_name = 'cg_reclassify', callback = cg_reclassify}

@@ -20,12 +20,6 @@ static void agent_announce_rows(job *j, const redisReply *rows) {
     }
 }
 
-/* The human part of a function error ("NOTASSIGNED conversation is ..." -> "conversation ..."). */
-static const char *agent_reason(const redisReply *rep) {
-    const char *sp = strchr(rep->str, ' ');
-    return sp ? sp + 1 : rep->str;
-}
-
 static void agent_rows_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn("agent %s: presence: %s", j->m.sender_id, rep->str);
@@ -66,12 +60,7 @@ void agent_on_presence(job *j) {
 }
 
 static void agent_pick_reply(job *j, redisReply *rep) {
-    msg *m = &j->m;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        log_info("agent %s pick %s refused: %s", m->sender_id, j->conv, rep->str);
-        say_agent_error(j, m->sender_id, "pick_failed", agent_reason(rep), m->cmid, j->conv);
-        return;
-    }
+    if (say_refused(j, rep, "pick")) return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
     asg_row row;
     if (store_row_parse(rep->element[2], &row) != 0) return;
@@ -91,14 +80,7 @@ void agent_on_pick(job *j) {
 
 static void agent_close_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        const char *code = strncmp(rep->str, "CLOSED", 6) == 0         ? "closed"
-                           : strncmp(rep->str, "NOTASSIGNED", 11) == 0 ? "not_assigned"
-                                                                       : NULL;
-        log_info("agent %s close %s refused: %s", m->sender_id, j->conv, rep->str);
-        if (code) say_agent_error(j, m->sender_id, code, agent_reason(rep), m->cmid, j->conv);
-        return;
-    }
+    if (say_refused(j, rep, "close")) return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
     char channel[MSG_CODE_MAX], locale[TMPL_LOCALE_MAX] = "";
     store_str(rep->element[1], channel, sizeof(channel));

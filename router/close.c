@@ -52,15 +52,7 @@ static const char *close_followup_queue(const router *r) {
 /* {'requeued', channel, locale, queue, {ROW, ...}}: tell the customer, announce. */
 static void close_reopen_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        const char *code = strncmp(rep->str, "CLOSED", 6) == 0         ? "closed"
-                           : strncmp(rep->str, "NOTASSIGNED", 11) == 0 ? "not_assigned"
-                                                                       : NULL;
-        const char *sp = strchr(rep->str, ' ');
-        log_info("agent %s unresolved %s refused: %s", m->sender_id, j->conv, rep->str);
-        if (code) say_agent_error(j, m->sender_id, code, sp ? sp + 1 : rep->str, m->cmid, j->conv);
-        return;
-    }
+    if (say_refused(j, rep, "unresolved")) return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) return;
     char cmid[MSG_ID_MAX];
     store_str(rep->element[1], j->channel, sizeof(j->channel));

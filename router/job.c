@@ -196,6 +196,9 @@ static void job_start_entry(job *j) {
     case MSG_TRANSFER:
         agent_on_transfer(j);
         return;
+    case MSG_CLASSIFY:
+        agent_on_classify(j);
+        return;
     default:
         return; /* typing, read receipts etc.: nothing to route */
     }

@@ -262,6 +262,14 @@ void say_rating(job *j, const char *conv, const char *channel, int rating, const
 void say_transferred(job *j, const char *conv, const char *channel, const char *cmid,
                      const char *to_agent, const char *to_name, const char *queue,
                      const char *note);
+/* When rep is a function error refusing the agent's command j->m (NOTASSIGNED, CLOSED, PICKFAIL,
+ * TRANSFERFAIL, CLASSIFYFAIL): log it, tell the agent (error code + the reason after the prefix,
+ * with the command's cmid and conv) and return 1; other errors are only logged (1). 0 when rep
+ * is not an error. */
+int say_refused(job *j, const redisReply *rep, const char *command);
+/* Append the desk-only classified event (role system, cmid) to conv: code = category, text. */
+void say_classified(job *j, const char *conv, const char *channel, const char *cmid,
+                    const char *category, const char *text);
 /* Publish an error for the agent's command on cg:a:<agent>. */
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv);
@@ -340,5 +348,10 @@ int routing_owns_timer(const char *member);
 void routing_timer_step(job *j);
 /* An agent's transfer command (to agent_id or to queue, text = note). */
 void agent_on_transfer(job *j);
+
+/* ---- reclass.c: the classify command ---- */
+
+/* An agent's classify command (code = a rule name or "default"). */
+void agent_on_classify(job *j);
 
 #endif

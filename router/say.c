@@ -184,6 +184,31 @@ void say_agent_error(job *j, const char *agent, const char *code, const char *te
     msg_free(&m);
 }
 
+/* Function error prefixes (redis/route.lua) and the error codes agents get for them. */
+static const struct {
+    const char *prefix, *code;
+} say_refusals[] = {
+    {"NOTASSIGNED", "not_assigned"},     {"CLOSED", "closed"},
+    {"PICKFAIL", "pick_failed"},         {"TRANSFERFAIL", "transfer_failed"},
+    {"CLASSIFYFAIL", "classify_failed"},
+};
+
+int say_refused(job *j, const redisReply *rep, const char *command) {
+    if (rep->type != REDIS_REPLY_ERROR) return 0;
+    const msg *m = &j->m;
+    log_info("agent %s %s %s refused: %s", m->sender_id, command, j->conv, rep->str);
+    for (size_t i = 0; i < sizeof(say_refusals) / sizeof(say_refusals[0]); i++) {
+        size_t n = strlen(say_refusals[i].prefix);
+        if (strncmp(rep->str, say_refusals[i].prefix, n) != 0 ||
+            (rep->str[n] && rep->str[n] != ' '))
+            continue;
+        const char *reason = rep->str[n] ? rep->str + n + 1 : rep->str;
+        say_agent_error(j, m->sender_id, say_refusals[i].code, reason, m->cmid, j->conv);
+        break;
+    }
+    return 1;
+}
+
 void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
                       const char *text) {
     msg m;
@@ -204,6 +229,16 @@ void say_transferred(job *j, const char *conv, const char *channel, const char *
     if (to_name) cg_strlcpy(m.agent_name, to_name, sizeof(m.agent_name));
     if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
     if (note && note[0]) msg_set_text(&m, note, strlen(note), NULL);
+    say_append(j, conv, cmid, &m);
+    msg_free(&m);
+}
+
+void say_classified(job *j, const char *conv, const char *channel, const char *cmid,
+                    const char *category, const char *text) {
+    msg m;
+    say_init(&m, MSG_CLASSIFIED, ROLE_SYSTEM, channel, j->now_ms);
+    cg_strlcpy(m.code, category, sizeof(m.code));
+    msg_set_text(&m, text, strlen(text), NULL);
     say_append(j, conv, cmid, &m);
     msg_free(&m);
 }

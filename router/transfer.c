@@ -15,24 +15,10 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* The error code an agent gets for a refused transfer; NULL for errors not worth telling. */
-static const char *transfer_error_code(const char *err) {
-    if (strncmp(err, "TRANSFERFAIL", 12) == 0) return "transfer_failed";
-    if (strncmp(err, "NOTASSIGNED", 11) == 0) return "not_assigned";
-    if (strncmp(err, "CLOSED", 6) == 0) return "closed";
-    return NULL;
-}
-
 /* {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}: log the event, announce. */
 static void transfer_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        const char *code = transfer_error_code(rep->str);
-        const char *sp = strchr(rep->str, ' ');
-        log_info("agent %s transfer %s refused: %s", m->sender_id, j->conv, rep->str);
-        if (code) say_agent_error(j, m->sender_id, code, sp ? sp + 1 : rep->str, m->cmid, j->conv);
-        return;
-    }
+    if (say_refused(j, rep, "transfer")) return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return;
     char cmid[MSG_ID_MAX];
     store_str(rep->element[1], j->channel, sizeof(j->channel));

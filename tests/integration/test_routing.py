@@ -1,7 +1,8 @@
 """Routing beyond the least-loaded agent, end to end (real redis-server, gateway, router and
-WebSocket clients), with short configured durations: transfer to an agent or a queue with a note,
-offer timeout (reassignment, notices, away after N misses), sticky return to the last agent, and
-overflow into other queues after overflow_after_s.
+WebSocket clients), with short configured durations: transfer to an agent or a queue with a note
+(which only the desk sees), re-classification by an agent, offer timeout (reassignment, notices,
+away after N misses), sticky return to the last agent, and overflow into other queues after
+overflow_after_s.
 
 Run: BUILD=build/h-route /usr/bin/python3 -m pytest -q tests/integration/test_routing.py
 """
@@ -12,6 +13,7 @@ import pytest
 
 from chat import agent, customer, new_cmid
 from conftest import wait_until
+from test_close import MAIL_TOKEN, outbound, post_mail
 
 CONFIG = """
 [router]
@@ -34,10 +36,27 @@ mode = push
 overflow = general
 overflow_after_s = {after}
 
+[queue complaints]
+mode = pull
+
 [rule tech]
 queue = tech_support
 keywords = router
 order = 1
+
+[rule complaint]
+queue = complaints
+complaint_class = serious
+keywords = complaint
+order = 2
+
+[rule faq]
+queue = general
+keywords = faq
+order = 3
+
+[templates en]
+complaint_ack = TICKET {{ticket}}
 """
 
 
@@ -60,7 +79,7 @@ def log_of(r, conv):
 def desk(procs, tmp_path, offer=0, sticky=86400, after=3600):
     path = tmp_path / "routing.ini"
     path.write_text(CONFIG.format(offer=offer, sticky=sticky, after=after), encoding="utf-8")
-    gw = procs.gateway()
+    gw = procs.gateway({"CHATGW_EMAIL_TOKEN": MAIL_TOKEN})
     procs.router({"CHATGW_CONFIG": str(path), "CHATGW_BLOCK_MS": 200})
     return gw
 
@@ -105,8 +124,11 @@ def test_transfer_to_agent_and_queue_with_note(procs, redis_srv, tmp_path):
                           "text": "VIP, address in Hangzhou", "cmid": "t1"})
         await alice.expect_type("ack", cmid="t1")
         await bob.expect_type("assigned", conv=conv, agent_id="bob")
-        ev = await c.expect_type("transferred", conv=conv)
+        # the new agent reads the note in the transcript; the customer sees only who took over
+        ev = await bob.expect_type("transferred", conv=conv)
         assert ev["agent_id"] == "bob" and ev["text"] == "VIP, address in Hangzhou"
+        ev = await c.expect_type("transferred", conv=conv)
+        assert ev["agent_name"] == "bob" and "text" not in ev and "agent_id" not in ev
         h = conv_hash(r, conv)
         assert h["state"] == "assigned" and h["agent"] == "bob" and h["prev_agent"] == "alice"
         assert s(r.hget("cg:agent:alice", "load")) == "0"
@@ -121,6 +143,8 @@ def test_transfer_to_agent_and_queue_with_note(procs, redis_srv, tmp_path):
                         "text": "router question", "cmid": "t2"})
         await tina.expect_type("assigned", conv=conv, agent_id="tina")
         ev = await c.expect_type("transferred", conv=conv, queue="tech_support")
+        assert "text" not in ev
+        ev = await tina.expect_type("transferred", conv=conv, queue="tech_support")
         assert ev["text"] == "router question"
         h = conv_hash(r, conv)
         assert h["queue"] == "tech_support" and h["agent"] == "tina" and h["prev_agent"] == "bob"
@@ -176,6 +200,99 @@ def test_transfer_to_queue_without_agents_waits_at_its_priority(procs, redis_srv
         e = await alice.expect_type("error", cmid="t2")
         assert e["code"] == "transfer_failed" and "nope" in e["text"]
         for x in (alice, c1, c2):
+            await x.close()
+
+    run(scenario())
+
+
+def test_transfer_note_never_reaches_an_email_customer(procs, redis_srv, tmp_path):
+    gw = desk(procs, tmp_path)
+    r = redis_srv.r
+
+    async def scenario():
+        alice = await online(gw, procs, "alice")
+        assert post_mail(gw, "Where is my parcel?", frm="zhao@example.com") == 200
+        conv = wait_until(lambda: s(r.hget("cg:cust:email:zhao@example.com", "conv")), 5, "conv")
+        await alice.expect_type("assigned", conv=conv)
+        bob = await online(gw, procs, "bob")
+        await alice.send({"type": "transfer", "conv": conv, "agent_id": "bob",
+                          "text": "INTERNAL angry customer", "cmid": "t1"})
+        await bob.expect_type("assigned", conv=conv, agent_id="bob")
+        assert (await bob.say("We are on it.", conv=conv))["type"] == "ack"
+        # the mail out of the conversation: the new agent's reply, never the internal note
+        wait_until(lambda: any(m.get("text") == "We are on it." for m in outbound(r, "email", conv)),
+                   5, "reply mailed")
+        out = outbound(r, "email", conv)
+        assert not [m for m in out if m["type"] == "transferred"]
+        assert not [m for m in out if "INTERNAL" in (m.get("text") or "")]
+        assert [m for m in log_of(r, conv) if m["type"] == "transferred"][0]["text"] == \
+            "INTERNAL angry customer"
+        for x in (alice, bob):
+            await x.close()
+
+    run(scenario())
+
+
+# ---- re-classification ----------------------------------------------------------------------
+
+def test_agent_reclassifies_into_a_complaint(procs, redis_srv, tmp_path):
+    gw = desk(procs, tmp_path)
+    r = redis_srv.r
+
+    async def scenario():
+        alice = await online(gw, procs, "alice")
+        c = await customer(gw)
+        conv = (await c.say("the parcel arrived broken"))["conv"]
+        await alice.expect_type("assigned", conv=conv)
+        assert conv_hash(r, conv)["category"] == "default"
+        # unknown category, then a good one
+        await alice.send({"type": "classify", "conv": conv, "code": "nonsense", "cmid": "k1"})
+        e = await alice.expect_type("error", cmid="k1")
+        assert e["code"] == "bad_value" and "nonsense" in e["text"]
+        await alice.send({"type": "classify", "conv": conv, "code": "complaint", "cmid": "k2"})
+        await alice.expect_type("ack", cmid="k2")
+        ev = await alice.expect_type("classified", conv=conv)
+        assert ev["code"] == "complaint" and "default" in ev["text"] and "alice" in ev["text"]
+        # the customer gets the complaint number, and only a bare trace of the change
+        seen = await c.expect_type("classified", conv=conv)
+        assert "code" not in seen and "text" not in seen
+        ack = await c.expect(lambda f: f.get("type") == "text" and "TICKET TS-" in f.get("text", ""),
+                             what="complaint acknowledgement")
+        h = conv_hash(r, conv)
+        assert h["category"] == "complaint" and h["prev_category"] == "default"
+        assert h["reclassified_by"] == "alice" and h["complaint_class"] == "serious"
+        assert ack["text"] == "TICKET " + h["ticket"]
+        assert r.zscore("cg:timers", f"complaint_resolve:{conv}") is not None
+        # the conversation stays with its agent, in its queue
+        assert h["agent"] == "alice" and h["queue"] == "general"
+        # the same category again; someone else's conversation; a missing code
+        await alice.send({"type": "classify", "conv": conv, "code": "complaint", "cmid": "k3"})
+        e = await alice.expect_type("error", cmid="k3")
+        assert e["code"] == "classify_failed"
+        bob = await online(gw, procs, "bob")
+        await bob.send({"type": "classify", "conv": conv, "code": "faq", "cmid": "k4"})
+        assert (await bob.expect_type("error", cmid="k4"))["code"] == "not_assigned"
+        await bob.send({"type": "classify", "conv": conv, "cmid": "k5"})
+        assert (await bob.expect_type("error", cmid="k5"))["code"] == "missing_field"
+        # back to an ordinary category: recorded, the complaint number stays
+        await alice.send({"type": "classify", "conv": conv, "code": "faq", "cmid": "k6"})
+        await alice.expect(lambda f: f.get("type") == "classified" and f.get("code") == "faq",
+                           what="second classified event")
+        h2 = conv_hash(r, conv)
+        assert h2["category"] == "faq" and h2["prev_category"] == "complaint"
+        assert h2["ticket"] == h["ticket"]
+        cls = [m for m in log_of(r, conv) if m["type"] == "classified"]
+        assert [m["code"] for m in cls] == ["complaint", "faq"]
+        # a customer reading the transcript again (catch-up from storage) sees no category either
+        again = await customer(gw, token=c.welcome["token"], conv=conv, last_seq=0)
+        seqs = [int(s(i).split("-")[0]) for i, f in r.xrange(f"cg:conv:{conv}:log")
+                if msgpack.unpackb(f[b"m"], raw=False)["type"] == "classified"]
+        assert len(seqs) == 2
+        for seq in seqs:
+            f = await again.expect(lambda f: f.get("seq") == seq, what=f"seq {seq} again")
+            assert f["type"] == "classified" and "code" not in f and "text" not in f
+        await again.close()
+        for x in (alice, bob, c):
             await x.close()
 
     run(scenario())

@@ -719,6 +719,14 @@ static void test_validate_required(void **state) {
     assert_int_equal(dj(&m, "{\"type\":\"transfer\",\"queue\":\"tech\"}", &err), 0);
     expect_validate(&m, ORIGIN_AGENT, "missing_field", "'conv'");
 
+    /* classify: an agent command with conv and code (the category) */
+    assert_int_equal(dj(&m, "{\"type\":\"classify\",\"conv\":\"c1\",\"code\":\"faq\"}", &err), 0);
+    assert_int_equal(m.type, MSG_CLASSIFY);
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    expect_validate(&m, ORIGIN_CUSTOMER, "bad_type", "'classify' may not be sent by a customer");
+    assert_int_equal(dj(&m, "{\"type\":\"classify\",\"conv\":\"c1\"}", &err), 0);
+    expect_validate(&m, ORIGIN_AGENT, "missing_field", "'code'");
+
     assert_int_equal(dj(&m, "{\"type\":\"rating\"}", &err), 0);
     expect_validate(&m, ORIGIN_CUSTOMER, "missing_field", "'rating'");
     m.rating = 6; /* built in C, not decoded */
@@ -1020,6 +1028,44 @@ static void test_native_limits(void **state) {
     msg_free(&m);
 }
 
+/* Desk-only events: the customer's view keeps the frame (type, seq) and drops the note, the
+ * category and the agent id. */
+static void test_customer_view(void **state) {
+    (void)state;
+    msg m, v;
+    cg_err err;
+    msg_init(&m);
+    const char *tr = "{\"type\":\"transferred\",\"conv\":\"c1\",\"seq\":7,\"role\":\"system\","
+                     "\"dir\":\"out\",\"channel\":\"web\",\"ts\":5,\"agent_id\":\"bob\","
+                     "\"agent_name\":\"Bob\",\"queue\":\"faq\",\"text\":\"VIP, angry\"}";
+    assert_int_equal(dj(&m, tr, &err), 0);
+    assert_true(msg_type_is_internal(m.type));
+    msg_customer_view(&v, &m);
+    assert_int_equal(v.type, MSG_TRANSFERRED);
+    assert_int_equal(v.seq, 7);
+    assert_string_equal(v.conv, "c1");
+    assert_string_equal(v.agent_name, "Bob");
+    assert_string_equal(v.queue, "faq");
+    assert_null(v.text);
+    assert_string_equal(v.agent_id, "");
+    msg_free(&v);
+    msg_free(&m);
+    msg_init(&m);
+    assert_int_equal(dj(&m,
+                        "{\"type\":\"classified\",\"seq\":8,\"code\":\"complaint\","
+                        "\"text\":\"from faq\"}",
+                        &err),
+                     0);
+    msg_customer_view(&v, &m);
+    assert_int_equal(v.type, MSG_CLASSIFIED);
+    assert_int_equal(v.seq, 8);
+    assert_string_equal(v.code, "");
+    assert_null(v.text);
+    msg_free(&m);
+    assert_false(msg_type_is_internal(MSG_ASSIGNED));
+    assert_false(msg_type_is_internal(MSG_TEXT));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_json),
@@ -1034,6 +1080,7 @@ int main(void) {
         cmocka_unit_test(test_msgpack_errors),
         cmocka_unit_test(test_validate_origin),
         cmocka_unit_test(test_validate_required),
+        cmocka_unit_test(test_customer_view),
         cmocka_unit_test(test_validate_internal_and_fields),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_names),
