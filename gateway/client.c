@@ -223,7 +223,11 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        if (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT || !r) send_redis_error(s, r, q->cmid);
+        if (q->type == MSG_RATING && r && r->str && !strncmp(r->str, "CLOSED", 6))
+            sess_send_error(s, "closed", "no survey to answer: it is over or was never sent",
+                            q->cmid, 0);
+        else if (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT || q->type == MSG_RATING || !r)
+            send_redis_error(s, r, q->cmid);
         req_free(q);
         return;
     }

@@ -42,9 +42,10 @@ Rules:
                          `rating` message (rating 1..5), or on a channel other than web a text
                          that is just one digit 1-5 (ASCII or full-width, surrounding whitespace
                          allowed). It is appended to the closed conversation (no new one is
-                         opened) and stored: HSET rating, rated_at. A `rating` message for a
-                         closed conversation outside its survey window (or with no
-                         conversation at all): CLOSED.
+                         opened) and stored: HSET rating, rated_at; its cg:in entry gets the
+                         field r = the rating (the router thanks only for those). A `rating`
+                         message for a closed conversation outside its survey window (or with
+                         no conversation at all): CLOSED.
   agent               -> X must be assigned to the sender (NOTASSIGNED), not closed (CLOSED)
   system, bot, bridge -> X must exist (NOCONV)
 Errors: NOTYOURS, NOTASSIGNED, CLOSED, NOCONV, BADARG (first word of the error reply).
@@ -221,7 +222,9 @@ local function cg_append(keys, args)
 
     local seq = redis.call('HINCRBY', conv_key(conv), 'seq', 1)
     redis.call('XADD', conv_key(conv) .. ':log', seq .. '-0', 'm', payload)
-    if mode == 'log' then
+    if mode == 'log' and rating then -- r: this message was taken as the survey's answer
+        redis.call('XADD', 'cg:in', '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
+    elseif mode == 'log' then
         redis.call('XADD', 'cg:in', '*', 'c', conv, 's', seq, 'm', payload)
     end
     redis.call('PUBLISH', 'cg:c:' .. conv, struct.pack('>I8', seq) .. payload)

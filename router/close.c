@@ -94,14 +94,16 @@ void close_after(job *j, const char *conv, const char *channel, const char *loca
                  const char *resolution) {
     router *r = j->r;
     char until[24] = "0", due[24] = "0";
-    if (r->cfg.survey_window_s > 0)
+    int survey =
+        r->cfg.survey_window_s > 0 && !close_in_list(r->cfg.no_survey_resolutions, resolution);
+    if (survey)
         snprintf(until, sizeof(until), "%lld",
                  (long long)j->now_ms + r->cfg.survey_window_s * 1000);
     if (r->cfg.complaint_followup_s > 0 && strncmp(resolution, "resolved", 8) == 0)
         snprintf(due, sizeof(due), "%lld",
                  (long long)j->now_ms + r->cfg.complaint_followup_s * 1000);
     job_cmd(j, NULL, 6, "FCALL", "cg_after_close", "0", conv, until, due);
-    csat_survey(j, conv, channel, locale);
+    if (survey) csat_survey(j, conv, channel, locale);
 }
 
 /* ---- idle close ---- */

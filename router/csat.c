@@ -5,9 +5,9 @@
  * shows 1-5 buttons. The answer is decided in Redis, atomically, by cg_append (redis/conv.lua):
  * within survey_window_s of the close, a `rating` frame, or on a bridged channel a text that is
  * just one digit 1-5, is attached to the closed conversation (HSET rating, rated_at) instead of
- * opening a new one. Here the router sees that entry come through cg:in: a one-digit text also
- * gets a `rating` event in the transcript (a rating frame is one already), and the customer is
- * thanked (template rating_thanks). */
+ * opening a new one, and its cg:in entry gets the field r. Here the router sees that entry come
+ * through cg:in (job->rated): a one-digit text also gets a `rating` event in the transcript (a
+ * rating frame is one already), and the customer is thanked (template rating_thanks). */
 #include "router.h"
 
 #include <stdio.h>
@@ -22,33 +22,13 @@ void csat_survey(job *j, const char *conv, const char *channel, const char *loca
     say_survey(j, conv, channel, text);
 }
 
-static int csat_space(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
-int csat_digit(const char *text, size_t len) {
-    const unsigned char *p = (const unsigned char *)text;
-    if (!text) return 0;
-    while (len && csat_space(*p))
-        p++, len--;
-    while (len && csat_space(p[len - 1]))
-        len--;
-    if (len == 1 && p[0] >= '1' && p[0] <= '5') return p[0] - '0';
-    if (len == 3 && p[0] == 0xEF && p[1] == 0xBC && p[2] >= 0x91 && p[2] <= 0x95)
-        return p[2] - 0x90; /* U+FF11..U+FF15 */
-    return 0;
-}
-
 int csat_on_customer(job *j) {
     const msg *m = &j->m;
-    int closed = strcmp(j->state, "closed") == 0;
-    int rating = 0;
-    if (m->type == MSG_RATING)
-        rating = m->rating;
-    else if (closed && m->type == MSG_TEXT)
-        rating = csat_digit(m->text, m->text_len);
-    if (!rating) return 0;
-    if (!closed) return m->type == MSG_RATING; /* a rating of an open conversation: no action */
+    /* Only what cg_append took as the survey's answer (entry field r) is a rating: a digit the
+     * customer sent while the conversation was still open is a message, even when the router
+     * only gets to it after the close. */
+    int rating = j->rated;
+    if (!rating) return m->type == MSG_RATING; /* a rating of an open conversation: no action */
     char cmid[MSG_ID_MAX], n[8];
     log_info("conv %s rated %d by its customer", j->conv, rating);
     if (m->type != MSG_RATING) {

@@ -71,7 +71,8 @@ static int job_queued(const router *r, const char *id) {
     return 0;
 }
 
-void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len) {
+void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len,
+                    int rated) {
     if (job_queued(r, id)) return;
     job *j = calloc(1, sizeof(*j));
     char *copy = malloc(len ? len : 1);
@@ -88,6 +89,7 @@ void job_push_entry(router *r, const char *id, const char *conv, const char *raw
     cg_strlcpy(j->conv, conv, sizeof(j->conv));
     j->raw = copy;
     j->raw_len = len;
+    j->rated = rated >= 1 && rated <= 5 ? rated : 0;
     msg_init(&j->m);
     job_append(r, j);
 }

@@ -77,6 +77,8 @@ static const cfg_opt router_opts[] = {
      STR(complaint_sla), 0, 0, "respond/resolve seconds per complaint class"},
     {"resolutions", CFG_STR, "resolved,resolved_workaround,duplicate,spam,no_response,unresolved",
      STR(resolutions), 0, 0, "resolution codes an agent may close with"},
+    {"no_survey_resolutions", CFG_STR, "spam,duplicate", STR(no_survey_resolutions), 0, 0,
+     "resolution codes after which the customer gets no survey"},
     {"unresolved_resolutions", CFG_STR, "unresolved", STR(unresolved_resolutions), 0, 0,
      "codes that do not close: the conversation goes back to its queue"},
     {"survey_window_s", CFG_INT, "86400", INT(survey_window_s), 0, 366 * 86400,
@@ -152,6 +154,8 @@ static void router_reload(router *r) {
     memcpy(c->complaint_queue, g_load.complaint_queue, sizeof(c->complaint_queue));
     memcpy(c->complaint_sla, g_load.complaint_sla, sizeof(c->complaint_sla));
     memcpy(c->resolutions, g_load.resolutions, sizeof(c->resolutions));
+    memcpy(c->no_survey_resolutions, g_load.no_survey_resolutions,
+           sizeof(c->no_survey_resolutions));
     memcpy(c->unresolved_resolutions, g_load.unresolved_resolutions,
            sizeof(c->unresolved_resolutions));
     c->survey_window_s = g_load.survey_window_s;

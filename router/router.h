@@ -59,6 +59,7 @@ typedef struct router_cfg {
     char complaint_sla[256];
     char resolutions[512]; /* close.c */
     char unresolved_resolutions[256];
+    char no_survey_resolutions[256];
     long long survey_window_s;
     long long idle_close_s;
     long long complaint_followup_s;
@@ -153,6 +154,7 @@ struct job {
     char id[48];           /* cg:in entry id (JOB_ENTRY) */
     char conv[MSG_ID_MAX]; /* entry field c */
     char *raw;             /* entry field m (msgpack), owned */
+    int rated; /* entry field r: cg_append took this message as a survey answer, 1..5; 0 = not */
     size_t raw_len;
     msg m; /* decoded raw, valid while the job runs */
     int64_t now_ms;
@@ -177,7 +179,8 @@ struct job {
 };
 
 /* Queue a cg:in entry (raw copied) / an outbox drain. Entries already queued are not added. */
-void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len);
+void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len,
+                    int rated);
 void job_push_outbox(router *r);
 /* Queue a claimed timer (member with lease score); a member already queued is not added. */
 void job_push_timer(router *r, const char *member, const char *lease);
@@ -314,7 +317,8 @@ void sla_timer_step(job *j);
  * it is an ordinary close for cg_close. */
 int close_intercept(job *j);
 /* conv was closed with resolution: survey window, complaint follow-up, idle timer dropped
- * (cg_after_close), then the survey (csat.c). Idempotent. */
+ * (cg_after_close), then the survey (csat.c) unless resolution is one of no_survey_resolutions.
+ * Idempotent. */
 void close_after(job *j, const char *conv, const char *channel, const char *locale,
                  const char *resolution);
 /* A message of either side in assigned conv: (re)arm idle:<conv> (no-op when idle_close_s 0). */
@@ -331,8 +335,6 @@ void csat_survey(job *j, const char *conv, const char *channel, const char *loca
 /* A customer entry after cg_conv_info (state in j): 1 when it is a rating (a `rating` message, or
  * a one-digit answer that cg_append attached to the closed conversation) and was handled here. */
 int csat_on_customer(job *j);
-/* The rating 1..5 a text gives ("5", " ５ "), or 0. Pure. */
-int csat_digit(const char *text, size_t len);
 
 /* ---- routing.c: sticky agents, offer timeout, overflow; transfer.c: the transfer command ---- */
 

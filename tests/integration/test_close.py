@@ -147,14 +147,16 @@ def test_resolved_close_survey_and_rating_on_web(procs, redis_srv, tmp_path):
         assert [(m["role"], m["rating"]) for m in rated] == [("customer", 4)]
         assert conversations(r) == {conv}  # no new conversation
         assert s(r.hget(f"cg:cust:{c.welcome['sender_id']}", "conv")) == conv
-        # a rating with no surveyed conversation is refused (no ack), opens nothing; the text
-        # sent after it on the same socket is stored after it was refused
+        # a rating with no surveyed conversation is refused, opens nothing; the text sent after
+        # it on the same socket is stored after it was refused
         c2 = await customer(gw)
         await c2.send({"type": "rating", "rating": 5, "cmid": "rate-2"})
         conv2 = (await c2.say("a question"))["conv"]
         assert conversations(r) == {conv, conv2}
         assert [m["type"] for m in log_of(r, conv2) if m["role"] == "customer"] == ["text"]
-        assert not [f for f in c2.frames if f.get("cmid") == "rate-2"]
+        err = [f for f in c2.frames if f.get("cmid") == "rate-2"]
+        assert [(f["type"], f["code"]) for f in err] == [("error", "closed")]
+        assert "no survey" in err[0]["text"]
         # writing after that is a new conversation, as before
         new = (await c.say("one more thing"))["conv"]
         assert new != conv
@@ -269,6 +271,84 @@ def test_email_survey_and_digit_reply(procs, redis_srv, tmp_path):
     new = wait_until(lambda: (s(r.hget("cg:cust:email:li@example.com", "conv")) or conv) != conv
                      and s(r.hget("cg:cust:email:li@example.com", "conv")), 5, "new conversation")
     assert conversations(r) == {conv, new}
+
+
+def test_digit_sent_before_the_close_is_a_message_not_a_rating(procs, redis_srv, tmp_path):
+    """The router may get to a message only after the close (it was down, or behind): a "5" the
+    customer wrote while the conversation was open stays a message, never a thanked rating."""
+    r = redis_srv.r
+    path = tmp_path / "close.ini"
+    path.write_text(CONFIG.format(idle=0, followup=0), encoding="utf-8")
+    env = {"CHATGW_CONFIG": str(path), "CHATGW_BLOCK_MS": 200}
+    gw = procs.gateway({"CHATGW_EMAIL_TOKEN": MAIL_TOKEN})
+    router = procs.router(env)
+    token = procs.agent_token("alice", "Alice")
+
+    async def assigned(a, conv):
+        await a.expect_type("assigned", conv=conv)
+
+    async def scenario_start():
+        a = await agent(gw, token)
+        assert post_mail(gw, "Where is my parcel?", frm="qian@example.com") == 200
+        conv = wait_until(lambda: s(r.hget("cg:cust:email:qian@example.com", "conv")), 5, "conv")
+        await assigned(a, conv)
+        await a.close()
+        return conv
+    conv = run(scenario_start())
+    router.stop()
+    assert post_mail(gw, " 5 ", frm="qian@example.com", subject="Re: Order") == 200
+    entry = [i for i, f in r.xrange("cg:in") if s(f[b"c"]) == conv][-1]
+    assert b"r" not in r.xrange("cg:in", entry, entry)[0][1]
+    # the agent's close is processed first (as another router would), then this router starts
+    now = int(r.time()[0]) * 1000
+    assert s(r.fcall("cg_close", 0, conv, "alice", "resolved", now)[0]) == "closed"
+    r.fcall("cg_after_close", 0, conv, now + 60000, 0)
+    procs.router(env)
+
+    def processed():
+        g = [g for g in r.xinfo_groups("cg:in") if s(g["name"]) == "routers"][0]
+        last = s(g["last-delivered-id"])
+        done = tuple(map(int, last.split("-"))) >= tuple(map(int, s(entry).split("-")))
+        return done and not r.xpending_range("cg:in", "routers", entry, entry, 1)
+    wait_until(processed, 10, "the digit's entry processed")
+    h = conv_hash(r, conv)
+    assert "rating" not in h
+    assert not [m for m in log_of(r, conv) if m["type"] == "rating"]
+    assert not [m for m in outbound(r, "email", conv) if (m.get("text") or "").startswith("THANKS")]
+    # an answer after the close is the rating
+    assert post_mail(gw, "4", frm="qian@example.com", subject="Re: Order") == 200
+    wait_until(lambda: conv_hash(r, conv).get("rating") == "4", 5, "rating stored")
+    wait_until(lambda: [m for m in outbound(r, "email", conv) if m.get("text") == "THANKS 4"], 5,
+               "thanks mailed")
+
+
+def test_spam_close_sends_no_survey(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+    token = procs.agent_token("alice", "Alice")
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw)
+        conv = (await c.say("buy cheap watches"))["conv"]
+        await a.expect_type("assigned", conv=conv)
+        await close_conv(a, conv, "spam")
+        await c.expect_type("closed", conv=conv)
+        # the next conversation's close is surveyed: everything of the first was written by then
+        c2 = await customer(gw)
+        conv2 = (await c2.say("a real question"))["conv"]
+        await a.expect_type("assigned", conv=conv2)
+        await close_conv(a, conv2, "resolved")
+        await c2.expect_type("survey", conv=conv2)
+        assert not [m for m in log_of(r, conv) if m["type"] == "survey"]
+        assert conv_hash(r, conv).get("survey_until", "0") == "0"
+        # so a "rating" for it is refused: no survey to answer
+        await c.send({"type": "rating", "rating": 5, "conv": conv, "cmid": "rate-spam"})
+        err = await c.expect(lambda f: f.get("cmid") == "rate-spam", what="rating refused")
+        assert err["type"] == "error" and err["code"] == "closed"
+        for x in (a, c, c2):
+            await x.close()
+    run(scenario())
 
 
 # ---- idle auto-close ------------------------------------------------------------------------------
