@@ -4,8 +4,10 @@
  * the paste box, and is kept in sessionStorage (this tab only). The console connects to /ws/agent,
  * keeps every assigned conversation's transcript by seq (de-duplicated: after `welcome` the gateway
  * sends each assigned conversation from seq 1), acknowledges what it received, and re-sends
- * unacknowledged replies with the same cmid after a reconnect. pick and close carry a cmid: the
- * router's refusal comes back later as an error naming it. */
+ * unacknowledged replies with the same cmid after a reconnect. pick, close, transfer and classify
+ * carry a cmid: the router's refusal comes back later as an error naming it (transfer and classify
+ * refusals are shown next to their controls; their success is the logged `transferred` /
+ * `classified` event). System texts without seq are notices for this agent (offer timeout, SLA). */
 (function () {
     'use strict';
     var C = window.ChatGW;
@@ -22,7 +24,14 @@
         queueCount: $('queue-count'), convList: $('conv-list'), convCount: $('conv-count'),
         convEmpty: $('conv-empty'), title: $('conv-title'), sub: $('conv-sub'), closeBtn: $('close-btn'),
         log: $('agent-log'), typing: $('agent-typing'), error: $('agent-error'), form: $('agent-form'),
-        input: $('agent-input'), send: $('agent-send')
+        input: $('agent-input'), send: $('agent-send'), tools: $('conv-tools'),
+        transferForm: $('transfer-form'), transferFields: $('transfer-fields'),
+        kindAgent: $('transfer-kind-agent'), kindQueue: $('transfer-kind-queue'),
+        transferTarget: $('transfer-target'), transferTargetLabel: $('transfer-target-label'),
+        transferNote: $('transfer-note'), transferBtn: $('transfer-btn'), transferError: $('transfer-error'),
+        classifyForm: $('classify-form'), classifyFields: $('classify-fields'), classifyCode: $('classify-code'),
+        classifyBtn: $('classify-btn'), classifyError: $('classify-error'),
+        agentOptions: $('agent-options'), queueOptions: $('queue-options')
     };
 
     var view = { as: 'agent', me: '' };
@@ -34,7 +43,8 @@
     var queueTs = new Map();     /* queue name -> ts of the snapshot shown */
     var convs = new Map();       /* conv -> entry */
     var picking = new Map();     /* conv -> timer */
-    var commands = new Map();    /* cmid of a pick / close -> {type, conv}: their errors name it */
+    var commands = new Map();    /* cmid of a pick / close / transfer / classify -> {type, conv} */
+    var agents = new Map();      /* other agents seen in assignments: id -> name (transfer suggestions) */
     var selected = null;
     var welcomed = false, helloTimer = null, errTimer = null, lastTypingSent = 0;
     var baseTitle = document.title;
@@ -79,8 +89,9 @@
         ui.conn.textContent = text;
     }
 
-    function showError(text) {
+    function showError(text, kind) {
         ui.error.textContent = text;
+        ui.error.dataset.kind = kind || 'error';
         ui.error.hidden = false;
         clearTimeout(errTimer);
         errTimer = setTimeout(function () { ui.error.hidden = true; }, 10000);
@@ -135,6 +146,29 @@
         ui.queueList.replaceChildren(frag);
         ui.queueCount.textContent = String(total);
         tick();
+        renderOptions();
+    }
+
+    /* Suggestions for the transfer target: the queues of this agent's skills (from the queue
+     * snapshots) and of its conversations, and the other agents seen in assignments. */
+    function renderOptions() {
+        var qs = new Set(queues.keys());
+        convs.forEach(function (e) { if (e.queue) qs.add(e.queue); });
+        qs.delete('default');
+        ui.queueOptions.replaceChildren.apply(ui.queueOptions, Array.from(qs).sort().map(function (q) {
+            return el('option', { value: q });
+        }));
+        ui.agentOptions.replaceChildren.apply(ui.agentOptions, Array.from(agents.keys()).sort().map(function (id) {
+            return el('option', { value: id, label: agents.get(id) || id });
+        }));
+    }
+
+    function noteAgent(f) {
+        if (!f.agent_id || f.agent_id === view.me) return;
+        var name = f.agent_name || f.agent_id;
+        if (agents.get(f.agent_id) === name) return;
+        agents.set(f.agent_id, name);
+        renderOptions();
     }
 
     function queueItem(it) {
@@ -188,7 +222,8 @@
         var e = convs.get(conv);
         if (e) return e;
         e = { conv: conv, log: new C.ConvLog(conv, 0), pending: new Map(), state: 'assigned',
-            customer: '', channel: '', queue: '', preview: '', unread: 0, typingUntil: 0, closing: null,
+            customer: '', channel: '', queue: '', category: '', preview: '', unread: 0, typingUntil: 0,
+            closing: null, transfer: { timer: null, error: '' }, classify: { timer: null, error: '' },
             container: el('div', { className: 'conv-transcript', dataset: { conv: conv } }),
             item: el('div', { className: 'conv-item', dataset: { conv: conv }, role: 'option', tabindex: '0' }) };
         e.item.addEventListener('click', function () { select(conv); });
@@ -235,6 +270,7 @@
             ui.input.disabled = true;
             ui.send.disabled = true;
             ui.typing.hidden = true;
+            renderTools();
         }
         ui.convEmpty.hidden = convs.size > 0;
         updateTitle();
@@ -244,6 +280,12 @@
         var e = convs.get(conv);
         if (!e) return;
         var prev = selected && convs.get(selected);
+        if (selected !== conv) {
+            /* what was typed into the transfer / category controls was for the other conversation */
+            ui.transferTarget.value = '';
+            ui.transferNote.value = '';
+            ui.classifyCode.value = '';
+        }
         selected = conv;
         if (prev) renderConvItem(prev);
         e.unread = 0;
@@ -262,7 +304,8 @@
         var id = e.identity || {};
         ui.sub.textContent = [e.channel || 'web', e.queue ? 'queue ' + e.queue : '',
             id.order_no ? 'order ' + id.order_no : '', id.account ? 'account ' + id.account : '',
-            id.tier ? 'tier ' + id.tier : '', id.locale || '', 'conv ' + e.conv,
+            id.tier ? 'tier ' + id.tier : '', id.locale || '', e.category ? 'category ' + e.category : '',
+            'conv ' + e.conv,
             e.state === 'closed' ? 'closed' : e.state === 'away' ? 'transferred' : 'assigned to you'].filter(Boolean).join(' · ');
         var open = e.state === 'assigned';
         ui.closeBtn.disabled = !open || !!e.closing;
@@ -271,6 +314,81 @@
         ui.send.disabled = !open;
         ui.input.placeholder = open ? 'Write a reply… (Enter sends, Shift+Enter for a new line)'
             : 'This conversation is ' + (e.state === 'closed' ? 'closed' : 'no longer yours') + '.';
+        renderTools();
+    }
+
+    /* ------------------------------------------------------------------ transfer and category */
+    function renderTools() {
+        var e = selected && convs.get(selected);
+        ui.tools.hidden = !e;
+        if (!e) return;
+        var open = e.state === 'assigned';
+        ui.tools.dataset.state = e.state;
+        ui.transferFields.disabled = !open;
+        ui.classifyFields.disabled = !open;
+        ui.transferBtn.disabled = !!e.transfer.timer;
+        ui.transferBtn.textContent = e.transfer.timer ? 'Transferring…' : 'Transfer';
+        ui.classifyBtn.disabled = !!e.classify.timer;
+        ui.classifyBtn.textContent = e.classify.timer ? 'Saving…' : 'Re-classify';
+        ui.transferError.textContent = e.transfer.error;
+        ui.transferError.hidden = !e.transfer.error;
+        ui.classifyError.textContent = e.classify.error;
+        ui.classifyError.hidden = !e.classify.error;
+    }
+
+    function renderTransferKind() {
+        var q = ui.kindQueue.checked;
+        ui.transferTargetLabel.textContent = q ? 'Queue' : 'Agent id';
+        ui.transferTarget.setAttribute('list', q ? 'queue-options' : 'agent-options');
+        ui.transferTarget.placeholder = q ? 'e.g. tech_support' : 'e.g. bob';
+    }
+
+    /* Send a transfer or classify command for the open conversation; the outcome is the logged
+     * event (success) or an error frame with the cmid (shown next to the control). */
+    function toolCommand(kind, frame, missing) {
+        var e = selected && convs.get(selected);
+        if (!e || e.state !== 'assigned') return false;
+        var st = e[kind];
+        if (st.timer) return false;
+        st.error = '';
+        if (missing) st.error = missing;
+        else if (!welcomed) st.error = 'Not connected: try again in a moment.';
+        if (st.error) { renderTools(); return false; }
+        frame.conv = e.conv;
+        if (!command(frame)) { st.error = 'Not connected: try again in a moment.'; renderTools(); return false; }
+        st.timer = setTimeout(function () { st.timer = null; if (e.conv === selected) renderTools(); }, 15000);
+        renderTools();
+        return true;
+    }
+
+    function submitTransfer() {
+        var toQueue = ui.kindQueue.checked;
+        var target = ui.transferTarget.value.trim();
+        var note = ui.transferNote.value.trim();
+        var frame = { type: 'transfer' };
+        frame[toQueue ? 'queue' : 'agent_id'] = target;
+        if (note) frame.text = note;
+        toolCommand('transfer', frame, target ? '' : toQueue ? 'Enter the queue to transfer to.'
+            : 'Enter the id of the agent to transfer to.');
+        if (!target) ui.transferTarget.focus();
+    }
+
+    function submitClassify() {
+        var code = ui.classifyCode.value.trim();
+        toolCommand('classify', { type: 'classify', code: code }, code ? '' : 'Enter the new category.');
+        if (!code) ui.classifyCode.focus();
+    }
+
+    /* The logged event of a transfer or a re-classification arrived: the command (if any) is done. */
+    function toolDone(e, kind) {
+        var st = e[kind];
+        clearTimeout(st.timer);
+        st.timer = null;
+        st.error = '';
+        if (e.conv === selected) {
+            if (kind === 'transfer') { ui.transferTarget.value = ''; ui.transferNote.value = ''; }
+            else ui.classifyCode.value = '';
+        }
     }
 
     function renderTyping() {
@@ -285,9 +403,17 @@
         case 'assigned':
             e.state = f.agent_id && view.me && f.agent_id !== view.me ? 'away' : 'assigned';
             if (f.queue) e.queue = f.queue;
+            noteAgent(f);
+            if (e.state === 'away') toolDone(e, 'transfer'); /* handed over: a transfer is done */
             break;
         case 'transferred':
             if (!(f.agent_id && f.agent_id === view.me)) e.state = 'away';
+            noteAgent(f);
+            toolDone(e, 'transfer');
+            break;
+        case 'classified':
+            if (f.code) e.category = f.code;
+            toolDone(e, 'classify');
             break;
         case 'closed':
             e.state = 'closed';
@@ -316,7 +442,7 @@
         var mine = !f.agent_id || !view.me || f.agent_id === view.me;
         if (!mine && !convs.has(f.conv)) return;
         var e = ensureConv(f.conv);
-        if (f.queue) e.queue = f.queue;
+        if (f.queue && f.queue !== e.queue) { e.queue = f.queue; renderOptions(); }
         if (f.seq > 0) onLogged(f);
         else if (mine && e.state !== 'closed') { e.state = 'assigned'; renderConvItem(e); }
         if (mine && picking.has(f.conv)) { donePicking(f.conv); select(f.conv); }
@@ -473,9 +599,20 @@
             return;
         case 'error':
             return onError(f);
+        case 'text':
+            if (!(f.seq > 0)) return onNotice(f);
+            return onLogged(f);
         default:
             if (C.isLogged(f)) onLogged(f);
         }
+    }
+
+    /* A system text for this agent only, outside any transcript (no seq): a conversation taken back
+     * after the offer timeout, the status set to away, an SLA breach. The logged events that go
+     * with it (a new assignment, closed) update the conversation itself. */
+    function onNotice(f) {
+        if (typeof f.text !== 'string' || !f.text) return;
+        showError(f.text, 'notice');
     }
 
     function onError(f) {
@@ -495,12 +632,24 @@
         /* a refused pick or close: let the agent try again */
         var cmd = f.cmid ? commands.get(f.cmid) : null;
         if (cmd) commands.delete(f.cmid);
+        var te = cmd && (cmd.type === 'transfer' || cmd.type === 'classify') && convs.get(cmd.conv);
+        if (te) {
+            /* shown next to the control, until the next attempt or its success */
+            var st = te[cmd.type];
+            clearTimeout(st.timer);
+            st.timer = null;
+            st.error = (cmd.type === 'transfer' ? 'Transfer refused: ' : 'Category not changed: ') +
+                (f.text || C.errorText(f));
+            if (te.conv === selected) renderTools();
+            return;
+        }
         var conv = (cmd && cmd.conv) || f.conv;
         if (conv && picking.has(conv) && (!cmd || cmd.type === 'pick')) donePicking(conv);
         var e = conv && convs.get(conv);
         if (e && e.closing && (!cmd || cmd.type === 'close')) { clearTimeout(e.closing); e.closing = null; }
         if (selected) renderHeader();
-        showError(cmd ? (cmd.type === 'pick' ? 'Could not pick this conversation: ' : 'Could not close it: ') +
+        showError(cmd ? ({ pick: 'Could not pick this conversation: ', close: 'Could not close it: ',
+            transfer: 'Transfer refused: ', classify: 'Category not changed: ' }[cmd.type] || '') +
             (f.text || C.errorText(f)) : C.errorText(f));
     }
 
@@ -558,12 +707,17 @@
     });
     ui.input.addEventListener('input', typing);
     ui.closeBtn.addEventListener('click', closeSelected);
+    ui.transferForm.addEventListener('submit', function (ev) { ev.preventDefault(); submitTransfer(); });
+    ui.classifyForm.addEventListener('submit', function (ev) { ev.preventDefault(); submitClassify(); });
+    ui.kindAgent.addEventListener('change', renderTransferKind);
+    ui.kindQueue.addEventListener('change', renderTransferKind);
     document.addEventListener('visibilitychange', function () {
         if (!document.hidden && selected && convs.has(selected)) { convs.get(selected).unread = 0; renderConvItem(convs.get(selected)); }
     });
     setInterval(tick, 1000);
 
     renderToggle();
+    renderTransferKind();
     renderQueues();
     var t0 = readToken();
     if (t0) useToken(t0); else showTokenPanel('');

@@ -14,9 +14,13 @@
 
     var PROTOCOL = 'chatgw.json.v1';
     var LOGGED = {
-        text: 1, attachment: 1, join: 1, leave: 1, assigned: 1, transferred: 1, closed: 1,
-        survey: 1, rating: 1
+        text: 1, attachment: 1, join: 1, leave: 1, assigned: 1, transferred: 1, classified: 1,
+        closed: 1, survey: 1, rating: 1
     };
+    /* events whose details only the desk sees: shown to agents as internal notes */
+    function isInternal(f, view) {
+        return view.as === 'agent' && (f.type === 'classified' || (f.type === 'transferred' && !!f.text));
+    }
 
     function uuid() {
         var c = global.crypto;
@@ -262,8 +266,20 @@
         case 'join': return (mine ? 'You' : who) + ' joined';
         case 'leave': return (mine ? 'You' : who) + ' left';
         case 'transferred':
+            if (view.as === 'agent') {
+                /* the note (text) is for the desk only: customers get the frame without it */
+                var to = f.agent_id && f.agent_id === view.me ? 'you' : f.agent_name || f.agent_id ||
+                    (f.queue ? 'queue ' + f.queue : '');
+                return 'Transferred' + (to ? ' to ' + to : '') +
+                    (typeof f.text === 'string' && f.text ? ' — note: ' + f.text : '');
+            }
             return 'Conversation transferred' + (f.agent_name ? ' to ' + f.agent_name
                 : f.queue ? ' to ' + f.queue : '');
+        case 'classified':
+            /* customers get a bare frame (no code, no text): nothing to tell them */
+            if (view.as !== 'agent') return '';
+            return typeof f.text === 'string' && f.text ? f.text
+                : 'Re-classified' + (f.code ? ' as ' + f.code : '');
         case 'closed':
             return 'Conversation closed' + (view.as === 'agent' && f.code ? ' (' + f.code + ')' : '');
         case 'survey': return view.as === 'agent' ? 'Satisfaction survey offered' : 'How did we do?';
@@ -282,6 +298,8 @@
         not_assigned: 'This conversation is not assigned to you',
         not_yours: 'This conversation is not yours', closed: 'This conversation is closed',
         pick_failed: 'The conversation cannot be picked',
+        transfer_failed: 'The conversation could not be transferred',
+        classify_failed: 'The category was not changed',
         rate_limited: 'You are sending too fast, retrying shortly',
         unavailable: 'The service is temporarily unavailable, retrying shortly'
     };
@@ -296,8 +314,16 @@
         var role = f.role || (f.type === 'text' ? 'system' : 'system');
         var data = { seq: f.seq || undefined, role: role, type: f.type, cmid: f.cmid || undefined,
             conv: f.conv || undefined };
+        if (f.type === 'classified' && view.as !== 'agent') {
+            /* kept in the transcript (by seq) but invisible to the customer */
+            return el('div', { className: 'msg event event-' + f.type, dataset: data, hidden: true,
+                'aria-hidden': 'true' });
+        }
         if (f.type !== 'text' && f.type !== 'attachment') {
-            var ev = el('div', { className: 'msg event event-' + f.type, dataset: data, role: 'status' },
+            var internal = isInternal(f, view);
+            var ev = el('div', { className: 'msg event event-' + f.type + (internal ? ' event-internal' : ''),
+                dataset: data, role: 'status', title: internal ? 'Internal: only the desk sees this' : null },
+                internal ? el('span', { className: 'event-label', text: 'internal' }) : null,
                 el('span', { className: 'event-text', text: eventText(f, view) }),
                 f.ts ? el('span', { className: 'msg-time', text: fmtTime(f.ts) }) : null);
             if (f.type === 'survey' && view.as === 'customer' && view.onRate) {

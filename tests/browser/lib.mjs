@@ -1,4 +1,4 @@
-// lib.mjs -- helpers shared by the browser tests (two_tabs.mjs, restart.mjs): Debian's chromium
+// lib.mjs -- helpers shared by the browser tests (two_tabs.mjs, restart.mjs, transfer.mjs): Debian's chromium
 // through playwright-core, steps with a pass/fail count, expect.poll-style waiting, WebSocket frame
 // traces for failure reports, and reading the transcript a page shows.
 import fs from 'node:fs';
@@ -116,6 +116,15 @@ export async function shot(page, name) {
         await page.screenshot({ path: path.join(OUT, `browser-${name}.png`) });
     } catch (e) {
         console.log(`(screenshot ${name} failed: ${e.message})`);
+    }
+}
+
+// The claims of a JWT (sub, name, skills), read without checking the signature.
+export function jwtClaims(token) {
+    try {
+        return JSON.parse(Buffer.from(String(token).split('.')[1], 'base64url').toString('utf8'));
+    } catch (e) {
+        return {};
     }
 }
 

@@ -16,6 +16,7 @@ from conftest import ROOT
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "two_tabs.mjs")
 RESTART_SCRIPT = os.path.join(BROWSER_DIR, "restart.mjs")
+TRANSFER_SCRIPT = os.path.join(BROWSER_DIR, "transfer.mjs")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
@@ -94,3 +95,60 @@ def test_widget_and_agent_console_survive_a_gateway_restart(playwright_installed
     assert rc == 0, (f"restart.mjs exited {rc}\n--- output:\n{_tail(text, 8000)}{logs}"
                      f"\n--- router log:\n{_tail(router.text(), 2000)}")
     assert len(gateways) == 2, f"the script never asked for the gateway to start again:\n{text}"
+
+
+TRANSFER_CONFIG = """
+[router]
+default_queue = general
+default_locale = en
+sla_first_response_s = chat:0, email:0
+sla_next_response_s = chat:0, email:0
+idle_close_s = 0
+survey_window_s = 0
+offer_timeout_s = 0
+sticky_window_s = 0
+
+[queue general]
+mode = push
+
+[queue tech_support]
+mode = push
+
+[queue complaints]
+mode = pull
+
+[rule complaint]
+queue = complaints
+complaint_class = ordinary
+keywords = complaint
+order = 1
+
+[templates en]
+complaint_ack = Your complaint has been registered as {ticket}.
+"""
+
+
+def test_agent_console_transfer_and_category(playwright_installed, procs, tmp_path):
+    """Two agent consoles and a customer: the agent who gets the conversation transfers it to the
+    other with a note through the console (after an unknown queue is refused next to the control);
+    the note is shown to the desk only; the new agent re-classifies it to complaint (an internal
+    line) and an unknown category shows the router's refusal (tests/browser/transfer.mjs)."""
+    config = tmp_path / "transfer.ini"
+    config.write_text(TRANSFER_CONFIG, encoding="utf-8")
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general", "tech_support"), cap=2)
+    bob = procs.agent_token("bob", "Bob", skills=("general", "tech_support"), cap=2)
+    try:
+        r = subprocess.run([NODE, TRANSFER_SCRIPT, gw.base, alice, bob], cwd=ROOT,
+                           env=dict(os.environ, CHROMIUM=CHROMIUM), capture_output=True, text=True,
+                           timeout=240)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        pytest.fail(f"transfer.mjs did not finish within 240 s:\n{_tail(out)}")
+    print(r.stdout)
+    assert r.returncode == 0, (
+        f"transfer.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
+        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
+    last = r.stdout.splitlines()[-1]
+    assert "0 failed" in last and not last.startswith("browser: 0 passed"), last
