@@ -1107,6 +1107,37 @@ redis.register_function{function_name = 'cg_offer_arm', callback = cg_offer_arm}
 redis.register_function{function_name = 'cg_agent_text', callback = cg_agent_text}
 redis.register_function{function_name = 'cg_route_fire', callback = cg_route_fire}
 
+-- ---- bounded work streams (router/trim.c) --------------------------------------------------
+
+--[[
+FCALL cg_trim 0 stream group
+  Drops the entries of stream that group is done with: those below its oldest pending entry, or,
+  with nothing pending, those before its last delivered entry (XTRIM MINID, exact: the cost is
+  the number of entries dropped). Entries not yet delivered or not yet acknowledged are never
+  dropped. A stream without that group is left whole (nobody has
+  read it yet). Only for streams with one consumer group (cg:in, cg:out:<channel>).
+  -> number of entries dropped
+]]
+
+local function cg_trim(keys, args)
+    local stream, group = args[1], args[2]
+    if not group then return redis.error_reply('BADARG stream group expected') end
+    if redis.call('TYPE', stream).ok ~= 'stream' then return 0 end
+    local last
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+        local f = {}
+        for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+        if f['name'] == group then last = f['last-delivered-id'] end
+    end
+    if not last or last == '0-0' then return 0 end
+    local p = redis.call('XPENDING', stream, group)
+    local minid = last
+    if tonumber(p[1]) > 0 then minid = p[2] end
+    return redis.call('XTRIM', stream, 'MINID', minid)
+end
+
+redis.register_function{function_name = 'cg_trim', callback = cg_trim}
+
 -- ---- re-classification by an agent (router/reclass.c) -------------------------------------
 
 --[[

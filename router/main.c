@@ -60,6 +60,8 @@ static const cfg_opt router_opts[] = {
      "an unchanged position is repeated after this long"},
     {"timer_tick_ms", CFG_INT, "250", INT(timer_tick_ms), 10, 60000,
      "how often due timers are claimed"},
+    {"trim_interval_ms", CFG_INT, "10000", INT(trim_interval_ms), 0, 3600000,
+     "how often cg:in and cg:out:* are trimmed to what their readers still need (0: never)"},
     {"timer_lease_ms", CFG_INT, "30000", INT(timer_lease_ms), 100, 3600000,
      "a claimed timer not fired within this long is claimed again"},
     {"sla_first_response_s", CFG_STR, "chat:60, email:7200", STR(sla_first_response_s), 0, 0,
@@ -147,6 +149,8 @@ static void router_reload(router *r) {
     c->position_update_s = g_load.position_update_s;
     c->position_update_max_s = g_load.position_update_max_s;
     c->timer_lease_ms = g_load.timer_lease_ms;
+    if (c->trim_interval_ms != g_load.trim_interval_ms)
+        log_warn("reload: trim_interval_ms applies after a restart");
     memcpy(c->sla_first_response_s, g_load.sla_first_response_s, sizeof(c->sla_first_response_s));
     memcpy(c->sla_next_response_s, g_load.sla_next_response_s, sizeof(c->sla_next_response_s));
     memcpy(c->sla_action, g_load.sla_action, sizeof(c->sla_action));
@@ -189,6 +193,7 @@ static void router_stop(int signum, void *priv) {
     store_stop(r);
     notify_stop(r);
     timers_stop(r);
+    trim_stop(r);
     job_stop(r);
 }
 
@@ -258,6 +263,7 @@ int main(int argc, char **argv) {
     job_init(r);
     notify_init(r);
     timers_start(r);
+    trim_start(r);
     if (loop_signals_start(&loop, router_signal, r) != 0 || store_start(r) != 0 ||
         inbound_start(r) != 0) {
         router_stop(SIGTERM, r);

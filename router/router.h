@@ -51,6 +51,7 @@ typedef struct router_cfg {
     long long position_update_max_s;
     long long timer_tick_ms;
     long long timer_lease_ms;
+    long long trim_interval_ms; /* trim.c */
     char sla_first_response_s[256];
     char sla_next_response_s[256];
     char sla_action[32];
@@ -126,6 +127,7 @@ typedef struct router {
     /* timers.c */
     int timer_claiming; /* a cg_timer_claim is outstanding */
     uv_timer_t timer_tick;
+    uv_timer_t trim_tick; /* trim.c */
 } router;
 
 /* ---- job.c: the work queue ------------------------------------------------------------------ */
@@ -292,6 +294,14 @@ void notify_outbox_step(job *j);
 
 void timers_start(router *r);
 void timers_stop(router *r);
+
+/* ---- trim.c: bounded work streams (cg:in, cg:out:<channel>) ---- */
+
+/* Start/stop the trim_interval_ms timer (0: never trims). */
+void trim_start(router *r);
+void trim_stop(router *r);
+/* Trim every work stream down to what its consumer group still needs (cg_trim), now. */
+void trim_poll(router *r);
 /* Claim due timers now (when cmd is ready and no claim is outstanding). */
 void timers_poll(router *r);
 
