@@ -16,6 +16,14 @@
  * delivered and not yet acked (the smaller of BR_WINDOW and send_queue_max), and never more than
  * the send queue has room for; a slow bridge simply reads later, entries wait in the stream.
  *
+ * Orphans: entries delivered to a bridge name that never comes back would stay pending for ever
+ * (and hold back the trimming of the stream). Whenever a read finds nothing new, and once after
+ * connecting, the session claims (XAUTOCLAIM ... JUSTID) the group's entries idle for longer than
+ * bridge_claim_idle_ms, whoever they were delivered to, and reads them as its own pending
+ * entries: another bridge of the channel delivers them (at-least-once; a bridge that is merely
+ * slow may see an entry it still holds delivered elsewhere too, so keep that time well above a
+ * platform call's).
+ *
  * Pushes: a bridge may send {"type":"text"|"attachment", "sender_id":<platform user>,
  * "meta":{"platform_msg_id":..., "platform_chat_id":...}, ...}: stored like a webhook message
  * (webhook_store.c) as customer "<channel>:<sender_id>" with a cmid derived from the platform
@@ -61,6 +69,7 @@ struct bridge {
     int group_ok;      /* XGROUP CREATE done on this connection */
     int reading;       /* a command is pending on rc */
     int pending_phase; /* 1: reading our pending entries after `cursor` */
+    int claim_due;     /* claim other names' idle entries before the next read of new ones */
     char cursor[BR_ENTRY_MAX];
     br_fly fly[BR_WINDOW];
     unsigned n_fly, window;
@@ -329,8 +338,33 @@ static void br_read_done(rconn *rc, redisReply *r, void *priv) {
         }
         if (b->pending_phase) snprintf(b->cursor, sizeof(b->cursor), "%s", id);
     }
-    if (b->pending_phase && n == 0) b->pending_phase = 0; /* our pending entries are all out */
+    if (b->pending_phase && n == 0)
+        b->pending_phase = 0; /* our pending entries are all out */
+    else if (!b->pending_phase && n == 0)
+        b->claim_due = 1; /* idle: look for orphans */
     br_pump(b);
+    br_unref(b);
+}
+
+/* XAUTOCLAIM ... JUSTID reply: [cursor, [id, ...], [deleted id, ...]]. Claimed entries are now
+ * ours: read our pending entries again (those in flight are skipped). */
+static void br_claim_done(rconn *rc, redisReply *r, void *priv) {
+    (void)rc;
+    bridge *b = priv;
+    if (br_reply_begin(b) < 0) return;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_error("bridge %s: XAUTOCLAIM %s: %s", b->s->sock, b->key, r->str);
+    size_t n = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+                       r->element[1]->type == REDIS_REPLY_ARRAY
+                   ? r->element[1]->elements
+                   : 0;
+    if (n) {
+        log_info("bridge %s: %zu entries of %s un-acked for %lld ms claimed", b->s->sock, n, b->key,
+                 G.cfg.bridge_claim_idle_ms);
+        b->pending_phase = 1;
+        snprintf(b->cursor, sizeof(b->cursor), "0");
+    }
+    if (r) br_pump(b);
     br_unref(b);
 }
 
@@ -350,10 +384,23 @@ static void br_pump(bridge *b) {
     if (!room) return;
     char count[16];
     snprintf(count, sizeof(count), "%u", room);
+    if (b->claim_due && !b->pending_phase) {
+        char idle[24];
+        snprintf(idle, sizeof(idle), "%lld", G.cfg.bridge_claim_idle_ms);
+        const char *cargv[] = {"XAUTOCLAIM", b->key,  BR_GROUP, b->consumer, idle,
+                               "0-0",        "COUNT", count,    "JUSTID"};
+        b->claim_due = 0;
+        if (rconn_cmdargv(b->rc, br_claim_done, b, 9, cargv, NULL) < 0) return;
+        b->reading = 1;
+        b->refs++;
+        return;
+    }
     const char *argv[] = {"XREADGROUP", "GROUP", BR_GROUP,  b->consumer, "COUNT", count,
                           "BLOCK",      "0",     "STREAMS", b->key,      ">"};
-    char block[16];
-    snprintf(block, sizeof(block), "%d", BR_BLOCK_MS);
+    char block[24]; /* short enough to look for orphans in time */
+    long long block_ms =
+        G.cfg.bridge_claim_idle_ms < BR_BLOCK_MS ? G.cfg.bridge_claim_idle_ms : BR_BLOCK_MS;
+    snprintf(block, sizeof(block), "%lld", block_ms);
     int rc;
     if (b->pending_phase) {
         const char *pargv[] = {"XREADGROUP", "GROUP",   BR_GROUP, b->consumer, "COUNT",
@@ -374,6 +421,7 @@ static void br_on_state(rconn *rc, int up, void *priv) {
     if (!up || b->dead) return;
     b->group_ok = 0;
     b->pending_phase = 1;
+    b->claim_due = 1;
     snprintf(b->cursor, sizeof(b->cursor), "0");
     br_pump(b);
 }

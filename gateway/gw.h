@@ -52,6 +52,7 @@ typedef struct gw_config {
     long long email_max_body;   /* raw e-mail */
     /* bridges (bridge.c): empty bridge_token refuses every bridge */
     char bridge_token[257];
+    long long bridge_claim_idle_ms; /* entries idle this long are claimed from other bridges */
     char email_from[257];   /* From of e-mail replies: "Desk <support@example.com>" or address */
     char email_domain[128]; /* right-hand side of the Message-IDs of e-mail replies */
 } gw_config;

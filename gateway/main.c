@@ -55,6 +55,8 @@ static const cfg_opt gw_opts[] = {
     O_STR("email_token", "", email_token, "bearer token of /channels/email; empty: off"),
     O_STR("bridge_token", "", bridge_token,
           "shared token of the channel bridges (/ws/bridge); empty: bridges refused"),
+    O_INT("bridge_claim_idle_ms", "300000", bridge_claim_idle_ms, 100, 86400000,
+          "cg:out entries un-acked this long are delivered to another bridge of the channel"),
     O_STR("email_from", "", email_from,
           "From of e-mail replies sent by the mail bridge, \"Name <addr>\" or addr"),
     O_STR("email_domain", "", email_domain,

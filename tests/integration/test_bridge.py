@@ -26,6 +26,10 @@ ENV = dict(SECRETS, CHATGW_BRIDGE_TOKEN=BRIDGE_TOKEN,
 MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
 
 
+def s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 90))
 
@@ -67,6 +71,47 @@ def post_wechat(gw, openid, msgid, text):
     st, resp, _ = request(gw, "POST", "/channels/wechat", wx_text(openid, msgid, text),
                           query=wx_query())
     assert (st, resp) == (200, b"success")
+
+
+# ---- orphans ----
+
+def test_entries_of_a_bridge_that_never_returns_go_to_another(procs, redis_srv):
+    """wx-1 takes the desk's messages and is gone for good without acking: once they have been
+    idle bridge_claim_idle_ms, wx-2 (another bridge of the channel) gets them."""
+    r = redis_srv.r
+    gw = procs.gateway(dict(ENV, CHATGW_BRIDGE_CLAIM_IDLE_MS=300))
+    procs.router()
+    openid = "oOrphan00000000000000000000"
+
+    async def scenario():
+        b1 = await bridge(gw, "wechat", "wx-1")
+        post_wechat(gw, openid, "7100000000000000001", "anyone there?")
+        conv = cust_conv(r, f"wechat:{openid}")
+        greet = await b1.expect(is_out(conv, "bot"), what="greeting on wx-1")
+        await b1.close()
+        assert r.xpending_range("cg:out:wechat", "bridges", "-", "+", 10, consumername="wx-1")
+        b2 = await bridge(gw, "wechat", "wx-2")
+        again = await b2.expect(lambda f: is_out(conv, "bot")(f) and f["seq"] == greet["seq"],
+                                what="the greeting again, on wx-2")
+        assert again["native"] == greet["native"]
+        # everything out of the conversation (wx-1 held some of it) reaches wx-2
+        want = {int(f[b"s"]) for _, f in r.xrange("cg:out:wechat") if s(f[b"c"]) == conv}
+        while want - {f["seq"] for f in b2.frames if is_out(conv)(f)}:
+            await b2.expect(lambda f: is_out(conv)(f), what=f"seqs {sorted(want)}")
+        for f in [f for f in b2.frames if is_out(conv)(f)]:
+            await ack(b2, f)
+
+        def left_on(name):
+            return {s(c["name"]): c["pending"]
+                    for c in r.xinfo_consumers("cg:out:wechat", "bridges")}.get(name, 0)
+        for _ in range(1000):  # acks are fire-and-forget: poll Redis, bounded
+            if left_on("wx-1") == 0 and left_on("wx-2") == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (left_on("wx-1"), left_on("wx-2")) == (0, 0)
+        await b2.close()
+
+    run(scenario())
 
 
 # ---- WeChat ----
