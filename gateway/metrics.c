@@ -1,9 +1,15 @@
 /* metrics.c -- GET /metrics in the Prometheus text format (version 0.0.4).
  *
  * Served through the webhook request machinery (webhook.h: deferred answer, request lifetime):
- * this gateway's own gauges and counters, plus per-queue gauges read from Redis at scrape time
- * (waiting conversations, oldest wait, available agents). One SMEMBERS, then one pipelined
- * batch of 3 commands per queue. */
+ * this gateway's own gauges and counters, plus what is read from Redis at scrape time:
+ *   per queue   waiting conversations, oldest wait, available agents (live gauges), and the
+ *               desk's service counters cg:kpi:queue:<queue>
+ *   per agent   the service counters cg:kpi:agent:<agent> of the agents in cg:kpi:agents
+ * The counters are HINCRBY'd by the Redis functions at the moment things happen (redis/route.lua
+ * kpi_add, redis/conv.lua kpi_response / kpi_rating); their definitions are in
+ * docs/architecture.md, "Desk metrics". Two rounds, both pipelined: SMEMBERS cg:queues and
+ * SMEMBERS cg:kpi:agents, then 4 commands per queue and one HGETALL per agent (at most
+ * METRICS_AGENTS_MAX agents, the first by id; a log line says when more were left out). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +18,49 @@
 #include "gw.h"
 #include "webhook.h"
 
+#include "../common/log.h"
 #include "../common/util.h"
 
 #define METRICS_QUEUES_MAX 256
+#define METRICS_AGENTS_MAX 10000
+#define KPI_SLA_MAX 8   /* breach kinds kept per queue or agent */
+#define KPI_KIND_MAX 32 /* longest breach kind + 1 */
 
+/* The counter fields of a cg:kpi hash (names as written by the Redis functions). */
+enum {
+    K_FIRST_MS,
+    K_FIRST_N,
+    K_RESP_MS,
+    K_RESP_N,
+    K_RES_MS,
+    K_RES_N,
+    K_CLOSED,
+    K_RESOLVED,
+    K_FCR,
+    K_RATED,
+    K_GOOD,
+    K_ABANDONED,
+    K_COUNT
+};
+
+static const char *const kpi_fields[K_COUNT] = {
+    "first_response_ms", "first_response_n", "response_ms", "response_n", "resolution_ms",
+    "resolution_n",      "closed",           "resolved",    "fcr",        "rated",
+    "csat_good",         "abandoned"};
+
+#define KPI_SLA_PREFIX "sla:" /* sla:<timer kind> = breaches of that kind */
+
+/* One queue's or agent's counters. */
+typedef struct kpi {
+    char name[MSG_ID_MAX]; /* queue or agent id: the label value */
+    long long v[K_COUNT];
+    unsigned nsla;
+    char sla_kind[KPI_SLA_MAX][KPI_KIND_MAX];
+    long long sla_n[KPI_SLA_MAX];
+} kpi;
+
+/* One queue's live gauges (its name is in the kpi of the same index). */
 typedef struct mq {
-    char name[MSG_CODE_MAX];
     long long waiting, available;
     double oldest_s;
 } mq;
@@ -26,8 +69,11 @@ typedef struct metrics_req {
     wh_req *q;
     unsigned pending;
     int failed;
-    unsigned n;
+    unsigned n; /* queues */
     mq queues[METRICS_QUEUES_MAX];
+    kpi qk[METRICS_QUEUES_MAX];
+    unsigned na; /* agents */
+    kpi *ak;
 } metrics_req;
 
 typedef struct buf {
@@ -57,7 +103,8 @@ static void bprintf(buf *b, const char *fmt, ...) {
     }
 }
 
-/* A label value with \, " and newline escaped as the text format requires. */
+/* A label value with \, " and newline escaped as the text format requires. out must hold
+ * 2 * strlen(s) + 1 bytes for nothing to be cut. */
 static const char *esc(const char *s, char *out, size_t n) {
     size_t j = 0;
     for (; *s && j + 2 < n; s++) {
@@ -77,10 +124,118 @@ static void metric_head(buf *b, const char *name, const char *type, const char *
     bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* ---- the desk's service counters ---- */
+
+/* Store one field/value of a cg:kpi hash into k (unknown fields are ignored). */
+static void kpi_field(kpi *k, const redisReply *f, const redisReply *v) {
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return;
+    long long n = strtoll(v->str, NULL, 10);
+    for (int i = 0; i < K_COUNT; i++) {
+        if (strcmp(f->str, kpi_fields[i]) == 0) {
+            k->v[i] = n;
+            return;
+        }
+    }
+    size_t plen = strlen(KPI_SLA_PREFIX);
+    if (strncmp(f->str, KPI_SLA_PREFIX, plen) != 0 || f->len - plen >= KPI_KIND_MAX ||
+        f->len == plen || k->nsla == KPI_SLA_MAX)
+        return;
+    snprintf(k->sla_kind[k->nsla], KPI_KIND_MAX, "%s", f->str + plen);
+    k->sla_n[k->nsla++] = n;
+}
+
+/* A HGETALL reply (a flat array of fields and values) into k. */
+static void kpi_parse(kpi *k, const redisReply *r) {
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        kpi_field(k, r->element[i], r->element[i + 1]);
+}
+
+/* One family's metadata; a summary (no quantiles) reads the ms sum at k_sum and the count at k,
+ * a ratio is v[k] / v[k_sum] and omitted when v[k_sum] is 0. */
+typedef enum { FAM_SUMMARY, FAM_COUNTER, FAM_RATIO } fam_kind;
+
+typedef struct fam {
+    const char *name; /* after chatgw_queue_ / chatgw_agent_ */
+    fam_kind kind;
+    int k, k_sum;
+    int queue_only;
+    const char *help;
+} fam;
+
+static const fam kpi_fams[] = {
+    {"first_response_seconds", FAM_SUMMARY, K_FIRST_N, K_FIRST_MS, 0,
+     "Time from a conversation starting to wait (queued, else created) to its first agent "
+     "reply."},
+    {"response_seconds", FAM_SUMMARY, K_RESP_N, K_RESP_MS, 0,
+     "Time from a customer's first unanswered message to the agent message that answered it."},
+    {"resolution_seconds", FAM_SUMMARY, K_RES_N, K_RES_MS, 0,
+     "Time from a resolved conversation starting to wait (queued, else created) to its close."},
+    {"closed_total", FAM_COUNTER, K_CLOSED, 0, 0, "Conversations closed (any resolution code)."},
+    {"resolved_total", FAM_COUNTER, K_RESOLVED, 0, 0,
+     "Conversations closed with a code starting with resolved."},
+    {"fcr_total", FAM_COUNTER, K_FCR, 0, 0,
+     "Resolved conversations never re-assigned (no transfer, offer timeout, reassign or "
+     "unresolved return): first-contact resolutions."},
+    {"rated_total", FAM_COUNTER, K_RATED, 0, 0, "Closed conversations the customer rated (1-5)."},
+    {"csat_good_total", FAM_COUNTER, K_GOOD, 0, 0,
+     "Rated conversations whose current rating is 4 or 5."},
+    {"abandoned_total", FAM_COUNTER, K_ABANDONED, 0, 1,
+     "Conversations closed as no_response before any agent answered the customer."},
+    {"fcr_ratio", FAM_RATIO, K_FCR, K_CLOSED, 0,
+     "fcr_total / closed_total over all time (absent while nothing was closed)."},
+    {"csat_ratio", FAM_RATIO, K_GOOD, K_RATED, 0,
+     "csat_good_total / rated_total over all time (absent while nothing was rated)."},
+};
+
+/* One family's lines for every queue (who "queue") or agent (who "agent") of list. */
+static void kpi_render_fam(buf *b, const char *who, const fam *f, const kpi *list, unsigned n) {
+    char name[96], lv[2 * MSG_ID_MAX];
+    snprintf(name, sizeof(name), "chatgw_%s_%s", who, f->name);
+    metric_head(b, name,
+                f->kind == FAM_SUMMARY   ? "summary"
+                : f->kind == FAM_COUNTER ? "counter"
+                                         : "gauge",
+                f->help);
+    for (unsigned i = 0; i < n; i++) {
+        const kpi *k = &list[i];
+        esc(k->name, lv, sizeof(lv));
+        if (f->kind == FAM_SUMMARY) {
+            bprintf(b, "%s_sum{%s=\"%s\"} %.3f\n", name, who, lv, (double)k->v[f->k_sum] / 1000.0);
+            bprintf(b, "%s_count{%s=\"%s\"} %lld\n", name, who, lv, k->v[f->k]);
+        } else if (f->kind == FAM_COUNTER) {
+            bprintf(b, "%s{%s=\"%s\"} %lld\n", name, who, lv, k->v[f->k]);
+        } else if (k->v[f->k_sum] > 0) {
+            bprintf(b, "%s{%s=\"%s\"} %.6g\n", name, who, lv,
+                    (double)k->v[f->k] / (double)k->v[f->k_sum]);
+        }
+    }
+}
+
+/* Every counter family of list, then the SLA breaches by kind. */
+static void kpi_render(buf *b, const char *who, const kpi *list, unsigned n, int queues) {
+    char name[64], lv[2 * MSG_ID_MAX], kv[2 * KPI_KIND_MAX];
+    for (size_t i = 0; i < sizeof(kpi_fams) / sizeof(kpi_fams[0]); i++)
+        if (queues || !kpi_fams[i].queue_only) kpi_render_fam(b, who, &kpi_fams[i], list, n);
+    snprintf(name, sizeof(name), "chatgw_%s_sla_breaches_total", who);
+    metric_head(b, name, "counter",
+                queues
+                    ? "SLA deadlines missed, by the queue the conversation was in and timer kind."
+                    : "SLA deadlines missed while the conversation was assigned to the agent, "
+                      "by timer kind.");
+    for (unsigned i = 0; i < n; i++) {
+        esc(list[i].name, lv, sizeof(lv));
+        for (unsigned s = 0; s < list[i].nsla; s++)
+            bprintf(b, "%s{%s=\"%s\",kind=\"%s\"} %lld\n", name, who, lv,
+                    esc(list[i].sla_kind[s], kv, sizeof(kv)), list[i].sla_n[s]);
+    }
+}
+
+/* ---- rendering and the request ---- */
+
 /* Render everything and answer the request. */
 static void metrics_render(metrics_req *m) {
     buf b = {0};
-    char gid[128], ql[2 * MSG_CODE_MAX];
+    char gid[128], ql[2 * MSG_ID_MAX];
     esc(G.cfg.gateway_id, gid, sizeof(gid));
     unsigned cust = 0, agents = 0;
     for (sess *s = G.sessions; s; s = s->next) {
@@ -107,17 +262,19 @@ static void metrics_render(metrics_req *m) {
         metric_head(&b, "chatgw_queue_waiting", "gauge", "Conversations waiting in the queue.");
         for (unsigned i = 0; i < m->n; i++)
             bprintf(&b, "chatgw_queue_waiting{queue=\"%s\"} %lld\n",
-                    esc(m->queues[i].name, ql, sizeof(ql)), m->queues[i].waiting);
+                    esc(m->qk[i].name, ql, sizeof(ql)), m->queues[i].waiting);
         metric_head(&b, "chatgw_queue_oldest_wait_seconds", "gauge",
                     "How long the oldest waiting conversation has waited.");
         for (unsigned i = 0; i < m->n; i++)
             bprintf(&b, "chatgw_queue_oldest_wait_seconds{queue=\"%s\"} %.3f\n",
-                    esc(m->queues[i].name, ql, sizeof(ql)), m->queues[i].oldest_s);
+                    esc(m->qk[i].name, ql, sizeof(ql)), m->queues[i].oldest_s);
         metric_head(&b, "chatgw_queue_agents_available", "gauge",
                     "Online agents of the queue with free capacity.");
         for (unsigned i = 0; i < m->n; i++)
             bprintf(&b, "chatgw_queue_agents_available{queue=\"%s\"} %lld\n",
-                    esc(m->queues[i].name, ql, sizeof(ql)), m->queues[i].available);
+                    esc(m->qk[i].name, ql, sizeof(ql)), m->queues[i].available);
+        kpi_render(&b, "queue", m->qk, m->n, 1);
+        kpi_render(&b, "agent", m->ak, m->na, 0);
     }
     wh_respond(m->q, b.p ? 200 : 503, "text/plain; version=0.0.4; charset=utf-8",
                b.p ? b.p : "out of memory\n");
@@ -129,47 +286,56 @@ static void metrics_done(metrics_req *m) {
     wh_req *q = m->q;
     if (q->wsi) metrics_render(m);
     wh_release(q, 0);
+    free(m->ak);
     free(m);
 }
 
-typedef struct mq_reply {
-    metrics_req *m;
-    unsigned i;
-    int what; /* 0 waiting, 1 oldest, 2 available */
-} mq_reply;
+/* What a pending reply fills in. */
+typedef enum { R_WAITING, R_OLDEST, R_AVAILABLE, R_KPI } reply_what;
 
-static void on_queue_reply(rconn *rc, redisReply *r, void *priv) {
-    mq_reply *x = priv;
+typedef struct m_reply {
+    metrics_req *m;
+    mq *q;  /* R_WAITING .. R_AVAILABLE */
+    kpi *k; /* R_KPI */
+    reply_what what;
+} m_reply;
+
+static void on_reply(rconn *rc, redisReply *r, void *priv) {
+    m_reply *x = priv;
     metrics_req *m = x->m;
-    mq *q = &m->queues[x->i];
+    mq *q = x->q;
     if (!r || r->type == REDIS_REPLY_ERROR)
         m->failed = 1;
-    else if (x->what == 0 && r->type == REDIS_REPLY_INTEGER)
+    else if (x->what == R_WAITING && r->type == REDIS_REPLY_INTEGER)
         q->waiting = r->integer;
-    else if (x->what == 2 && r->type == REDIS_REPLY_INTEGER)
+    else if (x->what == R_AVAILABLE && r->type == REDIS_REPLY_INTEGER)
         q->available = r->integer;
-    else if (x->what == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+    else if (x->what == R_OLDEST && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         /* score = (9 - prio) * 1e13 + queued_at_ms (docs/architecture.md) */
         double score = strtod(r->element[1]->str, NULL);
         double queued_at = score - 1e13 * (double)(long long)(score / 1e13);
         double age = ((double)cg_now_ms() - queued_at) / 1000.0;
         q->oldest_s = age > 0 ? age : 0;
-    }
+    } else if (x->what == R_KPI && r->type == REDIS_REPLY_ARRAY)
+        kpi_parse(x->k, r);
     free(x);
     metrics_done(m);
 }
 
-static void queue_cmd(metrics_req *m, unsigned i, int what, const char *fmt, const char *name) {
-    mq_reply *x = calloc(1, sizeof(*x));
+/* Send one command whose reply fills q or k; a command that cannot be sent fails the scrape. */
+static void metrics_cmd(metrics_req *m, mq *q, kpi *k, reply_what what, const char *fmt,
+                        const char *name) {
+    m_reply *x = calloc(1, sizeof(*x));
     if (!x) {
         m->failed = 1;
         return;
     }
     x->m = m;
-    x->i = i;
+    x->q = q;
+    x->k = k;
     x->what = what;
     m->pending++;
-    if (rconn_cmd(G.redis, on_queue_reply, x, fmt, name) < 0) {
+    if (rconn_cmd(G.redis, on_reply, x, fmt, name) < 0) {
         m->pending--;
         m->failed = 1;
         free(x);
@@ -184,11 +350,54 @@ static void on_queues(rconn *rc, redisReply *r, void *priv) {
             r->element[i]->len >= MSG_CODE_MAX)
             continue;
         unsigned k = m->n++;
-        snprintf(m->queues[k].name, sizeof(m->queues[k].name), "%s", r->element[i]->str);
-        queue_cmd(m, k, 0, "ZCARD cg:queue:%s", m->queues[k].name);
-        queue_cmd(m, k, 1, "ZRANGE cg:queue:%s 0 0 WITHSCORES", m->queues[k].name);
-        queue_cmd(m, k, 2, "ZCARD cg:avail:%s", m->queues[k].name);
+        const char *name = r->element[i]->str;
+        snprintf(m->qk[k].name, sizeof(m->qk[k].name), "%s", name);
+        metrics_cmd(m, &m->queues[k], NULL, R_WAITING, "ZCARD cg:queue:%s", name);
+        metrics_cmd(m, &m->queues[k], NULL, R_OLDEST, "ZRANGE cg:queue:%s 0 0 WITHSCORES", name);
+        metrics_cmd(m, &m->queues[k], NULL, R_AVAILABLE, "ZCARD cg:avail:%s", name);
+        metrics_cmd(m, NULL, &m->qk[k], R_KPI, "HGETALL cg:kpi:queue:%s", name);
     }
+    metrics_done(m);
+}
+
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The agents with counters: the first METRICS_AGENTS_MAX by id, each with one HGETALL. */
+static void on_agents(rconn *rc, redisReply *r, void *priv) {
+    metrics_req *m = priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        m->failed = 1;
+        metrics_done(m);
+        return;
+    }
+    const char **ids = r->elements ? calloc(r->elements, sizeof(*ids)) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; ids && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len > 0 && e->len < MSG_ID_MAX &&
+            strlen(e->str) == e->len)
+            ids[n++] = e->str;
+    }
+    if (r->elements && !ids) m->failed = 1;
+    if (n > 1) qsort(ids, n, sizeof(*ids), name_cmp);
+    if (n > METRICS_AGENTS_MAX) {
+        log_warn("metrics: %zu agents have counters; exporting the first %d by id", n,
+                 METRICS_AGENTS_MAX);
+        n = METRICS_AGENTS_MAX;
+    }
+    m->ak = n ? calloc(n, sizeof(*m->ak)) : NULL;
+    if (n && !m->ak) {
+        m->failed = 1;
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kpi *k = &m->ak[m->na++];
+        snprintf(k->name, sizeof(k->name), "%s", ids[i]);
+        metrics_cmd(m, NULL, k, R_KPI, "HGETALL cg:kpi:agent:%s", k->name);
+    }
+    free(ids);
     metrics_done(m);
 }
 
@@ -204,11 +413,17 @@ static void metrics_get(wh_req *q) {
     }
     m->q = q;
     wh_hold(q);
-    m->pending = 1;
-    if (rconn_cmd(G.redis, on_queues, m, "SMEMBERS cg:queues") < 0) {
-        m->failed = 1;
-        metrics_done(m); /* answers with the gateway's own metrics and chatgw_redis_up 0 */
+    m->pending = 1; /* this function's own reference, dropped at the end */
+    const char *sets[] = {"SMEMBERS cg:queues", "SMEMBERS cg:kpi:agents"};
+    rconn_reply_fn *cbs[] = {on_queues, on_agents};
+    for (int i = 0; i < 2; i++) {
+        m->pending++;
+        if (rconn_cmd(G.redis, cbs[i], m, sets[i]) < 0) {
+            m->pending--;
+            m->failed = 1; /* answers with the gateway's own metrics and chatgw_redis_up 0 */
+        }
     }
+    metrics_done(m);
 }
 
 static void metrics_post(wh_req *q) {

@@ -50,6 +50,12 @@ Rules:
   system, bot, bridge -> X must exist (NOCONV)
 Errors: NOTYOURS, NOTASSIGNED, CLOSED, NOCONV, BADARG (first word of the error reply).
 Publish payload on cg:c:<conv>: 8-byte big-endian seq (0 for eph) followed by payload.
+
+Desk metrics (mode log, not a dup): a customer message (not a rating) starts a wait on the
+conversation (await_since = now_ms) unless one runs; an agent message ends it (answers + 1) and
+adds now_ms - await_since to response_ms/_n of cg:kpi:queue:<queue> and cg:kpi:agent:<sender>.
+A survey answer counts rated (first rating of the conversation) and csat_good (4-5; a replaced
+rating moves it) for the conversation's queue and closing agent (kpi_response, kpi_rating).
 ]]
 
 local IDEM_TTL = 86400
@@ -134,6 +140,54 @@ local function agent_check(conv, sender)
         return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
     end
     return true
+end
+
+-- ---- desk metrics (the counters of route.lua's kpi_add: cg:kpi:queue:<q>, cg:kpi:agent:<a>) --
+
+-- HINCRBY the field/increment pairs kv for queue (if any) and agent (if any, also SADD
+-- cg:kpi:agents).
+local function kpi_add(queue, agent, kv)
+    if queue and queue ~= '' then
+        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:queue:' .. queue, kv[i], kv[i + 1]) end
+    end
+    if agent and agent ~= '' then
+        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:agent:' .. agent, kv[i], kv[i + 1]) end
+        redis.call('SADD', 'cg:kpi:agents', agent)
+    end
+end
+
+-- Response times, counted here and not in the router: cg_append stores every customer and agent
+-- message once, in log order and stamped with its own time, so this is exact with any number of
+-- routers and costs no round trip (one HEXISTS per customer message, one HMGET per agent
+-- message; the writes below once per answered customer turn).
+-- A customer message (text, attachment; not a rating) starts a wait (await_since) unless one
+-- runs; the next agent message answers it: now - await_since goes to response_ms/_n of the
+-- conversation's queue and of the agent, and the conversation's answers + 1.
+local function kpi_response(conv, role, sender, payload, now)
+    local k = conv_key(conv)
+    if role == 'customer' then
+        if redis.call('HEXISTS', k, 'await_since') == 1 then return end
+        local ok, m = pcall(cmsgpack.unpack, payload)
+        if ok and type(m) == 'table' and m.type == 'rating' then return end
+        redis.call('HSET', k, 'await_since', now)
+        return
+    end
+    local h = redis.call('HMGET', k, 'await_since', 'queue')
+    if not h[1] then return end
+    local ms = (tonumber(now) or 0) - (tonumber(h[1]) or 0)
+    redis.call('HDEL', k, 'await_since')
+    redis.call('HINCRBY', k, 'answers', 1)
+    kpi_add(h[2], sender, {'response_ms', string.format('%.0f', ms > 0 and ms or 0),
+        'response_n', 1})
+end
+
+-- Closed conv got (or changed) its survey rating: rated / csat_good (4-5) of its queue and of
+-- the agent who closed it, so that each conversation counts once, with its current rating.
+local function kpi_rating(conv, rating)
+    local h = redis.call('HMGET', conv_key(conv), 'rating', 'queue', 'agent')
+    local old = tonumber(h[1])
+    local good = (rating >= 4 and 1 or 0) - ((old and old >= 4) and 1 or 0)
+    kpi_add(h[2], h[3], {'rated', old and 0 or 1, 'csat_good', good})
 end
 
 -- args[11..]: attr/value pairs. Returns true, or nil and an error reply.
@@ -235,7 +289,13 @@ local function cg_append(keys, args)
         redis.call('HSETNX', conv_key(conv), 'preview', preview)
     end
     if role == 'customer' and mode == 'log' then attrs_store(conv, args) end
-    if rating then redis.call('HSET', conv_key(conv), 'rating', rating, 'rated_at', now) end
+    if mode == 'log' and not rating and (role == 'customer' or role == 'agent') then
+        kpi_response(conv, role, sender, payload, now)
+    end
+    if rating then
+        kpi_rating(conv, rating)
+        redis.call('HSET', conv_key(conv), 'rating', rating, 'rated_at', now)
+    end
     outbound(conv, seq, role, payload)
     return {conv, seq, 0}
 end

@@ -56,7 +56,10 @@ FCALL cg_close 0 conv agent resolution now_ms
   freed slot is offered the best waiting conversation of the agent's skills (push queues only).
   -> {'closed', channel, {ROW, ...}, locale}, or {'already', channel, {}, locale} when this agent
   had already closed it (a re-processed command). Also drops the conversation's timers and adds
-  its assigned -> closed time to cg:stats:<queue> (rolling average avg_ms over the last ~20, n).   Errors: NOTASSIGNED, CLOSED (closed by another agent).
+  its assigned -> closed time to cg:stats:<queue> (rolling average avg_ms over the last ~20, n).
+  Counts the close in cg:kpi:queue:<queue> and cg:kpi:agent:<agent> (closed; resolved,
+  resolution time and fcr for a code starting with "resolved"; abandoned: see kpi_close).
+  Errors: NOTASSIGNED, CLOSED (closed by another agent).
 FCALL cg_queue_list 0 queue limit
   -> {{conv, position, queued_at, channel, prio, preview}, ...} the first `limit` waiting.
 FCALL cg_conv_info 0 conv           (read only)
@@ -442,6 +445,53 @@ local function stats_add(conv, now)
     redis.call('HSET', k, 'avg_ms', fmt(avg + (t - at - avg) / n))
 end
 
+-- ---- desk metrics: counted when things happen, read by the gateway's GET /metrics -------------
+-- cg:kpi:queue:<queue> and cg:kpi:agent:<agent> are hashes of counters (HINCRBY only), fields:
+--   first_response_ms/_n  closed  resolved  resolution_ms/_n  fcr  abandoned (queue only)
+--   sla:<timer kind>      (and, from conv.lua cg_append: response_ms/_n, rated, csat_good)
+-- cg:kpi:agents is the set of agents that have counters. Definitions: docs/architecture.md,
+-- "Desk metrics". Not cg:stats:<queue> (a rolling average for wait estimates).
+
+-- HINCRBY the field/increment pairs kv in the queue's counters (none when queue is '' or nil) and
+-- in the agent's (none when agent is '' or nil).
+local function kpi_add(queue, agent, kv)
+    if queue and queue ~= '' then
+        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:queue:' .. queue, kv[i], kv[i + 1]) end
+    end
+    if agent and agent ~= '' then
+        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:agent:' .. agent, kv[i], kv[i + 1]) end
+        redis.call('SADD', 'cg:kpi:agents', agent)
+    end
+end
+
+-- ms from since (queued_at, else created) to now, never negative.
+local function kpi_ms(since, now)
+    local d = (tonumber(now) or 0) - (tonumber(since) or tonumber(now) or 0)
+    return d > 0 and fmt(d) or 0
+end
+
+-- cg_close counted: closed; a resolved code (starting with "resolved", as for complaint follow-ups)
+-- also resolved, its resolution time (queued_at or created -> now) and fcr when it was never
+-- re-assigned (assign_no 1, no prev_agent: no transfer, offer timeout, reassign or unresolved);
+-- no_response with no agent answer to the customer (answers, await_since: cg_append) is abandoned.
+local function kpi_close(conv, agent, resolution, now)
+    local h = redis.call('HMGET', ckey(conv), 'queue', 'queued_at', 'created', 'assign_no',
+        'prev_agent', 'answers', 'await_since')
+    local kv = {'closed', 1}
+    if string.sub(resolution, 1, 8) == 'resolved' then
+        kv = {'closed', 1, 'resolved', 1, 'resolution_ms', kpi_ms(h[2] or h[3], now),
+            'resolution_n', 1}
+        if h[4] == '1' and not h[5] then
+            kv[#kv + 1] = 'fcr'
+            kv[#kv + 1] = 1
+        end
+    end
+    kpi_add(h[1], agent, kv)
+    if resolution == 'no_response' and (tonumber(h[6]) or 0) == 0 and h[7] then
+        kpi_add(h[1], nil, {'abandoned', 1})
+    end
+end
+
 -- Drop every timer of conv (it is closed).
 local function timers_drop(conv)
     for _, kind in ipairs({'pos', 'first', 'next', 'complaint_respond', 'complaint_resolve'}) do
@@ -463,6 +513,7 @@ local function cg_close(keys, args)
     if resolution == '' then resolution = 'resolved' end
     redis.call('HSET', ckey(conv), 'state', 'closed', 'closed_at', now, 'resolution', resolution)
     stats_add(conv, now)
+    kpi_close(conv, agent, resolution, now)
     timers_drop(conv)
     redis.call('SREM', akey(agent) .. ':convs', conv)
     redis.call('SREM', 'cg:outbox:assign', conv)
@@ -611,9 +662,12 @@ local function cg_timer_claim(keys, args)
     return out
 end
 
--- Record a breach of kind on conv: counter on the conversation and an entry in cg:events.
-local function breach_record(conv, kind, action, now)
+-- Record a breach of kind on conv (c: its state before the action): counter on the conversation,
+-- an entry in cg:events, and sla:<kind> + 1 in the kpi counters of the queue it was in and of
+-- its agent when it was assigned.
+local function breach_record(conv, kind, action, now, c)
     redis.call('HINCRBY', ckey(conv), 'sla_breaches', 1)
+    kpi_add(c.queue, c.state == 'assigned' and c.agent or nil, {'sla:' .. kind, 1})
     redis.call('XADD', 'cg:events', 'MAXLEN', '~', EVENTS_MAX, '*', 'type', 'sla_breach', 'conv',
         conv, 'kind', kind, 'action', action, 'ts', now)
 end
@@ -692,7 +746,9 @@ FCALL cg_timer_fire 0 member lease now_ms update_ms max_ms action escalate_queue
           told (position changed, or max_ms passed), re-armed for now + update_ms; else {'done'}
   SLA  -> {'breach', kind, conv, result, channel, queue, locale, {online agents of escalate_queue},
           ticket, queue before, agent it was taken from (reassign) or ''} after recording the breach and acting (action escalate | raise_priority |
-          reassign; see docs/architecture.md "Timers"); {'done'} for a closed conversation
+          reassign; see docs/architecture.md "Timers"); {'done'} for a closed conversation.
+          The breach counts sla:<kind> in cg:kpi:queue:<queue before> and, when it was
+          assigned, cg:kpi:agent:<its agent>.
   hours-> {'hours', queue}: the router re-publishes the queue configuration
 ]]
 local function cg_timer_fire(keys, args)
@@ -713,7 +769,7 @@ local function cg_timer_fire(keys, args)
     if c.state == '' or c.state == 'closed' then return {'done'} end
     if kind == 'pos' then return fire_pos(id, member, c, now, update_ms, max_ms) end
     local result = breach_act(id, c, action, to, fmt(now))
-    breach_record(id, kind, action, fmt(now))
+    breach_record(id, kind, action, fmt(now), c)
     local sups = {}
     if action == 'escalate' then sups = redis.call('SMEMBERS', 'cg:online:' .. to) end
     local q = redis.call('HGET', ckey(id), 'queue') or ''
@@ -725,9 +781,10 @@ end
 FCALL cg_sla_customer 0 conv first_due next_due
   A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
   after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
-FCALL cg_sla_agent 0 conv now_ms
+FCALL cg_sla_agent 0 conv now_ms [agent]
   An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
-  complaint_respond: of conv.  -> 1
+  complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
+  counters first_response_ms/_n of conv's queue and of agent (default: conv's agent).  -> 1
 ]]
 local function cg_sla_customer(keys, args)
     local conv, first, nxt = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
@@ -743,7 +800,12 @@ end
 
 local function cg_sla_agent(keys, args)
     local conv, now = args[1], args[2]
-    redis.call('HSETNX', ckey(conv), 'first_reply_at', now)
+    if redis.call('HSETNX', ckey(conv), 'first_reply_at', now) == 1 then
+        local h = redis.call('HMGET', ckey(conv), 'queue', 'queued_at', 'created', 'agent')
+        local agent = (args[3] and args[3] ~= '') and args[3] or h[4]
+        local ms = kpi_ms(h[2] or h[3], now)
+        kpi_add(h[1], agent, {'first_response_ms', ms, 'first_response_n', 1})
+    end
     redis.call('HSET', ckey(conv), 'last_reply_at', now)
     redis.call('ZREM', TIMER_KEY, 'first:' .. conv, 'next:' .. conv, 'complaint_respond:' .. conv)
     return 1

@@ -313,7 +313,8 @@ int sla_cfg_parse(const router_cfg *c, sla_cfg *out, cg_err *err);
 int sla_is_chat(const char *channel);
 /* A customer message in conv (state known in j): arm first/next response timers. */
 void sla_on_customer(job *j);
-/* An agent's text or attachment: cancel the response timers of its conversation. */
+/* An agent's text or attachment: cancel the response timers of its conversation; the first one
+ * also counts the first response time for the queue and the sending agent (cg_sla_agent). */
 void sla_on_agent(job *j);
 /* conv was classified into the complaint queue: give it a ticket and tell the customer. */
 void sla_complaint(job *j, const char *complaint_class);

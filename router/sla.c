@@ -165,7 +165,7 @@ void sla_on_agent(job *j) {
     char now[24];
     if (!j->conv[0]) return;
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, NULL, 5, "FCALL", "cg_sla_agent", "0", j->conv, now);
+    job_cmd(j, NULL, 6, "FCALL", "cg_sla_agent", "0", j->conv, now, j->m.sender_id);
 }
 
 /* ---- complaints ---- */

@@ -66,3 +66,39 @@ def test_metrics_when_redis_is_down(procs, redis_srv):
     gw = procs.gateway()
     redis_srv.kill()
     wait_until(lambda: value(scrape(gw), "chatgw_redis_up") == 0, 10, "redis_up 0")
+
+
+def test_metrics_families_without_activity_and_agent_cap(procs, redis_srv):
+    """The desk's counter families are there (zero) for a configured queue with no activity; at
+    most 10 000 agents are exported (the first by id) and the cut is logged."""
+    r = redis_srv.r
+    gw = procs.gateway()
+    procs.router()
+    wait_until(lambda: r.sismember("cg:queues", "general"), 10, "queues published")
+    text = scrape(gw)
+    for fam, kind in (("first_response_seconds", "summary"), ("response_seconds", "summary"),
+                      ("resolution_seconds", "summary"), ("closed_total", "counter"),
+                      ("resolved_total", "counter"), ("fcr_total", "counter"),
+                      ("rated_total", "counter"), ("csat_good_total", "counter"),
+                      ("abandoned_total", "counter"), ("sla_breaches_total", "counter"),
+                      ("fcr_ratio", "gauge"), ("csat_ratio", "gauge")):
+        assert f"# TYPE chatgw_queue_{fam} {kind}\n" in text
+        if fam != "abandoned_total":
+            assert f"# TYPE chatgw_agent_{fam} {kind}\n" in text
+    assert value(text, "chatgw_queue_closed_total", queue="general") == 0
+    assert value(text, "chatgw_queue_first_response_seconds_count", queue="general") == 0
+    assert value(text, "chatgw_queue_fcr_ratio", queue="general") is None  # no data: absent
+
+    ids = [f"a{i:05d}" for i in range(10005)]
+    p = r.pipeline(transaction=False)
+    for i in range(0, len(ids), 1000):
+        p.sadd("cg:kpi:agents", *ids[i:i + 1000])
+    p.hset("cg:kpi:agent:a00000", mapping={"closed": 4, "fcr": 1})
+    p.hset("cg:kpi:agent:a10004", mapping={"closed": 7})
+    p.execute()
+    start = len(gw.lines)
+    text = scrape(gw)
+    gw.wait_log("10005 agents have counters; exporting the first 10000", 5, start)
+    closed = re.findall(r'^chatgw_agent_closed_total\{agent="([^"]*)"\} (\S+)$', text, re.M)
+    assert len(closed) == 10000 and closed[0] == ("a00000", "4") and closed[-1][0] == "a09999"
+    assert value(text, "chatgw_agent_fcr_ratio", agent="a00000") == 0.25
