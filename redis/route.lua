@@ -784,7 +784,9 @@ FCALL cg_sla_customer 0 conv first_due next_due
 FCALL cg_sla_agent 0 conv now_ms [agent]
   An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
   complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
-  counters first_response_ms/_n of conv's queue and of agent (default: conv's agent).  -> 1
+  counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent
+  is the assigned one, also (routing): offer:<conv> cancelled, its offer_misses reset, and the
+  customer's last_agent / last_agent_at set (sticky routing).  -> 1
 ]]
 local function cg_sla_customer(keys, args)
     local conv, first, nxt = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
@@ -798,6 +800,18 @@ local function cg_sla_customer(keys, args)
     return 1
 end
 
+-- The assigned agent wrote in conv (routing): offer:<conv> is cancelled, the agent's
+-- offer_misses reset and cg:cust:<customer> gets last_agent, last_agent_at (sticky routing).
+local function agent_answered(conv, agent, now)
+    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'customer')
+    if h[1] ~= 'assigned' or h[2] ~= agent then return end
+    redis.call('ZREM', TIMER_KEY, 'offer:' .. conv)
+    redis.call('HDEL', akey(agent), 'offer_misses')
+    if h[3] then
+        redis.call('HSET', 'cg:cust:' .. h[3], 'last_agent', agent, 'last_agent_at', now)
+    end
+end
+
 local function cg_sla_agent(keys, args)
     local conv, now = args[1], args[2]
     if redis.call('HSETNX', ckey(conv), 'first_reply_at', now) == 1 then
@@ -808,6 +822,7 @@ local function cg_sla_agent(keys, args)
     end
     redis.call('HSET', ckey(conv), 'last_reply_at', now)
     redis.call('ZREM', TIMER_KEY, 'first:' .. conv, 'next:' .. conv, 'complaint_respond:' .. conv)
+    if args[3] and args[3] ~= '' then agent_answered(conv, args[3], now) end
     return 1
 end
 
@@ -978,10 +993,6 @@ FCALL cg_transfer 0 conv agent now_ms to_agent to_queue pos_ms
 FCALL cg_offer_arm 0 conv assign_no due_ms
   The assignment assign_no of conv was announced: arm offer:<conv> at due_ms once per assignment
   (offer_no = assign_no). -> 1 armed, 0 not (stale assignment, or already armed).
-FCALL cg_agent_text 0 conv agent now_ms
-  The assigned agent wrote in conv: offer:<conv> is cancelled, the agent's offer_misses reset and
-  cg:cust:<customer> gets last_agent, last_agent_at (sticky routing). -> 1, or 0 (not assigned
-  to agent).
 FCALL cg_route_fire 0 member lease now_ms max_misses
   Fires a claimed offer:<conv> or overflow:<queue> timer once (the lease rule of cg_timer_fire).
   offer    -> conv still in the same assignment and unanswered: taken back from its agent (load
@@ -1072,18 +1083,6 @@ local function cg_offer_arm(keys, args)
     return 1
 end
 
-local function cg_agent_text(keys, args)
-    local conv, agent, now = args[1], args[2], args[3]
-    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'customer')
-    if h[1] ~= 'assigned' or h[2] ~= agent then return 0 end
-    redis.call('ZREM', 'cg:timers', 'offer:' .. conv)
-    redis.call('HDEL', akey(agent), 'offer_misses')
-    if h[3] then
-        redis.call('HSET', 'cg:cust:' .. h[3], 'last_agent', agent, 'last_agent_at', now)
-    end
-    return 1
-end
-
 -- offer:<conv> fired (see cg_route_fire).
 local function offer_fire(conv, now, max_misses)
     local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'assign_no', 'offer_no', 'queue',
@@ -1166,7 +1165,6 @@ end
 
 redis.register_function{function_name = 'cg_transfer', callback = cg_transfer}
 redis.register_function{function_name = 'cg_offer_arm', callback = cg_offer_arm}
-redis.register_function{function_name = 'cg_agent_text', callback = cg_agent_text}
 redis.register_function{function_name = 'cg_route_fire', callback = cg_route_fire}
 
 -- ---- bounded work streams (router/trim.c) --------------------------------------------------

@@ -184,7 +184,6 @@ static void job_start_entry(job *j) {
     case MSG_ATTACHMENT:
         sla_on_agent(j);
         close_idle_arm(j, j->conv);
-        routing_on_agent_text(j);
         return;
     case MSG_PRESENCE:
         agent_on_presence(j);

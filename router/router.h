@@ -353,8 +353,6 @@ int csat_on_customer(job *j);
 const char *routing_sticky_ms(const router *r, char *buf, size_t n);
 /* An assignment was announced: arm offer:<conv> (no-op when offer_timeout_s is 0). */
 void routing_on_assigned(job *j, const asg_row *row);
-/* The assigned agent wrote in j->conv: cancel offer:<conv>, remember the customer's agent. */
-void routing_on_agent_text(job *j);
 /* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
 int routing_owns_timer(const char *member);
 /* First step of a JOB_TIMER job for such a member. */

@@ -5,17 +5,17 @@
  *                   agent A within sticky_window_s goes to A when A is online with free capacity
  *                   and serves the queue (cg_enqueue's sticky_ms); otherwise normal routing.
  *                   cg:cust:<customer> last_agent / last_agent_at are set by each text of the
- *                   assigned agent (cg_agent_text).
+ *                   assigned agent (cg_sla_agent, the call every agent text makes anyway).
  *   offer timeout   every announced assignment arms offer:<conv> after offer_timeout_s; the
- *                   agent's first text cancels it. Fired, the conversation is taken back and
- *                   offered to the next available agent (not the same one); the agent gets a
- *                   notice, and after offer_max_misses consecutive misses its status becomes
- *                   away (told so too).
+ *                   agent's first text cancels it (cg_sla_agent). Fired, the conversation is
+ *                   taken back and offered to the next available agent (not the same one); the
+ *                   agent gets a notice, and after offer_max_misses consecutive misses its
+ *                   status becomes away (told so too).
  *   overflow        overflow:<queue> is armed for the overflow deadline (queued_at +
  *                   overflow_after_s) of the queue's waiting conversations. Fired, the queue is
  *                   marked overflowing and the available agents of its overflow queues get its
- *                   overdue conversations; later they are offered them whenever they free a slot,
- *                   may pick them, and see them in their queue snapshots.
+ *                   overdue conversations; later they are offered them whenever they free a
+ *                   slot, may pick them, and see them in their queue snapshots.
  * The timers live in cg:timers and are claimed like every timer (timers.c); cg_route_fire fires
  * them under the lease rule of cg_timer_fire. */
 #include "router.h"
@@ -38,15 +38,6 @@ void routing_on_assigned(job *j, const asg_row *row) {
     snprintf(no, sizeof(no), "%lld", row->assign_no);
     snprintf(due, sizeof(due), "%lld", (long long)j->now_ms + secs * 1000);
     job_cmd(j, NULL, 6, "FCALL", "cg_offer_arm", "0", row->conv, no, due);
-}
-
-void routing_on_agent_text(job *j) {
-    const router_cfg *c = &j->r->cfg;
-    if (!j->conv[0] || !j->m.sender_id[0]) return;
-    if (c->offer_timeout_s <= 0 && c->sticky_window_s <= 0) return;
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, NULL, 6, "FCALL", "cg_agent_text", "0", j->conv, j->m.sender_id, now);
 }
 
 int routing_owns_timer(const char *member) {
