@@ -161,14 +161,17 @@ static char *cfg_reader(char *str, int num, void *stream) {
     return str;
 }
 
-/* ini_handler: a key of the table is set whatever its section; any other key goes to extra (or
- * is an error). Returns 0 (inih's "error") on the first problem and ignores every later line. */
+/* ini_handler: a key of the table is set in a plain section ("", "[common]", "[router]" ...);
+ * every key of a named section ("[queue faq]", "[canned faq]": a name with a space), and any
+ * other key, goes to extra (or is an error), so an entry of a named section can never change a
+ * process setting that happens to share its name. Returns 0 (inih's "error") on the first
+ * problem and ignores every later line. */
 static int cfg_handler(void *user, const char *section, const char *name, const char *value) {
     cfg_parse *p = user;
     char problem[200];
     if (p->err_line) return 1;
 
-    const cfg_opt *o = cfg_find(p->opts, name);
+    const cfg_opt *o = strchr(section, ' ') ? NULL : cfg_find(p->opts, name);
     if (o) {
         if (cfg_apply(o, value, problem, sizeof(problem)) == 0) return 1;
     } else if (p->extra) {

@@ -1,9 +1,10 @@
 /* config.h -- declarative configuration: one table of keys, an INI file, the environment.
  *
  * Each application describes its keys in a cfg_opt table (name, type, default, where to store,
- * bounds, help). cfg_load() applies, in order: the defaults, the INI file (sections only group
- * keys; a key name is unique across sections), then environment variables CHATGW_<NAME> (upper
- * case). Every value is checked against its type and bounds; the first problem is reported naming
+ * bounds, help). cfg_load() applies, in order: the defaults, the INI file (plain sections such as
+ * [router] only group the table's keys, a key name is unique across them; the keys of named
+ * sections such as [queue faq] all go to the extra callback), then environment variables
+ * CHATGW_<NAME> (upper case). Every value is checked against its type and bounds; the first problem is reported naming
  * the file, line and key (or the variable). Parsing of the INI syntax is inih's. */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
