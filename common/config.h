@@ -4,8 +4,9 @@
  * bounds, help). cfg_load() applies, in order: the defaults, the INI file (plain sections such as
  * [router] only group the table's keys, a key name is unique across them; the keys of named
  * sections such as [queue faq] all go to the extra callback), then environment variables
- * CHATGW_<NAME> (upper case). Every value is checked against its type and bounds; the first problem is reported naming
- * the file, line and key (or the variable). Parsing of the INI syntax is inih's. */
+ * CHATGW_<NAME> (upper case). Every value is checked against its type and bounds; the first
+ * problem is reported naming the file, line and key (or the variable). Parsing of the INI syntax
+ * is inih's. */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
 
