@@ -3,7 +3,8 @@
  * Static files (the demo widget at / and the agent console at /agent) are served by lws file
  * mounts from www_dir. Callback mounts (/healthz) answer here: the response is prepared in
  * http_request() and written in one go from HTTP_WRITEABLE. Requests under /channels (a callback
- * mount too) are the platform webhooks: webhook.c. */
+ * mount too) are the platform webhooks: webhook.c; /metrics and /canned (metrics.c, canned.c) use
+ * the same request machinery. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -13,7 +14,7 @@
 
 #include "../common/log.h"
 
-static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics;
+static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics, m_canned;
 const struct lws_http_mount *http_mounts = &m_healthz;
 
 void http_setup_mounts(const char *www_dir) {
@@ -36,7 +37,14 @@ void http_setup_mounts(const char *www_dir) {
     m_metrics.mountpoint_len = (unsigned char)strlen("/metrics");
     m_metrics.origin = "chatgw.json.v1";
     m_metrics.origin_protocol = LWSMPRO_CALLBACK;
-    m_metrics.mount_next = &m_agent;
+    m_metrics.mount_next = &m_canned;
+
+    memset(&m_canned, 0, sizeof(m_canned));
+    m_canned.mountpoint = "/canned";
+    m_canned.mountpoint_len = (unsigned char)strlen("/canned");
+    m_canned.origin = "chatgw.json.v1";
+    m_canned.origin_protocol = LWSMPRO_CALLBACK;
+    m_canned.mount_next = &m_agent;
 
     memset(&m_agent, 0, sizeof(m_agent));
     m_agent.mountpoint = "/agent";

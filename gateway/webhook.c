@@ -24,7 +24,8 @@
 #define WH_CH_LINE_MAX 4096 /* bytes of one chunk-size or trailer line */
 
 static const wh_hook *const wh_hooks[] = {&hook_wechat,    &hook_telegram, &hook_whatsapp,
-                                          &hook_messenger, &hook_email,    &hook_metrics};
+                                          &hook_messenger, &hook_email,    &hook_metrics,
+                                          &hook_canned};
 
 typedef enum wh_method { WH_GET, WH_POST, WH_OTHER } wh_method;
 
@@ -52,7 +53,7 @@ int wh_is_webhook(struct lws *wsi) {
     if (wh_uri(wsi, uri, sizeof(uri), &m) < 0) return 0;
     size_t k = strlen(WH_PREFIX);
     if (!strncmp(uri, WH_PREFIX, k) && (uri[k] == '/' || uri[k] == '\0')) return 1;
-    return !strcmp(uri, hook_metrics.path);
+    return !strcmp(uri, hook_metrics.path) || !strcmp(uri, hook_canned.path);
 }
 
 static const wh_hook *wh_find(const char *uri) {

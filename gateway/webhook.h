@@ -160,5 +160,7 @@ int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_o
 extern const wh_hook hook_wechat, hook_telegram, hook_whatsapp, hook_messenger, hook_email;
 /* GET /metrics (metrics.c): served by the same request machinery. */
 extern const wh_hook hook_metrics;
+/* GET /canned (canned.c): a queue's canned replies for agents, the same way. */
+extern const wh_hook hook_canned;
 
 #endif

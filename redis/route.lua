@@ -21,8 +21,9 @@ FCALL cg_queuecfg 0 now_ms [queue mode prio name_zh name_en overflow overflow_af
   with the fields mode .. overflow_after_s for every queue given, SADD cg:queues; closed = 1 (the
   queue is outside its business hours) puts it in the set cg:closed (else it is removed); a
   next_change > 0 (ms) arms the timer hours:<queue> then (0 removes it). Queues of the previous
-  configuration not given any more lose their cg:queuecfg (so they are push again). Then every
-  open push queue with waiting conversations and available agents is served (a queue switched
+  configuration not given any more lose their cg:queuecfg (so they are push again) and their
+  cg:canned hash. Then every open push queue with waiting conversations and available agents is
+  served (a queue switched
   from pull to push, or just opened); those assignments are announced through the outbox.
   -> number of conversations assigned.
   Errors: BADARG.
@@ -562,7 +563,7 @@ local function cg_queuecfg(keys, args)
     end
     for _, q in ipairs(redis.call('SMEMBERS', 'cg:queues')) do
         if not given[q] then
-            redis.call('DEL', 'cg:queuecfg:' .. q)
+            redis.call('DEL', 'cg:queuecfg:' .. q, 'cg:canned:' .. q)
             redis.call('SREM', 'cg:queues', q)
             redis.call('SREM', 'cg:closed', q)
             redis.call('ZREM', 'cg:timers', 'hours:' .. q)
@@ -1230,3 +1231,29 @@ local function cg_reclassify(keys, args)
 end
 
 redis.register_function{function_name = 'cg_reclassify', callback = cg_reclassify}
+
+-- ---- canned replies per queue (router/store.c, read by gateway/canned.c) ------------------
+
+--[[
+FCALL cg_canned_set 0 queue [name text] ...
+  Replace the canned replies of queue (its [canned <queue>] section) in one step: DEL
+  cg:canned:<queue>, then HSET it with the pairs given, so a reader (GET /canned, HGETALL) never
+  sees it half-written. Without pairs the hash is just deleted. The router checked the names and
+  texts; published with the queue configuration (start, reconnect, reload).
+  -> number of replies stored
+  Errors: BADARG.
+]]
+
+local function cg_canned_set(keys, args)
+    local queue = args[1]
+    if not queue or queue == '' or #args % 2 ~= 1 then
+        return redis.error_reply('BADARG queue [name text] ... expected')
+    end
+    local key = 'cg:canned:' .. queue
+    redis.call('DEL', key)
+    if #args == 1 then return 0 end
+    redis.call('HSET', key, unpack(args, 2))
+    return (#args - 1) / 2
+end
+
+redis.register_function{function_name = 'cg_canned_set', callback = cg_canned_set}

@@ -41,6 +41,9 @@ void cls_set_free(cls_set *s) {
         cls_rule_free(&s->rules[i]);
     for (size_t i = 0; i < s->n_prios; i++)
         cls_rule_free(&s->prios[i]);
+    for (size_t i = 0; i < s->n_canned; i++)
+        free(s->canned[i].text);
+    free(s->canned);
     free(s->queues);
     free(s->rules);
     free(s->prios);

@@ -27,6 +27,8 @@
 #define CLS_PRIO_MAX 9
 #define CLS_PRIO_DEFAULT 5
 #define CLS_PRIO_NONE (-1)
+#define CLS_CANNED_TEXT_MAX 2000 /* bytes of one canned reply's text */
+#define CLS_CANNED_PER_QUEUE 200 /* canned replies of one queue */
 
 typedef enum cls_mode { CLS_PUSH = 0, CLS_PULL } cls_mode;
 
@@ -62,6 +64,16 @@ typedef struct cls_rule {
     unsigned seen;
 } cls_rule;
 
+/* A canned reply of a queue ([canned <queue>], rcfg.c): carried with the set so that it is
+ * replaced with it on reload and published with the queues (store.c); not used to classify. */
+typedef struct cls_canned {
+    char queue[CLS_NAME_MAX];
+    char name[CLS_NAME_MAX];
+    char *text; /* malloc'd UTF-8, at most CLS_CANNED_TEXT_MAX bytes */
+    size_t len;
+    int checked; /* the second pass of rcfg.c saw it */
+} cls_canned;
+
 typedef struct cls_set {
     cls_queue *queues;
     size_t n_queues;
@@ -69,6 +81,8 @@ typedef struct cls_set {
     size_t n_rules;
     cls_rule *prios; /* priority rules */
     size_t n_prios;
+    cls_canned *canned; /* canned replies of every queue, in file order */
+    size_t n_canned;
     char default_queue[CLS_NAME_MAX];
 } cls_set;
 

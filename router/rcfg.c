@@ -3,10 +3,13 @@
  * cfg_load() hands every key it does not know to rcfg_extra() with its section name; the section
  * "queue faq" is split into its kind and name. Each kind has a small key table; a key given twice
  * in one section is an error, except `keywords`, which accumulates (several lines, or inih's
- * indented continuation lines). */
+ * indented continuation lines). [canned <queue>] sections are a queue's canned replies: each key
+ * is a reply's name, its value the text; continuation lines (or the name again) add a line to the
+ * text, since inih hands them over as the same key once more and lines are at most 198 bytes. */
 #include "rcfg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/util.h"
@@ -15,7 +18,7 @@
 #define RCFG_CODE "bad_config"
 #define RCFG_CHECKED (1u << 31) /* seen: the section was checked by the second pass */
 
-typedef enum rcfg_kind { RK_NONE, RK_QUEUE, RK_RULE, RK_PRIO } rcfg_kind;
+typedef enum rcfg_kind { RK_NONE, RK_QUEUE, RK_RULE, RK_PRIO, RK_CANNED } rcfg_kind;
 
 typedef struct rcfg_ctx {
     cls_set *set;
@@ -47,7 +50,8 @@ static rcfg_kind rcfg_section(const char *section, const char **name) {
     static const struct {
         const char *word;
         rcfg_kind kind;
-    } kinds[] = {{"queue", RK_QUEUE}, {"rule", RK_RULE}, {"priority", RK_PRIO}};
+    } kinds[] = {
+        {"queue", RK_QUEUE}, {"rule", RK_RULE}, {"priority", RK_PRIO}, {"canned", RK_CANNED}};
     for (size_t i = 0; i < N_OF(kinds); i++) {
         size_t n = strlen(kinds[i].word);
         if (strncmp(section, kinds[i].word, n) != 0) continue;
@@ -229,6 +233,62 @@ static int rcfg_check_rule(const rcfg_ctx *c, rcfg_kind kind, const char *name, 
     return 0;
 }
 
+/* The canned reply `name` of queue, or NULL. */
+static cls_canned *rcfg_canned_find(const cls_set *s, const char *queue, const char *name) {
+    for (size_t i = 0; i < s->n_canned; i++)
+        if (!strcmp(s->canned[i].queue, queue) && !strcmp(s->canned[i].name, name))
+            return &s->canned[i];
+    return NULL;
+}
+
+/* First pass, a key of [canned <queue>]: a new reply (at most CLS_CANNED_PER_QUEUE a queue), or
+ * one more line of the reply's text (a continuation line). The text must be UTF-8 and at most
+ * CLS_CANNED_TEXT_MAX bytes in all. */
+static int rcfg_canned_key(cls_set *s, const char *queue, const char *key, const char *value,
+                           cg_err *err) {
+    if (!rcfg_name_ok(key))
+        return cg_err_set(err, RCFG_CODE, "not a reply name: 1-64 of a-z 0-9 _ -");
+    size_t vlen = strlen(value);
+    if (!msg_utf8_valid(value, vlen)) return cg_err_set(err, RCFG_CODE, "the text is not UTF-8");
+    cls_canned *c = rcfg_canned_find(s, queue, key);
+    if (!c) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_canned; i++)
+            n += !strcmp(s->canned[i].queue, queue);
+        if (n >= CLS_CANNED_PER_QUEUE)
+            return cg_err_set(err, RCFG_CODE, "more than %d canned replies in [canned %s]",
+                              CLS_CANNED_PER_QUEUE, queue);
+        cls_canned *all = realloc(s->canned, (s->n_canned + 1) * sizeof(*all));
+        if (!all) return cg_err_set(err, "nomem", "out of memory");
+        s->canned = all;
+        c = &all[s->n_canned++];
+        memset(c, 0, sizeof(*c));
+        cg_strlcpy(c->queue, queue, sizeof(c->queue));
+        cg_strlcpy(c->name, key, sizeof(c->name));
+    }
+    size_t sep = c->text ? 1 : 0; /* a continuation starts a new line */
+    if (c->len + sep + vlen > CLS_CANNED_TEXT_MAX)
+        return cg_err_set(err, RCFG_CODE, "the text is too long (max %d bytes)",
+                          CLS_CANNED_TEXT_MAX);
+    char *t = realloc(c->text, c->len + sep + vlen + 1);
+    if (!t) return cg_err_set(err, "nomem", "out of memory");
+    if (sep) t[c->len++] = '\n';
+    memcpy(t + c->len, value, vlen + 1);
+    c->len += vlen;
+    c->text = t;
+    return 0;
+}
+
+/* Second pass, a key of [canned <queue>]: the queue must exist, the text must not be empty. */
+static int rcfg_check_canned(const rcfg_ctx *c, const char *queue, const char *key, cg_err *err) {
+    if (!rcfg_queue_known(c, queue)) return cg_err_set(err, RCFG_CODE, "unknown queue '%s'", queue);
+    cls_canned *r = rcfg_canned_find(c->set, queue, key);
+    if (!r || r->checked) return 0;
+    r->checked = 1;
+    if (r->len == 0) return cg_err_set(err, RCFG_CODE, "empty text");
+    return 0;
+}
+
 /* cfg_extra_fn: the keys of our sections (see the file comment). */
 static int rcfg_extra(void *priv, const char *section, const char *key, const char *value,
                       cg_err *err) {
@@ -242,9 +302,11 @@ static int rcfg_extra(void *priv, const char *section, const char *key, const ch
         return cg_err_set(err, RCFG_CODE, "[%.40s]: the name must be 1-64 of a-z 0-9 _ -", section);
     if (c->pass == 2) {
         if (kind == RK_QUEUE) return rcfg_check_queue(c, name, key, err);
+        if (kind == RK_CANNED) return rcfg_check_canned(c, name, key, err);
         return rcfg_check_rule(c, kind, name, key, err);
     }
     if (kind == RK_QUEUE) return rcfg_queue_key(c->set, name, key, value, err);
+    if (kind == RK_CANNED) return rcfg_canned_key(c->set, name, key, value, err);
     return rcfg_rule_key(c->set, kind, name, key, value, err);
 }
 

@@ -1,6 +1,6 @@
 /* store.c -- the router's command connection: loads the function libraries and publishes the
- * queue configuration on every connect, then lets the work queue, the claims, the outbox and the
- * snapshots run; reply helpers. */
+ * queue configuration and the queues' canned replies on every connect, then lets the work queue,
+ * the claims, the outbox and the snapshots run; reply helpers. */
 #include "router.h"
 
 #include <stdio.h>
@@ -58,6 +58,53 @@ static void store_join(const cls_list *l, char *out, size_t n) {
     }
 }
 
+static void store_canned_reply(rconn *rc, redisReply *reply, void *priv) {
+    (void)rc;
+    router *r = priv;
+    if (!reply || r->stopping) return; /* published again on the next connect */
+    if (reply->type == REDIS_REPLY_ERROR) log_error("cg_canned_set failed: %s", reply->str);
+}
+
+/* Publish the canned replies of every queue of the set: one FCALL cg_canned_set per queue (DEL +
+ * HSET cg:canned:<queue> in one step; a queue without replies just loses its hash). Sent after
+ * cg_queuecfg on the same connection, which deletes the hashes of dropped queues. */
+static void store_publish_canned(router *r) {
+    const cls_set *set = &r->cls;
+    size_t max = 4 + 2 * (size_t)CLS_CANNED_PER_QUEUE;
+    const char **argv = calloc(max, sizeof(*argv));
+    size_t *lens = calloc(max, sizeof(*lens));
+    if (!argv || !lens) {
+        log_error("out of memory publishing the canned replies");
+        free(argv);
+        free(lens);
+        return;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < set->n_queues; i++) {
+        const char *q = set->queues[i].name;
+        size_t argc = 4;
+        argv[0] = "FCALL";
+        argv[1] = "cg_canned_set";
+        argv[2] = "0";
+        argv[3] = q;
+        for (size_t k = 0; k < set->n_canned && argc + 2 <= max; k++) {
+            const cls_canned *c = &set->canned[k];
+            if (strcmp(c->queue, q) != 0) continue;
+            argv[argc] = c->name;
+            argv[argc + 1] = c->text;
+            argc += 2;
+        }
+        for (size_t k = 0; k < argc; k++)
+            lens[k] = strlen(argv[k]);
+        total += (argc - 4) / 2;
+        if (rconn_cmdargv(r->cmd, store_canned_reply, r, (int)argc, argv, lens) != 0)
+            log_warn("cannot publish the canned replies of %s now (next connect will)", q);
+    }
+    log_info("canned replies published: %zu in %zu queues", total, set->n_queues);
+    free(argv);
+    free(lens);
+}
+
 void store_publish_queues(router *r) {
     if (r->stopping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
     const cls_set *set = &r->cls;
@@ -99,6 +146,7 @@ void store_publish_queues(router *r) {
         log_warn("cannot publish the queue configuration now (next connect will)");
     free(argv);
     free(qa);
+    store_publish_canned(r);
 }
 
 /* Both libraries are in: start (or resume) everything that uses the cmd connection. The queue

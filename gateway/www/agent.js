@@ -7,7 +7,10 @@
  * unacknowledged replies with the same cmid after a reconnect. pick, close, transfer and classify
  * carry a cmid: the router's refusal comes back later as an error naming it (transfer and classify
  * refusals are shown next to their controls; their success is the logged `transferred` /
- * `classified` event). System texts without seq are notices for this agent (offer timeout, SLA). */
+ * `classified` event). System texts without seq are notices for this agent (offer timeout, SLA).
+ * The canned replies of the open conversation's queue are fetched once per queue from
+ * GET /canned?queue=… with the same token (Authorization: Bearer); choosing one inserts its text
+ * into the composer at the cursor, to be edited and sent as an ordinary reply. */
 (function () {
     'use strict';
     var C = window.ChatGW;
@@ -31,7 +34,8 @@
         transferNote: $('transfer-note'), transferBtn: $('transfer-btn'), transferError: $('transfer-error'),
         classifyForm: $('classify-form'), classifyFields: $('classify-fields'), classifyCode: $('classify-code'),
         classifyBtn: $('classify-btn'), classifyError: $('classify-error'),
-        agentOptions: $('agent-options'), queueOptions: $('queue-options')
+        agentOptions: $('agent-options'), queueOptions: $('queue-options'),
+        cannedFields: $('canned-fields'), cannedSelect: $('canned-select'), cannedStatus: $('canned-status')
     };
 
     var view = { as: 'agent', me: '' };
@@ -45,6 +49,7 @@
     var picking = new Map();     /* conv -> timer */
     var commands = new Map();    /* cmid of a pick / close / transfer / classify -> {type, conv} */
     var agents = new Map();      /* other agents seen in assignments: id -> name (transfer suggestions) */
+    var canned = new Map();      /* queue -> {state: 'loading' | 'ok' | 'error', replies: [{name, text}], error} */
     var selected = null;
     var welcomed = false, helloTimer = null, errTimer = null, lastTypingSent = 0;
     var baseTitle = document.title;
@@ -334,6 +339,84 @@
         ui.transferError.hidden = !e.transfer.error;
         ui.classifyError.textContent = e.classify.error;
         ui.classifyError.hidden = !e.classify.error;
+        renderCanned();
+    }
+
+    /* ------------------------------------------------------------------ canned replies */
+    /* Fetch the canned replies of queue q once (an error is kept until the queue is opened again). */
+    function loadCanned(q) {
+        var c = canned.get(q);
+        if (c && (c.state === 'loading' || c.state === 'ok')) return;
+        canned.set(q, { state: 'loading', replies: [], error: '' });
+        var done = function (state, replies, error) {
+            canned.set(q, { state: state, replies: replies, error: error });
+            var e = selected && convs.get(selected);
+            if (e && e.queue === q) renderCanned();
+        };
+        fetch('/canned?queue=' + encodeURIComponent(q), {
+            headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit'
+        }).then(function (r) {
+            if (!r.ok) {
+                var why = { 401: 'the token was refused', 403: 'this queue is not among your skills',
+                    503: 'the desk is unavailable' }[r.status] || 'HTTP ' + r.status;
+                done('error', [], 'Canned replies could not be loaded: ' + why + '.');
+                return null;
+            }
+            return r.json().then(function (j) {
+                var list = j && Array.isArray(j.replies) ? j.replies.filter(function (x) {
+                    return x && typeof x.name === 'string' && typeof x.text === 'string';
+                }) : [];
+                done('ok', list, '');
+            });
+        }).catch(function () { done('error', [], 'Canned replies could not be loaded: network error.'); });
+    }
+
+    /* The picker for the open conversation: its queue's replies (loaded on first use). */
+    function renderCanned() {
+        var e = selected && convs.get(selected);
+        var q = e && e.queue;
+        var c = q ? canned.get(q) : null;
+        if (q && (!c || c.state === 'error') && ui.cannedSelect.dataset.queue !== q) loadCanned(q);
+        c = q ? canned.get(q) : null;
+        var key = q ? q + ':' + (c ? c.state : '') : '';
+        if (ui.cannedSelect.dataset.key !== key) {
+            ui.cannedSelect.dataset.key = key;
+            ui.cannedSelect.dataset.queue = q || '';
+            var opts = [el('option', { text: 'Choose a reply…' })];
+            opts[0].value = '';
+            (c && c.state === 'ok' ? c.replies : []).forEach(function (r, i) {
+                var o = el('option', { text: r.name + ' — ' + (r.text.length > 60 ? r.text.slice(0, 60) + '…' : r.text) });
+                o.value = String(i);
+                o.title = r.text;
+                opts.push(o);
+            });
+            ui.cannedSelect.replaceChildren.apply(ui.cannedSelect, opts);
+        }
+        var ready = !!c && c.state === 'ok' && c.replies.length > 0;
+        ui.cannedFields.disabled = !e || e.state !== 'assigned' || !ready;
+        var status = !q ? 'No queue known for this conversation.'
+            : !c || c.state === 'loading' ? 'Loading…'
+            : c.state === 'error' ? c.error
+            : c.replies.length ? '' : 'No canned replies for queue ' + q + '.';
+        ui.cannedStatus.textContent = status;
+        ui.cannedStatus.hidden = !status;
+    }
+
+    /* Put the chosen reply's text into the composer at the cursor (replacing a selection). */
+    function insertCanned() {
+        var e = selected && convs.get(selected);
+        var c = e && e.queue ? canned.get(e.queue) : null;
+        var r = c && c.state === 'ok' ? c.replies[Number(ui.cannedSelect.value)] : null;
+        ui.cannedSelect.value = '';
+        if (!r || ui.input.disabled) return;
+        var v = ui.input.value;
+        var start = ui.input.selectionStart == null ? v.length : ui.input.selectionStart;
+        var end = ui.input.selectionEnd == null ? v.length : ui.input.selectionEnd;
+        var next = (v.slice(0, start) + r.text + v.slice(end)).slice(0, MAX_TEXT);
+        ui.input.value = next;
+        ui.input.focus();
+        var at = Math.min(start + r.text.length, next.length);
+        ui.input.setSelectionRange(at, at);
     }
 
     function renderTransferKind() {
@@ -709,6 +792,7 @@
     ui.closeBtn.addEventListener('click', closeSelected);
     ui.transferForm.addEventListener('submit', function (ev) { ev.preventDefault(); submitTransfer(); });
     ui.classifyForm.addEventListener('submit', function (ev) { ev.preventDefault(); submitClassify(); });
+    ui.cannedSelect.addEventListener('change', insertCanned);
     ui.kindAgent.addEventListener('change', renderTransferKind);
     ui.kindQueue.addEventListener('change', renderTransferKind);
     document.addEventListener('visibilitychange', function () {

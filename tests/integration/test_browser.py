@@ -17,6 +17,7 @@ BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "two_tabs.mjs")
 RESTART_SCRIPT = os.path.join(BROWSER_DIR, "restart.mjs")
 TRANSFER_SCRIPT = os.path.join(BROWSER_DIR, "transfer.mjs")
+CANNED_SCRIPT = os.path.join(BROWSER_DIR, "canned.mjs")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
@@ -149,6 +150,49 @@ def test_agent_console_transfer_and_category(playwright_installed, procs, tmp_pa
     print(r.stdout)
     assert r.returncode == 0, (
         f"transfer.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
+        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
+    last = r.stdout.splitlines()[-1]
+    assert "0 failed" in last and not last.startswith("browser: 0 passed"), last
+
+
+CANNED_CONFIG = """
+[router]
+default_queue = general
+default_locale = en
+sla_first_response_s = chat:0, email:0
+sla_next_response_s = chat:0, email:0
+idle_close_s = 0
+survey_window_s = 0
+offer_timeout_s = 0
+
+[queue general]
+mode = push
+
+[canned general]
+shipping = 订单付款后 24 小时内发货 — orders ship within 24 hours.
+greeting = Hello! <b>Thanks</b> for contacting us.
+"""
+
+
+def test_agent_console_canned_replies(playwright_installed, procs, tmp_path):
+    """The agent opens the conversation, picks a canned reply of its queue (fetched from
+    GET /canned with the console's token), edits it in the composer and sends it; the customer
+    page shows it (tests/browser/canned.mjs)."""
+    config = tmp_path / "canned.ini"
+    config.write_text(CANNED_CONFIG, encoding="utf-8")
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    try:
+        r = subprocess.run([NODE, CANNED_SCRIPT, gw.base, alice], cwd=ROOT,
+                           env=dict(os.environ, CHROMIUM=CHROMIUM), capture_output=True, text=True,
+                           timeout=240)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        pytest.fail(f"canned.mjs did not finish within 240 s:\n{_tail(out)}")
+    print(r.stdout)
+    assert r.returncode == 0, (
+        f"canned.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
         f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
     last = r.stdout.splitlines()[-1]
     assert "0 failed" in last and not last.startswith("browser: 0 passed"), last

@@ -1,5 +1,6 @@
 /* test_classify.c -- the routing model: comma lists, matching (router/classify.c) and the
- * [queue]/[rule]/[priority] sections of the configuration with their errors (router/rcfg.c).
+ * [queue]/[rule]/[priority]/[canned] sections of the configuration with their errors
+ * (router/rcfg.c).
  * Both are pure, so they are compiled into this test directly. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -242,6 +243,62 @@ static void test_default_queue_references(void **state) {
     cls_set_free(&s);
 }
 
+/* [canned <queue>] sections: replies of configured queues (and the default queue), continuation
+ * lines, and the errors of names, texts and queues. */
+static void test_canned(void **state) {
+    (void)state;
+    cls_set s;
+    load_ok("[router]\ndefault_queue = general\n"
+            "[canned faq]\n"
+            "shipping = Ships in {days} days.\n"
+            "returns_zh = 签收后 7 天内可退货。\n"
+            "[queue faq]\nmode = push\n"
+            "[canned general]\n"
+            "steps = 1. Open the order.\n"
+            "  2. Ask for a refund.\n",
+            &s);
+    assert_int_equal(s.n_canned, 3);
+    assert_string_equal(s.canned[0].queue, "faq");
+    assert_string_equal(s.canned[0].name, "shipping");
+    assert_string_equal(s.canned[0].text, "Ships in {days} days.");
+    assert_string_equal(s.canned[1].text, "签收后 7 天内可退货。");
+    assert_string_equal(s.canned[2].queue, "general");
+    assert_string_equal(s.canned[2].text, "1. Open the order.\n2. Ask for a refund.");
+    cls_set_free(&s);
+
+    /* exactly 2000 bytes is fine, one more is not */
+    char text[4096] = "[queue q]\nmode = push\n[canned q]\nlong = ";
+    for (int i = 0; i <= 10; i++) { /* 190 + 10 * (1 + 180): lines are at most 198 bytes */
+        strcat(text, i ? "\n  " : "");
+        for (int k = 0; k < (i ? 180 : 190); k++)
+            strcat(text, i ? "y" : "x");
+    }
+    strcat(text, "\n");
+    load_ok(text, &s);
+    assert_int_equal(s.canned[0].len, 2000);
+    cls_set_free(&s);
+    strcat(text, "  z\n");
+    load_err(text, ":15: key 'long': the text is too long (max 2000 bytes)");
+
+    /* at most CLS_CANNED_PER_QUEUE per queue */
+    static char many[32768];
+    snprintf(many, sizeof(many), "[queue q]\nmode = push\n[canned q]\n");
+    for (int i = 0; i <= CLS_CANNED_PER_QUEUE; i++) {
+        char line[32];
+        snprintf(line, sizeof(line), "r%d = t\n", i);
+        strcat(many, line);
+    }
+    load_err(many, ":204: key 'r200': more than 200 canned replies in [canned q]");
+
+    load_err("[canned nowhere]\nhello = Hi\n", ":2: key 'hello': unknown queue 'nowhere'");
+    load_err("[queue q]\nmode = push\n[canned q]\nHello = Hi\n",
+             ":4: key 'Hello': not a reply name: 1-64 of a-z 0-9 _ -");
+    load_err("[queue q]\nmode = push\n[canned q]\nbad = caf\xe9\n",
+             ":4: key 'bad': the text is not UTF-8");
+    load_err("[queue q]\nmode = push\n[canned q]\nempty =\n", ":4: key 'empty': empty text");
+    load_err("[canned Bad]\nx = y\n", ":2: key 'x': [canned Bad]: the name must be");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list),
@@ -250,6 +307,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_queue_references, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_canned, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
