@@ -10,6 +10,7 @@
  *   bridge.c  /ws/bridge: channel bridges get cg:out:<channel>, rendered; they push inbound
  *             platform messages (bridge_)
  *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
+ *   heartbeat.c  the liveness key cg:gw:<gateway id> the routers reap dead gateways by (hb_)
  */
 #ifndef CG_GW_H
 #define CG_GW_H
@@ -40,6 +41,7 @@ typedef struct gw_config {
     long long rate_burst;
     long long customer_token_ttl;
     long long hello_timeout_ms;
+    long long heartbeat_ms; /* heartbeat.c: liveness key refreshed this often, lives 3 times it */
     /* channels (webhook.h): a channel whose secret is empty is disabled (404) */
     char wechat_token[128];
     char wechat_aes_key[64];
@@ -207,6 +209,15 @@ typedef struct ws_pss {
     char *http_body;   /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
     size_t http_len;
 } ws_pss;
+
+/* ---- heartbeat (heartbeat.c) ---- */
+/* Start beating every heartbeat_ms (before any connection: it also sets where socket numbers
+ * start, so that they never repeat across runs of one gateway id). 0, or -1 logged. */
+int hb_start(void);
+/* The command connection came up: beat now, before anything else is sent on it. */
+void hb_on_redis_up(void);
+/* Shutdown, once the agents' disconnects are sent: stop beating, delete the liveness key. */
+void hb_stop(void);
 
 /* ---- the process (main.c) ---- */
 typedef struct gw {

@@ -2,8 +2,9 @@
  *
  * libwebsockets runs on our loop as a foreign loop (LWS_SERVER_OPTION_LIBUV + foreign_loops) and
  * hiredis is attached to the same loop by rconn. Shutdown (SIGINT/SIGTERM): tell the routers the
- * agents are gone, wait for Redis to have it (PING), close Redis, destroy the lws context, run the
- * loop until every handle is closed; exit 0 only if uv_loop_close() returned 0. */
+ * agents are gone, delete the liveness key (heartbeat.c), wait for Redis to have it (PING), close
+ * Redis, destroy the lws context, run the loop until every handle is closed; exit 0 only if
+ * uv_loop_close() returned 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,8 @@ static const cfg_opt gw_opts[] = {
           "lifetime of customer session tokens, seconds"),
     O_INT("hello_timeout_ms", "10000", hello_timeout_ms, 100, 600000,
           "time a new connection has to say hello"),
+    O_INT("heartbeat_ms", "5000", heartbeat_ms, 50, 600000,
+          "liveness key refreshed this often; routers reap the gateway 3 beats after the last"),
     O_STR("wechat_token", "", wechat_token, "WeChat server token; empty: /channels/wechat off"),
     O_STR("wechat_aes_key", "", wechat_aes_key, "WeChat EncodingAESKey (43 chars, safe mode)"),
     O_STR("wechat_appid", "", wechat_appid, "WeChat AppID / WeCom CorpID (safe mode)"),
@@ -121,6 +124,7 @@ static void on_cmd_state(rconn *rc, int up, void *priv) {
         log_warn("redis: command connection down");
         return;
     }
+    hb_on_redis_up(); /* first: our liveness key exists before any connect of ours is read */
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", (const char *)redis_conv_lua};
     size_t lens[] = {8, 4, 7, redis_conv_lua_len};
     rconn_cmdargv(rc, on_function_loaded, NULL, 4, argv, lens);
@@ -181,6 +185,7 @@ static void stop_begin(void) {
         s->authed = 0;
         sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
     }
+    hb_stop(); /* after the disconnects: the liveness key goes */
     uv_timer_init(G.loop, &stop_timer);
     uv_timer_start(&stop_timer, on_stop_timeout, 2000, 0);
     if (rconn_cmd(G.redis, on_stop_barrier, NULL, "PING") < 0) stop_finish();
@@ -207,6 +212,7 @@ static int gw_start(void) {
         log_error("config: jwt_secret (CHATGW_JWT_SECRET) must be set, at least 32 bytes");
         return -1;
     }
+    if (hb_start() < 0) return -1;
     cg_err err;
     G.redis = rconn_new(G.loop, G.cfg.redis_url, "redis", 5000, on_cmd_state, NULL, &err);
     G.sub = G.redis

@@ -43,6 +43,9 @@ FCALL cg_presence 0 agent sock up name cap skills_csv now_ms [ts_ms]
   socket -> offline (out of every avail). ts_ms (the event's time, default now_ms) is recorded
   as status_ts with the status. Then, when online with free capacity, offers it the best waiting
   conversations of its skills (push queues only).  -> {ROW, ...} the conversations assigned now
+  The socket "<gateway>:<n>" is also kept in its gateway's index cg:gw:<gateway>:socks (see
+  cg_gw_reap); a connect of a gateway reaped as dead (cg:gw:<gateway>:reaped, no liveness key)
+  is ignored.
 FCALL cg_status 0 agent status now_ms [ts_ms]
   status online | away, ignored when older than status_ts (events processed out of order by
   different routers). away: out of every avail. online: back in avail when a socket is open,
@@ -367,6 +370,38 @@ local function set_status(info, status, ts)
     info.status = status
 end
 
+-- The gateway id of a socket "<gateway>:<n>" (everything before the last ':'), or nil.
+local function sock_gw(sock)
+    return string.match(sock, '^(.*):[^:]*$')
+end
+
+-- The socket is closed (its disconnect, or its gateway was reaped): out of the agent's sockets
+-- and of its gateway's index, remembered in cg:agent:<a>:gone (24 h).
+local function sock_drop(agent, sock, ts)
+    local k = akey(agent)
+    redis.call('SREM', k .. ':socks', sock)
+    local gw = sock_gw(sock)
+    if gw then redis.call('ZREM', 'cg:gw:' .. gw .. ':socks', sock .. ' ' .. agent) end
+    redis.call('ZADD', k .. ':gone', fmt(ts), sock)
+    redis.call('ZREMRANGEBYSCORE', k .. ':gone', '-inf', fmt(ts - GONE_KEEP_MS))
+    redis.call('PEXPIRE', k .. ':gone', GONE_KEEP_MS)
+end
+
+-- After the agent's sockets changed: online when one is open and it was offline, offline when
+-- none is; then its avail/online entries. -> the agent's info
+local function presence_settle(agent, ts)
+    local k = akey(agent)
+    local info = agent_info(agent)
+    local n = redis.call('SCARD', k .. ':socks')
+    if n > 0 and info.status == 'offline' then
+        set_status(info, 'online', ts)
+    elseif n == 0 and redis.call('HGET', k, 'status') ~= 'offline' then
+        set_status(info, 'offline', ts)
+    end
+    avail_refresh(info)
+    return info
+end
+
 local function cg_presence(keys, args)
     local agent, sock, up, name, cap, skills, now, ts = unpack(args)
     if now == nil or agent == '' then
@@ -377,7 +412,18 @@ local function cg_presence(keys, args)
     if up == '1' then
         -- its disconnect was processed first (another router): the socket is already gone
         if redis.call('ZSCORE', k .. ':gone', sock) then return {} end
+        -- indexed under the run of its gateway (the boot its liveness key holds, cg_gw_reap); a
+        -- connect processed after its gateway was reaped as dead is gone with it
+        local gw = sock_gw(sock)
+        local boot = gw and redis.call('GET', 'cg:gw:' .. gw)
+        if gw and not boot and redis.call('EXISTS', 'cg:gw:' .. gw .. ':reaped') == 1 then
+            return {}
+        end
         redis.call('SADD', k .. ':socks', sock)
+        if gw then
+            redis.call('ZADD', 'cg:gw:' .. gw .. ':socks', fmt(tonumber(boot or 0) or 0),
+                sock .. ' ' .. agent)
+        end
         local old = agent_info(agent)
         avail_remove_all(old)
         redis.call('HSET', k, 'skills', skills)
@@ -385,20 +431,9 @@ local function cg_presence(keys, args)
         if cap ~= '' then redis.call('HSET', k, 'cap', tonumber(cap) or 1) end
         redis.call('HSETNX', k, 'load', 0)
     else
-        redis.call('SREM', k .. ':socks', sock)
-        redis.call('ZADD', k .. ':gone', fmt(ts), sock)
-        redis.call('ZREMRANGEBYSCORE', k .. ':gone', '-inf', fmt(ts - GONE_KEEP_MS))
-        redis.call('PEXPIRE', k .. ':gone', GONE_KEEP_MS)
+        sock_drop(agent, sock, ts)
     end
-    local info = agent_info(agent)
-    local n = redis.call('SCARD', k .. ':socks')
-    if n > 0 and info.status == 'offline' then
-        set_status(info, 'online', ts)
-    elseif n == 0 and redis.call('HGET', k, 'status') ~= 'offline' then
-        set_status(info, 'offline', ts)
-    end
-    avail_refresh(info)
-    return offer(info, now)
+    return offer(presence_settle(agent, ts), now)
 end
 
 local function cg_status(keys, args)
@@ -1257,3 +1292,90 @@ local function cg_canned_set(keys, args)
 end
 
 redis.register_function{function_name = 'cg_canned_set', callback = cg_canned_set}
+
+-- ---- gateway liveness: the sockets of dead gateways (router/reap.c) ------------------------
+
+--[[
+FCALL cg_gw_reap 0 now_ms [limit]
+  Gateways heartbeat (gateway/heartbeat.c): SET cg:gw:<gateway> <boot ms> PX <3 heartbeats> and
+  SADD cg:gateways <gateway>. cg_presence indexes every agent socket in cg:gw:<gateway>:socks
+  (sorted set, member "<sock> <agent>", score the boot cg:gw:<gateway> held at the connect).
+  For each gateway of cg:gateways:
+  - cg:gw:<gateway> is gone (killed, machine lost, or silent for three heartbeats): every socket
+    of its index is dropped as its disconnect would drop it (out of cg:agent:<a>:socks, into
+    :gone); once the index is empty the gateway leaves cg:gateways and cg:gw:<gateway>:reaped is
+    set for 24 h, so that a connect of it processed later (a router behind) is ignored;
+  - cg:gw:<gateway> holds another boot than a socket's score (the gateway restarted with the same
+    id before its key expired): the sockets of the earlier run are dropped the same way.
+  Each agent touched is then settled as after a disconnect: offline when no socket is left (out
+  of every cg:avail and cg:online set, status_ts now_ms), online as before with a socket on
+  another gateway, and offered waiting conversations while it can take some (announced through
+  the outbox). Conversations assigned to it stay assigned: the agent gets them back on its next
+  hello, through any gateway. At most `limit` sockets (default 1000) per call. Atomic and
+  idempotent: any number of routers may call it.
+  -> {{{gateway, sockets dropped, 'gone' | 'restarted', {agent, ...}}, ...}, assigned, more}
+     (assigned: conversations offered to the agents touched; more 1: the limit was reached)
+]]
+
+local function cg_gw_reap(keys, args)
+    local now, limit = tonumber(args[1]), tonumber(args[2]) or 1000
+    if not now or limit < 1 then return redis.error_reply('BADARG now_ms [limit] expected') end
+    local out, touched, order, left, more = {}, {}, {}, limit, 0
+    for _, gw in ipairs(redis.call('SMEMBERS', 'cg:gateways')) do
+        if left <= 0 then
+            more = 1
+            break
+        end
+        local idx = 'cg:gw:' .. gw .. ':socks'
+        local boot = redis.call('GET', 'cg:gw:' .. gw)
+        local socks = {}
+        if not boot then
+            socks = redis.call('ZRANGE', idx, 0, left - 1)
+        elseif tonumber(boot) then
+            socks = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. boot, 'LIMIT', 0, left)
+            for _, m in ipairs(redis.call('ZRANGEBYSCORE', idx, '(' .. boot, '+inf', 'LIMIT', 0,
+                left)) do
+                socks[#socks + 1] = m
+            end
+        end
+        local n, agents, seen = 0, {}, {}
+        for _, m in ipairs(socks) do
+            if left <= 0 then break end
+            left = left - 1
+            redis.call('ZREM', idx, m)
+            -- "<gateway>:<n> <agent>": the connection number has no space
+            local sp = string.find(m, ' ', #gw + 2, true)
+            if sp then
+                local sock, agent = string.sub(m, 1, sp - 1), string.sub(m, sp + 1)
+                sock_drop(agent, sock, now)
+                n = n + 1
+                if not seen[agent] then
+                    seen[agent] = true
+                    agents[#agents + 1] = agent
+                end
+                if not touched[agent] then
+                    touched[agent] = true
+                    order[#order + 1] = agent
+                end
+            end
+        end
+        if not boot then
+            if redis.call('ZCARD', idx) == 0 then
+                redis.call('SREM', 'cg:gateways', gw)
+                redis.call('SET', 'cg:gw:' .. gw .. ':reaped', fmt(now), 'PX', GONE_KEEP_MS)
+            else
+                more = 1
+            end
+        end
+        if n > 0 or not boot then
+            out[#out + 1] = {gw, n, boot and 'restarted' or 'gone', agents}
+        end
+    end
+    local assigned = 0
+    for _, agent in ipairs(order) do
+        assigned = assigned + #offer(presence_settle(agent, now), now)
+    end
+    return {out, assigned, more}
+end
+
+redis.register_function{function_name = 'cg_gw_reap', callback = cg_gw_reap}

@@ -62,6 +62,8 @@ static const cfg_opt router_opts[] = {
      "how often due timers are claimed"},
     {"trim_interval_ms", CFG_INT, "10000", INT(trim_interval_ms), 0, 3600000,
      "how often cg:in and cg:out:* are trimmed to what their readers still need (0: never)"},
+    {"gateway_reap_ms", CFG_INT, "5000", INT(gateway_reap_ms), 0, 3600000,
+     "how often the agent sockets of gateways that stopped heartbeating are dropped (0: never)"},
     {"timer_lease_ms", CFG_INT, "30000", INT(timer_lease_ms), 100, 3600000,
      "a claimed timer not fired within this long is claimed again"},
     {"sla_first_response_s", CFG_STR, "chat:60, email:7200", STR(sla_first_response_s), 0, 0,
@@ -151,6 +153,8 @@ static void router_reload(router *r) {
     c->timer_lease_ms = g_load.timer_lease_ms;
     if (c->trim_interval_ms != g_load.trim_interval_ms)
         log_warn("reload: trim_interval_ms applies after a restart");
+    if (c->gateway_reap_ms != g_load.gateway_reap_ms)
+        log_warn("reload: gateway_reap_ms applies after a restart");
     memcpy(c->sla_first_response_s, g_load.sla_first_response_s, sizeof(c->sla_first_response_s));
     memcpy(c->sla_next_response_s, g_load.sla_next_response_s, sizeof(c->sla_next_response_s));
     memcpy(c->sla_action, g_load.sla_action, sizeof(c->sla_action));
@@ -194,6 +198,7 @@ static void router_stop(int signum, void *priv) {
     notify_stop(r);
     timers_stop(r);
     trim_stop(r);
+    reap_stop(r);
     job_stop(r);
 }
 
@@ -264,6 +269,7 @@ int main(int argc, char **argv) {
     notify_init(r);
     timers_start(r);
     trim_start(r);
+    reap_start(r);
     if (loop_signals_start(&loop, router_signal, r) != 0 || store_start(r) != 0 ||
         inbound_start(r) != 0) {
         router_stop(SIGTERM, r);

@@ -14,7 +14,8 @@
  * notify.c (queue snapshots, the assignment outbox), tmpl.c (texts per locale), hours.c (business
  * hours), timers.c (polling and claiming due timers of cg:timers), sla.c (SLA and position timers,
  * complaints, what a fired timer does), close.c (resolution codes, unresolved returns, idle
- * close, complaint follow-ups), csat.c (the survey after a close and ratings). */
+ * close, complaint follow-ups), csat.c (the survey after a close and ratings), reap.c (the agent
+ * sockets of gateways that stopped heartbeating). */
 #ifndef CG_ROUTER_H
 #define CG_ROUTER_H
 
@@ -52,6 +53,7 @@ typedef struct router_cfg {
     long long timer_tick_ms;
     long long timer_lease_ms;
     long long trim_interval_ms; /* trim.c */
+    long long gateway_reap_ms;  /* reap.c */
     char sla_first_response_s[256];
     char sla_next_response_s[256];
     char sla_action[32];
@@ -128,6 +130,8 @@ typedef struct router {
     int timer_claiming; /* a cg_timer_claim is outstanding */
     uv_timer_t timer_tick;
     uv_timer_t trim_tick; /* trim.c */
+    uv_timer_t reap_tick; /* reap.c */
+    int reaping;          /* a cg_gw_reap is outstanding */
 } router;
 
 /* ---- job.c: the work queue ------------------------------------------------------------------ */
@@ -304,6 +308,14 @@ void trim_stop(router *r);
 void trim_poll(router *r);
 /* Claim due timers now (when cmd is ready and no claim is outstanding). */
 void timers_poll(router *r);
+
+/* ---- reap.c: agent sockets of dead gateways (cg_gw_reap) ---- */
+
+/* Start/stop the gateway_reap_ms timer (0: never reaps). */
+void reap_start(router *r);
+void reap_stop(router *r);
+/* Drop the sockets of gateways whose liveness key expired (cg_gw_reap), now. */
+void reap_poll(router *r);
 
 /* ---- sla.c: SLA, position updates, complaints --------------------------------------------- */
 
