@@ -62,6 +62,7 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
     [MSG_ASSIGNED] = "assigned",
     [MSG_TRANSFERRED] = "transferred",
     [MSG_CLASSIFIED] = "classified",
+    [MSG_ESCALATED] = "escalated",
     [MSG_CLOSED] = "closed",
     [MSG_SURVEY] = "survey",
     [MSG_RATING] = "rating",
@@ -158,7 +159,7 @@ int msg_type_is_logged(msg_type t) {
 }
 
 int msg_type_is_internal(msg_type t) {
-    return t == MSG_TRANSFERRED || t == MSG_CLASSIFIED;
+    return t == MSG_TRANSFERRED || t == MSG_CLASSIFIED || t == MSG_ESCALATED;
 }
 
 void msg_customer_view(msg *dst, const msg *src) {

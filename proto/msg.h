@@ -43,6 +43,7 @@ typedef enum msg_type {
     MSG_ASSIGNED,    /* conversation assigned to agent_id/agent_name (queue) */
     MSG_TRANSFERRED, /* moved to agent_id or queue, text = the agent's note (agents only) */
     MSG_CLASSIFIED, /* an agent re-classified: code = new category, text = who/from (agents only) */
+    MSG_ESCALATED,  /* an SLA breach acted on: code = timer kind, queue, text (agents only) */
     MSG_CLOSED,     /* closed (code = resolution) */
     MSG_SURVEY,     /* satisfaction survey offered */
     MSG_RATING,     /* customer's answer to the survey (rating 1..5) */
@@ -226,7 +227,8 @@ int msg_dir_parse(const char *s, msg_dir *out);
 /* 1 for types kept in the conversation log (content and conversation events), else 0. */
 int msg_type_is_logged(msg_type t);
 /* 1 for logged events whose details are for the desk only (transferred: the note; classified:
- * the category). Customers get msg_customer_view of them; bridges get nothing. */
+ * the category; escalated: the breach). Customers get msg_customer_view of them; bridges get
+ * nothing. */
 int msg_type_is_internal(msg_type t);
 /* Fill dst (uninitialised) with what a customer may see of src: type, ids, seq, channel, role,
  * dir, ts, and for transferred agent_name and queue; never text, code or agent_id. dst owns

@@ -29,7 +29,7 @@ in the same call, to cg:out:<channel> (read by the gateways' bridge sessions, gr
                           [r mail_root] [l mail_last]
 (the address fields as the conversation holds them at that moment). Events without a text are not
 sent to bridges: platforms have nothing to show for them; nor are the desk-only events
-"transferred" and "classified" (their text is an agent's internal note).
+"transferred", "classified" and "escalated" (their text is for the desk).
 
 Rules:
   customer, conv ''   -> cg:cust:<sender>.conv unless missing or closed; then newconv is opened
@@ -218,7 +218,9 @@ local function outbound(conv, seq, role, payload)
     if not channel or channel == 'web' then return end
     local ok, m = pcall(cmsgpack.unpack, payload)
     if not ok or type(m) ~= 'table' or (not m.text and not m.attachments) then return end
-    if m.type == 'transferred' or m.type == 'classified' then return end -- desk-only events
+    if m.type == 'transferred' or m.type == 'classified' or m.type == 'escalated' then
+        return -- desk-only events
+    end
     local names = {}
     for i, f in ipairs(OUT_FIELDS) do names[i] = f[1] end
     local vals = redis.call('HMGET', conv_key(conv), unpack(names))

@@ -276,6 +276,10 @@ void say_transferred(job *j, const char *conv, const char *channel, const char *
  * with the command's cmid and conv) and return 1; other errors are only logged (1). 0 when rep
  * is not an error. */
 int say_refused(job *j, const redisReply *rep, const char *command);
+/* Append the desk-only escalated event (role system, cmid) to conv: code = the breached timer's
+ * kind, queue = the conversation's queue after the action, text = what happened. */
+void say_escalated(job *j, const char *conv, const char *channel, const char *cmid,
+                   const char *kind, const char *queue, const char *text);
 /* Append the desk-only classified event (role system, cmid) to conv: code = category, text. */
 void say_classified(job *j, const char *conv, const char *channel, const char *cmid,
                     const char *category, const char *text);

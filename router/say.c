@@ -242,3 +242,14 @@ void say_classified(job *j, const char *conv, const char *channel, const char *c
     say_append(j, conv, cmid, &m);
     msg_free(&m);
 }
+
+void say_escalated(job *j, const char *conv, const char *channel, const char *cmid,
+                   const char *kind, const char *queue, const char *text) {
+    msg m;
+    say_init(&m, MSG_ESCALATED, ROLE_SYSTEM, channel, j->now_ms);
+    cg_strlcpy(m.code, kind, sizeof(m.code));
+    if (queue && queue[0]) cg_strlcpy(m.queue, queue, sizeof(m.queue));
+    msg_set_text(&m, text, strlen(text), NULL);
+    say_append(j, conv, cmid, &m);
+    msg_free(&m);
+}

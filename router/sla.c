@@ -239,6 +239,13 @@ static void sla_fired_breach(job *j, const redisReply *rep) {
              result);
     snprintf(text, sizeof(text), "SLA breach: %s overdue in conversation %s%s%s (queue %s): %s",
              kind, j->conv, ticket[0] ? ", complaint " : "", ticket, from, result);
+    /* the transcript records it (rule 19): a desk-only event, once per fired timer */
+    char channel[MSG_CODE_MAX], cmid[MSG_ID_MAX], note[256];
+    store_str(rep->element[4], channel, sizeof(channel));
+    snprintf(cmid, sizeof(cmid), "cg:br:%s:%s", kind, j->lease);
+    snprintf(note, sizeof(note), "SLA breach: %s overdue, %s (queue %s%s%s)", kind, result, from,
+             strcmp(from, j->queue) ? " -> " : "", strcmp(from, j->queue) ? j->queue : "");
+    say_escalated(j, j->conv, channel, cmid, kind, j->queue, note);
     const redisReply *sups = rep->element[7];
     for (size_t i = 0; sups && sups->type == REDIS_REPLY_ARRAY && i < sups->elements; i++) {
         char agent[MSG_ID_MAX];

@@ -15,11 +15,12 @@
     var PROTOCOL = 'chatgw.json.v1';
     var LOGGED = {
         text: 1, attachment: 1, join: 1, leave: 1, assigned: 1, transferred: 1, classified: 1,
-        closed: 1, survey: 1, rating: 1
+        escalated: 1, closed: 1, survey: 1, rating: 1
     };
     /* events whose details only the desk sees: shown to agents as internal notes */
     function isInternal(f, view) {
-        return view.as === 'agent' && (f.type === 'classified' || (f.type === 'transferred' && !!f.text));
+        return view.as === 'agent' && (f.type === 'classified' || f.type === 'escalated' ||
+            (f.type === 'transferred' && !!f.text));
     }
 
     function uuid() {
@@ -280,6 +281,11 @@
             if (view.as !== 'agent') return '';
             return typeof f.text === 'string' && f.text ? f.text
                 : 'Re-classified' + (f.code ? ' as ' + f.code : '');
+        case 'escalated':
+            /* an SLA breach: for the desk only (customers get a bare frame) */
+            if (view.as !== 'agent') return '';
+            return typeof f.text === 'string' && f.text ? f.text
+                : 'SLA breach' + (f.code ? ' (' + f.code + ')' : '');
         case 'closed':
             return 'Conversation closed' + (view.as === 'agent' && f.code ? ' (' + f.code + ')' : '');
         case 'survey': return view.as === 'agent' ? 'Satisfaction survey offered' : 'How did we do?';
@@ -314,7 +320,7 @@
         var role = f.role || (f.type === 'text' ? 'system' : 'system');
         var data = { seq: f.seq || undefined, role: role, type: f.type, cmid: f.cmid || undefined,
             conv: f.conv || undefined };
-        if (f.type === 'classified' && view.as !== 'agent') {
+        if ((f.type === 'classified' || f.type === 'escalated') && view.as !== 'agent') {
             /* kept in the transcript (by seq) but invisible to the customer */
             return el('div', { className: 'msg event event-' + f.type, dataset: data, hidden: true,
                 'aria-hidden': 'true' });

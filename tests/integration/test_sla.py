@@ -320,6 +320,12 @@ def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, proc
         assert r.zscore("cg:queue:general", c) is None
         ev = breaches(r)
         assert [(e["conv"], e["kind"], e["action"]) for e in ev] == [(c, "first", "escalate")]
+        # the transcript records it (rule 19), as a desk-only event
+        esc = wait_until(lambda: [m for m in log_of(r, c) if m["type"] == "escalated"], 5,
+                         "escalated event in the transcript")
+        assert len(esc) == 1 and esc[0]["role"] == "system"
+        assert (esc[0]["code"], esc[0]["queue"]) == ("first", "supervisors")
+        assert "moved" in esc[0]["text"] and "general -> supervisors" in esc[0]["text"]
     finally:
         feed.close()
 

@@ -1062,6 +1062,20 @@ static void test_customer_view(void **state) {
     assert_string_equal(v.code, "");
     assert_null(v.text);
     msg_free(&m);
+    msg_init(&m);
+    assert_int_equal(dj(&m,
+                        "{\"type\":\"escalated\",\"seq\":9,\"code\":\"first\","
+                        "\"queue\":\"supervisors\",\"text\":\"SLA breach\"}",
+                        &err),
+                     0);
+    assert_true(msg_type_is_internal(m.type));
+    msg_customer_view(&v, &m);
+    assert_int_equal(v.type, MSG_ESCALATED);
+    assert_int_equal(v.seq, 9);
+    assert_string_equal(v.code, "");
+    assert_string_equal(v.queue, "");
+    assert_null(v.text);
+    msg_free(&m);
     assert_false(msg_type_is_internal(MSG_ASSIGNED));
     assert_false(msg_type_is_internal(MSG_TEXT));
 }
