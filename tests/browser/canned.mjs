@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
     OUT, check, counts, dumpTraces, jwtClaims, launch, newPage, pageErrors, shot, step, until,
+    runScenario,
 } from './lib.mjs';
 
 const HELLO = 'How long does shipping take?';
@@ -121,12 +122,6 @@ async function main() {
     } finally {
         await browser.close();
     }
-    console.log(`browser: ${counts.passed} passed, ${counts.failed} failed`);
-    process.exit(counts.failed ? 1 : 0);
 }
 
-main().catch((e) => {
-    console.error('browser: harness error:', e.stack || e);
-    console.log(`browser: ${counts.passed} passed, ${counts.failed + 1} failed`);
-    process.exit(1);
-});
+runScenario(main);

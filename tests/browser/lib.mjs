@@ -161,3 +161,16 @@ export async function takeConversation(agent, conv) {
     await item.click();
     await agent.locator(`.conv-item.active[data-conv="${conv}"]`).waitFor();
 }
+
+/* Run a scenario's main(): print the summary line the pytest wrapper reads and exit 0 when every
+ * step passed, 1 otherwise (also when the harness itself failed, counted as one failure). */
+export function runScenario(main, tag = 'browser') {
+    main().then(() => {
+        console.log(`${tag}: ${counts.passed} passed, ${counts.failed} failed`);
+        process.exit(counts.failed ? 1 : 0);
+    }, (e) => {
+        console.error(`${tag}: harness error:`, e.stack || e);
+        console.log(`${tag}: ${counts.passed} passed, ${counts.failed + 1} failed`);
+        process.exit(1);
+    });
+}

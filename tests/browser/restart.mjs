@@ -13,6 +13,7 @@ import readline from 'node:readline';
 import {
     check, checkComplete, counts, describe, dumpTraces, launch, newPage, pageErrors, shot, step,
     takeConversation, transcript,
+    runScenario,
 } from './lib.mjs';
 
 const [BASE_ARG, TOKEN] = process.argv.slice(2);
@@ -110,12 +111,6 @@ async function main() {
     } finally {
         await browser.close();
     }
-    console.log(`restart: ${counts.passed} passed, ${counts.failed} failed`);
-    process.exit(counts.failed ? 1 : 0);
 }
 
-main().catch((e) => {
-    console.error('restart: harness error:', e.stack || e);
-    console.log(`restart: ${counts.passed} passed, ${counts.failed + 1} failed`);
-    process.exit(1);
-});
+runScenario(main, 'restart');

@@ -18,6 +18,7 @@ import path from 'node:path';
 import {
     OUT, check, checkComplete, counts, describe, dumpTraces, jwtClaims, launch, newPage, pageErrors,
     shot, step, transcript, until,
+    runScenario,
 } from './lib.mjs';
 
 const HELLO = 'Hi, my order 777 arrived without the charger';
@@ -212,12 +213,6 @@ async function main() {
     } finally {
         await browser.close();
     }
-    console.log(`browser: ${counts.passed} passed, ${counts.failed} failed`);
-    process.exit(counts.failed ? 1 : 0);
 }
 
-main().catch((e) => {
-    console.error('browser: harness error:', e.stack || e);
-    console.log(`browser: ${counts.passed} passed, ${counts.failed + 1} failed`);
-    process.exit(1);
-});
+runScenario(main);

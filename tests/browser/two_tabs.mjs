@@ -13,6 +13,7 @@ import path from 'node:path';
 import {
     OUT, StepError, check, checkComplete, counts, describe, dumpTraces, launch, newPage, pageErrors,
     same, shot, step, takeConversation, transcript, until,
+    runScenario,
 } from './lib.mjs';
 
 const HELLO = 'Hello, where is my order 12345?';
@@ -223,12 +224,6 @@ async function main() {
     } finally {
         await browser.close();
     }
-    console.log(`browser: ${counts.passed} passed, ${counts.failed} failed`);
-    process.exit(counts.failed ? 1 : 0);
 }
 
-main().catch((e) => {
-    console.error('browser: harness error:', e.stack || e);
-    console.log(`browser: ${counts.passed} passed, ${counts.failed + 1} failed`);
-    process.exit(1);
-});
+runScenario(main);
