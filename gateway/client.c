@@ -330,9 +330,10 @@ static void command_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
-/* Agent commands are decided by a router (which answers errors on cg:a:<agent>). */
+/* Agent commands (and a customer's close) are decided by a router, which answers an agent's
+ * errors on cg:a:<agent>; the gateway acks the command once it is stored for the routers. */
 static void command(sess *s, msg *m) {
-    m->role = ROLE_AGENT;
+    m->role = s->role == SESS_AGENT ? ROLE_AGENT : ROLE_CUSTOMER;
     m->dir = DIR_IN;
     m->ts_ms = cg_now_ms();
     cg_id_new(m->id);
@@ -363,9 +364,21 @@ static void dispatch(sess *s, msg *m) {
         if (s->role == SESS_CUSTOMER && !s->conv[0]) return; /* nobody to tell yet */
         store(s, m, "eph");
         return;
+    case MSG_CLOSE:
+        if (s->role == SESS_CUSTOMER) {
+            /* "End chat": always the customer's own current conversation */
+            if (!s->conv[0]) {
+                sess_send_error(s, "closed", "there is no open conversation to end", m->cmid, 0);
+                return;
+            }
+            snprintf(m->conv, sizeof(m->conv), "%s", s->conv);
+            snprintf(m->code, sizeof(m->code), "%s", "customer_left");
+            m->channel = CH_WEB;
+        }
+        command(s, m);
+        return;
     case MSG_PRESENCE:
     case MSG_PICK:
-    case MSG_CLOSE:
     case MSG_TRANSFER:
     case MSG_CLASSIFY:
         command(s, m);

@@ -227,7 +227,7 @@ int msg_utf8_valid(const char *s, size_t len) {
 
 static const uint32_t customer_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
                                        BIT(MSG_READ) | BIT(MSG_HELLO) | BIT(MSG_ACK) |
-                                       BIT(MSG_RATING);
+                                       BIT(MSG_RATING) | BIT(MSG_CLOSE);
 static const uint32_t agent_types = BIT(MSG_TEXT) | BIT(MSG_ATTACHMENT) | BIT(MSG_TYPING) |
                                     BIT(MSG_READ) | BIT(MSG_HELLO) | BIT(MSG_ACK) |
                                     BIT(MSG_PRESENCE) | BIT(MSG_PICK) | BIT(MSG_CLOSE) |
@@ -419,7 +419,7 @@ static int check_required(const msg *m, msg_origin origin, cg_err *err) {
     if (origin == ORIGIN_AGENT && (agent_conv_types & BIT(t)) && !m->conv[0])
         return missing(err, "conv", t);
     if (t == MSG_PRESENCE && check_presence(m, origin, err)) return -1;
-    if (t == MSG_CLOSE && !m->code[0]) return missing(err, "code", t);
+    if (t == MSG_CLOSE && origin != ORIGIN_CUSTOMER && !m->code[0]) return missing(err, "code", t);
     if (t == MSG_TRANSFER && !m->agent_id[0] && !m->queue[0])
         return missing(err, "agent_id or queue", t);
     if (t == MSG_CLASSIFY && !m->code[0]) return missing(err, "code", t);

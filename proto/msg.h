@@ -96,7 +96,7 @@ typedef enum msg_dir {
 
 /* Where a frame came from: validation is stricter for frames typed by a client. */
 typedef enum msg_origin {
-    ORIGIN_CUSTOMER, /* a customer client; only content, typing, read, hello, ack, rating */
+    ORIGIN_CUSTOMER, /* a customer client; only content, typing, read, hello, ack, rating, close */
     ORIGIN_AGENT,    /* an agent client; content, typing, read, hello, ack, presence, pick, close,
                         transfer, classify */
     ORIGIN_INTERNAL  /* gateway/router/bridge-produced: every type, role and dir required */

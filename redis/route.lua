@@ -523,7 +523,8 @@ local function kpi_close(conv, agent, resolution, now)
         end
     end
     kpi_add(h[1], agent, kv)
-    if resolution == 'no_response' and (tonumber(h[6]) or 0) == 0 and h[7] then
+    local gone = resolution == 'no_response' or resolution == 'customer_left'
+    if gone and (tonumber(h[6]) or 0) == 0 and h[7] then
         kpi_add(h[1], nil, {'abandoned', 1})
     end
 end
@@ -1379,3 +1380,42 @@ local function cg_gw_reap(keys, args)
 end
 
 redis.register_function{function_name = 'cg_gw_reap', callback = cg_gw_reap}
+
+-- ---- the customer ends the conversation (router/agent.c, customer_on_close) ----------------
+
+--[[
+FCALL cg_customer_close 0 conv customer now_ms
+  The customer ends conv (the widget's "End chat"). Waiting (state new or queued): it leaves its
+  queue and is closed with resolution abandoned (closed_by customer, its timers dropped; counted
+  as closed and abandoned for its queue). Assigned: closed as by its agent with resolution
+  customer_left (cg_close: the agent's slot freed and offered other work; abandoned too when no
+  agent message had answered the customer).
+  -> {'abandoned', channel, locale, queue} | {'ended', channel, locale, queue, agent, {ROW, ...}}
+     | {'already'} (closed before)
+  Errors: NOTYOURS, BADARG.
+]]
+
+local function cg_customer_close(keys, args)
+    local conv, customer, now = args[1], args[2], args[3]
+    if not now then return redis.error_reply('BADARG conv customer now_ms expected') end
+    local h = redis.call('HMGET', ckey(conv), 'state', 'customer', 'agent', 'queue', 'channel',
+        'locale')
+    if not h[2] or h[2] ~= customer then
+        return redis.error_reply('NOTYOURS conversation is not yours')
+    end
+    local channel, locale, queue = h[5] or '', h[6] or '', h[4] or ''
+    if h[1] == 'closed' then return {'already'} end
+    if h[1] == 'assigned' and h[3] then
+        local r = cg_close(keys, {conv, h[3], 'customer_left', now})
+        redis.call('HSET', ckey(conv), 'closed_by', 'customer')
+        return {'ended', channel, locale, queue, h[3], r[3]}
+    end
+    if queue ~= '' then redis.call('ZREM', 'cg:queue:' .. queue, conv) end
+    redis.call('HSET', ckey(conv), 'state', 'closed', 'closed_at', now, 'resolution', 'abandoned',
+        'closed_by', 'customer')
+    timers_drop(conv)
+    kpi_add(queue, nil, {'closed', 1, 'abandoned', 1})
+    return {'abandoned', channel, locale, queue}
+end
+
+redis.register_function{function_name = 'cg_customer_close', callback = cg_customer_close}

@@ -10,22 +10,12 @@
 #include "../common/util.h"
 
 /* Announce every ROW of an array reply. */
-static void agent_announce_rows(job *j, const redisReply *rows) {
-    if (!rows || rows->type != REDIS_REPLY_ARRAY) return;
-    for (size_t i = 0; i < rows->elements; i++) {
-        asg_row row;
-        if (store_row_parse(rows->element[i], &row) != 0) continue;
-        log_info("conv %s assigned to %s", row.conv, row.agent);
-        say_assigned(j, &row);
-    }
-}
-
 static void agent_rows_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn("agent %s: presence: %s", j->m.sender_id, rep->str);
         return;
     }
-    agent_announce_rows(j, rep);
+    say_assigned_rows(j, rep);
 }
 
 void agent_on_presence(job *j) {
@@ -88,7 +78,7 @@ static void agent_close_reply(job *j, redisReply *rep) {
     log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
     say_closed(j, j->conv, channel, locale, j->resolution);
     close_after(j, j->conv, channel, locale, j->resolution);
-    agent_announce_rows(j, rep->element[2]);
+    say_assigned_rows(j, rep->element[2]);
 }
 
 void agent_on_close(job *j) {

@@ -88,6 +88,53 @@ int close_intercept(job *j) {
     return 1;
 }
 
+/* ---- the customer ends the conversation ---- */
+
+/* {'abandoned', channel, locale, queue} | {'ended', channel, locale, queue, agent, {ROW, ...}}
+ * | {'already'}: the closed event for the customer; after an assigned one the survey, a notice to
+ * the agent and its freed slot's new work. */
+static void close_customer_reply(job *j, redisReply *rep) {
+    const msg *m = &j->m;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char masked[MSG_ID_MAX];
+        log_info("customer %s end of %s refused: %s",
+                 log_mask(m->sender_id, masked, sizeof(masked)), j->conv, rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) return; /* already closed */
+    char what[16];
+    store_str(rep->element[0], what, sizeof(what));
+    store_str(rep->element[1], j->channel, sizeof(j->channel));
+    store_str(rep->element[2], j->locale, sizeof(j->locale));
+    store_str(rep->element[3], j->queue, sizeof(j->queue));
+    if (strcmp(what, "abandoned") == 0) {
+        log_info("conv %s: the customer left the queue %s", j->conv, j->queue);
+        say_closed(j, j->conv, j->channel, j->locale, "abandoned");
+        if (j->queue[0]) notify_dirty(j->r, j->queue);
+        return;
+    }
+    if (rep->elements < 6) return;
+    char agent[MSG_ID_MAX], text[MSG_ID_MAX + 64];
+    store_str(rep->element[4], agent, sizeof(agent));
+    log_info("conv %s ended by its customer (agent %s)", j->conv, agent);
+    say_closed(j, j->conv, j->channel, j->locale, "customer_left");
+    close_after(j, j->conv, j->channel, j->locale, "customer_left");
+    snprintf(text, sizeof(text), "The customer ended conversation %s.", j->conv);
+    say_agent_notice(j, agent, j->conv, j->queue, text);
+    say_assigned_rows(j, rep->element[5]);
+}
+
+void close_by_customer(job *j) {
+    if (!j->conv[0] || !j->m.sender_id[0]) {
+        log_warn("entry %s: end of conversation without conversation or customer", j->id);
+        return;
+    }
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    job_cmd(j, close_customer_reply, 6, "FCALL", "cg_customer_close", "0", j->conv, j->m.sender_id,
+            now);
+}
+
 /* ---- after a close ---- */
 
 void close_after(job *j, const char *conv, const char *channel, const char *locale,

@@ -178,6 +178,10 @@ static void job_start_entry(job *j) {
         conv_on_customer(j);
         return;
     }
+    if (m->type == MSG_CLOSE && m->role == ROLE_CUSTOMER) {
+        close_by_customer(j); /* "End chat" */
+        return;
+    }
     if (m->role != ROLE_AGENT) return;
     switch (m->type) {
     case MSG_TEXT:

@@ -283,6 +283,8 @@ void say_escalated(job *j, const char *conv, const char *channel, const char *cm
 /* Append the desk-only classified event (role system, cmid) to conv: code = category, text. */
 void say_classified(job *j, const char *conv, const char *channel, const char *cmid,
                     const char *category, const char *text);
+/* say_assigned for every ROW of the array rows (a function's assignments); others skipped. */
+void say_assigned_rows(job *j, const redisReply *rows);
 /* Publish an error for the agent's command on cg:a:<agent>. */
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv);
@@ -339,6 +341,9 @@ void sla_timer_step(job *j);
 
 /* ---- close.c: how conversations end (resolution codes, idle close, complaint follow-up) ----- */
 
+/* The customer ended its conversation j->conv (a close frame of role customer): cg_customer_close
+ * closes it (abandoned while waiting, customer_left while assigned) and the sides are told. */
+void close_by_customer(job *j);
 /* An agent's close command with j->resolution: 1 when it was handled here (an unknown code is
  * refused with bad_value; an unresolved code sends the conversation back to its queue), 0 when
  * it is an ordinary close for cg_close. */

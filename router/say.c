@@ -172,6 +172,16 @@ void say_assigned(job *j, const asg_row *row) {
     if (row->queue[0]) notify_dirty(j->r, row->queue);
 }
 
+void say_assigned_rows(job *j, const redisReply *rows) {
+    if (!rows || rows->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i < rows->elements; i++) {
+        asg_row row;
+        if (store_row_parse(rows->element[i], &row) != 0) continue;
+        log_info("conv %s assigned to %s", row.conv, row.agent);
+        say_assigned(j, &row);
+    }
+}
+
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv) {
     msg m;

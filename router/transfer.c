@@ -36,11 +36,7 @@ static void transfer_reply(job *j, redisReply *rep) {
         say_transferred(j, j->conv, j->channel, cmid, NULL, NULL, j->queue, note);
     }
     if (has_row) say_assigned(j, &row);
-    const redisReply *rows = rep->element[5];
-    for (size_t i = 0; rows->type == REDIS_REPLY_ARRAY && i < rows->elements; i++) {
-        asg_row r2;
-        if (store_row_parse(rows->element[i], &r2) == 0) say_assigned(j, &r2);
-    }
+    say_assigned_rows(j, rep->element[5]);
     notify_dirty(j->r, j->queue);
     job_push_outbox(j->r); /* assignments made while serving the target queue */
 }

@@ -63,8 +63,11 @@
         el('header', { className: 'chat-header' },
             el('div', { className: 'chat-title' },
                 el('strong', { text: cfg.title || 'Support' }), ui.status),
-            ui.minimize = el('button', { id: 'chat-minimize', type: 'button', className: 'chat-minimize',
-                'aria-label': 'Minimize chat', text: '–' })),
+            el('div', { className: 'chat-actions' },
+                ui.end = el('button', { id: 'chat-end', type: 'button', className: 'chat-end', hidden: true,
+                    'data-testid': 'chat-end', text: 'End chat' }),
+                ui.minimize = el('button', { id: 'chat-minimize', type: 'button', className: 'chat-minimize',
+                    'aria-label': 'Minimize chat', text: '–' }))),
         ui.queue, ui.log, ui.typing, ui.error, ui.form);
         var root = document.getElementById('chatgw-widget') || document.body.appendChild(el('div', { id: 'chatgw-widget' }));
         root.appendChild(ui.panel);
@@ -72,6 +75,7 @@
 
         ui.launcher.addEventListener('click', function () { setOpen(ui.panel.hidden); });
         ui.minimize.addEventListener('click', function () { setOpen(false); });
+        ui.end.addEventListener('click', endChat);
         ui.form.addEventListener('submit', function (e) { e.preventDefault(); submit(); });
         ui.input.addEventListener('keydown', function (e) {
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
@@ -240,6 +244,10 @@
         if (f.type === 'closed') {
             ui.input.placeholder = 'Write to start a new conversation…';
             hideTyping();
+            ui.end.hidden = true;
+        } else if (f.seq > 0 && f.type !== 'survey' && f.type !== 'rating') {
+            ui.end.hidden = false; /* an open conversation: the customer may end it */
+            ui.end.disabled = false;
         }
         if (f.type === 'text' && f.role === 'agent') {
             hideTyping();
@@ -248,6 +256,13 @@
         if (f.type === 'rating') {
             c.section.querySelectorAll('.rate-btn').forEach(function (b) { b.disabled = true; });
         }
+    }
+
+    /* "End chat": the desk closes the customer's current conversation (it leaves the queue, or
+     * the agent is told); the closed event that follows hides the button. */
+    function endChat() {
+        if (!current || ui.end.disabled) return;
+        if (conn.send({ type: 'close', cmid: C.uuid() })) ui.end.disabled = true;
     }
 
     function onLogged(f) {

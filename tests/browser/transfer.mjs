@@ -203,6 +203,15 @@ async function main() {
             await shot(customer, 'transfer-customer-classified');
         });
 
+        await step('the customer ends the chat: closed on both sides', async () => {
+            await customer.locator('#chat-end:visible').click();
+            await chat('.msg[data-type="closed"]').waitFor();
+            await customer.locator('#chat-end').waitFor({ state: 'hidden' });
+            const p = to.page;
+            await p.locator('#agent-log .msg[data-type="closed"]').filter({ hasText: 'customer_left' }).waitFor();
+            await shot(customer, 'transfer-customer-ended');
+        });
+
         await step('no JavaScript error on any page', async () => {
             check(pageErrors.length === 0, pageErrors.join('\n'));
         });

@@ -351,6 +351,71 @@ def test_spam_close_sends_no_survey(procs, redis_srv, tmp_path):
     run(scenario())
 
 
+# ---- the customer ends the conversation ("End chat") ---------------------------------------------
+
+def test_customer_leaves_the_queue_abandoned(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+
+    async def scenario():
+        c = await customer(gw)
+        # nothing to end yet
+        await c.send({"type": "close", "cmid": "end-0"})
+        err = await c.expect(lambda f: f.get("cmid") == "end-0", what="refusal")
+        assert (err["type"], err["code"]) == ("error", "closed")
+        conv = (await c.say("is anyone there?"))["conv"]
+        wait_until(lambda: conv_hash(r, conv).get("state") == "queued", 5, "queued")
+        await c.send({"type": "close", "cmid": "end-1"})
+        await c.expect(lambda f: f.get("cmid") == "end-1" and f["type"] == "ack", what="ack")
+        closed = await c.expect_type("closed", conv=conv)
+        assert closed["code"] == "abandoned"
+        h = conv_hash(r, conv)
+        assert (h["state"], h["resolution"], h["closed_by"]) == ("closed", "abandoned", "customer")
+        assert r.zscore("cg:queue:general", conv) is None
+        assert r.zscore("cg:timers", f"pos:{conv}") is None
+        assert s(r.hget("cg:kpi:queue:general", "abandoned")) == "1"
+        assert not [m for m in log_of(r, conv) if m["type"] == "survey"]
+        # an agent coming online later gets nothing from it
+        a = await agent(gw, procs.agent_token("alice", "Alice"))
+        await a.expect(lambda f: f.get("type") == "queue" and f.get("queue") == "general",
+                       what="queue snapshot")
+        assert s(r.hget("cg:agent:alice", "load")) in (None, "0")
+        assert conv_hash(r, conv)["state"] == "closed"
+        for x in (a, c):
+            await x.close()
+    run(scenario())
+
+
+def test_customer_ends_an_assigned_conversation(procs, redis_srv, tmp_path):
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+
+    async def scenario():
+        a = await agent(gw, procs.agent_token("alice", "Alice"))
+        c = await customer(gw)
+        conv = (await c.say("where is my parcel"))["conv"]
+        await a.expect_type("assigned", conv=conv)
+        assert (await a.say("It ships today.", conv=conv))["type"] == "ack"
+        await c.send({"type": "close", "cmid": "end-1", "code": "whatever"})
+        closed = await c.expect_type("closed", conv=conv)
+        assert closed["code"] == "customer_left"  # the gateway sets it, not the client
+        await c.expect_type("survey", conv=conv)
+        await a.expect(lambda f: f.get("type") == "text" and f.get("role") == "system"
+                       and "customer ended" in f.get("text", ""), what="notice to the agent")
+        h = conv_hash(r, conv)
+        assert (h["resolution"], h["closed_by"]) == ("customer_left", "customer")
+        assert s(r.hget("cg:agent:alice", "load")) == "0"
+        assert not r.sismember("cg:agent:alice:convs", conv)
+        # answered before it ended: closed, not abandoned
+        assert s(r.hget("cg:kpi:queue:general", "closed")) == "1"
+        assert r.hget("cg:kpi:queue:general", "abandoned") in (None, b"0")
+        # the agent may no longer write there
+        assert (await a.say("hello?", conv=conv))["type"] == "error"
+        for x in (a, c):
+            await x.close()
+    run(scenario())
+
+
 # ---- idle auto-close ------------------------------------------------------------------------------
 
 def test_idle_conversation_closed_no_response(procs, redis_srv, tmp_path):

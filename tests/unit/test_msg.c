@@ -701,6 +701,9 @@ static void test_validate_required(void **state) {
 
     assert_int_equal(dj(&m, "{\"type\":\"close\",\"conv\":\"conv-1\"}", &err), 0);
     expect_validate(&m, ORIGIN_AGENT, "missing_field", "'code'");
+    /* a customer's close ("End chat") needs neither conv nor code: the gateway sets both */
+    assert_int_equal(dj(&m, "{\"type\":\"close\"}", &err), 0);
+    expect_validate(&m, ORIGIN_CUSTOMER, NULL, NULL);
     assert_int_equal(dj(&m, "{\"type\":\"pick\"}", &err), 0);
     expect_validate(&m, ORIGIN_AGENT, "missing_field", "'conv'");
 
