@@ -372,7 +372,8 @@ int csat_on_customer(job *j);
 
 /* sticky_window_s in ms as an argument of cg_enqueue ("0" = off); buf of at least 24 bytes. */
 const char *routing_sticky_ms(const router *r, char *buf, size_t n);
-/* An assignment was announced: arm offer:<conv> (no-op when offer_timeout_s is 0). */
+/* An assignment was announced: arm offer:<conv> (no-op when offer_timeout_s is 0 and for
+ * e-mail, whose answers take longer than a chat's). */
 void routing_on_assigned(job *j, const asg_row *row);
 /* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
 int routing_owns_timer(const char *member);

@@ -6,11 +6,11 @@
  *                   and serves the queue (cg_enqueue's sticky_ms); otherwise normal routing.
  *                   cg:cust:<customer> last_agent / last_agent_at are set by each text of the
  *                   assigned agent (cg_sla_agent, the call every agent text makes anyway).
- *   offer timeout   every announced assignment arms offer:<conv> after offer_timeout_s; the
- *                   agent's first text cancels it (cg_sla_agent). Fired, the conversation is
- *                   taken back and offered to the next available agent (not the same one); the
- *                   agent gets a notice, and after offer_max_misses consecutive misses its
- *                   status becomes away (told so too).
+ *   offer timeout   every announced chat assignment (not e-mail) arms offer:<conv> after
+ *                   offer_timeout_s; the agent's first text cancels it (cg_sla_agent). Fired,
+ *                   the conversation is taken back and offered to the next available agent (not
+ *                   the same one); the agent gets a notice, and after offer_max_misses
+ *                   consecutive misses its status becomes away (told so too).
  *   overflow        overflow:<queue> is armed for the overflow deadline (queued_at +
  *                   overflow_after_s) of the queue's waiting conversations. Fired, the queue is
  *                   marked overflowing and the available agents of its overflow queues get its
@@ -33,7 +33,7 @@ const char *routing_sticky_ms(const router *r, char *buf, size_t n) {
 
 void routing_on_assigned(job *j, const asg_row *row) {
     long long secs = j->r->cfg.offer_timeout_s;
-    if (secs <= 0) return;
+    if (secs <= 0 || !sla_is_chat(row->channel)) return; /* an e-mail answer takes longer */
     char no[24], due[24];
     snprintf(no, sizeof(no), "%lld", row->assign_no);
     snprintf(due, sizeof(due), "%lld", (long long)j->now_ms + secs * 1000);

@@ -339,6 +339,27 @@ def test_offer_timeout_reassigns_and_sets_away(procs, redis_srv, tmp_path):
     run(scenario())
 
 
+def test_offer_timeout_is_for_chats_not_email(procs, redis_srv, tmp_path):
+    gw = desk(procs, tmp_path, offer=1)
+    r = redis_srv.r
+
+    async def scenario():
+        alice = await online(gw, procs, "alice", cap=2)
+        assert post_mail(gw, "Where is my invoice?", frm="sun@example.com") == 200
+        mail = wait_until(lambda: s(r.hget("cg:cust:email:sun@example.com", "conv")), 5, "conv")
+        await alice.expect_type("assigned", conv=mail)
+        # a chat assigned after it: its timer is armed by the same router connection, later
+        c = await customer(gw)
+        chat = (await c.say("hello"))["conv"]
+        await alice.expect_type("assigned", conv=chat)
+        wait_until(lambda: r.zscore("cg:timers", f"offer:{chat}") is not None, 5, "chat offer timer")
+        assert r.zscore("cg:timers", f"offer:{mail}") is None
+        for x in (alice, c):
+            await x.close()
+
+    run(scenario())
+
+
 # ---- sticky routing ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sticky", [86400, 0])
