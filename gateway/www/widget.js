@@ -244,9 +244,10 @@
         if (f.type === 'closed') {
             ui.input.placeholder = 'Write to start a new conversation…';
             hideTyping();
-            ui.end.hidden = true;
-        } else if (f.seq > 0 && f.type !== 'survey' && f.type !== 'rating') {
-            ui.end.hidden = false; /* an open conversation: the customer may end it */
+            c.closed = true;
+        }
+        if (f.seq > 0) { /* an open conversation may be ended; a closed one stays closed */
+            ui.end.hidden = !!c.closed;
             ui.end.disabled = false;
         }
         if (f.type === 'text' && f.role === 'agent') {

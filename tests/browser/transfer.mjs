@@ -212,6 +212,14 @@ async function main() {
             await shot(customer, 'transfer-customer-ended');
         });
 
+        await step('the customer rates the ended chat; it stays ended', async () => {
+            await chat('.msg[data-type="survey"] .rate-btn[data-rating="5"]').click();
+            await chat('.msg[data-type="rating"]').waitFor();
+            // the thanks is a logged bot text after the close: it must not offer "End chat" again
+            await chat('.msg[data-role="bot"]').filter({ hasText: 'Thank you for your rating' }).waitFor();
+            check(await customer.locator('#chat-end').isHidden(), 'End chat is offered on an ended chat');
+        });
+
         await step('no JavaScript error on any page', async () => {
             check(pageErrors.length === 0, pageErrors.join('\n'));
         });

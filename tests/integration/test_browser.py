@@ -105,7 +105,7 @@ default_locale = en
 sla_first_response_s = chat:0, email:0
 sla_next_response_s = chat:0, email:0
 idle_close_s = 0
-survey_window_s = 0
+survey_window_s = 600
 offer_timeout_s = 0
 sticky_window_s = 0
 
