@@ -285,6 +285,8 @@ void say_classified(job *j, const char *conv, const char *channel, const char *c
                     const char *category, const char *text);
 /* say_assigned for every ROW of the array rows (a function's assignments); others skipped. */
 void say_assigned_rows(job *j, const redisReply *rows);
+/* Tell the agent's consoles the desk changed its status: {"type":"presence","code":status}. */
+void say_agent_status(job *j, const char *agent, const char *status);
 /* Publish an error for the agent's command on cg:a:<agent>. */
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv);

@@ -68,6 +68,7 @@ static void routing_fired_offer(job *j, const redisReply *rep) {
                  "online to get conversations again.",
                  misses);
         say_agent_notice(j, agent, NULL, NULL, text);
+        say_agent_status(j, agent, "away"); /* consoles show the status the desk set */
     }
     notify_dirty(r, j->queue);
     job_push_outbox(r);

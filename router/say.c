@@ -263,3 +263,12 @@ void say_escalated(job *j, const char *conv, const char *channel, const char *cm
     say_append(j, conv, cmid, &m);
     msg_free(&m);
 }
+
+void say_agent_status(job *j, const char *agent, const char *status) {
+    msg m;
+    say_init(&m, MSG_PRESENCE, ROLE_SYSTEM, NULL, j->now_ms);
+    cg_strlcpy(m.code, status, sizeof(m.code));
+    cg_strlcpy(m.agent_id, agent, sizeof(m.agent_id));
+    say_publish_agent(j, agent, &m);
+    msg_free(&m);
+}

@@ -674,6 +674,14 @@
             return;
         case 'read':
             return;
+        case 'presence':
+            /* the desk changed our status (away after unanswered offers): show it, keep it */
+            if (f.code === 'online' || f.code === 'away') {
+                desired = f.code;
+                sess.set(K.status, desired);
+                renderToggle();
+            }
+            return;
         case 'ack':
             if (f.cmid && f.seq > 0) {
                 var hit = findPending(f.cmid, f.conv);

@@ -319,6 +319,7 @@ def test_offer_timeout_reassigns_and_sets_away(procs, redis_srv, tmp_path):
         await a[other].expect(notice(conv, "did not answer"), timeout=5, what="miss notice")
         await a[other].expect_type("assigned", conv=conv, timeout=5)
         await a[first].expect(notice(None, "set to away"), timeout=5, what="away notice")
+        await a[first].expect_type("presence", code="away", timeout=5)
         assert s(r.hget(f"cg:agent:{first}", "status")) == "away"
         assert s(r.hget(f"cg:agent:{first}", "load")) == "0"
         assert s(r.hget(f"cg:agent:{other}", "offer_misses")) == "1"
