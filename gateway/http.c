@@ -17,49 +17,26 @@
 static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics, m_canned;
 const struct lws_http_mount *http_mounts = &m_healthz;
 
+/* Fill m as the mount of path, chained to next: origin is the protocol name of a callback mount
+ * (LWSMPRO_CALLBACK) or the directory of a file mount (LWSMPRO_FILE, def its default file). */
+static void http_mount(struct lws_http_mount *m, const char *path, const char *origin,
+                       unsigned char proto, const char *def, const struct lws_http_mount *next) {
+    memset(m, 0, sizeof(*m));
+    m->mountpoint = path;
+    m->mountpoint_len = (unsigned char)strlen(path);
+    m->origin = origin;
+    m->origin_protocol = proto;
+    m->def = def;
+    m->mount_next = next;
+}
+
 void http_setup_mounts(const char *www_dir) {
-    memset(&m_healthz, 0, sizeof(m_healthz));
-    m_healthz.mountpoint = "/healthz";
-    m_healthz.mountpoint_len = (unsigned char)strlen("/healthz");
-    m_healthz.origin = "chatgw.json.v1";
-    m_healthz.origin_protocol = LWSMPRO_CALLBACK;
-    m_healthz.mount_next = &m_channels;
-
-    memset(&m_channels, 0, sizeof(m_channels));
-    m_channels.mountpoint = "/channels";
-    m_channels.mountpoint_len = (unsigned char)strlen("/channels");
-    m_channels.origin = "chatgw.json.v1";
-    m_channels.origin_protocol = LWSMPRO_CALLBACK;
-    m_channels.mount_next = &m_metrics;
-
-    memset(&m_metrics, 0, sizeof(m_metrics));
-    m_metrics.mountpoint = "/metrics";
-    m_metrics.mountpoint_len = (unsigned char)strlen("/metrics");
-    m_metrics.origin = "chatgw.json.v1";
-    m_metrics.origin_protocol = LWSMPRO_CALLBACK;
-    m_metrics.mount_next = &m_canned;
-
-    memset(&m_canned, 0, sizeof(m_canned));
-    m_canned.mountpoint = "/canned";
-    m_canned.mountpoint_len = (unsigned char)strlen("/canned");
-    m_canned.origin = "chatgw.json.v1";
-    m_canned.origin_protocol = LWSMPRO_CALLBACK;
-    m_canned.mount_next = &m_agent;
-
-    memset(&m_agent, 0, sizeof(m_agent));
-    m_agent.mountpoint = "/agent";
-    m_agent.mountpoint_len = (unsigned char)strlen("/agent");
-    m_agent.origin = www_dir;
-    m_agent.def = "agent.html";
-    m_agent.origin_protocol = LWSMPRO_FILE;
-    m_agent.mount_next = &m_root;
-
-    memset(&m_root, 0, sizeof(m_root));
-    m_root.mountpoint = "/";
-    m_root.mountpoint_len = 1;
-    m_root.origin = www_dir;
-    m_root.def = "index.html";
-    m_root.origin_protocol = LWSMPRO_FILE;
+    http_mount(&m_healthz, "/healthz", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_channels);
+    http_mount(&m_channels, "/channels", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_metrics);
+    http_mount(&m_metrics, "/metrics", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_canned);
+    http_mount(&m_canned, "/canned", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_agent);
+    http_mount(&m_agent, "/agent", www_dir, LWSMPRO_FILE, "agent.html", &m_root);
+    http_mount(&m_root, "/", www_dir, LWSMPRO_FILE, "index.html", NULL);
 }
 
 /* Write the status and headers now (allowed in the HTTP callback) and keep a copy of body for

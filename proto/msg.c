@@ -158,6 +158,7 @@ int msg_type_is_logged(msg_type t) {
     return t >= MSG_TEXT && t <= MSG_RATING;
 }
 
+/* redis/conv.lua outbound() keeps the same list (bridges never get these). */
 int msg_type_is_internal(msg_type t) {
     return t == MSG_TRANSFERRED || t == MSG_CLASSIFIED || t == MSG_ESCALATED;
 }

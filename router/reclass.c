@@ -14,11 +14,6 @@
 
 #include "../common/log.h"
 
-/* The configured rule named category, or NULL ("default" has none). */
-static const cls_rule *reclass_rule(const router *r, const char *category) {
-    return cls_rule_find(&r->cls, category);
-}
-
 /* {old category, channel, locale, ticket}: log the event, make it a complaint if it is one. */
 static void reclass_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
@@ -35,7 +30,7 @@ static void reclass_reply(job *j, redisReply *rep) {
              m->code, m->sender_id);
     snprintf(cmid, sizeof(cmid), "cg:cl:%s", j->id);
     say_classified(j, j->conv, j->channel, cmid, m->code, text);
-    const cls_rule *rule = reclass_rule(j->r, m->code);
+    const cls_rule *rule = cls_rule_find(&j->r->cls, m->code); /* none for "default" */
     if (rule && !ticket[0] && strcmp(rule->queue, j->r->cfg.complaint_queue) == 0)
         sla_complaint(j, rule->complaint_class);
 }
@@ -46,7 +41,7 @@ void agent_on_classify(job *j) {
         log_warn("entry %s: classify without conversation, agent or category", j->id);
         return;
     }
-    if (!reclass_rule(j->r, m->code) && strcmp(m->code, "default") != 0) {
+    if (!cls_rule_find(&j->r->cls, m->code) && strcmp(m->code, "default") != 0) {
         char text[128];
         snprintf(text, sizeof(text), "unknown category '%s'", m->code);
         log_info("agent %s classify %s refused: %s", m->sender_id, j->conv, text);
