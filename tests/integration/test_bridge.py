@@ -10,24 +10,20 @@ import email.utils
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from chat import Client, agent
 from conftest import ROOT, wait_until
-from test_webhooks import (MAIL_TOKEN, SECRETS, WECHAT_TOKEN, cust_conv, customer_msgs, request,
-                           wx_query, wx_text)
+from desk import s
+from test_webhooks import (MAIL_TOKEN, SECRETS, cust_conv, customer_msgs, request, wx_query,
+                           wx_text)
 
 BRIDGE_TOKEN = "bridge-token-0123456789abcdef-XYZ"
 ENV = dict(SECRETS, CHATGW_BRIDGE_TOKEN=BRIDGE_TOKEN,
            CHATGW_EMAIL_FROM="Support Desk <support@desk.example>",
            CHATGW_EMAIL_DOMAIN="desk.example")
 MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def run(coro):

@@ -25,6 +25,25 @@ NODE = shutil.which("node")
 def _tail(text, n=4000):
     return text if len(text) <= n else "…" + text[-n:]
 
+def run_scenario(script, args, gw, router):
+    """Run a browser scenario (node script BASE_URL args...) to its end and fail with its output
+    and both processes' logs unless every step passed."""
+    name = os.path.basename(script)
+    try:
+        r = subprocess.run([NODE, script, gw.base, *args], cwd=ROOT,
+                           env=dict(os.environ, CHROMIUM=CHROMIUM), capture_output=True, text=True,
+                           timeout=240)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        pytest.fail(f"{name} did not finish within 240 s:\n{_tail(out)}")
+    print(r.stdout)
+    assert r.returncode == 0, (
+        f"{name} exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
+        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
+    last = r.stdout.splitlines()[-1]
+    assert "0 failed" in last and not last.startswith("browser: 0 passed"), last
+
+
 
 @pytest.fixture(scope="module")
 def playwright_installed():
@@ -45,18 +64,7 @@ def test_widget_and_agent_console_in_two_tabs(playwright_installed, procs):
     gw = procs.gateway()
     router = procs.router()
     token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
-    env = dict(os.environ, CHROMIUM=CHROMIUM)
-    try:
-        r = subprocess.run([NODE, SCRIPT, gw.base, token], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        pytest.fail(f"two_tabs.mjs did not finish within 240 s:\n{_tail(out)}")
-    print(r.stdout)
-    assert r.returncode == 0, (
-        f"two_tabs.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
-        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
-    assert "0 failed" in r.stdout.splitlines()[-1]
+    run_scenario(SCRIPT, [token], gw, router)
 
 
 def test_widget_and_agent_console_survive_a_gateway_restart(playwright_installed, procs):
@@ -140,19 +148,7 @@ def test_agent_console_transfer_and_category(playwright_installed, procs, tmp_pa
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
     alice = procs.agent_token("alice", "Alice", skills=("general", "tech_support"), cap=2)
     bob = procs.agent_token("bob", "Bob", skills=("general", "tech_support"), cap=2)
-    try:
-        r = subprocess.run([NODE, TRANSFER_SCRIPT, gw.base, alice, bob], cwd=ROOT,
-                           env=dict(os.environ, CHROMIUM=CHROMIUM), capture_output=True, text=True,
-                           timeout=240)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        pytest.fail(f"transfer.mjs did not finish within 240 s:\n{_tail(out)}")
-    print(r.stdout)
-    assert r.returncode == 0, (
-        f"transfer.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
-        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
-    last = r.stdout.splitlines()[-1]
-    assert "0 failed" in last and not last.startswith("browser: 0 passed"), last
+    run_scenario(TRANSFER_SCRIPT, [alice, bob], gw, router)
 
 
 CANNED_CONFIG = """
@@ -183,16 +179,4 @@ def test_agent_console_canned_replies(playwright_installed, procs, tmp_path):
     gw = procs.gateway()
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
     alice = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
-    try:
-        r = subprocess.run([NODE, CANNED_SCRIPT, gw.base, alice], cwd=ROOT,
-                           env=dict(os.environ, CHROMIUM=CHROMIUM), capture_output=True, text=True,
-                           timeout=240)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        pytest.fail(f"canned.mjs did not finish within 240 s:\n{_tail(out)}")
-    print(r.stdout)
-    assert r.returncode == 0, (
-        f"canned.mjs exited {r.returncode}\n--- output:\n{_tail(r.stdout + r.stderr, 8000)}"
-        f"\n--- gateway log:\n{_tail(gw.text(), 3000)}\n--- router log:\n{_tail(router.text(), 3000)}")
-    last = r.stdout.splitlines()[-1]
-    assert "0 failed" in last and not last.startswith("browser: 0 passed"), last
+    run_scenario(CANNED_SCRIPT, [alice], gw, router)

@@ -10,8 +10,9 @@ import signal
 import msgpack
 
 from conftest import wait_until
-from test_router import (FAST, ROOT, agent_hash, close, conv_hash, events, new_id, now_ms, pick,
-                         presence, s, wait_assigned, wait_drained, wait_log_len)
+from desk import conv_hash, s
+from test_router import (FAST, ROOT, agent_hash, close, events, new_id, now_ms, pick, presence,
+                         wait_assigned, wait_drained)
 
 SHIPPED = os.path.join(ROOT, "config", "chatgw.ini")
 _ids = iter(range(1, 1000))

@@ -6,7 +6,6 @@ WebSocket frames are awaited and Redis is polled with wait_until.
 
 Run: BUILD=build/h-csat /usr/bin/python3 -m pytest -q tests/integration/test_close.py
 """
-import asyncio
 import email.message
 import email.utils
 import itertools
@@ -15,6 +14,7 @@ import msgpack
 
 from chat import agent, customer, new_cmid
 from conftest import wait_until
+from desk import conv_hash, log_of, run, s
 
 MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
 MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
@@ -51,28 +51,12 @@ requeued = 正在为您转接其他客服
 """
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def desk(procs, tmp_path, idle=0, followup=0):
     path = tmp_path / "close.ini"
     path.write_text(CONFIG.format(idle=idle, followup=followup), encoding="utf-8")
     gw = procs.gateway({"CHATGW_EMAIL_TOKEN": MAIL_TOKEN})
     procs.router({"CHATGW_CONFIG": str(path), "CHATGW_BLOCK_MS": 200})
     return gw
-
-
-def conv_hash(r, conv):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
-
-
-def log_of(r, conv):
-    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
 
 
 def conversations(r):

@@ -13,11 +13,11 @@ import shutil
 import subprocess
 import urllib.request
 
-import msgpack
 import pytest
 
 from chat import agent, customer, new_cmid
 from conftest import wait_until
+from desk import conv_hash, log_of, run, s
 
 CONFIG = """
 [router]
@@ -47,28 +47,12 @@ ODD = 'carol "q"\\x\ny'
 ODD_LABEL = 'carol \\"q\\"\\\\x\\ny'
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def desk(procs, tmp_path, first=0, idle=0):
     path = tmp_path / "metrics.ini"
     path.write_text(CONFIG.format(first=first, idle=idle), encoding="utf-8")
     gw = procs.gateway()
     procs.router({"CHATGW_CONFIG": str(path), "CHATGW_BLOCK_MS": 200})
     return gw
-
-
-def conv_hash(r, conv):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
-
-
-def log_of(r, conv):
-    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
 
 
 async def online(gw, procs, agent_id, cap=2):

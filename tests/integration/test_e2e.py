@@ -1,5 +1,4 @@
 """End to end: real redis-server, real gateway and router binaries, real WebSocket clients."""
-import asyncio
 import json
 import signal
 import urllib.error
@@ -7,12 +6,9 @@ import urllib.request
 
 import pytest
 
-from chat import JSON, MSGPACK, Client, agent, customer, new_cmid
+from chat import MSGPACK, Client, agent, customer, new_cmid
 from conftest import wait_until
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
+from desk import run
 
 
 def http_get(url):

@@ -5,23 +5,15 @@ ends with exactly its real agent sockets.
 
 Run: BUILD=build/h-hb /usr/bin/python3 -m pytest -q tests/integration/test_heartbeat.py
 """
-import asyncio
 import signal
 import threading
 
 from chat import agent, customer
 from conftest import wait_until
+from desk import conv_hash, run, s
 
 HB = {"CHATGW_HEARTBEAT_MS": 200}            # liveness key lives 600 ms
 REAP = {"CHATGW_GATEWAY_REAP_MS": 100}
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def status(r, a):
@@ -30,10 +22,6 @@ def status(r, a):
 
 def socks(r, a):
     return {s(x) for x in r.smembers(f"cg:agent:{a}:socks")}
-
-
-def conv_hash(r, conv):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
 
 
 def online(r, a, skill="general"):

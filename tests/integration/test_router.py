@@ -5,7 +5,6 @@ results are read back from Redis (conversation logs, hashes) and its pub/sub cha
 Run: BUILD=build/h-router /usr/bin/python3 -m pytest -q tests/integration/test_router.py
 """
 import os
-import random
 import signal
 import threading
 import time
@@ -16,6 +15,7 @@ import msgpack
 import pytest
 
 from conftest import wait_until
+from desk import conv_hash, s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,10 +28,6 @@ def now_ms():
 
 def new_id():
     return uuid.uuid4().hex
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def load_functions(r):
@@ -88,10 +84,6 @@ def log_of(r, conv):
     for eid, fields in r.xrange(f"cg:conv:{conv}:log"):
         out.append((int(s(eid).split("-")[0]), msgpack.unpackb(fields[b"m"], raw=False)))
     return out
-
-
-def conv_hash(r, conv):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
 
 
 def agent_hash(r, agent):

@@ -13,6 +13,7 @@ import pytest
 
 from chat import agent, customer, new_cmid
 from conftest import wait_until
+from desk import conv_hash, log_of, run, s
 from test_close import MAIL_TOKEN, outbound, post_mail
 
 CONFIG = """
@@ -58,22 +59,6 @@ order = 3
 [templates en]
 complaint_ack = TICKET {{ticket}}
 """
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def conv_hash(r, conv):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
-
-
-def log_of(r, conv):
-    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
 
 
 def desk(procs, tmp_path, offer=0, sticky=86400, after=3600):

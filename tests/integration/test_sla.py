@@ -15,6 +15,7 @@ import uuid
 import msgpack
 
 from conftest import wait_until
+from desk import conv_hash, log_of, s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _ids = iter(range(1, 1000))
@@ -70,9 +71,6 @@ queued = 排队 {{position}}
 
 # ---- helpers ------------------------------------------------------------------------------------
 
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
-
 
 def now_ms():
     return int(time.time() * 1000)
@@ -127,18 +125,10 @@ def presence(r, agent, skills=("general",), cap=1):
     r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(m)})
 
 
-def log_of(r, conv):
-    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
-
-
 def bot_texts(r, conv, prefix=""):
     return [m for m in log_of(r, conv)
             if m.get("type") == "text" and m.get("role") == "bot"
             and m.get("text", "").startswith(prefix)]
-
-
-def conv_hash(r, conv):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
 
 
 def wait_bot(r, conv, prefix, n=1, timeout=10):

@@ -2,22 +2,14 @@
 only what their consumer group still needs. Real redis-server, gateway, router and WebSocket
 clients (customers, an agent, a WeChat bridge); trim_interval_ms is short, and each check awaits
 Redis state (wait_until), never a fixed sleep."""
-import asyncio
 
 from chat import agent, customer
 from conftest import wait_until
-from test_bridge import BRIDGE_TOKEN, ENV, ack, bridge, is_out, post_wechat
+from desk import run, s
+from test_bridge import ENV, ack, bridge, is_out, post_wechat
 from test_webhooks import cust_conv
 
 TRIM = {"CHATGW_TRIM_INTERVAL_MS": 50, "CHATGW_BLOCK_MS": 200}
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def s(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def ids(r, stream):

@@ -1,7 +1,6 @@
 """Inbound webhooks (/channels/*): WeChat, Telegram, WhatsApp, Messenger and e-mail against the real
 gateway and router binaries and a real redis-server. Requests go through http.client; nothing
 sleeps: Redis is polled with wait_until and agents wait for WebSocket frames."""
-import asyncio
 import base64
 import email.header
 import email.message
@@ -10,7 +9,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import socket
 import struct
 import urllib.parse
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from chat import agent
 from conftest import wait_until
+from desk import run
 
 WECHAT_TOKEN = "AAAAA"
 WECOM_TOKEN, WECOM_KEY, WECOM_ID = "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", \
@@ -37,10 +36,6 @@ SECRETS = {
     "CHATGW_META_VERIFY_TOKEN": META_VERIFY,
     "CHATGW_EMAIL_TOKEN": MAIL_TOKEN,
 }
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def request(gw, method, path, body=None, headers=None, query=None):
