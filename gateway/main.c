@@ -73,7 +73,7 @@ static const cfg_opt gw_opts[] = {
 /* The gateway owns [common] and [gateway]: an unknown key there is an error. Every other section
  * ([router], [queue x], [rule x], ...) is the router's, which validates it. */
 static int gw_cfg_extra(void *priv, const char *section, const char *key, const char *value,
-                        cg_err *err) {
+                        int cont, cg_err *err) {
     if (section[0] && strcmp(section, "common") && strcmp(section, "gateway")) return 0;
     return cg_err_set(err, "bad_config", "unknown key '%s'", key);
 }

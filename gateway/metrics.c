@@ -40,13 +40,14 @@ enum {
     K_RATED,
     K_GOOD,
     K_ABANDONED,
+    K_NO_AGENT,
     K_COUNT
 };
 
 static const char *const kpi_fields[K_COUNT] = {
     "first_response_ms", "first_response_n", "response_ms", "response_n", "resolution_ms",
     "resolution_n",      "closed",           "resolved",    "fcr",        "rated",
-    "csat_good",         "abandoned"};
+    "csat_good",         "abandoned",        "no_agent"};
 
 #define KPI_SLA_PREFIX "sla:" /* sla:<timer kind> = breaches of that kind */
 
@@ -181,6 +182,9 @@ static const fam kpi_fams[] = {
      "Rated conversations whose current rating is 4 or 5."},
     {"abandoned_total", FAM_COUNTER, K_ABANDONED, 0, 1,
      "Conversations closed as no_response before any agent answered the customer."},
+    {"no_agent_total", FAM_COUNTER, K_NO_AGENT, 0, 1,
+     "Conversations that started waiting while nobody who serves the queue (or a queue it "
+     "overflows into) was online; the customer was told so instead of a queue position."},
     {"fcr_ratio", FAM_RATIO, K_FCR, K_CLOSED, 0,
      "fcr_total / closed_total over all time (absent while nothing was closed)."},
     {"csat_ratio", FAM_RATIO, K_GOOD, K_RATED, 0,

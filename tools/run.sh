@@ -41,14 +41,24 @@ fi
 "$BUILD/chatgw-gateway" & pids+=($!)
 "$BUILD/chatgw-router" & pids+=($!)
 
-token=$("$BUILD/chatgw-token" --agent demo-agent --name "Demo Agent" --skills general --cap 2 --ttl 86400)
+# Two demo agents who together serve every queue of the shipped configuration: an agent with
+# every customer-facing queue, and a supervisor who also takes escalations and overflow. A queue
+# no agent can reach is reported (chatgw-router --check-config) before anyone is stranded there.
+agent_skills=general,presales,faq,tech_support,after_sales,complaints
+supervisor_skills=supervisors,$agent_skills
+"$BUILD/chatgw-router" --check-config --skills "$agent_skills" --skills "$supervisor_skills" \
+  | grep -E 'UNREACHABLE|no agent can reach' || true
+token=$("$BUILD/chatgw-token" --agent demo-agent --name "Demo Agent" --skills "$agent_skills" --cap 4 --ttl 86400)
+sup_token=$("$BUILD/chatgw-token" --agent demo-supervisor --name "Demo Supervisor" --skills "$supervisor_skills" --cap 4 --ttl 86400)
 cat <<MSG
 
   chatgw is running (Ctrl-C stops it).
     customer widget : http://$CHATGW_LISTEN/
     agent console   : http://$CHATGW_LISTEN/agent#token=$token
+    supervisor      : http://$CHATGW_LISTEN/agent#token=$sup_token
     health          : http://$CHATGW_LISTEN/healthz
-  Open the widget and the agent console in two tabs and start chatting.
+  Open the widget and an agent console in two tabs, click "Go online" in the console (it starts
+  away: agents choose when they take conversations) and start chatting.
 
 MSG
 # gone PID...: 0 once none of them runs; waits at most 10 s. (Polling, not `wait`: bash 5.2's

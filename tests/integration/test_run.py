@@ -35,10 +35,18 @@ def test_make_run_starts_everything_and_stops_on_ctrl_c(tmp_path):
             assert r.status == 200
         assert (tmp_path / "var" / "appendonlydir").is_dir()  # AOF on, data under var/
 
+        j = p.wait_log("supervisor      :", 10)
+        sup = re.search(r"(http://\S+/agent#token=(\S+))", p.lines[j])
+        assert sup, p.lines[j]
+        assert "UNREACHABLE" not in p.text()  # the demo agents serve every shipped queue
+
         async def login():
             a = await agent(_Gw(port), url.group(2))
             assert a.welcome["sender_id"] == "demo-agent"
             await a.close()
+            b = await agent(_Gw(port), sup.group(2))
+            assert b.welcome["sender_id"] == "demo-supervisor"
+            await b.close()
         asyncio.run(asyncio.wait_for(login(), 20))
     finally:
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C does to the foreground group
