@@ -5,9 +5,19 @@
  * entry of cg:out:<channel> (written by cg_append, redis/conv.lua) through the consumer group
  * "bridges", as consumer hello.sender_name ("default" when absent): the normalized msg with conv,
  * seq, meta.platform_chat_id (where it goes) and `native`, the body rendered for the platform
- * (the channels/ renderers). The bridge acks each frame ({"type":"ack","id":<the frame's id>}) once
- * the platform took it; the gateway then XACKs the entry. Un-acked entries stay pending in the
- * group and are delivered again when a bridge of that name connects: at-least-once, never lost.
+ * (the channels/ renderers). Only the product steers a bridge: the stored msg's own meta and native
+ * are dropped, meta comes from the entry's address fields and native from the renderer. The bridge
+ * acks each frame ({"type":"ack","id":<the frame's id>}) once the platform took it; the gateway
+ * then XACKs the entry. Un-acked entries stay pending in the group and are delivered again when a
+ * bridge of that name connects: at-least-once, never lost.
+ *
+ * Dead letters (bridge_dead.c): an entry the gateway can never render (no address; an address,
+ * Message-ID or subject a reply cannot carry; a renderer refusal) is not delivered, and a frame the
+ * bridge answers with a failure ack ({"type":"ack","id":..,"code":..,"text":<why>}) is not retried:
+ * either goes to cg:dead:<channel>, the desk gets an `escalated` / "undeliverable" event, and the
+ * entry is XACKed, so one bad message never holds back the ones after it. While that is under way
+ * the entry keeps a window slot (dying) so it is neither delivered nor dead-lettered twice. Only
+ * the gateway's own trouble (no email_from, Redis down) still delivers a frame without native.
  *
  * Reading: each bridge session owns one Redis connection for blocking reads (XREADGROUP ... BLOCK
  * on the shared command connection would stall every client). It first reads its own pending
