@@ -321,6 +321,21 @@ static int br_render(bridge *b, msg *m, const br_entry *e, cg_err *err) {
     return rc;
 }
 
+/* Keep only what a bridge may act on from a stored msg: the content and the event fields. Its
+ * own meta and native (whatever a client managed to store), identity claims and session fields
+ * are dropped; br_deliver then sets meta from the entry and native from the renderer. */
+static void br_product_only(msg *m) {
+    memset(&m->meta, 0, sizeof(m->meta));
+    memset(&m->identity, 0, sizeof(m->identity));
+    free(m->native);
+    m->native = NULL;
+    m->native_len = 0;
+    m->token[0] = m->sock[0] = 0;
+    m->n_skills = 0;
+    m->cap = 0;
+    m->last_seq = 0;
+}
+
 /* 1 when a br_render failure is the message's own (its address, ids or body can never be
  * rendered: retrying cannot help), 0 when it is the gateway's (configuration, storage). */
 static int br_render_permanent(const cg_err *err) {
@@ -349,10 +364,7 @@ static int br_deliver(bridge *b, const char *entry, const redisReply *kv) {
     }
     snprintf(m.conv, sizeof(m.conv), "%s", e.conv);
     m.seq = strtoull(e.seq, NULL, 10);
-    memset(&m.meta, 0, sizeof(m.meta));
-    free(m.native);
-    m.native = NULL;
-    m.native_len = 0;
+    br_product_only(&m);
     if (e.chat_id)
         snprintf(m.meta.platform_chat_id, sizeof(m.meta.platform_chat_id), "%s", e.chat_id);
     if (b->channel == CH_EMAIL) {

@@ -610,3 +610,29 @@ def test_unrenderable_reply_dead_lettered_and_bridge_moves_on(desk, procs, redis
     assert notes and {m["code"] for m in notes} == {"undeliverable"}
     out_types = [msgpack.unpackb(f[b"m"])["type"] for _, f in r.xrange("cg:out:email")]
     assert "escalated" not in out_types
+
+
+def test_api_bridge_gets_only_product_fields(desk, procs, redis_srv):
+    """An api bridge gets the normalized message as the format: still only what the product set
+    (meta from the conversation's address, no native, no identity claims), whatever was stored."""
+    r = redis_srv.r
+    token = procs.agent_token("alice", "Alice", cap=2)
+
+    async def scenario():
+        b = await bridge(desk, "api", "api-1")
+        await b.send({"type": "text", "cmid": "p1", "sender_id": "u-77",
+                      "meta": {"platform_msg_id": "m-1"}, "text": "hello from the app"})
+        conv = (await b.expect_type("ack", cmid="p1"))["conv"]
+        a = await agent(desk, token)
+        await a.expect_type("assigned", conv=conv)
+        _, seq, _ = fcall_agent_text(r, conv, "alice", "legacy-api", {
+            "channel": "api", "text": "stored with steering fields",
+            "native": '{"to":"someone-else"}', "identity": {"account": "evil"},
+            "meta": {"platform_chat_id": "someone-else", "subject": "evil"}})
+        f = await b.expect(lambda x: is_out(conv, "agent")(x) and x["seq"] == seq)
+        assert "native" not in f and "identity" not in f, f
+        assert f["meta"] == {"platform_chat_id": "u-77"}, f
+        await ack(b, f)
+        await a.close()
+        await b.close()
+    run(scenario())
