@@ -126,8 +126,9 @@ static void bdead_added(rconn *rc, redisReply *r, void *priv) {
         bdead_finish(j, 0);
         return;
     }
-    log_warn("%s entry %s (conv %s seq %s) not deliverable (%s: %s): moved to %s", j->out_key,
-             j->entry, j->conv, j->seq, j->code, j->reason, j->dead_key);
+    /* the reason is not logged: a platform's answer may name the customer (it is in the entry) */
+    log_warn("%s entry %s (conv %s seq %s) not deliverable (%s, by %s): moved to %s", j->out_key,
+             j->entry, j->conv, j->seq, j->code, j->by, j->dead_key);
     bdead_notice(j);
     bdead_xack(j);
     bdead_finish(j, 1);
