@@ -408,6 +408,22 @@ static void client_bridge_frame(sess *s, msg *m, const cg_err *err) {
     bridge_frame(s, m);
 }
 
+/* Fields that steer a channel bridge -- `native` (the body a bridge sends as is) and `meta`
+ * (platform ids, reply address, e-mail threading) -- are set by the product only: by the
+ * gateway's renderers from the conversation's stored address, and by the webhooks and bridges
+ * for inbound messages. A customer or agent frame carrying either is refused. 0 or -1 with err. */
+static int client_check_bridge_fields(const msg *m, cg_err *err) {
+    const msg_meta *mt = &m->meta;
+    int meta = mt->platform_msg_id[0] || mt->platform_chat_id[0] || mt->thread_id[0] ||
+               mt->in_reply_to[0] || mt->subject[0];
+    const char *f = m->native ? "native" : meta ? "meta" : NULL;
+    if (!f) return 0;
+    return cg_err_set(err, "bad_value",
+                      "field '%s' is set by the gateway for channel bridges and may not be sent "
+                      "by a client",
+                      f);
+}
+
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     msg m;
     msg_init(&m);
@@ -422,6 +438,7 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     }
     msg_origin origin = s->role == SESS_AGENT ? ORIGIN_AGENT : ORIGIN_CUSTOMER;
     if (rc == 0) rc = msg_validate(&m, origin, &err);
+    if (rc == 0) rc = client_check_bridge_fields(&m, &err);
     if (rc < 0) {
         log_debug("client %s: refused frame: %s", s->sock, err.code);
         sess_send_error(s, err.code, err.msg, m.cmid[0] ? m.cmid : NULL, 0);
