@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "gw.h"
+
+#include "desk_schema.h"
 #include "webhook.h"
 
 #include "../common/log.h"
@@ -26,28 +28,9 @@
 #define KPI_SLA_MAX 8   /* breach kinds kept per queue or agent */
 #define KPI_KIND_MAX 32 /* longest breach kind + 1 */
 
-/* The counter fields of a cg:kpi hash (names as written by the Redis functions). */
-enum {
-    K_FIRST_MS,
-    K_FIRST_N,
-    K_RESP_MS,
-    K_RESP_N,
-    K_RES_MS,
-    K_RES_N,
-    K_CLOSED,
-    K_RESOLVED,
-    K_FCR,
-    K_RATED,
-    K_GOOD,
-    K_ABANDONED,
-    K_NO_AGENT,
-    K_COUNT
-};
-
-static const char *const kpi_fields[K_COUNT] = {
-    "first_response_ms", "first_response_n", "response_ms", "response_n", "resolution_ms",
-    "resolution_n",      "closed",           "resolved",    "fcr",        "rated",
-    "csat_good",         "abandoned",        "no_agent"};
+/* The counter fields of a cg:kpi hash: CG_KPI_* and cg_kpis[] (desk_schema.h, generated from
+ * schema/chatgw.json; the Redis functions write them by the same names). */
+#define K_COUNT CG_KPI_COUNT
 
 #define KPI_SLA_PREFIX "sla:" /* sla:<timer kind> = breaches of that kind */
 
@@ -132,7 +115,7 @@ static void kpi_field(kpi *k, const redisReply *f, const redisReply *v) {
     if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return;
     long long n = strtoll(v->str, NULL, 10);
     for (int i = 0; i < K_COUNT; i++) {
-        if (strcmp(f->str, kpi_fields[i]) == 0) {
+        if (strcmp(f->str, cg_kpis[i].field) == 0) {
             k->v[i] = n;
             return;
         }
@@ -164,30 +147,32 @@ typedef struct fam {
 } fam;
 
 static const fam kpi_fams[] = {
-    {"first_response_seconds", FAM_SUMMARY, K_FIRST_N, K_FIRST_MS, 0,
+    {"first_response_seconds", FAM_SUMMARY, CG_KPI_FIRST_RESPONSE_N, CG_KPI_FIRST_RESPONSE_MS, 0,
      "Time from a conversation starting to wait (queued, else created) to its first agent "
      "reply."},
-    {"response_seconds", FAM_SUMMARY, K_RESP_N, K_RESP_MS, 0,
+    {"response_seconds", FAM_SUMMARY, CG_KPI_RESPONSE_N, CG_KPI_RESPONSE_MS, 0,
      "Time from a customer's first unanswered message to the agent message that answered it."},
-    {"resolution_seconds", FAM_SUMMARY, K_RES_N, K_RES_MS, 0,
+    {"resolution_seconds", FAM_SUMMARY, CG_KPI_RESOLUTION_N, CG_KPI_RESOLUTION_MS, 0,
      "Time from a resolved conversation starting to wait (queued, else created) to its close."},
-    {"closed_total", FAM_COUNTER, K_CLOSED, 0, 0, "Conversations closed (any resolution code)."},
-    {"resolved_total", FAM_COUNTER, K_RESOLVED, 0, 0,
+    {"closed_total", FAM_COUNTER, CG_KPI_CLOSED, 0, 0,
+     "Conversations closed (any resolution code)."},
+    {"resolved_total", FAM_COUNTER, CG_KPI_RESOLVED, 0, 0,
      "Conversations closed with a code starting with resolved."},
-    {"fcr_total", FAM_COUNTER, K_FCR, 0, 0,
+    {"fcr_total", FAM_COUNTER, CG_KPI_FCR, 0, 0,
      "Resolved conversations never re-assigned (no transfer, offer timeout, reassign or "
      "unresolved return): first-contact resolutions."},
-    {"rated_total", FAM_COUNTER, K_RATED, 0, 0, "Closed conversations the customer rated (1-5)."},
-    {"csat_good_total", FAM_COUNTER, K_GOOD, 0, 0,
+    {"rated_total", FAM_COUNTER, CG_KPI_RATED, 0, 0,
+     "Closed conversations the customer rated (1-5)."},
+    {"csat_good_total", FAM_COUNTER, CG_KPI_CSAT_GOOD, 0, 0,
      "Rated conversations whose current rating is 4 or 5."},
-    {"abandoned_total", FAM_COUNTER, K_ABANDONED, 0, 1,
+    {"abandoned_total", FAM_COUNTER, CG_KPI_ABANDONED, 0, 1,
      "Conversations closed as no_response before any agent answered the customer."},
-    {"no_agent_total", FAM_COUNTER, K_NO_AGENT, 0, 1,
+    {"no_agent_total", FAM_COUNTER, CG_KPI_NO_AGENT, 0, 1,
      "Conversations that started waiting while nobody who serves the queue (or a queue it "
      "overflows into) was online; the customer was told so instead of a queue position."},
-    {"fcr_ratio", FAM_RATIO, K_FCR, K_CLOSED, 0,
+    {"fcr_ratio", FAM_RATIO, CG_KPI_FCR, CG_KPI_CLOSED, 0,
      "fcr_total / closed_total over all time (absent while nothing was closed)."},
-    {"csat_ratio", FAM_RATIO, K_GOOD, K_RATED, 0,
+    {"csat_ratio", FAM_RATIO, CG_KPI_CSAT_GOOD, CG_KPI_RATED, 0,
      "csat_good_total / rated_total over all time (absent while nothing was rated)."},
 };
 
