@@ -18,6 +18,7 @@ SCRIPT = os.path.join(BROWSER_DIR, "two_tabs.mjs")
 RESTART_SCRIPT = os.path.join(BROWSER_DIR, "restart.mjs")
 TRANSFER_SCRIPT = os.path.join(BROWSER_DIR, "transfer.mjs")
 CANNED_SCRIPT = os.path.join(BROWSER_DIR, "canned.mjs")
+STATUS_SCRIPT = os.path.join(BROWSER_DIR, "console_status.mjs")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
@@ -180,3 +181,13 @@ def test_agent_console_canned_replies(playwright_installed, procs, tmp_path):
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
     alice = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
     run_scenario(CANNED_SCRIPT, [alice], gw, router)
+
+
+def test_agent_console_status_is_the_agents_choice(playwright_installed, procs):
+    """A fresh console connects Away and is assigned nothing while a customer waits; clicking
+    Online brings the conversation; a reload keeps Online (nothing re-offered, the next customer
+    assigned at once) and, after choosing Away, keeps Away (tests/browser/console_status.mjs)."""
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
+    run_scenario(STATUS_SCRIPT, [alice], gw, router)
