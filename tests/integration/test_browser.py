@@ -191,3 +191,33 @@ def test_agent_console_status_is_the_agents_choice(playwright_installed, procs):
     router = procs.router({"CHATGW_BLOCK_MS": 200})
     alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
     run_scenario(STATUS_SCRIPT, [alice], gw, router)
+
+
+DESK_AWAY_CONFIG = """
+[router]
+default_queue = general
+default_locale = en
+timer_tick_ms = 50
+sla_first_response_s = chat:0, email:0
+sla_next_response_s = chat:0, email:0
+idle_close_s = 0
+survey_window_s = 0
+offer_timeout_s = 1
+offer_max_misses = 1
+sticky_window_s = 0
+
+[queue general]
+mode = push
+"""
+
+
+def test_agent_console_keeps_the_desks_away_across_a_reload(playwright_installed, procs, tmp_path):
+    """The online console misses its offer: the desk takes the conversation back and sets the
+    agent away; the console shows Away and, after a reload, still says away in its hello: the
+    waiting conversation is not offered to it again (tests/browser/console_status.mjs desk-away)."""
+    config = tmp_path / "desk_away.ini"
+    config.write_text(DESK_AWAY_CONFIG, encoding="utf-8")
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
+    run_scenario(STATUS_SCRIPT, [alice, "desk-away"], gw, router)
