@@ -11,7 +11,8 @@
 //   - clicking the toggle goes Online: that conversation is assigned to the console;
 //   - a reload keeps Online (hello says online, no presence is sent, the assignment is not
 //     offered again) and a second customer is assigned at once; a new tab of the same browser
-//     also starts Online (the choice is in localStorage);
+//     also starts Online (the choice is in localStorage), and shows Away when the first tab
+//     chooses Away (without sending a presence of its own);
 //   - after choosing Away, a reload keeps Away (hello says away) and a third customer waits in
 //     the queue although the agent has a free slot.
 // With `desk-away` (a router with offer_timeout_s = 1 and offer_max_misses = 1) instead: the
@@ -87,6 +88,8 @@ async function customerWrites(browser, who, text) {
 
 // The agent's own choices: Away until it clicks, kept across reloads and in a new tab.
 async function choice(browser, agent, socks, customers) {
+    let second = null;
+    let socks2 = [];
     await step('a fresh console connects Away and says so in its hello', async () => {
         const resp = await agent.goto(`${BASE}/agent#token=${encodeURIComponent(TOKEN)}`);
         check(resp && resp.ok(), `GET /agent: HTTP ${resp && resp.status()}`);
@@ -144,23 +147,29 @@ async function choice(browser, agent, socks, customers) {
     });
 
     await step('a new tab of the same browser starts Online too', async () => {
-        const second = await agent.context().newPage();
+        second = await agent.context().newPage();
         second.setDefaultTimeout(TIMEOUT);
         trace(second, 'agent-tab2');
-        const socks2 = sockets(second);
+        socks2 = sockets(second);
         const resp = await second.goto(`${BASE}/agent#token=${encodeURIComponent(TOKEN)}`);
         check(resp && resp.ok(), `GET /agent: HTTP ${resp && resp.status()}`);
         const s = await connected(second, socks2, 0);
         check(await status(second) === 'online', `the new tab shows ${await status(second)}`);
         check(sentOfType(s, 'hello')[0].code === 'online', `its hello: ${show(s.sent[0])}`);
-        await second.close();
     });
 
-    await step('choosing Away and reloading keeps Away; the next customer waits', async () => {
+    await step('choosing Away in one tab shows Away in the other (the status is the agent\'s)', async () => {
         await agent.locator('#status-toggle').click();
         await agent.locator('#status-toggle[data-status="away"]').waitFor();
         const p = sentOfType(socks[socks.length - 1], 'presence');
         check(p.length === 1 && p[0].code === 'away', `presence sent: ${JSON.stringify(p)}`);
+        await second.locator('#status-toggle[data-status="away"]').waitFor();
+        const p2 = sentOfType(socks2[socks2.length - 1], 'presence');
+        check(p2.length === 0, `the other tab sent a presence: ${JSON.stringify(p2)}`);
+        await second.close();
+    });
+
+    await step('after choosing Away, a reload keeps Away; the next customer waits', async () => {
         const before = socks.length;
         await agent.reload();
         const s = await connected(agent, socks, before);
