@@ -96,13 +96,15 @@ static int to_routers(msg *m, const char *conv, rconn_reply_fn *cb, void *priv) 
     return rc;
 }
 
-void client_presence(sess *s, const char *code) {
+/* One presence event of the agent's connection s (code: connect, disconnect, online, away) at
+ * time ts, queued for the routers on the command connection (in order with the others). */
+static void presence_at(sess *s, const char *code, int64_t ts) {
     msg m;
     msg_init(&m);
     m.type = MSG_PRESENCE;
     m.role = ROLE_AGENT;
     m.dir = DIR_IN;
-    m.ts_ms = cg_now_ms();
+    m.ts_ms = ts;
     cg_id_new(m.id);
     snprintf(m.code, sizeof(m.code), "%s", code);
     snprintf(m.sender_id, sizeof(m.sender_id), "%s", s->who.sub);
@@ -114,6 +116,18 @@ void client_presence(sess *s, const char *code) {
     if (to_routers(&m, "", NULL, NULL) < 0)
         log_warn("client %s: presence %s not sent (redis down)", s->sock, code);
     msg_free(&m);
+}
+
+/* A connect of an agent whose own last choice was away is preceded by its status away with the
+ * same time: a router that sees the away first keeps the agent away when the connect comes (a
+ * connect only makes an offline agent online); a second router that runs the connect first ends
+ * away too (cg_status ignores only older events), but may have offered a conversation between
+ * the two. Re-announced connects (Redis back, socket renamed) never send online: a desk-set away
+ * the gateway did not see stays. */
+void client_presence(sess *s, const char *code) {
+    int64_t ts = cg_now_ms();
+    if (s->away && !strcmp(code, "connect")) presence_at(s, "away", ts);
+    presence_at(s, code, ts);
 }
 
 static void hello_agent(sess *s, const msg *m) {
@@ -131,13 +145,18 @@ static void hello_agent(sess *s, const msg *m) {
     }
     if (!s->who.name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", s->who.sub);
     s->authed = 1;
+    s->away = !strcmp(m->code, "away");
     lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
     log_info("client %s: agent %s signed in", s->sock, s->who.sub);
     welcome(s, NULL);
     sub_watch_agent(s);
     for (int i = 0; i < s->who.n_skills; i++)
         sub_watch_queue(s, s->who.skills[i]);
-    client_presence(s, "connect");
+    /* The status the agent chose (validated: online or away; none: a connect makes an offline
+     * agent online) goes first, with the connect's time (see client_presence). */
+    int64_t ts = cg_now_ms();
+    if (m->code[0]) presence_at(s, m->code, ts);
+    presence_at(s, "connect", ts);
 }
 
 static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
@@ -378,6 +397,9 @@ static void dispatch(sess *s, msg *m) {
         command(s, m);
         return;
     case MSG_PRESENCE:
+        s->away = strcmp(m->code, "online") != 0; /* offline is away to the routers */
+        command(s, m);
+        return;
     case MSG_PICK:
     case MSG_TRANSFER:
     case MSG_CLASSIFY:

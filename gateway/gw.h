@@ -105,6 +105,7 @@ typedef struct sess {
     int authed;        /* hello accepted */
     int hello_pending; /* hello being processed */
     int closing;       /* close requested: stop queueing */
+    int away;          /* agents: the agent's own last choice (hello code, presence) was away */
     int close_code;
     char close_reason[64];
     token_claims who;      /* verified identity */

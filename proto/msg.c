@@ -365,6 +365,15 @@ static int check_presence(const msg *m, msg_origin origin, cg_err *err) {
     return 0;
 }
 
+/* An agent's hello may name the status to connect with: online or away (none: online). A
+ * customer's hello carries no status: its code is ignored. */
+static int check_hello(const msg *m, msg_origin origin, cg_err *err) {
+    const char *c = m->code;
+    if (origin != ORIGIN_AGENT || !c[0] || !strcmp(c, "online") || !strcmp(c, "away")) return 0;
+    return cg_err_set(err, "bad_value",
+                      "field 'code' of an agent's 'hello' must be online or away, not '%s'", c);
+}
+
 /* Client frames may not carry the gateway's own fields (sock, skills, cap). */
 static int check_client_fields(const msg *m, cg_err *err) {
     const char *f = m->sock[0] ? "sock" : m->n_skills ? "skills" : m->cap ? "cap" : NULL;
@@ -384,6 +393,7 @@ static int check_required(const msg *m, msg_origin origin, cg_err *err) {
     if (origin == ORIGIN_AGENT && (agent_conv_types & BIT(t)) && !m->conv[0])
         return missing(err, "conv", t);
     if (t == MSG_PRESENCE && check_presence(m, origin, err)) return -1;
+    if (t == MSG_HELLO && check_hello(m, origin, err)) return -1;
     if (t == MSG_CLOSE && origin != ORIGIN_CUSTOMER && !m->code[0]) return missing(err, "code", t);
     if (t == MSG_TRANSFER && !m->agent_id[0] && !m->queue[0])
         return missing(err, "agent_id or queue", t);

@@ -57,8 +57,8 @@ cat <<MSG
     agent console   : http://$CHATGW_LISTEN/agent#token=$token
     supervisor      : http://$CHATGW_LISTEN/agent#token=$sup_token
     health          : http://$CHATGW_LISTEN/healthz
-  Open the widget and an agent console in two tabs, click "Go online" in the console (it starts
-  away: agents choose when they take conversations) and start chatting.
+  Open the widget and an agent console in two tabs, click "Away · Go online" in the console (it
+  connects away: agents choose when they take conversations) and start chatting.
 
 MSG
 # gone PID...: 0 once none of them runs; waits at most 10 s. (Polling, not `wait`: bash 5.2's

@@ -1,4 +1,4 @@
-// lib.mjs -- helpers shared by the browser tests (two_tabs.mjs, restart.mjs, transfer.mjs): Debian's chromium
+// lib.mjs -- helpers shared by the browser tests (two_tabs.mjs, restart.mjs, transfer.mjs, ...): Debian's chromium
 // through playwright-core, steps with a pass/fail count, expect.poll-style waiting, WebSocket frame
 // traces for failure reports, and reading the transcript a page shows.
 import fs from 'node:fs';
@@ -144,6 +144,14 @@ export async function newPage(browser, who, viewport) {
     page.setDefaultTimeout(TIMEOUT);
     trace(page, who);
     return page;
+}
+
+// A connected agent console chooses Online (a console connects Away until its agent chooses).
+export async function goOnline(page) {
+    await page.locator('#conn-status[data-state="online"]').waitFor();
+    const toggle = page.locator('#status-toggle');
+    if ((await toggle.getAttribute('data-status')) !== 'online') await toggle.click();
+    await page.locator('#status-toggle[data-status="online"]').waitFor();
 }
 
 // The agent console gets conversation conv: assigned to it, or picked from the queue.
