@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # make run: an embedded redis-server (unless REDIS_URL is set), one gateway and one router, in the
 # foreground. Ctrl-C or SIGTERM stops all three. Data (AOF) and the generated JWT secret live in var/.
+# Everything under var/ is private to the user who runs it (directories 0700, files 0600): the
+# umask is inherited by redis-server (AOF, log) and the gateway and router.
 set -uo pipefail
+umask 077
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 VAR=${CHATGW_VAR_DIR:-$PWD/var}
 mkdir -p "$VAR"
+# A var/ left by an older run.sh (0755/0644): take group and other access away.
+chmod -R go= "$VAR"
 if [ ! -s "$VAR/jwt_secret" ]; then
-  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret")
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret"
 fi
 export CHATGW_JWT_SECRET=${CHATGW_JWT_SECRET:-$(cat "$VAR/jwt_secret")}
 export CHATGW_LISTEN=${CHATGW_LISTEN:-127.0.0.1:8080}
