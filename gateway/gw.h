@@ -2,7 +2,8 @@
  *
  *   main.c    configuration, the loop, the lws context, Redis connections, shutdown
  *   ws.c      the lws protocol callback: handshake, frame reassembly, writes (ws_)
- *   http.c    /healthz and the static-file mounts (http_)
+ *   http.c    /healthz, the static-file mounts, 404s and the security headers (http_)
+ *   guard.c   Host and Origin checks of every request (guard_)
  *   sess.c    one client connection: identity, send queue, rate limit (sess_)
  *   frame.c   refcounted encoded frames shared by many send queues (frame_)
  *   sub.c     pub/sub channels, watchers and catch-up from the conversation log (sub_)
@@ -35,6 +36,7 @@ typedef struct gw_config {
     char log_level[16];
     char jwt_secret[256];
     char allowed_origins[1024];
+    char allowed_hosts[1024]; /* guard.c: empty = any well-formed Host */
     long long max_frame;
     long long send_queue_max;
     long long rate_msgs;
@@ -191,10 +193,15 @@ void bridge_drained(sess *s);
 void bridge_closed(sess *s);
 
 /* ---- http (http.c) ---- */
-/* Answer an HTTP request on a callback mount; returns what the lws callback should return. */
+/* FILTER_HTTP_CONNECTION: refuse a request with a bad Host (400 naming the problem, -1). */
+int http_filter(struct lws *wsi);
+/* Answer an HTTP request on a callback mount (or a file mount's miss: 404); returns what the
+ * lws callback should return. */
 int http_request(struct lws *wsi, const char *uri);
 int http_writeable(struct lws *wsi, void *pss);
 extern const struct lws_http_mount *http_mounts;
+/* The security headers of every HTTP response (the vhost's info.headers). */
+extern const struct lws_protocol_vhost_options *http_headers;
 void http_setup_mounts(const char *www_dir);
 
 /* ---- ws (ws.c) ---- */
@@ -237,5 +244,14 @@ extern gw G;
 
 /* Origin allowlist check: 1 when origin (may be NULL: non-browser clients) may connect. */
 int gw_origin_allowed(const char *origin, const char *host);
+
+/* ---- request guards (guard.c) ---- */
+/* 0 when host ("name[:port]") is well-formed and, if allowed_hosts is not empty, listed there;
+ * else -1 with *why a static text naming the problem. */
+int guard_host_check(const char *host, const char *allowed_hosts, const char **why);
+/* The Host check of an HTTP request on wsi (0, or -1 with *why). */
+int guard_http(struct lws *wsi, const char **why);
+/* The Host and Origin checks of a WebSocket upgrade on wsi (0, or -1 with *why). */
+int guard_ws(struct lws *wsi, const char **why);
 
 #endif

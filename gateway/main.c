@@ -36,6 +36,8 @@ static const cfg_opt gw_opts[] = {
     O_STR("jwt_secret", "", jwt_secret, "HS256 secret for session tokens (>= 32 bytes)"),
     O_STR("allowed_origins", "", allowed_origins,
           "comma-separated browser origins allowed to connect (the gateway's own always is)"),
+    O_STR("allowed_hosts", "", allowed_hosts,
+          "comma-separated Host values served (host or host:port); empty: any well-formed"),
     O_INT("max_frame", "65536", max_frame, 256, 16777216, "largest client frame, bytes"),
     O_INT("send_queue_max", "256", send_queue_max, 8, 65536, "frames queued per connection"),
     O_INT("rate_msgs", "20", rate_msgs, 1, 100000, "frames per second per connection"),
@@ -231,6 +233,7 @@ static int gw_start(void) {
     info.iface = host;
     info.protocols = ws_protocols;
     info.mounts = http_mounts;
+    info.headers = http_headers;
     info.vhost_name = "chatgw";
     info.options =
         LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;

@@ -32,18 +32,19 @@ static int ws_path_role(struct lws *wsi, sess_role *role) {
     return 0;
 }
 
-/* FILTER_PROTOCOL_CONNECTION: refuse unknown paths and foreign origins before the upgrade. */
+/* FILTER_PROTOCOL_CONNECTION: refuse unknown paths, bad Hosts and foreign origins before the
+ * upgrade, with an HTTP status and a text naming the problem. */
 static int ws_filter(struct lws *wsi) {
     sess_role role;
     if (ws_path_role(wsi, &role) < 0) {
         log_info("ws: refused upgrade on an unknown path");
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown WebSocket path");
         return -1;
     }
-    char origin[256] = "", host[256] = "";
-    int have_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
-    lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST);
-    if (!gw_origin_allowed(have_origin ? origin : NULL, host)) {
-        log_warn("ws: refused upgrade from a foreign origin");
+    const char *why = NULL;
+    if (guard_ws(wsi, &why) < 0) {
+        log_warn("ws: refused upgrade: %s", why);
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, why);
         return -1;
     }
     return 0;
@@ -148,6 +149,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             pss->s = NULL;
         }
         return 0;
+    case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+        return http_filter(wsi);
     case LWS_CALLBACK_HTTP:
         return http_request(wsi, in);
     case LWS_CALLBACK_HTTP_BODY:
