@@ -37,6 +37,7 @@ typedef struct gw_config {
     char jwt_secret[256];
     char allowed_origins[1024];
     char allowed_hosts[1024]; /* guard.c: empty = any well-formed Host */
+    char metrics_token[257];  /* metrics.c: bearer token of GET /metrics; empty: 403 */
     long long max_frame;
     long long send_queue_max;
     long long rate_msgs;

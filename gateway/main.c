@@ -58,6 +58,7 @@ static const cfg_opt gw_opts[] = {
     O_STR("meta_verify_token", "", meta_verify_token,
           "Meta webhook verify token (hub.verify_token)"),
     O_STR("email_token", "", email_token, "bearer token of /channels/email; empty: off"),
+    O_STR("metrics_token", "", metrics_token, "bearer token of GET /metrics; empty: 403"),
     O_STR("bridge_token", "", bridge_token,
           "shared token of the channel bridges (/ws/bridge); empty: bridges refused"),
     O_INT("bridge_claim_idle_ms", "300000", bridge_claim_idle_ms, 100, 86400000,

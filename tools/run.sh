@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make run: an embedded redis-server (unless REDIS_URL is set), one gateway and one router, in the
-# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF) and the generated JWT secret live in var/.
+# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF), the generated JWT secret and metrics
+# token live in var/.
 # Everything under var/ is private to the user who runs it (directories 0700, files 0600): the
 # umask is inherited by redis-server (AOF, log) and the gateway and router.
 set -uo pipefail
@@ -11,10 +12,11 @@ VAR=${CHATGW_VAR_DIR:-$PWD/var}
 mkdir -p "$VAR"
 # A var/ left by an older run.sh (0755/0644): take group and other access away.
 chmod -R go= "$VAR"
-if [ ! -s "$VAR/jwt_secret" ]; then
-  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret"
-fi
+for f in jwt_secret metrics_token; do
+  [ -s "$VAR/$f" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/$f"
+done
 export CHATGW_JWT_SECRET=${CHATGW_JWT_SECRET:-$(cat "$VAR/jwt_secret")}
+export CHATGW_METRICS_TOKEN=${CHATGW_METRICS_TOKEN:-$(cat "$VAR/metrics_token")}
 export CHATGW_LISTEN=${CHATGW_LISTEN:-127.0.0.1:8080}
 export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
 
@@ -53,6 +55,7 @@ cat <<MSG
     customer widget : http://$CHATGW_LISTEN/
     agent console   : http://$CHATGW_LISTEN/agent#token=$token
     health          : http://$CHATGW_LISTEN/healthz
+    metrics         : http://$CHATGW_LISTEN/metrics (Authorization: Bearer <$VAR/metrics_token>)
   Open the widget and the agent console in two tabs and start chatting.
 
 MSG

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from chat import agent, customer, new_cmid
-from conftest import wait_until
+from conftest import METRICS_TOKEN, wait_until
 from desk import conv_hash, log_of, run, s
 
 CONFIG = """
@@ -79,7 +79,9 @@ async def rate(c, conv, n):
 # ---- the exposition format --------------------------------------------------------------------
 
 def scrape(gw):
-    with urllib.request.urlopen(gw.base + "/metrics", timeout=5) as r:
+    req = urllib.request.Request(gw.base + "/metrics",
+                                 headers={"Authorization": "Bearer " + METRICS_TOKEN})
+    with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
         return r.read().decode()
 

@@ -47,6 +47,11 @@ def test_make_run_starts_everything_and_stops_on_ctrl_c(tmp_path):
         p.wait_log("router rtrun ready", 10)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert r.status == 200
+        metrics_token = (tmp_path / "var" / "metrics_token").read_text()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Authorization": "Bearer " + metrics_token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200 and b"chatgw_redis_up 1" in r.read()
         assert (tmp_path / "var" / "appendonlydir").is_dir()  # AOF on, data under var/
         assert_private(tmp_path / "var")
 
