@@ -44,6 +44,7 @@ typedef struct gw_config {
     long long rate_burst;
     long long customer_token_ttl;
     long long hello_timeout_ms;
+    long long ws_ping_interval; /* ws.c: keepalive ping after this many idle seconds; 0 off */
     long long heartbeat_ms; /* heartbeat.c: liveness key refreshed this often, lives 3 times it */
     /* channels (webhook.h): a channel whose secret is empty is disabled (404) */
     char wechat_token[128];
@@ -209,6 +210,9 @@ void http_setup_mounts(const char *www_dir);
 extern const struct lws_protocols ws_protocols[];
 /* Request a writeable callback for s (no-op if gone). */
 void ws_want_write(sess *s);
+/* The vhost's retry_and_idle_policy for WebSocket keepalive: a ping interval_s seconds after
+ * the last pong, hang up after 3 * interval_s without one; interval_s 0: no pings. Static. */
+const lws_retry_bo_t *ws_keepalive_policy(long long interval_s);
 /* Per-connection data lws allocates for us. */
 struct wh_req;
 typedef struct ws_pss {

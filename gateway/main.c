@@ -46,6 +46,8 @@ static const cfg_opt gw_opts[] = {
           "lifetime of customer session tokens, seconds"),
     O_INT("hello_timeout_ms", "10000", hello_timeout_ms, 100, 600000,
           "time a new connection has to say hello"),
+    O_INT("ws_ping_interval", "30", ws_ping_interval, 0, 3600,
+          "WebSocket ping after this many seconds without a pong; 3 times it: closed (0 off)"),
     O_INT("heartbeat_ms", "5000", heartbeat_ms, 50, 600000,
           "liveness key refreshed this often; routers reap the gateway 3 beats after the last"),
     O_STR("wechat_token", "", wechat_token, "WeChat server token; empty: /channels/wechat off"),
@@ -235,6 +237,7 @@ static int gw_start(void) {
     info.protocols = ws_protocols;
     info.mounts = http_mounts;
     info.headers = http_headers;
+    info.retry_and_idle_policy = ws_keepalive_policy(G.cfg.ws_ping_interval);
     info.vhost_name = "chatgw";
     info.options =
         LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;

@@ -4,7 +4,12 @@
  * (default) and chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c; the body and
  * writeable callbacks of /channels/... requests go to webhook.c. A frame is reassembled up to
  * max_frame bytes (more: close 1009) and handed to client.c whole. Writes happen only in
- * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue. */
+ * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue.
+ *
+ * Keepalive (ws_keepalive_policy): lws pings a connection ws_ping_interval seconds after its
+ * last pong (or its handshake) and drops it when 3 x ws_ping_interval pass without one: a peer
+ * that missed the pongs of two intervals is gone (a proxy cut it, the machine went away), and
+ * idle chats keep traffic flowing through proxies that cut silent connections. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -124,6 +129,15 @@ static int ws_writeable(struct lws *wsi, sess *s) {
         bridge_drained(s);
     }
     return 0;
+}
+
+const lws_retry_bo_t *ws_keepalive_policy(long long interval_s) {
+    static lws_retry_bo_t policy;
+    memset(&policy, 0, sizeof(policy));
+    if (interval_s <= 0) return &policy; /* no validity timer at all: never pinged */
+    policy.secs_since_valid_ping = (uint16_t)interval_s;
+    policy.secs_since_valid_hangup = (uint16_t)(3 * interval_s);
+    return &policy;
 }
 
 void ws_want_write(sess *s) {
