@@ -35,6 +35,8 @@ typedef struct gw_config {
     char redis_url[512];
     char log_level[16];
     char jwt_secret[256];
+    char jwt_secrets[2048];  /* "kid:secret, ..." (token.h keyring); the first signs */
+    long long token_max_ttl; /* seconds a token may live at most */
     char allowed_origins[1024];
     char allowed_hosts[1024]; /* guard.c: empty = any well-formed Host */
     char metrics_token[257];  /* metrics.c: bearer token of GET /metrics; empty: 403 */
@@ -106,9 +108,10 @@ typedef struct sess {
     char sock[MSG_ID_MAX]; /* "<gateway id>:<num>" */
     sess_role role;
     codec codec;
-    int authed;        /* hello accepted */
-    int hello_pending; /* hello being processed */
-    int closing;       /* close requested: stop queueing */
+    int authed;               /* hello accepted */
+    int hello_pending;        /* hello being processed */
+    int revocation_unchecked; /* agent signed in while Redis was away (client_agent_resume) */
+    int closing;              /* close requested: stop queueing */
     int close_code;
     char close_reason[64];
     token_claims who;      /* verified identity */
@@ -185,6 +188,9 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
 void client_closed(sess *s);
 /* Tell the routers about an agent connection: code "connect" or "disconnect" (idempotent). */
 void client_presence(sess *s, const char *code);
+/* The command connection is back: announce an authenticated agent to the routers again, after
+ * checking its token's revocation when that could not be done at hello. */
+void client_agent_resume(sess *s);
 
 /* ---- bridges (bridge.c) ---- */
 /* A decoded (not yet validated) frame from a bridge session. */
@@ -243,6 +249,7 @@ typedef struct gw {
     uint64_t next_sess_num;
     int stopping;
     uint64_t msgs_in, msgs_out;
+    token_keyring keys; /* jwt_secrets + jwt_secret: signs customer tokens, verifies all */
 } gw;
 
 extern gw G;
