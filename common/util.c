@@ -155,20 +155,42 @@ static uint32_t utf8_next(const unsigned char *p, size_t *len) {
     return 0x10000; /* beyond the BMP: nothing refused there */
 }
 
+/* What c is when a display name may not hold it ("control character", "bidirectional
+ * control"), NULL when it may. */
+static const char *name_refused(uint32_t c) {
+    if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029)
+        return "control character";
+    if (c == 0x061c || c == 0x200e || c == 0x200f || (c >= 0x202a && c <= 0x202e) ||
+        (c >= 0x2066 && c <= 0x2069))
+        return "bidirectional control";
+    return NULL;
+}
+
 int cg_name_check(const char *s, char *why, size_t n) {
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         size_t len;
         uint32_t c = utf8_next(p, &len);
         p += len;
-        const char *kind = NULL;
-        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029)
-            kind = "control character";
-        else if (c == 0x061c || c == 0x200e || c == 0x200f || (c >= 0x202a && c <= 0x202e) ||
-                 (c >= 0x2066 && c <= 0x2069))
-            kind = "bidirectional control";
+        const char *kind = name_refused(c);
         if (!kind) continue;
         snprintf(why, n, "%s U+%04X", kind, (unsigned)c);
         return -1;
     }
     return 0;
+}
+
+size_t cg_name_clean(char *s) {
+    size_t removed = 0;
+    unsigned char *out = (unsigned char *)s;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t len;
+        uint32_t c = utf8_next(p, &len);
+        if (name_refused(c))
+            removed++;
+        else
+            memmove(out, p, len), out += len;
+        p += len;
+    }
+    *out = '\0';
+    return removed;
 }

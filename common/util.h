@@ -40,4 +40,7 @@ int cg_ident_ok(const char *s, size_t max, const char *extra, int lower);
  * U+202A-U+202E, U+2066-U+2069. */
 int cg_name_check(const char *s, char *why, size_t n);
 
+/* Remove, in place, every character cg_name_check refuses; returns how many were removed. */
+size_t cg_name_clean(char *s);
+
 #endif

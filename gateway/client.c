@@ -298,23 +298,7 @@ static void cust_revoked_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
-/* 0 when the names a customer gives (sender_name, identity.account) show what they say; else
- * -1 after a bad_value error naming the field and the character (the hello is not taken). */
-static int hello_names_ok(sess *s, const msg *m) {
-    const char *fields[][2] = {{"sender_name", m->sender_name},
-                               {"identity.account", m->identity.account}};
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        char why[64], text[128];
-        if (cg_name_check(fields[i][1], why, sizeof(why)) == 0) continue;
-        snprintf(text, sizeof(text), "%s has a %s; names must be plain text", fields[i][0], why);
-        sess_send_error(s, "bad_value", text, m->cmid, 0);
-        return -1;
-    }
-    return 0;
-}
-
 static void hello_customer(sess *s, const msg *m) {
-    if (hello_names_ok(s, m) < 0) return;
     if (m->token[0]) {
         if (hello_token(s, m, TOKEN_CUSTOMER) < 0) return;
     } else {
@@ -324,6 +308,13 @@ static void hello_customer(sess *s, const msg *m) {
     }
     if (m->sender_name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", m->sender_name);
     s->identity = m->identity;
+    /* Names are shown to agents as they are: control and bidi characters (a U+202E that makes
+     * "exe.pdf" read "fdp.exe") are removed, not refused, so that a customer whose shop account
+     * carries one can still chat. */
+    size_t cleaned = cg_name_clean(s->who.name) + cg_name_clean(s->identity.account);
+    if (cleaned)
+        log_info("client %s: removed %zu control or bidi characters from the customer's names",
+                 s->sock, cleaned);
     snprintf(s->identity.customer_id, sizeof(s->identity.customer_id), "%s", s->who.sub);
     /* The tier raises priority: a customer may not grant it to itself. It comes from trusted
      * sources only (channel bridges; signed shop identities later). */

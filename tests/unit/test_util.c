@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -173,6 +174,16 @@ static void test_name_check(void **state) {
         if (cg_name_check(bad[i].s, why, sizeof(why)) != -1) fail_msg("accepted %s", bad[i].why);
         assert_string_equal(why, bad[i].why);
     }
+    char name[64];
+    snprintf(name, sizeof(name), "%s",
+             "\xe2\x80\xae"
+             "Bob\x07 \xe5\xbc\xa0\xe2\x81\xa6!\xc2\x85");
+    assert_int_equal(cg_name_clean(name), 4);
+    assert_string_equal(name, "Bob \xe5\xbc\xa0!");
+    assert_int_equal(cg_name_check(name, why, sizeof(why)), 0);
+    snprintf(name, sizeof(name), "%s", "Zo\xc3\xab");
+    assert_int_equal(cg_name_clean(name), 0);
+    assert_string_equal(name, "Zo\xc3\xab");
 }
 
 int main(void) {
