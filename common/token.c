@@ -97,9 +97,12 @@ static int key_parse(const char *p, size_t len, token_key *k, int idx, cg_err *e
     if (!colon)
         return cg_err_set(err, "bad_config", "jwt_secrets: entry %d is not kid:secret", idx);
     size_t kl = (size_t)(colon - p), sl = len - kl - 1;
-    memcpy(k->kid, p, kl < sizeof(k->kid) ? kl : 0);
-    k->kid[kl < sizeof(k->kid) ? kl : 0] = '\0';
-    if (kl > TOKEN_KID_MAX || !cg_ident_ok(k->kid, TOKEN_KID_MAX, "_.-", 0))
+    k->kid[0] = '\0';
+    if (kl <= TOKEN_KID_MAX) {
+        memcpy(k->kid, p, kl);
+        k->kid[kl] = '\0';
+    }
+    if (!cg_ident_ok(k->kid, TOKEN_KID_MAX, "_.-", 0))
         return cg_err_set(err, "bad_config",
                           "jwt_secrets: entry %d: kid must be 1 to %d letters, digits, '_', '.' "
                           "or '-'",
@@ -199,6 +202,7 @@ int token_sign(const token_claims *c, const token_keyring *kr, char **out, cg_er
     if (cc.cap == 0) cc.cap = 1;
     if (claims_check(&cc, err) != 0) return -1;
     if (!cc.exp) return cg_err_set(err, "bad_token", "claim 'exp' is required");
+    /* The lifetime as of iat (the signer's "now"); without iat only exp's presence is checked. */
     if (claims_check_time(&cc, kr->max_ttl, cc.iat ? cc.iat : cc.exp - 1, err) != 0) return -1;
 
     json_t *o = claims_json(&cc);
