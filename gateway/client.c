@@ -22,15 +22,18 @@
 
 /* A pending Redis request for a client frame. */
 typedef struct req {
+    unsigned refs; /* one per pending Redis reply */
     sess *s;
     char cmid[MSG_ID_MAX];
     char id[MSG_ID_MAX];
     msg_type type;
+    int revoked; /* hello: the token was refused by the revocation check */
 } req;
 
 static req *req_new(sess *s, const msg *m) {
     req *q = calloc(1, sizeof(*q));
     if (!q) return NULL;
+    q->refs = 1;
     q->s = sess_ref(s);
     snprintf(q->cmid, sizeof(q->cmid), "%s", m->cmid);
     snprintf(q->id, sizeof(q->id), "%s", m->id);
@@ -38,7 +41,14 @@ static req *req_new(sess *s, const msg *m) {
     return q;
 }
 
+static req *req_ref(req *q) {
+    q->refs++;
+    return q;
+}
+
+/* Drop a reference; the last one frees q. */
 static void req_free(req *q) {
+    if (--q->refs) return;
     sess_unref(q->s);
     free(q);
 }
@@ -130,33 +140,135 @@ void client_presence(sess *s, const char *code) {
     presence_at(s, code, ts);
 }
 
-static void hello_agent(sess *s, const msg *m) {
+/* Refuse a hello for its token: an error frame naming the problem (code bad_token or
+ * expired_token), then close 1008 with the same reason (cut to what a close frame carries). */
+static void hello_refuse(sess *s, const char *code, const char *why, const char *cmid) {
+    char text[256];
+    snprintf(text, sizeof(text), "%s: %s",
+             s->role == SESS_AGENT ? "a valid agent token is required"
+                                   : "the session token is not valid; connect without one to "
+                                     "start a new session",
+             why);
+    log_info("client %s: %s authentication failed (%s: %s)", s->sock,
+             s->role == SESS_AGENT ? "agent" : "customer", code, why);
+    sess_send_error(s, code, text, cmid, 0);
+    sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, why);
+    memset(&s->who, 0, sizeof(s->who));
+}
+
+/* Verify a hello's token into s->who for the session's role; -1 after hello_refuse. */
+static int hello_token(sess *s, const msg *m, token_role want) {
     cg_err err;
-    if (!m->token[0] ||
-        token_verify(m->token, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), &s->who,
-                     &err) < 0 ||
-        s->who.role != TOKEN_AGENT) {
-        const char *code =
-            m->token[0] && !strcmp(err.code, "expired_token") ? "expired_token" : "bad_token";
-        log_info("client %s: agent authentication failed (%s)", s->sock, code);
-        sess_send_error(s, code, "a valid agent token is required", m->cmid, 0);
-        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
-        return;
+    if (token_verify(m->token, &G.keys, cg_now_s(), &s->who, &err) < 0) {
+        hello_refuse(s, !strcmp(err.code, "expired_token") ? "expired_token" : "bad_token", err.msg,
+                     m->cmid);
+        return -1;
     }
+    if (s->who.role != want) {
+        hello_refuse(s, "bad_token",
+                     want == TOKEN_AGENT ? "not an agent token" : "not a customer token", m->cmid);
+        return -1;
+    }
+    return 0;
+}
+
+/* Ask Redis whether the token's jti is revoked (EXISTS cg:revoked:<jti>), answered to cb with
+ * q. -1 when the command cannot be sent. */
+static int revoked_query(sess *s, rconn_reply_fn *cb, req *q) {
+    return rconn_cmd(G.redis, cb, q, "EXISTS cg:revoked:%s", s->who.jti);
+}
+
+/* The revocation answer: 0 when the hello may go on; else -1 after answering the client
+ * (unavailable on a Redis failure, bad_token when revoked). */
+static int revoked_check(sess *s, const redisReply *r, const char *cmid) {
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        memset(&s->who, 0, sizeof(s->who));
+        sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", cmid, 1);
+        return -1;
+    }
+    if (r->integer) {
+        hello_refuse(s, "bad_token", "token revoked", cmid);
+        return -1;
+    }
+    return 0;
+}
+
+/* The agent's token is valid and not revoked: welcome, follow its channels, tell the routers. */
+static void agent_accept(sess *s) {
     if (!s->who.name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", s->who.sub);
     s->authed = 1;
-    s->away = !strcmp(m->code, "away");
     lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
     log_info("client %s: agent %s signed in", s->sock, s->who.sub);
     welcome(s, NULL);
     sub_watch_agent(s);
     for (int i = 0; i < s->who.n_skills; i++)
         sub_watch_queue(s, s->who.skills[i]);
-    /* The status the agent chose (validated: online or away; none: a connect makes an offline
-     * agent online) goes first, with the connect's time (see client_presence). */
+    /* The status the agent chose in its hello (online or away; none: a connect makes an
+     * offline agent online) goes first, with the connect's time (see client_presence). */
     int64_t ts = cg_now_ms();
-    if (m->code[0]) presence_at(s, m->code, ts);
+    if (s->hello_status) presence_at(s, s->hello_status, ts);
     presence_at(s, "connect", ts);
+}
+
+static void agent_revoked_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (s->wsi) {
+        s->hello_pending = 0;
+        if (!r) { /* Redis went away meanwhile: as if it had been away at hello */
+            s->revocation_unchecked = 1;
+            agent_accept(s);
+        } else if (revoked_check(s, r, q->cmid) == 0)
+            agent_accept(s);
+    }
+    req_free(q);
+}
+
+/* Agent hello: verify the token, then one round trip for its revocation, then accept. While
+ * Redis is away an agent still signs in (nothing it does can be stored then) and its token's
+ * revocation is checked when Redis is back, before the routers hear of it (client_agent_resume). */
+static void hello_agent(sess *s, const msg *m) {
+    if (!m->token[0]) {
+        hello_refuse(s, "bad_token", "missing token", m->cmid);
+        return;
+    }
+    if (hello_token(s, m, TOKEN_AGENT) < 0) return;
+    s->away = !strcmp(m->code, "away"); /* validated: "", online or away */
+    s->hello_status = s->away ? "away" : !strcmp(m->code, "online") ? "online" : NULL;
+    req *q = req_new(s, m);
+    if (!q) return;
+    s->hello_pending = 1;
+    if (!rconn_is_up(G.redis) || revoked_query(s, agent_revoked_done, q) < 0) {
+        s->hello_pending = 0;
+        s->revocation_unchecked = 1;
+        agent_accept(s);
+        req_free(q);
+    }
+}
+
+static void agent_resume_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (s->wsi && s->authed && r && r->type == REDIS_REPLY_INTEGER) {
+        s->revocation_unchecked = 0;
+        if (r->integer) {
+            log_info("client %s: agent %s: token revoked; closing", s->sock, s->who.sub);
+            s->authed = 0; /* the routers never heard of it: no disconnect to send */
+            sess_send_error(s, "bad_token", "a valid agent token is required: token revoked", NULL,
+                            0);
+            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "token revoked");
+        } else
+            client_presence(s, "connect");
+    }
+    sess_unref(s);
+}
+
+void client_agent_resume(sess *s) {
+    if (!s->revocation_unchecked) {
+        client_presence(s, "connect");
+        return;
+    }
+    if (rconn_cmd(G.redis, agent_resume_done, sess_ref(s), "EXISTS cg:revoked:%s", s->who.jti) < 0)
+        sess_unref(s);
 }
 
 static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
@@ -167,6 +279,10 @@ static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     s->hello_pending = 0;
+    if (q->revoked) { /* answered by cust_revoked_done */
+        req_free(q);
+        return;
+    }
     if (!r || r->type == REDIS_REPLY_ERROR) {
         sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", q->cmid,
                         1);
@@ -180,8 +296,10 @@ static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
     token_claims c = s->who;
     c.iat = cg_now_s();
     c.exp = c.iat + G.cfg.customer_token_ttl;
-    if (token_sign(&c, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), &token, NULL) < 0)
-        log_error("client %s: cannot sign a customer token", s->sock);
+    cg_id_new(c.jti);
+    cg_err err;
+    if (token_sign(&c, &G.keys, &token, &err) < 0)
+        log_error("client %s: cannot sign a customer token: %s", s->sock, err.msg);
     welcome(s, token);
     free(token);
     if (s->conv[0]) {
@@ -191,20 +309,18 @@ static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
+/* A customer token's revocation answer; it comes just before cust_conv_done's (same
+ * connection, sent in this order). */
+static void cust_revoked_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (s->wsi && revoked_check(s, r, q->cmid) < 0) q->revoked = 1;
+    req_free(q);
+}
+
 static void hello_customer(sess *s, const msg *m) {
-    cg_err err;
     if (m->token[0]) {
-        if (token_verify(m->token, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), &s->who,
-                         &err) < 0 ||
-            s->who.role != TOKEN_CUSTOMER) {
-            log_info("client %s: customer token refused", s->sock);
-            sess_send_error(s, "bad_token",
-                            "the session token is not valid; connect without one "
-                            "to start a new session",
-                            m->cmid, 0);
-            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
-            return;
-        }
+        if (hello_token(s, m, TOKEN_CUSTOMER) < 0) return;
     } else {
         memset(&s->who, 0, sizeof(s->who));
         s->who.role = TOKEN_CUSTOMER;
@@ -212,6 +328,13 @@ static void hello_customer(sess *s, const msg *m) {
     }
     if (m->sender_name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", m->sender_name);
     s->identity = m->identity;
+    /* Names are shown to agents as they are: control and bidi characters (a U+202E that makes
+     * "exe.pdf" read "fdp.exe") are removed, not refused, so that a customer whose shop account
+     * carries one can still chat. */
+    size_t cleaned = cg_name_clean(s->who.name) + cg_name_clean(s->identity.account);
+    if (cleaned)
+        log_info("client %s: removed %zu control or bidi characters from the customer's names",
+                 s->sock, cleaned);
     snprintf(s->identity.customer_id, sizeof(s->identity.customer_id), "%s", s->who.sub);
     /* The tier raises priority: a customer may not grant it to itself. It comes from trusted
      * sources only (channel bridges; signed shop identities later). */
@@ -223,7 +346,13 @@ static void hello_customer(sess *s, const msg *m) {
     char key[MSG_ID_MAX + 16];
     snprintf(key, sizeof(key), "cg:cust:%s", s->who.sub);
     s->hello_pending = 1;
-    if (rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
+    /* Tokens the gateway minted carry a jti: its revocation is asked in the same round trip. */
+    int sent = 1;
+    if (s->who.jti[0] && revoked_query(s, cust_revoked_done, req_ref(q)) < 0) {
+        req_free(q);
+        sent = 0;
+    }
+    if (!sent || rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
         s->hello_pending = 0;
         sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", m->cmid,
                         1);

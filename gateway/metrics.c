@@ -9,11 +9,15 @@
  * kpi_add, redis/conv.lua kpi_response / kpi_rating); their definitions are in
  * docs/architecture.md, "Desk metrics". Two rounds, both pipelined: SMEMBERS cg:queues and
  * SMEMBERS cg:kpi:agents, then 4 commands per queue and one HGETALL per agent (at most
- * METRICS_AGENTS_MAX agents, the first by id; a log line says when more were left out). */
+ * METRICS_AGENTS_MAX agents, the first by id; a log line says when more were left out).
+ *
+ * Only for the scraper: every request needs "Authorization: Bearer <metrics_token>" (compared in
+ * constant time; 401 otherwise); with no metrics_token configured /metrics answers 403. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gw.h"
 
@@ -23,6 +27,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+#define METRICS_AUTH_MAX 1024 /* longest Authorization header taken */
 #define METRICS_QUEUES_MAX 256
 #define METRICS_AGENTS_MAX 10000
 #define KPI_SLA_MAX 8   /* breach kinds kept per queue or agent */
@@ -394,7 +399,27 @@ static int metrics_enabled(void) {
     return 1;
 }
 
+/* 0 when the request carries the metrics token; else -1 with the answer given (403 when no
+ * token is configured, 401 when the request's is missing or wrong). The token is never logged. */
+static int metrics_auth(wh_req *q) {
+    const char *want = G.cfg.metrics_token;
+    if (!want[0]) {
+        wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain",
+                   "metrics_token is not set: /metrics is disabled\n");
+        return -1;
+    }
+    char auth[METRICS_AUTH_MAX];
+    const char *a = wh_header_tok(q, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof(auth));
+    if (a && !strncasecmp(a, "Bearer ", 7) && cg_ct_equal(a + 7, strlen(a + 7), want, strlen(want)))
+        return 0;
+    log_info("metrics: refused a scrape without the right bearer token");
+    wh_respond(q, HTTP_STATUS_UNAUTHORIZED, "text/plain",
+               "unauthorized: send Authorization: Bearer <metrics_token>\n");
+    return -1;
+}
+
 static void metrics_get(wh_req *q) {
+    if (metrics_auth(q) < 0) return;
     metrics_req *m = calloc(1, sizeof(*m));
     if (!m) {
         wh_respond(q, 503, "text/plain", "out of memory\n");

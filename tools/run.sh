@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # make run: an embedded redis-server (unless REDIS_URL is set), one gateway and one router, in the
-# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF) and the generated JWT secret live in var/.
+# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF), the generated JWT secret and metrics
+# token live in var/.
+# Everything under var/ is private to the user who runs it (directories 0700, files 0600): the
+# umask is inherited by redis-server (AOF, log) and the gateway and router.
 set -uo pipefail
+umask 077
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 VAR=${CHATGW_VAR_DIR:-$PWD/var}
 mkdir -p "$VAR"
-if [ ! -s "$VAR/jwt_secret" ]; then
-  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret")
-fi
+# A var/ left by an older run.sh (0755/0644): take group and other access away.
+chmod -R go= "$VAR"
+for f in jwt_secret metrics_token; do
+  [ -s "$VAR/$f" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/$f"
+done
 export CHATGW_JWT_SECRET=${CHATGW_JWT_SECRET:-$(cat "$VAR/jwt_secret")}
+export CHATGW_METRICS_TOKEN=${CHATGW_METRICS_TOKEN:-$(cat "$VAR/metrics_token")}
 export CHATGW_LISTEN=${CHATGW_LISTEN:-127.0.0.1:8080}
 export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
 
@@ -57,6 +64,7 @@ cat <<MSG
     agent console   : http://$CHATGW_LISTEN/agent#token=$token
     supervisor      : http://$CHATGW_LISTEN/agent#token=$sup_token
     health          : http://$CHATGW_LISTEN/healthz
+    metrics         : http://$CHATGW_LISTEN/metrics (Authorization: Bearer <$VAR/metrics_token>)
   Open the widget and an agent console in two tabs, click "Away · Go online" in the console (it
   connects away: agents choose when they take conversations) and start chatting.
 

@@ -58,12 +58,15 @@ function redact(s) {
     return String(s).replace(/"token"\s*:\s*"[^"]*"/g, '"token":"<redacted>"');
 }
 
-// Record the page's errors, console warnings and WebSocket frames under traces[who].
+// Record the page's errors, console warnings and WebSocket frames under traces[who]; a
+// Content-Security-Policy violation counts as a page error.
 export function trace(page, who) {
     traces[who] = traces[who] || [];
     page.on('pageerror', (e) => pageErrors.push(`${who}: ${e.message}`));
     page.on('console', (m) => {
         if (m.type() === 'error' || m.type() === 'warning') traces[who].push(`console.${m.type()}: ${m.text()}`);
+        // the gateway's Content-Security-Policy must not block anything the pages do
+        if (/Content Security Policy/i.test(m.text())) pageErrors.push(`${who}: ${m.text()}`);
     });
     page.on('websocket', (ws) => {
         traces[who].push(`ws open ${ws.url()}`);
