@@ -29,6 +29,8 @@
 /* ---- configuration ---- */
 typedef struct gw_config {
     char listen[128];
+    char tls_cert[512]; /* tls.h: both set: the listener speaks only TLS */
+    char tls_key[512];
     char gateway_id[40];
     char www_dir[512];
     char redis_url[512];
