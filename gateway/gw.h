@@ -11,6 +11,7 @@
  *             platform messages (bridge_)
  *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
  *   heartbeat.c  the liveness key cg:gw:<gateway id> the routers reap dead gateways by (hb_)
+ *   tls.c     tls_cert / tls_key checked at start for the https:// and wss:// listener (tls.h)
  */
 #ifndef CG_GW_H
 #define CG_GW_H
