@@ -247,6 +247,9 @@ static int gw_start(void) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = G.cfg.tls_cert;
         info.ssl_private_key_filepath = G.cfg.tls_key;
+        /* HTTP/1.1 only: lws 4.1.6's HTTP/2 cuts static files short, and WebSockets over h2
+         * (RFC 8441) carry no Host header for the same-origin check. */
+        info.alpn = "http/1.1";
     }
     info.timeout_secs = 10;
     info.pt_serv_buf_size = 32768;

@@ -6,6 +6,7 @@ SIGTERM still ends in a clean shutdown (uv_loop_close == 0, also under ASan)."""
 import asyncio
 import json
 import os
+import socket
 import ssl
 import subprocess
 import urllib.error
@@ -15,6 +16,8 @@ import pytest
 import websockets
 
 from chat import Client, new_cmid
+from conftest import ROOT
+from test_browser import SCRIPT, playwright_installed, run_scenario  # noqa: F401 (fixture)
 
 
 def make_cert(d, name):
@@ -123,3 +126,35 @@ def test_bad_tls_settings_stop_the_start(procs, cert, tmp_path):
         os.chmod(unreadable, 0)
         start_fails(procs, {"CHATGW_TLS_CERT": crt, "CHATGW_TLS_KEY": unreadable},
                     "Permission denied")
+
+
+def test_gateway_offers_http11_only(procs, cert):
+    """ALPN: lws 4.1.6 would take h2, whose static files come out cut short (0 or 4107 bytes of
+    chatcore.js) and whose WebSockets carry no Host header for the same-origin check."""
+    crt, key = cert
+    gw = procs.gateway({"CHATGW_TLS_CERT": crt, "CHATGW_TLS_KEY": key})
+    ctx = ssl.create_default_context(cafile=crt)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() == "http/1.1"
+    for name in ("index.html", "chatcore.js", "widget.js", "agent.js"):
+        with open(os.path.join(ROOT, "gateway", "www", name), encoding="utf-8") as f:
+            want = f.read()
+        path = "/" if name == "index.html" else "/" + name
+        status, body = https_get(f"https://127.0.0.1:{gw.port}{path}",
+                                 ssl.create_default_context(cafile=crt))
+        assert status == 200 and body == want, f"{name} served over TLS differs"
+
+
+def test_widget_and_console_in_chromium_over_https(playwright_installed, procs, cert,
+                                                   monkeypatch):
+    """The whole two-tab browser scenario (tests/browser/two_tabs.mjs) with the pages served over
+    https and their WebSockets over wss (the pages pick wss:// on an https:// page)."""
+    crt, key = cert
+    gw = procs.gateway({"CHATGW_TLS_CERT": crt, "CHATGW_TLS_KEY": key})
+    router = procs.router()
+    token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    gw.base = f"https://127.0.0.1:{gw.port}"
+    monkeypatch.setenv("BROWSER_IGNORE_HTTPS_ERRORS", "1")
+    run_scenario(SCRIPT, [token], gw, router)
