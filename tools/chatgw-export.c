@@ -35,7 +35,9 @@ static int usage(int rc) {
             "usage: chatgw-export [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
             "                     [--queue NAME] [--state STATE] [--sample PERCENT] [--seed N]\n"
             "Writes one JSON object per conversation (JSON Lines) to stdout.\n"
-            "Redis URL: --redis, else CHATGW_REDIS_URL, else redis://127.0.0.1:6379.\n");
+            "Redis URL: --redis, else CHATGW_REDIS_URL, else redis://127.0.0.1:6379;\n"
+            "  redis://[[user]:password@]host[:port][/db] or unix:/path (prefer the environment\n"
+            "  for a URL with a password: command lines are visible to other users).\n");
     return rc;
 }
 

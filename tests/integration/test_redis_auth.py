@@ -114,6 +114,9 @@ def test_acl_user_gateway_router_export(acl_procs, acl_redis):
     out = export(acl_redis.url)
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["conv"] for line in out.stdout.splitlines()] == [conv]
+    out = subprocess.run([os.path.join(BUILD, "chatgw-export")], capture_output=True, text=True,
+                         timeout=30, env=dict(os.environ, CHATGW_REDIS_URL=acl_redis.url))
+    assert out.returncode == 0 and json.loads(out.stdout)["conv"] == conv, out.stderr
     for p in (gw, router):
         assert PASSWORD not in p.text(), f"{p.name} logged the password"
 
