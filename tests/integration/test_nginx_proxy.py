@@ -74,10 +74,12 @@ def nginx(procs, tmp_path):
             return True
         except (urllib.error.URLError, OSError):
             return False
-    wait_until(up, 10, "nginx to proxy /healthz")
-    yield {"gw": gw, "https": https_port, "http": http_port, "ctx": ctx}
-    proc.terminate()
-    proc.wait(10)
+    try:
+        wait_until(up, 10, "nginx to proxy /healthz")
+        yield {"gw": gw, "https": https_port, "http": http_port, "ctx": ctx}
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def get(url, ctx=None):

@@ -67,7 +67,11 @@ class TlsRedisBehindStunnel(RedisServer):
 @pytest.fixture
 def tunnel_procs(tmp_path):
     srv = TlsRedisBehindStunnel(str(tmp_path))
-    srv.start()
+    try:
+        srv.start()
+    except BaseException:
+        srv.kill()  # nothing of a failed start may outlive the test
+        raise
     p = Procs(srv, str(tmp_path))
     yield p
     reports = p.teardown()
