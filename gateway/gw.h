@@ -12,6 +12,7 @@
  *             platform messages (bridge_)
  *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
  *   heartbeat.c  the liveness key cg:gw:<gateway id> the routers reap dead gateways by (hb_)
+ *   tls.c     tls_cert / tls_key checked at start for the https:// and wss:// listener (tls.h)
  */
 #ifndef CG_GW_H
 #define CG_GW_H
@@ -30,6 +31,8 @@
 /* ---- configuration ---- */
 typedef struct gw_config {
     char listen[128];
+    char tls_cert[512]; /* tls.h: both set: the listener speaks only TLS */
+    char tls_key[512];
     char gateway_id[40];
     char www_dir[512];
     char redis_url[512];

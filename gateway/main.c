@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "tls.h"
 
 #include "../common/config.h"
 #include "../common/log.h"
@@ -29,6 +30,8 @@ gw G;
 
 static const cfg_opt gw_opts[] = {
     O_STR("listen", "127.0.0.1:8080", listen, "host:port to listen on"),
+    O_STR("tls_cert", "", tls_cert, "PEM certificate (chain): serve https:// and wss:// only"),
+    O_STR("tls_key", "", tls_key, "PEM private key (unencrypted) of tls_cert"),
     O_STR("gateway_id", "", gateway_id, "unique id of this gateway (default host-pid)"),
     O_STR("www_dir", "gateway/www", www_dir, "directory of the demo pages"),
     O_STR("redis_url", "redis://127.0.0.1:6379", redis_url, "Redis to use"),
@@ -228,6 +231,11 @@ static int gw_start(void) {
                   G.cfg.customer_token_ttl, G.cfg.token_max_ttl);
         return -1;
     }
+    int tls = tls_check(G.cfg.tls_cert, G.cfg.tls_key, &err);
+    if (tls < 0) {
+        log_error("config: %s", err.msg);
+        return -1;
+    }
     if (hb_start() < 0) return -1;
     G.redis = rconn_new(G.loop, G.cfg.redis_url, "redis", 5000, on_cmd_state, NULL, &err);
     G.sub = G.redis
@@ -252,6 +260,14 @@ static int gw_start(void) {
     info.options =
         LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = loops;
+    if (tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = G.cfg.tls_cert;
+        info.ssl_private_key_filepath = G.cfg.tls_key;
+        /* HTTP/1.1 only: lws 4.1.6's HTTP/2 cuts static files short, and WebSockets over h2
+         * (RFC 8441) carry no Host header for the same-origin check. */
+        info.alpn = "http/1.1";
+    }
     info.timeout_secs = 10;
     info.pt_serv_buf_size = 32768;
     G.lws = lws_create_context(&info);
@@ -263,7 +279,8 @@ static int gw_start(void) {
     }
     rconn_start(G.redis);
     rconn_start(G.sub);
-    log_info("gateway %s listening on http://%s", G.cfg.gateway_id, G.cfg.listen);
+    log_info("gateway %s listening on %s://%s", G.cfg.gateway_id, tls ? "https" : "http",
+             G.cfg.listen);
     return 0;
 }
 

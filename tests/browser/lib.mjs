@@ -142,7 +142,9 @@ export async function launch() {
 }
 
 export async function newPage(browser, who, viewport) {
-    const ctx = await browser.newContext({ viewport });
+    // BROWSER_IGNORE_HTTPS_ERRORS=1: a gateway serving https with the test's self-signed certificate
+    const ignoreHTTPSErrors = process.env.BROWSER_IGNORE_HTTPS_ERRORS === '1';
+    const ctx = await browser.newContext({ viewport, ignoreHTTPSErrors });
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
     trace(page, who);
