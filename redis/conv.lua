@@ -246,6 +246,21 @@ local function cg_append(keys, args)
     local aok, aerr = attrs_check(args)
     if not aok then return aerr end
 
+    -- Idempotency. A customer's or an agent's client message id is unique per sender (never per
+    -- conversation): decided here, before a conversation is opened, so a retried first message
+    -- (another connection, another gateway, after the last chat closed) finds the conversation
+    -- its first try opened, and a re-send after a close is a duplicate. The desk's own messages
+    -- (deterministic cmids such as cg:greet) are unique per conversation.
+    local idem
+    if cmid ~= '' and mode ~= 'eph' and (role == 'customer' or role == 'agent') then
+        idem = CG.KEY.idem_sender(role, sender, cmid)
+        local seen = redis.call('GET', idem)
+        if seen then
+            local c, q = string.match(seen, '^(.*):(%d+)$')
+            return {c or '', tonumber(q) or 0, 1}
+        end
+    end
+
     local err, rating
     if role == 'customer' then
         conv, err = customer_conv(conv, sender, newconv, channel, now, mode, payload)
@@ -264,9 +279,9 @@ local function cg_append(keys, args)
         return redis.error_reply('BADARG unknown role')
     end
 
-    local idem = 'cg:idem:' .. conv .. ':' .. cmid
-    if cmid ~= '' then
-        local seen = redis.call('GET', idem)
+    if cmid ~= '' and not idem then
+        idem = CG.KEY.idem(conv, cmid)
+        local seen = mode ~= 'eph' and redis.call('GET', idem)
         if seen then return {conv, tonumber(seen), 1} end
     end
 
@@ -283,8 +298,9 @@ local function cg_append(keys, args)
         redis.call('XADD', 'cg:in', '*', 'c', conv, 's', seq, 'm', payload)
     end
     redis.call('PUBLISH', 'cg:c:' .. conv, struct.pack('>I8', seq) .. payload)
-    if cmid ~= '' then
-        redis.call('SET', idem, seq, 'EX', IDEM_TTL)
+    if idem then
+        redis.call('SET', idem, (role == 'customer' or role == 'agent') and (conv .. ':' .. seq) or seq,
+            'EX', IDEM_TTL)
     end
     if role == 'customer' and preview ~= '' then
         redis.call('HSETNX', conv_key(conv), 'preview', preview)

@@ -75,6 +75,32 @@ class Client:
             except asyncio.TimeoutError:
                 pass
 
+    async def expect_unordered(self, *preds, timeout=10.0, what="frames"):
+        """Return the first frames (not yet consumed) matching each pred, in any order of arrival
+        (e.g. a command's ack and the event it caused travel different paths); consumes up to
+        the last of them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found, last = [], self._idx - 1
+            for pred in preds:
+                i = next((k for k in range(self._idx, len(self.frames))
+                          if k not in found and pred(self.frames[k])), None)
+                if i is None:
+                    break
+                found.append(i)
+                last = max(last, i)
+            if len(found) == len(preds):
+                self._idx = last + 1
+                return [self.frames[i] for i in found]
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"no {what} within {timeout}s; got {self.frames[-8:]}")
+            try:
+                await self._recv_one(left)
+            except asyncio.TimeoutError:
+                pass
+
     async def expect_type(self, t, timeout=10.0, **fields):
         return await self.expect(
             lambda f: f.get("type") == t and all(f.get(k) == v for k, v in fields.items()),

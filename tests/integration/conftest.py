@@ -25,6 +25,14 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "UndefinedBehaviorSanitizer")
 
 
+def load_libraries(r, names=("conv", "route")):
+    """Load the Redis function libraries as the binaries carry them (build/gen/redis/<name>.lua:
+    the schema's prelude and the library's code, assembled by make build)."""
+    for name in names:
+        with open(os.path.join(BUILD, "gen", "redis", f"{name}.lua"), encoding="utf-8") as f:
+            r.function_load(f.read(), replace=True)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -177,7 +177,7 @@ def test_dockerignore_keeps_the_sources_in():
                              check=True).stdout.split()
     needed = [p for p in tracked if p.split("/")[0] in
               ("Makefile", "common", "proto", "channels", "gateway", "router", "redis", "tools",
-               "config")]
+               "config", "schema")]
     assert "gateway/main.c" in needed and "config/chatgw.ini" in needed
     left_out = [p for p in needed if excluded(p, rules)]
     assert not left_out, f"the image build needs {left_out}"

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import msgpack
 import pytest
 
-from conftest import wait_until
+from conftest import load_libraries, wait_until
 from desk import conv_hash, s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,9 +32,7 @@ def new_id():
 
 def load_functions(r):
     """What a gateway does on connect (tests that inject before any router runs need it)."""
-    for name in ("conv", "route"):
-        with open(os.path.join(ROOT, "redis", f"{name}.lua")) as f:
-            r.function_load(f.read(), replace=True)
+    load_libraries(r)
 
 
 def customer_send(r, customer, text, conv="", cmid=None, channel="web"):

@@ -6,9 +6,10 @@ Run: BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_stranded.p
 import os
 import re
 import subprocess
+import urllib.request
 
 from chat import agent, customer
-from conftest import BUILD, ROOT, wait_until
+from conftest import BUILD, METRICS_TOKEN, ROOT, wait_until
 from desk import conv_hash, log_of, run, s
 
 SHIPPED = os.path.join(ROOT, "config", "chatgw.ini")
@@ -158,6 +159,7 @@ def test_nobody_online_gets_an_honest_reply_and_a_metric(procs, redis_srv):
 
 
 def _scrape(gw):
-    import urllib.request
-    with urllib.request.urlopen(gw.base + "/metrics", timeout=5) as resp:
+    req = urllib.request.Request(gw.base + "/metrics",
+                                 headers={"Authorization": "Bearer " + METRICS_TOKEN})
+    with urllib.request.urlopen(req, timeout=5) as resp:
         return resp.read().decode()

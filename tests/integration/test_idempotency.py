@@ -1,0 +1,112 @@
+"""Idempotency by sender + client message id (issue 10, item 5), at the level of the Redis
+functions against a bare redis-server (the libraries as the binaries carry them; times are
+arguments, nothing waits): a retried first message yields one conversation, also after the last
+chat closed and through another gateway; a re-send after a close is a duplicate; an agent's cmid
+equal to a customer's is not; the desk's own cmids stay per conversation."""
+import uuid
+
+import msgpack
+
+from conftest import load_libraries
+from desk import conv_hash, log_of, s
+
+NOW = 1_800_000_000_000  # an injected clock: every call gets its time
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+def append(r, role, sender, cmid, text, conv="", newconv=None, now=NOW, mode="log"):
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": cmid, "channel": "web",
+         "dir": "in" if role == "customer" else "out", "role": role, "sender_id": sender,
+         "ts": now, "text": text}
+    res = r.fcall("cg_append", 0, conv, cmid, role, sender, msgpack.packb(m),
+                  newconv if newconv is not None else new_id(), "web", now, mode, text[:160])
+    return s(res[0]), res[1], res[2]
+
+
+def assign_and_close(r, conv, agent="amy", now=NOW):
+    """Queue conv, let an agent take it, close it (the route functions, as the router calls
+    them)."""
+    r.fcall("cg_presence", 0, agent, f"gw1:{agent}", 1, agent, 1, "general", now)
+    r.fcall("cg_enqueue", 0, conv, "general", 5, now)
+    assert conv_hash(r, conv)["agent"] == agent
+    r.fcall("cg_close", 0, conv, agent, "resolved", now + 1000)
+    assert conv_hash(r, conv)["state"] == "closed"
+
+
+def convs_of(r, customer):
+    return {s(k).split(":")[2] for k in r.scan_iter("cg:conv:*")
+            if not s(k).endswith(":log") and s(r.hget(k, "customer")) == customer}
+
+
+def test_retried_first_message_opens_one_conversation(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    c1, seq, dup = append(r, "customer", "cu1", "m1", "hello")
+    # the same frame again before its ack, through another gateway (another newconv id)
+    c1b, seq_b, dup_b = append(r, "customer", "cu1", "m1", "hello", newconv=new_id())
+    assert (c1b, seq_b, dup_b) == (c1, seq, 1) and dup == 0
+    assert convs_of(r, "cu1") == {c1}
+
+
+def test_first_message_after_a_closed_chat_retried_elsewhere_is_one(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    c1, _, _ = append(r, "customer", "cu2", "a1", "first chat")
+    assign_and_close(r, c1)
+    # the returning customer's first message opens a new conversation ...
+    c2, seq, dup = append(r, "customer", "cu2", "b1", "second chat", newconv=new_id())
+    assert c2 != c1 and (seq, dup) == (1, 0)
+    # ... and its retry through another connection (own newconv) finds it
+    again = append(r, "customer", "cu2", "b1", "second chat", newconv=new_id())
+    assert again == (c2, 1, 1)
+    assert convs_of(r, "cu2") == {c1, c2}
+    assert [m["text"] for m in log_of(r, c2)] == ["second chat"]
+
+
+def test_a_resend_after_close_is_a_duplicate(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    c1, seq, _ = append(r, "customer", "cu3", "x1", "where is my parcel?")
+    assign_and_close(r, c1)
+    assert append(r, "customer", "cu3", "x1", "where is my parcel?", newconv=new_id()) == (c1, seq, 1)
+    assert convs_of(r, "cu3") == {c1}
+
+
+def test_an_agent_cmid_equal_to_the_customers_is_not_a_duplicate(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    conv, _, _ = append(r, "customer", "cu4", "same", "hi")
+    r.fcall("cg_presence", 0, "bob", "gw1:bob", 1, "bob", 1, "general", NOW)
+    r.fcall("cg_enqueue", 0, conv, "general", 5, NOW)
+    got = append(r, "agent", "bob", "same", "hello, how can I help?", conv=conv)
+    assert got[2] == 0 and got[1] > 1
+    assert [m["text"] for m in log_of(r, conv)][-1] == "hello, how can I help?"
+    # and the agent's own retry is a duplicate
+    assert append(r, "agent", "bob", "same", "hello, how can I help?", conv=conv) == (conv, got[1], 1)
+
+
+def test_desk_cmids_are_per_conversation(redis_srv):
+    """The router's deterministic cmids (cg:greet ...) repeat across conversations."""
+    r = redis_srv.r
+    load_libraries(r)
+    a, _, _ = append(r, "customer", "cu5", "p", "one")
+    b, _, _ = append(r, "customer", "cu6", "p", "two")
+    assert a != b  # the same cmid from two customers: two messages
+    ga = append(r, "bot", "chatgw", "cg:greet", "Hello!", conv=a, mode="sys")
+    gb = append(r, "bot", "chatgw", "cg:greet", "Hello!", conv=b, mode="sys")
+    assert ga[2] == 0 and gb[2] == 0
+    assert append(r, "bot", "chatgw", "cg:greet", "Hello!", conv=a, mode="sys") == (a, ga[1], 1)
+
+
+def test_idempotency_memory_is_bounded(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    conv, _, _ = append(r, "customer", "cu7", "t1", "hi")
+    append(r, "bot", "chatgw", "cg:greet", "Hello!", conv=conv, mode="sys")
+    keys = [s(k) for k in r.scan_iter("cg:idem:*")]
+    assert sorted(keys) == sorted(["cg:idem:customer:cu7:t1", f"cg:idem:{conv}:cg:greet"])
+    for k in keys:
+        assert 0 < r.ttl(k) <= 86400
