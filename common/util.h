@@ -9,7 +9,9 @@
  * where they differ: use it for every secret. */
 int cg_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
-/* Wall clock, unix milliseconds / seconds. */
+/* Wall clock, unix milliseconds / seconds. Tests inject a clock: with CHATGW_TEST_CLOCK=<file>
+ * the time is the number of ms the file holds (rewritten by the test to move time; never set it
+ * in production). */
 int64_t cg_now_ms(void);
 int64_t cg_now_s(void);
 

@@ -33,6 +33,31 @@ def load_libraries(r, names=("conv", "route")):
             r.function_load(f.read(), replace=True)
 
 
+class InjectedClock:
+    """An injected clock for the chatgw processes (CHATGW_TEST_CLOCK, common/util.c): their time
+    is what this file says, and moves only when the test moves it, so a test of timers advances
+    time instead of waiting for it. Starts at the real time (rounded to the second)."""
+
+    def __init__(self, workdir, start_ms=None):
+        self.path = os.path.join(str(workdir), "clock")
+        self.set(start_ms if start_ms is not None else int(time.time()) * 1000)
+
+    def set(self, ms):
+        self.ms = int(ms)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(self.ms))
+        os.replace(tmp, self.path)
+
+    def advance(self, ms):
+        self.set(self.ms + ms)
+        return self.ms
+
+    @property
+    def env(self):
+        return {"CHATGW_TEST_CLOCK": self.path}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

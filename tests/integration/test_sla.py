@@ -1,8 +1,13 @@
-"""Time-driven behaviour of the router against a real redis-server, with short configured
-durations: locale templates, position updates, e-mail acknowledgement, business hours, SLA timers
-(first/next response, escalation, exactly once with two routers, surviving a restart) and
-complaint tickets. Messages are injected exactly as the gateway does (FCALL cg_append ... log;
-XADD cg:in for agent presence); results are read back from Redis and pub/sub.
+"""Time-driven behaviour of the router against a real redis-server: locale templates, position
+updates, e-mail acknowledgement, business hours, SLA timers (first/next response, escalation,
+exactly once with two routers, surviving a restart) and complaint tickets. Messages are injected
+exactly as the gateway does (FCALL cg_append ... log; XADD cg:in for agent presence); results are
+read back from Redis and pub/sub.
+
+Time is injected (conftest.InjectedClock, CHATGW_TEST_CLOCK): the routers' clock moves only when a test
+advances it, so nothing here sleeps and no assertion depends on how fast the machine is. A test
+that must show something did NOT happen first waits for a later timer that the router fires in
+the same or a later pass.
 
 Run: BUILD=build/h-sla /usr/bin/python3 -m pytest -q tests/integration/test_sla.py
 """
@@ -14,7 +19,9 @@ import uuid
 
 import msgpack
 
-from conftest import wait_until
+import pytest
+
+from conftest import InjectedClock, wait_until
 from desk import conv_hash, log_of, s
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,8 +79,19 @@ queued = 排队 {{position}}
 # ---- helpers ------------------------------------------------------------------------------------
 
 
+CLOCK = [None]  # this test's InjectedClock (fixture clock)
+
+
+@pytest.fixture(autouse=True)
+def clock(tmp_path):
+    c = InjectedClock(tmp_path)
+    CLOCK[0] = c
+    yield c
+    CLOCK[0] = None
+
+
 def now_ms():
-    return int(time.time() * 1000)
+    return CLOCK[0].ms
 
 
 def new_id():
@@ -90,7 +108,7 @@ def config(tmp_path, first="chat:0, email:0", nxt="chat:0, email:0", hours="", n
 def router(procs, cfg, **env):
     rid = f"sla{next(_ids)}"
     e = {"CHATGW_CONFIG": cfg, "CHATGW_ROUTER_ID": rid, "CHATGW_BLOCK_MS": 200,
-         "CHATGW_CLAIM_IDLE_MS": 1000}
+         "CHATGW_CLAIM_IDLE_MS": 1000, **CLOCK[0].env}
     e.update(env)
     p = procs.router(e, wait_ready=False)
     p.wait_log(f"router {rid} ready", 15)
@@ -98,7 +116,9 @@ def router(procs, cfg, **env):
 
 
 def send(r, customer, text, conv="", channel="web", locale="en"):
-    """A customer's message, stored like the gateway does. -> conv."""
+    """A customer's message, stored like the gateway does, 1 ms after the previous event (so
+    arrivals keep their order). -> conv."""
+    CLOCK[0].advance(1)
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": channel,
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
     if locale:
@@ -193,7 +213,9 @@ def test_texts_follow_the_customer_locale(redis_srv, procs, tmp_path):
 
 # ---- position updates and e-mail ----------------------------------------------------------------
 
-def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_path):
+def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_path, clock):
+    """position_update_s 1, position_update_max_s 2: checked every second, told when the position
+    changed or 2 s passed since the last one."""
     r = redis_srv.r
     router(procs, config(tmp_path))
     staff(r)
@@ -201,22 +223,31 @@ def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_p
     wait_bot(r, a, "QUEUED 1")
     b = send(r, "cb", "second")
     t0 = wait_bot(r, b, "QUEUED 2")[0]["ts"]
-    # unchanged position: no update after 1 s, one after the 2 s maximum
+    assert t0 == clock.ms and timer(r, f"pos:{b}") == t0 + 1000
+    # 1 s: unchanged, not told; the check is re-armed for the next second
+    clock.advance(1000)
+    wait_until(lambda: timer(r, f"pos:{b}") == t0 + 2000, 5, "b's position checked")
+    assert not bot_texts(r, b, "UPDATE")
+    # 2 s: unchanged, but the maximum passed: told
+    clock.advance(1000)
     u1 = wait_bot(r, b, "UPDATE", 1, 5)[0]
-    assert u1["position"] == 2 and u1["ts"] - t0 >= 1900, (u1, t0)
-    # a changes: a is assigned, b moves up and hears it at the next check (within ~1 s)
+    assert (u1["position"], u1["ts"]) == (2, t0 + 2000)
+    # a is assigned: b moves up and hears it at the next check
     presence(r, "amy")
     wait_until(lambda: conv_hash(r, a).get("state") == "assigned", 5, "a assigned")
-    moved = now_ms()
+    clock.advance(1000)
     u2 = wait_bot(r, b, "UPDATE", 2, 5)[1]
-    assert u2["position"] == 1 and u2["text"] == "UPDATE 1 2 min"
-    assert u2["ts"] - moved <= 1500 and u2["ts"] - u1["ts"] < 1900
-    # unchanged again: the next one only after the maximum
+    assert (u2["position"], u2["ts"], u2["text"]) == (1, t0 + 3000, "UPDATE 1 2 min")
+    # unchanged again: not at the next check, only after the maximum
+    clock.advance(1000)
+    wait_until(lambda: timer(r, f"pos:{b}") == t0 + 5000, 5, "b's position checked")
+    assert len(bot_texts(r, b, "UPDATE")) == 2
+    clock.advance(1000)
     u3 = wait_bot(r, b, "UPDATE", 3, 5)[2]
-    assert u3["position"] == 1 and u3["ts"] - u2["ts"] >= 1900
+    assert (u3["position"], u3["ts"]) == (1, t0 + 5000)
     assert timer(r, f"pos:{a}") is None  # assigned: no more updates
     assigned_at = int(conv_hash(r, a)["assigned_at"])
-    assert all(m["ts"] < assigned_at for m in bot_texts(r, a, "UPDATE"))
+    assert [m["ts"] for m in bot_texts(r, a, "UPDATE")] == [t0 + 2000] and t0 + 2000 <= assigned_at
 
 
 def close_cmd(r, agent, conv):
@@ -226,7 +257,7 @@ def close_cmd(r, agent, conv):
     r.xadd("cg:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
 
 
-def test_wait_estimate_uses_measured_handling_time(redis_srv, procs, tmp_path):
+def test_wait_estimate_uses_measured_handling_time(redis_srv, procs, tmp_path, clock):
     r = redis_srv.r
     router(procs, config(tmp_path))
     presence(r, "amy")
@@ -235,17 +266,18 @@ def test_wait_estimate_uses_measured_handling_time(redis_srv, procs, tmp_path):
     wait_until(lambda: conv_hash(r, c1).get("state") == "assigned", 5, "c1 assigned")
     c2 = send(r, "m2", "second")
     assert wait_bot(r, c2, "QUEUED 1")[0]["wait"] == 120  # avg_handle_s: nothing measured yet
-    time.sleep(0.3)
+    clock.advance(90_000)  # c1 is handled for 90 s
     close_cmd(r, "amy", c1)  # c2 is assigned to amy
     wait_until(lambda: r.hget("cg:stats:general", "avg_ms"), 5, "handling time measured")
-    avg = int(s(r.hget("cg:stats:general", "avg_ms")))
-    assert 300 <= avg < 5000
+    h1 = conv_hash(r, c1)
+    assert int(s(r.hget("cg:stats:general", "avg_ms"))) == int(h1["closed_at"]) - int(h1["assigned_at"])
     c3 = send(r, "m3", "third")
     m = wait_bot(r, c3, "QUEUED 1")[0]
-    assert m["wait"] == (avg + 999) // 1000 and m["text"] == "QUEUED 1 1 min"
+    assert m["wait"] == (int(h1["closed_at"]) - int(h1["assigned_at"]) + 999) // 1000
+    assert m["text"] == "QUEUED 1 2 min"
 
 
-def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_path):
+def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_path, clock):
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:60, email:7200"))
     c = send(r, "mail1", "Where is my order?", channel="email")
@@ -254,7 +286,12 @@ def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_pat
     send(r, "mail1", "Any news?", conv=c, channel="email")
     wait_until(lambda: len(log_of(r, c)) >= 4, 5, "second e-mail logged")
     assert timer(r, f"pos:{c}") is None
-    time.sleep(2.5)  # longer than position_update_max_s
+    # past position_update_max_s: a chat customer waiting as long gets an update, the e-mail not
+    staff(r)
+    chat = send(r, "chat1", "hello")
+    wait_bot(r, chat, "QUEUED")
+    clock.advance(2000)
+    wait_bot(r, chat, "UPDATE")
     texts = [m["text"] for m in bot_texts(r, c)]
     assert texts == ["HELLO", "ACK 2 h"], texts
     assert timer(r, f"first:{c}") is not None  # e-mail still has its 2 h first-response timer
@@ -264,7 +301,7 @@ def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_pat
 
 def closed_window():
     """A daily window (UTC) that excludes now, and its next opening as the router formats it."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.fromtimestamp(now_ms() / 1000, datetime.timezone.utc)
     start = (now + datetime.timedelta(hours=2)).replace(second=0, microsecond=0)
     if start.date() != now.date() or start.hour >= 23:
         start = (now - datetime.timedelta(hours=3)).replace(second=0, microsecond=0)
@@ -275,7 +312,8 @@ def closed_window():
     return spec, opens.strftime("%Y-%m-%d %H:%M")
 
 
-def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, procs, tmp_path):
+def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, procs, tmp_path,
+                                                                   clock):
     r = redis_srv.r
     spec, opens_at = closed_window()
     cfg = config(tmp_path, hours=f"hours = {spec}\ntimezone = UTC\nholidays = 2000-01-01")
@@ -288,9 +326,12 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
     c2 = send(r, "night2", "anyone?")
     assert wait_bot(r, c1, "OFF")[0]["text"] == f"OFF {opens_at}"
     wait_bot(r, c2, "OFF")
-    time.sleep(0.5)
     assert conv_hash(r, c1)["state"] == "queued" and conv_hash(r, c2)["state"] == "queued"
-    assert not bot_texts(r, c1, "UPDATE")  # no position updates while closed
+    # no position updates while closed: the checks run (re-armed) but tell nothing
+    due = timer(r, f"pos:{c1}")
+    clock.advance(3000)
+    wait_until(lambda: (timer(r, f"pos:{c1}") or 0) > due + 2000, 5, "c1's position checked")
+    assert not bot_texts(r, c1, "UPDATE")
     # the desk opens (reload with hours including now): the oldest waiting one is assigned at once
     config(tmp_path, hours="hours = daily 00:00-24:00\ntimezone = UTC")
     rt.proc.send_signal(signal.SIGHUP)
@@ -315,6 +356,7 @@ def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, proc
         wait_bot(r, c, "QUEUED")
         presence(r, "sue", skills=("supervisors",))
         wait_until(lambda: r.sismember("cg:online:supervisors", "sue"), 5, "sue online")
+        CLOCK[0].advance(1000)
         note = feed.next_of("text", 5)
         assert note["conv"] == c and "first" in note["text"] and "escalated" in note["text"]
         wait_until(lambda: conv_hash(r, c).get("agent") == "sue", 5, "pushed to sue")
@@ -345,6 +387,8 @@ def test_escalated_conversation_stays_visible_and_assignable(redis_srv, procs, t
     wait_until(lambda: r.sismember("cg:online:supervisors", "sam"), 5, "sam online")
     r.hset("cg:agent:sam", "cap", 0)  # online, no free slot
     c = send(r, "late2", "second")
+    wait_bot(r, c, "QUEUED")
+    CLOCK[0].advance(1000)
     wait_until(lambda: conv_hash(r, c).get("escalated_to") == "supervisors", 5, "escalated")
     h = conv_hash(r, c)
     assert (h["state"], h["queue"], h["prio"]) == ("queued", "general", "9")
@@ -371,6 +415,8 @@ def test_supervisor_picks_escalated_conversation(redis_srv, procs, tmp_path):
     wait_until(lambda: r.scard("cg:agent:sue:socks") == 1, 5, "sue connected")
     assert s(r.hget("cg:agent:sue", "status")) == "away"
     c = send(r, "late3", "help")
+    wait_bot(r, c, "QUEUED")
+    CLOCK[0].advance(1000)
     wait_until(lambda: r.sismember("cg:escalated:supervisors", c), 5, "escalated")
     assert conv_hash(r, c)["state"] == "queued"
     res = r.fcall("cg_pick", 0, c, "sue", now_ms())
@@ -390,10 +436,12 @@ def test_agent_reply_cancels_first_response_then_next_response_breach(redis_srv,
     agent_says(r, "amy", c, "Hello, how can I help?")
     wait_until(lambda: timer(r, f"first:{c}") is None, 5, "first-response timer cancelled")
     assert "first_reply_at" in conv_hash(r, c)
-    time.sleep(max(0, due / 1000 - time.time()) + 0.5)  # past the old deadline
-    assert "sla_breaches" not in conv_hash(r, c) and breaches(r) == []
-    # the customer writes again and the agent stays silent: next-response breach, still assigned
+    CLOCK[0].set(due + 500)  # past the old deadline
+    # the customer writes again and the agent stays silent: next-response breach (the only one:
+    # the first-response timer, cancelled, does not fire in the same pass), still assigned
     send(r, "quick1", "hello?", conv=c)
+    wait_until(lambda: timer(r, f"next:{c}"), 5, "next-response timer armed")
+    CLOCK[0].advance(1000)
     wait_until(lambda: breaches(r), 5, "next-response breach")
     assert [(e["kind"], e["action"]) for e in breaches(r)] == [("next", "escalate")]
     h = conv_hash(r, c)
@@ -412,6 +460,7 @@ def test_breach_action_reassign(redis_srv, procs, tmp_path):
         wait_until(lambda: conv_hash(r, c).get("agent") == "amy", 5, "assigned to amy")
         presence(r, "bob")  # longer idle than amy once amy's slot is freed
         wait_until(lambda: r.sismember("cg:online:general", "bob"), 5, "bob online")
+        CLOCK[0].advance(1000)
         wait_until(lambda: conv_hash(r, c).get("agent") == "bob", 5, "reassigned to bob")
         h = conv_hash(r, c)
         assert (h["state"], h["prev_agent"], h["assign_no"], h["sla_breaches"]) == (
@@ -429,6 +478,8 @@ def test_breach_action_raise_priority(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:1"), CHATGW_SLA_ACTION="raise_priority")
     c = send(r, "slow2", "hello")
+    wait_until(lambda: timer(r, f"first:{c}"), 5, "first-response timer armed")
+    CLOCK[0].advance(1000)
     wait_until(lambda: breaches(r), 5, "breach")
     h = conv_hash(r, c)
     assert (h["state"], h["queue"], h["prio"]) == ("queued", "general", "7")
@@ -441,9 +492,15 @@ def test_two_routers_a_breach_fires_once(redis_srv, procs, tmp_path):
     router(procs, cfg)
     router(procs, cfg)
     convs = [send(r, f"two{i}", "waiting") for i in range(6)]
+    wait_until(lambda: all(timer(r, f"first:{c}") for c in convs), 5, "six timers armed")
+    CLOCK[0].advance(1000)
     wait_until(lambda: len(breaches(r)) >= 6, 10, "six breaches")
-    time.sleep(0.5)  # any double firing would show up by now
-    ev = breaches(r)
+    # a later breach: both routers' passes after the first six are done when it is recorded
+    late = send(r, "two-late", "waiting")
+    wait_until(lambda: timer(r, f"first:{late}"), 5, "the late timer armed")
+    CLOCK[0].advance(1000)
+    wait_until(lambda: len(breaches(r)) >= 7, 10, "the late breach")
+    ev = [e for e in breaches(r) if e["conv"] != late]
     assert sorted(e["conv"] for e in ev) == sorted(convs)
     assert all(conv_hash(r, c)["sla_breaches"] == "1" for c in convs)
 
@@ -456,7 +513,7 @@ def test_timer_fires_after_router_restart(redis_srv, procs, tmp_path):
     wait_until(lambda: timer(r, f"first:{c}") is not None, 5, "timer armed")
     due = timer(r, f"first:{c}")
     assert rt.stop() == 0
-    time.sleep(max(0, due / 1000 - time.time()) + 0.3)  # due while no router runs
+    CLOCK[0].set(due + 300)  # due while no router runs
     assert breaches(r) == []
     router(procs, cfg)
     wait_until(lambda: breaches(r), 5, "breach after restart")
@@ -469,7 +526,7 @@ def test_timer_fires_after_router_restart(redis_srv, procs, tmp_path):
 def test_complaints_get_consecutive_ticket_numbers(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router(procs, config(tmp_path))
-    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    day = datetime.datetime.fromtimestamp(now_ms() / 1000, datetime.timezone.utc).strftime("%Y%m%d")
     c1 = send(r, "angry1", "I want to file a complaint")
     t1 = wait_bot(r, c1, "TICKET")[0]["text"]
     c2 = send(r, "angry2", "A journalist will hear about this complaint")
