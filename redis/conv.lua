@@ -67,22 +67,19 @@ local ATTRS = {chat_id = 'HSET', chat_name = 'HSET', subject = 'HSETNX', mail_ro
 local OUT_FIELDS = {{'chat_id', 't'}, {'chat_name', 'n'}, {'subject', 'j'}, {'mail_root', 'r'},
     {'mail_last', 'l'}}
 
-local function conv_key(conv)
-    return 'cg:conv:' .. conv
-end
 
 -- Open a new conversation `conv` for customer `sender` and make it the customer's current one.
 local function open_conv(conv, sender, channel, now)
-    redis.call('HSET', conv_key(conv), 'state', 'new', 'customer', sender, 'channel', channel,
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'new', 'customer', sender, 'channel', channel,
         'created', now, 'seq', 0)
-    redis.call('HSET', 'cg:cust:' .. sender, 'conv', conv)
+    redis.call('HSET', CG.KEY.cust(sender), 'conv', conv)
     return conv
 end
 
 -- The rating (1..5) payload gives as an answer to the survey of closed conv, or nil: a `rating`
 -- message, or (not on web) a text of one digit 1-5, ASCII or full-width, within the window.
 local function survey_answer(conv, payload, now)
-    local h = redis.call('HMGET', conv_key(conv), 'survey_until', 'channel')
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'survey_until', 'channel')
     if not h[1] or (tonumber(now) or 0) > (tonumber(h[1]) or 0) then return nil end
     local ok, m = pcall(cmsgpack.unpack, payload)
     if not ok or type(m) ~= 'table' then return nil end
@@ -104,14 +101,14 @@ end
 -- opened) and the survey rating it answers (or nil), or nil, error_reply.
 local function customer_conv(conv, sender, newconv, channel, now, mode, payload)
     if conv == '' then
-        conv = redis.call('HGET', 'cg:cust:' .. sender, 'conv') or ''
+        conv = redis.call('HGET', CG.KEY.cust(sender), 'conv') or ''
     else
-        local owner = redis.call('HGET', conv_key(conv), 'customer')
+        local owner = redis.call('HGET', CG.KEY.conv(conv), 'customer')
         if owner ~= sender then
             return nil, redis.error_reply('NOTYOURS conversation is not yours')
         end
     end
-    if conv ~= '' and redis.call('HGET', conv_key(conv), 'state') ~= 'closed' then
+    if conv ~= '' and redis.call('HGET', CG.KEY.conv(conv), 'state') ~= 'closed' then
         return conv
     end
     if mode == 'eph' then return '' end
@@ -129,7 +126,7 @@ end
 
 -- Check an agent may write to conv. Returns true or nil, error_reply.
 local function agent_check(conv, sender)
-    local st = redis.call('HMGET', conv_key(conv), 'state', 'agent')
+    local st = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent')
     if st[2] ~= sender then
         return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
     end
@@ -148,11 +145,11 @@ end
 -- cg:kpi:agents).
 local function kpi_add(queue, agent, kv)
     if queue and queue ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:queue:' .. queue, kv[i], kv[i + 1]) end
+        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
     end
     if agent and agent ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:agent:' .. agent, kv[i], kv[i + 1]) end
-        redis.call('SADD', 'cg:kpi:agents', agent)
+        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
+        redis.call('SADD', CG.KEY.kpi_agents(), agent)
     end
 end
 
@@ -164,7 +161,7 @@ end
 -- runs; the next agent message answers it: now - await_since goes to response_ms/_n of the
 -- conversation's queue and of the agent, and the conversation's answers + 1.
 local function kpi_response(conv, role, sender, payload, now)
-    local k = conv_key(conv)
+    local k = CG.KEY.conv(conv)
     if role == 'customer' then
         if redis.call('HEXISTS', k, 'await_since') == 1 then return end
         local ok, m = pcall(cmsgpack.unpack, payload)
@@ -184,7 +181,7 @@ end
 -- Closed conv got (or changed) its survey rating: rated / csat_good (4-5) of its queue and of
 -- the agent who closed it, so that each conversation counts once, with its current rating.
 local function kpi_rating(conv, rating)
-    local h = redis.call('HMGET', conv_key(conv), 'rating', 'queue', 'agent')
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'rating', 'queue', 'agent')
     local old = tonumber(h[1])
     local good = (rating >= 4 and 1 or 0) - ((old and old >= 4) and 1 or 0)
     kpi_add(h[2], h[3], {'rated', old and 0 or 1, 'csat_good', good})
@@ -206,7 +203,7 @@ end
 local function attrs_store(conv, args)
     for i = 11, #args, 2 do
         if args[i + 1] ~= '' then
-            redis.call(ATTRS[args[i]], conv_key(conv), args[i], args[i + 1])
+            redis.call(ATTRS[args[i]], CG.KEY.conv(conv), args[i], args[i + 1])
         end
     end
 end
@@ -214,7 +211,7 @@ end
 -- A desk message of a conversation on a bridged channel: also to cg:out:<channel>.
 local function outbound(conv, seq, role, payload)
     if role ~= 'agent' and role ~= 'system' and role ~= 'bot' then return end
-    local channel = redis.call('HGET', conv_key(conv), 'channel')
+    local channel = redis.call('HGET', CG.KEY.conv(conv), 'channel')
     if not channel or channel == 'web' then return end
     local ok, m = pcall(cmsgpack.unpack, payload)
     if not ok or type(m) ~= 'table' or (not m.text and not m.attachments) then return end
@@ -222,8 +219,8 @@ local function outbound(conv, seq, role, payload)
     if CG.INTERNAL[m.type] then return end
     local names = {}
     for i, f in ipairs(OUT_FIELDS) do names[i] = f[1] end
-    local vals = redis.call('HMGET', conv_key(conv), unpack(names))
-    local argv = {'cg:out:' .. channel, '*', 'c', conv, 's', seq, 'm', payload}
+    local vals = redis.call('HMGET', CG.KEY.conv(conv), unpack(names))
+    local argv = {CG.KEY.out(channel), '*', 'c', conv, 's', seq, 'm', payload}
     for i, f in ipairs(OUT_FIELDS) do
         if vals[i] then
             argv[#argv + 1] = f[2]
@@ -272,7 +269,7 @@ local function cg_append(keys, args)
         ok, err = agent_check(conv, sender)
         if not ok then return err end
     elseif role == 'system' or role == 'bot' or role == 'bridge' then
-        if conv == '' or redis.call('EXISTS', conv_key(conv)) == 0 then
+        if conv == '' or redis.call('EXISTS', CG.KEY.conv(conv)) == 0 then
             return redis.error_reply('NOCONV no such conversation')
         end
     else
@@ -286,24 +283,24 @@ local function cg_append(keys, args)
     end
 
     if mode == 'eph' then
-        redis.call('PUBLISH', 'cg:c:' .. conv, struct.pack('>I8', 0) .. payload)
+        redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', 0) .. payload)
         return {conv, 0, 0}
     end
 
-    local seq = redis.call('HINCRBY', conv_key(conv), 'seq', 1)
-    redis.call('XADD', conv_key(conv) .. ':log', seq .. '-0', 'm', payload)
+    local seq = redis.call('HINCRBY', CG.KEY.conv(conv), 'seq', 1)
+    redis.call('XADD', CG.KEY.conv_log(conv), seq .. '-0', 'm', payload)
     if mode == 'log' and rating then -- r: this message was taken as the survey's answer
-        redis.call('XADD', 'cg:in', '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
+        redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
     elseif mode == 'log' then
-        redis.call('XADD', 'cg:in', '*', 'c', conv, 's', seq, 'm', payload)
+        redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload)
     end
-    redis.call('PUBLISH', 'cg:c:' .. conv, struct.pack('>I8', seq) .. payload)
+    redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', seq) .. payload)
     if idem then
         redis.call('SET', idem, (role == 'customer' or role == 'agent') and (conv .. ':' .. seq) or seq,
             'EX', IDEM_TTL)
     end
     if role == 'customer' and preview ~= '' then
-        redis.call('HSETNX', conv_key(conv), 'preview', preview)
+        redis.call('HSETNX', CG.KEY.conv(conv), 'preview', preview)
     end
     if role == 'customer' and mode == 'log' then attrs_store(conv, args) end
     if mode == 'log' and not rating and (role == 'customer' or role == 'agent') then
@@ -311,7 +308,7 @@ local function cg_append(keys, args)
     end
     if rating then
         kpi_rating(conv, rating)
-        redis.call('HSET', conv_key(conv), 'rating', rating, 'rated_at', now)
+        redis.call('HSET', CG.KEY.conv(conv), 'rating', rating, 'rated_at', now)
     end
     outbound(conv, seq, role, payload)
     return {conv, seq, 0}

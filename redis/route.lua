@@ -78,8 +78,6 @@ FCALL cg_outbox_list 0 limit
 
 local E13 = 1e13
 
-local function ckey(conv) return 'cg:conv:' .. conv end
-local function akey(agent) return 'cg:agent:' .. agent end
 local function fmt(n) return string.format('%.0f', n) end
 
 local function split(csv)
@@ -97,7 +95,7 @@ end
 
 -- The agent's routing state.
 local function agent_info(agent)
-    local h = redis.call('HMGET', akey(agent), 'status', 'load', 'cap', 'skills', 'last_assign',
+    local h = redis.call('HMGET', CG.KEY.agent(agent), 'status', 'load', 'cap', 'skills', 'last_assign',
         'name')
     return {
         id = agent,
@@ -113,71 +111,71 @@ end
 -- True when the agent may get one more conversation now.
 local function can_take(info)
     if info.status ~= 'online' or info.load >= info.cap then return false end
-    return redis.call('SCARD', akey(info.id) .. ':socks') > 0
+    return redis.call('SCARD', CG.KEY.agent_socks(info.id)) > 0
 end
 
 -- Put the agent in (or take it out of) cg:avail:<skill> for every skill.
 local function avail_refresh(info)
     local ok = can_take(info)
     local score = fmt(info.load * E13 + info.last)
-    local on = info.status == 'online' and redis.call('SCARD', akey(info.id) .. ':socks') > 0
+    local on = info.status == 'online' and redis.call('SCARD', CG.KEY.agent_socks(info.id)) > 0
     for _, s in ipairs(info.skills) do
         if on then
-            redis.call('SADD', 'cg:online:' .. s, info.id)
+            redis.call('SADD', CG.KEY.online(s), info.id)
         else
-            redis.call('SREM', 'cg:online:' .. s, info.id)
+            redis.call('SREM', CG.KEY.online(s), info.id)
         end
         if ok then
-            redis.call('ZADD', 'cg:avail:' .. s, score, info.id)
+            redis.call('ZADD', CG.KEY.avail(s), score, info.id)
         else
-            redis.call('ZREM', 'cg:avail:' .. s, info.id)
+            redis.call('ZREM', CG.KEY.avail(s), info.id)
         end
     end
 end
 
 local function avail_remove_all(info)
     for _, s in ipairs(info.skills) do
-        redis.call('ZREM', 'cg:avail:' .. s, info.id)
-        redis.call('SREM', 'cg:online:' .. s, info.id)
+        redis.call('ZREM', CG.KEY.avail(s), info.id)
+        redis.call('SREM', CG.KEY.online(s), info.id)
     end
 end
 
 -- Assign queued conv to the agent. Returns the assignment ROW.
 local function assign(conv, info, now)
-    local c = redis.call('HMGET', ckey(conv), 'queue', 'channel')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'channel')
     local queue = c[1] or ''
-    if queue ~= '' then redis.call('ZREM', 'cg:queue:' .. queue, conv) end
-    redis.call('HSET', ckey(conv), 'state', 'assigned', 'agent', info.id, 'assigned_at', now)
-    local no = redis.call('HINCRBY', ckey(conv), 'assign_no', 1)
-    redis.call('SADD', akey(info.id) .. ':convs', conv)
-    info.load = redis.call('HINCRBY', akey(info.id), 'load', 1)
+    if queue ~= '' then redis.call('ZREM', CG.KEY.queue(queue), conv) end
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'assigned', 'agent', info.id, 'assigned_at', now)
+    local no = redis.call('HINCRBY', CG.KEY.conv(conv), 'assign_no', 1)
+    redis.call('SADD', CG.KEY.agent_convs(info.id), conv)
+    info.load = redis.call('HINCRBY', CG.KEY.agent(info.id), 'load', 1)
     info.last = tonumber(now) or 0
-    redis.call('HSET', akey(info.id), 'last_assign', now)
+    redis.call('HSET', CG.KEY.agent(info.id), 'last_assign', now)
     avail_refresh(info)
-    redis.call('SADD', 'cg:outbox:assign', conv)
+    redis.call('SADD', CG.KEY.outbox_assign(), conv)
     return {conv, info.id, info.name, queue, no, c[2] or ''}
 end
 
 -- True when the queue assigns nothing by itself: a pull queue, or one outside its business hours
 -- (member of cg:closed, kept by the routers). Agents may still pick from it.
 local function is_held(queue)
-    if redis.call('SISMEMBER', 'cg:closed', queue) == 1 then return true end
-    return redis.call('HGET', 'cg:queuecfg:' .. queue, 'mode') == 'pull'
+    if redis.call('SISMEMBER', CG.KEY.closed_queues(), queue) == 1 then return true end
+    return redis.call('HGET', CG.KEY.queuecfg(queue), 'mode') == 'pull'
 end
 
 -- The rolling average handling time (assigned -> closed, ms) of queue; 0 until measured.
 local function avg_ms(queue)
-    return tonumber(redis.call('HGET', 'cg:stats:' .. queue, 'avg_ms')) or 0
+    return tonumber(redis.call('HGET', CG.KEY.stats(queue), 'avg_ms')) or 0
 end
 
 -- The best available agent for queue, dropping stale avail entries. nil when none.
 local function best_agent(queue)
     while true do
-        local r = redis.call('ZRANGE', 'cg:avail:' .. queue, 0, 0)
+        local r = redis.call('ZRANGE', CG.KEY.avail(queue), 0, 0)
         if #r == 0 then return nil end
         local info = agent_info(r[1])
         if can_take(info) and has(info.skills, queue) then return info end
-        redis.call('ZREM', 'cg:avail:' .. queue, r[1])
+        redis.call('ZREM', CG.KEY.avail(queue), r[1])
     end
 end
 
@@ -187,7 +185,7 @@ local MAX_SCAN = 200 -- waiting conversations looked at per queue for overflow d
 
 -- The overflow configuration of queue: {to = {queues}, after = ms}, or nil when it has none.
 local function overflow_cfg(queue)
-    local h = redis.call('HMGET', 'cg:queuecfg:' .. queue, 'overflow', 'overflow_after_s')
+    local h = redis.call('HMGET', CG.KEY.queuecfg(queue), 'overflow', 'overflow_after_s')
     local after = (tonumber(h[2]) or 0) * 1000
     local to = split(h[1])
     if after <= 0 or #to == 0 then return nil end
@@ -199,16 +197,16 @@ end
 local function overflow_arm(queue, conv)
     local cfg = overflow_cfg(queue)
     if not cfg then return end
-    local at = tonumber(redis.call('HGET', ckey(conv), 'queued_at')) or 0
-    redis.call('ZADD', 'cg:timers', 'LT', fmt(at + cfg.after), 'overflow:' .. queue)
+    local at = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'queued_at')) or 0
+    redis.call('ZADD', CG.KEY.timers(), 'LT', fmt(at + cfg.after), 'overflow:' .. queue)
 end
 
 -- The first waiting conversation of queue (in queue order) past its overflow deadline at now:
 -- conv, score; nil when none.
 local function overflow_head(queue, cfg, now)
-    local r = redis.call('ZRANGE', 'cg:queue:' .. queue, 0, MAX_SCAN - 1, 'WITHSCORES')
+    local r = redis.call('ZRANGE', CG.KEY.queue(queue), 0, MAX_SCAN - 1, 'WITHSCORES')
     for i = 1, #r, 2 do
-        local c = redis.call('HMGET', ckey(r[i]), 'state', 'queued_at')
+        local c = redis.call('HMGET', CG.KEY.conv(r[i]), 'state', 'queued_at')
         if c[1] == 'queued' and (tonumber(c[2]) or 0) + cfg.after <= now then
             return r[i], tonumber(r[i + 1])
         end
@@ -220,7 +218,7 @@ end
 -- {{q = queue, cfg = cfg}, ...}. push_only: skip held sources and held target skills.
 local function overflow_sources(skills, push_only)
     local out = {}
-    for _, q in ipairs(redis.call('SMEMBERS', 'cg:overflowing')) do
+    for _, q in ipairs(redis.call('SMEMBERS', CG.KEY.overflowing())) do
         local cfg = overflow_cfg(q)
         if cfg and not (push_only and is_held(q)) then
             for _, s in ipairs(skills) do
@@ -237,7 +235,7 @@ end
 -- While the agent can take more, assign it overdue conversations of queues overflowing into its
 -- skills (best queue score first), appending the ROWs to out.
 local function overflow_offer(info, now, out)
-    if redis.call('SCARD', 'cg:overflowing') == 0 then return end
+    if redis.call('SCARD', CG.KEY.overflowing()) == 0 then return end
     local srcs = overflow_sources(info.skills, true)
     local t = tonumber(now) or 0
     while #srcs > 0 and can_take(info) do
@@ -256,7 +254,7 @@ end
 local function overflow_pickable(conv, queue, info, now)
     for _, src in ipairs(overflow_sources(info.skills, false)) do
         if src.q == queue then
-            local at = tonumber(redis.call('HGET', ckey(conv), 'queued_at')) or 0
+            local at = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'queued_at')) or 0
             return at + src.cfg.after <= (tonumber(now) or 0)
         end
     end
@@ -266,14 +264,14 @@ end
 -- Append to the queue list out (rows of cg_queue_list, up to limit) the overdue conversations of
 -- the queues overflowing into queue, positions continuing.
 local function overflow_list(queue, out, limit)
-    if redis.call('SCARD', 'cg:overflowing') == 0 then return end
+    if redis.call('SCARD', CG.KEY.overflowing()) == 0 then return end
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     for _, src in ipairs(overflow_sources({queue}, false)) do
-        local convs = redis.call('ZRANGE', 'cg:queue:' .. src.q, 0, MAX_SCAN - 1)
+        local convs = redis.call('ZRANGE', CG.KEY.queue(src.q), 0, MAX_SCAN - 1)
         for _, conv in ipairs(convs) do
             if #out >= limit then return end
-            local c = redis.call('HMGET', ckey(conv), 'queued_at', 'channel', 'prio', 'preview',
+            local c = redis.call('HMGET', CG.KEY.conv(conv), 'queued_at', 'channel', 'prio', 'preview',
                 'state')
             local at = tonumber(c[1]) or 0
             if c[5] == 'queued' and at + src.cfg.after <= now then
@@ -290,11 +288,11 @@ end
 -- The best escalated conversation still waiting for the agents of queue `to`: conv, score (its
 -- score in its own queue); nil when none. Members no longer waiting are dropped on the way.
 local function escalated_head(to)
-    local k = 'cg:escalated:' .. to
+    local k = CG.KEY.escalated(to)
     local best, best_score
     for _, conv in ipairs(redis.call('SMEMBERS', k)) do
-        local c = redis.call('HMGET', ckey(conv), 'state', 'queue')
-        local score = c[1] == 'queued' and c[2] and redis.call('ZSCORE', 'cg:queue:' .. c[2], conv)
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queue')
+        local score = c[1] == 'queued' and c[2] and redis.call('ZSCORE', CG.KEY.queue(c[2]), conv)
         if not score then
             redis.call('SREM', k, conv)
         elseif best == nil or tonumber(score) < best_score then
@@ -310,7 +308,7 @@ local function escalated_offer(info, now, out)
     while can_take(info) do
         local best, best_score
         for _, s in ipairs(info.skills) do
-            if redis.call('SISMEMBER', 'cg:closed', s) == 0 then
+            if redis.call('SISMEMBER', CG.KEY.closed_queues(), s) == 0 then
                 local conv, score = escalated_head(s)
                 if conv and (best == nil or score < best_score) then best, best_score = conv, score end
             end
@@ -323,7 +321,7 @@ end
 -- True when the agent may pick conv because it is escalated to one of the agent's skills.
 local function escalated_pickable(conv, info)
     for _, s in ipairs(info.skills) do
-        if redis.call('SISMEMBER', 'cg:escalated:' .. s, conv) == 1 then return true end
+        if redis.call('SISMEMBER', CG.KEY.escalated(s), conv) == 1 then return true end
     end
     return false
 end
@@ -331,11 +329,11 @@ end
 -- Append to the queue list out (rows of cg_queue_list, up to limit) the conversations escalated
 -- to queue that wait elsewhere, positions continuing.
 local function escalated_list(queue, out, limit)
-    local k = 'cg:escalated:' .. queue
+    local k = CG.KEY.escalated(queue)
     if redis.call('SCARD', k) == 0 then return end
     local rows = {}
     for _, conv in ipairs(redis.call('SMEMBERS', k)) do
-        local c = redis.call('HMGET', ckey(conv), 'queued_at', 'channel', 'prio', 'preview',
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'queued_at', 'channel', 'prio', 'preview',
             'state', 'queue')
         if c[5] == 'queued' and c[6] ~= queue then
             rows[#rows + 1] = {conv, 0, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0,
@@ -356,10 +354,10 @@ end
 -- True when someone can serve queue now or later without a configuration change: an agent with
 -- the skill is online (away counts not), or one of the queues it overflows into has one.
 local function staffed(queue)
-    if redis.call('SCARD', 'cg:online:' .. queue) > 0 then return true end
-    local h = redis.call('HGET', 'cg:queuecfg:' .. queue, 'overflow')
+    if redis.call('SCARD', CG.KEY.online(queue)) > 0 then return true end
+    local h = redis.call('HGET', CG.KEY.queuecfg(queue), 'overflow')
     for _, q in ipairs(split(h)) do
-        if redis.call('SCARD', 'cg:online:' .. q) > 0 then return true end
+        if redis.call('SCARD', CG.KEY.online(q)) > 0 then return true end
     end
     return false
 end
@@ -368,9 +366,9 @@ end
 -- last_agent_at) when it is online with free capacity and serves queue; else nil.
 local function sticky_agent(conv, queue, now, window_ms)
     if window_ms <= 0 then return nil end
-    local cust = redis.call('HGET', ckey(conv), 'customer')
+    local cust = redis.call('HGET', CG.KEY.conv(conv), 'customer')
     if not cust then return nil end
-    local h = redis.call('HMGET', 'cg:cust:' .. cust, 'last_agent', 'last_agent_at')
+    local h = redis.call('HMGET', CG.KEY.cust(cust), 'last_agent', 'last_agent_at')
     if not h[1] or (tonumber(now) or 0) - (tonumber(h[2]) or 0) > window_ms then return nil end
     local info = agent_info(h[1])
     if can_take(info) and has(info.skills, queue) then return info end
@@ -388,16 +386,16 @@ local function offer(info, now)
     while can_take(info) do
         local best, best_score, best_q
         for _, s in ipairs(push) do
-            local r = redis.call('ZRANGE', 'cg:queue:' .. s, 0, 0, 'WITHSCORES')
+            local r = redis.call('ZRANGE', CG.KEY.queue(s), 0, 0, 'WITHSCORES')
             if #r > 0 and (best == nil or tonumber(r[2]) < best_score) then
                 best, best_score, best_q = r[1], tonumber(r[2]), s
             end
         end
         if not best then break end
-        if redis.call('HGET', ckey(best), 'state') == 'queued' then
+        if redis.call('HGET', CG.KEY.conv(best), 'state') == 'queued' then
             out[#out + 1] = assign(best, info, now)
         else
-            redis.call('ZREM', 'cg:queue:' .. best_q, best)
+            redis.call('ZREM', CG.KEY.queue(best_q), best)
         end
     end
     overflow_offer(info, now, out)
@@ -407,9 +405,9 @@ end
 
 -- The ROW of the current assignment of conv, or {} when it is not assigned.
 local function current_row(conv)
-    local c = redis.call('HMGET', ckey(conv), 'state', 'agent', 'queue', 'assign_no', 'channel')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'queue', 'assign_no', 'channel')
     if c[1] ~= 'assigned' or not c[2] then return {} end
-    local name = redis.call('HGET', akey(c[2]), 'name')
+    local name = redis.call('HGET', CG.KEY.agent(c[2]), 'name')
     if not name or name == '' then name = c[2] end
     return {conv, c[2], name, c[3] or '', tonumber(c[4]) or 0, c[5] or ''}
 end
@@ -422,29 +420,29 @@ local function cg_enqueue(keys, args)
     if queue == nil or queue == '' or now == nil then
         return redis.error_reply('BADARG conv queue prio now_ms expected')
     end
-    local state = redis.call('HGET', ckey(conv), 'state')
+    local state = redis.call('HGET', CG.KEY.conv(conv), 'state')
     if not state then return redis.error_reply('NOCONV no such conversation') end
     if state ~= 'new' then return {'already', state, current_row(conv)} end
     if prio < 0 then prio = 0 end
     if prio > 9 then prio = 9 end
     prio = math.floor(prio)
-    redis.call('HSET', ckey(conv), 'state', 'queued', 'queue', queue, 'prio', prio, 'queued_at',
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'queue', queue, 'prio', prio, 'queued_at',
         now, 'category', category)
-    if locale ~= '' then redis.call('HSET', ckey(conv), 'locale', locale) end
-    redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + (tonumber(now) or 0)), conv)
+    if locale ~= '' then redis.call('HSET', CG.KEY.conv(conv), 'locale', locale) end
+    redis.call('ZADD', CG.KEY.queue(queue), fmt((9 - prio) * E13 + (tonumber(now) or 0)), conv)
     local info = nil
     local held = is_held(queue)
     if not held then info = sticky_agent(conv, queue, now, sticky_ms) or best_agent(queue) end
     if info then return {'assigned', assign(conv, info, now)} end
     overflow_arm(queue, conv)
-    local rank = redis.call('ZRANK', 'cg:queue:' .. queue, conv)
+    local rank = redis.call('ZRANK', CG.KEY.queue(queue), conv)
     if pos_ms > 0 then
-        redis.call('HSET', ckey(conv), 'pos_last', rank + 1, 'pos_at', now)
-        redis.call('ZADD', 'cg:timers', 'NX', fmt((tonumber(now) or 0) + pos_ms), 'pos:' .. conv)
+        redis.call('HSET', CG.KEY.conv(conv), 'pos_last', rank + 1, 'pos_at', now)
+        redis.call('ZADD', CG.KEY.timers(), 'NX', fmt((tonumber(now) or 0) + pos_ms), 'pos:' .. conv)
     end
     local ok = staffed(queue)
-    if not ok then redis.call('HINCRBY', 'cg:kpi:queue:' .. queue, 'no_agent', 1) end
-    return {'queued', rank + 1, redis.call('ZCARD', 'cg:queue:' .. queue), avg_ms(queue),
+    if not ok then redis.call('HINCRBY', CG.KEY.kpi_queue(queue), 'no_agent', 1) end
+    return {'queued', rank + 1, redis.call('ZCARD', CG.KEY.queue(queue)), avg_ms(queue),
         held and 1 or 0, ok and 1 or 0}
 end
 
@@ -452,7 +450,7 @@ local GONE_KEEP_MS = 86400000
 
 -- Set the agent's status from an event of time ts (ms), as its newest known status.
 local function set_status(info, status, ts)
-    redis.call('HSET', akey(info.id), 'status', status, 'status_ts', fmt(ts))
+    redis.call('HSET', CG.KEY.agent(info.id), 'status', status, 'status_ts', fmt(ts))
     info.status = status
 end
 
@@ -464,21 +462,20 @@ end
 -- The socket is closed (its disconnect, or its gateway was reaped): out of the agent's sockets
 -- and of its gateway's index, remembered in cg:agent:<a>:gone (24 h).
 local function sock_drop(agent, sock, ts)
-    local k = akey(agent)
-    redis.call('SREM', k .. ':socks', sock)
+    redis.call('SREM', CG.KEY.agent_socks(agent), sock)
     local gw = sock_gw(sock)
-    if gw then redis.call('ZREM', 'cg:gw:' .. gw .. ':socks', sock .. ' ' .. agent) end
-    redis.call('ZADD', k .. ':gone', fmt(ts), sock)
-    redis.call('ZREMRANGEBYSCORE', k .. ':gone', '-inf', fmt(ts - GONE_KEEP_MS))
-    redis.call('PEXPIRE', k .. ':gone', GONE_KEEP_MS)
+    if gw then redis.call('ZREM', CG.KEY.gw_socks(gw), sock .. ' ' .. agent) end
+    redis.call('ZADD', CG.KEY.agent_gone(agent), fmt(ts), sock)
+    redis.call('ZREMRANGEBYSCORE', CG.KEY.agent_gone(agent), '-inf', fmt(ts - GONE_KEEP_MS))
+    redis.call('PEXPIRE', CG.KEY.agent_gone(agent), GONE_KEEP_MS)
 end
 
 -- After the agent's sockets changed: online when one is open and it was offline, offline when
 -- none is; then its avail/online entries. -> the agent's info
 local function presence_settle(agent, ts)
-    local k = akey(agent)
+    local k = CG.KEY.agent(agent)
     local info = agent_info(agent)
-    local n = redis.call('SCARD', k .. ':socks')
+    local n = redis.call('SCARD', CG.KEY.agent_socks(agent))
     if n > 0 and info.status == 'offline' then
         set_status(info, 'online', ts)
     elseif n == 0 and redis.call('HGET', k, 'status') ~= 'offline' then
@@ -494,20 +491,20 @@ local function cg_presence(keys, args)
         return redis.error_reply('BADARG agent sock up name cap skills_csv now_ms expected')
     end
     ts = tonumber(ts) or tonumber(now) or 0
-    local k = akey(agent)
+    local k = CG.KEY.agent(agent)
     if up == '1' then
         -- its disconnect was processed first (another router): the socket is already gone
-        if redis.call('ZSCORE', k .. ':gone', sock) then return {} end
+        if redis.call('ZSCORE', CG.KEY.agent_gone(agent), sock) then return {} end
         -- indexed under the run of its gateway (the boot its liveness key holds, cg_gw_reap); a
         -- connect processed after its gateway was reaped as dead is gone with it
         local gw = sock_gw(sock)
-        local boot = gw and redis.call('GET', 'cg:gw:' .. gw)
-        if gw and not boot and redis.call('EXISTS', 'cg:gw:' .. gw .. ':reaped') == 1 then
+        local boot = gw and redis.call('GET', CG.KEY.gw(gw))
+        if gw and not boot and redis.call('EXISTS', CG.KEY.gw_reaped(gw)) == 1 then
             return {}
         end
-        redis.call('SADD', k .. ':socks', sock)
+        redis.call('SADD', CG.KEY.agent_socks(agent), sock)
         if gw then
-            redis.call('ZADD', 'cg:gw:' .. gw .. ':socks', fmt(tonumber(boot or 0) or 0),
+            redis.call('ZADD', CG.KEY.gw_socks(gw), fmt(tonumber(boot or 0) or 0),
                 sock .. ' ' .. agent)
         end
         local old = agent_info(agent)
@@ -528,7 +525,7 @@ local function cg_status(keys, args)
     if status ~= 'online' and status ~= 'away' then
         return redis.error_reply('BADARG status must be online or away')
     end
-    local k = akey(agent)
+    local k = CG.KEY.agent(agent)
     -- an older event processed late (another router) must not undo a newer one
     local last = tonumber(redis.call('HGET', k, 'status_ts')) or 0
     if ts < last then return {} end
@@ -540,7 +537,7 @@ end
 
 local function cg_pick(keys, args)
     local conv, agent, now = args[1], args[2], args[3]
-    local c = redis.call('HMGET', ckey(conv), 'state', 'queue')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queue')
     if c[1] ~= 'queued' then
         return redis.error_reply('PICKFAIL conversation is not waiting in a queue')
     end
@@ -549,7 +546,7 @@ local function cg_pick(keys, args)
         not escalated_pickable(conv, info) then
         return redis.error_reply('PICKFAIL conversation is not in one of your queues')
     end
-    if redis.call('SCARD', akey(agent) .. ':socks') == 0 then
+    if redis.call('SCARD', CG.KEY.agent_socks(agent)) == 0 then
         return redis.error_reply('PICKFAIL you are not connected')
     end
     if info.load >= info.cap then return redis.error_reply('PICKFAIL you are at capacity') end
@@ -558,10 +555,10 @@ end
 
 -- Add the conversation's assigned -> closed time to its queue's rolling average (the last ~20).
 local function stats_add(conv, now)
-    local c = redis.call('HMGET', ckey(conv), 'queue', 'assigned_at')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'assigned_at')
     local at, t = tonumber(c[2]), tonumber(now)
     if not c[1] or c[1] == '' or not at or not t or t < at then return end
-    local k = 'cg:stats:' .. c[1]
+    local k = CG.KEY.stats(c[1])
     local n = redis.call('HINCRBY', k, 'n', 1)
     local avg = tonumber(redis.call('HGET', k, 'avg_ms')) or 0
     if n > 20 then n = 20 end
@@ -579,11 +576,11 @@ end
 -- in the agent's (none when agent is '' or nil).
 local function kpi_add(queue, agent, kv)
     if queue and queue ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:queue:' .. queue, kv[i], kv[i + 1]) end
+        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
     end
     if agent and agent ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', 'cg:kpi:agent:' .. agent, kv[i], kv[i + 1]) end
-        redis.call('SADD', 'cg:kpi:agents', agent)
+        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
+        redis.call('SADD', CG.KEY.kpi_agents(), agent)
     end
 end
 
@@ -598,7 +595,7 @@ end
 -- re-assigned (assign_no 1, no prev_agent: no transfer, offer timeout, reassign or unresolved);
 -- no_response with no agent answer to the customer (answers, await_since: cg_append) is abandoned.
 local function kpi_close(conv, agent, resolution, now)
-    local h = redis.call('HMGET', ckey(conv), 'queue', 'queued_at', 'created', 'assign_no',
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'queued_at', 'created', 'assign_no',
         'prev_agent', 'answers', 'await_since')
     local kv = {'closed', 1}
     if string.sub(resolution, 1, 8) == 'resolved' then
@@ -619,14 +616,14 @@ end
 -- Drop every timer of conv (it is closed).
 local function timers_drop(conv)
     for _, kind in ipairs({'pos', 'first', 'next', 'complaint_respond', 'complaint_resolve'}) do
-        redis.call('ZREM', 'cg:timers', kind .. ':' .. conv)
+        redis.call('ZREM', CG.KEY.timers(), kind .. ':' .. conv)
     end
 end
 
 local function cg_close(keys, args)
     local conv, agent, resolution, now = args[1], args[2], args[3], args[4]
     if now == nil then return redis.error_reply('BADARG conv agent resolution now_ms expected') end
-    local c = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel', 'locale')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale')
     if c[1] == 'closed' then
         if c[2] == agent then return {'already', c[3] or '', {}, c[4] or ''} end
         return redis.error_reply('CLOSED conversation is closed')
@@ -635,14 +632,14 @@ local function cg_close(keys, args)
         return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
     end
     if resolution == '' then resolution = 'resolved' end
-    redis.call('HSET', ckey(conv), 'state', 'closed', 'closed_at', now, 'resolution', resolution)
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'closed', 'closed_at', now, 'resolution', resolution)
     stats_add(conv, now)
     kpi_close(conv, agent, resolution, now)
     timers_drop(conv)
-    redis.call('SREM', akey(agent) .. ':convs', conv)
-    redis.call('SREM', 'cg:outbox:assign', conv)
+    redis.call('SREM', CG.KEY.agent_convs(agent), conv)
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
     local info = agent_info(agent)
-    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
+    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
     avail_refresh(info)
     return {'closed', c[3] or '', offer(info, now), c[4] or ''}
 end
@@ -652,15 +649,15 @@ end
 local function serve_queue(queue, now)
     local n = 0
     while true do
-        local head = redis.call('ZRANGE', 'cg:queue:' .. queue, 0, 0)
+        local head = redis.call('ZRANGE', CG.KEY.queue(queue), 0, 0)
         if #head == 0 then return n end
         local info = best_agent(queue)
         if not info then return n end
-        if redis.call('HGET', ckey(head[1]), 'state') == 'queued' then
+        if redis.call('HGET', CG.KEY.conv(head[1]), 'state') == 'queued' then
             assign(head[1], info, now)
             n = n + 1
         else
-            redis.call('ZREM', 'cg:queue:' .. queue, head[1])
+            redis.call('ZREM', CG.KEY.queue(queue), head[1])
         end
     end
 end
@@ -684,12 +681,12 @@ local function cg_queuecfg(keys, args)
         given[q] = i
         touched[#touched + 1] = q
     end
-    for _, q in ipairs(redis.call('SMEMBERS', 'cg:queues')) do
+    for _, q in ipairs(redis.call('SMEMBERS', CG.KEY.queues())) do
         if not given[q] then
-            redis.call('DEL', 'cg:queuecfg:' .. q, 'cg:canned:' .. q)
-            redis.call('SREM', 'cg:queues', q)
-            redis.call('SREM', 'cg:closed', q)
-            redis.call('ZREM', 'cg:timers', 'hours:' .. q)
+            redis.call('DEL', CG.KEY.queuecfg(q), CG.KEY.canned(q))
+            redis.call('SREM', CG.KEY.queues(), q)
+            redis.call('SREM', CG.KEY.closed_queues(), q)
+            redis.call('ZREM', CG.KEY.timers(), 'hours:' .. q)
             touched[#touched + 1] = q
         end
     end
@@ -699,19 +696,19 @@ local function cg_queuecfg(keys, args)
             h[#h + 1] = f
             h[#h + 1] = args[i + k]
         end
-        redis.call('DEL', 'cg:queuecfg:' .. q)
-        redis.call('HSET', 'cg:queuecfg:' .. q, unpack(h))
-        redis.call('SADD', 'cg:queues', q)
+        redis.call('DEL', CG.KEY.queuecfg(q))
+        redis.call('HSET', CG.KEY.queuecfg(q), unpack(h))
+        redis.call('SADD', CG.KEY.queues(), q)
         if args[i + 7] == '1' then
-            redis.call('SADD', 'cg:closed', q)
+            redis.call('SADD', CG.KEY.closed_queues(), q)
         else
-            redis.call('SREM', 'cg:closed', q)
+            redis.call('SREM', CG.KEY.closed_queues(), q)
         end
         local change = tonumber(args[i + 8]) or 0
         if change > 0 then
-            redis.call('ZADD', 'cg:timers', fmt(change), 'hours:' .. q)
+            redis.call('ZADD', CG.KEY.timers(), fmt(change), 'hours:' .. q)
         else
-            redis.call('ZREM', 'cg:timers', 'hours:' .. q)
+            redis.call('ZREM', CG.KEY.timers(), 'hours:' .. q)
         end
     end
     local n = 0
@@ -724,10 +721,10 @@ end
 local function cg_queue_list(keys, args)
     local queue, limit = args[1], tonumber(args[2]) or 50
     if limit < 1 then return {} end
-    local convs = redis.call('ZRANGE', 'cg:queue:' .. queue, 0, limit - 1)
+    local convs = redis.call('ZRANGE', CG.KEY.queue(queue), 0, limit - 1)
     local out = {}
     for i, conv in ipairs(convs) do
-        local c = redis.call('HMGET', ckey(conv), 'queued_at', 'channel', 'prio', 'preview')
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'queued_at', 'channel', 'prio', 'preview')
         out[#out + 1] = {conv, i, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0, c[4] or ''}
     end
     overflow_list(queue, out, limit)
@@ -737,30 +734,30 @@ end
 
 local function cg_conv_info(keys, args)
     local conv = args[1]
-    local c = redis.call('HMGET', ckey(conv), 'state', 'channel', 'queue', 'locale')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'channel', 'queue', 'locale')
     if not c[1] then return {'', '', '', 0, 0, {}, 0, '', 0} end
     local pos = 0
     if c[1] == 'queued' and c[3] then
-        local rank = redis.call('ZRANK', 'cg:queue:' .. c[3], conv)
+        local rank = redis.call('ZRANK', CG.KEY.queue(c[3]), conv)
         if rank then pos = rank + 1 end
     end
-    local outbox = redis.call('SISMEMBER', 'cg:outbox:assign', conv)
+    local outbox = redis.call('SISMEMBER', CG.KEY.outbox_assign(), conv)
     local q = c[3] or ''
     return {c[1], c[2] or '', q, pos, outbox, current_row(conv), q ~= '' and avg_ms(q) or 0,
         c[4] or '', (q ~= '' and is_held(q)) and 1 or 0, (q == '' or staffed(q)) and 1 or 0}
 end
 
 local function cg_outbox_done(keys, args)
-    return redis.call('SREM', 'cg:outbox:assign', args[1])
+    return redis.call('SREM', CG.KEY.outbox_assign(), args[1])
 end
 
 local function cg_outbox_list(keys, args)
     local limit = tonumber(args[1]) or 100
     local out = {}
-    for _, conv in ipairs(redis.call('SRANDMEMBER', 'cg:outbox:assign', limit)) do
+    for _, conv in ipairs(redis.call('SRANDMEMBER', CG.KEY.outbox_assign(), limit)) do
         local row = current_row(conv)
         if #row == 0 then
-            redis.call('SREM', 'cg:outbox:assign', conv)
+            redis.call('SREM', CG.KEY.outbox_assign(), conv)
         else
             out[#out + 1] = row
         end
@@ -771,17 +768,16 @@ end
 
 -- ---- timers, SLA, complaints -------------------------------------------------------------------
 
-local TIMER_KEY = 'cg:timers'
 local EVENTS_MAX = 100000
 
 local function cg_timer_claim(keys, args)
     local now, lease, limit = tonumber(args[1]), tonumber(args[2]), tonumber(args[3]) or 50
     if not now or not lease then return redis.error_reply('BADARG now_ms lease_ms limit') end
-    local due = redis.call('ZRANGEBYSCORE', TIMER_KEY, '-inf', fmt(now), 'LIMIT', 0, limit)
+    local due = redis.call('ZRANGEBYSCORE', CG.KEY.timers(), '-inf', fmt(now), 'LIMIT', 0, limit)
     local out = {}
     for _, member in ipairs(due) do
         local until_ms = fmt(now + lease)
-        redis.call('ZADD', TIMER_KEY, until_ms, member)
+        redis.call('ZADD', CG.KEY.timers(), until_ms, member)
         out[#out + 1] = {member, until_ms}
     end
     return out
@@ -791,31 +787,31 @@ end
 -- an entry in cg:events, and sla:<kind> + 1 in the kpi counters of the queue it was in and of
 -- its agent when it was assigned.
 local function breach_record(conv, kind, action, now, c)
-    redis.call('HINCRBY', ckey(conv), 'sla_breaches', 1)
+    redis.call('HINCRBY', CG.KEY.conv(conv), 'sla_breaches', 1)
     kpi_add(c.queue, c.state == 'assigned' and c.agent or nil, {'sla:' .. kind, 1})
-    redis.call('XADD', 'cg:events', 'MAXLEN', '~', EVENTS_MAX, '*', 'type', 'sla_breach', 'conv',
+    redis.call('XADD', CG.KEY.events(), 'MAXLEN', '~', EVENTS_MAX, '*', 'type', 'sla_breach', 'conv',
         conv, 'kind', kind, 'action', action, 'ts', now)
 end
 
 -- Move queued conv to queue `to` at priority 9 (keeping its arrival time); serve `to`.
 local function requeue(conv, c, to, now)
-    if c.queue ~= '' then redis.call('ZREM', 'cg:queue:' .. c.queue, conv) end
+    if c.queue ~= '' then redis.call('ZREM', CG.KEY.queue(c.queue), conv) end
     local at = tonumber(c.queued_at) or tonumber(now) or 0
-    redis.call('HSET', ckey(conv), 'queue', to, 'prio', 9)
-    if c.queue ~= to then redis.call('HSET', ckey(conv), 'escalated_from', c.queue) end
-    redis.call('ZADD', 'cg:queue:' .. to, fmt(at), conv)
+    redis.call('HSET', CG.KEY.conv(conv), 'queue', to, 'prio', 9)
+    if c.queue ~= to then redis.call('HSET', CG.KEY.conv(conv), 'escalated_from', c.queue) end
+    redis.call('ZADD', CG.KEY.queue(to), fmt(at), conv)
     if not is_held(to) then serve_queue(to, now) end
 end
 
 -- Take assigned conv back from its agent into its queue (priority 9) and serve the queue.
 local function unassign(conv, c, now)
     local info = agent_info(c.agent)
-    redis.call('SREM', akey(c.agent) .. ':convs', conv)
-    redis.call('SREM', 'cg:outbox:assign', conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', akey(c.agent), 'load', -1) end
+    redis.call('SREM', CG.KEY.agent_convs(c.agent), conv)
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(c.agent), 'load', -1) end
     avail_refresh(info)
-    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', c.agent)
-    redis.call('HDEL', ckey(conv), 'agent')
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', c.agent)
+    redis.call('HDEL', CG.KEY.conv(conv), 'agent')
     requeue(conv, c, c.queue, now)
 end
 
@@ -825,8 +821,8 @@ local function breach_act(conv, c, action, to, now)
         if c.state ~= 'queued' then return 'noted' end
         local prio = math.min(9, (tonumber(c.prio) or 5) + 2)
         local at = tonumber(c.queued_at) or tonumber(now) or 0
-        redis.call('HSET', ckey(conv), 'prio', prio)
-        redis.call('ZADD', 'cg:queue:' .. c.queue, 'XX', fmt((9 - prio) * E13 + at), conv)
+        redis.call('HSET', CG.KEY.conv(conv), 'prio', prio)
+        redis.call('ZADD', CG.KEY.queue(c.queue), 'XX', fmt((9 - prio) * E13 + at), conv)
         return 'raised'
     end
     if action == 'reassign' then
@@ -834,17 +830,17 @@ local function breach_act(conv, c, action, to, now)
         unassign(conv, c, now)
         return 'requeued'
     end
-    redis.call('HSET', ckey(conv), 'escalated', 1)
+    redis.call('HSET', CG.KEY.conv(conv), 'escalated', 1)
     if c.state ~= 'queued' then return 'notified' end
     -- it keeps waiting in its own queue, first in line (priority 9, its arrival kept), for its
     -- own agents and for the agents of `to`, who get it pushed when one has a free slot
     local at = tonumber(c.queued_at) or tonumber(now) or 0
-    redis.call('HSET', ckey(conv), 'prio', 9, 'escalated_to', to)
-    redis.call('ZADD', 'cg:queue:' .. c.queue, 'XX', fmt(at), conv)
-    redis.call('SADD', 'cg:escalated:' .. to, conv)
+    redis.call('HSET', CG.KEY.conv(conv), 'prio', 9, 'escalated_to', to)
+    redis.call('ZADD', CG.KEY.queue(c.queue), 'XX', fmt(at), conv)
+    redis.call('SADD', CG.KEY.escalated(to), conv)
     if not is_held(c.queue) then serve_queue(c.queue, now) end
-    if redis.call('HGET', ckey(conv), 'state') == 'queued' and
-        redis.call('SISMEMBER', 'cg:closed', to) == 0 then
+    if redis.call('HGET', CG.KEY.conv(conv), 'state') == 'queued' and
+        redis.call('SISMEMBER', CG.KEY.closed_queues(), to) == 0 then
         local info = best_agent(to)
         if info then assign(conv, info, now) end
     end
@@ -853,18 +849,18 @@ end
 
 local function fire_pos(conv, member, c, now, update_ms, max_ms)
     if c.state ~= 'queued' then return {'done'} end
-    local rank = redis.call('ZRANK', 'cg:queue:' .. c.queue, conv)
+    local rank = redis.call('ZRANK', CG.KEY.queue(c.queue), conv)
     if not rank then return {'done'} end
-    redis.call('ZADD', TIMER_KEY, fmt(now + update_ms), member)
+    redis.call('ZADD', CG.KEY.timers(), fmt(now + update_ms), member)
     local pos = rank + 1
-    local last = tonumber(redis.call('HGET', ckey(conv), 'pos_last')) or 0
-    local at = tonumber(redis.call('HGET', ckey(conv), 'pos_at')) or 0
-    local closed = redis.call('SISMEMBER', 'cg:closed', c.queue) == 1
+    local last = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'pos_last')) or 0
+    local at = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'pos_at')) or 0
+    local closed = redis.call('SISMEMBER', CG.KEY.closed_queues(), c.queue) == 1
     -- nobody who could serve it is online: no position updates (the customer was told so)
     local send = (pos ~= last or now - at >= max_ms) and not closed and staffed(c.queue)
     if not send then return {'done'} end
-    redis.call('HSET', ckey(conv), 'pos_last', pos, 'pos_at', fmt(now))
-    local n = redis.call('HINCRBY', ckey(conv), 'pos_n', 1)
+    redis.call('HSET', CG.KEY.conv(conv), 'pos_last', pos, 'pos_at', fmt(now))
+    local n = redis.call('HINCRBY', CG.KEY.conv(conv), 'pos_n', 1)
     return {'pos', conv, pos, c.channel, c.queue, avg_ms(c.queue), c.locale, n}
 end
 
@@ -891,13 +887,13 @@ local function cg_timer_fire(keys, args)
     local update_ms, max_ms = tonumber(args[4]) or 15000, tonumber(args[5]) or 60000
     local action, to = args[6] or 'escalate', args[7] or 'supervisors'
     if not now then return redis.error_reply('BADARG member lease now_ms ...') end
-    local score = redis.call('ZSCORE', TIMER_KEY, member)
+    local score = redis.call('ZSCORE', CG.KEY.timers(), member)
     if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
-    redis.call('ZREM', TIMER_KEY, member)
+    redis.call('ZREM', CG.KEY.timers(), member)
     local kind, id = string.match(member, '^([%a_]+):(.+)$')
     if not kind then return {'done'} end
     if kind == 'hours' then return {'hours', id} end
-    local h = redis.call('HMGET', ckey(id), 'state', 'queue', 'channel', 'locale', 'prio',
+    local h = redis.call('HMGET', CG.KEY.conv(id), 'state', 'queue', 'channel', 'locale', 'prio',
         'queued_at', 'agent', 'ticket')
     local c = {state = h[1] or '', queue = h[2] or '', channel = h[3] or '', locale = h[4] or '',
         prio = h[5], queued_at = h[6], agent = h[7] or '', ticket = h[8] or ''}
@@ -906,8 +902,8 @@ local function cg_timer_fire(keys, args)
     local result = breach_act(id, c, action, to, fmt(now))
     breach_record(id, kind, action, fmt(now), c)
     local sups = {}
-    if action == 'escalate' then sups = redis.call('SMEMBERS', 'cg:online:' .. to) end
-    local q = redis.call('HGET', ckey(id), 'queue') or ''
+    if action == 'escalate' then sups = redis.call('SMEMBERS', CG.KEY.online(to)) end
+    local q = redis.call('HGET', CG.KEY.conv(id), 'queue') or ''
     local prev = result == 'requeued' and c.agent or ''
     return {'breach', kind, id, result, c.channel, q, c.locale, sups, c.ticket, c.queue, prev}
 end
@@ -925,12 +921,12 @@ FCALL cg_sla_agent 0 conv now_ms [agent]
 ]]
 local function cg_sla_customer(keys, args)
     local conv, first, nxt = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
-    local c = redis.call('HMGET', ckey(conv), 'state', 'first_reply_at')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'first_reply_at')
     if not c[1] or c[1] == 'closed' then return 0 end
     if not c[2] then
-        if first > 0 then redis.call('ZADD', TIMER_KEY, 'NX', fmt(first), 'first:' .. conv) end
+        if first > 0 then redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(first), 'first:' .. conv) end
     elseif c[1] == 'assigned' and nxt > 0 then
-        redis.call('ZADD', TIMER_KEY, 'NX', fmt(nxt), 'next:' .. conv)
+        redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(nxt), 'next:' .. conv)
     end
     return 1
 end
@@ -938,25 +934,25 @@ end
 -- The assigned agent wrote in conv (routing): offer:<conv> is cancelled, the agent's
 -- offer_misses reset and cg:cust:<customer> gets last_agent, last_agent_at (sticky routing).
 local function agent_answered(conv, agent, now)
-    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'customer')
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'customer')
     if h[1] ~= 'assigned' or h[2] ~= agent then return end
-    redis.call('ZREM', TIMER_KEY, 'offer:' .. conv)
-    redis.call('HDEL', akey(agent), 'offer_misses')
+    redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
+    redis.call('HDEL', CG.KEY.agent(agent), 'offer_misses')
     if h[3] then
-        redis.call('HSET', 'cg:cust:' .. h[3], 'last_agent', agent, 'last_agent_at', now)
+        redis.call('HSET', CG.KEY.cust(h[3]), 'last_agent', agent, 'last_agent_at', now)
     end
 end
 
 local function cg_sla_agent(keys, args)
     local conv, now = args[1], args[2]
-    if redis.call('HSETNX', ckey(conv), 'first_reply_at', now) == 1 then
-        local h = redis.call('HMGET', ckey(conv), 'queue', 'queued_at', 'created', 'agent')
+    if redis.call('HSETNX', CG.KEY.conv(conv), 'first_reply_at', now) == 1 then
+        local h = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'queued_at', 'created', 'agent')
         local agent = (args[3] and args[3] ~= '') and args[3] or h[4]
         local ms = kpi_ms(h[2] or h[3], now)
         kpi_add(h[1], agent, {'first_response_ms', ms, 'first_response_n', 1})
     end
-    redis.call('HSET', ckey(conv), 'last_reply_at', now)
-    redis.call('ZREM', TIMER_KEY, 'first:' .. conv, 'next:' .. conv, 'complaint_respond:' .. conv)
+    redis.call('HSET', CG.KEY.conv(conv), 'last_reply_at', now)
+    redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv, 'complaint_respond:' .. conv)
     if args[3] and args[3] ~= '' then agent_answered(conv, args[3], now) end
     return 1
 end
@@ -972,15 +968,15 @@ local function cg_complaint(keys, args)
     if not class or not string.match(day, '^%d%d%d%d%d%d%d%d$') then
         return redis.error_reply('BADARG conv yyyymmdd now_ms respond_due resolve_due class')
     end
-    local old = redis.call('HGET', ckey(conv), 'ticket')
+    local old = redis.call('HGET', CG.KEY.conv(conv), 'ticket')
     if old then return {old, 0} end
-    local seqkey = 'cg:complaint:seq:' .. day
+    local seqkey = CG.KEY.complaint_seq(day)
     local n = redis.call('INCR', seqkey)
     redis.call('EXPIRE', seqkey, 400 * 86400)
     local ticket = string.format('TS-%s-%06d', day, n)
-    redis.call('HSET', ckey(conv), 'ticket', ticket, 'complaint_class', class, 'complaint_at', now)
-    redis.call('ZADD', TIMER_KEY, 'NX', respond, 'complaint_respond:' .. conv)
-    redis.call('ZADD', TIMER_KEY, 'NX', resolve, 'complaint_resolve:' .. conv)
+    redis.call('HSET', CG.KEY.conv(conv), 'ticket', ticket, 'complaint_class', class, 'complaint_at', now)
+    redis.call('ZADD', CG.KEY.timers(), 'NX', respond, 'complaint_respond:' .. conv)
+    redis.call('ZADD', CG.KEY.timers(), 'NX', resolve, 'complaint_resolve:' .. conv)
     return {ticket, 1}
 end
 
@@ -1014,39 +1010,39 @@ FCALL cg_close_fire 0 member lease now_ms newconv followup_queue
 local function cg_reopen(keys, args)
     local conv, agent, now = args[1], args[2], args[3]
     if now == nil then return redis.error_reply('BADARG conv agent now_ms expected') end
-    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel', 'locale', 'queue',
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale', 'queue',
         'queued_at')
     if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
     if h[1] ~= 'assigned' or h[2] ~= agent then
         return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
     end
     local info = agent_info(agent)
-    redis.call('SREM', akey(agent) .. ':convs', conv)
-    redis.call('SREM', 'cg:outbox:assign', conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
+    redis.call('SREM', CG.KEY.agent_convs(agent), conv)
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
     avail_remove_all(info) -- while the queue is served: never back to this agent
-    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', agent, 'unresolved_at', now)
-    redis.call('HDEL', ckey(conv), 'agent')
-    redis.call('HINCRBY', ckey(conv), 'unresolved_n', 1)
-    redis.call('ZREM', TIMER_KEY, 'idle:' .. conv)
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', agent, 'unresolved_at', now)
+    redis.call('HDEL', CG.KEY.conv(conv), 'agent')
+    redis.call('HINCRBY', CG.KEY.conv(conv), 'unresolved_n', 1)
+    redis.call('ZREM', CG.KEY.timers(), 'idle:' .. conv)
     local c = {queue = h[5] or '', queued_at = h[6]}
     requeue(conv, c, c.queue, now)
     avail_refresh(info)
     local rows = {}
-    if redis.call('HGET', ckey(conv), 'state') ~= 'queued' then rows = offer(info, now) end
+    if redis.call('HGET', CG.KEY.conv(conv), 'state') ~= 'queued' then rows = offer(info, now) end
     return {'requeued', h[3] or '', h[4] or '', c.queue, rows}
 end
 
 local function cg_after_close(keys, args)
     local conv, survey_until, due = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
-    local h = redis.call('HMGET', ckey(conv), 'state', 'ticket')
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'ticket')
     if h[1] ~= 'closed' then return '' end
-    redis.call('ZREM', TIMER_KEY, 'idle:' .. conv)
+    redis.call('ZREM', CG.KEY.timers(), 'idle:' .. conv)
     if survey_until > 0 then
-        redis.call('HSETNX', ckey(conv), 'survey_until', fmt(survey_until))
+        redis.call('HSETNX', CG.KEY.conv(conv), 'survey_until', fmt(survey_until))
     end
     if due > 0 and h[2] then
-        redis.call('ZADD', TIMER_KEY, 'NX', fmt(due), 'followup:' .. conv)
+        redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(due), 'followup:' .. conv)
     end
     return h[2] or ''
 end
@@ -1056,10 +1052,10 @@ local FOLLOWUP_COPY = {'customer', 'channel', 'locale', 'name', 'chat_id', 'chat
 
 -- Queue the follow-up task of closed complaint conv as newconv in queue (see cg_close_fire).
 local function followup_task(conv, newconv, queue, now)
-    local ticket = redis.call('HGET', ckey(conv), 'ticket')
+    local ticket = redis.call('HGET', CG.KEY.conv(conv), 'ticket')
     if not ticket or newconv == '' or queue == '' then return {'done'} end
-    if redis.call('EXISTS', ckey(newconv)) == 1 then return {'done'} end
-    local v = redis.call('HMGET', ckey(conv), unpack(FOLLOWUP_COPY))
+    if redis.call('EXISTS', CG.KEY.conv(newconv)) == 1 then return {'done'} end
+    local v = redis.call('HMGET', CG.KEY.conv(conv), unpack(FOLLOWUP_COPY))
     local h = {'state', 'queued', 'created', now, 'seq', 0, 'queue', queue, 'prio', 9,
         'queued_at', now, 'category', 'followup', 'followup_of', conv, 'followup_ticket', ticket,
         'preview', 'Follow-up ' .. ticket}
@@ -1069,9 +1065,9 @@ local function followup_task(conv, newconv, queue, now)
             h[#h + 1] = v[i]
         end
     end
-    redis.call('HSET', ckey(newconv), unpack(h))
-    redis.call('HSET', ckey(conv), 'followup_conv', newconv)
-    redis.call('ZADD', 'cg:queue:' .. queue, fmt(tonumber(now) or 0), newconv)
+    redis.call('HSET', CG.KEY.conv(newconv), unpack(h))
+    redis.call('HSET', CG.KEY.conv(conv), 'followup_conv', newconv)
+    redis.call('ZADD', CG.KEY.queue(queue), fmt(tonumber(now) or 0), newconv)
     local n = 0
     if not is_held(queue) then n = serve_queue(queue, now) end
     return {'followup', newconv, queue, ticket, n}
@@ -1080,13 +1076,13 @@ end
 local function cg_close_fire(keys, args)
     local member, lease, now = args[1], args[2], args[3]
     if now == nil then return redis.error_reply('BADARG member lease now_ms ...') end
-    local score = redis.call('ZSCORE', TIMER_KEY, member)
+    local score = redis.call('ZSCORE', CG.KEY.timers(), member)
     if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
-    redis.call('ZREM', TIMER_KEY, member)
+    redis.call('ZREM', CG.KEY.timers(), member)
     local kind, conv = string.match(member, '^(%a+):(.+)$')
     if kind == 'followup' then return followup_task(conv, args[4] or '', args[5] or '', now) end
     if kind ~= 'idle' then return {'done'} end
-    local c = redis.call('HMGET', ckey(conv), 'state', 'agent')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent')
     if c[1] ~= 'assigned' or not c[2] then return {'done'} end
     local r = cg_close(keys, {conv, c[2], 'no_response', now})
     return {'idle', conv, c[2], r[2], r[4], r[3]}
@@ -1149,7 +1145,7 @@ local function cg_transfer(keys, args)
     if not to_queue or (to_agent == '' and to_queue == '') then
         return redis.error_reply('BADARG conv agent now_ms to_agent to_queue pos_ms expected')
     end
-    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'channel', 'locale', 'queue',
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale', 'queue',
         'queued_at', 'prio')
     if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
     if h[1] ~= 'assigned' or h[2] ~= agent then
@@ -1161,22 +1157,22 @@ local function cg_transfer(keys, args)
             return redis.error_reply('TRANSFERFAIL the conversation is already yours')
         end
         target = agent_info(to_agent)
-        if target.status ~= 'online' or redis.call('SCARD', akey(to_agent) .. ':socks') == 0 then
+        if target.status ~= 'online' or redis.call('SCARD', CG.KEY.agent_socks(to_agent)) == 0 then
             return redis.error_reply('TRANSFERFAIL agent ' .. to_agent .. ' is not online')
         end
         if target.load >= target.cap then
             return redis.error_reply('TRANSFERFAIL agent ' .. to_agent .. ' is at capacity')
         end
-    elseif redis.call('SISMEMBER', 'cg:queues', to_queue) == 0 then
+    elseif redis.call('SISMEMBER', CG.KEY.queues(), to_queue) == 0 then
         return redis.error_reply('TRANSFERFAIL there is no queue ' .. to_queue)
     end
     local info = agent_info(agent)
-    redis.call('SREM', akey(agent) .. ':convs', conv)
-    redis.call('SREM', 'cg:outbox:assign', conv)
-    redis.call('ZREM', 'cg:timers', 'offer:' .. conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
-    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', agent)
-    redis.call('HDEL', ckey(conv), 'agent')
+    redis.call('SREM', CG.KEY.agent_convs(agent), conv)
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', agent)
+    redis.call('HDEL', CG.KEY.conv(conv), 'agent')
     local row = {}
     local queue = h[5] or ''
     avail_remove_all(info) -- while the conversation is placed: never back to this agent
@@ -1186,11 +1182,11 @@ local function cg_transfer(keys, args)
         queue = to_queue
         local prio = tonumber(h[7]) or 5
         local at = tonumber(h[6]) or tonumber(now) or 0
-        redis.call('HSET', ckey(conv), 'queue', queue)
-        redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + at), conv)
+        redis.call('HSET', CG.KEY.conv(conv), 'queue', queue)
+        redis.call('ZADD', CG.KEY.queue(queue), fmt((9 - prio) * E13 + at), conv)
         if pos_ms > 0 and h[3] ~= 'email' then
             local due = fmt((tonumber(now) or 0) + pos_ms)
-            redis.call('ZADD', 'cg:timers', 'NX', due, 'pos:' .. conv)
+            redis.call('ZADD', CG.KEY.timers(), 'NX', due, 'pos:' .. conv)
         end
         overflow_arm(queue, conv)
         if not is_held(queue) then serve_queue(queue, now) end
@@ -1198,48 +1194,48 @@ local function cg_transfer(keys, args)
     end
     avail_refresh(info)
     -- the freed slot takes other waiting work, never this conversation straight back
-    local waiting = redis.call('HGET', ckey(conv), 'state') == 'queued'
-    if waiting then redis.call('ZREM', 'cg:queue:' .. queue, conv) end
+    local waiting = redis.call('HGET', CG.KEY.conv(conv), 'state') == 'queued'
+    if waiting then redis.call('ZREM', CG.KEY.queue(queue), conv) end
     local offered = offer(info, now)
     if waiting then
         local prio = tonumber(h[7]) or 5
         local at = tonumber(h[6]) or tonumber(now) or 0
-        redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + at), conv)
+        redis.call('ZADD', CG.KEY.queue(queue), fmt((9 - prio) * E13 + at), conv)
     end
     return {'transferred', h[3] or '', h[4] or '', queue, row, offered}
 end
 
 local function cg_offer_arm(keys, args)
     local conv, no, due = args[1], args[2], tonumber(args[3]) or 0
-    local h = redis.call('HMGET', ckey(conv), 'state', 'assign_no', 'offer_no', 'first_reply_at')
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'assign_no', 'offer_no', 'first_reply_at')
     if due <= 0 or h[1] ~= 'assigned' or h[2] ~= no or h[3] == no then return 0 end
-    redis.call('HSET', ckey(conv), 'offer_no', no)
-    redis.call('ZADD', 'cg:timers', fmt(due), 'offer:' .. conv)
+    redis.call('HSET', CG.KEY.conv(conv), 'offer_no', no)
+    redis.call('ZADD', CG.KEY.timers(), fmt(due), 'offer:' .. conv)
     return 1
 end
 
 -- offer:<conv> fired (see cg_route_fire).
 local function offer_fire(conv, now, max_misses)
-    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'assign_no', 'offer_no', 'queue',
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no', 'offer_no', 'queue',
         'queued_at', 'prio', 'channel', 'locale')
     local agent, queue = h[2], h[5] or ''
     if h[1] ~= 'assigned' or not agent or h[3] ~= h[4] or queue == '' then return {'done'} end
     local info = agent_info(agent)
-    redis.call('SREM', akey(agent) .. ':convs', conv)
-    redis.call('SREM', 'cg:outbox:assign', conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', akey(agent), 'load', -1) end
-    redis.call('HSET', ckey(conv), 'state', 'queued', 'prev_agent', agent)
-    redis.call('HDEL', ckey(conv), 'agent')
-    local misses = redis.call('HINCRBY', akey(agent), 'offer_misses', 1)
+    redis.call('SREM', CG.KEY.agent_convs(agent), conv)
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', agent)
+    redis.call('HDEL', CG.KEY.conv(conv), 'agent')
+    local misses = redis.call('HINCRBY', CG.KEY.agent(agent), 'offer_misses', 1)
     local away = 0
     if max_misses > 0 and misses >= max_misses then
         set_status(info, 'away', now)
-        redis.call('HDEL', akey(agent), 'offer_misses')
+        redis.call('HDEL', CG.KEY.agent(agent), 'offer_misses')
         away = 1
     end
     local prio = tonumber(h[7]) or 5
     local at = tonumber(h[6]) or now
-    redis.call('ZADD', 'cg:queue:' .. queue, fmt((9 - prio) * E13 + at), conv)
+    redis.call('ZADD', CG.KEY.queue(queue), fmt((9 - prio) * E13 + at), conv)
     avail_remove_all(info) -- the next agent, not this one
     local n = 0
     if not is_held(queue) then n = serve_queue(queue, fmt(now)) end
@@ -1251,12 +1247,12 @@ end
 local function overflow_fire(queue, now)
     local cfg = overflow_cfg(queue)
     if not cfg then
-        redis.call('SREM', 'cg:overflowing', queue)
+        redis.call('SREM', CG.KEY.overflowing(), queue)
         return {'done'}
     end
     local overdue, next_due = 0, nil
-    for _, conv in ipairs(redis.call('ZRANGE', 'cg:queue:' .. queue, 0, MAX_SCAN - 1)) do
-        local c = redis.call('HMGET', ckey(conv), 'state', 'queued_at')
+    for _, conv in ipairs(redis.call('ZRANGE', CG.KEY.queue(queue), 0, MAX_SCAN - 1)) do
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queued_at')
         local due = (tonumber(c[2]) or now) + cfg.after
         if c[1] ~= 'queued' then
             due = nil
@@ -1266,12 +1262,12 @@ local function overflow_fire(queue, now)
             next_due = due
         end
     end
-    if next_due then redis.call('ZADD', 'cg:timers', 'LT', fmt(next_due), 'overflow:' .. queue) end
+    if next_due then redis.call('ZADD', CG.KEY.timers(), 'LT', fmt(next_due), 'overflow:' .. queue) end
     if overdue == 0 then
-        redis.call('SREM', 'cg:overflowing', queue)
+        redis.call('SREM', CG.KEY.overflowing(), queue)
         return {'overflow', queue, 0, cfg.to}
     end
-    redis.call('SADD', 'cg:overflowing', queue)
+    redis.call('SADD', CG.KEY.overflowing(), queue)
     local n = 0
     if is_held(queue) then return {'overflow', queue, 0, cfg.to} end
     for _, oq in ipairs(cfg.to) do
@@ -1289,9 +1285,9 @@ end
 local function cg_route_fire(keys, args)
     local member, lease, now = args[1], args[2], tonumber(args[3])
     if not now then return redis.error_reply('BADARG member lease now_ms max_misses') end
-    local score = redis.call('ZSCORE', 'cg:timers', member)
+    local score = redis.call('ZSCORE', CG.KEY.timers(), member)
     if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
-    redis.call('ZREM', 'cg:timers', member)
+    redis.call('ZREM', CG.KEY.timers(), member)
     local kind, id = string.match(member, '^(%a+):(.+)$')
     if kind == 'offer' then return offer_fire(id, now, tonumber(args[4]) or 0) end
     if kind == 'overflow' then return overflow_fire(id, now) end
@@ -1349,7 +1345,7 @@ local function cg_reclassify(keys, args)
     if not now or category == '' then
         return redis.error_reply('BADARG conv agent category now_ms expected')
     end
-    local h = redis.call('HMGET', ckey(conv), 'state', 'agent', 'category', 'channel', 'locale',
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'category', 'channel', 'locale',
         'ticket')
     if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
     if h[1] ~= 'assigned' or h[2] ~= agent then
@@ -1359,7 +1355,7 @@ local function cg_reclassify(keys, args)
     if old == category then
         return redis.error_reply('CLASSIFYFAIL the conversation is already in category ' .. category)
     end
-    redis.call('HSET', ckey(conv), 'category', category, 'prev_category', old, 'reclassified_by',
+    redis.call('HSET', CG.KEY.conv(conv), 'category', category, 'prev_category', old, 'reclassified_by',
         agent, 'reclassified_at', now)
     return {old, h[4] or '', h[5] or '', h[6] or ''}
 end
@@ -1383,7 +1379,7 @@ local function cg_canned_set(keys, args)
     if not queue or queue == '' or #args % 2 ~= 1 then
         return redis.error_reply('BADARG queue [name text] ... expected')
     end
-    local key = 'cg:canned:' .. queue
+    local key = CG.KEY.canned(queue)
     redis.call('DEL', key)
     if #args == 1 then return 0 end
     redis.call('HSET', key, unpack(args, 2))
@@ -1420,13 +1416,13 @@ local function cg_gw_reap(keys, args)
     local now, limit = tonumber(args[1]), tonumber(args[2]) or 1000
     if not now or limit < 1 then return redis.error_reply('BADARG now_ms [limit] expected') end
     local out, touched, order, left, more = {}, {}, {}, limit, 0
-    for _, gw in ipairs(redis.call('SMEMBERS', 'cg:gateways')) do
+    for _, gw in ipairs(redis.call('SMEMBERS', CG.KEY.gateways())) do
         if left <= 0 then
             more = 1
             break
         end
-        local idx = 'cg:gw:' .. gw .. ':socks'
-        local boot = redis.call('GET', 'cg:gw:' .. gw)
+        local idx = CG.KEY.gw_socks(gw)
+        local boot = redis.call('GET', CG.KEY.gw(gw))
         local socks = {}
         if not boot then
             socks = redis.call('ZRANGE', idx, 0, left - 1)
@@ -1460,8 +1456,8 @@ local function cg_gw_reap(keys, args)
         end
         if not boot then
             if redis.call('ZCARD', idx) == 0 then
-                redis.call('SREM', 'cg:gateways', gw)
-                redis.call('SET', 'cg:gw:' .. gw .. ':reaped', fmt(now), 'PX', GONE_KEEP_MS)
+                redis.call('SREM', CG.KEY.gateways(), gw)
+                redis.call('SET', CG.KEY.gw_reaped(gw), fmt(now), 'PX', GONE_KEEP_MS)
             else
                 more = 1
             end
@@ -1496,7 +1492,7 @@ FCALL cg_customer_close 0 conv customer now_ms
 local function cg_customer_close(keys, args)
     local conv, customer, now = args[1], args[2], args[3]
     if not now then return redis.error_reply('BADARG conv customer now_ms expected') end
-    local h = redis.call('HMGET', ckey(conv), 'state', 'customer', 'agent', 'queue', 'channel',
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'customer', 'agent', 'queue', 'channel',
         'locale')
     if not h[2] or h[2] ~= customer then
         return redis.error_reply('NOTYOURS conversation is not yours')
@@ -1505,11 +1501,11 @@ local function cg_customer_close(keys, args)
     if h[1] == 'closed' then return {'already'} end
     if h[1] == 'assigned' and h[3] then
         local r = cg_close(keys, {conv, h[3], 'customer_left', now})
-        redis.call('HSET', ckey(conv), 'closed_by', 'customer')
+        redis.call('HSET', CG.KEY.conv(conv), 'closed_by', 'customer')
         return {'ended', channel, locale, queue, h[3], r[3]}
     end
-    if queue ~= '' then redis.call('ZREM', 'cg:queue:' .. queue, conv) end
-    redis.call('HSET', ckey(conv), 'state', 'closed', 'closed_at', now, 'resolution', 'abandoned',
+    if queue ~= '' then redis.call('ZREM', CG.KEY.queue(queue), conv) end
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'closed', 'closed_at', now, 'resolution', 'abandoned',
         'closed_by', 'customer')
     timers_drop(conv)
     kpi_add(queue, nil, {'closed', 1, 'abandoned', 1})

@@ -79,7 +79,7 @@ def load(path):
     used = set()
     for k in s["keys"]:
         check(k["pattern"].startswith("cg:"), f"key {k['name']}: patterns start with cg:")
-        check(k["type"] in ("string", "hash", "set", "zset", "stream", "list"),
+        check(k["type"] in ("string", "hash", "set", "zset", "stream", "list", "pubsub"),
               f"key {k['name']}: unknown type {k['type']}")
         for p in PART.findall(k["pattern"]):
             check(p in parts, f"key {k['name']}: part {{{p}}} is not in key_parts")

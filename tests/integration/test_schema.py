@@ -97,7 +97,8 @@ def test_key_table_of_the_architecture_doc_is_the_schema():
         doc = f.read()
     rows = re.findall(r"^\| `(cg:[^`]+)` \| ([^|]+) \|", doc, re.M)
     documented = {k: t for k, t in rows}
-    declared = {re.sub(r"\{([a-z_]+)\}", r"<\1>", p): p for p in chatgw_schema.KEYS.values()}
+    declared = {re.sub(r"\{([a-z_]+)\}", r"<\1>", p): p for p in chatgw_schema.KEYS.values()
+                if not p.startswith(("cg:c:", "cg:a:", "cg:q:"))}  # pub/sub: listed apart
     assert set(documented) == set(declared), (
         f"only in the doc: {set(documented) - set(declared)}; "
         f"only in the schema: {set(declared) - set(documented)}")
