@@ -54,6 +54,15 @@ int meta_parse_whatsapp(const char *body, size_t len, msg **out, size_t *n, meta
 int meta_parse_messenger(const char *body, size_t len, msg **out, size_t *n, meta_stats *st,
                          cg_err *err);
 
+/* How old a message may be (its platform timestamp, ts_client_ms) and how far ahead of the
+ * server clock: older or later events are replays or stale redeliveries and are not stored. */
+#define META_MAX_AGE_MS (24LL * 3600 * 1000)
+#define META_MAX_AHEAD_MS (300LL * 1000)
+
+/* 0 when m's platform timestamp is within [now_ms - META_MAX_AGE_MS, now_ms +
+ * META_MAX_AHEAD_MS] or absent (0), else -1 with err "stale" naming its age. */
+int meta_fresh(const msg *m, long long now_ms, cg_err *err);
+
 /* msg_free() each of the n msgs and free the array. NULL-safe. */
 void meta_msgs_free(msg *msgs, size_t n);
 

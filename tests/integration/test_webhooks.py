@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import struct
+import time
 import urllib.parse
 
 import msgpack
@@ -137,15 +138,23 @@ def wx_sign(token, ts, nonce, *extra):
     return hashlib.sha1("".join(sorted([token, ts, nonce, *extra])).encode()).hexdigest()
 
 
-def wx_query(token=WECHAT_TOKEN, ts="1714036504", nonce="1514711492", **kw):
+def now_s(delta=0):
+    """The current unix time (plus delta seconds) as the platforms write it: requests are
+    accepted within a window around the gateway's clock."""
+    return str(int(time.time()) + delta)
+
+
+def wx_query(token=WECHAT_TOKEN, ts=None, nonce="1514711492", **kw):
+    ts = ts or now_s()
     q = {"signature": wx_sign(token, ts, nonce), "timestamp": ts, "nonce": nonce}
     q.update(kw)
     return q
 
 
-def wx_text(openid, msgid, text, to="gh_desk"):
+def wx_text(openid, msgid, text, to="gh_desk", created=None):
     return (f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>"
-            f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>1714036504</CreateTime>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{created or now_s()}</CreateTime>"
             f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
             f"<MsgId>{msgid}</MsgId></xml>").encode()
 
@@ -188,7 +197,7 @@ def test_wechat_message_stored_routed_and_deduplicated(desk, procs, redis_srv):
     # WeChat retries the same MsgId: acknowledged, not stored again
     n = r.xlen(f"cg:conv:{conv}:log")
     st, resp, _ = request(desk, "POST", "/channels/wechat", body,
-                          query=wx_query(ts="1714036510", nonce="77"))
+                          query=wx_query(ts=now_s(6), nonce="77"))
     assert (st, resp) == (200, b"success")
     assert len(customer_msgs(r, conv)) == 1
     routed_to_agent(procs, desk, conv, "你好，订单在哪里？")
@@ -214,9 +223,10 @@ def test_wechat_refusals(desk, redis_srv):
 
 
 def test_wechat_ignored_event_not_stored(desk, redis_srv):
+    created = now_s()
     ev = (b"<xml><ToUserName><![CDATA[gh_desk]]></ToUserName><FromUserName><![CDATA[oEvUser]]>"
-          b"</FromUserName><CreateTime>1714036600</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-          b"<Event><![CDATA[unsubscribe]]></Event></xml>")
+          b"</FromUserName><CreateTime>" + created.encode() + b"</CreateTime>"
+          b"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>")
     st, resp, _ = request(desk, "POST", "/channels/wechat", ev, query=wx_query())
     assert (st, resp) == (200, b"success")
     assert redis_srv.r.hget("cg:cust:wechat:oEvUser", "conv") is None
@@ -226,7 +236,7 @@ def test_wechat_ignored_event_not_stored(desk, redis_srv):
     assert request(desk, "POST", "/channels/wechat", sub, query=wx_query())[:2] == (200, b"success")
     conv = cust_conv(redis_srv.r, "wechat:oEvUser")
     assert [m["type"] for m in customer_msgs(redis_srv.r, conv)] == ["join"]
-    assert customer_msgs(redis_srv.r, conv)[0]["cmid"] == "wx:ev:oEvUser:1714036600"
+    assert customer_msgs(redis_srv.r, conv)[0]["cmid"] == f"wx:ev:oEvUser:{created}"
 
 
 def test_wechat_safe_mode(procs, redis_srv):
@@ -235,7 +245,7 @@ def test_wechat_safe_mode(procs, redis_srv):
     enc = wx_encrypt(WECOM_KEY, WECOM_ID, wx_text("oSafeUser", "9001", "安全模式"))
     env = (f"<xml><ToUserName><![CDATA[gh_desk]]></ToUserName>"
            f"<Encrypt><![CDATA[{enc}]]></Encrypt></xml>").encode()
-    ts, nonce = "1714037000", "123456"
+    ts, nonce = now_s(), "123456"
     q = wx_query(WECOM_TOKEN, ts, nonce, encrypt_type="aes",
                  msg_signature=wx_sign(WECOM_TOKEN, ts, nonce, enc))
     st, resp, _ = request(gw, "POST", "/channels/wechat", env, query=q)
@@ -324,7 +334,7 @@ def wa_body(messages=(), statuses=(), contacts=()):
 
 
 def wa_text(wamid, text, frm="8613800138000"):
-    return {"from": frm, "id": wamid, "timestamp": "1714036504", "type": "text",
+    return {"from": frm, "id": wamid, "timestamp": now_s(), "type": "text",
             "text": {"body": text}}
 
 
@@ -391,14 +401,15 @@ def test_whatsapp_refusals_and_statuses(desk, redis_srv):
 
 def test_messenger_message_and_echo(desk, procs, redis_srv):
     r = redis_srv.r
+    now_ms = int(time.time() * 1000)
 
     def body(*events):
-        return json.dumps({"object": "page", "entry": [{"id": "pg1", "time": 1714036504000,
+        return json.dumps({"object": "page", "entry": [{"id": "pg1", "time": now_ms,
                                                         "messaging": list(events)}]}).encode()
     msg = {"sender": {"id": "24842375012345678"}, "recipient": {"id": "pg1"},
-           "timestamp": 1714036504000, "message": {"mid": "m_AbC-123", "text": "Bonjour"}}
+           "timestamp": now_ms, "message": {"mid": "m_AbC-123", "text": "Bonjour"}}
     echo = {"sender": {"id": "pg1"}, "recipient": {"id": "24842375012345678"},
-            "timestamp": 1714036505000,
+            "timestamp": now_ms + 1000,
             "message": {"mid": "m_echo", "text": "our reply", "is_echo": True}}
     b = body(echo)
     assert request(desk, "POST", "/channels/messenger", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
