@@ -592,3 +592,239 @@ def test_chunked_framing(desk, redis_srv):
     assert raw_exchange(desk, head + b"5\r\n" + body[:5] + b"XX") == 400
     assert raw_exchange(desk, head + b"1" * 20 + b"\r\n") == 400
     assert stored_count(redis_srv.r) == 1
+
+
+# ---- hardening: authentication before the body, caps, deadline, budget, replays ----
+
+def headers_only(gw, path, headers, timeout=5):
+    """Send only the request head, announcing a body that never comes; returns (status, body,
+    headers) of the answer the gateway gives without it."""
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=timeout)
+    try:
+        c.putrequest("POST", path)
+        for k, v in headers.items():
+            c.putheader(k, v)
+        c.endheaders()
+        r = c.getresponse()
+        return r.status, r.read(), r
+    finally:
+        c.close()
+
+
+def test_secrets_checked_before_the_body(desk, redis_srv):
+    """A wrong header secret or WeChat query is refused at once: the announced body is never
+    waited for (the old gateway read the whole body first)."""
+    big = {"Content-Length": "60000"}
+    st, body, r = headers_only(desk, "/channels/telegram",
+                               dict(big, **{"X-Telegram-Bot-Api-Secret-Token": "wrong"}))
+    assert (st, body) == (403, b"forbidden: bad secret token\n")
+    assert r.getheader("connection") == "close"
+    assert headers_only(desk, "/channels/telegram", big)[:2] == \
+        (403, b"forbidden: no secret token\n")
+    assert headers_only(desk, "/channels/email",
+                        dict(big, Authorization="Bearer wrong"))[:2] == \
+        (403, b"forbidden: bad bearer token\n")
+    bad = wx_query()
+    bad["signature"] = "0" * 40
+    assert headers_only(desk, "/channels/wechat?" + urllib.parse.urlencode(bad), big)[0] == 403
+    stale = wx_query(ts=now_s(-301))
+    st, body, _ = headers_only(desk, "/channels/wechat?" + urllib.parse.urlencode(stale), big)
+    assert st == 403 and body.startswith(b"forbidden: timestamp 30") and b"behind" in body
+    ahead = wx_query(ts=now_s(400))
+    st, body, _ = headers_only(desk, "/channels/wechat?" + urllib.parse.urlencode(ahead), big)
+    assert st == 403 and b"ahead of the server clock" in body
+    # unknown paths and wrong methods do not wait for a body either
+    assert headers_only(desk, "/channels/nope", big)[0] == 404
+    # and a good secret still works, on the same gateway
+    assert request(desk, "POST", "/channels/telegram", tg_update(1, "hi"), TG_HDR)[0] == 200
+    assert stored_count(redis_srv.r) == 1
+
+
+def test_per_channel_body_caps(procs, redis_srv):
+    gw = procs.gateway(dict(SECRETS, CHATGW_TELEGRAM_MAX_BODY="2048"))
+    body = tg_update(42, "x" * 3000)
+    st, resp, _ = headers_only(gw, "/channels/telegram",
+                               dict(TG_HDR, **{"Content-Length": str(len(body))}))
+    assert (st, resp) == (413, b"body too large\n")
+    assert send_chunked(gw, "/channels/telegram", TG_HDR, body, chunk=512)[0] == 413
+    assert request(gw, "POST", "/channels/telegram", tg_update(43, "small"), TG_HDR)[0] == 200
+    # WhatsApp keeps its own (default 256 KiB) cap
+    wa = wa_body([wa_text("wamid.cap", "y" * 3000)])
+    assert request(gw, "POST", "/channels/whatsapp", wa, {"X-Hub-Signature-256": meta_sig(wa)})[0] \
+        == 200
+    # WeChat's default cap is 64 KiB
+    wx = wx_text("oCapUser", "77", "z" * 70000)
+    assert request(gw, "POST", "/channels/wechat", wx, query=wx_query())[0] == 413
+    assert stored_count(redis_srv.r) == 2
+
+
+def trickle(gw, head, total, budget_s=20.0, step=0.05):
+    """Send head, then the body one byte at a time (each byte resets a per-read timeout) until
+    the gateway answers or total bytes are sent or budget_s is over; returns the answer's bytes
+    (b"" when none came) and how many body bytes were sent."""
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=step)
+    sent, got = 0, b""
+    end = time.monotonic() + budget_s
+    try:
+        s.sendall(head)
+        while sent < total and time.monotonic() < end:
+            try:
+                s.sendall(b"x")
+                sent += 1
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+                if b"\r\n\r\n" in got:
+                    break
+            except socket.timeout:
+                pass
+        s.settimeout(5)
+        while b"\r\n\r\n" not in got:
+            try:
+                b = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not b:
+                break
+            got += b
+    finally:
+        s.close()
+    return got, sent
+
+
+def test_body_deadline_is_not_reset_by_trickled_bytes(procs, redis_srv):
+    gw = procs.gateway(dict(SECRETS, CHATGW_WEBHOOK_DEADLINE_MS="500"))
+    head = (b"POST /channels/telegram HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+            b"X-Telegram-Bot-Api-Secret-Token: " + TG_SECRET.encode() + b"\r\n\r\n")
+    got, sent = trickle(gw, head, 1000)
+    assert got.startswith(b"HTTP/1.1 408"), got[:80]
+    assert b"did not arrive within the deadline" in got
+    assert sent < 1000  # answered while the body was still trickling in
+    # the next client is served normally
+    assert request(gw, "POST", "/channels/telegram", tg_update(44, "on time"), TG_HDR)[0] == 200
+
+
+def test_unauthenticated_body_budget(procs, redis_srv):
+    """Meta bodies are authenticated only once read (HMAC): while being read they hold a share
+    of a budget across connections; beyond it: 503 with Retry-After, nothing read."""
+    gw = procs.gateway(dict(SECRETS, CHATGW_WEBHOOK_UNAUTH_BUDGET="65536",
+                            CHATGW_WEBHOOK_DEADLINE_MS="600000"))
+    holder = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    holder.sendall(b"POST /channels/whatsapp HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: 40000\r\n\r\n" + b"{" * 100)
+    forged = wa_body([wa_text("wamid.forged", "x" * 30000)])
+    hdr = {"X-Hub-Signature-256": meta_sig(forged, "not-the-secret")}
+    last = {}
+
+    def refused():
+        last["r"] = request(gw, "POST", "/channels/whatsapp", forged, hdr)
+        return last["r"][0] == 503
+    wait_until(refused, 10, "503 while the budget is held")
+    st, body, r = last["r"]
+    assert body == b"busy: too many unauthenticated request bodies in flight; retry later\n"
+    assert r.getheader("retry-after") == "600"
+    # authenticated channels are not affected
+    assert request(gw, "POST", "/channels/telegram", tg_update(45, "still fine"), TG_HDR)[0] == 200
+    # a small Meta body still fits next to the held one
+    ok = wa_body([wa_text("wamid.small", "small")])
+    assert request(gw, "POST", "/channels/whatsapp", ok, {"X-Hub-Signature-256": meta_sig(ok)})[0] \
+        == 200
+    holder.close()  # its share goes back
+    wait_until(lambda: request(gw, "POST", "/channels/whatsapp", forged, hdr)[0] == 403, 10,
+               "the forged body to be read (and refused on its signature)")
+    assert stored_count(redis_srv.r) == 2
+
+
+def close_by_agent(procs, gw, r, conv):
+    """An agent is assigned conv and closes it (code spam: no survey)."""
+    token = procs.agent_token("closer", "Closer", cap=5)
+
+    async def scenario():
+        a = await agent(gw, token)
+        await a.expect_type("assigned", conv=conv)
+        await a.send({"type": "close", "conv": conv, "code": "spam", "cmid": "close-" + conv})
+        await a.expect(lambda f: f.get("type") == "closed" and f.get("conv") == conv,
+                       what="closed")
+        await a.close()
+    run(scenario())
+    wait_until(lambda: r.hget(f"cg:conv:{conv}", "state") == b"closed", 10, "conv closed")
+
+
+def test_wechat_replay_after_close_and_stale_create_time(desk, procs, redis_srv):
+    r = redis_srv.r
+    openid = "oReplayUser_1"
+    body = wx_text(openid, "7001", "first")
+    assert request(desk, "POST", "/channels/wechat", body, query=wx_query())[:2] == \
+        (200, b"success")
+    conv = cust_conv(r, f"wechat:{openid}")
+    assert r.get("cg:seen:wx:7001") == conv.encode()
+    assert 0 < r.ttl("cg:seen:wx:7001") <= 86400
+    close_by_agent(procs, desk, r, conv)
+    # replayed (a fresh signed query around the same captured body): no new conversation
+    st, resp, _ = request(desk, "POST", "/channels/wechat", body,
+                          query=wx_query(ts=now_s(2), nonce="99"))
+    assert (st, resp) == (200, b"success")
+    assert cust_conv(r, f"wechat:{openid}") == conv
+    assert len(customer_msgs(r, conv)) == 1
+    assert len(list(r.scan_iter("cg:conv:*:log"))) == 1
+    # a message created outside +-300 s is refused
+    old = wx_text(openid, "7002", "old", created=now_s(-1000))
+    st, resp, _ = request(desk, "POST", "/channels/wechat", old, query=wx_query())
+    assert st == 403 and resp == b"forbidden: CreateTime outside +-300 s of the server clock\n"
+    assert r.get("cg:seen:wx:7002") is None
+    # a new message of the same customer opens a new conversation as usual
+    assert request(desk, "POST", "/channels/wechat", wx_text(openid, "7003", "again"),
+                   query=wx_query())[:2] == (200, b"success")
+    assert cust_conv(r, f"wechat:{openid}") != conv
+
+
+def test_wechat_encryption_required_when_key_is_set(procs, redis_srv):
+    gw = procs.gateway({"CHATGW_WECHAT_TOKEN": WECOM_TOKEN, "CHATGW_WECHAT_AES_KEY": WECOM_KEY,
+                        "CHATGW_WECHAT_APPID": WECOM_ID})
+    plain = wx_text("oDowngrade", "8001", "plain text")
+    for extra in ({}, {"encrypt_type": "raw"}):
+        st, resp, _ = request(gw, "POST", "/channels/wechat", plain,
+                              query=wx_query(WECOM_TOKEN, **extra))
+        assert st == 403 and resp.startswith(b"forbidden: plain-text message refused"), resp
+    assert stored_count(redis_srv.r) == 0
+    enc = wx_encrypt(WECOM_KEY, WECOM_ID, plain)
+    env = f"<xml><Encrypt><![CDATA[{enc}]]></Encrypt></xml>".encode()
+    ts, nonce = now_s(), "5"
+    q = wx_query(WECOM_TOKEN, ts, nonce, encrypt_type="aes",
+                 msg_signature=wx_sign(WECOM_TOKEN, ts, nonce, enc))
+    assert request(gw, "POST", "/channels/wechat", env, query=q)[:2] == (200, b"success")
+    assert stored_count(redis_srv.r) == 1
+
+
+def test_meta_stale_events_and_replays_dropped(desk, procs, redis_srv):
+    r = redis_srv.r
+    old = dict(wa_text("wamid.old", "from yesterday"), timestamp=now_s(-25 * 3600))
+    b = wa_body([old])
+    assert request(desk, "POST", "/channels/whatsapp", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    assert stored_count(r) == 0
+    b = wa_body([wa_text("wamid.fresh", "fresh")])
+    assert request(desk, "POST", "/channels/whatsapp", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    conv = cust_conv(r, "whatsapp:8613800138000")
+    assert [m["text"] for m in customer_msgs(r, conv)] == ["fresh"]
+    close_by_agent(procs, desk, r, conv)
+    assert request(desk, "POST", "/channels/whatsapp", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    assert cust_conv(r, "whatsapp:8613800138000") == conv
+    assert stored_count(r) == 1
+
+
+def test_telegram_replay_after_close(desk, procs, redis_srv):
+    r = redis_srv.r
+    body = tg_update(880001, "only once")
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
+    conv = cust_conv(r, "telegram:777000111")
+    close_by_agent(procs, desk, r, conv)
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
+    assert cust_conv(r, "telegram:777000111") == conv
+    assert stored_count(r) == 1
