@@ -3,8 +3,9 @@
  *
  * The gateway's order for a POST: check the body size (CHAN_BODY_MAX), meta_verify_signature()
  * over the raw bytes exactly as received (never re-serialized), then meta_parse_whatsapp() or
- * meta_parse_messenger(); answer 200 quickly, also when the body held only statuses or ignored
- * events; de-duplicate by meta.platform_msg_id (wamid / mid). For the GET verification:
+ * meta_parse_messenger(), then meta_fresh() on each message (a stale one is acknowledged, not
+ * stored); answer 200 quickly, also when the body held only statuses or ignored events;
+ * de-duplicate by meta.platform_msg_id (wamid / mid). For the GET verification:
  * meta_verify_challenge(), then echo hub.challenge as text/plain only when
  * chan_id_ok(challenge, 128). Pure functions: no sockets, no Redis, no global state. */
 #ifndef CG_META_H

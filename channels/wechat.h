@@ -1,8 +1,9 @@
 /* wechat.h -- WeChat Official Account (and WeCom) webhooks: signatures, safe-mode crypto, the
  * XML message body, and the customer-service reply JSON.
  *
- * The gateway's order for a POST: check the body size (WECHAT_BODY_MAX); plain mode:
- * wechat_verify_signature() over the query parameters, then wechat_parse_xml(); safe mode
+ * The gateway's order for a POST: before the body, wechat_check_post_query() (signature,
+ * timestamp window, mode); check the body size (WECHAT_BODY_MAX); plain mode:
+ * wechat_parse_xml(), then wechat_time_ok() on CreateTime; safe mode
  * (encrypt_type=aes): wechat_parse_encrypted_envelope(), wechat_verify_msg_signature() with the
  * Encrypt value, only then wechat_decrypt() (so a forged body never reaches the padding check),
  * then wechat_parse_xml() on the plaintext. Answer "success" within 5 s; de-duplicate by
