@@ -5,13 +5,13 @@
  * disabled channel (404), method (405), Content-Length over the channel's cap (413), the hook's
  * header check (secret tokens, query signatures, timestamps: 403), and for hooks whose body
  * alone authenticates (Meta's HMAC) the budget of unauthenticated bytes in flight across all
- * connections (webhook_unauth_budget: the announced length, or the cap when chunked, is reserved
- * until the body is in; 503 with Retry-After when it is spent). The body is then collected from
- * HTTP_BODY up to the cap (also when it arrives chunked, which lws 4.1 passes on undecoded:
- * decoded here, counted as it comes, 413 at the cap), within webhook_deadline_ms of the headers:
- * a timer that trickled bytes do not reset answers 408 and closes. At HTTP_BODY_COMPLETION (or
- * the last chunk) the hook verifies, parses and stores; the answer is written from
- * HTTP_WRITEABLE once everything it waits for is in. */
+ * connections (webhook_unauth_budget: the announced length, or the cap when chunked, at least
+ * WH_UNAUTH_MIN, is reserved until the body is in; 503 with Retry-After when it is spent). The body
+ * is then collected from HTTP_BODY up to the cap (also when it arrives chunked, which lws 4.1
+ * passes on undecoded: decoded here, counted as it comes, 413 at the cap), within
+ * webhook_deadline_ms of the headers: a timer that trickled bytes do not reset answers 408 and
+ * closes. At HTTP_BODY_COMPLETION (or the last chunk) the hook verifies, parses and stores; the
+ * answer is written from HTTP_WRITEABLE once everything it waits for is in. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -29,6 +29,9 @@
 #define WH_STATUS_TIMEOUT 408                 /* libwebsockets 4.1 names no 408 */
 #define WH_KILL_GRACE_US (2 * LWS_US_PER_SEC) /* after the 408: the answer's time to go out */
 #define WH_BODY_START 1024                    /* first allocation of a body buffer */
+/* What an unauthenticated request costs the budget at least: its connection's own memory (lws's
+ * header table and connection, our request), whatever small body it announces. */
+#define WH_UNAUTH_MIN 16384
 
 /* Body bytes reserved by requests whose body is being read and not authenticated yet. */
 static size_t wh_unauth_used;
@@ -355,7 +358,8 @@ int wh_http(struct lws *wsi, wh_req **slot) {
     }
     if (!body) return wh_body_done(wsi, q); /* nothing more will come */
     if (q->chunked) q->close = 1;           /* lws cannot tell where the body ends: no keep-alive */
-    if (h->body_auth && wh_reserve(q, q->chunked ? q->max : (size_t)announced) < 0) return 0;
+    size_t want = q->chunked ? q->max : (size_t)announced;
+    if (h->body_auth && wh_reserve(q, want > WH_UNAUTH_MIN ? want : WH_UNAUTH_MIN) < 0) return 0;
     lws_sul_schedule(G.lws, 0, &q->sul, wh_deadline,
                      (lws_usec_t)G.cfg.webhook_deadline_ms * LWS_US_PER_MS);
     q->timer = 1;
