@@ -53,7 +53,7 @@ static int email_headers(wh_req *q) {
     if (a && !strncmp(a, "Bearer ", 7) &&
         cg_ct_equal(a + 7, strlen(a + 7), G.cfg.email_token, strlen(G.cfg.email_token)))
         return 0;
-    log_info("webhook /channels/email: 403: %s bearer token", a ? "bad" : "no");
+    if (wh_log_ok()) log_info("webhook /channels/email: 403: %s bearer token", a ? "bad" : "no");
     wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain",
                a ? "forbidden: bad bearer token\n" : "forbidden: no bearer token\n");
     return -1;

@@ -29,7 +29,8 @@ static int telegram_headers(wh_req *q) {
     char secret[300];
     const char *given = wh_header(q, "x-telegram-bot-api-secret-token:", secret, sizeof(secret));
     if (given && telegram_verify_secret(given, G.cfg.telegram_secret, NULL) == 0) return 0;
-    log_info("webhook /channels/telegram: 403: %s secret token", given ? "bad" : "no");
+    if (wh_log_ok())
+        log_info("webhook /channels/telegram: 403: %s secret token", given ? "bad" : "no");
     wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain",
                given ? "forbidden: bad secret token\n" : "forbidden: no secret token\n");
     return -1;

@@ -53,7 +53,8 @@ static int wechat_headers(wh_req *q) {
     if (wechat_check_post_query(G.cfg.wechat_token, t, n, s, mode, G.cfg.wechat_aes_key[0] != '\0',
                                 cg_now_ms() / 1000, &aes, &err) == 0)
         return 0;
-    log_info("webhook /channels/wechat: refused at the headers: %s: %s", err.code, err.msg);
+    if (wh_log_ok())
+        log_info("webhook /channels/wechat: refused at the headers: %s: %s", err.code, err.msg);
     if (!strcmp(err.code, "bad_value"))
         wh_respond(q, HTTP_STATUS_BAD_REQUEST, "text/plain", "unsupported encrypt_type\n");
     else

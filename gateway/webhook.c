@@ -9,9 +9,10 @@
  * WH_UNAUTH_MIN, is reserved until the body is in; 503 with Retry-After when it is spent). The body
  * is then collected from HTTP_BODY up to the cap (also when it arrives chunked, which lws 4.1
  * passes on undecoded: decoded here, counted as it comes, 413 at the cap), within
- * webhook_deadline_ms of the headers: a timer that trickled bytes do not reset answers 408 and
- * closes. At HTTP_BODY_COMPLETION (or the last chunk) the hook verifies, parses and stores; the
- * answer is written from HTTP_WRITEABLE once everything it waits for is in. */
+ * webhook_deadline_ms of the headers: a deadline that trickled bytes do not reset answers 408
+ * and closes (one FIFO, one timer). Refusals are logged at most WH_LOG_PER_S a second. At
+ * HTTP_BODY_COMPLETION (or the last chunk) the hook verifies, parses and stores; the answer is
+ * written from HTTP_WRITEABLE once everything it waits for is in. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -25,16 +26,88 @@
 #include "../common/util.h"
 
 #define WH_PREFIX "/channels"
-#define WH_CH_LINE_MAX 4096                   /* bytes of one chunk-size or trailer line */
-#define WH_STATUS_TIMEOUT 408                 /* libwebsockets 4.1 names no 408 */
-#define WH_KILL_GRACE_US (2 * LWS_US_PER_SEC) /* after the 408: the answer's time to go out */
-#define WH_BODY_START 1024                    /* first allocation of a body buffer */
+#define WH_CH_LINE_MAX 4096   /* bytes of one chunk-size or trailer line */
+#define WH_STATUS_TIMEOUT 408 /* libwebsockets 4.1 names no 408 */
+#define WH_KILL_GRACE_S 2     /* after the 408: the answer's time to go out */
+#define WH_BODY_START 1024    /* first allocation of a body buffer */
 /* What an unauthenticated request costs the budget at least: its connection's own memory (lws's
  * header table and connection, our request), whatever small body it announces. */
 #define WH_UNAUTH_MIN 16384
 
+#define WH_LOG_PER_S 20 /* refusal log lines a second */
+
 /* Body bytes reserved by requests whose body is being read and not authenticated yet. */
 static size_t wh_unauth_used;
+
+/* Requests reading their body, oldest first. They all have the same webhook_deadline_ms, so the
+ * FIFO is in deadline order: adding and removing are O(1), and one lws timer set for the head's
+ * deadline serves them all (lws 4.1 keeps its timers in a sorted list, where one timer per
+ * request would cost O(n) per insertion). */
+static wh_req *wh_dl_head, *wh_dl_tail;
+static lws_sorted_usec_list_t wh_dl_sul;
+static int wh_dl_armed; /* wh_dl_sul is scheduled */
+
+static unsigned long long wh_mono_ms(void) {
+    return uv_hrtime() / 1000000ULL;
+}
+
+int wh_log_ok(void) {
+    static unsigned long long second;
+    static unsigned n;
+    static unsigned long skipped;
+    unsigned long long now = wh_mono_ms() / 1000;
+    if (now != second) {
+        if (skipped)
+            log_warn("webhook: %lu refusals not logged (over %d a second)", skipped, WH_LOG_PER_S);
+        second = now;
+        n = 0;
+        skipped = 0;
+    }
+    if (n < WH_LOG_PER_S) {
+        n++;
+        return 1;
+    }
+    skipped++;
+    return 0;
+}
+
+static void wh_dl_fire(lws_sorted_usec_list_t *sul);
+
+/* Schedule the timer for the head's deadline unless it is already scheduled (it then fires at
+ * or before the head's deadline, and schedules itself again). */
+static void wh_dl_arm(void) {
+    if (!wh_dl_head || wh_dl_armed) return;
+    unsigned long long now = wh_mono_ms(), due = wh_dl_head->dl_due_ms;
+    lws_sul_schedule(G.lws, 0, &wh_dl_sul, wh_dl_fire,
+                     (lws_usec_t)(due > now ? due - now : 0) * LWS_US_PER_MS);
+    wh_dl_armed = 1;
+}
+
+static void wh_dl_add(wh_req *q) {
+    q->dl_due_ms = wh_mono_ms() + (unsigned long long)G.cfg.webhook_deadline_ms;
+    q->dl_next = NULL;
+    q->dl_prev = wh_dl_tail;
+    if (wh_dl_tail)
+        wh_dl_tail->dl_next = q;
+    else
+        wh_dl_head = q;
+    wh_dl_tail = q;
+    wh_dl_arm();
+}
+
+static void wh_dl_remove(wh_req *q) {
+    if (!q->dl_due_ms) return;
+    if (q->dl_prev)
+        q->dl_prev->dl_next = q->dl_next;
+    else
+        wh_dl_head = q->dl_next;
+    if (q->dl_next)
+        q->dl_next->dl_prev = q->dl_prev;
+    else
+        wh_dl_tail = q->dl_prev;
+    q->dl_prev = q->dl_next = NULL;
+    q->dl_due_ms = 0;
+}
 
 static const wh_hook *const wh_hooks[] = {&hook_wechat,    &hook_telegram, &hook_whatsapp,
                                           &hook_messenger, &hook_email,    &hook_metrics,
@@ -91,8 +164,7 @@ wh_req *wh_ref(wh_req *q) {
 static void wh_stop_reading(wh_req *q) {
     wh_unauth_used -= q->unauth;
     q->unauth = 0;
-    if (q->timer) lws_sul_cancel(&q->sul);
-    q->timer = 0;
+    wh_dl_remove(q);
 }
 
 void wh_unref(wh_req *q) {
@@ -264,28 +336,15 @@ static int wh_refuse(wh_req *q, int has_body, int status, const char *text) {
     return 0;
 }
 
-/* Log a refusal of the budget at most once a second: an attack would flood the log. */
-static void wh_log_budget(const char *path, long long want) {
-    static long long last_ms;
-    static unsigned long skipped;
-    long long now = cg_now_ms();
-    if (now - last_ms < 1000) {
-        skipped++;
-        return;
-    }
-    log_warn("webhook %s: 503: unauthenticated body budget spent (%zu of %lld bytes in flight, "
-             "%lld asked; %lu refusals not logged)",
-             path, wh_unauth_used, G.cfg.webhook_unauth_budget, want, skipped);
-    last_ms = now;
-    skipped = 0;
-}
-
 /* Reserve want bytes of webhook_unauth_budget for q's body; -1 (503 answered) when they are not
  * there. */
 static int wh_reserve(wh_req *q, size_t want) {
     size_t budget = (size_t)G.cfg.webhook_unauth_budget;
     if (want > budget || wh_unauth_used > budget - want) {
-        wh_log_budget(q->hook->path, (long long)want);
+        if (wh_log_ok())
+            log_warn("webhook %s: 503: unauthenticated body budget spent (%zu of %lld bytes in "
+                     "flight, %zu asked)",
+                     q->hook->path, wh_unauth_used, G.cfg.webhook_unauth_budget, want);
         q->retry_after = (int)((G.cfg.webhook_deadline_ms + 999) / 1000);
         wh_refuse(q, 1, HTTP_STATUS_SERVICE_UNAVAILABLE,
                   "busy: too many unauthenticated request bodies in flight; retry later\n");
@@ -296,25 +355,28 @@ static int wh_reserve(wh_req *q, size_t want) {
     return 0;
 }
 
-/* The request's deadline: the body is not in yet (408, closed), or the answer could not be
- * written since (the connection is killed). */
-static void wh_deadline(lws_sorted_usec_list_t *sul) {
-    wh_req *q = lws_container_of(sul, wh_req, sul);
-    q->timer = 0;
-    if (!q->wsi) return;
-    if (q->responded) {
-        log_info("webhook %s: answer not taken in time: connection closed",
-                 q->hook ? q->hook->path : "-");
-        lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return;
-    }
-    log_info("webhook %s: 408: body not complete %lld ms after the headers (%zu bytes in)",
-             q->hook ? q->hook->path : "-", G.cfg.webhook_deadline_ms, q->len);
+/* The request's body is not in by its deadline: 408, and the connection is closed once that is
+ * written, at the latest WH_KILL_GRACE_S later. */
+static void wh_deadline(wh_req *q) {
+    if (wh_log_ok())
+        log_info("webhook %s: 408: body not complete %lld ms after the headers (%zu bytes in)",
+                 q->hook ? q->hook->path : "-", G.cfg.webhook_deadline_ms, q->len);
     q->close = 1;
     wh_respond(q, WH_STATUS_TIMEOUT, "text/plain",
                "request timeout: the body did not arrive within the deadline\n");
-    lws_sul_schedule(G.lws, 0, &q->sul, wh_deadline, WH_KILL_GRACE_US);
-    q->timer = 1;
+    lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, WH_KILL_GRACE_S);
+}
+
+/* The timer: every request at the head of the FIFO whose deadline has come. */
+static void wh_dl_fire(lws_sorted_usec_list_t *sul) {
+    wh_dl_armed = 0;
+    unsigned long long now = wh_mono_ms();
+    while (wh_dl_head && wh_dl_head->dl_due_ms <= now) {
+        wh_req *q = wh_dl_head;
+        wh_dl_remove(q);
+        if (q->wsi) wh_deadline(q);
+    }
+    wh_dl_arm();
 }
 
 /* The channel's body cap. */
@@ -348,8 +410,9 @@ int wh_http(struct lws *wsi, wh_req **slot) {
         return wh_refuse(q, body, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
     }
     if (announced > (long long)q->max) {
-        log_info("webhook %s: 413: Content-Length %lld over the channel's cap of %zu bytes", uri,
-                 announced, q->max);
+        if (wh_log_ok())
+            log_info("webhook %s: 413: Content-Length %lld over the channel's cap of %zu bytes",
+                     uri, announced, q->max);
         return wh_refuse(q, 1, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "body too large\n");
     }
     if (h->headers && h->headers(q) < 0) {
@@ -360,9 +423,7 @@ int wh_http(struct lws *wsi, wh_req **slot) {
     if (q->chunked) q->close = 1;           /* lws cannot tell where the body ends: no keep-alive */
     size_t want = q->chunked ? q->max : (size_t)announced;
     if (h->body_auth && wh_reserve(q, want > WH_UNAUTH_MIN ? want : WH_UNAUTH_MIN) < 0) return 0;
-    lws_sul_schedule(G.lws, 0, &q->sul, wh_deadline,
-                     (lws_usec_t)G.cfg.webhook_deadline_ms * LWS_US_PER_MS);
-    q->timer = 1;
+    wh_dl_add(q);
     return 0;
 }
 
@@ -372,8 +433,9 @@ static int wh_append(wh_req *q, const char *p, size_t n) {
     if (n > q->max - q->len) {
         q->over_limit = 1;
         q->close = 1;
-        log_info("webhook %s: 413: body over the channel's cap of %zu bytes",
-                 q->hook ? q->hook->path : "-", q->max);
+        if (wh_log_ok())
+            log_info("webhook %s: 413: body over the channel's cap of %zu bytes",
+                     q->hook ? q->hook->path : "-", q->max);
         wh_respond(q, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "text/plain", "body too large\n");
         return 0;
     }

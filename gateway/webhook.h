@@ -52,12 +52,13 @@ struct wh_req {
     char *body; /* collected request body, NUL-terminated */
     size_t len, cap, max;
     size_t unauth; /* bytes reserved from webhook_unauth_budget while the body is read */
-    int timer;     /* sul is scheduled: the request's deadline */
-    lws_sorted_usec_list_t sul;
-    int responded;  /* a response is set */
-    int over_limit; /* body cut at max: answer 413 and close */
-    int close;      /* close the connection after the response */
-    int body_done;  /* the hook has the body */
+    /* the body deadline: a member of webhook.c's FIFO of requests reading their body */
+    struct wh_req *dl_prev, *dl_next;
+    unsigned long long dl_due_ms; /* monotonic; 0: not in the FIFO */
+    int responded;                /* a response is set */
+    int over_limit;               /* body cut at max: answer 413 and close */
+    int close;                    /* close the connection after the response */
+    int body_done;                /* the hook has the body */
     /* Transfer-Encoding: chunked decoding */
     int chunked;
     enum {
@@ -111,6 +112,9 @@ void wh_unref(wh_req *q);
 /* Set the response (text is copied) and ask for a writeable callback. Only the first call
  * counts. */
 void wh_respond(wh_req *q, int status, const char *ctype, const char *text);
+/* 1 when a refusal may be logged now: at most a few lines a second over all webhooks, so that an
+ * attack cannot flood the log; the first line after a gap says how many were left out. */
+int wh_log_ok(void);
 /* Answer a parser/verifier error: 413 too_large, 403 signatures and secrets ("forbidden"), 403
  * "forbidden: <reason>" for stale timestamps and refused modes (stale, encryption_required,
  * no_key), 503 nomem, else 400 with "<what>: <reason>" (what: "malformed JSON", ...). */
