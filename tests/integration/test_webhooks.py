@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import socket
 import struct
 import time
@@ -18,6 +19,7 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+import conftest
 from chat import agent
 from conftest import wait_until
 from desk import run
@@ -828,3 +830,15 @@ def test_telegram_replay_after_close(desk, procs, redis_srv):
     assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
     assert cust_conv(r, "telegram:777000111") == conv
     assert stored_count(r) == 1
+
+
+def test_mail_in_takes_408_as_temporary():
+    """A 408 (the body missed the gateway's deadline) must not bounce a mail: the MTA retries."""
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(conftest.ROOT, "tools", "chatgw-mail-in")
+    loader = importlib.machinery.SourceFileLoader("chatgw_mail_in", path)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(mod)
+    assert mod.status_exit(408) == mod.EX_TEMPFAIL
+    assert mod.status_exit(413) == mod.EX_DATAERR and mod.status_exit(503) == mod.EX_TEMPFAIL
