@@ -1,8 +1,10 @@
 /* webhook.h -- inbound webhooks of the social platforms and the e-mail endpoint (/channels/...).
  *
- *   webhook.c        HTTP plumbing: routing, method and size checks, body collection, responses,
- *                    the request's lifetime (wh_)
- *   webhook_store.c  one platform message -> FCALL cg_append as a customer message (whs_)
+ *   webhook.c        HTTP plumbing: routing, what the headers decide (method, per-channel size
+ *                    cap, the hook's header check, the unauthenticated-body budget), body
+ *                    collection under a deadline, responses, the request's lifetime (wh_)
+ *   webhook_store.c  one platform message -> FCALL cg_append as a customer message, after the
+ *                    replay memory cg:seen:<cmid> (whs_)
  *   hook_wechat.c    /channels/wechat                         (hook_wechat)
  *   hook_meta.c      /channels/whatsapp, /channels/messenger  (hook_whatsapp, hook_messenger)
  *   hook_telegram.c  /channels/telegram                       (hook_telegram)
