@@ -13,7 +13,7 @@
  *
  * cg:idem only knows a cmid within its conversation: a platform message replayed after its
  * conversation closed would open a new one. With replay memory (whs_opts.replay_ttl_s) the cmid
- * is claimed first, one round trip before cg_append: SET cg:seen:<cmid> p NX GET EX 60. New:
+ * is claimed first, one round trip before cg_append: SET cg:seen:<cmid> p NX GET EX 15. New:
  * stored, then the claim becomes the conversation (SET XX EX replay_ttl_s, not waited for); a
  * failed store gives the claim up (DEL), so the platform's retry is stored. Known (a
  * conversation id): dup, nothing stored. "p": another request is storing it right now: failed
@@ -32,7 +32,9 @@
 
 #define WHS_ATTRS_MAX 10 /* attribute name/value strings after preview */
 #define WHS_SEEN_PREFIX "cg:seen:"
-#define WHS_CLAIM_TTL_S "60" /* a claim whose store never answered lapses */
+/* A claim whose store never answered lapses soon (more than the 5 s Redis reply timeout), so
+ * the platform's retry is stored. */
+#define WHS_CLAIM_TTL_S "15"
 #define WHS_CLAIM_PENDING "p"
 
 typedef struct whs_job {

@@ -842,3 +842,20 @@ def test_mail_in_takes_408_as_temporary():
     loader.exec_module(mod)
     assert mod.status_exit(408) == mod.EX_TEMPFAIL
     assert mod.status_exit(413) == mod.EX_DATAERR and mod.status_exit(503) == mod.EX_TEMPFAIL
+
+
+def test_failed_store_gives_the_replay_claim_up(desk, redis_srv):
+    """The replay memory never loses a message: when the store fails after the claim, the claim
+    is given up (503), and the platform's retry is stored."""
+    r = redis_srv.r
+    r.execute_command("FUNCTION", "DELETE", "chatgw_conv")  # cg_append now fails
+    body = tg_update(990001, "stored on the retry")
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 503
+    wait_until(lambda: r.get("cg:seen:tg:990001") is None, 5, "the claim to be given up")
+    # the gateway loads its functions again when it reconnects
+    r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    wait_until(lambda: request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200, 15,
+               "the retry to be stored")
+    conv = cust_conv(r, "telegram:777000111")
+    assert [m["text"] for m in customer_msgs(r, conv)] == ["stored on the retry"]
+    assert r.get("cg:seen:tg:990001") == conv.encode()
