@@ -859,3 +859,20 @@ def test_failed_store_gives_the_replay_claim_up(desk, redis_srv):
     conv = cust_conv(r, "telegram:777000111")
     assert [m["text"] for m in customer_msgs(r, conv)] == ["stored on the retry"]
     assert r.get("cg:seen:tg:990001") == conv.encode()
+
+
+def test_replay_claim_states(desk, redis_srv):
+    """What the claim finds decides: another request storing the id right now -> 503 (retry
+    later), nothing stored; a known conversation -> acknowledged as a replay, nothing stored."""
+    r = redis_srv.r
+    body = tg_update(990002, "claimed elsewhere")
+    r.set("cg:seen:tg:990002", "p", ex=15)
+    st, resp, _ = request(desk, "POST", "/channels/telegram", body, TG_HDR)
+    assert (st, resp) == (503, b"storage unavailable; retry later\n")
+    assert r.get("cg:seen:tg:990002") == b"p"  # not ours to give up
+    r.set("cg:seen:tg:990002", "0123456789abcdef0123456789abcdef", ex=60)
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[:2] == (200, b"ok\n")
+    assert stored_count(r) == 0 and cust_conv(r, "telegram:777000111") is None
+    r.delete("cg:seen:tg:990002")
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
+    assert stored_count(r) == 1
