@@ -13,14 +13,14 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 GMIME_CFLAGS = $(shell pkg-config --cflags gmime-3.0 expat 2>/dev/null)
 GMIME_LIBS = $(shell pkg-config --libs gmime-3.0 expat 2>/dev/null)
-CFLAGS = $(CFLAGS_BASE) $(PKG_CFLAGS) $(GMIME_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS = $(CFLAGS_BASE) -I$(BUILD)/gen $(PKG_CFLAGS) $(GMIME_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS = $(PKG_LIBS) $(GMIME_LIBS) -lm $(LDFLAGS_SAN)
 
 # Debian 12 packages the build, the product and the tests need.
 DEPS := gcc make pkg-config xxd libwebsockets-dev libwebsockets-evlib-uv libuv1-dev \
 	libhiredis-dev libmsgpack-dev libjansson-dev libjwt-dev libinih-dev libcmocka-dev libssl-dev \
 	libgmime-3.0-dev libexpat1-dev redis-server redis-tools python3 python3-websockets \
-	python3-redis python3-msgpack python3-pytest python3-jwt chromium procps prometheus
+	python3-redis python3-msgpack python3-pytest python3-jwt python3-yaml stunnel4 nginx-light chromium procps prometheus clang-format
 # node + npm for the browser tests and the bench: Debian's, unless the machine already has a node.
 NODE_DEPS := nodejs npm
 FUZZ_DEPS := clang libclang-rt-14-dev
@@ -34,7 +34,13 @@ LUA_SRC := $(wildcard redis/*.lua)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-LIB_OBJ := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC))
+# schema/chatgw.json -> C, Lua, JS and Python (tools/gen_schema.py); see schema/README.md
+GEN := $(BUILD)/gen
+GEN_FILES := $(GEN)/proto_schema.h $(GEN)/proto_schema.c $(GEN)/desk_schema.h $(GEN)/desk_schema.c \
+	$(GEN)/schema.lua $(GEN)/chatgw_schema.py $(GEN)/schema.js
+GEN_OBJ := $(BUILD)/obj/gen/proto_schema.o $(BUILD)/obj/gen/desk_schema.o
+WWW_GEN := gateway/www/gen/schema.js
+LIB_OBJ := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC)) $(GEN_OBJ)
 LUA_OBJ := $(patsubst redis/%.lua,$(BUILD)/obj/lua_%.o,$(LUA_SRC))
 GATEWAY_BIN := $(BUILD)/chatgw-gateway
 ROUTER_BIN := $(BUILD)/chatgw-router
@@ -46,7 +52,7 @@ BINS := $(GATEWAY_BIN) $(ROUTER_BIN) $(TOKEN_BIN) $(EXPORT_BIN)
 PY := /usr/bin/python3
 PYTEST_ARGS ?=
 
-.PHONY: all deps fuzz-deps build run test unit integration asan bench fuzz format clean
+.PHONY: all deps fuzz-deps build run test unit integration asan bench fuzz format format-check werror clean
 all: build
 
 # One apt-get update, then install only what is missing. Needs root (or sudo).
@@ -64,17 +70,35 @@ fuzz-deps:
 	if [ -n "$$missing" ]; then SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; fi
 
-build: $(BINS) $(UNIT_BINS)
+build: $(BINS) $(UNIT_BINS) $(WWW_GEN)
 
-$(BUILD)/obj/%.o: %.c
+# Every generated file at once (the script writes only what changed).
+$(GEN)/.stamp: schema/chatgw.json tools/gen_schema.py
+	@mkdir -p $(GEN)
+	$(PY) tools/gen_schema.py $(GEN)
+	@touch $@
+$(GEN_FILES): $(GEN)/.stamp
+$(WWW_GEN): $(GEN)/schema.js
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/obj/%.o: %.c | $(GEN)/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# Redis function libraries are embedded into the binaries as byte arrays (redis_<name>_lua[]).
-$(BUILD)/gen/lua_%.c: redis/%.lua
+# Redis function libraries: the schema's Lua prelude and the library's code, assembled into one
+# "#!lua name=chatgw_<name>" file, embedded into the binaries as byte arrays (redis_<name>_lua[]).
+$(GEN)/redis/%.lua: redis/%.lua $(GEN)/schema.lua tools/gen_schema.py
 	@mkdir -p $(dir $@)
-	xxd -i $< > $@
-$(BUILD)/obj/lua_%.o: $(BUILD)/gen/lua_%.c
+	$(PY) tools/gen_schema.py --lua-lib chatgw_$* $@ $(GEN)/schema.lua $<
+# kept (make would delete them as intermediates): they are what the binaries carry
+.SECONDARY: $(patsubst redis/%.lua,$(GEN)/redis/%.lua,$(LUA_SRC)) $(patsubst redis/%.lua,$(GEN)/lua_%.c,$(LUA_SRC))
+$(GEN)/lua_%.c: $(GEN)/redis/%.lua
+	cd $(GEN) && xxd -i redis/$*.lua > $(abspath $@)
+$(BUILD)/obj/lua_%.o: $(GEN)/lua_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -120,17 +144,29 @@ bench: deps
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 30
-fuzz: deps fuzz-deps
+fuzz: deps fuzz-deps $(GEN)/.stamp
 	@set -e; mkdir -p $(BUILD)/fuzz; for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	  clang -g -O1 -fsanitize=fuzzer,address,undefined $(CFLAGS_BASE) $(PKG_CFLAGS) $(GMIME_CFLAGS) \
-	    -o $(BUILD)/fuzz/$$n $$f $(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC) $(PKG_LIBS) $(GMIME_LIBS) -lm; \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined $(CFLAGS_BASE) -I$(GEN) $(PKG_CFLAGS) $(GMIME_CFLAGS) \
+	    -o $(BUILD)/fuzz/$$n $$f $(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC) $(GEN)/proto_schema.c \
+	    $(GEN)/desk_schema.c $(PKG_LIBS) $(GMIME_LIBS) -lm; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$n; \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; \
 	done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Fails (naming the files) when a tracked C file is not formatted as .clang-format says.
+format-check:
+	@bad=$$(for f in $$(git ls-files '*.c' '*.h'); do \
+	  clang-format --dry-run --Werror "$$f" >/dev/null 2>&1 || echo "$$f"; done); \
+	if [ -n "$$bad" ]; then echo "not clang-formatted (make format):" $$bad; exit 1; fi; \
+	echo "clang-format: every C file is formatted"
+
+# The whole build with warnings as errors, in its own build directory.
+werror: deps
+	@$(MAKE) --no-print-directory BUILD=build/werror EXTRA_CFLAGS=-Werror build
 
 clean:
 	rm -rf build

@@ -563,40 +563,53 @@ static int detect_auto(GMimeMessage *gm, const char *from_addr) {
     return 0;
 }
 
-/* In-Reply-To and the first EMAIL_REFS_MAX References. */
+/* Copy id into dst when a reply can carry it (email_msgid_ok), else leave dst "". Threading
+ * headers a reply could not render back are dropped here, at ingestion: the mail is kept, it
+ * just does not thread by that id. Returns 1 when copied. */
+static int thread_id_copy(char *dst, size_t n, const char *id) {
+    dst[0] = '\0';
+    if (!email_msgid_ok(id)) return 0;
+    copy_text(dst, n, id);
+    return 1;
+}
+
+/* Message-ID, In-Reply-To and the first EMAIL_REFS_MAX References (renderable ones only). */
 static void thread_ids(GMimeMessage *gm, GMimeParserOptions *opts, email_info *info) {
+    thread_id_copy(info->message_id, sizeof(info->message_id), g_mime_message_get_message_id(gm));
     const char *v = g_mime_object_get_header(GMIME_OBJECT(gm), "In-Reply-To");
     GMimeReferences *r = v ? g_mime_references_parse(opts, v) : NULL;
-    if (r && g_mime_references_length(r) > 0)
-        copy_text(info->in_reply_to, sizeof(info->in_reply_to),
-                  g_mime_references_get_message_id(r, 0));
+    int n = r ? g_mime_references_length(r) : 0;
+    for (int i = 0; i < n && !info->in_reply_to[0]; i++)
+        thread_id_copy(info->in_reply_to, sizeof(info->in_reply_to),
+                       g_mime_references_get_message_id(r, i));
     if (r) g_mime_references_free(r);
     v = g_mime_object_get_header(GMIME_OBJECT(gm), "References");
     r = v ? g_mime_references_parse(opts, v) : NULL;
-    int n = r ? g_mime_references_length(r) : 0;
+    n = r ? g_mime_references_length(r) : 0;
     for (int i = 0; i < n && info->n_references < EMAIL_REFS_MAX; i++)
-        copy_text(info->references[info->n_references++], MSG_META_MAX,
-                  g_mime_references_get_message_id(r, i));
+        info->n_references += thread_id_copy(info->references[info->n_references], MSG_META_MAX,
+                                             g_mime_references_get_message_id(r, i));
     if (r) g_mime_references_free(r);
 }
 
-/* The first mailbox of From. 0, or -1 when there is none usable. */
+/* The first mailbox of From that a reply can be addressed to (email_addr_ok: what
+ * email_render_reply accepts as To). 0; -1 when From has no mailbox; -2 when it has only
+ * mailboxes a reply cannot go to (quoted or special characters, no domain...). */
 static int from_mailbox(GMimeMessage *gm, email_info *info) {
     InternetAddressList *l = g_mime_message_get_from(gm);
-    int n = l ? internet_address_list_length(l) : 0;
+    int n = l ? internet_address_list_length(l) : 0, seen = 0;
     for (int i = 0; i < n && i < 50; i++) {
         InternetAddress *ia = internet_address_list_get_address(l, i);
         if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) continue;
         const char *a = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
-        if (!a || !strchr(a, '@') || strlen(a) > EMAIL_ADDR_MAX) continue;
-        int bad = 0;
-        for (const char *p = a; *p; p++)
-            if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>') bad = 1;
-        if (bad || chan_copys(info->from_addr, sizeof(info->from_addr), a) < 0) continue;
+        if (!a || !*a) continue;
+        seen = 1;
+        if (!email_addr_ok(a) || chan_copys(info->from_addr, sizeof(info->from_addr), a) < 0)
+            continue;
         copy_text(info->from_name, sizeof(info->from_name), internet_address_get_name(ia));
         return 0;
     }
-    return -1;
+    return seen ? -2 : -1;
 }
 
 /* ---- body and attachments ---- */
@@ -710,8 +723,12 @@ static GString *body_text(walk_ctx *w) {
 
 static int email_fill(GMimeMessage *gm, GMimeParserOptions *opts, const char *raw, size_t len,
                       msg *out, email_info *info, cg_err *err) {
-    if (from_mailbox(gm, info) < 0) return cg_err_set(err, "missing_field", "no From address");
-    copy_text(info->message_id, sizeof(info->message_id), g_mime_message_get_message_id(gm));
+    int from = from_mailbox(gm, info);
+    if (from == -1) return cg_err_set(err, "missing_field", "no From address");
+    if (from < 0)
+        return cg_err_set(err, "bad_value",
+                          "the From address cannot be answered by mail: it is not a plain "
+                          "address (quoted, with spaces or special characters)");
     thread_ids(gm, opts, info);
     char *subject = subject_decode(gm, opts);
     copy_text(info->subject, sizeof(info->subject), subject);
@@ -789,8 +806,7 @@ int email_parse(const char *raw, size_t len, msg *out, email_info *info, cg_err 
 
 /* ---- render ---- */
 
-/* An address we put in a header: one '@', no whitespace, controls or specials. */
-static int addr_ok(const char *a) {
+int email_addr_ok(const char *a) {
     if (!a || !*a || strlen(a) > EMAIL_ADDR_MAX || !msg_utf8_valid(a, strlen(a))) return 0;
     const char *at = strchr(a, '@');
     if (!at || at == a || !at[1] || strchr(at + 1, '@')) return 0;
@@ -801,12 +817,30 @@ static int addr_ok(const char *a) {
     return 1;
 }
 
-/* A Message-ID without <>: printable ASCII, no whitespace or angle brackets. */
-static int msgid_ok(const char *s) {
+int email_msgid_ok(const char *s) {
     if (!s || !*s || strlen(s) > 250) return 0;
     for (const char *p = s; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f || *p == '<' || *p == '>') return 0;
     return 1;
+}
+
+/* Controls (C0, DEL) in a fixed UTF-8 field become spaces, in place. */
+static void blank_controls(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = ' ';
+}
+
+int email_inbound_check(msg *m, cg_err *err) {
+    if (!email_addr_ok(m->meta.platform_chat_id))
+        return cg_err_set(err, "bad_value",
+                          "the reply address (meta.platform_chat_id, else sender_id) cannot be "
+                          "answered by mail: it is not a plain address");
+    if (m->meta.thread_id[0] && !email_msgid_ok(m->meta.thread_id)) m->meta.thread_id[0] = '\0';
+    if (m->meta.in_reply_to[0] && !email_msgid_ok(m->meta.in_reply_to))
+        m->meta.in_reply_to[0] = '\0';
+    blank_controls(m->meta.subject);
+    blank_controls(m->sender_name);
+    return 0;
 }
 
 static int domain_ok(const char *s) {
@@ -834,21 +868,27 @@ static int token_ok(const char *t) {
 }
 
 static int reply_check(const email_reply *r, cg_err *err) {
-    if (!addr_ok(r->from_addr) || !addr_ok(r->to_addr))
-        return cg_err_set(err, "bad_value", "invalid from or to address");
+    if (!email_addr_ok(r->from_addr))
+        return cg_err_set(err, "bad_value", "the desk's From address is not a plain address");
+    if (!email_addr_ok(r->to_addr))
+        return cg_err_set(err, "bad_value",
+                          "the customer's address cannot be put in a To header "
+                          "(not a plain address)");
     if (!domain_ok(r->message_id_domain))
         return cg_err_set(err, "bad_value", "invalid Message-ID domain");
     if (!optional_text_ok(r->from_name, MSG_NAME_MAX - 1) ||
         !optional_text_ok(r->to_name, MSG_NAME_MAX - 1) ||
         !optional_text_ok(r->subject, MSG_META_MAX - 1))
         return cg_err_set(err, "bad_value", "invalid name or subject");
-    if (r->in_reply_to && *r->in_reply_to && !msgid_ok(r->in_reply_to))
-        return cg_err_set(err, "bad_value", "invalid In-Reply-To");
+    if (r->in_reply_to && *r->in_reply_to && !email_msgid_ok(r->in_reply_to))
+        return cg_err_set(err, "bad_value",
+                          "the Message-ID answered cannot be put in an In-Reply-To header");
     if (r->n_references > 0 && !r->references)
         return cg_err_set(err, "bad_value", "references missing");
     for (size_t i = 0; i < r->n_references; i++)
-        if (!msgid_ok(r->references[i]))
-            return cg_err_set(err, "bad_value", "invalid References entry");
+        if (!email_msgid_ok(r->references[i]))
+            return cg_err_set(err, "bad_value",
+                              "a Message-ID of the thread cannot be put in a References header");
     if (!token_ok(r->conv_token)) return cg_err_set(err, "bad_value", "invalid conversation token");
     return 0;
 }

@@ -48,8 +48,27 @@ typedef struct email_info {
  * attachments as "email-att:<message-id>/<index>" references with name, mime and decoded size,
  * meta.platform_msg_id = Message-ID (or "sha256:<hex>" of the raw bytes), meta.thread_id =
  * Message-ID, meta.in_reply_to, meta.subject, meta.platform_chat_id = from address.
- * Errors: "too_large", "bad_email" (not a message), "missing_field" (no From address). */
+ * Only what a reply can render back is kept: a From mailbox that email_addr_ok refuses is skipped
+ * (none left: "bad_value", the mail cannot be answered by mail), and a Message-ID, In-Reply-To or
+ * References entry that email_msgid_ok refuses is dropped (the mail is kept, it does not thread by
+ * it; platform_msg_id then falls back to the hash).
+ * Errors: "too_large", "bad_email" (not a message), "missing_field" (no From address),
+ * "bad_value" (a From address a reply cannot go to). */
 int email_parse(const char *raw, size_t len, msg *out, email_info *info, cg_err *err);
+
+/* 1 when a is an address email_render_reply puts in a From/To header: one '@' with text on both
+ * sides, <= 254 bytes of UTF-8, no whitespace, controls or specials (<>()[]\,;:"). */
+int email_addr_ok(const char *a);
+
+/* 1 when s (without <>) is a Message-ID email_render_reply puts in In-Reply-To / References:
+ * 1..250 bytes of printable ASCII, no whitespace or angle brackets. */
+int email_msgid_ok(const char *s);
+
+/* Make a normalized inbound e-mail msg (a bridge's push) answerable, in place: the reply address
+ * (meta.platform_chat_id) must pass email_addr_ok ("bad_value" otherwise: nothing could ever be
+ * sent back); meta.thread_id and meta.in_reply_to that email_msgid_ok refuses are cleared (not
+ * threaded by them); control characters in meta.subject and sender_name become spaces. */
+int email_inbound_check(msg *m, cg_err *err);
 
 /* What a reply needs besides the text. Optional fields may be NULL or "". */
 typedef struct email_reply {

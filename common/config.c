@@ -133,7 +133,10 @@ typedef struct cfg_parse {
     char *buf; /* getline() buffer, freed by cfg_file() */
     size_t cap;
     int line;     /* physical line most recently handed to inih */
+    int indented; /* that line starts with a blank: inih's continuation of the key before */
     int err_line; /* first line with an error of ours, 0 = none */
+    char last_section[128]; /* section and key of the handler's previous call ("" = none since */
+    char last_name[128];    /* the last section header): a continuation repeats them */
     char err_msg[300];
 } cfg_parse;
 
@@ -155,28 +158,65 @@ static char *cfg_reader(char *str, int num, void *stream) {
         }
         body = 0;
     }
+    size_t lead = strspn(p->buf, " \t");
+    p->indented = lead > 0 && lead < body;
+    if (lead < body && p->buf[lead] == '[') p->last_name[0] = '\0'; /* a new section */
     memcpy(str, p->buf, body);
     str[body] = '\n';
     str[body + 1] = '\0';
     return str;
 }
 
+/* A continuation line of table key o: the value so far, one space (the line break is blank
+ * space), then value. Only text keys continue; the result is checked like any value. */
+static int cfg_continue(const cfg_opt *o, const char *value, char *problem, size_t pn) {
+    if (o->type != CFG_STR) {
+        snprintf(problem, pn, "a continuation line: only text values may span several lines");
+        return -1;
+    }
+    const char *cur = o->ptr;
+    size_t a = strlen(cur), b = strlen(value);
+    if (a + 1 + b >= o->size) {
+        snprintf(problem, pn, "too long (max %zu)", o->size ? o->size - 1 : 0);
+        return -1;
+    }
+    char *joined = malloc(a + b + 2);
+    if (!joined) {
+        snprintf(problem, pn, "out of memory");
+        return -1;
+    }
+    memcpy(joined, cur, a);
+    joined[a] = ' ';
+    memcpy(joined + a + 1, value, b + 1);
+    int rc = cfg_apply(o, joined, problem, pn);
+    free(joined);
+    return rc;
+}
+
 /* ini_handler: a key of the table is set in a plain section ("", "[common]", "[router]" ...);
  * every key of a named section ("[queue faq]", "[canned faq]": a name with a space), and any
  * other key, goes to extra (or is an error), so an entry of a named section can never change a
- * process setting that happens to share its name. Returns 0 (inih's "error") on the first
- * problem and ignores every later line. */
+ * process setting that happens to share its name. inih hands an indented line after a key over
+ * as that key once more (INI_ALLOW_MULTILINE): such a continuation adds to the value (table
+ * keys) or is passed to extra with cont = 1, never taken for a new value. Returns 0 (inih's
+ * "error") on the first problem and ignores every later line. */
 static int cfg_handler(void *user, const char *section, const char *name, const char *value) {
     cfg_parse *p = user;
     char problem[200];
     if (p->err_line) return 1;
 
+    int cont = p->indented && p->last_name[0] && !strcmp(p->last_name, name) &&
+               !strcmp(p->last_section, section);
+    snprintf(p->last_section, sizeof(p->last_section), "%s", section);
+    snprintf(p->last_name, sizeof(p->last_name), "%s", name);
     const cfg_opt *o = strchr(section, ' ') ? NULL : cfg_find(p->opts, name);
     if (o) {
-        if (cfg_apply(o, value, problem, sizeof(problem)) == 0) return 1;
+        int rc = cont ? cfg_continue(o, value, problem, sizeof(problem))
+                      : cfg_apply(o, value, problem, sizeof(problem));
+        if (rc == 0) return 1;
     } else if (p->extra) {
         cg_err e = {{0}, {0}};
-        if (p->extra(p->priv, section, name, value, &e) == 0) return 1;
+        if (p->extra(p->priv, section, name, value, cont, &e) == 0) return 1;
         snprintf(problem, sizeof(problem), "%s", e.msg[0] ? e.msg : "refused");
     } else {
         snprintf(problem, sizeof(problem), "unknown key");

@@ -4,9 +4,10 @@
  * bounds, help). cfg_load() applies, in order: the defaults, the INI file (plain sections such as
  * [router] only group the table's keys, a key name is unique across them; the keys of named
  * sections such as [queue faq] all go to the extra callback), then environment variables
- * CHATGW_<NAME> (upper case). Every value is checked against its type and bounds; the first
- * problem is reported naming the file, line and key (or the variable). Parsing of the INI syntax
- * is inih's. */
+ * CHATGW_<NAME> (upper case). A text value may continue on indented lines (joined with one
+ * space: comma lists keep their commas). Every value is checked against its type and bounds; the
+ * first problem is reported naming the file, line and key (or the variable). Parsing of the INI
+ * syntax is inih's. */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
 
@@ -26,10 +27,12 @@ typedef struct cfg_opt {
     const char *help;
 } cfg_opt;
 
-/* Called for a key in a section the table does not know (e.g. "[queue presales]"). Return 0 if
- * taken, -1 with err set to refuse it. NULL: such keys are errors. */
+/* Called for a key in a section the table does not know (e.g. "[queue presales]"). cont is 1 when
+ * value is an indented continuation line of the same key (a multi-line value: lists add items,
+ * texts add a line), 0 for the key's own line. Return 0 if taken, -1 with err set to refuse it.
+ * NULL: such keys are errors. */
 typedef int cfg_extra_fn(void *priv, const char *section, const char *key, const char *value,
-                         cg_err *err);
+                         int cont, cg_err *err);
 
 /* Load defaults, then `path` (NULL or "" = no file), then the environment. opts ends with a
  * {NULL} entry. Returns 0, or -1 with err naming "file:line: key: problem". */

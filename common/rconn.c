@@ -97,8 +97,25 @@ static int copy_part(char *dst, size_t dn, const char *s, size_t len) {
     return 0;
 }
 
-/* redis://[:password@]host[:port][/db] | unix:/path (also unix:///path). The password is taken
- * verbatim (no percent-decoding) up to the last '@'; an IPv6 host is written in brackets. */
+/* The userinfo "[user]:password" of a redis:// URL (p .. at) into out->user / out->password.
+ * A user needs a password (AUTH has no user-only form). Error messages never quote the
+ * password. */
+static int url_userinfo(const char *p, const char *at, rconn_url *out, cg_err *err) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon)
+        return cg_err_set(err, "bad_config",
+                          "redis URL: write the credentials as user:password@ or :password@");
+    if (copy_part(out->user, sizeof(out->user), p, (size_t)(colon - p)) != 0)
+        return cg_err_set(err, "bad_config", "redis URL: user name too long");
+    if (colon + 1 == at) return cg_err_set(err, "bad_config", "redis URL: empty password");
+    if (copy_part(out->password, sizeof(out->password), colon + 1, (size_t)(at - colon - 1)) != 0)
+        return cg_err_set(err, "bad_config", "redis URL: password too long");
+    return 0;
+}
+
+/* redis://[[user]:password@]host[:port][/db] | unix:/path (also unix:///path). The user ends at
+ * the first ':', the password (verbatim, no percent-decoding) at the last '@'; an IPv6 host is
+ * written in brackets. rediss:// is refused: Debian 12's hiredis (0.14) has no TLS. */
 int rconn_url_parse(const char *url, rconn_url *out, cg_err *err) {
     memset(out, 0, sizeof(*out));
     out->port = 6379;
@@ -112,16 +129,17 @@ int rconn_url_parse(const char *url, rconn_url *out, cg_err *err) {
             return cg_err_set(err, "bad_config", "unix socket path too long");
         return 0;
     }
+    if (strncmp(url, "rediss://", 9) == 0)
+        return cg_err_set(err, "bad_config",
+                          "rediss:// (TLS) is not supported: this build's hiredis 0.14 has no TLS; "
+                          "use a local TLS tunnel such as stunnel, see docs/deployment.md");
     if (strncmp(url, "redis://", 8) != 0)
         return cg_err_set(err, "bad_config", "redis URL must start with redis:// or unix:");
 
     const char *p = url + 8;
     const char *at = strrchr(p, '@');
     if (at) {
-        if (p[0] != ':')
-            return cg_err_set(err, "bad_config", "redis URL: write the password as :password@");
-        if (copy_part(out->password, sizeof(out->password), p + 1, (size_t)(at - p - 1)) != 0)
-            return cg_err_set(err, "bad_config", "redis URL: password too long");
+        if (url_userinfo(p, at, out, err) != 0) return -1;
         p = at + 1;
     }
 
@@ -540,14 +558,22 @@ int rconn_unsubscribe(rconn *rc, const char *channel) {
 
 /* ---- connecting --------------------------------------------------------------------------- */
 
-/* AUTH and SELECT replies. An error drops the connection (clean disconnect: the other reply is
- * still awaited), which then reconnects with backoff. */
+/* AUTH, SELECT and PING replies. An error drops the connection (clean disconnect: the other
+ * replies are still awaited), which then reconnects with backoff. The error names the server and
+ * what to check; Redis' own text never contains the password. */
 static void rc_on_handshake(rconn *rc, redisReply *reply, void *priv) {
     const char *what = priv;
+    char where[300];
     if (!reply || !rc->ac) return;
     if (reply->type == REDIS_REPLY_ERROR) {
+        int auth = strcmp(what, "SELECT") != 0 && reply->str &&
+                   (strstr(reply->str, "AUTH") || strstr(reply->str, "WRONGPASS"));
+        /* once per failing streak at error level (retries every few seconds follow) */
         if (!rc->handshake_failed)
-            log_error("redis %s: %s failed: %s", rc->name, what, reply->str ? reply->str : "");
+            log_write(rc->reported != 0 ? LOG_ERROR : LOG_DEBUG, "redis %s: %s to %s failed: %s%s",
+                      rc->name, what, rc_where(rc, where, sizeof(where)),
+                      reply->str ? reply->str : "",
+                      auth ? " (check the user and password in redis_url)" : "");
         rc->handshake_failed = 1;
         redisAsyncDisconnect(rc->ac);
         return;
@@ -583,11 +609,15 @@ static void rc_on_connect(const redisAsyncContext *ac, int status) {
     rc->connected = 1;
     log_debug("redis %s: connected to %s", rc->name, rc_where(rc, where, sizeof(where)));
     int bad = 0;
-    if (rc->url.password[0] && rc_handshake_cmd(rc, "AUTH", "AUTH %s", rc->url.password) != 0)
-        bad = 1;
-    if (!bad && rc->url.db && rc_handshake_cmd(rc, "SELECT", "SELECT %d", rc->url.db) != 0) bad = 1;
+    if (rc->url.user[0])
+        bad = rc_handshake_cmd(rc, "AUTH", "AUTH %s %s", rc->url.user, rc->url.password) != 0;
+    else if (rc->url.password[0])
+        bad = rc_handshake_cmd(rc, "AUTH", "AUTH %s", rc->url.password) != 0;
+    if (!bad && rc->url.db) bad = rc_handshake_cmd(rc, "SELECT", "SELECT %d", rc->url.db) != 0;
+    /* Without credentials a server that wants them answers NOAUTH: find out now, not later. */
+    if (!bad && !rc->url.password[0]) bad = rc_handshake_cmd(rc, "PING", "PING") != 0;
     if (bad) {
-        log_error("redis %s: cannot send AUTH/SELECT", rc->name);
+        log_error("redis %s: cannot send AUTH/SELECT/PING", rc->name);
         rc->handshake_failed = 1;
         rc_drop_later(rc);
     } else if (rc->handshake == 0) {

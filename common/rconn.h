@@ -3,8 +3,10 @@
  * Wraps a hiredis redisAsyncContext attached with redisLibuvAttach. When the connection drops (or
  * a command has waited longer than the timeout) every pending callback gets a NULL reply, the state
  * callback is told (up = 0), and a reconnect is tried with exponential backoff (100 ms doubling to
- * 5 s). After each successful connect, AUTH/SELECT from the URL are sent first, then the state
- * callback is told (up = 1): that is the place to load functions and (re)subscribe. */
+ * 5 s). After each successful connect, AUTH/SELECT from the URL (PING when the URL has no
+ * password, so that a server wanting one is found out at once: NOAUTH) are sent first, then the
+ * state callback is told (up = 1): that is the place to load functions and (re)subscribe. A
+ * refused AUTH is logged with the server's reason (never the password) and retried with backoff. */
 #ifndef CG_RCONN_H
 #define CG_RCONN_H
 
@@ -22,11 +24,15 @@ typedef void rconn_state_fn(rconn *rc, int up, void *priv);
  * valid only during the call. */
 typedef void rconn_reply_fn(rconn *rc, redisReply *reply, void *priv);
 
-/* Parse redis://[:password@]host[:port][/db] (or unix:/path). -1 with err on a malformed URL. */
+/* Parse redis://[[user]:password@]host[:port][/db] (or unix:/path). With a user the handshake is
+ * AUTH user password (a Redis 6+ ACL user), with only a password AUTH password. rediss:// (TLS)
+ * is refused with an error that says why and what to do instead (docs/deployment.md). -1 with
+ * err on a malformed URL; err never contains the password. */
 typedef struct rconn_url {
     char host[256];
     int port;
     char unix_path[256];
+    char user[128];
     char password[256];
     int db;
 } rconn_url;

@@ -1,10 +1,13 @@
 /* token.c -- see token.h.
  *
- * Verification is in two independent steps: first our own constant-time check of the HS256
- * signature over "header.payload" (so an alg "none" token, a token signed with another algorithm
- * or key, and a forged one are refused before anything in them is parsed, and the comparison does
- * not depend on libjwt's), then libjwt decodes with the key and we insist that it saw HS256. The
- * claims are then read from the payload JSON with strict types. Tokens are never logged. */
+ * Verification is in three steps: the header alone is decoded (base64url, jansson) for its "kid",
+ * which picks the key; then our own constant-time check of the HS256 signature over
+ * "header.payload" (so an alg "none" token, a token signed with another algorithm or key, and a
+ * forged one are refused before the payload is parsed, and the comparison does not depend on
+ * libjwt's), then libjwt decodes with the key and we insist that it saw HS256. The claims are
+ * then read from the payload JSON with strict types and checked: exp present and within max_ttl,
+ * identifiers in their character sets, names free of control characters. Tokens and secrets are
+ * never logged. */
 #include "token.h"
 
 #include <stdlib.h>
@@ -48,23 +51,121 @@ static int role_parse(const char *s, token_role *out) {
 static int claims_check(const token_claims *c, cg_err *err) {
     if (c->role < TOKEN_CUSTOMER || c->role > TOKEN_BRIDGE)
         return cg_err_set(err, "bad_token", "unknown role");
-    size_t sl = strnlen(c->sub, sizeof(c->sub));
-    if (sl == 0 || sl > TOKEN_SUB_MAX)
-        return cg_err_set(err, "bad_token", "claim 'sub' must have 1 to %d characters",
-                          TOKEN_SUB_MAX);
+    if (!cg_ident_ok(c->sub, TOKEN_SUB_MAX, TOKEN_SUB_CHARS, 0))
+        return cg_err_set(err, "bad_token", "claim 'sub' must be 1 to %d letters, digits or '%s'",
+                          TOKEN_SUB_MAX, TOKEN_SUB_CHARS);
     if (strnlen(c->name, sizeof(c->name)) > TOKEN_NAME_MAX)
         return cg_err_set(err, "bad_token", "claim 'name' is too long");
+    char why[64];
+    if (cg_name_check(c->name, why, sizeof(why)) < 0)
+        return cg_err_set(err, "bad_token", "claim 'name' has a %s", why);
     if (c->n_skills < 0 || c->n_skills > TOKEN_SKILLS_MAX)
         return cg_err_set(err, "bad_token", "at most %d skills", TOKEN_SKILLS_MAX);
-    for (int i = 0; i < c->n_skills; i++) {
-        size_t l = strnlen(c->skills[i], sizeof(c->skills[i]));
-        if (l == 0 || l > TOKEN_SUB_MAX)
-            return cg_err_set(err, "bad_token", "each skill must have 1 to %d characters",
-                              TOKEN_SUB_MAX);
-    }
+    for (int i = 0; i < c->n_skills; i++)
+        if (!cg_ident_ok(c->skills[i], TOKEN_SUB_MAX, TOKEN_SKILL_CHARS, 1))
+            return cg_err_set(err, "bad_token",
+                              "each skill must be 1 to %d of a-z, 0-9 or '%s' (a queue name)",
+                              TOKEN_SUB_MAX, TOKEN_SKILL_CHARS);
     if (c->cap < 1 || c->cap > TOKEN_CAP_MAX)
         return cg_err_set(err, "bad_token", "claim 'cap' must be 1 to %d", TOKEN_CAP_MAX);
+    if (c->jti[0] && !cg_ident_ok(c->jti, TOKEN_SUB_MAX, TOKEN_SUB_CHARS, 0))
+        return cg_err_set(err, "bad_token", "claim 'jti' must be 1 to %d letters, digits or '%s'",
+                          TOKEN_SUB_MAX, TOKEN_SUB_CHARS);
+    if (!c->jti[0] && c->role != TOKEN_CUSTOMER)
+        return cg_err_set(err, "bad_token", "claim 'jti' is required in %s tokens",
+                          token_role_name(c->role));
     return 0;
+}
+
+/* exp against now and the keyring's max_ttl (iat, when set, too). */
+static int claims_check_time(const token_claims *c, int64_t max_ttl, int64_t now_s, cg_err *err) {
+    if (c->exp <= now_s) return cg_err_set(err, "expired_token", "token expired");
+    if (c->exp - now_s > max_ttl + TOKEN_SKEW_S || (c->iat && c->exp - c->iat > max_ttl))
+        return cg_err_set(err, "bad_token",
+                          "token lifetime over token_max_ttl (%lld s): mint a shorter one",
+                          (long long)max_ttl);
+    if (c->iat > now_s + TOKEN_SKEW_S)
+        return cg_err_set(err, "bad_token", "claim 'iat' is in the future");
+    return 0;
+}
+
+/* ---- keys ---- */
+
+/* One "kid:secret" entry (p, len; spaces trimmed) into k. */
+static int key_parse(const char *p, size_t len, token_key *k, int idx, cg_err *err) {
+    const char *colon = memchr(p, ':', len);
+    if (!colon)
+        return cg_err_set(err, "bad_config", "jwt_secrets: entry %d is not kid:secret", idx);
+    size_t kl = (size_t)(colon - p), sl = len - kl - 1;
+    k->kid[0] = '\0';
+    if (kl <= TOKEN_KID_MAX) {
+        memcpy(k->kid, p, kl);
+        k->kid[kl] = '\0';
+    }
+    if (!cg_ident_ok(k->kid, TOKEN_KID_MAX, "_.-", 0))
+        return cg_err_set(err, "bad_config",
+                          "jwt_secrets: entry %d: kid must be 1 to %d letters, digits, '_', '.' "
+                          "or '-'",
+                          idx, TOKEN_KID_MAX);
+    if (sl < TOKEN_SECRET_MIN || sl > TOKEN_SECRET_MAX)
+        return cg_err_set(err, "bad_config",
+                          "jwt_secrets: the secret of kid '%s' must have %d to %d bytes", k->kid,
+                          TOKEN_SECRET_MIN, TOKEN_SECRET_MAX);
+    memcpy(k->secret, colon + 1, sl);
+    k->secret[sl] = '\0';
+    k->len = sl;
+    return 0;
+}
+
+static const token_key *key_find(const token_keyring *kr, const char *kid) {
+    for (int i = 0; i < kr->n; i++)
+        if (!strcmp(kr->keys[i].kid, kid)) return &kr->keys[i];
+    return NULL;
+}
+
+int token_keyring_init(token_keyring *kr, const char *secrets, const char *legacy, int64_t max_ttl,
+                       cg_err *err) {
+    memset(kr, 0, sizeof(*kr));
+    kr->max_ttl = max_ttl;
+    int idx = 0;
+    for (const char *p = secrets ? secrets : ""; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        idx++;
+        if (len) {
+            if (kr->n == TOKEN_KEYS_MAX)
+                return cg_err_set(err, "bad_config", "jwt_secrets: at most %d keys",
+                                  TOKEN_KEYS_MAX);
+            token_key *k = &kr->keys[kr->n];
+            if (key_parse(p, len, k, idx, err) < 0) return -1;
+            if (key_find(kr, k->kid))
+                return cg_err_set(err, "bad_config", "jwt_secrets: kid '%s' appears twice", k->kid);
+            kr->n++;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    size_t ll = legacy ? strlen(legacy) : 0;
+    if (ll && (ll < TOKEN_SECRET_MIN || ll > TOKEN_SECRET_MAX))
+        return cg_err_set(err, "bad_config", "jwt_secret must have %d to %d bytes",
+                          TOKEN_SECRET_MIN, TOKEN_SECRET_MAX);
+    if (ll) {
+        memcpy(kr->keys[kr->n].secret, legacy, ll + 1);
+        kr->keys[kr->n++].len = ll;
+    }
+    if (!kr->n)
+        return cg_err_set(err, "bad_config",
+                          "no token secret: set jwt_secret or jwt_secrets (CHATGW_JWT_SECRET)");
+    if (max_ttl < 1) return cg_err_set(err, "bad_config", "token_max_ttl must be positive");
+    return 0;
+}
+
+void token_keyring_clear(token_keyring *kr) {
+    OPENSSL_cleanse(kr, sizeof(*kr));
 }
 
 /* The payload as a jansson object (new reference, caller decrefs), or NULL when a string is not
@@ -85,6 +186,7 @@ static json_t *claims_json(const token_claims *c) {
     bad |= json_object_set_new(o, "cap", json_integer(c->cap));
     if (c->iat) bad |= json_object_set_new(o, "iat", json_integer(c->iat));
     if (c->exp) bad |= json_object_set_new(o, "exp", json_integer(c->exp));
+    if (c->jti[0]) bad |= json_object_set_new(o, "jti", json_string(c->jti));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -92,14 +194,16 @@ static json_t *claims_json(const token_claims *c) {
     return o;
 }
 
-int token_sign(const token_claims *c, const char *secret, size_t secret_len, char **out,
-               cg_err *err) {
+int token_sign(const token_claims *c, const token_keyring *kr, char **out, cg_err *err) {
     *out = NULL;
-    if (!secret || secret_len == 0 || secret_len > 1024)
-        return cg_err_set(err, "internal", "token secret must have 1 to 1024 bytes");
+    if (!kr || kr->n < 1) return cg_err_set(err, "internal", "no signing key");
+    const token_key *k = &kr->keys[0];
     token_claims cc = *c;
     if (cc.cap == 0) cc.cap = 1;
     if (claims_check(&cc, err) != 0) return -1;
+    if (!cc.exp) return cg_err_set(err, "bad_token", "claim 'exp' is required");
+    /* The lifetime as of iat (the signer's "now"); without iat only exp's presence is checked. */
+    if (claims_check_time(&cc, kr->max_ttl, cc.iat ? cc.iat : cc.exp - 1, err) != 0) return -1;
 
     json_t *o = claims_json(&cc);
     if (!o) return cg_err_set(err, "bad_token", "claims must be valid UTF-8");
@@ -107,7 +211,8 @@ int token_sign(const token_claims *c, const char *secret, size_t secret_len, cha
     json_decref(o);
     jwt_t *jwt = NULL;
     if (payload && jwt_new(&jwt) == 0 &&
-        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)secret_len) == 0 &&
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)k->secret, (int)k->len) == 0 &&
+        (!k->kid[0] || jwt_add_header(jwt, "kid", k->kid) == 0) &&
         jwt_add_grants_json(jwt, payload) == 0)
         *out = jwt_encode_str(jwt);
     free(payload);
@@ -180,6 +285,7 @@ static int claims_parse(json_t *o, token_claims *out, int *has_exp, cg_err *err)
     if (get_int(o, "iat", 0, INT64_MAX, 0, &out->iat, err) < 0) return -1;
     *has_exp = get_int(o, "exp", INT64_MIN, INT64_MAX, 0, &out->exp, err);
     if (*has_exp < 0) return -1;
+    if (get_str(o, "jti", out->jti, TOKEN_SUB_MAX, 0, err) != 0) return -1;
 
     json_t *skills = json_object_get(o, "skills");
     if (!skills) return 0;
@@ -199,11 +305,41 @@ static int claims_parse(json_t *o, token_claims *out, int *has_exp, cg_err *err)
     return 0;
 }
 
-int token_verify(const char *tok, const char *secret, size_t secret_len, int64_t now_s,
-                 token_claims *out, cg_err *err) {
+/* The header's "kid" into kid (size n; "" when absent): the header segment (hdr, hl bytes of
+ * base64url) decoded and parsed with jansson. -1 with err when it is not a JSON object or kid
+ * is not a short string. */
+static int header_kid(const char *hdr, size_t hl, char *kid, size_t n, cg_err *err) {
+    char b64[1028];
+    unsigned char raw[sizeof(b64)];
+    if (hl == 0 || hl > sizeof(b64) - 4 || hl % 4 == 1)
+        return cg_err_set(err, "bad_token", "malformed token header");
+    size_t bl = 0;
+    for (size_t i = 0; i < hl; i++)
+        b64[bl++] = hdr[i] == '-' ? '+' : hdr[i] == '_' ? '/' : hdr[i];
+    while (bl % 4)
+        b64[bl++] = '=';
+    int rl = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)bl);
+    if (rl < 0) return cg_err_set(err, "bad_token", "malformed token header");
+    rl -= (int)(bl - hl); /* the padding we added decoded to zero bytes */
+    json_t *h = json_loadb((const char *)raw, (size_t)rl, JSON_REJECT_DUPLICATES, NULL);
+    kid[0] = '\0';
+    int rv = 0;
+    json_t *v = h ? json_object_get(h, "kid") : NULL;
+    if (!json_is_object(h))
+        rv = cg_err_set(err, "bad_token", "malformed token header");
+    else if (v && (!json_is_string(v) || json_string_length(v) >= n ||
+                   strlen(json_string_value(v)) != json_string_length(v)))
+        rv = cg_err_set(err, "bad_token", "header 'kid' is not a short string");
+    else if (v)
+        memcpy(kid, json_string_value(v), json_string_length(v) + 1);
+    json_decref(h);
+    return rv;
+}
+
+int token_verify(const char *tok, const token_keyring *kr, int64_t now_s, token_claims *out,
+                 cg_err *err) {
     memset(out, 0, sizeof(*out));
-    if (!secret || secret_len == 0 || secret_len > 1024)
-        return cg_err_set(err, "bad_token", "tokens cannot be verified (no secret)");
+    if (!kr || kr->n < 1) return cg_err_set(err, "bad_token", "tokens cannot be verified (no key)");
     if (!tok) return cg_err_set(err, "bad_token", "missing token");
     size_t len = strnlen(tok, TOKEN_MAX_LEN + 1);
     if (len > TOKEN_MAX_LEN) return cg_err_set(err, "bad_token", "token too long");
@@ -213,12 +349,17 @@ int token_verify(const char *tok, const char *secret, size_t secret_len, int64_t
     if (!d1 || !d2 || d1 == tok || d2 == d1 + 1 ||
         memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)))
         return cg_err_set(err, "bad_token", "malformed token");
-    if (!hs256_ok(tok, (size_t)(d2 - tok), d2 + 1, len - (size_t)(d2 + 1 - tok), secret,
-                  secret_len))
+    char kid[TOKEN_KID_MAX + 1];
+    if (header_kid(tok, (size_t)(d1 - tok), kid, sizeof(kid), err) < 0) return -1;
+    const token_key *k = key_find(kr, kid);
+    if (!k && kid[0]) return cg_err_set(err, "bad_token", "unknown key id (kid)");
+    if (!k)
+        return cg_err_set(err, "bad_token", "token has no key id (kid) and jwt_secret is unset");
+    if (!hs256_ok(tok, (size_t)(d2 - tok), d2 + 1, len - (size_t)(d2 + 1 - tok), k->secret, k->len))
         return cg_err_set(err, "bad_token", "bad signature");
 
     jwt_t *jwt = NULL;
-    if (jwt_decode(&jwt, tok, (const unsigned char *)secret, (int)secret_len) != 0 || !jwt)
+    if (jwt_decode(&jwt, tok, (const unsigned char *)k->secret, (int)k->len) != 0 || !jwt)
         return cg_err_set(err, "bad_token", "malformed token");
     if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
         jwt_free(jwt);
@@ -233,8 +374,9 @@ int token_verify(const char *tok, const char *secret, size_t secret_len, int64_t
     int has_exp = 0;
     int rv = claims_parse(o, out, &has_exp, err);
     json_decref(o);
-    if (rv == 0 && has_exp && out->exp <= now_s)
-        rv = cg_err_set(err, "expired_token", "token expired");
+    if (rv == 0 && !has_exp) rv = cg_err_set(err, "bad_token", "claim 'exp' is required");
+    if (rv == 0) rv = claims_check_time(out, kr->max_ttl, now_s, err);
+    if (rv == 0) rv = claims_check(out, err);
     if (rv != 0) memset(out, 0, sizeof(*out));
     return rv;
 }

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -119,4 +120,77 @@ int cg_parse_hostport(const char *s, char *host, size_t hn, int *port) {
     host[hl] = '\0';
     *port = (int)p;
     return 0;
+}
+
+int cg_ident_ok(const char *s, size_t max, const char *extra, int lower) {
+    size_t n = strnlen(s, max + 1);
+    if (n == 0 || n > max) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 (!lower && c >= 'A' && c <= 'Z') || (c && strchr(extra, c));
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* The code point of the UTF-8 sequence at p (valid UTF-8 assumed, NUL-terminated); *len its
+ * length in bytes. */
+static uint32_t utf8_next(const unsigned char *p, size_t *len) {
+    if (p[0] < 0x80) {
+        *len = 1;
+        return p[0];
+    }
+    if ((p[0] & 0xe0) == 0xc0 && p[1]) {
+        *len = 2;
+        return ((uint32_t)(p[0] & 0x1f) << 6) | (p[1] & 0x3f);
+    }
+    if ((p[0] & 0xf0) == 0xe0 && p[1] && p[2]) {
+        *len = 3;
+        return ((uint32_t)(p[0] & 0x0f) << 12) | ((uint32_t)(p[1] & 0x3f) << 6) | (p[2] & 0x3f);
+    }
+    *len = 1;
+    while (p[*len] && (p[*len] & 0xc0) == 0x80 && *len < 4)
+        (*len)++;
+    return 0x10000; /* beyond the BMP: nothing refused there */
+}
+
+/* What c is when a display name may not hold it ("control character", "bidirectional
+ * control"), NULL when it may. */
+static const char *name_refused(uint32_t c) {
+    if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029)
+        return "control character";
+    if (c == 0x061c || c == 0x200e || c == 0x200f || (c >= 0x202a && c <= 0x202e) ||
+        (c >= 0x2066 && c <= 0x2069))
+        return "bidirectional control";
+    return NULL;
+}
+
+int cg_name_check(const char *s, char *why, size_t n) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t len;
+        uint32_t c = utf8_next(p, &len);
+        p += len;
+        const char *kind = name_refused(c);
+        if (!kind) continue;
+        snprintf(why, n, "%s U+%04X", kind, (unsigned)c);
+        return -1;
+    }
+    return 0;
+}
+
+size_t cg_name_clean(char *s) {
+    size_t removed = 0;
+    unsigned char *out = (unsigned char *)s;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t len;
+        uint32_t c = utf8_next(p, &len);
+        if (name_refused(c))
+            removed++;
+        else
+            memmove(out, p, len), out += len;
+        p += len;
+    }
+    *out = '\0';
+    return removed;
 }

@@ -29,4 +29,18 @@ int cg_parse_ll(const char *s, long long min, long long max, long long *out);
 /* Parse "host:port" into host (size hn) and port; -1 when malformed. */
 int cg_parse_hostport(const char *s, char *host, size_t hn, int *port);
 
+/* 1 when s is 1..max bytes, each a letter, a digit or one of extra (e.g. "_.@-"); with lower 1,
+ * letters must be lower case. For identifiers that end up in Redis keys and logs. */
+int cg_ident_ok(const char *s, size_t max, const char *extra, int lower);
+
+/* A display name (valid UTF-8, as decoded by jansson or msgpack validation) that shows what it
+ * says: 0, or -1 with why (size n, >= 32) naming the first control character found ("control
+ * character U+0007", "bidirectional control U+202E"). Refused: C0 controls (tab and newline too)
+ * and DEL, C1 controls, U+2028/U+2029, and the bidi marks and overrides U+061C, U+200E, U+200F,
+ * U+202A-U+202E, U+2066-U+2069. */
+int cg_name_check(const char *s, char *why, size_t n);
+
+/* Remove, in place, every character cg_name_check refuses; returns how many were removed. */
+size_t cg_name_clean(char *s);
+
 #endif

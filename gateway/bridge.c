@@ -5,9 +5,19 @@
  * entry of cg:out:<channel> (written by cg_append, redis/conv.lua) through the consumer group
  * "bridges", as consumer hello.sender_name ("default" when absent): the normalized msg with conv,
  * seq, meta.platform_chat_id (where it goes) and `native`, the body rendered for the platform
- * (the channels/ renderers). The bridge acks each frame ({"type":"ack","id":<the frame's id>}) once
- * the platform took it; the gateway then XACKs the entry. Un-acked entries stay pending in the
- * group and are delivered again when a bridge of that name connects: at-least-once, never lost.
+ * (the channels/ renderers). Only the product steers a bridge: the stored msg's own meta and native
+ * are dropped, meta comes from the entry's address fields and native from the renderer. The bridge
+ * acks each frame ({"type":"ack","id":<the frame's id>}) once the platform took it; the gateway
+ * then XACKs the entry. Un-acked entries stay pending in the group and are delivered again when a
+ * bridge of that name connects: at-least-once, never lost.
+ *
+ * Dead letters (bridge_dead.c): an entry the gateway can never render (no address; an address,
+ * Message-ID or subject a reply cannot carry; a renderer refusal) is not delivered, and a frame the
+ * bridge answers with a failure ack ({"type":"ack","id":..,"code":..,"text":<why>}) is not retried:
+ * either goes to cg:dead:<channel>, the desk gets an `escalated` / "undeliverable" event, and the
+ * entry is XACKed, so one bad message never holds back the ones after it. While that is under way
+ * the entry keeps a window slot (dying) so it is neither delivered nor dead-lettered twice. Only
+ * the gateway's own trouble (no email_from, Redis down) still delivers a frame without native.
  *
  * Reading: each bridge session owns one Redis connection for blocking reads (XREADGROUP ... BLOCK
  * on the shared command connection would stall every client). It first reads its own pending
@@ -28,6 +38,7 @@
  * "meta":{"platform_msg_id":..., "platform_chat_id":...}, ...}: stored like a webhook message
  * (webhook_store.c) as customer "<channel>:<sender_id>" with a cmid derived from the platform
  * message id, and acked with conv and seq. */
+#include "bridge_dead.h"
 #include "gw.h"
 #include "webhook.h"
 
@@ -51,10 +62,11 @@
 #define BR_ENTRY_MAX 48         /* "<ms>-<n>" */
 #define BR_MAILID_TTL "7776000" /* 90 days, as hook_email.c keeps Message-IDs */
 
-/* A frame delivered and not acked yet. */
+/* A frame delivered and not acked yet, or an entry being moved to cg:dead:<channel>. */
 typedef struct br_fly {
     char entry[BR_ENTRY_MAX]; /* stream entry id */
     char id[MSG_ID_MAX];      /* the frame's id */
+    int dying;                /* being dead-lettered (bridge_dead.c): no ack expected */
 } br_fly;
 
 struct bridge {
@@ -125,6 +137,50 @@ static int br_fly_find(const bridge *b, const char *entry, const char *id) {
     return -1;
 }
 
+/* A dead letter in progress: the entry names its slot (slots move when others are freed). */
+typedef struct br_dead_ctx {
+    bridge *b; /* holds a reference */
+    char entry[BR_ENTRY_MAX];
+} br_dead_ctx;
+
+/* A dead letter of ours is done (bridge_dead.c): free its slot, read on. */
+static void br_dead_done(void *priv, int stored) {
+    br_dead_ctx *key = priv;
+    bridge *b = key->b;
+    int i = br_fly_find(b, key->entry, NULL);
+    if (i >= 0 && b->fly[i].dying) b->fly[i] = b->fly[--b->n_fly];
+    if (!stored) /* left pending: read our pending entries again later */
+        b->claim_due = 1;
+    free(key);
+    if (!b->dead) br_pump(b);
+    br_unref(b);
+}
+
+/* Move entry (slot i of fly, or a new slot when i < 0 and kv is given) to cg:dead:<channel>
+ * instead of delivering it: kv = its fields when at hand, else read back by id. The slot stays
+ * taken (dying) until that is done, so the entry is neither delivered nor dead-lettered twice.
+ * 0 when started; -1 when the command connection is down (the entry stays pending). */
+static int br_dead(bridge *b, int i, const char *entry, const redisReply *kv, const char *code,
+                   const char *reason, const char *by) {
+    if (i < 0 && b->n_fly >= BR_WINDOW) return -1;
+    br_dead_ctx *key = calloc(1, sizeof(*key));
+    if (!key) return -1;
+    snprintf(key->entry, sizeof(key->entry), "%s", entry);
+    key->b = b;
+    int rc = kv ? bdead_store(b->channel, entry, kv, code, reason, by, br_dead_done, key)
+                : bdead_store_id(b->channel, entry, code, reason, by, br_dead_done, key);
+    if (rc < 0) {
+        free(key);
+        return -1;
+    }
+    b->refs++;
+    if (i < 0) i = (int)b->n_fly++;
+    snprintf(b->fly[i].entry, sizeof(b->fly[i].entry), "%s", entry);
+    b->fly[i].id[0] = '\0';
+    b->fly[i].dying = 1;
+    return 0;
+}
+
 /* XACK on the command connection (fire and forget: an entry whose XACK is lost stays pending
  * and is delivered again, which at-least-once allows). */
 static void br_xack(bridge *b, const char *entry) {
@@ -189,7 +245,7 @@ static int br_is_token(const char *s) {
 static int br_render_email(const msg *m, const br_entry *e, char **out, size_t *len, cg_err *err) {
     char from_name[MSG_NAME_MAX] = "", from_addr[MSG_META_MAX], domain[128];
     const char *f = G.cfg.email_from, *lt = strchr(f, '<');
-    if (!f[0]) return cg_err_set(err, "missing_field", "email_from is not configured");
+    if (!f[0]) return cg_err_set(err, "not_configured", "email_from is not configured");
     if (lt && f[strlen(f) - 1] == '>') {
         size_t nn = (size_t)(lt - f);
         while (nn && f[nn - 1] == ' ')
@@ -230,8 +286,9 @@ static int br_render_email(const msg *m, const br_entry *e, char **out, size_t *
     return 0;
 }
 
-/* Render m for the platform into m->native. -1 with err when it cannot be (no address, a
- * renderer refusal): the frame is then delivered without native. */
+/* Render m for the platform into m->native. -1 with err when it cannot be: no address, a
+ * renderer refusal (br_render_permanent: the entry is dead-lettered), or the gateway's own
+ * trouble (email_from not configured, Redis down: delivered without native, as before). */
 static int br_render(bridge *b, msg *m, const br_entry *e, cg_err *err) {
     const char *to = m->meta.platform_chat_id;
     char *out = NULL;
@@ -264,8 +321,34 @@ static int br_render(bridge *b, msg *m, const br_entry *e, cg_err *err) {
     return rc;
 }
 
-/* Deliver one entry. 0 when queued (or skipped: already in flight, or undecodable and acked),
- * -1 when the send queue refused it. */
+/* Keep only what a bridge may act on from a stored msg: the content and the event fields. Its
+ * own meta and native (whatever a client managed to store), identity claims and session fields
+ * are dropped; br_deliver then sets meta from the entry and native from the renderer. */
+static void br_product_only(msg *m) {
+    memset(&m->meta, 0, sizeof(m->meta));
+    memset(&m->identity, 0, sizeof(m->identity));
+    free(m->native);
+    m->native = NULL;
+    m->native_len = 0;
+    m->token[0] = m->sock[0] = 0;
+    m->n_skills = 0;
+    m->cap = 0;
+    m->last_seq = 0;
+}
+
+/* 1 when a br_render failure is the message's own (its address, ids or body can never be
+ * rendered: retrying cannot help), 0 when it is the gateway's (configuration, storage). */
+static int br_render_permanent(const cg_err *err) {
+    static const char *const transient[] = {"not_configured", "unavailable", "nomem", "crypto"};
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        if (!strcmp(err->code, transient[i])) return 0;
+    return 1;
+}
+
+/* Deliver one entry. 0 when queued (or skipped: already in flight, undecodable and acked, or
+ * unrenderable and dead-lettered), -1 when the send queue refused it. Only what the product sets
+ * reaches the bridge: the stored msg's own meta and native (whatever a client managed to store)
+ * are dropped; meta comes from the entry's address fields, native from the renderer. */
 static int br_deliver(bridge *b, const char *entry, const redisReply *kv) {
     if (br_fly_find(b, entry, NULL) >= 0) return 0;
     br_entry e;
@@ -281,6 +364,7 @@ static int br_deliver(bridge *b, const char *entry, const redisReply *kv) {
     }
     snprintf(m.conv, sizeof(m.conv), "%s", e.conv);
     m.seq = strtoull(e.seq, NULL, 10);
+    br_product_only(&m);
     if (e.chat_id)
         snprintf(m.meta.platform_chat_id, sizeof(m.meta.platform_chat_id), "%s", e.chat_id);
     if (b->channel == CH_EMAIL) {
@@ -289,14 +373,23 @@ static int br_deliver(bridge *b, const char *entry, const redisReply *kv) {
             snprintf(m.meta.in_reply_to, sizeof(m.meta.in_reply_to), "%s", e.mail_last);
     }
     if (!m.id[0]) snprintf(m.id, sizeof(m.id), "%s", entry);
-    if (br_render(b, &m, &e, &err) < 0)
+    if (br_render(b, &m, &e, &err) < 0 && br_render_permanent(&err)) {
+        msg_free(&m);
+        if (br_dead(b, -1, entry, kv, err.code, err.msg, "gateway") < 0)
+            log_error("bridge %s: entry %s cannot be rendered (%s) nor dead-lettered now: left "
+                      "pending",
+                      b->s->sock, entry, err.msg);
+        return 0;
+    } else if (!m.native && b->channel != CH_API) {
         log_warn("bridge %s: conv %s seq %llu delivered without native: %s", b->s->sock, m.conv,
                  (unsigned long long)m.seq, err.msg);
+    }
     int rc = sess_send_msg(b->s, &m);
     if (rc == 0) {
         br_fly *f = &b->fly[b->n_fly++];
         snprintf(f->entry, sizeof(f->entry), "%s", entry);
         snprintf(f->id, sizeof(f->id), "%s", m.id);
+        f->dying = 0;
     }
     msg_free(&m);
     return rc;
@@ -491,11 +584,23 @@ static void br_hello(sess *s, const msg *m) {
     rconn_start(b->rc);
 }
 
-/* ack: the frame named by id (the frame's id, or its stream entry id) was delivered. */
+/* ack: the frame named by id (the frame's id, or its stream entry id) was delivered. With a
+ * `code`, it was not and never will be (the platform refused it): the entry is dead-lettered
+ * with the bridge's `text` as the reason (bridge_dead.c), then XACKed. */
 static void br_ack(bridge *b, const msg *m) {
     int i = m->id[0] ? br_fly_find(b, m->id, m->id) : -1;
-    if (i < 0) {
+    if (i < 0 || b->fly[i].dying) {
         sess_send_error(b->s, "bad_value", "no delivered frame has this id", m->cmid, 0);
+        return;
+    }
+    if (m->code[0]) {
+        char by[64];
+        snprintf(by, sizeof(by), "bridge:%s", b->consumer);
+        char entry[BR_ENTRY_MAX];
+        snprintf(entry, sizeof(entry), "%s", b->fly[i].entry);
+        if (br_dead(b, i, entry, NULL, m->code, m->text, by) < 0)
+            sess_send_error(b->s, "unavailable",
+                            "storage is unreachable; send this answer again later", m->cmid, 1);
         return;
     }
     br_xack(b, b->fly[i].entry);
@@ -581,12 +686,17 @@ static void br_push_one(bridge *b, msg *m) {
         snprintf(m->meta.platform_chat_id, sizeof(m->meta.platform_chat_id), "%s", m->sender_id);
     if (b->channel == CH_EMAIL && !m->meta.thread_id[0])
         snprintf(m->meta.thread_id, sizeof(m->meta.thread_id), "%s", m->meta.platform_msg_id);
+    cg_err err;
+    if (b->channel == CH_EMAIL && email_inbound_check(m, &err) < 0) {
+        sess_send_error(s, err.code, err.msg, q->cmid, 0); /* never answerable: refused */
+        free(q);
+        return;
+    }
     char prefix[MSG_CODE_MAX], cust[MSG_ID_MAX], cmid[MSG_ID_MAX];
     snprintf(prefix, sizeof(prefix), "%s:", msg_channel_name(b->channel));
     whs_customer_id(prefix, m->sender_id, cust);
     whs_cmid(br_cmid_prefix(b->channel, m->meta.platform_msg_id), m->meta.platform_msg_id, cmid);
     q->s = sess_ref(s);
-    cg_err err;
     if (whs_append(m, cust, cmid, NULL, "bridge", br_push_done, q, &err) < 0) {
         int retry = !strcmp(err.code, "unavailable") || !strcmp(err.code, "nomem");
         sess_send_error(s, retry ? "unavailable" : err.code, err.msg, q->cmid, retry);

@@ -7,11 +7,12 @@
  *   Authorization: Bearer <agent JWT>
  *   -> 200 application/json {"queue":"faq","replies":[{"name":"…","text":"…"},…]} (by name)
  *
- * 401 without a token, with a bad or expired one, or with one that is not an agent's (verified
- * with token_verify, as the WebSocket agent hello does); 400 for a missing or invalid queue name;
- * 403 when the queue is not among the token's skills; 503 when Redis does not answer. One HGETALL
- * per request. Served through the webhook request machinery (webhook.h: deferred answer, request
- * lifetime), like /metrics. */
+ * 401 without a token, with a bad, expired or revoked one, or with one that is not an agent's
+ * (verified with token_verify, as the WebSocket agent hello does); 400 for a missing or invalid
+ * queue name; 403 when the queue is not among the token's skills; 503 when Redis does not answer.
+ * One round trip per request: EXISTS cg:revoked:<jti> and HGETALL, pipelined (the first answer
+ * given counts: a revoked token's 401 wins over the replies). Served through the webhook request
+ * machinery (webhook.h: deferred answer, request lifetime), like /metrics. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -50,7 +51,7 @@ static int canned_auth(wh_req *q, token_claims *who) {
         tok++;
     if (!*tok) return -1;
     cg_err err = {{0}, {0}};
-    if (token_verify(tok, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), who, &err) < 0) {
+    if (token_verify(tok, &G.keys, cg_now_s(), who, &err) < 0) {
         log_info("canned: refused: %s", err.code);
         return -1;
     }
@@ -124,6 +125,20 @@ done:
     return out;
 }
 
+/* The EXISTS cg:revoked:<jti> reply, just before HGETALL's: a revoked token gets 401. */
+static void canned_revoked(rconn *rc, redisReply *r, void *priv) {
+    (void)rc;
+    wh_req *q = priv;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON,
+                   "{\"error\":\"unavailable\"}\n");
+    else if (r->integer) {
+        log_info("canned: refused: token revoked");
+        wh_respond(q, HTTP_STATUS_UNAUTHORIZED, CANNED_JSON, "{\"error\":\"unauthorized\"}\n");
+    }
+    wh_release(q, 0);
+}
+
 /* The HGETALL reply: answer 200 with the replies, or 503. */
 static void canned_reply(rconn *rc, redisReply *r, void *priv) {
     (void)rc;
@@ -170,9 +185,20 @@ static void canned_get(wh_req *q) {
         wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON, "{\"error\":\"nomem\"}\n");
         return;
     }
+    if (!rconn_is_up(G.redis)) {
+        wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON,
+                   "{\"error\":\"unavailable\"}\n");
+        return;
+    }
     wh_hold(q);
-    if (!rconn_is_up(G.redis) ||
-        rconn_cmd(G.redis, canned_reply, q, "HGETALL cg:canned:%s", queue) < 0) {
+    if (rconn_cmd(G.redis, canned_revoked, q, "EXISTS cg:revoked:%s", who.jti) < 0) {
+        wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON,
+                   "{\"error\":\"unavailable\"}\n");
+        wh_release(q, 1);
+        return;
+    }
+    wh_hold(q);
+    if (rconn_cmd(G.redis, canned_reply, q, "HGETALL cg:canned:%s", queue) < 0) {
         wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON,
                    "{\"error\":\"unavailable\"}\n");
         wh_release(q, 1);

@@ -22,15 +22,18 @@
 
 /* A pending Redis request for a client frame. */
 typedef struct req {
+    unsigned refs; /* one per pending Redis reply */
     sess *s;
     char cmid[MSG_ID_MAX];
     char id[MSG_ID_MAX];
     msg_type type;
+    int revoked; /* hello: the token was refused by the revocation check */
 } req;
 
 static req *req_new(sess *s, const msg *m) {
     req *q = calloc(1, sizeof(*q));
     if (!q) return NULL;
+    q->refs = 1;
     q->s = sess_ref(s);
     snprintf(q->cmid, sizeof(q->cmid), "%s", m->cmid);
     snprintf(q->id, sizeof(q->id), "%s", m->id);
@@ -38,7 +41,14 @@ static req *req_new(sess *s, const msg *m) {
     return q;
 }
 
+static req *req_ref(req *q) {
+    q->refs++;
+    return q;
+}
+
+/* Drop a reference; the last one frees q. */
 static void req_free(req *q) {
+    if (--q->refs) return;
     sess_unref(q->s);
     free(q);
 }
@@ -96,13 +106,15 @@ static int to_routers(msg *m, const char *conv, rconn_reply_fn *cb, void *priv) 
     return rc;
 }
 
-void client_presence(sess *s, const char *code) {
+/* One presence event of the agent's connection s (code: connect, disconnect, online, away) at
+ * time ts, queued for the routers on the command connection (in order with the others). */
+static void presence_at(sess *s, const char *code, int64_t ts) {
     msg m;
     msg_init(&m);
     m.type = MSG_PRESENCE;
     m.role = ROLE_AGENT;
     m.dir = DIR_IN;
-    m.ts_ms = cg_now_ms();
+    m.ts_ms = ts;
     cg_id_new(m.id);
     snprintf(m.code, sizeof(m.code), "%s", code);
     snprintf(m.sender_id, sizeof(m.sender_id), "%s", s->who.sub);
@@ -116,19 +128,73 @@ void client_presence(sess *s, const char *code) {
     msg_free(&m);
 }
 
-static void hello_agent(sess *s, const msg *m) {
+/* A connect of an agent whose own last choice was away is preceded by its status away with the
+ * same time: a router that sees the away first keeps the agent away when the connect comes (a
+ * connect only makes an offline agent online); a second router that runs the connect first ends
+ * away too (cg_status ignores only older events), but may have offered a conversation between
+ * the two. Re-announced connects (Redis back, socket renamed) never send online: a desk-set away
+ * the gateway did not see stays. */
+void client_presence(sess *s, const char *code) {
+    int64_t ts = cg_now_ms();
+    if (s->away && !strcmp(code, "connect")) presence_at(s, "away", ts);
+    presence_at(s, code, ts);
+}
+
+/* Refuse a hello for its token: an error frame naming the problem (code bad_token or
+ * expired_token), then close 1008 with the same reason (cut to what a close frame carries). */
+static void hello_refuse(sess *s, const char *code, const char *why, const char *cmid) {
+    char text[256];
+    snprintf(text, sizeof(text), "%s: %s",
+             s->role == SESS_AGENT ? "a valid agent token is required"
+                                   : "the session token is not valid; connect without one to "
+                                     "start a new session",
+             why);
+    log_info("client %s: %s authentication failed (%s: %s)", s->sock,
+             s->role == SESS_AGENT ? "agent" : "customer", code, why);
+    sess_send_error(s, code, text, cmid, 0);
+    sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, why);
+    memset(&s->who, 0, sizeof(s->who));
+}
+
+/* Verify a hello's token into s->who for the session's role; -1 after hello_refuse. */
+static int hello_token(sess *s, const msg *m, token_role want) {
     cg_err err;
-    if (!m->token[0] ||
-        token_verify(m->token, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), &s->who,
-                     &err) < 0 ||
-        s->who.role != TOKEN_AGENT) {
-        const char *code =
-            m->token[0] && !strcmp(err.code, "expired_token") ? "expired_token" : "bad_token";
-        log_info("client %s: agent authentication failed (%s)", s->sock, code);
-        sess_send_error(s, code, "a valid agent token is required", m->cmid, 0);
-        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
-        return;
+    if (token_verify(m->token, &G.keys, cg_now_s(), &s->who, &err) < 0) {
+        hello_refuse(s, !strcmp(err.code, "expired_token") ? "expired_token" : "bad_token", err.msg,
+                     m->cmid);
+        return -1;
     }
+    if (s->who.role != want) {
+        hello_refuse(s, "bad_token",
+                     want == TOKEN_AGENT ? "not an agent token" : "not a customer token", m->cmid);
+        return -1;
+    }
+    return 0;
+}
+
+/* Ask Redis whether the token's jti is revoked (EXISTS cg:revoked:<jti>), answered to cb with
+ * q. -1 when the command cannot be sent. */
+static int revoked_query(sess *s, rconn_reply_fn *cb, req *q) {
+    return rconn_cmd(G.redis, cb, q, "EXISTS cg:revoked:%s", s->who.jti);
+}
+
+/* The revocation answer: 0 when the hello may go on; else -1 after answering the client
+ * (unavailable on a Redis failure, bad_token when revoked). */
+static int revoked_check(sess *s, const redisReply *r, const char *cmid) {
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        memset(&s->who, 0, sizeof(s->who));
+        sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", cmid, 1);
+        return -1;
+    }
+    if (r->integer) {
+        hello_refuse(s, "bad_token", "token revoked", cmid);
+        return -1;
+    }
+    return 0;
+}
+
+/* The agent's token is valid and not revoked: welcome, follow its channels, tell the routers. */
+static void agent_accept(sess *s) {
     if (!s->who.name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", s->who.sub);
     s->authed = 1;
     lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
@@ -137,7 +203,72 @@ static void hello_agent(sess *s, const msg *m) {
     sub_watch_agent(s);
     for (int i = 0; i < s->who.n_skills; i++)
         sub_watch_queue(s, s->who.skills[i]);
-    client_presence(s, "connect");
+    /* The status the agent chose in its hello (online or away; none: a connect makes an
+     * offline agent online) goes first, with the connect's time (see client_presence). */
+    int64_t ts = cg_now_ms();
+    if (s->hello_status) presence_at(s, s->hello_status, ts);
+    presence_at(s, "connect", ts);
+}
+
+static void agent_revoked_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (s->wsi) {
+        s->hello_pending = 0;
+        if (!r) { /* Redis went away meanwhile: as if it had been away at hello */
+            s->revocation_unchecked = 1;
+            agent_accept(s);
+        } else if (revoked_check(s, r, q->cmid) == 0)
+            agent_accept(s);
+    }
+    req_free(q);
+}
+
+/* Agent hello: verify the token, then one round trip for its revocation, then accept. While
+ * Redis is away an agent still signs in (nothing it does can be stored then) and its token's
+ * revocation is checked when Redis is back, before the routers hear of it (client_agent_resume). */
+static void hello_agent(sess *s, const msg *m) {
+    if (!m->token[0]) {
+        hello_refuse(s, "bad_token", "missing token", m->cmid);
+        return;
+    }
+    if (hello_token(s, m, TOKEN_AGENT) < 0) return;
+    s->away = !strcmp(m->code, "away"); /* validated: "", online or away */
+    s->hello_status = s->away ? "away" : !strcmp(m->code, "online") ? "online" : NULL;
+    req *q = req_new(s, m);
+    if (!q) return;
+    s->hello_pending = 1;
+    if (!rconn_is_up(G.redis) || revoked_query(s, agent_revoked_done, q) < 0) {
+        s->hello_pending = 0;
+        s->revocation_unchecked = 1;
+        agent_accept(s);
+        req_free(q);
+    }
+}
+
+static void agent_resume_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (s->wsi && s->authed && r && r->type == REDIS_REPLY_INTEGER) {
+        s->revocation_unchecked = 0;
+        if (r->integer) {
+            log_info("client %s: agent %s: token revoked; closing", s->sock, s->who.sub);
+            s->authed = 0; /* the routers never heard of it: no disconnect to send */
+            sess_send_error(s, "bad_token", "a valid agent token is required: token revoked", NULL,
+                            0);
+            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "token revoked");
+        } else
+            client_presence(s, "connect");
+    }
+    sess_unref(s);
+}
+
+void client_agent_resume(sess *s) {
+    if (!s->revocation_unchecked) {
+        client_presence(s, "connect");
+        return;
+    }
+    if (rconn_cmd(G.redis, agent_resume_done, sess_ref(s), "EXISTS cg:revoked:%s", s->who.jti) < 0)
+        sess_unref(s);
 }
 
 static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
@@ -148,6 +279,10 @@ static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     s->hello_pending = 0;
+    if (q->revoked) { /* answered by cust_revoked_done */
+        req_free(q);
+        return;
+    }
     if (!r || r->type == REDIS_REPLY_ERROR) {
         sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", q->cmid,
                         1);
@@ -161,8 +296,10 @@ static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
     token_claims c = s->who;
     c.iat = cg_now_s();
     c.exp = c.iat + G.cfg.customer_token_ttl;
-    if (token_sign(&c, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), &token, NULL) < 0)
-        log_error("client %s: cannot sign a customer token", s->sock);
+    cg_id_new(c.jti);
+    cg_err err;
+    if (token_sign(&c, &G.keys, &token, &err) < 0)
+        log_error("client %s: cannot sign a customer token: %s", s->sock, err.msg);
     welcome(s, token);
     free(token);
     if (s->conv[0]) {
@@ -172,20 +309,18 @@ static void cust_conv_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
+/* A customer token's revocation answer; it comes just before cust_conv_done's (same
+ * connection, sent in this order). */
+static void cust_revoked_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    if (s->wsi && revoked_check(s, r, q->cmid) < 0) q->revoked = 1;
+    req_free(q);
+}
+
 static void hello_customer(sess *s, const msg *m) {
-    cg_err err;
     if (m->token[0]) {
-        if (token_verify(m->token, G.cfg.jwt_secret, strlen(G.cfg.jwt_secret), cg_now_s(), &s->who,
-                         &err) < 0 ||
-            s->who.role != TOKEN_CUSTOMER) {
-            log_info("client %s: customer token refused", s->sock);
-            sess_send_error(s, "bad_token",
-                            "the session token is not valid; connect without one "
-                            "to start a new session",
-                            m->cmid, 0);
-            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
-            return;
-        }
+        if (hello_token(s, m, TOKEN_CUSTOMER) < 0) return;
     } else {
         memset(&s->who, 0, sizeof(s->who));
         s->who.role = TOKEN_CUSTOMER;
@@ -193,6 +328,13 @@ static void hello_customer(sess *s, const msg *m) {
     }
     if (m->sender_name[0]) snprintf(s->who.name, sizeof(s->who.name), "%s", m->sender_name);
     s->identity = m->identity;
+    /* Names are shown to agents as they are: control and bidi characters (a U+202E that makes
+     * "exe.pdf" read "fdp.exe") are removed, not refused, so that a customer whose shop account
+     * carries one can still chat. */
+    size_t cleaned = cg_name_clean(s->who.name) + cg_name_clean(s->identity.account);
+    if (cleaned)
+        log_info("client %s: removed %zu control or bidi characters from the customer's names",
+                 s->sock, cleaned);
     snprintf(s->identity.customer_id, sizeof(s->identity.customer_id), "%s", s->who.sub);
     /* The tier raises priority: a customer may not grant it to itself. It comes from trusted
      * sources only (channel bridges; signed shop identities later). */
@@ -204,7 +346,13 @@ static void hello_customer(sess *s, const msg *m) {
     char key[MSG_ID_MAX + 16];
     snprintf(key, sizeof(key), "cg:cust:%s", s->who.sub);
     s->hello_pending = 1;
-    if (rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
+    /* Tokens the gateway minted carry a jti: its revocation is asked in the same round trip. */
+    int sent = 1;
+    if (s->who.jti[0] && revoked_query(s, cust_revoked_done, req_ref(q)) < 0) {
+        req_free(q);
+        sent = 0;
+    }
+    if (!sent || rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
         s->hello_pending = 0;
         sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", m->cmid,
                         1);
@@ -378,6 +526,9 @@ static void dispatch(sess *s, msg *m) {
         command(s, m);
         return;
     case MSG_PRESENCE:
+        s->away = strcmp(m->code, "online") != 0; /* offline is away to the routers */
+        command(s, m);
+        return;
     case MSG_PICK:
     case MSG_TRANSFER:
     case MSG_CLASSIFY:
@@ -408,6 +559,22 @@ static void client_bridge_frame(sess *s, msg *m, const cg_err *err) {
     bridge_frame(s, m);
 }
 
+/* Fields that steer a channel bridge -- `native` (the body a bridge sends as is) and `meta`
+ * (platform ids, reply address, e-mail threading) -- are set by the product only: by the
+ * gateway's renderers from the conversation's stored address, and by the webhooks and bridges
+ * for inbound messages. A customer or agent frame carrying either is refused. 0 or -1 with err. */
+static int client_check_bridge_fields(const msg *m, cg_err *err) {
+    const msg_meta *mt = &m->meta;
+    int meta = mt->platform_msg_id[0] || mt->platform_chat_id[0] || mt->thread_id[0] ||
+               mt->in_reply_to[0] || mt->subject[0];
+    const char *f = m->native ? "native" : meta ? "meta" : NULL;
+    if (!f) return 0;
+    return cg_err_set(err, "bad_value",
+                      "field '%s' is set by the gateway for channel bridges and may not be sent "
+                      "by a client",
+                      f);
+}
+
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     msg m;
     msg_init(&m);
@@ -422,6 +589,7 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     }
     msg_origin origin = s->role == SESS_AGENT ? ORIGIN_AGENT : ORIGIN_CUSTOMER;
     if (rc == 0) rc = msg_validate(&m, origin, &err);
+    if (rc == 0) rc = client_check_bridge_fields(&m, &err);
     if (rc < 0) {
         log_debug("client %s: refused frame: %s", s->sock, err.code);
         sess_send_error(s, err.code, err.msg, m.cmid[0] ? m.cmid : NULL, 0);

@@ -2,7 +2,8 @@
  *
  *   main.c    configuration, the loop, the lws context, Redis connections, shutdown
  *   ws.c      the lws protocol callback: handshake, frame reassembly, writes (ws_)
- *   http.c    /healthz and the static-file mounts (http_)
+ *   http.c    /healthz, the static-file mounts, 404s and the security headers (http_)
+ *   guard.c   Host and Origin checks of every request (guard_)
  *   sess.c    one client connection: identity, send queue, rate limit (sess_)
  *   frame.c   refcounted encoded frames shared by many send queues (frame_)
  *   sub.c     pub/sub channels, watchers and catch-up from the conversation log (sub_)
@@ -11,6 +12,7 @@
  *             platform messages (bridge_)
  *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
  *   heartbeat.c  the liveness key cg:gw:<gateway id> the routers reap dead gateways by (hb_)
+ *   tls.c     tls_cert / tls_key checked at start for the https:// and wss:// listener (tls.h)
  */
 #ifndef CG_GW_H
 #define CG_GW_H
@@ -29,18 +31,25 @@
 /* ---- configuration ---- */
 typedef struct gw_config {
     char listen[128];
+    char tls_cert[512]; /* tls.h: both set: the listener speaks only TLS */
+    char tls_key[512];
     char gateway_id[40];
     char www_dir[512];
     char redis_url[512];
     char log_level[16];
     char jwt_secret[256];
+    char jwt_secrets[2048];  /* "kid:secret, ..." (token.h keyring); the first signs */
+    long long token_max_ttl; /* seconds a token may live at most */
     char allowed_origins[1024];
+    char allowed_hosts[1024]; /* guard.c: empty = any well-formed Host */
+    char metrics_token[257];  /* metrics.c: bearer token of GET /metrics; empty: 403 */
     long long max_frame;
     long long send_queue_max;
     long long rate_msgs;
     long long rate_burst;
     long long customer_token_ttl;
     long long hello_timeout_ms;
+    long long ws_ping_interval; /* ws.c: keepalive ping after this many idle seconds; 0 off */
     long long heartbeat_ms; /* heartbeat.c: liveness key refreshed this often, lives 3 times it */
     /* channels (webhook.h): a channel whose secret is empty is disabled (404) */
     char wechat_token[128];
@@ -107,9 +116,12 @@ typedef struct sess {
     char sock[MSG_ID_MAX]; /* "<gateway id>:<num>" */
     sess_role role;
     codec codec;
-    int authed;        /* hello accepted */
-    int hello_pending; /* hello being processed */
-    int closing;       /* close requested: stop queueing */
+    int authed;               /* hello accepted */
+    int hello_pending;        /* hello being processed */
+    int revocation_unchecked; /* agent signed in while Redis was away (client_agent_resume) */
+    int closing;              /* close requested: stop queueing */
+    int away; /* agents: the agent's own last choice (hello code, presence) was away */
+    const char *hello_status; /* agents: the status its hello asked for (NULL, online, away) */
     int close_code;
     char close_reason[64];
     token_claims who;      /* verified identity */
@@ -186,6 +198,9 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
 void client_closed(sess *s);
 /* Tell the routers about an agent connection: code "connect" or "disconnect" (idempotent). */
 void client_presence(sess *s, const char *code);
+/* The command connection is back: announce an authenticated agent to the routers again, after
+ * checking its token's revocation when that could not be done at hello. */
+void client_agent_resume(sess *s);
 
 /* ---- bridges (bridge.c) ---- */
 /* A decoded (not yet validated) frame from a bridge session. */
@@ -196,16 +211,24 @@ void bridge_drained(sess *s);
 void bridge_closed(sess *s);
 
 /* ---- http (http.c) ---- */
-/* Answer an HTTP request on a callback mount; returns what the lws callback should return. */
+/* FILTER_HTTP_CONNECTION: refuse a request with a bad Host (400 naming the problem, -1). */
+int http_filter(struct lws *wsi);
+/* Answer an HTTP request on a callback mount (or a file mount's miss: 404); returns what the
+ * lws callback should return. */
 int http_request(struct lws *wsi, const char *uri);
 int http_writeable(struct lws *wsi, void *pss);
 extern const struct lws_http_mount *http_mounts;
+/* The security headers of every HTTP response (the vhost's info.headers). */
+extern const struct lws_protocol_vhost_options *http_headers;
 void http_setup_mounts(const char *www_dir);
 
 /* ---- ws (ws.c) ---- */
 extern const struct lws_protocols ws_protocols[];
 /* Request a writeable callback for s (no-op if gone). */
 void ws_want_write(sess *s);
+/* The vhost's retry_and_idle_policy for WebSocket keepalive: a ping interval_s seconds after
+ * the last pong, hang up after 3 * interval_s without one; interval_s 0: no pings. Static. */
+const lws_retry_bo_t *ws_keepalive_policy(long long interval_s);
 /* Per-connection data lws allocates for us. */
 struct wh_req;
 typedef struct ws_pss {
@@ -236,11 +259,21 @@ typedef struct gw {
     uint64_t next_sess_num;
     int stopping;
     uint64_t msgs_in, msgs_out;
+    token_keyring keys; /* jwt_secrets + jwt_secret: signs customer tokens, verifies all */
 } gw;
 
 extern gw G;
 
 /* Origin allowlist check: 1 when origin (may be NULL: non-browser clients) may connect. */
 int gw_origin_allowed(const char *origin, const char *host);
+
+/* ---- request guards (guard.c) ---- */
+/* 0 when host ("name[:port]") is well-formed and, if allowed_hosts is not empty, listed there;
+ * else -1 with *why a static text naming the problem. */
+int guard_host_check(const char *host, const char *allowed_hosts, const char **why);
+/* The Host check of an HTTP request on wsi (0, or -1 with *why). */
+int guard_http(struct lws *wsi, const char **why);
+/* The Host and Origin checks of a WebSocket upgrade on wsi (0, or -1 with *why). */
+int guard_ws(struct lws *wsi, const char **why);
 
 #endif

@@ -4,7 +4,15 @@
  * mounts from www_dir. Callback mounts (/healthz) answer here: the response is prepared in
  * http_request() and written in one go from HTTP_WRITEABLE. Requests under /channels (a callback
  * mount too) are the platform webhooks: webhook.c; /metrics and /canned (metrics.c, canned.c) use
- * the same request machinery. */
+ * the same request machinery. A path nothing serves (lws hands a file mount's misses to
+ * http_request too) is answered 404.
+ *
+ * Every HTTP response carries http_headers (lws adds a vhost's headers to each status line it
+ * writes): a Content-Security-Policy that allows only the gateway's own scripts, styles, images
+ * and connections (the pages have no inline script or style), no framing (frame-ancestors 'none'
+ * and X-Frame-Options DENY: the console must never be framed; a shop that wants to frame the
+ * widget page later needs a per-path policy), X-Content-Type-Options nosniff and
+ * Referrer-Policy no-referrer (the console's URL carries its token in the fragment). */
 #include "gw.h"
 #include "webhook.h"
 
@@ -13,6 +21,20 @@
 #include <string.h>
 
 #include "../common/log.h"
+
+#define HTTP_CSP                                                                                   \
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "               \
+    "form-action 'self'; frame-ancestors 'none'"
+
+static const struct lws_protocol_vhost_options h_referrer = {NULL, NULL,
+                                                             "referrer-policy:", "no-referrer"};
+static const struct lws_protocol_vhost_options h_nosniff = {&h_referrer, NULL,
+                                                            "x-content-type-options:", "nosniff"};
+static const struct lws_protocol_vhost_options h_frame = {&h_nosniff, NULL,
+                                                          "x-frame-options:", "DENY"};
+static const struct lws_protocol_vhost_options h_csp = {&h_frame, NULL,
+                                                        "content-security-policy:", HTTP_CSP};
+const struct lws_protocol_vhost_options *http_headers = &h_csp;
 
 static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics, m_canned;
 const struct lws_http_mount *http_mounts = &m_healthz;
@@ -44,8 +66,8 @@ void http_setup_mounts(const char *www_dir) {
 static int http_respond(struct lws *wsi, int status, const char *type, const char *body) {
     ws_pss *pss = lws_wsi_user(wsi);
     if (!pss) return -1;
-    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                      *end = buf + sizeof(buf) - 1;
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                       *end = buf + sizeof(buf) - 1;
     size_t len = strlen(body);
     if (lws_add_http_common_headers(wsi, (unsigned)status, type, (lws_filepos_t)len, &p, end))
         return 1;
@@ -62,10 +84,29 @@ static int http_respond(struct lws *wsi, int status, const char *type, const cha
     return 0;
 }
 
+int http_filter(struct lws *wsi) {
+    const char *why = NULL;
+    if (guard_http(wsi, &why) == 0) return 0;
+    log_info("http: refused a request: %s", why);
+    lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, why);
+    return -1;
+}
+
+/* 1 when the request on wsi is GET or HEAD of exactly path. */
+static int http_is(struct lws *wsi, const char *path) {
+    char uri[64];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 &&
+        lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_HEAD_URI) <= 0)
+        return 0;
+    return !strcmp(uri, path);
+}
+
 int http_request(struct lws *wsi, const char *uri) {
     (void)uri;
     ws_pss *pss = lws_wsi_user(wsi);
     if (pss && wh_is_webhook(wsi)) return wh_http(wsi, &pss->wh);
+    if (!http_is(wsi, "/healthz"))
+        return http_respond(wsi, HTTP_STATUS_NOT_FOUND, "text/plain", "not found\n");
     char body[256];
     int up = rconn_is_up(G.redis) && rconn_is_up(G.sub);
     snprintf(body, sizeof(body),

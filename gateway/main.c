@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "tls.h"
 
 #include "../common/config.h"
 #include "../common/log.h"
@@ -29,13 +30,21 @@ gw G;
 
 static const cfg_opt gw_opts[] = {
     O_STR("listen", "127.0.0.1:8080", listen, "host:port to listen on"),
+    O_STR("tls_cert", "", tls_cert, "PEM certificate (chain): serve https:// and wss:// only"),
+    O_STR("tls_key", "", tls_key, "PEM private key (unencrypted) of tls_cert"),
     O_STR("gateway_id", "", gateway_id, "unique id of this gateway (default host-pid)"),
     O_STR("www_dir", "gateway/www", www_dir, "directory of the demo pages"),
     O_STR("redis_url", "redis://127.0.0.1:6379", redis_url, "Redis to use"),
     O_STR("log_level", "info", log_level, "debug, info, warn or error"),
     O_STR("jwt_secret", "", jwt_secret, "HS256 secret for session tokens (>= 32 bytes)"),
+    O_STR("jwt_secrets", "", jwt_secrets,
+          "kid1:secret1, kid2:secret2: rotating HS256 secrets named by the tokens' kid"),
+    O_INT("token_max_ttl", "2592000", token_max_ttl, 60, 315360000,
+          "longest lifetime (exp) a token may have, seconds"),
     O_STR("allowed_origins", "", allowed_origins,
           "comma-separated browser origins allowed to connect (the gateway's own always is)"),
+    O_STR("allowed_hosts", "", allowed_hosts,
+          "comma-separated Host values served (host or host:port); empty: any well-formed"),
     O_INT("max_frame", "65536", max_frame, 256, 16777216, "largest client frame, bytes"),
     O_INT("send_queue_max", "256", send_queue_max, 8, 65536, "frames queued per connection"),
     O_INT("rate_msgs", "20", rate_msgs, 1, 100000, "frames per second per connection"),
@@ -44,6 +53,8 @@ static const cfg_opt gw_opts[] = {
           "lifetime of customer session tokens, seconds"),
     O_INT("hello_timeout_ms", "10000", hello_timeout_ms, 100, 600000,
           "time a new connection has to say hello"),
+    O_INT("ws_ping_interval", "30", ws_ping_interval, 0, 3600,
+          "WebSocket ping after this many seconds without a pong; 3 times it: closed (0 off)"),
     O_INT("heartbeat_ms", "5000", heartbeat_ms, 50, 600000,
           "liveness key refreshed this often; routers reap the gateway 3 beats after the last"),
     O_STR("wechat_token", "", wechat_token, "WeChat server token; empty: /channels/wechat off"),
@@ -56,6 +67,7 @@ static const cfg_opt gw_opts[] = {
     O_STR("meta_verify_token", "", meta_verify_token,
           "Meta webhook verify token (hub.verify_token)"),
     O_STR("email_token", "", email_token, "bearer token of /channels/email; empty: off"),
+    O_STR("metrics_token", "", metrics_token, "bearer token of GET /metrics; empty: 403"),
     O_STR("bridge_token", "", bridge_token,
           "shared token of the channel bridges (/ws/bridge); empty: bridges refused"),
     O_INT("bridge_claim_idle_ms", "300000", bridge_claim_idle_ms, 100, 86400000,
@@ -85,7 +97,7 @@ static const cfg_opt gw_opts[] = {
 /* The gateway owns [common] and [gateway]: an unknown key there is an error. Every other section
  * ([router], [queue x], [rule x], ...) is the router's, which validates it. */
 static int gw_cfg_extra(void *priv, const char *section, const char *key, const char *value,
-                        cg_err *err) {
+                        int cont, cg_err *err) {
     if (section[0] && strcmp(section, "common") && strcmp(section, "gateway")) return 0;
     return cg_err_set(err, "bad_config", "unknown key '%s'", key);
 }
@@ -144,7 +156,7 @@ static void on_cmd_state(rconn *rc, int up, void *priv) {
     /* Agents that connected while Redis was away never reached a router: announce them again
      * (the router's presence function is idempotent per connection). */
     for (sess *s = G.sessions; s; s = s->next)
-        if (s->role == SESS_AGENT && s->authed) client_presence(s, "connect");
+        if (s->role == SESS_AGENT && s->authed) client_agent_resume(s);
     sub_on_cmd_up();
     maybe_ready();
 }
@@ -220,12 +232,23 @@ static int gw_start(void) {
         log_error("config: listen '%s' is not host:port", G.cfg.listen);
         return -1;
     }
-    if (strlen(G.cfg.jwt_secret) < 32) {
-        log_error("config: jwt_secret (CHATGW_JWT_SECRET) must be set, at least 32 bytes");
+    cg_err err;
+    if (token_keyring_init(&G.keys, G.cfg.jwt_secrets, G.cfg.jwt_secret, G.cfg.token_max_ttl,
+                           &err) < 0) {
+        log_error("config: %s", err.msg);
+        return -1;
+    }
+    if (G.cfg.customer_token_ttl > G.cfg.token_max_ttl) {
+        log_error("config: customer_token_ttl (%lld) is over token_max_ttl (%lld)",
+                  G.cfg.customer_token_ttl, G.cfg.token_max_ttl);
+        return -1;
+    }
+    int tls = tls_check(G.cfg.tls_cert, G.cfg.tls_key, &err);
+    if (tls < 0) {
+        log_error("config: %s", err.msg);
         return -1;
     }
     if (hb_start() < 0) return -1;
-    cg_err err;
     G.redis = rconn_new(G.loop, G.cfg.redis_url, "redis", 5000, on_cmd_state, NULL, &err);
     G.sub = G.redis
                 ? rconn_new(G.loop, G.cfg.redis_url, "redis-sub", 5000, on_sub_state, NULL, &err)
@@ -243,10 +266,20 @@ static int gw_start(void) {
     info.iface = host;
     info.protocols = ws_protocols;
     info.mounts = http_mounts;
+    info.headers = http_headers;
+    info.retry_and_idle_policy = ws_keepalive_policy(G.cfg.ws_ping_interval);
     info.vhost_name = "chatgw";
     info.options =
         LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = loops;
+    if (tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = G.cfg.tls_cert;
+        info.ssl_private_key_filepath = G.cfg.tls_key;
+        /* HTTP/1.1 only: lws 4.1.6's HTTP/2 cuts static files short, and WebSockets over h2
+         * (RFC 8441) carry no Host header for the same-origin check. */
+        info.alpn = "http/1.1";
+    }
     info.timeout_secs = 10;
     info.pt_serv_buf_size = 32768;
     G.lws = lws_create_context(&info);
@@ -258,7 +291,8 @@ static int gw_start(void) {
     }
     rconn_start(G.redis);
     rconn_start(G.sub);
-    log_info("gateway %s listening on http://%s", G.cfg.gateway_id, G.cfg.listen);
+    log_info("gateway %s listening on %s://%s", G.cfg.gateway_id, tls ? "https" : "http",
+             G.cfg.listen);
     return 0;
 }
 
@@ -306,6 +340,7 @@ int main(int argc, char **argv) {
     uv_run(G.loop, UV_RUN_DEFAULT);
     if (dying_lws) lws_context_destroy(dying_lws);
     int rc = loop_close_all(G.loop);
+    token_keyring_clear(&G.keys);
     if (rc == 0)
         log_info("clean shutdown");
     else

@@ -9,44 +9,33 @@
  * kpi_add, redis/conv.lua kpi_response / kpi_rating); their definitions are in
  * docs/architecture.md, "Desk metrics". Two rounds, both pipelined: SMEMBERS cg:queues and
  * SMEMBERS cg:kpi:agents, then 4 commands per queue and one HGETALL per agent (at most
- * METRICS_AGENTS_MAX agents, the first by id; a log line says when more were left out). */
+ * METRICS_AGENTS_MAX agents, the first by id; a log line says when more were left out).
+ *
+ * Only for the scraper: every request needs "Authorization: Bearer <metrics_token>" (compared in
+ * constant time; 401 otherwise); with no metrics_token configured /metrics answers 403. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gw.h"
+
+#include "desk_schema.h"
 #include "webhook.h"
 
 #include "../common/log.h"
 #include "../common/util.h"
 
+#define METRICS_AUTH_MAX 1024 /* longest Authorization header taken */
 #define METRICS_QUEUES_MAX 256
 #define METRICS_AGENTS_MAX 10000
 #define KPI_SLA_MAX 8   /* breach kinds kept per queue or agent */
 #define KPI_KIND_MAX 32 /* longest breach kind + 1 */
 
-/* The counter fields of a cg:kpi hash (names as written by the Redis functions). */
-enum {
-    K_FIRST_MS,
-    K_FIRST_N,
-    K_RESP_MS,
-    K_RESP_N,
-    K_RES_MS,
-    K_RES_N,
-    K_CLOSED,
-    K_RESOLVED,
-    K_FCR,
-    K_RATED,
-    K_GOOD,
-    K_ABANDONED,
-    K_COUNT
-};
-
-static const char *const kpi_fields[K_COUNT] = {
-    "first_response_ms", "first_response_n", "response_ms", "response_n", "resolution_ms",
-    "resolution_n",      "closed",           "resolved",    "fcr",        "rated",
-    "csat_good",         "abandoned"};
+/* The counter fields of a cg:kpi hash: CG_KPI_* and cg_kpis[] (desk_schema.h, generated from
+ * schema/chatgw.json; the Redis functions write them by the same names). */
+#define K_COUNT CG_KPI_COUNT
 
 #define KPI_SLA_PREFIX "sla:" /* sla:<timer kind> = breaches of that kind */
 
@@ -131,7 +120,7 @@ static void kpi_field(kpi *k, const redisReply *f, const redisReply *v) {
     if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return;
     long long n = strtoll(v->str, NULL, 10);
     for (int i = 0; i < K_COUNT; i++) {
-        if (strcmp(f->str, kpi_fields[i]) == 0) {
+        if (strcmp(f->str, cg_kpis[i].field) == 0) {
             k->v[i] = n;
             return;
         }
@@ -163,27 +152,32 @@ typedef struct fam {
 } fam;
 
 static const fam kpi_fams[] = {
-    {"first_response_seconds", FAM_SUMMARY, K_FIRST_N, K_FIRST_MS, 0,
+    {"first_response_seconds", FAM_SUMMARY, CG_KPI_FIRST_RESPONSE_N, CG_KPI_FIRST_RESPONSE_MS, 0,
      "Time from a conversation starting to wait (queued, else created) to its first agent "
      "reply."},
-    {"response_seconds", FAM_SUMMARY, K_RESP_N, K_RESP_MS, 0,
+    {"response_seconds", FAM_SUMMARY, CG_KPI_RESPONSE_N, CG_KPI_RESPONSE_MS, 0,
      "Time from a customer's first unanswered message to the agent message that answered it."},
-    {"resolution_seconds", FAM_SUMMARY, K_RES_N, K_RES_MS, 0,
+    {"resolution_seconds", FAM_SUMMARY, CG_KPI_RESOLUTION_N, CG_KPI_RESOLUTION_MS, 0,
      "Time from a resolved conversation starting to wait (queued, else created) to its close."},
-    {"closed_total", FAM_COUNTER, K_CLOSED, 0, 0, "Conversations closed (any resolution code)."},
-    {"resolved_total", FAM_COUNTER, K_RESOLVED, 0, 0,
+    {"closed_total", FAM_COUNTER, CG_KPI_CLOSED, 0, 0,
+     "Conversations closed (any resolution code)."},
+    {"resolved_total", FAM_COUNTER, CG_KPI_RESOLVED, 0, 0,
      "Conversations closed with a code starting with resolved."},
-    {"fcr_total", FAM_COUNTER, K_FCR, 0, 0,
+    {"fcr_total", FAM_COUNTER, CG_KPI_FCR, 0, 0,
      "Resolved conversations never re-assigned (no transfer, offer timeout, reassign or "
      "unresolved return): first-contact resolutions."},
-    {"rated_total", FAM_COUNTER, K_RATED, 0, 0, "Closed conversations the customer rated (1-5)."},
-    {"csat_good_total", FAM_COUNTER, K_GOOD, 0, 0,
+    {"rated_total", FAM_COUNTER, CG_KPI_RATED, 0, 0,
+     "Closed conversations the customer rated (1-5)."},
+    {"csat_good_total", FAM_COUNTER, CG_KPI_CSAT_GOOD, 0, 0,
      "Rated conversations whose current rating is 4 or 5."},
-    {"abandoned_total", FAM_COUNTER, K_ABANDONED, 0, 1,
+    {"abandoned_total", FAM_COUNTER, CG_KPI_ABANDONED, 0, 1,
      "Conversations closed as no_response before any agent answered the customer."},
-    {"fcr_ratio", FAM_RATIO, K_FCR, K_CLOSED, 0,
+    {"no_agent_total", FAM_COUNTER, CG_KPI_NO_AGENT, 0, 1,
+     "Conversations that started waiting while nobody who serves the queue (or a queue it "
+     "overflows into) was online; the customer was told so instead of a queue position."},
+    {"fcr_ratio", FAM_RATIO, CG_KPI_FCR, CG_KPI_CLOSED, 0,
      "fcr_total / closed_total over all time (absent while nothing was closed)."},
-    {"csat_ratio", FAM_RATIO, K_GOOD, K_RATED, 0,
+    {"csat_ratio", FAM_RATIO, CG_KPI_CSAT_GOOD, CG_KPI_RATED, 0,
      "csat_good_total / rated_total over all time (absent while nothing was rated)."},
 };
 
@@ -405,7 +399,27 @@ static int metrics_enabled(void) {
     return 1;
 }
 
+/* 0 when the request carries the metrics token; else -1 with the answer given (403 when no
+ * token is configured, 401 when the request's is missing or wrong). The token is never logged. */
+static int metrics_auth(wh_req *q) {
+    const char *want = G.cfg.metrics_token;
+    if (!want[0]) {
+        wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain",
+                   "metrics_token is not set: /metrics is disabled\n");
+        return -1;
+    }
+    char auth[METRICS_AUTH_MAX];
+    const char *a = wh_header_tok(q, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof(auth));
+    if (a && !strncasecmp(a, "Bearer ", 7) && cg_ct_equal(a + 7, strlen(a + 7), want, strlen(want)))
+        return 0;
+    log_info("metrics: refused a scrape without the right bearer token");
+    wh_respond(q, HTTP_STATUS_UNAUTHORIZED, "text/plain",
+               "unauthorized: send Authorization: Bearer <metrics_token>\n");
+    return -1;
+}
+
 static void metrics_get(wh_req *q) {
+    if (metrics_auth(q) < 0) return;
     metrics_req *m = calloc(1, sizeof(*m));
     if (!m) {
         wh_respond(q, 503, "text/plain", "out of memory\n");

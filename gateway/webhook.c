@@ -568,8 +568,8 @@ int wh_writeable(struct lws *wsi, wh_req **slot) {
     if (!q || !q->stage) return 0;
     if (q->stage == 1) {
         if (!q->resp) return -1;
-        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                          *end = buf + sizeof(buf) - 1;
+        unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                           *end = buf + sizeof(buf) - 1;
         if (lws_add_http_common_headers(wsi, (unsigned)q->status, q->ctype,
                                         (lws_filepos_t)q->resp_len, &p, end) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,

@@ -29,9 +29,9 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
+#include "desk_schema.h"
 
 #define WHS_ATTRS_MAX 10 /* attribute name/value strings after preview */
-#define WHS_SEEN_PREFIX "cg:seen:"
 /* A claim whose store never answered lapses soon (more than the 5 s Redis reply timeout), so
  * the platform's retry is stored. */
 #define WHS_CLAIM_TTL_S "15"
@@ -58,7 +58,7 @@ typedef struct whs_job {
     int conv_fallback;
     char *map_key;
     long long map_ttl_s;
-    char seen_key[sizeof(WHS_SEEN_PREFIX) + MSG_ID_MAX]; /* replay memory, or "" */
+    char seen_key[sizeof(CG_KEY_SEEN) + MSG_ID_MAX]; /* replay memory, or "" */
     long long replay_ttl_s;
     int claimed; /* this job holds the claim on seen_key */
 } whs_job;
@@ -258,7 +258,7 @@ int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, co
         j->map_ttl_s = o->map_ttl_s;
     }
     if (o && o->replay_ttl_s > 0) {
-        snprintf(j->seen_key, sizeof(j->seen_key), WHS_SEEN_PREFIX "%s", cmid);
+        snprintf(j->seen_key, sizeof(j->seen_key), CG_KEY_SEEN, cmid);
         j->replay_ttl_s = o->replay_ttl_s;
     }
     j->hook = hook;

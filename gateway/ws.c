@@ -4,7 +4,12 @@
  * (default) and chatgw.msgpack.v1. HTTP requests on callback mounts go to http.c; the body and
  * writeable callbacks of /channels/... requests go to webhook.c. A frame is reassembled up to
  * max_frame bytes (more: close 1009) and handed to client.c whole. Writes happen only in
- * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue. */
+ * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue.
+ *
+ * Keepalive (ws_keepalive_policy): lws pings a connection ws_ping_interval seconds after its
+ * last pong (or its handshake) and drops it when 3 x ws_ping_interval pass without one: a peer
+ * that missed the pongs of two intervals is gone (a proxy cut it, the machine went away), and
+ * idle chats keep traffic flowing through proxies that cut silent connections. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -32,18 +37,19 @@ static int ws_path_role(struct lws *wsi, sess_role *role) {
     return 0;
 }
 
-/* FILTER_PROTOCOL_CONNECTION: refuse unknown paths and foreign origins before the upgrade. */
+/* FILTER_PROTOCOL_CONNECTION: refuse unknown paths, bad Hosts and foreign origins before the
+ * upgrade, with an HTTP status and a text naming the problem. */
 static int ws_filter(struct lws *wsi) {
     sess_role role;
     if (ws_path_role(wsi, &role) < 0) {
         log_info("ws: refused upgrade on an unknown path");
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown WebSocket path");
         return -1;
     }
-    char origin[256] = "", host[256] = "";
-    int have_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
-    lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST);
-    if (!gw_origin_allowed(have_origin ? origin : NULL, host)) {
-        log_warn("ws: refused upgrade from a foreign origin");
+    const char *why = NULL;
+    if (guard_ws(wsi, &why) < 0) {
+        log_warn("ws: refused upgrade: %s", why);
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, why);
         return -1;
     }
     return 0;
@@ -125,6 +131,15 @@ static int ws_writeable(struct lws *wsi, sess *s) {
     return 0;
 }
 
+const lws_retry_bo_t *ws_keepalive_policy(long long interval_s) {
+    static lws_retry_bo_t policy;
+    memset(&policy, 0, sizeof(policy));
+    if (interval_s <= 0) return &policy; /* no validity timer at all: never pinged */
+    policy.secs_since_valid_ping = (uint16_t)interval_s;
+    policy.secs_since_valid_hangup = (uint16_t)(3 * interval_s);
+    return &policy;
+}
+
 void ws_want_write(sess *s) {
     if (s->wsi) lws_callback_on_writable(s->wsi);
 }
@@ -148,6 +163,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             pss->s = NULL;
         }
         return 0;
+    case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+        return http_filter(wsi);
     case LWS_CALLBACK_HTTP:
         return http_request(wsi, in);
     case LWS_CALLBACK_HTTP_BODY:

@@ -53,46 +53,11 @@ int msg_set_native(msg *m, const char *s, size_t len, cg_err *err) {
 
 /* ---- wire names ---------------------------------------------------------------------------- */
 
-static const char *const type_names[MSG_TYPE_COUNT] = {
-    [MSG_UNKNOWN] = "unknown",
-    [MSG_TEXT] = "text",
-    [MSG_ATTACHMENT] = "attachment",
-    [MSG_JOIN] = "join",
-    [MSG_LEAVE] = "leave",
-    [MSG_ASSIGNED] = "assigned",
-    [MSG_TRANSFERRED] = "transferred",
-    [MSG_CLASSIFIED] = "classified",
-    [MSG_ESCALATED] = "escalated",
-    [MSG_CLOSED] = "closed",
-    [MSG_SURVEY] = "survey",
-    [MSG_RATING] = "rating",
-    [MSG_TYPING] = "typing",
-    [MSG_READ] = "read",
-    [MSG_HELLO] = "hello",
-    [MSG_WELCOME] = "welcome",
-    [MSG_ACK] = "ack",
-    [MSG_ERROR] = "error",
-    [MSG_PRESENCE] = "presence",
-    [MSG_PICK] = "pick",
-    [MSG_CLOSE] = "close",
-    [MSG_QUEUE] = "queue",
-    [MSG_TRANSFER] = "transfer",
-    [MSG_CLASSIFY] = "classify",
-};
-
-static const char *const channel_names[CH_COUNT] = {
-    [CH_WEB] = "web",           [CH_EMAIL] = "email",       [CH_WECHAT] = "wechat",
-    [CH_TELEGRAM] = "telegram", [CH_WHATSAPP] = "whatsapp", [CH_MESSENGER] = "messenger",
-    [CH_API] = "api",
-};
-
-static const char *const role_names[ROLE_COUNT] = {
-    [ROLE_NONE] = "none",     [ROLE_CUSTOMER] = "customer", [ROLE_AGENT] = "agent",
-    [ROLE_SYSTEM] = "system", [ROLE_BOT] = "bot",           [ROLE_BRIDGE] = "bridge",
-};
-
-static const char *const dir_names[] = {[DIR_NONE] = "none", [DIR_IN] = "in", [DIR_OUT] = "out"};
-#define DIR_COUNT ((int)(sizeof(dir_names) / sizeof(dir_names[0])))
+/* The names of the wire: generated from schema/chatgw.json (proto_schema.c). */
+#define type_names cg_msg_type_names
+#define channel_names cg_msg_channel_names
+#define role_names cg_msg_role_names
+#define dir_names cg_msg_dir_names
 
 /* Index of s in names[first..n-1], or -1. Index 0 ("unknown"/"none") is never parsed when first
  * is 1: an unset value is sent by omitting the field. */
@@ -118,7 +83,6 @@ int msg_type_parse(const char *s, msg_type *out) {
 }
 
 const char *msg_channel_name(msg_channel c) {
-    if (c == CH_NONE) return "none";
     if ((unsigned)c >= CH_COUNT) return "unknown";
     return channel_names[c];
 }
@@ -155,12 +119,12 @@ int msg_dir_parse(const char *s, msg_dir *out) {
 }
 
 int msg_type_is_logged(msg_type t) {
-    return t >= MSG_TEXT && t <= MSG_RATING;
+    return (unsigned)t < MSG_TYPE_COUNT && (cg_msg_type_flags[t] & CG_MT_LOGGED);
 }
 
-/* redis/conv.lua outbound() keeps the same list (bridges never get these). */
+/* The schema's `internal` events (redis/conv.lua reads the same list as CG.INTERNAL). */
 int msg_type_is_internal(msg_type t) {
-    return t == MSG_TRANSFERRED || t == MSG_CLASSIFIED || t == MSG_ESCALATED;
+    return (unsigned)t < MSG_TYPE_COUNT && (cg_msg_type_flags[t] & CG_MT_INTERNAL);
 }
 
 void msg_customer_view(msg *dst, const msg *src) {
@@ -401,6 +365,15 @@ static int check_presence(const msg *m, msg_origin origin, cg_err *err) {
     return 0;
 }
 
+/* An agent's hello may name the status to connect with: online or away (none: online). A
+ * customer's hello carries no status: its code is ignored. */
+static int check_hello(const msg *m, msg_origin origin, cg_err *err) {
+    const char *c = m->code;
+    if (origin != ORIGIN_AGENT || !c[0] || !strcmp(c, "online") || !strcmp(c, "away")) return 0;
+    return cg_err_set(err, "bad_value",
+                      "field 'code' of an agent's 'hello' must be online or away, not '%s'", c);
+}
+
 /* Client frames may not carry the gateway's own fields (sock, skills, cap). */
 static int check_client_fields(const msg *m, cg_err *err) {
     const char *f = m->sock[0] ? "sock" : m->n_skills ? "skills" : m->cap ? "cap" : NULL;
@@ -420,6 +393,7 @@ static int check_required(const msg *m, msg_origin origin, cg_err *err) {
     if (origin == ORIGIN_AGENT && (agent_conv_types & BIT(t)) && !m->conv[0])
         return missing(err, "conv", t);
     if (t == MSG_PRESENCE && check_presence(m, origin, err)) return -1;
+    if (t == MSG_HELLO && check_hello(m, origin, err)) return -1;
     if (t == MSG_CLOSE && origin != ORIGIN_CUSTOMER && !m->code[0]) return missing(err, "code", t);
     if (t == MSG_TRANSFER && !m->agent_id[0] && !m->queue[0])
         return missing(err, "agent_id or queue", t);

@@ -16,8 +16,6 @@
 
 #include "../common/err.h"
 
-#define MSG_VERSION 1
-
 /* Limits (bytes, including the terminating NUL for the char arrays). */
 #define MSG_ID_MAX 65      /* server id, client id, conv id, sender id, customer id */
 #define MSG_NAME_MAX 129   /* display names */
@@ -32,67 +30,9 @@
 #define MSG_SKILLS_MAX 16           /* skills (queue names) of an agent */
 #define MSG_NATIVE_MAX (128 * 1024) /* a rendered platform body (bridges), bytes of UTF-8 */
 
-typedef enum msg_type {
-    MSG_UNKNOWN = 0,
-    /* content: kept in the conversation log, gets a sequence number */
-    MSG_TEXT,       /* text (and optionally attachments) */
-    MSG_ATTACHMENT, /* attachments only (text optional caption) */
-    /* conversation events: kept in the log */
-    MSG_JOIN,        /* a participant joined (agent_id/agent_name) */
-    MSG_LEAVE,       /* a participant left */
-    MSG_ASSIGNED,    /* conversation assigned to agent_id/agent_name (queue) */
-    MSG_TRANSFERRED, /* moved to agent_id or queue, text = the agent's note (agents only) */
-    MSG_CLASSIFIED, /* an agent re-classified: code = new category, text = who/from (agents only) */
-    MSG_ESCALATED,  /* an SLA breach acted on: code = timer kind, queue, text (agents only) */
-    MSG_CLOSED,     /* closed (code = resolution) */
-    MSG_SURVEY,     /* satisfaction survey offered */
-    MSG_RATING,     /* customer's answer to the survey (rating 1..5) */
-    /* ephemeral events: published, never logged, seq 0 */
-    MSG_TYPING,
-    MSG_READ, /* last_seq = highest seq the sender has read */
-    /* session frames (client <-> gateway) */
-    MSG_HELLO,   /* client: token, conv, last_seq; first frame of a session */
-    MSG_WELCOME, /* server: token (customers), conv, sender (who you are) */
-    MSG_ACK,     /* client: conv + last_seq received; server: cmid + id + conv + seq accepted */
-    MSG_ERROR,   /* server: code, text (reason), cmid (the frame refused), retry */
-    /* agent commands and views */
-    MSG_PRESENCE, /* agent status: code = online | away | offline (from clients);
-                     internally also connect | disconnect with sock, skills, cap */
-    MSG_PICK,     /* agent pulls conv from a queue */
-    MSG_CLOSE,    /* agent closes conv, code = resolution */
-    MSG_QUEUE,    /* server: snapshot of queue `queue` in items[] */
-    MSG_TRANSFER, /* agent hands conv to agent_id or to queue, text = note */
-    MSG_CLASSIFY, /* agent re-classifies conv: code = category */
-    MSG_TYPE_COUNT
-} msg_type;
-
-typedef enum msg_channel {
-    CH_NONE = 0, /* not set: omitted on the wire */
-    CH_WEB,
-    CH_EMAIL,
-    CH_WECHAT,
-    CH_TELEGRAM,
-    CH_WHATSAPP,
-    CH_MESSENGER,
-    CH_API, /* any other bridge */
-    CH_COUNT
-} msg_channel;
-
-typedef enum msg_role {
-    ROLE_NONE = 0, /* not set (client frames: the gateway fills it in) */
-    ROLE_CUSTOMER,
-    ROLE_AGENT,
-    ROLE_SYSTEM,
-    ROLE_BOT,
-    ROLE_BRIDGE,
-    ROLE_COUNT
-} msg_role;
-
-typedef enum msg_dir {
-    DIR_NONE = 0,
-    DIR_IN,  /* from a customer towards the desk */
-    DIR_OUT, /* from the desk (agent, system, bot) towards a customer */
-} msg_dir;
+/* msg_type (MSG_TEXT ...), msg_channel (CH_WEB ...), msg_role (ROLE_AGENT ...), msg_dir (DIR_IN,
+ * DIR_OUT) and MSG_VERSION are generated from schema/chatgw.json, with the names of the wire. */
+#include "proto_schema.h"
 
 /* Where a frame came from: validation is stricter for frames typed by a client. */
 typedef enum msg_origin {

@@ -218,8 +218,8 @@ local function outbound(conv, seq, role, payload)
     if not channel or channel == 'web' then return end
     local ok, m = pcall(cmsgpack.unpack, payload)
     if not ok or type(m) ~= 'table' or (not m.text and not m.attachments) then return end
-    -- desk-only events: the same list as msg_type_is_internal (proto/msg.c)
-    if m.type == 'transferred' or m.type == 'classified' or m.type == 'escalated' then return end
+    -- desk-only events (the schema's internal types, as msg_type_is_internal)
+    if CG.INTERNAL[m.type] then return end
     local names = {}
     for i, f in ipairs(OUT_FIELDS) do names[i] = f[1] end
     local vals = redis.call('HMGET', conv_key(conv), unpack(names))

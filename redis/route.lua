@@ -32,8 +32,10 @@ FCALL cg_enqueue 0 conv queue prio now_ms [category] [locale] [pos_ms] [sticky_m
   cg:queue:<queue> with score (9-prio)*1e13+now_ms; then, in an open push queue, assigns the best
   available agent of cg:avail:<queue> at once. Left waiting with pos_ms > 0 (a chat channel): the
   position timer pos:<conv> is armed for now_ms + pos_ms.
-  -> {'assigned', ROW} | {'queued', position, queue_length, avg_ms, held}   (held 1: a pull or
-     closed queue; avg_ms: the queue's measured handling time, 0 when none)
+  -> {'assigned', ROW} | {'queued', position, queue_length, avg_ms, held, staffed}   (held 1: a
+     pull or closed queue; avg_ms: the queue's measured handling time, 0 when none; staffed 0:
+     no agent of the queue, nor of a queue it overflows into, is online: counted as no_agent in
+     cg:kpi:queue:<queue>)
    | {'already', state, ROW or {}}   (state was not new: nothing changed; ROW when assigned)
   Errors: NOCONV.
 FCALL cg_presence 0 agent sock up name cap skills_csv now_ms [ts_ms]
@@ -67,8 +69,8 @@ FCALL cg_close 0 conv agent resolution now_ms
 FCALL cg_queue_list 0 queue limit
   -> {{conv, position, queued_at, channel, prio, preview}, ...} the first `limit` waiting.
 FCALL cg_conv_info 0 conv           (read only)
-  -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held}   state ''
-  when it does not exist; position 0 unless queued.
+  -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held, staffed}
+  state '' when it does not exist; position 0 unless queued; staffed as cg_enqueue's.
 FCALL cg_outbox_done 0 conv         -> 1 if it was in the outbox, else 0
 FCALL cg_outbox_list 0 limit
   -> {ROW, ...} for up to `limit` outbox conversations still assigned (others are dropped).
@@ -281,6 +283,87 @@ local function overflow_list(queue, out, limit)
     end
 end
 
+-- ---- escalation (sla_action escalate): an escalated conversation keeps waiting in its own
+-- queue (visible to, and assignable to, the agents who serve it) and is also pushed to the agents
+-- of the escalation queue: cg:escalated:<escalation queue> holds it while it waits.
+
+-- The best escalated conversation still waiting for the agents of queue `to`: conv, score (its
+-- score in its own queue); nil when none. Members no longer waiting are dropped on the way.
+local function escalated_head(to)
+    local k = 'cg:escalated:' .. to
+    local best, best_score
+    for _, conv in ipairs(redis.call('SMEMBERS', k)) do
+        local c = redis.call('HMGET', ckey(conv), 'state', 'queue')
+        local score = c[1] == 'queued' and c[2] and redis.call('ZSCORE', 'cg:queue:' .. c[2], conv)
+        if not score then
+            redis.call('SREM', k, conv)
+        elseif best == nil or tonumber(score) < best_score then
+            best, best_score = conv, tonumber(score)
+        end
+    end
+    return best, best_score
+end
+
+-- While the agent can take more, assign it the escalated conversations waiting for its skills
+-- (best first; escalation queues outside their business hours excepted), appending ROWs to out.
+local function escalated_offer(info, now, out)
+    while can_take(info) do
+        local best, best_score
+        for _, s in ipairs(info.skills) do
+            if redis.call('SISMEMBER', 'cg:closed', s) == 0 then
+                local conv, score = escalated_head(s)
+                if conv and (best == nil or score < best_score) then best, best_score = conv, score end
+            end
+        end
+        if not best then return end
+        out[#out + 1] = assign(best, info, now)
+    end
+end
+
+-- True when the agent may pick conv because it is escalated to one of the agent's skills.
+local function escalated_pickable(conv, info)
+    for _, s in ipairs(info.skills) do
+        if redis.call('SISMEMBER', 'cg:escalated:' .. s, conv) == 1 then return true end
+    end
+    return false
+end
+
+-- Append to the queue list out (rows of cg_queue_list, up to limit) the conversations escalated
+-- to queue that wait elsewhere, positions continuing.
+local function escalated_list(queue, out, limit)
+    local k = 'cg:escalated:' .. queue
+    if redis.call('SCARD', k) == 0 then return end
+    local rows = {}
+    for _, conv in ipairs(redis.call('SMEMBERS', k)) do
+        local c = redis.call('HMGET', ckey(conv), 'queued_at', 'channel', 'prio', 'preview',
+            'state', 'queue')
+        if c[5] == 'queued' and c[6] ~= queue then
+            rows[#rows + 1] = {conv, 0, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0,
+                c[4] or ''}
+        end
+    end
+    table.sort(rows, function(a, b)
+        if a[5] ~= b[5] then return a[5] > b[5] end
+        return a[3] < b[3]
+    end)
+    for _, row in ipairs(rows) do
+        if #out >= limit then return end
+        row[2] = #out + 1
+        out[#out + 1] = row
+    end
+end
+
+-- True when someone can serve queue now or later without a configuration change: an agent with
+-- the skill is online (away counts not), or one of the queues it overflows into has one.
+local function staffed(queue)
+    if redis.call('SCARD', 'cg:online:' .. queue) > 0 then return true end
+    local h = redis.call('HGET', 'cg:queuecfg:' .. queue, 'overflow')
+    for _, q in ipairs(split(h)) do
+        if redis.call('SCARD', 'cg:online:' .. q) > 0 then return true end
+    end
+    return false
+end
+
 -- The returning customer's last agent (cg:cust:<customer> last_agent within window_ms of
 -- last_agent_at) when it is online with free capacity and serves queue; else nil.
 local function sticky_agent(conv, queue, now, window_ms)
@@ -318,6 +401,7 @@ local function offer(info, now)
         end
     end
     overflow_offer(info, now, out)
+    escalated_offer(info, now, out)
     return out
 end
 
@@ -358,8 +442,10 @@ local function cg_enqueue(keys, args)
         redis.call('HSET', ckey(conv), 'pos_last', rank + 1, 'pos_at', now)
         redis.call('ZADD', 'cg:timers', 'NX', fmt((tonumber(now) or 0) + pos_ms), 'pos:' .. conv)
     end
+    local ok = staffed(queue)
+    if not ok then redis.call('HINCRBY', 'cg:kpi:queue:' .. queue, 'no_agent', 1) end
     return {'queued', rank + 1, redis.call('ZCARD', 'cg:queue:' .. queue), avg_ms(queue),
-        held and 1 or 0}
+        held and 1 or 0, ok and 1 or 0}
 end
 
 local GONE_KEEP_MS = 86400000
@@ -459,7 +545,8 @@ local function cg_pick(keys, args)
         return redis.error_reply('PICKFAIL conversation is not waiting in a queue')
     end
     local info = agent_info(agent)
-    if not has(info.skills, c[2]) and not overflow_pickable(conv, c[2], info, now) then
+    if not has(info.skills, c[2]) and not overflow_pickable(conv, c[2], info, now) and
+        not escalated_pickable(conv, info) then
         return redis.error_reply('PICKFAIL conversation is not in one of your queues')
     end
     if redis.call('SCARD', akey(agent) .. ':socks') == 0 then
@@ -644,6 +731,7 @@ local function cg_queue_list(keys, args)
         out[#out + 1] = {conv, i, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0, c[4] or ''}
     end
     overflow_list(queue, out, limit)
+    escalated_list(queue, out, limit)
     return out
 end
 
@@ -659,7 +747,7 @@ local function cg_conv_info(keys, args)
     local outbox = redis.call('SISMEMBER', 'cg:outbox:assign', conv)
     local q = c[3] or ''
     return {c[1], c[2] or '', q, pos, outbox, current_row(conv), q ~= '' and avg_ms(q) or 0,
-        c[4] or '', (q ~= '' and is_held(q)) and 1 or 0}
+        c[4] or '', (q ~= '' and is_held(q)) and 1 or 0, (q == '' or staffed(q)) and 1 or 0}
 end
 
 local function cg_outbox_done(keys, args)
@@ -747,11 +835,20 @@ local function breach_act(conv, c, action, to, now)
         return 'requeued'
     end
     redis.call('HSET', ckey(conv), 'escalated', 1)
-    if c.state == 'queued' then
-        requeue(conv, c, to, now)
-        return 'moved'
+    if c.state ~= 'queued' then return 'notified' end
+    -- it keeps waiting in its own queue, first in line (priority 9, its arrival kept), for its
+    -- own agents and for the agents of `to`, who get it pushed when one has a free slot
+    local at = tonumber(c.queued_at) or tonumber(now) or 0
+    redis.call('HSET', ckey(conv), 'prio', 9, 'escalated_to', to)
+    redis.call('ZADD', 'cg:queue:' .. c.queue, 'XX', fmt(at), conv)
+    redis.call('SADD', 'cg:escalated:' .. to, conv)
+    if not is_held(c.queue) then serve_queue(c.queue, now) end
+    if redis.call('HGET', ckey(conv), 'state') == 'queued' and
+        redis.call('SISMEMBER', 'cg:closed', to) == 0 then
+        local info = best_agent(to)
+        if info then assign(conv, info, now) end
     end
-    return 'notified'
+    return 'escalated'
 end
 
 local function fire_pos(conv, member, c, now, update_ms, max_ms)
@@ -763,7 +860,8 @@ local function fire_pos(conv, member, c, now, update_ms, max_ms)
     local last = tonumber(redis.call('HGET', ckey(conv), 'pos_last')) or 0
     local at = tonumber(redis.call('HGET', ckey(conv), 'pos_at')) or 0
     local closed = redis.call('SISMEMBER', 'cg:closed', c.queue) == 1
-    local send = (pos ~= last or now - at >= max_ms) and not closed
+    -- nobody who could serve it is online: no position updates (the customer was told so)
+    local send = (pos ~= last or now - at >= max_ms) and not closed and staffed(c.queue)
     if not send then return {'done'} end
     redis.call('HSET', ckey(conv), 'pos_last', pos, 'pos_at', fmt(now))
     local n = redis.call('HINCRBY', ckey(conv), 'pos_n', 1)

@@ -6,7 +6,8 @@
  *               queue, priority, category), the first-response timer, and cg_enqueue, which
  *               assigns at once in an open push queue (-> announce) or queues (-> the waiting
  *               reply, cmid cg:pos:<entry>: off_hours outside the queue's business hours,
- *               email_ack on e-mail, else queued with position and wait); a conversation
+ *               no_agent on a chat when nobody who serves the queue or its overflow is
+ *               online, email_ack on e-mail, else queued with position and wait); a conversation
  *               classified into complaint_queue also gets a complaint ticket;
  *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only);
  *   assigned -> response timers; announce only if the assignment is still in the outbox (a
@@ -41,6 +42,12 @@ static void conv_say_waiting(job *j, long long position) {
                  wait_s);
         return;
     }
+    if (!j->staffed && sla_is_chat(j->channel)) {
+        /* an honest answer instead of a position nobody will reach (docs/configuration.md) */
+        log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);
+        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_NO_AGENT, NULL, 0, cmid, j->queue, 0, 0);
+        return;
+    }
     if (!sla_is_chat(j->channel)) {
         char within[48];
         say_duration(j->locale, r->sla.first_s[CH_EMAIL], within, sizeof(within));
@@ -71,6 +78,7 @@ static void conv_enqueue_reply(job *j, redisReply *rep) {
             j->avg_ms = store_int(rep->element[3]);
             j->held = (int)store_int(rep->element[4]);
         }
+        j->staffed = rep->elements >= 6 ? (int)store_int(rep->element[5]) : 1;
     } else if (strcmp(j->state, "already") == 0 && rep->elements >= 3) {
         /* another router (or an earlier run of this entry) got there first */
         char st[16];
@@ -111,6 +119,7 @@ static void conv_info_reply(job *j, redisReply *rep) {
     j->avg_ms = store_int(rep->element[6]);
     store_str(rep->element[7], j->locale, sizeof(j->locale));
     j->held = (int)store_int(rep->element[8]);
+    j->staffed = rep->elements >= 10 ? (int)store_int(rep->element[9]) : 1;
 }
 
 /* Classify the first message of a new conversation, arm its first-response timer and enqueue

@@ -2,9 +2,10 @@
  * SIGINT/SIGTERM.
  *
  * Usage: chatgw-router [--config FILE]   (or CHATGW_CONFIG=FILE); every key can also be set
- * with CHATGW_<KEY>. The INI file is shared with the gateway: keys of [router] and [common], the
- * routing sections [queue <q>], [rule <r>], [priority <p>] (rcfg.c) and the texts
- * [templates <locale>] (tmpl.c) are ours, other sections are ignored.
+ * with CHATGW_<KEY>. `--check-config [--skills LIST]...` checks the file and reports the queues
+ * no agent can reach (check.c) instead of running. The INI file is shared with the gateway: keys of
+ * [router] and [common], the routing sections [queue <q>], [rule <r>], [priority <p>] (rcfg.c) and
+ * the texts [templates <locale>] (tmpl.c) are ours, other sections are ignored.
  *
  * The file is loaded into a staging copy (g_load) and a new routing set; only when both are valid
  * are they taken. SIGHUP re-reads the file the same way: an invalid file is logged and the running
@@ -212,14 +213,37 @@ static void router_signal(int signum, void *priv) {
     if (!r->stopping) router_reload(r);
 }
 
-static int router_args(int argc, char **argv, const char **config) {
-    *config = getenv("CHATGW_CONFIG");
+/* The command line. --check-config (with any --skills, pointers into argv, at most argc) asks
+ * for the report of check.c instead of a run. */
+typedef struct router_argv {
+    const char *config;
+    int check;
+    char **skills;
+    size_t n_skills;
+} router_argv;
+
+static int router_args(int argc, char **argv, router_argv *a) {
+    a->config = getenv("CHATGW_CONFIG");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            *config = argv[++i];
-            continue;
+            a->config = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            a->check = 1;
+        } else if (strcmp(argv[i], "--skills") == 0 && i + 1 < argc) {
+            a->skills[a->n_skills++] = argv[++i];
+        } else {
+            fprintf(stderr,
+                    "usage: %s [--config FILE] [--check-config [--skills LIST]...]\n"
+                    "  --check-config   check the configuration and report the queues no agent\n"
+                    "                   can reach (exit 0 all reachable, 1 some not, 2 invalid)\n"
+                    "  --skills LIST    one agent's skills (comma list); repeat per agent;\n"
+                    "                   default: the agents known to Redis\n",
+                    argv[0]);
+            return -1;
         }
-        fprintf(stderr, "usage: %s [--config FILE]\n", argv[0]);
+    }
+    if (a->n_skills && !a->check) {
+        fprintf(stderr, "%s: --skills is only for --check-config\n", argv[0]);
         return -1;
     }
     return 0;
@@ -255,9 +279,17 @@ static int router_configure(router *r, const char *config) {
 
 int main(int argc, char **argv) {
     router *r = &g_router;
-    const char *config = NULL;
-    if (router_args(argc, argv, &config) != 0) return 2;
-    if (router_configure(r, config) != 0) return 2;
+    char *skills[argc > 0 ? argc : 1];
+    router_argv args = {.skills = skills};
+    if (router_args(argc, argv, &args) != 0) return 2;
+    if (args.check) log_init("router", LOG_WARN); /* the report only */
+    if (router_configure(r, args.config) != 0) return 2;
+    if (args.check) {
+        int rc = check_config(r, args.skills, args.n_skills);
+        cls_set_free(&r->cls);
+        tmpl_set_free(&r->tmpl);
+        return rc;
+    }
 
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {

@@ -2,10 +2,11 @@
  *
  * cfg_load() hands every key it does not know to rcfg_extra() with its section name; the section
  * "queue faq" is split into its kind and name. Each kind has a small key table; a key given twice
- * in one section is an error, except `keywords`, which accumulates (several lines, or inih's
- * indented continuation lines). [canned <queue>] sections are a queue's canned replies: each key
- * is a reply's name, its value the text; continuation lines (or the name again) add a line to the
- * text, since inih hands them over as the same key once more and lines are at most 198 bytes. */
+ * in one section is an error, except `keywords`, which accumulates. A list (keywords, channel,
+ * tier, overflow, hours, holidays) may continue on indented lines, each adding items; a single
+ * value may not. [canned <queue>] sections are a queue's canned replies: each key is a reply's
+ * name, its value the text; indented continuation lines add a line to the text (lines are at most
+ * 198 bytes); a name given twice is an error. */
 #include "rcfg.h"
 
 #include <stdio.h>
@@ -115,22 +116,35 @@ static int rcfg_channels(cls_list *l, const char *value, cg_err *err) {
     return 0;
 }
 
-/* Mark key index idx of *seen; a second time is an error (keywords: allowed, they add up). */
-static int rcfg_once(unsigned *seen, int idx, const char *key, cg_err *err) {
+/* Keys whose value is a list: a continuation line adds items (and `keywords` may also be given
+ * again). Every other key of a section is a single value. */
+static int rcfg_is_list(const char *key) {
+    static const char *const lists[] = {"keywords", "channel", "tier",
+                                        "overflow", "hours",   "holidays"};
+    return rcfg_key_index(lists, N_OF(lists), key) >= 0;
+}
+
+/* Mark key index idx of *seen. A key given a second time is an error, except `keywords` (they add
+ * up); a continuation line (cont) is an error for a single value, and adds to a list. */
+static int rcfg_once(unsigned *seen, int idx, const char *key, int cont, cg_err *err) {
     unsigned bit = 1u << idx;
-    if ((*seen & bit) && strcmp(key, "keywords") != 0)
+    if (cont && !rcfg_is_list(key))
+        return cg_err_set(
+            err, RCFG_CODE,
+            "a continuation line: only lists and canned texts may span several lines");
+    if ((*seen & bit) && !cont && strcmp(key, "keywords") != 0)
         return cg_err_set(err, RCFG_CODE, "given twice in the same section");
     *seen |= bit;
     return 0;
 }
 
 static int rcfg_queue_key(cls_set *s, const char *name, const char *key, const char *value,
-                          cg_err *err) {
+                          int cont, cg_err *err) {
     int idx = rcfg_key_index(queue_keys, N_OF(queue_keys), key);
     if (idx < 0) return cg_err_set(err, RCFG_CODE, "unknown key in [queue %s]", name);
     cls_queue *q = cls_queue_get(s, name);
     if (!q) return cg_err_set(err, "nomem", "out of memory");
-    if (rcfg_once(&q->seen, idx, key, err) != 0) return -1;
+    if (rcfg_once(&q->seen, idx, key, cont, err) != 0) return -1;
     long long v;
     switch (idx) {
     case 0:
@@ -169,7 +183,7 @@ static int rcfg_match_key(cls_rule *r, const char *key, const char *value, cg_er
 }
 
 static int rcfg_rule_key(cls_set *s, rcfg_kind kind, const char *name, const char *key,
-                         const char *value, cg_err *err) {
+                         const char *value, int cont, cg_err *err) {
     int rule = kind == RK_RULE;
     int idx = rule ? rcfg_key_index(rule_keys, N_OF(rule_keys), key)
                    : rcfg_key_index(prio_keys, N_OF(prio_keys), key);
@@ -178,7 +192,7 @@ static int rcfg_rule_key(cls_set *s, rcfg_kind kind, const char *name, const cha
                           name);
     cls_rule *r = rule ? cls_rule_get(s, name) : cls_prio_get(s, name);
     if (!r) return cg_err_set(err, "nomem", "out of memory");
-    if (rcfg_once(&r->seen, idx, key, err) != 0) return -1;
+    if (rcfg_once(&r->seen, idx, key, cont, err) != 0) return -1;
     if (strcmp(key, "queue") == 0) {
         if (!rcfg_name_ok(value))
             return cg_err_set(err, RCFG_CODE, "'%.40s' is not a queue name", value);
@@ -242,15 +256,17 @@ static cls_canned *rcfg_canned_find(const cls_set *s, const char *queue, const c
 }
 
 /* First pass, a key of [canned <queue>]: a new reply (at most CLS_CANNED_PER_QUEUE a queue), or
- * one more line of the reply's text (a continuation line). The text must be UTF-8 and at most
- * CLS_CANNED_TEXT_MAX bytes in all. */
+ * one more line of the reply's text (cont: a continuation line). A name given twice is an error.
+ * The text must be UTF-8 and at most CLS_CANNED_TEXT_MAX bytes in all. */
 static int rcfg_canned_key(cls_set *s, const char *queue, const char *key, const char *value,
-                           cg_err *err) {
+                           int cont, cg_err *err) {
     if (!rcfg_name_ok(key))
         return cg_err_set(err, RCFG_CODE, "not a reply name: 1-64 of a-z 0-9 _ -");
     size_t vlen = strlen(value);
     if (!msg_utf8_valid(value, vlen)) return cg_err_set(err, RCFG_CODE, "the text is not UTF-8");
     cls_canned *c = rcfg_canned_find(s, queue, key);
+    if (c && !cont)
+        return cg_err_set(err, RCFG_CODE, "reply '%s' given twice in [canned %s]", key, queue);
     if (!c) {
         size_t n = 0;
         for (size_t i = 0; i < s->n_canned; i++)
@@ -290,7 +306,7 @@ static int rcfg_check_canned(const rcfg_ctx *c, const char *queue, const char *k
 }
 
 /* cfg_extra_fn: the keys of our sections (see the file comment). */
-static int rcfg_extra(void *priv, const char *section, const char *key, const char *value,
+static int rcfg_extra(void *priv, const char *section, const char *key, const char *value, int cont,
                       cg_err *err) {
     rcfg_ctx *c = priv;
     const char *name = "";
@@ -305,9 +321,9 @@ static int rcfg_extra(void *priv, const char *section, const char *key, const ch
         if (kind == RK_CANNED) return rcfg_check_canned(c, name, key, err);
         return rcfg_check_rule(c, kind, name, key, err);
     }
-    if (kind == RK_QUEUE) return rcfg_queue_key(c->set, name, key, value, err);
-    if (kind == RK_CANNED) return rcfg_canned_key(c->set, name, key, value, err);
-    return rcfg_rule_key(c->set, kind, name, key, value, err);
+    if (kind == RK_QUEUE) return rcfg_queue_key(c->set, name, key, value, cont, err);
+    if (kind == RK_CANNED) return rcfg_canned_key(c->set, name, key, value, cont, err);
+    return rcfg_rule_key(c->set, kind, name, key, value, cont, err);
 }
 
 int rcfg_load(const cfg_opt *opts, const char *path, const char *default_queue, cls_set *out,

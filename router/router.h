@@ -180,6 +180,7 @@ struct job {
     char locale[TMPL_LOCALE_MAX];
     long long avg_ms; /* the queue's measured handling time, 0 = none yet */
     int held;         /* the queue assigns nothing now (pull, or outside business hours) */
+    int staffed;      /* someone who serves the queue (or its overflow) is online */
     asg_row row;
     int has_row;
 };
@@ -329,6 +330,11 @@ void reap_poll(router *r);
 
 /* Parse the SLA keys of c into out. 0, or -1 with err naming the key. */
 int sla_cfg_parse(const router_cfg *c, sla_cfg *out, cg_err *err);
+
+/* check.c: --check-config. Prints the configuration's summary and which queues the agents reach
+ * (skills: n comma lists, one per agent; n 0: the agents known to Redis). Returns the exit code:
+ * 0 every queue reachable (or nothing to check against), 1 some queue is not. */
+int check_config(const router *r, char **skills, size_t n);
 /* 1 for the channels that get periodic position updates (every channel but email). */
 int sla_is_chat(const char *channel);
 /* A customer message in conv (state known in j): arm first/next response timers. */

@@ -237,13 +237,17 @@ static void sla_fired_breach(job *j, const redisReply *rep) {
     store_str(rep->element[9], from, sizeof(from));
     log_warn("conv %s: SLA %s breached: %s (%s)", j->conv, kind, sla_action_name(r->sla.action),
              result);
-    snprintf(text, sizeof(text), "SLA breach: %s overdue in conversation %s%s%s (queue %s): %s",
-             kind, j->conv, ticket[0] ? ", complaint " : "", ticket, from, result);
+    snprintf(text, sizeof(text), "SLA breach: %s overdue in conversation %s%s%s (queue %s): %s%s%s",
+             kind, j->conv, ticket[0] ? ", complaint " : "", ticket, from, result,
+             strcmp(result, "escalated") ? "" : " to ",
+             strcmp(result, "escalated") ? "" : r->cfg.escalate_queue);
     /* the transcript records it (rule 19): a desk-only event, once per fired timer */
-    char channel[MSG_CODE_MAX], cmid[MSG_ID_MAX], note[256];
+    char channel[MSG_CODE_MAX], cmid[MSG_ID_MAX], note[320];
     store_str(rep->element[4], channel, sizeof(channel));
     snprintf(cmid, sizeof(cmid), "cg:br:%s:%s", kind, j->lease);
-    snprintf(note, sizeof(note), "SLA breach: %s overdue, %s (queue %s%s%s)", kind, result, from,
+    int esc = strcmp(result, "escalated") == 0; /* to the escalation queue's agents as well */
+    snprintf(note, sizeof(note), "SLA breach: %s overdue, %s%s%s (queue %s%s%s)", kind, result,
+             esc ? " to " : "", esc ? r->cfg.escalate_queue : "", from,
              strcmp(from, j->queue) ? " -> " : "", strcmp(from, j->queue) ? j->queue : "");
     say_escalated(j, j->conv, channel, cmid, kind, j->queue, note);
     const redisReply *sups = rep->element[7];
@@ -259,6 +263,7 @@ static void sla_fired_breach(job *j, const redisReply *rep) {
     }
     notify_dirty(r, from);
     notify_dirty(r, j->queue);
+    if (r->sla.action == SLA_ESCALATE) notify_dirty(r, r->cfg.escalate_queue); /* they list it */
     job_push_outbox(r); /* what the action assigned is in the outbox */
 }
 

@@ -12,7 +12,7 @@
 
 static const char *const tmpl_names[TMPL_N] = {
     "greeting",      "queued", "closed",        "off_hours",   "email_ack", "position_update",
-    "complaint_ack", "survey", "rating_thanks", "idle_closed", "requeued"};
+    "complaint_ack", "survey", "rating_thanks", "idle_closed", "requeued",  "no_agent"};
 
 static const char *const tmpl_defaults[TMPL_N] = {
     "Hello! Thanks for contacting us. An agent will be with you shortly.",
@@ -29,7 +29,8 @@ static const char *const tmpl_defaults[TMPL_N] = {
     "This conversation was closed because there were no new messages for {idle}. Write again "
     "any time to start a new one.",
     "Your conversation continues with another agent. Please wait a moment.",
-};
+    "Nobody who can help with this is online right now. Your message is kept: leave your e-mail "
+    "address or phone number here and we will get back to you as soon as someone is available."};
 
 void tmpl_set_init(tmpl_set *s) {
     s->loc = NULL;
@@ -94,8 +95,28 @@ int tmpl_set_key(tmpl_set *s, const char *locale, const char *key, const char *v
     return 0;
 }
 
+/* A continuation line of template key in locale: one more line of its text (set by the key's
+ * own line just before). */
+static int tmpl_add_line(tmpl_set *s, const char *locale, const char *key, const char *value,
+                         cg_err *err) {
+    tmpl_locale *l = tmpl_exact(s, locale);
+    int k = 0;
+    while (k < TMPL_N && strcmp(tmpl_names[k], key) != 0)
+        k++;
+    if (!l || k == TMPL_N || !l->text[k]) return tmpl_set_key(s, locale, key, value, err);
+    size_t a = strlen(l->text[k]), b = strlen(value);
+    if (a + 1 + b >= TMPL_TEXT_MAX)
+        return cg_err_set(err, TMPL_CODE, "too long (max %d)", TMPL_TEXT_MAX - 1);
+    char *t = realloc(l->text[k], a + b + 2);
+    if (!t) return cg_err_set(err, "nomem", "out of memory");
+    t[a] = '\n';
+    memcpy(t + a + 1, value, b + 1);
+    l->text[k] = t;
+    return 0;
+}
+
 /* cfg_extra_fn: keys of [templates <locale>]; every other section is someone else's. */
-static int tmpl_extra(void *priv, const char *section, const char *key, const char *value,
+static int tmpl_extra(void *priv, const char *section, const char *key, const char *value, int cont,
                       cg_err *err) {
     if (strncmp(section, "templates", 9) != 0) return 0;
     if (section[9] != ' ' && section[9] != '\t')
@@ -103,7 +124,8 @@ static int tmpl_extra(void *priv, const char *section, const char *key, const ch
     const char *locale = section + 9;
     while (*locale == ' ' || *locale == '\t')
         locale++;
-    return tmpl_set_key(priv, locale, key, value, err);
+    return cont ? tmpl_add_line(priv, locale, key, value, err)
+                : tmpl_set_key(priv, locale, key, value, err);
 }
 
 int tmpl_load(const char *path, tmpl_set *out, cg_err *err) {

@@ -26,6 +26,7 @@ typedef enum tmpl_key {
     TMPL_RATING_THANKS,   /* {rating} */
     TMPL_IDLE_CLOSED,     /* {idle} */
     TMPL_REQUEUED,        /* an unresolved close: another agent continues */
+    TMPL_NO_AGENT,        /* waiting, and nobody who serves the queue is online */
     TMPL_N
 } tmpl_key;
 

@@ -35,7 +35,9 @@ static int usage(int rc) {
             "usage: chatgw-export [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
             "                     [--queue NAME] [--state STATE] [--sample PERCENT] [--seed N]\n"
             "Writes one JSON object per conversation (JSON Lines) to stdout.\n"
-            "Redis URL: --redis, else CHATGW_REDIS_URL, else redis://127.0.0.1:6379.\n");
+            "Redis URL: --redis, else CHATGW_REDIS_URL, else redis://127.0.0.1:6379;\n"
+            "  redis://[[user]:password@]host[:port][/db] or unix:/path (prefer the environment\n"
+            "  for a URL with a password: command lines are visible to other users).\n");
     return rc;
 }
 
@@ -48,6 +50,19 @@ static int64_t parse_day(const char *s) {
     return (int64_t)timegm(&tm) * 1000;
 }
 
+/* Sends one handshake command (AUTH/SELECT/PING); 0 when Redis accepted it. The error names
+ * the command and Redis' reason, never the password. */
+static int export_handshake(redisContext *c, const char *what, redisReply *r) {
+    int ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        fprintf(stderr, "chatgw-export: Redis refused %s: %s\n", what,
+                r ? r->str : (c->errstr[0] ? c->errstr : "no reply"));
+    if (r) freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* Connects to url (redis://[[user]:password@]host[:port][/db] or unix:/path), authenticates and
+ * selects the database. NULL (after a message on stderr) on any failure; the caller frees. */
 static redisContext *export_connect(const char *url) {
     rconn_url u;
     cg_err err;
@@ -62,12 +77,16 @@ static redisContext *export_connect(const char *url) {
         if (c) redisFree(c);
         return NULL;
     }
-    redisReply *r = NULL;
-    if (u.password[0]) r = redisCommand(c, "AUTH %s", u.password);
-    if (r) freeReplyObject(r);
-    if (u.db) {
-        r = redisCommand(c, "SELECT %d", u.db);
-        if (r) freeReplyObject(r);
+    int rv = 0;
+    if (u.user[0])
+        rv = export_handshake(c, "AUTH", redisCommand(c, "AUTH %s %s", u.user, u.password));
+    else if (u.password[0])
+        rv = export_handshake(c, "AUTH", redisCommand(c, "AUTH %s", u.password));
+    if (rv == 0 && u.db) rv = export_handshake(c, "SELECT", redisCommand(c, "SELECT %d", u.db));
+    if (rv == 0 && !u.password[0]) rv = export_handshake(c, "PING", redisCommand(c, "PING"));
+    if (rv != 0) {
+        redisFree(c);
+        return NULL;
     }
     return c;
 }

@@ -1,21 +1,37 @@
-/* chatgw-token -- mint a signed agent (or bridge) token for the desk.
+/* chatgw-token -- mint a signed agent (or bridge) token for the desk, or revoke one.
  *
  *   CHATGW_JWT_SECRET=... chatgw-token --agent alice --name "Alice" --skills general,faq --cap 3
+ *   CHATGW_REDIS_URL=... chatgw-token --revoke <jti>
  *
- * Prints the token on stdout. The secret comes from the environment (CHATGW_JWT_SECRET) or
- * --secret-file, never from the command line (it would show in ps). */
+ * Prints the token on stdout and its id ("jti") and expiry on stderr: the jti is what --revoke
+ * takes. Every token expires (--ttl, at most token_max_ttl). The secrets come from the
+ * environment (CHATGW_JWT_SECRETS "kid:secret, ...", whose first key signs unless --kid names
+ * another, else CHATGW_JWT_SECRET) or --secret-file, never from the command line (it would show
+ * in ps). --revoke writes cg:revoked:<jti> to Redis for token_max_ttl seconds, longer than any
+ * token with that jti can live; the gateways refuse the token at its next hello. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+
+#include "../common/rconn.h"
 #include "../common/token.h"
 #include "../common/util.h"
+
+#define TOKEN_TTL_DEFAULT 86400
+#define TOKEN_MAX_TTL_DEFAULT 2592000 /* the gateway's token_max_ttl default */
 
 static int usage(int rc) {
     fprintf(rc ? stderr : stdout,
             "usage: chatgw-token (--agent ID | --bridge NAME) [--name NAME] [--skills a,b]\n"
-            "                    [--cap N] [--ttl SECONDS] [--secret-file FILE]\n"
-            "The HS256 secret is read from CHATGW_JWT_SECRET or --secret-file.\n");
+            "                    [--cap N] [--ttl SECONDS] [--kid KID] [--secret-file FILE]\n"
+            "       chatgw-token --revoke JTI [--redis URL]\n"
+            "Secrets: CHATGW_JWT_SECRETS (kid:secret, ...; the first signs, or --kid) or\n"
+            "CHATGW_JWT_SECRET or --secret-file. --ttl: 1 to token_max_ttl (CHATGW_TOKEN_MAX_TTL,\n"
+            "default %d) seconds, default %d. Redis: --redis, else CHATGW_REDIS_URL.\n",
+            TOKEN_MAX_TTL_DEFAULT, TOKEN_TTL_DEFAULT);
     return rc;
 }
 
@@ -30,14 +46,58 @@ static int read_secret(const char *path, char *out, size_t n) {
     return 0;
 }
 
+/* A synchronous connection to url, authenticated and on its db; NULL after a message. */
+static redisContext *token_redis(const char *url) {
+    rconn_url u;
+    cg_err err;
+    if (rconn_url_parse(url, &u, &err) < 0) {
+        fprintf(stderr, "chatgw-token: %s\n", err.msg);
+        return NULL;
+    }
+    redisContext *c = u.unix_path[0] ? redisConnectUnix(u.unix_path) : redisConnect(u.host, u.port);
+    if (!c || c->err) {
+        fprintf(stderr, "chatgw-token: cannot connect to Redis: %s\n", c ? c->errstr : "no memory");
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisReply *r = u.password[0] ? redisCommand(c, "AUTH %s", u.password) : NULL;
+    if (r) freeReplyObject(r);
+    if (u.db && (r = redisCommand(c, "SELECT %d", u.db))) freeReplyObject(r);
+    return c;
+}
+
+/* --revoke: SET cg:revoked:<jti> 1 EX <max_ttl>. Exit status. */
+static int token_revoke(const char *jti, const char *url, long long max_ttl) {
+    if (!cg_ident_ok(jti, TOKEN_STR_MAX - 1, TOKEN_SUB_CHARS, 0)) {
+        fprintf(stderr, "chatgw-token: --revoke: a jti is 1 to %d letters, digits or '%s'\n",
+                TOKEN_STR_MAX - 1, TOKEN_SUB_CHARS);
+        return 2;
+    }
+    redisContext *c = token_redis(url);
+    if (!c) return 1;
+    redisReply *r = redisCommand(c, "SET cg:revoked:%s 1 EX %lld", jti, max_ttl);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (!ok)
+        fprintf(stderr, "chatgw-token: revoking failed: %s\n", r && r->str ? r->str : c->errstr);
+    else
+        fprintf(stderr, "chatgw-token: revoked %s (for %lld s)\n", jti, max_ttl);
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     token_claims c;
     memset(&c, 0, sizeof(c));
     c.cap = 1;
-    long long ttl = 86400;
-    char secret[512] = "";
-    const char *env = getenv("CHATGW_JWT_SECRET");
+    long long ttl = TOKEN_TTL_DEFAULT, max_ttl = TOKEN_MAX_TTL_DEFAULT;
+    char secret[TOKEN_SECRET_MAX + 2] = "";
+    const char *env = getenv("CHATGW_JWT_SECRET"), *secrets = getenv("CHATGW_JWT_SECRETS");
+    const char *kid = NULL, *revoke = NULL, *redis_url = getenv("CHATGW_REDIS_URL");
+    const char *env_max = getenv("CHATGW_TOKEN_MAX_TTL");
     if (env) cg_strlcpy(secret, env, sizeof(secret));
+    if (env_max && cg_parse_ll(env_max, 60, 315360000, &max_ttl) < 0)
+        return fprintf(stderr, "chatgw-token: CHATGW_TOKEN_MAX_TTL: 60..315360000\n"), 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) return usage(0);
@@ -54,37 +114,69 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--skills")) {
             char buf[1024];
             cg_strlcpy(buf, v, sizeof(buf));
-            for (char *save = NULL, *t = strtok_r(buf, ",", &save);
-                 t && c.n_skills < TOKEN_SKILLS_MAX; t = strtok_r(NULL, ",", &save))
+            for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                if (c.n_skills == TOKEN_SKILLS_MAX)
+                    return fprintf(stderr, "--skills: at most %d\n", TOKEN_SKILLS_MAX), 2;
                 cg_strlcpy(c.skills[c.n_skills++], t, TOKEN_STR_MAX);
+            }
         } else if (!strcmp(a, "--cap")) {
             long long n;
             if (cg_parse_ll(v, 1, 100, &n) < 0) return fprintf(stderr, "--cap: 1..100\n"), 2;
             c.cap = (int)n;
         } else if (!strcmp(a, "--ttl")) {
-            if (cg_parse_ll(v, 0, 315360000, &ttl) < 0)
-                return fprintf(stderr, "--ttl: seconds\n"), 2;
+            if (cg_parse_ll(v, 1, 315360000, &ttl) < 0)
+                return fprintf(stderr, "--ttl: seconds, at least 1\n"), 2;
+        } else if (!strcmp(a, "--kid")) {
+            kid = v;
         } else if (!strcmp(a, "--secret-file")) {
             if (read_secret(v, secret, sizeof(secret)) < 0)
                 return fprintf(stderr, "cannot read %s\n", v), 2;
+        } else if (!strcmp(a, "--revoke")) {
+            revoke = v;
+        } else if (!strcmp(a, "--redis")) {
+            redis_url = v;
         } else
             return usage(2);
     }
+    if (revoke)
+        return token_revoke(revoke, redis_url ? redis_url : "redis://127.0.0.1:6379", max_ttl);
     if (!c.role || !c.sub[0]) return usage(2);
-    if (strlen(secret) < 32) {
-        fprintf(stderr,
-                "chatgw-token: set CHATGW_JWT_SECRET (at least 32 bytes) or --secret-file\n");
+    if (ttl > max_ttl)
+        return fprintf(stderr, "chatgw-token: --ttl %lld is over token_max_ttl (%lld s)\n", ttl,
+                       max_ttl),
+               2;
+    token_keyring kr;
+    cg_err err;
+    if (token_keyring_init(&kr, secrets, secret, max_ttl, &err) < 0) {
+        fprintf(stderr, "chatgw-token: %s\n", err.msg);
         return 2;
     }
+    OPENSSL_cleanse(secret, sizeof(secret));
+    for (int i = 0; kid && i < kr.n; i++) { /* --kid: that key signs */
+        if (strcmp(kr.keys[i].kid, kid)) continue;
+        token_key k = kr.keys[0];
+        kr.keys[0] = kr.keys[i];
+        kr.keys[i] = k;
+        kid = NULL;
+    }
+    if (kid) {
+        token_keyring_clear(&kr);
+        return fprintf(stderr, "chatgw-token: --kid %s: no such key in CHATGW_JWT_SECRETS\n", kid),
+               2;
+    }
     c.iat = cg_now_s();
-    c.exp = ttl ? c.iat + ttl : 0;
+    c.exp = c.iat + ttl;
+    if (cg_id_new(c.jti) < 0) return fprintf(stderr, "chatgw-token: no randomness\n"), 1;
     char *tok = NULL;
-    cg_err err;
-    if (token_sign(&c, secret, strlen(secret), &tok, &err) < 0) {
+    int rc = token_sign(&c, &kr, &tok, &err);
+    token_keyring_clear(&kr);
+    if (rc < 0) {
         fprintf(stderr, "chatgw-token: %s\n", err.msg);
         return 1;
     }
     printf("%s\n", tok);
+    fprintf(stderr, "chatgw-token: jti %s, expires %lld (unix time)\n", c.jti, (long long)c.exp);
     free(tok);
     return 0;
 }

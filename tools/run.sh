@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # make run: an embedded redis-server (unless REDIS_URL is set), one gateway and one router, in the
-# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF) and the generated JWT secret live in var/.
+# foreground. Ctrl-C or SIGTERM stops all three. Data (AOF), the generated JWT secret and metrics
+# token live in var/.
+# Everything under var/ is private to the user who runs it (directories 0700, files 0600): the
+# umask is inherited by redis-server (AOF, log) and the gateway and router.
 set -uo pipefail
+umask 077
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 VAR=${CHATGW_VAR_DIR:-$PWD/var}
 mkdir -p "$VAR"
-if [ ! -s "$VAR/jwt_secret" ]; then
-  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/jwt_secret")
-fi
+# A var/ left by an older run.sh (0755/0644): take group and other access away.
+chmod -R go= "$VAR"
+for f in jwt_secret metrics_token; do
+  [ -s "$VAR/$f" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/$f"
+done
 export CHATGW_JWT_SECRET=${CHATGW_JWT_SECRET:-$(cat "$VAR/jwt_secret")}
+export CHATGW_METRICS_TOKEN=${CHATGW_METRICS_TOKEN:-$(cat "$VAR/metrics_token")}
 export CHATGW_LISTEN=${CHATGW_LISTEN:-127.0.0.1:8080}
 export CHATGW_CONFIG=${CHATGW_CONFIG:-$PWD/config/chatgw.ini}
 
@@ -41,14 +48,25 @@ fi
 "$BUILD/chatgw-gateway" & pids+=($!)
 "$BUILD/chatgw-router" & pids+=($!)
 
-token=$("$BUILD/chatgw-token" --agent demo-agent --name "Demo Agent" --skills general --cap 2 --ttl 86400)
+# Two demo agents who together serve every queue of the shipped configuration: an agent with
+# every customer-facing queue, and a supervisor who also takes escalations and overflow. A queue
+# no agent can reach is reported (chatgw-router --check-config) before anyone is stranded there.
+agent_skills=general,presales,faq,tech_support,after_sales,complaints
+supervisor_skills=supervisors,$agent_skills
+"$BUILD/chatgw-router" --check-config --skills "$agent_skills" --skills "$supervisor_skills" \
+  | grep -E 'UNREACHABLE|no agent can reach' || true
+token=$("$BUILD/chatgw-token" --agent demo-agent --name "Demo Agent" --skills "$agent_skills" --cap 4 --ttl 86400)
+sup_token=$("$BUILD/chatgw-token" --agent demo-supervisor --name "Demo Supervisor" --skills "$supervisor_skills" --cap 4 --ttl 86400)
 cat <<MSG
 
   chatgw is running (Ctrl-C stops it).
     customer widget : http://$CHATGW_LISTEN/
     agent console   : http://$CHATGW_LISTEN/agent#token=$token
+    supervisor      : http://$CHATGW_LISTEN/agent#token=$sup_token
     health          : http://$CHATGW_LISTEN/healthz
-  Open the widget and the agent console in two tabs and start chatting.
+    metrics         : http://$CHATGW_LISTEN/metrics (Authorization: Bearer <$VAR/metrics_token>)
+  Open the widget and an agent console in two tabs, click "Away · Go online" in the console (it
+  connects away: agents choose when they take conversations) and start chatting.
 
 MSG
 # gone PID...: 0 once none of them runs; waits at most 10 s. (Polling, not `wait`: bash 5.2's

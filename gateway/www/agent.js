@@ -10,13 +10,19 @@
  * `classified` event). System texts without seq are notices for this agent (offer timeout, SLA).
  * The canned replies of the open conversation's queue are fetched once per queue from
  * GET /canned?queue=… with the same token (Authorization: Bearer); choosing one inserts its text
- * into the composer at the cursor, to be edited and sent as an ordinary reply. */
+ * into the composer at the cursor, to be edited and sent as an ordinary reply.
+ * The agent's status (online / away) is the agent's choice: a console the agent has not set yet
+ * connects away. The choice is kept in localStorage per agent id (so a reload, a reconnect or a
+ * new tab of this browser keeps it; signing out forgets it) and said in every hello (its code),
+ * so that connecting never makes the agent online by itself; an away set by the desk (missed
+ * offers) is kept the same way. */
 (function () {
     'use strict';
     var C = window.ChatGW;
     var el = C.el;
     var sess = C.storage('sessionStorage');
-    var K = { token: 'chatgw_agent_token', status: 'chatgw_agent_status' };
+    var local = C.storage('localStorage');
+    var K = { token: 'chatgw_agent_token', status: 'chatgw_agent_status:' };
     var MAX_TEXT = 32768;
 
     var $ = function (id) { return document.getElementById(id); };
@@ -40,8 +46,8 @@
 
     var view = { as: 'agent', me: '' };
     var token = '';
-    /* connected agents are online unless they said otherwise (as the router treats a new connection) */
-    var desired = sess.get(K.status) === 'away' ? 'away' : 'online';
+    /* the status the agent chose (away until it chooses), and the one the last hello said */
+    var desired = 'away', helloCode = '';
     var queues = new Map();      /* queue name -> items[] */
     var queueNodes = new Map();  /* conv -> .queue-item element */
     var queueTs = new Map();     /* queue name -> ts of the snapshot shown */
@@ -76,12 +82,27 @@
         ui.tokenInput.focus();
     }
 
+    /* ------------------------------------------------------------------ status */
+    function statusKey() { return K.status + view.me; }
+
+    function loadStatus() {
+        desired = local.get(statusKey()) === 'online' ? 'online' : 'away';
+        renderToggle();
+    }
+
+    function setStatus(s) {
+        desired = s;
+        local.set(statusKey(), s);
+        renderToggle();
+    }
+
     function useToken(t) {
         token = t;
         var claims = C.jwtPayload(t) || {};
         ui.name.textContent = (claims.name || claims.sub || 'Agent') +
             (Array.isArray(claims.skills) && claims.skills.length ? ' · ' + claims.skills.join(', ') : '');
         view.me = claims.sub || view.me;
+        loadStatus();
         document.body.dataset.auth = 'in';
         ui.tokenPanel.hidden = true;
         ui.console.hidden = false;
@@ -105,7 +126,7 @@
     function renderToggle() {
         ui.toggle.dataset.status = desired;
         ui.toggle.setAttribute('aria-pressed', desired === 'online' ? 'true' : 'false');
-        ui.toggle.textContent = desired === 'online' ? 'Online' : 'Away';
+        ui.toggle.textContent = desired === 'online' ? 'Online' : 'Away · Go online';
         ui.toggle.title = desired === 'online' ? 'You receive new conversations. Click to go away.'
             : 'You receive no new conversations. Click to go online.';
     }
@@ -649,7 +670,8 @@
             if (f.sender_name) ui.name.textContent = f.sender_name;
             setConn('online', 'Connected');
             ui.error.hidden = true;
-            sendPresence();
+            /* the hello said the status; changed since (clicked while connecting): say it now */
+            if (desired !== helloCode) sendPresence();
             /* the gateway now re-sends every assigned conversation from seq 1: de-duplicated by seq */
             convs.forEach(function (e) { e.pending.forEach(transmit); });
             return;
@@ -676,11 +698,7 @@
             return;
         case 'presence':
             /* the desk changed our status (away after unanswered offers): show it, keep it */
-            if (f.code === 'online' || f.code === 'away') {
-                desired = f.code;
-                sess.set(K.status, desired);
-                renderToggle();
-            }
+            if (f.code === 'online' || f.code === 'away') setStatus(f.code);
             return;
         case 'ack':
             if (f.cmid && f.seq > 0) {
@@ -753,7 +771,8 @@
         },
         onOpen: function () {
             welcomed = false;
-            conn.send({ type: 'hello', token: token });
+            helloCode = desired;
+            conn.send({ type: 'hello', token: token, code: helloCode });
             clearTimeout(helloTimer);
             helloTimer = setTimeout(function () { if (!welcomed) conn.drop(4000, 'no welcome'); }, 10000);
         },
@@ -773,14 +792,20 @@
 
     /* ------------------------------------------------------------------ wiring */
     ui.toggle.addEventListener('click', function () {
-        desired = desired === 'online' ? 'away' : 'online';
-        sess.set(K.status, desired);
-        renderToggle();
+        setStatus(desired === 'online' ? 'away' : 'online');
         sendPresence();
+    });
+    /* another tab of this agent changed the status (its presence is the agent's): show it */
+    window.addEventListener('storage', function (ev) {
+        if (ev.key === statusKey() && (ev.newValue === 'online' || ev.newValue === 'away')) {
+            desired = ev.newValue;
+            renderToggle();
+        }
     });
     ui.logout.addEventListener('click', function () {
         conn.stop();
         sess.del(K.token);
+        local.del(statusKey());
         location.hash = '';
         location.reload();
     });

@@ -13,14 +13,13 @@
     'use strict';
 
     var PROTOCOL = 'chatgw.json.v1';
-    var LOGGED = {
-        text: 1, attachment: 1, join: 1, leave: 1, assigned: 1, transferred: 1, classified: 1,
-        escalated: 1, closed: 1, survey: 1, rating: 1
-    };
-    /* events whose details only the desk sees: shown to agents as internal notes */
+    /* the schema's lists (gen/schema.js, generated from schema/chatgw.json) */
+    var S = window.ChatgwSchema;
+    /* events whose details only the desk sees: shown to agents as internal notes (a transfer
+       only when it carries the note) */
     function isInternal(f, view) {
-        return view.as === 'agent' && (f.type === 'classified' || f.type === 'escalated' ||
-            (f.type === 'transferred' && !!f.text));
+        var t = S.message_types[f.type];
+        return view.as === 'agent' && !!t && t.internal && (f.type !== 'transferred' || !!f.text);
     }
 
     function uuid() {
@@ -227,7 +226,7 @@
         return Array.from(this.msgs.values()).sort(function (a, b) { return a.seq - b.seq; });
     };
 
-    function isLogged(f) { return !!LOGGED[f.type] && f.seq > 0; }
+    function isLogged(f) { var t = S.message_types[f.type]; return !!t && t.logged && f.seq > 0; }
 
     /* ---------------------------------------------------------------- rendering */
 

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
     OUT, check, counts, dumpTraces, jwtClaims, launch, newPage, pageErrors, shot, step, until,
-    runScenario,
+    goOnline, runScenario,
 } from './lib.mjs';
 
 const HELLO = 'How long does shipping take?';
@@ -43,12 +43,11 @@ async function main() {
     let conv = '';
 
     try {
-        await step('the agent console loads, connects and is online', async () => {
+        await step('the agent console loads, connects and goes online', async () => {
             check(me.sub, `token without sub: ${JSON.stringify(me)}`);
             const resp = await agent.goto(`${BASE}/agent#token=${encodeURIComponent(TOKEN)}`);
             check(resp && resp.ok(), `GET /agent: HTTP ${resp && resp.status()}`);
-            await agent.locator('#conn-status[data-state="online"]').waitFor();
-            await agent.locator('#status-toggle[data-status="online"]').waitFor();
+            await goOnline(agent);
         });
 
         await step('customer opens the widget and writes', async () => {

@@ -1,4 +1,4 @@
-// lib.mjs -- helpers shared by the browser tests (two_tabs.mjs, restart.mjs, transfer.mjs): Debian's chromium
+// lib.mjs -- helpers shared by the browser tests (two_tabs.mjs, restart.mjs, transfer.mjs, ...): Debian's chromium
 // through playwright-core, steps with a pass/fail count, expect.poll-style waiting, WebSocket frame
 // traces for failure reports, and reading the transcript a page shows.
 import fs from 'node:fs';
@@ -58,12 +58,15 @@ function redact(s) {
     return String(s).replace(/"token"\s*:\s*"[^"]*"/g, '"token":"<redacted>"');
 }
 
-// Record the page's errors, console warnings and WebSocket frames under traces[who].
+// Record the page's errors, console warnings and WebSocket frames under traces[who]; a
+// Content-Security-Policy violation counts as a page error.
 export function trace(page, who) {
     traces[who] = traces[who] || [];
     page.on('pageerror', (e) => pageErrors.push(`${who}: ${e.message}`));
     page.on('console', (m) => {
         if (m.type() === 'error' || m.type() === 'warning') traces[who].push(`console.${m.type()}: ${m.text()}`);
+        // the gateway's Content-Security-Policy must not block anything the pages do
+        if (/Content Security Policy/i.test(m.text())) pageErrors.push(`${who}: ${m.text()}`);
     });
     page.on('websocket', (ws) => {
         traces[who].push(`ws open ${ws.url()}`);
@@ -139,11 +142,21 @@ export async function launch() {
 }
 
 export async function newPage(browser, who, viewport) {
-    const ctx = await browser.newContext({ viewport });
+    // BROWSER_IGNORE_HTTPS_ERRORS=1: a gateway serving https with the test's self-signed certificate
+    const ignoreHTTPSErrors = process.env.BROWSER_IGNORE_HTTPS_ERRORS === '1';
+    const ctx = await browser.newContext({ viewport, ignoreHTTPSErrors });
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
     trace(page, who);
     return page;
+}
+
+// A connected agent console chooses Online (a console connects Away until its agent chooses).
+export async function goOnline(page) {
+    await page.locator('#conn-status[data-state="online"]').waitFor();
+    const toggle = page.locator('#status-toggle');
+    if ((await toggle.getAttribute('data-status')) !== 'online') await toggle.click();
+    await page.locator('#status-toggle[data-status="online"]').waitFor();
 }
 
 // The agent console gets conversation conv: assigned to it, or picked from the queue.

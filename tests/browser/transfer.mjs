@@ -18,7 +18,7 @@ import path from 'node:path';
 import {
     OUT, check, checkComplete, counts, describe, dumpTraces, jwtClaims, launch, newPage, pageErrors,
     shot, step, transcript, until,
-    runScenario,
+    goOnline, runScenario,
 } from './lib.mjs';
 
 const HELLO = 'Hi, my order 777 arrived without the charger';
@@ -36,8 +36,7 @@ const BASE = BASE_ARG.replace(/\/+$/, '');
 async function openConsole(page, token) {
     const resp = await page.goto(`${BASE}/agent#token=${encodeURIComponent(token)}`);
     check(resp && resp.ok(), `GET /agent: HTTP ${resp && resp.status()}`);
-    await page.locator('#conn-status[data-state="online"]').waitFor();
-    await page.locator('#status-toggle[data-status="online"]').waitFor();
+    await goOnline(page);
 }
 
 async function main() {
@@ -54,7 +53,7 @@ async function main() {
     let to = null;
 
     try {
-        await step('two agent consoles load, connect and are online', async () => {
+        await step('two agent consoles load, connect and go online', async () => {
             for (const a of pages) {
                 check(a.sub && a.name, `token without sub/name: ${JSON.stringify(a)}`);
                 await openConsole(a.page, a.token);

@@ -20,6 +20,7 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 JWT_SECRET = "integration-test-secret-0123456789abcdef"
+METRICS_TOKEN = "integration-metrics-token-0123456789"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "UndefinedBehaviorSanitizer")
 
@@ -162,7 +163,8 @@ class Procs:
         self.n += 1
         port = free_port()
         e = self._env({"CHATGW_LISTEN": f"127.0.0.1:{port}", "CHATGW_GATEWAY_ID": f"gw{self.n}",
-                       "CHATGW_WWW_DIR": os.path.join(ROOT, "gateway", "www")})
+                       "CHATGW_WWW_DIR": os.path.join(ROOT, "gateway", "www"),
+                       "CHATGW_METRICS_TOKEN": METRICS_TOKEN})
         e.update({k: str(v) for k, v in (env or {}).items()})
         assert e["CHATGW_GATEWAY_ID"] == f"gw{self.n}", "tests wait for 'gateway gw<n> ready'"
         p = Proc(f"gateway{self.n}", [os.path.join(BUILD, "chatgw-gateway")], e)

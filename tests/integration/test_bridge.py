@@ -10,12 +10,14 @@ import email.utils
 import json
 import os
 import subprocess
+import time
 
+import msgpack
 import pytest
 
 from chat import Client, agent
 from conftest import ROOT, wait_until
-from desk import s
+from desk import log_of, s
 from test_webhooks import (MAIL_TOKEN, SECRETS, cust_conv, customer_msgs, request, wx_query,
                            wx_text)
 
@@ -419,4 +421,218 @@ def test_bridge_push_in_native_form(desk, procs, redis_srv):
         assert e["code"] == "bad_value" and "/channels/email" in e["text"]
         for b in (wx, tg, wa, em):
             await b.close()
+    run(scenario())
+
+
+# ---- hardening: nothing stalls the bridges, nobody but the product steers them (issue 12) ----
+
+# The headers email_render_reply builds; a mail with any other is not the gateway's rendering.
+BUILT_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references",
+                 "mime-version", "content-type", "content-transfer-encoding"}
+RECORDING_SENDMAIL = """#!/bin/sh
+# a sendmail -t -i stand-in: keeps every mail it is given; refuses one holding FAILME (67 =
+# EX_NOUSER: this mail can never go), like an MTA refusing a recipient
+f={outdir}/mail.$$.$(date +%s%N).eml
+cat > "$f"
+if grep -q FAILME "$f"; then rm -f "$f"; echo "550 5.1.1 mailbox unavailable" >&2; exit 67; fi
+exit 0
+"""
+
+
+def start_mail_out(gw, tmp_path, name="mail-out-test"):
+    """tools/chatgw-mail-out with a sendmail that records its stdin: (process, spool dir)."""
+    outdir = tmp_path / "spool"
+    outdir.mkdir()
+    fake = tmp_path / "recording-sendmail"
+    fake.write_text(RECORDING_SENDMAIL.format(outdir=outdir))
+    fake.chmod(0o755)
+    env = dict(os.environ, CHATGW_GATEWAY_URL=gw.base, CHATGW_BRIDGE_TOKEN=BRIDGE_TOKEN,
+               CHATGW_SENDMAIL=f"{fake} -t -i", CHATGW_BRIDGE_NAME=name)
+    p = subprocess.Popen(["/usr/bin/python3", MAIL_OUT], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    return p, outdir
+
+
+def stop_mail_out(p):
+    p.terminate()
+    out = p.communicate(timeout=10)[0]
+    assert p.returncode in (0, -15), out
+    return out.decode("utf-8", "replace")
+
+
+def spooled(outdir):
+    """Every mail the fake sendmail was given: [(raw bytes, parsed)]."""
+    return [(f.read_bytes(), email.message_from_bytes(f.read_bytes(), policy=email.policy.default))
+            for f in sorted(outdir.iterdir())]
+
+
+def spooled_with(outdir, text):
+    return [m for _, m in spooled(outdir) if m.get_content().strip() == text]
+
+
+async def assigned_email_conv(gw, r, a, addr, msgid, subject="help", body="hi"):
+    """A customer mail from addr, assigned to the connected agent a: its conv."""
+    raw = utf8_mail(msgid, subject, body, frm=addr)
+    assert request(gw, "POST", "/channels/email", raw, MAIL_HDR)[0] == 200
+    conv = cust_conv(r, f"email:{addr}")
+    await a.expect_type("assigned", conv=conv)
+    return conv
+
+
+def dead_letters(r, channel="email"):
+    """cg:dead:<channel> entries as {field: str} (the msgpack msg `m` as bytes)."""
+    return [{s(k): v if k == b"m" else s(v) for k, v in f.items()}
+            for _, f in r.xrange(f"cg:dead:{channel}")]
+
+
+def fcall_agent_text(r, conv, agent_id, cmid, body):
+    """Store an agent message the way the gateway does (cg_append), with whatever fields body
+    has: what a client could get stored before the gateway refused native/meta."""
+    m = dict({"v": 1, "type": "text", "role": "agent", "dir": "out", "channel": "email",
+              "sender_id": agent_id, "id": cmid + "-id", "ts": int(time.time() * 1000)}, **body)
+    return r.fcall("cg_append", 0, conv, cmid, "agent", agent_id, msgpack.packb(m), "", "email",
+                   str(int(time.time() * 1000)), "log")
+
+
+def test_clients_cannot_steer_bridges(desk, procs, redis_srv, tmp_path):
+    """native and meta are the product's: an agent (or customer) frame carrying them is refused
+    with a reason; a message stored with them anyway never reaches a bridge with them, and the
+    e-mail bridge's output (sendmail -t's stdin) holds only the headers the gateway built."""
+    r = redis_srv.r
+    token = procs.agent_token("alice", "Alice", cap=4)
+    evil_mail = ("From: support@desk.example\r\nTo: victim@evil.example\r\n"
+                 "Bcc: list@evil.example\r\nSubject: hi\r\n\r\nspam from the desk")
+    evil_meta = {"platform_chat_id": "victim@evil.example", "platform_msg_id": "evil-1",
+                 "thread_id": "evil-2@evil.example", "in_reply_to": "evil-3@evil.example",
+                 "subject": "x\r\nBcc: list@evil.example"}
+    p, outdir = start_mail_out(desk, tmp_path)
+    try:
+        async def scenario():
+            a = await agent(desk, token)
+            conv = await assigned_email_conv(desk, r, a, "zhang@example.cn", "steer-1@example.cn")
+            await a.send({"type": "text", "cmid": "n1", "conv": conv, "text": "hello",
+                          "native": evil_mail})
+            e = await a.expect_type("error", cmid="n1")
+            assert e["code"] == "bad_value" and "'native'" in e["text"], e
+            await a.send({"type": "text", "cmid": "m1", "conv": conv, "text": "hello",
+                          "meta": evil_meta})
+            e = await a.expect_type("error", cmid="m1")
+            assert e["code"] == "bad_value" and "'meta'" in e["text"], e
+            c = await Client.connect(desk.ws, "/ws/customer")
+            await c.hello()
+            await c.send({"type": "text", "cmid": "c1", "text": "hi",
+                          "meta": {"subject": "x"}})
+            assert (await c.expect_type("error", cmid="c1"))["code"] == "bad_value"
+            await c.close()
+            # stored anyway (as before the refusal), and in a conversation whose address the
+            # gateway cannot render (data from before ingestion was checked)
+            r.hset(f"cg:conv:{conv}", "chat_id", '"zhang;x"@example.cn')
+            _, seq1, _ = fcall_agent_text(r, conv, "alice", "legacy-1",
+                                          {"text": "legacy", "native": evil_mail,
+                                           "meta": evil_meta})
+            r.hset(f"cg:conv:{conv}", "chat_id", "zhang@example.cn")
+            fcall_agent_text(r, conv, "alice", "legacy-2",
+                             {"text": "legacy two", "native": evil_mail, "meta": evil_meta})
+            await a.say("Your parcel ships today.", conv=conv)
+            await a.close()
+            return conv, seq1
+        conv, seq1 = run(scenario())
+        wait_until(lambda: spooled_with(outdir, "Your parcel ships today."), 20, "the reply sent")
+        wait_until(lambda: pending(r, "email") == 0, 15, "every entry acked")
+    finally:
+        out = stop_mail_out(p)
+    mails = spooled(outdir)
+    assert mails, out
+    for raw, m in mails:
+        assert b"evil" not in raw, raw
+        assert {k.lower() for k in m.keys()} <= BUILT_HEADERS, m.keys()
+        assert [a.addr_spec for a in m["To"].addresses] == ["zhang@example.cn"]
+    assert spooled_with(outdir, "legacy two")  # rendered by the gateway, not copied
+    assert not spooled_with(outdir, "legacy")  # no address it could render: dead letter
+    assert (conv, str(seq1), "gateway") in [(d["c"], d["s"], d["by"]) for d in dead_letters(r)]
+
+
+def test_unrenderable_reply_dead_lettered_and_bridge_moves_on(desk, procs, redis_srv, tmp_path):
+    """A mail whose From a reply cannot go to is refused at ingestion (webhook, mail-in tool,
+    bridge push); a reply the gateway still cannot render (data stored before that check) goes to
+    cg:dead:email, the agent sees why, and the bridge goes on with the next replies; a mail the
+    MTA refuses for good is reported by the bridge (failure ack) and dead-lettered the same way."""
+    r = redis_srv.r
+    token = procs.agent_token("alice", "Alice", cap=4)
+    bad = utf8_mail("bad-from-1@example.cn", "hi", "hello", frm='"john;doe"@example.cn')
+    st, body, _ = request(desk, "POST", "/channels/email", bad, MAIL_HDR)
+    assert st == 400 and b"From address cannot be answered" in body, (st, body)
+    pin = mail_in(desk.base, bad)
+    assert pin.returncode == 65 and b"From address cannot be answered" in pin.stderr, pin
+    assert cust_conv(r, 'email:"john;doe"@example.cn') is None
+    p, outdir = start_mail_out(desk, tmp_path)
+    try:
+        async def scenario():
+            b = await bridge(desk, "email", "em-push")
+            await b.send({"type": "text", "cmid": "p1", "sender_id": "ann@example.cn",
+                          "meta": {"platform_msg_id": "push-1@example.cn",
+                                   "platform_chat_id": '"a;b"@example.cn'}, "text": "hi"})
+            e = await b.expect_type("error", cmid="p1")
+            assert e["code"] == "bad_value" and "cannot be answered" in e["text"], e
+            await b.close()
+            a = await agent(desk, token)
+            c1 = await assigned_email_conv(desk, r, a, "li@example.cn", "dl-1@example.cn")
+            r.hset(f"cg:conv:{c1}", "mail_last", "not a message id")  # stored before the check
+            k1 = await a.say("First answer, cannot be rendered.", conv=c1)
+            ev = await a.expect(lambda f: f.get("type") == "escalated" and f.get("conv") == c1
+                                and f"Message {k1['seq']} " in f.get("text", ""),
+                                what="the desk told why")
+            assert ev["code"] == "undeliverable" and "In-Reply-To" in ev["text"], ev
+            c2 = await assigned_email_conv(desk, r, a, "wang@example.cn", "dl-2@example.cn")
+            await a.say("Second answer, fine.", conv=c2)
+            k3 = await a.say("Third answer FAILME", conv=c2)
+            ev = await a.expect(lambda f: f.get("type") == "escalated" and f.get("conv") == c2,
+                                what="the bridge's failure, told to the desk")
+            assert ev["code"] == "undeliverable" and "exited 67" in ev["text"], ev
+            assert f"Message {k3['seq']} " in ev["text"]
+            await a.say("Fourth answer, fine.", conv=c2)
+            await a.close()
+            return c1, k1["seq"], c2, k3["seq"]
+        c1, seq1, c2, seq3 = run(scenario())
+        for text in ("Second answer, fine.", "Fourth answer, fine."):
+            wait_until(lambda: spooled_with(outdir, text), 20, f"'{text}' sent")
+        wait_until(lambda: pending(r, "email") == 0, 15, "nothing left pending")
+    finally:
+        out = stop_mail_out(p)
+    assert not spooled_with(outdir, "First answer, cannot be rendered."), out
+    dead = {(d["c"], d["s"]): d for d in dead_letters(r)}
+    d1, d3 = dead[(c1, str(seq1))], dead[(c2, str(seq3))]
+    assert (d1["by"], d1["code"]) == ("gateway", "bad_value") and "In-Reply-To" in d1["reason"]
+    assert (d3["by"], d3["code"]) == ("bridge:mail-out-test", "undeliverable")
+    assert "exited 67" in d3["reason"] and "FAILME" in msgpack.unpackb(d3["m"])["text"]
+    # the transcripts keep the notices, for the desk only: never sent to a bridge
+    notes = [m for m in log_of(r, c1) + log_of(r, c2) if m["type"] == "escalated"]
+    assert notes and {m["code"] for m in notes} == {"undeliverable"}
+    out_types = [msgpack.unpackb(f[b"m"])["type"] for _, f in r.xrange("cg:out:email")]
+    assert "escalated" not in out_types
+
+
+def test_api_bridge_gets_only_product_fields(desk, procs, redis_srv):
+    """An api bridge gets the normalized message as the format: still only what the product set
+    (meta from the conversation's address, no native, no identity claims), whatever was stored."""
+    r = redis_srv.r
+    token = procs.agent_token("alice", "Alice", cap=2)
+
+    async def scenario():
+        b = await bridge(desk, "api", "api-1")
+        await b.send({"type": "text", "cmid": "p1", "sender_id": "u-77",
+                      "meta": {"platform_msg_id": "m-1"}, "text": "hello from the app"})
+        conv = (await b.expect_type("ack", cmid="p1"))["conv"]
+        a = await agent(desk, token)
+        await a.expect_type("assigned", conv=conv)
+        _, seq, _ = fcall_agent_text(r, conv, "alice", "legacy-api", {
+            "channel": "api", "text": "stored with steering fields",
+            "native": '{"to":"someone-else"}', "identity": {"account": "evil"},
+            "meta": {"platform_chat_id": "someone-else", "subject": "evil"}})
+        f = await b.expect(lambda x: is_out(conv, "agent")(x) and x["seq"] == seq)
+        assert "native" not in f and "identity" not in f, f
+        assert f["meta"] == {"platform_chat_id": "u-77"}, f
+        await ack(b, f)
+        await a.close()
+        await b.close()
     run(scenario())

@@ -18,6 +18,7 @@ SCRIPT = os.path.join(BROWSER_DIR, "two_tabs.mjs")
 RESTART_SCRIPT = os.path.join(BROWSER_DIR, "restart.mjs")
 TRANSFER_SCRIPT = os.path.join(BROWSER_DIR, "transfer.mjs")
 CANNED_SCRIPT = os.path.join(BROWSER_DIR, "canned.mjs")
+STATUS_SCRIPT = os.path.join(BROWSER_DIR, "console_status.mjs")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
@@ -180,3 +181,43 @@ def test_agent_console_canned_replies(playwright_installed, procs, tmp_path):
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
     alice = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
     run_scenario(CANNED_SCRIPT, [alice], gw, router)
+
+
+def test_agent_console_status_is_the_agents_choice(playwright_installed, procs):
+    """A fresh console connects Away and is assigned nothing while a customer waits; clicking
+    Online brings the conversation; a reload keeps Online (nothing re-offered, the next customer
+    assigned at once) and, after choosing Away, keeps Away (tests/browser/console_status.mjs)."""
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
+    run_scenario(STATUS_SCRIPT, [alice], gw, router)
+
+
+DESK_AWAY_CONFIG = """
+[router]
+default_queue = general
+default_locale = en
+timer_tick_ms = 50
+sla_first_response_s = chat:0, email:0
+sla_next_response_s = chat:0, email:0
+idle_close_s = 0
+survey_window_s = 0
+offer_timeout_s = 1
+offer_max_misses = 1
+sticky_window_s = 0
+
+[queue general]
+mode = push
+"""
+
+
+def test_agent_console_keeps_the_desks_away_across_a_reload(playwright_installed, procs, tmp_path):
+    """The online console misses its offer: the desk takes the conversation back and sets the
+    agent away; the console shows Away and, after a reload, still says away in its hello: the
+    waiting conversation is not offered to it again (tests/browser/console_status.mjs desk-away)."""
+    config = tmp_path / "desk_away.ini"
+    config.write_text(DESK_AWAY_CONFIG, encoding="utf-8")
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
+    run_scenario(STATUS_SCRIPT, [alice, "desk-away"], gw, router)

@@ -63,7 +63,7 @@ def signed(role, skills, exp_in):
     """A token signed with the gateway's secret (PyJWT), for claims chatgw-token cannot mint."""
     now = int(time.time())
     claims = {"role": role, "sub": "x1", "skills": list(skills), "cap": 1, "iat": now - 60,
-              "exp": now + exp_in}
+              "exp": now + exp_in, "jti": "canned-test-1"}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 

@@ -51,8 +51,9 @@ def test_static_pages_served(desk):
 
 
 def test_customer_agent_full_scenario(desk, procs):
-    """Auto-reply with position, assignment on login, replies both ways, capacity 1: the second
-    customer waits and is assigned the instant the first conversation closes."""
+    """An honest auto-reply while nobody is online, assignment on login, replies both ways,
+    capacity 1: the second customer waits with its position and is assigned the instant the
+    first conversation closes."""
     token = procs.agent_token("alice", "Alice", cap=1)
 
     async def scenario():
@@ -61,12 +62,12 @@ def test_customer_agent_full_scenario(desk, procs):
         ack = await c1.say("Hello, where is my order 12345?")
         assert ack["type"] == "ack" and ack["seq"] == 1
         conv1 = ack["conv"]
-        # greeting and queue position (nobody online)
+        # greeting, then (nobody online) no queue position but the honest no_agent reply
         await c1.expect(lambda f: f.get("type") == "text" and f.get("role") in ("system", "bot"),
                         what="greeting")
-        pos = await c1.expect(lambda f: f.get("type") == "text" and f.get("position"),
-                              what="queue position")
-        assert pos["position"] == 1
+        na = await c1.expect(lambda f: f.get("type") == "text" and f.get("role") == "bot"
+                             and f.get("queue") == "general", what="no_agent reply")
+        assert na["text"].startswith("Nobody who can help") and "position" not in na
 
         a = await agent(desk, token)
         asg = await a.expect_type("assigned", conv=conv1)

@@ -98,10 +98,12 @@ def test_killed_gateway_agents_are_reaped(redis_srv, procs):
         assert r.sismember("cg:agent:alice:convs", conv0)
         assert s(r.hget("cg:agent:alice", "load")) == "1"
 
-        # nobody serves general now: a new customer waits, alice gets nothing while offline
+        # nobody serves general now: a new customer waits (and is told nobody is online), alice
+        # gets nothing while offline
         c1 = await customer(gw2)
         conv1 = (await c1.say("anyone there?"))["conv"]
-        await c1.expect(lambda f: f.get("type") == "text" and f.get("position"), what="position")
+        await c1.expect(lambda f: f.get("type") == "text" and f.get("queue") == "general"
+                        and f.get("text", "").startswith("Nobody"), what="no_agent reply")
         h1 = conv_hash(r, conv1)
         assert h1["state"] == "queued" and "agent" not in h1
         assert r.zscore("cg:queue:general", conv1) is not None

@@ -3,16 +3,19 @@ import asyncio
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
 
 from chat import agent, customer
-from conftest import wait_until
+from conftest import METRICS_TOKEN, wait_until
 
 
 def scrape(gw):
-    with urllib.request.urlopen(gw.base + "/metrics", timeout=5) as r:
+    req = urllib.request.Request(gw.base + "/metrics",
+                                 headers={"Authorization": "Bearer " + METRICS_TOKEN})
+    with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return r.read().decode()
@@ -60,6 +63,33 @@ def test_metrics_follow_queues_and_connections(procs):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 405
+
+
+def http_status(url, headers=None):
+    """(status, body) of a GET, errors included."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_metrics_need_the_bearer_token(procs):
+    gw = procs.gateway()
+    for headers in ({}, {"Authorization": "Bearer wrong-token"},
+                    {"Authorization": "Bearer " + METRICS_TOKEN + "x"},
+                    {"Authorization": "Basic " + METRICS_TOKEN}):
+        status, body = http_status(gw.base + "/metrics", headers)
+        assert status == 401, (headers, status)
+        assert "metrics_token" in body and "chatgw_" not in body, body
+    assert "chatgw_redis_up" in scrape(gw)
+    # no token configured: /metrics is off, and says why
+    off = procs.gateway({"CHATGW_METRICS_TOKEN": ""})
+    status, body = http_status(off.base + "/metrics",
+                               {"Authorization": "Bearer " + METRICS_TOKEN})
+    assert status == 403 and "metrics_token is not set" in body, (status, body)
+    assert "Bearer" not in off.text() and METRICS_TOKEN not in gw.text()  # never logged
 
 
 def test_metrics_when_redis_is_down(procs, redis_srv):

@@ -125,6 +125,14 @@ def presence(r, agent, skills=("general",), cap=1):
     r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(m)})
 
 
+def staff(r, queue="general"):
+    """An online agent of queue with no free slot (cap 0): the queue is staffed, so waiting
+    customers get their position rather than the no_agent reply."""
+    presence(r, f"busy-{queue}", skills=(queue,), cap=1)
+    wait_until(lambda: r.sismember(f"cg:online:{queue}", f"busy-{queue}"), 5, f"{queue} staffed")
+    r.hset(f"cg:agent:busy-{queue}", "cap", 0)  # a cap of 0 is not on the wire: no free slot
+
+
 def bot_texts(r, conv, prefix=""):
     return [m for m in log_of(r, conv)
             if m.get("type") == "text" and m.get("role") == "bot"
@@ -173,6 +181,7 @@ class AgentFeed:
 def test_texts_follow_the_customer_locale(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router(procs, config(tmp_path))
+    staff(r)
     zh = send(r, "zh1", "你好", locale="zh-CN")
     en = send(r, "en1", "hello", locale="en-US")  # language match: en
     fr = send(r, "fr1", "bonjour", locale="fr")  # unknown: default_locale en
@@ -187,6 +196,7 @@ def test_texts_follow_the_customer_locale(redis_srv, procs, tmp_path):
 def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router(procs, config(tmp_path))
+    staff(r)
     a = send(r, "ca", "first")
     wait_bot(r, a, "QUEUED 1")
     b = send(r, "cb", "second")
@@ -293,31 +303,79 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
 # ---- SLA timers ---------------------------------------------------------------------------------
 
 def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, procs, tmp_path, ):
+    """Escalation keeps the conversation in its queue, first in line, and pushes it to a
+    supervisor with a free slot at once (the supervisors queue is pull-only: escalations are
+    pushed all the same)."""
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:1"))
+    staff(r)
     feed = AgentFeed(r, "sue")
     try:
-        presence(r, "sue", skills=("supervisors",))
-        wait_until(lambda: r.sismember("cg:online:supervisors", "sue"), 5, "sue online")
         c = send(r, "late1", "hello, anybody?")
         wait_bot(r, c, "QUEUED")
+        presence(r, "sue", skills=("supervisors",))
+        wait_until(lambda: r.sismember("cg:online:supervisors", "sue"), 5, "sue online")
         note = feed.next_of("text", 5)
-        assert note["conv"] == c and "first" in note["text"] and "moved" in note["text"]
+        assert note["conv"] == c and "first" in note["text"] and "escalated" in note["text"]
+        wait_until(lambda: conv_hash(r, c).get("agent") == "sue", 5, "pushed to sue")
         h = conv_hash(r, c)
-        assert (h["queue"], h["prio"], h["escalated_from"], h["sla_breaches"]) == (
-            "supervisors", "9", "general", "1")
-        assert r.zscore("cg:queue:supervisors", c) is not None
-        assert r.zscore("cg:queue:general", c) is None
+        assert (h["state"], h["queue"], h["prio"], h["escalated"], h["escalated_to"],
+                h["sla_breaches"]) == ("assigned", "general", "9", "1", "supervisors", "1")
+        assert r.zscore("cg:queue:general", c) is None  # taken
         ev = breaches(r)
         assert [(e["conv"], e["kind"], e["action"]) for e in ev] == [(c, "first", "escalate")]
         # the transcript records it (rule 19), as a desk-only event
         esc = wait_until(lambda: [m for m in log_of(r, c) if m["type"] == "escalated"], 5,
                          "escalated event in the transcript")
         assert len(esc) == 1 and esc[0]["role"] == "system"
-        assert (esc[0]["code"], esc[0]["queue"]) == ("first", "supervisors")
-        assert "moved" in esc[0]["text"] and "general -> supervisors" in esc[0]["text"]
+        assert (esc[0]["code"], esc[0]["queue"]) == ("first", "general")
+        assert "escalated to supervisors" in esc[0]["text"]
     finally:
         feed.close()
+
+
+def test_escalated_conversation_stays_visible_and_assignable(redis_srv, procs, tmp_path):
+    """With no supervisor free, an escalated conversation waits in its own queue at the head:
+    the supervisors see it in their queue list, and an agent of its own queue who gets a free
+    slot takes it (nobody is stranded in a pull queue ordinary agents never see)."""
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:1"))
+    staff(r)
+    presence(r, "sam", skills=("supervisors",))
+    wait_until(lambda: r.sismember("cg:online:supervisors", "sam"), 5, "sam online")
+    r.hset("cg:agent:sam", "cap", 0)  # online, no free slot
+    c = send(r, "late2", "second")
+    wait_until(lambda: conv_hash(r, c).get("escalated_to") == "supervisors", 5, "escalated")
+    h = conv_hash(r, c)
+    assert (h["state"], h["queue"], h["prio"]) == ("queued", "general", "9")
+    assert s(r.zrange("cg:queue:general", 0, 0)[0]) == c
+    assert r.sismember("cg:escalated:supervisors", c)
+    # the supervisors' queue list shows it
+    assert [s(row[0]) for row in r.fcall("cg_queue_list", 0, "supervisors", 10)] == [c]
+    # an agent of general with a free slot takes it
+    presence(r, "amy")
+    wait_until(lambda: conv_hash(r, c).get("agent") == "amy", 5, "assigned to amy")
+    assert r.fcall("cg_queue_list", 0, "supervisors", 10) == []
+
+
+def test_supervisor_picks_escalated_conversation(redis_srv, procs, tmp_path):
+    """An away supervisor gets nothing pushed but may pick an escalated conversation."""
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:1"))
+    staff(r)
+    _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
+    r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(
+        {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
+         "code": "away", "sender_id": "sue"})})
+    presence(r, "sue", skills=("supervisors",))  # connects away: stays away
+    wait_until(lambda: r.scard("cg:agent:sue:socks") == 1, 5, "sue connected")
+    assert s(r.hget("cg:agent:sue", "status")) == "away"
+    c = send(r, "late3", "help")
+    wait_until(lambda: r.sismember("cg:escalated:supervisors", c), 5, "escalated")
+    assert conv_hash(r, c)["state"] == "queued"
+    res = r.fcall("cg_pick", 0, c, "sue", now_ms())
+    assert s(res[0]) == "assigned" and s(res[1]) == "general"
+    assert conv_hash(r, c)["agent"] == "sue"
 
 
 def test_agent_reply_cancels_first_response_then_next_response_breach(redis_srv, procs, tmp_path):
@@ -403,7 +461,7 @@ def test_timer_fires_after_router_restart(redis_srv, procs, tmp_path):
     router(procs, cfg)
     wait_until(lambda: breaches(r), 5, "breach after restart")
     assert [(e["conv"], e["kind"]) for e in breaches(r)] == [(c, "first")]
-    assert conv_hash(r, c)["queue"] == "supervisors"
+    assert conv_hash(r, c)["escalated_to"] == "supervisors"
 
 
 # ---- complaints ---------------------------------------------------------------------------------

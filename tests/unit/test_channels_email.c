@@ -361,6 +361,112 @@ static void test_render_reply_round_trip(void **state) {
     msg_free(&m);
 }
 
+/* Render a reply to what email_parse took from a mail, the way the gateway does (To = the From
+ * address, In-Reply-To = its Message-ID, References = its thread): 0 or -1 with err. */
+static int reply_to_parsed(const msg *m, const email_info *info, cg_err *err) {
+    const char *refs[EMAIL_REFS_MAX];
+    for (size_t i = 0; i < info->n_references; i++)
+        refs[i] = info->references[i];
+    email_reply r = {
+        .from_addr = "support@shop.example",
+        .to_addr = m->meta.platform_chat_id,
+        .to_name = m->sender_name,
+        .subject = info->subject,
+        .in_reply_to = m->meta.thread_id,
+        .references = info->n_references ? refs : NULL,
+        .n_references = info->n_references,
+        .message_id_domain = "shop.example",
+    };
+    msg reply;
+    msg_init(&reply);
+    reply.type = MSG_TEXT;
+    msg_set_text(&reply, "ok", 2, NULL);
+    char *out = NULL;
+    size_t len = 0;
+    int rc = email_render_reply(&reply, &r, &out, &len, NULL, err);
+    free(out);
+    msg_free(&reply);
+    return rc;
+}
+
+/* Ingestion keeps only what a reply can render back (issue 12, item 1): a From no reply can be
+ * addressed to is refused with a reason; Message-IDs a reply cannot carry are dropped (the mail
+ * is kept, it just does not thread by them). Whatever is accepted can be answered. */
+static void test_ingest_only_answerable(void **state) {
+    (void)state;
+    static const char *const bad_from[] = {
+        "From: \"john;doe\"@example.com\r\n",
+        "From: Ann <\"a b\"@example.com>\r\n",
+        "From: x <a,b@example.com>\r\n",
+        "From: y <a@b@example.com>\r\n",
+    };
+    cg_err err = {0};
+    for (size_t i = 0; i < sizeof(bad_from) / sizeof(bad_from[0]); i++) {
+        char raw[512];
+        int n = snprintf(raw, sizeof(raw),
+                         "%sTo: support@shop.example\r\nSubject: hi\r\n"
+                         "Message-ID: <ok-%zu@example.com>\r\n\r\nhello\r\n",
+                         bad_from[i], i);
+        msg m;
+        msg_init(&m);
+        email_info info;
+        int rc = email_parse(raw, (size_t)n, &m, &info, &err);
+        if (rc == 0) { /* accepted: then it must be answerable */
+            cg_err rerr = {0};
+            if (reply_to_parsed(&m, &info, &rerr) != 0)
+                fail_msg("%s accepted as '%s' but cannot be answered: %s", bad_from[i],
+                         m.meta.platform_chat_id, rerr.msg);
+        } else {
+            assert_string_equal(err.code, "bad_value");
+            assert_non_null(strstr(err.msg, "From address cannot be answered"));
+        }
+        msg_free(&m);
+    }
+    /* the first From mailbox is unusable, the second is fine: the reply goes to the second */
+    const char *two = "From: \"a;b\"@example.com, Bo <bo@example.com>\r\n"
+                      "Subject: hi\r\n\r\nhello\r\n";
+    msg m;
+    msg_init(&m);
+    email_info info;
+    assert_int_equal(email_parse(two, strlen(two), &m, &info, &err), 0);
+    assert_string_equal(m.meta.platform_chat_id, "bo@example.com");
+    msg_free(&m);
+
+    /* unrenderable threading ids are dropped, the mail is kept and can be answered */
+    const char *ids = "From: Ann <ann@example.com>\r\nSubject: hi\r\n"
+                      "Message-ID: <caf\xc3\xa9@example.com>\r\n"
+                      "In-Reply-To: <a\x01"
+                      "b@x.example>\r\n"
+                      "References: <root@x.example> <b\xc3\xa9@x.example> <last@x.example>\r\n"
+                      "\r\nhello\r\n";
+    msg_init(&m);
+    assert_int_equal(email_parse(ids, strlen(ids), &m, &info, &err), 0);
+    assert_string_equal(m.meta.thread_id, "");
+    assert_int_equal(strncmp(m.meta.platform_msg_id, "sha256:", 7), 0);
+    assert_string_equal(m.meta.in_reply_to, "");
+    assert_int_equal(info.n_references, 2);
+    assert_string_equal(info.references[0], "root@x.example");
+    assert_string_equal(info.references[1], "last@x.example");
+    cg_err rerr = {0};
+    if (reply_to_parsed(&m, &info, &rerr) != 0) fail_msg("cannot be answered: %s", rerr.msg);
+    msg_free(&m);
+
+    /* the same checks for a bridge's normalized push */
+    msg_init(&m);
+    snprintf(m.meta.platform_chat_id, sizeof(m.meta.platform_chat_id), "%s", "\"a;b\"@x.example");
+    assert_int_equal(email_inbound_check(&m, &err), -1);
+    assert_string_equal(err.code, "bad_value");
+    snprintf(m.meta.platform_chat_id, sizeof(m.meta.platform_chat_id), "%s", "ann@x.example");
+    snprintf(m.meta.thread_id, sizeof(m.meta.thread_id), "%s", "a b@x");
+    snprintf(m.meta.subject, sizeof(m.meta.subject), "%s", "hi\r\nBcc: v@x.example");
+    snprintf(m.sender_name, sizeof(m.sender_name), "%s", "Ann\nBcc: v@x.example");
+    assert_int_equal(email_inbound_check(&m, &err), 0);
+    assert_string_equal(m.meta.thread_id, "");
+    assert_null(strchr(m.meta.subject, '\n'));
+    assert_null(strchr(m.sender_name, '\n'));
+    msg_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gb2312_label_gbk_bytes),
@@ -372,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_auto),
         cmocka_unit_test(test_errors_and_bounds),
         cmocka_unit_test(test_render_reply_round_trip),
+        cmocka_unit_test(test_ingest_only_answerable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

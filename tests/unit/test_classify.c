@@ -297,6 +297,98 @@ static void test_canned(void **state) {
              ":4: key 'bad': the text is not UTF-8");
     load_err("[queue q]\nmode = push\n[canned q]\nempty =\n", ":4: key 'empty': empty text");
     load_err("[canned Bad]\nx = y\n", ":2: key 'x': [canned Bad]: the name must be");
+    load_err("[queue q]\nmode = push\n[canned q]\nhi = Hello\nhi = Hi again\n",
+             ":5: key 'hi': reply 'hi' given twice in [canned q]");
+}
+
+/* Multi-line values in routing sections: lists take every line's items, a single value may not
+ * continue. */
+static void test_continuation_lines(void **state) {
+    (void)state;
+    cls_set s;
+    load_ok("[queue q]\nmode = push\noverflow = a,\n  b\nholidays = 2026-10-01,\n  2026-10-02\n"
+            "hours = mon-fri 09:00-18:00,\n  sat 10:00-16:00\n"
+            "[queue a]\nmode = push\n[queue b]\nmode = push\n"
+            "[rule r]\nqueue = q\nkeywords = x, y,\n  z\nchannel = web,\n  email\n",
+            &s);
+    const cls_queue *q = cls_queue_find(&s, "q");
+    assert_non_null(q);
+    assert_int_equal(q->overflow.n, 2);
+    assert_string_equal(q->overflow.items[1], "b");
+    assert_int_equal(q->hours.n_holidays, 2);
+    const cls_rule *r = cls_rule_find(&s, "r");
+    assert_int_equal(r->keywords.n, 3);
+    assert_string_equal(r->keywords.items[2], "z");
+    assert_int_equal(r->channels.n, 2);
+    cls_set_free(&s);
+    load_err("[queue q]\nmode = push\npriority = 5\n  6\n",
+             ":4: key 'priority': a continuation line: only lists and canned texts");
+    load_err("[rule r]\nqueue = general\n  other\n",
+             ":3: key 'queue': a continuation line: only lists and canned texts");
+}
+
+/* 1 when list l has item. */
+static int list_has(const cls_list *l, const char *item) {
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i], item) == 0) return 1;
+    return 0;
+}
+
+/* The shipped configuration, as parsed: every multi-line value has the items or lines of all its
+ * lines (first and last checked for each). complaint_sla is checked through the router binary
+ * (tests/integration/test_config_shipped.py). */
+static void test_shipped_config_multiline_values(void **state) {
+    (void)state;
+    cls_set s;
+    cls_set_init(&s);
+    /* the routing sections, as they are (the process sections hold keys of other tables) */
+    FILE *f = fopen("config/chatgw.ini", "r");
+    assert_non_null(f);
+    static char text[65536];
+    char line[512];
+    size_t used = 0;
+    int skip = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (line[0] == '[')
+            skip = !strncmp(line, "[router]", 8) || !strncmp(line, "[common]", 8) ||
+                   !strncmp(line, "[gateway]", 9);
+        if (skip) continue;
+        assert_true(used + strlen(line) < sizeof(text));
+        memcpy(text + used, line, strlen(line) + 1);
+        used += strlen(line);
+    }
+    fclose(f);
+    load_ok(text, &s);
+    static const struct {
+        const char *rule, *first, *last;
+    } kw[] = {{"complaint", "投诉", "terrible service"},
+              {"after_sales", "退货", "invoice"},
+              {"tech_support", "无法登录", "not working"},
+              {"presales", "价格", "which model"},
+              {"faq", "发货", "order status"}};
+    for (size_t i = 0; i < sizeof(kw) / sizeof(kw[0]); i++) {
+        const cls_rule *r = cls_rule_find(&s, kw[i].rule);
+        if (!r) fail_msg("rule %s missing", kw[i].rule);
+        if (!list_has(&r->keywords, kw[i].first) || !list_has(&r->keywords, kw[i].last))
+            fail_msg("rule %s: keywords lack '%s' or '%s'", kw[i].rule, kw[i].first, kw[i].last);
+    }
+    int found = 0;
+    for (size_t i = 0; i < s.n_canned; i++) {
+        const cls_canned *c = &s.canned[i];
+        if (strcmp(c->name, "refund_steps_zh") == 0) {
+            assert_string_equal(c->text,
+                                "退款步骤：\n1. 在“我的订单”中点击“申请退款”；\n"
+                                "2. 选择原因并上传照片；\n3. 审核通过后 1-3 个工作日原路退回。");
+            found++;
+        }
+        if (strcmp(c->name, "refund_steps_en") == 0) {
+            assert_non_null(strstr(c->text, "To get a refund:\n1. open"));
+            assert_non_null(strstr(c->text, "\n3. once approved, the money goes back"));
+            found++;
+        }
+    }
+    assert_int_equal(found, 2);
+    cls_set_free(&s);
 }
 
 int main(void) {
@@ -308,6 +400,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_queue_references, setup, teardown),
         cmocka_unit_test_setup_teardown(test_canned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_continuation_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shipped_config_multiline_values, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,13 +170,16 @@ static void test_missing_file(void **state) {
 typedef struct seen {
     int n;
     char last[128];
+    int conts; /* calls with cont = 1 */
 } seen;
 
-static int extra(void *priv, const char *section, const char *key, const char *value, cg_err *err) {
+static int extra(void *priv, const char *section, const char *key, const char *value, int cont,
+                 cg_err *err) {
     seen *s = priv;
     if (strcmp(key, "forbidden") == 0) return cg_err_set(err, "x", "not allowed here");
     if (strncmp(section, "queue ", 6) != 0) return cg_err_set(err, "x", "unknown key");
     s->n++;
+    s->conts += cont;
     snprintf(s->last, sizeof(s->last), "%s/%s/%s", section, key, value);
     return 0;
 }
@@ -198,6 +201,53 @@ static void test_extra(void **state) {
     char want[128];
     snprintf(want, sizeof(want), "%s:5: key 'forbidden': not allowed here", path);
     assert_string_equal(e.msg, want);
+}
+
+/* A value continued on indented lines (inih's multi-line values) is one value: a text key gets
+ * every line, joined by one space, never just the last line (the bug behind 0 s complaint
+ * deadlines); named sections get each line with cont = 1. */
+static void test_continuation_lines(void **state) {
+    (void)state;
+    cg_err e;
+    const char *path = write_tmp("[router]\nredis_url = a:1/2,\n  b:3/4,\n\tc:5\nport = 81\n");
+    assert_int_equal(cfg_load(opts, path, NULL, NULL, &e), 0);
+    assert_string_equal(redis_url, "a:1/2, b:3/4, c:5");
+    assert_int_equal(port, 81);
+    unlink(path);
+
+    /* the same key again on an unindented line replaces it, as before */
+    path = write_tmp("redis_url = first\nredis_url = second\n");
+    assert_int_equal(cfg_load(opts, path, NULL, NULL, &e), 0);
+    assert_string_equal(redis_url, "second");
+    unlink(path);
+
+    /* an indented key right after a section header is a key, not a continuation */
+    path = write_tmp("redis_url = x\n[router]\n  redis_url = y\n");
+    assert_int_equal(cfg_load(opts, path, NULL, NULL, &e), 0);
+    assert_string_equal(redis_url, "y");
+    unlink(path);
+
+    /* numbers and booleans do not continue; the joined text is checked as a whole */
+    path = write_tmp("port = 80\n  81\n");
+    assert_int_equal(cfg_load(opts, path, NULL, NULL, &e), -1);
+    char want[200];
+    snprintf(want, sizeof(want),
+             "%s:2: key 'port': a continuation line: only text values may span several lines",
+             path);
+    assert_string_equal(e.msg, want);
+    unlink(path);
+    path = write_tmp("name = abc\n  defg\n");
+    assert_int_equal(cfg_load(opts, path, NULL, NULL, &e), -1);
+    snprintf(want, sizeof(want), "%s:2: key 'name': too long (max 7)", path);
+    assert_string_equal(e.msg, want);
+    unlink(path);
+
+    seen s = {0};
+    path = write_tmp("[queue a]\nkeywords = x, y,\n  z\nkeywords = w\n");
+    assert_int_equal(cfg_load(opts, path, extra, &s, &e), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.conts, 1);
+    assert_string_equal(s.last, "queue a/keywords/w");
 }
 
 static void test_set(void **state) {
@@ -242,6 +292,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_extra, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_continuation_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_default, setup, teardown),
     };

@@ -684,6 +684,19 @@ static void test_validate_required(void **state) {
     expect_validate(&m, ORIGIN_INTERNAL, NULL, NULL);
     strcpy(m.code, "reboot");
     expect_validate(&m, ORIGIN_INTERNAL, "bad_value", "connect");
+    /* an agent's hello may name the status to connect with; a customer's code is ignored */
+    assert_int_equal(dj(&m, "{\"type\":\"hello\",\"token\":\"t\",\"code\":\"away\"}", &err), 0);
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    expect_validate(&m, ORIGIN_CUSTOMER, NULL, NULL);
+    strcpy(m.code, "online");
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    m.code[0] = 0;
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    strcpy(m.code, "offline");
+    expect_validate(&m, ORIGIN_AGENT, "bad_value", "'code' of an agent's 'hello'");
+    strcpy(m.code, "busy");
+    expect_validate(&m, ORIGIN_AGENT, "bad_value", "not 'busy'");
+    expect_validate(&m, ORIGIN_CUSTOMER, NULL, NULL);
     /* a client may not pose as the gateway */
     assert_int_equal(
         dj(&m, "{\"type\":\"presence\",\"code\":\"online\",\"skills\":[\"vip\"]}", &err), 0);

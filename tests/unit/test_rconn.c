@@ -235,8 +235,29 @@ static void test_url_parse(void **state) {
     assert_int_equal(rconn_url_parse("redis://h:99999", &u, &e), -1);
     assert_int_equal(rconn_url_parse("redis://h:12x", &u, &e), -1);
     assert_int_equal(rconn_url_parse("redis://h/x", &u, &e), -1);
-    assert_int_equal(rconn_url_parse("redis://user:pw@h", &u, &e), -1);
     assert_int_equal(rconn_url_parse("unix:relative", &u, &e), -1);
+
+    /* ACL user + password: AUTH user password */
+    assert_int_equal(rconn_url_parse("redis://chatgw:pa:ss@w0rd@10.0.0.2:6380/1", &u, &e), 0);
+    assert_string_equal(u.user, "chatgw");
+    assert_string_equal(u.password, "pa:ss@w0rd");
+    assert_string_equal(u.host, "10.0.0.2");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 1);
+    assert_int_equal(rconn_url_parse("redis://:pw@h", &u, &e), 0);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "pw");
+    /* a user without a password, an empty password: refused, and the message has no secret */
+    assert_int_equal(rconn_url_parse("redis://user@h", &u, &e), -1);
+    assert_string_equal(e.code, "bad_config");
+    assert_int_equal(rconn_url_parse("redis://user:@h", &u, &e), -1);
+    assert_int_equal(rconn_url_parse("redis://user:topsecret@h:99999", &u, &e), -1);
+    assert_null(strstr(e.msg, "topsecret"));
+    /* TLS: refused with a pointer to the documented alternative */
+    assert_int_equal(rconn_url_parse("rediss://user:topsecret@h:6380", &u, &e), -1);
+    assert_non_null(strstr(e.msg, "rediss://"));
+    assert_non_null(strstr(e.msg, "docs/deployment.md"));
+    assert_null(strstr(e.msg, "topsecret"));
     assert_null(rconn_new(uv_default_loop(), "nope://", "t", 0, NULL, NULL, &e));
     assert_string_equal(e.code, "bad_config");
 }
@@ -433,6 +454,56 @@ static void test_auth_select(void **state) {
     assert_int_equal(loop_close_all(&f->loop), 0);
 }
 
+/* An ACL user (Redis 6+): redis://user:password@ sends AUTH user password; a wrong password and
+ * a URL without credentials (NOAUTH) never get up. */
+static void test_auth_acl_user(void **state) {
+    fixture *f = *state;
+    obs o = {0}, ou = {0}, ow = {0}, on = {0};
+    cg_err e;
+    char url[128];
+    rconn *ra = rconn_new(&f->loop, f->url, "admin", 0, on_state, &o, &e);
+    rconn_start(ra);
+    run_until(f, &o.ups, 1, "connect");
+    assert_int_equal(rconn_cmd(ra, on_reply, &o, "ACL SETUSER app on >s3cr:t ~* &* +@all"), 0);
+    run_until(f, &o.replies, 1, "ACL SETUSER");
+    assert_string_equal(o.last, "OK");
+    log_init("test_rconn", LOG_ERROR + 1); /* the refusals are expected to log errors */
+    assert_int_equal(rconn_cmd(ra, on_reply, &o, "ACL SETUSER default off"), 0);
+    run_until(f, &o.replies, 2, "default user off");
+    assert_string_equal(o.last, "OK");
+
+    snprintf(url, sizeof(url), "redis://app:s3cr:t@127.0.0.1:%d", f->port);
+    rconn *ru = rconn_new(&f->loop, url, "user", 1000, on_state, &ou, &e);
+    snprintf(url, sizeof(url), "redis://app:wrong@127.0.0.1:%d", f->port);
+    rconn *rw = rconn_new(&f->loop, url, "wrong", 1000, on_state, &ow, &e);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port);
+    rconn *rn = rconn_new(&f->loop, url, "none", 1000, on_state, &on, &e);
+    assert_non_null(ru);
+    assert_non_null(rw);
+    assert_non_null(rn);
+    rconn_start(ru);
+    rconn_start(rw);
+    rconn_start(rn);
+    run_until(f, &ou.ups, 1, "ACL user connect");
+    assert_int_equal(rconn_cmd(ru, on_reply, &ou, "ACL WHOAMI"), 0);
+    run_until(f, &ou.replies, 1, "ACL WHOAMI");
+    assert_string_equal(ou.last, "app");
+    run_until(f, &ow.downs, 1, "wrong password refused");
+    run_until(f, &on.downs, 1, "missing password refused");
+    run_for(f, 500);
+    log_init("test_rconn", LOG_WARN);
+    assert_int_equal(ow.ups, 0);
+    assert_int_equal(on.ups, 0);
+    assert_false(rconn_is_up(rw));
+    assert_false(rconn_is_up(rn));
+    rconn_free(&ra);
+    rconn_free(&ru);
+    rconn_free(&rw);
+    rconn_free(&rn);
+    uv_close((uv_handle_t *)&f->guard, NULL);
+    assert_int_equal(loop_close_all(&f->loop), 0);
+}
+
 /* loop glue: a signal reaches the callback from the loop; everything closes cleanly. */
 static void on_signal(int signum, void *priv) {
     int *got = priv;
@@ -472,6 +543,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_select, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_acl_user, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

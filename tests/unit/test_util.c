@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -131,11 +132,66 @@ static void test_clock(void **state) {
     assert_true(ms / 1000 - s <= 1 && s - ms / 1000 <= 1);
 }
 
+static void test_ident(void **state) {
+    (void)state;
+    assert_int_equal(cg_ident_ok("alice.w@desk-1_x", 64, "_.@-", 0), 1);
+    assert_int_equal(cg_ident_ok("x:socks", 64, "_.@-", 0), 0);
+    assert_int_equal(cg_ident_ok("a b", 64, "_.@-", 0), 0);
+    assert_int_equal(cg_ident_ok("", 64, "_.@-", 0), 0);
+    assert_int_equal(cg_ident_ok("abc", 2, "", 0), 0);
+    assert_int_equal(cg_ident_ok("ab", 2, "", 0), 1);
+    assert_int_equal(cg_ident_ok("faq_en-2", 64, "_-", 1), 1);
+    assert_int_equal(cg_ident_ok("FAQ", 64, "_-", 1), 0);
+    assert_int_equal(cg_ident_ok("caf\xc3\xa9", 64, "_-", 0), 0);
+}
+
+static void test_name_check(void **state) {
+    (void)state;
+    char why[64] = "";
+    assert_int_equal(
+        cg_name_check("Zo\xc3\xab \xe5\xbc\xa0 O'Brien (VIP) \xf0\x9f\x98\x80", why, sizeof(why)),
+        0);
+    assert_int_equal(cg_name_check("", why, sizeof(why)), 0);
+    struct {
+        const char *s, *why;
+    } bad[] = {
+        {"a\x07"
+         "b",
+         "control character U+0007"},
+        {"line\nbreak", "control character U+000A"},
+        {"tab\t", "control character U+0009"},
+        {"del\x7f", "control character U+007F"},
+        {"c1\xc2\x85", "control character U+0085"},
+        {"ls\xe2\x80\xa8", "control character U+2028"},
+        {"evil\xe2\x80\xaegnp.exe", "bidirectional control U+202E"},
+        {"\xe2\x80\xaaleft", "bidirectional control U+202A"},
+        {"iso\xe2\x81\xa6x", "bidirectional control U+2066"},
+        {"pdi\xe2\x81\xa9", "bidirectional control U+2069"},
+        {"rlm\xe2\x80\x8f", "bidirectional control U+200F"},
+        {"alm\xd8\x9c", "bidirectional control U+061C"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (cg_name_check(bad[i].s, why, sizeof(why)) != -1) fail_msg("accepted %s", bad[i].why);
+        assert_string_equal(why, bad[i].why);
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "%s",
+             "\xe2\x80\xae"
+             "Bob\x07 \xe5\xbc\xa0\xe2\x81\xa6!\xc2\x85");
+    assert_int_equal(cg_name_clean(name), 4);
+    assert_string_equal(name, "Bob \xe5\xbc\xa0!");
+    assert_int_equal(cg_name_check(name, why, sizeof(why)), 0);
+    snprintf(name, sizeof(name), "%s", "Zo\xc3\xab");
+    assert_int_equal(cg_name_clean(name), 0);
+    assert_string_equal(name, "Zo\xc3\xab");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ct_equal), cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_rand_hex), cmocka_unit_test(test_strlcpy),
         cmocka_unit_test(test_parse_ll), cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_ident),    cmocka_unit_test(test_name_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
