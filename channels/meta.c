@@ -79,6 +79,18 @@ static void list_pop(msg_list *l) {
     msg_free(&l->v[--l->n]);
 }
 
+int meta_fresh(const msg *m, long long now_ms, cg_err *err) {
+    long long ts = (long long)m->ts_client_ms;
+    if (ts == 0) return 0;
+    if (ts < now_ms - META_MAX_AGE_MS)
+        return cg_err_set(err, "stale", "event is %lld s old (limit %lld s)", (now_ms - ts) / 1000,
+                          META_MAX_AGE_MS / 1000);
+    if (ts > now_ms + META_MAX_AHEAD_MS)
+        return cg_err_set(err, "stale", "event is %lld s ahead of the server clock",
+                          (ts - now_ms) / 1000);
+    return 0;
+}
+
 void meta_msgs_free(msg *msgs, size_t n) {
     if (!msgs) return;
     for (size_t i = 0; i < n; i++)

@@ -3,8 +3,9 @@
  *
  * The gateway's order for a POST: check the body size (CHAN_BODY_MAX), meta_verify_signature()
  * over the raw bytes exactly as received (never re-serialized), then meta_parse_whatsapp() or
- * meta_parse_messenger(); answer 200 quickly, also when the body held only statuses or ignored
- * events; de-duplicate by meta.platform_msg_id (wamid / mid). For the GET verification:
+ * meta_parse_messenger(), then meta_fresh() on each message (a stale one is acknowledged, not
+ * stored); answer 200 quickly, also when the body held only statuses or ignored events;
+ * de-duplicate by meta.platform_msg_id (wamid / mid). For the GET verification:
  * meta_verify_challenge(), then echo hub.challenge as text/plain only when
  * chan_id_ok(challenge, 128). Pure functions: no sockets, no Redis, no global state. */
 #ifndef CG_META_H
@@ -53,6 +54,15 @@ int meta_parse_whatsapp(const char *body, size_t len, msg **out, size_t *n, meta
  * st->ignored. Same ownership and errors as meta_parse_whatsapp. */
 int meta_parse_messenger(const char *body, size_t len, msg **out, size_t *n, meta_stats *st,
                          cg_err *err);
+
+/* How old a message may be (its platform timestamp, ts_client_ms) and how far ahead of the
+ * server clock: older or later events are replays or stale redeliveries and are not stored. */
+#define META_MAX_AGE_MS (24LL * 3600 * 1000)
+#define META_MAX_AHEAD_MS (300LL * 1000)
+
+/* 0 when m's platform timestamp is within [now_ms - META_MAX_AGE_MS, now_ms +
+ * META_MAX_AHEAD_MS] or absent (0), else -1 with err "stale" naming its age. */
+int meta_fresh(const msg *m, long long now_ms, cg_err *err);
 
 /* msg_free() each of the n msgs and free the array. NULL-safe. */
 void meta_msgs_free(msg *msgs, size_t n);

@@ -1,9 +1,9 @@
 /* telegram.h -- Telegram Bot API webhooks: secret header, Update parsing, sendMessage body.
  *
  * The gateway's order for a POST: telegram_verify_secret() on X-Telegram-Bot-Api-Secret-Token
- * (403 on mismatch), check the body size (CHAN_BODY_MAX), telegram_parse_update(); answer 200
- * also for ignored updates (Telegram retries every non-2xx); de-duplicate by
- * meta.platform_msg_id ("tg:<update_id>"). Pure functions: no sockets, no Redis. */
+ * at the headers (403 on mismatch, before the body is read), check the body size (CHAN_BODY_MAX),
+ * telegram_parse_update(); answer 200 also for ignored updates (Telegram retries every non-2xx);
+ * de-duplicate by meta.platform_msg_id ("tg:<update_id>"). Pure functions: no sockets, no Redis. */
 #ifndef CG_TELEGRAM_H
 #define CG_TELEGRAM_H
 

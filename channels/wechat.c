@@ -86,6 +86,35 @@ int wechat_verify_msg_signature(const char *token, const char *timestamp, const 
     return 0;
 }
 
+int wechat_time_ok(long long ts_s, long long now_s, cg_err *err) {
+    long long d = ts_s - now_s;
+    if (d >= -WECHAT_TIME_WINDOW_S && d <= WECHAT_TIME_WINDOW_S) return 0;
+    return cg_err_set(err, "stale", "timestamp %lld s %s the server clock (window +-%d s)",
+                      d < 0 ? -d : d, d < 0 ? "behind" : "ahead of", WECHAT_TIME_WINDOW_S);
+}
+
+int wechat_check_post_query(const char *token, const char *timestamp, const char *nonce,
+                            const char *signature, const char *encrypt_type, int aes_required,
+                            long long now_s, int *aes, cg_err *err) {
+    *aes = 0;
+    if (wechat_verify_signature(token, timestamp, nonce, signature, err) < 0) return -1;
+    int64_t ts = 0;
+    if (chan_parse_i64(timestamp, 0, 253402300799LL, &ts) < 0)
+        return cg_err_set(err, "stale", "timestamp is not a unix time");
+    if (wechat_time_ok(ts, now_s, err) < 0) return -1;
+    int plain = !encrypt_type || !strcmp(encrypt_type, "raw");
+    if (!plain && strcmp(encrypt_type, "aes"))
+        return cg_err_set(err, "bad_value", "unsupported encrypt_type");
+    if (plain && aes_required)
+        return cg_err_set(err, "encryption_required",
+                          "plain-text message refused: wechat_aes_key is set, safe mode "
+                          "(encrypt_type=aes) is required");
+    if (!plain && !aes_required)
+        return cg_err_set(err, "no_key", "safe-mode message but wechat_aes_key is not set");
+    *aes = !plain;
+    return 0;
+}
+
 /* ---- safe-mode crypto ---- */
 
 /* key = base64_decode(aes_key + "="), 32 bytes. */

@@ -1,8 +1,9 @@
 /* wechat.h -- WeChat Official Account (and WeCom) webhooks: signatures, safe-mode crypto, the
  * XML message body, and the customer-service reply JSON.
  *
- * The gateway's order for a POST: check the body size (WECHAT_BODY_MAX); plain mode:
- * wechat_verify_signature() over the query parameters, then wechat_parse_xml(); safe mode
+ * The gateway's order for a POST: before the body, wechat_check_post_query() (signature,
+ * timestamp window, mode); check the body size (WECHAT_BODY_MAX); plain mode:
+ * wechat_parse_xml(), then wechat_time_ok() on CreateTime; safe mode
  * (encrypt_type=aes): wechat_parse_encrypted_envelope(), wechat_verify_msg_signature() with the
  * Encrypt value, only then wechat_decrypt() (so a forged body never reaches the padding check),
  * then wechat_parse_xml() on the plaintext. Answer "success" within 5 s; de-duplicate by
@@ -24,6 +25,24 @@
  * err "bad_signature" otherwise (also for missing or over-long parameters). */
 int wechat_verify_signature(const char *token, const char *timestamp, const char *nonce,
                             const char *signature, cg_err *err);
+
+/* How far a request's timestamp and a message's CreateTime may be from the server clock. */
+#define WECHAT_TIME_WINDOW_S 300
+
+/* 0 when the unix time ts_s is within WECHAT_TIME_WINDOW_S of now_s (either way), else -1 with
+ * err "stale" naming the difference. */
+int wechat_time_ok(long long ts_s, long long now_s, cg_err *err);
+
+/* The query of a POST, checked before any body byte is read: signature (wechat_verify_signature),
+ * then timestamp within WECHAT_TIME_WINDOW_S of now_s, then the mode: encrypt_type absent or
+ * "raw" is plain, "aes" is safe mode (*aes = 1). With aes_required (an EncodingAESKey is
+ * configured) only safe mode is accepted; without a key safe mode cannot be read. Returns 0, or
+ * -1 with err "bad_signature", "stale" (timestamp missing, not a number or outside the window),
+ * "encryption_required" (plain or raw while a key is set), "no_key" (aes without a key) or
+ * "bad_value" (another encrypt_type). Any of the strings may be NULL (absent). */
+int wechat_check_post_query(const char *token, const char *timestamp, const char *nonce,
+                            const char *signature, const char *encrypt_type, int aes_required,
+                            long long now_s, int *aes, cg_err *err);
 
 /* Safe mode: compute msg_signature = hex(sha1(concat(sort(token, timestamp, nonce, encrypt))))
  * into out (41 bytes, lowercase). Returns -1 with err "bad_value" for missing or over-long

@@ -209,4 +209,4 @@ static void canned_post(wh_req *q) {
     wh_respond(q, HTTP_STATUS_METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
 }
 
-const wh_hook hook_canned = {"/canned", 1, 0, canned_enabled, canned_get, canned_post};
+const wh_hook hook_canned = {"/canned", 1, 0, canned_enabled, canned_get, canned_post, NULL, 0};

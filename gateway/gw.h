@@ -59,8 +59,13 @@ typedef struct gw_config {
     char meta_app_secret[257];
     char meta_verify_token[257];
     char email_token[257];
-    long long webhook_max_body; /* JSON and XML webhook bodies */
+    long long webhook_max_body; /* JSON and XML webhook bodies: ceiling of the channel caps */
     long long email_max_body;   /* raw e-mail */
+    long long wechat_max_body;  /* per-channel body caps (webhook.c: 413) */
+    long long telegram_max_body;
+    long long meta_max_body;
+    long long webhook_deadline_ms;   /* a webhook request's body must be in by then (408) */
+    long long webhook_unauth_budget; /* body bytes in flight not authenticated yet (503) */
     /* bridges (bridge.c): empty bridge_token refuses every bridge */
     char bridge_token[257];
     long long bridge_claim_idle_ms; /* entries idle this long are claimed from other bridges */

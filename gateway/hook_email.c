@@ -1,14 +1,14 @@
 /* hook_email.c -- /channels/email: raw RFC 5322 messages from a mail bridge or an MTA pipe.
  *
- * Authorization: Bearer <email_token> (constant time; 403). The body is the raw message
- * (email_max_body). Automatic mail (auto-replies, bounces, bulk) is answered 202 and never stored
- * as a customer message: answering it would loop. Threading: the conversation token of the
- * subject ([#cg-<conv>]) or plus-address, else a Message-ID in In-Reply-To / References that
- * maps to a conversation (cg:mailid:<message-id>, set for every mail stored here and by whoever
- * sends the desk's replies), else the sender's current conversation. A conversation that is not
- * the sender's is never written to: the mail then goes to the sender's own conversation. The
- * mail is stored as a customer message of "email:<address>" with cmid "em:<Message-ID>", and its
- * Message-ID is mapped to the conversation it went to. */
+ * Authorization: Bearer <email_token> (constant time), checked at the headers: 403 before any
+ * body byte is read. The body is the raw message (email_max_body). Automatic mail (auto-replies,
+ * bounces, bulk) is answered 202 and never stored as a customer message: answering it would loop.
+ * Threading: the conversation token of the subject ([#cg-<conv>]) or plus-address, else a
+ * Message-ID in In-Reply-To / References that maps to a conversation (cg:mailid:<message-id>, set
+ * for every mail stored here and by whoever sends the desk's replies), else the sender's current
+ * conversation. A conversation that is not the sender's is never written to: the mail then goes to
+ * the sender's own conversation. The mail is stored as a customer message of "email:<address>" with
+ * cmid "em:<Message-ID>", and its Message-ID is mapped to the conversation it went to. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -42,17 +42,27 @@ static int email_enabled(void) {
     return G.cfg.email_token[0] != '\0';
 }
 
-static int email_authorized(wh_req *q) {
+static long long email_max_body(void) {
+    return G.cfg.email_max_body;
+}
+
+/* At the headers: the bearer token, before the body is read. */
+static int email_headers(wh_req *q) {
     char auth[400];
     const char *a = wh_header_tok(q, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof(auth));
-    if (!a || strncmp(a, "Bearer ", 7)) return 0;
-    return cg_ct_equal(a + 7, strlen(a + 7), G.cfg.email_token, strlen(G.cfg.email_token));
+    if (a && !strncmp(a, "Bearer ", 7) &&
+        cg_ct_equal(a + 7, strlen(a + 7), G.cfg.email_token, strlen(G.cfg.email_token)))
+        return 0;
+    if (wh_log_ok()) log_info("webhook /channels/email: 403: %s bearer token", a ? "bad" : "no");
+    wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain",
+               a ? "forbidden: bad bearer token\n" : "forbidden: no bearer token\n");
+    return -1;
 }
 
 /* Store the mail in conv ("" = the sender's current conversation). */
 static void email_store(wh_req *q, email_job *j, const char *conv) {
     char key[sizeof(EMAIL_MAP_PREFIX) + MSG_META_MAX];
-    whs_opts o = {conv, 1, NULL, EMAIL_MAP_TTL_S};
+    whs_opts o = {conv, 1, NULL, EMAIL_MAP_TTL_S, 0};
     if (j->info.message_id[0]) {
         snprintf(key, sizeof(key), EMAIL_MAP_PREFIX "%s", j->info.message_id);
         o.map_key = key;
@@ -105,12 +115,8 @@ static void email_thread_lookup(wh_req *q, email_job *j) {
     if (rconn_cmdargv(G.redis, email_thread_reply, q, argc, argv, NULL) < 0) wh_release(q, 1);
 }
 
+/* The body of an authenticated request. */
 static void email_post(wh_req *q) {
-    if (!email_authorized(q)) {
-        log_info("webhook /channels/email: bad token");
-        wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain", "forbidden\n");
-        return;
-    }
     email_job *j = calloc(1, sizeof(*j));
     if (!j) {
         wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain", "out of memory\n");
@@ -142,4 +148,5 @@ static void email_post(wh_req *q) {
     wh_finish(q);
 }
 
-const wh_hook hook_email = {"/channels/email", 0, 1, email_enabled, NULL, email_post};
+const wh_hook hook_email = {"/channels/email", 0, email_max_body, email_enabled, NULL, email_post,
+                            email_headers,     0};

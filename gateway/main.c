@@ -80,6 +80,18 @@ static const cfg_opt gw_opts[] = {
           "largest WeChat/Telegram/WhatsApp/Messenger webhook body, bytes"),
     O_INT("email_max_body", "1048576", email_max_body, 1024, 1048576,
           "largest raw e-mail posted to /channels/email, bytes"),
+    O_INT("wechat_max_body", "65536", wechat_max_body, 1024, 262144,
+          "largest /channels/wechat body, bytes (at most webhook_max_body)"),
+    O_INT("telegram_max_body", "65536", telegram_max_body, 1024, 262144,
+          "largest /channels/telegram body, bytes (at most webhook_max_body)"),
+    O_INT("meta_max_body", "262144", meta_max_body, 1024, 262144,
+          "largest /channels/whatsapp and /channels/messenger body, bytes (at most "
+          "webhook_max_body)"),
+    O_INT("webhook_deadline_ms", "10000", webhook_deadline_ms, 100, 600000,
+          "time a webhook request has from its headers to its last body byte (408)"),
+    O_INT("webhook_unauth_budget", "8388608", webhook_unauth_budget, 4096, 1073741824,
+          "webhook body bytes announced by requests not authenticated yet, all connections "
+          "together (503 beyond)"),
     {NULL, 0, NULL, NULL, 0, 0, 0, NULL}};
 
 /* The gateway owns [common] and [gateway]: an unknown key there is an error. Every other section

@@ -444,4 +444,5 @@ static void metrics_post(wh_req *q) {
     wh_respond(q, 405, "text/plain", "GET only\n");
 }
 
-const wh_hook hook_metrics = {"/metrics", 1, 0, metrics_enabled, metrics_get, metrics_post};
+const wh_hook hook_metrics = {"/metrics",   1,    0, metrics_enabled, metrics_get,
+                              metrics_post, NULL, 0};

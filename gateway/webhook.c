@@ -1,13 +1,18 @@
 /* webhook.c -- HTTP plumbing of the /channels/... endpoints (see webhook.h).
  *
- * LWS_CALLBACK_HTTP picks the hook by exact path and checks what the headers alone decide:
- * unknown path or disabled channel (404), method (405), Content-Length over the limit (413, at
- * once, connection closed). The body is collected from HTTP_BODY up to the limit (also when it
- * arrives chunked, which lws 4.1 passes on undecoded: decoded here, counted as it comes, 413 at
- * the limit); refusals decided earlier are answered once the body has been read, so the client
- * always gets to read the answer. At HTTP_BODY_COMPLETION (or the last chunk) the hook verifies,
- * parses and stores; the answer is written from HTTP_WRITEABLE once everything it waits for is
- * in. */
+ * LWS_CALLBACK_HTTP picks the hook by exact path and decides what the headers alone can, before
+ * any body byte is read, answering at once and closing the connection unread: unknown path or
+ * disabled channel (404), method (405), Content-Length over the channel's cap (413), the hook's
+ * header check (secret tokens, query signatures, timestamps: 403), and for hooks whose body
+ * alone authenticates (Meta's HMAC) the budget of unauthenticated bytes in flight across all
+ * connections (webhook_unauth_budget: the announced length, or the cap when chunked, at least
+ * WH_UNAUTH_MIN, is reserved until the body is in; 503 with Retry-After when it is spent). The body
+ * is then collected from HTTP_BODY up to the cap (also when it arrives chunked, which lws 4.1
+ * passes on undecoded: decoded here, counted as it comes, 413 at the cap), within
+ * webhook_deadline_ms of the headers: a deadline that trickled bytes do not reset answers 408
+ * and closes (one FIFO, one timer). Refusals are logged at most WH_LOG_PER_S a second. At
+ * HTTP_BODY_COMPLETION (or the last chunk) the hook verifies, parses and stores; the answer is
+ * written from HTTP_WRITEABLE once everything it waits for is in. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -21,7 +26,88 @@
 #include "../common/util.h"
 
 #define WH_PREFIX "/channels"
-#define WH_CH_LINE_MAX 4096 /* bytes of one chunk-size or trailer line */
+#define WH_CH_LINE_MAX 4096   /* bytes of one chunk-size or trailer line */
+#define WH_STATUS_TIMEOUT 408 /* libwebsockets 4.1 names no 408 */
+#define WH_KILL_GRACE_S 2     /* after the 408: the answer's time to go out */
+#define WH_BODY_START 1024    /* first allocation of a body buffer */
+/* What an unauthenticated request costs the budget at least: its connection's own memory (lws's
+ * header table and connection, our request), whatever small body it announces. */
+#define WH_UNAUTH_MIN 16384
+
+#define WH_LOG_PER_S 20 /* refusal log lines a second */
+
+/* Body bytes reserved by requests whose body is being read and not authenticated yet. */
+static size_t wh_unauth_used;
+
+/* Requests reading their body, oldest first. They all have the same webhook_deadline_ms, so the
+ * FIFO is in deadline order: adding and removing are O(1), and one lws timer set for the head's
+ * deadline serves them all (lws 4.1 keeps its timers in a sorted list, where one timer per
+ * request would cost O(n) per insertion). */
+static wh_req *wh_dl_head, *wh_dl_tail;
+static lws_sorted_usec_list_t wh_dl_sul;
+static int wh_dl_armed; /* wh_dl_sul is scheduled */
+
+static unsigned long long wh_mono_ms(void) {
+    return uv_hrtime() / 1000000ULL;
+}
+
+int wh_log_ok(void) {
+    static unsigned long long second;
+    static unsigned n;
+    static unsigned long skipped;
+    unsigned long long now = wh_mono_ms() / 1000;
+    if (now != second) {
+        if (skipped)
+            log_warn("webhook: %lu refusals not logged (over %d a second)", skipped, WH_LOG_PER_S);
+        second = now;
+        n = 0;
+        skipped = 0;
+    }
+    if (n < WH_LOG_PER_S) {
+        n++;
+        return 1;
+    }
+    skipped++;
+    return 0;
+}
+
+static void wh_dl_fire(lws_sorted_usec_list_t *sul);
+
+/* Schedule the timer for the head's deadline unless it is already scheduled (it then fires at
+ * or before the head's deadline, and schedules itself again). */
+static void wh_dl_arm(void) {
+    if (!wh_dl_head || wh_dl_armed) return;
+    unsigned long long now = wh_mono_ms(), due = wh_dl_head->dl_due_ms;
+    lws_sul_schedule(G.lws, 0, &wh_dl_sul, wh_dl_fire,
+                     (lws_usec_t)(due > now ? due - now : 0) * LWS_US_PER_MS);
+    wh_dl_armed = 1;
+}
+
+static void wh_dl_add(wh_req *q) {
+    q->dl_due_ms = wh_mono_ms() + (unsigned long long)G.cfg.webhook_deadline_ms;
+    q->dl_next = NULL;
+    q->dl_prev = wh_dl_tail;
+    if (wh_dl_tail)
+        wh_dl_tail->dl_next = q;
+    else
+        wh_dl_head = q;
+    wh_dl_tail = q;
+    wh_dl_arm();
+}
+
+static void wh_dl_remove(wh_req *q) {
+    if (!q->dl_due_ms) return;
+    if (q->dl_prev)
+        q->dl_prev->dl_next = q->dl_next;
+    else
+        wh_dl_head = q->dl_next;
+    if (q->dl_next)
+        q->dl_next->dl_prev = q->dl_prev;
+    else
+        wh_dl_tail = q->dl_prev;
+    q->dl_prev = q->dl_next = NULL;
+    q->dl_due_ms = 0;
+}
 
 static const wh_hook *const wh_hooks[] = {&hook_wechat,    &hook_telegram, &hook_whatsapp,
                                           &hook_messenger, &hook_email,    &hook_metrics,
@@ -73,8 +159,17 @@ wh_req *wh_ref(wh_req *q) {
     return q;
 }
 
+/* The request stops reading its body: its reservation goes back to the budget and its
+ * deadline is off. Idempotent. */
+static void wh_stop_reading(wh_req *q) {
+    wh_unauth_used -= q->unauth;
+    q->unauth = 0;
+    wh_dl_remove(q);
+}
+
 void wh_unref(wh_req *q) {
     if (!q || --q->refs) return;
+    wh_stop_reading(q);
     if (q->priv && q->priv_free) q->priv_free(q->priv);
     free(q->body);
     free(q->resp);
@@ -86,6 +181,7 @@ void wh_detach(wh_req **slot) {
     if (!q) return;
     *slot = NULL;
     q->wsi = NULL;
+    wh_stop_reading(q);
     wh_unref(q);
 }
 
@@ -94,6 +190,7 @@ void wh_detach(wh_req **slot) {
 void wh_respond(wh_req *q, int status, const char *ctype, const char *text) {
     if (q->responded) return;
     q->responded = 1;
+    wh_stop_reading(q);
     q->status = status;
     q->ctype = ctype;
     q->resp_len = strlen(text);
@@ -124,6 +221,13 @@ void wh_respond_err(wh_req *q, const char *what, const cg_err *err) {
     if (!strcmp(c, "bad_signature") || !strcmp(c, "forbidden") || !strcmp(c, "bad_cipher") ||
         !strcmp(c, "bad_appid")) {
         wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain", "forbidden\n");
+        return;
+    }
+    if (!strcmp(c, "stale") || !strcmp(c, "encryption_required") || !strcmp(c, "no_key")) {
+        char reason[sizeof(err->msg)], text[sizeof(err->msg) + 16];
+        wh_printable(reason, sizeof(reason), err->msg);
+        snprintf(text, sizeof(text), "forbidden: %s\n", reason);
+        wh_respond(q, HTTP_STATUS_FORBIDDEN, "text/plain", text);
         return;
     }
     if (!strcmp(c, "nomem")) {
@@ -224,6 +328,62 @@ static int wh_has_body(struct lws *wsi, long long *announced, int *chunked) {
     return 0;
 }
 
+/* Answer at the headers, before the body: the body (announced: has_body) is never read, so
+ * the connection closes after the answer. */
+static int wh_refuse(wh_req *q, int has_body, int status, const char *text) {
+    if (has_body) q->close = 1;
+    wh_respond(q, status, "text/plain", text);
+    return 0;
+}
+
+/* Reserve want bytes of webhook_unauth_budget for q's body; -1 (503 answered) when they are not
+ * there. */
+static int wh_reserve(wh_req *q, size_t want) {
+    size_t budget = (size_t)G.cfg.webhook_unauth_budget;
+    if (want > budget || wh_unauth_used > budget - want) {
+        if (wh_log_ok())
+            log_warn("webhook %s: 503: unauthenticated body budget spent (%zu of %lld bytes in "
+                     "flight, %zu asked)",
+                     q->hook->path, wh_unauth_used, G.cfg.webhook_unauth_budget, want);
+        q->retry_after = (int)((G.cfg.webhook_deadline_ms + 999) / 1000);
+        wh_refuse(q, 1, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                  "busy: too many unauthenticated request bodies in flight; retry later\n");
+        return -1;
+    }
+    wh_unauth_used += want;
+    q->unauth = want;
+    return 0;
+}
+
+/* The request's body is not in by its deadline: 408, and the connection is closed once that is
+ * written, at the latest WH_KILL_GRACE_S later. */
+static void wh_deadline(wh_req *q) {
+    if (wh_log_ok())
+        log_info("webhook %s: 408: body not complete %lld ms after the headers (%zu bytes in)",
+                 q->hook ? q->hook->path : "-", G.cfg.webhook_deadline_ms, q->len);
+    q->close = 1;
+    wh_respond(q, WH_STATUS_TIMEOUT, "text/plain",
+               "request timeout: the body did not arrive within the deadline\n");
+    lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, WH_KILL_GRACE_S);
+}
+
+/* The timer: every request at the head of the FIFO whose deadline has come. */
+static void wh_dl_fire(lws_sorted_usec_list_t *sul) {
+    wh_dl_armed = 0;
+    unsigned long long now = wh_mono_ms();
+    while (wh_dl_head && wh_dl_head->dl_due_ms <= now) {
+        wh_req *q = wh_dl_head;
+        wh_dl_remove(q);
+        if (q->wsi) wh_deadline(q);
+    }
+    wh_dl_arm();
+}
+
+/* The channel's body cap. */
+static size_t wh_max_body(const wh_hook *h) {
+    return (size_t)(h && h->max_body ? h->max_body() : G.cfg.webhook_max_body);
+}
+
 int wh_http(struct lws *wsi, wh_req **slot) {
     wh_detach(slot);
     wh_req *q = calloc(1, sizeof(*q));
@@ -236,53 +396,51 @@ int wh_http(struct lws *wsi, wh_req **slot) {
     wh_uri(wsi, uri, sizeof(uri), &method);
     const wh_hook *h = wh_find(uri);
     q->hook = h;
-    if (!h || !h->enabled())
-        q->refuse = HTTP_STATUS_NOT_FOUND;
-    else if (method == WH_GET && h->allow_get) {
-        h->get(q);
-        return 0;
-    } else if (method != WH_POST) {
-        q->refuse = HTTP_STATUS_METHOD_NOT_ALLOWED;
-        q->allow = h->allow_get ? "GET, POST" : "POST";
-    }
-    q->max = (size_t)(h && h->email_limit ? G.cfg.email_max_body : G.cfg.webhook_max_body);
+    q->max = wh_max_body(h);
     long long announced;
     int body = wh_has_body(wsi, &announced, &q->chunked);
-    if (body < 0) {
-        q->close = 1;
-        wh_respond(q, HTTP_STATUS_BAD_REQUEST, "text/plain", "bad Content-Length or coding\n");
+    if (body < 0) return wh_refuse(q, 1, HTTP_STATUS_BAD_REQUEST, "bad Content-Length or coding\n");
+    if (!h || !h->enabled()) return wh_refuse(q, body, HTTP_STATUS_NOT_FOUND, "not found\n");
+    if (method == WH_GET && h->allow_get) {
+        h->get(q);
         return 0;
     }
-    if (q->chunked) q->close = 1; /* lws cannot tell where the body ends: no keep-alive */
+    if (method != WH_POST) {
+        q->allow = h->allow_get ? "GET, POST" : "POST";
+        return wh_refuse(q, body, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
     if (announced > (long long)q->max) {
-        log_info("webhook %s: refused: Content-Length %lld over the limit", uri, announced);
-        q->close = 1;
-        wh_respond(q, q->refuse ? q->refuse : HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "text/plain",
-                   q->refuse ? "refused\n" : "body too large\n");
+        if (wh_log_ok())
+            log_info("webhook %s: 413: Content-Length %lld over the channel's cap of %zu bytes",
+                     uri, announced, q->max);
+        return wh_refuse(q, 1, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "body too large\n");
+    }
+    if (h->headers && h->headers(q) < 0) {
+        if (body) q->close = 1; /* answered unread */
         return 0;
     }
     if (!body) return wh_body_done(wsi, q); /* nothing more will come */
+    if (q->chunked) q->close = 1;           /* lws cannot tell where the body ends: no keep-alive */
+    size_t want = q->chunked ? q->max : (size_t)announced;
+    if (h->body_auth && wh_reserve(q, want > WH_UNAUTH_MIN ? want : WH_UNAUTH_MIN) < 0) return 0;
+    wh_dl_add(q);
     return 0;
 }
 
-/* Add n body bytes: kept, or only counted for a refused request. Over the limit: 413 (or the
- * refusal), connection closed, the rest ignored. Returns -1 on allocation failure. */
+/* Add n body bytes. Over the cap: 413, connection closed, the rest ignored. Returns -1 on
+ * allocation failure. */
 static int wh_append(wh_req *q, const char *p, size_t n) {
     if (n > q->max - q->len) {
         q->over_limit = 1;
         q->close = 1;
-        log_info("webhook %s: refused: body over the limit of %zu bytes",
-                 q->hook ? q->hook->path : "-", q->max);
-        wh_respond(q, q->refuse ? q->refuse : HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "text/plain",
-                   q->refuse ? "refused\n" : "body too large\n");
-        return 0;
-    }
-    if (q->refuse) {
-        q->len += n; /* counted, not kept */
+        if (wh_log_ok())
+            log_info("webhook %s: 413: body over the channel's cap of %zu bytes",
+                     q->hook ? q->hook->path : "-", q->max);
+        wh_respond(q, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "text/plain", "body too large\n");
         return 0;
     }
     if (q->len + n + 1 > q->cap) {
-        size_t cap = q->cap ? q->cap : 4096;
+        size_t cap = q->cap ? q->cap : WH_BODY_START;
         while (cap < q->len + n + 1)
             cap *= 2;
         char *b = realloc(q->body, cap);
@@ -392,11 +550,7 @@ int wh_body_done(struct lws *wsi, wh_req *q) {
     if (q->responded || q->body_done) return 0;
     if (q->chunked && q->ch_state != WH_CH_DONE) return wh_bad_chunk(q); /* cut short */
     q->body_done = 1;
-    if (q->refuse) {
-        wh_respond(q, q->refuse, "text/plain",
-                   q->refuse == HTTP_STATUS_NOT_FOUND ? "not found\n" : "method not allowed\n");
-        return 0;
-    }
+    wh_stop_reading(q); /* authenticated or refused by the hook from here on */
     if (!q->body) {
         q->body = malloc(1);
         if (!q->body) return -1;
@@ -414,8 +568,8 @@ int wh_writeable(struct lws *wsi, wh_req **slot) {
     if (!q || !q->stage) return 0;
     if (q->stage == 1) {
         if (!q->resp) return -1;
-        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                          *end = buf + sizeof(buf) - 1;
+        unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                           *end = buf + sizeof(buf) - 1;
         if (lws_add_http_common_headers(wsi, (unsigned)q->status, q->ctype,
                                         (lws_filepos_t)q->resp_len, &p, end) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
@@ -424,6 +578,12 @@ int wh_writeable(struct lws *wsi, wh_req **slot) {
         if (q->allow && lws_add_http_header_by_name(
                             wsi, (const unsigned char *)"allow:", (const unsigned char *)q->allow,
                             (int)strlen(q->allow), &p, end))
+            return -1;
+        char ra[16];
+        int ral = snprintf(ra, sizeof(ra), "%d", q->retry_after);
+        if (q->retry_after > 0 &&
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_RETRY_AFTER, (const unsigned char *)ra,
+                                         ral, &p, end))
             return -1;
         if (q->close && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                                      (const unsigned char *)"close", 5, &p, end))

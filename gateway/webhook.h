@@ -1,8 +1,10 @@
 /* webhook.h -- inbound webhooks of the social platforms and the e-mail endpoint (/channels/...).
  *
- *   webhook.c        HTTP plumbing: routing, method and size checks, body collection, responses,
- *                    the request's lifetime (wh_)
- *   webhook_store.c  one platform message -> FCALL cg_append as a customer message (whs_)
+ *   webhook.c        HTTP plumbing: routing, what the headers decide (method, per-channel size
+ *                    cap, the hook's header check, the unauthenticated-body budget), body
+ *                    collection under a deadline, responses, the request's lifetime (wh_)
+ *   webhook_store.c  one platform message -> FCALL cg_append as a customer message, after the
+ *                    replay memory cg:seen:<cmid> (whs_)
  *   hook_wechat.c    /channels/wechat                         (hook_wechat)
  *   hook_meta.c      /channels/whatsapp, /channels/messenger  (hook_whatsapp, hook_messenger)
  *   hook_telegram.c  /channels/telegram                       (hook_telegram)
@@ -28,13 +30,21 @@ typedef struct wh_req wh_req;
 typedef struct wh_hook {
     const char *path; /* "/channels/wechat" */
     int allow_get;    /* GET answers verification challenges */
-    int email_limit;  /* 1: the body limit is email_max_body, else webhook_max_body */
+    /* The channel's body cap in bytes (its config key); NULL: webhook_max_body. */
+    long long (*max_body)(void);
     int (*enabled)(void);
     /* GET: answer from the query arguments (wh_respond). */
     void (*get)(wh_req *q);
     /* POST: the whole body is in q->body (q->len bytes, NUL-terminated): verify, parse, store
      * (whs_store) and/or answer (wh_respond / wh_finish). */
     void (*post)(wh_req *q);
+    /* POST, at the headers, before any body byte is read: authenticate what the headers and
+     * the query carry (secret tokens, query signatures, timestamps). 0 to read the body, -1
+     * when it answered (the connection is closed unread). NULL: nothing to check there. */
+    int (*headers)(wh_req *q);
+    /* 1: only the body authenticates the request (an HMAC over it): while it is read its
+     * announced length counts against webhook_unauth_budget. */
+    int body_auth;
 } wh_hook;
 
 struct wh_req {
@@ -43,11 +53,14 @@ struct wh_req {
     const wh_hook *hook;
     char *body; /* collected request body, NUL-terminated */
     size_t len, cap, max;
-    int refuse;     /* nonzero: answer this status once the body is read, ignore the body */
-    int responded;  /* a response is set */
-    int over_limit; /* body cut at max: answer 413 and close */
-    int close;      /* close the connection after the response */
-    int body_done;  /* the hook has the body */
+    size_t unauth; /* bytes reserved from webhook_unauth_budget while the body is read */
+    /* the body deadline: a member of webhook.c's FIFO of requests reading their body */
+    struct wh_req *dl_prev, *dl_next;
+    unsigned long long dl_due_ms; /* monotonic; 0: not in the FIFO */
+    int responded;                /* a response is set */
+    int over_limit;               /* body cut at max: answer 413 and close */
+    int close;                    /* close the connection after the response */
+    int body_done;                /* the hook has the body */
     /* Transfer-Encoding: chunked decoding */
     int chunked;
     enum {
@@ -66,6 +79,7 @@ struct wh_req {
     int status;
     const char *ctype;
     const char *allow; /* Allow header for 405 */
+    int retry_after;   /* > 0: Retry-After header (seconds) */
     char *resp;
     size_t resp_len;
     int stage; /* 0 nothing to write, 1 headers next, 2 body next */
@@ -100,8 +114,12 @@ void wh_unref(wh_req *q);
 /* Set the response (text is copied) and ask for a writeable callback. Only the first call
  * counts. */
 void wh_respond(wh_req *q, int status, const char *ctype, const char *text);
-/* Answer a parser/verifier error: 413 too_large, 403 signatures and secrets, 503 nomem, else 400
- * with "<what>: <reason>" (what: "malformed JSON", ...). */
+/* 1 when a refusal may be logged now: at most a few lines a second over all webhooks, so that an
+ * attack cannot flood the log; the first line after a gap says how many were left out. */
+int wh_log_ok(void);
+/* Answer a parser/verifier error: 413 too_large, 403 signatures and secrets ("forbidden"), 403
+ * "forbidden: <reason>" for stale timestamps and refused modes (stale, encryption_required,
+ * no_key), 503 nomem, else 400 with "<what>: <reason>" (what: "malformed JSON", ...). */
 void wh_respond_err(wh_req *q, const char *what, const cg_err *err);
 /* The URL query argument name (without '=', URL-decoded by lws) into buf (size n); NULL when
  * absent or longer than fits. */
@@ -134,6 +152,11 @@ typedef struct whs_opts {
     const char *map_key; /* NULL, or a key set to the conversation once stored (e-mail
                             Message-ID -> conv), with TTL map_ttl_s */
     long long map_ttl_s;
+    /* > 0: replay memory. The cmid is claimed first (cg:seen:<cmid>, SET NX, this TTL in
+     * seconds) and the message stored only when it is new, whatever became of the conversation
+     * it went to: a known one ends as dup, one being stored by another request as failed (retry
+     * later); a failed store gives the claim up. */
+    long long replay_ttl_s;
 } whs_opts;
 
 /* The end of whs_append: failed (nothing known to be stored: retry), else the conversation, the

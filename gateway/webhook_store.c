@@ -9,7 +9,15 @@
  * Every stored message also tells the conversation where the desk's replies go (cg_append's
  * attributes): chat_id = meta.platform_chat_id, chat_name = sender_name, and for e-mail the
  * subject and the Message-IDs (mail_root, mail_last) that a reply must answer. whs_append is the
- * path itself (webhooks and bridge pushes); whs_store ties it to an HTTP request. */
+ * path itself (webhooks and bridge pushes); whs_store ties it to an HTTP request.
+ *
+ * cg:idem only knows a cmid within its conversation: a platform message replayed after its
+ * conversation closed would open a new one. With replay memory (whs_opts.replay_ttl_s) the cmid
+ * is claimed first, one round trip before cg_append: SET cg:seen:<cmid> p NX GET EX 15. New:
+ * stored, then the claim becomes the conversation (SET XX EX replay_ttl_s, not waited for); a
+ * failed store gives the claim up (DEL), so the platform's retry is stored. Known (a
+ * conversation id): dup, nothing stored. "p": another request is storing it right now: failed
+ * (the platform retries and then finds it known). */
 #include "gw.h"
 #include "webhook.h"
 
@@ -21,8 +29,13 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
+#include "desk_schema.h"
 
 #define WHS_ATTRS_MAX 10 /* attribute name/value strings after preview */
+/* A claim whose store never answered lapses soon (more than the 5 s Redis reply timeout), so
+ * the platform's retry is stored. */
+#define WHS_CLAIM_TTL_S "15"
+#define WHS_CLAIM_PENDING "p"
 
 typedef struct whs_job {
     whs_done_fn *done;
@@ -45,6 +58,9 @@ typedef struct whs_job {
     int conv_fallback;
     char *map_key;
     long long map_ttl_s;
+    char seen_key[sizeof(CG_KEY_SEEN) + MSG_ID_MAX]; /* replay memory, or "" */
+    long long replay_ttl_s;
+    int claimed; /* this job holds the claim on seen_key */
 } whs_job;
 
 /* "<prefix><id>" when it fits, else "<prefix>h:<32 hex of sha256(id)>". */
@@ -100,8 +116,18 @@ static int whs_send(whs_job *j) {
     return rconn_cmdargv(G.redis, whs_reply, j, argc, argv, lens);
 }
 
-/* The job is over: tell its owner (failed: nothing may have been stored; retry). */
+/* The job is over: settle its claim on the replay memory (kept as the conversation, or given up
+ * for the retry), tell its owner (failed: nothing may have been stored; retry). */
 static void whs_end(whs_job *j, int failed) {
+    if (j->claimed && failed) {
+        const char *argv[] = {"DEL", j->seen_key};
+        rconn_cmdargv(G.redis, NULL, NULL, 2, argv, NULL);
+    } else if (j->claimed) {
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%lld", j->replay_ttl_s);
+        const char *argv[] = {"SET", j->seen_key, j->conv, "XX", "EX", ttl};
+        rconn_cmdargv(G.redis, NULL, NULL, 6, argv, NULL);
+    }
     j->done(j->priv, failed, j->conv, j->seq, j->dup);
     whs_job_free(j);
 }
@@ -153,6 +179,37 @@ static void whs_reply(rconn *rc, redisReply *r, void *priv) {
     if (rconn_cmdargv(G.redis, whs_mapped, j, 5, argv, NULL) < 0) whs_end(j, 1);
 }
 
+/* The claim's answer: nil (ours: store it), the conversation it went to (dup), or pending. */
+static void whs_claimed(rconn *rc, redisReply *r, void *priv) {
+    whs_job *j = priv;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r) log_error("%s: replay memory: %s", j->hook, r->str);
+        whs_end(j, 1);
+        return;
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+        j->claimed = 1;
+        if (whs_send(j) < 0) whs_end(j, 1);
+        return;
+    }
+    if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, WHS_CLAIM_PENDING)) {
+        log_info("%s: %s is being stored by another request: retry later", j->hook, j->cmid);
+        whs_end(j, 1);
+        return;
+    }
+    if (r->type == REDIS_REPLY_STRING) snprintf(j->conv, sizeof(j->conv), "%s", r->str);
+    j->dup = 1;
+    log_info("%s: replay of %s (conv %s) not stored", j->hook, j->cmid, j->conv);
+    whs_end(j, 0);
+}
+
+/* Claim the cmid in the replay memory; whs_claimed goes on. */
+static int whs_claim(whs_job *j) {
+    const char *argv[] = {"SET", j->seen_key, WHS_CLAIM_PENDING, "NX",
+                          "GET", "EX",        WHS_CLAIM_TTL_S};
+    return rconn_cmdargv(G.redis, whs_claimed, j, 7, argv, NULL);
+}
+
 /* The first words of the text, cut at a UTF-8 boundary (as client.c does). */
 static void whs_preview(const msg *m, char *out, size_t n) {
     out[0] = '\0';
@@ -200,10 +257,14 @@ int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, co
         if (!j->map_key) goto nomem;
         j->map_ttl_s = o->map_ttl_s;
     }
+    if (o && o->replay_ttl_s > 0) {
+        snprintf(j->seen_key, sizeof(j->seen_key), CG_KEY_SEEN, cmid);
+        j->replay_ttl_s = o->replay_ttl_s;
+    }
     j->hook = hook;
     j->done = done;
     j->priv = priv;
-    if (whs_send(j) < 0) {
+    if ((j->seen_key[0] ? whs_claim(j) : whs_send(j)) < 0) {
         whs_job_free(j);
         return cg_err_set(err, "unavailable", "storage is unreachable");
     }

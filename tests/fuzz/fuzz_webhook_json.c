@@ -1,5 +1,6 @@
 /* fuzz_webhook_json.c -- libFuzzer target: WhatsApp, Messenger and Telegram webhook bodies, and
- * the renderers fed with what the parsers produced. */
+ * the renderers fed with what the parsers produced (and the freshness check of their
+ * timestamps). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 static void render_all(const msg *msgs, size_t n) {
     cg_err err;
     for (size_t i = 0; i < n; i++) {
+        (void)meta_fresh(&msgs[i], 1714036504000LL, &err); /* any parsed timestamp */
         char *out = NULL;
         if (meta_render_whatsapp(&msgs[i], msgs[i].sender_id, &out, &err) == 0) free(out);
         out = NULL;

@@ -9,14 +9,17 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import socket
 import struct
+import time
 import urllib.parse
 
 import msgpack
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+import conftest
 from chat import agent
 from conftest import wait_until
 from desk import run
@@ -137,15 +140,23 @@ def wx_sign(token, ts, nonce, *extra):
     return hashlib.sha1("".join(sorted([token, ts, nonce, *extra])).encode()).hexdigest()
 
 
-def wx_query(token=WECHAT_TOKEN, ts="1714036504", nonce="1514711492", **kw):
+def now_s(delta=0):
+    """The current unix time (plus delta seconds) as the platforms write it: requests are
+    accepted within a window around the gateway's clock."""
+    return str(int(time.time()) + delta)
+
+
+def wx_query(token=WECHAT_TOKEN, ts=None, nonce="1514711492", **kw):
+    ts = ts or now_s()
     q = {"signature": wx_sign(token, ts, nonce), "timestamp": ts, "nonce": nonce}
     q.update(kw)
     return q
 
 
-def wx_text(openid, msgid, text, to="gh_desk"):
+def wx_text(openid, msgid, text, to="gh_desk", created=None):
     return (f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>"
-            f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>1714036504</CreateTime>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{created or now_s()}</CreateTime>"
             f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
             f"<MsgId>{msgid}</MsgId></xml>").encode()
 
@@ -188,7 +199,7 @@ def test_wechat_message_stored_routed_and_deduplicated(desk, procs, redis_srv):
     # WeChat retries the same MsgId: acknowledged, not stored again
     n = r.xlen(f"cg:conv:{conv}:log")
     st, resp, _ = request(desk, "POST", "/channels/wechat", body,
-                          query=wx_query(ts="1714036510", nonce="77"))
+                          query=wx_query(ts=now_s(6), nonce="77"))
     assert (st, resp) == (200, b"success")
     assert len(customer_msgs(r, conv)) == 1
     routed_to_agent(procs, desk, conv, "你好，订单在哪里？")
@@ -214,9 +225,10 @@ def test_wechat_refusals(desk, redis_srv):
 
 
 def test_wechat_ignored_event_not_stored(desk, redis_srv):
+    created = now_s()
     ev = (b"<xml><ToUserName><![CDATA[gh_desk]]></ToUserName><FromUserName><![CDATA[oEvUser]]>"
-          b"</FromUserName><CreateTime>1714036600</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-          b"<Event><![CDATA[unsubscribe]]></Event></xml>")
+          b"</FromUserName><CreateTime>" + created.encode() + b"</CreateTime>"
+          b"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>")
     st, resp, _ = request(desk, "POST", "/channels/wechat", ev, query=wx_query())
     assert (st, resp) == (200, b"success")
     assert redis_srv.r.hget("cg:cust:wechat:oEvUser", "conv") is None
@@ -226,7 +238,7 @@ def test_wechat_ignored_event_not_stored(desk, redis_srv):
     assert request(desk, "POST", "/channels/wechat", sub, query=wx_query())[:2] == (200, b"success")
     conv = cust_conv(redis_srv.r, "wechat:oEvUser")
     assert [m["type"] for m in customer_msgs(redis_srv.r, conv)] == ["join"]
-    assert customer_msgs(redis_srv.r, conv)[0]["cmid"] == "wx:ev:oEvUser:1714036600"
+    assert customer_msgs(redis_srv.r, conv)[0]["cmid"] == f"wx:ev:oEvUser:{created}"
 
 
 def test_wechat_safe_mode(procs, redis_srv):
@@ -235,7 +247,7 @@ def test_wechat_safe_mode(procs, redis_srv):
     enc = wx_encrypt(WECOM_KEY, WECOM_ID, wx_text("oSafeUser", "9001", "安全模式"))
     env = (f"<xml><ToUserName><![CDATA[gh_desk]]></ToUserName>"
            f"<Encrypt><![CDATA[{enc}]]></Encrypt></xml>").encode()
-    ts, nonce = "1714037000", "123456"
+    ts, nonce = now_s(), "123456"
     q = wx_query(WECOM_TOKEN, ts, nonce, encrypt_type="aes",
                  msg_signature=wx_sign(WECOM_TOKEN, ts, nonce, enc))
     st, resp, _ = request(gw, "POST", "/channels/wechat", env, query=q)
@@ -324,7 +336,7 @@ def wa_body(messages=(), statuses=(), contacts=()):
 
 
 def wa_text(wamid, text, frm="8613800138000"):
-    return {"from": frm, "id": wamid, "timestamp": "1714036504", "type": "text",
+    return {"from": frm, "id": wamid, "timestamp": now_s(), "type": "text",
             "text": {"body": text}}
 
 
@@ -391,14 +403,15 @@ def test_whatsapp_refusals_and_statuses(desk, redis_srv):
 
 def test_messenger_message_and_echo(desk, procs, redis_srv):
     r = redis_srv.r
+    now_ms = int(time.time() * 1000)
 
     def body(*events):
-        return json.dumps({"object": "page", "entry": [{"id": "pg1", "time": 1714036504000,
+        return json.dumps({"object": "page", "entry": [{"id": "pg1", "time": now_ms,
                                                         "messaging": list(events)}]}).encode()
     msg = {"sender": {"id": "24842375012345678"}, "recipient": {"id": "pg1"},
-           "timestamp": 1714036504000, "message": {"mid": "m_AbC-123", "text": "Bonjour"}}
+           "timestamp": now_ms, "message": {"mid": "m_AbC-123", "text": "Bonjour"}}
     echo = {"sender": {"id": "pg1"}, "recipient": {"id": "24842375012345678"},
-            "timestamp": 1714036505000,
+            "timestamp": now_ms + 1000,
             "message": {"mid": "m_echo", "text": "our reply", "is_echo": True}}
     b = body(echo)
     assert request(desk, "POST", "/channels/messenger", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
@@ -581,3 +594,285 @@ def test_chunked_framing(desk, redis_srv):
     assert raw_exchange(desk, head + b"5\r\n" + body[:5] + b"XX") == 400
     assert raw_exchange(desk, head + b"1" * 20 + b"\r\n") == 400
     assert stored_count(redis_srv.r) == 1
+
+
+# ---- hardening: authentication before the body, caps, deadline, budget, replays ----
+
+def headers_only(gw, path, headers, timeout=5):
+    """Send only the request head, announcing a body that never comes; returns (status, body,
+    headers) of the answer the gateway gives without it."""
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=timeout)
+    try:
+        c.putrequest("POST", path)
+        for k, v in headers.items():
+            c.putheader(k, v)
+        c.endheaders()
+        r = c.getresponse()
+        return r.status, r.read(), r
+    finally:
+        c.close()
+
+
+def test_secrets_checked_before_the_body(desk, redis_srv):
+    """A wrong header secret or WeChat query is refused at once: the announced body is never
+    waited for (the old gateway read the whole body first)."""
+    big = {"Content-Length": "60000"}
+    st, body, r = headers_only(desk, "/channels/telegram",
+                               dict(big, **{"X-Telegram-Bot-Api-Secret-Token": "wrong"}))
+    assert (st, body) == (403, b"forbidden: bad secret token\n")
+    assert r.getheader("connection") == "close"
+    assert headers_only(desk, "/channels/telegram", big)[:2] == \
+        (403, b"forbidden: no secret token\n")
+    assert headers_only(desk, "/channels/email",
+                        dict(big, Authorization="Bearer wrong"))[:2] == \
+        (403, b"forbidden: bad bearer token\n")
+    bad = wx_query()
+    bad["signature"] = "0" * 40
+    assert headers_only(desk, "/channels/wechat?" + urllib.parse.urlencode(bad), big)[0] == 403
+    stale = wx_query(ts=now_s(-301))
+    st, body, _ = headers_only(desk, "/channels/wechat?" + urllib.parse.urlencode(stale), big)
+    assert st == 403 and body.startswith(b"forbidden: timestamp 30") and b"behind" in body
+    ahead = wx_query(ts=now_s(400))
+    st, body, _ = headers_only(desk, "/channels/wechat?" + urllib.parse.urlencode(ahead), big)
+    assert st == 403 and b"ahead of the server clock" in body
+    # unknown paths and wrong methods do not wait for a body either
+    assert headers_only(desk, "/channels/nope", big)[0] == 404
+    # and a good secret still works, on the same gateway
+    assert request(desk, "POST", "/channels/telegram", tg_update(1, "hi"), TG_HDR)[0] == 200
+    assert stored_count(redis_srv.r) == 1
+
+
+def test_per_channel_body_caps(procs, redis_srv):
+    gw = procs.gateway(dict(SECRETS, CHATGW_TELEGRAM_MAX_BODY="2048"))
+    body = tg_update(42, "x" * 3000)
+    st, resp, _ = headers_only(gw, "/channels/telegram",
+                               dict(TG_HDR, **{"Content-Length": str(len(body))}))
+    assert (st, resp) == (413, b"body too large\n")
+    assert send_chunked(gw, "/channels/telegram", TG_HDR, body, chunk=512)[0] == 413
+    assert request(gw, "POST", "/channels/telegram", tg_update(43, "small"), TG_HDR)[0] == 200
+    # WhatsApp keeps its own (default 256 KiB) cap
+    wa = wa_body([wa_text("wamid.cap", "y" * 3000)])
+    assert request(gw, "POST", "/channels/whatsapp", wa, {"X-Hub-Signature-256": meta_sig(wa)})[0] \
+        == 200
+    # WeChat's default cap is 64 KiB
+    wx = wx_text("oCapUser", "77", "z" * 70000)
+    assert request(gw, "POST", "/channels/wechat", wx, query=wx_query())[0] == 413
+    assert stored_count(redis_srv.r) == 2
+
+
+def trickle(gw, head, total, budget_s=20.0, step=0.05):
+    """Send head, then the body one byte at a time (each byte resets a per-read timeout) until
+    the gateway answers or total bytes are sent or budget_s is over; returns the answer's bytes
+    up to the close (b"" when none came) and how many body bytes were sent."""
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=step)
+    sent, got = 0, b""
+    end = time.monotonic() + budget_s
+    try:
+        s.sendall(head)
+        while sent < total and time.monotonic() < end:
+            try:
+                s.sendall(b"x")
+                sent += 1
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+                if b"\r\n\r\n" in got:
+                    break
+            except socket.timeout:
+                pass
+        s.settimeout(5)
+        while True:  # the rest of the answer, until the gateway closes
+            try:
+                b = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not b:
+                break
+            got += b
+    finally:
+        s.close()
+    return got, sent
+
+
+def test_body_deadline_is_not_reset_by_trickled_bytes(procs, redis_srv):
+    gw = procs.gateway(dict(SECRETS, CHATGW_WEBHOOK_DEADLINE_MS="500"))
+    head = (b"POST /channels/telegram HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+            b"X-Telegram-Bot-Api-Secret-Token: " + TG_SECRET.encode() + b"\r\n\r\n")
+    got, sent = trickle(gw, head, 1000)
+    assert got.startswith(b"HTTP/1.1 408"), (got[:80], sent, gw.text()[-2000:])
+    assert b"did not arrive within the deadline" in got
+    assert sent < 1000  # answered while the body was still trickling in
+    # the next client is served normally
+    assert request(gw, "POST", "/channels/telegram", tg_update(44, "on time"), TG_HDR)[0] == 200
+
+
+def test_unauthenticated_body_budget(procs, redis_srv):
+    """Meta bodies are authenticated only once read (HMAC): while being read they hold a share
+    of a budget across connections; beyond it: 503 with Retry-After, nothing read."""
+    gw = procs.gateway(dict(SECRETS, CHATGW_WEBHOOK_UNAUTH_BUDGET="65536",
+                            CHATGW_WEBHOOK_DEADLINE_MS="600000"))
+    holder = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    holder.sendall(b"POST /channels/whatsapp HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: 40000\r\n\r\n" + b"{" * 100)
+    forged = wa_body([wa_text("wamid.forged", "x" * 30000)])
+    hdr = {"X-Hub-Signature-256": meta_sig(forged, "not-the-secret")}
+    last = {}
+
+    def refused():
+        last["r"] = request(gw, "POST", "/channels/whatsapp", forged, hdr)
+        return last["r"][0] == 503
+    wait_until(refused, 10, "503 while the budget is held")
+    st, body, r = last["r"]
+    assert body == b"busy: too many unauthenticated request bodies in flight; retry later\n"
+    assert r.getheader("retry-after") == "600"
+    # authenticated channels are not affected
+    assert request(gw, "POST", "/channels/telegram", tg_update(45, "still fine"), TG_HDR)[0] == 200
+    # a small Meta body still fits next to the held one
+    ok = wa_body([wa_text("wamid.small", "small")])
+    assert request(gw, "POST", "/channels/whatsapp", ok, {"X-Hub-Signature-256": meta_sig(ok)})[0] \
+        == 200
+    holder.close()  # its share goes back
+    wait_until(lambda: request(gw, "POST", "/channels/whatsapp", forged, hdr)[0] == 403, 10,
+               "the forged body to be read (and refused on its signature)")
+    assert stored_count(redis_srv.r) == 2
+
+
+def close_by_agent(procs, gw, r, conv):
+    """An agent is assigned conv and closes it (code spam: no survey)."""
+    token = procs.agent_token("closer", "Closer", cap=5)
+
+    async def scenario():
+        a = await agent(gw, token)
+        await a.expect_type("assigned", conv=conv)
+        await a.send({"type": "close", "conv": conv, "code": "spam", "cmid": "close-" + conv})
+        await a.expect(lambda f: f.get("type") == "closed" and f.get("conv") == conv,
+                       what="closed")
+        await a.close()
+    run(scenario())
+    wait_until(lambda: r.hget(f"cg:conv:{conv}", "state") == b"closed", 10, "conv closed")
+
+
+def test_wechat_replay_after_close_and_stale_create_time(desk, procs, redis_srv):
+    r = redis_srv.r
+    openid = "oReplayUser_1"
+    body = wx_text(openid, "7001", "first")
+    assert request(desk, "POST", "/channels/wechat", body, query=wx_query())[:2] == \
+        (200, b"success")
+    conv = cust_conv(r, f"wechat:{openid}")
+    assert r.get("cg:seen:wx:7001") == conv.encode()
+    assert 0 < r.ttl("cg:seen:wx:7001") <= 86400
+    close_by_agent(procs, desk, r, conv)
+    # replayed (a fresh signed query around the same captured body): no new conversation
+    st, resp, _ = request(desk, "POST", "/channels/wechat", body,
+                          query=wx_query(ts=now_s(2), nonce="99"))
+    assert (st, resp) == (200, b"success")
+    assert cust_conv(r, f"wechat:{openid}") == conv
+    assert len(customer_msgs(r, conv)) == 1
+    assert len(list(r.scan_iter("cg:conv:*:log"))) == 1
+    # a message created outside +-300 s is refused
+    old = wx_text(openid, "7002", "old", created=now_s(-1000))
+    st, resp, _ = request(desk, "POST", "/channels/wechat", old, query=wx_query())
+    assert st == 403 and resp == b"forbidden: CreateTime outside +-300 s of the server clock\n"
+    assert r.get("cg:seen:wx:7002") is None
+    # a new message of the same customer opens a new conversation as usual
+    assert request(desk, "POST", "/channels/wechat", wx_text(openid, "7003", "again"),
+                   query=wx_query())[:2] == (200, b"success")
+    assert cust_conv(r, f"wechat:{openid}") != conv
+
+
+def test_wechat_encryption_required_when_key_is_set(procs, redis_srv):
+    gw = procs.gateway({"CHATGW_WECHAT_TOKEN": WECOM_TOKEN, "CHATGW_WECHAT_AES_KEY": WECOM_KEY,
+                        "CHATGW_WECHAT_APPID": WECOM_ID})
+    plain = wx_text("oDowngrade", "8001", "plain text")
+    for extra in ({}, {"encrypt_type": "raw"}):
+        st, resp, _ = request(gw, "POST", "/channels/wechat", plain,
+                              query=wx_query(WECOM_TOKEN, **extra))
+        assert st == 403 and resp.startswith(b"forbidden: plain-text message refused"), resp
+    assert stored_count(redis_srv.r) == 0
+    enc = wx_encrypt(WECOM_KEY, WECOM_ID, plain)
+    env = f"<xml><Encrypt><![CDATA[{enc}]]></Encrypt></xml>".encode()
+    ts, nonce = now_s(), "5"
+    q = wx_query(WECOM_TOKEN, ts, nonce, encrypt_type="aes",
+                 msg_signature=wx_sign(WECOM_TOKEN, ts, nonce, enc))
+    assert request(gw, "POST", "/channels/wechat", env, query=q)[:2] == (200, b"success")
+    assert stored_count(redis_srv.r) == 1
+
+
+def test_meta_stale_events_and_replays_dropped(desk, procs, redis_srv):
+    r = redis_srv.r
+    old = dict(wa_text("wamid.old", "from yesterday"), timestamp=now_s(-25 * 3600))
+    b = wa_body([old])
+    assert request(desk, "POST", "/channels/whatsapp", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    assert stored_count(r) == 0
+    b = wa_body([wa_text("wamid.fresh", "fresh")])
+    assert request(desk, "POST", "/channels/whatsapp", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    conv = cust_conv(r, "whatsapp:8613800138000")
+    assert [m["text"] for m in customer_msgs(r, conv)] == ["fresh"]
+    close_by_agent(procs, desk, r, conv)
+    assert request(desk, "POST", "/channels/whatsapp", b, {"X-Hub-Signature-256": meta_sig(b)})[0] \
+        == 200
+    assert cust_conv(r, "whatsapp:8613800138000") == conv
+    assert stored_count(r) == 1
+
+
+def test_telegram_replay_after_close(desk, procs, redis_srv):
+    r = redis_srv.r
+    body = tg_update(880001, "only once")
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
+    conv = cust_conv(r, "telegram:777000111")
+    close_by_agent(procs, desk, r, conv)
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
+    assert cust_conv(r, "telegram:777000111") == conv
+    assert stored_count(r) == 1
+
+
+def test_mail_in_takes_408_as_temporary():
+    """A 408 (the body missed the gateway's deadline) must not bounce a mail: the MTA retries."""
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(conftest.ROOT, "tools", "chatgw-mail-in")
+    loader = importlib.machinery.SourceFileLoader("chatgw_mail_in", path)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(mod)
+    assert mod.status_exit(408) == mod.EX_TEMPFAIL
+    assert mod.status_exit(413) == mod.EX_DATAERR and mod.status_exit(503) == mod.EX_TEMPFAIL
+
+
+def test_failed_store_gives_the_replay_claim_up(desk, redis_srv):
+    """The replay memory never loses a message: when the store fails after the claim, the claim
+    is given up (503), and the platform's retry is stored."""
+    r = redis_srv.r
+    r.execute_command("FUNCTION", "DELETE", "chatgw_conv")  # cg_append now fails
+    body = tg_update(990001, "stored on the retry")
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 503
+    wait_until(lambda: r.get("cg:seen:tg:990001") is None, 5, "the claim to be given up")
+    # the gateway loads its functions again when it reconnects
+    r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    wait_until(lambda: request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200, 15,
+               "the retry to be stored")
+    conv = cust_conv(r, "telegram:777000111")
+    assert [m["text"] for m in customer_msgs(r, conv)] == ["stored on the retry"]
+    assert r.get("cg:seen:tg:990001") == conv.encode()
+
+
+def test_replay_claim_states(desk, redis_srv):
+    """What the claim finds decides: another request storing the id right now -> 503 (retry
+    later), nothing stored; a known conversation -> acknowledged as a replay, nothing stored."""
+    r = redis_srv.r
+    body = tg_update(990002, "claimed elsewhere")
+    r.set("cg:seen:tg:990002", "p", ex=15)
+    st, resp, _ = request(desk, "POST", "/channels/telegram", body, TG_HDR)
+    assert (st, resp) == (503, b"storage unavailable; retry later\n")
+    assert r.get("cg:seen:tg:990002") == b"p"  # not ours to give up
+    r.set("cg:seen:tg:990002", "0123456789abcdef0123456789abcdef", ex=60)
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[:2] == (200, b"ok\n")
+    assert stored_count(r) == 0 and cust_conv(r, "telegram:777000111") is None
+    r.delete("cg:seen:tg:990002")
+    assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
+    assert stored_count(r) == 1

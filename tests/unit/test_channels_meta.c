@@ -287,6 +287,41 @@ static void test_render(void **state) {
     msg_free(&m);
 }
 
+/* Events older than 24 h or more than 5 min ahead of the (injected) clock are stale; a message
+ * without a timestamp cannot be judged and passes. */
+static void test_fresh(void **state) {
+    (void)state;
+    cg_err err = {0};
+    long long now = 1714036504000LL;
+    msg m;
+    msg_init(&m);
+    m.ts_client_ms = 0;
+    assert_int_equal(meta_fresh(&m, now, &err), 0);
+    m.ts_client_ms = now - META_MAX_AGE_MS;
+    assert_int_equal(meta_fresh(&m, now, &err), 0);
+    m.ts_client_ms = now - META_MAX_AGE_MS - 1000;
+    assert_int_equal(meta_fresh(&m, now, &err), -1);
+    assert_string_equal(err.code, "stale");
+    assert_string_equal(err.msg, "event is 86401 s old (limit 86400 s)");
+    m.ts_client_ms = now + META_MAX_AHEAD_MS;
+    assert_int_equal(meta_fresh(&m, now, &err), 0);
+    m.ts_client_ms = now + META_MAX_AHEAD_MS + 1000;
+    assert_int_equal(meta_fresh(&m, now, &err), -1);
+    assert_string_equal(err.code, "stale");
+    /* a parsed WhatsApp message carries its timestamp in seconds */
+    static const char wa[] =
+        "{\"entry\":[{\"changes\":[{\"field\":\"messages\",\"value\":{\"messages\":[{"
+        "\"from\":\"1\",\"id\":\"wamid.1\",\"timestamp\":\"1713950000\",\"type\":\"text\","
+        "\"text\":{\"body\":\"old\"}}]}}]}]}";
+    msg *msgs = NULL;
+    size_t n = 0;
+    assert_int_equal(meta_parse_whatsapp(wa, strlen(wa), &msgs, &n, NULL, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(meta_fresh(&msgs[0], now, &err), -1); /* 86504 s before now */
+    assert_int_equal(meta_fresh(&msgs[0], now - 200000, &err), 0);
+    meta_msgs_free(msgs, n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signature),
@@ -295,6 +330,7 @@ int main(void) {
         cmocka_unit_test(test_whatsapp_statuses_only),
         cmocka_unit_test(test_whatsapp_bounds_and_errors),
         cmocka_unit_test(test_messenger),
+        cmocka_unit_test(test_fresh),
         cmocka_unit_test(test_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,6 +69,78 @@ static void test_signature_vector(void **state) {
                      -1);
 }
 
+/* The POST query check: signature first, then the +-300 s window around the injected clock,
+ * then the mode against the configured key. */
+static void test_post_query(void **state) {
+    (void)state;
+    const char *sig =
+        "f464b24fc39322e44b38aa78f5edd27bd1441696"; /* AAAAA, 1714036504, 1514711492 */
+    long long now = 1714036504;
+    int aes = -1;
+    cg_err err;
+    assert_int_equal(
+        wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, NULL, 0, now, &aes, &err),
+        0);
+    assert_int_equal(aes, 0);
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, "raw", 0,
+                                             now + 300, &aes, &err),
+                     0);
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, NULL, 0,
+                                             now - 300, &aes, &err),
+                     0);
+    /* one second outside the window, either way */
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, NULL, 0,
+                                             now + 301, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "stale");
+    assert_non_null(strstr(err.msg, "301 s behind"));
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, NULL, 0,
+                                             now - 301, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "stale");
+    assert_non_null(strstr(err.msg, "ahead of"));
+    /* the signature is checked before the clock: a forged request learns nothing of it */
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492",
+                                             "0000000000000000000000000000000000000000", NULL, 0,
+                                             now + 10000, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "bad_signature");
+    assert_int_equal(
+        wechat_check_post_query("AAAAA", NULL, "1514711492", sig, NULL, 0, now, &aes, &err), -1);
+    assert_string_equal(err.code, "bad_signature");
+    /* a key is set: plain and raw are downgrades */
+    assert_int_equal(
+        wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, NULL, 1, now, &aes, &err),
+        -1);
+    assert_string_equal(err.code, "encryption_required");
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, "raw", 1,
+                                             now, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "encryption_required");
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, "aes", 1,
+                                             now, &aes, &err),
+                     0);
+    assert_int_equal(aes, 1);
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, "aes", 0,
+                                             now, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "no_key");
+    assert_int_equal(wechat_check_post_query("AAAAA", "1714036504", "1514711492", sig, "rot13", 1,
+                                             now, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "bad_value");
+    /* a correctly signed timestamp that is not a number (an empty Encrypt adds nothing to the
+     * sorted concatenation: msg_signature is then the plain signature) */
+    char hex[41];
+    assert_int_equal(wechat_msg_signature("AAAAA", "soon", "n", "", hex, &err), 0);
+    assert_int_equal(wechat_check_post_query("AAAAA", "soon", "n", hex, NULL, 0, now, &aes, &err),
+                     -1);
+    assert_string_equal(err.code, "stale");
+    assert_string_equal(err.msg, "timestamp is not a unix time");
+    assert_int_equal(wechat_time_ok(100, 400, &err), 0);
+    assert_int_equal(wechat_time_ok(99, 400, &err), -1);
+}
+
 static void test_msg_signature_and_kat(void **state) {
     (void)state;
     cg_err err = {0};
@@ -495,11 +567,12 @@ static void test_render_reply(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_signature_vector), cmocka_unit_test(test_msg_signature_and_kat),
-        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_decrypt_rejects),
-        cmocka_unit_test(test_xml_text),         cmocka_unit_test(test_xml_media_location),
-        cmocka_unit_test(test_xml_events),       cmocka_unit_test(test_xml_hostile),
-        cmocka_unit_test(test_envelope),         cmocka_unit_test(test_render_reply),
+        cmocka_unit_test(test_signature_vector),      cmocka_unit_test(test_post_query),
+        cmocka_unit_test(test_msg_signature_and_kat), cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_decrypt_rejects),       cmocka_unit_test(test_xml_text),
+        cmocka_unit_test(test_xml_media_location),    cmocka_unit_test(test_xml_events),
+        cmocka_unit_test(test_xml_hostile),           cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_render_reply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
