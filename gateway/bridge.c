@@ -39,6 +39,7 @@
  * (webhook_store.c) as customer "<channel>:<sender_id>" with a cmid derived from the platform
  * message id, and acked with conv and seq. */
 #include "bridge_dead.h"
+#include "desk_schema.h"
 #include "gw.h"
 #include "webhook.h"
 
@@ -276,7 +277,7 @@ static int br_render_email(const msg *m, const br_entry *e, char **out, size_t *
     char mid[MSG_META_MAX];
     if (email_render_reply(m, &r, out, len, mid, err) < 0) return -1;
     char key[sizeof("cg:mailid:") + MSG_META_MAX];
-    snprintf(key, sizeof(key), "cg:mailid:%s", mid);
+    snprintf(key, sizeof(key), CG_KEY_MAILID, mid);
     const char *argv[] = {"SET", key, e->conv, "EX", BR_MAILID_TTL};
     if (rconn_cmdargv(G.redis, NULL, NULL, 5, argv, NULL) < 0) {
         free(*out);
@@ -556,7 +557,7 @@ static void br_hello(sess *s, const msg *m) {
     b->s = sess_ref(s);
     b->channel = m->channel;
     b->window = s->q_cap < BR_WINDOW ? s->q_cap : BR_WINDOW;
-    snprintf(b->key, sizeof(b->key), "cg:out:%s", msg_channel_name(m->channel));
+    snprintf(b->key, sizeof(b->key), CG_KEY_OUT, msg_channel_name(m->channel));
     const char *name = m->sender_name;
     size_t nl = strnlen(name, sizeof(m->sender_name));
     if (nl && nl < sizeof(b->consumer) && chan_id_ok(name, sizeof(b->consumer) - 1))

@@ -1,5 +1,6 @@
 /* bridge_dead.c -- see bridge_dead.h. */
 #include "bridge_dead.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +46,8 @@ static bdead_job *bdead_job_new(msg_channel ch, const char *entry, const char *c
     bdead_job *j = calloc(1, sizeof(*j));
     if (!j) return NULL;
     j->ch = ch;
-    snprintf(j->out_key, sizeof(j->out_key), "cg:out:%s", msg_channel_name(ch));
-    snprintf(j->dead_key, sizeof(j->dead_key), "cg:dead:%s", msg_channel_name(ch));
+    snprintf(j->out_key, sizeof(j->out_key), CG_KEY_OUT, msg_channel_name(ch));
+    snprintf(j->dead_key, sizeof(j->dead_key), CG_KEY_DEAD, msg_channel_name(ch));
     snprintf(j->entry, sizeof(j->entry), "%s", entry);
     snprintf(j->code, sizeof(j->code), "%s", code && code[0] ? code : BDEAD_CODE);
     bdead_cut(j->reason, BDEAD_REASON_MAX, reason && reason[0] ? reason : "no reason given");
@@ -94,7 +95,7 @@ static void bdead_notice(const bdead_job *j) {
         return;
     }
     char cmid[MSG_ID_MAX], now[24];
-    snprintf(cmid, sizeof(cmid), "cg:dead:%s", j->entry);
+    snprintf(cmid, sizeof(cmid), "cg:dead:%s", j->entry); /* a desk cmid, not a key */
     snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
     const char *argv[] = {"FCALL",
                           "cg_append",

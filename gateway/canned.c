@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "gw.h"
+#include "desk_schema.h"
 #include "webhook.h"
 
 #include "../common/log.h"
@@ -191,14 +192,14 @@ static void canned_get(wh_req *q) {
         return;
     }
     wh_hold(q);
-    if (rconn_cmd(G.redis, canned_revoked, q, "EXISTS cg:revoked:%s", who.jti) < 0) {
+    if (rconn_cmd(G.redis, canned_revoked, q, "EXISTS " CG_KEY_REVOKED, who.jti) < 0) {
         wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON,
                    "{\"error\":\"unavailable\"}\n");
         wh_release(q, 1);
         return;
     }
     wh_hold(q);
-    if (rconn_cmd(G.redis, canned_reply, q, "HGETALL cg:canned:%s", queue) < 0) {
+    if (rconn_cmd(G.redis, canned_reply, q, "HGETALL " CG_KEY_CANNED, queue) < 0) {
         wh_respond(q, HTTP_STATUS_SERVICE_UNAVAILABLE, CANNED_JSON,
                    "{\"error\":\"unavailable\"}\n");
         wh_release(q, 1);

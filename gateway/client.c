@@ -12,6 +12,7 @@
  * Frames of bridge sessions (/ws/bridge) are decoded here and handed to bridge.c.
  * Errors name the problem (docs/protocol.md) and never close the connection, except bad tokens. */
 #include "gw.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,7 +100,7 @@ static int to_routers(msg *m, const char *conv, rconn_reply_fn *cb, void *priv) 
     size_t n;
     unsigned char *p = msg_encode_msgpack(m, 0, &n);
     if (!p) return -1;
-    const char *argv[] = {"XADD", "cg:in", "*", "c", conv, "s", "0", "m", (const char *)p};
+    const char *argv[] = {"XADD", CG_KEY_INBOUND, "*", "c", conv, "s", "0", "m", (const char *)p};
     size_t lens[] = {4, 5, 1, 1, strlen(conv), 1, 1, 1, n};
     int rc = rconn_cmdargv(G.redis, cb, priv, 9, argv, lens);
     free(p);
@@ -175,7 +176,7 @@ static int hello_token(sess *s, const msg *m, token_role want) {
 /* Ask Redis whether the token's jti is revoked (EXISTS cg:revoked:<jti>), answered to cb with
  * q. -1 when the command cannot be sent. */
 static int revoked_query(sess *s, rconn_reply_fn *cb, req *q) {
-    return rconn_cmd(G.redis, cb, q, "EXISTS cg:revoked:%s", s->who.jti);
+    return rconn_cmd(G.redis, cb, q, "EXISTS " CG_KEY_REVOKED, s->who.jti);
 }
 
 /* The revocation answer: 0 when the hello may go on; else -1 after answering the client
@@ -267,7 +268,8 @@ void client_agent_resume(sess *s) {
         client_presence(s, "connect");
         return;
     }
-    if (rconn_cmd(G.redis, agent_resume_done, sess_ref(s), "EXISTS cg:revoked:%s", s->who.jti) < 0)
+    if (rconn_cmd(G.redis, agent_resume_done, sess_ref(s), "EXISTS " CG_KEY_REVOKED, s->who.jti) <
+        0)
         sess_unref(s);
 }
 
@@ -344,7 +346,7 @@ static void hello_customer(sess *s, const msg *m) {
     req *q = req_new(s, m);
     if (!q) return;
     char key[MSG_ID_MAX + 16];
-    snprintf(key, sizeof(key), "cg:cust:%s", s->who.sub);
+    snprintf(key, sizeof(key), CG_KEY_CUST, s->who.sub);
     s->hello_pending = 1;
     /* Tokens the gateway minted carry a jti: its revocation is asked in the same round trip. */
     int sent = 1;

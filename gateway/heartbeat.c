@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "desk_schema.h"
 
 #include "../common/log.h"
 #include "../common/util.h"
@@ -62,7 +63,7 @@ static void hb_reannounce(void) {
 }
 
 static void hb_join(void) {
-    const char *argv[] = {"SADD", "cg:gateways", G.cfg.gateway_id};
+    const char *argv[] = {"SADD", CG_KEY_GATEWAYS, G.cfg.gateway_id};
     if (rconn_cmdargv(G.redis, NULL, NULL, 3, argv, NULL) == 0) hb.joined = 1;
 }
 
@@ -106,7 +107,7 @@ static void hb_tick(uv_timer_t *t) {
 
 int hb_start(void) {
     int64_t boot = cg_now_ms();
-    snprintf(hb.key, sizeof(hb.key), "cg:gw:%s", G.cfg.gateway_id);
+    snprintf(hb.key, sizeof(hb.key), CG_KEY_GW, G.cfg.gateway_id);
     snprintf(hb.boot, sizeof(hb.boot), "%lld", (long long)boot);
     snprintf(hb.px, sizeof(hb.px), "%lld", 3 * G.cfg.heartbeat_ms);
     G.next_sess_num = (uint64_t)boot * 1000;

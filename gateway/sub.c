@@ -12,6 +12,7 @@
  * confirmation re-syncs its watchers from durable state, so a message missed on pub/sub is never
  * lost, and seq numbers make sure none is sent twice. */
 #include "gw.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,7 +163,7 @@ void sub_unwatch_all(sess *s) {
 
 void sub_unwatch_conv(sess *s, const char *conv) {
     char name[MSG_ID_MAX + 8];
-    snprintf(name, sizeof(name), "cg:c:%s", conv);
+    snprintf(name, sizeof(name), CG_KEY_CH_CONV, conv);
     for (watch **pp = &s->watches; *pp; pp = &(*pp)->snext) {
         watch *w = *pp;
         if (w->ch && !strcmp(w->ch->name, name)) {
@@ -242,7 +243,7 @@ static void fetch_start(watch *w) {
     }
     if (room > SUB_FETCH_MAX) room = SUB_FETCH_MAX;
     char key[MSG_ID_MAX + 16], from[32], count[16];
-    snprintf(key, sizeof(key), "cg:conv:%s:log", w->ch->key);
+    snprintf(key, sizeof(key), CG_KEY_CONV_LOG, w->ch->key);
     snprintf(from, sizeof(from), "%llu-0", (unsigned long long)w->last_sent + 1);
     snprintf(count, sizeof(count), "%u", room);
     const char *argv[] = {"XRANGE", key, from, "+", "COUNT", count};
@@ -298,7 +299,7 @@ static void agent_conv_announce(sess *s, const char *conv) {
     q->s = sess_ref(s);
     snprintf(q->conv, sizeof(q->conv), "%s", conv);
     char key[MSG_ID_MAX + 16];
-    snprintf(key, sizeof(key), "cg:conv:%s", conv);
+    snprintf(key, sizeof(key), CG_KEY_CONV, conv);
     const char *argv[] = {"HMGET", key, "channel", "queue", "state", "agent"};
     if (rconn_cmdargv(G.redis, conv_info_done, q, 6, argv, NULL) < 0) {
         free(q);
@@ -361,13 +362,13 @@ static void watch_sync(watch *w) {
         fetch_start(w);
         return;
     case WATCH_AGENT:
-        snprintf(key, sizeof(key), "cg:agent:%s:convs", w->ch->key);
+        snprintf(key, sizeof(key), CG_KEY_AGENT_CONVS, w->ch->key);
         if (rconn_cmd(G.redis, agent_convs_done, sess_ref(s), "SMEMBERS %s", key) < 0)
             sess_unref(s);
         return;
     case WATCH_QUEUE:
         if (w->fetching) return;
-        snprintf(key, sizeof(key), "cg:qsnap:%s", w->ch->key);
+        snprintf(key, sizeof(key), CG_KEY_QSNAP, w->ch->key);
         if (rconn_cmd(G.redis, qsnap_done, w, "GET %s", key) < 0) return;
         w->fetching = 1; /* keeps w alive until the reply (see watch_remove) */
         sess_ref(s);

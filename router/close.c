@@ -18,6 +18,7 @@
  * Both timers live in cg:timers and are claimed like every timer (timers.c); they are fired by
  * cg_close_fire (redis/route.lua) under the same lease rule as cg_timer_fire. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -161,7 +162,7 @@ void close_idle_arm(job *j, const char *conv) {
     char due[24], member[JOB_MEMBER_MAX];
     snprintf(due, sizeof(due), "%lld", (long long)j->now_ms + secs * 1000);
     snprintf(member, sizeof(member), "idle:%s", conv);
-    job_cmd(j, NULL, 4, "ZADD", "cg:timers", due, member);
+    job_cmd(j, NULL, 4, "ZADD", CG_KEY_TIMERS, due, member);
 }
 
 int close_owns_timer(const char *member) {

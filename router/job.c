@@ -7,6 +7,7 @@
  * marks the job failed: it stays at the head and is run again from its first step when the cmd
  * connection is ready again (or after a short retry delay). */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -140,7 +141,7 @@ void job_flush_acks(router *r) {
     const char **argv = malloc(n * sizeof(*argv));
     if (!argv) return;
     argv[0] = "XACK";
-    argv[1] = "cg:in";
+    argv[1] = CG_KEY_INBOUND;
     argv[2] = "routers";
     for (size_t i = 0; i < r->n_acks; i++)
         argv[3 + i] = r->acks[i];

@@ -9,6 +9,7 @@
  * Outbox: an outbox job lists assignments nobody announced yet (cg_outbox_list) and announces
  * them; it runs after every (re)connect and on every claim tick. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,8 +95,8 @@ static void notify_send(router *r, const char *queue, const msg *m) {
     }
     memset(buf, 0, NOTIFY_PREFIX);
     char key[16 + MSG_CODE_MAX], chan[16 + MSG_CODE_MAX];
-    snprintf(key, sizeof(key), "cg:qsnap:%s", queue);
-    snprintf(chan, sizeof(chan), "cg:q:%s", queue);
+    snprintf(key, sizeof(key), CG_KEY_QSNAP, queue);
+    snprintf(chan, sizeof(chan), CG_KEY_CH_QUEUE, queue);
     const char *set[3] = {"SET", key, (const char *)buf + NOTIFY_PREFIX};
     size_t set_len[3] = {3, strlen(key), len};
     const char *pub[3] = {"PUBLISH", chan, (const char *)buf};

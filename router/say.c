@@ -7,6 +7,7 @@
  * "cg:thx:<entry>", "cg:rate:<entry>"); idempotency keys already include the
  * conversation id. Customer texts come from the templates of the customer's locale (tmpl.c). */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,7 @@ static void say_publish_agent(job *j, const char *agent, const msg *m) {
     }
     memset(buf, 0, SAY_PUB_PREFIX);
     char chan[16 + MSG_ID_MAX];
-    snprintf(chan, sizeof(chan), "cg:a:%s", agent);
+    snprintf(chan, sizeof(chan), CG_KEY_CH_AGENT, agent);
     const char *argv[3] = {"PUBLISH", chan, (const char *)buf};
     size_t lens[3] = {7, strlen(chan), len + SAY_PUB_PREFIX};
     job_cmdargv(j, NULL, 3, argv, lens);

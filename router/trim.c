@@ -8,6 +8,7 @@
  * lost. A stream nobody has a group on yet (no bridge of that channel ever connected) is kept
  * whole. Several routers may trim at once: trimming is idempotent. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 /* priv: the channel name of a cg:out stream, or NULL for cg:in (static strings). */
 static void trim_reply(rconn *rc, redisReply *reply, void *priv) {
     (void)rc;
-    const char *stream = priv ? priv : "cg:in";
+    const char *stream = priv ? priv : CG_KEY_INBOUND;
     if (!reply) return;
     if (reply->type == REDIS_REPLY_ERROR) {
         if (!store_transient(reply)) log_warn("cg_trim %s: %s", stream, reply->str);
@@ -34,11 +35,11 @@ static void trim_one(router *r, const char *stream, const char *group, const cha
 
 void trim_poll(router *r) {
     if (r->stopping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
-    trim_one(r, "cg:in", "routers", NULL);
+    trim_one(r, CG_KEY_INBOUND, "routers", NULL);
     for (int ch = CH_WEB + 1; ch < CH_COUNT; ch++) { /* web has no bridges */
         char stream[48];
         const char *name = msg_channel_name((msg_channel)ch);
-        snprintf(stream, sizeof(stream), "cg:out:%s", name);
+        snprintf(stream, sizeof(stream), CG_KEY_OUT, name);
         trim_one(r, stream, "bridges", name);
     }
 }

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "../common/rconn.h"
+#include "desk_schema.h"
 #include "../common/util.h"
 #include "../proto/msg.h"
 
@@ -133,7 +134,7 @@ static json_t *export_messages(redisContext *c, const char *conv) {
     json_t *arr = json_array();
     char from[32] = "-";
     for (;;) {
-        redisReply *r = redisCommand(c, "XRANGE cg:conv:%s:log %s + COUNT 500", conv, from);
+        redisReply *r = redisCommand(c, "XRANGE " CG_KEY_CONV_LOG " %s + COUNT 500", conv, from);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             if (r) freeReplyObject(r);
             json_decref(arr);

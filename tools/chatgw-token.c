@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "../common/rconn.h"
+#include "desk_schema.h"
 #include "../common/token.h"
 #include "../common/util.h"
 
@@ -75,7 +76,7 @@ static int token_revoke(const char *jti, const char *url, long long max_ttl) {
     }
     redisContext *c = token_redis(url);
     if (!c) return 1;
-    redisReply *r = redisCommand(c, "SET cg:revoked:%s 1 EX %lld", jti, max_ttl);
+    redisReply *r = redisCommand(c, "SET " CG_KEY_REVOKED " 1 EX %lld", jti, max_ttl);
     int ok = r && r->type == REDIS_REPLY_STATUS;
     if (!ok)
         fprintf(stderr, "chatgw-token: revoking failed: %s\n", r && r->str ? r->str : c->errstr);
