@@ -436,11 +436,11 @@ local function cg_enqueue(keys, args)
     if info then return {'assigned', assign(conv, info, now)} end
     overflow_arm(queue, conv)
     local rank = redis.call('ZRANK', CG.KEY.queue(queue), conv)
-    if pos_ms > 0 then
-        redis.call('HSET', CG.KEY.conv(conv), 'pos_last', rank + 1, 'pos_at', now)
+    local ok = staffed(queue)
+    if pos_ms > 0 then -- pos_last: the position the customer was told (0: nobody is online)
+        redis.call('HSET', CG.KEY.conv(conv), 'pos_last', ok and rank + 1 or 0, 'pos_at', now)
         redis.call('ZADD', CG.KEY.timers(), 'NX', fmt((tonumber(now) or 0) + pos_ms), 'pos:' .. conv)
     end
-    local ok = staffed(queue)
     if not ok then redis.call('HINCRBY', CG.KEY.kpi_queue(queue), 'no_agent', 1) end
     return {'queued', rank + 1, redis.call('ZCARD', CG.KEY.queue(queue)), avg_ms(queue),
         held and 1 or 0, ok and 1 or 0}
@@ -856,8 +856,17 @@ local function fire_pos(conv, member, c, now, update_ms, max_ms)
     local last = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'pos_last')) or 0
     local at = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'pos_at')) or 0
     local closed = redis.call('SISMEMBER', CG.KEY.closed_queues(), c.queue) == 1
-    -- nobody who could serve it is online: no position updates (the customer was told so)
-    local send = (pos ~= last or now - at >= max_ms) and not closed and staffed(c.queue)
+    if closed then return {'done'} end
+    -- nobody who could serve it is online: no position updates; a customer who was told a
+    -- position is told once that nobody is online now (pos_last 0), and hears its position again
+    -- when someone is
+    if not staffed(c.queue) then
+        if last == 0 then return {'done'} end
+        redis.call('HSET', CG.KEY.conv(conv), 'pos_last', 0, 'pos_at', fmt(now))
+        local n = redis.call('HINCRBY', CG.KEY.conv(conv), 'pos_n', 1)
+        return {'noagent', conv, c.channel, c.queue, c.locale, n}
+    end
+    local send = pos ~= last or now - at >= max_ms
     if not send then return {'done'} end
     redis.call('HSET', CG.KEY.conv(conv), 'pos_last', pos, 'pos_at', fmt(now))
     local n = redis.call('HINCRBY', CG.KEY.conv(conv), 'pos_n', 1)
@@ -874,7 +883,9 @@ FCALL cg_timer_fire 0 member lease now_ms update_ms max_ms action escalate_queue
   cancelled or re-armed meanwhile). Members: pos:<conv>, first:<conv>, next:<conv>,
   complaint_respond:<conv>, complaint_resolve:<conv>, hours:<queue>.
   pos  -> {'pos', conv, position, channel, queue, avg_ms, locale, n} when the customer is to be
-          told (position changed, or max_ms passed), re-armed for now + update_ms; else {'done'}
+          told (position changed, or max_ms passed), re-armed for now + update_ms; while nobody
+          who serves the queue is online {'noagent', conv, channel, queue, locale, n} once (the
+          customer had been told a position), then {'done'}; else {'done'}
   SLA  -> {'breach', kind, conv, result, channel, queue, locale, {online agents of escalate_queue},
           ticket, queue before, agent it was taken from (reassign) or ''} after recording the breach and acting (action escalate | raise_priority |
           reassign; see docs/architecture.md "Timers"); {'done'} for a closed conversation.

@@ -222,6 +222,19 @@ static void sla_fired_pos(job *j, const redisReply *rep) {
              (uint32_t)position, (uint32_t)wait_s);
 }
 
+/* {'noagent', conv, channel, queue, locale, n}: everybody who served the queue went offline while
+ * the customer waited: told once (no_agent), instead of positions nobody will reach. */
+static void sla_fired_noagent(job *j, const redisReply *rep) {
+    if (rep->elements < 6) return;
+    char cmid[48];
+    store_str(rep->element[1], j->conv, sizeof(j->conv));
+    store_str(rep->element[2], j->channel, sizeof(j->channel));
+    store_str(rep->element[3], j->queue, sizeof(j->queue));
+    store_str(rep->element[4], j->locale, sizeof(j->locale));
+    snprintf(cmid, sizeof(cmid), "cg:pu:%lld", store_int(rep->element[5]));
+    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_NO_AGENT, NULL, 0, cmid, j->queue, 0, 0);
+}
+
 /* {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}:
  * tell the escalation queue's online agents (and the agent a reassigned conversation was taken
  * from), publish the queues' snapshots, announce what the action assigned. */
@@ -278,6 +291,8 @@ static void sla_fire_reply(job *j, redisReply *rep) {
     log_debug("timer %s: %s", j->member, what);
     if (strcmp(what, "pos") == 0) {
         sla_fired_pos(j, rep);
+    } else if (strcmp(what, "noagent") == 0) {
+        sla_fired_noagent(j, rep);
     } else if (strcmp(what, "breach") == 0) {
         sla_fired_breach(j, rep);
     } else if (strcmp(what, "hours") == 0) {

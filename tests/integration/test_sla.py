@@ -69,6 +69,7 @@ position_update = UPDATE {{position}} {{wait}}
 off_hours = OFF {{opens_at}}
 email_ack = ACK {{reply_within}}
 complaint_ack = TICKET {{ticket}}
+no_agent = NOAGENT
 
 [templates zh-CN]
 greeting = 您好
@@ -137,10 +138,10 @@ def agent_says(r, agent, conv, text):
             now_ms(), "log")
 
 
-def presence(r, agent, skills=("general",), cap=1):
+def presence(r, agent, skills=("general",), cap=1, sock=None):
     _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
     m = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
-         "code": "connect", "sender_id": agent, "sock": f"gw1:{agent}",
+         "code": "connect", "sender_id": agent, "sock": sock or f"gw1:{agent}",
          "sender_name": agent.title(), "skills": list(skills), "cap": cap}
     r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(m)})
 
@@ -148,7 +149,7 @@ def presence(r, agent, skills=("general",), cap=1):
 def staff(r, queue="general"):
     """An online agent of queue with no free slot (cap 0): the queue is staffed, so waiting
     customers get their position rather than the no_agent reply."""
-    presence(r, f"busy-{queue}", skills=(queue,), cap=1)
+    presence(r, f"busy-{queue}", skills=(queue,), cap=1, sock=f"gw1:busy-{new_id()}")
     wait_until(lambda: r.sismember(f"cg:online:{queue}", f"busy-{queue}"), 5, f"{queue} staffed")
     r.hset(f"cg:agent:busy-{queue}", "cap", 0)  # a cap of 0 is not on the wire: no free slot
 
@@ -248,6 +249,39 @@ def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_p
     assert timer(r, f"pos:{a}") is None  # assigned: no more updates
     assigned_at = int(conv_hash(r, a)["assigned_at"])
     assert [m["ts"] for m in bot_texts(r, a, "UPDATE")] == [t0 + 2000] and t0 + 2000 <= assigned_at
+
+
+def test_customer_told_once_when_everybody_serving_the_queue_leaves(redis_srv, procs, tmp_path,
+                                                                    clock):
+    """A waiting customer was told its position; the only agent of the queue goes offline: the
+    next check tells it nobody is online (once), and positions come back with the agent."""
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    presence(r, "bee", sock="gw1:bee-1")  # cap 1: busy with the first customer
+    wait_until(lambda: r.sismember("cg:online:general", "bee"), 5, "bee online")
+    first = send(r, "first1", "hello")
+    wait_until(lambda: conv_hash(r, first).get("agent") == "bee", 5, "bee busy")
+    c = send(r, "left1", "hello")
+    wait_bot(r, c, "QUEUED 1")
+    _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
+    r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(
+        {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
+         "code": "disconnect", "sender_id": "bee", "sock": "gw1:bee-1", "skills": ["general"]})})
+    wait_until(lambda: not r.sismember("cg:online:general", "bee"), 5, "nobody online")
+    clock.advance(1000)
+    told = wait_bot(r, c, "NOAGENT")[0]
+    assert "position" not in told
+    # the next checks say nothing more
+    due = timer(r, f"pos:{c}")
+    clock.advance(3000)
+    wait_until(lambda: (timer(r, f"pos:{c}") or 0) > due + 2000, 5, "position checked again")
+    assert len(bot_texts(r, c, "NOAGENT")) == 1 and not bot_texts(r, c, "UPDATE")
+    # bee is back (still busy with the first customer): the position is told again
+    presence(r, "bee", sock="gw1:bee-2")
+    wait_until(lambda: r.sismember("cg:online:general", "bee"), 5, "bee back")
+    clock.advance(1000)
+    assert wait_bot(r, c, "UPDATE 1")[0]["position"] == 1
+    assert conv_hash(r, c)["state"] == "queued"
 
 
 def close_cmd(r, agent, conv):
