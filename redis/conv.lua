@@ -1,4 +1,7 @@
 #!lua name=chatgw_conv
+local VERSION = 1 -- raise with every change: processes load only a newer library
+redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writes'},
+                        callback = function() return VERSION end}
 --[[
 chatgw_conv -- the conversation log (docs/architecture.md, "Redis keys" / "Redis functions").
 Loaded by the gateway and the router on every connect with FUNCTION LOAD REPLACE.

@@ -1,4 +1,7 @@
 #!lua name=chatgw_route
+local VERSION = 1 -- raise with every change: processes load only a newer library
+redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
+                        callback = function() return VERSION end}
 --[[
 chatgw_route -- queues, agents and assignment (docs/architecture.md, "Redis keys").
 Loaded by the router on every connect with FUNCTION LOAD REPLACE. Every function is atomic, so any
