@@ -36,7 +36,7 @@
 #include "util.h"
 
 #define RC_BACKOFF_MIN_MS 100
-#define RC_BACKOFF_MAX_MS 5000
+#define RC_BACKOFF_MAX_MS 1000 /* back within 1 s of Redis (docs: Loading and health) */
 #define RC_WATCHDOG_MS 250
 
 typedef struct rc_cmd {

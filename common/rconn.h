@@ -3,7 +3,7 @@
  * Wraps a hiredis redisAsyncContext attached with redisLibuvAttach. When the connection drops (or
  * a command has waited longer than the timeout) every pending callback gets a NULL reply, the state
  * callback is told (up = 0), and a reconnect is tried with exponential backoff (100 ms doubling to
- * 5 s). After each successful connect, AUTH/SELECT from the URL are sent first, then the state
+ * 1 s). After each successful connect, AUTH/SELECT from the URL are sent first, then the state
  * callback is told (up = 1): that is the place to load functions and (re)subscribe. */
 #ifndef CG_RCONN_H
 #define CG_RCONN_H

@@ -169,6 +169,7 @@ void rs_on_sub_state(int up) {
 
 static void rs_on_health(rconn *rc, redisReply *r, void *priv) {
     rs.polling = 0;
+    rs_note();
     if (!r || r->type != REDIS_REPLY_ARRAY) return;
     for (unsigned i = 0; i < rs.n_routers && i < r->elements; i++) {
         const redisReply *v = r->element[i];
@@ -213,6 +214,7 @@ static void rs_on_routers(rconn *rc, redisReply *r, void *priv) {
     }
     rs.n_routers = n;
     argv[0] = "MGET";
+    rs.poll_at = rs_now(); /* Redis answered: the MGET is the round's outstanding command now */
     if (!n || rconn_cmdargv(G.redis, rs_on_health, NULL, (int)(1 + n), argv, NULL) != 0)
         rs.polling = 0;
     rs_note();
@@ -248,11 +250,15 @@ void rs_stop(void) {
 
 /* ---- what the others ask ---- */
 
+/* Both note the state first: an outage a client or /healthz sees is logged then, even if it ends
+ * before the next health round. */
 int rs_redis_ok(void) {
+    rs_note();
     return rs_redis_problem()[0] == '\0';
 }
 
 int rs_problem(char *out, size_t n) {
+    rs_note();
     const char *p = rs_redis_problem();
     if (p[0]) {
         snprintf(out, n, "redis %s", p);

@@ -3,10 +3,12 @@
  *     ZADD cg:routers <now ms> <id>           (and routers not seen for an hour are dropped)
  * on the cmd connection, where state is
  *     ok                    libraries in, consumer group there, reading or working on cg:in
- *     loading: <why>        the start-up waits (Redis loading its dataset, a library check or
- *                           load, the consumer group, a connection)
- *     stalled: <why>        ready, but the head job has not finished for stall_ms, or no read of
- *                           cg:in has been outstanding for stall_ms (a failing XREADGROUP)
+ *     loading: <why>        the start-up waits (Redis loading its dataset, busy or read-only, a
+ *                           library check or load, the consumer group, a connection)
+ *     stalled: <why>        the start-up met an error that does not pass by itself (a library
+ *                           that does not load, XGROUP CREATE refused), or, ready, the head job
+ *                           has not finished for stall_ms, or no read of cg:in has been
+ *                           outstanding for stall_ms (a failing XREADGROUP)
  * The gateways' /healthz and /metrics read it (gateway/rstate.c); a router whose key has expired
  * is gone (killed, or its loop stuck for 3 s). The same tick checks the libraries' versions again
  * (store_check_libs), so a library that disappeared or was replaced by an older one comes back.
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/rlib.h"
 #include "../common/util.h"
 
 #define HEALTH_EVERY_MS 1000
@@ -53,15 +56,26 @@ static int health_stalled(router *r, int64_t now, char *why, size_t n) {
     return 1;
 }
 
+/* What a start-up that waits for why is: "loading" while it waits for something that comes by
+ * itself (our own lower-case step names, LOADING, BUSY, READONLY, ... replies), "stalled" when
+ * Redis refused with another error (WRONGTYPE, a library that does not load, ...). */
+static const char *health_kind(const char *why) {
+    if (!why[0] || (why[0] >= 'a' && why[0] <= 'z')) return "loading";
+    redisReply e = {.type = REDIS_REPLY_ERROR, .str = (char *)why, .len = strlen(why)};
+    return rlib_transient(&e) ? "loading" : "stalled";
+}
+
 /* The state line of the health key (n bytes). */
 static void health_state(router *r, int64_t now, char *out, size_t n) {
     char why[128];
     if (!r->fn_loaded) {
-        snprintf(out, n, "loading: %.80s", r->why[0] ? r->why : "library check");
+        const char *w = r->why[0] ? r->why : "library check";
+        snprintf(out, n, "%s: %.80s", health_kind(w), w);
         return;
     }
     if (!r->group_ok || !r->in || !rconn_is_up(r->in)) {
-        snprintf(out, n, "loading: %.80s", r->in_why[0] ? r->in_why : "consumer group");
+        const char *w = r->in_why[0] ? r->in_why : "consumer group";
+        snprintf(out, n, "%s: %.80s", health_kind(w), w);
         return;
     }
     if (health_stalled(r, now, why, sizeof(why))) {
