@@ -111,17 +111,34 @@ def test_routing_resumes_after_every_redis_restart_while_loading(redis_srv, proc
     assert "Redis not ready: LOADING" in router.text()
 
 
-def test_healthz_says_loading_while_redis_loads(redis_srv, procs):
+def test_desk_through_a_slow_redis_restart(redis_srv, procs):
+    """/healthz says loading (503) while Redis loads its AOF for seconds, 200 after; the agent
+    connected through the gateway is online again and gets the next customer."""
     r = redis_srv.r
     fill(r)
     gw = procs.gateway()
-    with ThreadPoolExecutor(1) as ex:
-        done = ex.submit(restart_loading, redis_srv, 300)  # loads for several seconds
-        wait_until(lambda: healthz(gw)[1]["redis"] == "loading", 15, "/healthz: redis loading")
-        code, body = healthz(gw)
-        assert code == 503 and body["reason"] == "redis loading", body
-        done.result()
-    wait_until(lambda: healthz(gw)[0] == 200, 10, "/healthz 200 once loaded")
+    start_router(procs, FAST)
+    token = procs.agent_token("alice", "Alice")
+
+    async def scenario():
+        a = await agent(gw, token)
+        wait_until(lambda: s(r.hget("cg:agent:alice", "status")) == "online", 5, "online")
+        with ThreadPoolExecutor(1) as ex:
+            done = ex.submit(restart_loading, redis_srv, 300)  # loads for several seconds
+            wait_until(lambda: healthz(gw)[1]["redis"] == "loading", 15, "/healthz: loading")
+            code, body = healthz(gw)
+            assert code == 503 and body["reason"] == "redis loading", body
+            done.result()
+        wait_until(lambda: healthz(gw)[0] == 200, 10, "/healthz 200 once loaded")
+        wait_until(lambda: s(r.hget("cg:agent:alice", "status")) == "online"
+                   and r.smembers("cg:agent:alice:socks"), 10, "alice online again")
+        c = await customer(gw)
+        conv = (await c.say("hello after the restart"))["conv"]
+        await a.expect_type("assigned", conv=conv, timeout=15)
+        await c.close()
+        await a.close()
+
+    run(scenario())
     assert gw.text().count("redis: unavailable (") == 1
     gw.wait_log("redis: available again")
 
