@@ -12,7 +12,7 @@
 #include <hiredis/hiredis.h>
 
 #define RLIB_BACKOFF_MIN_MS 100u
-#define RLIB_BACKOFF_MAX_MS 2000u
+#define RLIB_BACKOFF_MAX_MS 1000u
 
 typedef enum rlib_verdict {
     RLIB_KEEP,  /* Redis holds our version */

@@ -5,7 +5,7 @@
  * Start-up, on every connect of the command connection: FCALL_RO chatgw_conv_version; when the
  * library is missing or older than ours, FUNCTION LOAD REPLACE and check again; a newer one is
  * kept. LOADING, BUSY, READONLY, ... and unexpected answers are retried after a back-off (100 ms
- * doubling to 2 s). Once the library is in, main.c's ready callback runs (heartbeat, agents
+ * doubling to 1 s). Once the library is in, main.c's ready callback runs (heartbeat, agents
  * announced again, watchers caught up): nothing of that meets a Redis still loading its data.
  *
  * Health: every RS_POLL_MS one round, ZRANGE cg:routers 0 -1 then MGET of their health keys
@@ -27,8 +27,8 @@
 extern unsigned char redis_conv_lua[];
 extern unsigned int redis_conv_lua_len;
 
-#define RS_POLL_MS 500
-#define RS_STALE_MS 1500
+#define RS_POLL_MS 250
+#define RS_STALE_MS 1000
 
 static struct {
     uv_timer_t poll, retry;

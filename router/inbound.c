@@ -4,7 +4,7 @@
  * when the work queue is empty (each batch is processed, then acked, then the next is read), and
  * only while the libraries are in (nothing is read before). The group is created (from id 0, so
  * entries written before any router existed are processed) on every connect, again after a
- * back-off (100 ms doubling to 2 s) while Redis is loading or refuses. A timer (every
+ * back-off (100 ms doubling to 1 s) while Redis is loading or refuses. A timer (every
  * claim_idle_ms / 3, at most 1 s) takes over entries other consumers left pending longer than
  * claim_idle_ms (XAUTOCLAIM, on the cmd connection) and queues an outbox drain; every
  * dead_consumer_ms / 2 it deletes the consumers of the group idle longer than dead_consumer_ms

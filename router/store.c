@@ -194,7 +194,7 @@ static void store_start_retry(uv_timer_t *t) {
 }
 
 /* A step of the start-up could not be done now (why): check the libraries again after the next
- * back-off (100 ms doubling to 2 s). */
+ * back-off (100 ms doubling to 1 s). */
 static void store_retry_later(router *r, const char *why) {
     if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return;
     static char logged[sizeof(r->why)];
