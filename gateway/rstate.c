@@ -4,9 +4,11 @@
  *
  * Start-up, on every connect of the command connection: FCALL_RO chatgw_conv_version; when the
  * library is missing or older than ours, FUNCTION LOAD REPLACE and check again; a newer one is
- * kept. LOADING, BUSY, READONLY, ... and unexpected answers are retried after a back-off (100 ms
- * doubling to 1 s). Once the library is in, main.c's ready callback runs (heartbeat, agents
- * announced again, watchers caught up): nothing of that meets a Redis still loading its data.
+ * kept. The same check runs every second while ready, so a library deleted or replaced by an
+ * older process comes back. LOADING, BUSY, READONLY, ... and unexpected answers are retried after a
+ * back-off (100 ms doubling to 1 s). Once the library is in, main.c's ready callback runs
+ * (heartbeat, agents announced again, watchers caught up): nothing of that meets a Redis still
+ * loading its data.
  *
  * Health: every RS_POLL_MS one round, ZRANGE cg:routers 0 -1 then MGET of their health keys
  * cg:health:router:<id> (router/health.c). Redis is "not answering" when a round has waited
@@ -221,7 +223,9 @@ static void rs_on_routers(rconn *rc, redisReply *r, void *priv) {
 }
 
 static void rs_on_poll(uv_timer_t *t) {
+    static unsigned rounds;
     rs_note(); /* a round that waits too long is an outage */
+    if (rs.ready && ++rounds % (1000 / RS_POLL_MS) == 0) rs_check(); /* the library still in? */
     if (rs.polling || G.stopping || !rconn_is_up(G.redis)) return;
     if (rconn_cmd(G.redis, rs_on_routers, NULL, "ZRANGE cg:routers 0 -1") != 0) return;
     rs.polling = 1;

@@ -186,6 +186,21 @@ def test_deleted_library_comes_back(redis_srv, procs):
     assert router.text().count("Redis functions loaded") >= 2
 
 
+def test_gateway_alone_restores_its_library(redis_srv, procs):
+    r = redis_srv.r
+    gw = procs.gateway()
+    r.function_flush()
+    wait_until(lambda: any(s(e[1]) == "chatgw_conv" for e in r.function_list()), 10,
+               "chatgw_conv loaded again by the gateway")
+
+    async def scenario():
+        c = await customer(gw)
+        assert (await c.say("stored?"))["type"] == "ack"
+        await c.close()
+
+    run(scenario())
+
+
 # ---- health ---------------------------------------------------------------------------------------
 
 def test_healthz_and_clients_during_a_redis_pause(redis_srv, procs):
