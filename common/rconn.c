@@ -36,7 +36,7 @@
 #include "util.h"
 
 #define RC_BACKOFF_MIN_MS 100
-#define RC_BACKOFF_MAX_MS 5000
+#define RC_BACKOFF_MAX_MS 1000 /* back within 1 s of Redis (docs: Loading and health) */
 #define RC_WATCHDOG_MS 250
 
 typedef struct rc_cmd {
@@ -565,7 +565,11 @@ static void rc_on_handshake(rconn *rc, redisReply *reply, void *priv) {
     const char *what = priv;
     char where[300];
     if (!reply || !rc->ac) return;
-    if (reply->type == REDIS_REPLY_ERROR) {
+    /* PING only asks whether the server wants a password: another error (LOADING, BUSY ...: the
+     * server checks the password first) means it does not, and is the start-up's to wait out */
+    int ping_ok = !strcmp(what, "PING") && reply->type == REDIS_REPLY_ERROR && reply->str &&
+                  !strstr(reply->str, "AUTH") && !strstr(reply->str, "WRONGPASS");
+    if (reply->type == REDIS_REPLY_ERROR && !ping_ok) {
         int auth = strcmp(what, "SELECT") != 0 && reply->str &&
                    (strstr(reply->str, "AUTH") || strstr(reply->str, "WRONGPASS"));
         /* once per failing streak at error level (retries every few seconds follow) */

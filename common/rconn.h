@@ -3,7 +3,7 @@
  * Wraps a hiredis redisAsyncContext attached with redisLibuvAttach. When the connection drops (or
  * a command has waited longer than the timeout) every pending callback gets a NULL reply, the state
  * callback is told (up = 0), and a reconnect is tried with exponential backoff (100 ms doubling to
- * 5 s). After each successful connect, AUTH/SELECT from the URL (PING when the URL has no
+ * 1 s). After each successful connect, AUTH/SELECT from the URL (PING when the URL has no
  * password, so that a server wanting one is found out at once: NOAUTH) are sent first, then the
  * state callback is told (up = 1): that is the place to load functions and (re)subscribe. A
  * refused AUTH is logged with the server's reason (never the password) and retried with backoff. */

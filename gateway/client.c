@@ -608,6 +608,15 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
         return;
     }
     s->rejected_in_row = 0;
+    /* Redis paused, loading or down: answer at once instead of queueing the frame (an agent's
+     * hello needs no Redis: it is announced when Redis is back) */
+    int no_redis = m.type == MSG_ACK || (m.type == MSG_HELLO && s->role == SESS_AGENT);
+    if (!no_redis && !rs_redis_ok()) {
+        sess_send_error(s, "unavailable", "storage is unavailable; send the same frame again later",
+                        m.cmid[0] ? m.cmid : NULL, 1);
+        msg_free(&m);
+        return;
+    }
     if (!s->authed) {
         if (m.type != MSG_HELLO)
             sess_send_error(s, "hello_required", "the first frame must be hello", m.cmid, 0);

@@ -13,6 +13,8 @@
  *   webhook.c, webhook_store.c, hook_*.c  the /channels/... platform webhooks (webhook.h)
  *   heartbeat.c  the liveness key cg:gw:<gateway id> the routers reap dead gateways by (hb_)
  *   tls.c     tls_cert / tls_key checked at start for the https:// and wss:// listener (tls.h)
+ *   rstate.c  the start-up of the command connection (library version check and load) and the
+ *             health of Redis and of the routers (rs_)
  */
 #ifndef CG_GW_H
 #define CG_GW_H
@@ -246,6 +248,30 @@ int hb_start(void);
 void hb_on_redis_up(void);
 /* Shutdown, once the agents' disconnects are sent: stop beating, delete the liveness key. */
 void hb_stop(void);
+
+/* ---- Redis start-up and health (rstate.c) ---- */
+#define RS_ROUTERS_MAX 32
+#define RS_RETRY_AFTER_S 2 /* the wait hint of `unavailable` errors */
+typedef struct rs_router {
+    char id[MSG_ID_MAX];
+    char state[128]; /* its health key: ok, loading: ..., stalled: ...; gone when expired */
+} rs_router;
+typedef void rs_ready_fn(void);
+/* Start the health rounds; on_ready runs once the start-up of each command connection is done
+ * (the library is in). 0, or -1 logged. */
+int rs_start(rs_ready_fn *on_ready);
+void rs_stop(void);
+/* The command / subscriber connection went up (1) or down (0). */
+void rs_on_cmd_state(int up);
+void rs_on_sub_state(int up);
+/* 1 when client frames can be stored now: connections up, start-up done, Redis answering. */
+int rs_redis_ok(void);
+/* 1 with a one-line reason in out when /healthz should say 503, else 0 (out ""). */
+int rs_problem(char *out, size_t n);
+/* up, down, loading, not answering or starting. */
+const char *rs_redis_state(void);
+/* The routers of the last health round (at most RS_ROUTERS_MAX). */
+unsigned rs_routers(const rs_router **list);
 
 /* ---- the process (main.c) ---- */
 typedef struct gw {

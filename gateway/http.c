@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "../common/log.h"
 
 #define HTTP_CSP                                                                                   \
@@ -101,19 +103,38 @@ static int http_is(struct lws *wsi, const char *path) {
     return !strcmp(uri, path);
 }
 
+/* GET /healthz: 200 {"status":"ok",...} when Redis is usable and no live router reports a
+ * problem, else 503 {"status":"unavailable","reason":...}; both name the Redis state and list
+ * the routers of the last health round (rstate.c) with their states. */
 int http_request(struct lws *wsi, const char *uri) {
     (void)uri;
     ws_pss *pss = lws_wsi_user(wsi);
     if (pss && wh_is_webhook(wsi)) return wh_http(wsi, &pss->wh);
     if (!http_is(wsi, "/healthz"))
         return http_respond(wsi, HTTP_STATUS_NOT_FOUND, "text/plain", "not found\n");
-    char body[256];
-    int up = rconn_is_up(G.redis) && rconn_is_up(G.sub);
-    snprintf(body, sizeof(body),
-             "{\"status\":\"%s\",\"redis\":\"%s\",\"gateway\":\"%s\",\"connections\":%u}\n",
-             up ? "ok" : "unavailable", up ? "up" : "down", G.cfg.gateway_id, G.n_sessions);
-    return http_respond(wsi, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
-                        "application/json", body);
+    char reason[256];
+    int bad = rs_problem(reason, sizeof(reason));
+    json_t *o = json_object(), *routers = json_object();
+    const rs_router *list;
+    unsigned n = rs_routers(&list);
+    for (unsigned i = 0; routers && i < n; i++)
+        json_object_set_new(routers, list[i].id,
+                            json_string(list[i].state[0] ? list[i].state : "?"));
+    if (o) {
+        json_object_set_new(o, "status", json_string(bad ? "unavailable" : "ok"));
+        json_object_set_new(o, "redis", json_string(rs_redis_state()));
+        json_object_set_new(o, "gateway", json_string(G.cfg.gateway_id));
+        json_object_set_new(o, "connections", json_integer(G.n_sessions));
+        if (bad) json_object_set_new(o, "reason", json_string(reason));
+        if (routers) json_object_set(o, "routers", routers);
+    }
+    json_decref(routers);
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    int rc = http_respond(wsi, bad ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
+                          "application/json", body ? body : "{\"status\":\"unavailable\"}");
+    free(body);
+    return rc;
 }
 
 int http_writeable(struct lws *wsi, void *user) {

@@ -18,9 +18,6 @@
 #include "../common/loop.h"
 #include "../common/util.h"
 
-extern unsigned char redis_conv_lua[];
-extern unsigned int redis_conv_lua_len;
-
 gw G;
 
 #define O_STR(n, d, field, h)                                                                      \
@@ -55,7 +52,7 @@ static const cfg_opt gw_opts[] = {
           "time a new connection has to say hello"),
     O_INT("ws_ping_interval", "30", ws_ping_interval, 0, 3600,
           "WebSocket ping after this many seconds without a pong; 3 times it: closed (0 off)"),
-    O_INT("heartbeat_ms", "5000", heartbeat_ms, 50, 600000,
+    O_INT("heartbeat_ms", "1000", heartbeat_ms, 50, 600000,
           "liveness key refreshed this often; routers reap the gateway 3 beats after the last"),
     O_STR("wechat_token", "", wechat_token, "WeChat server token; empty: /channels/wechat off"),
     O_STR("wechat_aes_key", "", wechat_aes_key, "WeChat EncodingAESKey (43 chars, safe mode)"),
@@ -130,29 +127,19 @@ static void lws_log(int level, const char *line) {
 
 /* ---- Redis ---- */
 
-/* Say "ready" once, when both Redis connections first come up (tests and operators wait on it). */
+/* Say "ready" once, when both Redis connections are up and the start-up on the command
+ * connection is done (tests and operators wait on it). */
 static void maybe_ready(void) {
     static int said;
-    if (said || !rconn_is_up(G.redis) || !rconn_is_up(G.sub)) return;
+    if (said || !rs_redis_ok()) return;
     said = 1;
     log_info("gateway %s ready", G.cfg.gateway_id);
 }
 
-static void on_function_loaded(rconn *rc, redisReply *r, void *priv) {
-    if (!r || r->type == REDIS_REPLY_ERROR)
-        log_error("redis: FUNCTION LOAD chatgw_conv failed: %s", r ? r->str : "no reply");
-}
-
-static void on_cmd_state(rconn *rc, int up, void *priv) {
-    if (!up) {
-        log_warn("redis: command connection down");
-        return;
-    }
+/* The start-up of a command connection is done (rstate.c: Redis answers and the library is in):
+ * what each connect needs, in this order. */
+static void on_cmd_ready(void) {
     hb_on_redis_up(); /* first: our liveness key exists before any connect of ours is read */
-    const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", (const char *)redis_conv_lua};
-    size_t lens[] = {8, 4, 7, redis_conv_lua_len};
-    rconn_cmdargv(rc, on_function_loaded, NULL, 4, argv, lens);
-    log_info("redis: command connection up");
     /* Agents that connected while Redis was away never reached a router: announce them again
      * (the router's presence function is idempotent per connection). */
     for (sess *s = G.sessions; s; s = s->next)
@@ -161,15 +148,24 @@ static void on_cmd_state(rconn *rc, int up, void *priv) {
     maybe_ready();
 }
 
+static void on_cmd_state(rconn *rc, int up, void *priv) {
+    if (up)
+        log_info("redis: command connection up");
+    else
+        log_warn("redis: command connection down");
+    rs_on_cmd_state(up); /* runs on_cmd_ready once the library is in */
+}
+
 static void on_sub_state(rconn *rc, int up, void *priv) {
     if (up) {
         log_info("redis: subscriber connection up");
         sub_on_redis_up();
-        maybe_ready();
     } else {
         log_warn("redis: subscriber connection down");
         sub_on_redis_down();
     }
+    rs_on_sub_state(up);
+    maybe_ready();
 }
 
 /* ---- shutdown ---- */
@@ -210,6 +206,7 @@ static void stop_begin(void) {
         sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
     }
     hb_stop(); /* after the disconnects: the liveness key goes */
+    rs_stop();
     uv_timer_init(G.loop, &stop_timer);
     uv_timer_start(&stop_timer, on_stop_timeout, 2000, 0);
     if (rconn_cmd(G.redis, on_stop_barrier, NULL, "PING") < 0) stop_finish();
@@ -248,7 +245,7 @@ static int gw_start(void) {
         log_error("config: %s", err.msg);
         return -1;
     }
-    if (hb_start() < 0) return -1;
+    if (hb_start() < 0 || rs_start(on_cmd_ready) < 0) return -1;
     G.redis = rconn_new(G.loop, G.cfg.redis_url, "redis", 5000, on_cmd_state, NULL, &err);
     G.sub = G.redis
                 ? rconn_new(G.loop, G.cfg.redis_url, "redis-sub", 5000, on_sub_state, NULL, &err)

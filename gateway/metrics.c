@@ -227,6 +227,27 @@ static void kpi_render(buf *b, const char *who, const kpi *list, unsigned n, int
 /* ---- rendering and the request ---- */
 
 /* Render everything and answer the request. */
+/* The routers' health keys as the last health round read them (rstate.c): chatgw_router_ok 1/0
+ * and chatgw_router_state 1 with the state's first word (ok, loading, stalled, gone). */
+static void metrics_routers(buf *b) {
+    const rs_router *list;
+    unsigned n = rs_routers(&list);
+    char rl[2 * MSG_ID_MAX], st[16], sl[2 * sizeof(st)];
+    metric_head(b, "chatgw_router_ok", "gauge", "1 when the router's health key says ok.");
+    for (unsigned i = 0; i < n; i++)
+        bprintf(b, "chatgw_router_ok{router=\"%s\"} %d\n", esc(list[i].id, rl, sizeof(rl)),
+                !strcmp(list[i].state, "ok"));
+    metric_head(b, "chatgw_router_state", "gauge",
+                "The router's state (ok, loading, stalled or gone, when its key expired).");
+    for (unsigned i = 0; i < n; i++) {
+        size_t k = strcspn(list[i].state, ":");
+        snprintf(st, sizeof(st), "%.*s", (int)(k < sizeof(st) - 1 ? k : sizeof(st) - 1),
+                 list[i].state);
+        bprintf(b, "chatgw_router_state{router=\"%s\",state=\"%s\"} 1\n",
+                esc(list[i].id, rl, sizeof(rl)), esc(st, sl, sizeof(sl)));
+    }
+}
+
 static void metrics_render(metrics_req *m) {
     buf b = {0};
     char gid[128], ql[2 * MSG_ID_MAX];
@@ -252,6 +273,10 @@ static void metrics_render(metrics_req *m) {
     metric_head(&b, "chatgw_redis_up", "gauge", "1 when both Redis connections are up.");
     bprintf(&b, "chatgw_redis_up{gateway=\"%s\"} %d\n", gid,
             rconn_is_up(G.redis) && rconn_is_up(G.sub) && !m->failed);
+    metric_head(&b, "chatgw_redis_ready", "gauge",
+                "1 when client frames can be stored: Redis up, answering, not loading.");
+    bprintf(&b, "chatgw_redis_ready{gateway=\"%s\"} %d\n", gid, rs_redis_ok());
+    metrics_routers(&b);
     if (!m->failed) {
         metric_head(&b, "chatgw_queue_waiting", "gauge", "Conversations waiting in the queue.");
         for (unsigned i = 0; i < m->n; i++)

@@ -1,7 +1,11 @@
 #!lua name=chatgw_conv
+local VERSION = 1 -- raise with every change: processes load only a newer library
+redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writes'},
+                        callback = function() return VERSION end}
 --[[
 chatgw_conv -- the conversation log (docs/architecture.md, "Redis keys" / "Redis functions").
-Loaded by the gateway and the router on every connect with FUNCTION LOAD REPLACE.
+Loaded by the gateway and the router when Redis holds no chatgw_conv or an older VERSION (common/rlib.c;
+docs/architecture.md "Loading and health"), assembled with the schema's CG prelude (schema/README.md).
 
 FCALL cg_append 0 conv cmid role sender payload newconv channel now_ms mode [preview [attr value]...]
   conv     conversation id; may be '' for role customer (use the customer's open conversation)

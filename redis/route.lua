@@ -1,7 +1,11 @@
 #!lua name=chatgw_route
+local VERSION = 1 -- raise with every change: processes load only a newer library
+redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
+                        callback = function() return VERSION end}
 --[[
 chatgw_route -- queues, agents and assignment (docs/architecture.md, "Redis keys").
-Loaded by the router on every connect with FUNCTION LOAD REPLACE. Every function is atomic, so any
+Loaded by the router when Redis holds no chatgw_route or an older VERSION (common/rlib.c), with the
+schema's CG prelude. Every function is atomic, so any
 number of routers may call them concurrently: a conversation is assigned at most once, an agent
 never above its cap, and never while it is not online with an open socket.
 

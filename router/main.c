@@ -35,8 +35,12 @@ static const cfg_opt router_opts[] = {
     {"redis_url", CFG_STR, "redis://127.0.0.1:6379", STR(redis_url), 0, 0, "Redis URL"},
     {"log_level", CFG_STR, "info", STR(log_level), 0, 0, "debug, info, warn or error"},
     {"router_id", CFG_STR, NULL, STR(router_id), 0, 0, "consumer name (default hostname-pid)"},
-    {"claim_idle_ms", CFG_INT, "30000", INT(claim_idle_ms), 100, 86400000,
-     "take over entries pending longer than this"},
+    {"claim_idle_ms", CFG_INT, "3000", INT(claim_idle_ms), 100, 86400000,
+     "take over entries pending longer than this (a crashed router's, or a stuck one's)"},
+    {"dead_consumer_ms", CFG_INT, "60000", INT(dead_consumer_ms), 0, 86400000,
+     "remove consumers of cg:in idle this long with nothing pending (0: never)"},
+    {"stall_ms", CFG_INT, "3000", INT(stall_ms), 500, 3600000,
+     "health says stalled when work has not moved for this long"},
     {"block_ms", CFG_INT, "5000", INT(block_ms), 10, 600000, "XREADGROUP BLOCK time"},
     {"read_count", CFG_INT, "64", INT(read_count), 1, 10000, "entries per read"},
     {"default_queue", CFG_STR, "general", STR(default_queue), 0, 0, "queue for new conversations"},
@@ -63,7 +67,7 @@ static const cfg_opt router_opts[] = {
      "how often due timers are claimed"},
     {"trim_interval_ms", CFG_INT, "10000", INT(trim_interval_ms), 0, 3600000,
      "how often cg:in and cg:out:* are trimmed to what their readers still need (0: never)"},
-    {"gateway_reap_ms", CFG_INT, "5000", INT(gateway_reap_ms), 0, 3600000,
+    {"gateway_reap_ms", CFG_INT, "1000", INT(gateway_reap_ms), 0, 3600000,
      "how often the agent sockets of gateways that stopped heartbeating are dropped (0: never)"},
     {"timer_lease_ms", CFG_INT, "30000", INT(timer_lease_ms), 100, 3600000,
      "a claimed timer not fired within this long is claimed again"},
@@ -143,6 +147,8 @@ static void router_reload(router *r) {
     memcpy(c->queued_text, g_load.queued_text, sizeof(c->queued_text));
     memcpy(c->closed_text, g_load.closed_text, sizeof(c->closed_text));
     c->avg_handle_s = g_load.avg_handle_s;
+    c->dead_consumer_ms = g_load.dead_consumer_ms;
+    c->stall_ms = g_load.stall_ms;
     if (c->timer_tick_ms != g_load.timer_tick_ms)
         log_warn("reload: timer_tick_ms applies after a restart");
     long long tick = c->timer_tick_ms;
@@ -200,6 +206,7 @@ static void router_stop(int signum, void *priv) {
     timers_stop(r);
     trim_stop(r);
     reap_stop(r);
+    health_stop(r);
     job_stop(r);
 }
 
@@ -302,6 +309,7 @@ int main(int argc, char **argv) {
     timers_start(r);
     trim_start(r);
     reap_start(r);
+    health_start(r);
     if (loop_signals_start(&loop, router_signal, r) != 0 || store_start(r) != 0 ||
         inbound_start(r) != 0) {
         router_stop(SIGTERM, r);

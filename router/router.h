@@ -15,7 +15,8 @@
  * hours), timers.c (polling and claiming due timers of cg:timers), sla.c (SLA and position timers,
  * complaints, what a fired timer does), close.c (resolution codes, unresolved returns, idle
  * close, complaint follow-ups), csat.c (the survey after a close and ratings), reap.c (the agent
- * sockets of gateways that stopped heartbeating). */
+ * sockets of gateways that stopped heartbeating), health.c (the health key cg:health:router:<id>).
+ */
 #ifndef CG_ROUTER_H
 #define CG_ROUTER_H
 
@@ -70,6 +71,8 @@ typedef struct router_cfg {
     long long sticky_window_s; /* routing.c */
     long long offer_timeout_s;
     long long offer_max_misses;
+    long long dead_consumer_ms; /* inbound.c */
+    long long stall_ms;         /* health.c */
 } router_cfg;
 
 typedef enum sla_action { SLA_ESCALATE, SLA_RAISE_PRIORITY, SLA_REASSIGN } sla_action;
@@ -98,7 +101,8 @@ typedef struct router {
     rconn *in;  /* XGROUP CREATE / XREADGROUP only */
     rconn *cmd; /* FUNCTION LOAD, FCALL, XACK, XAUTOCLAIM, PUBLISH, SET */
     int stopping;
-    int ready_logged;
+    int ready_logged; /* "ready" said since the last connection loss */
+    int ready_once;   /* ... at least once */
 
     /* inbound.c */
     int group_ok; /* the consumer group exists (checked on this connection) */
@@ -106,10 +110,29 @@ typedef struct router {
     int claiming; /* an XAUTOCLAIM is outstanding */
     char claim_cursor[48];
     uv_timer_t claim_timer;
+    uv_timer_t group_retry; /* XGROUP CREATE again after a back-off */
+    unsigned group_backoff_ms;
+    int consumers_checking; /* an XINFO CONSUMERS is outstanding */
+    int64_t consumers_at;   /* when dead consumers were last looked for */
+    char in_why[96];        /* why reading cg:in does not go on, "" when it does */
+
+    /* store.c: the start-up of the cmd connection (docs/architecture.md, "Loading and health") */
+    uv_timer_t start_retry; /* the library check again after a back-off */
+    unsigned start_backoff_ms;
+    int lib_checking;        /* version checks or loads outstanding */
+    long long lib_theirs[2]; /* versions Redis holds (conv, route); -1 unknown */
+    char why[96];            /* what the library check waits for, "" when nothing */
+
+    /* health.c */
+    uv_timer_t health_tick;
+    int health_writing;
+    const void *stall_head; /* the head job at the last look, and since when it is there */
+    char stall_id[48];
+    int64_t stall_since;
+    int64_t idle_since; /* ready, no job and no read outstanding since (0: not so) */
 
     /* store.c */
-    int fn_loaded;  /* cmd is up and both libraries are loaded */
-    int fn_loading; /* FUNCTION LOAD replies still to come on this connection */
+    int fn_loaded; /* cmd is up and both libraries are loaded (our version or newer) */
 
     /* job.c */
     job *head, *tail;
@@ -230,8 +253,19 @@ int store_row_parse(const redisReply *rep, asg_row *out);
 /* Copy a string/status reply (or integer as text) into out; "" for anything else. */
 void store_str(const redisReply *rep, char *out, size_t n);
 long long store_int(const redisReply *rep);
-/* 1 for error replies worth retrying later (LOADING, BUSY, MASTERDOWN, TRYAGAIN, ...). */
+/* 1 for error replies worth retrying later (LOADING, BUSY, MASTERDOWN, TRYAGAIN, ...; a function
+ * not found, which also starts a check of the libraries). */
 int store_transient(const redisReply *rep);
+/* Check the libraries' versions now (and load what is missing or older); fn_loaded stays set
+ * while a check of libraries that were in runs. */
+void store_check_libs(router *r);
+
+/* ---- health.c: cg:health:router:<id> ------------------------------------------------------ */
+
+/* Refresh the health key every second: ok, starting/loading (what the start-up waits for) or
+ * stalled (work that does not move). */
+void health_start(router *r);
+void health_stop(router *r);
 
 /* ---- conv.c / agent.c: handling one entry ------------------------------------------------- */
 

@@ -1,6 +1,9 @@
-/* store.c -- the router's command connection: loads the function libraries and publishes the
- * queue configuration and the queues' canned replies on every connect, then lets the work queue,
- * the claims, the outbox and the snapshots run; reply helpers. */
+/* store.c -- the router's command connection: brings the function libraries in (loading ours only
+ * when Redis holds none or an older version, retrying with back-off while Redis is loading, busy
+ * or read-only) and publishes the queue configuration and the queues' canned replies on every
+ * connect, then lets the work queue, the claims, the outbox and the snapshots run; reply helpers.
+ * The libraries are checked again every second (health.c), so one deleted, flushed or replaced
+ * by an older process comes back (docs/architecture.md, "Loading and health"). */
 #include "router.h"
 
 #include <stdio.h>
@@ -8,6 +11,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/rlib.h"
 #include "../common/util.h"
 
 extern unsigned char redis_conv_lua[];
@@ -17,8 +21,9 @@ extern unsigned int redis_route_lua_len;
 
 void store_maybe_ready(router *r) {
     if (r->ready_logged || !r->fn_loaded || !r->group_ok || !r->reading) return;
+    log_info("router %s ready%s", r->cfg.router_id, r->ready_once ? " again" : "");
     r->ready_logged = 1;
-    log_info("router %s ready", r->cfg.router_id);
+    r->ready_once = 1;
 }
 
 #define STORE_QUEUE_ARGS 9 /* per queue in cg_queuecfg */
@@ -165,40 +170,141 @@ static void store_on_loaded(router *r) {
     store_maybe_ready(r);
 }
 
-static void store_load_reply(rconn *rc, redisReply *reply, void *priv) {
-    router *r = priv;
-    if (!reply || r->stopping) return; /* dropped: loaded again on the next connect */
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("FUNCTION LOAD failed: %s", reply->str);
-        r->fn_loading = -1;
-        return;
-    }
-    if (r->fn_loading <= 0) return;
-    if (--r->fn_loading == 0) store_on_loaded(r);
+/* ---- the libraries: version check, load only when missing or older ------------------------- */
+
+typedef struct store_lib {
+    const char *name;    /* library */
+    const char *version; /* its version function */
+    const unsigned char *code;
+    const unsigned int *len;
+} store_lib;
+
+static const store_lib store_libs[2] = {
+    {"chatgw_conv", "chatgw_conv_version", redis_conv_lua, &redis_conv_lua_len},
+    {"chatgw_route", "chatgw_route_version", redis_route_lua, &redis_route_lua_len},
+};
+
+static router *store_self; /* the process's router, for store_transient's self-healing */
+static rlib_verdict store_verdict[2];
+static int store_load_failed;           /* a FUNCTION LOAD of this round failed */
+static long long store_newer_logged[2]; /* the newer version we last said we keep */
+
+static void store_start_retry(uv_timer_t *t) {
+    store_check_libs(t->data);
 }
 
-static void store_load(router *r, const unsigned char *code, unsigned int len) {
-    const char *argv[4] = {"FUNCTION", "LOAD", "REPLACE", (const char *)code};
-    size_t lens[4] = {8, 4, 7, len};
-    if (rconn_cmdargv(r->cmd, store_load_reply, r, 4, argv, lens) != 0) r->fn_loading = -1;
+/* A step of the start-up could not be done now (why): check the libraries again after the next
+ * back-off (100 ms doubling to 1 s). */
+static void store_retry_later(router *r, const char *why) {
+    if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return;
+    static char logged[sizeof(r->why)];
+    if (strcmp(logged, why) != 0) log_warn("Redis not ready: %s (retrying)", why);
+    cg_strlcpy(logged, why, sizeof(logged));
+    if (r->why != why) cg_strlcpy(r->why, why, sizeof(r->why));
+    r->start_backoff_ms = rlib_backoff(r->start_backoff_ms);
+    uv_timer_start(&r->start_retry, store_start_retry, r->start_backoff_ms, 0);
+}
+
+/* The libraries are ours or newer. */
+static void store_libs_in(router *r) {
+    r->start_backoff_ms = 0;
+    r->why[0] = '\0';
+    if (!r->fn_loaded) store_on_loaded(r);
+}
+
+static void store_load_reply(rconn *rc, redisReply *reply, void *priv) {
+    router *r = store_self;
+    const store_lib *lib = priv;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) log_error("FUNCTION LOAD %s failed: %s", lib->name, reply->str);
+        store_load_failed = 1;
+    } else {
+        log_info("library %s version %lld loaded", lib->name, rlib_version(lib->code, *lib->len));
+    }
+    if (--r->lib_checking > 0 || r->stopping) return;
+    if (store_load_failed)
+        store_retry_later(r, "FUNCTION LOAD failed");
+    else
+        store_libs_in(r);
+}
+
+/* Every version answer is in: retry, load what is missing or older, or go on. */
+static void store_checked(router *r) {
+    if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return; /* the next connect checks */
+    for (int i = 0; i < 2; i++) {
+        if (store_verdict[i] != RLIB_RETRY) continue;
+        store_retry_later(r, r->why[0] ? r->why : "library check");
+        return;
+    }
+    store_load_failed = 0;
+    for (int i = 0; i < 2; i++) {
+        const store_lib *lib = &store_libs[i];
+        long long mine = rlib_version(lib->code, *lib->len);
+        if (store_verdict[i] == RLIB_NEWER && store_newer_logged[i] != r->lib_theirs[i]) {
+            store_newer_logged[i] = r->lib_theirs[i];
+            log_warn("library %s version %lld is newer than ours (%lld): keeping it", lib->name,
+                     r->lib_theirs[i], mine);
+        }
+        if (store_verdict[i] != RLIB_LOAD) continue;
+        r->fn_loaded = 0; /* nothing runs on a missing or older library */
+        log_info("library %s: Redis holds version %lld, loading ours (%lld)", lib->name,
+                 r->lib_theirs[i], mine);
+        const char *argv[4] = {"FUNCTION", "LOAD", "REPLACE", (const char *)lib->code};
+        size_t lens[4] = {8, 4, 7, *lib->len};
+        if (rconn_cmdargv(r->cmd, store_load_reply, (void *)lib, 4, argv, lens) != 0) return;
+        r->lib_checking++;
+    }
+    if (r->lib_checking == 0) store_libs_in(r);
+}
+
+static void store_version_reply(rconn *rc, redisReply *reply, void *priv) {
+    router *r = store_self;
+    const store_lib *lib = priv;
+    int i = (int)(lib - store_libs);
+    long long mine = rlib_version(lib->code, *lib->len);
+    store_verdict[i] = rlib_check(reply, mine, &r->lib_theirs[i]);
+    if (store_verdict[i] == RLIB_RETRY && reply && reply->type == REDIS_REPLY_ERROR)
+        snprintf(r->why, sizeof(r->why), "%s", reply->str);
+    else if (store_verdict[i] == RLIB_RETRY && reply)
+        snprintf(r->why, sizeof(r->why), "library %s: unexpected version reply", lib->name);
+    if (--r->lib_checking > 0) return;
+    store_checked(r);
+}
+
+void store_check_libs(router *r) {
+    if (r->stopping || r->lib_checking || !r->cmd || !rconn_is_up(r->cmd)) return;
+    if (uv_is_active((uv_handle_t *)&r->start_retry)) return; /* a retry is due anyway */
+    for (int i = 0; i < 2; i++) {
+        const char *argv[3] = {"FCALL_RO", store_libs[i].version, "0"};
+        if (rconn_cmdargv(r->cmd, store_version_reply, (void *)&store_libs[i], 3, argv, NULL) != 0)
+            return; /* down: the next connect checks */
+        r->lib_checking++;
+    }
 }
 
 static void store_state(rconn *rc, int up, void *priv) {
     router *r = priv;
     r->fn_loaded = 0;
     r->claiming = 0;
+    r->ready_logged = 0;
+    r->start_backoff_ms = 0;
+    if (uv_is_active((uv_handle_t *)&r->start_retry)) uv_timer_stop(&r->start_retry);
     if (r->stopping) return;
     if (!up) {
         log_warn("Redis command connection down");
+        cg_strlcpy(r->why, "command connection down", sizeof(r->why));
         return;
     }
-    r->fn_loading = 2;
-    store_load(r, redis_conv_lua, redis_conv_lua_len);
-    store_load(r, redis_route_lua, redis_route_lua_len);
+    r->lib_checking = 0; /* the replies of the last connection were all called back */
+    cg_strlcpy(r->why, "library check", sizeof(r->why));
+    store_check_libs(r);
 }
 
 int store_start(router *r) {
     cg_err err = {{0}, {0}};
+    store_self = r;
+    uv_timer_init(r->loop, &r->start_retry);
+    r->start_retry.data = r;
     r->cmd = rconn_new(r->loop, r->cfg.redis_url, "cmd", 5000, store_state, r, &err);
     if (!r->cmd) {
         log_error("redis_url: %s", err.msg);
@@ -209,6 +315,10 @@ int store_start(router *r) {
 }
 
 void store_stop(router *r) {
+    if (r->start_retry.loop && !uv_is_closing((uv_handle_t *)&r->start_retry)) {
+        uv_timer_stop(&r->start_retry);
+        uv_close((uv_handle_t *)&r->start_retry, NULL);
+    }
     if (r->cmd) rconn_free(&r->cmd);
 }
 
@@ -250,13 +360,9 @@ int store_row_parse(const redisReply *rep, asg_row *out) {
 }
 
 int store_transient(const redisReply *rep) {
-    static const char *const words[] = {"LOADING",  "BUSY",     "MASTERDOWN", "TRYAGAIN",
-                                        "READONLY", "NOSCRIPT", "CLUSTERDOWN"};
-    if (!rep || rep->type != REDIS_REPLY_ERROR || !rep->str) return 0;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-        size_t n = strlen(words[i]);
-        if (strncmp(rep->str, words[i], n) == 0 && (rep->str[n] == ' ' || !rep->str[n])) return 1;
-    }
-    /* FCALL before the libraries are (re)loaded, e.g. after a FUNCTION FLUSH */
-    return strncmp(rep->str, "ERR Function not found", 22) == 0;
+    if (rlib_transient(rep)) return 1;
+    if (!rlib_missing(rep)) return 0;
+    /* FCALL before the libraries are (re)loaded, e.g. after a FUNCTION FLUSH: load them again */
+    if (store_self) store_check_libs(store_self);
+    return 1;
 }

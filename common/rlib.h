@@ -1,0 +1,43 @@
+/* rlib.h -- what every process needs to bring its Redis function libraries in safely: which error
+ * replies are worth retrying, the version a library's source declares, the verdict on the version
+ * Redis holds, and the start-up back-off (docs/architecture.md, "Loading and health").
+ *
+ * A library declares `local VERSION = <n>` near its top and registers `<library>_version`
+ * (flags no-writes) returning it. A process asks `FCALL_RO <library>_version 0` and loads its own
+ * copy (FUNCTION LOAD REPLACE) only when the function is missing or answers a smaller number. */
+#ifndef CG_RLIB_H
+#define CG_RLIB_H
+
+#include <stddef.h>
+#include <hiredis/hiredis.h>
+
+#define RLIB_BACKOFF_MIN_MS 100u
+#define RLIB_BACKOFF_MAX_MS 1000u
+
+typedef enum rlib_verdict {
+    RLIB_KEEP,  /* Redis holds our version */
+    RLIB_NEWER, /* Redis holds a newer version: keep it, never downgrade */
+    RLIB_LOAD,  /* missing or older: load ours */
+    RLIB_RETRY, /* no answer now (connection lost, LOADING, BUSY, ...): ask again later */
+} rlib_verdict;
+
+/* 1 for an error reply that a later attempt may not get: LOADING, BUSY, MASTERDOWN, TRYAGAIN,
+ * READONLY, CLUSTERDOWN, NOSCRIPT. 0 for anything else (also for NULL and non-errors). */
+int rlib_transient(const redisReply *r);
+
+/* 1 when r says the function called does not exist (e.g. after FUNCTION FLUSH). */
+int rlib_missing(const redisReply *r);
+
+/* The n of the first line `local VERSION = n` of the len bytes of code (not NUL-terminated);
+ * -1 when there is none. */
+long long rlib_version(const unsigned char *code, size_t len);
+
+/* The verdict on the reply r to `FCALL_RO <library>_version 0` for a process whose copy has
+ * version mine; *theirs gets the version Redis holds (0 when missing, -1 when unknown). */
+rlib_verdict rlib_check(const redisReply *r, long long mine, long long *theirs);
+
+/* The next start-up retry delay after prev (0 for the first): RLIB_BACKOFF_MIN_MS doubling up to
+ * RLIB_BACKOFF_MAX_MS. */
+unsigned rlib_backoff(unsigned prev);
+
+#endif

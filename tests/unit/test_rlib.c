@@ -1,0 +1,101 @@
+/* test_rlib.c -- library versions, the load verdict, retryable errors, start-up back-off. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "common/rlib.h"
+
+static redisReply reply(int type, const char *str, long long integer) {
+    redisReply r;
+    memset(&r, 0, sizeof(r));
+    r.type = type;
+    r.str = (char *)str;
+    r.len = str ? strlen(str) : 0;
+    r.integer = integer;
+    return r;
+}
+
+static long long version_of(const char *code) {
+    return rlib_version((const unsigned char *)code, strlen(code));
+}
+
+static void test_version(void **state) {
+    (void)state;
+    assert_int_equal(version_of("#!lua name=x\nlocal VERSION = 7 -- raise it\n"), 7);
+    assert_int_equal(version_of("local VERSION = 12\n"), 12);
+    assert_int_equal(version_of("#!lua name=x\n-- no version\n"), -1);
+    assert_int_equal(version_of("x local VERSION = 3\n"), -1); /* only at a line start */
+    assert_int_equal(version_of("local VERSION = \n"), -1);
+    /* the length bounds the scan: a version past it is not seen */
+    const char *code = "#!lua\nlocal VERSION = 5\n";
+    assert_int_equal(rlib_version((const unsigned char *)code, 8), -1);
+}
+
+static void test_check(void **state) {
+    (void)state;
+    long long theirs = 99;
+    redisReply r = reply(REDIS_REPLY_INTEGER, NULL, 3);
+    assert_int_equal(rlib_check(&r, 3, &theirs), RLIB_KEEP);
+    assert_int_equal(theirs, 3);
+    assert_int_equal(rlib_check(&r, 4, &theirs), RLIB_LOAD);
+    assert_int_equal(rlib_check(&r, 2, &theirs), RLIB_NEWER);
+    r = reply(REDIS_REPLY_ERROR, "ERR Function not found", 0);
+    assert_int_equal(rlib_check(&r, 1, &theirs), RLIB_LOAD);
+    assert_int_equal(theirs, 0);
+    r = reply(REDIS_REPLY_ERROR, "LOADING Redis is loading the dataset in memory", 0);
+    assert_int_equal(rlib_check(&r, 1, &theirs), RLIB_RETRY);
+    assert_int_equal(theirs, -1);
+    assert_int_equal(rlib_check(NULL, 1, &theirs), RLIB_RETRY);
+    r = reply(REDIS_REPLY_ERROR, "ERR something else", 0);
+    assert_int_equal(rlib_check(&r, 1, &theirs), RLIB_RETRY);
+}
+
+static void test_transient(void **state) {
+    (void)state;
+    const char *yes[] = {"LOADING Redis is loading",
+                         "BUSY Redis is busy running a script",
+                         "MASTERDOWN Link with MASTER is down",
+                         "TRYAGAIN",
+                         "READONLY You can't",
+                         "NOSCRIPT No matching script",
+                         "CLUSTERDOWN The cluster is down"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        redisReply r = reply(REDIS_REPLY_ERROR, yes[i], 0);
+        assert_int_equal(rlib_transient(&r), 1);
+    }
+    redisReply r = reply(REDIS_REPLY_ERROR, "LOADINGX no", 0);
+    assert_int_equal(rlib_transient(&r), 0);
+    r = reply(REDIS_REPLY_ERROR, "ERR Function not found", 0);
+    assert_int_equal(rlib_transient(&r), 0);
+    assert_int_equal(rlib_missing(&r), 1);
+    r = reply(REDIS_REPLY_STATUS, "LOADING", 0);
+    assert_int_equal(rlib_transient(&r), 0);
+    assert_int_equal(rlib_transient(NULL), 0);
+}
+
+static void test_backoff(void **state) {
+    (void)state;
+    unsigned d = rlib_backoff(0);
+    assert_int_equal(d, RLIB_BACKOFF_MIN_MS);
+    unsigned prev = 0;
+    for (int i = 0; i < 20; i++) {
+        d = rlib_backoff(d);
+        assert_true(d >= prev && d <= RLIB_BACKOFF_MAX_MS);
+        prev = d;
+    }
+    assert_int_equal(d, RLIB_BACKOFF_MAX_MS);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_transient),
+        cmocka_unit_test(test_backoff),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
