@@ -1,0 +1,228 @@
+"""The systems under test of `make bench`: chatgw as `make run` starts it, and the floor relay.
+
+Both start on free ports, expose the pids whose CPU is sampled (`cpu_pids`), a redis-py client of
+their Redis (`redis`) and a WebSocket base URL (`url`), and `stop()` everything they started.
+"""
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import redis
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from conftest import RedisServer, free_port, wait_until  # noqa: E402
+
+
+def children(pid):
+    """{comm: pid} of the live processes whose parent is pid (read from /proc)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        if ppid == pid:
+            out[comm] = int(d)
+    return out
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+class LogTail:
+    """Reads a process's output (stdout and stderr joined) into .lines, in a thread."""
+
+    def __init__(self, proc):
+        self.lines = []
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc):
+        for raw in proc.stdout:
+            with self.cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)
+            self.cond.notify_all()
+
+    def wait_for(self, substr, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            i = 0
+            while True:
+                for line in self.lines[i:]:
+                    if line is None:
+                        raise RuntimeError(f"exited before logging {substr!r}:\n" + self.text())
+                    if substr in line:
+                        return line
+                i = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"no {substr!r} within {timeout} s:\n" + self.text())
+                self.cond.wait(left)
+
+    def text(self, last=40):
+        return "\n".join(l for l in self.lines[-last:] if l is not None)
+
+
+class Chatgw:
+    """tools/run.sh (what `make run` runs): embedded redis-server (unix socket, AOF on), one
+    gateway, one router. Rate limits raised (agents answer dozens of customers a second)."""
+
+    name = "chatgw"
+
+    def __init__(self, build, workdir, env=None):
+        self.build = build
+        self.var = os.path.join(workdir, "var")
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.secret = secrets.token_hex(32)
+        self.env = dict(os.environ)
+        self.env.pop("REDIS_URL", None)  # the embedded redis, as `make run` without REDIS_URL
+        self.env.update({"BUILD": build, "CHATGW_VAR_DIR": self.var,
+                         "CHATGW_LISTEN": f"127.0.0.1:{self.port}", "CHATGW_JWT_SECRET": self.secret,
+                         "CHATGW_GATEWAY_ID": "bench-gw", "CHATGW_ROUTER_ID": "bench-rt",
+                         "CHATGW_RATE_MSGS": "100000", "CHATGW_RATE_BURST": "100000"})
+        self.env.update(env or {})
+        self.proc = None
+        self.pids = {}
+        self.redis = None
+
+    def start(self):
+        # Its own session: a Ctrl-C in the terminal reaches bench.py, which stops run.sh itself.
+        self.proc = subprocess.Popen(["bash", os.path.join(ROOT, "tools", "run.sh")], env=self.env,
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.log = LogTail(self.proc)
+        self.log.wait_for("gateway bench-gw ready", 30)
+        self.log.wait_for("router bench-rt ready", 30)
+        kids = children(self.proc.pid)
+        self.pids = {"gateway": kids.get("chatgw-gateway"), "router": kids.get("chatgw-router"),
+                     "redis": kids.get("redis-server")}
+        missing = [k for k, v in self.pids.items() if not v]
+        if missing:
+            raise RuntimeError(f"run.sh children not found: {missing} (have {kids})")
+        self.redis = redis.Redis(unix_socket_path=os.path.join(self.var, "redis.sock"))
+        self.redis.ping()
+
+    @property
+    def cpu_pids(self):
+        return self.pids
+
+    def agent_token(self, agent_id, cap, skills):
+        out = subprocess.run([os.path.join(ROOT, self.build, "chatgw-token"), "--agent", agent_id,
+                              "--name", agent_id, "--skills", skills, "--cap", str(cap),
+                              "--ttl", "86400"], env=self.env, check=True, capture_output=True)
+        return out.stdout.decode().strip()
+
+    def stop(self):
+        """SIGTERM to run.sh (it stops gateway and router, then redis); whatever is still alive
+        after 30 s is killed."""
+        if self.redis is not None:
+            self.redis.connection_pool.disconnect()
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.pids.values():
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.proc = None
+
+
+class Floor:
+    """The floor relay (../shared/bench/relay.c, mode redis): every message XADDed to one stream
+    and delivered after a blocking XREAD returns it; its own redis-server (TCP, AOF on)."""
+
+    name = "floor"
+
+    def __init__(self, build, workdir, floor_dir):
+        self.src = os.path.join(floor_dir, "relay.c")
+        self.bin = os.path.join(ROOT, build, "bench", "floor-relay")
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.srv = None
+        self.proc = None
+        self.redis = None
+
+    def compile(self):
+        if os.path.exists(self.bin) and os.path.getmtime(self.bin) >= os.path.getmtime(self.src):
+            return
+        os.makedirs(os.path.dirname(self.bin), exist_ok=True)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libwebsockets", "libuv",
+                                "hiredis"], check=True, capture_output=True, text=True).stdout.split()
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", self.bin, self.src] + flags,
+                       check=True)
+
+    def start(self):
+        self.compile()
+        rdir = os.path.join(self.workdir, "floor-redis")
+        os.makedirs(rdir, exist_ok=True)
+        self.srv = RedisServer(rdir)
+        self.srv.start()
+        self.redis = self.srv.r
+        self.proc = subprocess.Popen([self.bin, str(self.port), "redis", str(self.srv.port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.log = LogTail(self.proc)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise RuntimeError("floor relay exited:\n" + self.log.text())
+            return _accepts(self.port)
+        wait_until(listening, 10, "the floor relay to listen")
+
+    @property
+    def cpu_pids(self):
+        return {"relay": self.proc.pid, "redis": self.srv.proc.pid}
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.srv is not None:
+            self.srv.kill()
+        self.proc = self.srv = None
+
+
+def _accepts(port):
+    """True once something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def floor_dir_default():
+    return os.environ.get("FLOOR_DIR") or os.path.join(os.path.dirname(ROOT), "shared", "bench")
+
+
+def have_node():
+    return shutil.which("node") is not None
