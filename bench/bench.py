@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,31 @@ def agent_tokens(server, n_agents, n_convs):
     return [server.agent_token(f"bench-agent-{i}", cap, SKILLS) for i in range(n_agents)]
 
 
+class BacklogSampler:
+    """Samples the server's backlog (entries the routers have not handled) twice a second."""
+
+    def __init__(self, server):
+        self.server, self.max_unread, self.max_pending = server, 0, 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stopping.wait(0.5):
+            unread, pending = self.server.backlog()
+            if os.environ.get("BENCH_DEBUG"):
+                print("backlog", round(time.monotonic(), 1), unread, pending, file=sys.stderr)
+            self.max_unread = max(self.max_unread, unread)
+            self.max_pending = max(self.max_pending, pending)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(5)
+
+
 class Window:
     """CPU of every process, Redis counters and the load average between start() and stop()."""
 
@@ -68,12 +94,12 @@ class Window:
 
     def start(self):
         self.load0, self.cpu0 = loadavg(), cpu_snapshot(self.pids)
-        self.redis0, self.t0 = redis_snapshot(self.server.redis), time.monotonic()
+        self.redis0, self.t0 = redis_snapshot(self.server.redis, self.server.own_calls), time.monotonic()
 
     def stop(self):
         self.seconds = time.monotonic() - self.t0
         self.cpu = cpu_delta(self.cpu0, cpu_snapshot(self.pids))
-        self.redis = redis_delta(self.redis0, redis_snapshot(self.server.redis))
+        self.redis = redis_delta(self.redis0, redis_snapshot(self.server.redis, self.server.own_calls))
         self.load1 = loadavg()
 
     def cpu_us_per(self, n, server_names):
@@ -130,28 +156,56 @@ def redis_figures(win, customer_msgs, msgs):
             "aof_rewritten": win.redis["aof_rewritten"]}
 
 
+def probe_once(server, load, n, procs, answered):
+    """n customer texts (answered or not) under MONITOR, once the server is idle: the Redis
+    commands, split into client round trips and commands inside functions, and AOF bytes."""
+    before = load.stat()
+    r0 = redis_snapshot(server.redis, server.own_calls)
+    with Monitor(server.redis) as mon:
+        sent = sum(x["sent"] for x in load.call(
+            {"cmd": "probe", "n": math.ceil(n / procs), "answered": answered}, "sent", 30))
+
+        def done():
+            st = load.stat()
+            return (st["got"] >= before["got"] + sent
+                    and (not answered or st["gotBack"] >= before["gotBack"] + sent)
+                    and server.backlog() == (0, 0))
+        wait_until(done, 30)
+    d = redis_delta(r0, redis_snapshot(server.redis, server.own_calls))
+    if mon.error or not sent:
+        raise RuntimeError(mon.error or "nothing sent")
+    return sent, mon.top, mon.inner, d["aof_bytes"]
+
+
 def probe(server, load, n, procs):
-    """n unanswered customer texts under MONITOR (after the timed window): Redis commands and
-    AOF bytes of one customer message, split into client round trips and in-function commands."""
+    """After the timed window: one customer message alone (probe 1: not answered) and one
+    answered (probe 2), so the agent's reply is probe 2 - probe 1. Per message: Redis round
+    trips and in-function commands by name, AOF bytes (exact even when the AOF was rewritten
+    during the timed window). Background work (timers, heartbeats) in the probe's ~1 s counts."""
     if n <= 0:
         return None
-    before = load.stat()
-    r0 = redis_snapshot(server.redis)
-    with Monitor(server.redis) as mon:
-        sent = sum(x["sent"] for x in load.call({"cmd": "probe", "n": math.ceil(n / procs)},
-                                                "sent", 30))
-        wait_until(lambda: load.stat()["got"] >= before["got"] + sent, 30)
-        time.sleep(0.5)  # the router handles the entries after the agents got them
-    d = redis_delta(r0, redis_snapshot(server.redis))
-    if mon.error or not sent:
-        return {"error": mon.error or "nothing sent"}
+    try:
+        n1, top1, in1, aof1 = probe_once(server, load, n, procs, False)
+        n2, top2, in2, aof2 = probe_once(server, load, n, procs, True)
+    except RuntimeError as e:
+        return {"error": str(e)}
 
-    def per(counts):
-        return {k: round(v / sent, 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
-    return {"messages": sent, "round_trips_per_msg": round(sum(mon.top.values()) / sent, 2),
-            "in_functions_per_msg": round(sum(mon.inner.values()) / sent, 2),
-            "round_trips": per(mon.top), "in_functions": per(mon.inner),
-            "aof_bytes_per_msg": round(d["aof_bytes"] / sent) if d["aof_bytes"] is not None else None}
+    def per(counts, k, minus=None, k2=1):
+        out = {c: v / k - (minus or {}).get(c, 0) / k2 for c, v in counts.items()}
+        for c, v in (minus or {}).items():
+            out.setdefault(c, -v / k2)
+        return {c: round(v, 2) for c, v in sorted(out.items(), key=lambda kv: -kv[1])
+                if round(v, 2) > 0}
+
+    def part(top, inner, aof):
+        return {"round_trips_per_msg": round(sum(top.values()), 2),
+                "in_functions_per_msg": round(sum(inner.values()), 2),
+                "round_trips": top, "in_functions": inner,
+                "aof_bytes_per_msg": None if aof is None else round(aof)}
+    cust = part(per(top1, n1), per(in1, n1), None if aof1 is None else aof1 / n1)
+    reply = part(per(top2, n2, top1, n1), per(in2, n2, in1, n1),
+                 None if aof1 is None or aof2 is None else aof2 / n2 - aof1 / n1)
+    return {"messages": n1, "customer_msg": cust, "agent_reply": reply}
 
 
 def run_relay(server, a):
@@ -167,14 +221,20 @@ def run_relay(server, a):
         load.send({"cmd": "go", "t0_us": t0, "dur_s": a.duration})
         time.sleep(max(0, (t0 - now_us()) / 1e6))
         win.start()
-        sent = load.collect("sent", a.duration + 120)
+        with BacklogSampler(server) as backlog:
+            sent = load.collect("sent", a.duration + 120)
         n_sent = sum(s["sent"] for s in sent)
+        t_sent = time.monotonic()
 
-        def drained():
+        def delivered():
             st = load.stat()
             return st["got"] >= st["sent"] and st["gotBack"] >= st["replies"]
-        wait_until(drained, a.drain)
+        wait_until(delivered, a.drain)
+        t_delivered = time.monotonic()
+        wait_until(lambda: server.backlog() == (0, 0), max(1, a.drain - (t_delivered - t_sent)))
+        t_idle = time.monotonic()
         win.stop()
+        left = server.backlog()
         pr = probe(server, load, a.probe, a.procs)
         reports = load.call({"cmd": "report"}, "report", 120)
     finally:
@@ -202,13 +262,17 @@ def run_relay(server, a):
         "errors": sum_errors(reports),
         "cpu_us_per_msg": win.cpu_us_per(delivered, names), "cpu_pct": win.cpu_pct(),
         "window_s": round(win.seconds, 2),
+        "backlog": {"max_unread": backlog.max_unread, "max_pending": backlog.max_pending,
+                    "delivered_after_s": round(t_delivered - t_sent, 2),
+                    "caught_up_after_s": round(t_idle - t_sent, 2), "left": left[0] + left[1]},
         "redis": redis_figures(win, n_sent, delivered), "probe": pr,
         "generator_lag_ms": {"p99": max(s["lag"]["p99"] or 0 for s in sent),
                              "max": max(s["lag"]["max"] or 0 for s in sent)},
         "loadavg": {"start": win.load0, "end": win.load1},
     }
     res["ok"] = (res["lost"] == 0 and res["dup_c2a"] == 0 and res["dup_a2c"] == 0
-                 and res["seq_gaps"] == 0 and res["seq_dups"] == 0 and not_ready == 0)
+                 and res["seq_gaps"] == 0 and res["seq_dups"] == 0 and not_ready == 0
+                 and res["backlog"]["left"] == 0)
     return res
 
 

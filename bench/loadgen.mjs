@@ -14,8 +14,8 @@
 //   {cmd:'go', t0_us, dur_s}                -> {ev:'sent', sent, lag}   the timed load
 //   {cmd:'first', t0_us, gap_us, gfrom, n}  -> {ev:'sent', sent}        assignment: conversation
 //       gfrom+j sends its first message ("hello") at t0_us + j*gap_us (those this process owns)
-//   {cmd:'probe', n}                        -> {ev:'sent', sent}        one unanswered text on
-//       each of the first n customers (bench.py counts Redis commands under MONITOR meanwhile)
+//   {cmd:'probe', n, answered}              -> {ev:'sent', sent}        one text on each of the
+//       first n customers, answered by the agent or not (bench.py counts Redis commands meanwhile)
 //   {cmd:'stat'}                            -> {ev:'stat', sent, got, replies, gotBack}
 //   {cmd:'report'}                          -> {ev:'report', ...} and exits
 //
@@ -26,8 +26,8 @@
 // this process actually sent. Times are CLOCK_MONOTONIC microseconds (process.hrtime), the same
 // clock in every process and in bench.py.
 //
-// Texts: customer "b <conv> <k> <scheduled us>" (timed) or "p <conv> <k> <us>" (probe, not
-// answered); agent answer "r <conv> <k> <agent receive us>". <conv> is the conversation's index,
+// Texts: customer "b <conv> <k> <scheduled us>" (timed), "q ..." (probe, answered "R ...") or
+// "p ..." (probe, not answered); agent answer "r <conv> <k> <agent receive us>". <conv> is the conversation's index,
 // <k> counts that customer's messages: lost and duplicated are found per (conv, k) by bench.py.
 import WebSocket from 'ws';
 
@@ -55,19 +55,21 @@ function seqCheck(state, f) {
 function countError(code) { S.errors[code] = (S.errors[code] || 0) + 1; }
 
 // An agent got a customer's text (any target); answer(text, cmid) sends the agent's reply.
+// Kinds: b timed (answered r), q probe answered (R), p probe unanswered.
 function agentGotText(text, answer) {
   const now = nowUs();
   const [kind, i, k, t] = text.split(' ');
-  if (kind !== 'b' && kind !== 'p') return;
+  if (kind !== 'b' && kind !== 'p' && kind !== 'q') return;
   let set = S.recv.get(i);
   if (!set) S.recv.set(i, (set = new Set()));
   if (set.has(k)) { S.dup++; return; }
   set.add(k);
   S.got++;
   if (kind === 'p') return;
+  S.replies++;
+  if (kind === 'q') { answer(`R ${i} ${k} 0`, 'a' + k); return; }
   S.lastGot = now;
   S.lat.push(now - Number(t));
-  S.replies++;
   answer(`r ${i} ${k} ${Math.round(now)}`, 'a' + k);
 }
 
@@ -76,10 +78,11 @@ function customerGotText(c, text) {
   const now = nowUs();
   if (text === 'w') { c.ready = true; return; }
   const [kind, , k, t] = text.split(' ');
-  if (kind !== 'r') return;
+  if (kind !== 'r' && kind !== 'R') return;
   if (c.got.has(k)) { S.dupBack++; return; }
   c.got.add(k);
   S.gotBack++;
+  if (kind === 'R') return;
   S.lastGotBack = now;
   S.latBack.push(now - Number(t));
 }
@@ -273,7 +276,7 @@ const handlers = {
   async probe(m) {
     const list = custs.filter((c) => c.ready).slice(0, m.n);
     const t = nowUs();
-    for (const c of list) { sendText(c, 'p', t); S.probeSent++; }
+    for (const c of list) { sendText(c, m.answered ? 'q' : 'p', t); S.probeSent++; }
     return { ev: 'sent', sent: list.length };
   },
   async stat() {
@@ -294,7 +297,10 @@ const handlers = {
   },
 };
 
-function emit(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
+// One JSON line on stdout; resolves once it is written out (a report can be megabytes).
+function emit(obj) {
+  return new Promise((resolve) => process.stdout.write(JSON.stringify(obj) + '\n', resolve));
+}
 
 // Commands are handled one after the other, except `stat`, which answers at once.
 let chain = Promise.resolve();
@@ -306,13 +312,11 @@ process.stdin.on('data', (d) => {
     const m = JSON.parse(buf.slice(0, nl));
     buf = buf.slice(nl + 1);
     if (m.cmd === 'stat') { handlers.stat().then(emit); continue; }
-    chain = chain.then(() => handlers[m.cmd](m)).then((r) => {
-      emit(r);
-      if (m.cmd === 'report') {
-        for (const c of custs) c.close();
-        for (const a of agents) a.terminate();
-        process.stdout.write('', () => process.exit(0));
-      }
+    chain = chain.then(() => handlers[m.cmd](m)).then(emit).then(() => {
+      if (m.cmd !== 'report') return;
+      for (const c of custs) c.close();
+      for (const a of agents) a.terminate();
+      process.exit(0);
     });
   }
 });

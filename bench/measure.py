@@ -9,19 +9,21 @@ import time
 import redis
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# Commands bench.py itself sends; not counted.
+# Commands only bench.py sends (never chatgw); not counted. (It also polls XINFO GROUPS, which
+# functions call too: those calls are counted by the caller and subtracted.)
 OWN_COMMANDS = {"info", "monitor", "ping"}
 
 
 def cpu_seconds(pid):
-    """utime + stime of a process (all its threads), in seconds; None when it is gone."""
+    """utime + stime of a process (all its threads) and of its waited-for children (Redis's AOF
+    rewrites), in seconds; None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read()
     except OSError:
         return None
     fields = st[st.rindex(")") + 2:].split()  # fields from the 3rd (state) on
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
 
 
 def cpu_snapshot(pids):
@@ -38,10 +40,13 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
-def redis_snapshot(r):
-    """{command: calls} from INFO commandstats, and the AOF size and rewrite count."""
+def redis_snapshot(r, own=None):
+    """{command: calls} from INFO commandstats less own (commands bench.py sent itself, by
+    name), and the AOF size and rewrite count."""
     stats = r.info("commandstats")
     calls = {k[len("cmdstat_"):]: v["calls"] for k, v in stats.items()}
+    for k, n in list((own or {}).items()):
+        calls[k] = calls.get(k, 0) - n
     pers = r.info("persistence")
     return {"calls": calls, "aof_size": pers.get("aof_current_size", 0),
             "aof_rewrites": pers.get("aof_rewrites", 0)}
@@ -82,8 +87,8 @@ class Monitor:
                     continue
                 line = conn.read_response()
                 client, name = self.parse(line.decode("utf-8", "replace"))
-                if name in OWN_COMMANDS:
-                    continue
+                if name in OWN_COMMANDS or (name == "xinfo" and client != "lua"):
+                    continue  # chatgw sends no XINFO itself (only its functions do)
                 d = self.inner if client == "lua" else self.top
                 d[name] = d.get(name, 0) + 1
         except Exception as e:  # reported; the bench goes on without the split
@@ -94,11 +99,16 @@ class Monitor:
 
     @staticmethod
     def parse(line):
-        """'<time> [<db> <client>] "<command>" "<arg>"...' -> (client, command name). The client
-        (lua, unix:..., host:port) holds no ']'; arguments may, so nothing after it is split."""
+        """'<time> [<db> <client>] "<command>" "<arg>"...' -> (client, command name, with the
+        function's name after FCALL). The client (lua, unix:..., host:port) holds no ']';
+        arguments may, so only the command and its first argument are taken."""
         head, _, rest = line.partition("] ")
         client = head[head.index("[") + 1:].split(" ", 1)[1]
-        return client, rest[1:rest.index('"', 1)].lower()
+        parts = rest.split('"', 4)  # '', name, ' ', first argument, ...
+        name = parts[1].lower()
+        if name in ("fcall", "fcall_ro") and len(parts) > 3:
+            name += " " + parts[3]  # which function
+        return client, name
 
     def __enter__(self):
         self.thread.start()

@@ -36,21 +36,26 @@ def print_relay(r):
          f" (FCALL {rd['fcall_per_customer_msg']} per customer msg)"),
         ("  by command, per customer msg", _kv(dict(list(rd["by_command_per_customer_msg"].items())[:12]))),
         ("AOF bytes per msg", "- (AOF rewritten meanwhile)" if rd["aof_rewritten"] else str(rd["aof_bytes_per_msg"])),
+        ("backlog (cg:in unread / pending) max", f"{r['backlog']['max_unread']} / {r['backlog']['max_pending']}"
+         f"; delivered {r['backlog']['delivered_after_s']} s and caught up {r['backlog']['caught_up_after_s']} s"
+         f" after the last send; left {r['backlog']['left']}"),
         ("generator lag ms p99 / max", f"{r['generator_lag_ms']['p99']} / {r['generator_lag_ms']['max']}"),
     ]
     pr = r.get("probe")
     if pr and "error" not in pr:
-        rows += [
-            (f"probe: 1 customer msg (no answer; {pr['messages']} under MONITOR)",
-             f"{pr['round_trips_per_msg']} round trips + {pr['in_functions_per_msg']} in functions,"
-             f" {pr['aof_bytes_per_msg']} AOF bytes"),
-            ("  round trips", _kv(pr["round_trips"])),
-            ("  in functions", _kv(pr["in_functions"])),
-        ]
+        for label, key in (("customer msg", "customer_msg"), ("agent reply", "agent_reply")):
+            p = pr[key]
+            rows += [
+                (f"probe: 1 {label} ({pr['messages']} under MONITOR)",
+                 f"{p['round_trips_per_msg']} round trips + {p['in_functions_per_msg']} in functions,"
+                 f" {p['aof_bytes_per_msg']} AOF bytes"),
+                ("  round trips", _kv(p["round_trips"])),
+                ("  in functions", _kv(p["in_functions"])),
+            ]
     elif pr:
         rows.append(("probe", pr["error"]))
     _rows(rows)
-    print("  verdict: " + ("ok" if r["ok"] else "FAILED (lost, duplicated or not ready)"))
+    print("  verdict: " + ("ok" if r["ok"] else "FAILED (lost, duplicated, not ready or backlog left)"))
 
 
 def print_assign(r):

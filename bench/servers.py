@@ -107,6 +107,7 @@ class Chatgw:
         self.proc = None
         self.pids = {}
         self.redis = None
+        self.own_calls = {}  # commands bench.py sent, by commandstats name (not counted)
 
     def start(self):
         # Its own session: a Ctrl-C in the terminal reaches bench.py, which stops run.sh itself.
@@ -128,6 +129,20 @@ class Chatgw:
     @property
     def cpu_pids(self):
         return self.pids
+
+    def backlog(self):
+        """Entries of cg:in the routers have not finished: (unread, pending); unread is None when
+        Redis cannot count them (then 1 if any is unread)."""
+        self.own_calls["xinfo|groups"] = self.own_calls.get("xinfo|groups", 0) + 1
+        g = next((g for g in self.redis.xinfo_groups("cg:in") if g["name"] == b"routers"), None)
+        if g is None:
+            return 0, 0
+        unread = g.get("lag")
+        if unread is None:
+            self.own_calls["xinfo|stream"] = self.own_calls.get("xinfo|stream", 0) + 1
+            last = self.redis.xinfo_stream("cg:in")["last-generated-id"]
+            unread = int(g["last-delivered-id"] != last)
+        return unread, g["pending"]
 
     def agent_token(self, agent_id, cap, skills):
         out = subprocess.run([os.path.join(ROOT, self.build, "chatgw-token"), "--agent", agent_id,
@@ -170,6 +185,7 @@ class Floor:
         self.srv = None
         self.proc = None
         self.redis = None
+        self.own_calls = {}
 
     def compile(self):
         if os.path.exists(self.bin) and os.path.getmtime(self.bin) >= os.path.getmtime(self.src):
@@ -201,6 +217,9 @@ class Floor:
     @property
     def cpu_pids(self):
         return {"relay": self.proc.pid, "redis": self.srv.proc.pid}
+
+    def backlog(self):
+        return 0, 0  # the relay delivers what its XREAD returns: nothing is left behind
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
