@@ -36,11 +36,13 @@ def print_relay(r):
          f" (FCALL {rd['fcall_per_customer_msg']} per customer msg)"),
         ("  by command, per customer msg", _kv(dict(list(rd["by_command_per_customer_msg"].items())[:12]))),
         ("AOF bytes per msg", "- (AOF rewritten meanwhile)" if rd["aof_rewritten"] else str(rd["aof_bytes_per_msg"])),
-        ("backlog (cg:in unread / pending) max", f"{r['backlog']['max_unread']} / {r['backlog']['max_pending']}"
-         f"; delivered {r['backlog']['delivered_after_s']} s and caught up {r['backlog']['caught_up_after_s']} s"
-         f" after the last send; left {r['backlog']['left']}"),
         ("generator lag ms p99 / max", f"{r['generator_lag_ms']['p99']} / {r['generator_lag_ms']['max']}"),
     ]
+    b = r["backlog"]
+    if r["bench"] == "chatgw":
+        rows.append(("routers' backlog (cg:in unread / pending) max", f"{b['max_unread']} / {b['max_pending']}"
+                     f"; caught up {b['caught_up_after_s']} s after the last send; left {b['left']}"))
+    rows.append(("all delivered after the last send", f"{b['delivered_after_s']} s"))
     pr = r.get("probe")
     if pr and "error" not in pr:
         for label, key in (("customer msg", "customer_msg"), ("agent reply", "agent_reply")):
