@@ -51,6 +51,23 @@ def wait_until(pred, timeout, interval=0.05):
         time.sleep(interval)
 
 
+def wait_progress(check, quiet_s, max_s, interval=0.1):
+    """Poll check() -> (done, progress) until done, or until progress has not changed for
+    quiet_s seconds, or max_s passed; returns done."""
+    start = last = time.monotonic()
+    seen = None
+    while True:
+        done, progress = check()
+        now = time.monotonic()
+        if done:
+            return True
+        if progress != seen:
+            seen, last = progress, now
+        if now - last > quiet_s or now - start > max_s:
+            return False
+        time.sleep(interval)
+
+
 def agent_tokens(server, n_agents, n_convs):
     """Tokens of n_agents agents with room for n_convs conversations between them."""
     if server.name != "chatgw":
@@ -73,8 +90,6 @@ class BacklogSampler:
     def _run(self):
         while not self.stopping.wait(0.5):
             unread, pending = self.server.backlog()
-            if os.environ.get("BENCH_DEBUG"):
-                print("backlog", round(time.monotonic(), 1), unread, pending, file=sys.stderr)
             self.max_unread = max(self.max_unread, unread)
             self.max_pending = max(self.max_pending, pending)
 
@@ -211,8 +226,8 @@ def probe(server, load, n, procs):
 
 def run_relay(server, a):
     tokens = agent_tokens(server, a.agents, a.conversations)
-    load = LoadProcs(server.name, server.url, a.conversations, a.procs, tokens, rate=a.rate,
-                     seed=a.seed)
+    load = LoadProcs(server.name, server.url, a.conversations, a.procs, tokens, server.workdir,
+                     rate=a.rate, seed=a.seed)
     try:
         load.call({"cmd": "agents"}, "agents_up", 120)
         ready = load.call({"cmd": "customers", "warm": True, "timeout_s": a.warm_timeout},
@@ -229,10 +244,15 @@ def run_relay(server, a):
 
         def delivered():
             st = load.stat()
-            return st["got"] >= st["sent"] and st["gotBack"] >= st["replies"]
-        wait_until(delivered, a.drain)
+            return (st["got"] >= st["sent"] and st["gotBack"] >= st["replies"],
+                    (st["got"], st["gotBack"]))
+        wait_progress(delivered, a.drain, a.max_drain)
         t_delivered = time.monotonic()
-        wait_until(lambda: server.backlog() == (0, 0), max(1, a.drain - (t_delivered - t_sent)))
+
+        def caught_up():
+            b = server.backlog()
+            return b == (0, 0), b
+        wait_progress(caught_up, a.drain, a.max_drain)
         t_idle = time.monotonic()
         win.stop()
         left = server.backlog()
@@ -283,7 +303,8 @@ def run_assign(server, a):
     Latency: scheduled first message -> the agent's `assigned`."""
     n = a.idle + a.burst
     tokens = agent_tokens(server, a.agents, n)
-    load = LoadProcs(server.name, server.url, n, a.procs, tokens, answer_hello=False)
+    load = LoadProcs(server.name, server.url, n, a.procs, tokens, server.workdir,
+                     answer_hello=False)
     try:
         load.call({"cmd": "agents"}, "agents_up", 120)
         load.call({"cmd": "customers", "warm": False, "timeout_s": a.warm_timeout}, "ready",
@@ -298,8 +319,15 @@ def run_assign(server, a):
         time.sleep(max(0, (t_burst - now_us()) / 1e6))
         win.start()
         load.collect("sent", 120)
-        wait_until(lambda: load.stat()["assigned"] >= n, a.drain + a.burst / 100)
-        wait_until(lambda: server.backlog() == (0, 0), a.drain)  # greetings, timers: CPU counted
+        def all_assigned():
+            got = load.stat()["assigned"]
+            return got >= n, got
+        wait_progress(all_assigned, a.drain, a.max_drain)
+
+        def caught_up():  # greetings, timers: their CPU counts
+            b = server.backlog()
+            return b == (0, 0), b
+        wait_progress(caught_up, a.drain, a.max_drain)
         win.stop()
         reports = load.call({"cmd": "report"}, "report", 120)
     finally:
@@ -339,6 +367,7 @@ def run_target(name, a, workdir):
         server = Floor(a.build, workdir, a.floor_dir)
     else:
         server = Chatgw(a.build, os.path.join(workdir, "chatgw"))
+    os.makedirs(server.workdir, exist_ok=True)
     try:
         server.start()
         return (run_assign if a.mode == "assign" else run_relay)(server, a)
@@ -373,8 +402,11 @@ def parse_args(argv):
     ap.add_argument("--duration", type=float, default=30, help="timed seconds")
     ap.add_argument("--procs", type=int, default=2, help="load processes")
     ap.add_argument("--agents", type=int, default=50)
-    ap.add_argument("--drain", type=float, default=15,
-                    help="seconds after the last send that messages may still arrive")
+    ap.add_argument("--drain", type=float, default=10,
+                    help="after the last send, a message is lost once nothing arrived for this "
+                         "many seconds")
+    ap.add_argument("--max-drain", type=float, default=300,
+                    help="after the last send, wait at most this many seconds for the rest")
     ap.add_argument("--warm-timeout", type=float, default=180)
     ap.add_argument("--probe", type=int, default=200, help="messages sent under MONITOR")
     ap.add_argument("--seed", type=int, default=1)

@@ -22,9 +22,10 @@ def ensure_node_modules():
 
 
 class LoadProcs:
-    def __init__(self, target, url, conversations, procs, tokens, rate=0.0, seed=1, conc=100,
-                 answer_hello=True):
+    def __init__(self, target, url, conversations, procs, tokens, workdir, rate=0.0, seed=1,
+                 conc=100, answer_hello=True):
         self.events = queue.Queue()
+        self.errfiles = []
         self.early = []  # events read while waiting for another kind
         self.procs = []
         per = -(-conversations // procs)
@@ -33,16 +34,27 @@ class LoadProcs:
             cfg = {"target": target, "url": url, "worker": w, "first": first,
                    "count": max(0, min(per, conversations - first)), "tokens": tokens[w::procs],
                    "rate": rate, "seed": seed, "conc": conc, "answer_hello": answer_hello}
+            err = open(os.path.join(workdir, f"load{w}.err"), "w+b")
+            self.errfiles.append(err)
             p = subprocess.Popen(["node", os.path.join(HERE, "loadgen.mjs"), json.dumps(cfg)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                  start_new_session=True)
             threading.Thread(target=self._read, args=(w, p), daemon=True).start()
             self.procs.append(p)
 
     def _read(self, w, p):
-        for line in p.stdout:
-            self.events.put((w, json.loads(line)))
+        try:
+            for line in p.stdout:
+                self.events.put((w, json.loads(line)))
+        except ValueError as e:
+            self.errfiles[w].write(f"\nbench: unreadable line from load{w}: {e}\n".encode())
         self.events.put((w, None))
+
+    def stderr(self, w, last=2000):
+        f = self.errfiles[w]
+        f.flush()
+        f.seek(0)
+        return f.read().decode("utf-8", "replace")[-last:] or "(nothing on stderr)"
 
     @property
     def pids(self):
@@ -72,7 +84,7 @@ class LoadProcs:
                 continue
             if m is None:
                 raise RuntimeError(f"load process {w} exited (code {self.procs[w].wait()}) "
-                                   f"while waiting for {ev!r}")
+                                   f"while waiting for {ev!r}: {self.stderr(w)}")
             if m.get("ev") == ev and w not in got:
                 got[w] = m
             else:
@@ -105,3 +117,5 @@ class LoadProcs:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for f in self.errfiles:
+            f.close()

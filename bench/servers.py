@@ -18,7 +18,7 @@ import redis
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from conftest import RedisServer, free_port, wait_until  # noqa: E402
+from conftest import RedisServer, free_port  # noqa: E402
 
 
 def children(pid):
@@ -93,6 +93,7 @@ class Chatgw:
 
     def __init__(self, build, workdir, env=None):
         self.build = build
+        self.workdir = workdir
         self.var = os.path.join(workdir, "var")
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
@@ -179,7 +180,7 @@ class Floor:
     def __init__(self, build, workdir, floor_dir):
         self.src = os.path.join(floor_dir, "relay.c")
         self.bin = os.path.join(ROOT, build, "bench", "floor-relay")
-        self.workdir = workdir
+        self.workdir = os.path.join(workdir, "floor")
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.srv = None
@@ -198,7 +199,7 @@ class Floor:
 
     def start(self):
         self.compile()
-        rdir = os.path.join(self.workdir, "floor-redis")
+        rdir = os.path.join(self.workdir, "redis")
         os.makedirs(rdir, exist_ok=True)
         self.srv = RedisServer(rdir)
         self.srv.start()
@@ -208,11 +209,14 @@ class Floor:
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.log = LogTail(self.proc)
 
-        def listening():
+        deadline = time.monotonic() + 30
+        while not _accepts(self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError("floor relay exited:\n" + self.log.text())
-            return _accepts(self.port)
-        wait_until(listening, 10, "the floor relay to listen")
+                raise RuntimeError("the floor relay exited:\n" + self.log.text())
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the floor relay does not listen on {self.port} after 30 s:\n"
+                                   + self.log.text())
+            time.sleep(0.05)
 
     @property
     def cpu_pids(self):
