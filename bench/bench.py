@@ -109,6 +109,7 @@ class Window:
         self.server, self.pids = server, {**server.cpu_pids, **load.pids}
 
     def start(self):
+        self.log0 = len(self.server.log.lines)
         self.load0, self.cpu0 = loadavg(), cpu_snapshot(self.pids)
         self.redis0, self.t0 = redis_snapshot(self.server.redis, self.server.own_calls), time.monotonic()
 
@@ -117,6 +118,7 @@ class Window:
         self.cpu = cpu_delta(self.cpu0, cpu_snapshot(self.pids))
         self.redis = redis_delta(self.redis0, redis_snapshot(self.server.redis, self.server.own_calls))
         self.load1 = loadavg()
+        self.log = self.server.log.problems(self.log0)
 
     def cpu_us_per(self, n, server_names):
         out = {k: round(v * 1e6 / n, 1) if v is not None and n else None for k, v in self.cpu.items()}
@@ -282,7 +284,8 @@ def run_relay(server, a):
         "lost": losses["lost_c2a"] + losses["lost_a2c"], **losses,
         "errors": sum_errors(reports),
         "cpu_us_per_msg": win.cpu_us_per(delivered, names), "cpu_pct": win.cpu_pct(),
-        "window_s": round(win.seconds, 2),
+        "window_s": round(win.seconds, 2), "server_log": win.log,
+        "retries": sum(r["retries"] for r in reports),
         "backlog": {"max_unread": backlog.max_unread, "max_pending": backlog.max_pending,
                     "delivered_after_s": round(t_delivered - t_sent, 2),
                     "caught_up_after_s": round(t_idle - t_sent, 2), "left": left[0] + left[1]},
@@ -357,6 +360,7 @@ def run_assign(server, a):
         "burst_fcall_per_conv": round(win.redis["calls"].get("fcall", 0) / len(burst), 2)
         if burst else None,
         "window_s": round(win.seconds, 2), "loadavg": {"start": win.load0, "end": win.load1},
+        "server_log": win.log,
     }
     res["ok"] = unassigned == 0
     return res

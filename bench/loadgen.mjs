@@ -40,7 +40,7 @@ const S = {
   lat: [], got: 0, dup: 0, replies: 0, lastGot: 0, // customer -> agent, at the agents
   recv: new Map(), // conv index -> Set of k received by an agent here
   latBack: [], gotBack: 0, dupBack: 0, lastGotBack: 0, // agent -> customer, at the customers
-  seqGaps: 0, seqDups: 0, errors: {}, // every logged frame must be last seq + 1
+  seqGaps: 0, seqDups: 0, errors: {}, retries: 0, // every logged frame must be last seq + 1
   firstSent: {}, assignedAt: {}, // conv id -> us (assignment)
 };
 const sentPerConv = {}; // conv index -> messages sent (k = 0 .. n-1)
@@ -67,10 +67,10 @@ function agentGotText(text, answer) {
   S.got++;
   if (kind === 'p') return;
   S.replies++;
-  if (kind === 'q') { answer(`R ${i} ${k} 0`, 'a' + k); return; }
+  if (kind === 'q') { answer(`R ${i} ${k} 0`, `a${i}-${k}`); return; }
   S.lastGot = now;
   S.lat.push(now - Number(t));
-  answer(`r ${i} ${k} ${Math.round(now)}`, 'a' + k);
+  answer(`r ${i} ${k} ${Math.round(now)}`, `a${i}-${k}`);
 }
 
 // A customer got the agent's text.
@@ -109,15 +109,37 @@ function welcomed(ws, what) {
   });
 }
 
+// Frames sent and not acked yet, by cmid (unique per connection). A refusal marked `retry` (e.g.
+// `unavailable`: nothing was stored) is sent again with the same cmid after a backoff, as a client
+// must (docs/protocol.md, Errors); its latency still counts from the first scheduled send.
+class Outbox {
+  constructor(ws) { this.ws = ws; this.frames = new Map(); }
+  send(frame) {
+    const text = JSON.stringify(frame);
+    this.frames.set(frame.cmid, { text, tries: 0 });
+    this.ws.send(text);
+  }
+  acked(f) { this.frames.delete(f.cmid); }
+  refused(f) {
+    const e = this.frames.get(f.cmid);
+    if (!e) return;
+    if (!f.retry) { this.frames.delete(f.cmid); return; } // refused for good: it will be lost
+    S.retries++;
+    setTimeout(() => {
+      if (this.frames.get(f.cmid) === e && this.ws.readyState === WebSocket.OPEN) this.ws.send(e.text);
+    }, Math.min(2000, 100 * 2 ** e.tries++));
+  }
+}
+
 const chatgw = {
   async agent(token) {
     const ws = await open('/ws/agent', ['chatgw.json.v1']);
-    const seqs = new Map(), warmed = new Set();
-    const reply = (conv) => (text, cmid) =>
-      ws.send(JSON.stringify({ type: 'text', conv, cmid, text }));
+    const seqs = new Map(), warmed = new Set(), out = new Outbox(ws);
+    const reply = (conv) => (text, cmid) => out.send({ type: 'text', conv, cmid, text });
     ws.on('message', (data) => {
       const f = JSON.parse(data);
-      if (f.type === 'error') { countError(f.code); return; }
+      if (f.type === 'error') { countError(f.code); out.refused(f); return; }
+      if (f.type === 'ack') { out.acked(f); return; }
       seqCheck(seqs, f);
       if (f.type === 'assigned') {
         if (S.assignedAt[f.conv] === undefined) S.assignedAt[f.conv] = nowUs();
@@ -127,7 +149,7 @@ const chatgw = {
       if (f.text !== 'hello') { agentGotText(f.text, reply(f.conv)); return; }
       if (!cfg.answer_hello || warmed.has(f.conv)) return;
       warmed.add(f.conv);
-      reply(f.conv)('w', 'aw');
+      reply(f.conv)('w', 'aw' + warmed.size);
     });
     const w = welcomed(ws, 'agent');
     ws.send(JSON.stringify({ type: 'hello', token }));
@@ -138,22 +160,23 @@ const chatgw = {
   async customer(i) {
     const ws = await open('/ws/customer', ['chatgw.json.v1']);
     const c = { i, ws, conv: '', k: 0, ready: false, got: new Set(), seqs: new Map(), t1: 0 };
+    const out = new Outbox(ws);
     ws.on('message', (data) => {
       const f = JSON.parse(data);
-      if (f.type === 'error') { countError(f.code); return; }
-      seqCheck(c.seqs, f);
-      if (f.type === 'ack' && f.cmid === 'w' && !c.conv) {
-        c.conv = f.conv;
-        S.firstSent[f.conv] = c.t1;
+      if (f.type === 'error') { countError(f.code); out.refused(f); return; }
+      if (f.type === 'ack') {
+        out.acked(f);
+        if (f.cmid === 'w' && !c.conv) { c.conv = f.conv; S.firstSent[f.conv] = c.t1; }
         return;
       }
+      seqCheck(c.seqs, f);
       if (f.type === 'text' && f.role === 'agent' && typeof f.text === 'string') customerGotText(c, f.text);
     });
     const w = welcomed(ws, 'customer');
     ws.send(JSON.stringify({ type: 'hello', sender_name: 'bench' }));
     await w;
-    c.first = (t) => { c.t1 = t; ws.send(JSON.stringify({ type: 'text', cmid: 'w', text: 'hello' })); };
-    c.send = (text) => ws.send(JSON.stringify({ type: 'text', cmid: 'c' + c.k, text }));
+    c.first = (t) => { c.t1 = t; out.send({ type: 'text', cmid: 'w', text: 'hello' }); };
+    c.send = (text) => out.send({ type: 'text', cmid: 'c' + c.k, text });
     c.close = () => ws.terminate();
     return c;
   },
@@ -292,7 +315,7 @@ const handlers = {
       sent_per_conv: sentPerConv, recv, got: S.got, dup: S.dup, replies: S.replies,
       got_back: S.gotBack, dup_back: S.dupBack, last_got_us: S.lastGot, last_got_back_us: S.lastGotBack,
       lat_us: round(S.lat), lat_back_us: round(S.latBack), seq_gaps: S.seqGaps, seq_dups: S.seqDups,
-      errors: S.errors, first_sent: S.firstSent, assigned_at: S.assignedAt,
+      errors: S.errors, retries: S.retries, first_sent: S.firstSent, assigned_at: S.assignedAt,
     };
   },
 };

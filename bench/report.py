@@ -9,6 +9,10 @@ def _kv(d, fmt="{:g}"):
     return ", ".join(f"{k} {'-' if v is None else fmt.format(v)}" for k, v in d.items()) or "none"
 
 
+def _log(g):
+    return f"{g['warn']} / {g['error']}" + "".join(f"\n      {l[:160]}" for l in g["first"])
+
+
 def _load(r):
     return f"{r['loadavg']['start'][0]:.2f} -> {r['loadavg']['end'][0]:.2f}"
 
@@ -29,7 +33,8 @@ def print_relay(r):
         ("duplicated c2a / a2c", f"{r['dup_c2a']} / {r['dup_a2c']}"),
         ("seq gaps / dups", f"{r['seq_gaps']} / {r['seq_dups']}"),
         ("not ready after warm-up", str(r["not_ready"])),
-        ("error frames", _kv(r["errors"])),
+        ("error frames (retry ones re-sent)", _kv(r["errors"]) + f" ({r['retries']} re-sent)"),
+        ("server log warnings / errors", _log(r["server_log"])),
         ("CPU us per delivered msg", _kv(r["cpu_us_per_msg"])),
         ("CPU % of one core", _kv(r["cpu_pct"])),
         ("Redis cmds per msg / per customer msg", f"{rd['cmds_per_msg']} / {rd['cmds_per_customer_msg']}"
@@ -73,6 +78,7 @@ def print_assign(r):
         ("burst Redis cmds / FCALL per conversation",
          f"{r['burst_redis_cmds_per_conv']} / {r['burst_fcall_per_conv']}"),
         ("error frames", _kv(r["errors"])),
+        ("server log warnings / errors", _log(r["server_log"])),
     ])
     print("  verdict: " + ("ok" if r["ok"] else f"FAILED ({r['unassigned']} not assigned)"))
 

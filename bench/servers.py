@@ -81,6 +81,14 @@ class LogTail:
                     raise RuntimeError(f"no {substr!r} within {timeout} s:\n" + self.text())
                 self.cond.wait(left)
 
+    def problems(self, start=0):
+        """Warnings and errors logged from line `start` on: counts and the first few lines."""
+        with self.cond:
+            lines = [l for l in self.lines[start:] if l is not None]
+        warn = [l for l in lines if "] WARN " in l]
+        err = [l for l in lines if "] ERROR " in l]
+        return {"warn": len(warn), "error": len(err), "first": (err + warn)[:3]}
+
     def text(self, last=40):
         return "\n".join(l for l in self.lines[-last:] if l is not None)
 
