@@ -28,8 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from loadprocs import LoadProcs, ensure_node_modules  # noqa: E402
-from measure import (Monitor, cpu_delta, cpu_snapshot, loadavg, percentiles,  # noqa: E402
-                     redis_delta, redis_snapshot)
+from measure import (Monitor, cpu_delta, cpu_snapshot, loadavg, machine_cpu,  # noqa: E402
+                     percentiles, redis_delta, redis_snapshot)
 from servers import Chatgw, Floor, floor_dir_default  # noqa: E402
 import report  # noqa: E402
 
@@ -110,12 +110,17 @@ class Window:
 
     def start(self):
         self.log0 = len(self.server.log.lines)
-        self.load0, self.cpu0 = loadavg(), cpu_snapshot(self.pids)
+        self.load0, self.cpu0, self.machine0 = loadavg(), cpu_snapshot(self.pids), machine_cpu()
         self.redis0, self.t0 = redis_snapshot(self.server.redis, self.server.own_calls), time.monotonic()
 
     def stop(self):
         self.seconds = time.monotonic() - self.t0
         self.cpu = cpu_delta(self.cpu0, cpu_snapshot(self.pids))
+        busy, total = (b - a for a, b in zip(self.machine0, machine_cpu()))
+        self.cores = os.cpu_count() or 1
+        self.machine = {"cores": self.cores, "busy_pct": round(100 * busy / total, 1) if total else None,
+                        "others_pct_of_one_core": round(100 * (busy - sum(v or 0 for v in self.cpu.values()))
+                                                        / self.seconds, 1)}
         self.redis = redis_delta(self.redis0, redis_snapshot(self.server.redis, self.server.own_calls))
         self.load1 = loadavg()
         self.log = self.server.log.problems(self.log0)
@@ -284,7 +289,7 @@ def run_relay(server, a):
         "lost": losses["lost_c2a"] + losses["lost_a2c"], **losses,
         "errors": sum_errors(reports),
         "cpu_us_per_msg": win.cpu_us_per(delivered, names), "cpu_pct": win.cpu_pct(),
-        "window_s": round(win.seconds, 2), "server_log": win.log,
+        "window_s": round(win.seconds, 2), "server_log": win.log, "machine": win.machine,
         "retries": sum(r["retries"] for r in reports),
         "backlog": {"max_unread": backlog.max_unread, "max_pending": backlog.max_pending,
                     "delivered_after_s": round(t_delivered - t_sent, 2),
@@ -360,7 +365,7 @@ def run_assign(server, a):
         "burst_fcall_per_conv": round(win.redis["calls"].get("fcall", 0) / len(burst), 2)
         if burst else None,
         "window_s": round(win.seconds, 2), "loadavg": {"start": win.load0, "end": win.load1},
-        "server_log": win.log,
+        "server_log": win.log, "machine": win.machine,
     }
     res["ok"] = unassigned == 0
     return res

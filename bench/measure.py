@@ -35,6 +35,15 @@ def cpu_delta(before, after):
             else None for k in before}
 
 
+def machine_cpu():
+    """(busy, total) CPU seconds of every core since boot, from /proc/stat's first line."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    total = sum(ticks[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return [float(x) for x in f.read().split()[:3]]

@@ -14,7 +14,9 @@ def _log(g):
 
 
 def _load(r):
-    return f"{r['loadavg']['start'][0]:.2f} -> {r['loadavg']['end'][0]:.2f}"
+    m = r["machine"]
+    return (f"{r['loadavg']['start'][0]:.2f} -> {r['loadavg']['end'][0]:.2f}; {m['cores']} cores "
+            f"{m['busy_pct']}% busy, other processes {m['others_pct_of_one_core']}% of one core")
 
 
 def print_relay(r):
@@ -62,6 +64,7 @@ def print_relay(r):
     elif pr:
         rows.append(("probe", pr["error"]))
     _rows(rows)
+    _noise(r)
     print("  verdict: " + ("ok" if r["ok"] else "FAILED (lost, duplicated, not ready or backlog left)"))
 
 
@@ -80,6 +83,7 @@ def print_assign(r):
         ("error frames", _kv(r["errors"])),
         ("server log warnings / errors", _log(r["server_log"])),
     ])
+    _noise(r)
     print("  verdict: " + ("ok" if r["ok"] else f"FAILED ({r['unassigned']} not assigned)"))
 
 
@@ -96,6 +100,14 @@ def print_comparison(s):
          f"{f['cpu_us_per_msg']['server']} / {c['cpu_us_per_msg']['server']}"),
         ("lost floor / chatgw", f"{f['lost']} / {c['lost']}"),
     ])
+
+
+def _noise(r):
+    """A warning line when other processes took a noticeable share of the machine."""
+    o = r["machine"]["others_pct_of_one_core"]
+    if o is not None and o > 25:
+        print(f"  WARNING: other processes used {o}% of one core during the window: these figures"
+              " measure a shared machine; compare only within one run (make bench-floor)")
 
 
 def _rows(rows):
