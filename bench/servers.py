@@ -189,8 +189,7 @@ class Floor:
         self.src = os.path.join(floor_dir, "relay.c")
         self.bin = os.path.join(ROOT, build, "bench", "floor-relay")
         self.workdir = os.path.join(workdir, "floor")
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}"
+        self.port = self.url = None
         self.srv = None
         self.proc = None
         self.redis = None
@@ -212,19 +211,42 @@ class Floor:
         self.srv = RedisServer(rdir)
         self.srv.start()
         self.redis = self.srv.r
+        for attempt in range(3):
+            if self._start_relay():
+                return
+            print(f"bench: the floor relay did not listen on {self.port} in 10 s ({self._why()});"
+                  " trying another port", file=sys.stderr)
+            self.proc.kill()
+            self.proc.wait()
+        raise RuntimeError("the floor relay does not listen:\n" + self.log.text())
+
+    def _start_relay(self):
+        """Start relay.c on a free port (chosen after Redis took its own); True once it accepts."""
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([self.bin, str(self.port), "redis", str(self.srv.port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.log = LogTail(self.proc)
-
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 10
         while not _accepts(self.port):
             if self.proc.poll() is not None:
                 raise RuntimeError("the floor relay exited:\n" + self.log.text())
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the floor relay does not listen on {self.port} after 30 s:\n"
-                                   + self.log.text())
+                return False
             time.sleep(0.05)
+        return True
+
+    def _why(self):
+        """What the relay is doing (for the message when it does not listen)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/wchan") as f:
+                wchan = f.read()
+            socks = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+            mine = [l.split()[3] for l in socks.splitlines() if f"pid={self.proc.pid}," in l]
+            return f"waiting in {wchan or '-'}, listening on {mine or 'nothing'}; log: {self.log.text(5)!r}"
+        except OSError as e:
+            return repr(e)
 
     @property
     def cpu_pids(self):
