@@ -82,6 +82,8 @@ class LoadProcs:
                 w, m = self.events.get(timeout=left)
             except queue.Empty:
                 continue
+            if m is None and w in got:
+                continue  # it answered, then exited (after `report`)
             if m is None:
                 raise RuntimeError(f"load process {w} exited (code {self.procs[w].wait()}) "
                                    f"while waiting for {ev!r}: {self.stderr(w)}")
