@@ -108,25 +108,32 @@ class Window:
     def __init__(self, server, load):
         self.server, self.pids = server, {**server.cpu_pids, **load.pids}
 
+    def _redis(self):
+        return redis_snapshot(self.server.redis, self.server.own_calls)
+
     def start(self):
         self.log0 = len(self.server.log.lines)
         self.load0, self.cpu0, self.machine0 = loadavg(), cpu_snapshot(self.pids), machine_cpu()
-        self.redis0, self.t0 = redis_snapshot(self.server.redis, self.server.own_calls), time.monotonic()
+        self.redis0, self.t0 = self._redis(), time.monotonic()
 
     def stop(self):
+        """Ends the window. `machine`: how busy all cores were, and the share of one core that
+        processes other than the measured ones (other builds, bench.py itself) took."""
         self.seconds = time.monotonic() - self.t0
         self.cpu = cpu_delta(self.cpu0, cpu_snapshot(self.pids))
         busy, total = (b - a for a, b in zip(self.machine0, machine_cpu()))
-        self.cores = os.cpu_count() or 1
-        self.machine = {"cores": self.cores, "busy_pct": round(100 * busy / total, 1) if total else None,
-                        "others_pct_of_one_core": round(100 * (busy - sum(v or 0 for v in self.cpu.values()))
-                                                        / self.seconds, 1)}
-        self.redis = redis_delta(self.redis0, redis_snapshot(self.server.redis, self.server.own_calls))
+        ours = sum(v or 0 for v in self.cpu.values())
+        self.machine = {"cores": os.cpu_count(),
+                        "busy_pct": round(100 * busy / total, 1) if total else None,
+                        "others_pct_of_one_core": round(100 * (busy - ours) / self.seconds, 1)}
+        self.redis = redis_delta(self.redis0, self._redis())
         self.load1 = loadavg()
         self.log = self.server.log.problems(self.log0)
 
     def cpu_us_per(self, n, server_names):
-        out = {k: round(v * 1e6 / n, 1) if v is not None and n else None for k, v in self.cpu.items()}
+        """CPU us per unit (n of them) of every process, and of the server's processes together."""
+        out = {k: round(v * 1e6 / n, 1) if v is not None and n else None
+               for k, v in self.cpu.items()}
         parts = [self.cpu[k] for k in server_names]
         out["server"] = round(sum(parts) * 1e6 / n, 1) if n and None not in parts else None
         return out

@@ -77,7 +77,8 @@ class LoadProcs:
         while len(got) < len(self.procs):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError(f"load processes: no {ev!r} from {sorted(set(range(len(self.procs))) - set(got))} in {timeout} s")
+                missing = [w for w in range(len(self.procs)) if w not in got]
+                raise RuntimeError(f"load processes {missing}: no {ev!r} in {timeout} s")
             try:
                 w, m = self.events.get(timeout=left)
             except queue.Empty:
