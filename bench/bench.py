@@ -386,9 +386,16 @@ def run_target(name, a, workdir):
     os.makedirs(server.workdir, exist_ok=True)
     try:
         server.start()
-        return (run_assign if a.mode == "assign" else run_relay)(server, a)
+        res = (run_assign if a.mode == "assign" else run_relay)(server, a)
     finally:
         server.stop()
+    # ASan builds (BUILD=build/asan) report leaks at exit: the whole log counts
+    san = server.log.problems(0)
+    res["sanitizer_reports"] = san["sanitizer"]
+    if san["sanitizer"]:
+        res["ok"] = False
+        print("bench: sanitizer report in the server's output:\n  " + "\n  ".join(san["first"]))
+    return res
 
 
 def side_by_side(a, workdir):

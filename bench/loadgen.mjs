@@ -16,7 +16,7 @@
 //       gfrom+j sends its first message ("hello") at t0_us + j*gap_us (those this process owns)
 //   {cmd:'probe', n, answered}              -> {ev:'sent', sent}        one text on each of the
 //       first n customers, answered by the agent or not (bench.py counts Redis commands meanwhile)
-//   {cmd:'stat'}                            -> {ev:'stat', sent, got, replies, gotBack}
+//   {cmd:'stat'}                            -> {ev:'stat', sent, got, replies, gotBack, assigned}
 //   {cmd:'report'}                          -> {ev:'report', ...} and exits
 //
 // Open loop: every conversation sends at the fixed rate whatever the server does; its send times
@@ -27,8 +27,10 @@
 // clock in every process and in bench.py.
 //
 // Texts: customer "b <conv> <k> <scheduled us>" (timed), "q ..." (probe, answered "R ...") or
-// "p ..." (probe, not answered); agent answer "r <conv> <k> <agent receive us>". <conv> is the conversation's index,
-// <k> counts that customer's messages: lost and duplicated are found per (conv, k) by bench.py.
+// "p ..." (probe, not answered); agent answer "r <conv> <k> <agent receive us>". <conv> is the
+// conversation's index, <k> counts that customer's messages: lost and duplicated are found per
+// (conv, k) by bench.py. The first text ("hello") has no digits: keyword rules (e.g. "315") match
+// substrings of a conversation's first message.
 import WebSocket from 'ws';
 
 const cfg = JSON.parse(process.argv[2]);
@@ -203,7 +205,7 @@ const floor = {
 };
 
 const T = { chatgw, floor }[cfg.target];
-let agents = [], custs = [];
+const agents = [], custs = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Customer c sends its next text, scheduled at t (us).
@@ -213,7 +215,7 @@ function sendText(c, kind, t) {
   sentPerConv[c.i] = c.k;
 }
 
-// Run fn(t) at (not before) each scheduled time t of the sorted list `times` (us).
+// Call fn(entry, now) at (never before) the time entry.t (us) of each entry of the sorted list.
 function runAt(times, fn) {
   return new Promise((resolve) => {
     let p = 0;

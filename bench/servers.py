@@ -18,7 +18,7 @@ import redis
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from conftest import RedisServer, free_port  # noqa: E402
+from conftest import SANITIZER_MARKS, RedisServer, free_port  # noqa: E402
 
 
 def children(pid):
@@ -82,12 +82,15 @@ class LogTail:
                 self.cond.wait(left)
 
     def problems(self, start=0):
-        """Warnings and errors logged from line `start` on: counts and the first few lines."""
+        """Warnings, errors and sanitizer reports logged from line `start` on: counts and the
+        first few lines."""
         with self.cond:
             lines = [l for l in self.lines[start:] if l is not None]
         warn = [l for l in lines if "] WARN " in l]
         err = [l for l in lines if "] ERROR " in l]
-        return {"warn": len(warn), "error": len(err), "first": (err + warn)[:3]}
+        san = [l for l in lines if any(m in l for m in SANITIZER_MARKS)]
+        return {"warn": len(warn), "error": len(err), "sanitizer": len(san),
+                "first": (san + err + warn)[:3]}
 
     def text(self, last=40):
         return "\n".join(l for l in self.lines[-last:] if l is not None)
@@ -176,6 +179,7 @@ class Chatgw:
         for pid in self.pids.values():
             if pid and _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        self.log.thread.join(5)
         self.proc = None
 
 
@@ -259,6 +263,7 @@ class Floor:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            self.log.thread.join(5)
         if self.srv is not None:
             self.srv.kill()
         self.proc = self.srv = None

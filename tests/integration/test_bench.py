@@ -13,6 +13,7 @@ from conftest import BUILD, ROOT
 BENCH = os.path.join(ROOT, "bench", "bench.py")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import bench  # noqa: E402
+import servers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None,
                                 reason="node is not installed (make deps installs it)")
@@ -38,7 +39,8 @@ def test_tiny_relay_run_loses_nothing_and_reports_every_figure():
     for d in ("c2a_ms", "a2c_ms"):
         assert set(res[d]) == {"p50", "p99", "p999", "max"} and res[d]["p50"] is not None
     assert set(res["cpu_us_per_msg"]) >= {"gateway", "router", "redis", "server", "load0", "load1"}
-    assert res["errors"] == {} and res["retries"] == 0 and res["server_log"]["error"] == 0
+    assert res["errors"] == {} and res["retries"] == 0
+    assert res["server_log"]["error"] == 0 and res["sanitizer_reports"] == 0
     rd = res["redis"]
     assert rd["fcall_per_customer_msg"] > 0 and rd["cmds_per_customer_msg"] > 0
     assert "aof_bytes_per_msg" in rd
@@ -57,6 +59,7 @@ def test_tiny_assign_run_assigns_every_conversation():
     assert res["unassigned"] == 0 and res["burst_assigned"] == 20
     assert res["idle_assign_ms"]["p99"] is not None and res["burst_assign_ms"]["p99"] is not None
     assert res["burst_assigned_per_s"] > 0 and res["burst_fcall_per_conv"] > 0
+    assert res["sanitizer_reports"] == 0
 
 
 def test_side_by_side_skips_cleanly_without_the_floor(tmp_path):
@@ -90,3 +93,16 @@ def test_losses_are_judged_over_every_load_process():
     # k 1 arrived at agents in both processes: one duplicate
     dup = bench.merge_losses([_report({"0": 2}, {"0": [1]}), _report({}, {"0": [0, 1]})])
     assert dup["dup_c2a"] == 1 and dup["lost_c2a"] == 0
+
+
+def test_server_log_problems_count_warnings_errors_and_sanitizer_reports():
+    out = ("2026-12-03T07:02:26.724Z gateway[1] WARN redis: no reply after 5000 ms\n"
+           "2026-12-03T07:02:26.725Z gateway[1] INFO fine\n"
+           "==1==ERROR: AddressSanitizer: heap-use-after-free on address 0x6\n")
+    p = subprocess.Popen(["printf", "%s", out], stdout=subprocess.PIPE)
+    log = servers.LogTail(p)
+    p.wait()
+    log.thread.join(5)
+    got = log.problems(0)
+    assert (got["warn"], got["error"], got["sanitizer"]) == (1, 0, 1)
+    assert got["first"][0].startswith("==1==ERROR: AddressSanitizer")
