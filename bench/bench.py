@@ -173,6 +173,8 @@ def sum_errors(reports):
 
 
 def redis_figures(win, customer_msgs, msgs):
+    """Redis work of the window per message (both directions) and per customer message (which
+    here includes the agent's answer to it); AOF bytes unless the AOF was rewritten meanwhile."""
     calls = win.redis["calls"]
     total = sum(calls.values())
     per = (lambda x: round(x / customer_msgs, 2)) if customer_msgs else (lambda x: None)
