@@ -154,7 +154,7 @@ const chatgw = {
       reply(f.conv)('w', 'aw' + warmed.size);
     });
     const w = welcomed(ws, 'agent');
-    ws.send(JSON.stringify({ type: 'hello', token }));
+    ws.send(JSON.stringify({ type: 'hello', token, code: 'online' }));
     await w;
     return ws;
   },
