@@ -22,20 +22,21 @@ from conftest import SANITIZER_MARKS, RedisServer, free_port  # noqa: E402
 
 
 def children(pid):
-    """{comm: pid} of the live processes whose parent is pid (read from /proc)."""
-    out = {}
+    """[(comm, pid, argv)] of the live processes whose parent is pid (read from /proc)."""
+    out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as f:
                 st = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")[:-1]
         except OSError:
             continue
-        comm = st[st.index("(") + 1:st.rindex(")")]
         ppid = int(st[st.rindex(")") + 2:].split()[1])
         if ppid == pid:
-            out[comm] = int(d)
+            out.append((st[st.index("(") + 1:st.rindex(")")], int(d), argv))
     return out
 
 
@@ -129,7 +130,10 @@ class Chatgw:
         self.log = LogTail(self.proc)
         self.log.wait_for("gateway bench-gw ready", 30)
         self.log.wait_for("router bench-rt ready", 30)
-        kids = children(self.proc.pid)
+        self.log.wait_for("chatgw is running", 30)  # after its short-lived helper commands
+        # the servers, not `chatgw-router --check-config` or `chatgw-token`: no arguments
+        kids = {comm: pid for comm, pid, argv in children(self.proc.pid)
+                if comm == "redis-server" or len(argv) == 1}
         self.pids = {"gateway": kids.get("chatgw-gateway"), "router": kids.get("chatgw-router"),
                      "redis": kids.get("redis-server")}
         missing = [k for k, v in self.pids.items() if not v]

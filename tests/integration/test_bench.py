@@ -39,6 +39,7 @@ def test_tiny_relay_run_loses_nothing_and_reports_every_figure():
     for d in ("c2a_ms", "a2c_ms"):
         assert set(res[d]) == {"p50", "p99", "p999", "max"} and res[d]["p50"] is not None
     assert set(res["cpu_us_per_msg"]) >= {"gateway", "router", "redis", "server", "load0", "load1"}
+    assert None not in res["cpu_us_per_msg"].values()  # every process sampled till the end
     assert res["errors"] == {} and res["retries"] == 0
     assert res["server_log"]["error"] == 0 and res["sanitizer_reports"] == 0
     rd = res["redis"]
