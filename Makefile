@@ -52,7 +52,7 @@ BINS := $(GATEWAY_BIN) $(ROUTER_BIN) $(TOKEN_BIN) $(EXPORT_BIN)
 PY := /usr/bin/python3
 PYTEST_ARGS ?=
 
-.PHONY: all deps fuzz-deps build run test unit integration asan bench fuzz format format-check werror clean
+.PHONY: all deps fuzz-deps build run test unit integration asan bench bench-floor fuzz format format-check werror clean
 all: build
 
 # One apt-get update, then install only what is missing. Needs root (or sudo).
@@ -138,9 +138,15 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(MAKE) --no-print-directory BUILD=build/asan SAN=1 unit integration
 
+# Open-loop load against chatgw as `make run` starts it (bench/bench.py --help; args in BENCH_ARGS).
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@BUILD=$(BUILD) $(PY) bench/bench.py $(BENCH_ARGS)
+
+# The same load against the floor relay (../shared/bench/relay.c; FLOOR_DIR overrides), then chatgw.
+bench-floor: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) $(PY) bench/bench.py --target both $(BENCH_ARGS)
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 30
