@@ -89,11 +89,13 @@ $(BUILD)/obj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# Redis function libraries: the schema's Lua prelude and the library's code, assembled into one
+# Redis function libraries: the schema's Lua prelude, the helpers of redis/shared/ and the library's
+# code, assembled into one
 # "#!lua name=chatgw_<name>" file, embedded into the binaries as byte arrays (redis_<name>_lua[]).
-$(GEN)/redis/%.lua: redis/%.lua $(GEN)/schema.lua tools/gen_schema.py
+LUA_SHARED := $(sort $(wildcard redis/shared/*.lua))
+$(GEN)/redis/%.lua: redis/%.lua $(LUA_SHARED) $(GEN)/schema.lua tools/gen_schema.py
 	@mkdir -p $(dir $@)
-	$(PY) tools/gen_schema.py --lua-lib chatgw_$* $@ $(GEN)/schema.lua $<
+	$(PY) tools/gen_schema.py --lua-lib chatgw_$* $@ $(GEN)/schema.lua $(LUA_SHARED) $<
 # kept (make would delete them as intermediates): they are what the binaries carry
 .SECONDARY: $(patsubst redis/%.lua,$(GEN)/redis/%.lua,$(LUA_SRC)) $(patsubst redis/%.lua,$(GEN)/lua_%.c,$(LUA_SRC))
 $(GEN)/lua_%.c: $(GEN)/redis/%.lua

@@ -1,5 +1,5 @@
 #!lua name=chatgw_conv
-local VERSION = 1 -- raise with every change: processes load only a newer library
+local VERSION = 2 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -143,19 +143,7 @@ local function agent_check(conv, sender)
     return true
 end
 
--- ---- desk metrics (the counters of route.lua's kpi_add: cg:kpi:queue:<q>, cg:kpi:agent:<a>) --
-
--- HINCRBY the field/increment pairs kv for queue (if any) and agent (if any, also SADD
--- cg:kpi:agents).
-local function kpi_add(queue, agent, kv)
-    if queue and queue ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
-    end
-    if agent and agent ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
-        redis.call('SADD', CG.KEY.kpi_agents(), agent)
-    end
-end
+-- ---- desk metrics (kpi_add: redis/shared/desk.lua) -------------------------------------------
 
 -- Response times, counted here and not in the router: cg_append stores every customer and agent
 -- message once, in log order and stamped with its own time, so this is exact with any number of
@@ -234,6 +222,39 @@ local function outbound(conv, seq, role, payload)
     redis.call('XADD', unpack(argv))
 end
 
+-- ---- the steady state (sla_customer, sla_agent: redis/shared/desk.lua) ------------------------
+
+-- True for a text or an attachment (not a rating, a command or an event).
+local function is_content(payload)
+    local ok, m = pcall(cmsgpack.unpack, payload)
+    return ok and type(m) == 'table' and (m.type == CG.MT.text or m.type == CG.MT.attachment)
+end
+
+-- The steady state: a customer's or its agent's text in an assigned conversation needs no router
+-- (no classification, no queue, no reply from the desk), only its timers, which cg_append sets
+-- here: the response SLAs (cg_sla_customer / cg_sla_agent above) and the idle close. The entry
+-- then does not go to cg:in. Taken only when the routers published the desk's timings
+-- (cg:deskcfg: ready, first_s:<channel>, next_s:<channel>, idle_close_s) and the queue does not
+-- count business hours (hours:<queue> set: the router computes those deadlines). Returns true
+-- when done here.
+local function steady(conv, role, sender, now)
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queue', 'channel')
+    if c[1] ~= 'assigned' then return false end
+    local d = redis.call('HMGET', CG.KEY.deskcfg(), 'ready', 'first_s:' .. (c[3] or ''),
+        'next_s:' .. (c[3] or ''), 'idle_close_s', 'hours:' .. (c[2] or ''))
+    if d[1] ~= '1' or d[5] then return false end
+    local t = tonumber(now) or 0
+    if role == 'customer' then
+        local first, nxt = tonumber(d[2]) or 0, tonumber(d[3]) or 0
+        sla_customer(conv, first > 0 and t + first * 1000 or 0, nxt > 0 and t + nxt * 1000 or 0)
+    else
+        sla_agent(conv, now, sender)
+    end
+    local idle = tonumber(d[4]) or 0
+    if idle > 0 then redis.call('ZADD', CG.KEY.timers(), fmt(t + idle * 1000), 'idle:' .. conv) end
+    return true
+end
+
 local function cg_append(keys, args)
     local conv, cmid, role, sender, payload = args[1], args[2], args[3], args[4], args[5]
     local newconv, channel, now, mode = args[6], args[7], args[8], args[9]
@@ -295,7 +316,8 @@ local function cg_append(keys, args)
     redis.call('XADD', CG.KEY.conv_log(conv), seq .. '-0', 'm', payload)
     if mode == 'log' and rating then -- r: this message was taken as the survey's answer
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
-    elseif mode == 'log' then
+    elseif mode == 'log' and not ((role == 'customer' or role == 'agent') and
+        is_content(payload) and steady(conv, role, sender, now)) then
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload)
     end
     redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', seq) .. payload)

@@ -1,5 +1,5 @@
 #!lua name=chatgw_route
-local VERSION = 1 -- raise with every change: processes load only a newer library
+local VERSION = 2 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -82,7 +82,6 @@ FCALL cg_outbox_list 0 limit
 
 local E13 = 1e13
 
-local function fmt(n) return string.format('%.0f', n) end
 
 local function split(csv)
     local out = {}
@@ -569,30 +568,7 @@ local function stats_add(conv, now)
     redis.call('HSET', k, 'avg_ms', fmt(avg + (t - at - avg) / n))
 end
 
--- ---- desk metrics: counted when things happen, read by the gateway's GET /metrics -------------
--- cg:kpi:queue:<queue> and cg:kpi:agent:<agent> are hashes of counters (HINCRBY only), fields:
---   first_response_ms/_n  closed  resolved  resolution_ms/_n  fcr  abandoned (queue only)
---   sla:<timer kind>      (and, from conv.lua cg_append: response_ms/_n, rated, csat_good)
--- cg:kpi:agents is the set of agents that have counters. Definitions: docs/architecture.md,
--- "Desk metrics". Not cg:stats:<queue> (a rolling average for wait estimates).
-
--- HINCRBY the field/increment pairs kv in the queue's counters (none when queue is '' or nil) and
--- in the agent's (none when agent is '' or nil).
-local function kpi_add(queue, agent, kv)
-    if queue and queue ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
-    end
-    if agent and agent ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
-        redis.call('SADD', CG.KEY.kpi_agents(), agent)
-    end
-end
-
--- ms from since (queued_at, else created) to now, never negative.
-local function kpi_ms(since, now)
-    local d = (tonumber(now) or 0) - (tonumber(since) or tonumber(now) or 0)
-    return d > 0 and fmt(d) or 0
-end
+-- ---- desk metrics (kpi_add, kpi_ms: redis/shared/desk.lua) ----------------------------------
 
 -- cg_close counted: closed; a resolved code (starting with "resolved", as for complaint follow-ups)
 -- also resolved, its resolution time (queued_at or created -> now) and fcr when it was never
@@ -923,53 +899,13 @@ local function cg_timer_fire(keys, args)
     return {'breach', kind, id, result, c.channel, q, c.locale, sups, c.ticket, c.queue, prev}
 end
 
---[[
-FCALL cg_sla_customer 0 conv first_due next_due
-  A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
-  after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
-FCALL cg_sla_agent 0 conv now_ms [agent]
-  An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
-  complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
-  counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent
-  is the assigned one, also (routing): offer:<conv> cancelled, its offer_misses reset, and the
-  customer's last_agent / last_agent_at set (sticky routing).  -> 1
-]]
+-- cg_sla_customer / cg_sla_agent: see redis/shared/desk.lua (cg_append does the same itself).
 local function cg_sla_customer(keys, args)
-    local conv, first, nxt = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0
-    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'first_reply_at')
-    if not c[1] or c[1] == 'closed' then return 0 end
-    if not c[2] then
-        if first > 0 then redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(first), 'first:' .. conv) end
-    elseif c[1] == 'assigned' and nxt > 0 then
-        redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(nxt), 'next:' .. conv)
-    end
-    return 1
-end
-
--- The assigned agent wrote in conv (routing): offer:<conv> is cancelled, the agent's
--- offer_misses reset and cg:cust:<customer> gets last_agent, last_agent_at (sticky routing).
-local function agent_answered(conv, agent, now)
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'customer')
-    if h[1] ~= 'assigned' or h[2] ~= agent then return end
-    redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
-    redis.call('HDEL', CG.KEY.agent(agent), 'offer_misses')
-    if h[3] then
-        redis.call('HSET', CG.KEY.cust(h[3]), 'last_agent', agent, 'last_agent_at', now)
-    end
+    return sla_customer(args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0)
 end
 
 local function cg_sla_agent(keys, args)
-    local conv, now = args[1], args[2]
-    if redis.call('HSETNX', CG.KEY.conv(conv), 'first_reply_at', now) == 1 then
-        local h = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'queued_at', 'created', 'agent')
-        local agent = (args[3] and args[3] ~= '') and args[3] or h[4]
-        local ms = kpi_ms(h[2] or h[3], now)
-        kpi_add(h[1], agent, {'first_response_ms', ms, 'first_response_n', 1})
-    end
-    redis.call('HSET', CG.KEY.conv(conv), 'last_reply_at', now)
-    redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv, 'complaint_respond:' .. conv)
-    if args[3] and args[3] ~= '' then agent_answered(conv, args[3], now) end
-    return 1
+    return sla_agent(args[1], args[2], args[3])
 end
 
 --[[

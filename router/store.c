@@ -5,6 +5,7 @@
  * The libraries are checked again every second (health.c), so one deleted, flushed or replaced
  * by an older process comes back (docs/architecture.md, "Loading and health"). */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,55 @@ static void store_publish_canned(router *r) {
     free(lens);
 }
 
+/* The desk's timings for the steady state that cg_append handles itself (redis/conv.lua,
+ * steady): DEL + HSET cg:deskcfg, pipelined (between the two cg_append just leaves the message to
+ * the routers): ready 1, first_s:<channel> and next_s:<channel> (the response SLAs, seconds),
+ * idle_close_s, and hours:<queue> 1 for each queue that counts business hours (its deadlines stay
+ * the routers'). */
+static void store_publish_timings(router *r) {
+    const cls_set *set = &r->cls;
+    size_t argc = 4 + 4 * (CH_COUNT - 1) + 2 + 2 * set->n_queues;
+    const char **argv = calloc(argc, sizeof(*argv));
+    char(*num)[24] = calloc(2 * CH_COUNT + 1, sizeof(*num));
+    char(*names)[2][MSG_CODE_MAX + 16] = calloc(CH_COUNT + set->n_queues, sizeof(*names));
+    if (!argv || !num || !names) {
+        log_error("out of memory publishing the desk's timings");
+        goto done;
+    }
+    size_t n = 0, k = 0;
+    argv[n++] = "HSET";
+    argv[n++] = CG_KEY_DESKCFG;
+    argv[n++] = "ready";
+    argv[n++] = "1";
+    for (int c = 1; c < CH_COUNT; c++, k++) {
+        snprintf(names[k][0], sizeof(names[k][0]), "first_s:%s", msg_channel_name((msg_channel)c));
+        snprintf(names[k][1], sizeof(names[k][1]), "next_s:%s", msg_channel_name((msg_channel)c));
+        snprintf(num[2 * c], sizeof(num[0]), "%lld", r->sla.first_s[c]);
+        snprintf(num[2 * c + 1], sizeof(num[0]), "%lld", r->sla.next_s[c]);
+        argv[n++] = names[k][0];
+        argv[n++] = num[2 * c];
+        argv[n++] = names[k][1];
+        argv[n++] = num[2 * c + 1];
+    }
+    snprintf(num[0], sizeof(num[0]), "%lld", r->cfg.idle_close_s);
+    argv[n++] = "idle_close_s";
+    argv[n++] = num[0];
+    for (size_t i = 0; i < set->n_queues; i++) {
+        const cls_queue *q = &set->queues[i];
+        if (!q->hours.set && !q->hours.n_holidays) continue;
+        snprintf(names[k][0], sizeof(names[k][0]), "hours:%s", q->name);
+        argv[n++] = names[k++][0];
+        argv[n++] = "1";
+    }
+    if (rconn_cmd(r->cmd, NULL, NULL, "DEL " CG_KEY_DESKCFG) != 0 ||
+        rconn_cmdargv(r->cmd, NULL, NULL, (int)n, argv, NULL) != 0)
+        log_warn("cannot publish the desk's timings now (next connect will)");
+done:
+    free(argv);
+    free(num);
+    free(names);
+}
+
 void store_publish_queues(router *r) {
     if (r->stopping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
     const cls_set *set = &r->cls;
@@ -152,6 +202,7 @@ void store_publish_queues(router *r) {
     free(argv);
     free(qa);
     store_publish_canned(r);
+    store_publish_timings(r);
 }
 
 /* Both libraries are in: start (or resume) everything that uses the cmd connection. The queue

@@ -46,7 +46,7 @@ def lua(name, version=None, without_version=False):
     with open(os.path.join(BUILD, "gen", "redis", f"{name}.lua")) as f:
         src = f.read()
     if version is not None:
-        src = src.replace("local VERSION = 1 ", f"local VERSION = {version} ", 1)
+        src = re.sub(r"local VERSION = \d+ ", f"local VERSION = {version} ", src, count=1)
     if without_version:
         src = re.sub(r"local VERSION = .*\nredis.register_function\{function_name = 'chatgw_\w+_version'"
                      r".*\n.*callback = function\(\) return VERSION end\}\n", "", src, count=1)
@@ -58,6 +58,11 @@ def lib_code(r, lib):
     (entry,) = r.function_list(library=lib, withcode=True)
     d = {s(entry[i]): entry[i + 1] for i in range(0, len(entry), 2)}
     return s(d["library_code"])
+
+
+def ours(name):
+    """The VERSION of library <name> as the binaries carry it."""
+    return int(re.search(r"local VERSION = (\d+) ", lua(name)).group(1))
 
 
 def version(r, lib):
@@ -157,9 +162,10 @@ def test_newer_library_is_kept(redis_srv, procs):
     r.function_load(lua("route", version=99), replace=True)
     gw = procs.gateway()
     router = start_router(procs, FAST)
-    router.wait_log("library chatgw_conv version 99 is newer than ours (1): keeping it")
-    router.wait_log("library chatgw_route version 99 is newer than ours (1): keeping it")
-    gw.wait_log("library chatgw_conv version 99 is newer than ours (1): keeping it")
+    conv_v, route_v = ours("conv"), ours("route")
+    router.wait_log(f"library chatgw_conv version 99 is newer than ours ({conv_v}): keeping it")
+    router.wait_log(f"library chatgw_route version 99 is newer than ours ({route_v}): keeping it")
+    gw.wait_log(f"library chatgw_conv version 99 is newer than ours ({conv_v}): keeping it")
     wait_until(lambda: r.get(f"cg:health:router:{router.router_id}") == b"ok", 5, "health ok")
     assert version(r, "chatgw_conv") == 99 and version(r, "chatgw_route") == 99
     assert "local VERSION = 99 " in lib_code(r, "chatgw_conv")
@@ -173,10 +179,11 @@ def test_missing_or_older_library_is_loaded(redis_srv, procs):
     r.function_load(lua("conv", without_version=True), replace=True)  # before versions existed
     r.function_load(lua("route", version=0), replace=True)
     router = start_router(procs, FAST)
-    router.wait_log("library chatgw_conv: Redis holds version 0, loading ours (1)")
-    router.wait_log("library chatgw_route: Redis holds version 0, loading ours (1)")
-    assert version(r, "chatgw_conv") == 1 and version(r, "chatgw_route") == 1
-    assert "local VERSION = 1 " in lib_code(r, "chatgw_route")
+    conv_v, route_v = ours("conv"), ours("route")
+    router.wait_log(f"library chatgw_conv: Redis holds version 0, loading ours ({conv_v})")
+    router.wait_log(f"library chatgw_route: Redis holds version 0, loading ours ({route_v})")
+    assert version(r, "chatgw_conv") == conv_v and version(r, "chatgw_route") == route_v
+    assert f"local VERSION = {route_v} " in lib_code(r, "chatgw_route")
 
 
 def test_deleted_library_comes_back(redis_srv, procs):

@@ -284,6 +284,53 @@ def test_customer_told_once_when_everybody_serving_the_queue_leaves(redis_srv, p
     assert conv_hash(r, c)["state"] == "queued"
 
 
+def entries_added(r):
+    return r.xinfo_stream("cg:in")["entries-added"]
+
+
+def test_steady_state_needs_no_router(redis_srv, procs, tmp_path, clock):
+    """In an assigned conversation a customer's and its agent's texts set their own timers inside
+    cg_append (response SLAs, idle close) and never reach cg:in; with business hours on the queue
+    they go to the routers as before (the deadline counts open hours)."""
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:60", nxt="chat:30"), CHATGW_IDLE_CLOSE_S=600)
+    wait_until(lambda: s(r.hget("cg:deskcfg", "ready")) == "1", 5, "timings published")
+    presence(r, "amy")
+    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    c = send(r, "st1", "hello")
+    wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
+    wait_until(lambda: timer(r, f"first:{c}"), 5, "first-response timer")
+    added = entries_added(r)
+    agent_says(r, "amy", c, "Hi, how can I help?")
+    assert timer(r, f"first:{c}") is None and conv_hash(r, c)["first_reply_at"] == str(clock.ms)
+    assert timer(r, f"idle:{c}") == clock.ms + 600_000
+    clock.advance(5000)
+    send(r, "st1", "my parcel is late", conv=c)
+    assert timer(r, f"next:{c}") == clock.ms + 30_000
+    assert timer(r, f"idle:{c}") == clock.ms + 600_000
+    assert entries_added(r) == added  # neither text went to the routers
+    # the next-response breach still fires (the routers' timers), without cg:in
+    clock.advance(30_000)
+    wait_until(lambda: breaches(r), 5, "next-response breach")
+    assert [(e["conv"], e["kind"]) for e in breaches(r)] == [(c, "next")]
+
+
+def test_queue_with_business_hours_leaves_the_timers_to_the_router(redis_srv, procs, tmp_path,
+                                                                   clock):
+    r = redis_srv.r
+    router(procs, config(tmp_path, first="chat:60", nxt="chat:30",
+                         hours="hours = daily 00:00-24:00\ntimezone = UTC"))
+    wait_until(lambda: s(r.hget("cg:deskcfg", "hours:general")) == "1", 5, "timings published")
+    presence(r, "amy")
+    c = send(r, "st2", "hello")
+    wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
+    agent_says(r, "amy", c, "Hi")
+    added = entries_added(r)
+    send(r, "st2", "still there?", conv=c)
+    assert entries_added(r) == added + 1
+    wait_until(lambda: timer(r, f"next:{c}"), 5, "next-response timer armed by the router")
+
+
 def close_cmd(r, agent, conv):
     _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
     m = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "close",

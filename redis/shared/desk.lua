@@ -1,0 +1,79 @@
+-- redis/shared/desk.lua -- helpers every chatgw function library carries (put after the schema's
+-- prelude, before the library's own code, by tools/gen_schema.py --lua-lib).
+
+-- A number as Redis wants it in an argument: no exponent, no fraction.
+local function fmt(n) return string.format('%.0f', n) end
+
+-- ---- desk metrics: counted when things happen, read by the gateway's GET /metrics -------------
+-- cg:kpi:queue:<queue> and cg:kpi:agent:<agent> are hashes of counters (HINCRBY only); the fields
+-- are the schema's kpis (CG.KPI). cg:kpi:agents is the set of agents that have counters.
+-- Definitions: docs/architecture.md, "Desk metrics". Not cg:stats:<queue> (a rolling average
+-- for wait estimates).
+
+-- HINCRBY the field/increment pairs kv in the queue's counters (none when queue is '' or nil) and
+-- in the agent's (none when agent is '' or nil).
+local function kpi_add(queue, agent, kv)
+    if queue and queue ~= '' then
+        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
+    end
+    if agent and agent ~= '' then
+        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
+        redis.call('SADD', CG.KEY.kpi_agents(), agent)
+    end
+end
+
+-- ms from since (queued_at, else created) to now, never negative.
+local function kpi_ms(since, now)
+    local d = (tonumber(now) or 0) - (tonumber(since) or tonumber(now) or 0)
+    return d > 0 and fmt(d) or 0
+end
+
+-- ---- response SLAs: the functions cg_sla_customer / cg_sla_agent (redis/route.lua) and what
+-- cg_append does itself for the messages of an assigned conversation (redis/conv.lua, steady)
+--[[
+FCALL cg_sla_customer 0 conv first_due next_due
+  A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
+  after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
+FCALL cg_sla_agent 0 conv now_ms [agent]
+  An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
+  complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
+  counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent
+  is the assigned one, also (routing): offer:<conv> cancelled, its offer_misses reset, and the
+  customer's last_agent / last_agent_at set (sticky routing).  -> 1
+]]
+local function sla_customer(conv, first, nxt)
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'first_reply_at')
+    if not c[1] or c[1] == 'closed' then return 0 end
+    if not c[2] then
+        if first > 0 then redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(first), 'first:' .. conv) end
+    elseif c[1] == 'assigned' and nxt > 0 then
+        redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(nxt), 'next:' .. conv)
+    end
+    return 1
+end
+
+-- The assigned agent wrote in conv (routing): offer:<conv> is cancelled, the agent's
+-- offer_misses reset and cg:cust:<customer> gets last_agent, last_agent_at (sticky routing).
+local function agent_answered(conv, agent, now)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'customer')
+    if h[1] ~= 'assigned' or h[2] ~= agent then return end
+    redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
+    redis.call('HDEL', CG.KEY.agent(agent), 'offer_misses')
+    if h[3] then
+        redis.call('HSET', CG.KEY.cust(h[3]), 'last_agent', agent, 'last_agent_at', now)
+    end
+end
+
+local function sla_agent(conv, now, agent)
+    if redis.call('HSETNX', CG.KEY.conv(conv), 'first_reply_at', now) == 1 then
+        local h = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'queued_at', 'created', 'agent')
+        local who = (agent and agent ~= '') and agent or h[4]
+        kpi_add(h[1], who, {CG.KPI.first_response_ms, kpi_ms(h[2] or h[3], now),
+            CG.KPI.first_response_n, 1})
+    end
+    redis.call('HSET', CG.KEY.conv(conv), 'last_reply_at', now)
+    redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv,
+        'complaint_respond:' .. conv)
+    if agent and agent ~= '' then agent_answered(conv, agent, now) end
+    return 1
+end
