@@ -1,5 +1,5 @@
 #!lua name=chatgw_route
-local VERSION = 2 -- raise with every change: processes load only a newer library
+local VERSION = 3 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -1436,7 +1436,11 @@ FCALL cg_customer_close 0 conv customer now_ms
   customer_left (cg_close: the agent's slot freed and offered other work; abandoned too when no
   agent message had answered the customer).
   -> {'abandoned', channel, locale, queue} | {'ended', channel, locale, queue, agent, {ROW, ...}}
-     | {'already'} (closed before)
+     | {'already'} (closed before, not by its customer)
+  Closed by its customer before (the same entry processed again: a router died after this call
+  and before it told both sides): the same answer again, with no ROWs (those assignments are in
+  the outbox), so the router does what it did not finish; everything it does is idempotent
+  (deterministic cmids).
   Errors: NOTYOURS, BADARG.
 ]]
 
@@ -1449,7 +1453,12 @@ local function cg_customer_close(keys, args)
         return redis.error_reply('NOTYOURS conversation is not yours')
     end
     local channel, locale, queue = h[5] or '', h[6] or '', h[4] or ''
-    if h[1] == 'closed' then return {'already'} end
+    if h[1] == 'closed' then
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'closed_by', 'resolution')
+        if c[1] ~= 'customer' then return {'already'} end
+        if c[2] == 'abandoned' then return {'abandoned', channel, locale, queue} end
+        return {'ended', channel, locale, queue, h[3] or '', {}}
+    end
     if h[1] == 'assigned' and h[3] then
         local r = cg_close(keys, {conv, h[3], 'customer_left', now})
         redis.call('HSET', CG.KEY.conv(conv), 'closed_by', 'customer')

@@ -7,7 +7,7 @@ import uuid
 
 import msgpack
 
-from conftest import load_libraries
+from conftest import load_libraries, wait_until
 from desk import conv_hash, log_of, s
 
 NOW = 1_800_000_000_000  # an injected clock: every call gets its time
@@ -110,3 +110,54 @@ def test_idempotency_memory_is_bounded(redis_srv):
     assert sorted(keys) == sorted(["cg:idem:customer:cu7:t1", f"cg:idem:{conv}:cg:greet"])
     for k in keys:
         assert 0 < r.ttl(k) <= 86400
+
+
+# ---- the End-chat crash window ------------------------------------------------------------------
+
+def test_end_chat_processed_again_answers_again(redis_srv):
+    """cg_customer_close is the first step of ending a chat; a router that dies after it and before
+    telling both sides has its entry processed again: the second call answers as the first (no
+    new assignments), so the rest is done then."""
+    r = redis_srv.r
+    load_libraries(r)
+    waiting, _, _ = append(r, "customer", "cw1", "w1", "anyone?")
+    r.fcall("cg_enqueue", 0, waiting, "general", 5, NOW)
+    first = r.fcall("cg_customer_close", 0, waiting, "cw1", NOW + 1)
+    again = r.fcall("cg_customer_close", 0, waiting, "cw1", NOW + 2)
+    assert [s(x) for x in first] == [s(x) for x in again] == ["abandoned", "web", "", "general"]
+
+    assigned, _, _ = append(r, "customer", "cw2", "w2", "hello")
+    r.fcall("cg_presence", 0, "amy", "gw1:amy", 1, "amy", 1, "general", NOW)
+    r.fcall("cg_enqueue", 0, assigned, "general", 5, NOW)
+    first = r.fcall("cg_customer_close", 0, assigned, "cw2", NOW + 1)
+    again = r.fcall("cg_customer_close", 0, assigned, "cw2", NOW + 2)
+    assert s(first[0]) == s(again[0]) == "ended" and s(again[4]) == "amy" and again[5] == []
+    assert conv_hash(r, assigned)["state"] == "closed"
+
+    # closed by its agent: the customer's End chat finds nothing to do
+    other, _, _ = append(r, "customer", "cw3", "w3", "hi")
+    r.fcall("cg_presence", 0, "bob", "gw1:bob", 1, "bob", 1, "general", NOW)
+    r.fcall("cg_enqueue", 0, other, "general", 5, NOW)
+    agent = conv_hash(r, other)["agent"]
+    r.fcall("cg_close", 0, other, agent, "resolved", NOW + 1)
+    assert [s(x) for x in r.fcall("cg_customer_close", 0, other, "cw3", NOW + 2)] == ["already"]
+
+
+def test_end_chat_entry_redelivered_after_a_router_died_is_finished(redis_srv, procs):
+    """As if a router had closed the conversation (cg_customer_close) and died before telling
+    anyone: the entry, delivered again, gives the customer its closed event and survey."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv, _, _ = append(r, "customer", "cw4", "w4", "hello")
+    r.fcall("cg_presence", 0, "amy", "gw1:amy", 1, "amy", 1, "general", NOW)
+    r.fcall("cg_enqueue", 0, conv, "general", 5, NOW)
+    r.fcall("cg_customer_close", 0, conv, "cw4", NOW + 1)  # the dead router's first step
+    m = {"v": 1, "type": "close", "id": new_id(), "cmid": "end1", "channel": "web", "dir": "in",
+         "role": "customer", "sender_id": "cw4", "conv": conv, "ts": NOW + 1,
+         "code": "customer_left"}  # as the gateway sends it
+    r.xadd("cg:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
+    procs.router()
+    wait_until(lambda: [e for e in log_of(r, conv) if e["type"] == "survey"], 10,
+               "the survey after the redelivered End chat")
+    types = [e["type"] for e in log_of(r, conv)]
+    assert types.count("closed") == 1 and types.count("survey") == 1
