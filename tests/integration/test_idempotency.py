@@ -59,8 +59,9 @@ def test_first_message_after_a_closed_chat_retried_elsewhere_is_one(redis_srv):
     # the returning customer's first message opens a new conversation ...
     c2, seq, dup = append(r, "customer", "cu2", "b1", "second chat", newconv=new_id())
     assert c2 != c1 and (seq, dup) == (1, 0)
-    # ... and its retry through another connection (own newconv) finds it
-    again = append(r, "customer", "cu2", "b1", "second chat", newconv=new_id())
+    # ... and its retry through another connection finds it: that connection's session still
+    # names the closed conversation (its hello came before), and its gateway mints another newconv
+    again = append(r, "customer", "cu2", "b1", "second chat", conv=c1, newconv=new_id())
     assert again == (c2, 1, 1)
     assert convs_of(r, "cu2") == {c1, c2}
     assert [m["text"] for m in log_of(r, c2)] == ["second chat"]
@@ -161,3 +162,55 @@ def test_end_chat_entry_redelivered_after_a_router_died_is_finished(redis_srv, p
                "the survey after the redelivered End chat")
     types = [e["type"] for e in log_of(r, conv)]
     assert types.count("closed") == 1 and types.count("survey") == 1
+
+
+# ---- a first message retried during a Redis pause -----------------------------------------------
+
+def test_first_message_retried_during_a_redis_pause_is_one_conversation(redis_srv, procs):
+    """A returning customer (its last chat ended) writes again while Redis pauses: the first
+    message goes out on one gateway and, unanswered, again with the same cmid through another
+    gateway whose session still names the ended chat (as a client retries); once Redis is back,
+    both tries are answered with the same conversation and seq: one new conversation, one
+    message."""
+    import asyncio
+    import os
+    import signal
+
+    from chat import customer
+    from desk import run
+    r = redis_srv.r
+    gw1, gw2 = procs.gateway(), procs.gateway()
+    procs.router()
+
+    async def send_until_acked(c, cmid, text):
+        while True:
+            await c.send({"type": "text", "cmid": cmid, "text": text})
+            f = await c.expect(lambda f: f.get("cmid") == cmid and f.get("type") in ("ack", "error"),
+                               timeout=15, what="an answer")
+            if f["type"] == "ack":
+                return f
+            assert f["code"] == "unavailable" and f["retry"], f
+            await asyncio.sleep(0.05)  # the client's retry delay, not a synchronisation
+
+    async def scenario():
+        c1 = await customer(gw1)
+        first = (await c1.say("my first chat"))["conv"]
+        await c1.send({"type": "close", "cmid": "end-1"})  # End chat
+        await c1.expect_type("closed", conv=first)
+        c2 = await customer(gw2, token=c1.welcome["token"])  # its session: the ended chat
+        os.kill(redis_srv.proc.pid, signal.SIGSTOP)
+        try:
+            await c1.send({"type": "text", "cmid": "again-1", "text": "me again"})
+            await c2.send({"type": "text", "cmid": "again-1", "text": "me again"})
+        finally:
+            os.kill(redis_srv.proc.pid, signal.SIGCONT)
+        a1 = await send_until_acked(c1, "again-1", "me again")
+        a2 = await send_until_acked(c2, "again-1", "me again")
+        for c in (c1, c2):
+            await c.close()
+        return c1.welcome["sender_id"], first, a1, a2
+
+    sender, first, a1, a2 = run(scenario())
+    assert (a1["conv"], a1["seq"]) == (a2["conv"], a2["seq"]) and a1["conv"] != first
+    assert convs_of(r, sender) == {first, a1["conv"]}
+    assert [m["text"] for m in log_of(r, a1["conv"]) if m.get("role") == "customer"] == ["me again"]
