@@ -1,5 +1,6 @@
 """A small WebSocket client for the chatgw protocol (docs/protocol.md), for tests and the bench."""
 import asyncio
+import weakref
 import itertools
 import json
 
@@ -22,6 +23,9 @@ class Closed(Exception):
         self.reason = reason
 
 
+OPEN = weakref.WeakSet()  # clients not closed yet
+
+
 class Client:
     """One connection. Every received frame is kept in .frames (in order)."""
 
@@ -34,10 +38,14 @@ class Client:
 
     @classmethod
     async def connect(cls, base_ws, path, proto=JSON, origin=None, **kw):
+        # close_timeout 1: a test that leaves a connection open does not idle 10 s at its end
+        kw.setdefault("close_timeout", 1)
         ws = await websockets.connect(base_ws + path, subprotocols=[proto] if proto else None,
                                       origin=origin, max_size=2**24, open_timeout=10,
                                       ping_interval=None, **kw)
-        return cls(ws, proto or JSON)
+        c = cls(ws, proto or JSON)
+        OPEN.add(c)
+        return c
 
     async def send(self, obj):
         if self.proto == MSGPACK:
@@ -141,7 +149,17 @@ class Client:
                 and (conv is None or f.get("conv") == conv)]
 
     async def close(self):
+        OPEN.discard(self)
         await self.ws.close()
+
+
+async def close_all():
+    """Close every client a scenario left open (desk.run does, at the scenario's end)."""
+    for c in list(OPEN):
+        try:
+            await asyncio.wait_for(c.close(), 2)
+        except (asyncio.TimeoutError, websockets.exceptions.WebSocketException, OSError):
+            pass
 
 
 async def customer(gw, **hello):

@@ -6,8 +6,16 @@ import msgpack
 
 
 def run(coro, timeout=60):
-    """Run an async scenario to completion, failing it after timeout seconds."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    """Run an async scenario to completion, failing it after timeout seconds; the connections it
+    left open are closed at its end."""
+    from chat import close_all
+
+    async def scenario():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            await close_all()
+    return asyncio.run(scenario())
 
 
 def s(v):

@@ -1,4 +1,5 @@
 """End to end: real redis-server, real gateway and router binaries, real WebSocket clients."""
+import asyncio
 import json
 import signal
 import urllib.error
@@ -333,10 +334,13 @@ def test_clean_shutdown(procs):
         c = await customer(gw)
         a = await agent(gw, token)
         await c.say("hello")
-        return c, a
+        # the gateway stops with both connections open: it closes them (1001 going away)
+        assert await asyncio.to_thread(gw.stop, signal.SIGTERM) == 0
+        for x in (c, a):
+            closed = await x.expect_closed()
+            assert closed.code == 1001, closed
 
     run(scenario())
-    assert gw.stop(signal.SIGTERM) == 0
     assert "clean shutdown" in gw.text()
     assert r.stop(signal.SIGTERM) == 0
 
