@@ -161,12 +161,8 @@ void close_idle_arm(job *j, const char *conv) {
     if (secs <= 0 || !conv[0]) return;
     char due[24], member[JOB_MEMBER_MAX];
     snprintf(due, sizeof(due), "%lld", (long long)j->now_ms + secs * 1000);
-    snprintf(member, sizeof(member), "idle:%s", conv);
+    snprintf(member, sizeof(member), "%s:%s", cg_timers[CG_TIMER_IDLE].kind, conv);
     job_cmd(j, NULL, 4, "ZADD", CG_KEY_TIMERS, due, member);
-}
-
-int close_owns_timer(const char *member) {
-    return strncmp(member, "idle:", 5) == 0 || strncmp(member, "followup:", 9) == 0;
 }
 
 /* {'idle', conv, agent, channel, locale, {ROW, ...}}: tell both sides, survey, announce. */

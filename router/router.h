@@ -398,7 +398,6 @@ void close_after(job *j, const char *conv, const char *channel, const char *loca
 /* A message of either side in assigned conv: (re)arm idle:<conv> (no-op when idle_close_s 0). */
 void close_idle_arm(job *j, const char *conv);
 /* 1 for the cg:timers members close.c fires (idle:, followup:). */
-int close_owns_timer(const char *member);
 /* First step of a JOB_TIMER job for such a member. */
 void close_timer_step(job *j);
 
@@ -418,7 +417,6 @@ const char *routing_sticky_ms(const router *r, char *buf, size_t n);
  * e-mail, whose answers take longer than a chat's). */
 void routing_on_assigned(job *j, const asg_row *row);
 /* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
-int routing_owns_timer(const char *member);
 /* First step of a JOB_TIMER job for such a member. */
 void routing_timer_step(job *j);
 /* An agent's transfer command (to agent_id or to queue, text = note). */

@@ -40,10 +40,6 @@ void routing_on_assigned(job *j, const asg_row *row) {
     job_cmd(j, NULL, 6, "FCALL", "cg_offer_arm", "0", row->conv, no, due);
 }
 
-int routing_owns_timer(const char *member) {
-    return strncmp(member, "offer:", 6) == 0 || strncmp(member, "overflow:", 9) == 0;
-}
-
 /* {'missed', conv, agent, misses, away, channel, queue, locale, assigned}: tell the agent,
  * announce the new assignment (outbox), refresh the queue's snapshot. */
 static void routing_fired_offer(job *j, const redisReply *rep) {

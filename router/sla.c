@@ -17,6 +17,7 @@
  * (sla_breaches on the conversation, an entry in cg:events); the router then tells the online
  * agents of the escalation queue and announces what got assigned. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,12 +304,15 @@ static void sla_fire_reply(job *j, redisReply *rep) {
 
 void sla_timer_step(job *j) {
     router *r = j->r;
-    if (close_owns_timer(j->member)) {
-        close_timer_step(j); /* idle:, followup: (close.c) */
+    /* who fires a kind is the schema's (timers[].owner): close.c, routing.c or here */
+    int kind = cg_timer_find(j->member);
+    const char *owner = kind >= 0 ? cg_timers[kind].owner : "sla";
+    if (!strcmp(owner, "close")) {
+        close_timer_step(j);
         return;
     }
-    if (routing_owns_timer(j->member)) {
-        routing_timer_step(j); /* offer:, overflow: (routing.c) */
+    if (!strcmp(owner, "routing")) {
+        routing_timer_step(j);
         return;
     }
     char now[24], update[24], max[24];

@@ -71,6 +71,9 @@ def load(path):
     unique(s["timers"], "kind", "timers")
     for t in s["timers"]:
         check(t["of"] in ("conv", "queue"), f"timer {t['kind']}: of must be conv or queue")
+        check(t.get("owner") in ("sla", "close", "routing"),
+              f"timer {t['kind']}: owner must be sla, close or routing (the router module and "
+              f"Redis function that fire it)")
     unique(s["kpis"], "field", "kpis")
     for k in s["kpis"]:
         check(k["scope"] in ("queue", "agent", "both"), f"kpi {k['field']}: unknown scope")
@@ -147,19 +150,29 @@ def gen_proto(s):
 
 def gen_desk(s):
     h = [HEAD, "#ifndef CG_DESK_SCHEMA_H\n#define CG_DESK_SCHEMA_H\n\n"]
-    c = [HEAD, '#include "desk_schema.h"\n\n']
+    c = [HEAD, '#include "desk_schema.h"\n\n#include <string.h>\n\n']
     h.append("/* Timer kinds: members of the timers key are \"<kind>:<conv or queue>\". */\n")
     h.append("typedef enum cg_timer_kind {\n")
     for t in s["timers"]:
         h.append(f"    CG_TIMER_{c_ident(t['kind'])}, /* of a {t['of']}: {t['desc']} */\n")
     h.append("    CG_TIMER_COUNT\n} cg_timer_kind;\n")
-    h.append("typedef struct cg_timer_def {\n    const char *kind; /* the member's prefix */\n"
-             "    int of_queue;     /* 1: <queue>, 0: <conv> */\n    int sla;\n"
-             "} cg_timer_def;\nextern const cg_timer_def cg_timers[CG_TIMER_COUNT];\n\n")
+    h.append("typedef struct cg_timer_def {\n    const char *kind;  /* the member's prefix */\n"
+             "    int of_queue;      /* 1: <queue>, 0: <conv> */\n    int sla;\n"
+             "    const char *owner; /* sla, close or routing: who fires it */\n"
+             "} cg_timer_def;\nextern const cg_timer_def cg_timers[CG_TIMER_COUNT];\n"
+             "/* The kind of a timers member \"<kind>:<id>\", or -1. */\n"
+             "int cg_timer_find(const char *member);\n\n")
     c.append("const cg_timer_def cg_timers[CG_TIMER_COUNT] = {\n")
     for t in s["timers"]:
-        c.append(f"    {{{c_str(t['kind'])}, {int(t['of'] == 'queue')}, {int(t.get('sla', False))}}},\n")
+        c.append(f"    {{{c_str(t['kind'])}, {int(t['of'] == 'queue')}, {int(t.get('sla', False))}, "
+                 f"{c_str(t['owner'])}}},\n")
     c.append("};\n\n")
+    c.append("int cg_timer_find(const char *member) {\n"
+             "    for (int i = 0; i < CG_TIMER_COUNT; i++) {\n"
+             "        const char *k = cg_timers[i].kind;\n"
+             "        size_t n = strlen(k);\n"
+             "        if (strncmp(member, k, n) == 0 && member[n] == ':') return i;\n"
+             "    }\n    return -1;\n}\n\n")
     h.append("/* KPI fields of the cg:kpi:queue:<queue> / cg:kpi:agent:<agent> hashes. */\n")
     h.append("typedef enum cg_kpi {\n")
     for k in s["kpis"]:
