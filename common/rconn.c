@@ -84,6 +84,7 @@ struct rconn {
     rc_cmd *head, *tail; /* outstanding commands, oldest first */
     rc_sub *subs;
     unsigned long long sent;
+    unsigned in_flight; /* commands sent and not answered (the head..tail list) */
 };
 
 static void rc_connect(rconn *rc);
@@ -343,6 +344,7 @@ static void rc_unlink(rconn *rc, rc_cmd *c) {
     else
         rc->tail = c->prev;
     c->prev = c->next = NULL;
+    rc->in_flight--;
 }
 
 /* hiredis callback of every command: exactly once per record. After rconn_free the user gets
@@ -386,6 +388,7 @@ static int rc_queued(rconn *rc, rc_cmd *c, int status) {
         rc->head = c;
     rc->tail = c;
     rc->sent++;
+    rc->in_flight++;
     return 0;
 }
 
@@ -729,6 +732,10 @@ void rconn_start(rconn *rc) {
 
 int rconn_is_up(const rconn *rc) {
     return rc && rc->up && !rc->closing;
+}
+
+unsigned rconn_in_flight(const rconn *rc) {
+    return rc ? rc->in_flight : 0;
 }
 
 unsigned long long rconn_commands_sent(const rconn *rc) {

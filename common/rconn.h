@@ -65,5 +65,7 @@ void rconn_free(rconn **rcp);
 
 /* Counters for benchmarks and tests. */
 unsigned long long rconn_commands_sent(const rconn *rc);
+/* Commands sent on rc and not answered yet (what a caller bounds to apply backpressure). */
+unsigned rconn_in_flight(const rconn *rc);
 
 #endif

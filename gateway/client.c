@@ -362,12 +362,47 @@ static void hello_customer(sess *s, const msg *m) {
     }
 }
 
+/* ---- backpressure: at most redis_max_in_flight commands wait on the command connection ---- */
+
+/* Redis has redis_max_in_flight commands unanswered: s's frame is not sent (busy, retry), and s
+ * is not read any more until half of them are answered (client_backpressure_ease), so a
+ * client that sends faster than Redis answers stops being read instead of queueing without
+ * bound. */
+static int client_busy(sess *s, const msg *m, const char *mode) {
+    if (rconn_in_flight(G.redis) < (unsigned)G.cfg.redis_max_in_flight) return 0;
+    if (!strcmp(mode, "log"))
+        sess_send_error(s, "busy", "the desk is busy; send the same frame again in a moment",
+                        m->cmid, 1);
+    if (!s->rx_paused && s->wsi) {
+        lws_rx_flow_control(s->wsi, 0);
+        s->rx_paused = 1;
+        if (!G.n_rx_paused++)
+            log_warn("redis: %u commands unanswered: clients are slowed down",
+                     rconn_in_flight(G.redis));
+    }
+    return 1;
+}
+
+/* After a reply: once half of the bound is answered, every paused session is read again. */
+static void client_backpressure_ease(void) {
+    if (!G.n_rx_paused || rconn_in_flight(G.redis) > (unsigned)G.cfg.redis_max_in_flight / 2)
+        return;
+    for (sess *s = G.sessions; s; s = s->next) {
+        if (!s->rx_paused) continue;
+        s->rx_paused = 0;
+        if (s->wsi) lws_rx_flow_control(s->wsi, 1);
+    }
+    G.n_rx_paused = 0;
+    log_info("redis: answering again: clients are read again");
+}
+
 /* ---- messages ---- */
 
 /* cg_append reply: [conv, seq, dup]. */
 static void append_done(rconn *rc, redisReply *r, void *priv) {
     req *q = priv;
     sess *s = q->s;
+    client_backpressure_ease();
     if (!s->wsi) {
         req_free(q);
         return;
@@ -405,6 +440,7 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
 
 /* Stamp m as coming from s and store it with cg_append in the given mode. */
 static void store(sess *s, msg *m, const char *mode) {
+    if (client_busy(s, m, mode)) return;
     int agent = s->role == SESS_AGENT;
     m->role = agent ? ROLE_AGENT : ROLE_CUSTOMER;
     m->dir = agent ? DIR_OUT : DIR_IN;

@@ -47,6 +47,7 @@ typedef struct gw_config {
     char metrics_token[257];  /* metrics.c: bearer token of GET /metrics; empty: 403 */
     long long max_frame;
     long long send_queue_max;
+    long long redis_max_in_flight;
     long long rate_msgs;
     long long rate_burst;
     long long customer_token_ttl;
@@ -122,6 +123,7 @@ typedef struct sess {
     int hello_pending;        /* hello being processed */
     int revocation_unchecked; /* agent signed in while Redis was away (client_agent_resume) */
     int closing;              /* close requested: stop queueing */
+    int rx_paused;            /* not read while Redis is busy (client.c backpressure) */
     int away; /* agents: the agent's own last choice (hello code, presence) was away */
     const char *hello_status; /* agents: the status its hello asked for (NULL, online, away) */
     int close_code;
@@ -282,6 +284,7 @@ typedef struct gw {
     rconn *sub;     /* pub/sub */
     sess *sessions; /* all live sessions */
     unsigned n_sessions;
+    unsigned n_rx_paused; /* sessions not read because Redis was busy */
     uint64_t next_sess_num;
     int stopping;
     uint64_t msgs_in, msgs_out;

@@ -44,6 +44,9 @@ static const cfg_opt gw_opts[] = {
           "comma-separated Host values served (host or host:port); empty: any well-formed"),
     O_INT("max_frame", "65536", max_frame, 256, 16777216, "largest client frame, bytes"),
     O_INT("send_queue_max", "256", send_queue_max, 8, 65536, "frames queued per connection"),
+    O_INT("redis_max_in_flight", "2000", redis_max_in_flight, 16, 1000000,
+          "client messages sent to Redis and not answered; more get busy (retry) and their "
+          "sockets are not read until half of them are answered"),
     O_INT("rate_msgs", "20", rate_msgs, 1, 100000, "frames per second per connection"),
     O_INT("rate_burst", "40", rate_burst, 1, 100000, "burst of frames per connection"),
     O_INT("customer_token_ttl", "2592000", customer_token_ttl, 60, 315360000,

@@ -92,7 +92,8 @@ void sess_send_error(sess *s, const char *code, const char *reason, const char *
     snprintf(m.code, sizeof(m.code), "%s", code);
     if (cmid) snprintf(m.cmid, sizeof(m.cmid), "%s", cmid);
     m.retry = retry ? 1 : 0;
-    if (retry && !strcmp(code, "unavailable")) m.wait_s = RS_RETRY_AFTER_S; /* retry-after hint */
+    if (retry && (!strcmp(code, "unavailable") || !strcmp(code, "busy")))
+        m.wait_s = RS_RETRY_AFTER_S; /* retry-after hint */
     msg_set_text(&m, reason, strlen(reason), NULL);
     if (sess_send_msg(s, &m) < 0) log_debug("sess %s: error frame %s not queued", s->sock, code);
     msg_free(&m);

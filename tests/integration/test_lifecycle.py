@@ -7,6 +7,7 @@ claimed by another, dead consumers are removed; a killed gateway's agents go off
 
 Run: BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_lifecycle.py
 """
+import asyncio
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import redis as redislib
 
 from chat import agent, customer
 from conftest import BUILD, METRICS_TOKEN, ROOT, wait_until
-from desk import run, s
+from desk import log_of, run, s
 from test_router import customer_send, start_router, wait_log_len
 
 FAST = {"CHATGW_BLOCK_MS": 200}  # claim_idle_ms, stall_ms, ...: the defaults under test
@@ -360,3 +361,56 @@ def test_killed_gateway_agents_offline_quickly(redis_srv, procs):
             pass
 
     run(scenario())
+
+
+def test_overload_busy_with_retry_and_nothing_accepted_lost(redis_srv, procs):
+    """More messages than redis_max_in_flight wait on a stalled Redis: the ones past the bound
+    get busy (retry, wait hint) and the sender is not read meanwhile; once Redis answers, the
+    client's re-sends are stored: every message once, each acknowledged one in the log."""
+    gw = procs.gateway({"CHATGW_REDIS_MAX_IN_FLIGHT": 16, "CHATGW_RATE_MSGS": 10000,
+                        "CHATGW_RATE_BURST": 10000})
+    r = redis_srv.r
+    n = 60
+
+    async def scenario():
+        c = await customer(gw)
+        await c.say("first")  # the conversation exists
+        os.kill(redis_srv.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(n):
+                await c.send({"type": "text", "cmid": f"m{i}", "text": f"message {i}"})
+            busy = await c.expect(lambda f: f.get("type") == "error" and f.get("code") == "busy",
+                                  what="a busy error")
+            assert busy["retry"] is True and busy["wait"] > 0, busy
+            c._idx = 0  # the answers are read from every frame below
+        finally:
+            os.kill(redis_srv.proc.pid, signal.SIGCONT)
+        acked, refused, seen = {}, set(), 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while len(acked) < n:  # every frame answered: ack, or busy/unavailable and sent again
+            assert loop.time() < deadline, f"acked {len(acked)} of {n}"
+            while seen < len(c.frames):
+                f = c.frames[seen]
+                seen += 1
+                if f.get("type") == "ack" and f.get("cmid", "").startswith("m"):
+                    acked[f["cmid"]] = f["seq"]
+                elif f.get("type") == "error" and f.get("cmid", "").startswith("m"):
+                    assert f["code"] in ("busy", "unavailable") and f["retry"], f
+                    refused.add(f["cmid"])
+                    await c.send({"type": "text", "cmid": f["cmid"],
+                                  "text": f"message {f['cmid'][1:]}"})
+            if len(acked) < n:
+                try:
+                    await c._recv_one(max(0.1, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    pass
+        await c.close()
+        return acked, refused, c.welcome["sender_id"]
+
+    acked, refused, _ = run(scenario())
+    assert refused, "nothing was refused: the bound was never reached"
+    conv = s(r.hget(f"cg:cust:{_}", "conv"))
+    texts = [m["text"] for m in log_of(r, conv) if m.get("role") == "customer"]
+    assert sorted(texts) == sorted(["first"] + [f"message {i}" for i in range(n)])
+    assert len(set(acked.values())) == n  # one seq each
