@@ -49,7 +49,7 @@ def print_relay(r):
     ]
     b = r["backlog"]
     if r["bench"] == "chatgw":
-        rows.append(("routers' backlog (cg:in unread / pending) max", f"{b['max_unread']} / {b['max_pending']}"
+        rows.append(("routers' backlog (cg:{t:default}:in unread / pending) max", f"{b['max_unread']} / {b['max_pending']}"
                      f"; caught up {b['caught_up_after_s']} s after the last send; left {b['left']}"))
     rows.append(("all delivered after the last send", f"{b['delivered_after_s']} s"))
     pr = r.get("probe")

@@ -147,16 +147,16 @@ class Chatgw:
         return self.pids
 
     def backlog(self):
-        """Entries of cg:in the routers have not finished: (unread, pending); unread is None when
+        """Entries of cg:{t:default}:in the routers have not finished: (unread, pending); unread is None when
         Redis cannot count them (then 1 if any is unread)."""
         self.own_calls["xinfo|groups"] = self.own_calls.get("xinfo|groups", 0) + 1
-        g = next((g for g in self.redis.xinfo_groups("cg:in") if g["name"] == b"routers"), None)
+        g = next((g for g in self.redis.xinfo_groups("cg:{t:default}:in") if g["name"] == b"routers"), None)
         if g is None:
             return 0, 0
         unread = g.get("lag")
         if unread is None:
             self.own_calls["xinfo|stream"] = self.own_calls.get("xinfo|stream", 0) + 1
-            last = self.redis.xinfo_stream("cg:in")["last-generated-id"]
+            last = self.redis.xinfo_stream("cg:{t:default}:in")["last-generated-id"]
             unread = int(g["last-delivered-id"] != last)
         return unread, g["pending"]
 

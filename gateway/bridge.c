@@ -77,12 +77,12 @@ struct bridge {
     uv_timer_t retry;
     int dead; /* the session is gone */
     msg_channel channel;
-    char key[32];      /* cg:out:<channel> */
-    char consumer[48]; /* group consumer name */
-    int group_ok;      /* XGROUP CREATE done on this connection */
-    int reading;       /* a command is pending on rc */
-    int pending_phase; /* 1: reading our pending entries after `cursor` */
-    int claim_due;     /* claim other names' idle entries before the next read of new ones */
+    char key[CG_KEY_EXTRA + 16]; /* the channel's out stream */
+    char consumer[48];           /* group consumer name */
+    int group_ok;                /* XGROUP CREATE done on this connection */
+    int reading;                 /* a command is pending on rc */
+    int pending_phase;           /* 1: reading our pending entries after `cursor` */
+    int claim_due; /* claim other names' idle entries before the next read of new ones */
     char cursor[BR_ENTRY_MAX];
     br_fly fly[BR_WINDOW];
     unsigned n_fly, window;
@@ -276,7 +276,7 @@ static int br_render_email(const msg *m, const br_entry *e, char **out, size_t *
     };
     char mid[MSG_META_MAX];
     if (email_render_reply(m, &r, out, len, mid, err) < 0) return -1;
-    char key[sizeof("cg:mailid:") + MSG_META_MAX];
+    char key[sizeof(CG_KEY_MAILID) + MSG_META_MAX];
     snprintf(key, sizeof(key), CG_KEY_MAILID, mid);
     const char *argv[] = {"SET", key, e->conv, "EX", BR_MAILID_TTL};
     if (rconn_cmdargv(G.redis, NULL, NULL, 5, argv, NULL) < 0) {

@@ -18,7 +18,7 @@
 /* One dead letter in progress (owns its copies). */
 typedef struct bdead_job {
     msg_channel ch;
-    char out_key[32], dead_key[32];
+    char out_key[CG_KEY_EXTRA + 16], dead_key[CG_KEY_EXTRA + 16];
     char entry[48]; /* a stream entry id, "<ms>-<n>" */
     char conv[MSG_ID_MAX], seq[24];
     char code[MSG_CODE_MAX];
@@ -97,23 +97,14 @@ static void bdead_notice(const bdead_job *j) {
     char cmid[MSG_ID_MAX], now[24];
     snprintf(cmid, sizeof(cmid), "cg:dead:%s", j->entry); /* a desk cmid, not a key */
     snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
-    const char *argv[] = {"FCALL",
-                          "cg_append",
-                          "0",
-                          j->conv,
-                          cmid,
-                          "system",
-                          G.cfg.gateway_id,
-                          (const char *)p,
-                          "",
-                          msg_channel_name(j->ch),
-                          now,
-                          "sys"};
-    size_t lens[12];
-    for (int i = 0; i < 12; i++)
+    const char *argv[] = {
+        "FCALL",          "cg_append",     "1", CG_KEY_TENANT,           j->conv, cmid, "system",
+        G.cfg.gateway_id, (const char *)p, "",  msg_channel_name(j->ch), now,     "sys"};
+    size_t lens[13];
+    for (int i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
-    lens[7] = n;
-    rconn_cmdargv(G.redis, NULL, NULL, 12, argv, lens);
+    lens[8] = n; /* the payload */
+    rconn_cmdargv(G.redis, NULL, NULL, 13, argv, lens);
     free(p);
 }
 

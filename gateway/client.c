@@ -101,7 +101,7 @@ static int to_routers(msg *m, const char *conv, rconn_reply_fn *cb, void *priv) 
     unsigned char *p = msg_encode_msgpack(m, 0, &n);
     if (!p) return -1;
     const char *argv[] = {"XADD", CG_KEY_INBOUND, "*", "c", conv, "s", "0", "m", (const char *)p};
-    size_t lens[] = {4, 5, 1, 1, strlen(conv), 1, 1, 1, n};
+    size_t lens[] = {4, strlen(CG_KEY_INBOUND), 1, 1, strlen(conv), 1, 1, 1, n};
     int rc = rconn_cmdargv(G.redis, cb, priv, 9, argv, lens);
     free(p);
     return rc;
@@ -345,7 +345,7 @@ static void hello_customer(sess *s, const msg *m) {
     s->hello_last_seq = m->last_seq;
     req *q = req_new(s, m);
     if (!q) return;
-    char key[MSG_ID_MAX + 16];
+    char key[MSG_ID_MAX + CG_KEY_EXTRA];
     snprintf(key, sizeof(key), CG_KEY_CUST, s->who.sub);
     s->hello_pending = 1;
     /* Tokens the gateway minted carry a jti: its revocation is asked in the same round trip. */
@@ -477,18 +477,25 @@ static void store(sess *s, msg *m, const char *mode) {
         memcpy(preview, m->text, k);
         preview[k] = 0;
     }
-    const char *argv[] = {"FCALL",    "cg_append",
-                          "0",        conv,
-                          m->cmid,    msg_role_name(m->role),
-                          s->who.sub, (const char *)p,
-                          newconv,    msg_channel_name(m->channel),
-                          now,        mode,
+    const char *argv[] = {"FCALL",
+                          "cg_append",
+                          "1",
+                          CG_KEY_TENANT,
+                          conv,
+                          m->cmid,
+                          msg_role_name(m->role),
+                          s->who.sub,
+                          (const char *)p,
+                          newconv,
+                          msg_channel_name(m->channel),
+                          now,
+                          mode,
                           preview};
-    size_t lens[13];
-    for (int i = 0; i < 13; i++)
+    size_t lens[14];
+    for (int i = 0; i < 14; i++)
         lens[i] = strlen(argv[i]);
-    lens[7] = n;
-    if (rconn_cmdargv(G.redis, append_done, q, 13, argv, lens) < 0) {
+    lens[8] = n; /* the payload */
+    if (rconn_cmdargv(G.redis, append_done, q, 14, argv, lens) < 0) {
         if (!strcmp(mode, "log")) send_redis_error(s, NULL, m->cmid);
         req_free(q);
     } else

@@ -30,14 +30,14 @@
 
 static struct {
     uv_timer_t timer;
-    int running;     /* timer initialised and not closed (hb_stop closes it) */
-    int pending;     /* a beat is outstanding */
-    int joined;      /* SADD cg:gateways sent on this command connection */
-    int alive;       /* a beat has been answered since the start */
-    int warned_twin; /* said once that another gateway uses our id */
-    char key[64];    /* cg:gw:<gateway id> */
-    char boot[24];   /* boot ms, the key's value */
-    char px[24];     /* 3 * heartbeat_ms */
+    int running;                 /* timer initialised and not closed (hb_stop closes it) */
+    int pending;                 /* a beat is outstanding */
+    int joined;                  /* SADD cg:gateways sent on this command connection */
+    int alive;                   /* a beat has been answered since the start */
+    int warned_twin;             /* said once that another gateway uses our id */
+    char key[CG_KEY_EXTRA + 64]; /* the gateway's liveness key */
+    char boot[24];               /* boot ms, the key's value */
+    char px[24];                 /* 3 * heartbeat_ms */
 } hb;
 
 /* A beat told us our key had expired: give every agent connection a new socket id and announce

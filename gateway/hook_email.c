@@ -10,6 +10,7 @@
  * the sender's own conversation. The mail is stored as a customer message of "email:<address>" with
  * cmid "em:<Message-ID>", and its Message-ID is mapped to the conversation it went to. */
 #include "gw.h"
+#include "desk_schema.h"
 #include "webhook.h"
 
 #include <stdio.h>
@@ -21,7 +22,7 @@
 #include "../common/util.h"
 
 #define EMAIL_MAP_TTL_S (90LL * 86400) /* how long a Message-ID keeps threading */
-#define EMAIL_MAP_PREFIX "cg:mailid:"
+#define EMAIL_MAP_PREFIX CG_KEY_MAILID_PREFIX
 #define HTTP_ACCEPTED 202 /* libwebsockets 4.1 names no 202 */
 
 /* A mail waiting for its thread lookup. */
@@ -64,7 +65,7 @@ static void email_store(wh_req *q, email_job *j, const char *conv) {
     char key[sizeof(EMAIL_MAP_PREFIX) + MSG_META_MAX];
     whs_opts o = {conv, 1, NULL, EMAIL_MAP_TTL_S, 0};
     if (j->info.message_id[0]) {
-        snprintf(key, sizeof(key), EMAIL_MAP_PREFIX "%s", j->info.message_id);
+        snprintf(key, sizeof(key), CG_KEY_MAILID, j->info.message_id);
         o.map_key = key;
     }
     whs_store(q, &j->m, j->cust, j->cmid, &o);
@@ -99,11 +100,11 @@ static void email_thread_lookup(wh_req *q, email_job *j) {
     int argc = 0;
     argv[argc++] = "MGET";
     if (in->in_reply_to[0]) {
-        snprintf(keys[0], sizeof(keys[0]), EMAIL_MAP_PREFIX "%s", in->in_reply_to);
+        snprintf(keys[0], sizeof(keys[0]), CG_KEY_MAILID, in->in_reply_to);
         argv[argc++] = keys[0];
     }
     for (size_t i = in->n_references; i > 0; i--) {
-        snprintf(keys[argc], sizeof(keys[0]), EMAIL_MAP_PREFIX "%s", in->references[i - 1]);
+        snprintf(keys[argc], sizeof(keys[0]), CG_KEY_MAILID, in->references[i - 1]);
         argv[argc] = keys[argc];
         argc++;
     }

@@ -371,10 +371,11 @@ static void on_queues(rconn *rc, redisReply *r, void *priv) {
         unsigned k = m->n++;
         const char *name = r->element[i]->str;
         snprintf(m->qk[k].name, sizeof(m->qk[k].name), "%s", name);
-        metrics_cmd(m, &m->queues[k], NULL, R_WAITING, "ZCARD cg:queue:%s", name);
-        metrics_cmd(m, &m->queues[k], NULL, R_OLDEST, "ZRANGE cg:queue:%s 0 0 WITHSCORES", name);
-        metrics_cmd(m, &m->queues[k], NULL, R_AVAILABLE, "ZCARD cg:avail:%s", name);
-        metrics_cmd(m, NULL, &m->qk[k], R_KPI, "HGETALL cg:kpi:queue:%s", name);
+        metrics_cmd(m, &m->queues[k], NULL, R_WAITING, "ZCARD " CG_KEY_QUEUE, name);
+        metrics_cmd(m, &m->queues[k], NULL, R_OLDEST, "ZRANGE " CG_KEY_QUEUE " 0 0 WITHSCORES",
+                    name);
+        metrics_cmd(m, &m->queues[k], NULL, R_AVAILABLE, "ZCARD " CG_KEY_AVAIL, name);
+        metrics_cmd(m, NULL, &m->qk[k], R_KPI, "HGETALL " CG_KEY_KPI_QUEUE, name);
     }
     metrics_done(m);
 }
@@ -414,7 +415,7 @@ static void on_agents(rconn *rc, redisReply *r, void *priv) {
     for (size_t i = 0; i < n; i++) {
         kpi *k = &m->ak[m->na++];
         snprintf(k->name, sizeof(k->name), "%s", ids[i]);
-        metrics_cmd(m, NULL, k, R_KPI, "HGETALL cg:kpi:agent:%s", k->name);
+        metrics_cmd(m, NULL, k, R_KPI, "HGETALL " CG_KEY_KPI_AGENT, k->name);
     }
     free(ids);
     metrics_done(m);
@@ -453,7 +454,7 @@ static void metrics_get(wh_req *q) {
     m->q = q;
     wh_hold(q);
     m->pending = 1; /* this function's own reference, dropped at the end */
-    const char *sets[] = {"SMEMBERS cg:queues", "SMEMBERS cg:kpi:agents"};
+    const char *sets[] = {"SMEMBERS " CG_KEY_QUEUES, "SMEMBERS " CG_KEY_KPI_AGENTS};
     rconn_reply_fn *cbs[] = {on_queues, on_agents};
     for (int i = 0; i < 2; i++) {
         m->pending++;

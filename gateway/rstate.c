@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "desk_schema.h"
 
 #include "../common/log.h"
 #include "../common/rlib.h"
@@ -148,8 +149,8 @@ static void rs_checked(rconn *rc, redisReply *r, void *priv) {
 static void rs_check(void) {
     if (rs.checking || G.stopping || !rconn_is_up(G.redis)) return;
     if (uv_is_active((uv_handle_t *)&rs.retry)) return;
-    const char *argv[] = {"FCALL_RO", "chatgw_conv_version", "0"};
-    if (rconn_cmdargv(G.redis, rs_checked, NULL, 3, argv, NULL) == 0) rs.checking = 1;
+    const char *argv[] = {"FCALL_RO", "chatgw_conv_version", "1", CG_KEY_TENANT};
+    if (rconn_cmdargv(G.redis, rs_checked, NULL, 4, argv, NULL) == 0) rs.checking = 1;
 }
 
 void rs_on_cmd_state(int up) {
@@ -210,7 +211,7 @@ static void rs_on_routers(rconn *rc, redisReply *r, void *priv) {
         if (strncmp(rs.routers[n].id, e->str, sizeof(rs.routers[n].id)) != 0)
             rs.logged_bad[n][0] = '\0'; /* another router in this slot */
         snprintf(rs.routers[n].id, sizeof(rs.routers[n].id), "%s", e->str);
-        snprintf(keys[n], sizeof(keys[n]), "cg:health:router:%s", e->str);
+        snprintf(keys[n], sizeof(keys[n]), CG_KEY_HEALTH_ROUTER, e->str);
         argv[1 + n] = keys[n];
         n++;
     }
@@ -227,7 +228,7 @@ static void rs_on_poll(uv_timer_t *t) {
     rs_note(); /* a round that waits too long is an outage */
     if (rs.ready && ++rounds % (1000 / RS_POLL_MS) == 0) rs_check(); /* the library still in? */
     if (rs.polling || G.stopping || !rconn_is_up(G.redis)) return;
-    if (rconn_cmd(G.redis, rs_on_routers, NULL, "ZRANGE cg:routers 0 -1") != 0) return;
+    if (rconn_cmd(G.redis, rs_on_routers, NULL, "ZRANGE " CG_KEY_ROUTERS " 0 -1") != 0) return;
     rs.polling = 1;
     rs.poll_at = rs_now();
 }

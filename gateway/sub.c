@@ -24,7 +24,7 @@
 #define SUB_FETCH_MAX 100
 
 typedef struct chan {
-    char name[MSG_ID_MAX + 8];
+    char name[MSG_ID_MAX + CG_KEY_EXTRA];
     char key[MSG_ID_MAX];
     watch_kind kind;
     int subscribed; /* SUBSCRIBE sent on the current connection */
@@ -57,8 +57,9 @@ static unsigned sub_hash(const char *s) {
     return h % SUB_BUCKETS;
 }
 
-static const char *kind_prefix(watch_kind k) {
-    return k == WATCH_CONV ? "cg:c:" : k == WATCH_AGENT ? "cg:a:" : "cg:q:";
+/* The pub/sub channel format of a watch kind (schema: ch_conv, ch_agent, ch_queue). */
+static const char *kind_format(watch_kind k) {
+    return k == WATCH_CONV ? CG_KEY_CH_CONV : k == WATCH_AGENT ? CG_KEY_CH_AGENT : CG_KEY_CH_QUEUE;
 }
 
 static chan *chan_find(const char *name) {
@@ -77,7 +78,7 @@ static void chan_subscribe(chan *c) {
 /* Find or create the channel for (kind, key); NULL on allocation failure. */
 static chan *chan_get(watch_kind kind, const char *key) {
     char name[sizeof(((chan *)0)->name)];
-    snprintf(name, sizeof(name), "%s%s", kind_prefix(kind), key);
+    snprintf(name, sizeof(name), kind_format(kind), key);
     chan *c = chan_find(name);
     if (c) return c;
     c = calloc(1, sizeof(*c));
@@ -162,7 +163,7 @@ void sub_unwatch_all(sess *s) {
 }
 
 void sub_unwatch_conv(sess *s, const char *conv) {
-    char name[MSG_ID_MAX + 8];
+    char name[MSG_ID_MAX + CG_KEY_EXTRA];
     snprintf(name, sizeof(name), CG_KEY_CH_CONV, conv);
     for (watch **pp = &s->watches; *pp; pp = &(*pp)->snext) {
         watch *w = *pp;
@@ -242,7 +243,7 @@ static void fetch_start(watch *w) {
         return;
     }
     if (room > SUB_FETCH_MAX) room = SUB_FETCH_MAX;
-    char key[MSG_ID_MAX + 16], from[32], count[16];
+    char key[MSG_ID_MAX + CG_KEY_EXTRA], from[32], count[16];
     snprintf(key, sizeof(key), CG_KEY_CONV_LOG, w->ch->key);
     snprintf(from, sizeof(from), "%llu-0", (unsigned long long)w->last_sent + 1);
     snprintf(count, sizeof(count), "%u", room);
@@ -298,7 +299,7 @@ static void agent_conv_announce(sess *s, const char *conv) {
     if (!q) return;
     q->s = sess_ref(s);
     snprintf(q->conv, sizeof(q->conv), "%s", conv);
-    char key[MSG_ID_MAX + 16];
+    char key[MSG_ID_MAX + CG_KEY_EXTRA];
     snprintf(key, sizeof(key), CG_KEY_CONV, conv);
     const char *argv[] = {"HMGET", key, "channel", "queue", "state", "agent"};
     if (rconn_cmdargv(G.redis, conv_info_done, q, 6, argv, NULL) < 0) {
@@ -356,7 +357,7 @@ static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
 static void watch_sync(watch *w) {
     sess *s = w->s;
     if (!s->wsi || !w->ch) return;
-    char key[MSG_ID_MAX + 24];
+    char key[MSG_ID_MAX + CG_KEY_EXTRA];
     switch (w->ch->kind) {
     case WATCH_CONV:
         fetch_start(w);

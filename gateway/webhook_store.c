@@ -99,20 +99,20 @@ static void whs_job_free(whs_job *j) {
 static void whs_reply(rconn *rc, redisReply *r, void *priv);
 
 static int whs_send(whs_job *j) {
-    const char *argv[13 + WHS_ATTRS_MAX] = {
-        "FCALL",    "cg_append", "0",     j->conv,
-        j->cmid,    "customer",  j->cust, (const char *)j->payload,
-        j->newconv, j->channel,  j->now,  "log",
-        j->preview};
-    int argc = 13;
+    const char *argv[14 + WHS_ATTRS_MAX] = {"FCALL",       "cg_append", "1",
+                                            CG_KEY_TENANT, j->conv,     j->cmid,
+                                            "customer",    j->cust,     (const char *)j->payload,
+                                            j->newconv,    j->channel,  j->now,
+                                            "log",         j->preview};
+    int argc = 14;
     for (int i = 0; i < j->n_attrs; i++) {
         argv[argc++] = j->attr_names[i];
         argv[argc++] = j->attrs[i];
     }
-    size_t lens[13 + WHS_ATTRS_MAX];
+    size_t lens[14 + WHS_ATTRS_MAX];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    lens[7] = j->plen;
+    lens[8] = j->plen; /* the payload */
     return rconn_cmdargv(G.redis, whs_reply, j, argc, argv, lens);
 }
 

@@ -2,6 +2,7 @@
  * from the agent), pick and close. Each is one route function call; every assignment it returns
  * is announced (say_assigned), refusals go back to the agent as an error on cg:a:<agent>. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,15 +39,16 @@ void agent_on_presence(job *j) {
         }
         snprintf(cap, sizeof(cap), "%u", m->cap ? (unsigned)m->cap : 1u);
         log_info("agent %s %s (%s)", m->sender_id, m->code, m->sock);
-        job_cmd(j, agent_rows_reply, 11, "FCALL", "cg_presence", "0", m->sender_id, m->sock,
-                up ? "1" : "0", m->sender_name, up ? cap : "", up ? skills : "", now, ts);
+        job_cmd(j, agent_rows_reply, 12, "FCALL", "cg_presence", "1", CG_KEY_TENANT, m->sender_id,
+                m->sock, up ? "1" : "0", m->sender_name, up ? cap : "", up ? skills : "", now, ts);
         for (unsigned i = 0; up && i < m->n_skills && i < MSG_SKILLS_MAX; i++)
             notify_dirty(j->r, m->skills[i]);
         return;
     }
     const char *status = strcmp(m->code, "online") == 0 ? "online" : "away";
     log_info("agent %s %s", m->sender_id, status);
-    job_cmd(j, agent_rows_reply, 7, "FCALL", "cg_status", "0", m->sender_id, status, now, ts);
+    job_cmd(j, agent_rows_reply, 8, "FCALL", "cg_status", "1", CG_KEY_TENANT, m->sender_id, status,
+            now, ts);
 }
 
 static void agent_pick_reply(job *j, redisReply *rep) {
@@ -65,7 +67,8 @@ void agent_on_pick(job *j) {
         log_warn("entry %s: pick without conversation or agent", j->id);
         return;
     }
-    job_cmd(j, agent_pick_reply, 6, "FCALL", "cg_pick", "0", j->conv, j->m.sender_id, now);
+    job_cmd(j, agent_pick_reply, 7, "FCALL", "cg_pick", "1", CG_KEY_TENANT, j->conv, j->m.sender_id,
+            now);
 }
 
 static void agent_close_reply(job *j, redisReply *rep) {
@@ -90,6 +93,6 @@ void agent_on_close(job *j) {
     }
     cg_strlcpy(j->resolution, j->m.code[0] ? j->m.code : "resolved", sizeof(j->resolution));
     if (close_intercept(j)) return; /* unknown or unresolved code (close.c) */
-    job_cmd(j, agent_close_reply, 7, "FCALL", "cg_close", "0", j->conv, j->m.sender_id,
-            j->resolution, now);
+    job_cmd(j, agent_close_reply, 8, "FCALL", "cg_close", "1", CG_KEY_TENANT, j->conv,
+            j->m.sender_id, j->resolution, now);
 }

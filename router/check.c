@@ -7,6 +7,7 @@
  * its last skills), else none. A conversation classified into an unreachable queue waits until
  * the configuration or the agents change: the customer gets the no_agent reply. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +86,7 @@ static void check_agents_redis(const char *url_text, check_agents *a) {
     if (url.db) freeReplyObject(redisCommand(c, "SELECT %d", url.db));
     char cursor[32] = "0";
     do {
-        r = redisCommand(c, "SCAN %s MATCH cg:agent:* COUNT 1000", cursor);
+        r = redisCommand(c, "SCAN %s MATCH %s* COUNT 1000", cursor, CG_KEY_AGENT_PREFIX);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             freeReplyObject(r);
             goto done;
@@ -94,7 +95,7 @@ static void check_agents_redis(const char *url_text, check_agents *a) {
         const redisReply *keys = r->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
             const char *k = keys->element[i]->str;
-            if (!k || strchr(k + strlen("cg:agent:"), ':')) continue; /* :socks, :convs ... */
+            if (!k || strchr(k + strlen(CG_KEY_AGENT_PREFIX), ':')) continue; /* :socks ... */
             redisReply *s = redisCommand(c, "HGET %s skills", k);
             if (s && s->type == REDIS_REPLY_STRING) check_agents_add(a, s->str);
             freeReplyObject(s);

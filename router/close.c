@@ -78,7 +78,8 @@ int close_intercept(job *j) {
     if (close_in_list(r->cfg.unresolved_resolutions, j->resolution)) {
         char now[24];
         snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-        job_cmd(j, close_reopen_reply, 6, "FCALL", "cg_reopen", "0", j->conv, m->sender_id, now);
+        job_cmd(j, close_reopen_reply, 7, "FCALL", "cg_reopen", "1", CG_KEY_TENANT, j->conv,
+                m->sender_id, now);
         return 1;
     }
     if (close_in_list(r->cfg.resolutions, j->resolution)) return 0;
@@ -132,8 +133,8 @@ void close_by_customer(job *j) {
     }
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, close_customer_reply, 6, "FCALL", "cg_customer_close", "0", j->conv, j->m.sender_id,
-            now);
+    job_cmd(j, close_customer_reply, 7, "FCALL", "cg_customer_close", "1", CG_KEY_TENANT, j->conv,
+            j->m.sender_id, now);
 }
 
 /* ---- after a close ---- */
@@ -150,7 +151,7 @@ void close_after(job *j, const char *conv, const char *channel, const char *loca
     if (r->cfg.complaint_followup_s > 0 && strncmp(resolution, "resolved", 8) == 0)
         snprintf(due, sizeof(due), "%lld",
                  (long long)j->now_ms + r->cfg.complaint_followup_s * 1000);
-    job_cmd(j, NULL, 6, "FCALL", "cg_after_close", "0", conv, until, due);
+    job_cmd(j, NULL, 7, "FCALL", "cg_after_close", "1", CG_KEY_TENANT, conv, until, due);
     if (survey) csat_survey(j, conv, channel, locale);
 }
 
@@ -223,6 +224,6 @@ void close_timer_step(job *j) {
     char now[24], id[33] = "";
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     if (cg_id_new(id) != 0) id[0] = '\0'; /* no id: the follow-up is not created */
-    job_cmd(j, close_fire_reply, 8, "FCALL", "cg_close_fire", "0", j->member, j->lease, now, id,
-            close_followup_queue(j->r));
+    job_cmd(j, close_fire_reply, 9, "FCALL", "cg_close_fire", "1", CG_KEY_TENANT, j->member,
+            j->lease, now, id, close_followup_queue(j->r));
 }

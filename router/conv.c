@@ -16,6 +16,7 @@
  *               a survey answer cg_append attached to the closed conversation (csat.c);
  * a `rating` message is csat.c's in every state; a message while assigned re-arms idle:<conv>. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -143,8 +144,8 @@ static void conv_enqueue(job *j) {
     log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue,
              res.priority, category);
     sla_on_customer(j);
-    job_cmd(j, conv_enqueue_reply, 11, "FCALL", "cg_enqueue", "0", j->conv, j->queue, prio, now,
-            category, j->locale, pos_ms, routing_sticky_ms(r, sticky, sizeof(sticky)));
+    job_cmd(j, conv_enqueue_reply, 12, "FCALL", "cg_enqueue", "1", CG_KEY_TENANT, j->conv, j->queue,
+            prio, now, category, j->locale, pos_ms, routing_sticky_ms(r, sticky, sizeof(sticky)));
     if (strcmp(j->queue, r->cfg.complaint_queue) == 0) sla_complaint(j, res.complaint_class);
     j->then = conv_after_enqueue;
 }
@@ -179,6 +180,6 @@ void conv_on_customer(job *j) {
         log_warn("entry %s: customer message without conversation", j->id);
         return;
     }
-    job_cmd(j, conv_info_reply, 4, "FCALL", "cg_conv_info", "0", j->conv);
+    job_cmd(j, conv_info_reply, 5, "FCALL", "cg_conv_info", "1", CG_KEY_TENANT, j->conv);
     j->then = conv_after_info;
 }

@@ -14,6 +14,7 @@
  * (store_check_libs), so a library that disappeared or was replaced by an older one comes back.
  * A stopped router's key expires within 3 s: it is then gone like a killed one. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -94,16 +95,16 @@ static void health_tick(uv_timer_t *t) {
     router *r = t->data;
     if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return;
     int64_t now = cg_now_ms();
-    char key[MSG_ID_MAX + 32], state[192], now_s[24], old_s[24];
+    char key[MSG_ID_MAX + CG_KEY_EXTRA], state[192], now_s[24], old_s[24];
     health_state(r, now, state, sizeof(state));
     store_check_libs(r);
     if (r->health_writing) return; /* the last write is not answered yet: Redis is slow */
-    snprintf(key, sizeof(key), "cg:health:router:%s", r->cfg.router_id);
+    snprintf(key, sizeof(key), CG_KEY_HEALTH_ROUTER, r->cfg.router_id);
     snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
     snprintf(old_s, sizeof(old_s), "%lld", (long long)(now - HEALTH_FORGET_MS));
     const char *set[] = {"SET", key, state, "PX", HEALTH_TTL};
-    const char *add[] = {"ZADD", "cg:routers", now_s, r->cfg.router_id};
-    const char *drop[] = {"ZREMRANGEBYSCORE", "cg:routers", "-inf", old_s};
+    const char *add[] = {"ZADD", CG_KEY_ROUTERS, now_s, r->cfg.router_id};
+    const char *drop[] = {"ZREMRANGEBYSCORE", CG_KEY_ROUTERS, "-inf", old_s};
     if (rconn_cmdargv(r->cmd, NULL, NULL, 5, set, NULL) != 0) return;
     rconn_cmdargv(r->cmd, NULL, NULL, 4, add, NULL);
     if (rconn_cmdargv(r->cmd, health_reply, r, 4, drop, NULL) == 0) r->health_writing = 1;

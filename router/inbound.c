@@ -10,6 +10,7 @@
  * dead_consumer_ms / 2 it deletes the consumers of the group idle longer than dead_consumer_ms
  * with nothing pending (routers that are gone; a live one is re-created by its next read). */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +83,7 @@ void inbound_read_next(router *r) {
     snprintf(count, sizeof(count), "%lld", r->cfg.read_count);
     snprintf(block, sizeof(block), "%lld", r->cfg.block_ms);
     const char *argv[] = {"XREADGROUP", "GROUP", "routers", r->cfg.router_id, "COUNT", count,
-                          "BLOCK",      block,   "STREAMS", "cg:in",          ">"};
+                          "BLOCK",      block,   "STREAMS", CG_KEY_INBOUND,   ">"};
     if (rconn_cmdargv(r->in, inbound_read_reply, r, 11, argv, NULL) != 0) return;
     r->reading = 1;
     store_maybe_ready(r);
@@ -112,7 +113,7 @@ static void inbound_group_reply(rconn *rc, redisReply *reply, void *priv) {
 static void inbound_group_create(router *r) {
     if (r->stopping || r->group_ok || !r->in || !rconn_is_up(r->in)) return;
     if (uv_is_active((uv_handle_t *)&r->group_retry)) return;
-    rconn_cmd(r->in, inbound_group_reply, r, "XGROUP CREATE cg:in routers 0 MKSTREAM");
+    rconn_cmd(r->in, inbound_group_reply, r, "XGROUP CREATE " CG_KEY_INBOUND " routers 0 MKSTREAM");
 }
 
 static void inbound_state(rconn *rc, int up, void *priv) {
@@ -157,7 +158,7 @@ void inbound_claim(router *r) {
     char idle[24], count[24];
     snprintf(idle, sizeof(idle), "%lld", r->cfg.claim_idle_ms);
     snprintf(count, sizeof(count), "%lld", r->cfg.read_count);
-    const char *argv[] = {"XAUTOCLAIM", "cg:in",         "routers", r->cfg.router_id,
+    const char *argv[] = {"XAUTOCLAIM", CG_KEY_INBOUND,  "routers", r->cfg.router_id,
                           idle,         r->claim_cursor, "COUNT",   count};
     if (rconn_cmdargv(r->cmd, inbound_claim_reply, r, 8, argv, NULL) == 0) r->claiming = 1;
 }
@@ -186,7 +187,7 @@ static void inbound_consumers_reply(rconn *rc, redisReply *reply, void *priv) {
         long long idle = store_int(inbound_field(e, "idle"));
         if (!name[0] || strcmp(name, r->cfg.router_id) == 0) continue;
         if (pending > 0 || idle <= r->cfg.dead_consumer_ms) continue;
-        const char *argv[] = {"XGROUP", "DELCONSUMER", "cg:in", "routers", name};
+        const char *argv[] = {"XGROUP", "DELCONSUMER", CG_KEY_INBOUND, "routers", name};
         if (rconn_cmdargv(r->cmd, NULL, NULL, 5, argv, NULL) != 0) return;
         log_info("consumer %s of cg:in removed: idle for %lld ms with nothing pending", name, idle);
     }
@@ -198,7 +199,7 @@ static void inbound_consumers(router *r) {
     if (r->cfg.dead_consumer_ms <= 0 || r->consumers_checking || !r->fn_loaded) return;
     if (now - r->consumers_at < r->cfg.dead_consumer_ms / 2) return;
     if (!r->cmd || !rconn_is_up(r->cmd)) return;
-    const char *argv[] = {"XINFO", "CONSUMERS", "cg:in", "routers"};
+    const char *argv[] = {"XINFO", "CONSUMERS", CG_KEY_INBOUND, "routers"};
     if (rconn_cmdargv(r->cmd, inbound_consumers_reply, r, 4, argv, NULL) != 0) return;
     r->consumers_checking = 1;
     r->consumers_at = now;

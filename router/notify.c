@@ -94,7 +94,7 @@ static void notify_send(router *r, const char *queue, const msg *m) {
         return;
     }
     memset(buf, 0, NOTIFY_PREFIX);
-    char key[16 + MSG_CODE_MAX], chan[16 + MSG_CODE_MAX];
+    char key[CG_KEY_EXTRA + MSG_CODE_MAX], chan[CG_KEY_EXTRA + MSG_CODE_MAX];
     snprintf(key, sizeof(key), CG_KEY_QSNAP, queue);
     snprintf(chan, sizeof(chan), CG_KEY_CH_QUEUE, queue);
     const char *set[3] = {"SET", key, (const char *)buf + NOTIFY_PREFIX};
@@ -147,8 +147,9 @@ static void notify_flush_cb(uv_timer_t *t) {
         if (!s) break;
         s->r = r;
         cg_strlcpy(s->queue, r->dirty[i], sizeof(s->queue));
-        const char *argv[5] = {"FCALL", "cg_queue_list", "0", s->queue, NOTIFY_LIMIT};
-        if (rconn_cmdargv(r->cmd, notify_list_reply, s, 5, argv, NULL) != 0) free(s);
+        const char *argv[6] = {"FCALL",       "cg_queue_list", "1",
+                               CG_KEY_TENANT, s->queue,        NOTIFY_LIMIT};
+        if (rconn_cmdargv(r->cmd, notify_list_reply, s, 6, argv, NULL) != 0) free(s);
     }
     r->n_dirty = 0;
 }
@@ -170,5 +171,5 @@ static void notify_outbox_reply(job *j, redisReply *rep) {
 void notify_outbox_step(job *j) {
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", NOTIFY_OUTBOX_LIMIT);
-    job_cmd(j, notify_outbox_reply, 4, "FCALL", "cg_outbox_list", "0", limit);
+    job_cmd(j, notify_outbox_reply, 5, "FCALL", "cg_outbox_list", "1", CG_KEY_TENANT, limit);
 }

@@ -12,6 +12,7 @@
  * (the function is atomic and idempotent). Conversations the function offers to agents still
  * online are announced through the outbox. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -70,8 +71,8 @@ void reap_poll(router *r) {
     if (r->stopping || r->reaping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
-    const char *argv[5] = {"FCALL", "cg_gw_reap", "0", now, REAP_LIMIT};
-    if (rconn_cmdargv(r->cmd, reap_reply, r, 5, argv, NULL) == 0) r->reaping = 1;
+    const char *argv[6] = {"FCALL", "cg_gw_reap", "1", CG_KEY_TENANT, now, REAP_LIMIT};
+    if (rconn_cmdargv(r->cmd, reap_reply, r, 6, argv, NULL) == 0) r->reaping = 1;
 }
 
 static void reap_tick(uv_timer_t *t) {

@@ -8,6 +8,7 @@
  * complaint number, its class's deadlines and the customer's acknowledgement, as if the router
  * had classified it so. Queue and assignment stay: moving it is a transfer. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +51,6 @@ void agent_on_classify(job *j) {
     }
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, reclass_reply, 7, "FCALL", "cg_reclassify", "0", j->conv, m->sender_id, m->code,
-            now);
+    job_cmd(j, reclass_reply, 8, "FCALL", "cg_reclassify", "1", CG_KEY_TENANT, j->conv,
+            m->sender_id, m->code, now);
 }

@@ -19,6 +19,7 @@
  * The timers live in cg:timers and are claimed like every timer (timers.c); cg_route_fire fires
  * them under the lease rule of cg_timer_fire. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -37,7 +38,7 @@ void routing_on_assigned(job *j, const asg_row *row) {
     char no[24], due[24];
     snprintf(no, sizeof(no), "%lld", row->assign_no);
     snprintf(due, sizeof(due), "%lld", (long long)j->now_ms + secs * 1000);
-    job_cmd(j, NULL, 6, "FCALL", "cg_offer_arm", "0", row->conv, no, due);
+    job_cmd(j, NULL, 7, "FCALL", "cg_offer_arm", "1", CG_KEY_TENANT, row->conv, no, due);
 }
 
 /* {'missed', conv, agent, misses, away, channel, queue, locale, assigned}: tell the agent,
@@ -108,5 +109,6 @@ void routing_timer_step(job *j) {
     char now[24], max[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(max, sizeof(max), "%lld", j->r->cfg.offer_max_misses);
-    job_cmd(j, routing_fire_reply, 7, "FCALL", "cg_route_fire", "0", j->member, j->lease, now, max);
+    job_cmd(j, routing_fire_reply, 8, "FCALL", "cg_route_fire", "1", CG_KEY_TENANT, j->member,
+            j->lease, now, max);
 }

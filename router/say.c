@@ -48,14 +48,14 @@ static void say_append(job *j, const char *conv, const char *cmid, msg *m) {
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)m->ts_ms);
     const char *channel = msg_channel_name(m->channel);
-    const char *argv[12] = {
-        "FCALL",    "cg_append",       "0", conv,    cmid, msg_role_name(m->role),
-        SAY_SENDER, (const char *)buf, "",  channel, now,  "sys"};
-    size_t lens[12];
-    for (int i = 0; i < 12; i++)
+    const char *argv[13] = {
+        "FCALL",    "cg_append",       "1", CG_KEY_TENANT, conv, cmid, msg_role_name(m->role),
+        SAY_SENDER, (const char *)buf, "",  channel,       now,  "sys"};
+    size_t lens[13];
+    for (int i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
-    lens[7] = len;
-    job_cmdargv(j, say_append_reply, 12, argv, lens);
+    lens[8] = len; /* the payload */
+    job_cmdargv(j, say_append_reply, 13, argv, lens);
     free(buf);
 }
 
@@ -68,7 +68,7 @@ static void say_publish_agent(job *j, const char *agent, const msg *m) {
         return;
     }
     memset(buf, 0, SAY_PUB_PREFIX);
-    char chan[16 + MSG_ID_MAX];
+    char chan[CG_KEY_EXTRA + MSG_ID_MAX];
     snprintf(chan, sizeof(chan), CG_KEY_CH_AGENT, agent);
     const char *argv[3] = {"PUBLISH", chan, (const char *)buf};
     size_t lens[3] = {7, strlen(chan), len + SAY_PUB_PREFIX};
@@ -167,7 +167,7 @@ void say_assigned(job *j, const asg_row *row) {
     say_publish_agent(j, row->agent, &m);
     msg_free(&m);
 
-    job_cmd(j, NULL, 4, "FCALL", "cg_outbox_done", "0", row->conv);
+    job_cmd(j, NULL, 5, "FCALL", "cg_outbox_done", "1", CG_KEY_TENANT, row->conv);
     close_idle_arm(j, row->conv);
     routing_on_assigned(j, row);
     if (row->queue[0]) notify_dirty(j->r, row->queue);

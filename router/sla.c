@@ -159,14 +159,14 @@ void sla_on_customer(job *j) {
     char first[24], next[24];
     snprintf(first, sizeof(first), "%lld", sla_due(r, j->queue, j->now_ms, r->sla.first_s[ch]));
     snprintf(next, sizeof(next), "%lld", sla_due(r, j->queue, j->now_ms, r->sla.next_s[ch]));
-    job_cmd(j, NULL, 6, "FCALL", "cg_sla_customer", "0", j->conv, first, next);
+    job_cmd(j, NULL, 7, "FCALL", "cg_sla_customer", "1", CG_KEY_TENANT, j->conv, first, next);
 }
 
 void sla_on_agent(job *j) {
     char now[24];
     if (!j->conv[0]) return;
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, NULL, 6, "FCALL", "cg_sla_agent", "0", j->conv, now, j->m.sender_id);
+    job_cmd(j, NULL, 7, "FCALL", "cg_sla_agent", "1", CG_KEY_TENANT, j->conv, now, j->m.sender_id);
 }
 
 /* ---- complaints ---- */
@@ -196,8 +196,8 @@ void sla_complaint(job *j, const char *complaint_class) {
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(respond, sizeof(respond), "%lld", (long long)j->now_ms + r->sla.respond_s[k] * 1000);
     snprintf(resolve, sizeof(resolve), "%lld", (long long)j->now_ms + r->sla.resolve_s[k] * 1000);
-    job_cmd(j, sla_complaint_reply, 9, "FCALL", "cg_complaint", "0", j->conv, day, now, respond,
-            resolve, sla_classes[k]);
+    job_cmd(j, sla_complaint_reply, 10, "FCALL", "cg_complaint", "1", CG_KEY_TENANT, j->conv, day,
+            now, respond, resolve, sla_classes[k]);
 }
 
 /* ---- fired timers ---- */
@@ -319,6 +319,6 @@ void sla_timer_step(job *j) {
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(update, sizeof(update), "%lld", r->cfg.position_update_s * 1000);
     snprintf(max, sizeof(max), "%lld", r->cfg.position_update_max_s * 1000);
-    job_cmd(j, sla_fire_reply, 10, "FCALL", "cg_timer_fire", "0", j->member, j->lease, now, update,
-            max, sla_action_name(r->sla.action), r->cfg.escalate_queue);
+    job_cmd(j, sla_fire_reply, 11, "FCALL", "cg_timer_fire", "1", CG_KEY_TENANT, j->member,
+            j->lease, now, update, max, sla_action_name(r->sla.action), r->cfg.escalate_queue);
 }

@@ -76,7 +76,7 @@ static void store_canned_reply(rconn *rc, redisReply *reply, void *priv) {
  * cg_queuecfg on the same connection, which deletes the hashes of dropped queues. */
 static void store_publish_canned(router *r) {
     const cls_set *set = &r->cls;
-    size_t max = 4 + 2 * (size_t)CLS_CANNED_PER_QUEUE;
+    size_t max = 5 + 2 * (size_t)CLS_CANNED_PER_QUEUE;
     const char **argv = calloc(max, sizeof(*argv));
     size_t *lens = calloc(max, sizeof(*lens));
     if (!argv || !lens) {
@@ -88,11 +88,12 @@ static void store_publish_canned(router *r) {
     size_t total = 0;
     for (size_t i = 0; i < set->n_queues; i++) {
         const char *q = set->queues[i].name;
-        size_t argc = 4;
+        size_t argc = 5;
         argv[0] = "FCALL";
         argv[1] = "cg_canned_set";
-        argv[2] = "0";
-        argv[3] = q;
+        argv[2] = "1";
+        argv[3] = CG_KEY_TENANT;
+        argv[4] = q;
         for (size_t k = 0; k < set->n_canned && argc + 2 <= max; k++) {
             const cls_canned *c = &set->canned[k];
             if (strcmp(c->queue, q) != 0) continue;
@@ -102,7 +103,7 @@ static void store_publish_canned(router *r) {
         }
         for (size_t k = 0; k < argc; k++)
             lens[k] = strlen(argv[k]);
-        total += (argc - 4) / 2;
+        total += (argc - 5) / 2;
         if (rconn_cmdargv(r->cmd, store_canned_reply, r, (int)argc, argv, lens) != 0)
             log_warn("cannot publish the canned replies of %s now (next connect will)", q);
     }
@@ -163,7 +164,7 @@ done:
 void store_publish_queues(router *r) {
     if (r->stopping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
     const cls_set *set = &r->cls;
-    size_t argc = 4 + STORE_QUEUE_ARGS * set->n_queues;
+    size_t argc = 5 + STORE_QUEUE_ARGS * set->n_queues;
     char now[24];
     int64_t now_ms = cg_now_ms();
     snprintf(now, sizeof(now), "%lld", (long long)now_ms);
@@ -177,11 +178,12 @@ void store_publish_queues(router *r) {
     }
     argv[0] = "FCALL";
     argv[1] = "cg_queuecfg";
-    argv[2] = "0";
-    argv[3] = now;
+    argv[2] = "1";
+    argv[3] = CG_KEY_TENANT;
+    argv[4] = now;
     for (size_t i = 0; i < set->n_queues; i++) {
         const cls_queue *q = &set->queues[i];
-        const char **a = argv + 4 + STORE_QUEUE_ARGS * i;
+        const char **a = argv + 5 + STORE_QUEUE_ARGS * i;
         snprintf(qa[i].prio, sizeof(qa[i].prio), "%d", q->priority);
         snprintf(qa[i].after, sizeof(qa[i].after), "%lld", q->overflow_after_s);
         store_join(&q->overflow, qa[i].overflow, sizeof(qa[i].overflow));
@@ -326,8 +328,8 @@ void store_check_libs(router *r) {
     if (r->stopping || r->lib_checking || !r->cmd || !rconn_is_up(r->cmd)) return;
     if (uv_is_active((uv_handle_t *)&r->start_retry)) return; /* a retry is due anyway */
     for (int i = 0; i < 2; i++) {
-        const char *argv[3] = {"FCALL_RO", store_libs[i].version, "0"};
-        if (rconn_cmdargv(r->cmd, store_version_reply, (void *)&store_libs[i], 3, argv, NULL) != 0)
+        const char *argv[4] = {"FCALL_RO", store_libs[i].version, "1", CG_KEY_TENANT};
+        if (rconn_cmdargv(r->cmd, store_version_reply, (void *)&store_libs[i], 4, argv, NULL) != 0)
             return; /* down: the next connect checks */
         r->lib_checking++;
     }

@@ -8,6 +8,7 @@
  * (or this one, restarted) claims them again. Polling is for timers only; assignment stays driven
  * by events (enqueue, presence, close, reload). */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -44,8 +45,8 @@ void timers_poll(router *r) {
     char now[24], lease[24];
     snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
     snprintf(lease, sizeof(lease), "%lld", r->cfg.timer_lease_ms);
-    const char *argv[6] = {"FCALL", "cg_timer_claim", "0", now, lease, TIMERS_LIMIT};
-    if (rconn_cmdargv(r->cmd, timers_claim_reply, r, 6, argv, NULL) == 0) r->timer_claiming = 1;
+    const char *argv[7] = {"FCALL", "cg_timer_claim", "1", CG_KEY_TENANT, now, lease, TIMERS_LIMIT};
+    if (rconn_cmdargv(r->cmd, timers_claim_reply, r, 7, argv, NULL) == 0) r->timer_claiming = 1;
 }
 
 static void timers_tick(uv_timer_t *t) {

@@ -8,6 +8,7 @@
  * as text, cmid cg:tr:<entry id>), then the new assignment is announced; the requester's freed
  * slot is offered other waiting conversations. */
 #include "router.h"
+#include "desk_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +51,6 @@ void agent_on_transfer(job *j) {
     char now[24], pos_ms[24];
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(pos_ms, sizeof(pos_ms), "%lld", j->r->cfg.position_update_s * 1000);
-    job_cmd(j, transfer_reply, 9, "FCALL", "cg_transfer", "0", j->conv, m->sender_id, now,
-            m->agent_id, m->agent_id[0] ? "" : m->queue, pos_ms);
+    job_cmd(j, transfer_reply, 10, "FCALL", "cg_transfer", "1", CG_KEY_TENANT, j->conv,
+            m->sender_id, now, m->agent_id, m->agent_id[0] ? "" : m->queue, pos_ms);
 }

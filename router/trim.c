@@ -29,15 +29,15 @@ static void trim_reply(rconn *rc, redisReply *reply, void *priv) {
 }
 
 static void trim_one(router *r, const char *stream, const char *group, const char *channel) {
-    const char *argv[5] = {"FCALL", "cg_trim", "0", stream, group};
-    rconn_cmdargv(r->cmd, trim_reply, (void *)channel, 5, argv, NULL);
+    const char *argv[6] = {"FCALL", "cg_trim", "1", CG_KEY_TENANT, stream, group};
+    rconn_cmdargv(r->cmd, trim_reply, (void *)channel, 6, argv, NULL);
 }
 
 void trim_poll(router *r) {
     if (r->stopping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
     trim_one(r, CG_KEY_INBOUND, "routers", NULL);
     for (int ch = CH_WEB + 1; ch < CH_COUNT; ch++) { /* web has no bridges */
-        char stream[48];
+        char stream[CG_KEY_EXTRA + 32];
         const char *name = msg_channel_name((msg_channel)ch);
         snprintf(stream, sizeof(stream), CG_KEY_OUT, name);
         trim_one(r, stream, "bridges", name);

@@ -194,7 +194,8 @@ static int export_one(redisContext *c, const char *conv, redisReply *h) {
 static int export_all(redisContext *c, const export_opts *o, unsigned *n_out) {
     char cursor[32] = "0";
     do {
-        redisReply *r = redisCommand(c, "SCAN %s MATCH cg:conv:* COUNT 500 TYPE hash", cursor);
+        redisReply *r =
+            redisCommand(c, "SCAN %s MATCH %s* COUNT 500 TYPE hash", cursor, CG_KEY_CONV_PREFIX);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             if (r) freeReplyObject(r);
             return -1;
@@ -202,7 +203,7 @@ static int export_all(redisContext *c, const export_opts *o, unsigned *n_out) {
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         redisReply *keys = r->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
-            const char *key = keys->element[i]->str, *conv = key + strlen("cg:conv:");
+            const char *key = keys->element[i]->str, *conv = key + strlen(CG_KEY_CONV_PREFIX);
             if (strchr(conv, ':')) continue;
             redisReply *h = redisCommand(c, "HGETALL %s", key);
             int rc = 0;

@@ -80,10 +80,17 @@ def load(path):
     unique(s["keys"], "name", "keys")
     parts = s["key_parts"]
     used = set()
+    prefix = s["key_prefix"]
+    check(re.match(r"^cg:\{t:[a-z0-9_-]+\}:$", prefix),
+          "key_prefix must be cg:{t:<tenant>}: (the tenant's hash tag)")
     for k in s["keys"]:
-        check(k["pattern"].startswith("cg:"), f"key {k['name']}: patterns start with cg:")
-        check(k["type"] in ("string", "hash", "set", "zset", "stream", "list", "pubsub"),
+        check(not k["pattern"].startswith("cg:"),
+              f"key {k['name']}: patterns leave out the key_prefix (cg:{{t:...}}:)")
+        check(k["type"] in ("string", "hash", "set", "zset", "stream", "list", "pubsub", "anchor"),
               f"key {k['name']}: unknown type {k['type']}")
+        check((k["type"] == "anchor") == (k["pattern"] == ""),
+              f"key {k['name']}: only the anchor has an empty pattern")
+        k["full"] = prefix[:-1] if k["type"] == "anchor" else prefix + k["pattern"]
         for p in PART.findall(k["pattern"]):
             check(p in parts, f"key {k['name']}: part {{{p}}} is not in key_parts")
             used.add(p)
@@ -186,8 +193,14 @@ def gen_desk(s):
     c.append("};\n\n")
     h.append("/* Redis keys: printf formats (one %s per part, in the pattern's order). */\n")
     for k in s["keys"]:
-        fmt = PART.sub("%s", k["pattern"])
+        fmt = PART.sub("%s", k["full"])
         h.append(f"#define CG_KEY_{c_ident(k['name'])} {c_str(fmt)} /* {k['type']}: {k['desc']} */\n")
+        if PART.search(k["full"]):  # the fixed text before the first part (SCAN MATCH, parsing)
+            h.append(f"#define CG_KEY_{c_ident(k['name'])}_PREFIX "
+                     f"{c_str(k['full'][:PART.search(k['full']).start()])}\n")
+    extra = max(len(PART.sub("", k["full"])) for k in s["keys"]) + 1
+    h.append(f"/* Room a key needs besides its parts (the longest fixed text, with its NUL). */\n"
+             f"#define CG_KEY_EXTRA {extra}\n")
     h.append("\n#endif\n")
     return "".join(h), "".join(c)
 
@@ -215,8 +228,8 @@ def gen_lua(s):
     out.append(f"CG.LOGGED = {{{logged}}}\nCG.INTERNAL = {{{internal}}}\n")
     out.append("CG.KEY = {}\n")
     for k in s["keys"]:
-        parts = PART.findall(k["pattern"])
-        pieces = re.split(r"\{[a-z_]+\}", k["pattern"])
+        parts = PART.findall(k["full"])
+        pieces = re.split(r"\{[a-z_]+\}", k["full"])
         expr = []
         for i, piece in enumerate(pieces):
             if piece:
@@ -240,7 +253,8 @@ def plain(s):
                    for e in s["errors"]},
         "timers": {t["kind"]: t["of"] for t in s["timers"]},
         "kpis": {k["field"]: k["scope"] for k in s["kpis"]},
-        "keys": {k["name"]: k["pattern"] for k in s["keys"]},
+        "key_prefix": s["key_prefix"],
+        "keys": {k["name"]: k["full"] for k in s["keys"]},
     }
 
 

@@ -1,5 +1,5 @@
 """Small helpers the integration tests share: running a scenario, and reading a conversation
-back from Redis the way the desk stores it (cg:conv:<conv> hash, cg:conv:<conv>:log stream)."""
+back from Redis the way the desk stores it (cg:{t:default}:conv:<conv> hash, cg:{t:default}:conv:<conv>:log stream)."""
 import asyncio
 
 import msgpack
@@ -25,9 +25,9 @@ def s(v):
 
 def conv_hash(r, conv):
     """The conversation's hash as {str: str}."""
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:conv:{conv}").items()}
+    return {s(k): s(v) for k, v in r.hgetall(f"cg:{{t:default}}:conv:{conv}").items()}
 
 
 def log_of(r, conv):
     """The conversation's transcript, oldest first, as decoded msg dicts."""
-    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
+    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:{{t:default}}:conv:{conv}:log")]

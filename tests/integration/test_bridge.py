@@ -60,7 +60,7 @@ async def ack(b, f):
 
 def pending(r, channel):
     try:
-        return r.xpending(f"cg:out:{channel}", "bridges")["pending"]
+        return r.xpending(f"cg:{{t:default}}:out:{channel}", "bridges")["pending"]
     except Exception:
         return None
 
@@ -87,13 +87,13 @@ def test_entries_of_a_bridge_that_never_returns_go_to_another(procs, redis_srv):
         conv = cust_conv(r, f"wechat:{openid}")
         greet = await b1.expect(is_out(conv, "bot"), what="greeting on wx-1")
         await b1.close()
-        assert r.xpending_range("cg:out:wechat", "bridges", "-", "+", 10, consumername="wx-1")
+        assert r.xpending_range("cg:{t:default}:out:wechat", "bridges", "-", "+", 10, consumername="wx-1")
         b2 = await bridge(gw, "wechat", "wx-2")
         again = await b2.expect(lambda f: is_out(conv, "bot")(f) and f["seq"] == greet["seq"],
                                 what="the greeting again, on wx-2")
         assert again["native"] == greet["native"]
         # everything out of the conversation (wx-1 held some of it) reaches wx-2
-        want = {int(f[b"s"]) for _, f in r.xrange("cg:out:wechat") if s(f[b"c"]) == conv}
+        want = {int(f[b"s"]) for _, f in r.xrange("cg:{t:default}:out:wechat") if s(f[b"c"]) == conv}
         while want - {f["seq"] for f in b2.frames if is_out(conv)(f)}:
             await b2.expect(lambda f: is_out(conv)(f), what=f"seqs {sorted(want)}")
         for f in [f for f in b2.frames if is_out(conv)(f)]:
@@ -101,7 +101,7 @@ def test_entries_of_a_bridge_that_never_returns_go_to_another(procs, redis_srv):
 
         def left_on(name):
             return {s(c["name"]): c["pending"]
-                    for c in r.xinfo_consumers("cg:out:wechat", "bridges")}.get(name, 0)
+                    for c in r.xinfo_consumers("cg:{t:default}:out:wechat", "bridges")}.get(name, 0)
         for _ in range(1000):  # acks are fire-and-forget: poll Redis, bounded
             if left_on("wx-1") == 0 and left_on("wx-2") == 0:
                 break
@@ -124,7 +124,7 @@ def test_wechat_reply_rendered_acked_and_redelivered(desk, procs, redis_srv):
         assert b.welcome["role"] == "bridge" and b.welcome["channel"] == "wechat"
         post_wechat(desk, openid, "6054768590064713728", "你好，订单在哪里？")
         conv = cust_conv(r, f"wechat:{openid}")
-        assert r.hget(f"cg:conv:{conv}", "chat_id") == openid.encode()
+        assert r.hget(f"cg:{{t:default}}:conv:{conv}", "chat_id") == openid.encode()
         # the router's greeting and queue auto-reply reach the bridge, rendered
         greet = await b.expect(is_out(conv, "bot"), what="greeting")
         body = json.loads(greet["native"])
@@ -275,7 +275,7 @@ def test_email_reply_rendered_as_mime_and_threads_back(desk, procs, redis_srv):
         assert mail.get_content().strip() == "您好，包裹明天到。"
         mid = mail["Message-ID"].strip("<>")
         assert mid.endswith("@desk.example")
-        assert r.get(f"cg:mailid:{mid}") == conv.encode()
+        assert r.get(f"cg:{{t:default}}:mailid:{mid}") == conv.encode()
         for x in [x for x in b.frames if is_out(conv)(x)]:
             await ack(b, x)
         # the customer answers that mail (no token in the subject): threaded by Message-ID
@@ -480,9 +480,9 @@ async def assigned_email_conv(gw, r, a, addr, msgid, subject="help", body="hi"):
 
 
 def dead_letters(r, channel="email"):
-    """cg:dead:<channel> entries as {field: str} (the msgpack msg `m` as bytes)."""
+    """cg:{t:default}:dead:<channel> entries as {field: str} (the msgpack msg `m` as bytes)."""
     return [{s(k): v if k == b"m" else s(v) for k, v in f.items()}
-            for _, f in r.xrange(f"cg:dead:{channel}")]
+            for _, f in r.xrange(f"cg:{{t:default}}:dead:{channel}")]
 
 
 def fcall_agent_text(r, conv, agent_id, cmid, body):
@@ -490,7 +490,7 @@ def fcall_agent_text(r, conv, agent_id, cmid, body):
     has: what a client could get stored before the gateway refused native/meta."""
     m = dict({"v": 1, "type": "text", "role": "agent", "dir": "out", "channel": "email",
               "sender_id": agent_id, "id": cmid + "-id", "ts": int(time.time() * 1000)}, **body)
-    return r.fcall("cg_append", 0, conv, cmid, "agent", agent_id, msgpack.packb(m), "", "email",
+    return r.fcall("cg_append", 1, "cg:{t:default}", conv, cmid, "agent", agent_id, msgpack.packb(m), "", "email",
                    str(int(time.time() * 1000)), "log")
 
 
@@ -526,11 +526,11 @@ def test_clients_cannot_steer_bridges(desk, procs, redis_srv, tmp_path):
             await c.close()
             # stored anyway (as before the refusal), and in a conversation whose address the
             # gateway cannot render (data from before ingestion was checked)
-            r.hset(f"cg:conv:{conv}", "chat_id", '"zhang;x"@example.cn')
+            r.hset(f"cg:{{t:default}}:conv:{conv}", "chat_id", '"zhang;x"@example.cn')
             _, seq1, _ = fcall_agent_text(r, conv, "alice", "legacy-1",
                                           {"text": "legacy", "native": evil_mail,
                                            "meta": evil_meta})
-            r.hset(f"cg:conv:{conv}", "chat_id", "zhang@example.cn")
+            r.hset(f"cg:{{t:default}}:conv:{conv}", "chat_id", "zhang@example.cn")
             fcall_agent_text(r, conv, "alice", "legacy-2",
                              {"text": "legacy two", "native": evil_mail, "meta": evil_meta})
             await a.say("Your parcel ships today.", conv=conv)
@@ -555,7 +555,7 @@ def test_clients_cannot_steer_bridges(desk, procs, redis_srv, tmp_path):
 def test_unrenderable_reply_dead_lettered_and_bridge_moves_on(desk, procs, redis_srv, tmp_path):
     """A mail whose From a reply cannot go to is refused at ingestion (webhook, mail-in tool,
     bridge push); a reply the gateway still cannot render (data stored before that check) goes to
-    cg:dead:email, the agent sees why, and the bridge goes on with the next replies; a mail the
+    cg:{t:default}:dead:email, the agent sees why, and the bridge goes on with the next replies; a mail the
     MTA refuses for good is reported by the bridge (failure ack) and dead-lettered the same way."""
     r = redis_srv.r
     token = procs.agent_token("alice", "Alice", cap=4)
@@ -577,7 +577,7 @@ def test_unrenderable_reply_dead_lettered_and_bridge_moves_on(desk, procs, redis
             await b.close()
             a = await agent(desk, token)
             c1 = await assigned_email_conv(desk, r, a, "li@example.cn", "dl-1@example.cn")
-            r.hset(f"cg:conv:{c1}", "mail_last", "not a message id")  # stored before the check
+            r.hset(f"cg:{{t:default}}:conv:{c1}", "mail_last", "not a message id")  # stored before the check
             k1 = await a.say("First answer, cannot be rendered.", conv=c1)
             ev = await a.expect(lambda f: f.get("type") == "escalated" and f.get("conv") == c1
                                 and f"Message {k1['seq']} " in f.get("text", ""),
@@ -608,7 +608,7 @@ def test_unrenderable_reply_dead_lettered_and_bridge_moves_on(desk, procs, redis
     # the transcripts keep the notices, for the desk only: never sent to a bridge
     notes = [m for m in log_of(r, c1) + log_of(r, c2) if m["type"] == "escalated"]
     assert notes and {m["code"] for m in notes} == {"undeliverable"}
-    out_types = [msgpack.unpackb(f[b"m"])["type"] for _, f in r.xrange("cg:out:email")]
+    out_types = [msgpack.unpackb(f[b"m"])["type"] for _, f in r.xrange("cg:{t:default}:out:email")]
     assert "escalated" not in out_types
 
 

@@ -1,5 +1,5 @@
 """Canned replies per queue: [canned <queue>] sections published by a real router
-(FCALL cg_canned_set → cg:canned:<queue>) and read by agents from a real gateway with
+(FCALL cg_canned_set → cg:{t:default}:canned:<queue>) and read by agents from a real gateway with
 GET /canned?queue=<queue> and their console token; reload on SIGHUP; start-up validation.
 
 Run: BUILD=build/h-canned /usr/bin/python3 -m pytest -q tests/integration/test_canned.py
@@ -68,7 +68,7 @@ def signed(role, skills, exp_in):
 
 
 def canned_hash(r, queue):
-    return {k.decode(): v.decode() for k, v in r.hgetall(f"cg:canned:{queue}").items()}
+    return {k.decode(): v.decode() for k, v in r.hgetall(f"cg:{{t:default}}:canned:{queue}").items()}
 
 
 def start(procs, tmp_path, text=CONFIG):
@@ -84,7 +84,7 @@ def test_agents_read_the_canned_replies_of_their_queues(redis_srv, procs, tmp_pa
     wait_until(lambda: len(canned_hash(r, "billing")) == 1, 10, "canned replies published")
     assert canned_hash(r, "billing") == {
         "refund_steps": '1. Open "My orders".\n2. Choose "Request a refund".'}
-    assert not r.exists("cg:canned:general")  # a queue without replies has no hash
+    assert not r.exists("cg:{t:default}:canned:general")  # a queue without replies has no hash
 
     token = procs.agent_token("ann", skills=("faq", "billing"))
     status, ctype, body = get(gw, "queue=faq", token)
@@ -145,7 +145,7 @@ def test_reload_replaces_the_canned_replies(redis_srv, procs, tmp_path):
     router.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: canned_hash(r, "faq").get("shipping")
                == "Orders ship within 24 hours; delivery takes 2-4 days.", 10, "reload published")
-    wait_until(lambda: not r.exists("cg:canned:billing"), 10, "billing's replies removed")
+    wait_until(lambda: not r.exists("cg:{t:default}:canned:billing"), 10, "billing's replies removed")
     status, _, body = get(gw, "queue=faq", token)
     assert status == 200
     assert json.loads(body)["replies"][2] == {
@@ -163,9 +163,9 @@ def test_reload_replaces_the_canned_replies(redis_srv, procs, tmp_path):
     write(path, CONFIG.replace("[queue billing]\nname_en = Billing\n", "")
             .replace("[canned billing]\nrefund_steps = 1. Open \"My orders\".\n"
                      "  2. Choose \"Request a refund\".\n", ""))
-    r.hset("cg:canned:billing", "stale", "x")
+    r.hset("cg:{t:default}:canned:billing", "stale", "x")
     router.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: not r.exists("cg:canned:billing"), 10, "dropped queue's replies removed")
+    wait_until(lambda: not r.exists("cg:{t:default}:canned:billing"), 10, "dropped queue's replies removed")
 
 
 def test_invalid_canned_section_stops_the_router(redis_srv, procs, tmp_path):

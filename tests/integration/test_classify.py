@@ -24,7 +24,7 @@ def send(r, customer, text, tier="", channel="web"):
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
     if tier:
         m["identity"] = {"customer_id": customer, "tier": tier}
-    res = r.fcall("cg_append", 0, "", m["cmid"], "customer", customer, msgpack.packb(m),
+    res = r.fcall("cg_append", 1, "cg:{t:default}", "", m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, now_ms(), "log", text[:160])
     return s(res[0])
 
@@ -48,13 +48,13 @@ def queued(r, conv):
 
 
 def qcfg(r, queue):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:queuecfg:{queue}").items()}
+    return {s(k): s(v) for k, v in r.hgetall(f"cg:{{t:default}}:queuecfg:{queue}").items()}
 
 
 def test_shipped_config_classifies_and_publishes_queues(redis_srv, procs):
     r = redis_srv.r
     router_with(procs, SHIPPED)
-    wait_until(lambda: r.scard("cg:queues") == 7, 10, "queue configuration published")
+    wait_until(lambda: r.scard("cg:{t:default}:queues") == 7, 10, "queue configuration published")
     assert qcfg(r, "complaints") == {"mode": "push", "prio": "7", "name_zh": "投诉与建议",
                                      "name_en": "Complaints and suggestions",
                                      "overflow": "supervisors", "overflow_after_s": "300"}
@@ -83,7 +83,7 @@ def test_vip_is_served_before_an_earlier_normal_conversation(redis_srv, procs):
     vip = send(r, "v1", "where is my order?", tier="VIP")
     h = queued(r, vip)
     assert (h["queue"], h["prio"]) == ("faq", "8")
-    assert [s(c) for c in r.zrange("cg:queue:faq", 0, -1)] == [vip, normal]
+    assert [s(c) for c in r.zrange("cg:{t:default}:queue:faq", 0, -1)] == [vip, normal]
     presence(r, "amy", "connect", cap=1, skills=("faq",))
     assert wait_assigned(r, vip)["agent_id"] == "amy"
     wait_drained(r)
@@ -113,7 +113,7 @@ def test_pull_queue_never_auto_assigns_but_can_be_picked(redis_srv, procs, tmp_p
     router_with(procs, write(str(tmp_path / "pull.ini"), PULL_CONFIG))
     wait_until(lambda: qcfg(r, "desk").get("mode") == "pull", 10, "desk published")
     presence(r, "pat", "connect", cap=3, skills=("desk", "general"))
-    wait_until(lambda: r.zscore("cg:avail:general", "pat") is not None, 5, "pat available")
+    wait_until(lambda: r.zscore("cg:{t:default}:avail:general", "pat") is not None, 5, "pat available")
     conv = send(r, "c1", "I need an invoice")
     h = queued(r, conv)  # not assigned on enqueue although pat has capacity
     assert (h["queue"], h["category"]) == ("desk", "desk")

@@ -60,12 +60,12 @@ def desk(procs, tmp_path, idle=0, followup=0):
 
 
 def conversations(r):
-    return {s(k).split(":")[2] for k in r.scan_iter("cg:conv:*") if not s(k).endswith(":log")}
+    return {s(k).split(":")[4] for k in r.scan_iter("cg:{t:default}:conv:*") if not s(k).endswith(":log")}
 
 
 def outbound(r, channel, conv):
     out = []
-    for _, f in r.xrange(f"cg:out:{channel}"):
+    for _, f in r.xrange(f"cg:{{t:default}}:out:{channel}"):
         if s(f[b"c"]) == conv:
             out.append(msgpack.unpackb(f[b"m"], raw=False))
     return out
@@ -130,7 +130,7 @@ def test_resolved_close_survey_and_rating_on_web(procs, redis_srv, tmp_path):
         rated = [m for m in log_of(r, conv) if m["type"] == "rating"]
         assert [(m["role"], m["rating"]) for m in rated] == [("customer", 4)]
         assert conversations(r) == {conv}  # no new conversation
-        assert s(r.hget(f"cg:cust:{c.welcome['sender_id']}", "conv")) == conv
+        assert s(r.hget(f"cg:{{t:default}}:cust:{c.welcome['sender_id']}", "conv")) == conv
         # a rating with no surveyed conversation is refused, opens nothing; the text sent after
         # it on the same socket is stored after it was refused
         c2 = await customer(gw)
@@ -163,7 +163,7 @@ def test_unresolved_goes_to_another_agent_and_unknown_code_refused(procs, redis_
         conv = (await c.say("still broken"))["conv"]
         await a1.expect_type("assigned", conv=conv)
         a2 = await agent(gw, t2)
-        wait_until(lambda: r.zscore("cg:avail:general", "bob") is not None, 5, "bob available")
+        wait_until(lambda: r.zscore("cg:{t:default}:avail:general", "bob") is not None, 5, "bob available")
         # an unknown code: refused to the agent with its cmid, nothing changes
         cmid = await close_conv(a1, conv, "fixed-it")
         err = await a1.expect(lambda f: f.get("type") == "error" and f.get("cmid") == cmid,
@@ -183,8 +183,8 @@ def test_unresolved_goes_to_another_agent_and_unknown_code_refused(procs, redis_
                                                                         "9")
         assert "resolution" not in h and "closed_at" not in h
         assert not [m for m in log_of(r, conv) if m["type"] in ("closed", "survey")]
-        assert s(r.hget("cg:agent:amy", "load")) == "0"
-        assert r.smembers("cg:agent:amy:convs") == set()
+        assert s(r.hget("cg:{t:default}:agent:amy", "load")) == "0"
+        assert r.smembers("cg:{t:default}:agent:amy:convs") == set()
         # amy is free again: the next conversation is hers
         c2 = await customer(gw)
         conv2 = (await c2.say("hello"))["conv"]
@@ -213,11 +213,11 @@ def test_unresolved_with_nobody_free_waits_first_in_line(procs, redis_srv, tmp_p
         await close_conv(a1, conv1, "unresolved")
         # amy is not given her unresolved conversation back; it waits ahead of conv2
         await c1.expect(lambda f: f.get("text") == "ANOTHER AGENT", what="customer told")
-        wait_until(lambda: r.zrange("cg:queue:general", 0, -1) == [conv1.encode(),
+        wait_until(lambda: r.zrange("cg:{t:default}:queue:general", 0, -1) == [conv1.encode(),
                                                                    conv2.encode()],
                    5, "conv1 first in line")
         assert conv_hash(r, conv1)["state"] == "queued"
-        assert s(r.hget("cg:agent:amy", "load")) == "0"
+        assert s(r.hget("cg:{t:default}:agent:amy", "load")) == "0"
         for x in (a1, c1, c2):
             await x.close()
     run(scenario())
@@ -230,7 +230,7 @@ def test_email_survey_and_digit_reply(procs, redis_srv, tmp_path):
     gw = desk(procs, tmp_path)
     token = procs.agent_token("alice", "Alice")
     assert post_mail(gw, "Where is my parcel?") == 200
-    conv = wait_until(lambda: s(r.hget("cg:cust:email:li@example.com", "conv")), 5, "conv")
+    conv = wait_until(lambda: s(r.hget("cg:{t:default}:cust:email:li@example.com", "conv")), 5, "conv")
 
     async def scenario():
         a = await agent(gw, token)
@@ -252,8 +252,8 @@ def test_email_survey_and_digit_reply(procs, redis_srv, tmp_path):
     assert conversations(r) == {conv}
     # anything else after the close is a new conversation
     assert post_mail(gw, "Another question", subject="New") == 200
-    new = wait_until(lambda: (s(r.hget("cg:cust:email:li@example.com", "conv")) or conv) != conv
-                     and s(r.hget("cg:cust:email:li@example.com", "conv")), 5, "new conversation")
+    new = wait_until(lambda: (s(r.hget("cg:{t:default}:cust:email:li@example.com", "conv")) or conv) != conv
+                     and s(r.hget("cg:{t:default}:cust:email:li@example.com", "conv")), 5, "new conversation")
     assert conversations(r) == {conv, new}
 
 
@@ -274,26 +274,26 @@ def test_digit_sent_before_the_close_is_a_message_not_a_rating(procs, redis_srv,
     async def scenario_start():
         a = await agent(gw, token)
         assert post_mail(gw, "Where is my parcel?", frm="qian@example.com") == 200
-        conv = wait_until(lambda: s(r.hget("cg:cust:email:qian@example.com", "conv")), 5, "conv")
+        conv = wait_until(lambda: s(r.hget("cg:{t:default}:cust:email:qian@example.com", "conv")), 5, "conv")
         await assigned(a, conv)
         await a.close()
         return conv
     conv = run(scenario_start())
     router.stop()
     assert post_mail(gw, " 5 ", frm="qian@example.com", subject="Re: Order") == 200
-    entry = [i for i, f in r.xrange("cg:in") if s(f[b"c"]) == conv][-1]
-    assert b"r" not in r.xrange("cg:in", entry, entry)[0][1]
+    entry = [i for i, f in r.xrange("cg:{t:default}:in") if s(f[b"c"]) == conv][-1]
+    assert b"r" not in r.xrange("cg:{t:default}:in", entry, entry)[0][1]
     # the agent's close is processed first (as another router would), then this router starts
     now = int(r.time()[0]) * 1000
-    assert s(r.fcall("cg_close", 0, conv, "alice", "resolved", now)[0]) == "closed"
-    r.fcall("cg_after_close", 0, conv, now + 60000, 0)
+    assert s(r.fcall("cg_close", 1, "cg:{t:default}", conv, "alice", "resolved", now)[0]) == "closed"
+    r.fcall("cg_after_close", 1, "cg:{t:default}", conv, now + 60000, 0)
     procs.router(env)
 
     def processed():
-        g = [g for g in r.xinfo_groups("cg:in") if s(g["name"]) == "routers"][0]
+        g = [g for g in r.xinfo_groups("cg:{t:default}:in") if s(g["name"]) == "routers"][0]
         last = s(g["last-delivered-id"])
         done = tuple(map(int, last.split("-"))) >= tuple(map(int, s(entry).split("-")))
-        return done and not r.xpending_range("cg:in", "routers", entry, entry, 1)
+        return done and not r.xpending_range("cg:{t:default}:in", "routers", entry, entry, 1)
     wait_until(processed, 10, "the digit's entry processed")
     h = conv_hash(r, conv)
     assert "rating" not in h
@@ -355,15 +355,15 @@ def test_customer_leaves_the_queue_abandoned(procs, redis_srv, tmp_path):
         assert closed["code"] == "abandoned"
         h = conv_hash(r, conv)
         assert (h["state"], h["resolution"], h["closed_by"]) == ("closed", "abandoned", "customer")
-        assert r.zscore("cg:queue:general", conv) is None
-        assert r.zscore("cg:timers", f"pos:{conv}") is None
-        assert s(r.hget("cg:kpi:queue:general", "abandoned")) == "1"
+        assert r.zscore("cg:{t:default}:queue:general", conv) is None
+        assert r.zscore("cg:{t:default}:timers", f"pos:{conv}") is None
+        assert s(r.hget("cg:{t:default}:kpi:queue:general", "abandoned")) == "1"
         assert not [m for m in log_of(r, conv) if m["type"] == "survey"]
         # an agent coming online later gets nothing from it
         a = await agent(gw, procs.agent_token("alice", "Alice"))
         await a.expect(lambda f: f.get("type") == "queue" and f.get("queue") == "general",
                        what="queue snapshot")
-        assert s(r.hget("cg:agent:alice", "load")) in (None, "0")
+        assert s(r.hget("cg:{t:default}:agent:alice", "load")) in (None, "0")
         assert conv_hash(r, conv)["state"] == "closed"
         for x in (a, c):
             await x.close()
@@ -388,11 +388,11 @@ def test_customer_ends_an_assigned_conversation(procs, redis_srv, tmp_path):
                        and "customer ended" in f.get("text", ""), what="notice to the agent")
         h = conv_hash(r, conv)
         assert (h["resolution"], h["closed_by"]) == ("customer_left", "customer")
-        assert s(r.hget("cg:agent:alice", "load")) == "0"
-        assert not r.sismember("cg:agent:alice:convs", conv)
+        assert s(r.hget("cg:{t:default}:agent:alice", "load")) == "0"
+        assert not r.sismember("cg:{t:default}:agent:alice:convs", conv)
         # answered before it ended: closed, not abandoned
-        assert s(r.hget("cg:kpi:queue:general", "closed")) == "1"
-        assert r.hget("cg:kpi:queue:general", "abandoned") in (None, b"0")
+        assert s(r.hget("cg:{t:default}:kpi:queue:general", "closed")) == "1"
+        assert r.hget("cg:{t:default}:kpi:queue:general", "abandoned") in (None, b"0")
         # the agent may no longer write there
         assert (await a.say("hello?", conv=conv))["type"] == "error"
         for x in (a, c):
@@ -412,7 +412,7 @@ def test_idle_conversation_closed_no_response(procs, redis_srv, tmp_path):
         c = await customer(gw)
         conv = (await c.say("hello?"))["conv"]
         await a.expect_type("assigned", conv=conv)
-        assert r.zscore("cg:timers", f"idle:{conv}") is not None
+        assert r.zscore("cg:{t:default}:timers", f"idle:{conv}") is not None
         idle = await c.expect(lambda f: f.get("type") == "text" and
                               f.get("text", "").startswith("IDLE"), 10, "idle notice")
         assert idle["text"] == "IDLE 1 min"
@@ -424,8 +424,8 @@ def test_idle_conversation_closed_no_response(procs, redis_srv, tmp_path):
         assert notice["conv"] == conv
         h = conv_hash(r, conv)
         assert (h["state"], h["resolution"]) == ("closed", "no_response")
-        assert s(r.hget("cg:agent:alice", "load")) == "0"
-        assert r.zscore("cg:timers", f"idle:{conv}") is None
+        assert s(r.hget("cg:{t:default}:agent:alice", "load")) == "0"
+        assert r.zscore("cg:{t:default}:timers", f"idle:{conv}") is None
         for x in (a, c):
             await x.close()
     run(scenario())
@@ -441,12 +441,12 @@ def test_messages_keep_idle_timer_rearmed(procs, redis_srv, tmp_path):
         c = await customer(gw)
         conv = (await c.say("hello"))["conv"]
         await a.expect_type("assigned", conv=conv)
-        first = wait_until(lambda: r.zscore("cg:timers", f"idle:{conv}"), 5, "idle armed")
+        first = wait_until(lambda: r.zscore("cg:{t:default}:timers", f"idle:{conv}"), 5, "idle armed")
         await a.say("hi, how can I help?", conv=conv)
-        wait_until(lambda: (r.zscore("cg:timers", f"idle:{conv}") or 0) > first, 5, "re-armed")
+        wait_until(lambda: (r.zscore("cg:{t:default}:timers", f"idle:{conv}") or 0) > first, 5, "re-armed")
         await close_conv(a, conv, "spam")
         await c.expect_type("closed", conv=conv, code="spam")
-        wait_until(lambda: r.zscore("cg:timers", f"idle:{conv}") is None, 5, "idle dropped")
+        wait_until(lambda: r.zscore("cg:{t:default}:timers", f"idle:{conv}") is None, 5, "idle dropped")
         for x in (a, c):
             await x.close()
     run(scenario())
@@ -487,7 +487,7 @@ def test_resolved_complaint_gets_followup_task(procs, redis_srv, tmp_path):
         # closing the follow-up (no ticket of its own) queues nothing more
         await close_conv(a, task, "resolved")
         wait_until(lambda: conv_hash(r, task).get("state") == "closed", 5, "task closed")
-        assert r.zscore("cg:timers", f"followup:{task}") is None
+        assert r.zscore("cg:{t:default}:timers", f"followup:{task}") is None
         for x in (a, c):
             await x.close()
     run(scenario())
@@ -507,13 +507,13 @@ def test_unresolved_or_plain_close_queues_no_followup(procs, redis_srv, tmp_path
         await a.expect_type("assigned", conv=conv)
         await close_conv(a, conv, "resolved")
         await c.expect_type("closed", conv=conv)
-        wait_until(lambda: r.zscore("cg:timers", f"followup:{conv}"), 5, "follow-up armed")
+        wait_until(lambda: r.zscore("cg:{t:default}:timers", f"followup:{conv}"), 5, "follow-up armed")
         c2 = await customer(gw)
         conv2 = (await c2.say("just a question"))["conv"]
         await a.expect_type("assigned", conv=conv2)
         await close_conv(a, conv2, "resolved")
         await c2.expect_type("closed", conv=conv2)
-        assert r.zscore("cg:timers", f"followup:{conv2}") is None  # not a complaint
+        assert r.zscore("cg:{t:default}:timers", f"followup:{conv2}") is None  # not a complaint
         for x in (a, c, c2):
             await x.close()
     run(scenario())

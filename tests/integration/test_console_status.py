@@ -25,9 +25,9 @@ def desk(procs):
 
 
 def connected(r, agent_id):
-    """The router processed the agent's connect: its socket is in cg:agent:<a>:socks (the
+    """The router processed the agent's connect: its socket is in cg:{t:default}:agent:<a>:socks (the
     connect's cg_presence call, which also makes the offers, is one atomic function call)."""
-    return r.scard(f"cg:agent:{agent_id}:socks") == 1
+    return r.scard(f"cg:{{t:default}}:agent:{agent_id}:socks") == 1
 
 
 async def waiting(gw, r, text):
@@ -49,10 +49,10 @@ def test_hello_away_gets_nothing_until_online(procs, redis_srv):
         await a.hello(token=procs.agent_token("alice"), code="away")
         wait_until(lambda: connected(r, "alice"), 10, "alice's connect processed")
         # the connect found the agent away: nothing offered, the customer still waits
-        assert s(r.hget("cg:agent:alice", "status")) == "away"
+        assert s(r.hget("cg:{t:default}:agent:alice", "status")) == "away"
         assert conv_hash(r, conv)["state"] == "queued"
-        assert r.zscore("cg:queue:general", conv) is not None
-        assert not r.zscore("cg:avail:general", "alice")
+        assert r.zscore("cg:{t:default}:queue:general", conv) is not None
+        assert not r.zscore("cg:{t:default}:avail:general", "alice")
         assert not [f for f in a.frames if f.get("type") == "assigned"]
 
         # the agent goes online: the waiting conversation is its
@@ -60,7 +60,7 @@ def test_hello_away_gets_nothing_until_online(procs, redis_srv):
         await a.expect_type("ack", cmid="p1")
         await a.expect_type("assigned", conv=conv, agent_id="alice")
         await c.expect_type("assigned", conv=conv)
-        assert s(r.hget("cg:agent:alice", "status")) == "online"
+        assert s(r.hget("cg:{t:default}:agent:alice", "status")) == "online"
         assert conv_hash(r, conv)["agent"] == "alice"
         await a.close()
         await c.close()
@@ -77,14 +77,14 @@ def test_hello_online_and_default_connect_online(procs, redis_srv):
         c1, conv = await waiting(gw, r, "first customer")
         bob = await agent(gw, procs.agent_token("bob"))
         await bob.expect_type("assigned", conv=conv, agent_id="bob")
-        assert s(r.hget("cg:agent:bob", "status")) == "online"
+        assert s(r.hget("cg:{t:default}:agent:bob", "status")) == "online"
 
         # code online: the same
         c2, conv2 = await waiting(gw, r, "second customer")
         carol = await Client.connect(gw.ws, "/ws/agent")
         await carol.hello(token=procs.agent_token("carol"), code="online")
         await carol.expect_type("assigned", conv=conv2, agent_id="carol")
-        assert s(r.hget("cg:agent:carol", "status")) == "online"
+        assert s(r.hget("cg:{t:default}:agent:carol", "status")) == "online"
         for x in (bob, carol, c1, c2):
             await x.close()
 
@@ -103,13 +103,13 @@ def test_hello_away_then_reconnect_keeps_the_chosen_status(procs, redis_srv):
         await a.hello(token=token, code="away")
         wait_until(lambda: connected(r, "dora"), 10, "dora's connect processed")
         await a.close()
-        wait_until(lambda: s(r.hget("cg:agent:dora", "status")) == "offline", 10, "dora offline")
+        wait_until(lambda: s(r.hget("cg:{t:default}:agent:dora", "status")) == "offline", 10, "dora offline")
 
         c, conv = await waiting(gw, r, "hello?")
         b = await Client.connect(gw.ws, "/ws/agent")
         await b.hello(token=token, code="away")
         wait_until(lambda: connected(r, "dora"), 10, "dora's new connect processed")
-        assert s(r.hget("cg:agent:dora", "status")) == "away"
+        assert s(r.hget("cg:{t:default}:agent:dora", "status")) == "away"
         assert conv_hash(r, conv)["state"] == "queued"
         assert not [f for f in b.frames if f.get("type") == "assigned"]
         await b.close()
@@ -130,11 +130,11 @@ def test_hello_code_other_than_online_or_away_is_refused(procs, redis_srv):
         err = await a.expect_type("error", cmid=cmid)
         assert err["code"] == "bad_value"
         assert "'code'" in err["text"] and "busy" in err["text"], err
-        assert not r.exists("cg:agent:erin")
+        assert not r.exists("cg:{t:default}:agent:erin")
         # not signed in, but still connected: a valid hello is accepted
         await a.hello(token=procs.agent_token("erin"), code="away")
         wait_until(lambda: connected(r, "erin"), 10, "erin's connect processed")
-        assert s(r.hget("cg:agent:erin", "status")) == "away"
+        assert s(r.hget("cg:{t:default}:agent:erin", "status")) == "away"
 
         # a customer's hello carries no status: a code is ignored, as before
         c = await Client.connect(gw.ws, "/ws/customer")
@@ -153,25 +153,25 @@ def test_away_agent_stays_away_when_its_stalled_gateway_announces_it_again(procs
     r = redis_srv.r
     gw = procs.gateway({"CHATGW_HEARTBEAT_MS": 200})
     router = procs.router({"CHATGW_GATEWAY_REAP_MS": 100, "CHATGW_BLOCK_MS": 200})
-    wait_until(lambda: r.exists("cg:gw:gw1"), 5, "gw1 beating")
+    wait_until(lambda: r.exists("cg:{t:default}:gw:gw1"), 5, "gw1 beating")
 
     async def scenario():
         a = await Client.connect(gw.ws, "/ws/agent")
         await a.hello(token=procs.agent_token("fred"), code="away")
         wait_until(lambda: connected(r, "fred"), 10, "fred's connect processed")
-        sock1 = r.smembers("cg:agent:fred:socks")
+        sock1 = r.smembers("cg:{t:default}:agent:fred:socks")
         c, conv = await waiting(gw, r, "waiting through a stall")
         gw.proc.send_signal(signal.SIGSTOP)
         try:
-            wait_until(lambda: s(r.hget("cg:agent:fred", "status")) == "offline", 10,
+            wait_until(lambda: s(r.hget("cg:{t:default}:agent:fred", "status")) == "offline", 10,
                        "fred reaped while gw1 is stopped")
             router.wait_log("gateway gw1 stopped heartbeating: 1 agent sockets dropped")
         finally:
             gw.proc.send_signal(signal.SIGCONT)
         gw.wait_log("had expired: 1 agent connections announced again")
-        wait_until(lambda: connected(r, "fred") and r.smembers("cg:agent:fred:socks") != sock1,
+        wait_until(lambda: connected(r, "fred") and r.smembers("cg:{t:default}:agent:fred:socks") != sock1,
                    10, "fred's connect under a new socket id processed")
-        assert s(r.hget("cg:agent:fred", "status")) == "away"
+        assert s(r.hget("cg:{t:default}:agent:fred", "status")) == "away"
         assert conv_hash(r, conv)["state"] == "queued"
         assert not [f for f in a.frames if f.get("type") == "assigned"]
         await a.close()
@@ -183,7 +183,7 @@ def test_away_agent_stays_away_when_its_stalled_gateway_announces_it_again(procs
 def test_away_and_connect_end_away_in_either_order(procs, redis_srv):
     """What the gateway sends for a hello with code away: presence away and connect with the same
     ts. Two routers may run them in either order (the route functions called here in both
-    orders, as the routers call them): the agent ends away, out of cg:avail, either way. (Run
+    orders, as the routers call them): the agent ends away, out of cg:{t:default}:avail, either way. (Run
     connect-first, the connect itself makes the agent online for an instant and may offer it a
     waiting conversation: only the status inside the connect could close that window, a router
     change.)"""
@@ -192,17 +192,17 @@ def test_away_and_connect_end_away_in_either_order(procs, redis_srv):
     ts, now = "1800000000000", "1800000000005"
 
     def away(a):
-        r.execute_command("FCALL", "cg_status", 0, a, "away", now, ts)
+        r.execute_command("FCALL", "cg_status", 1, "cg:{t:default}", a, "away", now, ts)
 
     def connect(a):
-        r.execute_command("FCALL", "cg_presence", 0, a, f"gw9:{a}", 1, a, 1, "general", now, ts)
+        r.execute_command("FCALL", "cg_presence", 1, "cg:{t:default}", a, f"gw9:{a}", 1, a, 1, "general", now, ts)
 
     away("gina")
     connect("gina")  # one router, or the away first
     connect("hank")
     away("hank")  # the connect first, on another router
     for a in ("gina", "hank"):
-        assert s(r.hget(f"cg:agent:{a}", "status")) == "away", a
-        assert r.scard(f"cg:agent:{a}:socks") == 1
-        assert r.zscore("cg:avail:general", a) is None
-        assert not r.sismember("cg:online:general", a)
+        assert s(r.hget(f"cg:{{t:default}}:agent:{a}", "status")) == "away", a
+        assert r.scard(f"cg:{{t:default}}:agent:{a}:socks") == 1
+        assert r.zscore("cg:{t:default}:avail:general", a) is None
+        assert not r.sismember("cg:{t:default}:online:general", a)

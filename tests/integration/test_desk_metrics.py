@@ -61,7 +61,7 @@ async def online(gw, procs, agent_id, cap=2):
     a = await agent(gw, procs.agent_token(agent_id, skills=("faq",), cap=cap))
     r = procs.redis.r
     for _ in range(1000):  # bounded poll: the router processed the connect
-        if s(r.hget(f"cg:agent:{agent_id}", "status")) == "online":
+        if s(r.hget(f"cg:{{t:default}}:agent:{agent_id}", "status")) == "online":
             return a
         await asyncio.sleep(0.01)
     raise AssertionError(f"{agent_id} not online")
@@ -292,8 +292,8 @@ def test_abandonment_and_sla_breaches(procs, redis_srv, tmp_path):
             - [e["ts"] for e in logy if e.get("sender_id") == cust_y][0]) / 1000
     frt_y = (int(hy["first_reply_at"]) - int(hy["queued_at"])) / 1000
 
-    r.sadd("cg:kpi:agents", ODD)
-    r.hincrby(f"cg:kpi:agent:{ODD}", "closed", 1)
+    r.sadd("cg:{t:default}:kpi:agents", ODD)
+    r.hincrby(f"cg:{{t:default}}:kpi:agent:{ODD}", "closed", 1)
     text = scrape(gw)
     promtool_ok(text)
     assert f'agent="{ODD_LABEL}"' in text

@@ -147,13 +147,13 @@ def test_resend_same_cmid_is_not_duplicated(desk, redis_srv):
         a1 = await c.say("once", cmid="same-1")
         a2 = await c.say("once", cmid="same-1")
         assert a1["seq"] == a2["seq"] and a1["conv"] == a2["conv"]
-        n = redis_srv.r.xlen(f"cg:conv:{a1['conv']}:log")
+        n = redis_srv.r.xlen(f"cg:{{t:default}}:conv:{a1['conv']}:log")
         texts = [f for f in c.frames if f.get("type") == "text" and f.get("text") == "once"]
         await c.close()
         return a1["conv"], n, texts
 
     conv, n, _ = run(scenario())
-    entries = redis_srv.r.xrange(f"cg:conv:{conv}:log")
+    entries = redis_srv.r.xrange(f"cg:{{t:default}}:conv:{conv}:log")
     customer_entries = [e for e in entries if b"once" in e[1][b"m"]]
     assert len(customer_entries) == 1
 
@@ -415,7 +415,7 @@ def test_customer_cannot_claim_a_tier(desk, redis_srv):
         return ack["conv"]
 
     conv = run(scenario())
-    entry = redis_srv.r.xrange(f"cg:conv:{conv}:log", "1-0", "1-0")[0]
+    entry = redis_srv.r.xrange(f"cg:{{t:default}}:conv:{conv}:log", "1-0", "1-0")[0]
     identity = msgpack.unpackb(entry[1][b"m"], raw=False)["identity"]
     assert identity.get("order_no") == "A-1001" and identity.get("locale") == "zh-CN"
     assert "tier" not in identity

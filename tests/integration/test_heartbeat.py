@@ -17,24 +17,24 @@ REAP = {"CHATGW_GATEWAY_REAP_MS": 100}
 
 
 def status(r, a):
-    return s(r.hget(f"cg:agent:{a}", "status"))
+    return s(r.hget(f"cg:{{t:default}}:agent:{a}", "status"))
 
 
 def socks(r, a):
-    return {s(x) for x in r.smembers(f"cg:agent:{a}:socks")}
+    return {s(x) for x in r.smembers(f"cg:{{t:default}}:agent:{a}:socks")}
 
 
 def online(r, a, skill="general"):
     return (status(r, a) == "online" and socks(r, a)
-            and r.zscore(f"cg:avail:{skill}", a) is not None
-            and r.sismember(f"cg:online:{skill}", a))
+            and r.zscore(f"cg:{{t:default}}:avail:{skill}", a) is not None
+            and r.sismember(f"cg:{{t:default}}:online:{skill}", a))
 
 
 def reaped(r, a, skill="general"):
-    """No socket left: offline, out of cg:avail / cg:online."""
+    """No socket left: offline, out of cg:{t:default}:avail / cg:{t:default}:online."""
     return (not socks(r, a) and status(r, a) == "offline"
-            and r.zscore(f"cg:avail:{skill}", a) is None
-            and not r.sismember(f"cg:online:{skill}", a))
+            and r.zscore(f"cg:{{t:default}}:avail:{skill}", a) is None
+            and not r.sismember(f"cg:{{t:default}}:online:{skill}", a))
 
 
 class Watch:
@@ -62,7 +62,7 @@ class Watch:
 
 
 def gateways_beating(r, *ids):
-    return all(r.exists(f"cg:gw:{g}") and r.sismember("cg:gateways", g) for g in ids)
+    return all(r.exists(f"cg:{{t:default}}:gw:{g}") and r.sismember("cg:{t:default}:gateways", g) for g in ids)
 
 
 def test_killed_gateway_agents_are_reaped(redis_srv, procs):
@@ -73,7 +73,7 @@ def test_killed_gateway_agents_are_reaped(redis_srv, procs):
     alice = procs.agent_token("alice", "Alice", cap=2)
     bob = procs.agent_token("bob", "Bob", skills=("billing",), cap=2)
     wait_until(lambda: gateways_beating(r, "gw1", "gw2"), 5, "both gateways beating")
-    assert 0 < r.pttl("cg:gw:gw1") <= 600
+    assert 0 < r.pttl("cg:{t:default}:gw:gw1") <= 600
 
     async def scenario():
         a1 = await agent(gw1, alice)
@@ -81,7 +81,7 @@ def test_killed_gateway_agents_are_reaped(redis_srv, procs):
         wait_until(lambda: online(r, "alice") and online(r, "bob", "billing"), 5, "both online")
         (sock1,) = socks(r, "alice")
         assert sock1.startswith("gw1:")
-        assert r.zscore("cg:gw:gw1:socks", f"{sock1} alice") == float(s(r.get("cg:gw:gw1")))
+        assert r.zscore("cg:{t:default}:gw:gw1:socks", f"{sock1} alice") == float(s(r.get("cg:{t:default}:gw:gw1")))
         watch = Watch(redis_srv, "bob", "billing")
         # a conversation assigned to alice before her gateway dies stays hers
         c0 = await customer(gw2)
@@ -91,12 +91,12 @@ def test_killed_gateway_agents_are_reaped(redis_srv, procs):
         gw1.kill9()
         wait_until(lambda: reaped(r, "alice"), 10, "alice's socket reaped")
         router.wait_log("gateway gw1 stopped heartbeating: 1 agent sockets dropped (1 agents: alice)")
-        assert not r.sismember("cg:gateways", "gw1") and not r.exists("cg:gw:gw1:socks")
-        assert r.zscore("cg:agent:alice:gone", sock1) is not None
+        assert not r.sismember("cg:{t:default}:gateways", "gw1") and not r.exists("cg:{t:default}:gw:gw1:socks")
+        assert r.zscore("cg:{t:default}:agent:alice:gone", sock1) is not None
         h0 = conv_hash(r, conv0)
         assert (h0["state"], h0["agent"]) == ("assigned", "alice")
-        assert r.sismember("cg:agent:alice:convs", conv0)
-        assert s(r.hget("cg:agent:alice", "load")) == "1"
+        assert r.sismember("cg:{t:default}:agent:alice:convs", conv0)
+        assert s(r.hget("cg:{t:default}:agent:alice", "load")) == "1"
 
         # nobody serves general now: a new customer waits (and is told nobody is online), alice
         # gets nothing while offline
@@ -106,7 +106,7 @@ def test_killed_gateway_agents_are_reaped(redis_srv, procs):
                         and f.get("text", "").startswith("Nobody"), what="no_agent reply")
         h1 = conv_hash(r, conv1)
         assert h1["state"] == "queued" and "agent" not in h1
-        assert r.zscore("cg:queue:general", conv1) is not None
+        assert r.zscore("cg:{t:default}:queue:general", conv1) is not None
 
         # alice comes back through gateway 2: the waiting one is assigned, the old one is back
         a2 = await agent(gw2, alice)
@@ -117,13 +117,13 @@ def test_killed_gateway_agents_are_reaped(redis_srv, procs):
         await c1.expect_type("assigned", agent_id="alice")
         # full now (cap 2): online, not available
         wait_until(lambda: status(r, "alice") == "online" and socks(r, "alice")
-                   and r.sismember("cg:online:general", "alice"), 5, "alice online through gw2")
-        assert r.zscore("cg:avail:general", "alice") is None
+                   and r.sismember("cg:{t:default}:online:general", "alice"), 5, "alice online through gw2")
+        assert r.zscore("cg:{t:default}:avail:general", "alice") is None
         (sock2,) = socks(r, "alice")
         assert sock2.startswith("gw2:")
         assert conv_hash(r, conv1)["agent"] == "alice"
         assert not watch.stop(), "bob (on a live gateway) was not online throughout"
-        assert online(r, "bob", "billing") and r.sismember("cg:gateways", "gw2")
+        assert online(r, "bob", "billing") and r.sismember("cg:{t:default}:gateways", "gw2")
         for c in (c0, c1, a2, b):
             await c.close()
 
@@ -148,8 +148,8 @@ def test_clean_stop_still_disconnects(redis_srv, procs):
         assert "clean shutdown" in gw1.text()
         await a.expect_closed()
         wait_until(lambda: reaped(r, "alice"), 5, "alice offline")
-        wait_until(lambda: not r.sismember("cg:gateways", "gw1"), 5, "gw1 out of cg:gateways")
-        assert not r.exists("cg:gw:gw1") and not r.exists("cg:gw:gw1:socks")
+        wait_until(lambda: not r.sismember("cg:{t:default}:gateways", "gw1"), 5, "gw1 out of cg:{t:default}:gateways")
+        assert not r.exists("cg:{t:default}:gw:gw1") and not r.exists("cg:{t:default}:gw:gw1:socks")
         assert online(r, "bob", "billing") and gateways_beating(r, "gw2")
         await b.close()
 
@@ -165,7 +165,7 @@ def test_gateway_restarted_with_the_same_id(redis_srv, procs):
     router = procs.router(REAP)
     alice = procs.agent_token("alice")
     wait_until(lambda: gateways_beating(r, "gw1"), 5, "gw1 beating")
-    boot1 = s(r.get("cg:gw:gw1"))
+    boot1 = s(r.get("cg:{t:default}:gw:gw1"))
 
     async def scenario():
         a1 = await agent(gw1, alice)
@@ -178,7 +178,7 @@ def test_gateway_restarted_with_the_same_id(redis_srv, procs):
         again.wait_log("still held by an earlier run")
         wait_until(lambda: reaped(r, "alice"), 10, "the first run's socket reaped")
         router.wait_log("gateway gw1 restarted: sockets of its previous run: 1 agent sockets")
-        assert s(r.get("cg:gw:gw1")) != boot1 and r.sismember("cg:gateways", "gw1")
+        assert s(r.get("cg:{t:default}:gw:gw1")) != boot1 and r.sismember("cg:{t:default}:gateways", "gw1")
         # socket ids never repeat across runs: alice's new socket is not taken for a closed one
         a2 = await agent(again, alice)
         wait_until(lambda: online(r, "alice"), 5, "alice online through the new run")
@@ -216,13 +216,13 @@ def test_stalled_gateway_comes_back(redis_srv, procs):
         gw1.wait_log("had expired: 1 agent connections announced again")
         wait_until(lambda: online(r, "alice") and socks(r, "alice") != {sock1}, 5,
                    "alice online again under a new socket id")
-        assert r.sismember("cg:gateways", "gw1") and r.exists("cg:gw:gw1")
+        assert r.sismember("cg:{t:default}:gateways", "gw1") and r.exists("cg:{t:default}:gw:gw1")
         c = await customer(gw1)
         conv = (await c.say("still there?"))["conv"]
         await a.expect_type("assigned", conv=conv)
         await a.close()
         wait_until(lambda: reaped(r, "alice"), 5, "alice offline after her close")
-        assert not r.exists("cg:gw:gw1:socks")
+        assert not r.exists("cg:{t:default}:gw:gw1:socks")
         await c.close()
 
     run(scenario())

@@ -21,7 +21,7 @@ def append(r, role, sender, cmid, text, conv="", newconv=None, now=NOW, mode="lo
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": cmid, "channel": "web",
          "dir": "in" if role == "customer" else "out", "role": role, "sender_id": sender,
          "ts": now, "text": text}
-    res = r.fcall("cg_append", 0, conv, cmid, role, sender, msgpack.packb(m),
+    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, cmid, role, sender, msgpack.packb(m),
                   newconv if newconv is not None else new_id(), "web", now, mode, text[:160])
     return s(res[0]), res[1], res[2]
 
@@ -29,15 +29,15 @@ def append(r, role, sender, cmid, text, conv="", newconv=None, now=NOW, mode="lo
 def assign_and_close(r, conv, agent="amy", now=NOW):
     """Queue conv, let an agent take it, close it (the route functions, as the router calls
     them)."""
-    r.fcall("cg_presence", 0, agent, f"gw1:{agent}", 1, agent, 1, "general", now)
-    r.fcall("cg_enqueue", 0, conv, "general", 5, now)
+    r.fcall("cg_presence", 1, "cg:{t:default}", agent, f"gw1:{agent}", 1, agent, 1, "general", now)
+    r.fcall("cg_enqueue", 1, "cg:{t:default}", conv, "general", 5, now)
     assert conv_hash(r, conv)["agent"] == agent
-    r.fcall("cg_close", 0, conv, agent, "resolved", now + 1000)
+    r.fcall("cg_close", 1, "cg:{t:default}", conv, agent, "resolved", now + 1000)
     assert conv_hash(r, conv)["state"] == "closed"
 
 
 def convs_of(r, customer):
-    return {s(k).split(":")[2] for k in r.scan_iter("cg:conv:*")
+    return {s(k).split(":")[4] for k in r.scan_iter("cg:{t:default}:conv:*")
             if not s(k).endswith(":log") and s(r.hget(k, "customer")) == customer}
 
 
@@ -80,8 +80,8 @@ def test_an_agent_cmid_equal_to_the_customers_is_not_a_duplicate(redis_srv):
     r = redis_srv.r
     load_libraries(r)
     conv, _, _ = append(r, "customer", "cu4", "same", "hi")
-    r.fcall("cg_presence", 0, "bob", "gw1:bob", 1, "bob", 1, "general", NOW)
-    r.fcall("cg_enqueue", 0, conv, "general", 5, NOW)
+    r.fcall("cg_presence", 1, "cg:{t:default}", "bob", "gw1:bob", 1, "bob", 1, "general", NOW)
+    r.fcall("cg_enqueue", 1, "cg:{t:default}", conv, "general", 5, NOW)
     got = append(r, "agent", "bob", "same", "hello, how can I help?", conv=conv)
     assert got[2] == 0 and got[1] > 1
     assert [m["text"] for m in log_of(r, conv)][-1] == "hello, how can I help?"
@@ -107,8 +107,8 @@ def test_idempotency_memory_is_bounded(redis_srv):
     load_libraries(r)
     conv, _, _ = append(r, "customer", "cu7", "t1", "hi")
     append(r, "bot", "chatgw", "cg:greet", "Hello!", conv=conv, mode="sys")
-    keys = [s(k) for k in r.scan_iter("cg:idem:*")]
-    assert sorted(keys) == sorted(["cg:idem:customer:cu7:t1", f"cg:idem:{conv}:cg:greet"])
+    keys = [s(k) for k in r.scan_iter("cg:{t:default}:idem:*")]
+    assert sorted(keys) == sorted(["cg:{t:default}:idem:customer:cu7:t1", f"cg:{{t:default}}:idem:{conv}:cg:greet"])
     for k in keys:
         assert 0 < r.ttl(k) <= 86400
 
@@ -122,26 +122,26 @@ def test_end_chat_processed_again_answers_again(redis_srv):
     r = redis_srv.r
     load_libraries(r)
     waiting, _, _ = append(r, "customer", "cw1", "w1", "anyone?")
-    r.fcall("cg_enqueue", 0, waiting, "general", 5, NOW)
-    first = r.fcall("cg_customer_close", 0, waiting, "cw1", NOW + 1)
-    again = r.fcall("cg_customer_close", 0, waiting, "cw1", NOW + 2)
+    r.fcall("cg_enqueue", 1, "cg:{t:default}", waiting, "general", 5, NOW)
+    first = r.fcall("cg_customer_close", 1, "cg:{t:default}", waiting, "cw1", NOW + 1)
+    again = r.fcall("cg_customer_close", 1, "cg:{t:default}", waiting, "cw1", NOW + 2)
     assert [s(x) for x in first] == [s(x) for x in again] == ["abandoned", "web", "", "general"]
 
     assigned, _, _ = append(r, "customer", "cw2", "w2", "hello")
-    r.fcall("cg_presence", 0, "amy", "gw1:amy", 1, "amy", 1, "general", NOW)
-    r.fcall("cg_enqueue", 0, assigned, "general", 5, NOW)
-    first = r.fcall("cg_customer_close", 0, assigned, "cw2", NOW + 1)
-    again = r.fcall("cg_customer_close", 0, assigned, "cw2", NOW + 2)
+    r.fcall("cg_presence", 1, "cg:{t:default}", "amy", "gw1:amy", 1, "amy", 1, "general", NOW)
+    r.fcall("cg_enqueue", 1, "cg:{t:default}", assigned, "general", 5, NOW)
+    first = r.fcall("cg_customer_close", 1, "cg:{t:default}", assigned, "cw2", NOW + 1)
+    again = r.fcall("cg_customer_close", 1, "cg:{t:default}", assigned, "cw2", NOW + 2)
     assert s(first[0]) == s(again[0]) == "ended" and s(again[4]) == "amy" and again[5] == []
     assert conv_hash(r, assigned)["state"] == "closed"
 
     # closed by its agent: the customer's End chat finds nothing to do
     other, _, _ = append(r, "customer", "cw3", "w3", "hi")
-    r.fcall("cg_presence", 0, "bob", "gw1:bob", 1, "bob", 1, "general", NOW)
-    r.fcall("cg_enqueue", 0, other, "general", 5, NOW)
+    r.fcall("cg_presence", 1, "cg:{t:default}", "bob", "gw1:bob", 1, "bob", 1, "general", NOW)
+    r.fcall("cg_enqueue", 1, "cg:{t:default}", other, "general", 5, NOW)
     agent = conv_hash(r, other)["agent"]
-    r.fcall("cg_close", 0, other, agent, "resolved", NOW + 1)
-    assert [s(x) for x in r.fcall("cg_customer_close", 0, other, "cw3", NOW + 2)] == ["already"]
+    r.fcall("cg_close", 1, "cg:{t:default}", other, agent, "resolved", NOW + 1)
+    assert [s(x) for x in r.fcall("cg_customer_close", 1, "cg:{t:default}", other, "cw3", NOW + 2)] == ["already"]
 
 
 def test_end_chat_entry_redelivered_after_a_router_died_is_finished(redis_srv, procs):
@@ -150,13 +150,13 @@ def test_end_chat_entry_redelivered_after_a_router_died_is_finished(redis_srv, p
     r = redis_srv.r
     load_libraries(r)
     conv, _, _ = append(r, "customer", "cw4", "w4", "hello")
-    r.fcall("cg_presence", 0, "amy", "gw1:amy", 1, "amy", 1, "general", NOW)
-    r.fcall("cg_enqueue", 0, conv, "general", 5, NOW)
-    r.fcall("cg_customer_close", 0, conv, "cw4", NOW + 1)  # the dead router's first step
+    r.fcall("cg_presence", 1, "cg:{t:default}", "amy", "gw1:amy", 1, "amy", 1, "general", NOW)
+    r.fcall("cg_enqueue", 1, "cg:{t:default}", conv, "general", 5, NOW)
+    r.fcall("cg_customer_close", 1, "cg:{t:default}", conv, "cw4", NOW + 1)  # the dead router's first step
     m = {"v": 1, "type": "close", "id": new_id(), "cmid": "end1", "channel": "web", "dir": "in",
          "role": "customer", "sender_id": "cw4", "conv": conv, "ts": NOW + 1,
          "code": "customer_left"}  # as the gateway sends it
-    r.xadd("cg:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
+    r.xadd("cg:{t:default}:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
     procs.router()
     wait_until(lambda: [e for e in log_of(r, conv) if e["type"] == "survey"], 10,
                "the survey after the redelivered End chat")

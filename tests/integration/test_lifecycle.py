@@ -67,7 +67,7 @@ def ours(name):
 
 
 def version(r, lib):
-    return r.fcall_ro(f"{lib}_version", 0)
+    return r.fcall_ro(f"{lib}_version", 1, "cg:{t:default}")
 
 
 def fill(r, n=20000):
@@ -134,7 +134,7 @@ def test_desk_through_a_slow_redis_restart(redis_srv, procs):
 
     async def scenario():
         a = await agent(gw, token)
-        wait_until(lambda: s(r.hget("cg:agent:alice", "status")) == "online", 5, "online")
+        wait_until(lambda: s(r.hget("cg:{t:default}:agent:alice", "status")) == "online", 5, "online")
         with ThreadPoolExecutor(1) as ex:
             done = ex.submit(restart_loading, redis_srv, 300)  # loads for several seconds
             wait_until(lambda: healthz(gw)[1]["redis"] == "loading", 15, "/healthz: loading")
@@ -142,8 +142,8 @@ def test_desk_through_a_slow_redis_restart(redis_srv, procs):
             assert code == 503 and body["reason"] == "redis loading", body
             done.result()
         wait_until(lambda: healthz(gw)[0] == 200, 10, "/healthz 200 once loaded")
-        wait_until(lambda: s(r.hget("cg:agent:alice", "status")) == "online"
-                   and r.smembers("cg:agent:alice:socks"), 10, "alice online again")
+        wait_until(lambda: s(r.hget("cg:{t:default}:agent:alice", "status")) == "online"
+                   and r.smembers("cg:{t:default}:agent:alice:socks"), 10, "alice online again")
         c = await customer(gw)
         conv = (await c.say("hello after the restart"))["conv"]
         await a.expect_type("assigned", conv=conv, timeout=15)
@@ -167,7 +167,7 @@ def test_newer_library_is_kept(redis_srv, procs):
     router.wait_log(f"library chatgw_conv version 99 is newer than ours ({conv_v}): keeping it")
     router.wait_log(f"library chatgw_route version 99 is newer than ours ({route_v}): keeping it")
     gw.wait_log(f"library chatgw_conv version 99 is newer than ours ({conv_v}): keeping it")
-    wait_until(lambda: r.get(f"cg:health:router:{router.router_id}") == b"ok", 5, "health ok")
+    wait_until(lambda: r.get(f"cg:{{t:default}}:health:router:{router.router_id}") == b"ok", 5, "health ok")
     assert version(r, "chatgw_conv") == 99 and version(r, "chatgw_route") == 99
     assert "local VERSION = 99 " in lib_code(r, "chatgw_conv")
     assert "loading ours" not in router.text() + gw.text()
@@ -252,18 +252,18 @@ def test_router_health_key_healthz_and_metrics(redis_srv, procs):
     r = redis_srv.r
     gw = procs.gateway()
     router = start_router(procs, dict(FAST, CHATGW_STALL_MS=500))
-    key = f"cg:health:router:{router.router_id}"
+    key = f"cg:{{t:default}}:health:router:{router.router_id}"
     wait_until(lambda: r.get(key) == b"ok", 5, "health key ok")
     assert 0 < r.pttl(key) <= 3000
-    assert r.zscore("cg:routers", router.router_id) is not None
+    assert r.zscore("cg:{t:default}:routers", router.router_id) is not None
     wait_until(lambda: healthz(gw)[1].get("routers") == {router.router_id: "ok"}, 5, "listed")
     metrics = http_get(gw.base + "/metrics")[1]
     assert f'chatgw_router_ok{{router="{router.router_id}"}} 1' in metrics
     assert f'chatgw_router_state{{router="{router.router_id}",state="ok"}} 1' in metrics
 
     # cg:in is not a stream any more: reading fails, the router says it is stalled
-    r.delete("cg:in")
-    r.set("cg:in", "not a stream")
+    r.delete("cg:{t:default}:in")
+    r.set("cg:{t:default}:in", "not a stream")
     wait_until(lambda: s(r.get(key) or b"").startswith("stalled: "), 10, "health key stalled")
     assert "WRONGTYPE" in s(r.get(key))
     wait_until(lambda: healthz(gw)[0] == 503, 5, "/healthz 503 for a stalled router")
@@ -274,7 +274,7 @@ def test_router_health_key_healthz_and_metrics(redis_srv, procs):
     assert f'chatgw_router_ok{{router="{router.router_id}"}} 0' in metrics
     assert f'chatgw_router_state{{router="{router.router_id}",state="stalled"}} 1' in metrics
 
-    r.delete("cg:in")  # the group is created again, reading resumes
+    r.delete("cg:{t:default}:in")  # the group is created again, reading resumes
     wait_until(lambda: r.get(key) == b"ok", 10, "health key ok again")
     wait_until(lambda: healthz(gw)[0] == 200, 5, "/healthz 200 again")
     conv, _, _ = customer_send(r, "cust", "hi")
@@ -290,14 +290,14 @@ def test_router_health_key_healthz_and_metrics(redis_srv, procs):
 
 def test_router_that_cannot_create_its_group_is_stalled(redis_srv, procs):
     r = redis_srv.r
-    r.set("cg:in", "not a stream")
+    r.set("cg:{t:default}:in", "not a stream")
     router = procs.router(dict(FAST, CHATGW_ROUTER_ID="stuck"), wait_ready=False)
     router.wait_log("XGROUP CREATE failed: WRONGTYPE")
-    wait_until(lambda: s(r.get("cg:health:router:stuck") or b"").startswith("stalled: WRONGTYPE"),
+    wait_until(lambda: s(r.get("cg:{t:default}:health:router:stuck") or b"").startswith("stalled: WRONGTYPE"),
                10, "stalled")
-    r.delete("cg:in")
+    r.delete("cg:{t:default}:in")
     router.wait_log("router stuck ready", 10)
-    wait_until(lambda: r.get("cg:health:router:stuck") == b"ok", 5, "ok")
+    wait_until(lambda: r.get("cg:{t:default}:health:router:stuck") == b"ok", 5, "ok")
 
 
 # ---- consumers -----------------------------------------------------------------------------------
@@ -311,28 +311,28 @@ def test_killed_router_pending_entries_are_claimed(redis_srv, procs):
     os.kill(first.pid, signal.SIGSTOP)  # the entry goes to it, it does nothing with it
     try:
         conv, _, _ = customer_send(r, "cust", "are you there?")
-        wait_until(lambda: r.xpending("cg:in", "routers")["pending"] == 1, 5, "entry read by first")
-        (c,) = r.xpending("cg:in", "routers")["consumers"]
+        wait_until(lambda: r.xpending("cg:{t:default}:in", "routers")["pending"] == 1, 5, "entry read by first")
+        (c,) = r.xpending("cg:{t:default}:in", "routers")["consumers"]
         assert s(c["name"]) == first.router_id
     finally:
         first.kill9()
     second = start_router(procs, FAST)
     wait_log_len(r, conv, 3, 8)
     second.wait_log("claimed 1 idle entries")
-    wait_until(lambda: r.xpending("cg:in", "routers")["pending"] == 0, 5, "acked")
+    wait_until(lambda: r.xpending("cg:{t:default}:in", "routers")["pending"] == 0, 5, "acked")
 
 
 def test_dead_consumers_are_removed(redis_srv, procs):
     r = redis_srv.r
-    r.xgroup_create("cg:in", "routers", id="0", mkstream=True)
-    r.xgroup_createconsumer("cg:in", "routers", "ghost")
-    r.xadd("cg:in", {"c": "", "s": "0", "m": b"\x80"})
-    r.xreadgroup("routers", "holder", {"cg:in": ">"}, count=1)  # holder keeps one pending
+    r.xgroup_create("cg:{t:default}:in", "routers", id="0", mkstream=True)
+    r.xgroup_createconsumer("cg:{t:default}:in", "routers", "ghost")
+    r.xadd("cg:{t:default}:in", {"c": "", "s": "0", "m": b"\x80"})
+    r.xreadgroup("routers", "holder", {"cg:{t:default}:in": ">"}, count=1)  # holder keeps one pending
     router = start_router(procs, dict(FAST, CHATGW_DEAD_CONSUMER_MS=300,
                                       CHATGW_CLAIM_IDLE_MS=600000))
 
     def names():
-        return {s(c["name"]) for c in r.xinfo_consumers("cg:in", "routers")}
+        return {s(c["name"]) for c in r.xinfo_consumers("cg:{t:default}:in", "routers")}
     wait_until(lambda: "ghost" not in names(), 10, "ghost removed")
     assert "holder" in names()  # looked at in the same pass: it has an entry pending
     router.wait_log("consumer ghost of cg:in removed")
@@ -351,10 +351,10 @@ def test_killed_gateway_agents_offline_quickly(redis_srv, procs):
 
     async def scenario():
         a = await agent(gw, token)
-        wait_until(lambda: s(r.hget("cg:agent:alice", "status")) == "online", 5, "online")
+        wait_until(lambda: s(r.hget("cg:{t:default}:agent:alice", "status")) == "online", 5, "online")
         gw.kill9()
-        wait_until(lambda: s(r.hget("cg:agent:alice", "status")) == "offline"
-                   and not r.smembers("cg:agent:alice:socks"), 8, "alice offline")
+        wait_until(lambda: s(r.hget("cg:{t:default}:agent:alice", "status")) == "offline"
+                   and not r.smembers("cg:{t:default}:agent:alice:socks"), 8, "alice offline")
         try:
             await a.close()
         except Exception:
@@ -410,7 +410,7 @@ def test_overload_busy_with_retry_and_nothing_accepted_lost(redis_srv, procs):
 
     acked, refused, _ = run(scenario())
     assert refused, "nothing was refused: the bound was never reached"
-    conv = s(r.hget(f"cg:cust:{_}", "conv"))
+    conv = s(r.hget(f"cg:{{t:default}}:cust:{_}", "conv"))
     texts = [m["text"] for m in log_of(r, conv) if m.get("role") == "customer"]
     assert sorted(texts) == sorted(["first"] + [f"message {i}" for i in range(n)])
     assert len(set(acked.values())) == n  # one seq each

@@ -104,7 +104,7 @@ def test_metrics_families_without_activity_and_agent_cap(procs, redis_srv):
     r = redis_srv.r
     gw = procs.gateway()
     procs.router()
-    wait_until(lambda: r.sismember("cg:queues", "general"), 10, "queues published")
+    wait_until(lambda: r.sismember("cg:{t:default}:queues", "general"), 10, "queues published")
     text = scrape(gw)
     for fam, kind in (("first_response_seconds", "summary"), ("response_seconds", "summary"),
                       ("resolution_seconds", "summary"), ("closed_total", "counter"),
@@ -122,9 +122,9 @@ def test_metrics_families_without_activity_and_agent_cap(procs, redis_srv):
     ids = [f"a{i:05d}" for i in range(10005)]
     p = r.pipeline(transaction=False)
     for i in range(0, len(ids), 1000):
-        p.sadd("cg:kpi:agents", *ids[i:i + 1000])
-    p.hset("cg:kpi:agent:a00000", mapping={"closed": 4, "fcr": 1})
-    p.hset("cg:kpi:agent:a10004", mapping={"closed": 7})
+        p.sadd("cg:{t:default}:kpi:agents", *ids[i:i + 1000])
+    p.hset("cg:{t:default}:kpi:agent:a00000", mapping={"closed": 4, "fcr": 1})
+    p.hset("cg:{t:default}:kpi:agent:a10004", mapping={"closed": 7})
     p.execute()
     start = len(gw.lines)
     text = scrape(gw)

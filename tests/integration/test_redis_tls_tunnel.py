@@ -102,4 +102,4 @@ def test_gateway_and_router_through_a_tls_tunnel(tunnel_procs):
         return ack["conv"]
 
     conv = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert srv.r.exists(f"cg:conv:{conv}")
+    assert srv.r.exists(f"cg:{{t:default}}:conv:{conv}")

@@ -1,5 +1,5 @@
 """chatgw-router against a real redis-server: inbound messages are injected exactly as the gateway
-does (FCALL cg_append ... log for customer content, XADD cg:in for agent command frames), and the
+does (FCALL cg_append ... log for customer content, XADD cg:{t:default}:in for agent command frames), and the
 results are read back from Redis (conversation logs, hashes) and its pub/sub channels.
 
 Run: BUILD=build/h-router /usr/bin/python3 -m pytest -q tests/integration/test_router.py
@@ -39,7 +39,7 @@ def customer_send(r, customer, text, conv="", cmid=None, channel="web"):
     """A customer's text, stored like the gateway does. Returns (conv, seq, dup)."""
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": cmid or new_id(), "channel": channel,
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
-    res = r.fcall("cg_append", 0, conv, m["cmid"], "customer", customer, msgpack.packb(m),
+    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, now_ms(), "log", text[:160])
     return s(res[0]), res[1], res[2]
 
@@ -56,7 +56,7 @@ def command(r, m, conv=""):
     m.setdefault("id", new_id())
     m.setdefault("ts", _last_ts[0])
     m.setdefault("role", "agent")
-    return r.xadd("cg:in", {"c": conv or m.get("conv", ""), "s": 0, "m": msgpack.packb(m)})
+    return r.xadd("cg:{t:default}:in", {"c": conv or m.get("conv", ""), "s": 0, "m": msgpack.packb(m)})
 
 
 def presence(r, agent, code, sock="gw1:1", skills=("general",), cap=1, name=None):
@@ -71,8 +71,8 @@ def staff(r, queue="general"):
     """An online agent of queue with no free slot (cap 0): the queue is staffed, so waiting
     customers get their position rather than the no_agent reply."""
     presence(r, f"busy-{queue}", "connect", sock=f"gwbusy:{queue}", skills=(queue,), cap=1)
-    wait_until(lambda: r.sismember(f"cg:online:{queue}", f"busy-{queue}"), 5, f"{queue} staffed")
-    r.hset(f"cg:agent:busy-{queue}", "cap", 0)  # a cap of 0 is not on the wire: no free slot
+    wait_until(lambda: r.sismember(f"cg:{{t:default}}:online:{queue}", f"busy-{queue}"), 5, f"{queue} staffed")
+    r.hset(f"cg:{{t:default}}:agent:busy-{queue}", "cap", 0)  # a cap of 0 is not on the wire: no free slot
 
 
 def close(r, agent, conv, code="resolved", cmid=None):
@@ -87,13 +87,13 @@ def pick(r, agent, conv, cmid=None):
 def log_of(r, conv):
     """The conversation log as [(seq, msg dict)]."""
     out = []
-    for eid, fields in r.xrange(f"cg:conv:{conv}:log"):
+    for eid, fields in r.xrange(f"cg:{{t:default}}:conv:{conv}:log"):
         out.append((int(s(eid).split("-")[0]), msgpack.unpackb(fields[b"m"], raw=False)))
     return out
 
 
 def agent_hash(r, agent):
-    return {s(k): s(v) for k, v in r.hgetall(f"cg:agent:{agent}").items()}
+    return {s(k): s(v) for k, v in r.hgetall(f"cg:{{t:default}}:agent:{agent}").items()}
 
 
 def events(r, conv, typ):
@@ -110,21 +110,21 @@ def wait_assigned(r, conv, timeout=10):
 
 
 def wait_drained(r, timeout=10):
-    """Every cg:in entry processed and acked, nothing left to announce."""
+    """Every cg:{t:default}:in entry processed and acked, nothing left to announce."""
     def done():
-        info = r.xinfo_groups("cg:in")
+        info = r.xinfo_groups("cg:{t:default}:in")
         return (info and info[0]["pending"] == 0 and info[0].get("lag") in (0, None)
-                and r.scard("cg:outbox:assign") == 0
-                and s(info[0]["last-delivered-id"]) == s(r.xinfo_stream("cg:in")["last-generated-id"]))
-    wait_until(done, timeout, "cg:in to be drained")
+                and r.scard("cg:{t:default}:outbox:assign") == 0
+                and s(info[0]["last-delivered-id"]) == s(r.xinfo_stream("cg:{t:default}:in")["last-generated-id"]))
+    wait_until(done, timeout, "cg:{t:default}:in to be drained")
 
 
 class AgentFeed:
-    """Messages published on cg:a:<agent> (8-byte prefix + msgpack)."""
+    """Messages published on cg:{t:default}:a:<agent> (8-byte prefix + msgpack)."""
 
     def __init__(self, r, agent):
         self.ps = r.pubsub()
-        self.ps.subscribe(f"cg:a:{agent}")
+        self.ps.subscribe(f"cg:{{t:default}}:a:{agent}")
         # the server's confirmation: from here on nothing published is missed
         wait_until(lambda: (self.ps.get_message(timeout=0.05) or {}).get("type") == "subscribe", 5,
               "the subscription")
@@ -193,7 +193,7 @@ def test_new_conversation_greeting_then_position(redis_srv, procs):
     assert [m["type"] for _, m in log] == ["text"] * 5
     assert sum(1 for _, m in log if m.get("text", "").startswith("Hello!")) == 1
     # the queue snapshot
-    snap = wait_until(lambda: r.get("cg:qsnap:general"), 5, "queue snapshot")
+    snap = wait_until(lambda: r.get("cg:{t:default}:qsnap:general"), 5, "queue snapshot")
     q = msgpack.unpackb(snap, raw=False)
     assert q["type"] == "queue" and q["queue"] == "general"
     assert [i["conv"] for i in q["items"]] == [conv]
@@ -220,7 +220,7 @@ def test_agent_connect_assigns_waiting_conversation(redis_srv, procs, feeds):
     assert (h["state"], h["agent"], h["assign_no"]) == ("assigned", "alice", "1")
     a = agent_hash(r, "alice")
     assert (a["status"], a["load"], a["cap"]) == ("online", "1", "2")
-    assert r.smembers("cg:agent:alice:convs") == {conv.encode()}
+    assert r.smembers("cg:{t:default}:agent:alice:convs") == {conv.encode()}
     # still room: alice is available, a new customer is assigned at once without waiting
     conv2, _, _ = customer_send(r, "cust2", "hello")
     ev2 = wait_assigned(r, conv2)
@@ -239,7 +239,7 @@ def test_capacity_one_then_close_assigns_next(redis_srv, procs, feeds):
     start_router(procs, FAST)
     feed = feeds("bob")
     presence(r, "bob", "connect", cap=1)
-    wait_until(lambda: r.zscore("cg:avail:general", "bob") is not None, 5, "bob available")
+    wait_until(lambda: r.zscore("cg:{t:default}:avail:general", "bob") is not None, 5, "bob available")
     c1, _, _ = customer_send(r, "c1", "first")
     assert wait_assigned(r, c1)["agent_id"] == "bob"
     assert feed.next()["conv"] == c1
@@ -247,7 +247,7 @@ def test_capacity_one_then_close_assigns_next(redis_srv, procs, feeds):
     log2 = wait_log_len(r, c2, 3)
     assert log2[2][1]["position"] == 1
     assert conv_hash(r, c2)["state"] == "queued"
-    assert r.zscore("cg:avail:general", "bob") is None  # full
+    assert r.zscore("cg:{t:default}:avail:general", "bob") is None  # full
     close(r, "bob", c1, code="resolved_workaround")
     closed = wait_until(lambda: events(r, c1, "closed"), 10, "closed event")[0]
     assert (closed["code"], closed["role"]) == ("resolved_workaround", "system")
@@ -257,7 +257,7 @@ def test_capacity_one_then_close_assigns_next(redis_srv, procs, feeds):
     h1 = conv_hash(r, c1)
     assert (h1["state"], h1["resolution"]) == ("closed", "resolved_workaround")
     assert agent_hash(r, "bob")["load"] == "1"
-    assert r.smembers("cg:agent:bob:convs") == {c2.encode()}
+    assert r.smembers("cg:{t:default}:agent:bob:convs") == {c2.encode()}
     # the customer of the closed conversation writes again: a new conversation
     c3, _, _ = customer_send(r, "c1", "one more thing")
     assert c3 != c1
@@ -279,7 +279,7 @@ def test_pick_from_queue(redis_srv, procs, feeds):
     ev = wait_assigned(r, conv)
     assert ev["agent_id"] == "carol"
     assert feed.next()["conv"] == conv
-    assert r.zcard("cg:queue:general") == 0
+    assert r.zcard("cg:{t:default}:queue:general") == 0
     # picking it again (or a conversation that is not waiting) is refused with an error
     dave = feeds("dave")
     presence(r, "dave", "connect", cap=1)
@@ -296,7 +296,7 @@ def test_close_by_wrong_agent_is_refused(redis_srv, procs, feeds):
     start_router(procs, FAST)
     presence(r, "erin", "connect", cap=1)
     presence(r, "frank", "connect", cap=1, sock="gw2:9")
-    wait_until(lambda: r.zcard("cg:avail:general") == 2, 5, "two agents available")
+    wait_until(lambda: r.zcard("cg:{t:default}:avail:general") == 2, 5, "two agents available")
     conv, _, _ = customer_send(r, "cust", "hello")
     owner = wait_assigned(r, conv)["agent_id"]
     other = "frank" if owner == "erin" else "erin"
@@ -320,16 +320,16 @@ def test_close_by_wrong_agent_is_refused(redis_srv, procs, feeds):
 def test_agent_disconnect_and_undecodable_entries(redis_srv, procs):
     r = redis_srv.r
     router = start_router(procs, FAST)
-    r.xadd("cg:in", {"c": "x", "s": 1, "m": b"\xc1garbage"})
-    r.xadd("cg:in", {"c": "x", "s": 1})
+    r.xadd("cg:{t:default}:in", {"c": "x", "s": 1, "m": b"\xc1garbage"})
+    r.xadd("cg:{t:default}:in", {"c": "x", "s": 1})
     presence(r, "gina", "connect", cap=1, sock="gw1:1")
     presence(r, "gina", "connect", cap=1, sock="gw2:1")
     presence(r, "gina", "disconnect", sock="gw1:1")
-    wait_until(lambda: r.scard("cg:agent:gina:socks") == 1, 5, "one socket left")
+    wait_until(lambda: r.scard("cg:{t:default}:agent:gina:socks") == 1, 5, "one socket left")
     assert agent_hash(r, "gina")["status"] == "online"
     presence(r, "gina", "disconnect", sock="gw2:1")
     wait_until(lambda: agent_hash(r, "gina").get("status") == "offline", 5, "gina offline")
-    assert r.zscore("cg:avail:general", "gina") is None
+    assert r.zscore("cg:{t:default}:avail:general", "gina") is None
     conv, _, _ = customer_send(r, "cust", "anyone?")
     wait_log_len(r, conv, 3)
     assert conv_hash(r, conv)["state"] == "queued"  # never to an offline agent
@@ -350,7 +350,7 @@ def test_two_routers_many_customers_and_agents(redis_srv, procs):
     presence(r, "sleepy", "away")
     wait_until(lambda: agent_hash(r, "sleepy").get("status") == "away"
           and agent_hash(r, "ghost").get("status") == "offline"
-          and r.zcard("cg:avail:general") == 5, 10, "agents ready")
+          and r.zcard("cg:{t:default}:avail:general") == 5, 10, "agents ready")
 
     stop = threading.Event()
     overload = []
@@ -360,8 +360,8 @@ def test_two_routers_many_customers_and_agents(redis_srv, procs):
         rr = redislib.Redis(port=redis_srv.port)
         while not stop.is_set():
             for a in agents:
-                load = int(rr.hget(f"cg:agent:{a}", "load") or 0)
-                if load > 3 or rr.scard(f"cg:agent:{a}:convs") > 3:
+                load = int(rr.hget(f"cg:{{t:default}}:agent:{a}", "load") or 0)
+                if load > 3 or rr.scard(f"cg:{{t:default}}:agent:{a}:convs") > 3:
                     overload.append((a, load))
             time.sleep(0.005)
         rr.close()
@@ -378,7 +378,7 @@ def test_two_routers_many_customers_and_agents(redis_srv, procs):
         while len(closed) < 50:
             assert time.monotonic() < deadline, f"only {len(closed)} of 50 served"
             for a in agents:
-                for c in r.smembers(f"cg:agent:{a}:convs"):
+                for c in r.smembers(f"cg:{{t:default}}:agent:{a}:convs"):
                     c = s(c)
                     if c not in closed and events(r, c, "assigned"):
                         closed.add(c)
@@ -401,26 +401,26 @@ def test_two_routers_many_customers_and_agents(redis_srv, procs):
         assert sum(1 for t in texts if t.startswith("Hello!")) == 1
     for a in agents:
         h = agent_hash(r, a)
-        assert h["load"] == "0" and r.scard(f"cg:agent:{a}:convs") == 0
+        assert h["load"] == "0" and r.scard(f"cg:{{t:default}}:agent:{a}:convs") == 0
     for a in ("ghost", "sleepy"):  # offline / away: never assigned anything
         assert agent_hash(r, a).get("load", "0") == "0"
-        assert r.scard(f"cg:agent:{a}:convs") == 0
+        assert r.scard(f"cg:{{t:default}}:agent:{a}:convs") == 0
 
 
 def test_pending_entries_of_a_dead_consumer_are_claimed(redis_srv, procs):
     r = redis_srv.r
     load_functions(r)
-    r.xgroup_create("cg:in", "routers", id="0", mkstream=True)
+    r.xgroup_create("cg:{t:default}:in", "routers", id="0", mkstream=True)
     convs = [customer_send(r, f"cust{i}", f"hi {i}")[0] for i in range(5)]
-    got = r.xreadgroup("routers", "dead", {"cg:in": ">"}, count=10)
+    got = r.xreadgroup("routers", "dead", {"cg:{t:default}:in": ">"}, count=10)
     assert len(got[0][1]) == 5
-    assert r.xpending("cg:in", "routers")["pending"] == 5
+    assert r.xpending("cg:{t:default}:in", "routers")["pending"] == 5
     router = start_router(procs, {"CHATGW_CLAIM_IDLE_MS": 200, "CHATGW_BLOCK_MS": 200})
     for c in convs:
         log = wait_log_len(r, c, 3)
         assert log[2][1]["role"] == "bot"  # the waiting reply
     router.wait_log("claimed")
-    wait_until(lambda: r.xpending("cg:in", "routers")["pending"] == 0, 10, "no pending entry")
+    wait_until(lambda: r.xpending("cg:{t:default}:in", "routers")["pending"] == 0, 10, "no pending entry")
 
 
 def test_router_killed_mid_burst_another_finishes(redis_srv, procs):
@@ -434,12 +434,12 @@ def test_router_killed_mid_burst_another_finishes(redis_srv, procs):
         m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
              "dir": "in", "role": "customer", "sender_id": f"cust{i}", "ts": now_ms(),
              "text": f"burst {i}"}
-        pipe.fcall("cg_append", 0, "", m["cmid"], "customer", f"cust{i}", msgpack.packb(m),
+        pipe.fcall("cg_append", 1, "cg:{t:default}", "", m["cmid"], "customer", f"cust{i}", msgpack.packb(m),
                    new_id(), "web", now_ms(), "log", m["text"])
     convs = [s(res[0]) for res in pipe.execute()]
     first.wait_log("conv ", 10)  # it is in the middle of the burst
     assert first.kill9() == -signal.SIGKILL
-    left = r.xpending("cg:in", "routers")["pending"]
+    left = r.xpending("cg:{t:default}:in", "routers")["pending"]
     second = start_router(procs, env)
     for c in convs:
         wait_until(lambda: conv_hash(r, c).get("state") in ("queued", "assigned")
@@ -470,7 +470,7 @@ def test_redis_restart_router_carries_on(redis_srv, procs):
     redis_srv.start()  # empty: no persistence
     router.wait_log("Redis functions loaded", 15,
                     start=router.wait_log(f"router {router.router_id} ready") + 1)
-    wait_until(lambda: r.exists("cg:in"), 10, "group re-created")
+    wait_until(lambda: r.exists("cg:{t:default}:in"), 10, "group re-created")
     conv, _, _ = customer_send(r, "cust", "back?")
     wait_log_len(r, conv, 3, 15)
     wait_drained(r)

@@ -77,7 +77,7 @@ def notice(conv=None, contains=""):
 async def wait_online(r, agent_id):
     """Poll (bounded) until the router processed the agent's connect."""
     for _ in range(1000):
-        if s(r.hget(f"cg:agent:{agent_id}", "status")) == "online":
+        if s(r.hget(f"cg:{{t:default}}:agent:{agent_id}", "status")) == "online":
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{agent_id} not online")
@@ -116,8 +116,8 @@ def test_transfer_to_agent_and_queue_with_note(procs, redis_srv, tmp_path):
         assert ev["agent_name"] == "bob" and "text" not in ev and "agent_id" not in ev
         h = conv_hash(r, conv)
         assert h["state"] == "assigned" and h["agent"] == "bob" and h["prev_agent"] == "alice"
-        assert s(r.hget("cg:agent:alice", "load")) == "0"
-        assert not r.sismember("cg:agent:alice:convs", conv)
+        assert s(r.hget("cg:{t:default}:agent:alice", "load")) == "0"
+        assert not r.sismember("cg:{t:default}:agent:alice:convs", conv)
         # the old agent may no longer write, the new one may
         err = await alice.say("still there?", conv=conv)
         assert err["type"] == "error"
@@ -133,7 +133,7 @@ def test_transfer_to_agent_and_queue_with_note(procs, redis_srv, tmp_path):
         assert ev["text"] == "router question"
         h = conv_hash(r, conv)
         assert h["queue"] == "tech_support" and h["agent"] == "tina" and h["prev_agent"] == "bob"
-        assert s(r.hget("cg:agent:bob", "load")) == "0"
+        assert s(r.hget("cg:{t:default}:agent:bob", "load")) == "0"
         types = [m["type"] for m in log_of(r, conv)]
         assert types.count("transferred") == 2 and types.count("assigned") == 3
         notes = [m.get("text") for m in log_of(r, conv) if m["type"] == "transferred"]
@@ -171,7 +171,7 @@ def test_transfer_to_queue_without_agents_waits_at_its_priority(procs, redis_srv
         await alice.send({"type": "transfer", "conv": conv1, "queue": "tech_support",
                           "cmid": "t1"})
         await c1.expect_type("transferred", queue="tech_support")
-        wait_until(lambda: r.zscore("cg:queue:tech_support", conv1) is not None, 5,
+        wait_until(lambda: r.zscore("cg:{t:default}:queue:tech_support", conv1) is not None, 5,
                    "conversation waiting in tech_support")
         h = conv_hash(r, conv1)
         assert h["state"] == "queued" and "agent" not in h
@@ -197,7 +197,7 @@ def test_transfer_note_never_reaches_an_email_customer(procs, redis_srv, tmp_pat
     async def scenario():
         alice = await online(gw, procs, "alice")
         assert post_mail(gw, "Where is my parcel?", frm="zhao@example.com") == 200
-        conv = wait_until(lambda: s(r.hget("cg:cust:email:zhao@example.com", "conv")), 5, "conv")
+        conv = wait_until(lambda: s(r.hget("cg:{t:default}:cust:email:zhao@example.com", "conv")), 5, "conv")
         await alice.expect_type("assigned", conv=conv)
         bob = await online(gw, procs, "bob")
         await alice.send({"type": "transfer", "conv": conv, "agent_id": "bob",
@@ -249,7 +249,7 @@ def test_agent_reclassifies_into_a_complaint(procs, redis_srv, tmp_path):
         assert h["category"] == "complaint" and h["prev_category"] == "default"
         assert h["reclassified_by"] == "alice" and h["complaint_class"] == "serious"
         assert ack["text"] == "TICKET " + h["ticket"]
-        assert r.zscore("cg:timers", f"complaint_resolve:{conv}") is not None
+        assert r.zscore("cg:{t:default}:timers", f"complaint_resolve:{conv}") is not None
         # the conversation stays with its agent, in its queue
         assert h["agent"] == "alice" and h["queue"] == "general"
         # the same category again; someone else's conversation; a missing code
@@ -272,7 +272,7 @@ def test_agent_reclassifies_into_a_complaint(procs, redis_srv, tmp_path):
         assert [m["code"] for m in cls] == ["complaint", "faq"]
         # a customer reading the transcript again (catch-up from storage) sees no category either
         again = await customer(gw, token=c.welcome["token"], conv=conv, last_seq=0)
-        seqs = [int(s(i).split("-")[0]) for i, f in r.xrange(f"cg:conv:{conv}:log")
+        seqs = [int(s(i).split("-")[0]) for i, f in r.xrange(f"cg:{{t:default}}:conv:{conv}:log")
                 if msgpack.unpackb(f[b"m"], raw=False)["type"] == "classified"]
         assert len(seqs) == 2
         for seq in seqs:
@@ -301,19 +301,19 @@ def test_offer_timeout_reassigns_and_sets_away(procs, redis_srv, tmp_path):
         # nobody answers: first -> other -> first (its second miss: away) -> other
         await a[other].expect_type("assigned", conv=conv, timeout=5)
         await a[first].expect(notice(conv, "did not answer"), timeout=5, what="miss notice")
-        assert s(r.hget(f"cg:conv:{conv}", "prev_agent")) == first
+        assert s(r.hget(f"cg:{{t:default}}:conv:{conv}", "prev_agent")) == first
         await a[first].expect_type("assigned", conv=conv, timeout=5)
         await a[other].expect(notice(conv, "did not answer"), timeout=5, what="miss notice")
         await a[other].expect_type("assigned", conv=conv, timeout=5)
         await a[first].expect(notice(None, "set to away"), timeout=5, what="away notice")
         await a[first].expect_type("presence", code="away", timeout=5)
-        assert s(r.hget(f"cg:agent:{first}", "status")) == "away"
-        assert s(r.hget(f"cg:agent:{first}", "load")) == "0"
-        assert s(r.hget(f"cg:agent:{other}", "offer_misses")) == "1"
+        assert s(r.hget(f"cg:{{t:default}}:agent:{first}", "status")) == "away"
+        assert s(r.hget(f"cg:{{t:default}}:agent:{first}", "load")) == "0"
+        assert s(r.hget(f"cg:{{t:default}}:agent:{other}", "offer_misses")) == "1"
         # the answer cancels the timer and resets the misses
         assert (await a[other].say("Sorry for the wait!", conv=conv))["type"] == "ack"
-        wait_until(lambda: r.zscore("cg:timers", f"offer:{conv}") is None, 5, "timer cancelled")
-        wait_until(lambda: r.hget(f"cg:agent:{other}", "offer_misses") is None, 5, "misses reset")
+        wait_until(lambda: r.zscore("cg:{t:default}:timers", f"offer:{conv}") is None, 5, "timer cancelled")
+        wait_until(lambda: r.hget(f"cg:{{t:default}}:agent:{other}", "offer_misses") is None, 5, "misses reset")
         h = conv_hash(r, conv)
         assert h["agent"] == other and h["assign_no"] == "4"
         assigned = [m for m in log_of(r, conv) if m["type"] == "assigned"]
@@ -334,14 +334,14 @@ def test_offer_timeout_is_for_chats_not_email(procs, redis_srv, tmp_path):
     async def scenario():
         alice = await online(gw, procs, "alice", cap=2)
         assert post_mail(gw, "Where is my invoice?", frm="sun@example.com") == 200
-        mail = wait_until(lambda: s(r.hget("cg:cust:email:sun@example.com", "conv")), 5, "conv")
+        mail = wait_until(lambda: s(r.hget("cg:{t:default}:cust:email:sun@example.com", "conv")), 5, "conv")
         await alice.expect_type("assigned", conv=mail)
         # a chat assigned after it: its timer is armed by the same router connection, later
         c = await customer(gw)
         chat = (await c.say("hello"))["conv"]
         await alice.expect_type("assigned", conv=chat)
-        wait_until(lambda: r.zscore("cg:timers", f"offer:{chat}") is not None, 5, "chat offer timer")
-        assert r.zscore("cg:timers", f"offer:{mail}") is None
+        wait_until(lambda: r.zscore("cg:{t:default}:timers", f"offer:{chat}") is not None, 5, "chat offer timer")
+        assert r.zscore("cg:{t:default}:timers", f"offer:{mail}") is None
         for x in (alice, c):
             await x.close()
 
@@ -364,7 +364,7 @@ def test_returning_customer_goes_to_last_agent(procs, redis_srv, tmp_path, stick
         assert (await a[served].say("Hi, how can I help?", conv=conv1))["type"] == "ack"
         cust = c.welcome["sender_id"]
         if sticky:
-            wait_until(lambda: s(r.hget(f"cg:cust:{cust}", "last_agent")) == served, 5,
+            wait_until(lambda: s(r.hget(f"cg:{{t:default}}:cust:{cust}", "last_agent")) == served, 5,
                        "last_agent stored")
         await a[served].send({"type": "close", "conv": conv1, "code": "resolved",
                               "cmid": new_cmid()})
@@ -418,7 +418,7 @@ def test_overflow_listed_then_assigned_when_a_slot_frees(procs, redis_srv, tmp_p
         snap = await gen.expect(lambda f: f.get("type") == "queue" and f.get("queue") == "general"
                                 and any(i["conv"] == conv1 for i in f.get("items", [])),
                                 timeout=5, what="general list with the overflowing conversation")
-        assert r.sismember("cg:overflowing", "tech_support")
+        assert r.sismember("cg:{t:default}:overflowing", "tech_support")
         assert conv_hash(r, conv1)["state"] == "queued"
         assert snap["items"][0]["conv"] == conv1
         # the freed slot takes it

@@ -33,12 +33,13 @@ def schema():
 
 @pytest.mark.parametrize("break_it, message", [
     (lambda s: s["errors"].append(dict(s["errors"][0])), "'bad_json' given twice"),
-    (lambda s: s["keys"].append({"name": "x", "pattern": "cg:x:{nope}", "type": "hash",
+    (lambda s: s["keys"].append({"name": "x", "pattern": "x:{nope}", "type": "hash",
                                  "desc": "x"}), "part {nope} is not in key_parts"),
     (lambda s: s["key_parts"].update(unused="never used"), "unused is used by no key"),
     (lambda s: s["timers"].append({"kind": "end", "of": "conv", "desc": "x"}), "Lua keyword"),
     (lambda s: s["message_types"][1].update({"internal": True}), "only events can be internal"),
-    (lambda s: s["keys"][0].update({"pattern": "x:in"}), "patterns start with cg:"),
+    (lambda s: s["keys"][0].update({"pattern": "cg:in"}), "patterns leave out the key_prefix"),
+    (lambda s: s.update({"key_prefix": "cg:"}), "key_prefix must be cg:{t:<tenant>}:"),
 ])
 def test_generator_refuses_a_broken_schema(tmp_path, break_it, message):
     s = schema()
@@ -97,8 +98,11 @@ def test_key_table_of_the_architecture_doc_is_the_schema():
         doc = f.read()
     rows = re.findall(r"^\| `(cg:[^`]+)` \| ([^|]+) \|", doc, re.M)
     documented = {k: t for k, t in rows}
-    declared = {re.sub(r"\{([a-z_]+)\}", r"<\1>", p): p for p in chatgw_schema.KEYS.values()
-                if not p.startswith(("cg:c:", "cg:a:", "cg:q:"))}  # pub/sub: listed apart
+    # the doc writes cg: for the tenant's prefix cg:{t:<tenant>}: (and lists pub/sub apart)
+    prefix = chatgw_schema.SCHEMA["key_prefix"]
+    short = ["cg:" + p[len(prefix):] for p in chatgw_schema.KEYS.values() if p.startswith(prefix)]
+    declared = {re.sub(r"\{([a-z_]+)\}", r"<\1>", p): p for p in short
+                if not p.startswith(("cg:c:", "cg:a:", "cg:q:"))}
     assert set(documented) == set(declared), (
         f"only in the doc: {set(documented) - set(declared)}; "
         f"only in the schema: {set(declared) - set(documented)}")
@@ -112,4 +116,5 @@ def test_generated_lists_are_what_the_parts_use():
     with open(os.path.join(ROOT, "gateway", "www", "gen", "schema.js"), encoding="utf-8") as f:
         js = f.read()
     assert json.loads(js[js.index("(") + 1:js.rindex(")")]) == chatgw_schema.SCHEMA
-    assert chatgw_schema.key("conv_log", "abc") == "cg:conv:abc:log"
+    assert chatgw_schema.key("conv_log", "abc") == "cg:{t:default}:conv:abc:log"
+    assert chatgw_schema.KEYS["tenant"] == "cg:{t:default}"

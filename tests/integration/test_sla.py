@@ -1,7 +1,7 @@
 """Time-driven behaviour of the router against a real redis-server: locale templates, position
 updates, e-mail acknowledgement, business hours, SLA timers (first/next response, escalation,
 exactly once with two routers, surviving a restart) and complaint tickets. Messages are injected
-exactly as the gateway does (FCALL cg_append ... log; XADD cg:in for agent presence); results are
+exactly as the gateway does (FCALL cg_append ... log; XADD cg:{t:default}:in for agent presence); results are
 read back from Redis and pub/sub.
 
 Time is injected (conftest.InjectedClock, CHATGW_TEST_CLOCK): the routers' clock moves only when a test
@@ -124,7 +124,7 @@ def send(r, customer, text, conv="", channel="web", locale="en"):
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
     if locale:
         m["identity"] = {"customer_id": customer, "locale": locale}
-    res = r.fcall("cg_append", 0, conv, m["cmid"], "customer", customer, msgpack.packb(m),
+    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, now_ms(), "log", text[:160])
     return s(res[0])
 
@@ -134,7 +134,7 @@ def agent_says(r, agent, conv, text):
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
          "dir": "out", "role": "agent", "sender_id": agent, "conv": conv, "ts": now_ms(),
          "text": text}
-    r.fcall("cg_append", 0, conv, m["cmid"], "agent", agent, msgpack.packb(m), "", "web",
+    r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], "agent", agent, msgpack.packb(m), "", "web",
             now_ms(), "log")
 
 
@@ -143,15 +143,15 @@ def presence(r, agent, skills=("general",), cap=1, sock=None):
     m = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
          "code": "connect", "sender_id": agent, "sock": sock or f"gw1:{agent}",
          "sender_name": agent.title(), "skills": list(skills), "cap": cap}
-    r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(m)})
+    r.xadd("cg:{t:default}:in", {"c": "", "s": 0, "m": msgpack.packb(m)})
 
 
 def staff(r, queue="general"):
     """An online agent of queue with no free slot (cap 0): the queue is staffed, so waiting
     customers get their position rather than the no_agent reply."""
     presence(r, f"busy-{queue}", skills=(queue,), cap=1, sock=f"gw1:busy-{new_id()}")
-    wait_until(lambda: r.sismember(f"cg:online:{queue}", f"busy-{queue}"), 5, f"{queue} staffed")
-    r.hset(f"cg:agent:busy-{queue}", "cap", 0)  # a cap of 0 is not on the wire: no free slot
+    wait_until(lambda: r.sismember(f"cg:{{t:default}}:online:{queue}", f"busy-{queue}"), 5, f"{queue} staffed")
+    r.hset(f"cg:{{t:default}}:agent:busy-{queue}", "cap", 0)  # a cap of 0 is not on the wire: no free slot
 
 
 def bot_texts(r, conv, prefix=""):
@@ -166,20 +166,20 @@ def wait_bot(r, conv, prefix, n=1, timeout=10):
 
 
 def breaches(r):
-    return [{s(k): s(v) for k, v in f.items()} for _, f in r.xrange("cg:events")
+    return [{s(k): s(v) for k, v in f.items()} for _, f in r.xrange("cg:{t:default}:events")
             if f.get(b"type") == b"sla_breach"]
 
 
 def timer(r, member):
-    return r.zscore("cg:timers", member)
+    return r.zscore("cg:{t:default}:timers", member)
 
 
 class AgentFeed:
-    """Messages published on cg:a:<agent> (8-byte prefix + msgpack)."""
+    """Messages published on cg:{t:default}:a:<agent> (8-byte prefix + msgpack)."""
 
     def __init__(self, r, agent):
         self.ps = r.pubsub()
-        self.ps.subscribe(f"cg:a:{agent}")
+        self.ps.subscribe(f"cg:{{t:default}}:a:{agent}")
         wait_until(lambda: (self.ps.get_message(timeout=0.05) or {}).get("type") == "subscribe",
                    5, "the subscription")
 
@@ -258,16 +258,16 @@ def test_customer_told_once_when_everybody_serving_the_queue_leaves(redis_srv, p
     r = redis_srv.r
     router(procs, config(tmp_path))
     presence(r, "bee", sock="gw1:bee-1")  # cap 1: busy with the first customer
-    wait_until(lambda: r.sismember("cg:online:general", "bee"), 5, "bee online")
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "bee"), 5, "bee online")
     first = send(r, "first1", "hello")
     wait_until(lambda: conv_hash(r, first).get("agent") == "bee", 5, "bee busy")
     c = send(r, "left1", "hello")
     wait_bot(r, c, "QUEUED 1")
     _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
-    r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(
+    r.xadd("cg:{t:default}:in", {"c": "", "s": 0, "m": msgpack.packb(
         {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
          "code": "disconnect", "sender_id": "bee", "sock": "gw1:bee-1", "skills": ["general"]})})
-    wait_until(lambda: not r.sismember("cg:online:general", "bee"), 5, "nobody online")
+    wait_until(lambda: not r.sismember("cg:{t:default}:online:general", "bee"), 5, "nobody online")
     clock.advance(1000)
     told = wait_bot(r, c, "NOAGENT")[0]
     assert "position" not in told
@@ -278,25 +278,25 @@ def test_customer_told_once_when_everybody_serving_the_queue_leaves(redis_srv, p
     assert len(bot_texts(r, c, "NOAGENT")) == 1 and not bot_texts(r, c, "UPDATE")
     # bee is back (still busy with the first customer): the position is told again
     presence(r, "bee", sock="gw1:bee-2")
-    wait_until(lambda: r.sismember("cg:online:general", "bee"), 5, "bee back")
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "bee"), 5, "bee back")
     clock.advance(1000)
     assert wait_bot(r, c, "UPDATE 1")[0]["position"] == 1
     assert conv_hash(r, c)["state"] == "queued"
 
 
 def entries_added(r):
-    return r.xinfo_stream("cg:in")["entries-added"]
+    return r.xinfo_stream("cg:{t:default}:in")["entries-added"]
 
 
 def test_steady_state_needs_no_router(redis_srv, procs, tmp_path, clock):
     """In an assigned conversation a customer's and its agent's texts set their own timers inside
-    cg_append (response SLAs, idle close) and never reach cg:in; with business hours on the queue
+    cg_append (response SLAs, idle close) and never reach cg:{t:default}:in; with business hours on the queue
     they go to the routers as before (the deadline counts open hours)."""
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:60", nxt="chat:30"), CHATGW_IDLE_CLOSE_S=600)
-    wait_until(lambda: s(r.hget("cg:deskcfg", "ready")) == "1", 5, "timings published")
+    wait_until(lambda: s(r.hget("cg:{t:default}:deskcfg", "ready")) == "1", 5, "timings published")
     presence(r, "amy")
-    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
     c = send(r, "st1", "hello")
     wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
     wait_until(lambda: timer(r, f"first:{c}"), 5, "first-response timer")
@@ -320,7 +320,7 @@ def test_queue_with_business_hours_leaves_the_timers_to_the_router(redis_srv, pr
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:60", nxt="chat:30",
                          hours="hours = daily 00:00-24:00\ntimezone = UTC"))
-    wait_until(lambda: s(r.hget("cg:deskcfg", "hours:general")) == "1", 5, "timings published")
+    wait_until(lambda: s(r.hget("cg:{t:default}:deskcfg", "hours:general")) == "1", 5, "timings published")
     presence(r, "amy")
     c = send(r, "st2", "hello")
     wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
@@ -335,23 +335,23 @@ def close_cmd(r, agent, conv):
     _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
     m = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "close",
          "conv": conv, "code": "resolved", "sender_id": agent, "cmid": new_id()}
-    r.xadd("cg:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
+    r.xadd("cg:{t:default}:in", {"c": conv, "s": 0, "m": msgpack.packb(m)})
 
 
 def test_wait_estimate_uses_measured_handling_time(redis_srv, procs, tmp_path, clock):
     r = redis_srv.r
     router(procs, config(tmp_path))
     presence(r, "amy")
-    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
     c1 = send(r, "m1", "first")
     wait_until(lambda: conv_hash(r, c1).get("state") == "assigned", 5, "c1 assigned")
     c2 = send(r, "m2", "second")
     assert wait_bot(r, c2, "QUEUED 1")[0]["wait"] == 120  # avg_handle_s: nothing measured yet
     clock.advance(90_000)  # c1 is handled for 90 s
     close_cmd(r, "amy", c1)  # c2 is assigned to amy
-    wait_until(lambda: r.hget("cg:stats:general", "avg_ms"), 5, "handling time measured")
+    wait_until(lambda: r.hget("cg:{t:default}:stats:general", "avg_ms"), 5, "handling time measured")
     h1 = conv_hash(r, c1)
-    assert int(s(r.hget("cg:stats:general", "avg_ms"))) == int(h1["closed_at"]) - int(h1["assigned_at"])
+    assert int(s(r.hget("cg:{t:default}:stats:general", "avg_ms"))) == int(h1["closed_at"]) - int(h1["assigned_at"])
     c3 = send(r, "m3", "third")
     m = wait_bot(r, c3, "QUEUED 1")[0]
     assert m["wait"] == (int(h1["closed_at"]) - int(h1["assigned_at"]) + 999) // 1000
@@ -399,10 +399,10 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
     spec, opens_at = closed_window()
     cfg = config(tmp_path, hours=f"hours = {spec}\ntimezone = UTC\nholidays = 2000-01-01")
     rt = router(procs, cfg)
-    wait_until(lambda: r.sismember("cg:closed", "general"), 5, "general closed")
-    assert r.zscore("cg:timers", "hours:general") is not None  # re-published when it opens
+    wait_until(lambda: r.sismember("cg:{t:default}:closed", "general"), 5, "general closed")
+    assert r.zscore("cg:{t:default}:timers", "hours:general") is not None  # re-published when it opens
     presence(r, "amy")
-    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
     c1 = send(r, "night1", "hello?")
     c2 = send(r, "night2", "anyone?")
     assert wait_bot(r, c1, "OFF")[0]["text"] == f"OFF {opens_at}"
@@ -418,8 +418,8 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
     rt.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: conv_hash(r, c1).get("state") == "assigned", 5, "c1 assigned on reload")
     assert conv_hash(r, c1)["agent"] == "amy" and conv_hash(r, c2)["state"] == "queued"
-    assert not r.sismember("cg:closed", "general")
-    assert r.zscore("cg:timers", "hours:general") is None  # always open now
+    assert not r.sismember("cg:{t:default}:closed", "general")
+    assert r.zscore("cg:{t:default}:timers", "hours:general") is None  # always open now
 
 
 # ---- SLA timers ---------------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, proc
         c = send(r, "late1", "hello, anybody?")
         wait_bot(r, c, "QUEUED")
         presence(r, "sue", skills=("supervisors",))
-        wait_until(lambda: r.sismember("cg:online:supervisors", "sue"), 5, "sue online")
+        wait_until(lambda: r.sismember("cg:{t:default}:online:supervisors", "sue"), 5, "sue online")
         CLOCK[0].advance(1000)
         note = feed.next_of("text", 5)
         assert note["conv"] == c and "first" in note["text"] and "escalated" in note["text"]
@@ -444,7 +444,7 @@ def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, proc
         h = conv_hash(r, c)
         assert (h["state"], h["queue"], h["prio"], h["escalated"], h["escalated_to"],
                 h["sla_breaches"]) == ("assigned", "general", "9", "1", "supervisors", "1")
-        assert r.zscore("cg:queue:general", c) is None  # taken
+        assert r.zscore("cg:{t:default}:queue:general", c) is None  # taken
         ev = breaches(r)
         assert [(e["conv"], e["kind"], e["action"]) for e in ev] == [(c, "first", "escalate")]
         # the transcript records it (rule 19), as a desk-only event
@@ -465,22 +465,22 @@ def test_escalated_conversation_stays_visible_and_assignable(redis_srv, procs, t
     router(procs, config(tmp_path, first="chat:1"))
     staff(r)
     presence(r, "sam", skills=("supervisors",))
-    wait_until(lambda: r.sismember("cg:online:supervisors", "sam"), 5, "sam online")
-    r.hset("cg:agent:sam", "cap", 0)  # online, no free slot
+    wait_until(lambda: r.sismember("cg:{t:default}:online:supervisors", "sam"), 5, "sam online")
+    r.hset("cg:{t:default}:agent:sam", "cap", 0)  # online, no free slot
     c = send(r, "late2", "second")
     wait_bot(r, c, "QUEUED")
     CLOCK[0].advance(1000)
     wait_until(lambda: conv_hash(r, c).get("escalated_to") == "supervisors", 5, "escalated")
     h = conv_hash(r, c)
     assert (h["state"], h["queue"], h["prio"]) == ("queued", "general", "9")
-    assert s(r.zrange("cg:queue:general", 0, 0)[0]) == c
-    assert r.sismember("cg:escalated:supervisors", c)
+    assert s(r.zrange("cg:{t:default}:queue:general", 0, 0)[0]) == c
+    assert r.sismember("cg:{t:default}:escalated:supervisors", c)
     # the supervisors' queue list shows it
-    assert [s(row[0]) for row in r.fcall("cg_queue_list", 0, "supervisors", 10)] == [c]
+    assert [s(row[0]) for row in r.fcall("cg_queue_list", 1, "cg:{t:default}", "supervisors", 10)] == [c]
     # an agent of general with a free slot takes it
     presence(r, "amy")
     wait_until(lambda: conv_hash(r, c).get("agent") == "amy", 5, "assigned to amy")
-    assert r.fcall("cg_queue_list", 0, "supervisors", 10) == []
+    assert r.fcall("cg_queue_list", 1, "cg:{t:default}", "supervisors", 10) == []
 
 
 def test_supervisor_picks_escalated_conversation(redis_srv, procs, tmp_path):
@@ -489,18 +489,18 @@ def test_supervisor_picks_escalated_conversation(redis_srv, procs, tmp_path):
     router(procs, config(tmp_path, first="chat:1"))
     staff(r)
     _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
-    r.xadd("cg:in", {"c": "", "s": 0, "m": msgpack.packb(
+    r.xadd("cg:{t:default}:in", {"c": "", "s": 0, "m": msgpack.packb(
         {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "agent", "type": "presence",
          "code": "away", "sender_id": "sue"})})
     presence(r, "sue", skills=("supervisors",))  # connects away: stays away
-    wait_until(lambda: r.scard("cg:agent:sue:socks") == 1, 5, "sue connected")
-    assert s(r.hget("cg:agent:sue", "status")) == "away"
+    wait_until(lambda: r.scard("cg:{t:default}:agent:sue:socks") == 1, 5, "sue connected")
+    assert s(r.hget("cg:{t:default}:agent:sue", "status")) == "away"
     c = send(r, "late3", "help")
     wait_bot(r, c, "QUEUED")
     CLOCK[0].advance(1000)
-    wait_until(lambda: r.sismember("cg:escalated:supervisors", c), 5, "escalated")
+    wait_until(lambda: r.sismember("cg:{t:default}:escalated:supervisors", c), 5, "escalated")
     assert conv_hash(r, c)["state"] == "queued"
-    res = r.fcall("cg_pick", 0, c, "sue", now_ms())
+    res = r.fcall("cg_pick", 1, "cg:{t:default}", c, "sue", now_ms())
     assert s(res[0]) == "assigned" and s(res[1]) == "general"
     assert conv_hash(r, c)["agent"] == "sue"
 
@@ -509,7 +509,7 @@ def test_agent_reply_cancels_first_response_then_next_response_breach(redis_srv,
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:2", nxt="chat:1"))
     presence(r, "amy")
-    wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
     c = send(r, "quick1", "hi")
     wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
     due = timer(r, f"first:{c}")
@@ -536,11 +536,11 @@ def test_breach_action_reassign(redis_srv, procs, tmp_path):
     feed = AgentFeed(r, "amy")
     try:
         presence(r, "amy")
-        wait_until(lambda: r.sismember("cg:online:general", "amy"), 5, "amy online")
+        wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
         c = send(r, "slow1", "hello")
         wait_until(lambda: conv_hash(r, c).get("agent") == "amy", 5, "assigned to amy")
         presence(r, "bob")  # longer idle than amy once amy's slot is freed
-        wait_until(lambda: r.sismember("cg:online:general", "bob"), 5, "bob online")
+        wait_until(lambda: r.sismember("cg:{t:default}:online:general", "bob"), 5, "bob online")
         CLOCK[0].advance(1000)
         wait_until(lambda: conv_hash(r, c).get("agent") == "bob", 5, "reassigned to bob")
         h = conv_hash(r, c)
@@ -549,8 +549,8 @@ def test_breach_action_reassign(redis_srv, procs, tmp_path):
         note = feed.next_of("text", 5)  # amy is told it was taken from her
         assert note["conv"] == c and "requeued" in note["text"]
         assert [e["action"] for e in breaches(r)] == ["reassign"]
-        assert not r.sismember("cg:agent:amy:convs", c) and r.sismember("cg:agent:bob:convs", c)
-        assert s(r.hget("cg:agent:amy", "load")) == "0"
+        assert not r.sismember("cg:{t:default}:agent:amy:convs", c) and r.sismember("cg:{t:default}:agent:bob:convs", c)
+        assert s(r.hget("cg:{t:default}:agent:amy", "load")) == "0"
     finally:
         feed.close()
 
@@ -564,7 +564,7 @@ def test_breach_action_raise_priority(redis_srv, procs, tmp_path):
     wait_until(lambda: breaches(r), 5, "breach")
     h = conv_hash(r, c)
     assert (h["state"], h["queue"], h["prio"]) == ("queued", "general", "7")
-    assert r.zscore("cg:queue:general", c) == 2e13 + int(h["queued_at"])
+    assert r.zscore("cg:{t:default}:queue:general", c) == 2e13 + int(h["queued_at"])
 
 
 def test_two_routers_a_breach_fires_once(redis_srv, procs, tmp_path):
@@ -624,4 +624,4 @@ def test_complaints_get_consecutive_ticket_numbers(redis_srv, procs, tmp_path):
     send(r, "angry1", "complaint again", conv=c1)
     wait_until(lambda: len(log_of(r, c1)) >= 6, 5, "second message handled")
     assert len(bot_texts(r, c1, "TICKET")) == 1
-    assert int(r.get(f"cg:complaint:seq:{day}")) == 2
+    assert int(r.get(f"cg:{{t:default}}:complaint:seq:{day}")) == 2

@@ -74,9 +74,9 @@ def test_check_config_reports_unreachable_queues(tmp_path):
 
 def test_check_config_takes_the_agents_redis_knows(redis_srv):
     r = redis_srv.r
-    r.hset("cg:agent:ann", mapping={"skills": "general,faq", "status": "offline"})
-    r.hset("cg:agent:sup", mapping={"skills": "supervisors"})
-    r.sadd("cg:agent:ann:socks", "gw:1")  # not an agent hash: skipped
+    r.hset("cg:{t:default}:agent:ann", mapping={"skills": "general,faq", "status": "offline"})
+    r.hset("cg:{t:default}:agent:sup", mapping={"skills": "supervisors"})
+    r.sadd("cg:{t:default}:agent:ann:socks", "gw:1")  # not an agent hash: skipped
     p = check_config(env={"CHATGW_REDIS_URL": redis_srv.url})
     assert p.returncode == 1, p.stdout + p.stderr
     assert "agents: 2 (the agents known to Redis)" in p.stdout
@@ -122,7 +122,7 @@ def test_everyday_words_reach_make_run_agents(procs, redis_srv):
     for conv, queue in convs.items():
         wait_until(lambda: conv_hash(r, conv).get("state") == "assigned", 10, f"{queue} assigned")
         assert conv_hash(r, conv)["queue"] == queue
-    assert r.hgetall("cg:kpi:queue:after_sales").get(b"no_agent") is None
+    assert r.hgetall("cg:{t:default}:kpi:queue:after_sales").get(b"no_agent") is None
 
 
 def test_nobody_online_gets_an_honest_reply_and_a_metric(procs, redis_srv):
@@ -152,7 +152,7 @@ def test_nobody_online_gets_an_honest_reply_and_a_metric(procs, redis_srv):
         return conv
 
     conv = run(scenario())
-    assert s(r.hget("cg:kpi:queue:after_sales", "no_agent")) == "2"
+    assert s(r.hget("cg:{t:default}:kpi:queue:after_sales", "no_agent")) == "2"
     assert not [m for m in log_of(r, conv) if m.get("position")]
     metrics = wait_until(lambda: _scrape(gw), 5, "metrics")
     assert 'chatgw_queue_no_agent_total{queue="after_sales"} 2' in metrics

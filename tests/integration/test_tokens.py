@@ -1,5 +1,5 @@
 """Token hardening end to end: exp required and bounded (token_max_ttl), identifiers and names
-checked, revocation by jti (chatgw-token --revoke, cg:revoked:<jti>), key rotation by kid
+checked, revocation by jti (chatgw-token --revoke, cg:{t:default}:revoked:<jti>), key rotation by kid
 (jwt_secrets); every refusal names the problem (error frame, then close 1008 with the reason)."""
 import os
 import re
@@ -78,7 +78,7 @@ def test_agent_ids_and_skills_are_checked(procs):
     gw = procs.gateway()
 
     async def scenario():
-        for claims, what in (({"sub": "x:socks"}, "'sub'"), ({"sub": "cg:agent:*"}, "'sub'"),
+        for claims, what in (({"sub": "x:socks"}, "'sub'"), ({"sub": "cg:{t:default}:agent:*"}, "'sub'"),
                              ({"skills": ["x:socks"]}, "skill"), ({"skills": ["General"]}, "skill"),
                              ({"jti": None}, "'jti' is required"),
                              ({"name": "Eve\u202egnp.exe"}, "U+202E")):
@@ -107,8 +107,8 @@ def test_revoked_agent_token_is_refused(procs, redis_srv):
     out = subprocess.run([os.path.join(BUILD, "chatgw-token"), "--revoke", jti, "--redis",
                           redis_srv.url], env=procs._env({}), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert redis_srv.r.exists(f"cg:revoked:{jti}")
-    assert 0 < redis_srv.r.ttl(f"cg:revoked:{jti}") <= 2592000  # as long as any token can live
+    assert redis_srv.r.exists(f"cg:{{t:default}}:revoked:{jti}")
+    assert 0 < redis_srv.r.ttl(f"cg:{{t:default}}:revoked:{jti}") <= 2592000  # as long as any token can live
 
     async def after():
         err, closed = await refused(gw, "/ws/agent", token)
@@ -141,7 +141,7 @@ def test_customer_session_tokens_carry_a_jti_and_can_be_revoked(procs, redis_srv
         again = await customer(gw, token=tok)  # the session resumes with it
         assert again.welcome["sender_id"] == claims["sub"]
         await again.close()
-        redis_srv.r.set(f"cg:revoked:{claims['jti']}", 1, ex=60)
+        redis_srv.r.set(f"cg:{{t:default}}:revoked:{claims['jti']}", 1, ex=60)
         err, _ = await refused(gw, "/ws/customer", tok)
         assert "revoked" in err["text"], err
 

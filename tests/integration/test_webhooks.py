@@ -92,12 +92,12 @@ def send_chunked(gw, path, headers, body, chunk=8192):
 # ---- Redis inspection ----
 
 def cust_conv(r, customer):
-    v = r.hget(f"cg:cust:{customer}", "conv")
+    v = r.hget(f"cg:{{t:default}}:cust:{customer}", "conv")
     return v.decode() if v else None
 
 
 def log_msgs(r, conv):
-    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:conv:{conv}:log")]
+    return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:{{t:default}}:conv:{conv}:log")]
 
 
 def customer_msgs(r, conv):
@@ -107,8 +107,8 @@ def customer_msgs(r, conv):
 def stored_count(r):
     """Customer messages in every conversation log."""
     n = 0
-    for k in r.scan_iter("cg:conv:*:log"):
-        n += len(customer_msgs(r, k.decode().split(":")[2]))
+    for k in r.scan_iter("cg:{t:default}:conv:*:log"):
+        n += len(customer_msgs(r, k.decode().split(":")[4]))
     return n
 
 
@@ -195,15 +195,15 @@ def test_wechat_message_stored_routed_and_deduplicated(desk, procs, redis_srv):
     assert m["channel"] == "wechat" and m["dir"] == "in" and m["text"] == "你好，订单在哪里？"
     assert m["sender_id"] == f"wechat:{openid}" and m["cmid"] == "wx:6054768590064713728"
     assert m["meta"]["platform_chat_id"] == openid
-    assert r.hget(f"cg:conv:{conv}", "channel") == b"wechat"
+    assert r.hget(f"cg:{{t:default}}:conv:{conv}", "channel") == b"wechat"
     # WeChat retries the same MsgId: acknowledged, not stored again
-    n = r.xlen(f"cg:conv:{conv}:log")
+    n = r.xlen(f"cg:{{t:default}}:conv:{conv}:log")
     st, resp, _ = request(desk, "POST", "/channels/wechat", body,
                           query=wx_query(ts=now_s(6), nonce="77"))
     assert (st, resp) == (200, b"success")
     assert len(customer_msgs(r, conv)) == 1
     routed_to_agent(procs, desk, conv, "你好，订单在哪里？")
-    assert len(customer_msgs(r, conv)) == 1 and r.xlen(f"cg:conv:{conv}:log") >= n
+    assert len(customer_msgs(r, conv)) == 1 and r.xlen(f"cg:{{t:default}}:conv:{conv}:log") >= n
 
 
 def test_wechat_refusals(desk, redis_srv):
@@ -231,7 +231,7 @@ def test_wechat_ignored_event_not_stored(desk, redis_srv):
           b"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>")
     st, resp, _ = request(desk, "POST", "/channels/wechat", ev, query=wx_query())
     assert (st, resp) == (200, b"success")
-    assert redis_srv.r.hget("cg:cust:wechat:oEvUser", "conv") is None
+    assert redis_srv.r.hget("cg:{t:default}:cust:wechat:oEvUser", "conv") is None
     assert stored_count(redis_srv.r) == 0
     # subscribe: the follower arrived -- a join opens the conversation, no text yet
     sub = ev.replace(b"unsubscribe", b"subscribe")
@@ -462,12 +462,12 @@ def test_email_gbk_mail_threaded_reply_and_dedup(desk, procs, redis_srv):
     [m] = customer_msgs(r, conv)
     assert m["text"].startswith("你好，我的订单还没到。镕") and m["channel"] == "email"
     assert m["meta"]["subject"] == "订单问题" and m["sender_name"] == "张三"
-    assert r.get("cg:mailid:first-1@example.cn") == conv.encode()
+    assert r.get("cg:{t:default}:mailid:first-1@example.cn") == conv.encode()
     assert request(desk, "POST", "/channels/email", raw, MAIL_HDR)[0] == 200  # the bridge retries
     assert len(customer_msgs(r, conv)) == 1
     routed_to_agent(procs, desk, conv, m["text"])
     # the desk's reply went out with this Message-ID (recorded by whoever sends it)
-    r.set("cg:mailid:cg-0123456789abcdef0123456789abcdef@desk.example", conv)
+    r.set("cg:{t:default}:mailid:cg-0123456789abcdef0123456789abcdef@desk.example", conv)
     idx = len(procs.all[0].lines)
     reply = gbk_mail("second-2@example.cn", subject="回复：订单问题", body="谢谢！\n\n> old quote",
                      In_Reply_To="<cg-0123456789abcdef0123456789abcdef@desk.example>",
@@ -753,7 +753,7 @@ def close_by_agent(procs, gw, r, conv):
                        what="closed")
         await a.close()
     run(scenario())
-    wait_until(lambda: r.hget(f"cg:conv:{conv}", "state") == b"closed", 10, "conv closed")
+    wait_until(lambda: r.hget(f"cg:{{t:default}}:conv:{conv}", "state") == b"closed", 10, "conv closed")
 
 
 def test_wechat_replay_after_close_and_stale_create_time(desk, procs, redis_srv):
@@ -763,8 +763,8 @@ def test_wechat_replay_after_close_and_stale_create_time(desk, procs, redis_srv)
     assert request(desk, "POST", "/channels/wechat", body, query=wx_query())[:2] == \
         (200, b"success")
     conv = cust_conv(r, f"wechat:{openid}")
-    assert r.get("cg:seen:wx:7001") == conv.encode()
-    assert 0 < r.ttl("cg:seen:wx:7001") <= 86400
+    assert r.get("cg:{t:default}:seen:wx:7001") == conv.encode()
+    assert 0 < r.ttl("cg:{t:default}:seen:wx:7001") <= 86400
     close_by_agent(procs, desk, r, conv)
     # replayed (a fresh signed query around the same captured body): no new conversation
     st, resp, _ = request(desk, "POST", "/channels/wechat", body,
@@ -772,12 +772,12 @@ def test_wechat_replay_after_close_and_stale_create_time(desk, procs, redis_srv)
     assert (st, resp) == (200, b"success")
     assert cust_conv(r, f"wechat:{openid}") == conv
     assert len(customer_msgs(r, conv)) == 1
-    assert len(list(r.scan_iter("cg:conv:*:log"))) == 1
+    assert len(list(r.scan_iter("cg:{t:default}:conv:*:log"))) == 1
     # a message created outside +-300 s is refused
     old = wx_text(openid, "7002", "old", created=now_s(-1000))
     st, resp, _ = request(desk, "POST", "/channels/wechat", old, query=wx_query())
     assert st == 403 and resp == b"forbidden: CreateTime outside +-300 s of the server clock\n"
-    assert r.get("cg:seen:wx:7002") is None
+    assert r.get("cg:{t:default}:seen:wx:7002") is None
     # a new message of the same customer opens a new conversation as usual
     assert request(desk, "POST", "/channels/wechat", wx_text(openid, "7003", "again"),
                    query=wx_query())[:2] == (200, b"success")
@@ -851,14 +851,14 @@ def test_failed_store_gives_the_replay_claim_up(desk, redis_srv):
     r.execute_command("FUNCTION", "DELETE", "chatgw_conv")  # cg_append now fails
     body = tg_update(990001, "stored on the retry")
     assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 503
-    wait_until(lambda: r.get("cg:seen:tg:990001") is None, 5, "the claim to be given up")
+    wait_until(lambda: r.get("cg:{t:default}:seen:tg:990001") is None, 5, "the claim to be given up")
     # the gateway loads its functions again when it reconnects
     r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     wait_until(lambda: request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200, 15,
                "the retry to be stored")
     conv = cust_conv(r, "telegram:777000111")
     assert [m["text"] for m in customer_msgs(r, conv)] == ["stored on the retry"]
-    assert r.get("cg:seen:tg:990001") == conv.encode()
+    assert r.get("cg:{t:default}:seen:tg:990001") == conv.encode()
 
 
 def test_replay_claim_states(desk, redis_srv):
@@ -866,13 +866,13 @@ def test_replay_claim_states(desk, redis_srv):
     later), nothing stored; a known conversation -> acknowledged as a replay, nothing stored."""
     r = redis_srv.r
     body = tg_update(990002, "claimed elsewhere")
-    r.set("cg:seen:tg:990002", "p", ex=15)
+    r.set("cg:{t:default}:seen:tg:990002", "p", ex=15)
     st, resp, _ = request(desk, "POST", "/channels/telegram", body, TG_HDR)
     assert (st, resp) == (503, b"storage unavailable; retry later\n")
-    assert r.get("cg:seen:tg:990002") == b"p"  # not ours to give up
-    r.set("cg:seen:tg:990002", "0123456789abcdef0123456789abcdef", ex=60)
+    assert r.get("cg:{t:default}:seen:tg:990002") == b"p"  # not ours to give up
+    r.set("cg:{t:default}:seen:tg:990002", "0123456789abcdef0123456789abcdef", ex=60)
     assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[:2] == (200, b"ok\n")
     assert stored_count(r) == 0 and cust_conv(r, "telegram:777000111") is None
-    r.delete("cg:seen:tg:990002")
+    r.delete("cg:{t:default}:seen:tg:990002")
     assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 200
     assert stored_count(r) == 1
