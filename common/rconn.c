@@ -85,6 +85,9 @@ struct rconn {
     rc_sub *subs;
     unsigned long long sent;
     unsigned in_flight; /* commands sent and not answered (the head..tail list) */
+    unsigned drain_low; /* rconn_on_drain: call drain_cb when in_flight falls to this */
+    rconn_drain_fn *drain_cb;
+    void *drain_priv;
 };
 
 static void rc_connect(rconn *rc);
@@ -355,11 +358,10 @@ static void rc_on_reply(redisAsyncContext *ac, void *r, void *privdata) {
     (void)ac;
     rc_unlink(rc, c);
     if (!r) rc->up = 0; /* NULL only comes while hiredis tears the context down */
-    if (c->cb) {
-        rc->in_cb++;
-        c->cb(rc, rc->closing ? NULL : r, c->priv);
-        rc->in_cb--;
-    }
+    rc->in_cb++;
+    if (c->cb) c->cb(rc, rc->closing ? NULL : r, c->priv);
+    if (rc->drain_cb && rc->in_flight <= rc->drain_low) rc->drain_cb(rc, rc->drain_priv);
+    rc->in_cb--;
     free(c);
 }
 
@@ -736,6 +738,12 @@ int rconn_is_up(const rconn *rc) {
 
 unsigned rconn_in_flight(const rconn *rc) {
     return rc ? rc->in_flight : 0;
+}
+
+void rconn_on_drain(rconn *rc, unsigned low, rconn_drain_fn *cb, void *priv) {
+    rc->drain_low = low;
+    rc->drain_cb = cb;
+    rc->drain_priv = priv;
 }
 
 unsigned long long rconn_commands_sent(const rconn *rc) {

@@ -67,5 +67,9 @@ void rconn_free(rconn **rcp);
 unsigned long long rconn_commands_sent(const rconn *rc);
 /* Commands sent on rc and not answered yet (what a caller bounds to apply backpressure). */
 unsigned rconn_in_flight(const rconn *rc);
+/* After any reply that leaves at most `low` commands unanswered, cb(rc, priv) is called (from
+ * the reply's callback: it may send commands, not free rc). cb NULL: none. */
+typedef void rconn_drain_fn(rconn *rc, void *priv);
+void rconn_on_drain(rconn *rc, unsigned low, rconn_drain_fn *cb, void *priv);
 
 #endif

@@ -383,10 +383,11 @@ static int client_busy(sess *s, const msg *m, const char *mode) {
     return 1;
 }
 
-/* After a reply: once half of the bound is answered, every paused session is read again. */
-static void client_backpressure_ease(void) {
-    if (!G.n_rx_paused || rconn_in_flight(G.redis) > (unsigned)G.cfg.redis_max_in_flight / 2)
-        return;
+/* rconn_on_drain (main.c): half of the bound is answered, every paused session is read again. */
+void client_backpressure_ease(rconn *rc, void *priv) {
+    (void)rc;
+    (void)priv;
+    if (!G.n_rx_paused) return;
     for (sess *s = G.sessions; s; s = s->next) {
         if (!s->rx_paused) continue;
         s->rx_paused = 0;
@@ -402,7 +403,6 @@ static void client_backpressure_ease(void) {
 static void append_done(rconn *rc, redisReply *r, void *priv) {
     req *q = priv;
     sess *s = q->s;
-    client_backpressure_ease();
     if (!s->wsi) {
         req_free(q);
         return;

@@ -199,6 +199,8 @@ void sub_shutdown(void);
 /* Handle one complete frame from a client (bytes owned by the caller). */
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
 /* The connection closed: tell the router (agents) and release what the session holds. */
+/* Backpressure eased (rconn_on_drain of the command connection): paused sessions read again. */
+void client_backpressure_ease(rconn *rc, void *priv);
 void client_closed(sess *s);
 /* Tell the routers about an agent connection: code "connect" or "disconnect" (idempotent). */
 void client_presence(sess *s, const char *code);

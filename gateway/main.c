@@ -44,7 +44,7 @@ static const cfg_opt gw_opts[] = {
           "comma-separated Host values served (host or host:port); empty: any well-formed"),
     O_INT("max_frame", "65536", max_frame, 256, 16777216, "largest client frame, bytes"),
     O_INT("send_queue_max", "256", send_queue_max, 8, 65536, "frames queued per connection"),
-    O_INT("redis_max_in_flight", "2000", redis_max_in_flight, 16, 1000000,
+    O_INT("redis_max_in_flight", "8192", redis_max_in_flight, 16, 1000000,
           "client messages sent to Redis and not answered; more get busy (retry) and their "
           "sockets are not read until half of them are answered"),
     O_INT("rate_msgs", "20", rate_msgs, 1, 100000, "frames per second per connection"),
@@ -253,6 +253,9 @@ static int gw_start(void) {
     G.sub = G.redis
                 ? rconn_new(G.loop, G.cfg.redis_url, "redis-sub", 5000, on_sub_state, NULL, &err)
                 : NULL;
+    if (G.redis)
+        rconn_on_drain(G.redis, (unsigned)G.cfg.redis_max_in_flight / 2, client_backpressure_ease,
+                       NULL);
     if (!G.sub) {
         log_error("config: redis_url: %s", err.msg);
         return -1;
