@@ -204,10 +204,10 @@ def test_texts_follow_the_customer_locale(redis_srv, procs, tmp_path):
     router(procs, config(tmp_path))
     staff(r)
     zh = send(r, "zh1", "你好", locale="zh-CN")
-    en = send(r, "en1", "hello", locale="en-US")  # language match: en
-    fr = send(r, "fr1", "bonjour", locale="fr")  # unknown: default_locale en
     assert wait_bot(r, zh, "您好") and wait_bot(r, zh, "排队 1")
+    en = send(r, "en1", "hello", locale="en-US")  # language match: en
     assert wait_bot(r, en, "HELLO") and wait_bot(r, en, "QUEUED 2 4 min")
+    fr = send(r, "fr1", "bonjour", locale="fr")  # unknown: default_locale en
     assert wait_bot(r, fr, "HELLO")
     assert conv_hash(r, zh)["locale"] == "zh-CN"
 
@@ -403,9 +403,11 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
     assert r.zscore("cg:{t:default}:timers", "hours:general") is not None  # re-published when it opens
     presence(r, "amy")
     wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
+    # one after the other: the router queues each at its own time (the injected clock moves
+    # only when the test moves it, so two messages read in one pass would share a time)
     c1 = send(r, "night1", "hello?")
-    c2 = send(r, "night2", "anyone?")
     assert wait_bot(r, c1, "OFF")[0]["text"] == f"OFF {opens_at}"
+    c2 = send(r, "night2", "anyone?")
     wait_bot(r, c2, "OFF")
     assert conv_hash(r, c1)["state"] == "queued" and conv_hash(r, c2)["state"] == "queued"
     # no position updates while closed: the checks run (re-armed) but tell nothing
