@@ -1,5 +1,5 @@
 #!lua name=chatgw_conv
-local VERSION = 2 -- raise with every change: processes load only a newer library
+local VERSION = 3 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -82,17 +82,17 @@ end
 
 -- The rating (1..5) payload gives as an answer to the survey of closed conv, or nil: a `rating`
 -- message, or (not on web) a text of one digit 1-5, ASCII or full-width, within the window.
-local function survey_answer(conv, payload, now)
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'survey_until', 'channel')
-    if not h[1] or (tonumber(now) or 0) > (tonumber(h[1]) or 0) then return nil end
-    local ok, m = pcall(cmsgpack.unpack, payload)
-    if not ok or type(m) ~= 'table' then return nil end
+local function survey_answer(c, m, now)
+    if not c.survey_until or (tonumber(now) or 0) > (tonumber(c.survey_until) or 0) then
+        return nil
+    end
+    if not m then return nil end
     if m.type == 'rating' then
         local n = tonumber(m.rating)
         if n and n >= 1 and n <= 5 then return n end
         return nil
     end
-    if m.type ~= 'text' or h[2] == 'web' or type(m.text) ~= 'string' then return nil end
+    if m.type ~= 'text' or c.channel == 'web' or type(m.text) ~= 'string' then return nil end
     local t = string.match(m.text, '^%s*(.-)%s*$')
     local d = string.match(t, '^[1-5]$')
     if d then return tonumber(d) end
@@ -102,42 +102,38 @@ local function survey_answer(conv, payload, now)
 end
 
 -- Resolve the conversation a customer writes to. Returns conv ('' when none and none may be
--- opened) and the survey rating it answers (or nil), or nil, error_reply.
-local function customer_conv(conv, sender, newconv, channel, now, mode, payload)
-    if conv == '' then
-        conv = redis.call('HGET', CG.KEY.cust(sender), 'conv') or ''
-    else
-        local owner = redis.call('HGET', CG.KEY.conv(conv), 'customer')
-        if owner ~= sender then
-            return nil, redis.error_reply('NOTYOURS conversation is not yours')
-        end
+-- opened), the survey rating it answers (or nil) and its fields (conv_fields), or nil,
+-- error_reply. m: the decoded payload (nil when it does not decode).
+local function customer_conv(conv, sender, newconv, channel, now, mode, m)
+    local named = conv ~= ''
+    if not named then conv = redis.call('HGET', CG.KEY.cust(sender), 'conv') or '' end
+    local c = conv ~= '' and conv_fields(conv) or {}
+    if named and c.customer ~= sender then
+        return nil, redis.error_reply('NOTYOURS conversation is not yours')
     end
-    if conv ~= '' and redis.call('HGET', CG.KEY.conv(conv), 'state') ~= 'closed' then
-        return conv
-    end
+    if conv ~= '' and c.state ~= 'closed' then return conv, nil, c end
     if mode == 'eph' then return '' end
-    local rating = conv ~= '' and survey_answer(conv, payload, now)
-    if rating then return conv, rating end
-    local ok, m = pcall(cmsgpack.unpack, payload)
-    if ok and type(m) == 'table' and m.type == 'rating' then -- never opens a conversation
+    local rating = conv ~= '' and survey_answer(c, m, now)
+    if rating then return conv, rating, c end
+    if m and m.type == 'rating' then -- never opens a conversation
         return nil, redis.error_reply('CLOSED conversation is closed and its survey is over')
     end
     if newconv == '' then
         return nil, redis.error_reply('BADARG newconv is required to open a conversation')
     end
-    return open_conv(newconv, sender, channel, now)
+    open_conv(newconv, sender, channel, now)
+    return newconv, nil, {customer = sender, state = 'new', channel = channel, created = now}
 end
 
--- Check an agent may write to conv. Returns true or nil, error_reply.
-local function agent_check(conv, sender)
-    local st = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent')
-    if st[2] ~= sender then
+-- Check an agent may write to conv (c: its conv_fields). Returns true or nil, error_reply.
+local function agent_check(c, sender)
+    if c.agent ~= sender then
         return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
     end
-    if st[1] == 'closed' then
+    if c.state == 'closed' then
         return nil, redis.error_reply('CLOSED conversation is closed')
     end
-    if st[1] ~= 'assigned' then
+    if c.state ~= 'assigned' then
         return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
     end
     return true
@@ -152,22 +148,18 @@ end
 -- A customer message (text, attachment; not a rating) starts a wait (await_since) unless one
 -- runs; the next agent message answers it: now - await_since goes to response_ms/_n of the
 -- conversation's queue and of the agent, and the conversation's answers + 1.
-local function kpi_response(conv, role, sender, payload, now)
+local function kpi_response(conv, role, sender, m, now, c)
     local k = CG.KEY.conv(conv)
     if role == 'customer' then
-        if redis.call('HEXISTS', k, 'await_since') == 1 then return end
-        local ok, m = pcall(cmsgpack.unpack, payload)
-        if ok and type(m) == 'table' and m.type == 'rating' then return end
+        if c.await_since or (m and m.type == CG.MT.rating) then return end
         redis.call('HSET', k, 'await_since', now)
         return
     end
-    local h = redis.call('HMGET', k, 'await_since', 'queue')
-    if not h[1] then return end
-    local ms = (tonumber(now) or 0) - (tonumber(h[1]) or 0)
+    if not c.await_since then return end
+    local ms = (tonumber(now) or 0) - (tonumber(c.await_since) or 0)
     redis.call('HDEL', k, 'await_since')
     redis.call('HINCRBY', k, 'answers', 1)
-    kpi_add(h[2], sender, {'response_ms', string.format('%.0f', ms > 0 and ms or 0),
-        'response_n', 1})
+    kpi_add(c.queue, sender, {CG.KPI.response_ms, fmt(ms > 0 and ms or 0), CG.KPI.response_n, 1})
 end
 
 -- Closed conv got (or changed) its survey rating: rated / csat_good (4-5) of its queue and of
@@ -201,12 +193,10 @@ local function attrs_store(conv, args)
 end
 
 -- A desk message of a conversation on a bridged channel: also to cg:out:<channel>.
-local function outbound(conv, seq, role, payload)
+local function outbound(conv, seq, role, payload, m, channel)
     if role ~= 'agent' and role ~= 'system' and role ~= 'bot' then return end
-    local channel = redis.call('HGET', CG.KEY.conv(conv), 'channel')
     if not channel or channel == 'web' then return end
-    local ok, m = pcall(cmsgpack.unpack, payload)
-    if not ok or type(m) ~= 'table' or (not m.text and not m.attachments) then return end
+    if not m or (not m.text and not m.attachments) then return end
     -- desk-only events (the schema's internal types, as msg_type_is_internal)
     if CG.INTERNAL[m.type] then return end
     local names = {}
@@ -224,10 +214,15 @@ end
 
 -- ---- the steady state (sla_customer, sla_agent: redis/shared/desk.lua) ------------------------
 
--- True for a text or an attachment (not a rating, a command or an event).
-local function is_content(payload)
+-- The payload as a table, or nil when it does not decode.
+local function decode(payload)
     local ok, m = pcall(cmsgpack.unpack, payload)
-    return ok and type(m) == 'table' and (m.type == CG.MT.text or m.type == CG.MT.attachment)
+    return (ok and type(m) == 'table') and m or nil
+end
+
+-- True for a text or an attachment (not a rating, a command or an event).
+local function is_content(m)
+    return m ~= nil and (m.type == CG.MT.text or m.type == CG.MT.attachment)
 end
 
 -- The steady state: a customer's or its agent's text in an assigned conversation needs no router
@@ -237,18 +232,17 @@ end
 -- (cg:deskcfg: ready, first_s:<channel>, next_s:<channel>, idle_close_s) and the queue does not
 -- count business hours (hours:<queue> set: the router computes those deadlines). Returns true
 -- when done here.
-local function steady(conv, role, sender, now)
-    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queue', 'channel')
-    if c[1] ~= 'assigned' then return false end
-    local d = redis.call('HMGET', CG.KEY.deskcfg(), 'ready', 'first_s:' .. (c[3] or ''),
-        'next_s:' .. (c[3] or ''), 'idle_close_s', 'hours:' .. (c[2] or ''))
+local function steady(conv, role, sender, now, c)
+    if c.state ~= 'assigned' then return false end
+    local d = redis.call('HMGET', CG.KEY.deskcfg(), 'ready', 'first_s:' .. (c.channel or ''),
+        'next_s:' .. (c.channel or ''), 'idle_close_s', 'hours:' .. (c.queue or ''))
     if d[1] ~= '1' or d[5] then return false end
     local t = tonumber(now) or 0
     if role == 'customer' then
         local first, nxt = tonumber(d[2]) or 0, tonumber(d[3]) or 0
-        sla_customer(conv, first > 0 and t + first * 1000 or 0, nxt > 0 and t + nxt * 1000 or 0)
+        sla_customer(conv, first > 0 and t + first * 1000 or 0, nxt > 0 and t + nxt * 1000 or 0, c)
     else
-        sla_agent(conv, now, sender)
+        sla_agent(conv, now, sender, c)
     end
     local idle = tonumber(d[4]) or 0
     if idle > 0 then redis.call('ZADD', CG.KEY.timers(), fmt(t + idle * 1000), 'idle:' .. conv) end
@@ -283,20 +277,21 @@ local function cg_append(keys, args)
         end
     end
 
-    local err, rating
+    local m = mode ~= 'eph' and decode(payload) or nil
+    local err, rating, c
     if role == 'customer' then
-        conv, err = customer_conv(conv, sender, newconv, channel, now, mode, payload)
+        conv, err, c = customer_conv(conv, sender, newconv, channel, now, mode, m)
         if not conv then return err end
         rating = err
         if conv == '' then return {'', 0, 0} end
     elseif role == 'agent' then
+        c = conv ~= '' and conv_fields(conv) or {}
         local ok
-        ok, err = agent_check(conv, sender)
+        ok, err = agent_check(c, sender)
         if not ok then return err end
     elseif role == 'system' or role == 'bot' or role == 'bridge' then
-        if conv == '' or redis.call('EXISTS', CG.KEY.conv(conv)) == 0 then
-            return redis.error_reply('NOCONV no such conversation')
-        end
+        c = conv ~= '' and conv_fields(conv) or {}
+        if not c.state then return redis.error_reply('NOCONV no such conversation') end
     else
         return redis.error_reply('BADARG unknown role')
     end
@@ -316,8 +311,8 @@ local function cg_append(keys, args)
     redis.call('XADD', CG.KEY.conv_log(conv), seq .. '-0', 'm', payload)
     if mode == 'log' and rating then -- r: this message was taken as the survey's answer
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
-    elseif mode == 'log' and not ((role == 'customer' or role == 'agent') and
-        is_content(payload) and steady(conv, role, sender, now)) then
+    elseif mode == 'log' and not ((role == 'customer' or role == 'agent') and is_content(m) and
+        steady(conv, role, sender, now, c)) then
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload)
     end
     redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', seq) .. payload)
@@ -325,18 +320,18 @@ local function cg_append(keys, args)
         redis.call('SET', idem, (role == 'customer' or role == 'agent') and (conv .. ':' .. seq) or seq,
             'EX', IDEM_TTL)
     end
-    if role == 'customer' and preview ~= '' then
-        redis.call('HSETNX', CG.KEY.conv(conv), 'preview', preview)
+    if role == 'customer' and preview ~= '' and not c.preview then
+        redis.call('HSET', CG.KEY.conv(conv), 'preview', preview)
     end
     if role == 'customer' and mode == 'log' then attrs_store(conv, args) end
     if mode == 'log' and not rating and (role == 'customer' or role == 'agent') then
-        kpi_response(conv, role, sender, payload, now)
+        kpi_response(conv, role, sender, m, now, c)
     end
     if rating then
         kpi_rating(conv, rating)
         redis.call('HSET', CG.KEY.conv(conv), 'rating', rating, 'rated_at', now)
     end
-    outbound(conv, seq, role, payload)
+    outbound(conv, seq, role, payload, m, c.channel)
     return {conv, seq, 0}
 end
 

@@ -1,5 +1,5 @@
 #!lua name=chatgw_route
-local VERSION = 3 -- raise with every change: processes load only a newer library
+local VERSION = 4 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[

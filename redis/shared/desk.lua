@@ -41,12 +41,24 @@ FCALL cg_sla_agent 0 conv now_ms [agent]
   is the assigned one, also (routing): offer:<conv> cancelled, its offer_misses reset, and the
   customer's last_agent / last_agent_at set (sticky routing).  -> 1
 ]]
-local function sla_customer(conv, first, nxt)
-    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'first_reply_at')
-    if not c[1] or c[1] == 'closed' then return 0 end
-    if not c[2] then
+-- The fields of a conversation the message path reads, in one HMGET: a table field -> value (nil
+-- when absent). cg_append reads them once and hands them to the steps below.
+local CONV_FIELDS = {'customer', 'state', 'agent', 'queue', 'channel', 'first_reply_at',
+    'await_since', 'preview', 'survey_until', 'queued_at', 'created'}
+local function conv_fields(conv)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), unpack(CONV_FIELDS))
+    local c = {}
+    for i, f in ipairs(CONV_FIELDS) do c[f] = h[i] or nil end
+    return c
+end
+
+-- c: conv_fields(conv), or nil to read them.
+local function sla_customer(conv, first, nxt, c)
+    c = c or conv_fields(conv)
+    if not c.state or c.state == 'closed' then return 0 end
+    if not c.first_reply_at then
         if first > 0 then redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(first), 'first:' .. conv) end
-    elseif c[1] == 'assigned' and nxt > 0 then
+    elseif c.state == 'assigned' and nxt > 0 then
         redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(nxt), 'next:' .. conv)
     end
     return 1
@@ -54,26 +66,29 @@ end
 
 -- The assigned agent wrote in conv (routing): offer:<conv> is cancelled, the agent's
 -- offer_misses reset and cg:cust:<customer> gets last_agent, last_agent_at (sticky routing).
-local function agent_answered(conv, agent, now)
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'customer')
-    if h[1] ~= 'assigned' or h[2] ~= agent then return end
+local function agent_answered(conv, agent, now, c)
+    if c.state ~= 'assigned' or c.agent ~= agent then return end
     redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
     redis.call('HDEL', CG.KEY.agent(agent), 'offer_misses')
-    if h[3] then
-        redis.call('HSET', CG.KEY.cust(h[3]), 'last_agent', agent, 'last_agent_at', now)
+    if c.customer then
+        redis.call('HSET', CG.KEY.cust(c.customer), 'last_agent', agent, 'last_agent_at', now)
     end
 end
 
-local function sla_agent(conv, now, agent)
-    if redis.call('HSETNX', CG.KEY.conv(conv), 'first_reply_at', now) == 1 then
-        local h = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'queued_at', 'created', 'agent')
-        local who = (agent and agent ~= '') and agent or h[4]
-        kpi_add(h[1], who, {CG.KPI.first_response_ms, kpi_ms(h[2] or h[3], now),
+-- c: conv_fields(conv), or nil to read them.
+local function sla_agent(conv, now, agent, c)
+    c = c or conv_fields(conv)
+    local k = CG.KEY.conv(conv)
+    if not c.first_reply_at then
+        redis.call('HSET', k, 'first_reply_at', now, 'last_reply_at', now)
+        local who = (agent and agent ~= '') and agent or c.agent
+        kpi_add(c.queue, who, {CG.KPI.first_response_ms, kpi_ms(c.queued_at or c.created, now),
             CG.KPI.first_response_n, 1})
+    else
+        redis.call('HSET', k, 'last_reply_at', now)
     end
-    redis.call('HSET', CG.KEY.conv(conv), 'last_reply_at', now)
     redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv,
         'complaint_respond:' .. conv)
-    if agent and agent ~= '' then agent_answered(conv, agent, now) end
+    if agent and agent ~= '' then agent_answered(conv, agent, now, c) end
     return 1
 end
