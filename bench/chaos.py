@@ -372,7 +372,11 @@ class Agent:
         self.i, self.token, self.cl, self.st = i, token, cl, st
         self.name = f"chaos-agent-{i}"
         self.replied = {}  # conv -> highest customer seq answered
-        self.pending = {}  # cmid -> (frame, t0, n)
+        # the outbox, in order: cmid -> (frame, t0, n, sent at). Only its head is in flight (a
+        # frame refused with retry true is sent again before any later one: pipelining past
+        # it would store the later ones first)
+        self.pending = {}
+        self.inflight = None
         self.n = 0
         self.acked = []  # (n, cmid, conv, seq)
         self.recv = Receiver()
@@ -398,10 +402,23 @@ class Agent:
                 self.st.reconnects += 1
                 await asyncio.sleep(0.1)
 
-    async def send(self, ws, cmid):
+    async def pump(self, ws, delay=0.0):
+        """Send the head of the outbox unless a frame is in flight."""
+        if delay:
+            await asyncio.sleep(delay)
+        if self.inflight is not None or not self.pending:
+            return
+        cmid = next(iter(self.pending))
         frame, t0, n, _ = self.pending[cmid]
-        self.pending[cmid] = (frame, t0, n, time.monotonic())
-        await ws.send(json.dumps(frame))
+        now = time.monotonic()
+        self.pending[cmid] = (frame, t0 or now, n, now)  # latency counts from the first send
+        self.inflight = cmid
+        try:
+            await ws.send(json.dumps(frame))
+        except websockets.exceptions.ConnectionClosed:
+            if delay:
+                return  # a retry after the connection went: the next connection sends it
+            raise
         self.st.sent += 1
 
     async def session(self, ws, stop):
@@ -423,7 +440,8 @@ class Agent:
                 now = time.monotonic()
                 if not welcomed.is_set() and now - t > ACK_TIMEOUT:
                     return
-                if any(now - sent > ACK_TIMEOUT for _, _, _, sent in self.pending.values()):
+                head = self.pending.get(self.inflight)
+                if head and now - head[3] > ACK_TIMEOUT:
                     return
 
         async def stopped():
@@ -442,21 +460,27 @@ class Agent:
         t = f.get("type")
         if t == "welcome":
             welcomed.set()
-            for cmid in list(self.pending):  # unacknowledged: the same cmid again
-                await self.send(ws, cmid)
+            self.inflight = None
+            await self.pump(ws)  # unacknowledged: the same cmid again
             return
         if t == "error" and not welcomed.is_set():
             self.st.error(f.get("code"))
             raise asyncio.TimeoutError()  # unavailable: reconnect
         self.recv.frame(conn, self.name, f)
-        if t == "ack" and f.get("cmid") in self.pending:
+        if t == "ack" and f.get("cmid") == self.inflight:
             frame, t0, n, _ = self.pending.pop(f["cmid"])
             self.acked.append((n, f["cmid"], f["conv"], f["seq"]))
             self.st.latency.append(time.monotonic() - t0)
-        elif t == "error" and f.get("cmid") in self.pending:
+            self.inflight = None
+            await self.pump(ws)
+        elif t == "error" and f.get("cmid") == self.inflight:
             self.st.error(f.get("code"))
+            self.inflight = None
             if not f.get("retry"):
-                self.pending.pop(f["cmid"])
+                self.pending.pop(f["cmid"])  # refused for good: not acked, not counted
+                await self.pump(ws)
+            else:
+                asyncio.ensure_future(self.pump(ws, 0.2))
         elif t == "text" and f.get("role") == "customer" and f.get("seq"):
             conv, seq = f["conv"], f["seq"]
             if seq > self.replied.get(conv, 0):
@@ -464,8 +488,8 @@ class Agent:
                 self.n += 1
                 cmid = f"ag{self.i}-{conv[:12]}-{seq}"
                 self.pending[cmid] = ({"type": "text", "conv": conv, "cmid": cmid,
-                                       "text": f"r|{conv}|{seq}"}, time.monotonic(), self.n, 0)
-                await self.send(ws, cmid)
+                                       "text": f"r|{conv}|{seq}"}, None, self.n, 0)
+                await self.pump(ws)
 
 
 # ---- the checks ----
