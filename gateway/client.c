@@ -324,9 +324,9 @@ static void cust_revoked_done(rconn *rc, redisReply *r, void *priv) {
 /* ---- new conversations per customer (conv_per_customer) ----
  * A fixed window in Redis, cg:lim:conv:<customer> (INCR, EXPIRE NX conv_window_s), shared by the
  * customer's sessions on every gateway. Counted when a conversation has been opened (append_done:
- * INCR + EXPIRE NX + PTTL, one round trip off the ack path), read at hello (GET + PTTL, pipelined
- * with its HGET: no extra round trip); the session refuses a message that may open one while the
- * count it knows is at the limit. Ordinary messages cost nothing. */
+ * INCR + EXPIRE NX + PTTL, one round trip off the ack path), read at a hello with a token
+ * (GET + PTTL, pipelined with its HGET: no extra round trip); the session refuses a message that
+ * may open one while the count it knows is at the limit. Ordinary messages cost nothing. */
 
 /* GET/INCR reply: the customer's count in the current window. */
 static void cust_convs_count_done(rconn *rc, redisReply *r, void *priv) {
@@ -441,7 +441,7 @@ static void hello_customer(sess *s, const msg *m) {
         req_free(q);
         sent = 0;
     }
-    if (sent) client_cust_convs_read(s);
+    if (sent && m->token[0]) client_cust_convs_read(s); /* a new customer has opened none */
     if (!sent || rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
         s->hello_pending = 0;
         sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", m->cmid,
