@@ -24,7 +24,8 @@ to have everything acknowledged and delivered. Checked, for every acknowledged m
   duplicated  its cmid appears more than once in the log, or one connection received a seq twice
   reordered   one sender's acked messages are not in sending order in the log, or one connection
               received a conversation's seqs out of order (a gap)
-A frame still unacknowledged after --settle (the system did not recover) fails the run too.
+A frame still unacknowledged after --settle (the system did not recover) fails the run too, and
+so does a sanitizer report in any process's log (BUILD=build/asan make chaos).
 Prints a summary (messages acked, faults injected by kind, reconnects, lost, duplicated,
 reordered, ack latency p50/p99/max) and exits 1 on any loss, duplicate or reordering.
 
@@ -552,6 +553,20 @@ def check(customers, agents, logs):
     return res, problems
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(tmp):
+    """Names of the process logs with a sanitizer report (a BUILD=build/asan run)."""
+    bad = []
+    for f in sorted(os.listdir(tmp)):
+        if f.endswith(".log"):
+            with open(os.path.join(tmp, f), encoding="utf-8", errors="replace") as fh:
+                if any(m in fh.read() for m in SANITIZER_MARKS):
+                    bad.append(f)
+    return bad
+
+
 def plant(r, customers):
     """Damage one conversation the way a bug would, so that the checks can be seen to fail
     (--plant; expect lost, duplicated and reordered >= 1): a customer's first acked message
@@ -616,6 +631,7 @@ async def main_async(args):
             unacked = sum(1 for c in customers if c.pending) + sum(len(a.pending) for a in agents)
         finally:
             cl.stop()
+            sanitizer = sanitizer_reports(tmp)
             if args.keep_logs:
                 os.makedirs(args.keep_logs, exist_ok=True)
                 for f in os.listdir(tmp):
@@ -639,6 +655,9 @@ async def main_async(args):
     for p in problems[:20]:
         print("  " + p)
     bad = sum(res[k] for k in res if k != "acked") + unacked  # unacked: did not recover
+    if sanitizer:
+        print("sanitizer reports in: " + ", ".join(sanitizer))
+        bad += len(sanitizer)
     print(f"chaos: {res['acked']} messages acked, {summary['faults']} faults, {st.reconnects} "
           f"reconnects, lost {res['lost']} (+{res['lost_at_receiver']} at the receiver), duplicated "
           f"{res['duplicated']} (+{res['dup_at_receiver']} on a connection), reordered "
