@@ -326,7 +326,9 @@ static void cust_revoked_done(rconn *rc, redisReply *r, void *priv) {
  * customer's sessions on every gateway. Counted when a conversation has been opened (append_done:
  * INCR + EXPIRE NX + PTTL, one round trip off the ack path), read at a hello with a token
  * (GET + PTTL, pipelined with its HGET: no extra round trip); the session refuses a message that
- * may open one while the count it knows is at the limit. Ordinary messages cost nothing. */
+ * opens one while the count it knows is at the limit (client_conv_allowed; when unsure whether
+ * the session's conversation is still open, Redis is asked first: client_conv_check). Ordinary
+ * messages cost nothing. */
 
 /* GET/INCR reply: the customer's count in the current window. */
 static void cust_convs_count_done(rconn *rc, redisReply *r, void *priv) {
@@ -370,29 +372,89 @@ static void client_cust_convs_add(sess *s) {
         sess_unref(s);
 }
 
-/* A customer's message that may open a conversation (none yet in this session, or the last one
- * was left): 0 when the per-customer and per-address limits allow it (an address token is then
- * taken: *took), else -1 after answering limit_reached. */
-static int client_conv_allowed(sess *s, const char *cmid, int *took) {
+typedef enum conv_verdict { CONV_ALLOW, CONV_REFUSE, CONV_CHECK } conv_verdict;
+
+/* A customer's message that may open a conversation (none yet in this session, or its last one
+ * not known to be open: after hello, after a close). CONV_ALLOW when the per-customer and
+ * per-address limits allow a new one (an address token is then taken: *took); when one would
+ * refuse: CONV_CHECK if the session has a conversation that may well be open (sure 0: the caller
+ * asks Redis first), else CONV_REFUSE after answering limit_reached. */
+static conv_verdict client_conv_allowed(sess *s, const char *cmid, int sure, int *took) {
     *took = 0;
-    if (G.cfg.conv_per_customer > 0 && s->cust_convs >= G.cfg.conv_per_customer &&
-        (uint64_t)cg_now_ms() < s->cust_convs_until_ms) {
+    int cust = G.cfg.conv_per_customer > 0 && s->cust_convs >= G.cfg.conv_per_customer &&
+               (uint64_t)cg_now_ms() < s->cust_convs_until_ms;
+    if (!cust && lim_conv_take(s->addr)) {
+        *took = G.cfg.conv_per_ip > 0;
+        return CONV_ALLOW;
+    }
+    if (!sure && s->conv[0]) return CONV_CHECK;
+    if (cust)
         LIM.conv_refused_customer++;
-        sess_send_error(s, "limit_reached",
-                        "too many new conversations for this customer (conv_per_customer); "
-                        "try again later",
-                        cmid, 0);
-        return -1;
+    else
+        LIM.conv_refused_ip++;
+    sess_send_error(s, "limit_reached",
+                    cust ? "too many new conversations for this customer (conv_per_customer); "
+                           "try again later"
+                         : "too many new conversations from your address (conv_per_ip); try "
+                           "again later",
+                    cmid, 0);
+    return CONV_REFUSE;
+}
+
+/* A message held while Redis says whether the session's conversation is still open. */
+typedef struct conv_check {
+    sess *s;
+    unsigned char *p; /* the client's msg, msgpack */
+    size_t n;
+} conv_check;
+
+static void store_append(sess *s, msg *m, const char *mode, int may_open);
+
+/* HGET cg:conv:<conv> state: open (any state but closed) -> the message goes there; closed or
+ * gone -> it would open one, which the limits decide for sure. */
+static void conv_check_done(rconn *rc, redisReply *r, void *priv) {
+    conv_check *cc = priv;
+    sess *s = cc->s;
+    s->conv_checks--;
+    msg m;
+    msg_init(&m);
+    cg_err err;
+    if (s->wsi && msg_decode_msgpack(&m, (const char *)cc->p, cc->n, &err) == 0) {
+        int took = 0;
+        snprintf(m.conv, sizeof(m.conv), "%s", s->conv); /* held: stamped, but conv is now's */
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            send_redis_error(s, NULL, m.cmid);
+        else if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "closed"))
+            store_append(s, &m, "log", 0); /* open: it goes there */
+        else if (client_conv_allowed(s, m.cmid, 1, &took) == CONV_ALLOW)
+            store_append(s, &m, "log", took);
     }
-    if (!lim_conv_take(s->addr)) {
-        sess_send_error(s, "limit_reached",
-                        "too many new conversations from your address (conv_per_ip); try again "
-                        "later",
-                        cmid, 0);
-        return -1;
+    msg_free(&m);
+    free(cc->p);
+    free(cc);
+    sess_unref(s);
+}
+
+/* Hold m until Redis says whether s->conv is open (conv_check_done stores it then). Messages
+ * sent meanwhile wait behind it (s->conv_checks), in order. */
+static void client_conv_check(sess *s, msg *m) {
+    conv_check *cc = calloc(1, sizeof(*cc));
+    if (cc) cc->p = msg_encode_msgpack(m, 0, &cc->n);
+    if (!cc || !cc->p) {
+        free(cc);
+        sess_send_error(s, "unavailable", "out of memory", m->cmid, 1);
+        return;
     }
-    *took = G.cfg.conv_per_ip > 0;
-    return 0;
+    cc->s = sess_ref(s);
+    char key[MSG_ID_MAX + 16];
+    snprintf(key, sizeof(key), CG_KEY_CONV, s->conv);
+    s->conv_checks++;
+    if (rconn_cmd(G.redis, conv_check_done, cc, "HGET %s state", key) < 0)
+        conv_check_done(G.redis, NULL, cc);
+}
+
+void client_conv_event(sess *s, const char *conv, msg_type type) {
+    if (s->role == SESS_CUSTOMER && type == MSG_CLOSED && !strcmp(conv, s->conv)) s->conv_live = 0;
 }
 
 /* append_done for a customer: conv is where the message went. Counts a conversation it opened
@@ -472,7 +534,7 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
     }
     const char *conv = r->element[0]->str ? r->element[0]->str : "";
     long long seq = r->element[1]->integer, dup = r->element[2]->integer;
-    if (s->role == SESS_CUSTOMER && q->type != MSG_TYPING && q->type != MSG_READ)
+    if (s->role == SESS_CUSTOMER && (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT))
         client_conv_outcome(s, q, conv);
     if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv)) {
         /* First message, or first after a close: a new conversation. */
@@ -494,7 +556,8 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
-/* Stamp m as coming from s and store it with cg_append in the given mode. */
+/* Stamp m as coming from s and store it with cg_append in the given mode, unless a per-source
+ * limit refuses a new conversation it may open (or holds it until Redis says: conv_check). */
 static void store(sess *s, msg *m, const char *mode) {
     int agent = s->role == SESS_AGENT;
     m->role = agent ? ROLE_AGENT : ROLE_CUSTOMER;
@@ -507,9 +570,22 @@ static void store(sess *s, msg *m, const char *mode) {
         snprintf(m->conv, sizeof(m->conv), "%s", s->conv);
     }
     int may_open = 0;
-    if (!agent && !strcmp(mode, "log") && m->type != MSG_RATING && (!s->conv[0] || !s->conv_live) &&
-        client_conv_allowed(s, m->cmid, &may_open) < 0)
-        return;
+    if (!agent && !strcmp(mode, "log") && m->type != MSG_RATING) {
+        if (s->conv_checks) { /* behind a held message: in order */
+            client_conv_check(s, m);
+            return;
+        }
+        conv_verdict v = CONV_ALLOW;
+        if (!s->conv[0] || !s->conv_live) v = client_conv_allowed(s, m->cmid, 0, &may_open);
+        if (v == CONV_CHECK) client_conv_check(s, m);
+        if (v != CONV_ALLOW) return;
+    }
+    store_append(s, m, mode, may_open);
+}
+
+/* Store the stamped m with cg_append in the given mode; may_open: an address token was taken
+ * for it (append_done gives it back if no conversation was opened). */
+static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     m->ts_ms = cg_now_ms();
     cg_id_new(m->id);
     char conv[MSG_ID_MAX];

@@ -149,6 +149,7 @@ typedef struct sess {
     int conv_live;                /* customers: conv was open at the last append (no new one) */
     long long cust_convs;         /* customers: conversations opened in the current window */
     uint64_t cust_convs_until_ms; /* end of that window */
+    unsigned conv_checks;         /* messages held until Redis says whether conv is open */
     /* rx reassembly */
     unsigned char *rx;
     size_t rx_len, rx_cap;
@@ -208,6 +209,9 @@ void sub_shutdown(void);
 /* ---- client frames (client.c) ---- */
 /* Handle one complete frame from a client (bytes owned by the caller). */
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
+/* A logged event of conv is going to s: a customer's conversation seen closed opens a new one
+ * with its next message (limits, client.c). */
+void client_conv_event(sess *s, const char *conv, msg_type type);
 /* The connection closed: tell the router (agents) and release what the session holds. */
 void client_closed(sess *s);
 /* Tell the routers about an agent connection: code "connect" or "disconnect" (idempotent). */
@@ -298,7 +302,7 @@ int lim_conn_open(struct lws *wsi, const char **why);
 void lim_conn_close(struct lws *wsi);
 /* The client address lim_conn_open found for wsi ("" if none). */
 const char *lim_conn_addr(struct lws *wsi);
-/* Take one new-conversation token of addr: 1, or 0 (counted) when its bucket is empty. */
+/* Take one new-conversation token of addr: 1, or 0 when its bucket is empty. */
 int lim_conv_take(const char *addr);
 /* Give back a token taken for a message that did not open a conversation. */
 void lim_conv_refund(const char *addr);

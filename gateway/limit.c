@@ -145,10 +145,7 @@ int lim_conv_take(const char *addr) {
     lim_addr *a = lim_get(addr);
     if (!a) return 1;
     lim_refill(a, (uint64_t)cg_now_ms());
-    if (a->conv_tokens < 1.0) {
-        LIM.conv_refused_ip++;
-        return 0;
-    }
+    if (a->conv_tokens < 1.0) return 0;
     a->conv_tokens -= 1.0;
     return 1;
 }

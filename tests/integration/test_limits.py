@@ -201,3 +201,26 @@ def test_new_conversations_per_customer(procs, redis_srv):
     run(scenario())
     assert metric(gw, "chatgw_gateway_conversations_refused_total",
                   limit="conv_per_customer") == 2
+
+
+def test_customer_at_the_limit_keeps_writing_to_an_open_conversation(procs):
+    """The limit refuses only what opens a conversation: a second tab (or a reconnect) of a
+    customer at its limit still writes into the open one; once another tab ends it, this tab's
+    next message would open one and is refused."""
+    gw = procs.gateway({"CHATGW_CONV_PER_CUSTOMER": 1, "CHATGW_CONV_PER_IP": 0})
+    procs.router({"CHATGW_BLOCK_MS": 200})
+
+    async def scenario():
+        a = await customer(gw)
+        conv = (await a.say("first tab"))["conv"]
+        b = await customer(gw, token=a.welcome["token"])
+        ack = await b.say("second tab, same conversation")
+        assert ack["type"] == "ack" and ack["conv"] == conv, ack
+        await a.send({"type": "close", "cmid": "end-a"})
+        await b.expect_type("closed", conv=conv)  # b learns it from the conversation
+        f = await b.say("this would open a second one")
+        assert f["type"] == "error" and f["code"] == "limit_reached", f
+        for x in (a, b):
+            await x.close()
+
+    run(scenario())
