@@ -57,7 +57,8 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 JWT_SECRET = "chaos-test-secret-0123456789abcdef0123"
 PROTO = "chatgw.json.v1"
-ACK_TIMEOUT = 4.0  # an unanswered frame is sent again (after a reconnect) after this long
+ACK_TIMEOUT = 4.0
+DEBUG = os.environ.get("CHAOS_DEBUG") == "1"  # an unanswered frame is sent again (after a reconnect) after this long
 
 CONFIG = """[router]
 default_queue = general
@@ -427,23 +428,26 @@ class Agent:
         await ws.send(json.dumps({"type": "hello", "token": self.token, "code": "online"}))
         conn = self.recv.connection({})
         welcomed = asyncio.Event()
+        last_rx = [time.monotonic()]
 
         async def reader():
             async for data in ws:
+                last_rx[0] = time.monotonic()
                 await self.frame(ws, conn, welcomed, json.loads(data))
                 if stop.is_set():
                     return
 
         async def watchdog():
-            """An unanswered frame (or no welcome) for ACK_TIMEOUT: reconnect."""
-            t = time.monotonic()
+            """No welcome, or an unanswered frame, while nothing at all arrives for ACK_TIMEOUT:
+            reconnect. (While frames arrive the answer may be queued behind them: an agent's
+            reconnect replays its conversations' transcripts, which can take longer than that.)"""
             while True:
                 await asyncio.sleep(0.5)
                 now = time.monotonic()
-                if not welcomed.is_set() and now - t > ACK_TIMEOUT:
-                    return
+                if now - last_rx[0] <= ACK_TIMEOUT:
+                    continue
                 head = self.pending.get(self.inflight)
-                if head and now - head[3] > ACK_TIMEOUT:
+                if not welcomed.is_set() or (head and now - head[3] > ACK_TIMEOUT):
                     return
 
         async def stopped():
@@ -460,6 +464,9 @@ class Agent:
 
     async def frame(self, ws, conn, welcomed, f):
         t = f.get("type")
+        if DEBUG and self.pending and t in ("ack", "error", "welcome", "assigned"):
+            print(f"{time.monotonic():.2f} {self.name} got {t} {f.get('cmid')} {f.get('code')} "
+                  f"inflight {self.inflight}", file=sys.stderr)
         if t == "welcome":
             welcomed.set()
             self.inflight = None
@@ -615,6 +622,9 @@ async def main_async(args):
             while time.monotonic() < deadline:
                 await asyncio.sleep(1)
                 cl.heal()
+                left = sum(1 for c in customers if c.pending) + sum(len(a.pending) for a in agents)
+                if left:
+                    print(f"chaos: settling, {left} frames not acked yet", file=sys.stderr)
                 if any(c.pending for c in customers) or any(a.pending for a in agents):
                     continue
                 logs = read_logs(cl.r, {conv for x in customers + agents for _, _, conv, _ in x.acked})
@@ -629,6 +639,15 @@ async def main_async(args):
             logs = read_logs(cl.r, convs)
             res, problems = check(customers, agents, logs)
             unacked = sum(1 for c in customers if c.pending) + sum(len(a.pending) for a in agents)
+            now = time.monotonic()
+            for a in agents:
+                if a.pending:
+                    head = a.pending.get(a.inflight)
+                    problems.append(f"{a.name}: {len(a.pending)} answers not acked, in flight "
+                                    f"{a.inflight} sent {now - head[3] if head else -1:.1f} s ago")
+            for c in customers:
+                if c.pending:
+                    problems.append(f"customer{c.i}: {c.pending[0]} not acked")
         finally:
             cl.stop()
             sanitizer = sanitizer_reports(tmp)

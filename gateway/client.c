@@ -92,7 +92,7 @@ static void welcome(sess *s, const char *token) {
         for (int i = 0; i < s->who.n_skills && i < MSG_SKILLS_MAX; i++)
             snprintf(m.skills[m.n_skills++], MSG_CODE_MAX, "%s", s->who.skills[i]);
     }
-    sess_send_msg(s, &m);
+    sess_send_reply(s, &m);
     msg_free(&m);
 }
 
@@ -550,7 +550,7 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         if (!dup) snprintf(a.id, sizeof(a.id), "%s", q->id);
         snprintf(a.conv, sizeof(a.conv), "%s", conv);
         a.seq = (uint64_t)seq;
-        sess_send_msg(s, &a);
+        sess_send_reply(s, &a);
         msg_free(&a);
     }
     req_free(q);
@@ -647,7 +647,7 @@ static void command_done(rconn *rc, redisReply *r, void *priv) {
             a.type = MSG_ACK;
             snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
             snprintf(a.id, sizeof(a.id), "%s", q->id);
-            sess_send_msg(s, &a);
+            sess_send_reply(s, &a);
             msg_free(&a);
         }
     }

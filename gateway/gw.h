@@ -140,6 +140,7 @@ typedef struct sess {
     /* send queue: ring of frames */
     frame **q;
     unsigned q_cap, q_head, q_len;
+    unsigned q_slots; /* q_cap + SESS_REPLY_RESERVE: replies (acks, errors) may use the rest */
     /* rate limit: token bucket */
     double tokens;
     uint64_t tokens_at_ms;
@@ -171,6 +172,10 @@ void sess_detach(sess *s);
 int sess_send(sess *s, frame *f);
 /* Encode and queue m; -1 as sess_send or on encoding failure. */
 int sess_send_msg(sess *s, const msg *m);
+/* Queue a reply to the client's own frame (welcome, ack, error): it may use SESS_REPLY_RESERVE
+ * slots beyond send_queue_max, which deliveries of logged messages never take, so a queue filled
+ * by a catch-up cannot swallow an ack. -1 as sess_send_msg. */
+int sess_send_reply(sess *s, const msg *m);
 /* Queue an error frame (code, reason, cmid of the refused frame, retry). */
 void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry);
 /* Room left in the send queue. */
