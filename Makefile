@@ -52,7 +52,7 @@ BINS := $(GATEWAY_BIN) $(ROUTER_BIN) $(TOKEN_BIN) $(EXPORT_BIN)
 PY := /usr/bin/python3
 PYTEST_ARGS ?=
 
-.PHONY: all deps fuzz-deps build run test unit integration asan bench bench-floor fuzz format format-check werror clean
+.PHONY: all deps fuzz-deps build run test unit integration asan bench bench-floor chaos fuzz format format-check werror clean
 all: build
 
 # One apt-get update, then install only what is missing. Needs root (or sudo).
@@ -149,6 +149,12 @@ bench: deps
 bench-floor: deps
 	@$(MAKE) --no-print-directory build
 	@BUILD=$(BUILD) $(PY) bench/bench.py --target both $(BENCH_ARGS)
+
+# Load while routers, gateways and Redis are kill -9ed and SIGSTOPped (bench/chaos.py); fails on
+# any acknowledged message lost, duplicated or reordered. E.g. CHAOS_ARGS="--seconds 120 --seed 7".
+chaos: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) $(PY) bench/chaos.py $(CHAOS_ARGS)
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 30

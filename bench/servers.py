@@ -115,7 +115,10 @@ class Chatgw:
         self.env.update({"BUILD": build, "CHATGW_VAR_DIR": self.var,
                          "CHATGW_LISTEN": f"127.0.0.1:{self.port}", "CHATGW_JWT_SECRET": self.secret,
                          "CHATGW_GATEWAY_ID": "bench-gw", "CHATGW_ROUTER_ID": "bench-rt",
-                         "CHATGW_RATE_MSGS": "100000", "CHATGW_RATE_BURST": "100000"})
+                         "CHATGW_RATE_MSGS": "100000", "CHATGW_RATE_BURST": "100000",
+                         # one address, many customers: the per-source limits are off for the load
+                         "CHATGW_MAX_CONNS_PER_IP": "0", "CHATGW_CONV_PER_IP": "0",
+                         "CHATGW_CONV_PER_CUSTOMER": "0"})
         self.env.update(env or {})
         self.proc = None
         self.pids = {}

@@ -28,7 +28,8 @@ typedef struct req {
     char cmid[MSG_ID_MAX];
     char id[MSG_ID_MAX];
     msg_type type;
-    int revoked; /* hello: the token was refused by the revocation check */
+    int revoked;  /* hello: the token was refused by the revocation check */
+    int may_open; /* a customer message that may open a conversation: an address token taken */
 } req;
 
 static req *req_new(sess *s, const msg *m) {
@@ -91,7 +92,7 @@ static void welcome(sess *s, const char *token) {
         for (int i = 0; i < s->who.n_skills && i < MSG_SKILLS_MAX; i++)
             snprintf(m.skills[m.n_skills++], MSG_CODE_MAX, "%s", s->who.skills[i]);
     }
-    sess_send_msg(s, &m);
+    sess_send_reply(s, &m);
     msg_free(&m);
 }
 
@@ -320,6 +321,154 @@ static void cust_revoked_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
+/* ---- new conversations per customer (conv_per_customer) ----
+ * A fixed window in Redis, cg:lim:conv:<customer> (INCR, EXPIRE NX conv_window_s), shared by the
+ * customer's sessions on every gateway. Counted when a conversation has been opened (append_done:
+ * INCR + EXPIRE NX + PTTL, one round trip off the ack path), read at a hello with a token
+ * (GET + PTTL, pipelined with its HGET: no extra round trip); the session refuses a message that
+ * opens one while the count it knows is at the limit (client_conv_allowed; when unsure whether
+ * the session's conversation is still open, Redis is asked first: client_conv_check). Ordinary
+ * messages cost nothing. */
+
+/* GET/INCR reply: the customer's count in the current window. */
+static void cust_convs_count_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        s->cust_convs = r->integer;
+    else if (r && r->type == REDIS_REPLY_STRING)
+        s->cust_convs = strtoll(r->str, NULL, 10);
+    sess_unref(s);
+}
+
+/* PTTL reply: when the window ends (a key without expiry: as if it ended now). */
+static void cust_convs_ttl_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        s->cust_convs_until_ms = (uint64_t)cg_now_ms() + (r->integer > 0 ? r->integer : 0);
+    sess_unref(s);
+}
+
+static void client_cust_convs_read(sess *s) {
+    if (G.cfg.conv_per_customer <= 0) return;
+    if (rconn_cmd(G.redis, cust_convs_count_done, sess_ref(s), "GET " CG_KEY_LIM_CONV, s->who.sub) <
+        0)
+        sess_unref(s);
+    if (rconn_cmd(G.redis, cust_convs_ttl_done, sess_ref(s), "PTTL " CG_KEY_LIM_CONV, s->who.sub) <
+        0)
+        sess_unref(s);
+}
+
+/* The customer's message opened a conversation: count it (fire and forget but for the replies
+ * that update the session). */
+static void client_cust_convs_add(sess *s) {
+    if (G.cfg.conv_per_customer <= 0) return;
+    if (rconn_cmd(G.redis, cust_convs_count_done, sess_ref(s), "INCR " CG_KEY_LIM_CONV,
+                  s->who.sub) < 0)
+        sess_unref(s);
+    rconn_cmd(G.redis, NULL, NULL, "EXPIRE " CG_KEY_LIM_CONV " %lld NX", s->who.sub,
+              G.cfg.conv_window_s);
+    if (rconn_cmd(G.redis, cust_convs_ttl_done, sess_ref(s), "PTTL " CG_KEY_LIM_CONV, s->who.sub) <
+        0)
+        sess_unref(s);
+}
+
+typedef enum conv_verdict { CONV_ALLOW, CONV_REFUSE, CONV_CHECK } conv_verdict;
+
+/* A customer's message that may open a conversation (none yet in this session, or its last one
+ * not known to be open: after hello, after a close). CONV_ALLOW when the per-customer and
+ * per-address limits allow a new one (an address token is then taken: *took); when one would
+ * refuse: CONV_CHECK if the session has a conversation that may well be open (sure 0: the caller
+ * asks Redis first), else CONV_REFUSE after answering limit_reached. */
+static conv_verdict client_conv_allowed(sess *s, const char *cmid, int sure, int *took) {
+    *took = 0;
+    int cust = G.cfg.conv_per_customer > 0 && s->cust_convs >= G.cfg.conv_per_customer &&
+               (uint64_t)cg_now_ms() < s->cust_convs_until_ms;
+    if (!cust && lim_conv_take(s->addr)) {
+        *took = G.cfg.conv_per_ip > 0;
+        return CONV_ALLOW;
+    }
+    if (!sure && s->conv[0]) return CONV_CHECK;
+    if (cust)
+        LIM.conv_refused_customer++;
+    else
+        LIM.conv_refused_ip++;
+    sess_send_error(s, "limit_reached",
+                    cust ? "too many new conversations for this customer (conv_per_customer); "
+                           "try again later"
+                         : "too many new conversations from your address (conv_per_ip); try "
+                           "again later",
+                    cmid, 0);
+    return CONV_REFUSE;
+}
+
+/* A message held while Redis says whether the session's conversation is still open. */
+typedef struct conv_check {
+    sess *s;
+    unsigned char *p; /* the client's msg, msgpack */
+    size_t n;
+} conv_check;
+
+static void store_append(sess *s, msg *m, const char *mode, int may_open);
+
+/* HGET cg:conv:<conv> state: open (any state but closed) -> the message goes there; closed or
+ * gone -> it would open one, which the limits decide for sure. */
+static void conv_check_done(rconn *rc, redisReply *r, void *priv) {
+    conv_check *cc = priv;
+    sess *s = cc->s;
+    s->conv_checks--;
+    msg m;
+    msg_init(&m);
+    cg_err err;
+    if (s->wsi && msg_decode_msgpack(&m, (const char *)cc->p, cc->n, &err) == 0) {
+        int took = 0;
+        snprintf(m.conv, sizeof(m.conv), "%s", s->conv); /* held: stamped, but conv is now's */
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            send_redis_error(s, NULL, m.cmid);
+        else if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "closed"))
+            store_append(s, &m, "log", 0); /* open: it goes there */
+        else if (client_conv_allowed(s, m.cmid, 1, &took) == CONV_ALLOW)
+            store_append(s, &m, "log", took);
+    }
+    msg_free(&m);
+    free(cc->p);
+    free(cc);
+    sess_unref(s);
+}
+
+/* Hold m until Redis says whether s->conv is open (conv_check_done stores it then). Messages
+ * sent meanwhile wait behind it (s->conv_checks), in order. */
+static void client_conv_check(sess *s, msg *m) {
+    conv_check *cc = calloc(1, sizeof(*cc));
+    if (cc) cc->p = msg_encode_msgpack(m, 0, &cc->n);
+    if (!cc || !cc->p) {
+        free(cc);
+        sess_send_error(s, "unavailable", "out of memory", m->cmid, 1);
+        return;
+    }
+    cc->s = sess_ref(s);
+    char key[MSG_ID_MAX + CG_KEY_EXTRA];
+    snprintf(key, sizeof(key), CG_KEY_CONV, s->conv);
+    s->conv_checks++;
+    if (rconn_cmd(G.redis, conv_check_done, cc, "HGET %s state", key) < 0)
+        conv_check_done(G.redis, NULL, cc);
+}
+
+void client_conv_event(sess *s, const char *conv, msg_type type) {
+    if (s->role == SESS_CUSTOMER && type == MSG_CLOSED && !strcmp(conv, s->conv)) s->conv_live = 0;
+}
+
+/* append_done for a customer: conv is where the message went. Counts a conversation it opened
+ * and gives back the address token of one that did not open any. */
+static void client_conv_outcome(sess *s, const req *q, const char *conv) {
+    int opened = conv[0] && strcmp(conv, s->conv);
+    if (conv[0]) s->conv_live = 1;
+    if (opened) {
+        if (!q->may_open) lim_conv_note(s->addr);
+        client_cust_convs_add(s);
+    } else if (q->may_open)
+        lim_conv_refund(s->addr);
+}
+
 static void hello_customer(sess *s, const msg *m) {
     if (m->token[0]) {
         if (hello_token(s, m, TOKEN_CUSTOMER) < 0) return;
@@ -354,6 +503,7 @@ static void hello_customer(sess *s, const msg *m) {
         req_free(q);
         sent = 0;
     }
+    if (sent && m->token[0]) client_cust_convs_read(s); /* a new customer has opened none */
     if (!sent || rconn_cmd(G.redis, cust_conv_done, q, "HGET %s conv", key) < 0) {
         s->hello_pending = 0;
         sess_send_error(s, "unavailable", "storage is unreachable; say hello again later", m->cmid,
@@ -413,11 +563,14 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
                             q->cmid, 0);
         else if (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT || q->type == MSG_RATING || !r)
             send_redis_error(s, r, q->cmid);
+        if (q->may_open) lim_conv_refund(s->addr);
         req_free(q);
         return;
     }
     const char *conv = r->element[0]->str ? r->element[0]->str : "";
     long long seq = r->element[1]->integer, dup = r->element[2]->integer;
+    if (s->role == SESS_CUSTOMER && (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT))
+        client_conv_outcome(s, q, conv);
     if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv)) {
         /* First message, or first after a close: a new conversation. */
         if (s->conv[0]) sub_unwatch_conv(s, s->conv);
@@ -432,13 +585,14 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         if (!dup) snprintf(a.id, sizeof(a.id), "%s", q->id);
         snprintf(a.conv, sizeof(a.conv), "%s", conv);
         a.seq = (uint64_t)seq;
-        sess_send_msg(s, &a);
+        sess_send_reply(s, &a);
         msg_free(&a);
     }
     req_free(q);
 }
 
-/* Stamp m as coming from s and store it with cg_append in the given mode. */
+/* Stamp m as coming from s and store it with cg_append in the given mode, unless a per-source
+ * limit refuses a new conversation it may open (or holds it until Redis says: conv_check). */
 static void store(sess *s, msg *m, const char *mode) {
     if (client_busy(s, m, mode)) return;
     int agent = s->role == SESS_AGENT;
@@ -451,6 +605,23 @@ static void store(sess *s, msg *m, const char *mode) {
         m->identity = s->identity;
         snprintf(m->conv, sizeof(m->conv), "%s", s->conv);
     }
+    int may_open = 0;
+    if (!agent && !strcmp(mode, "log") && m->type != MSG_RATING) {
+        if (s->conv_checks) { /* behind a held message: in order */
+            client_conv_check(s, m);
+            return;
+        }
+        conv_verdict v = CONV_ALLOW;
+        if (!s->conv[0] || !s->conv_live) v = client_conv_allowed(s, m->cmid, 0, &may_open);
+        if (v == CONV_CHECK) client_conv_check(s, m);
+        if (v != CONV_ALLOW) return;
+    }
+    store_append(s, m, mode, may_open);
+}
+
+/* Store the stamped m with cg_append in the given mode; may_open: an address token was taken
+ * for it (append_done gives it back if no conversation was opened). */
+static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     m->ts_ms = cg_now_ms();
     cg_id_new(m->id);
     char conv[MSG_ID_MAX];
@@ -463,9 +634,11 @@ static void store(sess *s, msg *m, const char *mode) {
     if (!p || !q) {
         free(p);
         if (q) req_free(q);
+        if (may_open) lim_conv_refund(s->addr);
         sess_send_error(s, "unavailable", "out of memory", m->cmid, 1);
         return;
     }
+    q->may_open = may_open;
     char newconv[33], now[24];
     cg_id_new(newconv);
     snprintf(now, sizeof(now), "%lld", (long long)m->ts_ms);
@@ -497,6 +670,7 @@ static void store(sess *s, msg *m, const char *mode) {
     lens[8] = n; /* the payload */
     if (rconn_cmdargv(G.redis, append_done, q, 14, argv, lens) < 0) {
         if (!strcmp(mode, "log")) send_redis_error(s, NULL, m->cmid);
+        if (may_open) lim_conv_refund(s->addr);
         req_free(q);
     } else
         G.msgs_in++;
@@ -516,7 +690,7 @@ static void command_done(rconn *rc, redisReply *r, void *priv) {
             a.type = MSG_ACK;
             snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
             snprintf(a.id, sizeof(a.id), "%s", q->id);
-            sess_send_msg(s, &a);
+            sess_send_reply(s, &a);
             msg_free(&a);
         }
     }
@@ -566,6 +740,7 @@ static void dispatch(sess *s, msg *m) {
             }
             snprintf(m->conv, sizeof(m->conv), "%s", s->conv);
             snprintf(m->code, sizeof(m->code), "%s", "customer_left");
+            s->conv_live = 0; /* the next message opens a new conversation */
             m->channel = CH_WEB;
         }
         command(s, m);
@@ -590,15 +765,18 @@ static void dispatch(sess *s, msg *m) {
 }
 
 /* A bridge's frame: decoding errors are answered here; an authenticated bridge (a trusted
- * component acking every delivery) is not rate limited, a connection before hello is. */
+ * component acking every delivery) is not rate limited, a connection before hello is (its
+ * malformed frames too). */
 static void client_bridge_frame(sess *s, msg *m, const cg_err *err) {
-    if (err) {
-        sess_send_error(s, err->code, err->msg, m->cmid[0] ? m->cmid : NULL, 0);
-        return;
-    }
     if (!s->authed && !sess_rate_ok(s, (uint64_t)cg_now_ms(), (double)G.cfg.rate_msgs,
                                     (double)G.cfg.rate_burst)) {
+        LIM.rate_limited++;
         sess_send_error(s, "rate_limited", "too many frames; slow down", m->cmid, 1);
+        return;
+    }
+    if (err) {
+        LIM.malformed++;
+        sess_send_error(s, err->code, err->msg, m->cmid[0] ? m->cmid : NULL, 0);
         return;
     }
     bridge_frame(s, m);
@@ -620,6 +798,21 @@ static int client_check_bridge_fields(const msg *m, cg_err *err) {
                       f);
 }
 
+/* The session's token bucket (rate_msgs, rate_burst) for one frame: 1 when it may pass; else 0
+ * after answering rate_limited, and closing 1008 "flood" after 10 x rate_burst refusals in a
+ * row. */
+static int client_rate_ok(sess *s, const char *cmid) {
+    if (sess_rate_ok(s, (uint64_t)cg_now_ms(), (double)G.cfg.rate_msgs, (double)G.cfg.rate_burst)) {
+        s->rejected_in_row = 0;
+        return 1;
+    }
+    LIM.rate_limited++;
+    sess_send_error(s, "rate_limited", "too many frames; slow down and send it again", cmid, 1);
+    if (++s->rejected_in_row > 10 * (unsigned)G.cfg.rate_burst)
+        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "flood");
+    return 0;
+}
+
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     msg m;
     msg_init(&m);
@@ -635,22 +828,18 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     msg_origin origin = s->role == SESS_AGENT ? ORIGIN_AGENT : ORIGIN_CUSTOMER;
     if (rc == 0) rc = msg_validate(&m, origin, &err);
     if (rc == 0) rc = client_check_bridge_fields(&m, &err);
+    /* Every frame takes a token, malformed ones too: refusing them costs work as well. */
+    if (!client_rate_ok(s, m.cmid[0] ? m.cmid : NULL)) {
+        msg_free(&m);
+        return;
+    }
     if (rc < 0) {
+        LIM.malformed++;
         log_debug("client %s: refused frame: %s", s->sock, err.code);
         sess_send_error(s, err.code, err.msg, m.cmid[0] ? m.cmid : NULL, 0);
         msg_free(&m);
         return;
     }
-    if (!sess_rate_ok(s, (uint64_t)cg_now_ms(), (double)G.cfg.rate_msgs,
-                      (double)G.cfg.rate_burst)) {
-        sess_send_error(s, "rate_limited", "too many frames; slow down and send it again", m.cmid,
-                        1);
-        if (++s->rejected_in_row > 10 * (unsigned)G.cfg.rate_burst)
-            sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "flood");
-        msg_free(&m);
-        return;
-    }
-    s->rejected_in_row = 0;
     /* Redis paused, loading or down: answer at once instead of queueing the frame (an agent's
      * hello needs no Redis: it is announced when Redis is back) */
     int no_redis = m.type == MSG_ACK || (m.type == MSG_HELLO && s->role == SESS_AGENT);

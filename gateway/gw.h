@@ -4,6 +4,7 @@
  *   ws.c      the lws protocol callback: handshake, frame reassembly, writes (ws_)
  *   http.c    /healthz, the static-file mounts, 404s and the security headers (http_)
  *   guard.c   Host and Origin checks of every request (guard_)
+ *   limit.c   per client address: open connections, new conversations (lim_)
  *   sess.c    one client connection: identity, send queue, rate limit (sess_)
  *   frame.c   refcounted encoded frames shared by many send queues (frame_)
  *   sub.c     pub/sub channels, watchers and catch-up from the conversation log (sub_)
@@ -26,6 +27,7 @@
 #include <libwebsockets.h>
 
 #include "../common/err.h"
+#include "../common/peer.h"
 #include "../common/rconn.h"
 #include "../common/token.h"
 #include "../proto/msg.h"
@@ -52,6 +54,12 @@ typedef struct gw_config {
     long long rate_burst;
     long long customer_token_ttl;
     long long hello_timeout_ms;
+    long long frame_timeout_ms;  /* ws.c: a fragmented/trickled message must be whole by then */
+    long long max_conns_per_ip;  /* limit.c: open connections per client address; 0 off */
+    long long conv_per_ip;       /* limit.c: new conversations per address per conv_window_s */
+    long long conv_per_customer; /* client.c: new conversations per customer per window */
+    long long conv_window_s;
+    char trusted_proxies[1024]; /* peer.h: X-Forwarded-For is taken from these peers only */
     long long ws_ping_interval; /* ws.c: keepalive ping after this many idle seconds; 0 off */
     long long heartbeat_ms; /* heartbeat.c: liveness key refreshed this often, lives 3 times it */
     /* channels (webhook.h): a channel whose secret is empty is disabled (404) */
@@ -136,13 +144,21 @@ typedef struct sess {
     /* send queue: ring of frames */
     frame **q;
     unsigned q_cap, q_head, q_len;
+    unsigned q_slots; /* q_cap + SESS_REPLY_RESERVE: replies (acks, errors) may use the rest */
     /* rate limit: token bucket */
     double tokens;
     uint64_t tokens_at_ms;
     unsigned rejected_in_row;
+    /* per-source limits (limit.c, client.c) */
+    char addr[PEER_ADDR_MAX];     /* client address */
+    int conv_live;                /* customers: conv was open at the last append (no new one) */
+    long long cust_convs;         /* customers: conversations opened in the current window */
+    uint64_t cust_convs_until_ms; /* end of that window */
+    unsigned conv_checks;         /* messages held until Redis says whether conv is open */
     /* rx reassembly */
     unsigned char *rx;
     size_t rx_len, rx_cap;
+    int rx_pending;           /* a message has begun and is not whole yet (frame_timeout_ms runs) */
     watch *watches;           /* this session's watches (sub.c) */
     bridge *bridge;           /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
     struct sess *next, *prev; /* all sessions */
@@ -160,6 +176,10 @@ void sess_detach(sess *s);
 int sess_send(sess *s, frame *f);
 /* Encode and queue m; -1 as sess_send or on encoding failure. */
 int sess_send_msg(sess *s, const msg *m);
+/* Queue a reply to the client's own frame (welcome, ack, error): it may use SESS_REPLY_RESERVE
+ * slots beyond send_queue_max, which deliveries of logged messages never take, so a queue filled
+ * by a catch-up cannot swallow an ack. -1 as sess_send_msg. */
+int sess_send_reply(sess *s, const msg *m);
 /* Queue an error frame (code, reason, cmid of the refused frame, retry). */
 void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry);
 /* Room left in the send queue. */
@@ -198,6 +218,9 @@ void sub_shutdown(void);
 /* ---- client frames (client.c) ---- */
 /* Handle one complete frame from a client (bytes owned by the caller). */
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
+/* A logged event of conv is going to s: a customer's conversation seen closed opens a new one
+ * with its next message (limits, client.c). */
+void client_conv_event(sess *s, const char *conv, msg_type type);
 /* The connection closed: tell the router (agents) and release what the session holds. */
 /* Backpressure eased (rconn_on_drain of the command connection): paused sessions read again. */
 void client_backpressure_ease(rconn *rc, void *priv);
@@ -297,6 +320,31 @@ extern gw G;
 
 /* Origin allowlist check: 1 when origin (may be NULL: non-browser clients) may connect. */
 int gw_origin_allowed(const char *origin, const char *host);
+
+/* ---- per-source limits (limit.c) ---- */
+typedef struct lim_counters {
+    uint64_t conn_refused;          /* connections refused: max_conns_per_ip */
+    uint64_t conv_refused_ip;       /* new conversations refused: conv_per_ip */
+    uint64_t conv_refused_customer; /* new conversations refused: conv_per_customer */
+    uint64_t rate_limited;          /* frames refused by the token bucket */
+    uint64_t malformed;             /* frames refused as malformed or invalid */
+    uint64_t frame_timeouts;        /* connections closed: a message not whole in time */
+} lim_counters;
+extern lim_counters LIM;
+/* Count the connection of wsi against its client address (once per connection): 0, or -1 with
+ * *why (static, starts with the error code) when the address has max_conns_per_ip open. */
+int lim_conn_open(struct lws *wsi, const char **why);
+/* The connection of wsi ends (WSI_DESTROY): release what lim_conn_open counted. */
+void lim_conn_close(struct lws *wsi);
+/* The client address lim_conn_open found for wsi ("" if none). */
+const char *lim_conn_addr(struct lws *wsi);
+/* Take one new-conversation token of addr: 1, or 0 when its bucket is empty. */
+int lim_conv_take(const char *addr);
+/* Give back a token taken for a message that did not open a conversation. */
+void lim_conv_refund(const char *addr);
+/* A conversation was opened without a token taken: spend one if there is one. */
+void lim_conv_note(const char *addr);
+void lim_shutdown(void);
 
 /* ---- request guards (guard.c) ---- */
 /* 0 when host ("name[:port]") is well-formed and, if allowed_hosts is not empty, listed there;

@@ -53,6 +53,19 @@ static const cfg_opt gw_opts[] = {
           "lifetime of customer session tokens, seconds"),
     O_INT("hello_timeout_ms", "10000", hello_timeout_ms, 100, 600000,
           "time a new connection has to say hello"),
+    O_INT("frame_timeout_ms", "30000", frame_timeout_ms, 100, 600000,
+          "a message sent in fragments (or trickled) must be whole this long after its first "
+          "bytes; else close 1008"),
+    O_INT("max_conns_per_ip", "200", max_conns_per_ip, 0, 1000000,
+          "open connections (WebSocket + HTTP) per client address; 0 off"),
+    O_INT("conv_per_ip", "60", conv_per_ip, 0, 1000000,
+          "new conversations per client address per conv_window_s; 0 off"),
+    O_INT("conv_per_customer", "10", conv_per_customer, 0, 1000000,
+          "new conversations per customer per conv_window_s; 0 off"),
+    O_INT("conv_window_s", "600", conv_window_s, 1, 86400,
+          "window of conv_per_ip and conv_per_customer, seconds"),
+    O_STR("trusted_proxies", "", trusted_proxies,
+          "comma-separated proxy addresses whose X-Forwarded-For names the client"),
     O_INT("ws_ping_interval", "30", ws_ping_interval, 0, 3600,
           "WebSocket ping after this many seconds without a pong; 3 times it: closed (0 off)"),
     O_INT("heartbeat_ms", "1000", heartbeat_ms, 50, 600000,
@@ -342,6 +355,7 @@ int main(int argc, char **argv) {
     }
     uv_run(G.loop, UV_RUN_DEFAULT);
     if (dying_lws) lws_context_destroy(dying_lws);
+    lim_shutdown();
     int rc = loop_close_all(G.loop);
     token_keyring_clear(&G.keys);
     if (rc == 0)

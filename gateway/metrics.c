@@ -226,6 +226,37 @@ static void kpi_render(buf *b, const char *who, const kpi *list, unsigned n, int
 
 /* ---- rendering and the request ---- */
 
+/* The per-source limit counters (limit.c, ws.c, client.c). */
+static void metrics_limits(buf *b, const char *gid) {
+    metric_head(b, "chatgw_gateway_connections_refused_total", "counter",
+                "Connections refused at the handshake: max_conns_per_ip (429).");
+    bprintf(b, "chatgw_gateway_connections_refused_total{gateway=\"%s\"} %llu\n", gid,
+            (unsigned long long)LIM.conn_refused);
+    metric_head(b, "chatgw_gateway_conversations_refused_total", "counter",
+                "New conversations refused (limit_reached), by limit.");
+    bprintf(b,
+            "chatgw_gateway_conversations_refused_total{gateway=\"%s\",limit=\"conv_per_ip\"} "
+            "%llu\n",
+            gid, (unsigned long long)LIM.conv_refused_ip);
+    bprintf(
+        b,
+        "chatgw_gateway_conversations_refused_total{gateway=\"%s\",limit=\"conv_per_customer\"} "
+        "%llu\n",
+        gid, (unsigned long long)LIM.conv_refused_customer);
+    metric_head(b, "chatgw_gateway_frames_rate_limited_total", "counter",
+                "Client frames refused by the per-connection token bucket.");
+    bprintf(b, "chatgw_gateway_frames_rate_limited_total{gateway=\"%s\"} %llu\n", gid,
+            (unsigned long long)LIM.rate_limited);
+    metric_head(b, "chatgw_gateway_frames_malformed_total", "counter",
+                "Client frames refused as malformed or invalid.");
+    bprintf(b, "chatgw_gateway_frames_malformed_total{gateway=\"%s\"} %llu\n", gid,
+            (unsigned long long)LIM.malformed);
+    metric_head(b, "chatgw_gateway_frame_timeouts_total", "counter",
+                "Connections closed because a message was not whole within frame_timeout_ms.");
+    bprintf(b, "chatgw_gateway_frame_timeouts_total{gateway=\"%s\"} %llu\n", gid,
+            (unsigned long long)LIM.frame_timeouts);
+}
+
 /* Render everything and answer the request. */
 /* The routers' health keys as the last health round read them (rstate.c): chatgw_router_ok 1/0
  * and chatgw_router_state 1 with the state's first word (ok, loading, stalled, gone). */
@@ -270,6 +301,7 @@ static void metrics_render(metrics_req *m) {
                 "Frames this gateway queued to its clients.");
     bprintf(&b, "chatgw_gateway_frames_out_total{gateway=\"%s\"} %llu\n", gid,
             (unsigned long long)G.msgs_out);
+    metrics_limits(&b, gid);
     metric_head(&b, "chatgw_redis_up", "gauge", "1 when both Redis connections are up.");
     bprintf(&b, "chatgw_redis_up{gateway=\"%s\"} %d\n", gid,
             rconn_is_up(G.redis) && rconn_is_up(G.sub) && !m->failed);

@@ -10,15 +10,18 @@
 
 #include "../common/log.h"
 
+#define SESS_REPLY_RESERVE 64 /* replies beyond send_queue_max (sess_send_reply) */
+
 sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned q_cap) {
     sess *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    s->q = calloc(q_cap, sizeof(*s->q));
+    s->q = calloc(q_cap + SESS_REPLY_RESERVE, sizeof(*s->q));
     if (!s->q) {
         free(s);
         return NULL;
     }
     s->q_cap = q_cap;
+    s->q_slots = q_cap + SESS_REPLY_RESERVE;
     s->wsi = wsi;
     s->refs = 1;
     s->role = role;
@@ -65,24 +68,38 @@ void sess_detach(sess *s) {
 }
 
 unsigned sess_room(const sess *s) {
-    return s->q_cap - s->q_len;
+    return s->q_len < s->q_cap ? s->q_cap - s->q_len : 0;
 }
 
-int sess_send(sess *s, frame *f) {
-    if (!f || !s->wsi || s->closing || s->q_len == s->q_cap) return -1;
-    s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
+/* Queue f if fewer than limit frames are queued. */
+static int sess_push(sess *s, frame *f, unsigned limit) {
+    if (!f || !s->wsi || s->closing || s->q_len >= limit) return -1;
+    s->q[(s->q_head + s->q_len) % s->q_slots] = frame_ref(f);
     s->q_len++;
     G.msgs_out++;
     ws_want_write(s);
     return 0;
 }
 
-int sess_send_msg(sess *s, const msg *m) {
+int sess_send(sess *s, frame *f) {
+    return sess_push(s, f, s->q_cap);
+}
+
+/* Encode m and queue it within limit. */
+static int sess_push_msg(sess *s, const msg *m, unsigned limit) {
     frame *f = frame_encode(m, s->codec);
     if (!f) return -1;
-    int rc = sess_send(s, f);
+    int rc = sess_push(s, f, limit);
     frame_unref(f);
     return rc;
+}
+
+int sess_send_msg(sess *s, const msg *m) {
+    return sess_push_msg(s, m, s->q_cap);
+}
+
+int sess_send_reply(sess *s, const msg *m) {
+    return sess_push_msg(s, m, s->q_slots);
 }
 
 void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry) {
@@ -95,7 +112,7 @@ void sess_send_error(sess *s, const char *code, const char *reason, const char *
     if (retry && (!strcmp(code, "unavailable") || !strcmp(code, "busy")))
         m.wait_s = RS_RETRY_AFTER_S; /* retry-after hint */
     msg_set_text(&m, reason, strlen(reason), NULL);
-    if (sess_send_msg(s, &m) < 0) log_debug("sess %s: error frame %s not queued", s->sock, code);
+    if (sess_send_reply(s, &m) < 0) log_debug("sess %s: error frame %s not queued", s->sock, code);
     msg_free(&m);
 }
 
@@ -103,7 +120,7 @@ frame *sess_pop(sess *s) {
     if (!s->q_len) return NULL;
     frame *f = s->q[s->q_head];
     s->q[s->q_head] = NULL;
-    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_head = (s->q_head + 1) % s->q_slots;
     s->q_len--;
     return f;
 }

@@ -193,6 +193,7 @@ static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
     }
     snprintf(m.conv, sizeof(m.conv), "%s", w->ch->key);
     m.seq = seq;
+    client_conv_event(w->s, w->ch->key, m.type);
     int rc;
     if (w->s->role != SESS_AGENT && msg_type_is_internal(m.type)) {
         msg view;
@@ -389,6 +390,7 @@ static void deliver_conv(chan *c, uint64_t seq, msg *m, frame_cache *fc) {
             continue;
         }
         if (seq <= w->last_sent) continue;
+        client_conv_event(s, c->key, m->type);
         if (seq == w->last_sent + 1 && !w->fetching && sess_room(s) &&
             sess_send(s, frame_cache_view(fc, s->codec, s->role == SESS_AGENT)) == 0) {
             w->last_sent = seq;

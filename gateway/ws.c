@@ -6,6 +6,13 @@
  * max_frame bytes (more: close 1009) and handed to client.c whole. Writes happen only in
  * SERVER_WRITEABLE, one lws_write per callback, from the session's send queue.
  *
+ * Per-source limits (limit.c): every connection, HTTP or WebSocket, is counted against its
+ * client address from its first request to WSI_DESTROY; over max_conns_per_ip the request (or
+ * the upgrade) is answered 429 "too_many_connections: ...". A message must be whole within
+ * frame_timeout_ms of its first bytes, however it is sent (continuation fragments, or one frame
+ * trickled): else the connection is closed 1008 "message not finished in time", so a client
+ * cannot hold a reassembly buffer forever.
+ *
  * Keepalive (ws_keepalive_policy): lws pings a connection ws_ping_interval seconds after its
  * last pong (or its handshake) and drops it when 3 x ws_ping_interval pass without one: a peer
  * that missed the pongs of two intervals is gone (a proxy cut it, the machine went away), and
@@ -17,11 +24,13 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/util.h"
 
 /* The close opcode lws uses internally (lws-write.h: "LWS_WRITE_CLOSE is handled by
  * lws_close_reason()"): a WRITEABLE callback that returns -1 makes lws 4.1 mark the socket
  * unusable, so its own close frame is never sent; we send it ourselves before returning -1. */
 #define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
+#define WS_HTTP_TOO_MANY 429 /* RFC 6585 Too Many Requests (no lws name for it) */
 
 static int ws_path_role(struct lws *wsi, sess_role *role) {
     char uri[128];
@@ -35,6 +44,15 @@ static int ws_path_role(struct lws *wsi, sess_role *role) {
     else
         return -1;
     return 0;
+}
+
+/* Count the connection against its client address: 0, or -1 after answering 429. */
+static int ws_limit(struct lws *wsi) {
+    const char *why = NULL;
+    if (lim_conn_open(wsi, &why) == 0) return 0;
+    log_info("ws: refused a request: %s", why);
+    lws_return_http_status(wsi, WS_HTTP_TOO_MANY, why);
+    return -1;
 }
 
 /* FILTER_PROTOCOL_CONNECTION: refuse unknown paths, bad Hosts and foreign origins before the
@@ -52,7 +70,7 @@ static int ws_filter(struct lws *wsi) {
         lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, why);
         return -1;
     }
-    return 0;
+    return ws_limit(wsi);
 }
 
 static int ws_established(struct lws *wsi, ws_pss *pss) {
@@ -62,6 +80,7 @@ static int ws_established(struct lws *wsi, ws_pss *pss) {
     codec c = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
     pss->s = sess_new(wsi, role, c, (unsigned)G.cfg.send_queue_max);
     if (!pss->s) return -1;
+    cg_strlcpy(pss->s->addr, lim_conn_addr(wsi), sizeof(pss->s->addr));
     /* A connection that does not say hello in time is closed. */
     int secs = (int)((G.cfg.hello_timeout_ms + 999) / 1000);
     lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, secs);
@@ -73,9 +92,25 @@ static int ws_established(struct lws *wsi, ws_pss *pss) {
     return 0;
 }
 
-/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c. */
+/* TIMER: the message being received is not whole frame_timeout_ms after its first bytes. */
+static int ws_frame_timeout(sess *s) {
+    if (s->closing || !s->rx_pending) return 0;
+    LIM.frame_timeouts++;
+    log_info("ws: %s message not whole after frame_timeout_ms (%lld ms): closing 1008", s->sock,
+             G.cfg.frame_timeout_ms);
+    s->rx_pending = 0;
+    sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "message not finished in time");
+    return 0;
+}
+
+/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c. The
+ * first bytes of a message start its frame_timeout_ms timer (the wsi's lws timer). */
 static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
     if (s->closing) return 0;
+    if (!s->rx_pending) {
+        s->rx_pending = 1;
+        lws_set_timer_usecs(wsi, (lws_usec_t)G.cfg.frame_timeout_ms * LWS_US_PER_MS);
+    }
     if (s->rx_len + len > (size_t)G.cfg.max_frame) {
         log_info("ws: %s frame over max_frame (%lld bytes): closing 1009", s->sock,
                  G.cfg.max_frame);
@@ -96,6 +131,8 @@ static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
+    s->rx_pending = 0;
+    lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
     size_t n = s->rx_len;
     s->rx_len = 0;
     client_frame(s, s->rx, n, lws_frame_is_binary(wsi));
@@ -154,6 +191,11 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return ws_established(wsi, pss);
     case LWS_CALLBACK_RECEIVE:
         return pss && pss->s ? ws_receive(wsi, pss->s, in, len) : -1;
+    case LWS_CALLBACK_TIMER:
+        return pss && pss->s ? ws_frame_timeout(pss->s) : 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        lim_conn_close(wsi);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss && pss->s ? ws_writeable(wsi, pss->s) : 0;
     case LWS_CALLBACK_CLOSED:
@@ -164,7 +206,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         }
         return 0;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
-        return http_filter(wsi);
+        if (http_filter(wsi)) return -1;
+        return ws_limit(wsi);
     case LWS_CALLBACK_HTTP:
         return http_request(wsi, in);
     case LWS_CALLBACK_HTTP_BODY:
