@@ -172,6 +172,9 @@ static const fam kpi_fams[] = {
      "Rated conversations whose current rating is 4 or 5."},
     {"abandoned_total", FAM_COUNTER, CG_KPI_ABANDONED, 0, 1,
      "Conversations closed as no_response before any agent answered the customer."},
+    {"tickets_limited_total", FAM_COUNTER, CG_KPI_TICKETS_LIMITED, 0, 1,
+     "Complaints that got no new ticket: the customer already had tickets_per_customer in "
+     "ticket_window_s (told its latest ticket)."},
     {"no_agent_total", FAM_COUNTER, CG_KPI_NO_AGENT, 0, 1,
      "Conversations that started waiting while nobody who serves the queue (or a queue it "
      "overflows into) was online; the customer was told so instead of a queue position."},

@@ -1,5 +1,5 @@
 #!lua name=chatgw_route
-local VERSION = 4 -- raise with every change: processes load only a newer library
+local VERSION = 5 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -909,23 +909,43 @@ local function cg_sla_agent(keys, args)
 end
 
 --[[
-FCALL cg_complaint 0 conv yyyymmdd now_ms respond_due resolve_due class
+FCALL cg_complaint 1 <tenant> conv yyyymmdd now_ms respond_due resolve_due class [limit window_s]
   Give conv a complaint ticket TS-<yyyymmdd>-<NNNNNN> (INCR cg:complaint:seq:<yyyymmdd>) unless it
   has one; store ticket, complaint_class, complaint_at; arm complaint_respond:<conv> and
   complaint_resolve:<conv>.  -> {ticket, 1 when new else 0}
+  limit > 0: at most `limit` new tickets per customer per window_s (cg:lim:ticket:<customer>);
+  past it no ticket is minted and no deadline armed: the conversation is given the customer's
+  latest ticket (cg:cust:<customer> ticket, '' when none), tickets_limited + 1 for its queue
+  -> {latest ticket or '', 0, 'limited'}
 ]]
 local function cg_complaint(keys, args)
     local conv, day, now, respond, resolve, class = unpack(args)
+    local limit, window = tonumber(args[7]) or 0, tonumber(args[8]) or 86400
     if not class or not string.match(day, '^%d%d%d%d%d%d%d%d$') then
         return redis.error_reply('BADARG conv yyyymmdd now_ms respond_due resolve_due class')
     end
-    local old = redis.call('HGET', CG.KEY.conv(conv), 'ticket')
-    if old then return {old, 0} end
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'ticket', 'customer')
+    if h[1] then return {h[1], 0} end
+    local cust = h[2]
+    if limit > 0 and cust then
+        -- at most `limit` new tickets per customer per window: past it, the conversation is
+        -- still a complaint (its queue and priority), told the customer's latest ticket
+        local k = CG.KEY.lim_ticket(cust)
+        local n = redis.call('INCR', k)
+        if n == 1 then redis.call('EXPIRE', k, window) end
+        if n > limit then
+            local latest = redis.call('HGET', CG.KEY.cust(cust), 'ticket') or ''
+            if latest ~= '' then redis.call('HSET', CG.KEY.conv(conv), 'ticket', latest) end
+            kpi_add(redis.call('HGET', CG.KEY.conv(conv), 'queue'), nil, {CG.KPI.tickets_limited, 1})
+            return {latest, 0, 'limited'}
+        end
+    end
     local seqkey = CG.KEY.complaint_seq(day)
     local n = redis.call('INCR', seqkey)
     redis.call('EXPIRE', seqkey, 400 * 86400)
     local ticket = string.format('TS-%s-%06d', day, n)
     redis.call('HSET', CG.KEY.conv(conv), 'ticket', ticket, 'complaint_class', class, 'complaint_at', now)
+    if cust then redis.call('HSET', CG.KEY.cust(cust), 'ticket', ticket) end
     redis.call('ZADD', CG.KEY.timers(), 'NX', respond, 'complaint_respond:' .. conv)
     redis.call('ZADD', CG.KEY.timers(), 'NX', resolve, 'complaint_resolve:' .. conv)
     return {ticket, 1}

@@ -94,6 +94,10 @@ static const cfg_opt router_opts[] = {
      "a rating is taken this long after the close (0: no survey)"},
     {"idle_close_s", CFG_INT, "1800", INT(idle_close_s), 0, 7 * 86400,
      "close an assigned conversation silent this long (0: never)"},
+    {"tickets_per_customer", CFG_INT, "5", INT(tickets_per_customer), 0, 1000000,
+     "new complaint tickets one customer gets per ticket_window_s (0: no limit)"},
+    {"ticket_window_s", CFG_INT, "86400", INT(ticket_window_s), 60, 366 * 86400,
+     "the window of tickets_per_customer"},
     {"complaint_followup_s", CFG_INT, "86400", INT(complaint_followup_s), 0, 30 * 86400,
      "queue a follow-up task this long after a complaint is resolved (0: none)"},
     {"followup_queue", CFG_STR, "", STR(followup_queue), 0, 0,
@@ -176,6 +180,8 @@ static void router_reload(router *r) {
     c->survey_window_s = g_load.survey_window_s;
     c->idle_close_s = g_load.idle_close_s;
     c->complaint_followup_s = g_load.complaint_followup_s;
+    c->tickets_per_customer = g_load.tickets_per_customer;
+    c->ticket_window_s = g_load.ticket_window_s;
     memcpy(c->followup_queue, g_load.followup_queue, sizeof(c->followup_queue));
     c->sticky_window_s = g_load.sticky_window_s;
     c->offer_timeout_s = g_load.offer_timeout_s;

@@ -67,6 +67,8 @@ typedef struct router_cfg {
     long long survey_window_s;
     long long idle_close_s;
     long long complaint_followup_s;
+    long long tickets_per_customer; /* new complaint tickets per customer per window (0: any) */
+    long long ticket_window_s;
     char followup_queue[MSG_CODE_MAX];
     long long sticky_window_s; /* routing.c */
     long long offer_timeout_s;

@@ -180,6 +180,10 @@ static void sla_complaint_reply(job *j, redisReply *rep) {
     char ticket[64];
     store_str(rep->element[0], ticket, sizeof(ticket));
     if (store_int(rep->element[1])) log_info("conv %s: complaint %s", j->conv, ticket);
+    if (rep->elements > 2) { /* limited: no new ticket; the customer's latest one, if any */
+        log_info("conv %s: complaint without a new ticket (tickets_per_customer)", j->conv);
+        if (!ticket[0]) return;
+    }
     tmpl_var vars[] = {{"ticket", ticket}};
     say_tmpl(j, j->conv, j->channel, j->locale, TMPL_COMPLAINT_ACK, vars, 1, "cg:ticket", NULL, 0,
              0);
@@ -191,13 +195,15 @@ void sla_complaint(job *j, const char *complaint_class) {
     while (k < SLA_CLASSES && strcmp(sla_classes[k], complaint_class) != 0)
         k++;
     if (k == SLA_CLASSES) k = 0; /* ordinary */
-    char day[16], now[24], respond[24], resolve[24];
+    char day[16], now[24], respond[24], resolve[24], limit[24], window[24];
     hours_format(&r->sla.tz, j->now_ms, "%Y%m%d", day, sizeof(day));
     snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     snprintf(respond, sizeof(respond), "%lld", (long long)j->now_ms + r->sla.respond_s[k] * 1000);
     snprintf(resolve, sizeof(resolve), "%lld", (long long)j->now_ms + r->sla.resolve_s[k] * 1000);
-    job_cmd(j, sla_complaint_reply, 10, "FCALL", "cg_complaint", "1", CG_KEY_TENANT, j->conv, day,
-            now, respond, resolve, sla_classes[k]);
+    snprintf(limit, sizeof(limit), "%lld", r->cfg.tickets_per_customer);
+    snprintf(window, sizeof(window), "%lld", r->cfg.ticket_window_s);
+    job_cmd(j, sla_complaint_reply, 12, "FCALL", "cg_complaint", "1", CG_KEY_TENANT, j->conv, day,
+            now, respond, resolve, sla_classes[k], limit, window);
 }
 
 /* ---- fired timers ---- */

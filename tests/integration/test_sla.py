@@ -606,6 +606,27 @@ def test_timer_fires_after_router_restart(redis_srv, procs, tmp_path):
 
 # ---- complaints ---------------------------------------------------------------------------------
 
+def test_tickets_per_customer_are_limited(redis_srv, procs, tmp_path):
+    """tickets_per_customer 1: the customer's second complaint (another conversation) is still a
+    complaint but gets no new ticket: it is told its ticket, no deadlines are armed, and the
+    queue counts it (tickets_limited)."""
+    r = redis_srv.r
+    router(procs, config(tmp_path), CHATGW_TICKETS_PER_CUSTOMER=1)
+    c1 = send(r, "angry9", "I want to file a complaint")
+    t1 = wait_bot(r, c1, "TICKET")[0]["text"]
+    r.fcall("cg_customer_close", 1, "cg:{t:default}", c1, "angry9", now_ms())
+    c2 = send(r, "angry9", "another complaint, again")
+    assert c2 != c1
+    assert wait_bot(r, c2, "TICKET")[0]["text"] == t1
+    h2 = conv_hash(r, c2)
+    assert h2["ticket"] == t1.split()[1] and h2["queue"] == "complaints"
+    assert timer(r, f"complaint_respond:{c2}") is None and timer(r, f"complaint_resolve:{c2}") is None
+    assert s(r.hget("cg:{t:default}:kpi:queue:complaints", "tickets_limited")) == "1"
+    # another customer is not limited
+    c3 = send(r, "angry10", "a complaint of mine")
+    assert wait_bot(r, c3, "TICKET")[0]["text"] != t1
+
+
 def test_complaints_get_consecutive_ticket_numbers(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router(procs, config(tmp_path))
