@@ -21,7 +21,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* A pending Redis request for a client frame. */
+/* A pending Redis request for a client frame: its answer is owed (sess_owe) until it is freed. */
 typedef struct req {
     unsigned refs; /* one per pending Redis reply */
     sess *s;
@@ -36,6 +36,7 @@ static req *req_new(sess *s, const msg *m) {
     if (!q) return NULL;
     q->refs = 1;
     q->s = sess_ref(s);
+    sess_owe(s);
     snprintf(q->cmid, sizeof(q->cmid), "%s", m->cmid);
     snprintf(q->id, sizeof(q->id), "%s", m->id);
     q->type = m->type;
@@ -50,6 +51,7 @@ static req *req_ref(req *q) {
 /* Drop a reference; the last one frees q. */
 static void req_free(req *q) {
     if (--q->refs) return;
+    sess_owe_done(q->s);
     sess_unref(q->s);
     free(q);
 }
@@ -91,7 +93,7 @@ static void welcome(sess *s, const char *token) {
         for (int i = 0; i < s->who.n_skills && i < MSG_SKILLS_MAX; i++)
             snprintf(m.skills[m.n_skills++], MSG_CODE_MAX, "%s", s->who.skills[i]);
     }
-    sess_send_msg(s, &m);
+    sess_send_ctl_msg(s, &m);
     msg_free(&m);
 }
 
@@ -397,7 +399,7 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         if (!dup) snprintf(a.id, sizeof(a.id), "%s", q->id);
         snprintf(a.conv, sizeof(a.conv), "%s", conv);
         a.seq = (uint64_t)seq;
-        sess_send_msg(s, &a);
+        sess_send_ctl_msg(s, &a); /* an ack is never dropped (sess.c) */
         msg_free(&a);
     }
     req_free(q);
@@ -473,7 +475,7 @@ static void command_done(rconn *rc, redisReply *r, void *priv) {
             a.type = MSG_ACK;
             snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
             snprintf(a.id, sizeof(a.id), "%s", q->id);
-            sess_send_msg(s, &a);
+            sess_send_ctl_msg(s, &a);
             msg_free(&a);
         }
     }

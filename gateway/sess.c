@@ -1,7 +1,14 @@
 /* sess.c -- one client connection: its identity, bounded send queue and rate limit.
  *
  * A session outlives its lws connection while Redis replies for it are pending: every pending
- * reply holds a reference, and the connection holds one until sess_detach(). */
+ * reply holds a reference, and the connection holds one until sess_detach().
+ *
+ * The send queue holds at most send_queue_max frames that are not answers (logged messages, which
+ * a slow client reads again from the log, and best-effort notices) plus SESS_CTL_MAX answers to
+ * the client's own frames (acks, errors, welcome), which are never dropped: while the answers
+ * queued and owed (Redis requests pending) reach half of SESS_CTL_MAX, the gateway stops reading
+ * from the client (TCP backpressure) until they drain to a quarter; a connection whose answers
+ * overflow the reserve anyway is closed 1008 "too slow" after what is queued. */
 #include "gw.h"
 
 #include <stdio.h>
@@ -10,15 +17,22 @@
 
 #include "../common/log.h"
 
-sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned q_cap) {
+/* The lws rx flow control reason bit of answer backpressure (other modules may use others). */
+#define SESS_RXFLOW_ANSWERS (1 << 1)
+#define SESS_RX_PAUSE_AT (SESS_CTL_MAX / 2)
+#define SESS_RX_RESUME_AT (SESS_CTL_MAX / 4)
+
+sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max) {
     sess *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
+    unsigned q_cap = data_max + SESS_CTL_MAX;
     s->q = calloc(q_cap, sizeof(*s->q));
     if (!s->q) {
         free(s);
         return NULL;
     }
     s->q_cap = q_cap;
+    s->data_max = data_max;
     s->wsi = wsi;
     s->refs = 1;
     s->role = role;
@@ -65,15 +79,37 @@ void sess_detach(sess *s) {
 }
 
 unsigned sess_room(const sess *s) {
-    return s->q_cap - s->q_len;
+    unsigned data = s->q_len - s->q_ctl;
+    unsigned room = data < s->data_max ? s->data_max - data : 0;
+    unsigned left = s->q_cap - s->q_len;
+    return room < left ? room : left;
+}
+
+/* Pause or resume reading from the client by the answers it has queued and owed. */
+static void sess_rx_flow(sess *s) {
+    if (!s->wsi) return;
+    unsigned load = s->q_ctl + s->owed;
+    if (!s->rx_paused && load >= SESS_RX_PAUSE_AT) {
+        s->rx_paused = 1;
+        log_debug("sess %s: %u answers unread or owed: reading paused", s->sock, load);
+        lws_rx_flow_control(s->wsi, LWS_RXFLOW_REASON_APPLIES_DISABLE | SESS_RXFLOW_ANSWERS);
+    } else if (s->rx_paused && load <= SESS_RX_RESUME_AT) {
+        s->rx_paused = 0;
+        lws_rx_flow_control(s->wsi, LWS_RXFLOW_REASON_APPLIES_ENABLE | SESS_RXFLOW_ANSWERS);
+    }
+}
+
+static void sess_push(sess *s, frame *f) {
+    s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
+    s->q_len++;
+    if (f->ctl) s->q_ctl++;
+    G.msgs_out++;
+    ws_want_write(s);
 }
 
 int sess_send(sess *s, frame *f) {
-    if (!f || !s->wsi || s->closing || s->q_len == s->q_cap) return -1;
-    s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
-    s->q_len++;
-    G.msgs_out++;
-    ws_want_write(s);
+    if (!f || !s->wsi || s->closing || !sess_room(s)) return -1;
+    sess_push(s, f);
     return 0;
 }
 
@@ -85,6 +121,32 @@ int sess_send_msg(sess *s, const msg *m) {
     return rc;
 }
 
+int sess_send_ctl_msg(sess *s, const msg *m) {
+    if (!s->wsi || s->closing) return -1;
+    if (s->q_len == s->q_cap) {
+        log_warn("sess %s: %u answers not read: closing (too slow)", s->sock, s->q_ctl);
+        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+        return -1;
+    }
+    frame *f = frame_encode(m, s->codec);
+    if (!f) return -1;
+    f->ctl = 1;
+    sess_push(s, f);
+    frame_unref(f);
+    sess_rx_flow(s);
+    return 0;
+}
+
+void sess_owe(sess *s) {
+    s->owed++;
+    sess_rx_flow(s);
+}
+
+void sess_owe_done(sess *s) {
+    if (s->owed) s->owed--;
+    sess_rx_flow(s);
+}
+
 void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry) {
     msg m;
     msg_init(&m);
@@ -93,7 +155,8 @@ void sess_send_error(sess *s, const char *code, const char *reason, const char *
     if (cmid) snprintf(m.cmid, sizeof(m.cmid), "%s", cmid);
     m.retry = retry ? 1 : 0;
     msg_set_text(&m, reason, strlen(reason), NULL);
-    if (sess_send_msg(s, &m) < 0) log_debug("sess %s: error frame %s not queued", s->sock, code);
+    if (sess_send_ctl_msg(s, &m) < 0)
+        log_debug("sess %s: error frame %s not queued", s->sock, code);
     msg_free(&m);
 }
 
@@ -103,6 +166,10 @@ frame *sess_pop(sess *s) {
     s->q[s->q_head] = NULL;
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_len--;
+    if (f->ctl && s->q_ctl) {
+        s->q_ctl--;
+        sess_rx_flow(s);
+    }
     return f;
 }
 
