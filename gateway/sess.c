@@ -8,12 +8,17 @@
  * the client's own frames (acks, errors, welcome), which are never dropped: while the answers
  * queued and owed (Redis requests pending) reach half of SESS_CTL_MAX, the gateway stops reading
  * from the client (TCP backpressure) until they drain to a quarter; a connection whose answers
- * overflow the reserve anyway is closed 1008 "too slow" after what is queued. */
+ * overflow the reserve anyway is closed 1008 "too slow" after what is queued.
+ *
+ * After a wave of disconnects (at least SESS_TRIM_WAVE connections gone, half of the peak) the
+ * freed heap is handed back to the system (malloc_trim), a second after the last of them. */
 #include "gw.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 
@@ -21,6 +26,41 @@
 #define SESS_RXFLOW_ANSWERS (1 << 1)
 #define SESS_RX_PAUSE_AT (SESS_CTL_MAX / 2)
 #define SESS_RX_RESUME_AT (SESS_CTL_MAX / 4)
+#define SESS_TRIM_WAVE 64
+#define SESS_TRIM_DELAY_MS 1000
+
+static uv_timer_t trim_timer;
+static int trim_ready;
+static unsigned trim_peak; /* most sessions since the last trim */
+
+static long sess_rss_kb(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void sess_trim_fire(uv_timer_t *t) {
+    long before = sess_rss_kb();
+    malloc_trim(0);
+    log_info("sess: %u connections left of %u: heap trimmed, RSS %ld -> %ld KiB", G.n_sessions,
+             trim_peak, before, sess_rss_kb());
+    trim_peak = G.n_sessions;
+}
+
+/* A session is gone: arm the trim once a wave of them is (restarting the delay each time). */
+static void sess_trim_maybe(void) {
+    if (trim_peak < G.n_sessions + SESS_TRIM_WAVE || G.n_sessions > trim_peak / 2) return;
+    if (!trim_ready) {
+        if (uv_timer_init(G.loop, &trim_timer) != 0) return;
+        uv_unref((uv_handle_t *)&trim_timer); /* never keeps the loop running */
+        trim_ready = 1;
+    }
+    if (!uv_is_closing((uv_handle_t *)&trim_timer))
+        uv_timer_start(&trim_timer, sess_trim_fire, SESS_TRIM_DELAY_MS, 0);
+}
 
 sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max) {
     sess *s = calloc(1, sizeof(*s));
@@ -43,6 +83,7 @@ sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max) {
     if (G.sessions) G.sessions->prev = s;
     G.sessions = s;
     G.n_sessions++;
+    if (G.n_sessions > trim_peak) trim_peak = G.n_sessions;
     return s;
 }
 
@@ -76,6 +117,7 @@ void sess_detach(sess *s) {
     if (s->next) s->next->prev = s->prev;
     G.n_sessions--;
     sess_unref(s);
+    sess_trim_maybe();
 }
 
 unsigned sess_room(const sess *s) {

@@ -128,7 +128,8 @@ static void retry_closed(uv_handle_t *h) {
 static void watch_free(watch *w) {
     if (w->retry) {
         w->retry->data = NULL;
-        uv_close((uv_handle_t *)w->retry, retry_closed);
+        if (!uv_is_closing((uv_handle_t *)w->retry)) /* else loop_close_all() has it */
+            uv_close((uv_handle_t *)w->retry, retry_closed);
     }
     free(w);
 }
