@@ -15,12 +15,14 @@
  *
  * Who may watch a conversation: its customer, and an agent session only while the conversation
  * is assigned to that agent (there is no supervisor role in the tokens yet: every desk session is
- * an agent). An agent's watch is checked against the conversation hash (HMGET state agent) after
- * each logged event that may move the conversation (`assigned` or `transferred` to someone else,
- * `closed`, `escalated`, a bot text such as the unresolved close's) and after an agent-channel
- * notice about it (offer timeout, SLA reassign); until the answer, nothing more is sent to it.
- * The watch ends when the conversation is closed or assigned elsewhere: the agent keeps what it
- * had, up to and including the event that moved it. */
+ * an agent). An agent's watch is checked against the conversation hash (HGET agent) after each
+ * logged event that may move the conversation (`assigned` or `transferred` to someone else,
+ * `escalated`, a bot text such as the unresolved close's) and after an agent-channel notice about
+ * it (offer timeout, SLA reassign, customer left); until the answer, nothing more is sent to it.
+ * The watch ends when the conversation is someone else's or no one's: the agent keeps what it
+ * had, up to and including the event that moved it. A closed conversation stays its last agent's
+ * (survey, rating): a session follows at most SUB_CLOSED_KEEP closed conversations, the ones
+ * closed last, so that an agent signed in for days does not pile up watches. */
 #include "gw.h"
 #include "desk_schema.h"
 
@@ -57,12 +59,16 @@ struct watch {
     int dead;    /* unwatched while a Redis reply was pending: freed by that reply */
     int recheck; /* conv, agent: the assignment must be checked before anything more is sent */
     unsigned backoff_ms; /* conv: delay of the next catch-up retry after a failed one */
+    uint64_t closed_no;  /* conv, agent: order in which its `closed` event was sent (0: open) */
     uv_timer_t *retry;   /* conv: the catch-up retry timer (lazily created; closed with w) */
     msg_channel channel;
 };
 
 #define SUB_RETRY_MIN_MS 50
 #define SUB_RETRY_MAX_MS 2000
+#define SUB_CLOSED_KEEP 16
+
+static uint64_t closed_count; /* numbers the `closed` events sent to agents (closed_no) */
 
 static chan *buckets[SUB_BUCKETS];
 
@@ -238,7 +244,6 @@ static int owner_event(const sess *s, const msg *m) {
     case MSG_ASSIGNED:
     case MSG_TRANSFERRED:
         return strcmp(m->agent_id, s->who.sub) != 0;
-    case MSG_CLOSED:
     case MSG_ESCALATED:
         return 1;
     case MSG_TEXT:
@@ -248,8 +253,8 @@ static int owner_event(const sess *s, const msg *m) {
     }
 }
 
-/* HMGET cg:conv:<conv> state agent: keep following it while it is open and the session's
- * agent's, else end the watch (what was sent stays sent). No answer: stay held (recheck) until
+/* HMGET cg:conv:<conv> state agent: keep following it while it is the session's agent's (also
+ * closed), else end the watch (what was sent stays sent). No answer: stay held (recheck) until
  * the command connection is back (sub_on_cmd_up). */
 static void owner_done(rconn *rc, redisReply *r, void *priv) {
     watch *w = priv;
@@ -266,15 +271,11 @@ static void owner_done(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     redisReply *state = r->element[0], *agent = r->element[1];
-    int mine = agent->type == REDIS_REPLY_STRING && !strcmp(agent->str, s->who.sub) &&
-               !(state->type == REDIS_REPLY_STRING && !strcmp(state->str, "closed"));
+    int mine = agent->type == REDIS_REPLY_STRING && !strcmp(agent->str, s->who.sub);
     if (!mine) {
-        log_info("sub: %s stops following conversation %s (%s)", s->sock, w->ch->key,
-                 agent->type == REDIS_REPLY_STRING && strcmp(agent->str, s->who.sub)
-                     ? "assigned to another agent"
-                 : state->type == REDIS_REPLY_STRING && !strcmp(state->str, "closed")
-                     ? "closed"
-                     : "not assigned to it any more");
+        log_info("sub: %s stops following conversation %s (%s, state %s)", s->sock, w->ch->key,
+                 agent->type == REDIS_REPLY_STRING ? "assigned to another agent" : "unassigned",
+                 state->type == REDIS_REPLY_STRING ? state->str : "unknown");
         watch_drop(w);
     } else {
         w->recheck = 0;
@@ -293,6 +294,24 @@ static void owner_check(watch *w) {
     if (rconn_cmdargv(G.redis, owner_done, w, 4, argv, NULL) < 0) return; /* sub_on_cmd_up */
     w->fetching = 1; /* keeps w alive until the reply (see watch_remove) */
     sess_ref(w->s);
+}
+
+/* w's `closed` event was sent: number it, and end the watch of the session's closed conversation
+ * closed first when it follows more than SUB_CLOSED_KEEP (never w itself). */
+static void closed_mark(watch *w) {
+    if (!w->closed_no) w->closed_no = ++closed_count;
+    unsigned n = 0;
+    watch *oldest = NULL;
+    for (watch *x = w->s->watches; x; x = x->snext)
+        if (x->ch && x->closed_no) {
+            n++;
+            if (!oldest || x->closed_no < oldest->closed_no) oldest = x;
+        }
+    if (n > SUB_CLOSED_KEEP && oldest && oldest != w) {
+        log_debug("sub: %s stops following closed conversation %s (%u closed followed)", w->s->sock,
+                  oldest->ch->key, n);
+        watch_drop(oldest);
+    }
 }
 
 /* Queue one logged message (payload = msgpack) with its seq to w's session.
@@ -320,6 +339,7 @@ static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
     }
     if (rc == 0) {
         w->last_sent = seq;
+        if (watch_needs_owner(w) && m.type == MSG_CLOSED) closed_mark(w);
         if (watch_needs_owner(w) && owner_event(w->s, &m)) rc = 1;
     }
     msg_free(&m);
@@ -331,12 +351,14 @@ static void retry_fire(uv_timer_t *t) {
     if (w) fetch_start(w);
 }
 
-/* A catch-up failed with a Redis error: retry it later, 50 ms doubling up to 2 s. */
-static void fetch_retry(watch *w, const char *why) {
+/* A catch-up failed (a Redis error; warn) or found nothing where a seq was announced: retry it
+ * later, 50 ms doubling up to 2 s. */
+static void fetch_retry(watch *w, const char *why, int warn) {
     w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : SUB_RETRY_MIN_MS;
     if (w->backoff_ms > SUB_RETRY_MAX_MS) w->backoff_ms = SUB_RETRY_MAX_MS;
-    log_warn("sub: catch-up of conversation %s for %s failed (%s); retrying in %u ms", w->ch->key,
-             w->s->sock, why, w->backoff_ms);
+    log_write(warn ? LOG_WARN : LOG_DEBUG,
+              "sub: catch-up of conversation %s for %s failed (%s); retrying in %u ms", w->ch->key,
+              w->s->sock, why, w->backoff_ms);
     if (!w->retry) {
         w->retry = malloc(sizeof(*w->retry));
         if (!w->retry || uv_timer_init(G.loop, w->retry) != 0) {
@@ -366,11 +388,11 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY) {
-        fetch_retry(w, r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply");
+        fetch_retry(w, r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply", 1);
         sess_unref(s);
         return;
     }
-    w->backoff_ms = 0;
+    if (r->elements) w->backoff_ms = 0;
     if (w->recheck) { /* a notice about the conversation came meanwhile: check first */
         owner_check(w);
         sess_unref(s);
@@ -393,8 +415,9 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
             stop = 1;
         }
     }
-    if (!got && w->want > w->last_sent) w->want = w->last_sent; /* nothing more is logged */
-    if (!stop && (got == SUB_FETCH_MAX || w->want > w->last_sent))
+    if (!got && w->want > w->last_sent) /* announced, not (yet) in the log: never at once */
+        fetch_retry(w, "the announced messages are not in the log", 0);
+    else if (!stop && (got == SUB_FETCH_MAX || w->want > w->last_sent))
         fetch_start(w);
     else if (w->recheck)
         owner_check(w);
@@ -568,6 +591,7 @@ static void deliver_conv(chan *c, uint64_t seq, msg *m, frame_cache *fc) {
         if (seq == w->last_sent + 1 && !w->fetching && !w->recheck && sess_room(s) &&
             sess_send(s, frame_cache_view(fc, s->codec, s->role == SESS_AGENT)) == 0) {
             w->last_sent = seq;
+            if (watch_needs_owner(w) && m->type == MSG_CLOSED) closed_mark(w);
             if (watch_needs_owner(w) && owner_event(s, m)) owner_check(w);
             continue;
         }
