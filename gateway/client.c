@@ -21,7 +21,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* A pending Redis request for a client frame. */
+/* A pending Redis request for a client frame: its answer is owed (sess_owe) until it is freed. */
 typedef struct req {
     unsigned refs; /* one per pending Redis reply */
     sess *s;
@@ -37,6 +37,7 @@ static req *req_new(sess *s, const msg *m) {
     if (!q) return NULL;
     q->refs = 1;
     q->s = sess_ref(s);
+    sess_owe(s);
     snprintf(q->cmid, sizeof(q->cmid), "%s", m->cmid);
     snprintf(q->id, sizeof(q->id), "%s", m->id);
     q->type = m->type;
@@ -51,6 +52,7 @@ static req *req_ref(req *q) {
 /* Drop a reference; the last one frees q. */
 static void req_free(req *q) {
     if (--q->refs) return;
+    sess_owe_done(q->s);
     sess_unref(q->s);
     free(q);
 }
@@ -92,7 +94,7 @@ static void welcome(sess *s, const char *token) {
         for (int i = 0; i < s->who.n_skills && i < MSG_SKILLS_MAX; i++)
             snprintf(m.skills[m.n_skills++], MSG_CODE_MAX, "%s", s->who.skills[i]);
     }
-    sess_send_reply(s, &m);
+    sess_send_ctl_msg(s, &m);
     msg_free(&m);
 }
 
@@ -518,14 +520,17 @@ static void hello_customer(sess *s, const msg *m) {
  * is not read any more until half of them are answered (client_backpressure_ease), so a
  * client that sends faster than Redis answers stops being read instead of queueing without
  * bound. */
+/* The lws rx flow control reason bit of Redis backpressure (sess.c has its own). */
+#define CLIENT_RXFLOW_REDIS (1 << 2)
+
 static int client_busy(sess *s, const msg *m, const char *mode) {
     if (rconn_in_flight(G.redis) < (unsigned)G.cfg.redis_max_in_flight) return 0;
     if (!strcmp(mode, "log"))
         sess_send_error(s, "busy", "the desk is busy; send the same frame again in a moment",
                         m->cmid, 1);
-    if (!s->rx_paused && s->wsi) {
-        lws_rx_flow_control(s->wsi, 0);
-        s->rx_paused = 1;
+    if (!s->redis_paused && s->wsi) {
+        lws_rx_flow_control(s->wsi, LWS_RXFLOW_REASON_APPLIES_DISABLE | CLIENT_RXFLOW_REDIS);
+        s->redis_paused = 1;
         if (!G.n_rx_paused++)
             log_warn("redis: %u commands unanswered: clients are slowed down",
                      rconn_in_flight(G.redis));
@@ -539,9 +544,10 @@ void client_backpressure_ease(rconn *rc, void *priv) {
     (void)priv;
     if (!G.n_rx_paused) return;
     for (sess *s = G.sessions; s; s = s->next) {
-        if (!s->rx_paused) continue;
-        s->rx_paused = 0;
-        if (s->wsi) lws_rx_flow_control(s->wsi, 1);
+        if (!s->redis_paused) continue;
+        s->redis_paused = 0;
+        if (s->wsi)
+            lws_rx_flow_control(s->wsi, LWS_RXFLOW_REASON_APPLIES_ENABLE | CLIENT_RXFLOW_REDIS);
     }
     G.n_rx_paused = 0;
     log_info("redis: answering again: clients are read again");
@@ -585,7 +591,7 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         if (!dup) snprintf(a.id, sizeof(a.id), "%s", q->id);
         snprintf(a.conv, sizeof(a.conv), "%s", conv);
         a.seq = (uint64_t)seq;
-        sess_send_reply(s, &a);
+        sess_send_ctl_msg(s, &a); /* an ack is never dropped (sess.c) */
         msg_free(&a);
     }
     req_free(q);
@@ -690,7 +696,7 @@ static void command_done(rconn *rc, redisReply *r, void *priv) {
             a.type = MSG_ACK;
             snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
             snprintf(a.id, sizeof(a.id), "%s", q->id);
-            sess_send_reply(s, &a);
+            sess_send_ctl_msg(s, &a);
             msg_free(&a);
         }
     }

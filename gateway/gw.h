@@ -91,6 +91,7 @@ typedef enum codec { CODEC_JSON = 0, CODEC_MSGPACK = 1 } codec;
  * send queues of every session it goes to; freed when the last reference is dropped. */
 typedef struct frame {
     unsigned refs;
+    int ctl; /* an answer to a client frame (ack, error, welcome): never dropped (sess_send_ctl) */
     size_t len;
     unsigned char *buf; /* malloc'd; payload at buf + LWS_PRE */
 } frame;
@@ -131,7 +132,7 @@ typedef struct sess {
     int hello_pending;        /* hello being processed */
     int revocation_unchecked; /* agent signed in while Redis was away (client_agent_resume) */
     int closing;              /* close requested: stop queueing */
-    int rx_paused;            /* not read while Redis is busy (client.c backpressure) */
+    int redis_paused;         /* not read while Redis is busy (client.c backpressure) */
     int away; /* agents: the agent's own last choice (hello code, presence) was away */
     const char *hello_status; /* agents: the status its hello asked for (NULL, online, away) */
     int close_code;
@@ -141,10 +142,13 @@ typedef struct sess {
     char conv[MSG_ID_MAX]; /* customers: current conversation */
     uint64_t hello_last_seq;
     char hello_conv[MSG_ID_MAX];
-    /* send queue: ring of frames */
+    /* send queue: ring of frames; at most data_max of them are not answers (sess_send_ctl) */
     frame **q;
     unsigned q_cap, q_head, q_len;
-    unsigned q_slots; /* q_cap + SESS_REPLY_RESERVE: replies (acks, errors) may use the rest */
+    unsigned data_max; /* send_queue_max */
+    unsigned q_ctl;    /* answers among the queued frames */
+    unsigned owed;     /* client frames whose answer is still to come (pending Redis replies) */
+    int rx_paused;     /* reading from the client is paused until its answers drain */
     /* rate limit: token bucket */
     double tokens;
     uint64_t tokens_at_ms;
@@ -164,25 +168,33 @@ typedef struct sess {
     struct sess *next, *prev; /* all sessions */
 } sess;
 
-/* Create a session for a new connection (one reference, held by the connection). */
-sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned q_cap);
+/* Room for answers beyond send_queue_max: reading from a client pauses when this many halves
+ * are queued or owed, and a connection whose answers overflow even this is closed 1008 "too
+ * slow" (never an answer silently dropped). */
+#define SESS_CTL_MAX 64
+/* Create a session for a new connection (one reference, held by the connection); its queue holds
+ * data_max frames plus SESS_CTL_MAX answers. */
+sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max);
 sess *sess_ref(sess *s);
 /* Drop a reference; the last one frees the session (never call from inside lws for a live wsi). */
 void sess_unref(sess *s);
 /* The connection is gone: detach from lws, drop watches and the connection's reference. */
 void sess_detach(sess *s);
 /* Queue a frame (takes a new reference). Returns 0, or -1 when the queue is full or the session
- * is closing (the frame is not queued). */
+ * is closing (the frame is not queued: logged messages are read again from the log). */
 int sess_send(sess *s, frame *f);
 /* Encode and queue m; -1 as sess_send or on encoding failure. */
 int sess_send_msg(sess *s, const msg *m);
-/* Queue a reply to the client's own frame (welcome, ack, error): it may use SESS_REPLY_RESERVE
- * slots beyond send_queue_max, which deliveries of logged messages never take, so a queue filled
- * by a catch-up cannot swallow an ack. -1 as sess_send_msg. */
-int sess_send_reply(sess *s, const msg *m);
-/* Queue an error frame (code, reason, cmid of the refused frame, retry). */
+/* Queue an answer to a client frame (ack, error, welcome) in the room reserved for answers; when
+ * even that is full the connection is closed 1008 "too slow" (-1). */
+int sess_send_ctl_msg(sess *s, const msg *m);
+/* Queue an error frame (code, reason, cmid of the refused frame, retry) as an answer. */
 void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry);
-/* Room left in the send queue. */
+/* A client frame will be answered later (a Redis request is pending) / its answer is queued or
+ * given up: reading from the client pauses while too many answers are owed or unread. */
+void sess_owe(sess *s);
+void sess_owe_done(sess *s);
+/* Room left in the send queue for frames that are not answers. */
 unsigned sess_room(const sess *s);
 /* Pop the next frame to write (caller unrefs it after writing), NULL if empty. */
 frame *sess_pop(sess *s);

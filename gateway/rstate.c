@@ -203,7 +203,7 @@ static void rs_on_routers(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     const char *argv[1 + RS_ROUTERS_MAX];
-    char keys[RS_ROUTERS_MAX][MSG_ID_MAX + 32];
+    char keys[RS_ROUTERS_MAX][MSG_ID_MAX + CG_KEY_EXTRA];
     unsigned n = 0;
     for (size_t i = 0; i < r->elements && n < RS_ROUTERS_MAX; i++) {
         const redisReply *e = r->element[i];

@@ -1,27 +1,78 @@
 /* sess.c -- one client connection: its identity, bounded send queue and rate limit.
  *
  * A session outlives its lws connection while Redis replies for it are pending: every pending
- * reply holds a reference, and the connection holds one until sess_detach(). */
+ * reply holds a reference, and the connection holds one until sess_detach().
+ *
+ * The send queue holds at most send_queue_max frames that are not answers (logged messages, which
+ * a slow client reads again from the log, and best-effort notices) plus SESS_CTL_MAX answers to
+ * the client's own frames (acks, errors, welcome), which are never dropped: while the answers
+ * queued and owed (Redis requests pending) reach half of SESS_CTL_MAX, the gateway stops reading
+ * from the client (TCP backpressure) until they drain to a quarter; a connection whose answers
+ * overflow the reserve anyway is closed 1008 "too slow" after what is queued.
+ *
+ * After a wave of disconnects (at least SESS_TRIM_WAVE connections gone, half of the peak) the
+ * freed heap is handed back to the system (malloc_trim), a second after the last of them. */
 #include "gw.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 
-#define SESS_REPLY_RESERVE 64 /* replies beyond send_queue_max (sess_send_reply) */
+/* The lws rx flow control reason bit of answer backpressure (other modules may use others). */
+#define SESS_RXFLOW_ANSWERS (1 << 1)
+#define SESS_RX_PAUSE_AT (SESS_CTL_MAX / 2)
+#define SESS_RX_RESUME_AT (SESS_CTL_MAX / 4)
+#define SESS_TRIM_WAVE 64
+#define SESS_TRIM_DELAY_MS 1000
 
-sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned q_cap) {
+static uv_timer_t trim_timer;
+static int trim_ready;
+static unsigned trim_peak; /* most sessions since the last trim */
+
+static long sess_rss_kb(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void sess_trim_fire(uv_timer_t *t) {
+    long before = sess_rss_kb();
+    malloc_trim(0);
+    log_info("sess: %u connections left of %u: heap trimmed, RSS %ld -> %ld KiB", G.n_sessions,
+             trim_peak, before, sess_rss_kb());
+    trim_peak = G.n_sessions;
+}
+
+/* A session is gone: arm the trim once a wave of them is (restarting the delay each time). */
+static void sess_trim_maybe(void) {
+    if (trim_peak < G.n_sessions + SESS_TRIM_WAVE || G.n_sessions > trim_peak / 2) return;
+    if (!trim_ready) {
+        if (uv_timer_init(G.loop, &trim_timer) != 0) return;
+        uv_unref((uv_handle_t *)&trim_timer); /* never keeps the loop running */
+        trim_ready = 1;
+    }
+    if (!uv_is_closing((uv_handle_t *)&trim_timer))
+        uv_timer_start(&trim_timer, sess_trim_fire, SESS_TRIM_DELAY_MS, 0);
+}
+
+sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max) {
     sess *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    s->q = calloc(q_cap + SESS_REPLY_RESERVE, sizeof(*s->q));
+    unsigned q_cap = data_max + SESS_CTL_MAX;
+    s->q = calloc(q_cap, sizeof(*s->q));
     if (!s->q) {
         free(s);
         return NULL;
     }
     s->q_cap = q_cap;
-    s->q_slots = q_cap + SESS_REPLY_RESERVE;
+    s->data_max = data_max;
     s->wsi = wsi;
     s->refs = 1;
     s->role = role;
@@ -32,6 +83,7 @@ sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned q_cap) {
     if (G.sessions) G.sessions->prev = s;
     G.sessions = s;
     G.n_sessions++;
+    if (G.n_sessions > trim_peak) trim_peak = G.n_sessions;
     return s;
 }
 
@@ -65,41 +117,76 @@ void sess_detach(sess *s) {
     if (s->next) s->next->prev = s->prev;
     G.n_sessions--;
     sess_unref(s);
+    sess_trim_maybe();
 }
 
 unsigned sess_room(const sess *s) {
-    return s->q_len < s->q_cap ? s->q_cap - s->q_len : 0;
+    unsigned data = s->q_len - s->q_ctl;
+    unsigned room = data < s->data_max ? s->data_max - data : 0;
+    unsigned left = s->q_cap - s->q_len;
+    return room < left ? room : left;
 }
 
-/* Queue f if fewer than limit frames are queued. */
-static int sess_push(sess *s, frame *f, unsigned limit) {
-    if (!f || !s->wsi || s->closing || s->q_len >= limit) return -1;
-    s->q[(s->q_head + s->q_len) % s->q_slots] = frame_ref(f);
+/* Pause or resume reading from the client by the answers it has queued and owed. */
+static void sess_rx_flow(sess *s) {
+    if (!s->wsi) return;
+    unsigned load = s->q_ctl + s->owed;
+    if (!s->rx_paused && load >= SESS_RX_PAUSE_AT) {
+        s->rx_paused = 1;
+        log_debug("sess %s: %u answers unread or owed: reading paused", s->sock, load);
+        lws_rx_flow_control(s->wsi, LWS_RXFLOW_REASON_APPLIES_DISABLE | SESS_RXFLOW_ANSWERS);
+    } else if (s->rx_paused && load <= SESS_RX_RESUME_AT) {
+        s->rx_paused = 0;
+        lws_rx_flow_control(s->wsi, LWS_RXFLOW_REASON_APPLIES_ENABLE | SESS_RXFLOW_ANSWERS);
+    }
+}
+
+static void sess_push(sess *s, frame *f) {
+    s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
     s->q_len++;
+    if (f->ctl) s->q_ctl++;
     G.msgs_out++;
     ws_want_write(s);
-    return 0;
 }
 
 int sess_send(sess *s, frame *f) {
-    return sess_push(s, f, s->q_cap);
+    if (!f || !s->wsi || s->closing || !sess_room(s)) return -1;
+    sess_push(s, f);
+    return 0;
 }
 
-/* Encode m and queue it within limit. */
-static int sess_push_msg(sess *s, const msg *m, unsigned limit) {
+int sess_send_msg(sess *s, const msg *m) {
     frame *f = frame_encode(m, s->codec);
     if (!f) return -1;
-    int rc = sess_push(s, f, limit);
+    int rc = sess_send(s, f);
     frame_unref(f);
     return rc;
 }
 
-int sess_send_msg(sess *s, const msg *m) {
-    return sess_push_msg(s, m, s->q_cap);
+int sess_send_ctl_msg(sess *s, const msg *m) {
+    if (!s->wsi || s->closing) return -1;
+    if (s->q_len == s->q_cap) {
+        log_warn("sess %s: %u answers not read: closing (too slow)", s->sock, s->q_ctl);
+        sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+        return -1;
+    }
+    frame *f = frame_encode(m, s->codec);
+    if (!f) return -1;
+    f->ctl = 1;
+    sess_push(s, f);
+    frame_unref(f);
+    sess_rx_flow(s);
+    return 0;
 }
 
-int sess_send_reply(sess *s, const msg *m) {
-    return sess_push_msg(s, m, s->q_slots);
+void sess_owe(sess *s) {
+    s->owed++;
+    sess_rx_flow(s);
+}
+
+void sess_owe_done(sess *s) {
+    if (s->owed) s->owed--;
+    sess_rx_flow(s);
 }
 
 void sess_send_error(sess *s, const char *code, const char *reason, const char *cmid, int retry) {
@@ -112,7 +199,8 @@ void sess_send_error(sess *s, const char *code, const char *reason, const char *
     if (retry && (!strcmp(code, "unavailable") || !strcmp(code, "busy")))
         m.wait_s = RS_RETRY_AFTER_S; /* retry-after hint */
     msg_set_text(&m, reason, strlen(reason), NULL);
-    if (sess_send_reply(s, &m) < 0) log_debug("sess %s: error frame %s not queued", s->sock, code);
+    if (sess_send_ctl_msg(s, &m) < 0)
+        log_debug("sess %s: error frame %s not queued", s->sock, code);
     msg_free(&m);
 }
 
@@ -120,8 +208,12 @@ frame *sess_pop(sess *s) {
     if (!s->q_len) return NULL;
     frame *f = s->q[s->q_head];
     s->q[s->q_head] = NULL;
-    s->q_head = (s->q_head + 1) % s->q_slots;
+    s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_len--;
+    if (f->ctl && s->q_ctl) {
+        s->q_ctl--;
+        sess_rx_flow(s);
+    }
     return f;
 }
 

@@ -10,7 +10,19 @@
  * once; anything else (a gap, a full send queue, a fresh subscription, Redis reconnect) is healed
  * by reading the log: XRANGE cg:conv:<conv>:log <last_sent+1>-0 + COUNT n. Every subscription
  * confirmation re-syncs its watchers from durable state, so a message missed on pub/sub is never
- * lost, and seq numbers make sure none is sent twice. */
+ * lost, and seq numbers make sure none is sent twice. A catch-up that fails (a Redis error) is
+ * retried on a timer backing off from 50 ms to 2 s, never at once.
+ *
+ * Who may watch a conversation: its customer, and an agent session only while the conversation
+ * is assigned to that agent (there is no supervisor role in the tokens yet: every desk session is
+ * an agent). An agent's watch is checked against the conversation hash (HGET agent) after each
+ * logged event that may move the conversation (`assigned` or `transferred` to someone else,
+ * `escalated`, a bot text such as the unresolved close's) and after an agent-channel notice about
+ * it (offer timeout, SLA reassign, customer left); until the answer, nothing more is sent to it.
+ * The watch ends when the conversation is someone else's or no one's: the agent keeps what it
+ * had, up to and including the event that moved it. A closed conversation stays its last agent's
+ * (survey, rating): a session follows at most SUB_CLOSED_KEEP closed conversations, the ones
+ * closed last, so that an agent signed in for days does not pile up watches. */
 #include "gw.h"
 #include "desk_schema.h"
 
@@ -43,10 +55,20 @@ struct watch {
     int64_t snap_ts;      /* queue: ts of the newest snapshot sent (older ones are dropped) */
     int snap_sent;        /* queue: a snapshot (maybe empty) was sent */
     int fetching;
-    int stale; /* conv: a catch-up could not run or was cut short (full send queue) */
-    int dead;  /* unwatched while a Redis reply was pending: freed by that reply */
+    int stale;   /* conv: a catch-up could not run or was cut short (full send queue) */
+    int dead;    /* unwatched while a Redis reply was pending: freed by that reply */
+    int recheck; /* conv, agent: the assignment must be checked before anything more is sent */
+    unsigned backoff_ms; /* conv: delay of the next catch-up retry after a failed one */
+    uint64_t closed_no;  /* conv, agent: order in which its `closed` event was sent (0: open) */
+    uv_timer_t *retry;   /* conv: the catch-up retry timer (lazily created; closed with w) */
     msg_channel channel;
 };
+
+#define SUB_RETRY_MIN_MS 50
+#define SUB_RETRY_MAX_MS 2000
+#define SUB_CLOSED_KEEP 16
+
+static uint64_t closed_count; /* numbers the `closed` events sent to agents (closed_no) */
 
 static chan *buckets[SUB_BUCKETS];
 
@@ -105,6 +127,20 @@ static void chan_release_if_idle(chan *c) {
 
 /* ---- watch lifetime ---- */
 
+static void retry_closed(uv_handle_t *h) {
+    free(h);
+}
+
+/* Free w and its retry timer (closed asynchronously: the loop frees it). */
+static void watch_free(watch *w) {
+    if (w->retry) {
+        w->retry->data = NULL;
+        if (!uv_is_closing((uv_handle_t *)w->retry)) /* else loop_close_all() has it */
+            uv_close((uv_handle_t *)w->retry, retry_closed);
+    }
+    free(w);
+}
+
 static watch *watch_find(sess *s, chan *c) {
     for (watch *w = s->watches; w; w = w->snext)
         if (w->ch == c && !w->dead) return w;
@@ -149,7 +185,24 @@ static void watch_remove(watch *w) {
     if (w->fetching)
         w->dead = 1;
     else
-        free(w);
+        watch_free(w);
+}
+
+/* Unlink w from its session's watches, then remove it (watch_remove). */
+static void watch_drop(watch *w) {
+    for (watch **pp = &w->s->watches; *pp; pp = &(*pp)->snext)
+        if (*pp == w) {
+            *pp = w->snext;
+            break;
+        }
+    watch_remove(w);
+}
+
+/* s's live watch of conversation conv, or NULL. */
+static watch *watch_of_conv(sess *s, const char *conv) {
+    for (watch *w = s->watches; w; w = w->snext)
+        if (w->ch && w->ch->kind == WATCH_CONV && !strcmp(w->ch->key, conv)) return w;
+    return NULL;
 }
 
 void sub_unwatch_all(sess *s) {
@@ -179,8 +232,92 @@ void sub_unwatch_conv(sess *s, const char *conv) {
 
 static void fetch_start(watch *w);
 
+/* 1 when w's session may only follow the conversation while it is assigned to it (agents). */
+static int watch_needs_owner(const watch *w) {
+    return w->s->role == SESS_AGENT;
+}
+
+/* 1 when m, sent to agent session s, may mean the conversation is no longer s's: an assignment
+ * or transfer to someone else, a close, an SLA action, a bot text (an unresolved close says
+ * another agent continues). */
+static int owner_event(const sess *s, const msg *m) {
+    switch (m->type) {
+    case MSG_ASSIGNED:
+    case MSG_TRANSFERRED:
+        return strcmp(m->agent_id, s->who.sub) != 0;
+    case MSG_ESCALATED:
+        return 1;
+    case MSG_TEXT:
+        return m->role == ROLE_BOT;
+    default:
+        return 0;
+    }
+}
+
+/* HMGET cg:conv:<conv> state agent: keep following it while it is the session's agent's (also
+ * closed), else end the watch (what was sent stays sent). No answer: stay held (recheck) until
+ * the command connection is back (sub_on_cmd_up). */
+static void owner_done(rconn *rc, redisReply *r, void *priv) {
+    watch *w = priv;
+    sess *s = w->s;
+    w->fetching = 0;
+    if (w->dead) {
+        watch_free(w);
+        sess_unref(s);
+        return;
+    }
+    if (!s->wsi || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        w->recheck = 1;
+        sess_unref(s);
+        return;
+    }
+    redisReply *state = r->element[0], *agent = r->element[1];
+    int mine = agent->type == REDIS_REPLY_STRING && !strcmp(agent->str, s->who.sub);
+    if (!mine) {
+        log_info("sub: %s stops following conversation %s (%s, state %s)", s->sock, w->ch->key,
+                 agent->type == REDIS_REPLY_STRING ? "assigned to another agent" : "unassigned",
+                 state->type == REDIS_REPLY_STRING ? state->str : "unknown");
+        watch_drop(w);
+    } else {
+        w->recheck = 0;
+        fetch_start(w); /* the rest of the log, if any (a catch-up stopped for the check) */
+    }
+    sess_unref(s);
+}
+
+/* Check that w's conversation is still its agent's before sending it anything more. */
+static void owner_check(watch *w) {
+    w->recheck = 1;
+    if (w->fetching || w->dead || !w->ch || !w->s->wsi) return; /* done when the reply is in */
+    char key[MSG_ID_MAX + CG_KEY_EXTRA];
+    snprintf(key, sizeof(key), CG_KEY_CONV, w->ch->key);
+    const char *argv[] = {"HMGET", key, "state", "agent"};
+    if (rconn_cmdargv(G.redis, owner_done, w, 4, argv, NULL) < 0) return; /* sub_on_cmd_up */
+    w->fetching = 1; /* keeps w alive until the reply (see watch_remove) */
+    sess_ref(w->s);
+}
+
+/* w's `closed` event was sent: number it, and end the watch of the session's closed conversation
+ * closed first when it follows more than SUB_CLOSED_KEEP (never w itself). */
+static void closed_mark(watch *w) {
+    if (!w->closed_no) w->closed_no = ++closed_count;
+    unsigned n = 0;
+    watch *oldest = NULL;
+    for (watch *x = w->s->watches; x; x = x->snext)
+        if (x->ch && x->closed_no) {
+            n++;
+            if (!oldest || x->closed_no < oldest->closed_no) oldest = x;
+        }
+    if (n > SUB_CLOSED_KEEP && oldest && oldest != w) {
+        log_debug("sub: %s stops following closed conversation %s (%u closed followed)", w->s->sock,
+                  oldest->ch->key, n);
+        watch_drop(oldest);
+    }
+}
+
 /* Queue one logged message (payload = msgpack) with its seq to w's session.
- * Returns 0 when queued, -1 when the send queue is full or the payload is bad (skipped). */
+ * Returns 0 when queued, 1 when queued and the assignment must be checked before the next one
+ * (owner_event), -1 when the send queue is full (not queued). A bad payload is skipped (0). */
 static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
     msg m;
     msg_init(&m);
@@ -202,9 +339,39 @@ static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
     } else {
         rc = sess_send_msg(w->s, &m);
     }
+    if (rc == 0) {
+        w->last_sent = seq;
+        if (watch_needs_owner(w) && m.type == MSG_CLOSED) closed_mark(w);
+        if (watch_needs_owner(w) && owner_event(w->s, &m)) rc = 1;
+    }
     msg_free(&m);
-    if (rc == 0) w->last_sent = seq;
     return rc;
+}
+
+static void retry_fire(uv_timer_t *t) {
+    watch *w = t->data;
+    if (w) fetch_start(w);
+}
+
+/* A catch-up failed (a Redis error; warn) or found nothing where a seq was announced: retry it
+ * later, 50 ms doubling up to 2 s. */
+static void fetch_retry(watch *w, const char *why, int warn) {
+    w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : SUB_RETRY_MIN_MS;
+    if (w->backoff_ms > SUB_RETRY_MAX_MS) w->backoff_ms = SUB_RETRY_MAX_MS;
+    log_write(warn ? LOG_WARN : LOG_DEBUG,
+              "sub: catch-up of conversation %s for %s failed (%s); retrying in %u ms", w->ch->key,
+              w->s->sock, why, w->backoff_ms);
+    if (!w->retry) {
+        w->retry = malloc(sizeof(*w->retry));
+        if (!w->retry || uv_timer_init(G.loop, w->retry) != 0) {
+            free(w->retry);
+            w->retry = NULL;
+            w->stale = 1; /* resumed by sub_drained() or sub_on_cmd_up() */
+            return;
+        }
+        w->retry->data = w;
+    }
+    uv_timer_start(w->retry, retry_fire, w->backoff_ms, 0);
 }
 
 /* XRANGE reply: [[id, [field, value, ...]], ...]. */
@@ -213,32 +380,62 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
     sess *s = w->s;
     w->fetching = 0;
     if (w->dead) {
-        free(w);
+        watch_free(w);
+        sess_unref(s);
+        return;
+    }
+    if (!r) { /* the command connection went away: sub_on_cmd_up() re-syncs */
+        w->stale = 1;
+        sess_unref(s);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        fetch_retry(w, r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply", 1);
+        sess_unref(s);
+        return;
+    }
+    if (r->elements) w->backoff_ms = 0;
+    if (w->recheck) { /* a notice about the conversation came meanwhile: check first */
+        owner_check(w);
         sess_unref(s);
         return;
     }
     size_t got = 0;
-    int blocked = 0;
-    if (r && r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements && !blocked; i++, got++) {
-            redisReply *e = r->element[i];
-            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
-            uint64_t seq = strtoull(e->element[0]->str, NULL, 10);
-            redisReply *kv = e->element[1];
-            if (seq <= w->last_sent || kv->type != REDIS_REPLY_ARRAY || kv->elements < 2) continue;
-            if (deliver_payload(w, seq, kv->element[1]->str, kv->element[1]->len) < 0) blocked = 1;
+    int stop = 0;
+    for (size_t i = 0; i < r->elements && !stop; i++, got++) {
+        redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+        uint64_t seq = strtoull(e->element[0]->str, NULL, 10);
+        redisReply *kv = e->element[1];
+        if (seq <= w->last_sent || kv->type != REDIS_REPLY_ARRAY || kv->elements < 2) continue;
+        int d = deliver_payload(w, seq, kv->element[1]->str, kv->element[1]->len);
+        if (d < 0) {
+            w->stale = 1; /* resumed by sub_drained() */
+            stop = 1;
+        } else if (d > 0) {
+            w->recheck = 1;
+            stop = 1;
         }
     }
-    if (blocked) w->stale = 1; /* resumed by sub_drained() */
-    if (r && !blocked && (got == SUB_FETCH_MAX || w->want > w->last_sent)) fetch_start(w);
+    if (!got && w->want > w->last_sent) /* announced, not (yet) in the log: never at once */
+        fetch_retry(w, "the announced messages are not in the log", 0);
+    else if (!stop && (got == SUB_FETCH_MAX || w->want > w->last_sent))
+        fetch_start(w);
+    else if (w->recheck)
+        owner_check(w);
     sess_unref(s);
 }
 
 /* Read what w's session has not got yet from the log, bounded by its free queue room. */
 static void fetch_start(watch *w) {
     if (w->fetching || w->dead || !w->ch || w->ch->kind != WATCH_CONV) return;
-    unsigned room = sess_room(w->s);
     if (!w->s->wsi) return;
+    if (w->recheck) {
+        owner_check(w);
+        return;
+    }
+    if (w->retry && uv_is_active((uv_handle_t *)w->retry)) return; /* retry_fire() comes */
+    unsigned room = sess_room(w->s);
     if (!room) {
         w->stale = 1; /* resumed by sub_drained() */
         return;
@@ -336,7 +533,7 @@ static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
     sess *s = w->s;
     w->fetching = 0;
     if (w->dead) {
-        free(w);
+        watch_free(w);
         sess_unref(s);
         return;
     }
@@ -380,20 +577,25 @@ static void watch_sync(watch *w) {
 
 /* ---- live messages ---- */
 
+/* A live conversation message to its watchers: the next seq goes out at once, anything else
+ * through the log (fetch_start). An agent's watch held for an assignment check (recheck) gets
+ * nothing until it is answered; an event that may move the conversation starts that check. */
 static void deliver_conv(chan *c, uint64_t seq, msg *m, frame_cache *fc) {
     for (watch *w = c->watchers, *next; w; w = next) {
         next = w->cnext;
         sess *s = w->s;
         if (!seq) { /* ephemeral: not back to its author */
-            if (!strcmp(m->sender_id, s->who.sub)) continue;
+            if (!strcmp(m->sender_id, s->who.sub) || w->recheck) continue;
             sess_send(s, frame_cache_get(fc, s->codec));
             continue;
         }
         if (seq <= w->last_sent) continue;
         client_conv_event(s, c->key, m->type);
-        if (seq == w->last_sent + 1 && !w->fetching && sess_room(s) &&
+        if (seq == w->last_sent + 1 && !w->fetching && !w->recheck && sess_room(s) &&
             sess_send(s, frame_cache_view(fc, s->codec, s->role == SESS_AGENT)) == 0) {
             w->last_sent = seq;
+            if (watch_needs_owner(w) && m->type == MSG_CLOSED) closed_mark(w);
+            if (watch_needs_owner(w) && owner_event(s, m)) owner_check(w);
             continue;
         }
         if (seq > w->want) w->want = seq;
@@ -408,6 +610,10 @@ static void deliver_agent(chan *c, msg *m, frame_cache *fc) {
             agent_conv_announce(w->s, m->conv);
             continue;
         }
+        /* A notice about one of its conversations (taken back by an offer timeout or an SLA
+         * reassign, closed by the customer or the desk): is it still the agent's? */
+        watch *cw = m->conv[0] ? watch_of_conv(w->s, m->conv) : NULL;
+        if (cw) owner_check(cw);
         sess_send(w->s, frame_cache_get(fc, w->s->codec));
     }
 }
