@@ -628,7 +628,7 @@ static void br_push_done(void *priv, int failed, const char *conv, long long seq
         snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
         snprintf(a.conv, sizeof(a.conv), "%s", conv);
         a.seq = (uint64_t)seq;
-        sess_send_msg(s, &a);
+        sess_send_ctl_msg(s, &a); /* an answer: never dropped (sess.c) */
         msg_free(&a);
     }
     sess_unref(s);
@@ -764,7 +764,7 @@ static void br_push_native(bridge *b, msg *m) {
         msg_init(&a);
         a.type = MSG_ACK;
         snprintf(a.cmid, sizeof(a.cmid), "%s", cmid);
-        sess_send_msg(s, &a);
+        sess_send_ctl_msg(s, &a); /* an answer: never dropped (sess.c) */
         msg_free(&a);
     }
 }

@@ -1,5 +1,5 @@
 #!lua name=chatgw_route
-local VERSION = 5 -- raise with every change: processes load only a newer library
+local VERSION = 6 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -463,13 +463,17 @@ local function sock_gw(sock)
 end
 
 -- The socket is closed (its disconnect, or its gateway was reaped): out of the agent's sockets
--- and of its gateway's index, remembered in cg:agent:<a>:gone (24 h).
+-- and of its gateway's index, remembered in cg:agent:<a>:gone (24 h, the latest GONE_KEEP_N:
+-- only a connect processed after its own disconnect is looked up there, so memory stays bounded
+-- for an agent that reconnects all day).
+local GONE_KEEP_N = 256
 local function sock_drop(agent, sock, ts)
     redis.call('SREM', CG.KEY.agent_socks(agent), sock)
     local gw = sock_gw(sock)
     if gw then redis.call('ZREM', CG.KEY.gw_socks(gw), sock .. ' ' .. agent) end
     redis.call('ZADD', CG.KEY.agent_gone(agent), fmt(ts), sock)
     redis.call('ZREMRANGEBYSCORE', CG.KEY.agent_gone(agent), '-inf', fmt(ts - GONE_KEEP_MS))
+    redis.call('ZREMRANGEBYRANK', CG.KEY.agent_gone(agent), 0, -(GONE_KEEP_N + 1))
     redis.call('PEXPIRE', CG.KEY.agent_gone(agent), GONE_KEEP_MS)
 end
 

@@ -214,3 +214,21 @@ def test_first_message_retried_during_a_redis_pause_is_one_conversation(redis_sr
     assert (a1["conv"], a1["seq"]) == (a2["conv"], a2["seq"]) and a1["conv"] != first
     assert convs_of(r, sender) == {first, a1["conv"]}
     assert [m["text"] for m in log_of(r, a1["conv"]) if m.get("role") == "customer"] == ["me again"]
+
+
+def test_an_agents_closed_sockets_are_remembered_within_bounds(redis_srv):
+    """cg:agent:<a>:gone remembers closed sockets so a late connect is ignored; an agent that
+    reconnects all day keeps only the latest 256 (the 60-minute soak grew Redis by them)."""
+    r = redis_srv.r
+    load_libraries(r)
+    for i in range(300):
+        sock = f"gw1:{i}"
+        r.fcall("cg_presence", 1, "cg:{t:default}", "amy", sock, 1, "amy", 1, "general", NOW + 2 * i)
+        r.fcall("cg_presence", 1, "cg:{t:default}", "amy", sock, 0, "amy", 1, "general",
+                NOW + 2 * i + 1)
+    gone = "cg:{t:default}:agent:amy:gone"
+    assert r.zcard(gone) == 256
+    assert r.zscore(gone, "gw1:299") is not None and r.zscore(gone, "gw1:0") is None
+    # a late connect of a recently closed socket is still ignored
+    r.fcall("cg_presence", 1, "cg:{t:default}", "amy", "gw1:299", 1, "amy", 1, "general", NOW + 700)
+    assert not r.sismember("cg:{t:default}:agent:amy:socks", "gw1:299")
