@@ -9,7 +9,8 @@
  *               no_agent on a chat when nobody who serves the queue or its overflow is
  *               online, email_ack on e-mail, else queued with position and wait); a conversation
  *               classified into complaint_queue also gets a complaint ticket;
- *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only);
+ *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only; not while
+ *               nobody serves the queue: no_agent is said once);
  *   assigned -> response timers; announce only if the assignment is still in the outbox (a
  *               router died before);
  *   closed / unknown -> nothing (cg_append opened a new conversation for later messages), except
@@ -164,7 +165,10 @@ static void conv_after_info(job *j) {
     }
     if (strcmp(j->state, "queued") == 0) {
         sla_on_customer(j);
-        if (sla_is_chat(j->channel)) conv_say_waiting(j, j->position);
+        /* the waiting reply again; while nobody serves the queue the customer was told so once
+         * (at the start of the wait, or by the position check when the last agent left): its
+         * next messages (a contact, as asked) get no repeat */
+        if (sla_is_chat(j->channel) && (j->staffed || j->held)) conv_say_waiting(j, j->position);
         return;
     }
     if (strcmp(j->state, "assigned") == 0) {

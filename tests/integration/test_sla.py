@@ -630,6 +630,7 @@ def test_tickets_per_customer_are_limited(redis_srv, procs, tmp_path):
 def test_complaints_get_consecutive_ticket_numbers(redis_srv, procs, tmp_path):
     r = redis_srv.r
     router(procs, config(tmp_path))
+    staff(r, "complaints")  # each message then gets the waiting reply (what the test waits for)
     day = datetime.datetime.fromtimestamp(now_ms() / 1000, datetime.timezone.utc).strftime("%Y%m%d")
     c1 = send(r, "angry1", "I want to file a complaint")
     t1 = wait_bot(r, c1, "TICKET")[0]["text"]

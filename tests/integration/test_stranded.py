@@ -139,6 +139,7 @@ def test_nobody_online_gets_an_honest_reply_and_a_metric(procs, redis_srv):
         reply = await zh.expect(lambda f: f.get("type") == "text" and f.get("role") == "bot"
                                 and f.get("queue") == "after_sales", what="the waiting reply")
         assert "没有能处理此问题的客服在线" in reply["text"] and "position" not in reply
+        await zh.say("我的邮箱 wang@example.cn")  # the contact, as asked: no second reply
         en = await customer(gw, identity={"locale": "en"})
         conv_en = (await en.say("my parcel arrived damaged"))["conv"]
         reply = await en.expect(lambda f: f.get("type") == "text" and f.get("role") == "bot"
@@ -154,6 +155,8 @@ def test_nobody_online_gets_an_honest_reply_and_a_metric(procs, redis_srv):
     conv = run(scenario())
     assert s(r.hget("cg:{t:default}:kpi:queue:after_sales", "no_agent")) == "2"
     assert not [m for m in log_of(r, conv) if m.get("position")]
+    told = [m for m in log_of(r, conv) if m.get("role") == "bot" and m.get("queue")]
+    assert len(told) == 1, told  # said once, not again for the contact
     metrics = wait_until(lambda: _scrape(gw), 5, "metrics")
     assert 'chatgw_queue_no_agent_total{queue="after_sales"} 2' in metrics
 
