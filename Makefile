@@ -30,7 +30,8 @@ PROTO_SRC := $(wildcard proto/*.c)
 CHANNELS_SRC := $(wildcard channels/*.c)
 GATEWAY_SRC := $(wildcard gateway/*.c)
 ROUTER_SRC := $(wildcard router/*.c)
-LUA_SRC := $(wildcard redis/*.lua)
+# the parts of the Redis function library, in the order the table in redis/lib.lua gives
+LUA_SRC := $(addprefix redis/,$(shell sed -n 's/^  \([a-z]*\.lua\)  .*/\1/p' redis/lib.lua))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -41,7 +42,7 @@ GEN_FILES := $(GEN)/proto_schema.h $(GEN)/proto_schema.c $(GEN)/desk_schema.h $(
 GEN_OBJ := $(BUILD)/obj/gen/proto_schema.o $(BUILD)/obj/gen/desk_schema.o
 WWW_GEN := gateway/www/gen/schema.js
 LIB_OBJ := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC)) $(GEN_OBJ)
-LUA_OBJ := $(patsubst redis/%.lua,$(BUILD)/obj/lua_%.o,$(LUA_SRC))
+LUA_OBJ := $(BUILD)/obj/lua_chatgw.o
 GATEWAY_BIN := $(BUILD)/chatgw-gateway
 ROUTER_BIN := $(BUILD)/chatgw-router
 TOKEN_BIN := $(BUILD)/chatgw-token
@@ -89,18 +90,17 @@ $(BUILD)/obj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# Redis function libraries: the schema's Lua prelude, the helpers of redis/shared/ and the library's
-# code, assembled into one
-# "#!lua name=chatgw_<name>" file, embedded into the binaries as byte arrays (redis_<name>_lua[]).
-LUA_SHARED := $(sort $(wildcard redis/shared/*.lua))
-$(GEN)/redis/%.lua: redis/%.lua $(LUA_SHARED) $(GEN)/schema.lua tools/gen_schema.py
+# The Redis function library chatgw: the schema's Lua prelude and the domain parts of redis/, in
+# the order redis/lib.lua lists them, assembled into one "#!lua name=chatgw" file and embedded into both
+# binaries as a byte array (redis_chatgw_lua[]).
+$(GEN)/redis/chatgw.lua: $(LUA_SRC) $(GEN)/schema.lua tools/gen_schema.py
 	@mkdir -p $(dir $@)
-	$(PY) tools/gen_schema.py --lua-lib chatgw_$* $@ $(GEN)/schema.lua $(LUA_SHARED) $<
+	$(PY) tools/gen_schema.py --lua-lib chatgw $@ $(GEN)/schema.lua $(LUA_SRC)
 # kept (make would delete them as intermediates): they are what the binaries carry
-.SECONDARY: $(patsubst redis/%.lua,$(GEN)/redis/%.lua,$(LUA_SRC)) $(patsubst redis/%.lua,$(GEN)/lua_%.c,$(LUA_SRC))
-$(GEN)/lua_%.c: $(GEN)/redis/%.lua
-	cd $(GEN) && xxd -i redis/$*.lua > $(abspath $@)
-$(BUILD)/obj/lua_%.o: $(GEN)/lua_%.c
+.SECONDARY: $(GEN)/redis/chatgw.lua $(GEN)/lua_chatgw.c
+$(GEN)/lua_chatgw.c: $(GEN)/redis/chatgw.lua
+	cd $(GEN) && xxd -i redis/chatgw.lua > $(abspath $@)
+$(BUILD)/obj/lua_chatgw.o: $(GEN)/lua_chatgw.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -47,6 +47,29 @@ rlib_verdict rlib_check(const redisReply *r, long long mine, long long *theirs) 
     return r->integer == mine ? RLIB_KEEP : RLIB_NEWER;
 }
 
+int rlib_load_send(rconn *rc, rconn_reply_fn *cb, void *priv, const unsigned char *code,
+                   size_t len) {
+    static const char *const legacy[] = {"chatgw_conv", "chatgw_route"};
+    /* one event-loop turn queues all of it, so no other command of this connection falls inside */
+    if (rconn_cmd(rc, NULL, NULL, "MULTI") != 0) return -1;
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < sizeof(legacy) / sizeof(legacy[0]); i++)
+        rv = rconn_cmd(rc, NULL, NULL, "FUNCTION DELETE %s", legacy[i]);
+    const char *argv[4] = {"FUNCTION", "LOAD", "REPLACE", (const char *)code};
+    size_t lens[4] = {8, 4, 7, len};
+    if (rv == 0) rv = rconn_cmdargv(rc, NULL, NULL, 4, argv, lens);
+    if (rv == 0) rv = rconn_cmd(rc, cb, priv, "EXEC");
+    if (rv != 0)
+        rconn_cmd(rc, NULL, NULL, "DISCARD"); /* out of memory half-way: no transaction left open */
+    return rv;
+}
+
+const redisReply *rlib_load_result(const redisReply *exec) {
+    if (!exec || exec->type != REDIS_REPLY_ARRAY) return exec;
+    if (exec->elements == 0) return NULL; /* cannot happen: EXEC of our four commands */
+    return exec->element[exec->elements - 1];
+}
+
 unsigned rlib_backoff(unsigned prev) {
     if (prev < RLIB_BACKOFF_MIN_MS) return RLIB_BACKOFF_MIN_MS;
     return prev >= RLIB_BACKOFF_MAX_MS / 2 ? RLIB_BACKOFF_MAX_MS : prev * 2;

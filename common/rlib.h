@@ -1,15 +1,21 @@
-/* rlib.h -- what every process needs to bring its Redis function libraries in safely: which error
- * replies are worth retrying, the version a library's source declares, the verdict on the version
- * Redis holds, and the start-up back-off (docs/architecture.md, "Loading and health").
+/* rlib.h -- what every process needs to bring the Redis function library chatgw in safely: which
+ * error replies are worth retrying, the version the library's source declares, the verdict on the
+ * version Redis holds, the load itself and the start-up back-off (docs/architecture.md, "Loading
+ * and health").
  *
- * A library declares `local VERSION = <n>` near its top and registers `<library>_version`
- * (flags no-writes) returning it. A process asks `FCALL_RO <library>_version 0` and loads its own
- * copy (FUNCTION LOAD REPLACE) only when the function is missing or answers a smaller number. */
+ * The library declares `local VERSION = <n>` near its top and registers `chatgw_version` (flags
+ * no-writes) returning it. A process asks `FCALL_RO chatgw_version 1 <tenant>` and loads its own
+ * copy (rlib_load_send) only when the function is missing or answers a smaller number. */
 #ifndef CG_RLIB_H
 #define CG_RLIB_H
 
 #include <stddef.h>
 #include <hiredis/hiredis.h>
+
+#include "rconn.h"
+
+#define RLIB_NAME "chatgw"
+#define RLIB_VERSION_FN "chatgw_version"
 
 #define RLIB_BACKOFF_MIN_MS 100u
 #define RLIB_BACKOFF_MAX_MS 1000u
@@ -35,6 +41,19 @@ long long rlib_version(const unsigned char *code, size_t len);
 /* The verdict on the reply r to `FCALL_RO <library>_version 0` for a process whose copy has
  * version mine; *theirs gets the version Redis holds (0 when missing, -1 when unknown). */
 rlib_verdict rlib_check(const redisReply *r, long long mine, long long *theirs);
+
+/* Load the len bytes of code as one transaction: MULTI, FUNCTION DELETE of each library of the
+ * releases before the one-library core (chatgw_conv, chatgw_route: their function names are the
+ * library's own), FUNCTION LOAD REPLACE code, EXEC. cb gets EXEC's reply (NULL when the connection
+ * was lost); rlib_load_result() picks the load's answer from it. 0 sent; -1 not (connection down).
+ */
+int rlib_load_send(rconn *rc, rconn_reply_fn *cb, void *priv, const unsigned char *code,
+                   size_t len);
+
+/* The answer of FUNCTION LOAD inside exec, the reply to rlib_load_send's EXEC: the library's name,
+ * or an error reply (also exec itself when the transaction failed as a whole, e.g. EXECABORT).
+ * NULL for NULL. Borrowed from exec. */
+const redisReply *rlib_load_result(const redisReply *exec);
 
 /* The next start-up retry delay after prev (0 for the first): RLIB_BACKOFF_MIN_MS doubling up to
  * RLIB_BACKOFF_MAX_MS. */

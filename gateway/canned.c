@@ -1,7 +1,7 @@
 /* canned.c -- GET /canned?queue=<queue>: the canned replies of a queue, for agent consoles.
  *
  * The router publishes each queue's [canned <queue>] section as the hash cg:canned:<queue>
- * (FCALL cg_canned_set, redis/route.lua). An agent reads them with its console token:
+ * (FCALL cg_canned_set, redis/queue.lua). An agent reads them with its console token:
  *
  *   GET /canned?queue=faq
  *   Authorization: Bearer <agent JWT>

@@ -4,7 +4,7 @@
  * Every heartbeat_ms one command on the command connection:
  *     SET cg:gw:<gateway id> <boot ms> PX <3 * heartbeat_ms> GET
  * The value is the time this process started (its run): the routers' reaper (FCALL cg_gw_reap,
- * redis/route.lua; router/reap.c) drops every agent socket of a gateway whose key has expired,
+ * redis/agent.lua; router/reap.c) drops every agent socket of a gateway whose key has expired,
  * and those of an earlier run of a gateway that restarted with the same id before its key
  * expired. The gateway also joins the set cg:gateways (SADD, pipelined after the SET) on the first
  * beat of each command connection and after a beat that found its key gone.

@@ -5,7 +5,7 @@
  *   per queue   waiting conversations, oldest wait, available agents (live gauges), and the
  *               desk's service counters cg:kpi:queue:<queue>
  *   per agent   the service counters cg:kpi:agent:<agent> of the agents in cg:kpi:agents
- * The counters are HINCRBY'd by the Redis functions at the moment things happen (redis/route.lua
+ * The counters are HINCRBY'd by the Redis functions at the moment things happen (redis/desk.lua
  * kpi_add, redis/conv.lua kpi_response / kpi_rating); their definitions are in
  * docs/architecture.md, "Desk metrics". Two rounds, both pipelined: SMEMBERS cg:queues and
  * SMEMBERS cg:kpi:agents, then 4 commands per queue and one HGETALL per agent (at most

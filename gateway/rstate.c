@@ -2,8 +2,8 @@
  * connection and the health that /healthz, /metrics and the client frames go by
  * (docs/architecture.md, "Loading and health").
  *
- * Start-up, on every connect of the command connection: FCALL_RO chatgw_conv_version; when the
- * library is missing or older than ours, FUNCTION LOAD REPLACE and check again; a newer one is
+ * Start-up, on every connect of the command connection: FCALL_RO chatgw_version; when the
+ * library is missing or older than ours, load it (rlib_load_send) and check again; a newer one is
  * kept. The same check runs every second while ready, so a library deleted or replaced by an
  * older process comes back. LOADING, BUSY, READONLY, ... and unexpected answers are retried after a
  * back-off (100 ms doubling to 1 s). Once the library is in, main.c's ready callback runs
@@ -27,8 +27,8 @@
 #include "../common/log.h"
 #include "../common/rlib.h"
 
-extern unsigned char redis_conv_lua[];
-extern unsigned int redis_conv_lua_len;
+extern unsigned char redis_chatgw_lua[];
+extern unsigned int redis_chatgw_lua_len;
 
 #define RS_POLL_MS 250
 #define RS_STALE_MS 1000
@@ -106,23 +106,25 @@ static void rs_started(void) {
     if (rs.on_ready) rs.on_ready();
 }
 
-static void rs_loaded(rconn *rc, redisReply *r, void *priv) {
+static void rs_loaded(rconn *rc, redisReply *exec, void *priv) {
     rs.checking = 0;
-    if (!r) return; /* connection lost: the next connect starts over */
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_error("redis: FUNCTION LOAD chatgw_conv failed: %s", r->str);
-        rs_retry_later(r->str);
+    if (!exec) return; /* connection lost: the next connect starts over */
+    const redisReply *r = rlib_load_result(exec);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        const char *why = r ? r->str : "no answer";
+        log_error("redis: FUNCTION LOAD " RLIB_NAME " failed: %s", why);
+        rs_retry_later(why);
         return;
     }
-    log_info("redis: library chatgw_conv version %lld loaded",
-             rlib_version(redis_conv_lua, redis_conv_lua_len));
+    log_info("redis: library " RLIB_NAME " version %lld loaded",
+             rlib_version(redis_chatgw_lua, redis_chatgw_lua_len));
     rs_check(); /* and check again: another process may have loaded a newer one meanwhile */
 }
 
 static void rs_checked(rconn *rc, redisReply *r, void *priv) {
     rs.checking = 0;
     if (!r) return;
-    long long mine = rlib_version(redis_conv_lua, redis_conv_lua_len), theirs = -1;
+    long long mine = rlib_version(redis_chatgw_lua, redis_chatgw_lua_len), theirs = -1;
     rlib_verdict v = rlib_check(r, mine, &theirs);
     if (v == RLIB_RETRY) {
         rs.loading = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "LOADING", 7);
@@ -132,24 +134,23 @@ static void rs_checked(rconn *rc, redisReply *r, void *priv) {
     }
     if (v == RLIB_NEWER && rs.newer != theirs) {
         rs.newer = theirs;
-        log_warn("redis: library chatgw_conv version %lld is newer than ours (%lld): keeping it",
+        log_warn("redis: library " RLIB_NAME " version %lld is newer than ours (%lld): keeping it",
                  theirs, mine);
     }
     if (v != RLIB_LOAD) {
         if (!rs.ready) rs_started();
         return;
     }
-    log_info("redis: library chatgw_conv: Redis holds version %lld, loading ours (%lld)", theirs,
+    log_info("redis: library " RLIB_NAME ": Redis holds version %lld, loading ours (%lld)", theirs,
              mine);
-    const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", (const char *)redis_conv_lua};
-    size_t lens[] = {8, 4, 7, redis_conv_lua_len};
-    if (rconn_cmdargv(G.redis, rs_loaded, NULL, 4, argv, lens) == 0) rs.checking = 1;
+    if (rlib_load_send(G.redis, rs_loaded, NULL, redis_chatgw_lua, redis_chatgw_lua_len) == 0)
+        rs.checking = 1;
 }
 
 static void rs_check(void) {
     if (rs.checking || G.stopping || !rconn_is_up(G.redis)) return;
     if (uv_is_active((uv_handle_t *)&rs.retry)) return;
-    const char *argv[] = {"FCALL_RO", "chatgw_conv_version", "1", CG_KEY_TENANT};
+    const char *argv[] = {"FCALL_RO", RLIB_VERSION_FN, "1", CG_KEY_TENANT};
     if (rconn_cmdargv(G.redis, rs_checked, NULL, 4, argv, NULL) == 0) rs.checking = 1;
 }
 

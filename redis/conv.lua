@@ -1,13 +1,9 @@
-#!lua name=chatgw_conv
-local VERSION = 3 -- raise with every change: processes load only a newer library
-redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writes'},
-                        callback = function() return VERSION end}
---[[
-chatgw_conv -- the conversation log (docs/architecture.md, "Redis keys" / "Redis functions").
-Loaded by the gateway and the router when Redis holds no chatgw_conv or an older VERSION (common/rlib.c;
-docs/architecture.md "Loading and health"), assembled with the schema's CG prelude (schema/README.md).
+-- redis/conv.lua -- conversations and messages: the log, idempotency, survey answers, outbound
+-- copies, bounded work streams (a part of the chatgw library: redis/lib.lua).
 
-FCALL cg_append 0 conv cmid role sender payload newconv channel now_ms mode [preview [attr value]...]
+--[[
+
+FCALL cg_append 1 <tenant> conv cmid role sender payload newconv channel now_ms mode [preview [attr value]...]
   conv     conversation id; may be '' for role customer (use the customer's open conversation)
   cmid     client message id ('' = none): a repeated cmid returns the first seq with dup = 1
   role     customer | agent | system | bot | bridge
@@ -139,7 +135,7 @@ local function agent_check(c, sender)
     return true
 end
 
--- ---- desk metrics (kpi_add: redis/shared/desk.lua) -------------------------------------------
+-- ---- desk metrics (kpi_add: redis/desk.lua) -------------------------------------------
 
 -- Response times, counted here and not in the router: cg_append stores every customer and agent
 -- message once, in log order and stamped with its own time, so this is exact with any number of
@@ -212,7 +208,7 @@ local function outbound(conv, seq, role, payload, m, channel)
     redis.call('XADD', unpack(argv))
 end
 
--- ---- the steady state (sla_customer, sla_agent: redis/shared/desk.lua) ------------------------
+-- ---- the steady state (sla_customer, sla_agent: redis/desk.lua) ------------------------
 
 -- The payload as a table, or nil when it does not decode.
 local function decode(payload)
@@ -334,5 +330,37 @@ local function cg_append(keys, args)
     outbound(conv, seq, role, payload, m, c.channel)
     return {conv, seq, 0}
 end
+
+-- ---- bounded work streams (router/trim.c) --------------------------------------------------
+
+--[[
+FCALL cg_trim 1 <tenant> stream group
+  Drops the entries of stream that group is done with: those below its oldest pending entry, or,
+  with nothing pending, those before its last delivered entry (XTRIM MINID, exact: the cost is
+  the number of entries dropped). Entries not yet delivered or not yet acknowledged are never
+  dropped. A stream without that group is left whole (nobody has
+  read it yet). Only for streams with one consumer group (cg:in, cg:out:<channel>).
+  -> number of entries dropped
+]]
+
+local function cg_trim(keys, args)
+    local stream, group = args[1], args[2]
+    if not group then return redis.error_reply('BADARG stream group expected') end
+    if redis.call('TYPE', stream).ok ~= 'stream' then return 0 end
+    local last
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+        local f = {}
+        for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+        if f['name'] == group then last = f['last-delivered-id'] end
+    end
+    if not last or last == '0-0' then return 0 end
+    local p = redis.call('XPENDING', stream, group)
+    local minid = last
+    if tonumber(p[1]) > 0 then minid = p[2] end
+    return redis.call('XTRIM', stream, 'MINID', minid)
+end
+
+
+redis.register_function{function_name = 'cg_trim', callback = cg_trim}
 
 redis.register_function{function_name = 'cg_append', callback = cg_append}

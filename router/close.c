@@ -16,7 +16,7 @@
  *                     (rule 16); fired, a follow-up task (a conversation of its own, preview
  *                     "Follow-up <ticket>") is queued in followup_queue for agents to pick.
  * Both timers live in cg:timers and are claimed like every timer (timers.c); they are fired by
- * cg_close_fire (redis/route.lua) under the same lease rule as cg_timer_fire. */
+ * cg_close_fire (redis/close.lua) under the same lease rule as cg_timer_fire. */
 #include "router.h"
 #include "desk_schema.h"
 

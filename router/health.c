@@ -2,7 +2,7 @@
  *     SET cg:health:router:<id> <state> PX 3000
  *     ZADD cg:routers <now ms> <id>           (and routers not seen for an hour are dropped)
  * on the cmd connection, where state is
- *     ok                    libraries in, consumer group there, reading or working on cg:in
+ *     ok                    library in, consumer group there, reading or working on cg:in
  *     loading: <why>        the start-up waits (Redis loading its dataset, busy or read-only, a
  *                           library check or load, the consumer group, a connection)
  *     stalled: <why>        the start-up met an error that does not pass by itself (a library
@@ -10,7 +10,7 @@
  *                           has not finished for stall_ms, or no read of cg:in has been
  *                           outstanding for stall_ms (a failing XREADGROUP)
  * The gateways' /healthz and /metrics read it (gateway/rstate.c); a router whose key has expired
- * is gone (killed, or its loop stuck for 3 s). The same tick checks the libraries' versions again
+ * is gone (killed, or its loop stuck for 3 s). The same tick checks the library's version again
  * (store_check_libs), so a library that disappeared or was replaced by an older one comes back.
  * A stopped router's key expires within 3 s: it is then gone like a killed one. */
 #include "router.h"

@@ -3,7 +3,7 @@
  * A gateway refreshes its liveness key cg:gw:<gateway> (value: the time its run started) every
  * heartbeat_ms, with an expiry of three heartbeats (gateway/heartbeat.c), and keeps itself in
  * cg:gateways; cg_presence indexes each agent socket under its gateway (cg:gw:<gateway>:socks).
- * Every gateway_reap_ms the router calls FCALL cg_gw_reap now limit (redis/route.lua), which in
+ * Every gateway_reap_ms the router calls FCALL cg_gw_reap now limit (redis/agent.lua), which in
  * one atomic step drops, as their disconnects would, every socket of a gateway whose key has
  * expired (killed, machine lost) and the sockets of an earlier run of a gateway that restarted
  * with the same id: an agent with no socket left is offline and out of every cg:avail set, so

@@ -1,7 +1,7 @@
 /* reclass.c -- the agent's classify command: {"type":"classify","conv":…,"code":"<category>"}.
  *
  * A category is the name of a configured classification rule ([rule <name>]) or "default", the
- * same names the router gives new conversations. One FCALL cg_reclassify (redis/route.lua) sets
+ * same names the router gives new conversations. One FCALL cg_reclassify (redis/queue.lua) sets
  * it on the conversation the agent is serving; the conversation log then gets a desk-only
  * `classified` event (code = new category, text = from what, by whom; customers see neither), and
  * a category whose rule leads to the complaint queue makes the conversation a complaint: a

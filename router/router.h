@@ -121,9 +121,9 @@ typedef struct router {
     /* store.c: the start-up of the cmd connection (docs/architecture.md, "Loading and health") */
     uv_timer_t start_retry; /* the library check again after a back-off */
     unsigned start_backoff_ms;
-    int lib_checking;        /* version checks or loads outstanding */
-    long long lib_theirs[2]; /* versions Redis holds (conv, route); -1 unknown */
-    char why[96];            /* what the library check waits for, "" when nothing */
+    int lib_checking;     /* a version check or load is outstanding */
+    long long lib_theirs; /* the library version Redis holds; -1 unknown */
+    char why[96];         /* what the library check waits for, "" when nothing */
 
     /* health.c */
     uv_timer_t health_tick;
@@ -134,7 +134,7 @@ typedef struct router {
     int64_t idle_since; /* ready, no job and no read outstanding since (0: not so) */
 
     /* store.c */
-    int fn_loaded; /* cmd is up and both libraries are loaded (our version or newer) */
+    int fn_loaded; /* cmd is up and the library is loaded (our version or newer) */
 
     /* job.c */
     job *head, *tail;
@@ -247,7 +247,7 @@ int store_start(router *r);
 void store_stop(router *r);
 /* Log "router <id> ready" once, when the group exists, reading started and functions loaded. */
 void store_maybe_ready(router *r);
-/* Publish the queue configuration (FCALL cg_queuecfg, see redis/route.lua) when cmd is ready;
+/* Publish the queue configuration (FCALL cg_queuecfg, see redis/queue.lua) when cmd is ready;
  * called on every (re)load of the functions and after a reload of the configuration. */
 void store_publish_queues(router *r);
 /* Parse an assignment ROW reply. 0, or -1 when empty or malformed. */
@@ -256,10 +256,10 @@ int store_row_parse(const redisReply *rep, asg_row *out);
 void store_str(const redisReply *rep, char *out, size_t n);
 long long store_int(const redisReply *rep);
 /* 1 for error replies worth retrying later (LOADING, BUSY, MASTERDOWN, TRYAGAIN, ...; a function
- * not found, which also starts a check of the libraries). */
+ * not found, which also starts a check of the library). */
 int store_transient(const redisReply *rep);
-/* Check the libraries' versions now (and load what is missing or older); fn_loaded stays set
- * while a check of libraries that were in runs. */
+/* Check the library's version now (and load it when missing or older); fn_loaded stays set
+ * while a check of a library that was in runs. */
 void store_check_libs(router *r);
 
 /* ---- health.c: cg:health:router:<id> ------------------------------------------------------ */

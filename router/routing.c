@@ -1,5 +1,5 @@
-/* routing.c -- routing rules beyond "least-loaded agent of the queue" (redis/route.lua, the
- * routing block):
+/* routing.c -- routing rules beyond "least-loaded agent of the queue" (redis/assign.lua,
+ * redis/queue.lua and redis/timer.lua):
  *
  *   sticky agents   a new conversation of a customer whose last conversation was answered by
  *                   agent A within sticky_window_s goes to A when A is online with free capacity

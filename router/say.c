@@ -195,7 +195,7 @@ void say_agent_error(job *j, const char *agent, const char *code, const char *te
     msg_free(&m);
 }
 
-/* Function error prefixes (redis/route.lua) and the error codes agents get for them. */
+/* Function error prefixes (the chatgw library, redis/) and the error codes agents get for them. */
 static const struct {
     const char *prefix, *code;
 } say_refusals[] = {

@@ -1,6 +1,6 @@
 /* sla.c -- the time-driven service rules: response-time SLAs, position updates and complaints.
  *
- * Timers live in Redis (cg:timers, redis/route.lua), so they survive a router restart and fire
+ * Timers live in Redis (cg:timers, redis/timer.lua), so they survive a router restart and fire
  * once with several routers (timers.c claims them). This module arms and cancels them and does
  * what a fired one asks:
  *   first:<conv>   first response: armed by the first customer message, due after

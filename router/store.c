@@ -1,8 +1,8 @@
-/* store.c -- the router's command connection: brings the function libraries in (loading ours only
- * when Redis holds none or an older version, retrying with back-off while Redis is loading, busy
- * or read-only) and publishes the queue configuration and the queues' canned replies on every
+/* store.c -- the router's command connection: brings the function library chatgw in (loading ours
+ * only when Redis holds none or an older version, retrying with back-off while Redis is loading,
+ * busy or read-only) and publishes the queue configuration and the queues' canned replies on every
  * connect, then lets the work queue, the claims, the outbox and the snapshots run; reply helpers.
- * The libraries are checked again every second (health.c), so one deleted, flushed or replaced
+ * The library is checked again every second (health.c), so one deleted, flushed or replaced
  * by an older process comes back (docs/architecture.md, "Loading and health"). */
 #include "router.h"
 #include "desk_schema.h"
@@ -15,10 +15,8 @@
 #include "../common/rlib.h"
 #include "../common/util.h"
 
-extern unsigned char redis_conv_lua[];
-extern unsigned int redis_conv_lua_len;
-extern unsigned char redis_route_lua[];
-extern unsigned int redis_route_lua_len;
+extern unsigned char redis_chatgw_lua[];
+extern unsigned int redis_chatgw_lua_len;
 
 void store_maybe_ready(router *r) {
     if (r->ready_logged || !r->fn_loaded || !r->group_ok || !r->reading) return;
@@ -223,30 +221,20 @@ static void store_on_loaded(router *r) {
     store_maybe_ready(r);
 }
 
-/* ---- the libraries: version check, load only when missing or older ------------------------- */
+/* ---- the library: version check, load only when missing or older --------------------------- */
 
-typedef struct store_lib {
-    const char *name;    /* library */
-    const char *version; /* its version function */
-    const unsigned char *code;
-    const unsigned int *len;
-} store_lib;
+static router *store_self;           /* the process's router, for store_transient's self-healing */
+static long long store_newer_logged; /* the newer version we last said we keep */
 
-static const store_lib store_libs[2] = {
-    {"chatgw_conv", "chatgw_conv_version", redis_conv_lua, &redis_conv_lua_len},
-    {"chatgw_route", "chatgw_route_version", redis_route_lua, &redis_route_lua_len},
-};
-
-static router *store_self; /* the process's router, for store_transient's self-healing */
-static rlib_verdict store_verdict[2];
-static int store_load_failed;           /* a FUNCTION LOAD of this round failed */
-static long long store_newer_logged[2]; /* the newer version we last said we keep */
+static long long store_mine(void) {
+    return rlib_version(redis_chatgw_lua, redis_chatgw_lua_len);
+}
 
 static void store_start_retry(uv_timer_t *t) {
     store_check_libs(t->data);
 }
 
-/* A step of the start-up could not be done now (why): check the libraries again after the next
+/* A step of the start-up could not be done now (why): check the library again after the next
  * back-off (100 ms doubling to 1 s). */
 static void store_retry_later(router *r, const char *why) {
     if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return;
@@ -258,7 +246,7 @@ static void store_retry_later(router *r, const char *why) {
     uv_timer_start(&r->start_retry, store_start_retry, r->start_backoff_ms, 0);
 }
 
-/* The libraries are ours or newer. */
+/* The library is ours or newer. */
 static void store_libs_in(router *r) {
     r->start_backoff_ms = 0;
     r->why[0] = '\0';
@@ -267,72 +255,53 @@ static void store_libs_in(router *r) {
 
 static void store_load_reply(rconn *rc, redisReply *reply, void *priv) {
     router *r = store_self;
-    const store_lib *lib = priv;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        if (reply) log_error("FUNCTION LOAD %s failed: %s", lib->name, reply->str);
-        store_load_failed = 1;
-    } else {
-        log_info("library %s version %lld loaded", lib->name, rlib_version(lib->code, *lib->len));
-    }
-    if (--r->lib_checking > 0 || r->stopping) return;
-    if (store_load_failed)
+    r->lib_checking = 0;
+    if (!reply || r->stopping) return; /* connection lost: the next connect checks */
+    const redisReply *res = rlib_load_result(reply);
+    if (!res || res->type == REDIS_REPLY_ERROR) {
+        log_error("FUNCTION LOAD " RLIB_NAME " failed: %s", res ? res->str : "no answer");
         store_retry_later(r, "FUNCTION LOAD failed");
-    else
-        store_libs_in(r);
-}
-
-/* Every version answer is in: retry, load what is missing or older, or go on. */
-static void store_checked(router *r) {
-    if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return; /* the next connect checks */
-    for (int i = 0; i < 2; i++) {
-        if (store_verdict[i] != RLIB_RETRY) continue;
-        store_retry_later(r, r->why[0] ? r->why : "library check");
         return;
     }
-    store_load_failed = 0;
-    for (int i = 0; i < 2; i++) {
-        const store_lib *lib = &store_libs[i];
-        long long mine = rlib_version(lib->code, *lib->len);
-        if (store_verdict[i] == RLIB_NEWER && store_newer_logged[i] != r->lib_theirs[i]) {
-            store_newer_logged[i] = r->lib_theirs[i];
-            log_warn("library %s version %lld is newer than ours (%lld): keeping it", lib->name,
-                     r->lib_theirs[i], mine);
-        }
-        if (store_verdict[i] != RLIB_LOAD) continue;
-        r->fn_loaded = 0; /* nothing runs on a missing or older library */
-        log_info("library %s: Redis holds version %lld, loading ours (%lld)", lib->name,
-                 r->lib_theirs[i], mine);
-        const char *argv[4] = {"FUNCTION", "LOAD", "REPLACE", (const char *)lib->code};
-        size_t lens[4] = {8, 4, 7, *lib->len};
-        if (rconn_cmdargv(r->cmd, store_load_reply, (void *)lib, 4, argv, lens) != 0) return;
-        r->lib_checking++;
-    }
-    if (r->lib_checking == 0) store_libs_in(r);
+    log_info("library " RLIB_NAME " version %lld loaded", store_mine());
+    store_libs_in(r);
 }
 
 static void store_version_reply(rconn *rc, redisReply *reply, void *priv) {
     router *r = store_self;
-    const store_lib *lib = priv;
-    int i = (int)(lib - store_libs);
-    long long mine = rlib_version(lib->code, *lib->len);
-    store_verdict[i] = rlib_check(reply, mine, &r->lib_theirs[i]);
-    if (store_verdict[i] == RLIB_RETRY && reply && reply->type == REDIS_REPLY_ERROR)
-        snprintf(r->why, sizeof(r->why), "%s", reply->str);
-    else if (store_verdict[i] == RLIB_RETRY && reply)
-        snprintf(r->why, sizeof(r->why), "library %s: unexpected version reply", lib->name);
-    if (--r->lib_checking > 0) return;
-    store_checked(r);
+    r->lib_checking = 0;
+    if (r->stopping || !r->cmd || !rconn_is_up(r->cmd)) return; /* the next connect checks */
+    long long mine = store_mine();
+    rlib_verdict v = rlib_check(reply, mine, &r->lib_theirs);
+    if (v == RLIB_RETRY) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            snprintf(r->why, sizeof(r->why), "%s", reply->str);
+        else if (reply)
+            snprintf(r->why, sizeof(r->why), "library " RLIB_NAME ": unexpected version reply");
+        store_retry_later(r, r->why[0] ? r->why : "library check");
+        return;
+    }
+    if (v == RLIB_NEWER && store_newer_logged != r->lib_theirs) {
+        store_newer_logged = r->lib_theirs;
+        log_warn("library " RLIB_NAME " version %lld is newer than ours (%lld): keeping it",
+                 r->lib_theirs, mine);
+    }
+    if (v != RLIB_LOAD) {
+        store_libs_in(r);
+        return;
+    }
+    r->fn_loaded = 0; /* nothing runs on a missing or older library */
+    log_info("library " RLIB_NAME ": Redis holds version %lld, loading ours (%lld)", r->lib_theirs,
+             mine);
+    if (rlib_load_send(r->cmd, store_load_reply, NULL, redis_chatgw_lua, redis_chatgw_lua_len) == 0)
+        r->lib_checking = 1;
 }
 
 void store_check_libs(router *r) {
     if (r->stopping || r->lib_checking || !r->cmd || !rconn_is_up(r->cmd)) return;
     if (uv_is_active((uv_handle_t *)&r->start_retry)) return; /* a retry is due anyway */
-    for (int i = 0; i < 2; i++) {
-        const char *argv[4] = {"FCALL_RO", store_libs[i].version, "1", CG_KEY_TENANT};
-        if (rconn_cmdargv(r->cmd, store_version_reply, (void *)&store_libs[i], 4, argv, NULL) != 0)
-            return; /* down: the next connect checks */
-        r->lib_checking++;
-    }
+    const char *argv[4] = {"FCALL_RO", RLIB_VERSION_FN, "1", CG_KEY_TENANT};
+    if (rconn_cmdargv(r->cmd, store_version_reply, NULL, 4, argv, NULL) == 0) r->lib_checking = 1;
 }
 
 static void store_state(rconn *rc, int up, void *priv) {
@@ -415,7 +384,7 @@ int store_row_parse(const redisReply *rep, asg_row *out) {
 int store_transient(const redisReply *rep) {
     if (rlib_transient(rep)) return 1;
     if (!rlib_missing(rep)) return 0;
-    /* FCALL before the libraries are (re)loaded, e.g. after a FUNCTION FLUSH: load them again */
+    /* FCALL before the library is (re)loaded, e.g. after a FUNCTION FLUSH: load it again */
     if (store_self) store_check_libs(store_self);
     return 1;
 }

@@ -1,6 +1,6 @@
 /* timers.c -- polling cg:timers for due timers.
  *
- * Every timer_tick_ms the router calls FCALL cg_timer_claim now lease limit (redis/route.lua): due
+ * Every timer_tick_ms the router calls FCALL cg_timer_claim now lease limit (redis/timer.lua): due
  * members are leased to this router atomically (their score becomes now + lease), so with several
  * routers each due timer is taken by one. Each claimed timer becomes a JOB_TIMER job in the work
  * queue; sla.c fires it with cg_timer_fire, which acts only while the lease is still this one's.

@@ -1,7 +1,7 @@
 /* transfer.c -- the agent's transfer command: {"type":"transfer","conv":…,"agent_id":…} or
  * {…,"queue":…}, with an optional note in text.
  *
- * One FCALL cg_transfer (redis/route.lua) moves the conversation atomically: to an agent that is
+ * One FCALL cg_transfer (redis/queue.lua) moves the conversation atomically: to an agent that is
  * online with free capacity (else the error transfer_failed goes back to the requester), or into
  * a configured queue at the conversation's priority (served at once when it is an open push
  * queue). The conversation log gets a `transferred` event (agent_id/agent_name or queue, the note

@@ -2,7 +2,7 @@
  *
  * cg:in (group routers) and cg:out:<channel> (group bridges) are queues, not archives (the
  * transcripts are the archive): once every consumer of the group is done with an entry it can
- * go. Every trim_interval_ms the router calls FCALL cg_trim stream group (redis/route.lua) for
+ * go. Every trim_interval_ms the router calls FCALL cg_trim stream group (redis/conv.lua) for
  * each of them; the function drops what lies below the group's oldest pending entry, or up to
  * its last delivered entry when nothing is pending, so nothing unread or unacknowledged is ever
  * lost. A stream nobody has a group on yet (no bridge of that channel ever connected) is kept

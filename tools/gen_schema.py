@@ -302,12 +302,55 @@ def lua_declared(prelude):
     return out
 
 
+LUA_LONG_COMMENT = re.compile(r"--\[(=*)\[.*?\]\1\]", re.S)
+LUA_STRING = re.compile(r"'(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\\n])*\"")
+LUA_TOP_LOCAL = re.compile(r"^local (?:function )?([A-Za-z_][A-Za-z0-9_]*(?:, *[A-Za-z_][A-Za-z0-9_]*)*)",
+                           re.M)
+
+
+def lua_code_only(text):
+    """text with its comments and strings blanked (newlines kept, so line numbers stay)."""
+    blank = lambda m: re.sub(r"[^\n]", " ", m.group(0))
+    text = LUA_LONG_COMMENT.sub(blank, text)
+    out = []
+    for line in text.split("\n"):
+        line = LUA_STRING.sub(blank, line)
+        i = line.find("--")
+        out.append(line if i < 0 else line[:i])
+    return "\n".join(out)
+
+
+def lua_order_check(sources):
+    """sources: [(path, text)] in library order. A top-level local used above its definition is a
+    nil global when the function runs (Redis refuses it only then): fail the build instead."""
+    lines = []
+    for path, text in sources:
+        for n, line in enumerate(lua_code_only(text).split("\n"), 1):
+            lines.append((path, n, line))
+    defined = {}
+    for i, (_, _, line) in enumerate(lines):
+        m = LUA_TOP_LOCAL.match(line)
+        if m:
+            for v in re.split(r", *", m.group(1)):
+                defined.setdefault(v, i)
+    word = re.compile(r"(?<![.:\w])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*=[^=])")
+    for i, (path, n, line) in enumerate(lines):
+        for v in word.findall(line):
+            if v in defined and defined[v] > i:
+                dp, dn, _ = lines[defined[v]]
+                raise SchemaError(f"{os.path.relpath(path, ROOT)}:{n}: '{v}' is used before its "
+                                  f"definition ({os.path.relpath(dp, ROOT)}:{dn}): put that part "
+                                  f"first")
+
+
 def lua_lib(name, out, prelude, parts):
     pre = open(prelude, encoding="utf-8").read()
     declared = lua_declared(pre)
     text = [f"#!lua name={name}\n", pre]
+    sources = []
     for p in parts:
         body = open(p, encoding="utf-8").read()
+        sources.append((p, body))
         for n, line in enumerate(body.splitlines(), 1):
             for lst, item in LUA_USE.findall(line):
                 if item not in declared.get(lst, ()):
@@ -316,6 +359,7 @@ def lua_lib(name, out, prelude, parts):
         if body.startswith("#!"):
             body = body.split("\n", 1)[1] if "\n" in body else ""
         text.append(f"-- ---- {os.path.relpath(p, ROOT)} ----\n{body}")
+    lua_order_check(sources)
     write(out, "".join(text))
 
 

@@ -25,12 +25,11 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "UndefinedBehaviorSanitizer")
 
 
-def load_libraries(r, names=("conv", "route")):
-    """Load the Redis function libraries as the binaries carry them (build/gen/redis/<name>.lua:
-    the schema's prelude and the library's code, assembled by make build)."""
-    for name in names:
-        with open(os.path.join(BUILD, "gen", "redis", f"{name}.lua"), encoding="utf-8") as f:
-            r.function_load(f.read(), replace=True)
+def load_libraries(r):
+    """Load the Redis function library as the binaries carry it (build/gen/redis/chatgw.lua: the
+    schema's prelude and the domain parts of redis/, assembled by make build)."""
+    with open(os.path.join(BUILD, "gen", "redis", "chatgw.lua"), encoding="utf-8") as f:
+        r.function_load(f.read(), replace=True)
 
 
 class InjectedClock:

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
+
+import pytest
 from concurrent.futures import ThreadPoolExecutor
 
 import redis as redislib
@@ -49,9 +51,9 @@ def lua(name, version=None, without_version=False):
     if version is not None:
         src = re.sub(r"local VERSION = \d+ ", f"local VERSION = {version} ", src, count=1)
     if without_version:
-        src = re.sub(r"local VERSION = .*\nredis.register_function\{function_name = 'chatgw_\w+_version'"
+        src = re.sub(r"local VERSION = .*\nredis.register_function\{function_name = 'chatgw_version'"
                      r".*\n.*callback = function\(\) return VERSION end\}\n", "", src, count=1)
-        assert "_version" not in src
+        assert "'chatgw_version'" not in src
     return src
 
 
@@ -159,17 +161,15 @@ def test_desk_through_a_slow_redis_restart(redis_srv, procs):
 
 def test_newer_library_is_kept(redis_srv, procs):
     r = redis_srv.r
-    r.function_load(lua("conv", version=99), replace=True)
-    r.function_load(lua("route", version=99), replace=True)
+    r.function_load(lua("chatgw", version=99), replace=True)
     gw = procs.gateway()
     router = start_router(procs, FAST)
-    conv_v, route_v = ours("conv"), ours("route")
-    router.wait_log(f"library chatgw_conv version 99 is newer than ours ({conv_v}): keeping it")
-    router.wait_log(f"library chatgw_route version 99 is newer than ours ({route_v}): keeping it")
-    gw.wait_log(f"library chatgw_conv version 99 is newer than ours ({conv_v}): keeping it")
+    mine = ours("chatgw")
+    router.wait_log(f"library chatgw version 99 is newer than ours ({mine}): keeping it")
+    gw.wait_log(f"library chatgw version 99 is newer than ours ({mine}): keeping it")
     wait_until(lambda: r.get(f"cg:{{t:default}}:health:router:{router.router_id}") == b"ok", 5, "health ok")
-    assert version(r, "chatgw_conv") == 99 and version(r, "chatgw_route") == 99
-    assert "local VERSION = 99 " in lib_code(r, "chatgw_conv")
+    assert version(r, "chatgw") == 99
+    assert "local VERSION = 99 " in lib_code(r, "chatgw")
     assert "loading ours" not in router.text() + gw.text()
     conv, _, _ = customer_send(r, "cust", "hi")
     wait_log_len(r, conv, 3)
@@ -177,24 +177,62 @@ def test_newer_library_is_kept(redis_srv, procs):
 
 def test_missing_or_older_library_is_loaded(redis_srv, procs):
     r = redis_srv.r
-    r.function_load(lua("conv", without_version=True), replace=True)  # before versions existed
-    r.function_load(lua("route", version=0), replace=True)
+    r.function_load(lua("chatgw", without_version=True), replace=True)  # before versions existed
     router = start_router(procs, FAST)
-    conv_v, route_v = ours("conv"), ours("route")
-    router.wait_log(f"library chatgw_conv: Redis holds version 0, loading ours ({conv_v})")
-    router.wait_log(f"library chatgw_route: Redis holds version 0, loading ours ({route_v})")
-    assert version(r, "chatgw_conv") == conv_v and version(r, "chatgw_route") == route_v
-    assert f"local VERSION = {route_v} " in lib_code(r, "chatgw_route")
+    mine = ours("chatgw")
+    router.wait_log(f"library chatgw: Redis holds version 0, loading ours ({mine})")
+    assert version(r, "chatgw") == mine
+    assert f"local VERSION = {mine} " in lib_code(r, "chatgw")
+    r.function_load(lua("chatgw", version=mine - 1), replace=True)
+    router.wait_log(f"library chatgw: Redis holds version {mine - 1}, loading ours ({mine})")
+    wait_until(lambda: version(r, "chatgw") == mine, 5, "ours loaded over the older one")
+
+
+# The two libraries of the releases before the one-library core, as far as their names go: the
+# version functions they answered and a function name the core library holds too.
+LEGACY = {
+    "chatgw_conv": (3, "cg_append"),
+    "chatgw_route": (6, "cg_enqueue"),
+}
+
+
+def legacy_lib(name):
+    v, fn = LEGACY[name]
+    return (f"#!lua name={name}\n"
+            f"redis.register_function{{function_name = '{name}_version', flags = {{'no-writes'}},\n"
+            f"    callback = function() return {v} end}}\n"
+            f"redis.register_function{{function_name = '{fn}',\n"
+            f"    callback = function() return redis.error_reply('ERR legacy') end}}\n")
+
+
+@pytest.mark.parametrize("who", ["router", "gateway"])
+def test_legacy_libraries_are_replaced(redis_srv, procs, who):
+    """A Redis holding the two libraries of the releases before (chatgw_conv, chatgw_route): the
+    first new process replaces both with chatgw in one transaction, and the old processes of a
+    rolling upgrade, asking their version functions, are told a newer library is there."""
+    r = redis_srv.r
+    for name in LEGACY:
+        r.function_load(legacy_lib(name))
+    p = start_router(procs, FAST) if who == "router" else procs.gateway()
+    p.wait_log(f"library chatgw: Redis holds version 0, loading ours ({ours('chatgw')})")
+    wait_until(lambda: [s(e[1]) for e in r.function_list()] == ["chatgw"], 10,
+               "chatgw alone")
+    for name, (old, _) in LEGACY.items():
+        assert r.fcall_ro(f"{name}_version", 1, "cg:{t:default}") > old
+    if who == "gateway":
+        start_router(procs, FAST)
+    conv, _, _ = customer_send(r, "cust", "hi")
+    wait_log_len(r, conv, 3)
 
 
 def test_deleted_library_comes_back(redis_srv, procs):
     r = redis_srv.r
     router = start_router(procs, FAST)
-    r.function_delete("chatgw_route")
-    wait_until(lambda: any(s(e[1]) == "chatgw_route" for e in r.function_list()), 10,
-               "chatgw_route loaded again")
+    r.function_delete("chatgw")
+    wait_until(lambda: any(s(e[1]) == "chatgw" for e in r.function_list()), 10,
+               "chatgw loaded again")
     r.function_flush()
-    wait_until(lambda: len(r.function_list()) == 2, 10, "both libraries loaded again")
+    wait_until(lambda: len(r.function_list()) == 1, 10, "the library loaded again")
     conv, _, _ = customer_send(r, "cust", "still there?")
     wait_log_len(r, conv, 3)
     assert router.text().count("Redis functions loaded") >= 2
@@ -204,8 +242,8 @@ def test_gateway_alone_restores_its_library(redis_srv, procs):
     r = redis_srv.r
     gw = procs.gateway()
     r.function_flush()
-    wait_until(lambda: any(s(e[1]) == "chatgw_conv" for e in r.function_list()), 10,
-               "chatgw_conv loaded again by the gateway")
+    wait_until(lambda: any(s(e[1]) == "chatgw" for e in r.function_list()), 10,
+               "chatgw loaded again by the gateway")
 
     async def scenario():
         c = await customer(gw)

@@ -109,10 +109,10 @@ def test_key_table_of_the_architecture_doc_is_the_schema():
 
 
 def test_generated_lists_are_what_the_parts_use():
-    with open(os.path.join(BUILD, "gen", "redis", "conv.lua"), encoding="utf-8") as f:
-        conv = f.read()
-    assert conv.startswith("#!lua name=chatgw_conv\n")
-    assert "CG.INTERNAL = {transferred = true, classified = true, escalated = true}" in conv
+    with open(os.path.join(BUILD, "gen", "redis", "chatgw.lua"), encoding="utf-8") as f:
+        lib = f.read()
+    assert lib.startswith("#!lua name=chatgw\n")
+    assert "CG.INTERNAL = {transferred = true, classified = true, escalated = true}" in lib
     with open(os.path.join(ROOT, "gateway", "www", "gen", "schema.js"), encoding="utf-8") as f:
         js = f.read()
     assert json.loads(js[js.index("(") + 1:js.rindex(")")]) == chatgw_schema.SCHEMA

@@ -77,6 +77,22 @@ static void test_transient(void **state) {
     assert_int_equal(rlib_transient(NULL), 0);
 }
 
+/* EXEC's answer to the load transaction: the FUNCTION LOAD answer is its last element. */
+static void test_load_result(void **state) {
+    (void)state;
+    redisReply del1 = reply(REDIS_REPLY_ERROR, "ERR Library not found", 0);
+    redisReply del2 = reply(REDIS_REPLY_STATUS, "OK", 0);
+    redisReply load = reply(REDIS_REPLY_STRING, "chatgw", 0);
+    redisReply *el[3] = {&del1, &del2, &load};
+    redisReply exec = reply(REDIS_REPLY_ARRAY, NULL, 0);
+    exec.elements = 3;
+    exec.element = el;
+    assert_ptr_equal(rlib_load_result(&exec), &load);
+    redisReply abort = reply(REDIS_REPLY_ERROR, "EXECABORT Transaction discarded", 0);
+    assert_ptr_equal(rlib_load_result(&abort), &abort);
+    assert_null(rlib_load_result(NULL));
+}
+
 static void test_backoff(void **state) {
     (void)state;
     unsigned d = rlib_backoff(0);
@@ -92,9 +108,8 @@ static void test_backoff(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_check),
-        cmocka_unit_test(test_transient),
+        cmocka_unit_test(test_version),   cmocka_unit_test(test_check),
+        cmocka_unit_test(test_transient), cmocka_unit_test(test_load_result),
         cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
--- redis/shared/desk.lua -- helpers every chatgw function library carries (put after the schema's
--- prelude, before the library's own code, by tools/gen_schema.py --lua-lib).
+-- redis/desk.lua -- helpers every domain of the chatgw library uses (a part of the library, right
+-- after its header: redis/lib.lua).
 
 -- A number as Redis wants it in an argument: no exponent, no fraction.
 local function fmt(n) return string.format('%.0f', n) end
@@ -28,13 +28,13 @@ local function kpi_ms(since, now)
     return d > 0 and fmt(d) or 0
 end
 
--- ---- response SLAs: the functions cg_sla_customer / cg_sla_agent (redis/route.lua) and what
+-- ---- response SLAs: the functions cg_sla_customer / cg_sla_agent (redis/timer.lua) and what
 -- cg_append does itself for the messages of an assigned conversation (redis/conv.lua, steady)
 --[[
-FCALL cg_sla_customer 0 conv first_due next_due
+FCALL cg_sla_customer 1 <tenant> conv first_due next_due
   A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
   after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
-FCALL cg_sla_agent 0 conv now_ms [agent]
+FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
   An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
   complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
   counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent

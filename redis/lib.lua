@@ -1,0 +1,40 @@
+local VERSION = 7 -- raise with every change: processes load only a newer library
+redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
+                        callback = function() return VERSION end}
+--[[
+chatgw -- the domain core: one Redis function library (docs/architecture.md, "Redis functions").
+
+Assembled by tools/gen_schema.py --lua-lib from the schema's CG prelude and these parts, in this
+order (a part may use what the parts before it define; the assembler fails the build otherwise):
+  lib.lua        this header: the library's VERSION
+  desk.lua       helpers every domain uses: numbers, desk metrics (kpi_add), response SLAs
+  conv.lua       conversations and messages: cg_append (the log, idempotency, survey answers,
+                 outbound copies), cg_trim (bounded work streams)
+  assign.lua     the assignment engine: agents' capacity, best agent, offers, overflow,
+                 escalation, sticky agents, serve_queue
+  queue.lua      queues: cg_queuecfg, cg_enqueue, cg_queue_list, cg_conv_info, the assignment
+                 outbox, cg_transfer, cg_reclassify, cg_canned_set
+  agent.lua      agents and presence: cg_presence, cg_status, cg_pick, cg_gw_reap
+  timer.lua      timers and SLA: cg_timer_claim, cg_timer_fire, cg_sla_customer/agent,
+                 cg_offer_arm, cg_route_fire
+  complaint.lua  complaints and the survey: cg_complaint, follow-up tasks
+  close.lua      how conversations end: cg_close, cg_customer_close, cg_reopen, cg_after_close,
+                 cg_close_fire
+
+Both the gateway and the router carry the same library and load it when Redis holds none, or an
+older VERSION (common/rlib.c, docs/architecture.md "Loading and health"). Every function takes the
+tenant anchor CG.KEY.tenant() as its one key (KEYS[1]); every key it touches shares that key's
+hash tag {t:<tenant>}, so a desk is one Redis Cluster slot. Every function is atomic: any number
+of gateways and routers may call them at once.
+
+The releases before this one carried two libraries, chatgw_conv (up to VERSION 3) and
+chatgw_route (up to 6), with the same function names and arguments. Loading this library deletes
+them in the same transaction (common/rlib.c), and it answers their version functions with
+LEGACY_VERSION, above any of theirs: a process of those releases still running in a rolling
+upgrade keeps this library instead of loading its own over it.
+]]
+local LEGACY_VERSION = 1000000
+redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writes'},
+                        callback = function() return LEGACY_VERSION end}
+redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
+                        callback = function() return LEGACY_VERSION end}
