@@ -1,6 +1,7 @@
 /* rlib.c -- see rlib.h. */
 #include "rlib.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,51 @@ const redisReply *rlib_load_result(const redisReply *exec) {
     if (!exec || exec->type != REDIS_REPLY_ARRAY) return exec;
     if (exec->elements == 0) return NULL; /* cannot happen: EXEC of our four commands */
     return exec->element[exec->elements - 1];
+}
+
+/* The value of name in the flat [name, value, ...] answer of CONFIG GET, or NULL. */
+static const char *rlib_config_value(const redisReply *r, const char *name) {
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        if (strcmp(k->str, name) == 0) return v->str;
+    }
+    return NULL;
+}
+
+rlib_durability rlib_durability_of(const redisReply *r, char *out, size_t n) {
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        snprintf(out, n, "persistence unknown (CONFIG GET: %s): make sure appendonly is yes",
+                 r && r->type == REDIS_REPLY_ERROR && r->str ? r->str : "no answer");
+        return RLIB_UNKNOWN;
+    }
+    const char *aof = rlib_config_value(r, "appendonly");
+    const char *fsync = rlib_config_value(r, "appendfsync");
+    if (!aof || !fsync) {
+        snprintf(out, n, "persistence unknown (CONFIG GET gave no appendonly/appendfsync)");
+        return RLIB_UNKNOWN;
+    }
+    if (strcmp(aof, "yes") != 0) {
+        snprintf(out, n,
+                 "appendonly is %s: a restart of Redis loses every acknowledged message since its "
+                 "last snapshot; set appendonly yes (docs/deployment.md)",
+                 aof);
+        return RLIB_WEAK;
+    }
+    if (strcmp(fsync, "always") != 0 && strcmp(fsync, "everysec") != 0) {
+        snprintf(out, n,
+                 "appendfsync is %s: a crash of the machine loses what the kernel has not written "
+                 "yet (up to ~30 s of acknowledged messages); set everysec or always "
+                 "(docs/deployment.md)",
+                 fsync);
+        return RLIB_WEAK;
+    }
+    snprintf(out, n, "appendonly yes, appendfsync %s%s", fsync,
+             strcmp(fsync, "everysec") == 0
+                 ? ": a crash of Redis loses nothing acknowledged; one of the machine up to the "
+                   "last second (sequence numbers skip over it)"
+                 : ": nothing acknowledged is lost");
+    return RLIB_DURABLE;
 }
 
 unsigned rlib_backoff(unsigned prev) {

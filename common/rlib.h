@@ -55,6 +55,16 @@ int rlib_load_send(rconn *rc, rconn_reply_fn *cb, void *priv, const unsigned cha
  * NULL for NULL. Borrowed from exec. */
 const redisReply *rlib_load_result(const redisReply *exec);
 
+typedef enum rlib_durability {
+    RLIB_DURABLE, /* appendonly yes, appendfsync always or everysec */
+    RLIB_WEAK,    /* acknowledged messages can be lost: no AOF, or appendfsync no */
+    RLIB_UNKNOWN, /* CONFIG GET refused (a managed Redis) or an unexpected answer */
+} rlib_durability;
+
+/* What the reply r to `CONFIG GET appendonly appendfsync` means for acknowledged messages; out
+ * (n bytes) gets one sentence for the log that names the settings and what they lose. */
+rlib_durability rlib_durability_of(const redisReply *r, char *out, size_t n);
+
 /* The next start-up retry delay after prev (0 for the first): RLIB_BACKOFF_MIN_MS doubling up to
  * RLIB_BACKOFF_MAX_MS. */
 unsigned rlib_backoff(unsigned prev);

@@ -26,6 +26,7 @@
 
 #include "../common/log.h"
 #include "../common/rlib.h"
+#include "../common/util.h"
 
 extern unsigned char redis_chatgw_lua[];
 extern unsigned int redis_chatgw_lua_len;
@@ -37,16 +38,17 @@ static struct {
     uv_timer_t poll, retry;
     int running;
     rs_ready_fn *on_ready;
-    int ready;        /* the start-up of this command connection is done */
-    int checking;     /* a version check or load is outstanding */
-    unsigned backoff; /* the last start-up retry delay */
-    long long newer;  /* the newer library version we last said we keep */
-    int polling;      /* a health round is outstanding */
-    uint64_t poll_at; /* uv_now() when it was sent */
-    int loading;      /* the last round got LOADING */
-    char why[96];     /* what the start-up waits for */
-    int ever_ready;   /* outages are logged once Redis was ready once */
-    int outage;       /* an outage was logged and has not ended */
+    int ready;            /* the start-up of this command connection is done */
+    int checking;         /* a version check or load is outstanding */
+    unsigned backoff;     /* the last start-up retry delay */
+    long long newer;      /* the newer library version we last said we keep */
+    int polling;          /* a health round is outstanding */
+    uint64_t poll_at;     /* uv_now() when it was sent */
+    int loading;          /* the last round got LOADING */
+    char why[96];         /* what the start-up waits for */
+    char durability[256]; /* what CONFIG GET appendonly appendfsync said, as logged */
+    int ever_ready;       /* outages are logged once Redis was ready once */
+    int outage;           /* an outage was logged and has not ended */
     uint64_t outage_at;
     rs_router routers[RS_ROUTERS_MAX];
     unsigned n_routers;
@@ -96,6 +98,20 @@ static void rs_retry_later(const char *why) {
     uv_timer_start(&rs.retry, rs_on_retry, rs.backoff, 0);
 }
 
+/* The answer to CONFIG GET appendonly appendfsync: logged once per change (a warning when
+ * acknowledged messages can be lost), and kept for /healthz. */
+static void rs_durability_reply(rconn *rc, redisReply *r, void *priv) {
+    if (!r) return;
+    char text[sizeof(rs.durability)];
+    rlib_durability d = rlib_durability_of(r, text, sizeof(text));
+    if (strcmp(text, rs.durability) == 0) return;
+    cg_strlcpy(rs.durability, text, sizeof(rs.durability));
+    if (d == RLIB_DURABLE)
+        log_info("redis: %s", text);
+    else
+        log_warn("redis: %s", text);
+}
+
 static void rs_started(void) {
     rs.ready = 1;
     rs.ever_ready = 1;
@@ -103,6 +119,7 @@ static void rs_started(void) {
     rs.why[0] = '\0';
     rs.loading = 0;
     rs_note();
+    rconn_cmd(G.redis, rs_durability_reply, NULL, "CONFIG GET appendonly appendfsync");
     if (rs.on_ready) rs.on_ready();
 }
 

@@ -53,7 +53,7 @@ local function followup_task(conv, newconv, queue, now)
     if not ticket or newconv == '' or queue == '' then return {'done'} end
     if redis.call('EXISTS', CG.KEY.conv(newconv)) == 1 then return {'done'} end
     local v = redis.call('HMGET', CG.KEY.conv(conv), unpack(FOLLOWUP_COPY))
-    local h = {'state', 'queued', 'created', now, 'seq', 0, 'queue', queue, 'prio', 9,
+    local h = {'state', 'queued', 'created', now, 'seq', 0, 'ep', run_name(), 'queue', queue, 'prio', 9,
         'queued_at', now, 'category', 'followup', 'followup_of', conv, 'followup_ticket', ticket,
         'preview', 'Follow-up ' .. ticket}
     for i, f in ipairs(FOLLOWUP_COPY) do

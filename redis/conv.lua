@@ -71,7 +71,7 @@ local OUT_FIELDS = {{'chat_id', 't'}, {'chat_name', 'n'}, {'subject', 'j'}, {'ma
 -- Open a new conversation `conv` for customer `sender` and make it the customer's current one.
 local function open_conv(conv, sender, channel, now)
     redis.call('HSET', CG.KEY.conv(conv), 'state', 'new', 'customer', sender, 'channel', channel,
-        'created', now, 'seq', 0)
+        'created', now, 'seq', 0, 'ep', run_name())
     redis.call('HSET', CG.KEY.cust(sender), 'conv', conv)
     return conv
 end
@@ -118,7 +118,8 @@ local function customer_conv(conv, sender, newconv, channel, now, mode, m)
         return nil, redis.error_reply('BADARG newconv is required to open a conversation')
     end
     open_conv(newconv, sender, channel, now)
-    return newconv, nil, {customer = sender, state = 'new', channel = channel, created = now}
+    return newconv, nil, {customer = sender, state = 'new', channel = channel, created = now,
+        ep = run_name()}
 end
 
 -- Check an agent may write to conv (c: its conv_fields). Returns true or nil, error_reply.
@@ -303,7 +304,7 @@ local function cg_append(keys, args)
         return {conv, 0, 0}
     end
 
-    local seq = redis.call('HINCRBY', CG.KEY.conv(conv), 'seq', 1)
+    local seq = seq_next(conv, c)
     redis.call('XADD', CG.KEY.conv_log(conv), seq .. '-0', 'm', payload)
     if mode == 'log' and rating then -- r: this message was taken as the survey's answer
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)

@@ -4,6 +4,26 @@
 -- A number as Redis wants it in an argument: no exponent, no fraction.
 local function fmt(n) return string.format('%.0f', n) end
 
+-- ---- sequence numbers never reused, also after Redis lost writes ------------------------------
+-- A conversation's messages are numbered by HINCRBY of its field seq. A Redis that dies loses
+-- what it had not written to disk (appendfsync everysec: up to its last second; no AOF: all since
+-- the last snapshot), and with it the last numbers it handed out, which clients already have.
+-- So a conversation remembers (field ep) the run of this library that numbered its last message:
+-- run_name(), the time of the first call in this Lua state, which Redis creates anew on every
+-- start (and on every load of the library). The first number a run hands out in a conversation
+-- that another run numbered skips SEQ_SKIP numbers: more than a conversation can be given in the
+-- writes a crash loses. Nothing is lost by a skip: the log simply has no entries there
+-- (docs/architecture.md, "Sequence numbers").
+local SEQ_SKIP = 1000000
+local run_name_memo
+local function run_name()
+    if not run_name_memo then
+        local t = redis.call('TIME')
+        run_name_memo = t[1] .. '.' .. t[2]
+    end
+    return run_name_memo
+end
+
 -- ---- desk metrics: counted when things happen, read by the gateway's GET /metrics -------------
 -- cg:kpi:queue:<queue> and cg:kpi:agent:<agent> are hashes of counters (HINCRBY only); the fields
 -- are the schema's kpis (CG.KPI). cg:kpi:agents is the set of agents that have counters.
@@ -44,12 +64,23 @@ FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
 -- The fields of a conversation the message path reads, in one HMGET: a table field -> value (nil
 -- when absent). cg_append reads them once and hands them to the steps below.
 local CONV_FIELDS = {'customer', 'state', 'agent', 'queue', 'channel', 'first_reply_at',
-    'await_since', 'preview', 'survey_until', 'queued_at', 'created'}
+    'await_since', 'preview', 'survey_until', 'queued_at', 'created', 'ep'}
 local function conv_fields(conv)
     local h = redis.call('HMGET', CG.KEY.conv(conv), unpack(CONV_FIELDS))
     local c = {}
     for i, f in ipairs(CONV_FIELDS) do c[f] = h[i] or nil end
     return c
+end
+
+-- The next sequence number of conv (c: its conv_fields), skipping SEQ_SKIP when another run of
+-- the library numbered its last message (see run_name).
+local function seq_next(conv, c)
+    local run = run_name()
+    if c.ep == run then return redis.call('HINCRBY', CG.KEY.conv(conv), 'seq', 1) end
+    local seq = redis.call('HINCRBY', CG.KEY.conv(conv), 'seq', SEQ_SKIP + 1)
+    redis.call('HSET', CG.KEY.conv(conv), 'ep', run)
+    c.ep = run
+    return seq
 end
 
 -- c: conv_fields(conv), or nil to read them.

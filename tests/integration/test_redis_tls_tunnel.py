@@ -36,7 +36,7 @@ class TlsRedisBehindStunnel(RedisServer):
              "--tls-cert-file", crt, "--tls-key-file", key, "--tls-ca-cert-file", crt,
              "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", self.dir,
              "--user", "default", "off",
-             "--user", "chatgw", "on", ">tunnel-pw", "~cg:*", "&cg:*", "+@all", "-@dangerous",
+             "--user", "chatgw", "on", ">tunnel-pw", "~cg:*", "&cg:*", "+@all", "-@dangerous", "+config|get",
              "--logfile", os.path.join(self.dir, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         conf = os.path.join(self.dir, "stunnel.conf")

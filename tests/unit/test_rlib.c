@@ -93,6 +93,37 @@ static void test_load_result(void **state) {
     assert_null(rlib_load_result(NULL));
 }
 
+/* CONFIG GET appendonly appendfsync, as Redis answers it: [name, value, ...]. */
+static rlib_durability durability(const char *aof, const char *fsync, char *text, size_t n) {
+    redisReply k1 = reply(REDIS_REPLY_STRING, "appendonly", 0);
+    redisReply v1 = reply(REDIS_REPLY_STRING, aof, 0);
+    redisReply k2 = reply(REDIS_REPLY_STRING, "appendfsync", 0);
+    redisReply v2 = reply(REDIS_REPLY_STRING, fsync, 0);
+    redisReply *el[4] = {&k1, &v1, &k2, &v2};
+    redisReply r = reply(REDIS_REPLY_ARRAY, NULL, 0);
+    r.elements = 4;
+    r.element = el;
+    return rlib_durability_of(&r, text, n);
+}
+
+static void test_durability(void **state) {
+    (void)state;
+    char t[256];
+    assert_int_equal(durability("yes", "everysec", t, sizeof(t)), RLIB_DURABLE);
+    assert_non_null(strstr(t, "appendfsync everysec"));
+    assert_int_equal(durability("yes", "always", t, sizeof(t)), RLIB_DURABLE);
+    assert_int_equal(durability("no", "everysec", t, sizeof(t)), RLIB_WEAK);
+    assert_non_null(strstr(t, "appendonly is no"));
+    assert_int_equal(durability("yes", "no", t, sizeof(t)), RLIB_WEAK);
+    assert_non_null(strstr(t, "appendfsync is no"));
+    redisReply e = reply(REDIS_REPLY_ERROR, "NOPERM this user has no permissions", 0);
+    assert_int_equal(rlib_durability_of(&e, t, sizeof(t)), RLIB_UNKNOWN);
+    assert_non_null(strstr(t, "NOPERM"));
+    assert_int_equal(rlib_durability_of(NULL, t, sizeof(t)), RLIB_UNKNOWN);
+    redisReply empty = reply(REDIS_REPLY_ARRAY, NULL, 0);
+    assert_int_equal(rlib_durability_of(&empty, t, sizeof(t)), RLIB_UNKNOWN);
+}
+
 static void test_backoff(void **state) {
     (void)state;
     unsigned d = rlib_backoff(0);
@@ -108,9 +139,9 @@ static void test_backoff(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version),   cmocka_unit_test(test_check),
-        cmocka_unit_test(test_transient), cmocka_unit_test(test_load_result),
-        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_version),    cmocka_unit_test(test_check),
+        cmocka_unit_test(test_transient),  cmocka_unit_test(test_load_result),
+        cmocka_unit_test(test_durability), cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
