@@ -1,4 +1,5 @@
--- redis/agent.lua -- agents and presence: sockets, status, pick, dead gateways (a part of the chatgw library: redis/lib.lua).
+-- redis/agent.lua -- agents and presence: sockets, status, pick, dead gateways (a part of the
+-- chatgw library: redis/lib.lua).
 
 --[[
 FCALL cg_presence 1 <tenant> agent sock up name cap skills_csv now_ms [ts_ms]

@@ -1,4 +1,5 @@
--- redis/assign.lua -- the assignment engine: who gets which waiting conversation (a part of the chatgw library: redis/lib.lua).
+-- redis/assign.lua -- the assignment engine: who gets which waiting conversation (a part of the
+-- chatgw library: redis/lib.lua).
 
 --[[
 Any number of routers may call the functions of queue.lua, agent.lua, timer.lua and close.lua

@@ -1,4 +1,5 @@
--- redis/close.lua -- how conversations end: close, customer close, unresolved, after close, idle close (a part of the chatgw library: redis/lib.lua).
+-- redis/close.lua -- how conversations end: close, customer close, unresolved, after close, idle
+-- close (a part of the chatgw library: redis/lib.lua).
 
 --[[
 FCALL cg_close 1 <tenant> conv agent resolution now_ms

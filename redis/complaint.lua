@@ -1,4 +1,5 @@
--- redis/complaint.lua -- complaints and their follow-up tasks (a part of the chatgw library: redis/lib.lua).
+-- redis/complaint.lua -- complaints and their follow-up tasks (a part of the chatgw library:
+-- redis/lib.lua).
 
 --[[
 FCALL cg_complaint 1 <tenant> conv yyyymmdd now_ms respond_due resolve_due class [limit window_s]

@@ -69,9 +69,9 @@ local OUT_FIELDS = {{'chat_id', 't'}, {'chat_name', 'n'}, {'subject', 'j'}, {'ma
 
 
 -- Open a new conversation `conv` for customer `sender` and make it the customer's current one.
-local function open_conv(conv, sender, channel, now)
-    redis.call('HSET', CG.KEY.conv(conv), 'state', 'new', 'customer', sender, 'channel', channel,
-        'created', now, 'seq', 0, 'ep', run_name())
+-- Its fields go into w, the conversation's writes cg_append makes in one HSET at its end.
+local function open_conv(conv, sender, channel, now, w)
+    w.state, w.customer, w.channel, w.created = 'new', sender, channel, now
     redis.call('HSET', CG.KEY.cust(sender), 'conv', conv)
     return conv
 end
@@ -100,6 +100,10 @@ end
 -- Resolve the conversation a customer writes to. Returns conv ('' when none and none may be
 -- opened), the survey rating it answers (or nil) and its fields (conv_fields), or nil,
 -- error_reply. m: the decoded payload (nil when it does not decode).
+-- Reads only: the conversation a customer message goes to, checked. Returns conv, rating, c,
+-- opening: conv '' (mode eph with nothing open: nothing to do), rating when the message answers
+-- the survey of closed conv, c its conv_fields, opening true when newconv is to be opened (by
+-- the caller, after the idempotency claim); or nil, error reply.
 local function customer_conv(conv, sender, newconv, channel, now, mode, m)
     local named = conv ~= ''
     if not named then conv = redis.call('HGET', CG.KEY.cust(sender), 'conv') or '' end
@@ -117,9 +121,7 @@ local function customer_conv(conv, sender, newconv, channel, now, mode, m)
     if newconv == '' then
         return nil, redis.error_reply('BADARG newconv is required to open a conversation')
     end
-    open_conv(newconv, sender, channel, now)
-    return newconv, nil, {customer = sender, state = 'new', channel = channel, created = now,
-        ep = run_name()}
+    return newconv, nil, {customer = sender, state = 'new', channel = channel, created = now}, true
 end
 
 -- Check an agent may write to conv (c: its conv_fields). Returns true or nil, error_reply.
@@ -145,17 +147,18 @@ end
 -- A customer message (text, attachment; not a rating) starts a wait (await_since) unless one
 -- runs; the next agent message answers it: now - await_since goes to response_ms/_n of the
 -- conversation's queue and of the agent, and the conversation's answers + 1.
-local function kpi_response(conv, role, sender, m, now, c)
+-- w: the conversation's writes cg_append makes in one HSET.
+local function kpi_response(conv, role, sender, m, now, c, w)
     local k = CG.KEY.conv(conv)
     if role == 'customer' then
         if c.await_since or (m and m.type == CG.MT.rating) then return end
-        redis.call('HSET', k, 'await_since', now)
+        w.await_since = now
         return
     end
     if not c.await_since then return end
     local ms = (tonumber(now) or 0) - (tonumber(c.await_since) or 0)
     redis.call('HDEL', k, 'await_since')
-    redis.call('HINCRBY', k, 'answers', 1)
+    w.answers = (tonumber(c.answers) or 0) + 1
     kpi_add(c.queue, sender, {CG.KPI.response_ms, fmt(ms > 0 and ms or 0), CG.KPI.response_n, 1})
 end
 
@@ -226,24 +229,41 @@ end
 -- (no classification, no queue, no reply from the desk), only its timers, which cg_append sets
 -- here: the response SLAs (cg_sla_customer / cg_sla_agent above) and the idle close. The entry
 -- then does not go to cg:in. Taken only when the routers published the desk's timings
--- (cg:deskcfg: ready, first_s:<channel>, next_s:<channel>, idle_close_s) and the queue does not
--- count business hours (hours:<queue> set: the router computes those deadlines). Returns true
+-- (cg:deskcfg, as desk_timings remembers it: ready, first_s:<channel>, next_s:<channel>,
+-- idle_close_s) and the queue does not count business hours (hours:<queue> set: the router
+-- computes those deadlines). Returns true
 -- when done here.
-local function steady(conv, role, sender, now, c)
+local function steady(conv, role, sender, now, c, w)
     if c.state ~= 'assigned' then return false end
-    local d = redis.call('HMGET', CG.KEY.deskcfg(), 'ready', 'first_s:' .. (c.channel or ''),
-        'next_s:' .. (c.channel or ''), 'idle_close_s', 'hours:' .. (c.queue or ''))
-    if d[1] ~= '1' or d[5] then return false end
+    local d = desk_timings()
+    local ch = c.channel or ''
+    if d.ready ~= '1' or d['hours:' .. (c.queue or '')] then return false end
     local t = tonumber(now) or 0
     if role == 'customer' then
-        local first, nxt = tonumber(d[2]) or 0, tonumber(d[3]) or 0
+        local first, nxt = tonumber(d['first_s:' .. ch]) or 0, tonumber(d['next_s:' .. ch]) or 0
         sla_customer(conv, first > 0 and t + first * 1000 or 0, nxt > 0 and t + nxt * 1000 or 0, c)
     else
-        sla_agent(conv, now, sender, c)
+        sla_agent(conv, now, sender, c, w)
     end
-    local idle = tonumber(d[4]) or 0
+    local idle = tonumber(d.idle_close_s) or 0
     if idle > 0 then redis.call('ZADD', CG.KEY.timers(), fmt(t + idle * 1000), 'idle:' .. conv) end
     return true
+end
+
+-- The answer to a message whose idempotency key idem already holds seen ("conv:seq" for a
+-- customer's or an agent's, "seq" for the desk's own in conv): {conv, seq, 1}.
+local function dup_answer(seen, conv)
+    local c, q = string.match(seen, '^(.*):(%d+)$')
+    if c then return {c, tonumber(q), 1} end
+    return {conv, tonumber(seen) or 0, 1}
+end
+
+-- An error for a message, unless it is a retry of one already accepted: then its dup answer
+-- (the idempotency key is looked up only on this path).
+local function refuse(idem, err, conv)
+    local seen = idem and redis.call('GET', idem)
+    if seen then return dup_answer(seen, conv) end
+    return err
 end
 
 local function cg_append(keys, args)
@@ -260,32 +280,28 @@ local function cg_append(keys, args)
     if not aok then return aerr end
 
     -- Idempotency. A customer's or an agent's client message id is unique per sender (never per
-    -- conversation): decided here, before a conversation is opened, so a retried first message
+    -- conversation): claimed below, before a conversation is opened, so a retried first message
     -- (another connection, another gateway, after the last chat closed) finds the conversation
     -- its first try opened, and a re-send after a close is a duplicate. The desk's own messages
     -- (deterministic cmids such as cg:greet) are unique per conversation.
     local idem
     if cmid ~= '' and mode ~= 'eph' and (role == 'customer' or role == 'agent') then
         idem = CG.KEY.idem_sender(role, sender, cmid)
-        local seen = redis.call('GET', idem)
-        if seen then
-            local c, q = string.match(seen, '^(.*):(%d+)$')
-            return {c or '', tonumber(q) or 0, 1}
-        end
     end
 
+    -- Where it goes, checked (reads only).
     local m = mode ~= 'eph' and decode(payload) or nil
-    local err, rating, c
+    local err, rating, c, opening
     if role == 'customer' then
-        conv, err, c = customer_conv(conv, sender, newconv, channel, now, mode, m)
-        if not conv then return err end
+        conv, err, c, opening = customer_conv(conv, sender, newconv, channel, now, mode, m)
+        if not conv then return refuse(idem, err, '') end
         rating = err
         if conv == '' then return {'', 0, 0} end
     elseif role == 'agent' then
         c = conv ~= '' and conv_fields(conv) or {}
         local ok
         ok, err = agent_check(c, sender)
-        if not ok then return err end
+        if not ok then return refuse(idem, err, conv) end
     elseif role == 'system' or role == 'bot' or role == 'bridge' then
         c = conv ~= '' and conv_fields(conv) or {}
         if not c.state then return redis.error_reply('NOCONV no such conversation') end
@@ -293,41 +309,48 @@ local function cg_append(keys, args)
         return redis.error_reply('BADARG unknown role')
     end
 
-    if cmid ~= '' and not idem then
-        idem = CG.KEY.idem(conv, cmid)
-        local seen = mode ~= 'eph' and redis.call('GET', idem)
-        if seen then return {conv, tonumber(seen), 1} end
-    end
-
     if mode == 'eph' then
         redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', 0) .. payload)
         return {conv, 0, 0}
     end
 
-    local seq = seq_next(conv, c)
+    -- The claim: one SET NX GET stores the answer this message gets (its number, known in
+    -- advance) unless the key holds an earlier try's answer, which is returned instead.
+    local seq, run
+    if opening then seq, run = 1, run_name() else seq, run = seq_plan(c) end
+    local value = conv .. ':' .. seq
+    if cmid ~= '' and not idem then idem, value = CG.KEY.idem(conv, cmid), seq end
+    if idem then
+        local seen = redis.call('SET', idem, value, 'NX', 'GET', 'EX', IDEM_TTL)
+        if seen then return dup_answer(seen, conv) end
+    end
+
+    local w = {seq = seq} -- the conversation's writes: one HSET at the end
+    if run then w.ep = run end
+    if opening then open_conv(conv, sender, channel, now, w) end
     redis.call('XADD', CG.KEY.conv_log(conv), seq .. '-0', 'm', payload)
     if mode == 'log' and rating then -- r: this message was taken as the survey's answer
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
     elseif mode == 'log' and not ((role == 'customer' or role == 'agent') and is_content(m) and
-        steady(conv, role, sender, now, c)) then
+        steady(conv, role, sender, now, c, w)) then
         redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload)
     end
     redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', seq) .. payload)
-    if idem then
-        redis.call('SET', idem, (role == 'customer' or role == 'agent') and (conv .. ':' .. seq) or seq,
-            'EX', IDEM_TTL)
-    end
-    if role == 'customer' and preview ~= '' and not c.preview then
-        redis.call('HSET', CG.KEY.conv(conv), 'preview', preview)
-    end
+    if role == 'customer' and preview ~= '' and not c.preview then w.preview = preview end
     if role == 'customer' and mode == 'log' then attrs_store(conv, args) end
     if mode == 'log' and not rating and (role == 'customer' or role == 'agent') then
-        kpi_response(conv, role, sender, m, now, c)
+        kpi_response(conv, role, sender, m, now, c, w)
     end
     if rating then
         kpi_rating(conv, rating)
-        redis.call('HSET', CG.KEY.conv(conv), 'rating', rating, 'rated_at', now)
+        w.rating, w.rated_at = rating, now
     end
+    local flat = {}
+    for f, v in pairs(w) do
+        flat[#flat + 1] = f
+        flat[#flat + 1] = v
+    end
+    redis.call('HSET', CG.KEY.conv(conv), unpack(flat))
     outbound(conv, seq, role, payload, m, c.channel)
     return {conv, seq, 0}
 end

@@ -61,10 +61,27 @@ FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
   is the assigned one, also (routing): offer:<conv> cancelled, its offer_misses reset, and the
   customer's last_agent / last_agent_at set (sticky routing).  -> 1
 ]]
+-- ---- the desk's timings, remembered ------------------------------------------------------------
+-- cg:deskcfg (the routers publish it: cg_deskcfg, redis/queue.lua) is read on every message of
+-- the steady state; a Lua state keeps what it read (per key, so per tenant) until cg_deskcfg
+-- replaces it. Write cg:deskcfg only through cg_deskcfg: a hash changed by hand is seen after the
+-- next cg_deskcfg, restart of Redis or load of the library.
+local deskcfg_memo = {}
+local function desk_timings()
+    local k = CG.KEY.deskcfg()
+    local d = deskcfg_memo[k]
+    if d then return d end
+    local flat = redis.call('HGETALL', k)
+    d = {}
+    for i = 1, #flat, 2 do d[flat[i]] = flat[i + 1] end
+    deskcfg_memo[k] = d
+    return d
+end
+
 -- The fields of a conversation the message path reads, in one HMGET: a table field -> value (nil
 -- when absent). cg_append reads them once and hands them to the steps below.
 local CONV_FIELDS = {'customer', 'state', 'agent', 'queue', 'channel', 'first_reply_at',
-    'await_since', 'preview', 'survey_until', 'queued_at', 'created', 'ep'}
+    'await_since', 'preview', 'survey_until', 'queued_at', 'created', 'seq', 'ep', 'answers'}
 local function conv_fields(conv)
     local h = redis.call('HMGET', CG.KEY.conv(conv), unpack(CONV_FIELDS))
     local c = {}
@@ -72,15 +89,14 @@ local function conv_fields(conv)
     return c
 end
 
--- The next sequence number of conv (c: its conv_fields), skipping SEQ_SKIP when another run of
--- the library numbered its last message (see run_name).
-local function seq_next(conv, c)
+-- The number the next message of an existing conversation gets (c: its conv_fields), and the
+-- run to store as its ep when it changes (nil when not): SEQ_SKIP more when another run of the
+-- library numbered its last message (see run_name). The caller writes both.
+local function seq_plan(c)
     local run = run_name()
-    if c.ep == run then return redis.call('HINCRBY', CG.KEY.conv(conv), 'seq', 1) end
-    local seq = redis.call('HINCRBY', CG.KEY.conv(conv), 'seq', SEQ_SKIP + 1)
-    redis.call('HSET', CG.KEY.conv(conv), 'ep', run)
-    c.ep = run
-    return seq
+    local last = tonumber(c.seq) or 0
+    if c.ep == run then return last + 1, nil end
+    return last + SEQ_SKIP + 1, run
 end
 
 -- c: conv_fields(conv), or nil to read them.
@@ -107,16 +123,20 @@ local function agent_answered(conv, agent, now, c)
 end
 
 -- c: conv_fields(conv), or nil to read them.
-local function sla_agent(conv, now, agent, c)
+-- w: the conversation's writes of cg_append (one HSET at its end), or nil to write them here.
+local function sla_agent(conv, now, agent, c, w)
     c = c or conv_fields(conv)
-    local k = CG.KEY.conv(conv)
+    local set = w or {}
     if not c.first_reply_at then
-        redis.call('HSET', k, 'first_reply_at', now, 'last_reply_at', now)
+        set.first_reply_at = now
         local who = (agent and agent ~= '') and agent or c.agent
         kpi_add(c.queue, who, {CG.KPI.first_response_ms, kpi_ms(c.queued_at or c.created, now),
             CG.KPI.first_response_n, 1})
-    else
-        redis.call('HSET', k, 'last_reply_at', now)
+    end
+    set.last_reply_at = now
+    if not w then
+        redis.call('HSET', CG.KEY.conv(conv), 'first_reply_at', set.first_reply_at or c.first_reply_at,
+            'last_reply_at', now)
     end
     redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv,
         'complaint_respond:' .. conv)

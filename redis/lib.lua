@@ -1,4 +1,4 @@
-local VERSION = 8 -- raise with every change: processes load only a newer library
+local VERSION = 9 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -12,8 +12,8 @@ order (a part may use what the parts before it define; the assembler fails the b
                  outbound copies), cg_trim (bounded work streams)
   assign.lua     the assignment engine: agents' capacity, best agent, offers, overflow,
                  escalation, sticky agents, serve_queue
-  queue.lua      queues: cg_queuecfg, cg_enqueue, cg_queue_list, cg_conv_info, the assignment
-                 outbox, cg_transfer, cg_reclassify, cg_canned_set
+  queue.lua      queues: cg_queuecfg, cg_deskcfg, cg_enqueue, cg_queue_list, cg_conv_info, the
+                 assignment outbox, cg_transfer, cg_reclassify, cg_canned_set
   agent.lua      agents and presence: cg_presence, cg_status, cg_pick, cg_gw_reap
   timer.lua      timers and SLA: cg_timer_claim, cg_timer_fire, cg_sla_customer/agent,
                  cg_offer_arm, cg_route_fire

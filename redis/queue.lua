@@ -1,4 +1,5 @@
--- redis/queue.lua -- queues: configuration, enqueue, lists, the assignment outbox, transfer (a part of the chatgw library: redis/lib.lua).
+-- redis/queue.lua -- queues: configuration, enqueue, lists, the assignment outbox, transfer (a
+-- part of the chatgw library: redis/lib.lua).
 
 --[[
 FCALL cg_queuecfg 1 <tenant> now_ms [queue mode prio name_zh name_en overflow overflow_after_s closed
@@ -77,6 +78,21 @@ local function cg_enqueue(keys, args)
         held and 1 or 0, ok and 1 or 0}
 end
 
+
+--[[
+FCALL cg_deskcfg 1 <tenant> [field value] ...
+  Replace the desk's timings (the router's, router/store.c): DEL cg:deskcfg, HSET the pairs given,
+  and forget what this Lua state remembered of them (desk_timings, redis/desk.lua).  -> 1
+  Errors: BADARG (an odd count).
+]]
+local function cg_deskcfg(keys, args)
+    if #args % 2 ~= 0 then return redis.error_reply('BADARG field value pairs expected') end
+    local k = CG.KEY.deskcfg()
+    redis.call('DEL', k)
+    if #args > 0 then redis.call('HSET', k, unpack(args)) end
+    deskcfg_memo[k] = nil
+    return 1
+end
 
 local QCFG_FIELDS = {'mode', 'prio', 'name_zh', 'name_en', 'overflow', 'overflow_after_s'}
 local QCFG_ARGS = #QCFG_FIELDS + 3 -- queue, the fields, closed, next_change
@@ -308,6 +324,7 @@ end
 
 
 redis.register_function{function_name = 'cg_queuecfg', callback = cg_queuecfg}
+redis.register_function{function_name = 'cg_deskcfg', callback = cg_deskcfg}
 redis.register_function{function_name = 'cg_enqueue', callback = cg_enqueue}
 redis.register_function{function_name = 'cg_queue_list', callback = cg_queue_list,
     flags = {'no-writes'}}

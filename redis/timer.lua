@@ -1,4 +1,5 @@
--- redis/timer.lua -- timers and SLA: claims, breaches, position updates, offer timeouts, overflow (a part of the chatgw library: redis/lib.lua).
+-- redis/timer.lua -- timers and SLA: claims, breaches, position updates, offer timeouts, overflow
+-- (a part of the chatgw library: redis/lib.lua).
 
 local EVENTS_MAX = 100000
 

@@ -111,13 +111,13 @@ static void store_publish_canned(router *r) {
 }
 
 /* The desk's timings for the steady state that cg_append handles itself (redis/conv.lua,
- * steady): DEL + HSET cg:deskcfg, pipelined (between the two cg_append just leaves the message to
- * the routers): ready 1, first_s:<channel> and next_s:<channel> (the response SLAs, seconds),
- * idle_close_s, and hours:<queue> 1 for each queue that counts business hours (its deadlines stay
- * the routers'). */
+ * steady): FCALL cg_deskcfg (DEL + HSET cg:deskcfg in one step, and the library forgets what it
+ * remembered of them): ready 1, first_s:<channel> and next_s:<channel> (the response SLAs,
+ * seconds), idle_close_s, and hours:<queue> 1 for each queue that counts business hours (its
+ * deadlines stay the routers'). */
 static void store_publish_timings(router *r) {
     const cls_set *set = &r->cls;
-    size_t argc = 4 + 4 * (CH_COUNT - 1) + 2 + 2 * set->n_queues;
+    size_t argc = 6 + 4 * (CH_COUNT - 1) + 2 + 2 * set->n_queues;
     const char **argv = calloc(argc, sizeof(*argv));
     char(*num)[24] = calloc(2 * CH_COUNT + 1, sizeof(*num));
     char(*names)[2][MSG_CODE_MAX + 16] = calloc(CH_COUNT + set->n_queues, sizeof(*names));
@@ -126,8 +126,10 @@ static void store_publish_timings(router *r) {
         goto done;
     }
     size_t n = 0, k = 0;
-    argv[n++] = "HSET";
-    argv[n++] = CG_KEY_DESKCFG;
+    argv[n++] = "FCALL";
+    argv[n++] = "cg_deskcfg";
+    argv[n++] = "1";
+    argv[n++] = CG_KEY_TENANT;
     argv[n++] = "ready";
     argv[n++] = "1";
     for (int c = 1; c < CH_COUNT; c++, k++) {
@@ -150,8 +152,7 @@ static void store_publish_timings(router *r) {
         argv[n++] = names[k++][0];
         argv[n++] = "1";
     }
-    if (rconn_cmd(r->cmd, NULL, NULL, "DEL " CG_KEY_DESKCFG) != 0 ||
-        rconn_cmdargv(r->cmd, NULL, NULL, (int)n, argv, NULL) != 0)
+    if (rconn_cmdargv(r->cmd, NULL, NULL, (int)n, argv, NULL) != 0)
         log_warn("cannot publish the desk's timings now (next connect will)");
 done:
     free(argv);

@@ -1,0 +1,110 @@
+"""What one message costs inside Redis (issue 10, item 6: on the hot path at most 1 FCALL and 8
+Redis commands per customer message), counted with MONITOR on a bare redis-server running the
+library as the binaries carry it; times are arguments (an injected clock), nothing waits.
+
+Run: BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_core_cost.py
+"""
+import uuid
+
+import msgpack
+
+from conftest import load_libraries
+from desk import s
+
+NOW = 1_800_000_000_000
+TENANT = "cg:{t:default}"
+END = "end-of-probe"
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+def append(r, role, sender, text, conv="", now=NOW):
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
+         "dir": "in" if role == "customer" else "out", "role": role, "sender_id": sender,
+         "ts": now, "text": text}
+    res = r.fcall("cg_append", 1, TENANT, conv, m["cmid"], role, sender, msgpack.packb(m),
+                  new_id(), "web", now, "log", text[:160])
+    return s(res[0]), res[1], res[2]
+
+
+def commands_of(r, call):
+    """The commands Redis runs for call() (a function of r), as MONITOR shows them: [(name,
+    args)], the FCALL itself first."""
+    with r.monitor() as mon:
+        call()
+        r.echo(END)
+        seen = []
+        for ev in mon.listen():
+            cmd = ev["command"]
+            if cmd == f"ECHO {END}":
+                return seen
+            name, _, rest = cmd.partition(" ")
+            seen.append((name.upper(), rest))
+
+
+def assigned_chat(r):
+    """A customer's conversation assigned to agent amy, with the desk's timings published and
+    the first answer given (the steady state of a chat)."""
+    load_libraries(r)
+    r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "first_s:web", "60", "next_s:web", "120",
+            "idle_close_s", "600")
+    r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
+    conv, _, _ = append(r, "customer", "cu1", "hello")
+    r.fcall("cg_enqueue", 1, TENANT, conv, "general", 5, NOW)
+    assert s(r.hget(f"{TENANT}:conv:{conv}", "agent")) == "amy"
+    append(r, "agent", "amy", "hi, how can I help?", conv, NOW + 1000)
+    return conv
+
+
+def test_a_customer_text_costs_one_fcall_and_at_most_8_commands(redis_srv):
+    r = redis_srv.r
+    conv = assigned_chat(r)
+    for i in range(3):  # every turn costs the same: nothing is read again once remembered
+        t = NOW + 10_000 * (i + 1)
+        cmds = commands_of(r, lambda: append(r, "customer", "cu1", f"question {i}", conv, t))
+        names = [n for n, _ in cmds]
+        assert names[0] == "FCALL" and names.count("FCALL") == 1, names
+        assert len(names) <= 8, names
+        assert "HGETALL" not in names and "GET" not in names, names  # desk timings remembered
+        answer = commands_of(r, lambda: append(r, "agent", "amy", f"answer {i}", conv, t + 500))
+        assert [n for n, _ in answer].count("FCALL") == 1
+    seqs = [int(s(e[0]).split("-")[0]) for e in r.xrange(f"{TENANT}:conv:{conv}:log")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_new_desk_timings_are_used_at_once(redis_srv):
+    """The library remembers the desk's timings; cg_deskcfg replaces them, and the next message
+    goes by the new ones."""
+    r = redis_srv.r
+    conv = assigned_chat(r)
+    t = NOW + 10_000
+    append(r, "customer", "cu1", "first", conv, t)
+    assert r.zscore(f"{TENANT}:timers", f"idle:{conv}") == t + 600_000
+    r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "first_s:web", "60", "next_s:web", "120",
+            "idle_close_s", "900")
+    append(r, "customer", "cu1", "second", conv, t + 1)
+    assert r.zscore(f"{TENANT}:timers", f"idle:{conv}") == t + 1 + 900_000
+    # a queue that counts business hours leaves the message to the routers (cg:in)
+    r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "hours:general", "1")
+    before = r.xlen(f"{TENANT}:in")
+    append(r, "customer", "cu1", "third", conv, t + 2)
+    assert r.xlen(f"{TENANT}:in") == before + 1
+
+
+def test_a_retry_after_the_conversation_moved_on_is_still_a_duplicate(redis_srv):
+    """The id is claimed after the checks; a retry that fails them (the agent's conversation was
+    closed meanwhile) still answers as the first try did, not with the error."""
+    r = redis_srv.r
+    conv = assigned_chat(r)
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": "a-1", "channel": "web", "dir": "out",
+         "role": "agent", "sender_id": "amy", "ts": NOW, "text": "bye"}
+
+    def send():
+        return r.fcall("cg_append", 1, TENANT, conv, "a-1", "agent", "amy", msgpack.packb(m),
+                       new_id(), "web", NOW + 2000, "log", "")
+    first = send()
+    r.fcall("cg_close", 1, TENANT, conv, "amy", "resolved", NOW + 3000)
+    again = send()
+    assert again == [first[0], first[1], 1]
