@@ -164,6 +164,7 @@ typedef struct sess {
     size_t rx_len, rx_cap;
     int rx_pending;           /* a message has begun and is not whole yet (frame_timeout_ms runs) */
     watch *watches;           /* this session's watches (sub.c) */
+    int stale_watches;        /* one of them is stale: sub_drained() has work */
     bridge *bridge;           /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
     struct sess *next, *prev; /* all sessions */
 } sess;

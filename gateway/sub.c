@@ -348,6 +348,12 @@ static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
     return rc;
 }
 
+/* w could not go on now (full send queue, a failed catch-up): sub_drained() resumes it. */
+static void watch_stale(watch *w) {
+    w->stale = 1;
+    w->s->stale_watches = 1;
+}
+
 static void retry_fire(uv_timer_t *t) {
     watch *w = t->data;
     if (w) fetch_start(w);
@@ -366,7 +372,7 @@ static void fetch_retry(watch *w, const char *why, int warn) {
         if (!w->retry || uv_timer_init(G.loop, w->retry) != 0) {
             free(w->retry);
             w->retry = NULL;
-            w->stale = 1; /* resumed by sub_drained() or sub_on_cmd_up() */
+            watch_stale(w); /* resumed by sub_drained() or sub_on_cmd_up() */
             return;
         }
         w->retry->data = w;
@@ -385,7 +391,7 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
         return;
     }
     if (!r) { /* the command connection went away: sub_on_cmd_up() re-syncs */
-        w->stale = 1;
+        watch_stale(w);
         sess_unref(s);
         return;
     }
@@ -410,7 +416,7 @@ static void fetch_done(rconn *rc, redisReply *r, void *priv) {
         if (seq <= w->last_sent || kv->type != REDIS_REPLY_ARRAY || kv->elements < 2) continue;
         int d = deliver_payload(w, seq, kv->element[1]->str, kv->element[1]->len);
         if (d < 0) {
-            w->stale = 1; /* resumed by sub_drained() */
+            watch_stale(w); /* resumed by sub_drained() */
             stop = 1;
         } else if (d > 0) {
             w->recheck = 1;
@@ -437,7 +443,7 @@ static void fetch_start(watch *w) {
     if (w->retry && uv_is_active((uv_handle_t *)w->retry)) return; /* retry_fire() comes */
     unsigned room = sess_room(w->s);
     if (!room) {
-        w->stale = 1; /* resumed by sub_drained() */
+        watch_stale(w); /* resumed by sub_drained() */
         return;
     }
     if (room > SUB_FETCH_MAX) room = SUB_FETCH_MAX;
@@ -453,6 +459,9 @@ static void fetch_start(watch *w) {
 }
 
 void sub_drained(sess *s) {
+    /* a watch only waits for room after it was marked stale: nothing to visit otherwise */
+    if (!s->stale_watches) return;
+    s->stale_watches = 0;
     for (watch *w = s->watches; w; w = w->snext)
         if (w->ch && w->ch->kind == WATCH_CONV && (w->stale || w->want > w->last_sent))
             fetch_start(w);

@@ -104,10 +104,13 @@ static int ws_frame_timeout(sess *s) {
 }
 
 /* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c. The
- * first bytes of a message start its frame_timeout_ms timer (the wsi's lws timer). */
+ * first bytes of a message that is not whole with them start its frame_timeout_ms timer (the
+ * wsi's lws timer); a message that arrives whole, as nearly all do, never arms it (arming and
+ * cancelling cost two insertions into lws' sorted timer list, linear in the connections). */
 static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
     if (s->closing) return 0;
-    if (!s->rx_pending) {
+    int whole = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (!s->rx_pending && !whole) {
         s->rx_pending = 1;
         lws_set_timer_usecs(wsi, (lws_usec_t)G.cfg.frame_timeout_ms * LWS_US_PER_MS);
     }
@@ -130,9 +133,11 @@ static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
     }
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
-    s->rx_pending = 0;
-    lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+    if (!whole) return 0;
+    if (s->rx_pending) {
+        s->rx_pending = 0;
+        lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+    }
     size_t n = s->rx_len;
     s->rx_len = 0;
     client_frame(s, s->rx, n, lws_frame_is_binary(wsi));
