@@ -1,6 +1,9 @@
 /* conv.c -- a customer wrote (text or attachment from cg:in).
  *
- * One FCALL cg_conv_info tells the conversation's state; then:
+ * One FCALL cg_customer_msg (redis/event.lua) with a msgpack map of this message's
+ * classification, the greeting and the response deadlines: a new conversation is greeted, given
+ * its first-response timer and enqueued in that call; for any other state it answers what
+ * cg_conv_info would (a survey answer still asks cg_conv_info first: csat.c). Then, by state:
  *   new      -> greeting (cmid cg:greet) in the customer's locale (identity.locale of this first
  *               message, else default_locale), classification of this first message (classify.c:
  *               queue, priority, category), the first-response timer, and cg_enqueue, which
@@ -19,6 +22,7 @@
 #include "router.h"
 #include "desk_schema.h"
 
+#include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -179,11 +183,96 @@ static void conv_after_info(job *j) {
     }
 }
 
+/* {'new', <cg_enqueue's answer>} | {'info', <cg_conv_info's answer>} */
+static void conv_customer_reply(job *j, redisReply *rep) {
+    j->state[0] = '\0';
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn("conv %s: cg_customer_msg: %s", j->conv, rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) return;
+    char what[8];
+    store_str(rep->element[0], what, sizeof(what));
+    if (strcmp(what, "info") == 0) {
+        conv_info_reply(j, rep->element[1]);
+        j->then = conv_after_info;
+        return;
+    }
+    if (strcmp(what, "new") != 0) return;
+    log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue, j->prio,
+             j->category);
+    conv_enqueue_reply(j, rep->element[1]);
+    if (strcmp(j->queue, j->r->cfg.complaint_queue) == 0) sla_complaint(j, j->complaint_class);
+    j->then = conv_after_enqueue;
+}
+
+static void conv_pack_str(msgpack_packer *pk, const char *k, const char *v, size_t n) {
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_str_with_body(pk, v, n);
+}
+
+static void conv_pack_int(msgpack_packer *pk, const char *k, long long v) {
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_int64(pk, v);
+}
+
+/* The one call: classify this message, render the greeting, work out the deadlines, and send
+ * them as cg_customer_msg's map. */
+static void conv_customer_call(job *j) {
+    router *r = j->r;
+    const msg *m = &j->m;
+    cg_strlcpy(j->channel, msg_channel_name(m->channel), sizeof(j->channel));
+    cg_strlcpy(j->locale, m->identity.locale[0] ? m->identity.locale : r->cfg.default_locale,
+               sizeof(j->locale));
+    cls_input in = {.text = m->text,
+                    .subject = m->meta.subject,
+                    .channel = j->channel,
+                    .tier = m->identity.tier};
+    cls_result res;
+    cls_classify(&r->cls, &in, &res);
+    cg_strlcpy(j->queue, res.queue, sizeof(j->queue));
+    cg_strlcpy(j->category, res.rule[0] ? res.rule : "default", sizeof(j->category));
+    cg_strlcpy(j->complaint_class, res.complaint_class, sizeof(j->complaint_class));
+    j->prio = res.priority;
+    long long first, next;
+    sla_customer_dues(r, j->channel, j->queue, j->now_ms, &first, &next);
+    size_t glen = 0;
+    unsigned char *greet = say_tmpl_payload(j, j->channel, j->locale, TMPL_GREETING, &glen);
+
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 13);
+    conv_pack_str(&pk, "conv", j->conv, strlen(j->conv));
+    conv_pack_int(&pk, "now", j->now_ms);
+    conv_pack_str(&pk, "sender", "chatgw", 6);
+    conv_pack_str(&pk, "channel", j->channel, strlen(j->channel));
+    conv_pack_str(&pk, "queue", j->queue, strlen(j->queue));
+    conv_pack_int(&pk, "prio", res.priority);
+    conv_pack_str(&pk, "category", j->category, strlen(j->category));
+    conv_pack_str(&pk, "locale", j->locale, strlen(j->locale));
+    conv_pack_int(&pk, "pos_ms", sla_is_chat(j->channel) ? r->cfg.position_update_s * 1000 : 0);
+    conv_pack_int(&pk, "sticky_ms", r->cfg.sticky_window_s * 1000);
+    conv_pack_str(&pk, "greet", greet ? (const char *)greet : "", glen);
+    conv_pack_int(&pk, "first_due", first);
+    conv_pack_int(&pk, "next_due", next);
+    free(greet);
+    const char *argv[5] = {"FCALL", "cg_customer_msg", "1", CG_KEY_TENANT, sb.data};
+    size_t lens[5] = {5, 15, 1, strlen(CG_KEY_TENANT), sb.size};
+    job_cmdargv(j, conv_customer_reply, 5, argv, lens);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 void conv_on_customer(job *j) {
     if (!j->conv[0]) {
         log_warn("entry %s: customer message without conversation", j->id);
         return;
     }
-    job_cmd(j, conv_info_reply, 5, "FCALL", "cg_conv_info", "1", CG_KEY_TENANT, j->conv);
-    j->then = conv_after_info;
+    if (j->rated || j->m.type == MSG_RATING) { /* a survey answer: csat.c, from the state */
+        job_cmd(j, conv_info_reply, 5, "FCALL", "cg_conv_info", "1", CG_KEY_TENANT, j->conv);
+        j->then = conv_after_info;
+        return;
+    }
+    conv_customer_call(j);
 }

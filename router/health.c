@@ -47,7 +47,7 @@ static int health_stalled(router *r, int64_t now, char *why, size_t n) {
         return 1;
     }
     r->stall_head = NULL;
-    if (r->reading || r->busy) {
+    if (r->reading || r->running) {
         r->idle_since = 0;
         return 0;
     }

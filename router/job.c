@@ -1,5 +1,13 @@
-/* job.c -- the router's work queue: cg:in entries, outbox drains and fired timers, one at a time,
- * in order.
+/* job.c -- the router's work queue: cg:in entries, outbox drains and fired timers, in order.
+ *
+ * Jobs run one at a time, except a customer's entries: up to JOB_PARALLEL of them, of different
+ * conversations, run at once, so that a burst of new conversations is assigned at the pace of
+ * Redis, not of one round trip after another. A job starts only when no earlier job of its
+ * conversation is queued or running, and every other job (an agent's command or presence, a
+ * timer, the outbox) waits for everything before it and holds back everything after it, so the
+ * order of what one conversation or one agent does is kept. The Redis functions are atomic and
+ * safe for any number of routers running the same events at once: running a few of one router's
+ * at once is no different.
  *
  * A job runs as a chain of steps. A step sends commands with job_cmd()/job_cmdargv() and sets
  * j->then; when the last reply of the step is in, j->then runs (or, when none is set, the job is
@@ -18,6 +26,8 @@
 
 #define JOB_RETRY_MS 500
 #define JOB_MAX_ARGS 32
+#define JOB_PARALLEL 32 /* customer entries running at once */
+#define JOB_SCAN 256    /* queued jobs looked at for one that may start */
 
 typedef struct job_call {
     job *j;
@@ -72,6 +82,18 @@ static int job_queued(const router *r, const char *id) {
     return 0;
 }
 
+/* 1 when the msgpack entry raw is a customer's message (it may run beside other conversations'). */
+static int job_is_customer(const char *raw, size_t len) {
+    msg *m = malloc(sizeof(*m));
+    if (!m) return 0;
+    cg_err err = {{0}, {0}};
+    msg_init(m);
+    int yes = msg_decode_msgpack(m, raw, len, &err) == 0 && m->role == ROLE_CUSTOMER;
+    msg_free(m);
+    free(m);
+    return yes;
+}
+
 void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len,
                     int rated) {
     if (job_queued(r, id)) return;
@@ -92,6 +114,7 @@ void job_push_entry(router *r, const char *id, const char *conv, const char *raw
     j->raw_len = len;
     j->rated = rated >= 1 && rated <= 5 ? rated : 0;
     msg_init(&j->m);
+    j->parallel = conv[0] && job_is_customer(raw, len);
     job_append(r, j);
 }
 
@@ -224,19 +247,42 @@ static void job_start(job *j) {
 }
 
 static int job_can_run(const router *r) {
-    return !r->stopping && !r->busy && r->head && r->fn_loaded && r->cmd && rconn_is_up(r->cmd);
+    return !r->stopping && r->head && r->fn_loaded && r->cmd && rconn_is_up(r->cmd) &&
+           !uv_is_active((uv_handle_t *)&r->retry_timer);
+}
+
+/* The next queued job that may start now (see the file comment), or NULL. */
+static job *job_next_startable(router *r) {
+    const job *seen[JOB_SCAN];
+    size_t n = 0;
+    for (job *j = r->head; j && n < JOB_SCAN; j = j->next) {
+        if (!j->active) {
+            if (j == r->head && r->running == 0) return j;
+            if (!j->parallel) return NULL; /* waits for everything before it */
+            int clash = 0;
+            for (size_t i = 0; i < n && !clash; i++)
+                clash = !strcmp(seen[i]->conv, j->conv);
+            if (!clash) return r->running < JOB_PARALLEL ? j : NULL;
+        } else if (!j->parallel) {
+            return NULL; /* holds back everything after it */
+        }
+        seen[n++] = j;
+    }
+    return NULL;
 }
 
 void job_kick(router *r) {
     if (r->kicking) return;
     r->kicking = 1;
     while (job_can_run(r)) {
-        r->busy = 1;
-        job_run_step(r->head, job_start);
-        if (!r->busy && r->head && r->head->failed) break; /* failed at once: wait for a retry */
+        job *j = job_next_startable(r);
+        if (!j) break;
+        j->active = 1;
+        r->running++;
+        job_run_step(j, job_start);
     }
     r->kicking = 0;
-    if (r->stopping || r->busy || r->head) return;
+    if (r->stopping || r->running || r->head) return;
     job_flush_acks(r);
     inbound_read_next(r);
 }
@@ -245,17 +291,32 @@ static void job_retry_cb(uv_timer_t *t) {
     job_kick(t->data);
 }
 
-/* The head job finished (or failed): pop it, or leave it for a retry. */
+/* Unlink j from the queue. */
+static void job_unlink(router *r, job *j) {
+    job *prev = NULL;
+    for (job *q = r->head; q && q != j; q = q->next)
+        prev = q;
+    if (prev)
+        prev->next = j->next;
+    else
+        r->head = j->next;
+    if (r->tail == j) r->tail = prev;
+    r->n_jobs--;
+}
+
+/* A job finished (or failed): drop it, or leave it queued for a retry. */
 static void job_settle(job *j) {
     router *r = j->r;
     if (r->stopping) return; /* jobs are freed after the loop is closed */
     if (j->failed) {
-        r->busy = 0;
+        j->active = 0;
+        r->running--;
         log_debug("job %s: Redis unavailable, will retry", j->kind == JOB_ENTRY   ? j->id
                                                            : j->kind == JOB_TIMER ? j->member
                                                                                   : "outbox");
         r->retry_timer.data = r;
-        uv_timer_start(&r->retry_timer, job_retry_cb, JOB_RETRY_MS, 0);
+        if (!uv_is_active((uv_handle_t *)&r->retry_timer))
+            uv_timer_start(&r->retry_timer, job_retry_cb, JOB_RETRY_MS, 0);
         return;
     }
     if (j->then) {
@@ -264,13 +325,11 @@ static void job_settle(job *j) {
         job_run_step(j, next);
         return;
     }
-    r->head = j->next;
-    if (!r->head) r->tail = NULL;
-    r->n_jobs--;
+    job_unlink(r, j);
+    r->running--;
     if (j->kind == JOB_ENTRY) job_add_ack(r, j->id);
     if (j->kind == JOB_OUTBOX) r->outbox_queued = 0;
     job_free(j);
-    r->busy = 0;
     if ((long long)r->n_acks >= r->cfg.read_count) job_flush_acks(r);
     job_kick(r);
 }

@@ -139,7 +139,7 @@ typedef struct router {
     /* job.c */
     job *head, *tail;
     size_t n_jobs;
-    int busy;    /* the head job is running */
+    int running; /* jobs running now (job.c: up to JOB_PARALLEL customer entries at once) */
     int kicking; /* inside job_kick()'s loop */
     char **acks;
     size_t n_acks, cap_acks;
@@ -189,8 +189,10 @@ struct job {
     size_t raw_len;
     msg m; /* decoded raw, valid while the job runs */
     int64_t now_ms;
-    int pending; /* replies (plus one guard while a step runs) still to come */
-    int failed;  /* a command got no reply / a transient error: run the job again later */
+    int pending;  /* replies (plus one guard while a step runs) still to come */
+    int failed;   /* a command got no reply / a transient error: run the job again later */
+    int active;   /* started and not settled */
+    int parallel; /* a customer's entry: may run beside other conversations' entries (job.c) */
     job_step_fn *then;
     /* scratch shared by the steps of conv.c / agent.c */
     char state[16];
@@ -206,6 +208,10 @@ struct job {
     long long avg_ms; /* the queue's measured handling time, 0 = none yet */
     int held;         /* the queue assigns nothing now (pull, or outside business hours) */
     int staffed;      /* someone who serves the queue (or its overflow) is online */
+    /* conv.c: the classification of a customer's message (cg_customer_msg) */
+    char category[CLS_NAME_MAX];
+    char complaint_class[CLS_NAME_MAX];
+    int prio;
     asg_row row;
     int has_row;
 };
@@ -283,6 +289,11 @@ void say_text(job *j, const char *conv, const char *channel, const char *cmid, c
               const char *queue, uint32_t position, uint32_t wait_s);
 /* The text of k for a customer of locale (templates, then the [router] *_text keys, then the
  * built-in English text). */
+/* Template k for locale (no variables) as the msgpack payload of a bot text, as say_tmpl would
+ * append it (for an event function that appends it itself): malloc'd, *len its size; NULL when
+ * the template is empty (switched off) or on failure. The caller frees. */
+unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale, tmpl_key k,
+                                size_t *len);
 const char *say_template(const router *r, const char *locale, tmpl_key k);
 /* Render template k for locale with vars and append it like say_text. */
 void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
@@ -373,6 +384,10 @@ int sla_cfg_parse(const router_cfg *c, sla_cfg *out, cg_err *err);
 int check_config(const router *r, char **skills, size_t n);
 /* 1 for the channels that get periodic position updates (every channel but email). */
 int sla_is_chat(const char *channel);
+/* The first- and next-response deadlines (ms, 0 = none) of a customer message at now in a
+ * conversation of channel waiting in queue (business hours counted), as sla_on_customer arms. */
+void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
+                       long long *first, long long *next);
 /* A customer message in conv (state known in j): arm first/next response timers. */
 void sla_on_customer(job *j);
 /* An agent's text or attachment: cancel the response timers of its conversation; the first one

@@ -76,21 +76,41 @@ static void say_publish_agent(job *j, const char *agent, const msg *m) {
     free(buf);
 }
 
+/* The bot text message m for text (and the queue fields): 0, or -1 (logged) when refused. */
+static int say_text_msg(msg *m, const job *j, const char *channel, const char *text,
+                        const char *queue, uint32_t position, uint32_t wait_s) {
+    cg_err err = {{0}, {0}};
+    say_init(m, MSG_TEXT, ROLE_BOT, channel, j->now_ms);
+    if (msg_set_text(m, text, strlen(text), &err) != 0) {
+        log_error("router text refused: %s", err.msg);
+        msg_free(m);
+        return -1;
+    }
+    if (queue) cg_strlcpy(m->queue, queue, sizeof(m->queue));
+    m->position = position;
+    m->wait_s = wait_s;
+    return 0;
+}
+
 void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
               const char *queue, uint32_t position, uint32_t wait_s) {
     msg m;
-    cg_err err = {{0}, {0}};
-    say_init(&m, MSG_TEXT, ROLE_BOT, channel, j->now_ms);
-    if (msg_set_text(&m, text, strlen(text), &err) != 0) {
-        log_error("router text refused: %s", err.msg);
-        msg_free(&m);
-        return;
-    }
-    if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
-    m.position = position;
-    m.wait_s = wait_s;
+    if (say_text_msg(&m, j, channel, text, queue, position, wait_s) != 0) return;
     say_append(j, conv, cmid, &m);
     msg_free(&m);
+}
+
+unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale, tmpl_key k,
+                                size_t *len) {
+    char text[TMPL_TEXT_MAX + 256];
+    *len = 0;
+    tmpl_render(say_template(j->r, locale, k), NULL, 0, text, sizeof(text));
+    if (!text[0]) return NULL;
+    msg m;
+    if (say_text_msg(&m, j, channel, text, NULL, 0, 0) != 0) return NULL;
+    unsigned char *buf = msg_encode_msgpack(&m, 0, len);
+    msg_free(&m);
+    return buf;
 }
 
 const char *say_template(const router *r, const char *locale, tmpl_key k) {

@@ -153,12 +153,19 @@ static long long sla_due(const router *r, const char *queue, int64_t now, long l
     return q ? hours_add(&q->hours, now, secs) : now + secs * 1000;
 }
 
+void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
+                       long long *first, long long *next) {
+    msg_channel ch = sla_channel(channel);
+    *first = sla_due(r, queue, now, r->sla.first_s[ch]);
+    *next = sla_due(r, queue, now, r->sla.next_s[ch]);
+}
+
 void sla_on_customer(job *j) {
-    router *r = j->r;
-    msg_channel ch = sla_channel(j->channel);
+    long long f, n;
+    sla_customer_dues(j->r, j->channel, j->queue, j->now_ms, &f, &n);
     char first[24], next[24];
-    snprintf(first, sizeof(first), "%lld", sla_due(r, j->queue, j->now_ms, r->sla.first_s[ch]));
-    snprintf(next, sizeof(next), "%lld", sla_due(r, j->queue, j->now_ms, r->sla.next_s[ch]));
+    snprintf(first, sizeof(first), "%lld", f);
+    snprintf(next, sizeof(next), "%lld", n);
     job_cmd(j, NULL, 7, "FCALL", "cg_sla_customer", "1", CG_KEY_TENANT, j->conv, first, next);
 }
 

@@ -1,0 +1,113 @@
+"""The event functions of the core (redis/event.lua), table-driven against a bare redis-server
+running the library as the binaries carry it: one call per event, its arguments one msgpack map
+of named fields; times are arguments (an injected clock), nothing waits.
+
+Run: BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_core_events.py
+"""
+import uuid
+
+import msgpack
+import pytest
+import redis
+
+from conftest import load_libraries
+from desk import conv_hash, log_of, s
+
+NOW = 1_800_000_000_000
+TENANT = "cg:{t:default}"
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+def customer_text(r, customer, text, now=NOW):
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web", "dir": "in",
+         "role": "customer", "sender_id": customer, "ts": now, "text": text}
+    res = r.fcall("cg_append", 1, TENANT, "", m["cmid"], "customer", customer, msgpack.packb(m),
+                  new_id(), "web", now, "log", text)
+    return s(res[0])
+
+
+def greeting(text="Hello, how can we help?"):
+    return msgpack.packb({"v": 1, "type": "text", "id": new_id(), "channel": "web", "dir": "out",
+                          "role": "bot", "sender_id": "chatgw", "ts": NOW, "text": text})
+
+
+def event(conv, **over):
+    a = {"conv": conv, "now": NOW, "sender": "chatgw", "channel": "web", "queue": "general",
+         "prio": 5, "category": "default", "locale": "en", "pos_ms": 30000, "sticky_ms": 0,
+         "greet": greeting(), "first_due": NOW + 60_000, "next_due": NOW + 120_000}
+    a.update(over)
+    return {k: v for k, v in a.items() if v is not None}
+
+
+def call(r, args):
+    # bytes go as msgpack str: the cmsgpack of Redis does not read the bin types
+    return r.fcall("cg_customer_msg", 1, TENANT, msgpack.packb(args, use_bin_type=False))
+
+
+def timers(r):
+    return {s(m): int(sc) for m, sc in r.zrange(f"{TENANT}:timers", 0, -1, withscores=True)}
+
+
+# (what is online, what the map changes) -> (the answer's first word, its state, log entries)
+CASES = [
+    ("nobody online: queued", False, {}, "queued", "queued", 2),
+    ("an agent free: assigned at once", True, {}, "assigned", "assigned", 2),
+    ("no greeting configured", True, {"greet": ""}, "assigned", "assigned", 1),
+    ("no first-response deadline", False, {"first_due": 0}, "queued", "queued", 2),
+]
+
+
+@pytest.mark.parametrize("name,online,over,answer,state,logged", CASES, ids=[c[0] for c in CASES])
+def test_a_new_conversation_in_one_call(redis_srv, name, online, over, answer, state, logged):
+    r = redis_srv.r
+    load_libraries(r)
+    if online:
+        r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
+    conv = customer_text(r, "cu1", "where is my parcel?")
+    what, res = call(r, event(conv, **over))
+    assert s(what) == "new" and s(res[0]) == answer, (what, res)
+    h = conv_hash(r, conv)
+    assert h["state"] == state and h["queue"] == "general" and h["locale"] == "en"
+    assert len(log_of(r, conv)) == logged  # the customer's text, then the greeting
+    if logged == 2:
+        assert log_of(r, conv)[1]["text"] == "Hello, how can we help?"
+    due = over.get("first_due", NOW + 60_000)
+    assert timers(r).get(f"first:{conv}") == (due or None)
+    if answer == "assigned":
+        assert s(res[1][1]) == "amy" and h["agent"] == "amy"
+
+
+def test_any_other_state_changes_nothing_and_answers_it(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    conv = customer_text(r, "cu1", "hello")
+    call(r, event(conv))
+    before = (conv_hash(r, conv), len(log_of(r, conv)), timers(r))
+    what, info = call(r, event(conv, queue="sales", greet=greeting("again?")))
+    assert s(what) == "info" and s(info[0]) == "queued" and s(info[2]) == "general"
+    assert (conv_hash(r, conv), len(log_of(r, conv)), timers(r)) == before
+    what, info = call(r, event("no-such-conversation"))
+    assert s(what) == "info" and s(info[0]) == ""
+
+
+def test_the_same_event_twice_greets_once(redis_srv):
+    """A router that died after the call and before XACK: the entry runs again and finds the
+    conversation queued."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv = customer_text(r, "cu1", "hello")
+    assert s(call(r, event(conv))[0]) == "new"
+    assert s(call(r, event(conv))[0]) == "info"
+    assert [m.get("text") for m in log_of(r, conv)] == ["hello", "Hello, how can we help?"]
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x93\x01\x02\x03", msgpack.packb({"now": NOW}),
+                                 msgpack.packb({"conv": "x"}), b"not msgpack at all \xc1"])
+def test_a_bad_map_is_named(redis_srv, bad):
+    r = redis_srv.r
+    load_libraries(r)
+    with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map"):
+        r.fcall("cg_customer_msg", 1, TENANT, bad)
