@@ -132,16 +132,13 @@ static void presence_at(sess *s, const char *code, int64_t ts) {
     msg_free(&m);
 }
 
-/* A connect of an agent whose own last choice was away is preceded by its status away with the
- * same time: a router that sees the away first keeps the agent away when the connect comes (a
- * connect only makes an offline agent online); a second router that runs the connect first ends
- * away too (cg_status ignores only older events), but may have offered a conversation between
- * the two. Re-announced connects (Redis back, socket renamed) never send online: a desk-set away
- * the gateway did not see stays. */
+/* A connect of an agent whose own last choice was away carries it (connect_away): the routers
+ * set the socket and the status in one step (cg_presence), so no router offers it anything in
+ * between, however many run. Re-announced connects (Redis back, socket renamed) never carry
+ * online: a desk-set away the gateway did not see stays. */
 void client_presence(sess *s, const char *code) {
     int64_t ts = cg_now_ms();
-    if (s->away && !strcmp(code, "connect")) presence_at(s, "away", ts);
-    presence_at(s, code, ts);
+    presence_at(s, s->away && !strcmp(code, "connect") ? "connect_away" : code, ts);
 }
 
 /* Refuse a hello for its token: an error frame naming the problem (code bad_token or
@@ -208,10 +205,11 @@ static void agent_accept(sess *s) {
     for (int i = 0; i < s->who.n_skills; i++)
         sub_watch_queue(s, s->who.skills[i]);
     /* The status the agent chose in its hello (online or away; none: a connect makes an
-     * offline agent online) goes first, with the connect's time (see client_presence). */
-    int64_t ts = cg_now_ms();
-    if (s->hello_status) presence_at(s, s->hello_status, ts);
-    presence_at(s, "connect", ts);
+     * offline agent online) goes with the connect, in one event (see client_presence). */
+    const char *code = !s->hello_status                   ? "connect"
+                       : !strcmp(s->hello_status, "away") ? "connect_away"
+                                                          : "connect_online";
+    presence_at(s, code, cg_now_ms());
 }
 
 static void agent_revoked_done(rconn *rc, redisReply *r, void *priv) {

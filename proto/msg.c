@@ -349,7 +349,8 @@ static int missing(cg_err *err, const char *field, msg_type t) {
 }
 
 /* Presence: clients say online, away or offline; the gateway also reports an agent's
- * connect/disconnect, which must name the connection (sock). */
+ * connect/disconnect, which must name the connection (sock): connect_online / connect_away are
+ * a connect with the status the agent chose in its hello. */
 static int check_presence(const msg *m, msg_origin origin, cg_err *err) {
     const char *c = m->code;
     if (!c[0]) return missing(err, "code", MSG_PRESENCE);
@@ -357,10 +358,11 @@ static int check_presence(const msg *m, msg_origin origin, cg_err *err) {
     if (origin != ORIGIN_INTERNAL)
         return cg_err_set(err, "bad_value",
                           "field 'code' of 'presence' must be online, away or offline");
-    if (strcmp(c, "connect") && strcmp(c, "disconnect"))
+    if (strcmp(c, "connect") && strcmp(c, "connect_online") && strcmp(c, "connect_away") &&
+        strcmp(c, "disconnect"))
         return cg_err_set(err, "bad_value",
-                          "field 'code' of 'presence' must be online, away, "
-                          "offline, connect or disconnect");
+                          "field 'code' of 'presence' must be online, away, offline, connect, "
+                          "connect_online, connect_away or disconnect");
     if (!m->sock[0]) return missing(err, "sock", MSG_PRESENCE);
     return 0;
 }

@@ -2,7 +2,7 @@
 -- chatgw library: redis/lib.lua).
 
 --[[
-FCALL cg_presence 1 <tenant> agent sock up name cap skills_csv now_ms [ts_ms]
+FCALL cg_presence 1 <tenant> agent sock up name cap skills_csv now_ms [ts_ms] [status]
   up 1: SADD the socket, store name/cap/skills (empty name/cap keep the old ones); up 0: SREM it
   and remember it in cg:agent:<a>:gone (24 h), so that a connect processed after its own
   disconnect (two routers) is ignored. Sockets present and status offline/absent -> online; no
@@ -12,6 +12,9 @@ FCALL cg_presence 1 <tenant> agent sock up name cap skills_csv now_ms [ts_ms]
   The socket "<gateway>:<n>" is also kept in its gateway's index cg:gw:<gateway>:socks (see
   cg_gw_reap); a connect of a gateway reaped as dead (cg:gw:<gateway>:reaped, no liveness key)
   is ignored.
+  status (up 1 only): the status the agent chose in its hello, online or away ('' = none): set
+  with the socket, in the same step, unless a newer status is known (status_ts), so an agent
+  that connects away is never offered anything in between, with any number of routers.
 FCALL cg_status 1 <tenant> agent status now_ms [ts_ms]
   status online | away, ignored when older than status_ts (events processed out of order by
   different routers). away: out of every avail. online: back in avail when a socket is open,
@@ -67,9 +70,12 @@ local function presence_settle(agent, ts)
 end
 
 local function cg_presence(keys, args)
-    local agent, sock, up, name, cap, skills, now, ts = unpack(args)
+    local agent, sock, up, name, cap, skills, now, ts, chosen = unpack(args)
     if now == nil or agent == '' then
         return redis.error_reply('BADARG agent sock up name cap skills_csv now_ms expected')
+    end
+    if chosen and chosen ~= '' and chosen ~= 'online' and chosen ~= 'away' then
+        return redis.error_reply('BADARG status must be online or away')
     end
     ts = tonumber(ts) or tonumber(now) or 0
     local k = CG.KEY.agent(agent)
@@ -94,6 +100,9 @@ local function cg_presence(keys, args)
         if name ~= '' then redis.call('HSET', k, 'name', name) end
         if cap ~= '' then redis.call('HSET', k, 'cap', tonumber(cap) or 1) end
         redis.call('HSETNX', k, 'load', 0)
+        if chosen and chosen ~= '' and ts >= (tonumber(redis.call('HGET', k, 'status_ts')) or 0) then
+            set_status(old, chosen, ts)
+        end
     else
         sock_drop(agent, sock, ts)
     end

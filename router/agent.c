@@ -28,7 +28,11 @@ void agent_on_presence(job *j) {
         log_warn("entry %s: presence without agent", j->id);
         return;
     }
-    int up = strcmp(m->code, "connect") == 0;
+    /* connect_online / connect_away: a connect with the status the agent chose in its hello */
+    const char *chosen = !strcmp(m->code, "connect_away")     ? "away"
+                         : !strcmp(m->code, "connect_online") ? "online"
+                                                              : "";
+    int up = chosen[0] || strcmp(m->code, "connect") == 0;
     if (up || strcmp(m->code, "disconnect") == 0) {
         char skills[MSG_SKILLS_MAX * MSG_CODE_MAX] = "", cap[16];
         size_t o = 0;
@@ -39,8 +43,9 @@ void agent_on_presence(job *j) {
         }
         snprintf(cap, sizeof(cap), "%u", m->cap ? (unsigned)m->cap : 1u);
         log_info("agent %s %s (%s)", m->sender_id, m->code, m->sock);
-        job_cmd(j, agent_rows_reply, 12, "FCALL", "cg_presence", "1", CG_KEY_TENANT, m->sender_id,
-                m->sock, up ? "1" : "0", m->sender_name, up ? cap : "", up ? skills : "", now, ts);
+        job_cmd(j, agent_rows_reply, 13, "FCALL", "cg_presence", "1", CG_KEY_TENANT, m->sender_id,
+                m->sock, up ? "1" : "0", m->sender_name, up ? cap : "", up ? skills : "", now, ts,
+                chosen);
         for (unsigned i = 0; up && i < m->n_skills && i < MSG_SKILLS_MAX; i++)
             notify_dirty(j->r, m->skills[i]);
         return;

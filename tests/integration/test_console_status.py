@@ -2,8 +2,8 @@
 redis-server, gateway and router, real WebSocket clients.
 
 An agent whose hello says away is never offered a waiting conversation on connect (the gateway
-queues its away status ahead of the connect, with the same time); presence online then brings
-the assignment. Without a code an agent connects online, as before. Any other code is refused
+sends one event, connect_away, and the routers set the socket and the status in one step);
+presence online then brings the assignment. Without a code an agent connects online, as before. Any other code is refused
 with bad_value, and the connection may say hello again.
 
 Also: an away agent re-announced by its stalled gateway (reaped, then running again) comes back
@@ -12,6 +12,9 @@ away.
 Run: BUILD=build /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration/test_console_status.py
 """
 import signal
+
+import pytest
+import redis as redislib
 
 from chat import Client, agent, customer, new_cmid
 from conftest import wait_until
@@ -180,29 +183,43 @@ def test_away_agent_stays_away_when_its_stalled_gateway_announces_it_again(procs
     run(scenario())
 
 
-def test_away_and_connect_end_away_in_either_order(procs, redis_srv):
-    """What the gateway sends for a hello with code away: presence away and connect with the same
-    ts. Two routers may run them in either order (the route functions called here in both
-    orders, as the routers call them): the agent ends away, out of cg:{t:default}:avail, either way. (Run
-    connect-first, the connect itself makes the agent online for an instant and may offer it a
-    waiting conversation: only the status inside the connect could close that window, a router
-    change.)"""
-    procs.router()  # loads the route functions
+def test_a_connect_away_is_one_step(procs, redis_srv):
+    """What the gateway sends for a hello with code away: one presence event, connect_away, that
+    sets the socket and the status in one step (cg_presence with status away), as the routers
+    call it. With a customer waiting and the agent free, nothing is offered to it, with any
+    number of routers; an older disconnect of its previous console (a reload) or an older
+    online run after it leave it away."""
+    procs.router()  # loads the library
     r = redis_srv.r
+    t = "cg:{t:default}"
     ts, now = "1800000000000", "1800000000005"
+    conv = "waiting-conv"
+    r.hset(f"{t}:conv:{conv}", mapping={"state": "new", "customer": "cu", "channel": "web",
+                                        "created": ts, "seq": 0})
+    r.execute_command("FCALL", "cg_enqueue", 1, t, conv, "general", 5, now)
+    assert conv_hash(r, conv)["state"] == "queued"
 
-    def away(a):
-        r.execute_command("FCALL", "cg_status", 1, "cg:{t:default}", a, "away", now, ts)
+    def connect(a, sock, status="", at=ts):
+        return r.execute_command("FCALL", "cg_presence", 1, t, a, sock, 1, a, 1, "general", now,
+                                 at, status)
 
-    def connect(a):
-        r.execute_command("FCALL", "cg_presence", 1, "cg:{t:default}", a, f"gw9:{a}", 1, a, 1, "general", now, ts)
-
-    away("gina")
-    connect("gina")  # one router, or the away first
-    connect("hank")
-    away("hank")  # the connect first, on another router
-    for a in ("gina", "hank"):
-        assert s(r.hget(f"cg:{{t:default}}:agent:{a}", "status")) == "away", a
-        assert r.scard(f"cg:{{t:default}}:agent:{a}:socks") == 1
-        assert r.zscore("cg:{t:default}:avail:general", a) is None
-        assert not r.sismember("cg:{t:default}:online:general", a)
+    assert connect("gina", "gw9:2", "away") == []  # nothing offered
+    assert conv_hash(r, conv)["state"] == "queued"
+    # the previous console's disconnect, older, processed after (another router)
+    r.execute_command("FCALL", "cg_presence", 1, t, "gina", "gw9:1", 0, "", "", "", now,
+                      "1799999999000")
+    r.execute_command("FCALL", "cg_status", 1, t, "gina", "online", now, "1799999999500")
+    assert s(r.hget(f"{t}:agent:gina", "status")) == "away"
+    assert r.smembers(f"{t}:agent:gina:socks") == {b"gw9:2"}
+    assert r.zscore(f"{t}:avail:general", "gina") is None
+    assert conv_hash(r, conv)["state"] == "queued"
+    # connect_online: online in the same step, and offered the waiting conversation
+    rows = connect("hank", "gw9:3", "online")
+    assert [s(x[0]) for x in rows] == [conv] and conv_hash(r, conv)["agent"] == "hank"
+    assert s(r.hget(f"{t}:agent:hank", "status")) == "online"
+    # a status the agent chose later than this connect's time wins over it
+    r.execute_command("FCALL", "cg_status", 1, t, "ivy", "away", now, "1800000000900")
+    connect("ivy", "gw9:4", "online")
+    assert s(r.hget(f"{t}:agent:ivy", "status")) == "away"
+    with pytest.raises(redislib.exceptions.ResponseError, match="BADARG status must be online"):
+        connect("jo", "gw9:5", "busy")
