@@ -227,7 +227,7 @@ end
 
 -- The steady state: a customer's or its agent's text in an assigned conversation needs no router
 -- (no classification, no queue, no reply from the desk), only its timers, which cg_append sets
--- here: the response SLAs (cg_sla_customer / cg_sla_agent above) and the idle close. The entry
+-- here: the response SLAs (cg_sla_customer / cg_sla_agent above); the idle close goes by act_at. The entry
 -- then does not go to cg:in. Taken only when the routers published the desk's timings
 -- (cg:deskcfg, as desk_timings remembers it: ready, first_s:<channel>, next_s:<channel>,
 -- idle_close_s) and the queue does not count business hours (hours:<queue> set: the router
@@ -245,8 +245,8 @@ local function steady(conv, role, sender, now, c, w)
     else
         sla_agent(conv, now, sender, c, w)
     end
-    local idle = tonumber(d.idle_close_s) or 0
-    if idle > 0 then redis.call('ZADD', CG.KEY.timers(), fmt(t + idle * 1000), 'idle:' .. conv) end
+    -- the idle close: its timer (armed at the assignment) is not moved; the message's time goes
+    -- into act_at (cg_append), and a timer that fires early re-arms itself (cg_close_fire)
     return true
 end
 
@@ -344,6 +344,10 @@ local function cg_append(keys, args)
     if rating then
         kpi_rating(conv, rating)
         w.rating, w.rated_at = rating, now
+    end
+    -- the time of the last message of either side: the idle close counts from it (cg_close_fire)
+    if mode == 'log' and (role == 'customer' or role == 'agent') and is_content(m) then
+        w.act_at = now
     end
     local flat = {}
     for f, v in pairs(w) do

@@ -8,8 +8,10 @@
  *                     queue with another agent; the customer is told (template requeued).
  *   after a close     cg_after_close stores the survey window and arms the complaint follow-up;
  *                     csat.c sends the survey.
- *   idle:<conv>       armed (re-armed) at every message of either side while assigned and at the
- *                     assignment, due after idle_close_s; fired, the conversation is closed with
+ *   idle:<conv>       armed at the assignment, due after idle_close_s (re-armed by the router at
+ *                     the messages it reads); cg_append keeps the time of every message of either
+ *                     side in act_at, and a timer that fires within idle_close_s of it re-arms
+ *                     itself (cg_close_fire); fired idle, the conversation is closed with
  *                     resolution no_response, the customer gets idle_closed, the agent a notice.
  *   followup:<conv>   armed when a complaint (a conversation with a ticket) is closed as
  *                     resolved (codes starting with "resolved"), due after complaint_followup_s

@@ -13,7 +13,7 @@ import itertools
 import msgpack
 
 from chat import agent, customer, new_cmid
-from conftest import wait_until
+from conftest import load_libraries, wait_until
 from desk import conv_hash, log_of, run, s
 
 MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
@@ -431,7 +431,9 @@ def test_idle_conversation_closed_no_response(procs, redis_srv, tmp_path):
     run(scenario())
 
 
-def test_messages_keep_idle_timer_rearmed(procs, redis_srv, tmp_path):
+def test_messages_move_the_idle_close(procs, redis_srv, tmp_path):
+    """Each message of either side keeps its time in act_at (cg_append), and the idle timer armed
+    at the assignment stays where it is (no write per message); a close drops it."""
     r = redis_srv.r
     gw = desk(procs, tmp_path, idle=60)
     token = procs.agent_token("alice", "Alice")
@@ -443,13 +445,47 @@ def test_messages_keep_idle_timer_rearmed(procs, redis_srv, tmp_path):
         await a.expect_type("assigned", conv=conv)
         first = wait_until(lambda: r.zscore("cg:{t:default}:timers", f"idle:{conv}"), 5, "idle armed")
         await a.say("hi, how can I help?", conv=conv)
-        wait_until(lambda: (r.zscore("cg:{t:default}:timers", f"idle:{conv}") or 0) > first, 5, "re-armed")
+        reply = await c.expect(lambda f: f.get("text") == "hi, how can I help?", what="the reply")
+        wait_until(lambda: conv_hash(r, conv).get("act_at") == str(reply["ts"]), 5, "act_at")
+        assert r.zscore("cg:{t:default}:timers", f"idle:{conv}") == first
         await close_conv(a, conv, "spam")
         await c.expect_type("closed", conv=conv, code="spam")
         wait_until(lambda: r.zscore("cg:{t:default}:timers", f"idle:{conv}") is None, 5, "idle dropped")
         for x in (a, c):
             await x.close()
     run(scenario())
+
+
+def test_an_idle_timer_that_fires_early_rearms_itself(redis_srv):
+    """The Redis functions alone, with an injected clock: the timer armed at the assignment fires
+    while a message came since; it is armed again idle_close_s after that message, and then
+    closes the conversation."""
+    r = redis_srv.r
+    load_libraries(r)
+    t, now, idle_ms = "cg:{t:default}", 1_800_000_000_000, 60_000
+    r.fcall("cg_deskcfg", 1, t, "ready", "1", "first_s:web", "0", "next_s:web", "0",
+            "idle_close_s", str(idle_ms // 1000))
+    r.fcall("cg_presence", 1, t, "amy", "gw1:1", 1, "Amy", 1, "general", now)
+    conv = "c-idle"
+    r.hset(f"{t}:conv:{conv}", mapping={"state": "new", "customer": "cu", "channel": "web",
+                                        "created": now, "seq": 0})
+    r.fcall("cg_enqueue", 1, t, conv, "general", 5, now)
+    assert conv_hash(r, conv)["agent"] == "amy"
+    r.zadd(f"{t}:timers", {f"idle:{conv}": now + idle_ms})  # as the router arms it
+    m = {"v": 1, "type": "text", "id": "m1", "cmid": "a1", "channel": "web", "dir": "out",
+         "role": "agent", "sender_id": "amy", "ts": now + 30_000, "text": "still there?"}
+    r.fcall("cg_append", 1, t, conv, "a1", "agent", "amy", msgpack.packb(m), "", "web",
+            now + 30_000, "log", "")
+
+    def fire(at):
+        [(member, lease)] = r.fcall("cg_timer_claim", 1, t, at, 5000, 10)
+        return r.fcall("cg_close_fire", 1, t, member, lease, at, "", "")
+
+    assert [s(x) for x in fire(now + idle_ms)] == ["done"]
+    assert r.zscore(f"{t}:timers", f"idle:{conv}") == now + 30_000 + idle_ms
+    assert conv_hash(r, conv)["state"] == "assigned"
+    closed = fire(now + 30_000 + idle_ms)
+    assert s(closed[0]) == "idle" and conv_hash(r, conv)["resolution"] == "no_response"
 
 
 # ---- complaint follow-up ------------------------------------------------------------------------

@@ -81,11 +81,13 @@ def test_new_desk_timings_are_used_at_once(redis_srv):
     conv = assigned_chat(r)
     t = NOW + 10_000
     append(r, "customer", "cu1", "first", conv, t)
-    assert r.zscore(f"{TENANT}:timers", f"idle:{conv}") == t + 600_000
-    r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "first_s:web", "60", "next_s:web", "120",
+    assert r.zscore(f"{TENANT}:timers", f"next:{conv}") == t + 120_000
+    append(r, "agent", "amy", "answer", conv, t + 1)  # the next-response deadline is met
+    assert r.zscore(f"{TENANT}:timers", f"next:{conv}") is None
+    r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "first_s:web", "60", "next_s:web", "90",
             "idle_close_s", "900")
-    append(r, "customer", "cu1", "second", conv, t + 1)
-    assert r.zscore(f"{TENANT}:timers", f"idle:{conv}") == t + 1 + 900_000
+    append(r, "customer", "cu1", "second", conv, t + 2)
+    assert r.zscore(f"{TENANT}:timers", f"next:{conv}") == t + 2 + 90_000
     # a queue that counts business hours leaves the message to the routers (cg:in)
     r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "hours:general", "1")
     before = r.xlen(f"{TENANT}:in")
