@@ -45,7 +45,7 @@ local function kpi_close(conv, agent, resolution, now)
     end
     kpi_add(h[1], agent, kv)
     local gone = resolution == 'no_response' or resolution == 'customer_left'
-    if gone and (tonumber(h[6]) or 0) == 0 and h[7] then
+    if gone and (tonumber(h[6]) or 0) == 0 and h[7] and h[7] ~= '' then
         kpi_add(h[1], nil, {'abandoned', 1})
     end
 end
@@ -60,7 +60,8 @@ end
 local function cg_close(keys, args)
     local conv, agent, resolution, now = args[1], args[2], args[3], args[4]
     if now == nil then return redis.error_reply('BADARG conv agent resolution now_ms expected') end
-    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale',
+        'customer', 'assign_no', 'answered_no')
     if c[1] == 'closed' then
         if c[2] == agent then return {'already', c[3] or '', {}, c[4] or ''} end
         return redis.error_reply('CLOSED conversation is closed')
@@ -70,6 +71,9 @@ local function cg_close(keys, args)
     end
     if resolution == '' then resolution = 'resolved' end
     redis.call('HSET', CG.KEY.conv(conv), 'state', 'closed', 'closed_at', now, 'resolution', resolution)
+    if c[5] and c[6] and c[7] == c[6] then -- it answered: sticky from the end of the chat
+        redis.call('HSET', CG.KEY.cust(c[5]), 'last_agent', agent, 'last_agent_at', now)
+    end
     stats_add(conv, now)
     kpi_close(conv, agent, resolution, now)
     timers_drop(conv)

@@ -157,9 +157,12 @@ local function kpi_response(conv, role, sender, m, now, c, w)
     end
     if not c.await_since then return end
     local ms = (tonumber(now) or 0) - (tonumber(c.await_since) or 0)
-    redis.call('HDEL', k, 'await_since')
+    w.await_since = '' -- ended (conv_fields reads '' as none): one HSET, no HDEL
     w.answers = (tonumber(c.answers) or 0) + 1
-    kpi_add(c.queue, sender, {CG.KPI.response_ms, fmt(ms > 0 and ms or 0), CG.KPI.response_n, 1})
+    -- the agent is in cg:kpi:agents once it answered in this assignment (agent_answered)
+    local known = c.answered_no ~= nil and c.answered_no == c.assign_no and not c.first_answer
+    kpi_add(c.queue, sender, {CG.KPI.response_ms, fmt(ms > 0 and ms or 0), CG.KPI.response_n, 1},
+        known)
 end
 
 -- Closed conv got (or changed) its survey rating: rated / csat_good (4-5) of its queue and of

@@ -31,14 +31,15 @@ end
 -- for wait estimates).
 
 -- HINCRBY the field/increment pairs kv in the queue's counters (none when queue is '' or nil) and
--- in the agent's (none when agent is '' or nil).
-local function kpi_add(queue, agent, kv)
+-- in the agent's (none when agent is '' or nil), whom cg:kpi:agents then lists (known: the
+-- caller knows it does already: no SADD).
+local function kpi_add(queue, agent, kv, known)
     if queue and queue ~= '' then
         for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
     end
     if agent and agent ~= '' then
         for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
-        redis.call('SADD', CG.KEY.kpi_agents(), agent)
+        if not known then redis.call('SADD', CG.KEY.kpi_agents(), agent) end
     end
 end
 
@@ -58,8 +59,9 @@ FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
   An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
   complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
   counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent
-  is the assigned one, also (routing): offer:<conv> cancelled, its offer_misses reset, and the
-  customer's last_agent / last_agent_at set (sticky routing).  -> 1
+  is the assigned one and this is its first message of this assignment, also (routing):
+  offer:<conv> cancelled, its offer_misses reset, and the customer's last_agent / last_agent_at
+  set (sticky routing; cg_close sets them again).  -> 1
 ]]
 -- ---- the desk's timings, remembered ------------------------------------------------------------
 -- cg:deskcfg (the routers publish it: cg_deskcfg, redis/queue.lua) is read on every message of
@@ -81,11 +83,13 @@ end
 -- The fields of a conversation the message path reads, in one HMGET: a table field -> value (nil
 -- when absent). cg_append reads them once and hands them to the steps below.
 local CONV_FIELDS = {'customer', 'state', 'agent', 'queue', 'channel', 'first_reply_at',
-    'await_since', 'preview', 'survey_until', 'queued_at', 'created', 'seq', 'ep', 'answers'}
+    'await_since', 'preview', 'survey_until', 'queued_at', 'created', 'seq', 'ep', 'answers',
+    'assign_no', 'answered_no'}
 local function conv_fields(conv)
     local h = redis.call('HMGET', CG.KEY.conv(conv), unpack(CONV_FIELDS))
     local c = {}
     for i, f in ipairs(CONV_FIELDS) do c[f] = h[i] or nil end
+    if c.await_since == '' then c.await_since = nil end -- ended (cg_append writes '', no HDEL)
     return c
 end
 
@@ -111,15 +115,20 @@ local function sla_customer(conv, first, nxt, c)
     return 1
 end
 
--- The assigned agent wrote in conv (routing): offer:<conv> is cancelled, the agent's
--- offer_misses reset and cg:cust:<customer> gets last_agent, last_agent_at (sticky routing).
-local function agent_answered(conv, agent, now, c)
-    if c.state ~= 'assigned' or c.agent ~= agent then return end
+-- The assigned agent wrote in conv for the first time in this assignment (answered_no, set in
+-- `set`, differs from assign_no; later messages skip this): offer:<conv> is cancelled, the
+-- agent's offer_misses reset, cg:cust:<customer> gets last_agent, last_agent_at (sticky routing;
+-- cg_close sets them again), and c.first_answer is set (kpi_response: the agent is in
+-- cg:kpi:agents then).
+local function agent_answered(conv, agent, now, c, set)
+    if c.state ~= 'assigned' or c.agent ~= agent or c.answered_no == c.assign_no then return end
     redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
     redis.call('HDEL', CG.KEY.agent(agent), 'offer_misses')
     if c.customer then
         redis.call('HSET', CG.KEY.cust(c.customer), 'last_agent', agent, 'last_agent_at', now)
     end
+    if c.assign_no then set.answered_no = c.assign_no end
+    c.first_answer = true
 end
 
 -- c: conv_fields(conv), or nil to read them.
@@ -134,12 +143,16 @@ local function sla_agent(conv, now, agent, c, w)
             CG.KPI.first_response_n, 1})
     end
     set.last_reply_at = now
-    if not w then
-        redis.call('HSET', CG.KEY.conv(conv), 'first_reply_at', set.first_reply_at or c.first_reply_at,
-            'last_reply_at', now)
-    end
     redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv,
         'complaint_respond:' .. conv)
-    if agent and agent ~= '' then agent_answered(conv, agent, now, c) end
+    if agent and agent ~= '' then agent_answered(conv, agent, now, c, set) end
+    if not w then
+        local flat = {}
+        for f, v in pairs(set) do
+            flat[#flat + 1] = f
+            flat[#flat + 1] = v
+        end
+        redis.call('HSET', CG.KEY.conv(conv), unpack(flat))
+    end
     return 1
 end
