@@ -9,13 +9,14 @@ no key uses ...) and writes, into OUTDIR:
   proto_schema.h / .c   enums and names of the wire (msg_type, msg_channel, msg_role, msg_dir),
                         the message type flags and the error codes: for proto/ and everything
   desk_schema.h / .c    timer kinds, KPI fields and Redis key patterns: for gateway/ and router/
-  schema.lua            a Lua prelude (table CG) put into every Redis function library
+  schema.lua            a Lua prelude (table CG) put into the Redis function library
   chatgw_schema.py      the same lists for the tests
   schema.js             the same lists for the pages (window.ChatgwSchema)
 
   gen_schema.py [--schema FILE] OUTDIR
   gen_schema.py --lua-lib NAME OUT.lua PRELUDE.lua PART.lua...   assemble one function library:
-        "#!lua name=NAME", the prelude, then each part without its own #! line
+        "#!lua name=NAME", the prelude, then each part without its own #! line; fails when a part
+        uses a CG name the schema does not declare, or a top-level local a later part defines
 """
 import argparse
 import json
