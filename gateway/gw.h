@@ -326,6 +326,7 @@ typedef struct gw {
     uint64_t next_sess_num;
     int stopping;
     uint64_t msgs_in, msgs_out;
+    uint64_t ws_writes; /* WebSocket writes: several queued frames leave in one (ws.c) */
     token_keyring keys; /* jwt_secrets + jwt_secret: signs customer tokens, verifies all */
 } gw;
 

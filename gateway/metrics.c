@@ -304,6 +304,10 @@ static void metrics_render(metrics_req *m) {
                 "Frames this gateway queued to its clients.");
     bprintf(&b, "chatgw_gateway_frames_out_total{gateway=\"%s\"} %llu\n", gid,
             (unsigned long long)G.msgs_out);
+    metric_head(&b, "chatgw_gateway_ws_writes_total", "counter",
+                "WebSocket writes to clients; the frames queued for one connection leave in one.");
+    bprintf(&b, "chatgw_gateway_ws_writes_total{gateway=\"%s\"} %llu\n", gid,
+            (unsigned long long)G.ws_writes);
     metrics_limits(&b, gid);
     metric_head(&b, "chatgw_redis_up", "gauge", "1 when both Redis connections are up.");
     bprintf(&b, "chatgw_redis_up{gateway=\"%s\"} %d\n", gid,

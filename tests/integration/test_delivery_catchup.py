@@ -2,10 +2,13 @@
 11): the gateway used to re-send the failing XRANGE at once, spinning a core and flooding Redis.
 The error is made deterministic by putting a string where the conversation's log stream should be
 (WRONGTYPE); the retries then come after 50, 100, 200, 400, 800 ms ... up to 2 s, and the reader
-is caught up as soon as the log is back. Real redis-server, gateway, router, WebSocket client."""
-import msgpack
+is caught up as soon as the log is back. Real redis-server, gateway, router, WebSocket client.
 
-from chat import Client, customer
+Also: the frames queued for one connection leave in one write (issue 10, item 6)."""
+import msgpack
+import pytest
+
+from chat import JSON, MSGPACK, Client, customer
 from conftest import wait_until
 from desk import run
 
@@ -54,3 +57,55 @@ def test_catch_up_errors_are_retried_with_backoff_then_heal(procs, redis_srv):
         await c.close()
 
     run(resume())
+
+
+def scraped(gw, name):
+    import urllib.request
+
+    from conftest import METRICS_TOKEN
+    req = urllib.request.Request(gw.base + "/metrics",
+                                 headers={"Authorization": "Bearer " + METRICS_TOKEN})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + "{"):
+                return int(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.mark.parametrize("proto", [JSON, MSGPACK])
+def test_queued_frames_leave_in_few_writes(procs, redis_srv, proto):
+    """A customer coming back to a conversation of 60 messages gets them from the log: the frames
+    queued for its connection leave several per write (one buffer of whole frames), every frame
+    intact and in order, short ones, ones of a few hundred bytes and ones over 64 KiB of JSON
+    framing (16-bit lengths) alike."""
+    gw = procs.gateway({"CHATGW_RATE_MSGS": 100000, "CHATGW_RATE_BURST": 100000})
+    texts = [("x" * n) + f" #{i}" for i, n in enumerate([5, 200, 3000] * 20)]
+
+    async def first():
+        c = await customer(gw)
+        conv = None
+        for t in texts:
+            ack = await c.say(t)
+            assert ack["type"] == "ack", ack
+            conv = ack["conv"]
+        await c.close()
+        return c.welcome["token"], conv
+
+    token, conv = run(first())
+    frames0, writes0 = scraped(gw, "chatgw_gateway_frames_out_total"), \
+        scraped(gw, "chatgw_gateway_ws_writes_total")
+
+    async def resume():
+        c = await Client.connect(gw.ws, "/ws/customer", proto)
+        await c.hello(token=token, conv=conv, last_seq=0)
+        for i, t in enumerate(texts):
+            f = await c.expect(lambda f: f.get("type") == "text" and f.get("seq"), timeout=10,
+                               what=f"message {i + 1}")
+            assert (f["seq"], f["text"]) == (i + 1, t)
+        await c.close()
+
+    run(resume())
+    frames = scraped(gw, "chatgw_gateway_frames_out_total") - frames0
+    writes = scraped(gw, "chatgw_gateway_ws_writes_total") - writes0
+    assert frames >= len(texts)  # the welcome and the 60 messages
+    assert writes * 3 <= frames, (writes, frames)
