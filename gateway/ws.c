@@ -160,31 +160,26 @@ static int ws_written(struct lws *wsi, sess *s) {
  * to send several queued frames in one write they go into one buffer, framed here, and lws
  * sends that buffer as it is (LWS_WRITE_RAW). No extension is negotiated on these connections
  * (no permessage-deflate), so a frame is just this header and the payload. */
-#define WS_HDR_MAX 10
-#define WS_BATCH_MAX 65536 /* bytes of frames in one write */
+#define WS_HDR_MAX 4       /* a payload under 64 KiB: 2 bytes, or 4 with a 16-bit length */
+#define WS_BATCH_MAX 65536 /* bytes of frames in one write; a bigger frame goes alone */
 static size_t ws_frame_header(unsigned char *out, size_t len, int binary) {
     out[0] = (unsigned char)(0x80 | (binary ? 0x2 : 0x1)); /* FIN + opcode */
     if (len < 126) {
         out[1] = (unsigned char)len;
         return 2;
     }
-    if (len <= 0xffff) {
-        out[1] = 126;
-        out[2] = (unsigned char)(len >> 8);
-        out[3] = (unsigned char)len;
-        return 4;
-    }
-    out[1] = 127;
-    for (int i = 0; i < 8; i++)
-        out[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
+    out[1] = 126; /* len < WS_BATCH_MAX: the 16-bit length always fits */
+    out[2] = (unsigned char)(len >> 8);
+    out[3] = (unsigned char)len;
+    return 4;
 }
 
-/* Several frames are queued: as many as fit in WS_BATCH_MAX leave in one write. -1: the
- * connection failed. */
+/* Several frames are queued: as many as fit in WS_BATCH_MAX leave in one write. 0 written, 1
+ * nothing done (out of memory: the caller writes one frame the usual way), -1 the connection
+ * failed. */
 static int ws_write_batch(struct lws *wsi, sess *s) {
     unsigned char *buf = malloc(LWS_PRE + WS_BATCH_MAX);
-    if (!buf) return 0; /* the single-frame path below takes them one by one */
+    if (!buf) return 1;
     size_t used = 0;
     int binary = s->codec != CODEC_JSON;
     while (s->q_len) {
@@ -207,8 +202,9 @@ static int ws_write_batch(struct lws *wsi, sess *s) {
  * close. */
 static int ws_writeable(struct lws *wsi, sess *s) {
     if (s->q_len > 1 && s->q[s->q_head]->len + WS_HDR_MAX <= WS_BATCH_MAX) {
-        if (ws_write_batch(wsi, s) < 0) return -1;
-        return ws_written(wsi, s);
+        int rc = ws_write_batch(wsi, s);
+        if (rc < 0) return -1;
+        if (rc == 0) return ws_written(wsi, s);
     }
     frame *f = sess_pop(s);
     if (!f) {
