@@ -1,4 +1,5 @@
-"""Slow-loris against the webhooks, on loopback: what N slow connections cost the gateway.
+"""Slow-loris against the webhooks (--target webhook) or the WebSocket endpoints (--target ws), on
+loopback: what N slow connections cost the gateway.
 
 Starts redis-server and the real gateway (secrets for Telegram, WeChat and Meta set), then keeps
 --conns attacker connections open for --seconds: each sends a request head that announces a body
@@ -10,12 +11,20 @@ WeChat request with a bad query signature. Meanwhile a normal client posts a val
 update every half second and must get 200 each time. The gateway's RSS is sampled all along
 (/proc/<pid>/status: VmRSS, and VmHWM for the peak).
 
+--target ws: the attacker kinds rotate over a WebSocket upgrade whose request head never ends (a
+header byte per --trickle seconds), a connection that completes the upgrade and then trickles
+one message (a frame header announcing 1,000 bytes, then one byte per --trickle seconds: closed
+after frame_timeout_ms), and one that completes the upgrade and never says hello (closed after
+hello_timeout_ms). The normal client connects as a customer every half second, says hello and
+one text, and must get its ack each time (latency: connect to ack).
+
 Connections come from 127.0.0.2..127.0.0.9 so that ports do not run out; the default 10,000
 connections stay under the 20,000 open files each process may have (the gateway holds one per
 connection, this script one per connection).
 
-  /usr/bin/python3 bench/webhook_slowloris.py [--conns 10000] [--seconds 30] [--build build]
-      [--reopen 5] [--nofile 2048] [--timeline]
+  /usr/bin/python3 bench/webhook_slowloris.py [--target webhook|ws] [--conns 10000]
+      [--seconds 30] [--build build] [--reopen 5] [--nofile 2048] [--timeline]
+      [--env CHATGW_MAX_CONNS_PER_IP=0]
 
 Note: libwebsockets 4.1 keeps every connection's timeout in one sorted list (O(n) per insertion):
 when connections arrive faster than they are answered, thousands pile up, every accept gets
@@ -65,6 +74,26 @@ def head(kind, i):
 
 
 KINDS = ["meta_big", "meta_small", "tg_bad", "wx_bad"]
+WS_KINDS = ["ws_head", "ws_frame", "ws_silent"]
+WS_UPGRADE = (b"GET /ws/customer HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n")
+# a masked text frame announcing 1,000 bytes (16-bit length), mask key 0: the payload follows
+WS_FRAME_HEAD = bytes([0x81, 0x80 | 126, 0x03, 0xE8, 0, 0, 0, 0])
+
+
+def ws_start(kind):
+    """What a WebSocket attacker sends first: the upgrade head, whole or not."""
+    return WS_UPGRADE if kind == "ws_head" else WS_UPGRADE + b"\r\n"
+
+
+def ws_trickle(kind, upgraded):
+    """The next slow byte: one more header byte, one more payload byte, or nothing."""
+    if kind == "ws_head":
+        return b"X"
+    if kind == "ws_frame" and upgraded:
+        return b"{"
+    return b""
 
 
 class Stats:
@@ -77,9 +106,11 @@ class Stats:
 
 
 async def attacker(i, args, stats, stop):
-    """One slot: open, send the head, trickle the body until answered or closed; again."""
+    """One slot: open, send the head, trickle until answered or closed; again."""
     loop = asyncio.get_running_loop()
-    kind = KINDS[i % len(KINDS)]
+    kinds = WS_KINDS if args.target == "ws" else KINDS
+    kind = kinds[i % len(kinds)]
+    ws = args.target == "ws"
     await asyncio.sleep(args.ramp * i / args.conns)
     while not stop.is_set():
         s = socket.socket()
@@ -94,17 +125,29 @@ async def attacker(i, args, stats, stop):
             continue
         stats.opened += 1
         stats.open_now += 1
-        status = "closed"
+        status, upgraded = "closed", False
         try:
-            await loop.sock_sendall(s, head(kind, i))
+            await loop.sock_sendall(s, ws_start(kind) if ws else head(kind, i))
             while not stop.is_set():
                 try:
                     got = await asyncio.wait_for(loop.sock_recv(s, 4096), args.trickle)
-                    if got.startswith(b"HTTP/1.1 "):
+                    if not got:
+                        break
+                    if got.startswith(b"HTTP/1.1 101 ") and not upgraded:
+                        upgraded = True  # the upgrade went through: now the slow part
+                        if kind == "ws_frame":
+                            await loop.sock_sendall(s, WS_FRAME_HEAD)
+                        continue
+                    if got.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")):  # lws refuses in 1.0
                         status = got[9:12].decode()
-                    break
+                        break
+                    if upgraded and got[0] & 0x0F == 0x8:  # a close frame: its code
+                        status = "ws close %d" % int.from_bytes(got[2:4], "big")
+                        break
                 except asyncio.TimeoutError:
-                    await loop.sock_sendall(s, b"{")
+                    more = ws_trickle(kind, upgraded) if ws else b"{"
+                    if more:
+                        await loop.sock_sendall(s, more)
         except OSError:
             status = "reset"
         finally:
@@ -148,6 +191,29 @@ def normal_post(port, n):
         c.close()
 
 
+def normal_ws(port, n):
+    """A customer connects, says hello and one text: (ack or what came instead, seconds)."""
+    import websockets
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/customer",
+                                      subprotocols=["chatgw.json.v1"], open_timeout=10) as c:
+            await c.send(json.dumps({"type": "hello"}))
+            while json.loads(await asyncio.wait_for(c.recv(), 10)).get("type") != "welcome":
+                pass
+            await c.send(json.dumps({"type": "text", "cmid": f"n{n}", "text": f"normal {n}"}))
+            while True:
+                f = json.loads(await asyncio.wait_for(c.recv(), 10))
+                if f.get("cmid") == f"n{n}":
+                    return f.get("type")
+    t = time.monotonic()
+    try:
+        got = asyncio.run(go())
+        return (200 if got == "ack" else got), time.monotonic() - t
+    except Exception as e:  # noqa: BLE001 -- what went wrong is the figure
+        return f"error {type(e).__name__}", time.monotonic() - t
+
+
 async def run(args, pid):
     stats = Stats()
     stop = asyncio.Event()
@@ -166,7 +232,8 @@ async def run(args, pid):
                   f"attacker_open={stats.open_now:5d} answers={sum(stats.answers.values())}",
                   flush=True)
         n += 1
-        normal.append(await loop.run_in_executor(None, normal_post, args.port, n))
+        probe = normal_ws if args.target == "ws" else normal_post
+        normal.append(await loop.run_in_executor(None, probe, args.port, n))
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     return stats, samples, normal
@@ -174,6 +241,7 @@ async def run(args, pid):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--target", choices=("webhook", "ws"), default="webhook")
     ap.add_argument("--conns", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--trickle", type=float, default=1.0, help="seconds between body bytes")
@@ -223,7 +291,7 @@ def main():
                     f.writelines(lines)
             log = [ln for ln in lines if " WARN " in ln or " ERROR " in ln]
     ok = [t for st, t in normal if st == 200]
-    print(f"gateway {args.build} (open files {args.nofile or 'inherited'}): {args.conns} slow connections for {args.seconds:.0f} s "
+    print(f"gateway {args.build} ({args.target}, open files {args.nofile or 'inherited'}): {args.conns} slow connections for {args.seconds:.0f} s "
           f"(trickle 1 B / {args.trickle} s, reopen after {args.reopen} s)")
     print(f"  RSS: before {base / 1024:.1f} MB, during max {max(samples) / 1024:.1f} MB "
           f"(median {statistics.median(samples) / 1024:.1f} MB), peak VmHWM {peak / 1024:.1f} MB, "
@@ -231,7 +299,7 @@ def main():
     print(f"  attacker: {stats.opened} connections opened, open at once: max "
           f"{max(stats.open_samples)}, median {statistics.median(stats.open_samples):.0f}; "
           f"answers {dict(sorted(stats.answers.items()))}; connect errors {stats.connect_errors}")
-    print(f"  normal client: {len(ok)}/{len(normal)} answered 200; latency median "
+    print(f"  normal client: {len(ok)}/{len(normal)} answered (200 / ack); latency median "
           f"{statistics.median(ok) * 1000 if ok else float('nan'):.1f} ms, max "
           f"{max(ok) * 1000 if ok else float('nan'):.1f} ms; others "
           f"{[st for st, _ in normal if st != 200][:5]}")

@@ -134,11 +134,17 @@ int gw_origin_allowed(const char *origin, const char *host) {
     return 0;
 }
 
+/* lws' own warnings and errors, into our log. "User code denied connection" is lws saying that
+ * we refused a request (too many connections from its address, a bad origin...): ws.c and http.c
+ * log why at info and count it on /metrics, so it is debug here; a warning per refusal would let
+ * an attack flood the log (112,144 lines in 40 s of the WebSocket slow-loris bench). */
 static void lws_log(int level, const char *line) {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    log_write(level & LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int)n, line);
+    int lv = level & LLL_ERR ? LOG_ERROR : LOG_WARN;
+    if (strstr(line, "User code denied connection")) lv = LOG_DEBUG;
+    log_write(lv, "lws: %.*s", (int)n, line);
 }
 
 /* ---- Redis ---- */

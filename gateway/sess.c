@@ -26,6 +26,7 @@
 #define SESS_RXFLOW_ANSWERS (1 << 1)
 #define SESS_RX_PAUSE_AT (SESS_CTL_MAX / 2)
 #define SESS_RX_RESUME_AT (SESS_CTL_MAX / 4)
+#define SESS_Q_FIRST 8 /* send queue slots a connection gets with its first frame */
 #define SESS_TRIM_WAVE 64
 #define SESS_TRIM_DELAY_MS 1000
 
@@ -65,13 +66,7 @@ static void sess_trim_maybe(void) {
 sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max) {
     sess *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    unsigned q_cap = data_max + SESS_CTL_MAX;
-    s->q = calloc(q_cap, sizeof(*s->q));
-    if (!s->q) {
-        free(s);
-        return NULL;
-    }
-    s->q_cap = q_cap;
+    s->q_cap = data_max + SESS_CTL_MAX; /* slots come with the first frames (sess_grow) */
     s->data_max = data_max;
     s->wsi = wsi;
     s->refs = 1;
@@ -141,18 +136,41 @@ static void sess_rx_flow(sess *s) {
     }
 }
 
-static void sess_push(sess *s, frame *f) {
-    s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
+/* Room for one more frame in the ring: doubled (from SESS_Q_FIRST) up to q_cap, its frames put
+ * in order from slot 0. -1 out of memory. */
+static int sess_grow(sess *s) {
+    if (s->q_len < s->q_alloc) return 0;
+    unsigned n = s->q_alloc ? s->q_alloc * 2 : SESS_Q_FIRST;
+    if (n > s->q_cap) n = s->q_cap;
+    if (n <= s->q_alloc) return -1;
+    frame **q = calloc(n, sizeof(*q));
+    if (!q) return -1;
+    for (unsigned i = 0; i < s->q_len; i++)
+        q[i] = s->q[(s->q_head + i) % s->q_alloc];
+    free(s->q);
+    s->q = q;
+    s->q_head = 0;
+    s->q_alloc = n;
+    return 0;
+}
+
+/* Queue f (a reference is taken): 0, or -1 out of memory (f not queued). */
+static int sess_push(sess *s, frame *f) {
+    if (sess_grow(s) != 0) {
+        log_error("sess %s: out of memory queueing a frame", s->sock);
+        return -1;
+    }
+    s->q[(s->q_head + s->q_len) % s->q_alloc] = frame_ref(f);
     s->q_len++;
     if (f->ctl) s->q_ctl++;
     G.msgs_out++;
     ws_want_write(s);
+    return 0;
 }
 
 int sess_send(sess *s, frame *f) {
     if (!f || !s->wsi || s->closing || !sess_room(s)) return -1;
-    sess_push(s, f);
-    return 0;
+    return sess_push(s, f);
 }
 
 int sess_send_msg(sess *s, const msg *m) {
@@ -173,8 +191,12 @@ int sess_send_ctl_msg(sess *s, const msg *m) {
     frame *f = frame_encode(m, s->codec);
     if (!f) return -1;
     f->ctl = 1;
-    sess_push(s, f);
+    int rc = sess_push(s, f);
     frame_unref(f);
+    if (rc != 0) {
+        sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return -1;
+    }
     sess_rx_flow(s);
     return 0;
 }
@@ -208,7 +230,7 @@ frame *sess_pop(sess *s) {
     if (!s->q_len) return NULL;
     frame *f = s->q[s->q_head];
     s->q[s->q_head] = NULL;
-    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_head = (s->q_head + 1) % s->q_alloc;
     s->q_len--;
     if (f->ctl && s->q_ctl) {
         s->q_ctl--;
