@@ -164,12 +164,8 @@ FCALL cg_close_fire 1 <tenant> member lease now_ms newconv followup_queue
 local function cg_reopen(keys, args)
     local conv, agent, now = args[1], args[2], args[3]
     if now == nil then return redis.error_reply('BADARG conv agent now_ms expected') end
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale', 'queue',
-        'queued_at')
-    if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
-    if h[1] ~= 'assigned' or h[2] ~= agent then
-        return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
-    end
+    local h, err = conv_assigned_to(conv, agent, 'channel', 'locale', 'queue', 'queued_at')
+    if not h then return err end
     local info = agent_info(agent)
     redis.call('SREM', CG.KEY.agent_convs(agent), conv)
     redis.call('SREM', CG.KEY.outbox_assign(), conv)

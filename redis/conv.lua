@@ -352,12 +352,7 @@ local function cg_append(keys, args)
     if mode == 'log' and (role == 'customer' or role == 'agent') and is_content(m) then
         w.act_at = now
     end
-    local flat = {}
-    for f, v in pairs(w) do
-        flat[#flat + 1] = f
-        flat[#flat + 1] = v
-    end
-    redis.call('HSET', CG.KEY.conv(conv), unpack(flat))
+    conv_hset(conv, w)
     outbound(conv, seq, role, payload, m, c.channel)
     return {conv, seq, 0}
 end

@@ -63,6 +63,28 @@ FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
   offer:<conv> cancelled, its offer_misses reset, and the customer's last_agent / last_agent_at
   set (sticky routing; cg_close sets them again).  -> 1
 ]]
+-- HSET the field -> value table t into conv's hash, in one command (nothing when t is empty).
+local function conv_hset(conv, t)
+    local flat = {}
+    for f, v in pairs(t) do
+        flat[#flat + 1] = f
+        flat[#flat + 1] = v
+    end
+    if #flat > 0 then redis.call('HSET', CG.KEY.conv(conv), unpack(flat)) end
+end
+
+-- HMGET conv's state, agent and the fields named after them: the reply h (h[1] state, h[2]
+-- agent, then the fields), or nil and the error an agent's command gets when conv is not
+-- assigned to agent: CLOSED, NOTASSIGNED.
+local function conv_assigned_to(conv, agent, ...)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', ...)
+    if h[1] == 'closed' then return nil, redis.error_reply('CLOSED conversation is closed') end
+    if h[1] ~= 'assigned' or h[2] ~= agent then
+        return nil, redis.error_reply('NOTASSIGNED conversation is not assigned to you')
+    end
+    return h
+end
+
 -- ---- the desk's timings, remembered ------------------------------------------------------------
 -- cg:deskcfg (the routers publish it: cg_deskcfg, redis/queue.lua) is read on every message of
 -- the steady state; a Lua state keeps what it read (per key, so per tenant) until cg_deskcfg
@@ -146,13 +168,6 @@ local function sla_agent(conv, now, agent, c, w)
     redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv,
         'complaint_respond:' .. conv)
     if agent and agent ~= '' then agent_answered(conv, agent, now, c, set) end
-    if not w then
-        local flat = {}
-        for f, v in pairs(set) do
-            flat[#flat + 1] = f
-            flat[#flat + 1] = v
-        end
-        redis.call('HSET', CG.KEY.conv(conv), unpack(flat))
-    end
+    if not w then conv_hset(conv, set) end
     return 1
 end

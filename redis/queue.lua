@@ -204,12 +204,8 @@ local function cg_transfer(keys, args)
     if not to_queue or (to_agent == '' and to_queue == '') then
         return redis.error_reply('BADARG conv agent now_ms to_agent to_queue pos_ms expected')
     end
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'channel', 'locale', 'queue',
-        'queued_at', 'prio')
-    if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
-    if h[1] ~= 'assigned' or h[2] ~= agent then
-        return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
-    end
+    local h, err = conv_assigned_to(conv, agent, 'channel', 'locale', 'queue', 'queued_at', 'prio')
+    if not h then return err end
     local target
     if to_agent ~= '' then
         if to_agent == agent then
@@ -281,12 +277,8 @@ local function cg_reclassify(keys, args)
     if not now or category == '' then
         return redis.error_reply('BADARG conv agent category now_ms expected')
     end
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'category', 'channel', 'locale',
-        'ticket')
-    if h[1] == 'closed' then return redis.error_reply('CLOSED conversation is closed') end
-    if h[1] ~= 'assigned' or h[2] ~= agent then
-        return redis.error_reply('NOTASSIGNED conversation is not assigned to you')
-    end
+    local h, err = conv_assigned_to(conv, agent, 'category', 'channel', 'locale', 'ticket')
+    if not h then return err end
     local old = h[3] or ''
     if old == category then
         return redis.error_reply('CLASSIFYFAIL the conversation is already in category ' .. category)

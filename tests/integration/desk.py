@@ -31,3 +31,15 @@ def conv_hash(r, conv):
 def log_of(r, conv):
     """The conversation's transcript, oldest first, as decoded msg dicts."""
     return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:{{t:default}}:conv:{conv}:log")]
+
+
+def append_text(r, role, sender, text, conv="", now=1_800_000_000_000, cmid=None):
+    """A text stored the way the gateway stores it (FCALL cg_append ... log), for tests of the
+    Redis functions alone: (conv, seq, dup)."""
+    import uuid
+    m = {"v": 1, "type": "text", "id": uuid.uuid4().hex, "cmid": cmid or uuid.uuid4().hex,
+         "channel": "web", "dir": "in" if role == "customer" else "out", "role": role,
+         "sender_id": sender, "ts": now, "text": text}
+    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], role, sender,
+                  msgpack.packb(m), uuid.uuid4().hex, "web", now, "log", text[:160])
+    return s(res[0]), res[1], res[2]

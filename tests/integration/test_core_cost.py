@@ -9,7 +9,7 @@ import uuid
 import msgpack
 
 from conftest import load_libraries
-from desk import s
+from desk import append_text, s
 
 NOW = 1_800_000_000_000
 TENANT = "cg:{t:default}"
@@ -21,12 +21,7 @@ def new_id():
 
 
 def append(r, role, sender, text, conv="", now=NOW):
-    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
-         "dir": "in" if role == "customer" else "out", "role": role, "sender_id": sender,
-         "ts": now, "text": text}
-    res = r.fcall("cg_append", 1, TENANT, conv, m["cmid"], role, sender, msgpack.packb(m),
-                  new_id(), "web", now, "log", text[:160])
-    return s(res[0]), res[1], res[2]
+    return append_text(r, role, sender, text, conv, now)
 
 
 def commands_of(r, call):

@@ -9,29 +9,19 @@ Run: BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_seq.py
 """
 import os
 import subprocess
-import uuid
 
-import msgpack
 
 from chat import agent, customer
 from conftest import load_libraries, wait_until
-from desk import run, s
+from desk import append_text, run, s
 
 NOW = 1_800_000_000_000
 TENANT = "cg:{t:default}"
 
 
-def new_id():
-    return uuid.uuid4().hex
-
-
 def append(r, role, sender, text, conv="", now=NOW):
-    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
-         "dir": "in" if role == "customer" else "out", "role": role, "sender_id": sender,
-         "ts": now, "text": text}
-    res = r.fcall("cg_append", 1, TENANT, conv, m["cmid"], role, sender, msgpack.packb(m),
-                  new_id(), "web", now, "log", text[:160])
-    return s(res[0]), res[1]
+    """(conv, seq) of a text stored as the gateway stores it."""
+    return append_text(r, role, sender, text, conv, now)[:2]
 
 
 def log_seqs(r, conv):
