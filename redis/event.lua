@@ -45,4 +45,48 @@ local function cg_customer_msg(keys, args)
         fmt(tonumber(a.sticky_ms) or 0)})}
 end
 
+--[[
+FCALL cg_announce 1 <tenant> <map>
+  The router announces an assignment a function returned (a ROW), in one call. <map>:
+    conv, agent, assign_no    the ROW's (required)
+    now                       ms (required)
+    channel                   the conversation's
+    event                     the `assigned` msg (a msgpack str) appended to the log (cmid
+                              cg:asg:<assign_no>, role system)
+    notice                    the same msg with conv and cmid, published on cg:a:<agent> (seq 0)
+    offer_due                 ms, 0 = none: offer:<conv> armed once for this assignment
+                              (cg_offer_arm's rule)
+    idle_due                  ms, 0 = none: idle:<conv> armed
+  The conversation leaves the assignment outbox (cg_outbox_done). An assignment already taken
+  back or moved (assign_no is not the conversation's, or another agent has it) announces nothing
+  and arms nothing: {'stale'}.  -> {'announced', seq of the event}
+  Errors: BADARG.
+]]
+local function cg_announce(keys, args)
+    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
+    if not ok or type(a) ~= 'table' or type(a.conv) ~= 'string' or type(a.agent) ~= 'string' or
+        not tonumber(a.assign_no) or not tonumber(a.now) then
+        return redis.error_reply('BADARG a msgpack map with conv, agent, assign_no and now expected')
+    end
+    local conv, no, now = a.conv, fmt(tonumber(a.assign_no)), fmt(tonumber(a.now))
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
+    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
+    local seq = 0
+    if type(a.event) == 'string' and a.event ~= '' then
+        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
+            a.channel or '', now, 'sys'})
+        if type(r) == 'table' and r[2] then seq = r[2] end
+    end
+    if type(a.notice) == 'string' and a.notice ~= '' then
+        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
+    end
+    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
+    if (tonumber(a.idle_due) or 0) > 0 then
+        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
+    end
+    return {'announced', seq}
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
+redis.register_function{function_name = 'cg_announce', callback = cg_announce}

@@ -1,4 +1,4 @@
-local VERSION = 14 -- raise with every change: processes load only a newer library
+local VERSION = 15 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -20,7 +20,8 @@ order (a part may use what the parts before it define; the assembler fails the b
   complaint.lua  complaints and the survey: cg_complaint, follow-up tasks
   close.lua      how conversations end: cg_close, cg_customer_close, cg_reopen, cg_after_close,
                  cg_close_fire
-  event.lua      one call per event, its arguments one msgpack map: cg_customer_msg
+  event.lua      one call per event, its arguments one msgpack map: cg_customer_msg,
+                 cg_announce
 
 Both the gateway and the router carry the same library and load it when Redis holds none, or an
 older VERSION (common/rlib.c, docs/architecture.md "Loading and health"). Every function takes the

@@ -307,8 +307,9 @@ void say_closed(job *j, const char *conv, const char *channel, const char *local
 /* Publish a system notice about conv for one agent on cg:a:<agent> (not logged). */
 void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
                       const char *text);
-/* Announce an assignment: append `assigned` (cmid asg:<conv>:<no>), publish it on cg:a:<agent>,
- * then cg_outbox_done; marks the queue dirty. Pipelined, so the order holds in Redis. */
+/* Announce an assignment in one call, FCALL cg_announce (redis/event.lua): append `assigned`
+ * (cmid cg:asg:<no>), publish it on cg:a:<agent>, leave the outbox, arm offer:<conv> (chats,
+ * offer_timeout_s) and idle:<conv> (idle_close_s); marks the queue dirty. */
 void say_assigned(job *j, const asg_row *row);
 /* Append the survey event (type survey, role system, cmid cg:survey) with text. */
 void say_survey(job *j, const char *conv, const char *channel, const char *text);
@@ -430,9 +431,6 @@ int csat_on_customer(job *j);
 
 /* sticky_window_s in ms as an argument of cg_enqueue ("0" = off); buf of at least 24 bytes. */
 const char *routing_sticky_ms(const router *r, char *buf, size_t n);
-/* An assignment was announced: arm offer:<conv> (no-op when offer_timeout_s is 0 and for
- * e-mail, whose answers take longer than a chat's). */
-void routing_on_assigned(job *j, const asg_row *row);
 /* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
 /* First step of a JOB_TIMER job for such a member. */
 void routing_timer_step(job *j);

@@ -4,10 +4,11 @@
  *   sticky agents   a new conversation of a customer whose last conversation was answered by
  *                   agent A within sticky_window_s goes to A when A is online with free capacity
  *                   and serves the queue (cg_enqueue's sticky_ms); otherwise normal routing.
- *                   cg:cust:<customer> last_agent / last_agent_at are set by each text of the
- *                   assigned agent (cg_sla_agent, the call every agent text makes anyway).
+ *                   cg:cust:<customer> last_agent / last_agent_at are set by the assigned
+ *                   agent's first text of an assignment and again when it closes one it
+ *                   answered in (cg_append / cg_sla_agent, cg_close).
  *   offer timeout   every announced chat assignment (not e-mail) arms offer:<conv> after
- *                   offer_timeout_s; the agent's first text cancels it (cg_sla_agent). Fired,
+ *                   offer_timeout_s (cg_announce, say.c); the agent's first text cancels it. Fired,
  *                   the conversation is taken back and offered to the next available agent (not
  *                   the same one); the agent gets a notice, and after offer_max_misses
  *                   consecutive misses its status becomes away (told so too).
@@ -30,15 +31,6 @@
 const char *routing_sticky_ms(const router *r, char *buf, size_t n) {
     snprintf(buf, n, "%lld", r->cfg.sticky_window_s * 1000);
     return buf;
-}
-
-void routing_on_assigned(job *j, const asg_row *row) {
-    long long secs = j->r->cfg.offer_timeout_s;
-    if (secs <= 0 || !sla_is_chat(row->channel)) return; /* an e-mail answer takes longer */
-    char no[24], due[24];
-    snprintf(no, sizeof(no), "%lld", row->assign_no);
-    snprintf(due, sizeof(due), "%lld", (long long)j->now_ms + secs * 1000);
-    job_cmd(j, NULL, 7, "FCALL", "cg_offer_arm", "1", CG_KEY_TENANT, row->conv, no, due);
 }
 
 /* {'missed', conv, agent, misses, away, channel, queue, locale, assigned}: tell the agent,

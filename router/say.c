@@ -9,6 +9,7 @@
 #include "router.h"
 #include "desk_schema.h"
 
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,7 +171,22 @@ void say_rating(job *j, const char *conv, const char *channel, int rating, const
     msg_free(&m);
 }
 
+static void say_announce_reply(job *j, redisReply *rep) {
+    if (rep->type == REDIS_REPLY_ERROR) log_warn("cg_announce (%s): %s", j->conv, rep->str);
+}
+
+static void say_pack_str(msgpack_packer *pk, const char *k, const void *v, size_t n) {
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_str_with_body(pk, v, n);
+}
+
+static void say_pack_int(msgpack_packer *pk, const char *k, long long v) {
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_int64(pk, v);
+}
+
 void say_assigned(job *j, const asg_row *row) {
+    router *r = j->r;
     msg m;
     char cmid[MSG_ID_MAX], text[MSG_NAME_MAX + 32];
     say_init(&m, MSG_ASSIGNED, ROLE_SYSTEM, row->channel, j->now_ms);
@@ -180,17 +196,43 @@ void say_assigned(job *j, const asg_row *row) {
     snprintf(text, sizeof(text), "%s has joined", row->agent_name);
     msg_set_text(&m, text, strlen(text), NULL);
     snprintf(cmid, sizeof(cmid), "cg:asg:%lld", row->assign_no);
-    say_append(j, row->conv, cmid, &m);
-
+    size_t elen = 0, nlen = 0;
+    unsigned char *event = msg_encode_msgpack(&m, 0, &elen);
     cg_strlcpy(m.conv, row->conv, sizeof(m.conv));
     cg_strlcpy(m.cmid, cmid, sizeof(m.cmid));
-    say_publish_agent(j, row->agent, &m);
+    unsigned char *notice = msg_encode_msgpack(&m, 0, &nlen);
     msg_free(&m);
-
-    job_cmd(j, NULL, 5, "FCALL", "cg_outbox_done", "1", CG_KEY_TENANT, row->conv);
-    close_idle_arm(j, row->conv);
-    routing_on_assigned(j, row);
-    if (row->queue[0]) notify_dirty(j->r, row->queue);
+    if (!event || !notice) {
+        log_error("out of memory encoding the assignment of %s", row->conv);
+        free(event);
+        free(notice);
+        return; /* the conversation stays in the outbox: announced later */
+    }
+    /* one call: the `assigned` event, the agent's notice, the outbox, the offer and idle timers */
+    long long offer_s = r->cfg.offer_timeout_s, idle_s = r->cfg.idle_close_s;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 9);
+    say_pack_str(&pk, "conv", row->conv, strlen(row->conv));
+    say_pack_str(&pk, "agent", row->agent, strlen(row->agent));
+    say_pack_int(&pk, "assign_no", row->assign_no);
+    say_pack_int(&pk, "now", j->now_ms);
+    say_pack_str(&pk, "channel", row->channel, strlen(row->channel));
+    say_pack_str(&pk, "event", event, elen);
+    say_pack_str(&pk, "notice", notice, nlen);
+    /* an e-mail answer takes longer: no offer timeout there */
+    say_pack_int(&pk, "offer_due",
+                 offer_s > 0 && sla_is_chat(row->channel) ? j->now_ms + offer_s * 1000 : 0);
+    say_pack_int(&pk, "idle_due", idle_s > 0 ? j->now_ms + idle_s * 1000 : 0);
+    free(event);
+    free(notice);
+    const char *argv[5] = {"FCALL", "cg_announce", "1", CG_KEY_TENANT, sb.data};
+    size_t lens[5] = {5, 11, 1, strlen(CG_KEY_TENANT), sb.size};
+    job_cmdargv(j, say_announce_reply, 5, argv, lens);
+    msgpack_sbuffer_destroy(&sb);
+    if (row->queue[0]) notify_dirty(r, row->queue);
 }
 
 void say_assigned_rows(job *j, const redisReply *rows) {

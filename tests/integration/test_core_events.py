@@ -111,3 +111,68 @@ def test_a_bad_map_is_named(redis_srv, bad):
     load_libraries(r)
     with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map"):
         r.fcall("cg_customer_msg", 1, TENANT, bad)
+
+
+# ---- cg_announce: an assignment announced in one call --------------------------------------------
+
+def assigned(r, conv, agent="amy", name="Amy"):
+    """(event, notice) payloads as the router builds them for conv's assignment to agent."""
+    ev = {"v": 1, "type": "assigned", "id": new_id(), "channel": "web", "dir": "out",
+          "role": "system", "sender_id": "chatgw", "ts": NOW, "agent_id": agent,
+          "agent_name": name, "queue": "general", "text": f"{name} has joined"}
+    notice = dict(ev, conv=conv, cmid="cg:asg:1")
+    return msgpack.packb(ev), msgpack.packb(notice)
+
+
+def announce(r, conv, **over):
+    ev, notice = assigned(r, conv)
+    a = {"conv": conv, "agent": "amy", "assign_no": 1, "now": NOW, "channel": "web",
+         "event": ev, "notice": notice, "offer_due": NOW + 30_000, "idle_due": NOW + 600_000}
+    a.update(over)
+    return r.fcall("cg_announce", 1, TENANT, msgpack.packb(a, use_bin_type=False))
+
+
+def test_an_assignment_is_announced_in_one_call(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
+    conv = customer_text(r, "cu1", "hello")
+    what, res = call(r, event(conv, greet=""))
+    assert s(res[0]) == "assigned" and r.sismember(f"{TENANT}:outbox:assign", conv)
+    sub = r.pubsub()
+    sub.subscribe(f"{TENANT}:a:amy")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    answer = announce(r, conv)
+    assert s(answer[0]) == "announced" and answer[1] == 2  # after the customer's text
+    assert [m["type"] for m in log_of(r, conv)] == ["text", "assigned"]
+    got = sub.get_message(timeout=5)
+    assert got and got["data"][:8] == b"\0" * 8
+    notice = msgpack.unpackb(got["data"][8:], raw=False)
+    assert (notice["type"], notice["conv"], notice["cmid"]) == ("assigned", conv, "cg:asg:1")
+    assert not r.sismember(f"{TENANT}:outbox:assign", conv)
+    assert timers(r)[f"offer:{conv}"] == NOW + 30_000 and conv_hash(r, conv)["offer_no"] == "1"
+    assert timers(r)[f"idle:{conv}"] == NOW + 600_000
+    # announced again (a router that died before its XACK): the log keeps one event
+    assert s(announce(r, conv)[0]) == "announced"
+    assert [m["type"] for m in log_of(r, conv)] == ["text", "assigned"]
+    sub.close()
+
+
+@pytest.mark.parametrize("over", [{"assign_no": 2}, {"agent": "bob"}], ids=["older", "other"])
+def test_a_stale_assignment_is_not_announced(redis_srv, over):
+    r = redis_srv.r
+    load_libraries(r)
+    r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
+    conv = customer_text(r, "cu1", "hello")
+    call(r, event(conv, greet=""))
+    assert [s(x) for x in announce(r, conv, offer_due=0, **over)] == ["stale"]
+    assert [m["type"] for m in log_of(r, conv)] == ["text"]
+    assert f"offer:{conv}" not in timers(r) and f"idle:{conv}" not in timers(r)
+    assert not r.sismember(f"{TENANT}:outbox:assign", conv)
+
+
+def test_a_bad_announcement_is_named(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map with conv"):
+        r.fcall("cg_announce", 1, TENANT, msgpack.packb({"conv": "x", "agent": "amy"}))
