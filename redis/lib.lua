@@ -5,7 +5,8 @@ redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
 chatgw -- the domain core: one Redis function library (docs/architecture.md, "Redis functions").
 
 Assembled by tools/gen_schema.py --lua-lib from the schema's CG prelude and these parts, in this
-order (a part may use what the parts before it define; the assembler fails the build otherwise):
+order (a part may use what the parts before it define; the assembler fails the build otherwise;
+the Makefile reads the list from here):
   lib.lua        this header: the library's VERSION
   desk.lua       helpers every domain uses: numbers, desk metrics (kpi_add), response SLAs
   conv.lua       conversations and messages: cg_append (the log, idempotency, survey answers,
@@ -17,7 +18,7 @@ order (a part may use what the parts before it define; the assembler fails the b
   agent.lua      agents and presence: cg_presence, cg_status, cg_pick, cg_gw_reap
   timer.lua      timers and SLA: cg_timer_claim, cg_timer_fire, cg_sla_customer/agent,
                  cg_offer_arm, cg_route_fire
-  complaint.lua  complaints and the survey: cg_complaint, follow-up tasks
+  complaint.lua  complaints: cg_complaint (tickets), the follow-up task of a closed complaint
   close.lua      how conversations end: cg_close, cg_customer_close, cg_reopen, cg_after_close,
                  cg_close_fire
   event.lua      one call per event, its arguments one msgpack map: cg_customer_msg,
