@@ -145,8 +145,7 @@ typedef struct sess {
     /* send queue: ring of frames; at most data_max of them are not answers (sess_send_ctl) */
     frame **q;
     unsigned q_cap, q_head, q_len;
-    unsigned
-        q_alloc; /* slots allocated, grown on demand up to q_cap (idle connections hold none) */
+    unsigned q_alloc;  /* slots allocated: grown up to q_cap, none while idle */
     unsigned data_max; /* send_queue_max */
     unsigned q_ctl;    /* answers among the queued frames */
     unsigned owed;     /* client frames whose answer is still to come (pending Redis replies) */
