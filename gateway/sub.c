@@ -254,18 +254,24 @@ static int owner_event(const sess *s, const msg *m) {
     }
 }
 
+/* The reply to w's Redis request came (a catch-up or an ownership check): 1 when w was unwatched
+ * meanwhile, and is freed here with its session's reference (the caller returns). */
+static int watch_reply_gone(watch *w) {
+    sess *s = w->s;
+    w->fetching = 0;
+    if (!w->dead) return 0;
+    watch_free(w);
+    sess_unref(s);
+    return 1;
+}
+
 /* HMGET cg:conv:<conv> state agent: keep following it while it is the session's agent's (also
  * closed), else end the watch (what was sent stays sent). No answer: stay held (recheck) until
  * the command connection is back (sub_on_cmd_up). */
 static void owner_done(rconn *rc, redisReply *r, void *priv) {
     watch *w = priv;
     sess *s = w->s;
-    w->fetching = 0;
-    if (w->dead) {
-        watch_free(w);
-        sess_unref(s);
-        return;
-    }
+    if (watch_reply_gone(w)) return;
     if (!s->wsi || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         w->recheck = 1;
         sess_unref(s);
@@ -384,12 +390,7 @@ static void fetch_retry(watch *w, const char *why, int warn) {
 static void fetch_done(rconn *rc, redisReply *r, void *priv) {
     watch *w = priv;
     sess *s = w->s;
-    w->fetching = 0;
-    if (w->dead) {
-        watch_free(w);
-        sess_unref(s);
-        return;
-    }
+    if (watch_reply_gone(w)) return;
     if (!r) { /* the command connection went away: sub_on_cmd_up() re-syncs */
         watch_stale(w);
         sess_unref(s);
@@ -540,12 +541,7 @@ static void send_snapshot(watch *w, const msg *m, frame *f) {
 static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
     watch *w = priv;
     sess *s = w->s;
-    w->fetching = 0;
-    if (w->dead) {
-        watch_free(w);
-        sess_unref(s);
-        return;
-    }
+    if (watch_reply_gone(w)) return;
     msg m;
     msg_init(&m);
     if (s->wsi && r && r->type == REDIS_REPLY_STRING &&

@@ -22,8 +22,8 @@
 #include "router.h"
 #include "desk_schema.h"
 
-#include <msgpack.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
@@ -206,16 +206,6 @@ static void conv_customer_reply(job *j, redisReply *rep) {
     j->then = conv_after_enqueue;
 }
 
-static void conv_pack_str(msgpack_packer *pk, const char *k, const char *v, size_t n) {
-    msgpack_pack_str_with_body(pk, k, strlen(k));
-    msgpack_pack_str_with_body(pk, v, n);
-}
-
-static void conv_pack_int(msgpack_packer *pk, const char *k, long long v) {
-    msgpack_pack_str_with_body(pk, k, strlen(k));
-    msgpack_pack_int64(pk, v);
-}
-
 /* The one call: classify this message, render the greeting, work out the deadlines, and send
  * them as cg_customer_msg's map. */
 static void conv_customer_call(job *j) {
@@ -239,29 +229,23 @@ static void conv_customer_call(job *j) {
     size_t glen = 0;
     unsigned char *greet = say_tmpl_payload(j, j->channel, j->locale, TMPL_GREETING, &glen);
 
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 13);
-    conv_pack_str(&pk, "conv", j->conv, strlen(j->conv));
-    conv_pack_int(&pk, "now", j->now_ms);
-    conv_pack_str(&pk, "sender", "chatgw", 6);
-    conv_pack_str(&pk, "channel", j->channel, strlen(j->channel));
-    conv_pack_str(&pk, "queue", j->queue, strlen(j->queue));
-    conv_pack_int(&pk, "prio", res.priority);
-    conv_pack_str(&pk, "category", j->category, strlen(j->category));
-    conv_pack_str(&pk, "locale", j->locale, strlen(j->locale));
-    conv_pack_int(&pk, "pos_ms", sla_is_chat(j->channel) ? r->cfg.position_update_s * 1000 : 0);
-    conv_pack_int(&pk, "sticky_ms", r->cfg.sticky_window_s * 1000);
-    conv_pack_str(&pk, "greet", greet ? (const char *)greet : "", glen);
-    conv_pack_int(&pk, "first_due", first);
-    conv_pack_int(&pk, "next_due", next);
+    evarg a;
+    evarg_init(&a, 13);
+    evarg_str(&a, "conv", j->conv);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "sender", "chatgw");
+    evarg_str(&a, "channel", j->channel);
+    evarg_str(&a, "queue", j->queue);
+    evarg_int(&a, "prio", res.priority);
+    evarg_str(&a, "category", j->category);
+    evarg_str(&a, "locale", j->locale);
+    evarg_int(&a, "pos_ms", sla_is_chat(j->channel) ? r->cfg.position_update_s * 1000 : 0);
+    evarg_int(&a, "sticky_ms", r->cfg.sticky_window_s * 1000);
+    evarg_bytes(&a, "greet", greet ? (const char *)greet : "", glen);
+    evarg_int(&a, "first_due", first);
+    evarg_int(&a, "next_due", next);
     free(greet);
-    const char *argv[5] = {"FCALL", "cg_customer_msg", "1", CG_KEY_TENANT, sb.data};
-    size_t lens[5] = {5, 15, 1, strlen(CG_KEY_TENANT), sb.size};
-    job_cmdargv(j, conv_customer_reply, 5, argv, lens);
-    msgpack_sbuffer_destroy(&sb);
+    evarg_call(j, "cg_customer_msg", conv_customer_reply, &a);
 }
 
 void conv_on_customer(job *j) {

@@ -82,18 +82,6 @@ static int job_queued(const router *r, const char *id) {
     return 0;
 }
 
-/* 1 when the msgpack entry raw is a customer's message (it may run beside other conversations'). */
-static int job_is_customer(const char *raw, size_t len) {
-    msg *m = malloc(sizeof(*m));
-    if (!m) return 0;
-    cg_err err = {{0}, {0}};
-    msg_init(m);
-    int yes = msg_decode_msgpack(m, raw, len, &err) == 0 && m->role == ROLE_CUSTOMER;
-    msg_free(m);
-    free(m);
-    return yes;
-}
-
 void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len,
                     int rated) {
     if (job_queued(r, id)) return;
@@ -114,7 +102,11 @@ void job_push_entry(router *r, const char *id, const char *conv, const char *raw
     j->raw_len = len;
     j->rated = rated >= 1 && rated <= 5 ? rated : 0;
     msg_init(&j->m);
-    j->parallel = conv[0] && job_is_customer(raw, len);
+    /* decoded once, here: a customer's entry may run beside other conversations' */
+    cg_err err = {{0}, {0}};
+    j->decoded = msg_decode_msgpack(&j->m, raw, len, &err) == 0 &&
+                 msg_validate(&j->m, ORIGIN_INTERNAL, &err) == 0;
+    j->parallel = j->decoded && conv[0] && j->m.role == ROLE_CUSTOMER;
     job_append(r, j);
 }
 
@@ -184,13 +176,14 @@ static void job_run_step(job *j, job_step_fn *step) {
     job_release(j);
 }
 
-/* First step: decode and dispatch by type and role. Undecodable or invalid entries are logged
+/* First step: dispatch by type and role. Undecodable or invalid entries (job_push_entry) are logged
  * and acked (never retried). */
 static void job_start_entry(job *j) {
-    cg_err err = {{0}, {0}};
-    msg_free(&j->m);
-    if (msg_decode_msgpack(&j->m, j->raw, j->raw_len, &err) != 0 ||
-        msg_validate(&j->m, ORIGIN_INTERNAL, &err) != 0) {
+    if (!j->decoded) { /* decoded at push (job_push_entry): again only to say why not */
+        cg_err err = {{0}, {0}};
+        msg_free(&j->m);
+        if (msg_decode_msgpack(&j->m, j->raw, j->raw_len, &err) == 0)
+            msg_validate(&j->m, ORIGIN_INTERNAL, &err);
         log_warn("entry %s: dropped: %s: %s", j->id, err.code, err.msg);
         return;
     }

@@ -28,6 +28,8 @@
 
 #include "../common/rconn.h"
 #include "../proto/msg.h"
+#include <msgpack.h>
+
 #include "classify.h"
 #include "hours.h"
 #include "tmpl.h"
@@ -187,7 +189,8 @@ struct job {
     char *raw;             /* entry field m (msgpack), owned */
     int rated; /* entry field r: cg_append took this message as a survey answer, 1..5; 0 = not */
     size_t raw_len;
-    msg m; /* decoded raw, valid while the job runs */
+    msg m;       /* decoded raw (JOB_ENTRY: at push), valid until the job is freed */
+    int decoded; /* JOB_ENTRY: m holds raw, decoded and valid */
     int64_t now_ms;
     int pending;  /* replies (plus one guard while a step runs) still to come */
     int failed;   /* a command got no reply / a transient error: run the job again later */
@@ -229,6 +232,20 @@ void job_kick(router *r);
 void job_cmdargv(job *j, job_reply_fn *fn, int argc, const char **argv, const size_t *lens);
 /* The same for commands whose arguments are all NUL-terminated strings (argc of them). */
 void job_cmd(job *j, job_reply_fn *fn, int argc, ...);
+
+/* ---- evarg.c: the one argument of the event functions (redis/event.lua) ---- */
+/* A msgpack map of n_fields named fields: evarg_init, then exactly n_fields of evarg_bytes /
+ * evarg_str / evarg_int, then evarg_call, which sends FCALL <fn> 1 <tenant> <map> for j (reply
+ * as job_cmdargv's) and frees the map. */
+typedef struct evarg {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} evarg;
+void evarg_init(evarg *a, uint32_t n_fields);
+void evarg_bytes(evarg *a, const char *k, const void *v, size_t n);
+void evarg_str(evarg *a, const char *k, const char *v);
+void evarg_int(evarg *a, const char *k, long long v);
+void evarg_call(job *j, const char *fn, job_reply_fn *reply, evarg *a);
 /* Restart j from its first step (after the current step's replies are in). */
 void job_restart(job *j);
 /* Send the collected XACKs now. */

@@ -9,7 +9,6 @@
 #include "router.h"
 #include "desk_schema.h"
 
-#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,16 +174,6 @@ static void say_announce_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) log_warn("cg_announce (%s): %s", j->conv, rep->str);
 }
 
-static void say_pack_str(msgpack_packer *pk, const char *k, const void *v, size_t n) {
-    msgpack_pack_str_with_body(pk, k, strlen(k));
-    msgpack_pack_str_with_body(pk, v, n);
-}
-
-static void say_pack_int(msgpack_packer *pk, const char *k, long long v) {
-    msgpack_pack_str_with_body(pk, k, strlen(k));
-    msgpack_pack_int64(pk, v);
-}
-
 void say_assigned(job *j, const asg_row *row) {
     router *r = j->r;
     msg m;
@@ -210,28 +199,22 @@ void say_assigned(job *j, const asg_row *row) {
     }
     /* one call: the `assigned` event, the agent's notice, the outbox, the offer and idle timers */
     long long offer_s = r->cfg.offer_timeout_s, idle_s = r->cfg.idle_close_s;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 9);
-    say_pack_str(&pk, "conv", row->conv, strlen(row->conv));
-    say_pack_str(&pk, "agent", row->agent, strlen(row->agent));
-    say_pack_int(&pk, "assign_no", row->assign_no);
-    say_pack_int(&pk, "now", j->now_ms);
-    say_pack_str(&pk, "channel", row->channel, strlen(row->channel));
-    say_pack_str(&pk, "event", event, elen);
-    say_pack_str(&pk, "notice", notice, nlen);
+    evarg a;
+    evarg_init(&a, 9);
+    evarg_str(&a, "conv", row->conv);
+    evarg_str(&a, "agent", row->agent);
+    evarg_int(&a, "assign_no", row->assign_no);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "channel", row->channel);
+    evarg_bytes(&a, "event", event, elen);
+    evarg_bytes(&a, "notice", notice, nlen);
     /* an e-mail answer takes longer: no offer timeout there */
-    say_pack_int(&pk, "offer_due",
-                 offer_s > 0 && sla_is_chat(row->channel) ? j->now_ms + offer_s * 1000 : 0);
-    say_pack_int(&pk, "idle_due", idle_s > 0 ? j->now_ms + idle_s * 1000 : 0);
+    evarg_int(&a, "offer_due",
+              offer_s > 0 && sla_is_chat(row->channel) ? j->now_ms + offer_s * 1000 : 0);
+    evarg_int(&a, "idle_due", idle_s > 0 ? j->now_ms + idle_s * 1000 : 0);
     free(event);
     free(notice);
-    const char *argv[5] = {"FCALL", "cg_announce", "1", CG_KEY_TENANT, sb.data};
-    size_t lens[5] = {5, 11, 1, strlen(CG_KEY_TENANT), sb.size};
-    job_cmdargv(j, say_announce_reply, 5, argv, lens);
-    msgpack_sbuffer_destroy(&sb);
+    evarg_call(j, "cg_announce", say_announce_reply, &a);
     if (row->queue[0]) notify_dirty(r, row->queue);
 }
 
