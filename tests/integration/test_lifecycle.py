@@ -340,8 +340,10 @@ def test_router_that_cannot_create_its_group_is_stalled(redis_srv, procs):
 
 # ---- consumers -----------------------------------------------------------------------------------
 
-def test_killed_router_pending_entries_are_claimed(redis_srv, procs):
-    """A router that read an entry and died: another router (default claim_idle_ms) takes it."""
+@pytest.mark.parametrize("config", [None, "shipped"])
+def test_killed_router_pending_entries_are_claimed(redis_srv, procs, config):
+    """A router that read an entry and died: another router takes it within seconds, with the
+    default claim_idle_ms and with the shipped configuration's (config/chatgw.ini)."""
     r = redis_srv.r
     first = start_router(procs, {"CHATGW_BLOCK_MS": 60000})
     wait_until(lambda: any(c["cmd"] == "xreadgroup" and "b" in c["flags"]
@@ -354,7 +356,11 @@ def test_killed_router_pending_entries_are_claimed(redis_srv, procs):
         assert s(c["name"]) == first.router_id
     finally:
         first.kill9()
-    second = start_router(procs, FAST)
+    env = dict(FAST)
+    if config:
+        env["CHATGW_CONFIG"] = os.path.join(os.path.dirname(__file__), "..", "..", "config",
+                                            "chatgw.ini")
+    second = start_router(procs, env)
     wait_log_len(r, conv, 3, 8)
     second.wait_log("claimed 1 idle entries")
     wait_until(lambda: r.xpending("cg:{t:default}:in", "routers")["pending"] == 0, 5, "acked")
