@@ -88,5 +88,141 @@ local function cg_announce(keys, args)
     return {'announced', seq}
 end
 
+-- ---- the ends of a conversation: one call each, the texts in every locale -----------------
+
+-- The event's map (args[1]) when it is a map whose fields `names` are non-empty strings and
+-- whose `now` is a number; else nil and the BADARG error naming them.
+local function event_map(args, what, ...)
+    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
+    local good = ok and type(a) == 'table' and tonumber(a.now) ~= nil
+    for _, k in ipairs({...}) do
+        good = good and type(a[k]) == 'string' and a[k] ~= ''
+    end
+    if not good then return nil, redis.error_reply('BADARG a msgpack map with ' .. what .. ' expected') end
+    return a
+end
+
+-- The payload of the message `field` for a conversation of `locale` (router/variant.c): the
+-- section of the same name, else the first of the same language, else the default ([1]); ''
+-- when the message is off or not given.
+local function variant(a, field, locale)
+    local list, loc = a[field], a.locales
+    if type(list) ~= 'table' then return '' end
+    local i = 1
+    local l = string.lower(locale or '')
+    if l ~= '' and type(loc) == 'table' then
+        i = loc['=' .. l] or loc['~' .. string.match(l, '^[^%-_]*')] or 1
+    end
+    local p = list[tonumber(i) or 1]
+    if type(p) ~= 'string' then return '' end
+    return p
+end
+
+-- Append the router's message `field` (variant) to conv under cmid with role, unless it is off.
+local function say(keys, a, field, conv, locale, cmid, role, channel, now)
+    local p = variant(a, field, locale)
+    if p == '' then return end
+    cg_append(keys, {conv, cmid, role, a.sender or 'chatgw', p, '', channel or '', now, 'sys'})
+end
+
+-- Publish a.notice (a msgpack msg) for agent on cg:a:<agent>, seq 0.
+local function notify_agent(a, agent)
+    if type(a.notice) ~= 'string' or a.notice == '' or not agent or agent == '' then return end
+    redis.call('PUBLISH', CG.KEY.ch_agent(agent), struct.pack('>I8', 0) .. a.notice)
+end
+
+-- Closed conv: the closed event (variant closed_field, cmid cg:close), then cg_after_close (the
+-- survey window a.survey_until, the complaint follow-up at a.followup_due) and the survey
+-- event (cmid cg:survey) when there is a window: what the customer is told after every close.
+local function tell_closed(keys, a, closed_field, conv, channel, locale, now)
+    say(keys, a, closed_field, conv, locale, 'cg:close', 'system', channel, now)
+    local until_ms = tonumber(a.survey_until) or 0
+    cg_after_close(keys, {conv, fmt(until_ms), fmt(tonumber(a.followup_due) or 0)})
+    if until_ms > 0 then say(keys, a, 'survey', conv, locale, 'cg:survey', 'system', channel, now) end
+end
+
+--[[
+The texts of the three calls below come in every configured locale (router/variant.c): the map
+has `locales` and, per message, an array of payloads; the call picks by the conversation's
+locale. Every message has a fixed cmid, so nothing is written twice.
+
+FCALL cg_agent_close 1 <tenant> <map>
+  An agent's close command. <map>: conv, agent, now (required); resolution ('' = resolved);
+  entry (the cg:in entry id); unresolved (1: the code is one of unresolved_resolutions);
+  survey_until, followup_due (ms, 0 = none: cg_after_close's); texts closed, survey, requeued.
+  Unresolved: cg_reopen, and the customer gets `requeued` (cmid cg:rq:<entry>)
+    -> {'requeued', channel, queue, {ROW, ...}}
+  Else: cg_close, then the closed event, the survey window and follow-up, the survey
+    -> {'closed', channel, queue, {ROW, ...}} | {'already', channel, queue, {}} (this agent
+       had closed it: nothing written again)
+  Errors: BADARG, and cg_close's / cg_reopen's (NOTASSIGNED, CLOSED).
+FCALL cg_customer_end 1 <tenant> <map>
+  The customer's End chat. <map>: conv, customer, now (required); survey_until; notice (the
+  agent's notice, a msgpack msg); texts closed_abandoned, closed_left, survey.
+  Waiting: it leaves its queue, closed abandoned   -> {'abandoned', queue}
+  Assigned: closed customer_left as by its agent (survey, notice to the agent)
+    -> {'ended', queue, agent, {ROW, ...}}
+  Closed before (also a re-processed entry: everything was done in that call) -> {'already'}
+  Errors: BADARG, NOTYOURS.
+FCALL cg_close_timer 1 <tenant> <map>
+  A claimed idle:<conv> or followup:<conv> timer. <map>: member, lease, now (required); newconv,
+  followup_queue (cg_close_fire's); for idle: survey_until, notice, texts idle_closed (cmid
+  cg:idle), closed, survey.
+  -> {'idle', conv, agent, queue, {ROW, ...}} (closed no_response, both sides told), or
+     cg_close_fire's other answers ({'followup', ...}, {'done'}, {'stale'}).
+  Errors: BADARG.
+]]
+local function cg_agent_close(keys, args)
+    local a, err = event_map(args, 'conv, agent and now', 'conv', 'agent')
+    if not a then return err end
+    local conv, now = a.conv, fmt(tonumber(a.now))
+    if tonumber(a.unresolved) == 1 then
+        local r = cg_reopen(keys, {conv, a.agent, now})
+        if r.err then return r end
+        say(keys, a, 'requeued', conv, r[3], 'cg:rq:' .. (a.entry or ''), 'bot', r[2], now)
+        return {'requeued', r[2], r[4], r[5]}
+    end
+    local queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''
+    local r = cg_close(keys, {conv, a.agent, a.resolution or '', now})
+    if r.err then return r end
+    if r[1] == 'already' then return {'already', r[2], queue, {}} end
+    tell_closed(keys, a, 'closed', conv, r[2], r[4], now)
+    return {'closed', r[2], queue, r[3]}
+end
+
+local function cg_customer_end(keys, args)
+    local a, err = event_map(args, 'conv, customer and now', 'conv', 'customer')
+    if not a then return err end
+    local conv, now = a.conv, fmt(tonumber(a.now))
+    local before = redis.call('HGET', CG.KEY.conv(conv), 'state')
+    local r = cg_customer_close(keys, {conv, a.customer, now})
+    if r.err then return r end
+    if before == 'closed' or r[1] == 'already' then return {'already'} end
+    local channel, locale, queue = r[2], r[3], r[4]
+    if r[1] == 'abandoned' then
+        say(keys, a, 'closed_abandoned', conv, locale, 'cg:close', 'system', channel, now)
+        return {'abandoned', queue}
+    end
+    tell_closed(keys, a, 'closed_left', conv, channel, locale, now)
+    notify_agent(a, r[5])
+    return {'ended', queue, r[5], r[6]}
+end
+
+local function cg_close_timer(keys, args)
+    local a, err = event_map(args, 'member, lease and now', 'member', 'lease')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    local r = cg_close_fire(keys, {a.member, a.lease, now, a.newconv or '', a.followup_queue or ''})
+    if r.err or r[1] ~= 'idle' then return r end
+    local conv, agent, channel, locale = r[2], r[3], r[4], r[5]
+    say(keys, a, 'idle_closed', conv, locale, 'cg:idle', 'bot', channel, now)
+    tell_closed(keys, a, 'closed', conv, channel, locale, now)
+    notify_agent(a, agent)
+    return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', r[6]}
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
+redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
+redis.register_function{function_name = 'cg_customer_end', callback = cg_customer_end}
+redis.register_function{function_name = 'cg_close_timer', callback = cg_close_timer}

@@ -76,28 +76,48 @@ void agent_on_pick(job *j) {
             now);
 }
 
+/* {'closed' | 'requeued' | 'already', channel, queue, {ROW, ...}}: everything the customer is
+ * told was written in the call; what is left is to announce the freed slot's assignments. */
 static void agent_close_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
     if (say_refused(j, rep, "close")) return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
-    char channel[MSG_CODE_MAX], locale[TMPL_LOCALE_MAX] = "";
-    store_str(rep->element[1], channel, sizeof(channel));
-    if (rep->elements > 3) store_str(rep->element[3], locale, sizeof(locale));
-    log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
-    say_closed(j, j->conv, channel, locale, j->resolution);
-    close_after(j, j->conv, channel, locale, j->resolution);
-    say_assigned_rows(j, rep->element[2]);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) return;
+    char what[16];
+    store_str(rep->element[0], what, sizeof(what));
+    store_str(rep->element[2], j->queue, sizeof(j->queue));
+    if (strcmp(what, "requeued") == 0) {
+        log_info("conv %s unresolved by %s (%s): back in queue %s", j->conv, m->sender_id,
+                 j->resolution, j->queue);
+        notify_dirty(j->r, j->queue);
+        job_push_outbox(j->r); /* whoever took it over is in the outbox */
+    } else if (strcmp(what, "closed") == 0) {
+        log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
+    }
+    say_assigned_rows(j, rep->element[3]);
 }
 
 void agent_on_close(job *j) {
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     if (!j->conv[0] || !j->m.sender_id[0]) {
         log_warn("entry %s: close without conversation or agent", j->id);
         return;
     }
     cg_strlcpy(j->resolution, j->m.code[0] ? j->m.code : "resolved", sizeof(j->resolution));
-    if (close_intercept(j)) return; /* unknown or unresolved code (close.c) */
-    job_cmd(j, agent_close_reply, 8, "FCALL", "cg_close", "1", CG_KEY_TENANT, j->conv,
-            j->m.sender_id, j->resolution, now);
+    int unresolved = 0;
+    if (close_check(j, &unresolved) != 0) return; /* an unknown code (close.c) */
+    evarg a;
+    evarg_init(&a, unresolved ? 8 : 11);
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "agent", j->m.sender_id);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "resolution", j->resolution);
+    evarg_str(&a, "entry", j->id);
+    evarg_int(&a, "unresolved", unresolved);
+    variant_locales(&a, j->r);
+    if (unresolved) {
+        variant_spec rq = {MSG_TEXT, ROLE_BOT, NULL, TMPL_REQUEUED, NULL, 0, 1};
+        variant_pack(&a, "requeued", j, &rq);
+    } else {
+        close_texts(&a, j, "closed", j->resolution);
+    }
+    evarg_call(j, "cg_agent_close", agent_close_reply, &a);
 }

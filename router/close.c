@@ -23,6 +23,7 @@
 #include "desk_schema.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
@@ -50,53 +51,48 @@ static const char *close_followup_queue(const router *r) {
     return r->cfg.followup_queue[0] ? r->cfg.followup_queue : r->cfg.complaint_queue;
 }
 
-/* ---- unresolved: back to the queue ---- */
+/* ---- an agent's close ---- */
 
-/* {'requeued', channel, locale, queue, {ROW, ...}}: tell the customer, announce. */
-static void close_reopen_reply(job *j, redisReply *rep) {
-    msg *m = &j->m;
-    if (say_refused(j, rep, "unresolved")) return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) return;
-    char cmid[MSG_ID_MAX];
-    store_str(rep->element[1], j->channel, sizeof(j->channel));
-    store_str(rep->element[2], j->locale, sizeof(j->locale));
-    store_str(rep->element[3], j->queue, sizeof(j->queue));
-    log_info("conv %s unresolved by %s (%s): back in queue %s", j->conv, m->sender_id,
-             j->resolution, j->queue);
-    snprintf(cmid, sizeof(cmid), "cg:rq:%s", j->id);
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_REQUEUED, NULL, 0, cmid, j->queue, 0, 0);
-    const redisReply *rows = rep->element[4];
-    for (size_t i = 0; rows->type == REDIS_REPLY_ARRAY && i < rows->elements; i++) {
-        asg_row row;
-        if (store_row_parse(rows->element[i], &row) == 0) say_assigned(j, &row);
-    }
-    notify_dirty(j->r, j->queue);
-    job_push_outbox(j->r); /* whoever took it over is in the outbox */
-}
-
-int close_intercept(job *j) {
+int close_check(job *j, int *unresolved) {
     router *r = j->r;
     msg *m = &j->m;
-    if (close_in_list(r->cfg.unresolved_resolutions, j->resolution)) {
-        char now[24];
-        snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-        job_cmd(j, close_reopen_reply, 7, "FCALL", "cg_reopen", "1", CG_KEY_TENANT, j->conv,
-                m->sender_id, now);
-        return 1;
-    }
-    if (close_in_list(r->cfg.resolutions, j->resolution)) return 0;
+    *unresolved = close_in_list(r->cfg.unresolved_resolutions, j->resolution);
+    if (*unresolved || close_in_list(r->cfg.resolutions, j->resolution)) return 0;
     char text[MSG_CODE_MAX + 64];
     snprintf(text, sizeof(text), "unknown resolution code '%s'", j->resolution);
     log_info("agent %s close %s refused: %s", m->sender_id, j->conv, text);
     say_agent_error(j, m->sender_id, "bad_value", text, m->cmid, j->conv);
-    return 1;
+    return -1;
+}
+
+void close_texts(evarg *a, job *j, const char *closed_field, const char *resolution) {
+    router *r = j->r;
+    long long survey_until = 0, followup_due = 0;
+    if (r->cfg.survey_window_s > 0 && !close_in_list(r->cfg.no_survey_resolutions, resolution))
+        survey_until = j->now_ms + r->cfg.survey_window_s * 1000;
+    if (r->cfg.complaint_followup_s > 0 && strncmp(resolution, "resolved", 8) == 0)
+        followup_due = j->now_ms + r->cfg.complaint_followup_s * 1000;
+    evarg_int(a, "survey_until", survey_until);
+    evarg_int(a, "followup_due", followup_due);
+    variant_spec closed = {MSG_CLOSED, ROLE_SYSTEM, resolution, TMPL_CLOSED, NULL, 0, 0};
+    variant_spec survey = {MSG_SURVEY, ROLE_SYSTEM, NULL, TMPL_SURVEY, NULL, 0, 0};
+    variant_pack(a, closed_field, j, &closed);
+    variant_pack(a, "survey", j, &survey);
+}
+
+/* Pack the field notice: the system notice about conv with text for its agent ("" when it cannot
+ * be encoded: the call then tells nobody). */
+static void close_notice(evarg *a, job *j, const char *conv, const char *text) {
+    size_t len = 0;
+    unsigned char *buf = say_payload(j, MSG_TEXT, ROLE_SYSTEM, NULL, conv, text, &len);
+    evarg_bytes(a, "notice", buf ? (const char *)buf : "", buf ? len : 0);
+    free(buf);
 }
 
 /* ---- the customer ends the conversation ---- */
 
-/* {'abandoned', channel, locale, queue} | {'ended', channel, locale, queue, agent, {ROW, ...}}
- * | {'already'}: the closed event for the customer; after an assigned one the survey, a notice to
- * the agent and its freed slot's new work. */
+/* {'abandoned', queue} | {'ended', queue, agent, {ROW, ...}} | {'already'}: both sides were told
+ * in the call; the queue's snapshot and the freed slot's assignments are left. */
 static void close_customer_reply(job *j, redisReply *rep) {
     const msg *m = &j->m;
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -105,27 +101,19 @@ static void close_customer_reply(job *j, redisReply *rep) {
                  log_mask(m->sender_id, masked, sizeof(masked)), j->conv, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) return; /* already closed */
-    char what[16];
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return; /* already closed */
+    char what[16], agent[MSG_ID_MAX] = "";
     store_str(rep->element[0], what, sizeof(what));
-    store_str(rep->element[1], j->channel, sizeof(j->channel));
-    store_str(rep->element[2], j->locale, sizeof(j->locale));
-    store_str(rep->element[3], j->queue, sizeof(j->queue));
+    store_str(rep->element[1], j->queue, sizeof(j->queue));
     if (strcmp(what, "abandoned") == 0) {
         log_info("conv %s: the customer left the queue %s", j->conv, j->queue);
-        say_closed(j, j->conv, j->channel, j->locale, "abandoned");
         if (j->queue[0]) notify_dirty(j->r, j->queue);
         return;
     }
-    if (rep->elements < 6) return;
-    char agent[MSG_ID_MAX], text[MSG_ID_MAX + 64];
-    store_str(rep->element[4], agent, sizeof(agent));
+    if (rep->elements < 4) return;
+    store_str(rep->element[2], agent, sizeof(agent));
     log_info("conv %s ended by its customer (agent %s)", j->conv, agent);
-    say_closed(j, j->conv, j->channel, j->locale, "customer_left");
-    close_after(j, j->conv, j->channel, j->locale, "customer_left");
-    snprintf(text, sizeof(text), "The customer ended conversation %s.", j->conv);
-    say_agent_notice(j, agent, j->conv, j->queue, text);
-    say_assigned_rows(j, rep->element[5]);
+    say_assigned_rows(j, rep->element[3]);
 }
 
 void close_by_customer(job *j) {
@@ -133,28 +121,19 @@ void close_by_customer(job *j) {
         log_warn("entry %s: end of conversation without conversation or customer", j->id);
         return;
     }
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, close_customer_reply, 7, "FCALL", "cg_customer_close", "1", CG_KEY_TENANT, j->conv,
-            j->m.sender_id, now);
-}
-
-/* ---- after a close ---- */
-
-void close_after(job *j, const char *conv, const char *channel, const char *locale,
-                 const char *resolution) {
-    router *r = j->r;
-    char until[24] = "0", due[24] = "0";
-    int survey =
-        r->cfg.survey_window_s > 0 && !close_in_list(r->cfg.no_survey_resolutions, resolution);
-    if (survey)
-        snprintf(until, sizeof(until), "%lld",
-                 (long long)j->now_ms + r->cfg.survey_window_s * 1000);
-    if (r->cfg.complaint_followup_s > 0 && strncmp(resolution, "resolved", 8) == 0)
-        snprintf(due, sizeof(due), "%lld",
-                 (long long)j->now_ms + r->cfg.complaint_followup_s * 1000);
-    job_cmd(j, NULL, 7, "FCALL", "cg_after_close", "1", CG_KEY_TENANT, conv, until, due);
-    if (survey) csat_survey(j, conv, channel, locale);
+    char text[MSG_ID_MAX + 64];
+    snprintf(text, sizeof(text), "The customer ended conversation %s.", j->conv);
+    variant_spec abandoned = {MSG_CLOSED, ROLE_SYSTEM, "abandoned", TMPL_CLOSED, NULL, 0, 0};
+    evarg a;
+    evarg_init(&a, 10);
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "customer", j->m.sender_id);
+    evarg_int(&a, "now", j->now_ms);
+    close_notice(&a, j, j->conv, text);
+    variant_locales(&a, j->r);
+    variant_pack(&a, "closed_abandoned", j, &abandoned);
+    close_texts(&a, j, "closed_left", "customer_left");
+    evarg_call(j, "cg_customer_end", close_customer_reply, &a);
 }
 
 /* ---- idle close ---- */
@@ -168,31 +147,16 @@ void close_idle_arm(job *j, const char *conv) {
     job_cmd(j, NULL, 4, "ZADD", CG_KEY_TIMERS, due, member);
 }
 
-/* {'idle', conv, agent, channel, locale, {ROW, ...}}: tell both sides, survey, announce. */
+/* {'idle', conv, agent, queue, {ROW, ...}}: both sides were told in the call; announce. */
 static void close_fired_idle(job *j, const redisReply *rep) {
-    if (rep->elements < 6) return;
-    char agent[MSG_ID_MAX], idle[48], text[256];
+    if (rep->elements < 5) return;
+    char agent[MSG_ID_MAX];
     store_str(rep->element[1], j->conv, sizeof(j->conv));
     store_str(rep->element[2], agent, sizeof(agent));
-    store_str(rep->element[3], j->channel, sizeof(j->channel));
-    store_str(rep->element[4], j->locale, sizeof(j->locale));
+    store_str(rep->element[3], j->queue, sizeof(j->queue));
     log_info("conv %s closed after %lld s without messages (agent %s)", j->conv,
              j->r->cfg.idle_close_s, agent);
-    say_duration(j->locale, j->r->cfg.idle_close_s, idle, sizeof(idle));
-    tmpl_var vars[] = {{"idle", idle}};
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_IDLE_CLOSED, vars, 1, "cg:idle", NULL, 0, 0);
-    say_closed(j, j->conv, j->channel, j->locale, "no_response");
-    close_after(j, j->conv, j->channel, j->locale, "no_response");
-    snprintf(text, sizeof(text),
-             "Conversation %s was closed after %lld s without messages "
-             "(no_response).",
-             j->conv, j->r->cfg.idle_close_s);
-    say_agent_notice(j, agent, j->conv, NULL, text);
-    const redisReply *rows = rep->element[5];
-    for (size_t i = 0; rows->type == REDIS_REPLY_ARRAY && i < rows->elements; i++) {
-        asg_row row;
-        if (store_row_parse(rows->element[i], &row) == 0) say_assigned(j, &row);
-    }
+    say_assigned_rows(j, rep->element[4]);
 }
 
 /* {'followup', conv, queue, ticket, n}: the task is queued; publish the queue, announce. */
@@ -209,7 +173,7 @@ static void close_fired_followup(job *j, const redisReply *rep) {
 
 static void close_fire_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("timer %s: cg_close_fire: %s", j->member, rep->str);
+        log_warn("timer %s: cg_close_timer: %s", j->member, rep->str);
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
@@ -223,9 +187,30 @@ static void close_fire_reply(job *j, redisReply *rep) {
 }
 
 void close_timer_step(job *j) {
-    char now[24], id[33] = "";
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
+    router *r = j->r;
+    char id[33] = "";
     if (cg_id_new(id) != 0) id[0] = '\0'; /* no id: the follow-up is not created */
-    job_cmd(j, close_fire_reply, 9, "FCALL", "cg_close_fire", "1", CG_KEY_TENANT, j->member,
-            j->lease, now, id, close_followup_queue(j->r));
+    const char *conv = strchr(j->member, ':');
+    conv = conv ? conv + 1 : "";
+    int idle = strncmp(j->member, "idle:", 5) == 0;
+    evarg a;
+    evarg_init(&a, idle ? 12 : 5);
+    evarg_str(&a, "member", j->member);
+    evarg_str(&a, "lease", j->lease);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "newconv", id);
+    evarg_str(&a, "followup_queue", close_followup_queue(r));
+    if (idle) {
+        char text[MSG_ID_MAX + 96];
+        snprintf(text, sizeof(text),
+                 "Conversation %s was closed after %lld s without messages (no_response).", conv,
+                 r->cfg.idle_close_s);
+        variant_spec said = {
+            MSG_TEXT, ROLE_BOT, NULL, TMPL_IDLE_CLOSED, "idle", r->cfg.idle_close_s, 1};
+        close_notice(&a, j, conv, text);
+        variant_locales(&a, r);
+        variant_pack(&a, "idle_closed", j, &said);
+        close_texts(&a, j, "closed", "no_response");
+    }
+    evarg_call(j, "cg_close_timer", close_fire_reply, &a);
 }

@@ -1,13 +1,14 @@
 /* csat.c -- customer satisfaction: the survey after a close and the customer's rating.
  *
- * After every close the customer gets a `survey` event (template survey, cmid cg:survey); it has a
- * text, so bridged channels (e-mail, social) send it like any desk message, and the web widget
- * shows 1-5 buttons. The answer is decided in Redis, atomically, by cg_append (redis/conv.lua):
- * within survey_window_s of the close, a `rating` frame, or on a bridged channel a text that is
- * just one digit 1-5, is attached to the closed conversation (HSET rating, rated_at) instead of
- * opening a new one, and its cg:in entry gets the field r. Here the router sees that entry come
- * through cg:in (job->rated): a one-digit text also gets a `rating` event in the transcript (a
- * rating frame is one already), and the customer is thanked (template rating_thanks). */
+ * After every close the customer gets a `survey` event (template survey, cmid cg:survey), written
+ * by the close's own call (redis/event.lua, router/close.c close_texts). It has a text, so bridged
+ * channels (e-mail, social) send it like any desk message, and the web widget shows 1-5 buttons.
+ * The answer is decided in Redis, atomically, by cg_append (redis/conv.lua): within survey_window_s
+ * of the close, a `rating` frame, or on a bridged channel a text that is just one digit 1-5, is
+ * attached to the closed conversation (HSET rating, rated_at) instead of opening a new one, and its
+ * cg:in entry gets the field r. Here the router sees that entry come through cg:in (job->rated): a
+ * one-digit text also gets a `rating` event in the transcript (a rating frame is one already), and
+ * the customer is thanked (template rating_thanks). */
 #include "router.h"
 
 #include <stdio.h>
@@ -15,12 +16,6 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
-
-void csat_survey(job *j, const char *conv, const char *channel, const char *locale) {
-    if (j->r->cfg.survey_window_s <= 0) return;
-    const char *text = say_template(j->r, locale, TMPL_SURVEY);
-    say_survey(j, conv, channel, text);
-}
 
 int csat_on_customer(job *j) {
     const msg *m = &j->m;

@@ -12,6 +12,10 @@ void evarg_init(evarg *a, uint32_t n_fields) {
     msgpack_pack_map(&a->pk, n_fields);
 }
 
+void evarg_key(evarg *a, const char *k) {
+    msgpack_pack_str_with_body(&a->pk, k, strlen(k));
+}
+
 void evarg_bytes(evarg *a, const char *k, const void *v, size_t n) {
     msgpack_pack_str_with_body(&a->pk, k, strlen(k));
     msgpack_pack_str_with_body(&a->pk, v, n);

@@ -242,6 +242,8 @@ typedef struct evarg {
     msgpack_packer pk;
 } evarg;
 void evarg_init(evarg *a, uint32_t n_fields);
+/* Only the name of a field: its value follows, packed by the caller on a->pk (variant.c). */
+void evarg_key(evarg *a, const char *k);
 void evarg_bytes(evarg *a, const char *k, const void *v, size_t n);
 void evarg_str(evarg *a, const char *k, const char *v);
 void evarg_int(evarg *a, const char *k, long long v);
@@ -299,18 +301,46 @@ void agent_on_presence(job *j);
 void agent_on_pick(job *j);
 void agent_on_close(job *j);
 
+/* ---- variant.c: a router message in every configured locale, for the event functions ---- */
+
+/* What one message of an event function is: its type and role, code, and template key (with at
+ * most one variable, a duration rendered per locale by say_duration). */
+typedef struct variant_spec {
+    msg_type type;
+    msg_role role;
+    const char *code; /* NULL = none */
+    tmpl_key key;
+    const char *var; /* the template variable for duration_s, NULL = none */
+    long long duration_s;
+    int off_when_empty; /* an empty text means no message (bot texts); else the message goes
+                         * without a text (events) */
+} variant_spec;
+/* The field `locales`: '=<name>' and '~<language>' (lower case) of every [templates <locale>]
+ * section, in order, to its index in a variant array (tmpl_find's rule); 1 fields of the map. */
+void variant_locales(evarg *a, const router *r);
+/* The field `field`: an array of payloads (say_payload), [1] the default locale's (a customer
+ * whose locale matches no section), then one per section; "" where the message is off. 1 field
+ * of the map. */
+void variant_pack(evarg *a, const char *field, job *j, const variant_spec *s);
+
 /* ---- say.c: what the router writes --------------------------------------------------------- */
 
 /* Append a router text (role bot) to conv's log with deterministic cmid. */
 void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
               const char *queue, uint32_t position, uint32_t wait_s);
-/* The text of k for a customer of locale (templates, then the [router] *_text keys, then the
- * built-in English text). */
+/* A router message of type and role with code, conv and text (each may be "" or NULL) and no
+ * channel (the conversation's channel is the library's to know), as the msgpack payload an event
+ * function appends: malloc'd, *len its size; NULL on failure (a text msg_set_text refuses, no
+ * memory). The caller frees. */
+unsigned char *say_payload(job *j, msg_type type, msg_role role, const char *code, const char *conv,
+                           const char *text, size_t *len);
 /* Template k for locale (no variables) as the msgpack payload of a bot text, as say_tmpl would
  * append it (for an event function that appends it itself): malloc'd, *len its size; NULL when
  * the template is empty (switched off) or on failure. The caller frees. */
 unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale, tmpl_key k,
                                 size_t *len);
+/* The text of k for a customer of locale (templates, then the [router] *_text keys, then the
+ * built-in English text). */
 const char *say_template(const router *r, const char *locale, tmpl_key k);
 /* Render template k for locale with vars and append it like say_text. */
 void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
@@ -318,9 +348,6 @@ void say_tmpl(job *j, const char *conv, const char *channel, const char *locale,
               uint32_t position, uint32_t wait_s);
 /* "{n} min" / "{n} 分钟" (by locale) for a duration, rounded up to whole minutes (or hours). */
 void say_duration(const char *locale, long long secs, char *out, size_t n);
-/* Append the closed event (cmid close:<conv>), in the customer's locale. */
-void say_closed(job *j, const char *conv, const char *channel, const char *locale,
-                const char *resolution);
 /* Publish a system notice about conv for one agent on cg:a:<agent> (not logged). */
 void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
                       const char *text);
@@ -328,8 +355,6 @@ void say_agent_notice(job *j, const char *agent, const char *conv, const char *q
  * (cmid cg:asg:<no>), publish it on cg:a:<agent>, leave the outbox, arm offer:<conv> (chats,
  * offer_timeout_s) and idle:<conv> (idle_close_s); marks the queue dirty. */
 void say_assigned(job *j, const asg_row *row);
-/* Append the survey event (type survey, role system, cmid cg:survey) with text. */
-void say_survey(job *j, const char *conv, const char *channel, const char *text);
 /* Append a rating event (type rating, role system) with rating 1..5 under cmid. */
 void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid);
 /* Append the transferred event (role system, cmid) to conv: agent_id/agent_name of the target
@@ -418,18 +443,19 @@ void sla_timer_step(job *j);
 
 /* ---- close.c: how conversations end (resolution codes, idle close, complaint follow-up) ----- */
 
-/* The customer ended its conversation j->conv (a close frame of role customer): cg_customer_close
- * closes it (abandoned while waiting, customer_left while assigned) and the sides are told. */
+/* The customer ended its conversation j->conv (a close frame of role customer): one call,
+ * FCALL cg_customer_end (redis/event.lua), closes it (abandoned while waiting, customer_left
+ * while assigned) and tells both sides. */
 void close_by_customer(job *j);
-/* An agent's close command with j->resolution: 1 when it was handled here (an unknown code is
- * refused with bad_value; an unresolved code sends the conversation back to its queue), 0 when
- * it is an ordinary close for cg_close. */
-int close_intercept(job *j);
-/* conv was closed with resolution: survey window, complaint follow-up, idle timer dropped
- * (cg_after_close), then the survey (csat.c) unless resolution is one of no_survey_resolutions.
- * Idempotent. */
-void close_after(job *j, const char *conv, const char *channel, const char *locale,
-                 const char *resolution);
+/* An agent's close command with j->resolution: 0 when the code is one of [router] resolutions
+ * (*unresolved 0) or unresolved_resolutions (*unresolved 1); -1 when it is unknown (refused here
+ * with bad_value to the agent). */
+int close_check(job *j, int *unresolved);
+/* The fields of an event's map that tell the customer of a close with resolution (4 fields):
+ * survey_until and followup_due (survey_window_s unless resolution is one of
+ * no_survey_resolutions; complaint_followup_s for codes starting with "resolved"), the closed
+ * event in every locale as closed_field, and the survey as survey (variant.c). */
+void close_texts(evarg *a, job *j, const char *closed_field, const char *resolution);
 /* A message of either side in assigned conv: (re)arm idle:<conv> (no-op when idle_close_s 0). */
 void close_idle_arm(job *j, const char *conv);
 /* 1 for the cg:timers members close.c fires (idle:, followup:). */
@@ -438,8 +464,6 @@ void close_timer_step(job *j);
 
 /* ---- csat.c: satisfaction survey and ratings ---------------------------------------------- */
 
-/* Send the survey event to closed conv (cmid cg:survey); no-op when survey_window_s is 0. */
-void csat_survey(job *j, const char *conv, const char *channel, const char *locale);
 /* A customer entry after cg_conv_info (state in j): 1 when it is a rating (a `rating` message, or
  * a one-digit answer that cg_append attached to the closed conversation) and was handled here. */
 int csat_on_customer(job *j);

@@ -100,6 +100,22 @@ void say_text(job *j, const char *conv, const char *channel, const char *cmid, c
     msg_free(&m);
 }
 
+unsigned char *say_payload(job *j, msg_type type, msg_role role, const char *code, const char *conv,
+                           const char *text, size_t *len) {
+    msg m;
+    say_init(&m, type, role, NULL, j->now_ms);
+    m.channel = CH_NONE; /* the conversation's channel is the library's to know */
+    if (code && code[0]) cg_strlcpy(m.code, code, sizeof(m.code));
+    if (conv && conv[0]) cg_strlcpy(m.conv, conv, sizeof(m.conv));
+    if (text && text[0] && msg_set_text(&m, text, strlen(text), NULL) != 0) {
+        msg_free(&m);
+        return NULL;
+    }
+    unsigned char *buf = msg_encode_msgpack(&m, 0, len);
+    msg_free(&m);
+    return buf;
+}
+
 unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale, tmpl_key k,
                                 size_t *len) {
     char text[TMPL_TEXT_MAX + 256];
@@ -141,25 +157,6 @@ void say_tmpl(job *j, const char *conv, const char *channel, const char *locale,
     tmpl_render(say_template(j->r, locale, k), vars, n_vars, text, sizeof(text));
     if (!text[0]) return; /* an empty template switches the message off */
     say_text(j, conv, channel, cmid, text, queue, position, wait_s);
-}
-
-void say_closed(job *j, const char *conv, const char *channel, const char *locale,
-                const char *resolution) {
-    msg m;
-    say_init(&m, MSG_CLOSED, ROLE_SYSTEM, channel, j->now_ms);
-    cg_strlcpy(m.code, resolution, sizeof(m.code));
-    const char *text = say_template(j->r, locale, TMPL_CLOSED);
-    if (text[0]) msg_set_text(&m, text, strlen(text), NULL);
-    say_append(j, conv, "cg:close", &m);
-    msg_free(&m);
-}
-
-void say_survey(job *j, const char *conv, const char *channel, const char *text) {
-    msg m;
-    say_init(&m, MSG_SURVEY, ROLE_SYSTEM, channel, j->now_ms);
-    if (text[0]) msg_set_text(&m, text, strlen(text), NULL);
-    say_append(j, conv, "cg:survey", &m);
-    msg_free(&m);
 }
 
 void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid) {

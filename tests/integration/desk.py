@@ -43,3 +43,39 @@ def append_text(r, role, sender, text, conv="", now=1_800_000_000_000, cmid=None
     res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], role, sender,
                   msgpack.packb(m), uuid.uuid4().hex, "web", now, "log", text[:160])
     return s(res[0]), res[1], res[2]
+
+
+class Monitor:
+    """The commands Redis runs between start() and stop(), as MONITOR shows them: a thread reads
+    them; stop() sends a marker (ECHO) and returns [(NAME, rest of the line)] up to it."""
+    END = "end-of-monitor"
+
+    def __init__(self, r):
+        import threading
+        self.r, self.seen, self.ready = r, [], threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self):
+        with self.r.monitor() as mon:
+            self.ready.set()
+            for ev in mon.listen():
+                cmd = ev["command"]
+                if cmd == f"ECHO {self.END}":
+                    return
+                name, _, rest = cmd.partition(" ")
+                self.seen.append((name.upper(), rest))
+
+    def start(self):
+        self.thread.start()
+        assert self.ready.wait(10), "MONITOR did not start"
+        return self
+
+    def stop(self):
+        self.r.echo(self.END)
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "MONITOR did not see its end marker"
+        return self.seen
+
+    def fcalls(self):
+        """The functions called, in order (after stop())."""
+        return [rest.split(" ", 1)[0].strip('"') for name, rest in self.seen if name == "FCALL"]

@@ -14,7 +14,7 @@ import msgpack
 
 from chat import agent, customer, new_cmid
 from conftest import load_libraries, wait_until
-from desk import conv_hash, log_of, run, s
+from desk import Monitor, conv_hash, log_of, run, s
 
 MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
 MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
@@ -95,6 +95,45 @@ async def close_conv(a, conv, code):
     cmid = new_cmid("close")
     await a.send({"type": "close", "conv": conv, "code": code, "cmid": cmid})
     return cmid
+
+
+# ---- one call per end: what Redis runs for a close ------------------------------------------------
+
+def test_an_agent_close_and_an_end_chat_are_one_call_each(procs, redis_srv, tmp_path):
+    """The router tells both sides of a close in the close's own call (cg_agent_close,
+    cg_customer_end): no cg_append, cg_after_close or PUBLISH of its own afterwards."""
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+    token = procs.agent_token("alice", "Alice")
+
+    async def scenario():
+        a = await agent(gw, token)
+        c = await customer(gw, identity={"locale": "en"})
+        conv = (await c.say("my order"))["conv"]
+        await a.expect_type("assigned", conv=conv)
+        mon = Monitor(r).start()
+        await close_conv(a, conv, "resolved")
+        await c.expect_type("closed", conv=conv)
+        await c.expect_type("survey", conv=conv)
+        wait_until(lambda: not r.xpending("cg:{t:default}:in", "routers")["pending"], 10,
+                   "the close entry acknowledged")
+        mon.stop()
+        assert mon.fcalls() == ["cg_agent_close"], mon.seen
+        # the customer's End chat in a new conversation, assigned to alice again
+        conv2 = (await c.say("one more thing"))["conv"]
+        await a.expect_type("assigned", conv=conv2)
+        mon = Monitor(r).start()
+        await c.send({"type": "close", "conv": conv2, "cmid": new_cmid("end")})
+        await c.expect_type("closed", conv=conv2)
+        await a.expect(lambda f: f.get("conv") == conv2 and "ended" in f.get("text", ""),
+                       what="the agent's notice")
+        wait_until(lambda: not r.xpending("cg:{t:default}:in", "routers")["pending"], 10,
+                   "the end entry acknowledged")
+        mon.stop()
+        routers = [f for f in mon.fcalls() if f != "cg_append"]  # the gateway stores the frame
+        assert routers == ["cg_customer_end"], mon.seen
+
+    run(scenario())
 
 
 # ---- web: resolved close, survey, rating frame ---------------------------------------------------
@@ -350,8 +389,10 @@ def test_customer_leaves_the_queue_abandoned(procs, redis_srv, tmp_path):
         conv = (await c.say("is anyone there?"))["conv"]
         wait_until(lambda: conv_hash(r, conv).get("state") == "queued", 5, "queued")
         await c.send({"type": "close", "cmid": "end-1"})
-        await c.expect(lambda f: f.get("cmid") == "end-1" and f["type"] == "ack", what="ack")
-        closed = await c.expect_type("closed", conv=conv)
+        # the ack and the closed event travel different paths: either may come first
+        _, closed = await c.expect_unordered(
+            lambda f: f.get("cmid") == "end-1" and f["type"] == "ack",
+            lambda f: f.get("type") == "closed" and f.get("conv") == conv, what="ack and closed")
         assert closed["code"] == "abandoned"
         h = conv_hash(r, conv)
         assert (h["state"], h["resolution"], h["closed_by"]) == ("closed", "abandoned", "customer")

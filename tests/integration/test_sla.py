@@ -301,6 +301,8 @@ def test_steady_state_needs_no_router(redis_srv, procs, tmp_path, clock):
     c = send(r, "st1", "hello")
     wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
     wait_until(lambda: timer(r, f"first:{c}"), 5, "first-response timer")
+    # the assignment is announced in the router's next call, which arms the idle timer
+    wait_until(lambda: timer(r, f"idle:{c}"), 5, "idle timer armed at the announcement")
     added = entries_added(r)
     agent_says(r, "amy", c, "Hi, how can I help?")
     assert timer(r, f"first:{c}") is None and conv_hash(r, c)["first_reply_at"] == str(clock.ms)
