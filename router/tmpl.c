@@ -10,28 +10,6 @@
 
 #define TMPL_CODE "bad_config"
 
-static const char *const tmpl_names[TMPL_N] = {
-    "greeting",      "queued", "closed",        "off_hours",   "email_ack", "position_update",
-    "complaint_ack", "survey", "rating_thanks", "idle_closed", "requeued",  "no_agent"};
-
-static const char *const tmpl_defaults[TMPL_N] = {
-    "Hello! Thanks for contacting us. An agent will be with you shortly.",
-    "All our agents are busy right now. You are number {position} in the queue; estimated wait "
-    "{wait}.",
-    "This conversation has been closed. Thank you for contacting us!",
-    "We are closed right now. We open again at {opens_at}; your message is in the queue and an "
-    "agent will answer it then.",
-    "Thank you for your e-mail. We have received it and will reply within {reply_within}.",
-    "You are now number {position} in the queue; estimated wait {wait}.",
-    "Your complaint has been registered as {ticket}. Please quote this number in any follow-up.",
-    "Please rate this conversation from 1 to 5 (5 = very satisfied).",
-    "Thank you for your rating!",
-    "This conversation was closed because there were no new messages for {idle}. Write again "
-    "any time to start a new one.",
-    "Your conversation continues with another agent. Please wait a moment.",
-    "Nobody who can help with this is online right now. Your message is kept: leave your e-mail "
-    "address or phone number here and we will get back to you as soon as someone is available."};
-
 void tmpl_set_init(tmpl_set *s) {
     s->loc = NULL;
     s->n = 0;
@@ -46,11 +24,11 @@ void tmpl_set_free(tmpl_set *s) {
 }
 
 const char *tmpl_key_name(tmpl_key k) {
-    return k < TMPL_N ? tmpl_names[k] : "";
+    return k < TMPL_N ? cg_tmpls[k].key : "";
 }
 
 const char *tmpl_builtin(tmpl_key k) {
-    return k < TMPL_N ? tmpl_defaults[k] : "";
+    return k < TMPL_N ? cg_tmpls[k].builtin : "";
 }
 
 /* Locale names: 1-15 of [A-Za-z0-9-]. */
@@ -75,7 +53,7 @@ int tmpl_set_key(tmpl_set *s, const char *locale, const char *key, const char *v
         return cg_err_set(err, TMPL_CODE, "[templates %.40s]: not a locale name like zh-CN",
                           locale);
     int k = 0;
-    while (k < TMPL_N && strcmp(tmpl_names[k], key) != 0)
+    while (k < TMPL_N && strcmp(cg_tmpls[k].key, key) != 0)
         k++;
     if (k == TMPL_N) return cg_err_set(err, TMPL_CODE, "unknown key in [templates %s]", locale);
     if (strlen(value) >= TMPL_TEXT_MAX)
@@ -101,7 +79,7 @@ static int tmpl_add_line(tmpl_set *s, const char *locale, const char *key, const
                          cg_err *err) {
     tmpl_locale *l = tmpl_exact(s, locale);
     int k = 0;
-    while (k < TMPL_N && strcmp(tmpl_names[k], key) != 0)
+    while (k < TMPL_N && strcmp(cg_tmpls[k].key, key) != 0)
         k++;
     if (!l || k == TMPL_N || !l->text[k]) return tmpl_set_key(s, locale, key, value, err);
     size_t a = strlen(l->text[k]), b = strlen(value);

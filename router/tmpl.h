@@ -10,25 +10,13 @@
 #include <stddef.h>
 
 #include "../common/err.h"
+#include "desk_schema.h"
 
 #define TMPL_LOCALE_MAX 16
 #define TMPL_TEXT_MAX 1024
 
-typedef enum tmpl_key {
-    TMPL_GREETING,
-    TMPL_QUEUED, /* {position} {wait} */
-    TMPL_CLOSED,
-    TMPL_OFF_HOURS,       /* {opens_at} */
-    TMPL_EMAIL_ACK,       /* {reply_within} */
-    TMPL_POSITION_UPDATE, /* {position} {wait} */
-    TMPL_COMPLAINT_ACK,   /* {ticket} */
-    TMPL_SURVEY,          /* after a close (csat.c) */
-    TMPL_RATING_THANKS,   /* {rating} */
-    TMPL_IDLE_CLOSED,     /* {idle} */
-    TMPL_REQUEUED,        /* an unresolved close: another agent continues */
-    TMPL_NO_AGENT,        /* waiting, and nobody who serves the queue is online */
-    TMPL_N
-} tmpl_key;
+/* tmpl_key (TMPL_GREETING ... TMPL_N) and each key's name, variables and built-in English text
+ * (cg_tmpls) are generated from schema/chatgw.json ("templates"). */
 
 typedef struct tmpl_locale {
     char name[TMPL_LOCALE_MAX];
