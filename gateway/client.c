@@ -453,8 +453,27 @@ static void client_conv_check(sess *s, msg *m) {
         conv_check_done(G.redis, NULL, cc);
 }
 
+/* The customer's current conversation as Redis has it after a `followup` event: the follow-up
+ * task the desk opened. The session watches it from its start instead of the closed one. */
+static void cust_followup_done(rconn *rc, redisReply *r, void *priv) {
+    sess *s = priv;
+    if (s->wsi && s->authed && r && r->type == REDIS_REPLY_STRING && r->len < sizeof(s->conv) &&
+        strcmp(r->str, s->conv) != 0) {
+        if (s->conv[0]) sub_unwatch_conv(s, s->conv);
+        snprintf(s->conv, sizeof(s->conv), "%s", r->str);
+        s->conv_live = 1;
+        sub_watch_conv(s, s->conv, 0, CH_WEB);
+    }
+    sess_unref(s);
+}
+
 void client_conv_event(sess *s, const char *conv, msg_type type) {
-    if (s->role == SESS_CUSTOMER && type == MSG_CLOSED && !strcmp(conv, s->conv)) s->conv_live = 0;
+    if (s->role != SESS_CUSTOMER || strcmp(conv, s->conv) != 0) return;
+    if (type == MSG_CLOSED) s->conv_live = 0;
+    if (type != MSG_FOLLOWUP) return;
+    char key[CG_KEY_EXTRA + MSG_ID_MAX];
+    snprintf(key, sizeof(key), CG_KEY_CUST, s->who.sub);
+    if (rconn_cmd(G.redis, cust_followup_done, sess_ref(s), "HGET %s conv", key) < 0) sess_unref(s);
 }
 
 /* append_done for a customer: conv is where the message went. Counts a conversation it opened

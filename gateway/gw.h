@@ -233,7 +233,8 @@ void sub_shutdown(void);
 /* Handle one complete frame from a client (bytes owned by the caller). */
 void client_frame(sess *s, const unsigned char *buf, size_t len, int binary);
 /* A logged event of conv is going to s: a customer's conversation seen closed opens a new one
- * with its next message (limits, client.c). */
+ * with its next message (limits, client.c); a `followup` event moves the customer's session to
+ * its current conversation (the follow-up task, read from cg:cust:<customer>). */
 void client_conv_event(sess *s, const char *conv, msg_type type);
 /* The connection closed: tell the router (agents) and release what the session holds. */
 /* Backpressure eased (rconn_on_drain of the command connection): paused sessions read again. */

@@ -139,7 +139,9 @@ local function cg_pick(keys, args)
     if redis.call('SCARD', CG.KEY.agent_socks(agent)) == 0 then
         return redis.error_reply('PICKFAIL you are not connected')
     end
-    if info.load >= info.cap then return redis.error_reply('PICKFAIL you are at capacity') end
+    if not fits(info, conv_weight(conv)) then
+        return redis.error_reply('PICKFAIL you are at capacity')
+    end
     return {'assigned', c[2], assign(conv, info, now)}
 end
 

@@ -49,10 +49,30 @@ local function agent_info(agent)
     }
 end
 
--- True when the agent may get one more conversation now.
-local function can_take(info)
-    if info.status ~= 'online' or info.load >= info.cap then return false end
+-- True when a conversation of weight w fits the agent's cap: its load (the sum of its
+-- conversations' weights) plus w; w defaults to the lightest channel's.
+local function fits(info, w)
+    return info.load + (w or min_weight()) <= info.cap + 0.0005
+end
+
+-- True when the agent may get one more conversation of weight w now: online, connected, fits.
+local function can_take(info, w)
+    if info.status ~= 'online' or not fits(info, w) then return false end
     return redis.call('SCARD', CG.KEY.agent_socks(info.id)) > 0
+end
+
+-- The weight a conversation takes of its agent's cap: its channel's.
+local function conv_weight(conv)
+    return channel_weight(redis.call('HGET', CG.KEY.conv(conv), 'channel'))
+end
+
+-- Give the agent's slot of conv back: load - the weight conv took at its assignment (its
+-- channel's before weights were stored), never below 0.
+local function load_release(info, conv)
+    if info.load <= 0 then return end
+    local w = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'weight')) or conv_weight(conv)
+    info.load = math.max(0, info.load - w)
+    redis.call('HSET', CG.KEY.agent(info.id), 'load', fmt_load(info.load))
 end
 
 -- Put the agent in (or take it out of) cg:avail:<skill> for every skill.
@@ -86,12 +106,14 @@ local function assign(conv, info, now)
     local c = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'channel')
     local queue = c[1] or ''
     if queue ~= '' then redis.call('ZREM', CG.KEY.queue(queue), conv) end
-    redis.call('HSET', CG.KEY.conv(conv), 'state', 'assigned', 'agent', info.id, 'assigned_at', now)
+    local w = channel_weight(c[2])
+    redis.call('HSET', CG.KEY.conv(conv), 'state', 'assigned', 'agent', info.id, 'assigned_at', now,
+        'weight', fmt_load(w))
     local no = redis.call('HINCRBY', CG.KEY.conv(conv), 'assign_no', 1)
     redis.call('SADD', CG.KEY.agent_convs(info.id), conv)
-    info.load = redis.call('HINCRBY', CG.KEY.agent(info.id), 'load', 1)
+    info.load = info.load + w
     info.last = tonumber(now) or 0
-    redis.call('HSET', CG.KEY.agent(info.id), 'last_assign', now)
+    redis.call('HSET', CG.KEY.agent(info.id), 'load', fmt_load(info.load), 'last_assign', now)
     avail_refresh(info)
     redis.call('SADD', CG.KEY.outbox_assign(), conv)
     return {conv, info.id, info.name, queue, no, c[2] or ''}
@@ -109,15 +131,23 @@ local function avg_ms(queue)
     return tonumber(redis.call('HGET', CG.KEY.stats(queue), 'avg_ms')) or 0
 end
 
--- The best available agent for queue, dropping stale avail entries. nil when none.
-local function best_agent(queue)
-    while true do
-        local r = redis.call('ZRANGE', CG.KEY.avail(queue), 0, 0)
+-- The best available agent for queue with room for a conversation of weight w (nil = the
+-- lightest), dropping stale avail entries (and passing over those too full for w). nil when none.
+local function best_agent(queue, w)
+    local skip = 0
+    while skip < 50 do
+        local r = redis.call('ZRANGE', CG.KEY.avail(queue), skip, skip)
         if #r == 0 then return nil end
         local info = agent_info(r[1])
-        if can_take(info) and has(info.skills, queue) then return info end
-        redis.call('ZREM', CG.KEY.avail(queue), r[1])
+        if not (can_take(info) and has(info.skills, queue)) then
+            redis.call('ZREM', CG.KEY.avail(queue), r[1])
+        elseif can_take(info, w) then
+            return info
+        else
+            skip = skip + 1
+        end
     end
+    return nil
 end
 
 -- ---- routing helpers: sticky agents and overflow (see the routing block at the end) ----------
@@ -185,7 +215,7 @@ local function overflow_offer(info, now, out)
             local conv, score = overflow_head(src.q, src.cfg, t)
             if conv and (best == nil or score < best_score) then best, best_score = conv, score end
         end
-        if not best then return end
+        if not best or not can_take(info, conv_weight(best)) then return end
         out[#out + 1] = assign(best, info, now)
     end
 end
@@ -254,7 +284,7 @@ local function escalated_offer(info, now, out)
                 if conv and (best == nil or score < best_score) then best, best_score = conv, score end
             end
         end
-        if not best then return end
+        if not best or not can_take(info, conv_weight(best)) then return end
         out[#out + 1] = assign(best, info, now)
     end
 end
@@ -303,6 +333,23 @@ local function staffed(queue)
     return false
 end
 
+-- The serving capacity of queue, for the wait estimate (router/sla.c sla_wait_s): slots, the
+-- conversations the agents online for it (cg:online:<queue>, status online) hold at once (the sum
+-- of their caps), and free, how many more they can take now. At most 500 agents are counted.
+local function serving(queue)
+    local slots, free = 0, 0
+    local ids = redis.call('SMEMBERS', CG.KEY.online(queue))
+    for i = 1, math.min(#ids, 500) do
+        local h = redis.call('HMGET', CG.KEY.agent(ids[i]), 'status', 'load', 'cap')
+        local load, cap = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+        if h[1] == 'online' and cap > 0 then
+            slots = slots + cap
+            if cap > load then free = free + cap - load end
+        end
+    end
+    return slots, free
+end
+
 -- The returning customer's last agent (cg:cust:<customer> last_agent within window_ms of
 -- last_agent_at) when it is online with free capacity and serves queue; else nil.
 local function sticky_agent(conv, queue, now, window_ms)
@@ -312,7 +359,7 @@ local function sticky_agent(conv, queue, now, window_ms)
     local h = redis.call('HMGET', CG.KEY.cust(cust), 'last_agent', 'last_agent_at')
     if not h[1] or (tonumber(now) or 0) - (tonumber(h[2]) or 0) > window_ms then return nil end
     local info = agent_info(h[1])
-    if can_take(info) and has(info.skills, queue) then return info end
+    if can_take(info, conv_weight(conv)) and has(info.skills, queue) then return info end
     return nil
 end
 
@@ -333,10 +380,12 @@ local function offer(info, now)
             end
         end
         if not best then break end
-        if redis.call('HGET', CG.KEY.conv(best), 'state') == 'queued' then
-            out[#out + 1] = assign(best, info, now)
-        else
+        if redis.call('HGET', CG.KEY.conv(best), 'state') ~= 'queued' then
             redis.call('ZREM', CG.KEY.queue(best_q), best)
+        elseif not can_take(info, conv_weight(best)) then
+            break -- the best waiting one is heavier than the room left: it waits for more room
+        else
+            out[#out + 1] = assign(best, info, now)
         end
     end
     overflow_offer(info, now, out)
@@ -361,7 +410,7 @@ local function serve_queue(queue, now)
     while true do
         local head = redis.call('ZRANGE', CG.KEY.queue(queue), 0, 0)
         if #head == 0 then return n end
-        local info = best_agent(queue)
+        local info = best_agent(queue, conv_weight(head[1]))
         if not info then return n end
         if redis.call('HGET', CG.KEY.conv(head[1]), 'state') == 'queued' then
             assign(head[1], info, now)

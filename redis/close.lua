@@ -80,7 +80,7 @@ local function cg_close(keys, args)
     redis.call('SREM', CG.KEY.agent_convs(agent), conv)
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
     local info = agent_info(agent)
-    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
+    load_release(info, conv)
     avail_refresh(info)
     return {'closed', c[3] or '', offer(info, now), c[4] or ''}
 end
@@ -169,7 +169,7 @@ local function cg_reopen(keys, args)
     local info = agent_info(agent)
     redis.call('SREM', CG.KEY.agent_convs(agent), conv)
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
+    load_release(info, conv)
     avail_remove_all(info) -- while the queue is served: never back to this agent
     redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', agent, 'unresolved_at', now)
     redis.call('HDEL', CG.KEY.conv(conv), 'agent')

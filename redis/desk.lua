@@ -30,15 +30,30 @@ end
 -- Definitions: docs/architecture.md, "Desk metrics". Not cg:stats:<queue> (a rolling average
 -- for wait estimates).
 
--- HINCRBY the field/increment pairs kv in the queue's counters (none when queue is '' or nil) and
--- in the agent's (none when agent is '' or nil), whom cg:kpi:agents then lists (known: the
--- caller knows it does already: no SADD).
-local function kpi_add(queue, agent, kv, known)
-    if queue and queue ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_queue(queue), kv[i], kv[i + 1]) end
+-- Add the field/increment pairs kv to the counters of hash key: one HINCRBY for one field, else
+-- one HMGET and one HSET of the sums (the AOF gets one command instead of one per field).
+local function kpi_bump(key, kv)
+    if #kv == 2 then
+        redis.call('HINCRBY', key, kv[1], kv[2])
+        return
     end
+    local fields, set = {}, {}
+    for i = 1, #kv, 2 do fields[#fields + 1] = kv[i] end
+    local cur = redis.call('HMGET', key, unpack(fields))
+    for i = 1, #kv, 2 do
+        set[#set + 1] = kv[i]
+        set[#set + 1] = fmt((tonumber(cur[(i + 1) / 2]) or 0) + (tonumber(kv[i + 1]) or 0))
+    end
+    redis.call('HSET', key, unpack(set))
+end
+
+-- Add the field/increment pairs kv to the queue's counters (none when queue is '' or nil) and to
+-- the agent's (none when agent is '' or nil), whom cg:kpi:agents then lists (known: the caller
+-- knows it does already: no SADD).
+local function kpi_add(queue, agent, kv, known)
+    if queue and queue ~= '' then kpi_bump(CG.KEY.kpi_queue(queue), kv) end
     if agent and agent ~= '' then
-        for i = 1, #kv, 2 do redis.call('HINCRBY', CG.KEY.kpi_agent(agent), kv[i], kv[i + 1]) end
+        kpi_bump(CG.KEY.kpi_agent(agent), kv)
         if not known then redis.call('SADD', CG.KEY.kpi_agents(), agent) end
     end
 end
@@ -102,11 +117,38 @@ local function desk_timings()
     return d
 end
 
+-- The capacity units a conversation of channel takes of its agent's cap (weight:<channel> of
+-- cg:deskcfg, the router's channel_weights; 1 when not published).
+local function channel_weight(channel)
+    local w = tonumber(desk_timings()['weight:' .. (channel or '')])
+    if not w or w <= 0 then return 1 end
+    return w
+end
+
+-- The smallest weight of any channel: an agent with less room than this takes nothing more.
+local function min_weight()
+    local d = desk_timings()
+    if d.min_weight_ then return d.min_weight_ end
+    local m = 1
+    for k, v in pairs(d) do
+        local w = tonumber(v)
+        if string.sub(k, 1, 7) == 'weight:' and w and w > 0 and w < m then m = w end
+    end
+    d.min_weight_ = m
+    return m
+end
+
+-- A load (a sum of weights) as stored: at most 3 decimals, no trailing zeros ("1.5", "2").
+local function fmt_load(x)
+    if x < 0.0005 then return '0' end
+    return (string.gsub(string.format('%.3f', x), '%.?0+$', ''))
+end
+
 -- The fields of a conversation the message path reads, in one HMGET: a table field -> value (nil
 -- when absent). cg_append reads them once and hands them to the steps below.
 local CONV_FIELDS = {'customer', 'state', 'agent', 'queue', 'channel', 'first_reply_at',
     'await_since', 'preview', 'survey_until', 'queued_at', 'created', 'seq', 'ep', 'answers',
-    'assign_no', 'answered_no'}
+    'assign_no', 'answered_no', 'ticket'}
 local function conv_fields(conv)
     local h = redis.call('HMGET', CG.KEY.conv(conv), unpack(CONV_FIELDS))
     local c = {}
@@ -165,8 +207,17 @@ local function sla_agent(conv, now, agent, c, w)
             CG.KPI.first_response_n, 1})
     end
     set.last_reply_at = now
-    redis.call('ZREM', CG.KEY.timers(), 'first:' .. conv, 'next:' .. conv,
-        'complaint_respond:' .. conv)
+    -- only the timers that can be armed (a ZREM that removes something goes to the AOF whole):
+    -- first: before the first reply, next: while a customer message waits (await_since), the
+    -- complaint's respond deadline when there is a ticket
+    local gone = {}
+    if not c.first_reply_at then
+        gone[#gone + 1] = 'first:' .. conv
+    elseif c.await_since and c.await_since ~= '' then
+        gone[#gone + 1] = 'next:' .. conv
+    end
+    if c.ticket then gone[#gone + 1] = 'complaint_respond:' .. conv end
+    if #gone > 0 then redis.call('ZREM', CG.KEY.timers(), unpack(gone)) end
     if agent and agent ~= '' then agent_answered(conv, agent, now, c, set) end
     if not w then conv_hset(conv, set) end
     return 1

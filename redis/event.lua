@@ -118,9 +118,21 @@ local function variant(a, field, locale)
     return p
 end
 
--- Append the router's message `field` (variant) to conv under cmid with role, unless it is off.
-local function say(keys, a, field, conv, locale, cmid, role, channel, now)
-    local p = variant(a, field, locale)
+-- The payload p (a msgpack msg) with each {name} of its text replaced by vars[name] (unknown
+-- names are kept): a decode and encode of the msg, for the few texts whose variables only the
+-- call knows (a ticket number).
+local function render(p, vars)
+    if not vars or p == '' then return p end
+    local ok, m = pcall(cmsgpack.unpack, p)
+    if not ok or type(m) ~= 'table' or type(m.text) ~= 'string' then return p end
+    m.text = string.gsub(m.text, '{([%a_]+)}', function(k) return vars[k] end)
+    return cmsgpack.pack(m)
+end
+
+-- Append the router's message `field` (variant) to conv under cmid with role, unless it is off;
+-- vars: the {name} values of its text only the call knows (render), or nil.
+local function say(keys, a, field, conv, locale, cmid, role, channel, now, vars)
+    local p = render(variant(a, field, locale), vars)
     if p == '' then return end
     cg_append(keys, {conv, cmid, role, a.sender or 'chatgw', p, '', channel or '', now, 'sys'})
 end
@@ -167,9 +179,13 @@ FCALL cg_customer_end 1 <tenant> <map>
 FCALL cg_close_timer 1 <tenant> <map>
   A claimed idle:<conv> or followup:<conv> timer. <map>: member, lease, now (required); newconv,
   followup_queue (cg_close_fire's); for idle: survey_until, notice, texts idle_closed (cmid
-  cg:idle), closed, survey.
+  cg:idle), closed, survey; for followup: followup_event (a `followup` msg, no text) and the
+  texts followup ({ticket} filled in here).
   -> {'idle', conv, agent, queue, {ROW, ...}} (closed no_response, both sides told), or
-     cg_close_fire's other answers ({'followup', ...}, {'done'}, {'stale'}).
+     {'followup', newconv, queue, ticket, n}: the task queued, made the customer's current
+     conversation (unless it has moved on) and opened with the text followup (cmid cg:fu); the
+     closed conversation gets the followup event (cmid cg:fu:<newconv>), or cg_close_fire's
+     other answers ({'done'}, {'stale'}).
   Errors: BADARG.
 ]]
 local function cg_agent_close(keys, args)
@@ -208,11 +224,30 @@ local function cg_customer_end(keys, args)
     return {'ended', queue, r[5], r[6]}
 end
 
+-- A complaint's follow-up task newconv (of closed conv) was queued: it becomes the customer's
+-- current conversation (unless the customer has moved on to another), opened by the text
+-- `followup` ({ticket}); the closed conversation gets a `followup` event (a.followup_event, no
+-- text, so bridges send nothing twice) that moves the customer's live web sessions there.
+local function followup_tell(keys, a, conv, newconv, ticket, now)
+    local c = redis.call('HMGET', CG.KEY.conv(newconv), 'customer', 'channel', 'locale')
+    if not c[1] then return end
+    local cur = redis.call('HGET', CG.KEY.cust(c[1]), 'conv')
+    if cur == conv or cur == false then redis.call('HSET', CG.KEY.cust(c[1]), 'conv', newconv) end
+    say(keys, a, 'followup', newconv, c[3], 'cg:fu', 'bot', c[2], now, {ticket = ticket})
+    if type(a.followup_event) == 'string' and a.followup_event ~= '' then
+        cg_append(keys, {conv, 'cg:fu:' .. newconv, 'system', a.sender or 'chatgw', a.followup_event,
+            '', c[2] or '', now, 'sys'})
+    end
+end
+
 local function cg_close_timer(keys, args)
     local a, err = event_map(args, 'member, lease and now', 'member', 'lease')
     if not a then return err end
     local now = fmt(tonumber(a.now))
     local r = cg_close_fire(keys, {a.member, a.lease, now, a.newconv or '', a.followup_queue or ''})
+    if r[1] == 'followup' then
+        followup_tell(keys, a, string.match(a.member, '^%a+:(.+)$'), r[2], r[4], now)
+    end
     if r.err or r[1] ~= 'idle' then return r end
     local conv, agent, channel, locale = r[2], r[3], r[4], r[5]
     say(keys, a, 'idle_closed', conv, locale, 'cg:idle', 'bot', channel, now)

@@ -19,7 +19,8 @@ FCALL cg_enqueue 1 <tenant> conv queue prio now_ms [category] [locale] [pos_ms] 
   cg:queue:<queue> with score (9-prio)*1e13+now_ms; then, in an open push queue, assigns the best
   available agent of cg:avail:<queue> at once. Left waiting with pos_ms > 0 (a chat channel): the
   position timer pos:<conv> is armed for now_ms + pos_ms.
-  -> {'assigned', ROW} | {'queued', position, queue_length, avg_ms, held, staffed}   (held 1: a
+  -> {'assigned', ROW} | {'queued', position, queue_length, avg_ms, held, staffed, slots, free}
+     (slots, free: the serving capacity of the queue's online agents, assign.lua serving; held 1: a
      pull or closed queue; avg_ms: the queue's measured handling time, 0 when none; staffed 0:
      no agent of the queue, nor of a queue it overflows into, is online: counted as no_agent in
      cg:kpi:queue:<queue>)
@@ -28,7 +29,8 @@ FCALL cg_enqueue 1 <tenant> conv queue prio now_ms [category] [locale] [pos_ms] 
 FCALL cg_queue_list 1 <tenant> queue limit
   -> {{conv, position, queued_at, channel, prio, preview}, ...} the first `limit` waiting.
 FCALL cg_conv_info 1 <tenant> conv           (read only)
-  -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held, staffed}
+  -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held, staffed, slots,
+      free} (slots, free: as cg_enqueue's, while queued)
   state '' when it does not exist; position 0 unless queued; staffed as cg_enqueue's.
 FCALL cg_outbox_done 1 <tenant> conv         -> 1 if it was in the outbox, else 0
 FCALL cg_outbox_list 1 <tenant> limit
@@ -64,7 +66,9 @@ local function cg_enqueue(keys, args)
     redis.call('ZADD', CG.KEY.queue(queue), fmt((9 - prio) * E13 + (tonumber(now) or 0)), conv)
     local info = nil
     local held = is_held(queue)
-    if not held then info = sticky_agent(conv, queue, now, sticky_ms) or best_agent(queue) end
+    if not held then
+        info = sticky_agent(conv, queue, now, sticky_ms) or best_agent(queue, conv_weight(conv))
+    end
     if info then return {'assigned', assign(conv, info, now)} end
     overflow_arm(queue, conv)
     local rank = redis.call('ZRANK', CG.KEY.queue(queue), conv)
@@ -74,8 +78,9 @@ local function cg_enqueue(keys, args)
         redis.call('ZADD', CG.KEY.timers(), 'NX', fmt((tonumber(now) or 0) + pos_ms), 'pos:' .. conv)
     end
     if not ok then redis.call('HINCRBY', CG.KEY.kpi_queue(queue), 'no_agent', 1) end
+    local slots, free = serving(queue)
     return {'queued', rank + 1, redis.call('ZCARD', CG.KEY.queue(queue)), avg_ms(queue),
-        held and 1 or 0, ok and 1 or 0}
+        held and 1 or 0, ok and 1 or 0, slots, free}
 end
 
 
@@ -175,8 +180,11 @@ local function cg_conv_info(keys, args)
     end
     local outbox = redis.call('SISMEMBER', CG.KEY.outbox_assign(), conv)
     local q = c[3] or ''
+    local slots, free = 0, 0
+    if pos > 0 then slots, free = serving(q) end
     return {c[1], c[2] or '', q, pos, outbox, current_row(conv), q ~= '' and avg_ms(q) or 0,
-        c[4] or '', (q ~= '' and is_held(q)) and 1 or 0, (q == '' or staffed(q)) and 1 or 0}
+        c[4] or '', (q ~= '' and is_held(q)) and 1 or 0, (q == '' or staffed(q)) and 1 or 0,
+        slots, free}
 end
 
 local function cg_outbox_done(keys, args)
@@ -215,7 +223,7 @@ local function cg_transfer(keys, args)
         if target.status ~= 'online' or redis.call('SCARD', CG.KEY.agent_socks(to_agent)) == 0 then
             return redis.error_reply('TRANSFERFAIL agent ' .. to_agent .. ' is not online')
         end
-        if target.load >= target.cap then
+        if not fits(target, conv_weight(conv)) then
             return redis.error_reply('TRANSFERFAIL agent ' .. to_agent .. ' is at capacity')
         end
     elseif redis.call('SISMEMBER', CG.KEY.queues(), to_queue) == 0 then
@@ -225,7 +233,7 @@ local function cg_transfer(keys, args)
     redis.call('SREM', CG.KEY.agent_convs(agent), conv)
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
     redis.call('ZREM', CG.KEY.timers(), 'offer:' .. conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
+    load_release(info, conv)
     redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', agent)
     redis.call('HDEL', CG.KEY.conv(conv), 'agent')
     local row = {}

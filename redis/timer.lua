@@ -41,7 +41,7 @@ local function unassign(conv, c, now)
     local info = agent_info(c.agent)
     redis.call('SREM', CG.KEY.agent_convs(c.agent), conv)
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(c.agent), 'load', -1) end
+    load_release(info, conv)
     avail_refresh(info)
     redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', c.agent)
     redis.call('HDEL', CG.KEY.conv(conv), 'agent')
@@ -74,7 +74,7 @@ local function breach_act(conv, c, action, to, now)
     if not is_held(c.queue) then serve_queue(c.queue, now) end
     if redis.call('HGET', CG.KEY.conv(conv), 'state') == 'queued' and
         redis.call('SISMEMBER', CG.KEY.closed_queues(), to) == 0 then
-        local info = best_agent(to)
+        local info = best_agent(to, conv_weight(conv))
         if info then assign(conv, info, now) end
     end
     return 'escalated'
@@ -103,7 +103,8 @@ local function fire_pos(conv, member, c, now, update_ms, max_ms)
     if not send then return {'done'} end
     redis.call('HSET', CG.KEY.conv(conv), 'pos_last', pos, 'pos_at', fmt(now))
     local n = redis.call('HINCRBY', CG.KEY.conv(conv), 'pos_n', 1)
-    return {'pos', conv, pos, c.channel, c.queue, avg_ms(c.queue), c.locale, n}
+    local slots, free = serving(c.queue)
+    return {'pos', conv, pos, c.channel, c.queue, avg_ms(c.queue), c.locale, n, slots, free}
 end
 
 --[[
@@ -115,7 +116,8 @@ FCALL cg_timer_fire 1 <tenant> member lease now_ms update_ms max_ms action escal
   Fires a claimed timer once: only while its score is still `lease` (else {'stale'}: fired,
   cancelled or re-armed meanwhile). Members: pos:<conv>, first:<conv>, next:<conv>,
   complaint_respond:<conv>, complaint_resolve:<conv>, hours:<queue>.
-  pos  -> {'pos', conv, position, channel, queue, avg_ms, locale, n} when the customer is to be
+  pos  -> {'pos', conv, position, channel, queue, avg_ms, locale, n, slots, free} (slots, free:
+          the queue's serving capacity, assign.lua serving) when the customer is to be
           told (position changed, or max_ms passed), re-armed for now + update_ms; while nobody
           who serves the queue is online {'noagent', conv, channel, queue, locale, n} once (the
           customer had been told a position), then {'done'}; else {'done'}
@@ -198,7 +200,7 @@ local function offer_fire(conv, now, max_misses)
     local info = agent_info(agent)
     redis.call('SREM', CG.KEY.agent_convs(agent), conv)
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
-    if info.load > 0 then info.load = redis.call('HINCRBY', CG.KEY.agent(agent), 'load', -1) end
+    load_release(info, conv)
     redis.call('HSET', CG.KEY.conv(conv), 'state', 'queued', 'prev_agent', agent)
     redis.call('HDEL', CG.KEY.conv(conv), 'agent')
     local misses = redis.call('HINCRBY', CG.KEY.agent(agent), 'offer_misses', 1)
@@ -248,7 +250,7 @@ local function overflow_fire(queue, now)
     for _, oq in ipairs(cfg.to) do
         while not is_held(oq) do
             local conv = overflow_head(queue, cfg, now)
-            local info = conv and best_agent(oq)
+            local info = conv and best_agent(oq, conv_weight(conv))
             if not info then break end
             assign(conv, info, fmt(now))
             n = n + 1

@@ -16,7 +16,10 @@
  *   followup:<conv>   armed when a complaint (a conversation with a ticket) is closed as
  *                     resolved (codes starting with "resolved"), due after complaint_followup_s
  *                     (rule 16); fired, a follow-up task (a conversation of its own, preview
- *                     "Follow-up <ticket>") is queued in followup_queue for agents to pick.
+ *                     "Follow-up <ticket>") is queued in followup_queue for agents to pick; it
+ *                     becomes the customer's current conversation, opened by the text followup
+ *                     (on bridged channels it goes out through the bridge), and the closed one
+ *                     gets a `followup` event that moves the customer's live web sessions.
  * Both timers live in cg:timers and are claimed like every timer (timers.c); they are fired by
  * cg_close_fire (redis/close.lua) under the same lease rule as cg_timer_fire. */
 #include "router.h"
@@ -194,7 +197,7 @@ void close_timer_step(job *j) {
     conv = conv ? conv + 1 : "";
     int idle = strncmp(j->member, "idle:", 5) == 0;
     evarg a;
-    evarg_init(&a, idle ? 12 : 5);
+    evarg_init(&a, idle ? 12 : 8);
     evarg_str(&a, "member", j->member);
     evarg_str(&a, "lease", j->lease);
     evarg_int(&a, "now", j->now_ms);
@@ -211,6 +214,14 @@ void close_timer_step(job *j) {
         variant_locales(&a, r);
         variant_pack(&a, "idle_closed", j, &said);
         close_texts(&a, j, "closed", "no_response");
+    } else { /* followup: the customer is told in the call ({ticket} is the library's) */
+        size_t len = 0;
+        unsigned char *ev = say_payload(j, MSG_FOLLOWUP, ROLE_SYSTEM, NULL, NULL, NULL, &len);
+        variant_spec said = {MSG_TEXT, ROLE_BOT, NULL, TMPL_FOLLOWUP, NULL, 0, 1};
+        evarg_bytes(&a, "followup_event", ev ? (const char *)ev : "", ev ? len : 0);
+        free(ev);
+        variant_locales(&a, r);
+        variant_pack(&a, "followup", j, &said);
     }
     evarg_call(j, "cg_close_timer", close_fire_reply, &a);
 }

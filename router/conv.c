@@ -34,8 +34,7 @@ static void conv_say_waiting(job *j, long long position) {
     router *r = j->r;
     char cmid[MSG_ID_MAX], pos[16], wait[48];
     uint32_t p = position > 0 ? (uint32_t)position : 1;
-    long long avg_ms = j->avg_ms > 0 ? j->avg_ms : r->cfg.avg_handle_s * 1000;
-    uint32_t wait_s = (uint32_t)((p * avg_ms + 999) / 1000);
+    uint32_t wait_s = (uint32_t)sla_wait_s(r, p, j->avg_ms, j->slots, j->free);
     snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
     notify_dirty(r, j->queue);
     const cls_queue *q = cls_queue_find(&r->cls, j->queue);
@@ -85,6 +84,8 @@ static void conv_enqueue_reply(job *j, redisReply *rep) {
             j->held = (int)store_int(rep->element[4]);
         }
         j->staffed = rep->elements >= 6 ? (int)store_int(rep->element[5]) : 1;
+        j->slots = rep->elements >= 8 ? store_int(rep->element[6]) : 1;
+        j->free = rep->elements >= 8 ? store_int(rep->element[7]) : 0;
     } else if (strcmp(j->state, "already") == 0 && rep->elements >= 3) {
         /* another router (or an earlier run of this entry) got there first */
         char st[16];
@@ -126,6 +127,8 @@ static void conv_info_reply(job *j, redisReply *rep) {
     store_str(rep->element[7], j->locale, sizeof(j->locale));
     j->held = (int)store_int(rep->element[8]);
     j->staffed = rep->elements >= 10 ? (int)store_int(rep->element[9]) : 1;
+    j->slots = rep->elements >= 12 ? store_int(rep->element[10]) : 1;
+    j->free = rep->elements >= 12 ? store_int(rep->element[11]) : 0;
 }
 
 /* Classify the first message of a new conversation, arm its first-response timer and enqueue

@@ -75,6 +75,8 @@ static const cfg_opt router_opts[] = {
      "first response SLA per channel (chat = every channel but email)"},
     {"sla_next_response_s", CFG_STR, "chat:60, email:7200", STR(sla_next_response_s), 0, 0,
      "next response SLA per channel"},
+    {"channel_weights", CFG_STR, "chat:1, email:0.5", STR(channel_weights), 0, 0,
+     "capacity units a conversation of each channel takes of its agent's cap"},
     {"sla_action", CFG_STR, "escalate", STR(sla_action), 0, 0,
      "escalate, raise_priority or reassign"},
     {"escalate_queue", CFG_STR, "supervisors", STR(escalate_queue), 0, 0,
@@ -167,6 +169,7 @@ static void router_reload(router *r) {
     if (c->gateway_reap_ms != g_load.gateway_reap_ms)
         log_warn("reload: gateway_reap_ms applies after a restart");
     memcpy(c->sla_first_response_s, g_load.sla_first_response_s, sizeof(c->sla_first_response_s));
+    memcpy(c->channel_weights, g_load.channel_weights, sizeof(c->channel_weights));
     memcpy(c->sla_next_response_s, g_load.sla_next_response_s, sizeof(c->sla_next_response_s));
     memcpy(c->sla_action, g_load.sla_action, sizeof(c->sla_action));
     memcpy(c->escalate_queue, g_load.escalate_queue, sizeof(c->escalate_queue));

@@ -58,6 +58,7 @@ typedef struct router_cfg {
     long long trim_interval_ms; /* trim.c */
     long long gateway_reap_ms;  /* reap.c */
     char sla_first_response_s[256];
+    char channel_weights[256];
     char sla_next_response_s[256];
     char sla_action[32];
     char escalate_queue[MSG_CODE_MAX];
@@ -87,6 +88,7 @@ typedef enum sla_action { SLA_ESCALATE, SLA_RAISE_PRIORITY, SLA_REASSIGN } sla_a
 typedef struct sla_cfg {
     long long first_s[CH_COUNT];
     long long next_s[CH_COUNT];
+    long long weight_milli[CH_COUNT]; /* channel_weights, in thousandths of a capacity unit */
     long long respond_s[SLA_CLASSES];
     long long resolve_s[SLA_CLASSES];
     sla_action action;
@@ -211,6 +213,8 @@ struct job {
     long long avg_ms; /* the queue's measured handling time, 0 = none yet */
     int held;         /* the queue assigns nothing now (pull, or outside business hours) */
     int staffed;      /* someone who serves the queue (or its overflow) is online */
+    long long slots;  /* the conversations the queue's online agents hold at once (sum of caps) */
+    long long free;   /* ... and how many more they can take now */
     /* conv.c: the classification of a customer's message (cg_customer_msg) */
     char category[CLS_NAME_MAX];
     char complaint_class[CLS_NAME_MAX];
@@ -429,6 +433,12 @@ int check_config(const router *r, char **skills, size_t n);
 int sla_is_chat(const char *channel);
 /* The first- and next-response deadlines (ms, 0 = none) of a customer message at now in a
  * conversation of channel waiting in queue (business hours counted), as sla_on_customer arms. */
+/* The estimated wait (s) of the conversation at position in a queue whose online agents hold
+ * slots conversations at once and can take free more now, each taking avg_ms (0 = not measured:
+ * avg_handle_s): the conversations before it that no free slot takes, times avg_ms, spread over
+ * the slots (at least 1: the agents of an overflow queue). 0 when a free slot can take it. */
+long long sla_wait_s(const router *r, long long position, long long avg_ms, long long slots,
+                     long long free);
 void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
                        long long *first, long long *next);
 /* A customer message in conv (state known in j): arm first/next response timers. */

@@ -19,6 +19,8 @@
 #include "router.h"
 #include "desk_schema.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +55,20 @@ static int sla_secs(const char *v, long long *out) {
     return cg_parse_ll(v, 0, 366LL * 86400, out);
 }
 
-/* "chat:60, email:7200, web:30": chat sets every channel but email, names set one channel. */
+/* A channel weight "0.5" in thousandths (1 - 100000: 0.001 - 100 capacity units). */
+static int sla_milli(const char *v, long long *out) {
+    char *end = NULL;
+    errno = 0;
+    double w = strtod(v, &end);
+    if (errno || end == v || *end || !(w >= 0.001 && w <= 100)) return -1;
+    *out = llround(w * 1000);
+    return 0;
+}
+
+/* "chat:60, email:7200, web:30": chat sets every channel but email, names set one channel;
+ * each value is read by parse (sla_secs, sla_milli). */
 static int sla_channel_map(const char *key, const char *value, long long out[CH_COUNT],
-                           cg_err *err) {
+                           int (*parse)(const char *, long long *), cg_err *err) {
     for (int pass = 0; pass < 2; pass++) {
         for (const char *p = value; *p;) {
             size_t len = strcspn(p, ",");
@@ -63,8 +76,9 @@ static int sla_channel_map(const char *key, const char *value, long long out[CH_
             long long secs;
             if (len && strspn(p, " \t") == len) goto next;
             if (sla_item(p, len, name, sizeof(name), val, sizeof(val)) != 0 ||
-                sla_secs(val, &secs) != 0)
-                return cg_err_set(err, SLA_CODE, "key '%s': expected channel:seconds, ...", key);
+                parse(val, &secs) != 0)
+                return cg_err_set(err, SLA_CODE, "key '%s': expected channel:%s, ...", key,
+                                  parse == sla_milli ? "weight (0.001 - 100)" : "seconds");
             int chat = strcmp(name, "chat") == 0;
             msg_channel ch = CH_NONE;
             if (!chat && msg_channel_parse(name, &ch) != 0)
@@ -112,8 +126,14 @@ static int sla_complaint_map(const char *value, sla_cfg *out, cg_err *err) {
 int sla_cfg_parse(const router_cfg *c, sla_cfg *out, cg_err *err) {
     memset(out, 0, sizeof(*out));
     hours_init(&out->tz);
-    if (sla_channel_map("sla_first_response_s", c->sla_first_response_s, out->first_s, err) != 0 ||
-        sla_channel_map("sla_next_response_s", c->sla_next_response_s, out->next_s, err) != 0 ||
+    for (int ch = 0; ch < CH_COUNT; ch++)
+        out->weight_milli[ch] = 1000;
+    if (sla_channel_map("sla_first_response_s", c->sla_first_response_s, out->first_s, sla_secs,
+                        err) != 0 ||
+        sla_channel_map("sla_next_response_s", c->sla_next_response_s, out->next_s, sla_secs,
+                        err) != 0 ||
+        sla_channel_map("channel_weights", c->channel_weights, out->weight_milli, sla_milli, err) !=
+            0 ||
         sla_complaint_map(c->complaint_sla, out, err) != 0)
         return -1;
     if (strcmp(c->sla_action, "escalate") == 0)
@@ -151,6 +171,15 @@ static long long sla_due(const router *r, const char *queue, int64_t now, long l
     if (secs <= 0) return 0;
     const cls_queue *q = cls_queue_find(&r->cls, queue);
     return q ? hours_add(&q->hours, now, secs) : now + secs * 1000;
+}
+
+long long sla_wait_s(const router *r, long long position, long long avg_ms, long long slots,
+                     long long free) {
+    if (avg_ms <= 0) avg_ms = r->cfg.avg_handle_s * 1000;
+    long long ahead = position - (free > 0 ? free : 0);
+    if (ahead <= 0) return 0;
+    if (slots < 1) slots = 1;
+    return (ahead * avg_ms + slots * 1000 - 1) / (slots * 1000);
 }
 
 void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
@@ -215,7 +244,7 @@ void sla_complaint(job *j, const char *complaint_class) {
 
 /* ---- fired timers ---- */
 
-/* {'pos', conv, position, channel, queue, avg_ms, locale, n}: tell the customer. */
+/* {'pos', conv, position, channel, queue, avg_ms, locale, n, slots, free}: tell the customer. */
 static void sla_fired_pos(job *j, const redisReply *rep) {
     router *r = j->r;
     if (rep->elements < 8) return;
@@ -227,8 +256,9 @@ static void sla_fired_pos(job *j, const redisReply *rep) {
     long long avg_ms = store_int(rep->element[5]);
     store_str(rep->element[6], j->locale, sizeof(j->locale));
     snprintf(cmid, sizeof(cmid), "cg:pu:%lld", store_int(rep->element[7]));
-    if (avg_ms <= 0) avg_ms = r->cfg.avg_handle_s * 1000;
-    long long wait_s = (position * avg_ms + 999) / 1000;
+    long long slots = rep->elements > 9 ? store_int(rep->element[8]) : 1;
+    long long free = rep->elements > 9 ? store_int(rep->element[9]) : 0;
+    long long wait_s = sla_wait_s(r, position, avg_ms, slots, free);
     snprintf(pos, sizeof(pos), "%lld", position);
     say_duration(j->locale, wait_s, wait, sizeof(wait));
     tmpl_var vars[] = {{"position", pos}, {"wait", wait}};

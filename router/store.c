@@ -111,16 +111,17 @@ static void store_publish_canned(router *r) {
 }
 
 /* The desk's timings for the steady state that cg_append handles itself (redis/conv.lua,
- * steady): FCALL cg_deskcfg (DEL + HSET cg:deskcfg in one step, and the library forgets what it
- * remembered of them): ready 1, first_s:<channel> and next_s:<channel> (the response SLAs,
- * seconds), idle_close_s, and hours:<queue> 1 for each queue that counts business hours (its
- * deadlines stay the routers'). */
+ * steady) and the channels' weights (redis/assign.lua): FCALL cg_deskcfg (DEL + HSET cg:deskcfg
+ * in one step, and the library forgets what it remembered of them): ready 1, first_s:<channel>
+ * and next_s:<channel> (the response SLAs, seconds), weight:<channel> (channel_weights: the
+ * capacity units a conversation takes), idle_close_s, and hours:<queue> 1 for each queue that
+ * counts business hours (its deadlines stay the routers'). */
 static void store_publish_timings(router *r) {
     const cls_set *set = &r->cls;
-    size_t argc = 6 + 4 * (CH_COUNT - 1) + 2 + 2 * set->n_queues;
+    size_t argc = 6 + 6 * (CH_COUNT - 1) + 2 + 2 * set->n_queues;
     const char **argv = calloc(argc, sizeof(*argv));
-    char(*num)[24] = calloc(2 * CH_COUNT + 1, sizeof(*num));
-    char(*names)[2][MSG_CODE_MAX + 16] = calloc(CH_COUNT + set->n_queues, sizeof(*names));
+    char(*num)[24] = calloc(3 * CH_COUNT + 1, sizeof(*num));
+    char(*names)[3][MSG_CODE_MAX + 16] = calloc(CH_COUNT + set->n_queues, sizeof(*names));
     if (!argv || !num || !names) {
         log_error("out of memory publishing the desk's timings");
         goto done;
@@ -141,6 +142,12 @@ static void store_publish_timings(router *r) {
         argv[n++] = num[2 * c];
         argv[n++] = names[k][1];
         argv[n++] = num[2 * c + 1];
+        /* weight:<channel>: the capacity units its conversations take (assign.lua) */
+        snprintf(names[k][2], sizeof(names[k][2]), "weight:%s", msg_channel_name((msg_channel)c));
+        snprintf(num[2 * CH_COUNT + c], sizeof(num[0]), "%g",
+                 (double)r->sla.weight_milli[c] / 1000.0);
+        argv[n++] = names[k][2];
+        argv[n++] = num[2 * CH_COUNT + c];
     }
     snprintf(num[0], sizeof(num[0]), "%lld", r->cfg.idle_close_s);
     argv[n++] = "idle_close_s";

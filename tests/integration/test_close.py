@@ -556,11 +556,25 @@ def test_resolved_complaint_gets_followup_task(procs, redis_srv, tmp_path):
             ("queued", "complaints", conv, ticket)
         assert h["customer"] == conv_hash(r, conv)["customer"] and "ticket" not in h
         assert conv_hash(r, conv)["followup_conv"] == task
-        # the agent picks it and may write to the customer
+        # it is the customer's current conversation now: the live session is moved there by the
+        # closed one's followup event, and the task opens with the text followup
+        assert s(r.hget(f"cg:{{t:default}}:cust:{c.welcome['sender_id']}", "conv")) == task
+        ev = await c.expect_type("followup", conv=conv)
+        assert "text" not in ev
+        hello = await c.expect(lambda f: f.get("conv") == task and f.get("type") == "text",
+                               what="the follow-up's first text")
+        assert hello["role"] == "bot" and hello["seq"] == 1
+        assert hello["text"] == f"We are following up on your complaint {ticket}. " \
+                                "An agent will continue with you here."
+        # the agent picks it and writes: the customer gets it, and its answer goes there too
         await a.send({"type": "pick", "conv": task, "cmid": new_cmid("pick")})
         await a.expect_type("assigned", conv=task)
         ack = await a.say("We are following up on your complaint.", conv=task)
         assert ack["type"] == "ack"
+        got = await c.expect(lambda f: f.get("conv") == task and f.get("role") == "agent",
+                             what="the agent's follow-up at the customer")
+        assert got["text"] == "We are following up on your complaint."
+        assert (await c.say("thanks, all good now"))["conv"] == task
         # closing the follow-up (no ticket of its own) queues nothing more
         await close_conv(a, task, "resolved")
         wait_until(lambda: conv_hash(r, task).get("state") == "closed", 5, "task closed")

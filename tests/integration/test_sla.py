@@ -251,6 +251,33 @@ def test_position_updates_only_when_changed_or_after_max(redis_srv, procs, tmp_p
     assert [m["ts"] for m in bot_texts(r, a, "UPDATE")] == [t0 + 2000] and t0 + 2000 <= assigned_at
 
 
+@pytest.mark.parametrize("channel", ["telegram", "wechat", "whatsapp", "messenger"])
+def test_position_updates_reach_social_customers_through_their_bridge(redis_srv, procs, tmp_path,
+                                                                     clock, channel):
+    """A waiting customer of a social channel is told its place like a web customer (a chat
+    channel): the queued text and the position updates are desk messages of its conversation,
+    so they go to cg:out:<channel> for the channel's bridges, with position and wait."""
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    staff(r)
+    first = send(r, f"{channel}:u1", "first", channel=channel)
+    wait_bot(r, first, "QUEUED 1")
+    c = send(r, f"{channel}:u2", "second", channel=channel)
+    wait_bot(r, c, "QUEUED 2")
+
+    def out():
+        return [msgpack.unpackb(f[b"m"], raw=False) for _, f in
+                r.xrange(f"cg:{{t:default}}:out:{channel}") if s(f[b"c"]) == c]
+    assert [m["text"] for m in out() if m.get("role") == "bot"] == ["HELLO", "QUEUED 2 4 min"]
+    presence(r, "amy")  # the first is assigned: the second moves up
+    wait_until(lambda: conv_hash(r, first).get("state") == "assigned", 5, "first assigned")
+    clock.advance(1000)
+    wait_until(lambda: [m for m in out() if m.get("text", "").startswith("UPDATE")], 5,
+               "the position update in the bridge's stream")
+    [u] = [m for m in out() if m.get("text", "").startswith("UPDATE")]
+    assert (u["position"], u["text"]) == (1, "UPDATE 1 2 min")
+
+
 def test_customer_told_once_when_everybody_serving_the_queue_leaves(redis_srv, procs, tmp_path,
                                                                     clock):
     """A waiting customer was told its position; the only agent of the queue goes offline: the
@@ -361,6 +388,85 @@ def test_wait_estimate_uses_measured_handling_time(redis_srv, procs, tmp_path, c
     m = wait_bot(r, c3, "QUEUED 1")[0]
     assert m["wait"] == (int(h1["closed_at"]) - int(h1["assigned_at"]) + 999) // 1000
     assert m["text"] == "QUEUED 1 2 min"
+
+
+@pytest.mark.parametrize("agents", [1, 5])
+def test_wait_estimate_counts_the_agents_serving_the_queue(redis_srv, procs, tmp_path, clock,
+                                                            agents):
+    """{wait} spreads the conversations before the customer over the slots of the agents online
+    for the queue (avg_handle_s 120 while nothing is measured): with every slot busy, the third
+    in line waits 3 x 120 s with one agent, 3 x 120 / 5 = 72 s with five; the position updates
+    say the same."""
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    for i in range(agents):
+        presence(r, f"ag{i}")
+    wait_until(lambda: r.scard("cg:{t:default}:online:general") == agents, 5, "agents online")
+    for i in range(agents):  # every slot busy
+        c = send(r, f"busy{i}", "hello")
+        wait_until(lambda: conv_hash(r, c).get("state") == "assigned", 5, "assigned")
+    waiting = []
+    for p in range(1, 4):  # one after the other: their arrival order is their place in line
+        waiting.append(send(r, f"w{p - 1}", "hello"))
+        m = wait_bot(r, waiting[-1], "QUEUED")[0]
+        want = -(-p * 120 // agents)  # whole seconds, rounded up
+        assert (m["position"], m["wait"]) == (p, want), m
+        assert m["text"] == f"QUEUED {p} {-(-want // 60)} min"
+    # the first in line ends the chat (nothing measured): the third is second now, and its
+    # position update says the new estimate
+    _last_ts[0] = max(now_ms(), _last_ts[0] + 1)
+    end = {"v": 1, "id": new_id(), "ts": _last_ts[0], "role": "customer", "type": "close",
+           "channel": "web", "dir": "in",
+           "channel": "web", "dir": "in", "conv": waiting[0], "sender_id": "w0", "cmid": new_id(),
+           "code": "customer_left"}  # as the gateway sends it
+    r.xadd("cg:{t:default}:in", {"c": waiting[0], "s": 0, "m": msgpack.packb(end)})
+    wait_until(lambda: conv_hash(r, waiting[0]).get("state") == "closed", 5, "w0 left")
+    clock.advance(1000)
+    m = wait_bot(r, waiting[2], "UPDATE")[0]
+    assert (m["position"], m["wait"]) == (2, -(-2 * 120 // agents)), m
+
+
+def test_an_agents_load_is_the_sum_of_its_conversations_channel_weights(redis_srv, procs, tmp_path,
+                                                                       clock):
+    """channel_weights (default chat:1, email:0.5), as Omni-Channel's capacity units: an agent of
+    cap 1 takes two e-mails at once, a chat only with a whole unit free; closing an e-mail gives
+    back half a unit, which the next waiting e-mail takes, while the chat waits on."""
+    r = redis_srv.r
+    router(procs, config(tmp_path))
+    presence(r, "amy")  # cap 1
+    wait_until(lambda: r.sismember("cg:{t:default}:online:general", "amy"), 5, "amy online")
+
+    def state(c):
+        return conv_hash(r, c).get("state")
+    mails = []
+    for i in range(2):
+        mails.append(send(r, f"mail{i}@example.com", "where is my order?", channel="email"))
+        wait_until(lambda: state(mails[-1]) == "assigned", 5, f"e-mail {i} assigned")
+    assert s(r.hget("cg:{t:default}:agent:amy", "load")) == "1"
+    assert conv_hash(r, mails[0])["weight"] == "0.5"
+    chat = send(r, "webby", "hello")
+    wait_until(lambda: state(chat) == "queued", 5, "the chat waits: no whole unit free")
+    third = send(r, "mail2@example.com", "and my refund?", channel="email")
+    wait_until(lambda: state(third) == "queued", 5, "the third e-mail waits")
+    close_cmd(r, "amy", mails[0])
+    wait_until(lambda: state(mails[0]) == "closed", 5, "an e-mail closed")
+    # half a unit back: the chat (first in line) does not fit, so it keeps waiting and nothing
+    # else is taken past it; the agent stays at 0.5
+    wait_until(lambda: s(r.hget("cg:{t:default}:agent:amy", "load")) == "0.5", 5, "load 0.5")
+    assert state(chat) == "queued" and state(third) == "queued"
+    close_cmd(r, "amy", mails[1])
+    wait_until(lambda: state(chat) == "assigned", 5, "a whole unit free: the chat is taken")
+    assert s(r.hget("cg:{t:default}:agent:amy", "load")) == "1" and state(third) == "queued"
+
+
+def test_channel_weights_are_checked(tmp_path):
+    path = tmp_path / "w.ini"
+    path.write_text("[router]\nchannel_weights = chat:1, email:zero\n", encoding="utf-8")
+    import subprocess
+    out = subprocess.run([os.path.join(os.environ.get("BUILD", "build"), "chatgw-router"),
+                          "--check-config"], env=dict(os.environ, CHATGW_CONFIG=str(path)),
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode != 0 and "channel_weights" in out.stderr + out.stdout, out
 
 
 def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_path, clock):
