@@ -71,6 +71,7 @@ typedef struct msg_queue_item {
     int64_t since_ms;  /* when it started waiting (unix ms) */
     msg_channel channel;
     uint8_t priority; /* 0..9, higher first */
+    uint8_t ring;     /* the bullseye ring it reached (0: its own queue only; omitted then) */
     char preview[MSG_PREVIEW_MAX];
 } msg_queue_item;
 

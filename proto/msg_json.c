@@ -194,6 +194,7 @@ static int dec_items(json_t *o, msg *m, cg_err *err) {
         GET_INT(e, pfx, "since", 0, INT64_MAX, it->since_ms);
         GET_ENUM(e, "channel", msg_channel_parse, it->channel, "bad_value");
         GET_INT(e, pfx, "priority", 0, 9, it->priority);
+        GET_INT(e, pfx, "ring", 0, 255, it->ring);
         GET_STR(e, pfx, "preview", it->preview);
     }
     return 0;
@@ -387,6 +388,7 @@ static json_t *enc_items(const msg *m, int *bad) {
         if (it->channel != CH_NONE && (unsigned)it->channel < CH_COUNT)
             put_name(e, "channel", msg_channel_name(it->channel), bad);
         put_int(e, "priority", it->priority, bad);
+        if (it->ring) put_int(e, "ring", it->ring, bad);
         put_str(e, "preview", it->preview, bad);
     }
     return arr;

@@ -357,6 +357,7 @@ static int dec_items(const msgpack_object *o, msg *m, cg_err *err) {
         GET_INT(e, pfx, "since", 0, INT64_MAX, it->since_ms);
         GET_ENUM(e, "channel", msg_channel_parse, it->channel, "bad_value");
         GET_INT(e, pfx, "priority", 0, 9, it->priority);
+        GET_INT(e, pfx, "ring", 0, 255, it->ring);
         GET_STR(e, pfx, "preview", it->preview);
     }
     return 0;
@@ -599,6 +600,7 @@ static void enc_item(penc *e, const void *arg) {
     if (it->channel != CH_NONE && (unsigned)it->channel < CH_COUNT)
         put_name(e, "channel", msg_channel_name(it->channel));
     put_uint(e, "priority", it->priority);
+    if (it->ring) put_uint(e, "ring", it->ring);
     put_str(e, "preview", it->preview);
 }
 

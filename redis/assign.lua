@@ -154,13 +154,50 @@ end
 
 local MAX_SCAN = 200 -- waiting conversations looked at per queue for overflow deadlines
 
--- The overflow configuration of queue: {to = {queues}, after = ms}, or nil when it has none.
+-- The rings of queue (bullseye routing, as Genesys): {rings = {{after = ms, to = {queues}}, ...}
+-- (by after; each ring's queues include those of the rings inside it), to = every ring's queues,
+-- after = the first ring's ms}, or nil when it has none. From cg:queuecfg:<queue> overflow:
+-- rings "<ms>:<q>,<q>;<ms>:<q>" (router/store.c), or queues (one ring after overflow_after_s).
 local function overflow_cfg(queue)
     local h = redis.call('HMGET', CG.KEY.queuecfg(queue), 'overflow', 'overflow_after_s')
-    local after = (tonumber(h[2]) or 0) * 1000
-    local to = split(h[1])
-    if after <= 0 or #to == 0 then return nil end
-    return {to = to, after = after}
+    local rings, to = {}, {}
+    if h[1] and string.find(h[1], ':', 1, true) then
+        for ms, list in string.gmatch(h[1], '(%d+):([^;]+)') do
+            rings[#rings + 1] = {after = tonumber(ms), to = split(list)}
+        end
+    else
+        local after = (tonumber(h[2]) or 0) * 1000
+        if after > 0 then rings[1] = {after = after, to = split(h[1])} end
+    end
+    table.sort(rings, function(a, b) return a.after < b.after end)
+    for _, r in ipairs(rings) do
+        for _, q in ipairs(to) do
+            if not has(r.to, q) then r.to[#r.to + 1] = q end
+        end
+        for _, q in ipairs(r.to) do
+            if not has(to, q) then to[#to + 1] = q end
+        end
+    end
+    if #rings == 0 or #to == 0 then return nil end
+    return {rings = rings, to = to, after = rings[1].after}
+end
+
+-- The ring a conversation has reached after waiting `waited` ms: its index (0: none yet).
+local function ring_of(cfg, waited)
+    local k = 0
+    for i, r in ipairs(cfg.rings) do
+        if waited >= r.after then k = i end
+    end
+    return k
+end
+
+-- True when agents of one of skills may take a conversation that reached ring k.
+local function ring_serves(cfg, k, skills)
+    if k == 0 then return false end
+    for _, s in ipairs(skills) do
+        if has(cfg.rings[k].to, s) then return true end
+    end
+    return false
 end
 
 -- Arm overflow:<queue> for conv's overflow deadline (queued_at + overflow_after_s), keeping an
@@ -172,13 +209,14 @@ local function overflow_arm(queue, conv)
     redis.call('ZADD', CG.KEY.timers(), 'LT', fmt(at + cfg.after), 'overflow:' .. queue)
 end
 
--- The first waiting conversation of queue (in queue order) past its overflow deadline at now:
--- conv, score; nil when none.
-local function overflow_head(queue, cfg, now)
+-- The first waiting conversation of queue (in queue order) whose ring at now lets agents of one
+-- of skills take it: conv, score; nil when none.
+local function overflow_head(queue, cfg, now, skills)
     local r = redis.call('ZRANGE', CG.KEY.queue(queue), 0, MAX_SCAN - 1, 'WITHSCORES')
     for i = 1, #r, 2 do
         local c = redis.call('HMGET', CG.KEY.conv(r[i]), 'state', 'queued_at')
-        if c[1] == 'queued' and (tonumber(c[2]) or 0) + cfg.after <= now then
+        local waited = now - (tonumber(c[2]) or now)
+        if c[1] == 'queued' and ring_serves(cfg, ring_of(cfg, waited), skills) then
             return r[i], tonumber(r[i + 1])
         end
     end
@@ -212,7 +250,7 @@ local function overflow_offer(info, now, out)
     while #srcs > 0 and can_take(info) do
         local best, best_score
         for _, src in ipairs(srcs) do
-            local conv, score = overflow_head(src.q, src.cfg, t)
+            local conv, score = overflow_head(src.q, src.cfg, t, info.skills)
             if conv and (best == nil or score < best_score) then best, best_score = conv, score end
         end
         if not best or not can_take(info, conv_weight(best)) then return end
@@ -226,7 +264,7 @@ local function overflow_pickable(conv, queue, info, now)
     for _, src in ipairs(overflow_sources(info.skills, false)) do
         if src.q == queue then
             local at = tonumber(redis.call('HGET', CG.KEY.conv(conv), 'queued_at')) or 0
-            return at + src.cfg.after <= (tonumber(now) or 0)
+            return ring_serves(src.cfg, ring_of(src.cfg, (tonumber(now) or 0) - at), info.skills)
         end
     end
     return false
@@ -245,8 +283,9 @@ local function overflow_list(queue, out, limit)
             local c = redis.call('HMGET', CG.KEY.conv(conv), 'queued_at', 'channel', 'prio', 'preview',
                 'state')
             local at = tonumber(c[1]) or 0
-            if c[5] == 'queued' and at + src.cfg.after <= now then
-                out[#out + 1] = {conv, #out + 1, at, c[2] or '', tonumber(c[3]) or 0, c[4] or ''}
+            local k = ring_of(src.cfg, now - at)
+            if c[5] == 'queued' and ring_serves(src.cfg, k, {queue}) then
+                out[#out + 1] = {conv, #out + 1, at, c[2] or '', tonumber(c[3]) or 0, c[4] or '', k}
             end
         end
     end
@@ -326,8 +365,8 @@ end
 -- the skill is online (away counts not), or one of the queues it overflows into has one.
 local function staffed(queue)
     if redis.call('SCARD', CG.KEY.online(queue)) > 0 then return true end
-    local h = redis.call('HGET', CG.KEY.queuecfg(queue), 'overflow')
-    for _, q in ipairs(split(h)) do
+    local cfg = overflow_cfg(queue)
+    for _, q in ipairs(cfg and cfg.to or {}) do
         if redis.call('SCARD', CG.KEY.online(q)) > 0 then return true end
     end
     return false

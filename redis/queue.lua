@@ -161,8 +161,10 @@ local function cg_queue_list(keys, args)
     local convs = redis.call('ZRANGE', CG.KEY.queue(queue), 0, limit - 1)
     local out = {}
     for i, conv in ipairs(convs) do
-        local c = redis.call('HMGET', CG.KEY.conv(conv), 'queued_at', 'channel', 'prio', 'preview')
-        out[#out + 1] = {conv, i, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0, c[4] or ''}
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'queued_at', 'channel', 'prio', 'preview',
+            'ring')
+        out[#out + 1] = {conv, i, tonumber(c[1]) or 0, c[2] or '', tonumber(c[3]) or 0, c[4] or '',
+            tonumber(c[5]) or 0}
     end
     overflow_list(queue, out, limit)
     escalated_list(queue, out, limit)

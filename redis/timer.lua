@@ -227,16 +227,18 @@ local function overflow_fire(queue, now)
         redis.call('SREM', CG.KEY.overflowing(), queue)
         return {'done'}
     end
+    -- each waiting conversation's ring (kept on it: `ring`, 0 = its own queue only) and the next
+    -- ring deadline of any of them
     local overdue, next_due = 0, nil
     for _, conv in ipairs(redis.call('ZRANGE', CG.KEY.queue(queue), 0, MAX_SCAN - 1)) do
-        local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queued_at')
-        local due = (tonumber(c[2]) or now) + cfg.after
-        if c[1] ~= 'queued' then
-            due = nil
-        elseif due <= now then
-            overdue = overdue + 1
-        elseif next_due == nil or due < next_due then
-            next_due = due
+        local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'queued_at', 'ring')
+        if c[1] == 'queued' then
+            local at = tonumber(c[2]) or now
+            local k = ring_of(cfg, now - at)
+            if k > 0 then overdue = overdue + 1 end
+            if k ~= (tonumber(c[3]) or 0) then redis.call('HSET', CG.KEY.conv(conv), 'ring', k) end
+            local nxt = cfg.rings[k + 1]
+            if nxt and (next_due == nil or at + nxt.after < next_due) then next_due = at + nxt.after end
         end
     end
     if next_due then redis.call('ZADD', CG.KEY.timers(), 'LT', fmt(next_due), 'overflow:' .. queue) end
@@ -249,7 +251,7 @@ local function overflow_fire(queue, now)
     if is_held(queue) then return {'overflow', queue, 0, cfg.to} end
     for _, oq in ipairs(cfg.to) do
         while not is_held(oq) do
-            local conv = overflow_head(queue, cfg, now)
+            local conv = overflow_head(queue, cfg, now, {oq})
             local info = conv and best_agent(oq, conv_weight(conv))
             if not info then break end
             assign(conv, info, fmt(now))

@@ -8,6 +8,7 @@
  * the configuration or the agents change: the customer gets the no_agent reply. */
 #include "router.h"
 #include "desk_schema.h"
+#include "rcfg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,14 +138,20 @@ int check_config(const router *r, char **skills, size_t n_skills) {
         const cls_queue *q = &s->queues[i];
         size_t served = check_served(&a, q->name);
         const char *via = NULL;
-        for (size_t o = 0; !served && o < q->overflow.n; o++)
+        for (size_t o = 0; !served && !via && o < q->overflow.n; o++)
             if (check_served(&a, q->overflow.items[o])) via = q->overflow.items[o];
+        char ring[CLS_NAME_MAX];
+        long long secs;
+        for (size_t o = 0; !served && !via && o < q->rings.n; o++)
+            if (rcfg_ring_item(q->rings.items[o], &secs, ring, sizeof(ring)) == 0 &&
+                check_served(&a, ring))
+                via = strstr(q->rings.items[o], ring); /* the item's own storage */
         if (served) {
             printf("queue %s (%s): served by %zu agent%s\n", q->name,
                    q->mode == CLS_PULL ? "pull" : "push", served, served == 1 ? "" : "s");
         } else if (via) {
-            printf("queue %s (%s): no agent of its own; reached through overflow into %s\n",
-                   q->name, q->mode == CLS_PULL ? "pull" : "push", via);
+            printf("queue %s (%s): no agent of its own; reached through %s into %s\n", q->name,
+                   q->mode == CLS_PULL ? "pull" : "push", q->rings.n ? "a ring" : "overflow", via);
         } else {
             printf("queue %s (%s): UNREACHABLE: no agent has the skill '%s' and it overflows "
                    "into no served queue\n",

@@ -35,8 +35,10 @@ static void cls_rule_free(cls_rule *r) {
 }
 
 void cls_set_free(cls_set *s) {
-    for (size_t i = 0; i < s->n_queues; i++)
+    for (size_t i = 0; i < s->n_queues; i++) {
         cls_list_free(&s->queues[i].overflow);
+        cls_list_free(&s->queues[i].rings);
+    }
     for (size_t i = 0; i < s->n_rules; i++)
         cls_rule_free(&s->rules[i]);
     for (size_t i = 0; i < s->n_prios; i++)

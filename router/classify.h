@@ -44,8 +44,9 @@ typedef struct cls_queue {
     char name_en[CLS_TITLE_MAX];
     cls_mode mode;
     int priority;      /* default priority of conversations classified here */
-    cls_list overflow; /* other queues (stored, not used yet) */
+    cls_list overflow; /* other queues whose agents take it after overflow_after_s */
     long long overflow_after_s;
+    cls_list rings;   /* bullseye rings, "<seconds>:<queue>" items (replace overflow) */
     hours_spec hours; /* business hours (hours, timezone, holidays); always open when not given */
     unsigned seen;    /* keys already given (rcfg.c) */
     int implicit;     /* not configured: the default queue added with defaults */

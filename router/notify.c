@@ -68,7 +68,8 @@ static void notify_copy_utf8(char *dst, const redisReply *src, size_t n) {
     dst[len] = '\0';
 }
 
-/* Fill one item from {conv, position, queued_at, channel, prio, preview}. -1 if malformed. */
+/* Fill one item from {conv, position, queued_at, channel, prio, preview[, ring]}. -1 if
+ * malformed. */
 static int notify_item(const redisReply *row, msg_queue_item *it) {
     if (!row || row->type != REDIS_REPLY_ARRAY || row->elements < 6) return -1;
     char channel[MSG_CODE_MAX];
@@ -82,6 +83,8 @@ static int notify_item(const redisReply *row, msg_queue_item *it) {
     long long prio = store_int(row->element[4]);
     it->priority = (uint8_t)(prio < 0 ? 0 : prio > 9 ? 9 : prio);
     notify_copy_utf8(it->preview, row->element[5], sizeof(it->preview));
+    long long ring = row->elements > 6 ? store_int(row->element[6]) : 0;
+    it->ring = (uint8_t)(ring < 0 ? 0 : ring > 255 ? 255 : ring);
     return 0;
 }
 

@@ -28,9 +28,9 @@ typedef struct rcfg_ctx {
 } rcfg_ctx;
 
 /* Keys of each kind; the index is the key's bit in `seen`. */
-static const char *const queue_keys[] = {"name_zh",  "name_en",  "mode",
-                                         "priority", "overflow", "overflow_after_s",
-                                         "hours",    "timezone", "holidays"};
+static const char *const queue_keys[] = {
+    "name_zh",          "name_en", "mode",     "priority", "overflow",
+    "overflow_after_s", "hours",   "timezone", "holidays", "rings"};
 static const char *const rule_keys[] = {"queue",    "keywords", "channel",        "tier",
                                         "priority", "order",    "complaint_class"};
 
@@ -119,8 +119,8 @@ static int rcfg_channels(cls_list *l, const char *value, cg_err *err) {
 /* Keys whose value is a list: a continuation line adds items (and `keywords` may also be given
  * again). Every other key of a section is a single value. */
 static int rcfg_is_list(const char *key) {
-    static const char *const lists[] = {"keywords", "channel", "tier",
-                                        "overflow", "hours",   "holidays"};
+    static const char *const lists[] = {"keywords", "channel",  "tier", "overflow",
+                                        "hours",    "holidays", "rings"};
     return rcfg_key_index(lists, N_OF(lists), key) >= 0;
 }
 
@@ -169,9 +169,27 @@ static int rcfg_queue_key(cls_set *s, const char *name, const char *key, const c
         return hours_parse_week(&q->hours, value, err);
     case 7:
         return hours_set_tz(&q->hours, value, err);
-    default:
+    case 8:
         return hours_parse_holidays(&q->hours, value, err);
+    default:
+        return rcfg_list(&q->rings, value, err);
     }
+}
+
+/* A ring item "<seconds>:<queue>": 0 with *secs and the queue's name in q (size n), or -1. */
+int rcfg_ring_item(const char *item, long long *secs, char *q, size_t n) {
+    const char *colon = strchr(item, ':');
+    char num[16];
+    if (!colon || colon == item || (size_t)(colon - item) >= sizeof(num)) return -1;
+    memcpy(num, item, (size_t)(colon - item));
+    num[colon - item] = '\0';
+    const char *name = colon + 1;
+    while (*name == ' ')
+        name++;
+    if (cg_parse_ll(num, 1, 7 * 86400, secs) != 0 || !rcfg_name_ok(name) || strlen(name) >= n)
+        return -1;
+    memcpy(q, name, strlen(name) + 1);
+    return 0;
 }
 
 /* The keys classification and priority rules share (keywords, channel, tier, priority). */
@@ -213,8 +231,28 @@ static int rcfg_queue_known(const rcfg_ctx *c, const char *name) {
     return cls_queue_find(c->set, name) || strcmp(name, c->default_queue) == 0;
 }
 
+/* Second pass, `rings` of a queue: every item "<seconds>:<queue>", the queue known and not this
+ * one, and no overflow besides. */
+static int rcfg_check_rings(const rcfg_ctx *c, const char *name, cg_err *err) {
+    const cls_queue *q = cls_queue_find(c->set, name);
+    if (q && q->overflow.n) return cg_err_set(err, RCFG_CODE, "give rings or overflow, not both");
+    for (size_t i = 0; q && i < q->rings.n; i++) {
+        long long secs;
+        char o[CLS_NAME_MAX];
+        if (rcfg_ring_item(q->rings.items[i], &secs, o, sizeof(o)) != 0)
+            return cg_err_set(err, RCFG_CODE,
+                              "'%.64s' is not <seconds 1-604800>:<queue> (e.g. 30:tech_support)",
+                              q->rings.items[i]);
+        if (strcmp(o, name) == 0)
+            return cg_err_set(err, RCFG_CODE, "queue '%s' cannot ring itself", name);
+        if (!rcfg_queue_known(c, o)) return cg_err_set(err, RCFG_CODE, "unknown queue '%.64s'", o);
+    }
+    return 0;
+}
+
 /* Second pass, a key of a queue: its overflow queues must exist. */
 static int rcfg_check_queue(const rcfg_ctx *c, const char *name, const char *key, cg_err *err) {
+    if (strcmp(key, "rings") == 0) return rcfg_check_rings(c, name, err);
     if (strcmp(key, "overflow") != 0) return 0;
     const cls_queue *q = cls_queue_find(c->set, name);
     for (size_t i = 0; q && i < q->overflow.n; i++) {

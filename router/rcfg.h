@@ -21,5 +21,8 @@
  * 0, or -1 with err ("file:line: key 'k': problem") and *out untouched. */
 int rcfg_load(const cfg_opt *opts, const char *path, const char *default_queue, cls_set *out,
               cg_err *err);
+/* A `rings` item "<seconds>:<queue>" of a [queue]: 0 with *secs (1 - 604800) and the queue's name
+ * in q (size n), or -1 when it is not one. */
+int rcfg_ring_item(const char *item, long long *secs, char *q, size_t n);
 
 #endif

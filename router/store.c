@@ -6,6 +6,7 @@
  * by an older process comes back (docs/architecture.md, "Loading and health"). */
 #include "router.h"
 #include "desk_schema.h"
+#include "rcfg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,39 @@ static void store_join(const cls_list *l, char *out, size_t n) {
         }
         o += (size_t)w;
     }
+}
+
+/* A queue's rings as the library reads them from its `overflow` field (redis/assign.lua,
+ * overflow_cfg): "<ms>:<queue>,<queue>;<ms>:..." by time, items of one time in one ring; after
+ * gets the first ring's seconds (overflow_after_s, for readers of the one-ring form). A library
+ * that knows no rings finds no queue of those names: nothing overflows. */
+static void store_rings(const cls_queue *q, char *out, size_t n, char *after, size_t an) {
+    size_t o = 0;
+    long long last = 0;
+    out[0] = '\0';
+    for (;;) { /* the next larger time, then every item of it */
+        long long t = 0, secs;
+        char name[CLS_NAME_MAX];
+        for (size_t i = 0; i < q->rings.n; i++)
+            if (rcfg_ring_item(q->rings.items[i], &secs, name, sizeof(name)) == 0 && secs > last &&
+                (!t || secs < t))
+                t = secs;
+        if (!t) return;
+        if (!last) snprintf(after, an, "%lld", t);
+        int w = snprintf(out + o, n - o, "%s%lld:", o ? ";" : "", t * 1000);
+        if (w < 0 || (size_t)w >= n - o) goto full;
+        o += (size_t)w;
+        for (size_t i = 0, k = 0; i < q->rings.n; i++) {
+            if (rcfg_ring_item(q->rings.items[i], &secs, name, sizeof(name)) != 0 || secs != t)
+                continue;
+            w = snprintf(out + o, n - o, "%s%s", k++ ? "," : "", name);
+            if (w < 0 || (size_t)w >= n - o) goto full;
+            o += (size_t)w;
+        }
+        last = t;
+    }
+full:
+    out[0] = '\0'; /* too long for the field: no rings rather than some */
 }
 
 static void store_canned_reply(rconn *rc, redisReply *reply, void *priv) {
@@ -192,7 +226,11 @@ void store_publish_queues(router *r) {
         const char **a = argv + 5 + STORE_QUEUE_ARGS * i;
         snprintf(qa[i].prio, sizeof(qa[i].prio), "%d", q->priority);
         snprintf(qa[i].after, sizeof(qa[i].after), "%lld", q->overflow_after_s);
-        store_join(&q->overflow, qa[i].overflow, sizeof(qa[i].overflow));
+        if (q->rings.n)
+            store_rings(q, qa[i].overflow, sizeof(qa[i].overflow), qa[i].after,
+                        sizeof(qa[i].after));
+        else
+            store_join(&q->overflow, qa[i].overflow, sizeof(qa[i].overflow));
         snprintf(qa[i].next_change, sizeof(qa[i].next_change), "%lld",
                  (long long)hours_next_change(&q->hours, now_ms));
         a[0] = q->name;

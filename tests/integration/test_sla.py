@@ -469,6 +469,78 @@ def test_channel_weights_are_checked(tmp_path):
     assert out.returncode != 0 and "channel_weights" in out.stderr + out.stdout, out
 
 
+RINGS = """
+[router]
+default_queue = tech_support
+default_locale = en
+timer_tick_ms = 100
+sla_first_response_s = chat:0, email:0
+sla_next_response_s = chat:0, email:0
+
+[queue tech_support]
+mode = push
+rings = 30:general, 90:supervisors
+
+[queue general]
+mode = push
+
+[queue supervisors]
+mode = push
+"""
+
+
+def test_bullseye_rings_widen_who_may_take_a_waiting_conversation(redis_srv, procs, tmp_path,
+                                                                   clock):
+    """[queue tech_support] rings = 30:general, 90:supervisors (as Genesys' bullseye): nobody of
+    tech_support is online; after 30 s of waiting the general agents may take a conversation
+    (ring 1), after 90 s the supervisors too (ring 2, general still included). The ring reached
+    is kept on the conversation and shown in the queue snapshots."""
+    r = redis_srv.r
+    path = tmp_path / "rings.ini"
+    path.write_text(RINGS, encoding="utf-8")
+    router(procs, str(path))
+    presence(r, "gen", skills=("general",))
+    presence(r, "sup", skills=("supervisors",))
+    wait_until(lambda: r.sismember("cg:{t:default}:online:supervisors", "sup"), 5, "agents online")
+    c1 = send(r, "r1", "my router blinks red")
+    wait_until(lambda: conv_hash(r, c1).get("state") == "queued", 5, "c1 waits in tech_support")
+    clock.advance(29_000)
+    c2 = send(r, "r2", "mine too")  # queued 29 s after c1
+    wait_until(lambda: conv_hash(r, c2).get("state") == "queued", 5, "c2 waits")
+    assert conv_hash(r, c1)["state"] == "queued"  # 29 s: its own queue only
+    clock.advance(1_000)  # c1 reaches ring 1: general's free agent takes it
+    wait_until(lambda: conv_hash(r, c1).get("state") == "assigned", 5, "c1 assigned in ring 1")
+    h1 = conv_hash(r, c1)
+    assert (h1["agent"], h1["ring"]) == ("gen", "1")
+    clock.advance(29_000)  # c2 reaches ring 1: gen is busy, sup is not in ring 1 yet
+    wait_until(lambda: conv_hash(r, c2).get("ring") == "1", 5, "c2 in ring 1")
+    assert conv_hash(r, c2)["state"] == "queued"
+    def snapshot():
+        return msgpack.unpackb(r.get("cg:{t:default}:qsnap:tech_support"), raw=False)
+    wait_until(lambda: [i for i in snapshot().get("items", [])
+                        if i["conv"] == c2 and i.get("ring") == 1], 5, "ring 1 in the queue snapshot")
+    snap = snapshot()
+    clock.advance(60_000)  # 90 s: ring 2, the supervisors' agent takes it
+    wait_until(lambda: conv_hash(r, c2).get("state") == "assigned", 5, "c2 assigned in ring 2")
+    h2 = conv_hash(r, c2)
+    assert (h2["agent"], h2["ring"]) == ("sup", "2")
+    assert snap["queue"] == "tech_support"
+
+
+def test_rings_are_checked(tmp_path):
+    import subprocess
+    for bad, why in [("rings = 30:nowhere", "unknown queue 'nowhere'"),
+                     ("rings = soon:general", "is not <seconds"),
+                     ("rings = 30:tech_support", "cannot ring itself"),
+                     ("rings = 30:general\noverflow = general", "rings or overflow")]:
+        path = tmp_path / "bad.ini"
+        path.write_text(RINGS.replace("rings = 30:general, 90:supervisors", bad), encoding="utf-8")
+        out = subprocess.run([os.path.join(os.environ.get("BUILD", "build"), "chatgw-router"),
+                              "--check-config", "--config", str(path)],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode != 0 and why in out.stderr + out.stdout, (bad, out)
+
+
 def test_email_gets_one_acknowledgement_and_no_updates(redis_srv, procs, tmp_path, clock):
     r = redis_srv.r
     router(procs, config(tmp_path, first="chat:60, email:7200"))
