@@ -129,6 +129,15 @@ local function render(p, vars)
     return cmsgpack.pack(m)
 end
 
+-- The payload p (a msgpack msg) with the fields of t set (a decode and encode of the msg), for
+-- the few fields only the call knows (the name of the agent a transfer went to).
+local function msg_set(p, t)
+    local ok, m = pcall(cmsgpack.unpack, p)
+    if not ok or type(m) ~= 'table' then return p end
+    for k, v in pairs(t) do m[k] = v end
+    return cmsgpack.pack(m)
+end
+
 -- Append the router's message `field` (variant) to conv under cmid with role, unless it is off;
 -- vars: the {name} values of its text only the call knows (render), or nil.
 local function say(keys, a, field, conv, locale, cmid, role, channel, now, vars)
@@ -256,8 +265,35 @@ local function cg_close_timer(keys, args)
     return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', r[6]}
 end
 
+--[[
+FCALL cg_agent_transfer 1 <tenant> <map>
+  An agent's transfer command, in one call. <map>: conv, agent, now (required); to_agent or
+  to_queue; pos_ms (cg_transfer's); entry (the cg:in entry id); transferred (the `transferred`
+  msg: agent_id or queue, the note as text; the target agent's name is set here).
+  cg_transfer moves it, then the transferred event is appended (cmid cg:tr:<entry>, role system)
+  -> cg_transfer's answer: {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}
+  Errors: BADARG, and cg_transfer's (NOTASSIGNED, CLOSED, TRANSFERFAIL).
+]]
+local function cg_agent_transfer(keys, args)
+    local a, err = event_map(args, 'conv, agent and now', 'conv', 'agent')
+    if not a then return err end
+    local conv, now = a.conv, fmt(tonumber(a.now))
+    local r = cg_transfer(keys, {conv, a.agent, now, a.to_agent or '', a.to_queue or '',
+        fmt(tonumber(a.pos_ms) or 0)})
+    if r.err then return r end
+    local p = a.transferred
+    if type(p) == 'string' and p ~= '' then
+        local row = r[5]
+        if (a.to_agent or '') ~= '' then p = msg_set(p, {agent_name = row[3] or a.to_agent}) end
+        cg_append(keys, {conv, 'cg:tr:' .. (a.entry or ''), 'system', a.sender or 'chatgw', p, '',
+            r[2], now, 'sys'})
+    end
+    return r
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
 redis.register_function{function_name = 'cg_customer_end', callback = cg_customer_end}
 redis.register_function{function_name = 'cg_close_timer', callback = cg_close_timer}
+redis.register_function{function_name = 'cg_agent_transfer', callback = cg_agent_transfer}

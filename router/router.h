@@ -361,11 +361,11 @@ void say_agent_notice(job *j, const char *agent, const char *conv, const char *q
 void say_assigned(job *j, const asg_row *row);
 /* Append a rating event (type rating, role system) with rating 1..5 under cmid. */
 void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid);
-/* Append the transferred event (role system, cmid) to conv: agent_id/agent_name of the target
- * agent or queue of the target queue, text = the agent's note. */
-void say_transferred(job *j, const char *conv, const char *channel, const char *cmid,
-                     const char *to_agent, const char *to_name, const char *queue,
-                     const char *note);
+/* The `transferred` event (role system, no channel) as the payload cg_agent_transfer appends:
+ * agent_id of the target agent (its name is set in the call) or queue of the target queue, text =
+ * the agent's note. malloc'd, *len its size; NULL on failure. The caller frees. */
+unsigned char *say_transferred_payload(job *j, const char *to_agent, const char *queue,
+                                       const char *note, size_t *len);
 /* When rep is a function error refusing the agent's command j->m (NOTASSIGNED, CLOSED, PICKFAIL,
  * TRANSFERFAIL, CLASSIFYFAIL): log it, tell the agent (error code + the reason after the prefix,
  * with the command's cmid and conv) and return 1; other errors are only logged (1). 0 when rep

@@ -273,17 +273,17 @@ void say_agent_notice(job *j, const char *agent, const char *conv, const char *q
     msg_free(&m);
 }
 
-void say_transferred(job *j, const char *conv, const char *channel, const char *cmid,
-                     const char *to_agent, const char *to_name, const char *queue,
-                     const char *note) {
+unsigned char *say_transferred_payload(job *j, const char *to_agent, const char *queue,
+                                       const char *note, size_t *len) {
     msg m;
-    say_init(&m, MSG_TRANSFERRED, ROLE_SYSTEM, channel, j->now_ms);
+    say_init(&m, MSG_TRANSFERRED, ROLE_SYSTEM, NULL, j->now_ms);
+    m.channel = CH_NONE; /* the conversation's is the library's to know */
     if (to_agent) cg_strlcpy(m.agent_id, to_agent, sizeof(m.agent_id));
-    if (to_name) cg_strlcpy(m.agent_name, to_name, sizeof(m.agent_name));
     if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
     if (note && note[0]) msg_set_text(&m, note, strlen(note), NULL);
-    say_append(j, conv, cmid, &m);
+    unsigned char *buf = msg_encode_msgpack(&m, 0, len);
     msg_free(&m);
+    return buf;
 }
 
 void say_classified(job *j, const char *conv, const char *channel, const char *cmid,

@@ -1,7 +1,8 @@
 /* transfer.c -- the agent's transfer command: {"type":"transfer","conv":…,"agent_id":…} or
  * {…,"queue":…}, with an optional note in text.
  *
- * One FCALL cg_transfer (redis/queue.lua) moves the conversation atomically: to an agent that is
+ * One FCALL cg_agent_transfer (redis/event.lua: cg_transfer of redis/queue.lua, then the event)
+ * moves the conversation atomically: to an agent that is
  * online with free capacity (else the error transfer_failed goes back to the requester), or into
  * a configured queue at the conversation's priority (served at once when it is an open push
  * queue). The conversation log gets a `transferred` event (agent_id/agent_name or queue, the note
@@ -11,31 +12,25 @@
 #include "desk_schema.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}: log the event, announce. */
+/* {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}: the event was written in the
+ * call; announce the new assignment and what the freed slot took. */
 static void transfer_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
     if (say_refused(j, rep, "transfer")) return;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return;
-    char cmid[MSG_ID_MAX];
-    store_str(rep->element[1], j->channel, sizeof(j->channel));
     store_str(rep->element[3], j->queue, sizeof(j->queue));
     asg_row row;
     int has_row = store_row_parse(rep->element[4], &row) == 0;
-    const char *note = m->text ? m->text : "";
-    snprintf(cmid, sizeof(cmid), "cg:tr:%s", j->id);
-    if (m->agent_id[0]) {
+    if (m->agent_id[0])
         log_info("conv %s transferred by %s to %s", j->conv, m->sender_id, m->agent_id);
-        say_transferred(j, j->conv, j->channel, cmid, m->agent_id,
-                        has_row ? row.agent_name : m->agent_id, NULL, note);
-    } else {
+    else
         log_info("conv %s transferred by %s to queue %s", j->conv, m->sender_id, j->queue);
-        say_transferred(j, j->conv, j->channel, cmid, NULL, NULL, j->queue, note);
-    }
     if (has_row) say_assigned(j, &row);
     say_assigned_rows(j, rep->element[5]);
     notify_dirty(j->r, j->queue);
@@ -48,9 +43,20 @@ void agent_on_transfer(job *j) {
         log_warn("entry %s: transfer without conversation, agent or target", j->id);
         return;
     }
-    char now[24], pos_ms[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(pos_ms, sizeof(pos_ms), "%lld", j->r->cfg.position_update_s * 1000);
-    job_cmd(j, transfer_reply, 10, "FCALL", "cg_transfer", "1", CG_KEY_TENANT, j->conv,
-            m->sender_id, now, m->agent_id, m->agent_id[0] ? "" : m->queue, pos_ms);
+    const char *note = m->text ? m->text : "";
+    size_t len = 0;
+    unsigned char *ev = say_transferred_payload(j, m->agent_id[0] ? m->agent_id : NULL,
+                                                m->agent_id[0] ? NULL : m->queue, note, &len);
+    evarg a;
+    evarg_init(&a, 8);
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "agent", m->sender_id);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "to_agent", m->agent_id);
+    evarg_str(&a, "to_queue", m->agent_id[0] ? "" : m->queue);
+    evarg_int(&a, "pos_ms", j->r->cfg.position_update_s * 1000);
+    evarg_str(&a, "entry", j->id);
+    evarg_bytes(&a, "transferred", ev ? (const char *)ev : "", ev ? len : 0);
+    free(ev);
+    evarg_call(j, "cg_agent_transfer", transfer_reply, &a);
 }

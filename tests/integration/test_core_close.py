@@ -242,3 +242,26 @@ def test_a_bad_timer_map_is_named(redis_srv):
     load_libraries(r)
     with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map with member"):
         r.fcall("cg_close_timer", 1, TENANT, pack({"member": "idle:x", "now": NOW}))
+
+
+# ---- cg_agent_transfer -------------------------------------------------------------------------
+
+def test_a_transfer_writes_its_event_with_the_targets_name_in_one_call(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    conv = assigned_conv(r)
+    r.fcall("cg_presence", 1, TENANT, "bob", "gw1:2", 1, "Bob Li", 2, "general", NOW)
+    ev = payload("transferred", "VIP, address in Hangzhou", agent_id="bob")
+    a = {"conv": conv, "agent": "amy", "now": NOW + 5, "to_agent": "bob", "to_queue": "",
+         "pos_ms": 0, "entry": "9-1", "transferred": ev}
+    res = r.fcall("cg_agent_transfer", 1, TENANT, pack(a))
+    assert s(res[0]) == "transferred" and s(res[4][1]) == "bob", res
+    [t] = [m for m in log_of(r, conv) if m["type"] == "transferred"]
+    assert (t["agent_id"], t["agent_name"], t["text"]) == ("bob", "Bob Li", "VIP, address in Hangzhou")
+    assert conv_hash(r, conv)["agent"] == "bob"
+    # the same entry again: refused (amy no longer has it), nothing written twice
+    with pytest.raises(redis.exceptions.ResponseError, match="NOTASSIGNED"):
+        r.fcall("cg_agent_transfer", 1, TENANT, pack(a))
+    assert len([m for m in log_of(r, conv) if m["type"] == "transferred"]) == 1
+    with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map with conv, agent"):
+        r.fcall("cg_agent_transfer", 1, TENANT, pack({"conv": conv, "now": NOW}))
