@@ -707,7 +707,7 @@
         ui.suggest.hidden = false;
         ui.suggestTitle.textContent = !c || c.state === 'loading' ? t('loading')
             : c.state === 'error' ? t('canned_error', { why: httpWhy(c.status) })
-            : items.length ? t('canned_search', { q: sq.q }) : t('canned_nomatch', { q: sq.q });
+            : !items.length ? t('canned_nomatch', { q: sq.q }) : sq.q ? t('canned_search', { q: sq.q }) : t('canned_all');
         ui.suggestList.replaceChildren.apply(ui.suggestList, items.map(function (r, i) {
             return el('li', { id: 'cs-' + i, role: 'option', className: 'cs-item' + (i === suggest.index ? ' active' : ''),
                 'aria-selected': i === suggest.index ? 'true' : 'false', dataset: { name: r.name },
