@@ -516,7 +516,8 @@
             }));
         } else {
             fillSelect(ui.transferTarget, desk.agents.length ? t('choose') : t('no_agents'), desk.agents.map(function (a) {
-                return [a.id, t('agent_option', { name: a.name || a.id, load: a.load || 0, cap: a.cap || 0 })];
+                return [a.id, t('agent_option', { name: a.name || a.id, load: a.load || 0, cap: a.cap || 0 }) +
+                    (a.status && a.status !== 'online' ? t('agent_away') : '')];
             }));
         }
         fillSelect(ui.classifyCode, t('choose'), desk.categories.map(function (c) {
@@ -945,7 +946,7 @@
         applyEvent(e, f, welcomed);
         scheduleAck(e);
         if (e.readSeq) markRead(e);
-        if (e.conv === selected) { scrollDown(stick || f.role === 'agent'); sendRead(e); }
+        if (e.conv === selected) { scrollDown(stick || f.role === 'agent'); if (f.role === 'customer') sendRead(e); }
     }
 
     function scheduleAck(e) {
