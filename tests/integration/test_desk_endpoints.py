@@ -132,6 +132,15 @@ def test_desk_lists_what_the_router_published_and_who_is_online(redis_srv, procs
     r.set("cg:{t:default}:revoked:desk-test-1", 1)
     status, body = get(gw, "/desk", signed("agent", "zed", 3600))
     assert (status, body["reason"]) == (401, "token revoked")
+    # POST is refused
+    for path in ("/desk", "/customer?conv=x"):
+        req = urllib.request.Request(f"{gw.base}{path}", data=b"x", method="POST")
+        req.add_header("Authorization", f"Bearer {ann}")
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            raise AssertionError(f"POST {path} accepted")
+        except urllib.error.HTTPError as e:
+            assert e.code == 405
     # not published yet: 503 with the reason
     r.delete(DESK)
     status, body = get(gw, "/desk", ann)
@@ -189,4 +198,8 @@ def test_customer_panel_for_the_assigned_agent_only(redis_srv, procs, tmp_path):
         assert get(gw, f"/customer?conv={second}", signed("customer", c.welcome["sender_id"], 60))[0] == 401
         for x in (a, c):
             await x.close()
-    run(scenario())
+        return second
+    second = run(scenario())
+    # Redis down: 503 with the reason
+    redis_srv.kill()
+    wait_until(lambda: get(gw, f"/customer?conv={second}", ann)[0] == 503, 10, "503 while redis is down")
