@@ -535,7 +535,9 @@
         panels.set(e.conv, { state: 'loading' });
         getJSON('/customer?conv=' + encodeURIComponent(e.conv), function (status, j) {
             panels.set(e.conv, status === 200 && j ? { state: 'ok', data: j } : { state: 'error', why: httpWhy(status, true) });
-            if (selected === e.conv) renderPanel();
+            /* the category the router gave it (no classified event says it until an agent changes it) */
+            if (status === 200 && j && typeof j.category === 'string' && !e.category) e.category = j.category;
+            if (selected === e.conv) renderHeader();
         });
     }
 

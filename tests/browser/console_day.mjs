@@ -39,12 +39,12 @@ const TX = {
         message: 'New message from', channel: 'Channel', noRating: 'Not rated', none: 'None known',
         read: 'Read', resolved: 'Resolved', duplicate: 'Duplicate', spam: 'Spam', unresolvedHint: 'goes back to its queue',
         shortcuts: 'Keyboard shortcuts', closed: 'Conversation closed (spam)', title: 'Agent console — chatgw',
-        search: 'Canned replies matching' },
+        search: 'Canned replies matching', category: 'category default' },
     'zh-CN': { end: '结束会话', waiting: '排队中', notifyOn: '通知已开启', offer: '新会话',
         message: '发来新消息', channel: '渠道', noRating: '未评分', none: '暂无',
         read: '已读', resolved: '已解决', duplicate: '重复会话', spam: '垃圾信息', unresolvedHint: '退回队列',
         shortcuts: '快捷键', closed: '会话已结束（spam）', title: '客服工作台 — chatgw',
-        search: '匹配' },
+        search: '匹配', category: '分类 default' },
 };
 const T = TX[LOCALE];
 
@@ -141,6 +141,8 @@ async function main() {
             await panel.locator('dd[data-fact="panel_rating"]').filter({ hasText: T.noRating }).waitFor();
             await panel.locator('dd[data-fact="panel_locale"]').waitFor();
             await agent.locator('#cust-earlier li').filter({ hasText: T.none }).waitFor();
+            // the category the router gave it comes with the panel (no rule matched: default)
+            await agent.locator('#conv-sub').filter({ hasText: T.category }).waitFor();
             check(await agent.locator('#cust-error').isHidden(), await agent.locator('#cust-error').textContent());
         });
 
