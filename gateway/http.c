@@ -3,9 +3,9 @@
  * Static files (the demo widget at / and the agent console at /agent) are served by lws file
  * mounts from www_dir. Callback mounts (/healthz) answer here: the response is prepared in
  * http_request() and written in one go from HTTP_WRITEABLE. Requests under /channels (a callback
- * mount too) are the platform webhooks: webhook.c; /metrics and /canned (metrics.c, canned.c) use
- * the same request machinery. A path nothing serves (lws hands a file mount's misses to
- * http_request too) is answered 404.
+ * mount too) are the platform webhooks: webhook.c; /metrics, /canned, /desk and /customer
+ * (metrics.c, canned.c, desk.c, custinfo.c) use the same request machinery. A path nothing serves
+ * (lws hands a file mount's misses to http_request too) is answered 404.
  *
  * Every HTTP response carries http_headers (lws adds a vhost's headers to each status line it
  * writes): a Content-Security-Policy that allows only the gateway's own scripts, styles, images
@@ -38,7 +38,8 @@ static const struct lws_protocol_vhost_options h_csp = {&h_frame, NULL,
                                                         "content-security-policy:", HTTP_CSP};
 const struct lws_protocol_vhost_options *http_headers = &h_csp;
 
-static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics, m_canned;
+static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics, m_canned, m_desk,
+    m_customer;
 const struct lws_http_mount *http_mounts = &m_healthz;
 
 /* Fill m as the mount of path, chained to next: origin is the protocol name of a callback mount
@@ -58,7 +59,9 @@ void http_setup_mounts(const char *www_dir) {
     http_mount(&m_healthz, "/healthz", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_channels);
     http_mount(&m_channels, "/channels", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_metrics);
     http_mount(&m_metrics, "/metrics", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_canned);
-    http_mount(&m_canned, "/canned", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_agent);
+    http_mount(&m_canned, "/canned", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_desk);
+    http_mount(&m_desk, "/desk", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_customer);
+    http_mount(&m_customer, "/customer", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_agent);
     http_mount(&m_agent, "/agent", www_dir, LWSMPRO_FILE, "agent.html", &m_root);
     http_mount(&m_root, "/", www_dir, LWSMPRO_FILE, "index.html", NULL);
 }

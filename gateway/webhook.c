@@ -111,7 +111,7 @@ static void wh_dl_remove(wh_req *q) {
 
 static const wh_hook *const wh_hooks[] = {&hook_wechat,    &hook_telegram, &hook_whatsapp,
                                           &hook_messenger, &hook_email,    &hook_metrics,
-                                          &hook_canned};
+                                          &hook_canned,    &hook_desk,     &hook_customer};
 
 typedef enum wh_method { WH_GET, WH_POST, WH_OTHER } wh_method;
 
@@ -139,7 +139,8 @@ int wh_is_webhook(struct lws *wsi) {
     if (wh_uri(wsi, uri, sizeof(uri), &m) < 0) return 0;
     size_t k = strlen(WH_PREFIX);
     if (!strncmp(uri, WH_PREFIX, k) && (uri[k] == '/' || uri[k] == '\0')) return 1;
-    return !strcmp(uri, hook_metrics.path) || !strcmp(uri, hook_canned.path);
+    return !strcmp(uri, hook_metrics.path) || !strcmp(uri, hook_canned.path) ||
+           !strcmp(uri, hook_desk.path) || !strcmp(uri, hook_customer.path);
 }
 
 static const wh_hook *wh_find(const char *uri) {

@@ -185,5 +185,7 @@ extern const wh_hook hook_wechat, hook_telegram, hook_whatsapp, hook_messenger, 
 extern const wh_hook hook_metrics;
 /* GET /canned (canned.c): a queue's canned replies for agents, the same way. */
 extern const wh_hook hook_canned;
+extern const wh_hook hook_desk;     /* desk.c: GET /desk */
+extern const wh_hook hook_customer; /* custinfo.c: GET /customer */
 
 #endif

@@ -144,15 +144,36 @@ static void store_publish_canned(router *r) {
     free(lens);
 }
 
+/* The comma list "default,<rule>,…" of the categories an agent may classify with (reclass.c)
+ * into out (size n); rules that do not fit are left out (logged). */
+static void store_categories(const cls_set *set, char *out, size_t n) {
+    size_t len = (size_t)snprintf(out, n, "default");
+    for (size_t i = 0; i < set->n_rules && len < n; i++) {
+        size_t k = strlen(set->rules[i].name);
+        if (len + 1 + k >= n) {
+            log_warn("categories: '%s' and later rules not published (list too long)",
+                     set->rules[i].name);
+            return;
+        }
+        out[len++] = ',';
+        memcpy(out + len, set->rules[i].name, k + 1);
+        len += k;
+    }
+}
+
 /* The desk's timings for the steady state that cg_append handles itself (redis/conv.lua,
  * steady) and the channels' weights (redis/assign.lua): FCALL cg_deskcfg (DEL + HSET cg:deskcfg
  * in one step, and the library forgets what it remembered of them): ready 1, first_s:<channel>
  * and next_s:<channel> (the response SLAs, seconds), weight:<channel> (channel_weights: the
  * capacity units a conversation takes), idle_close_s, and hours:<queue> 1 for each queue that
- * counts business hours (its deadlines stay the routers'). */
+ * counts business hours (its deadlines stay the routers'). The agent consoles' lists ride along
+ * (read by the gateway's GET /desk, gateway/desk.c): resolutions and unresolved_resolutions as
+ * configured (comma lists) and categories ("default" and the classification rules' names). */
 static void store_publish_timings(router *r) {
     const cls_set *set = &r->cls;
-    size_t argc = 6 + 6 * (CH_COUNT - 1) + 2 + 2 * set->n_queues;
+    size_t argc = 6 + 6 * (CH_COUNT - 1) + 2 + 6 + 2 * set->n_queues;
+    char categories[4096];
+    store_categories(set, categories, sizeof(categories));
     const char **argv = calloc(argc, sizeof(*argv));
     char(*num)[24] = calloc(3 * CH_COUNT + 1, sizeof(*num));
     char(*names)[3][MSG_CODE_MAX + 16] = calloc(CH_COUNT + set->n_queues, sizeof(*names));
@@ -186,6 +207,12 @@ static void store_publish_timings(router *r) {
     snprintf(num[0], sizeof(num[0]), "%lld", r->cfg.idle_close_s);
     argv[n++] = "idle_close_s";
     argv[n++] = num[0];
+    argv[n++] = "resolutions";
+    argv[n++] = r->cfg.resolutions;
+    argv[n++] = "unresolved_resolutions";
+    argv[n++] = r->cfg.unresolved_resolutions;
+    argv[n++] = "categories";
+    argv[n++] = categories;
     for (size_t i = 0; i < set->n_queues; i++) {
         const cls_queue *q = &set->queues[i];
         if (!q->hours.set && !q->hours.n_holidays) continue;

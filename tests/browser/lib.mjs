@@ -141,10 +141,11 @@ export async function launch() {
     return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }
 
-export async function newPage(browser, who, viewport) {
+// extra: more browser context options (locale, permissions, ...)
+export async function newPage(browser, who, viewport, extra = {}) {
     // BROWSER_IGNORE_HTTPS_ERRORS=1: a gateway serving https with the test's self-signed certificate
     const ignoreHTTPSErrors = process.env.BROWSER_IGNORE_HTTPS_ERRORS === '1';
-    const ctx = await browser.newContext({ viewport, ignoreHTTPSErrors });
+    const ctx = await browser.newContext({ viewport, ignoreHTTPSErrors, ...extra });
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
     trace(page, who);

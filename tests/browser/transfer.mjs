@@ -88,21 +88,32 @@ async function main() {
             await from.page.locator('#transfer-fields:enabled').waitFor();
             await from.page.locator('#classify-fields:enabled').waitFor();
             check(await from.page.locator('#transfer-error').isHidden(), 'a transfer error is shown before any transfer');
-            // the queues of the agent's skills are offered as suggestions (from its queue snapshots)
+            // the targets are picked from lists (GET /desk): the other agent online with its load,
+            // and the other queues
             await until(async () => {
-                const qs = await from.page.$$eval('#queue-options option', (os) => os.map((o) => o.value));
-                return qs.includes('general') && qs.includes('tech_support');
-            }, 'the queue suggestions general and tech_support');
+                const os = await from.page.$$eval('#transfer-target option', (l) => l.map((o) => [o.value, o.textContent]));
+                return os.some(([v, text]) => v === to.sub && text.startsWith(`${to.name} · 0/2`));
+            }, `the agent ${to.sub} (load 0/2) among the transfer targets`);
+            await from.page.locator('#transfer-kind-queue').check();
+            await until(async () => {
+                const qs = await from.page.$$eval('#transfer-target option', (os) => os.map((o) => o.value));
+                return qs.includes('tech_support') && !qs.includes('general');
+            }, 'the queue tech_support (and not the conversation\'s own) among the transfer targets');
+            const cats = await from.page.$$eval('#classify-code option', (os) => os.map((o) => o.value));
+            check(cats.includes('default') && cats.includes('complaint'), `categories from configuration: ${cats}`);
         });
 
         await step('a transfer to an unknown queue is refused, the reason next to the control', async () => {
             const p = from.page;
             await p.locator('#transfer-kind-queue').check();
             await p.locator('#transfer-target-label').filter({ hasText: 'Queue' }).waitFor();
-            check((await p.locator('#transfer-target').getAttribute('list')) === 'queue-options',
-                'the queue input does not suggest the queues');
-            await p.locator('#transfer-target').fill(BAD_QUEUE);
-            await p.locator('#transfer-btn').click();
+            // a list read before the queue was removed from the configuration: a stale entry
+            // (chosen and submitted in one go: a fresh list read meanwhile would drop it)
+            await p.locator('#transfer-target').evaluate((s, q) => {
+                s.append(new Option(q, q));
+                s.value = q;
+                s.form.requestSubmit();
+            }, BAD_QUEUE);
             const err = p.locator('#transfer-error:visible');
             await err.filter({ hasText: BAD_QUEUE }).waitFor();
             const text = await err.textContent();
@@ -117,8 +128,8 @@ async function main() {
         await step('the agent transfers it to the other agent with a note', async () => {
             const p = from.page;
             await p.locator('#transfer-kind-agent').check();
-            await p.locator('#transfer-target-label').filter({ hasText: 'Agent id' }).waitFor();
-            await p.locator('#transfer-target').fill(to.sub);
+            await p.locator('#transfer-target-label').filter({ hasText: 'Agent' }).waitFor();
+            await p.locator('#transfer-target').selectOption(to.sub);
             await p.locator('#transfer-note').fill(NOTE);
             await p.locator('#transfer-btn').click();
             // the conversation has moved: not ours any more, composer and controls disabled
@@ -147,9 +158,11 @@ async function main() {
             check((await ev.locator('.event-label').textContent()) === 'internal', 'the note is not labelled internal');
             await p.locator('#agent-input:enabled').waitFor();
             await p.locator('#transfer-fields:enabled').waitFor();
-            // the other agent is now a transfer suggestion
-            await until(async () => (await p.$$eval('#agent-options option', (os) => os.map((o) => o.value))).includes(from.sub),
-                `${from.sub} among the agent suggestions`);
+            // the other agent is a transfer target (the asking agent itself never is)
+            await until(async () => {
+                const ids = await p.$$eval('#transfer-target option', (os) => os.map((o) => o.value));
+                return ids.includes(from.sub) && !ids.includes(to.sub);
+            }, `${from.sub} among the agent targets`);
             await shot(p, 'transfer-received');
         });
 
@@ -164,7 +177,7 @@ async function main() {
 
         await step('the second agent re-classifies it to complaint and sees the internal line', async () => {
             const p = to.page;
-            await p.locator('#classify-code').fill('complaint');
+            await p.locator('#classify-code').selectOption('complaint');
             await p.locator('#classify-btn').click();
             const ev = p.locator('#agent-log .msg[data-type="classified"].event-internal');
             await ev.filter({ hasText: `to complaint by ${to.sub}` }).waitFor();
@@ -176,8 +189,12 @@ async function main() {
 
         await step('an unknown category is refused, the reason next to the control', async () => {
             const p = to.page;
-            await p.locator('#classify-code').fill(BAD_CATEGORY);
-            await p.locator('#classify-btn').click();
+            // a list read before the rule was removed from the configuration: a stale entry
+            await p.locator('#classify-code').evaluate((s, c) => {
+                s.append(new Option(c, c));
+                s.value = c;
+                s.form.requestSubmit();
+            }, BAD_CATEGORY);
             const err = p.locator('#classify-error:visible');
             await err.filter({ hasText: BAD_CATEGORY }).waitFor();
             const text = await err.textContent();

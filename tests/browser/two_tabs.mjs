@@ -154,6 +154,10 @@ async function main() {
 
         await step('agent closes the conversation and the customer sees it closed', async () => {
             await agent.locator('#close-btn').click();
+            // End chat asks first: the configured first resolution is preselected
+            await agent.locator('#close-dialog[open]').waitFor();
+            check((await agent.locator('#close-resolution').inputValue()) === 'resolved', 'resolved is not preselected');
+            await agent.locator('#close-confirm').click();
             await chat('.msg[data-type="closed"]').filter({ hasText: 'Conversation closed' }).waitFor();
             await agent.locator(`.conv-item[data-conv="${conv}"][data-state="closed"]`).waitFor();
             await agent.locator('#agent-input:disabled').waitFor();

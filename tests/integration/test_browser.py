@@ -19,6 +19,7 @@ RESTART_SCRIPT = os.path.join(BROWSER_DIR, "restart.mjs")
 TRANSFER_SCRIPT = os.path.join(BROWSER_DIR, "transfer.mjs")
 CANNED_SCRIPT = os.path.join(BROWSER_DIR, "canned.mjs")
 STATUS_SCRIPT = os.path.join(BROWSER_DIR, "console_status.mjs")
+DAY_SCRIPT = os.path.join(BROWSER_DIR, "console_day.mjs")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
@@ -221,3 +222,43 @@ def test_agent_console_keeps_the_desks_away_across_a_reload(playwright_installed
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
     alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
     run_scenario(STATUS_SCRIPT, [alice, "desk-away"], gw, router)
+
+
+CONSOLE_DAY_CONFIG = """
+[router]
+default_queue = general
+default_locale = en
+sla_first_response_s = chat:0, email:0
+sla_next_response_s = chat:0, email:0
+idle_close_s = 0
+survey_window_s = 600
+offer_timeout_s = 0
+sticky_window_s = 0
+
+[queue general]
+mode = push
+name_zh = 综合咨询
+name_en = General
+
+[rule complaint]
+queue = general
+keywords = complaint
+
+[canned general]
+shipping = Orders ship within 24 hours; delivery takes 2-4 days.
+greeting = Hello! How can I help you today?
+"""
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_agent_console_working_day(playwright_installed, procs, tmp_path, locale):
+    """The console in the browser's language (zh-CN and en): notifications, sound and title badge
+    for offers and messages, the customer panel, "/" canned search, read receipts, shortcuts, End
+    chat with the configured resolutions after a confirmation, the language switch, the phone
+    layout (tests/browser/console_day.mjs). DOC_SCREENSHOT=<png> also writes the README picture."""
+    config = tmp_path / "day.ini"
+    config.write_text(CONSOLE_DAY_CONFIG, encoding="utf-8")
+    gw = procs.gateway()
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    alice = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
+    run_scenario(DAY_SCRIPT, [alice, locale], gw, router)
