@@ -12,12 +12,12 @@
  * Only the agent the conversation is assigned to (or, once closed, was last assigned to) may ask
  * (cg:conv:<conv> field agent = the token's sub): 403 otherwise, 404 for an unknown conversation,
  * 400 for a malformed id, 401 without a valid agent token or with a revoked one, 503 when Redis
- * does not answer. Absent fields are left out. The earlier conversations are those Redis can name
- * for the customer without a scan: the conversation this one follows up (followup_of) and the
- * customer's latest one (cg:cust:<customer> conv) when it is not this one. Rounds: (1) EXISTS
- * cg:revoked:<jti>, HMGET cg:conv:<conv>; (2) HMGET cg:cust:<customer> and of the followed-up
- * conversation; (3) HMGET of the latest conversation when it is another one. The customer id is
- * never logged unmasked. */
+ * does not answer. Absent fields are left out. The earlier conversations: the conversation this
+ * one follows up (followup_of), the customer's latest one (cg:cust:<customer> conv) and the
+ * newest CI_EARLIER_MAX of cg:cust:<customer>:convs (conversations since that list exists), each
+ * once and never this one. Rounds: (1) EXISTS cg:revoked:<jti>, HMGET cg:conv:<conv>; (2) HMGET
+ * cg:cust:<customer>, of the followed-up conversation, ZREVRANGE cg:cust:<customer>:convs; (3)
+ * HMGET of each earlier conversation not read yet. The customer id is never logged unmasked. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +39,7 @@ static const char *const CI_FIELDS[] = {"agent",  "customer",        "channel", 
 static const char *const CI_EARLIER[] = {"created", "state",  "resolution",
                                          "rating",  "ticket", "channel"};
 #define CI_NEARLIER (sizeof(CI_EARLIER) / sizeof(CI_EARLIER[0]))
+#define CI_EARLIER_MAX 20 /* conversations of cg:cust:<customer>:convs listed */
 
 /* One request's state (q->priv). */
 typedef struct ci_state {
@@ -141,6 +142,16 @@ static void ci_earlier_reply(rconn *rc, redisReply *r, void *priv) {
     ci_done(q, 0);
 }
 
+/* 1 when conv is this conversation or already among the earlier ones. */
+static int ci_known(const ci_state *s, const char *conv) {
+    if (!strcmp(conv, s->conv)) return 1;
+    for (size_t k = 0; k < json_array_size(s->earlier); k++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(s->earlier, k), "conv")),
+                    conv))
+            return 1;
+    return 0;
+}
+
 /* Send the HMGET of earlier conversation conv (one more read of the round). */
 static int ci_read_earlier(wh_req *q, const char *conv) {
     ci_state *s = q->priv;
@@ -172,9 +183,28 @@ static void ci_cust_reply(rconn *rc, redisReply *r, void *priv) {
     ci_field(r, 0, s->latest, sizeof(s->latest));
     ci_set(s->root, "latest_ticket", r, 1);
     ci_set(s->root, "last_agent", r, 2);
-    if (s->latest[0] && strcmp(s->latest, s->conv) && strcmp(s->latest, s->followup_of) &&
-        ci_id_ok(s->latest))
+    if (s->latest[0] && !ci_known(s, s->latest) && ci_id_ok(s->latest))
         ci_read_earlier(q, s->latest);
+    ci_done(q, 0);
+}
+
+/* Round 2, ZREVRANGE cg:cust:<customer>:convs: each one not read yet is read (round 3). */
+static void ci_convs_reply(rconn *rc, redisReply *r, void *priv) {
+    (void)rc;
+    wh_req *q = priv;
+    ci_state *s = q->priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        ci_unavailable(q, "Redis did not answer");
+        ci_done(q, 1);
+        return;
+    }
+    for (size_t i = 0; i < r->elements && !q->responded; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING || e->len >= MSG_ID_MAX || !ci_id_ok(e->str) ||
+            ci_known(s, e->str))
+            continue;
+        if (ci_read_earlier(q, e->str) != 0) break;
+    }
     ci_done(q, 0);
 }
 
@@ -217,8 +247,20 @@ static void ci_conv_reply(rconn *rc, redisReply *r, void *priv) {
                   s->customer) < 0) {
         ci_unavailable(q, "Redis did not answer");
         ci_done(q, 1);
-    } else if (s->followup_of[0] && ci_id_ok(s->followup_of))
-        ci_read_earlier(q, s->followup_of);
+        ci_done(q, 0);
+        return;
+    }
+    if (s->followup_of[0] && ci_id_ok(s->followup_of) && ci_read_earlier(q, s->followup_of) != 0) {
+        ci_done(q, 0);
+        return;
+    }
+    s->left++;
+    wh_hold(q);
+    if (rconn_cmd(G.redis, ci_convs_reply, q, "ZREVRANGE " CG_KEY_CUST_CONVS " 0 %d", s->customer,
+                  CI_EARLIER_MAX - 1) < 0) {
+        ci_unavailable(q, "Redis did not answer");
+        ci_done(q, 1);
+    }
     ci_done(q, 0);
 }
 

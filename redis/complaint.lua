@@ -65,6 +65,7 @@ local function followup_task(conv, newconv, queue, now)
     end
     redis.call('HSET', CG.KEY.conv(newconv), unpack(h))
     redis.call('HSET', CG.KEY.conv(conv), 'followup_conv', newconv)
+    if v[1] then cust_convs_add(v[1], newconv, now) end
     redis.call('ZADD', CG.KEY.queue(queue), fmt(tonumber(now) or 0), newconv)
     local n = 0
     if not is_held(queue) then n = serve_queue(queue, now) end

@@ -73,6 +73,7 @@ local OUT_FIELDS = {{'chat_id', 't'}, {'chat_name', 'n'}, {'subject', 'j'}, {'ma
 local function open_conv(conv, sender, channel, now, w)
     w.state, w.customer, w.channel, w.created = 'new', sender, channel, now
     redis.call('HSET', CG.KEY.cust(sender), 'conv', conv)
+    cust_convs_add(sender, conv, now)
     return conv
 end
 

@@ -144,6 +144,16 @@ local function fmt_load(x)
     return (string.gsub(string.format('%.3f', x), '%.?0+$', ''))
 end
 
+-- Remember conv (created at now) among the customer's conversations, the newest CUST_CONVS.
+local CUST_CONVS = 50
+local function cust_convs_add(customer, conv, now)
+    local k = CG.KEY.cust_convs(customer)
+    redis.call('ZADD', k, fmt(tonumber(now) or 0), conv)
+    if redis.call('ZCARD', k) > CUST_CONVS then
+        redis.call('ZREMRANGEBYRANK', k, 0, -(CUST_CONVS + 1))
+    end
+end
+
 -- The fields of a conversation the message path reads, in one HMGET: a table field -> value (nil
 -- when absent). cg_append reads them once and hands them to the steps below.
 local CONV_FIELDS = {'customer', 'state', 'agent', 'queue', 'channel', 'first_reply_at',

@@ -176,15 +176,16 @@ def test_customer_panel_for_the_assigned_agent_only(redis_srv, procs, tmp_path):
         assert panel["conv"] == second and panel["customer"] == c.welcome["sender_id"]
         assert panel["channel"] == "web" and panel["locale"] == "zh-CN"
         assert panel["queue"] == "general" and panel["created"] > 0
-        # the latest conversation is this one: nothing earlier Redis can name yet
-        assert panel["earlier"] == [] and panel["last_agent"] == "ann"
-        # a conversation that follows up an earlier one (as complaint follow-ups do) names it
-        r.hset(f"cg:{{t:default}}:conv:{second}", "followup_of", first)
-        status, panel = get(gw, f"/customer?conv={second}", ann)
-        assert status == 200
+        # the customer's earlier conversations (cg:cust:<customer>:convs), this one not among them
+        assert panel["last_agent"] == "ann"
         assert panel["earlier"] == [{"conv": first, "created": panel["earlier"][0]["created"],
                                      "state": "closed", "resolution": "resolved", "rating": 4,
                                      "channel": "web"}]
+        # a conversation that follows up an earlier one (as complaint follow-ups do) names it
+        # first, and once
+        r.hset(f"cg:{{t:default}}:conv:{second}", "followup_of", first)
+        status, panel = get(gw, f"/customer?conv={second}", ann)
+        assert status == 200 and [e["conv"] for e in panel["earlier"]] == [first]
         # the closed conversation stays its last agent's (the console shows it read-only)
         status, panel = get(gw, f"/customer?conv={first}", ann)
         assert (status, panel["rating"]) == (200, 4)
