@@ -117,7 +117,7 @@
             placeholder: t('placeholder'), 'aria-label': t('message'), maxlength: String(MAX_TEXT),
             'data-testid': 'chat-input' });
         ui.emojiBtn = el('button', { id: 'chat-emoji', type: 'button', className: 'chat-emoji-btn',
-            'aria-label': t('emoji'), title: t('emoji'), 'aria-expanded': 'false', 'aria-controls': 'chat-emoji-grid', text: '😊' });
+            'aria-label': t('emoji'), title: t('emoji'), 'aria-expanded': 'false', 'aria-controls': 'chat-emoji-grid', text: '☺' });
         ui.emoji = el('div', { id: 'chat-emoji-grid', className: 'chat-emoji-grid', hidden: true, role: 'menu' });
         EMOJI.forEach(function (e) {
             ui.emoji.appendChild(el('button', { type: 'button', className: 'emoji', role: 'menuitem', text: e,

@@ -1,8 +1,9 @@
 """The one-tag widget in a real browser (tests/browser/widget_embed.mjs): a shop page on another
 origin than the gateway (localhost vs 127.0.0.1, each served by a small HTTP server here) embeds
 <script src="<gateway>/widget.js" async>; the widget works there in zh-CN and in en, a page of an
-origin outside allowed_origins cannot frame it, and the en run writes the README's screenshot
-(docs/widget-shop.png)."""
+origin outside allowed_origins cannot frame it, and the en run takes the README's screenshot
+(build/browser-widget-shop.png; with UPDATE_SCREENSHOTS=1 docs/widget-shop.png, which is
+committed)."""
 import functools
 import http.server
 import os
@@ -16,7 +17,8 @@ from conftest import JWT_SECRET, ROOT, free_port
 from test_browser import BROWSER_DIR, playwright_installed, run_scenario  # noqa: F401 (fixture)
 
 SCRIPT = os.path.join(BROWSER_DIR, "widget_embed.mjs")
-SCREENSHOT = os.path.join(ROOT, "docs", "widget-shop.png")
+SCREENSHOT = (os.path.join(ROOT, "docs", "widget-shop.png") if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+              else os.path.join(ROOT, "build", "browser-widget-shop.png"))
 
 CONFIG = """
 [router]
