@@ -6,7 +6,8 @@
  * Settings come from the frame's URL fragment (widget.js writes it from the tag's data-*
  * attributes; anything else in it is ignored): locale, position (right|left), color (#rgb or
  * #rrggbb), title, prechat (1: ask name and e-mail first), sound (off), customer_token (a
- * customer token the shop's server signed: who the customer is), origin (the embedding page's).
+ * customer token the shop's server signed: who the customer is; taken only inside a frame),
+ * origin (the embedding page's).
  *
  * The embedding page and this frame talk by postMessage only (widget.js has the page's side):
  *   to the page:   {chatgw: 1, type: 'layout', open, width, height}   how big the iframe must be
@@ -64,7 +65,10 @@
             title: (p.get('title') || '').replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 60),
             prechat: p.get('prechat') === '1',
             sound: p.get('sound') !== 'off',
-            customerToken: /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(p.get('customer_token') || '')
+            /* only from a page allowed to frame us (frame-ancestors): a link to this page opened
+               on its own must not slip its own session into the reader's storage */
+            customerToken: window.parent !== window &&
+                /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(p.get('customer_token') || '')
                 ? p.get('customer_token') : '',
             origin: p.get('origin') || ''
         };

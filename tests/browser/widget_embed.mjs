@@ -252,6 +252,19 @@ async function main() {
             await other.close();
         });
 
+        await step('opened on its own, the frame page ignores a customer token in its address', async () => {
+            const signed = await shop.evaluate(() => document.querySelector('script[data-customer-token]').dataset.customerToken);
+            const p = await newPage(browser, 'direct', { width: 900, height: 700 }, { locale: BROWSER_LOCALE });
+            const hellos = [];
+            p.on('websocket', (ws) => ws.on('framesent', (f) => { if (String(f.payload).includes('"hello"')) hellos.push(JSON.parse(f.payload)); }));
+            await p.goto(`${BASE}/widget-frame.html#customer_token=${encodeURIComponent(signed)}`);
+            check(!p.url().includes('#'), 'the token stayed in the address bar');
+            await p.locator('#chat-launcher').click();
+            await p.locator('#chat-status[data-state="online"]').waitFor();
+            check(hellos.length === 1 && !hellos[0].token, `the direct page presented a token: ${JSON.stringify(hellos)}`);
+            await p.close();
+        });
+
         await step('nobody online: the widget asks for an e-mail address and sends it', async () => {
             await agent.evaluate(() => window.A.ws.close());
             const p = await newPage(browser, 'nobody', { width: 1000, height: 760 }, { locale: BROWSER_LOCALE });
