@@ -41,7 +41,10 @@ async function driver(request, answer) {
 
 async function main() {
     const browser = await launch();
-    const customer = await newPage(browser, 'customer', { width: 1200, height: 800 });
+    // CUSTOMER_LOCALE: the customer's browser language (the widget then speaks it: zh-CN or en)
+    const LOCALE = process.env.CUSTOMER_LOCALE || 'en-US';
+    const customer = await newPage(browser, 'customer', { width: 1200, height: 800 }, { locale: LOCALE });
+    let S; // the widget's strings in its language (widget-i18n.js)
     let cw; // the widget's iframe in the customer page (widget.js): again after each goto/reload
     const agent = await newPage(browser, 'agent', { width: 1280, height: 800 });
     const chat = (sel) => cw.locator(`#chat-log ${sel}`);
@@ -53,6 +56,9 @@ async function main() {
             await agent.locator('#conn-status[data-state="online"]').waitFor();
             await customer.goto(`${BASE}/`);
             cw = await widgetFrame(customer);
+            const lang = await cw.evaluate(() => document.documentElement.lang);
+            check(lang === (/^en/.test(LOCALE) ? 'en' : 'zh-CN'), `the widget speaks ${lang} in a ${LOCALE} browser`);
+            S = await cw.evaluate((l) => window.ChatGWi18n.strings[l], lang);
             await cw.locator('#chat-launcher').click();
             await cw.locator('#chat-input').fill(BEFORE);
             await cw.locator('#chat-input').press('Enter');
@@ -67,6 +73,9 @@ async function main() {
 
         await step('both pages notice the gateway is gone and keep new messages pending', async () => {
             await cw.locator('#chat-status[data-state="offline"]').waitFor();
+            const offline = await cw.locator('#chat-status').innerText();
+            const waiting = new RegExp('^' + S.reconnecting.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace('{s}', '\\d+') + '$');
+            check(offline === S.offline || waiting.test(offline), `the offline status says ${JSON.stringify(offline)}`);
             await agent.locator('#conn-status[data-state="offline"]').waitFor();
             await cw.locator('#chat-input').fill(DOWN);
             await cw.locator('#chat-input').press('Enter');
@@ -81,6 +90,7 @@ async function main() {
 
         await step('both reconnect, re-send what was pending and receive the other side', async () => {
             await cw.locator('#chat-status[data-state="online"]').waitFor();
+            check((await cw.locator('#chat-status').innerText()) === S.online, 'the status does not say ' + S.online);
             await agent.locator('#conn-status[data-state="online"]').waitFor();
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: DOWN }).waitFor();
             await alog('.msg[data-role="agent"][data-seq]').filter({ hasText: AGENT_DOWN }).waitFor();

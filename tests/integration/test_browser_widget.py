@@ -14,7 +14,8 @@ import jwt
 import pytest
 
 from conftest import JWT_SECRET, ROOT, free_port
-from test_browser import BROWSER_DIR, playwright_installed, run_scenario  # noqa: F401 (fixture)
+from test_browser import (BROWSER_DIR, playwright_installed,  # noqa: F401 (fixture)
+                          run_restart_scenario, run_scenario)
 
 SCRIPT = os.path.join(BROWSER_DIR, "widget_embed.mjs")
 SCREENSHOT = (os.path.join(ROOT, "docs", "widget-shop.png") if os.environ.get("UPDATE_SCREENSHOTS") == "1"
@@ -105,3 +106,13 @@ def test_one_tag_widget_on_a_shop_of_another_origin(playwright_installed, procs,
     finally:
         shop_srv.shutdown()
         blocked_srv.shutdown()
+
+
+def test_widget_reconnects_and_resumes_in_chinese(playwright_installed, procs):
+    """restart.mjs with a Chinese browser: the widget speaks zh-CN, says it is offline and
+    reconnecting in it, re-sends what was typed meanwhile and resumes without a gap (the en run
+    is test_browser.py's)."""
+    gw = procs.gateway()
+    router = procs.router()
+    token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    run_restart_scenario(procs, gw, router, token, {"CUSTOMER_LOCALE": "zh-CN"})
