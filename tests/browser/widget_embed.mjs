@@ -223,6 +223,26 @@ async function main() {
             });
         }
 
+        await step('a second customer waits behind the first (agent full): position, then End chat', async () => {
+            const p = await newPage(browser, 'waiting', { width: 1000, height: 760 }, { locale: BROWSER_LOCALE });
+            await p.goto(NOBODY);
+            const pw = await widgetFrame(p);
+            await pw.locator('#chat-launcher').click();
+            await pw.locator('#chat-status[data-state="online"]').waitFor();
+            await pw.locator('#chat-input').fill('Is anyone free?');
+            await pw.locator('#chat-input').press('Enter');
+            const queue = pw.locator('#chat-queue:visible');
+            await queue.waitFor();
+            check((await queue.innerText()).startsWith(S.queue.replace('{n}', '1')), `the queue line says ${await queue.innerText()}`);
+            check((await pw.locator('#chat-end').innerText()) === S.end, 'End chat is not labelled ' + S.end);
+            await pw.locator('#chat-end').click();
+            await pw.locator('#chat-log .msg[data-type="closed"]').filter({ hasText: S.closed }).waitFor();
+            await pw.locator('#chat-end').waitFor({ state: 'hidden' });
+            check(await pw.locator('#chat-queue').isHidden(), 'the queue line stayed after the end');
+            check((await pw.locator('#chat-input').getAttribute('placeholder')) === S.placeholder_closed, 'the composer does not offer a new conversation');
+            await p.close();
+        });
+
         await step('the agent closes: a large, keyboard-usable survey', async () => {
             await agent.evaluate((c) => window.A.send({ type: 'close', cmid: 'a-3', conv: c, code: 'resolved' }), conv);
             await w.locator('#chat-log .msg[data-type="closed"]').filter({ hasText: S.closed }).waitFor();

@@ -86,7 +86,8 @@ def test_one_tag_widget_on_a_shop_of_another_origin(playwright_installed, procs,
     config.write_text(CONFIG, encoding="utf-8")
     gw = procs.gateway({"CHATGW_ALLOWED_ORIGINS": shop})
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
-    agent = procs.agent_token("alice", "Alice", skills=("general",), cap=3)
+    # one slot: a second customer waits behind the first (the queue position)
+    agent = procs.agent_token("alice", "Alice", skills=("general",), cap=1)
     # zh-CN: an English browser told by the tag; en: the browser's own language (en-GB)
     lang = {"locale": "zh-CN"} if locale == "zh-CN" else {}
     name = "王小姐" if locale == "zh-CN" else "Jane Doe"
