@@ -183,7 +183,7 @@ async function main() {
             check((await mine.first().locator('.msg-status').getAttribute('title')) === S.read, 'the read tick is not labelled');
         });
 
-        await step('closed panel: unread badge and a chime; opening clears it', async () => {
+        await step('closed panel: unread badge and a chime; the page\'s ChatGWWidget.open() clears it', async () => {
             await w.locator('#chat-minimize').click();
             await w.locator('#chat-panel').waitFor({ state: 'hidden' });
             const before = Number(await w.locator('#chat-launcher').getAttribute('data-chimes'));
@@ -191,8 +191,14 @@ async function main() {
             await w.locator('#chat-unread:visible').filter({ hasText: '1' }).waitFor();
             await until(async () => Number(await w.locator('#chat-launcher').getAttribute('data-chimes')) === before + 1, 'one chime');
             await shot(shop, `widget-${LOCALE}-unread`);
-            await w.locator('#chat-launcher').click();
+            // the shop's own button may open it: window.ChatGWWidget.open() (and close())
+            await shop.evaluate(() => window.ChatGWWidget.open());
+            await w.locator('#chat-panel').waitFor();
             await w.locator('#chat-unread').waitFor({ state: 'hidden' });
+            await shop.evaluate(() => window.ChatGWWidget.close());
+            await w.locator('#chat-panel').waitFor({ state: 'hidden' });
+            await shop.evaluate(() => window.ChatGWWidget.open());
+            await w.locator('#chat-panel').waitFor();
         });
 
         await step('the session token is in the gateway origin\'s storage, never in the shop page', async () => {
@@ -223,12 +229,17 @@ async function main() {
             });
         }
 
-        await step('a second customer waits behind the first (agent full): position, then End chat', async () => {
-            const p = await newPage(browser, 'waiting', { width: 1000, height: 760 }, { locale: BROWSER_LOCALE });
+        await step('a second customer, on a phone, waits behind the first (agent full): position, then End chat', async () => {
+            const p = await newPage(browser, 'waiting', { width: 390, height: 760 }, { locale: BROWSER_LOCALE, isMobile: true, hasTouch: true });
             await p.goto(NOBODY);
             const pw = await widgetFrame(p);
             await pw.locator('#chat-launcher').click();
             await pw.locator('#chat-status[data-state="online"]').waitFor();
+            // the open panel takes the phone's screen, inside it
+            await until(async () => (await pw.evaluate(() => window.innerWidth)) === 390, 'the frame to take the phone\'s width');
+            const box = await pw.locator('#chat-panel').evaluate((n) => { const r = n.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom, innerHeight]; });
+            check(box[0] >= 0 && box[1] <= 390 && box[2] >= 0 && box[3] <= box[4] && box[1] - box[0] >= 360, `the phone panel is at ${box}`);
+            await shot(p, `widget-${LOCALE}-phone`);
             await pw.locator('#chat-input').fill('Is anyone free?');
             await pw.locator('#chat-input').press('Enter');
             const queue = pw.locator('#chat-queue:visible');

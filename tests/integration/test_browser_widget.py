@@ -39,6 +39,7 @@ mode = push
 # wreck a widget living in the page (every div and iframe hidden, every button red).
 SHOP_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Acme shop</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>div, iframe {{ display: none; }} button {{ background: red !important; font-size: 40px; }}
 #chat-log {{ outline: 5px solid red; }} body {{ font-family: serif; background: #fdfaf3; }}
 main {{ padding: 40px; }} h1 {{ font-size: 34px; }} .item {{ display: block; margin: 12px 0; }}</style></head>
