@@ -455,15 +455,17 @@
     }
 
     function effects(c, f, fromCache) {
+        if (f.type === 'assigned' || f.type === 'join') c.joined = true;
         if (c !== current) return;
         if (f.type === 'text' && (f.role === 'system' || f.role === 'bot') && f.position > 0) {
             ui.queue.textContent = t('queue', { n: f.position }) +
                 (f.wait > 0 ? ' · ' + (f.wait < 60 ? t('wait_short') : t('wait_minutes', { m: Math.round(f.wait / 60) })) : '');
             ui.queue.hidden = false;
         }
-        /* nobody who serves the queue is online: a text with the queue but no position */
+        /* nobody who serves the queue is online: a text with the queue but no position, before
+           any agent joined (after one, such a text says the conversation went back to the queue) */
         if (f.type === 'text' && (f.role === 'system' || f.role === 'bot') && f.queue && !(f.position > 0) &&
-            !fromCache && !profile.email_sent) askEmail(c, f.seq);
+            !c.joined && !fromCache && !profile.email_sent) askEmail(c, f.seq);
         if (f.type === 'assigned' || f.type === 'closed' || f.type === 'join') ui.queue.hidden = true;
         if (f.type === 'closed') {
             ui.input.placeholder = t('placeholder_closed');

@@ -170,14 +170,14 @@ async function main() {
             await w.locator('#chat-typing').filter({ hasText: S.typing.replace('{name}', 'Alice') }).waitFor();
             const mine = w.locator('#chat-log .msg-mine[data-seq]');
             check(await mine.count() >= 2 && (await mine.evaluateAll((ns) => ns.every((n) => n.dataset.tick === 'sent'))), 'a customer message without its tick');
-            // the customer has the panel open: the widget says what it has read
-            await agentSees(agent, (f) => f.type === 'read' && f.conv === conv, 'the customer\'s read receipt');
             await agent.evaluate(([c, l]) => window.A.send({ type: 'text', cmid: 'a-1', conv: c, text: 'Track it here: ' + l }), [conv, AGENT_LINK]);
             const reply = w.locator('#chat-log .msg[data-role="agent"][data-seq]').filter({ hasText: 'Track it here' });
             await reply.waitFor();
             check(await reply.locator(`a[href="${AGENT_LINK}"]`).count() === 1, 'the agent\'s link is not clickable');
             check(await w.locator('#chat-typing').isHidden(), 'the typing line stayed after the message');
             const last = Number(await reply.getAttribute('data-seq'));
+            // the customer has the panel open: the widget says it has read the reply
+            await agentSees(agent, (f) => f.type === 'read' && f.conv === conv && f.last_seq >= last, 'the customer\'s read receipt');
             await agent.evaluate(([c, l]) => window.A.send({ type: 'read', conv: c, last_seq: l }), [conv, last]);
             await until(async () => (await mine.evaluateAll((ns) => ns.every((n) => n.dataset.tick === 'read'))), 'two ticks on every customer message');
             check((await mine.first().locator('.msg-status').getAttribute('title')) === S.read, 'the read tick is not labelled');
@@ -229,29 +229,23 @@ async function main() {
             });
         }
 
-        await step('a second customer, on a phone, waits behind the first (agent full): position, then End chat', async () => {
-            const p = await newPage(browser, 'waiting', { width: 390, height: 760 }, { locale: BROWSER_LOCALE, isMobile: true, hasTouch: true });
-            await p.goto(NOBODY);
-            const pw = await widgetFrame(p);
+        let phone, pw;
+        await step('a second customer, on a phone, waits behind the first (the agent has one slot): its position', async () => {
+            phone = await newPage(browser, 'phone', { width: 390, height: 760 }, { locale: BROWSER_LOCALE, isMobile: true, hasTouch: true });
+            await phone.goto(NOBODY);
+            pw = await widgetFrame(phone);
             await pw.locator('#chat-launcher').click();
             await pw.locator('#chat-status[data-state="online"]').waitFor();
             // the open panel takes the phone's screen, inside it
             await until(async () => (await pw.evaluate(() => window.innerWidth)) === 390, 'the frame to take the phone\'s width');
             const box = await pw.locator('#chat-panel').evaluate((n) => { const r = n.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom, innerHeight]; });
             check(box[0] >= 0 && box[1] <= 390 && box[2] >= 0 && box[3] <= box[4] && box[1] - box[0] >= 360, `the phone panel is at ${box}`);
-            await shot(p, `widget-${LOCALE}-phone`);
             await pw.locator('#chat-input').fill('Is anyone free?');
             await pw.locator('#chat-input').press('Enter');
             const queue = pw.locator('#chat-queue:visible');
             await queue.waitFor();
             check((await queue.innerText()).startsWith(S.queue.replace('{n}', '1')), `the queue line says ${await queue.innerText()}`);
-            check((await pw.locator('#chat-end').innerText()) === S.end, 'End chat is not labelled ' + S.end);
-            await pw.locator('#chat-end').click();
-            await pw.locator('#chat-log .msg[data-type="closed"]').filter({ hasText: S.closed }).waitFor();
-            await pw.locator('#chat-end').waitFor({ state: 'hidden' });
-            check(await pw.locator('#chat-queue').isHidden(), 'the queue line stayed after the end');
-            check((await pw.locator('#chat-input').getAttribute('placeholder')) === S.placeholder_closed, 'the composer does not offer a new conversation');
-            await p.close();
+            await shot(phone, `widget-${LOCALE}-phone`);
         });
 
         await step('the agent closes: a large, keyboard-usable survey', async () => {
@@ -271,6 +265,23 @@ async function main() {
             check(await stars.evaluateAll((bs) => bs.every((b) => b.disabled)), 'the stars stay clickable after rating');
             const t = await transcript(w, `#chat-log .conv-section[data-conv="${conv}"]`);
             checkComplete(t, 'customer');
+        });
+
+        await step('the phone customer gets the agent; an unresolved close requeues it (no e-mail form); End chat', async () => {
+            await pw.locator('#chat-log .msg[data-type="assigned"]').waitFor();
+            check(await pw.locator('#chat-queue').isHidden(), 'the queue line stayed after the assignment');
+            const conv2 = await pw.locator('#chat-log').getAttribute('data-conv');
+            const bots = pw.locator('#chat-log .msg[data-role="bot"][data-seq], #chat-log .msg[data-role="system"][data-seq]');
+            const before = await bots.count();
+            await agent.evaluate((c) => window.A.send({ type: 'close', cmid: 'a-u', conv: c, code: 'unresolved' }), conv2);
+            await until(async () => (await bots.count()) > before, 'the desk\'s text about the requeue');
+            check(await pw.locator('#chat-log .email-capture').count() === 0, 'the e-mail form was offered on a requeue');
+            check((await pw.locator('#chat-end').innerText()) === S.end, 'End chat is not labelled ' + S.end);
+            await pw.locator('#chat-end').click();
+            await pw.locator('#chat-log .msg[data-type="closed"]').filter({ hasText: S.closed }).waitFor();
+            await pw.locator('#chat-end').waitFor({ state: 'hidden' });
+            check((await pw.locator('#chat-input').getAttribute('placeholder')) === S.placeholder_closed, 'the composer does not offer a new conversation');
+            await phone.close();
         });
 
         await step('another origin not in allowed_origins cannot frame the widget', async () => {
