@@ -294,9 +294,9 @@ async function main() {
             await other.close();
         });
 
-        await step('opened on its own, the frame page ignores a customer token in its address', async () => {
+        await step('opened on its own, the frame page ignores a customer token in its address; a French browser gets zh-CN', async () => {
             const signed = await shop.evaluate(() => document.querySelector('script[data-customer-token]').dataset.customerToken);
-            const p = await newPage(browser, 'direct', { width: 900, height: 700 }, { locale: BROWSER_LOCALE });
+            const p = await newPage(browser, 'direct', { width: 900, height: 700 }, { locale: 'fr-FR' });
             const hellos = [];
             p.on('websocket', (ws) => ws.on('framesent', (f) => { if (String(f.payload).includes('"hello"')) hellos.push(JSON.parse(f.payload)); }));
             await p.goto(`${BASE}/widget-frame.html#customer_token=${encodeURIComponent(signed)}`);
@@ -304,6 +304,9 @@ async function main() {
             await p.locator('#chat-launcher').click();
             await p.locator('#chat-status[data-state="online"]').waitFor();
             check(hellos.length === 1 && !hellos[0].token, `the direct page presented a token: ${JSON.stringify(hellos)}`);
+            // neither zh nor en: the widget speaks the default, zh-CN, and tells the desk fr-FR
+            check((await p.locator('html').getAttribute('lang')) === 'zh-CN', 'a French browser did not get the zh-CN widget');
+            check(hellos[0].identity.locale === 'fr-FR', `the hello says ${JSON.stringify(hellos[0].identity)}`);
             await p.close();
         });
 
