@@ -97,13 +97,14 @@ int http_setup_frame(const char *allowed_origins, cg_err *err) {
                                   (int)(len > 80 ? 80 : len), p);
         if (len)
             n += (size_t)snprintf(frame_policy + n, sizeof(frame_policy) - n, " %.*s", (int)len, p);
+        if (n >= sizeof(frame_policy))
+            return cg_err_set(err, "bad_config", "allowed_origins is too long");
         if (!e) break;
         p = e + 1;
     }
     return 0;
 }
 
-/* 1 when the request on wsi is GET or HEAD of exactly path. */
 static int http_is(struct lws *wsi, const char *path);
 
 int http_add_headers(struct lws *wsi, unsigned char **p, unsigned char *end) {
