@@ -10,7 +10,8 @@
  * origin (the embedding page's).
  *
  * The embedding page and this frame talk by postMessage only (widget.js has the page's side):
- *   to the page:   {chatgw: 1, type: 'layout', open, width, height}   how big the iframe must be
+ *   to the page:   {chatgw: 1, type: 'layout', open, width, height, title}   the iframe's size
+ *                  and its name for screen readers, in the widget's language
  *   from the page: {chatgw: 1, type: 'open' | 'close'}
  * Messages are posted to the page's origin only and accepted from the parent window only, from
  * that origin. Nothing of the session (token, transcript) is ever posted.
@@ -240,7 +241,8 @@
     function layout() {
         var open = !ui.panel.hidden;
         var r = ui.launcher.getBoundingClientRect();
-        post({ type: 'layout', open: open, width: Math.ceil(r.width) + 48, height: Math.ceil(r.height) + 48 });
+        post({ type: 'layout', open: open, width: Math.ceil(r.width) + 48, height: Math.ceil(r.height) + 48,
+            title: t('panel') });
     }
 
     function setOpen(open) {
@@ -287,6 +289,7 @@
         var n = visible() ? 0 : unreadCount();
         ui.unread.hidden = n === 0;
         ui.unread.textContent = n > 9 ? '9+' : String(n);
+        ui.launcher.setAttribute('aria-label', t('launcher') + (n ? ' · ' + t('unread', { n: n }) : ''));
         ui.launcher.dataset.unread = String(n);
         layout();
     }

@@ -13,7 +13,7 @@
 
     var STRINGS = {
         'zh-CN': {
-            launcher: '联系客服', title: '在线客服', panel: '在线客服对话', message: '消息',
+            launcher: '联系客服', unread: '{n} 条未读消息', title: '在线客服', panel: '在线客服对话', message: '消息',
             online: '在线', connecting: '连接中…', offline: '离线', unavailable: '暂不可用',
             reconnecting: '离线 · {s} 秒后重连',
             empty_title: '您好 👋', empty_text: '关于订单、配送或退货，有什么可以帮您？',
@@ -43,7 +43,7 @@
             err_bad_token: '您的会话无效', err_expired_token: '您的会话已过期'
         },
         en: {
-            launcher: 'Chat with us', title: 'Support', panel: 'Customer support chat', message: 'Message',
+            launcher: 'Chat with us', unread: '{n} unread', title: 'Support', panel: 'Customer support chat', message: 'Message',
             online: 'Online', connecting: 'Connecting…', offline: 'Offline', unavailable: 'Unavailable',
             reconnecting: 'Offline · reconnecting in {s} s',
             empty_title: 'Hi there 👋', empty_text: 'Ask us anything about your order, shipping or returns.',

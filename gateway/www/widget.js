@@ -14,7 +14,8 @@
  * <gateway>/widget-frame.html, where the chat lives (widget-app.js). The shop's styles, ids and
  * scripts cannot reach into it, and the customer's session token stays in the gateway origin's
  * storage. Page and frame talk by postMessage only, each checking the other's window and origin:
- * the frame tells the size it needs ({chatgw: 1, type: 'layout', open, width, height}); the page
+ * the frame tells the size it needs and its name ({chatgw: 1, type: 'layout', open, width, height,
+ * title}); the page
  * may ask it to open or close (window.ChatGWWidget.open(), .close()). Nothing else crosses. */
 (function () {
     'use strict';
@@ -78,6 +79,7 @@
         state.open = !!m.open;
         state.width = Math.max(0, Math.min(400, Number(m.width) || 0));
         state.height = Math.max(0, Math.min(200, Number(m.height) || 0));
+        if (typeof m.title === 'string') frame.title = m.title.slice(0, 80);
         resize();
     });
     window.addEventListener('resize', function () { if (state.open) resize(); });

@@ -88,6 +88,7 @@ async function main() {
             check(keys.length === 2 && keys[0] === keys[1], 'the zh-CN and en tables do not have the same keys');
             check((await w.locator('html').getAttribute('lang')) === LOCALE, 'the widget is not in ' + LOCALE);
             check((await w.locator('#chat-launcher').innerText()).includes(S.launcher), 'the launcher is not labelled ' + S.launcher);
+            await until(async () => (await (await w.frameElement()).getAttribute('title')) === S.panel, 'the iframe to be named ' + S.panel);
             // the page's own element with the widget's old id and its hostile CSS are as they were
             const page = await shop.evaluate(() => ({
                 ids: [...document.querySelectorAll('[id]')].map((e) => e.id).sort().join(),
@@ -189,6 +190,8 @@ async function main() {
             const before = Number(await w.locator('#chat-launcher').getAttribute('data-chimes'));
             await agent.evaluate((c) => window.A.send({ type: 'text', cmid: 'a-2', conv: c, text: 'Are you still there?' }), conv);
             await w.locator('#chat-unread:visible').filter({ hasText: '1' }).waitFor();
+            const label = await w.locator('#chat-launcher').getAttribute('aria-label');
+            check(label === `${S.launcher} · ${S.unread.replace('{n}', '1')}`, `the launcher is labelled ${label}`);
             await until(async () => Number(await w.locator('#chat-launcher').getAttribute('data-chimes')) === before + 1, 'one chime');
             await shot(shop, `widget-${LOCALE}-unread`);
             // the shop's own button may open it: window.ChatGWWidget.open() (and close())
