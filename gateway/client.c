@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/log.h"
 #include "../common/util.h"
@@ -821,6 +822,20 @@ static int client_check_bridge_fields(const msg *m, cg_err *err) {
                       f);
 }
 
+/* Attachment URLs from customers and agents are links the other side's page opens: only http://
+ * and https:// (any case) are accepted, so that a javascript:, data: or vbscript: URL never
+ * reaches a transcript (the channels' own references, wechat-media: and the like, are made by
+ * the gateway's webhooks, not by clients). 0 or -1 with err (bad_value naming the entry). */
+static int client_check_attachment_urls(const msg *m, cg_err *err) {
+    for (unsigned i = 0; i < m->n_att; i++) {
+        const char *u = m->att[i].url;
+        if (!strncasecmp(u, "https://", 8) || !strncasecmp(u, "http://", 7)) continue;
+        return cg_err_set(err, "bad_value",
+                          "field 'attachments[%u].url' must be an http:// or https:// URL", i);
+    }
+    return 0;
+}
+
 /* The session's token bucket (rate_msgs, rate_burst) for one frame: 1 when it may pass; else 0
  * after answering rate_limited, and closing 1008 "flood" after 10 x rate_burst refusals in a
  * row. */
@@ -851,6 +866,7 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
     msg_origin origin = s->role == SESS_AGENT ? ORIGIN_AGENT : ORIGIN_CUSTOMER;
     if (rc == 0) rc = msg_validate(&m, origin, &err);
     if (rc == 0) rc = client_check_bridge_fields(&m, &err);
+    if (rc == 0) rc = client_check_attachment_urls(&m, &err);
     /* Every frame takes a token, malformed ones too: refusing them costs work as well. */
     if (!client_rate_ok(s, m.cmid[0] ? m.cmid : NULL)) {
         msg_free(&m);

@@ -265,6 +265,11 @@ extern const struct lws_http_mount *http_mounts;
 /* The security headers of every HTTP response (the vhost's info.headers). */
 extern const struct lws_protocol_vhost_options *http_headers;
 void http_setup_mounts(const char *www_dir);
+/* Build the widget frame page's frame-ancestors from allowed_origins; -1 (err set) when an entry
+ * has a character no origin has. */
+int http_setup_frame(const char *allowed_origins, cg_err *err);
+/* Add the framing headers of the response to the request on wsi (p moves on; 1 when full). */
+int http_add_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
 
 /* ---- ws (ws.c) ---- */
 extern const struct lws_protocols ws_protocols[];

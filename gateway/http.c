@@ -9,10 +9,13 @@
  *
  * Every HTTP response carries http_headers (lws adds a vhost's headers to each status line it
  * writes): a Content-Security-Policy that allows only the gateway's own scripts, styles, images
- * and connections (the pages have no inline script or style), no framing (frame-ancestors 'none'
- * and X-Frame-Options DENY: the console must never be framed; a shop that wants to frame the
- * widget page later needs a per-path policy), X-Content-Type-Options nosniff and
- * Referrer-Policy no-referrer (the console's URL carries its token in the fragment). */
+ * and connections (the pages have no inline script or style), X-Frame-Options DENY,
+ * X-Content-Type-Options nosniff and Referrer-Policy no-referrer (the console's URL carries its
+ * token in the fragment). Who may frame a response is a second policy, added per response
+ * (http_add_headers): the widget's frame page (HTTP_FRAME_PAGE, which shops embed through
+ * widget.js) says frame-ancestors 'self' and the allowed_origins, every other response
+ * frame-ancestors 'none' (the console must never be framed). Browsers that know frame-ancestors
+ * ignore X-Frame-Options when it is present; older ones refuse to frame anything. */
 #include "gw.h"
 #include "webhook.h"
 
@@ -26,7 +29,9 @@
 
 #define HTTP_CSP                                                                                   \
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "               \
-    "form-action 'self'; frame-ancestors 'none'"
+    "form-action 'self'"
+#define HTTP_FRAME_PAGE "/widget-frame.html"
+#define HTTP_NO_FRAMING "frame-ancestors 'none'"
 
 static const struct lws_protocol_vhost_options h_referrer = {NULL, NULL,
                                                              "referrer-policy:", "no-referrer"};
@@ -37,6 +42,9 @@ static const struct lws_protocol_vhost_options h_frame = {&h_nosniff, NULL,
 static const struct lws_protocol_vhost_options h_csp = {&h_frame, NULL,
                                                         "content-security-policy:", HTTP_CSP};
 const struct lws_protocol_vhost_options *http_headers = &h_csp;
+
+/* "frame-ancestors 'self' <allowed_origins>": the frame page's framing policy (http_setup_frame) */
+static char frame_policy[sizeof(G.cfg.allowed_origins) + 64];
 
 static struct lws_http_mount m_root, m_agent, m_healthz, m_channels, m_metrics, m_canned, m_desk,
     m_customer;
@@ -53,6 +61,8 @@ static void http_mount(struct lws_http_mount *m, const char *path, const char *o
     m->origin_protocol = proto;
     m->def = def;
     m->mount_next = next;
+    /* file mounts: lws asks this protocol for extra headers (LWS_CALLBACK_ADD_HEADERS) */
+    if (proto == LWSMPRO_FILE) m->protocol = "chatgw.json.v1";
 }
 
 void http_setup_mounts(const char *www_dir) {
@@ -64,6 +74,49 @@ void http_setup_mounts(const char *www_dir) {
     http_mount(&m_customer, "/customer", "chatgw.json.v1", LWSMPRO_CALLBACK, NULL, &m_agent);
     http_mount(&m_agent, "/agent", www_dir, LWSMPRO_FILE, "agent.html", &m_root);
     http_mount(&m_root, "/", www_dir, LWSMPRO_FILE, "index.html", NULL);
+}
+
+/* 1 when c may appear in an origin of frame-ancestors: scheme, host, port (no space, ';', ',' or
+ * quote that would end the source or the directive). */
+static int http_origin_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr(":/.-_[]", c) != NULL;
+}
+
+int http_setup_frame(const char *allowed_origins, cg_err *err) {
+    size_t n = (size_t)snprintf(frame_policy, sizeof(frame_policy), "frame-ancestors 'self'");
+    for (const char *p = allowed_origins; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        for (size_t i = 0; i < len; i++)
+            if (!http_origin_char(p[i]))
+                return cg_err_set(err, "bad_config",
+                                  "allowed_origins: '%.*s' is not an origin like "
+                                  "https://shop.example",
+                                  (int)(len > 80 ? 80 : len), p);
+        if (len)
+            n += (size_t)snprintf(frame_policy + n, sizeof(frame_policy) - n, " %.*s", (int)len, p);
+        if (n >= sizeof(frame_policy))
+            return cg_err_set(err, "bad_config", "allowed_origins is too long");
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int http_is(struct lws *wsi, const char *path);
+
+int http_add_headers(struct lws *wsi, unsigned char **p, unsigned char *end) {
+    int framed = http_is(wsi, HTTP_FRAME_PAGE);
+    const char *csp = framed ? frame_policy : HTTP_NO_FRAMING;
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)"content-security-policy:",
+                                       (const unsigned char *)csp, (int)strlen(csp), p, end)
+               ? 1
+               : 0;
 }
 
 /* Write the status and headers now (allowed in the HTTP callback) and keep a copy of body for
@@ -79,6 +132,7 @@ static int http_respond(struct lws *wsi, int status, const char *type, const cha
     if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                      (const unsigned char *)"no-store", 8, &p, end))
         return 1;
+    if (http_add_headers(wsi, &p, end)) return 1;
     if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
     free(pss->http_body);
     pss->http_body = malloc(LWS_PRE + len);

@@ -281,6 +281,10 @@ static int gw_start(void) {
     }
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
     http_setup_mounts(G.cfg.www_dir);
+    if (http_setup_frame(G.cfg.allowed_origins, &err) < 0) {
+        log_error("config: %s", err.msg);
+        return -1;
+    }
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *loops[1] = {G.loop};

@@ -271,6 +271,13 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return ws_limit(wsi);
     case LWS_CALLBACK_HTTP:
         return http_request(wsi, in);
+    case LWS_CALLBACK_ADD_HEADERS: { /* the static files' responses */
+        struct lws_process_html_args *a = in;
+        unsigned char *p = (unsigned char *)a->p;
+        if (http_add_headers(wsi, &p, p + a->max_len)) return 1;
+        a->p = (char *)p;
+        return 0;
+    }
     case LWS_CALLBACK_HTTP_BODY:
         if (pss && pss->wh) return wh_body(wsi, pss->wh, in, len);
         break;

@@ -16,6 +16,7 @@ import path from 'node:path';
 import {
     OUT, check, counts, dumpTraces, jwtClaims, launch, newPage, pageErrors, shot, step, until,
     goOnline, runScenario,
+    widgetFrame,
 } from './lib.mjs';
 
 const HELLO = 'How long does shipping take?';
@@ -37,9 +38,10 @@ async function main() {
     const browser = await launch();
     for (const f of fs.readdirSync(OUT)) if (/^browser-fail-canned-.*\.png$/.test(f)) fs.rmSync(path.join(OUT, f));
     const customer = await newPage(browser, 'customer', { width: 1200, height: 800 });
+    let cw; // the widget's iframe in the customer page (widget.js): again after each goto/reload
     const agent = await newPage(browser, 'agent', { width: 1280, height: 860 });
     const me = jwtClaims(TOKEN);
-    const chat = (sel) => customer.locator(`#chat-log ${sel}`);
+    const chat = (sel) => cw.locator(`#chat-log ${sel}`);
     let conv = '';
 
     try {
@@ -52,13 +54,14 @@ async function main() {
 
         await step('customer opens the widget and writes', async () => {
             const resp = await customer.goto(`${BASE}/`);
+            cw = await widgetFrame(customer);
             check(resp && resp.ok(), `GET /: HTTP ${resp && resp.status()}`);
-            await customer.locator('#chat-launcher').click();
-            await customer.locator('#chat-status[data-state="online"]').waitFor();
-            await customer.locator('#chat-input').fill(HELLO);
-            await customer.locator('#chat-input').press('Enter');
+            await cw.locator('#chat-launcher').click();
+            await cw.locator('#chat-status[data-state="online"]').waitFor();
+            await cw.locator('#chat-input').fill(HELLO);
+            await cw.locator('#chat-input').press('Enter');
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: HELLO }).waitFor();
-            conv = await customer.locator('#chat-log').getAttribute('data-conv');
+            conv = await cw.locator('#chat-log').getAttribute('data-conv');
             check(conv, 'the widget has no conversation id after the ack');
         });
 

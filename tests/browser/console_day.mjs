@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
     OUT, check, dumpTraces, goOnline, jwtClaims, launch, newPage, pageErrors, runScenario, shot, step, traces, until,
+    widgetFrame,
 } from './lib.mjs';
 
 const [BASE_ARG, TOKEN, LOCALE] = process.argv.slice(2);
@@ -68,12 +69,13 @@ const SPY = () => {
 async function openWidget(page, text) {
     const resp = await page.goto(`${BASE}/`);
     check(resp && resp.ok(), `GET /: HTTP ${resp && resp.status()}`);
-    await page.locator('#chat-launcher').click();
-    await page.locator('#chat-status[data-state="online"]').waitFor();
-    await page.locator('#chat-input').fill(text);
-    await page.locator('#chat-input').press('Enter');
-    await page.locator('#chat-log .msg[data-role="customer"][data-seq]').filter({ hasText: text }).waitFor();
-    const conv = await page.locator('#chat-log').getAttribute('data-conv');
+    const cw = await widgetFrame(page); // the demo page's chat lives in the widget's iframe
+    await cw.locator('#chat-launcher').click();
+    await cw.locator('#chat-status[data-state="online"]').waitFor();
+    await cw.locator('#chat-input').fill(text);
+    await cw.locator('#chat-input').press('Enter');
+    await cw.locator('#chat-log .msg[data-role="customer"][data-seq]').filter({ hasText: text }).waitFor();
+    const conv = await cw.locator('#chat-log').getAttribute('data-conv');
     check(conv, 'the widget has no conversation id after the ack');
     return conv;
 }
@@ -170,7 +172,7 @@ async function main() {
             const mine = agent.locator('#agent-log .msg-mine[data-seq]').filter({ hasText: SHIPPING });
             await mine.waitFor();
             replySeq = Number(await mine.getAttribute('data-seq'));
-            await custA.locator('#chat-log .msg[data-role="agent"]').filter({ hasText: SHIPPING }).waitFor();
+            await (await widgetFrame(custA)).locator('#chat-log .msg[data-role="agent"]').filter({ hasText: SHIPPING }).waitFor();
         });
 
         await step('read receipts: the customer\'s read shows under the reply; the console\'s reaches the customer', async () => {
@@ -178,7 +180,7 @@ async function main() {
             await until(async () => (traces.customerA || []).some((l) => l.startsWith('<- ') && l.includes('"type":"read"')),
                 'a read frame from the console at the customer');
             // a widget that sends read receipts: the customer's session says it read the reply
-            await custA.evaluate(({ conv, seq }) => new Promise((resolve, reject) => {
+            await (await widgetFrame(custA)).evaluate(({ conv, seq }) => new Promise((resolve, reject) => {
                 const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/customer`, ['chatgw.json.v1']);
                 ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: localStorage.getItem('chatgw_token'), conv }));
                 ws.onmessage = (ev) => {
@@ -230,7 +232,7 @@ async function main() {
             await agent.locator('#close-confirm').click();
             await agent.locator('#agent-log .msg[data-type="closed"]').filter({ hasText: T.closed }).waitFor();
             await agent.locator(`.conv-item[data-conv="${convA}"][data-state="closed"]`).waitFor();
-            await custA.locator('#chat-log .msg[data-type="closed"]').waitFor();
+            await (await widgetFrame(custA)).locator('#chat-log .msg[data-type="closed"]').waitFor();
         });
 
         await step('the desktop console (screenshot)', async () => {

@@ -26,6 +26,7 @@ import path from 'node:path';
 import {
     OUT, check, dumpTraces, goOnline, launch, newPage, pageErrors, shot, step, trace, TIMEOUT,
     runScenario,
+    widgetFrame,
 } from './lib.mjs';
 
 const [BASE_ARG, TOKEN, MODE = 'choice'] = process.argv.slice(2);
@@ -76,14 +77,15 @@ async function customerWrites(browser, who, text) {
     const page = await newPage(browser, who, { width: 1000, height: 760 });
     const resp = await page.goto(`${BASE}/`);
     check(resp && resp.ok(), `GET /: HTTP ${resp && resp.status()}`);
-    await page.locator('#chat-launcher').click();
-    await page.locator('#chat-status[data-state="online"]').waitFor();
-    await page.locator('#chat-input').fill(text);
-    await page.locator('#chat-input').press('Enter');
-    await page.locator('#chat-log .msg[data-role="customer"][data-seq]').filter({ hasText: text }).waitFor();
-    const conv = await page.locator('#chat-log').getAttribute('data-conv');
+    const w = await widgetFrame(page); // the widget's iframe (widget.js)
+    await w.locator('#chat-launcher').click();
+    await w.locator('#chat-status[data-state="online"]').waitFor();
+    await w.locator('#chat-input').fill(text);
+    await w.locator('#chat-input').press('Enter');
+    await w.locator('#chat-log .msg[data-role="customer"][data-seq]').filter({ hasText: text }).waitFor();
+    const conv = await w.locator('#chat-log').getAttribute('data-conv');
     check(conv, `${who}: no conversation id after the ack`);
-    return { page, conv };
+    return { page, w, conv };
 }
 
 // The agent's own choices: Away until it clicks, kept across reloads and in a new tab.
@@ -110,13 +112,13 @@ async function choice(browser, agent, socks, customers) {
         check(await agent.locator(`.conv-item[data-conv="${conv}"]`).count() === 0,
             'the conversation is also in the console as assigned');
         check(await agent.locator('.conv-item').count() === 0, 'the away console has conversations');
-        check(await customers[0].page.locator('#chat-log .msg[data-type="assigned"]').count() === 0,
+        check(await customers[0].w.locator('#chat-log .msg[data-type="assigned"]').count() === 0,
             'the customer was told an agent joined');
         await shot(agent, 'status-away-queued');
     });
 
     await step('clicking the toggle goes Online and the waiting conversation is assigned', async () => {
-        const { conv, page } = customers[0];
+        const { conv, w: page } = customers[0];
         await agent.locator('#status-toggle').click();
         await agent.locator('#status-toggle[data-status="online"]').waitFor();
         const p = sentOfType(socks[socks.length - 1], 'presence');
@@ -133,7 +135,7 @@ async function choice(browser, agent, socks, customers) {
         check(await status(agent) === 'online', `after the reload the toggle shows ${await status(agent)}`);
         const hello = sentOfType(s, 'hello')[0];
         check(hello.code === 'online', `the hello after the reload says ${JSON.stringify(hello.code)}`);
-        const { conv, page } = customers[0];
+        const { conv, w: page } = customers[0];
         await agent.locator(`.conv-item[data-conv="${conv}"]`).waitFor();
         // an online agent with a free slot gets the next customer at once (no pick)
         customers.push(await customerWrites(browser, 'customer2', 'Second customer here'));

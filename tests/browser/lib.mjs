@@ -141,15 +141,21 @@ export async function launch() {
     return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }
 
-// extra: more browser context options (locale, permissions, ...)
-export async function newPage(browser, who, viewport, extra = {}) {
+// A page in a context of its own; options: more browser context options (locale, ...).
+export async function newPage(browser, who, viewport, options = {}) {
     // BROWSER_IGNORE_HTTPS_ERRORS=1: a gateway serving https with the test's self-signed certificate
     const ignoreHTTPSErrors = process.env.BROWSER_IGNORE_HTTPS_ERRORS === '1';
-    const ctx = await browser.newContext({ viewport, ignoreHTTPSErrors, ...extra });
+    const ctx = await browser.newContext({ viewport, ignoreHTTPSErrors, ...options });
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
     trace(page, who);
     return page;
+}
+
+// The customer chat's iframe in page: widget.js puts it in a closed shadow root, so it is found by
+// its URL (a reload makes a new one: ask again after page.goto or page.reload).
+export async function widgetFrame(page) {
+    return until(() => page.frames().find((f) => /\/widget-frame\.html(#|$)/.test(f.url())), 'the widget iframe');
 }
 
 // A connected agent console chooses Online (a console connects Away until its agent chooses).

@@ -14,6 +14,7 @@ import {
     check, checkComplete, counts, describe, dumpTraces, launch, newPage, pageErrors, shot, step,
     takeConversation, transcript,
     runScenario,
+    widgetFrame,
 } from './lib.mjs';
 
 const [BASE_ARG, TOKEN] = process.argv.slice(2);
@@ -40,9 +41,13 @@ async function driver(request, answer) {
 
 async function main() {
     const browser = await launch();
-    const customer = await newPage(browser, 'customer', { width: 1200, height: 800 });
+    // CUSTOMER_LOCALE: the customer's browser language (the widget then speaks it: zh-CN or en)
+    const LOCALE = process.env.CUSTOMER_LOCALE || 'en-US';
+    const customer = await newPage(browser, 'customer', { width: 1200, height: 800 }, { locale: LOCALE });
+    let S; // the widget's strings in its language (widget-i18n.js)
+    let cw; // the widget's iframe in the customer page (widget.js): again after each goto/reload
     const agent = await newPage(browser, 'agent', { width: 1280, height: 800 });
-    const chat = (sel) => customer.locator(`#chat-log ${sel}`);
+    const chat = (sel) => cw.locator(`#chat-log ${sel}`);
     const alog = (sel) => agent.locator(`#agent-log ${sel}`);
 
     try {
@@ -50,11 +55,15 @@ async function main() {
             await agent.goto(`${BASE}/agent#token=${encodeURIComponent(TOKEN)}`);
             await agent.locator('#conn-status[data-state="online"]').waitFor();
             await customer.goto(`${BASE}/`);
-            await customer.locator('#chat-launcher').click();
-            await customer.locator('#chat-input').fill(BEFORE);
-            await customer.locator('#chat-input').press('Enter');
+            cw = await widgetFrame(customer);
+            const lang = await cw.evaluate(() => document.documentElement.lang);
+            check(lang === (/^en/.test(LOCALE) ? 'en' : 'zh-CN'), `the widget speaks ${lang} in a ${LOCALE} browser`);
+            S = await cw.evaluate((l) => window.ChatGWi18n.strings[l], lang);
+            await cw.locator('#chat-launcher').click();
+            await cw.locator('#chat-input').fill(BEFORE);
+            await cw.locator('#chat-input').press('Enter');
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: BEFORE }).waitFor();
-            await takeConversation(agent, await customer.locator('#chat-log').getAttribute('data-conv'));
+            await takeConversation(agent, await cw.locator('#chat-log').getAttribute('data-conv'));
             await agent.locator('#agent-input').fill(REPLY_BEFORE);
             await agent.locator('#agent-input').press('Enter');
             await chat('.msg[data-role="agent"]').filter({ hasText: REPLY_BEFORE }).waitFor();
@@ -63,10 +72,13 @@ async function main() {
         await driver('@@STOP', 'stopped');
 
         await step('both pages notice the gateway is gone and keep new messages pending', async () => {
-            await customer.locator('#chat-status[data-state="offline"]').waitFor();
+            await cw.locator('#chat-status[data-state="offline"]').waitFor();
+            const offline = await cw.locator('#chat-status').innerText();
+            const waiting = new RegExp('^' + S.reconnecting.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace('{s}', '\\d+') + '$');
+            check(offline === S.offline || waiting.test(offline), `the offline status says ${JSON.stringify(offline)}`);
             await agent.locator('#conn-status[data-state="offline"]').waitFor();
-            await customer.locator('#chat-input').fill(DOWN);
-            await customer.locator('#chat-input').press('Enter');
+            await cw.locator('#chat-input').fill(DOWN);
+            await cw.locator('#chat-input').press('Enter');
             await agent.locator('#agent-input').fill(AGENT_DOWN);
             await agent.locator('#agent-input').press('Enter');
             await chat('.msg[data-state="pending"]').filter({ hasText: DOWN }).waitFor();
@@ -77,7 +89,8 @@ async function main() {
         await driver('@@START', 'started');
 
         await step('both reconnect, re-send what was pending and receive the other side', async () => {
-            await customer.locator('#chat-status[data-state="online"]').waitFor();
+            await cw.locator('#chat-status[data-state="online"]').waitFor();
+            check((await cw.locator('#chat-status').innerText()) === S.online, 'the status does not say ' + S.online);
             await agent.locator('#conn-status[data-state="online"]').waitFor();
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: DOWN }).waitFor();
             await alog('.msg[data-role="agent"][data-seq]').filter({ hasText: AGENT_DOWN }).waitFor();
@@ -86,7 +99,7 @@ async function main() {
         });
 
         await step('transcripts are complete and every message is shown once', async () => {
-            const c = await transcript(customer, '#chat-log');
+            const c = await transcript(cw, '#chat-log');
             checkComplete(c, 'customer');
             const a = await transcript(agent, '#agent-log');
             checkComplete(a, 'agent');

@@ -19,6 +19,7 @@ import {
     OUT, check, checkComplete, counts, describe, dumpTraces, jwtClaims, launch, newPage, pageErrors,
     shot, step, transcript, until,
     goOnline, runScenario,
+    widgetFrame,
 } from './lib.mjs';
 
 const HELLO = 'Hi, my order 777 arrived without the charger';
@@ -43,11 +44,12 @@ async function main() {
     const browser = await launch();
     for (const f of fs.readdirSync(OUT)) if (/^browser-fail-transfer-.*\.png$/.test(f)) fs.rmSync(path.join(OUT, f));
     const customer = await newPage(browser, 'customer', { width: 1200, height: 800 });
+    let cw; // the widget's iframe in the customer page (widget.js): again after each goto/reload
     const pages = [
         { page: await newPage(browser, 'agent1', { width: 1280, height: 860 }), token: TOKEN_1, ...jwtClaims(TOKEN_1) },
         { page: await newPage(browser, 'agent2', { width: 1280, height: 860 }), token: TOKEN_2, ...jwtClaims(TOKEN_2) },
     ];
-    const chat = (sel) => customer.locator(`#chat-log ${sel}`);
+    const chat = (sel) => cw.locator(`#chat-log ${sel}`);
     let conv = '';
     let from = null;
     let to = null;
@@ -62,13 +64,14 @@ async function main() {
 
         await step('customer opens the widget and writes', async () => {
             const resp = await customer.goto(`${BASE}/`);
+            cw = await widgetFrame(customer);
             check(resp && resp.ok(), `GET /: HTTP ${resp && resp.status()}`);
-            await customer.locator('#chat-launcher').click();
-            await customer.locator('#chat-status[data-state="online"]').waitFor();
-            await customer.locator('#chat-input').fill(HELLO);
-            await customer.locator('#chat-input').press('Enter');
+            await cw.locator('#chat-launcher').click();
+            await cw.locator('#chat-status[data-state="online"]').waitFor();
+            await cw.locator('#chat-input').fill(HELLO);
+            await cw.locator('#chat-input').press('Enter');
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: HELLO }).waitFor();
-            conv = await customer.locator('#chat-log').getAttribute('data-conv');
+            conv = await cw.locator('#chat-log').getAttribute('data-conv');
             check(conv, 'the widget has no conversation id after the ack');
         });
 
@@ -168,9 +171,9 @@ async function main() {
 
         await step('the customer sees the transfer, never the note', async () => {
             await chat('.msg[data-type="transferred"]').filter({ hasText: `Conversation transferred to ${to.name}` }).waitFor();
-            const body = await customer.evaluate(() => document.body.textContent + '\n' + document.body.innerText);
+            const body = await cw.evaluate(() => document.body.textContent + '\n' + document.body.innerText);
             check(!body.includes(NOTE) && !body.includes('4711'), 'the transfer note is on the customer page');
-            const stored = await customer.evaluate(() => JSON.stringify(localStorage));
+            const stored = await cw.evaluate(() => JSON.stringify(localStorage));
             check(!stored.includes('4711'), 'the transfer note is in the customer\'s storage');
             await shot(customer, 'transfer-customer');
         });
@@ -207,11 +210,11 @@ async function main() {
         await step('the customer gets the classified frame but nothing visible of it', async () => {
             await chat('.msg[data-type="classified"]').first().waitFor({ state: 'attached' });
             check((await chat('.msg[data-type="classified"]:visible').count()) === 0, 'a classified line is visible to the customer');
-            const seen = await customer.evaluate(() => document.getElementById('chat-log').innerText);
+            const seen = await cw.evaluate(() => document.getElementById('chat-log').innerText);
             check(!/classif/i.test(seen), `the customer sees the re-classification: ${JSON.stringify(seen)}`);
             // the hidden frame keeps its place: the transcript has no gap
             const t = await until(async () => {
-                const list = await transcript(customer, '#chat-log');
+                const list = await transcript(cw, '#chat-log');
                 return list.every((m) => m.seq > 0) ? list : null;
             }, 'every customer message to be acknowledged');
             checkComplete(t, 'customer');
@@ -220,9 +223,9 @@ async function main() {
         });
 
         await step('the customer ends the chat: closed on both sides', async () => {
-            await customer.locator('#chat-end:visible').click();
+            await cw.locator('#chat-end:visible').click();
             await chat('.msg[data-type="closed"]').waitFor();
-            await customer.locator('#chat-end').waitFor({ state: 'hidden' });
+            await cw.locator('#chat-end').waitFor({ state: 'hidden' });
             const p = to.page;
             await p.locator('#agent-log .msg[data-type="closed"]').filter({ hasText: 'customer_left' }).waitFor();
             await shot(customer, 'transfer-customer-ended');
@@ -233,7 +236,7 @@ async function main() {
             await chat('.msg[data-type="rating"]').waitFor();
             // the thanks is a logged bot text after the close: it must not offer "End chat" again
             await chat('.msg[data-role="bot"]').filter({ hasText: 'Thank you for your rating' }).waitFor();
-            check(await customer.locator('#chat-end').isHidden(), 'End chat is offered on an ended chat');
+            check(await cw.locator('#chat-end').isHidden(), 'End chat is offered on an ended chat');
         });
 
         await step('no JavaScript error on any page', async () => {

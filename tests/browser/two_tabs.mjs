@@ -14,6 +14,7 @@ import {
     OUT, StepError, check, checkComplete, counts, describe, dumpTraces, launch, newPage, pageErrors,
     same, shot, step, takeConversation, transcript, until,
     runScenario,
+    widgetFrame,
 } from './lib.mjs';
 
 const HELLO = 'Hello, where is my order 12345?';
@@ -33,8 +34,9 @@ async function main() {
     const browser = await launch();
     for (const f of fs.readdirSync(OUT)) if (/^browser-fail-.*\.png$/.test(f)) fs.rmSync(path.join(OUT, f));
     const customer = await newPage(browser, 'customer', { width: 1200, height: 800 });
+    let cw; // the widget's iframe in the customer page (widget.js): again after each goto/reload
     const agent = await newPage(browser, 'agent', { width: 1280, height: 800 });
-    const chat = (sel) => customer.locator(`#chat-log ${sel}`);
+    const chat = (sel) => cw.locator(`#chat-log ${sel}`);
     const alog = (sel) => agent.locator(`#agent-log ${sel}`);
     let conv = '';
     let before = [];
@@ -60,20 +62,21 @@ async function main() {
 
         await step('customer opens the widget and connects', async () => {
             const resp = await customer.goto(`${BASE}/`);
+            cw = await widgetFrame(customer);
             check(resp && resp.ok(), `GET /: HTTP ${resp && resp.status()}`);
-            await customer.locator('#chat-launcher').click();
-            await customer.locator('#chat-input').waitFor({ state: 'visible' });
-            await customer.locator('#chat-status[data-state="online"]').waitFor();
-            const tok = await customer.evaluate(() => localStorage.getItem('chatgw_token'));
+            await cw.locator('#chat-launcher').click();
+            await cw.locator('#chat-input').waitFor({ state: 'visible' });
+            await cw.locator('#chat-status[data-state="online"]').waitFor();
+            const tok = await cw.evaluate(() => localStorage.getItem('chatgw_token'));
             check(tok && tok.split('.').length === 3, `no session token stored from welcome (got ${tok})`);
         });
 
         await step('customer message is acknowledged (seq) and shown once', async () => {
-            await customer.locator('#chat-input').fill(HELLO);
-            await customer.locator('#chat-input').press('Enter');
+            await cw.locator('#chat-input').fill(HELLO);
+            await cw.locator('#chat-input').press('Enter');
             await chat(`.msg[data-role="customer"][data-seq]`).filter({ hasText: HELLO }).waitFor();
-            check((await customer.locator('#chat-input').inputValue()) === '', 'the input was not cleared');
-            conv = await customer.locator('#chat-log').getAttribute('data-conv');
+            check((await cw.locator('#chat-input').inputValue()) === '', 'the input was not cleared');
+            conv = await cw.locator('#chat-log').getAttribute('data-conv');
             check(conv, 'the widget has no conversation id after the ack');
         });
 
@@ -92,11 +95,11 @@ async function main() {
         });
 
         await step('markup typed by the customer is shown as text on both sides', async () => {
-            await customer.locator('#chat-input').fill(MARKUP);
-            await customer.locator('#chat-send').click();
+            await cw.locator('#chat-input').fill(MARKUP);
+            await cw.locator('#chat-send').click();
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: MARKUP }).waitFor();
             await alog('.msg[data-role="customer"]').filter({ hasText: MARKUP }).waitFor();
-            for (const [page, root] of [[customer, '#chat-log'], [agent, '#agent-log']]) {
+            for (const [page, root] of [[cw, '#chat-log'], [agent, '#agent-log']]) {
                 check(await page.evaluate(() => window.__xss === undefined), 'injected markup ran');
                 check((await page.locator(`${root} .msg img, ${root} .msg b`).count()) === 0, `markup became elements in ${root}`);
             }
@@ -113,7 +116,7 @@ async function main() {
 
         await step('customer transcript is complete: seq 1..n, no duplicate, own messages once', async () => {
             before = await until(async () => {
-                const t = await transcript(customer, '#chat-log');
+                const t = await transcript(cw, '#chat-log');
                 return t.every((m) => m.seq > 0) ? t : null;
             }, 'every customer message to be acknowledged');
             checkComplete(before, 'customer');
@@ -122,13 +125,14 @@ async function main() {
 
         await step('reloading the customer tab brings back the same transcript', async () => {
             await customer.reload();
-            await customer.locator('#chat-status[data-state="online"]').waitFor();
+            cw = await widgetFrame(customer);
+            await cw.locator('#chat-status[data-state="online"]').waitFor();
             // the agent's next message is sent after the resume: once it is shown, anything the
             // gateway re-sent on resume has arrived before it
             await agent.locator('#agent-input').fill(FOLLOW_UP);
             await agent.locator('#agent-input').press('Enter');
             await chat('.msg[data-role="agent"]').filter({ hasText: FOLLOW_UP }).waitFor();
-            const after = await transcript(customer, '#chat-log');
+            const after = await transcript(cw, '#chat-log');
             checkComplete(after, 'customer after reload');
             check(same(after.slice(0, before.length), before),
                 `transcript changed across the reload:\n   before ${describe(before)}\n   after  ${describe(after)}`);
@@ -138,12 +142,13 @@ async function main() {
         });
 
         await step('with its cache cleared, the widget rebuilds the transcript from the server', async () => {
-            await customer.evaluate(() => localStorage.removeItem('chatgw_log'));
+            await cw.evaluate(() => localStorage.removeItem('chatgw_log'));
             await customer.reload();
-            await customer.locator('#chat-status[data-state="online"]').waitFor();
+            cw = await widgetFrame(customer);
+            await cw.locator('#chat-status[data-state="online"]').waitFor();
             const want = before[before.length - 1].seq;
             const after = await until(async () => {
-                const t = await transcript(customer, '#chat-log');
+                const t = await transcript(cw, '#chat-log');
                 return t.some((m) => m.seq === want) ? t : null;
             }, `the replay to reach seq ${want}`);
             checkComplete(after, 'customer after replay');
@@ -166,7 +171,7 @@ async function main() {
         });
 
         await step('both transcripts end complete and without duplicates', async () => {
-            const c = await transcript(customer, '#chat-log');
+            const c = await transcript(cw, '#chat-log');
             checkComplete(c, 'customer');
             const a = await transcript(agent, '#agent-log');
             const seqs = a.map((m) => m.seq);
@@ -184,13 +189,13 @@ async function main() {
             // the agent picks it from the queue
             await agent.locator('#status-toggle').click();
             await agent.locator('#status-toggle[data-status="away"]').waitFor();
-            await customer.locator('#chat-input').fill(ONE_MORE);
-            await customer.locator('#chat-input').press('Enter');
+            await cw.locator('#chat-input').fill(ONE_MORE);
+            await cw.locator('#chat-input').press('Enter');
             await chat('.msg[data-role="customer"][data-seq]').filter({ hasText: ONE_MORE }).waitFor();
-            const conv2 = await customer.locator('#chat-log').getAttribute('data-conv');
+            const conv2 = await cw.locator('#chat-log').getAttribute('data-conv');
             check(conv2 && conv2 !== conv, `the widget still uses the closed conversation ${conv}`);
-            await customer.locator(`#chat-log .conv-section[data-conv="${conv2}"] .conv-divider`).waitFor();
-            const t = await transcript(customer, `#chat-log .conv-section[data-conv="${conv2}"]`);
+            await cw.locator(`#chat-log .conv-section[data-conv="${conv2}"] .conv-divider`).waitFor();
+            const t = await transcript(cw, `#chat-log .conv-section[data-conv="${conv2}"]`);
             check(t.length >= 1 && t[0].seq === 1 && t[0].text === ONE_MORE, `new conversation does not start with seq 1:\n      ${describe(t)}`);
             await shot(customer, 'customer-new-conversation');
             conv = conv2;

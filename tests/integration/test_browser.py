@@ -69,14 +69,12 @@ def test_widget_and_agent_console_in_two_tabs(playwright_installed, procs):
     run_scenario(SCRIPT, [token], gw, router)
 
 
-def test_widget_and_agent_console_survive_a_gateway_restart(playwright_installed, procs):
-    """Stop the gateway mid-conversation, type on both sides, start a new gateway on the same
-    address: both pages reconnect, re-send with the same cmid, and show every message once."""
-    gw = procs.gateway()
-    router = procs.router()
-    token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+def run_restart_scenario(procs, gw, router, token, env=None):
+    """Drive restart.mjs (env: more environment for it, e.g. CUSTOMER_LOCALE): stop the gateway
+    when it says @@STOP, start a new one on the same address when it says @@START; fail unless
+    every step passed."""
     p = subprocess.Popen([NODE, RESTART_SCRIPT, gw.base, token], cwd=ROOT,
-                         env=dict(os.environ, CHROMIUM=CHROMIUM), stdin=subprocess.PIPE,
+                         env=dict(os.environ, CHROMIUM=CHROMIUM, **(env or {})), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     watchdog = threading.Timer(240, p.kill)
     watchdog.start()
@@ -106,6 +104,15 @@ def test_widget_and_agent_console_survive_a_gateway_restart(playwright_installed
     assert rc == 0, (f"restart.mjs exited {rc}\n--- output:\n{_tail(text, 8000)}{logs}"
                      f"\n--- router log:\n{_tail(router.text(), 2000)}")
     assert len(gateways) == 2, f"the script never asked for the gateway to start again:\n{text}"
+
+
+def test_widget_and_agent_console_survive_a_gateway_restart(playwright_installed, procs):
+    """Stop the gateway mid-conversation, type on both sides, start a new gateway on the same
+    address: both pages reconnect, re-send with the same cmid, and show every message once."""
+    gw = procs.gateway()
+    router = procs.router()
+    token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    run_restart_scenario(procs, gw, router, token)
 
 
 TRANSFER_CONFIG = """

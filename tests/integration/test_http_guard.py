@@ -21,7 +21,10 @@ def request(gw, path, host=None, method="GET", headers=None):
             h["Host"] = host
         c.request(method, path, headers=h)
         r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode("utf-8", "replace")
+        h = {}
+        for k, v in r.getheaders():  # a repeated header (two CSPs) is one comma list
+            h[k.lower()] = h[k.lower()] + ", " + v if k.lower() in h else v
+        return r.status, h, r.read().decode("utf-8", "replace")
     finally:
         c.close()
 
