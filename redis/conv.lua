@@ -325,7 +325,8 @@ local function cg_append(keys, args)
     local value = conv .. ':' .. seq
     if cmid ~= '' and not idem then idem, value = CG.KEY.idem(conv, cmid), seq end
     if idem then
-        local seen = redis.call('SET', idem, value, 'NX', 'GET', 'EX', IDEM_TTL)
+        local ttl = tonumber(desk_timings().idem_ttl_s) or IDEM_TTL -- idempotency_ttl_s
+        local seen = redis.call('SET', idem, value, 'NX', 'GET', 'EX', ttl)
         if seen then return dup_answer(seen, conv) end
     end
 

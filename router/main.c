@@ -75,6 +75,8 @@ static const cfg_opt router_opts[] = {
      "first response SLA per channel (chat = every channel but email)"},
     {"sla_next_response_s", CFG_STR, "chat:60, email:7200", STR(sla_next_response_s), 0, 0,
      "next response SLA per channel"},
+    {"idempotency_ttl_s", CFG_INT, "86400", INT(idempotency_ttl_s), 60, 604800,
+     "how long a message id (cmid) is remembered: a re-send within it is a duplicate"},
     {"channel_weights", CFG_STR, "chat:1, email:0.5", STR(channel_weights), 0, 0,
      "capacity units a conversation of each channel takes of its agent's cap"},
     {"sla_action", CFG_STR, "escalate", STR(sla_action), 0, 0,
@@ -182,6 +184,7 @@ static void router_reload(router *r) {
            sizeof(c->unresolved_resolutions));
     c->survey_window_s = g_load.survey_window_s;
     c->idle_close_s = g_load.idle_close_s;
+    c->idempotency_ttl_s = g_load.idempotency_ttl_s;
     c->complaint_followup_s = g_load.complaint_followup_s;
     c->tickets_per_customer = g_load.tickets_per_customer;
     c->ticket_window_s = g_load.ticket_window_s;

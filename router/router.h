@@ -69,6 +69,7 @@ typedef struct router_cfg {
     char no_survey_resolutions[256];
     long long survey_window_s;
     long long idle_close_s;
+    long long idempotency_ttl_s; /* published as idem_ttl_s: cg_append's idempotency keys */
     long long complaint_followup_s;
     long long tickets_per_customer; /* new complaint tickets per customer per window (0: any) */
     long long ticket_window_s;
@@ -346,7 +347,8 @@ unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale,
 /* The text of k for a customer of locale (templates, then the [router] *_text keys, then the
  * built-in English text). */
 const char *say_template(const router *r, const char *locale, tmpl_key k);
-/* Render template k for locale with vars and append it like say_text. */
+/* Render template k for locale with vars and append it like say_text, with code = the template's
+ * key (greeting, queued, off_hours, no_agent, ...: clients may act on which text it is). */
 void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
               const tmpl_var *vars, size_t n_vars, const char *cmid, const char *queue,
               uint32_t position, uint32_t wait_s);

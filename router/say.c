@@ -124,6 +124,7 @@ unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale,
     if (!text[0]) return NULL;
     msg m;
     if (say_text_msg(&m, j, channel, text, NULL, 0, 0) != 0) return NULL;
+    cg_strlcpy(m.code, tmpl_key_name(k), sizeof(m.code));
     unsigned char *buf = msg_encode_msgpack(&m, 0, len);
     msg_free(&m);
     return buf;
@@ -156,7 +157,11 @@ void say_tmpl(job *j, const char *conv, const char *channel, const char *locale,
     char text[TMPL_TEXT_MAX + 256];
     tmpl_render(say_template(j->r, locale, k), vars, n_vars, text, sizeof(text));
     if (!text[0]) return; /* an empty template switches the message off */
-    say_text(j, conv, channel, cmid, text, queue, position, wait_s);
+    msg m;
+    if (say_text_msg(&m, j, channel, text, queue, position, wait_s) != 0) return;
+    cg_strlcpy(m.code, tmpl_key_name(k), sizeof(m.code)); /* which text it is, for the widget */
+    say_append(j, conv, cmid, &m);
+    msg_free(&m);
 }
 
 void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid) {

@@ -165,13 +165,14 @@ static void store_categories(const cls_set *set, char *out, size_t n) {
  * steady) and the channels' weights (redis/assign.lua): FCALL cg_deskcfg (DEL + HSET cg:deskcfg
  * in one step, and the library forgets what it remembered of them): ready 1, first_s:<channel>
  * and next_s:<channel> (the response SLAs, seconds), weight:<channel> (channel_weights: the
- * capacity units a conversation takes), idle_close_s, and hours:<queue> 1 for each queue that
+ * capacity units a conversation takes), idle_close_s, idem_ttl_s (idempotency_ttl_s: how long
+ * cg_append remembers a message id), and hours:<queue> 1 for each queue that
  * counts business hours (its deadlines stay the routers'). The agent consoles' lists ride along
  * (read by the gateway's GET /desk, gateway/desk.c): resolutions and unresolved_resolutions as
  * configured (comma lists) and categories ("default" and the classification rules' names). */
 static void store_publish_timings(router *r) {
     const cls_set *set = &r->cls;
-    size_t argc = 6 + 6 * (CH_COUNT - 1) + 2 + 6 + 2 * set->n_queues;
+    size_t argc = 6 + 6 * (CH_COUNT - 1) + 2 + 2 + 6 + 2 * set->n_queues;
     char categories[4096];
     store_categories(set, categories, sizeof(categories));
     const char **argv = calloc(argc, sizeof(*argv));
@@ -207,6 +208,10 @@ static void store_publish_timings(router *r) {
     snprintf(num[0], sizeof(num[0]), "%lld", r->cfg.idle_close_s);
     argv[n++] = "idle_close_s";
     argv[n++] = num[0];
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%lld", r->cfg.idempotency_ttl_s);
+    argv[n++] = "idem_ttl_s";
+    argv[n++] = ttl;
     argv[n++] = "resolutions";
     argv[n++] = r->cfg.resolutions;
     argv[n++] = "unresolved_resolutions";

@@ -65,8 +65,10 @@ static void variant_one(msgpack_packer *pk, job *j, const variant_spec *s, const
     tmpl_render(say_template(j->r, locale, s->key), &var, s->var ? 1 : 0, text, sizeof(text));
     size_t len = 0;
     unsigned char *buf = NULL;
+    /* a bot text says which template it is (code), as say_tmpl's do */
+    const char *code = s->code ? s->code : s->type == MSG_TEXT ? tmpl_key_name(s->key) : NULL;
     if (text[0] || !s->off_when_empty)
-        buf = say_payload(j, s->type, s->role, s->code, NULL, text, &len);
+        buf = say_payload(j, s->type, s->role, code, NULL, text, &len);
     if (!buf && (text[0] || !s->off_when_empty))
         log_error("cannot encode a %s message for locale '%s'", msg_type_name(s->type), locale);
     msgpack_pack_str_with_body(pk, buf ? (const char *)buf : "", buf ? len : 0);

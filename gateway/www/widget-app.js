@@ -465,9 +465,10 @@
                 (f.wait > 0 ? ' · ' + (f.wait < 60 ? t('wait_short') : t('wait_minutes', { m: Math.round(f.wait / 60) })) : '');
             ui.queue.hidden = false;
         }
-        /* nobody who serves the queue is online: a text with the queue but no position, before
-           any agent joined (after one, such a text says the conversation went back to the queue) */
-        if (f.type === 'text' && (f.role === 'system' || f.role === 'bot') && f.queue && !(f.position > 0) &&
+        /* nobody who serves the queue is online (the router's no_agent text), or the desk is
+           outside its business hours (off_hours): ask for an e-mail address, before any agent
+           joined */
+        if (f.type === 'text' && f.role === 'bot' && (f.code === 'no_agent' || f.code === 'off_hours') &&
             !c.joined && !fromCache && !profile.email_sent) askEmail(c, f.seq);
         if (f.type === 'assigned' || f.type === 'closed' || f.type === 'join') ui.queue.hidden = true;
         if (f.type === 'closed') {

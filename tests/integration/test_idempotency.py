@@ -113,6 +113,18 @@ def test_idempotency_memory_is_bounded(redis_srv):
         assert 0 < r.ttl(k) <= 86400
 
 
+def test_the_idempotency_ttl_is_configurable(redis_srv, procs, tmp_path):
+    """[router] idempotency_ttl_s, published with the desk's timings: a busy desk may keep message
+    ids for less than the default day (their memory is ~230 B each for that long)."""
+    r = redis_srv.r
+    path = tmp_path / "ttl.ini"
+    path.write_text("[router]\nidempotency_ttl_s = 600\n", encoding="utf-8")
+    procs.router({"CHATGW_CONFIG": str(path)})
+    wait_until(lambda: r.hget("cg:{t:default}:deskcfg", "idem_ttl_s") == b"600", 5, "published")
+    append(r, "customer", "cu8", "t8", "hi")
+    assert 0 < r.ttl("cg:{t:default}:idem:customer:cu8:t8") <= 600
+
+
 # ---- the End-chat crash window ------------------------------------------------------------------
 
 def test_end_chat_processed_again_answers_again(redis_srv):

@@ -589,7 +589,8 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
     # one after the other: the router queues each at its own time (the injected clock moves
     # only when the test moves it, so two messages read in one pass would share a time)
     c1 = send(r, "night1", "hello?")
-    assert wait_bot(r, c1, "OFF")[0]["text"] == f"OFF {opens_at}"
+    off = wait_bot(r, c1, "OFF")[0]
+    assert (off["text"], off["code"]) == (f"OFF {opens_at}", "off_hours")  # the widget asks an e-mail
     c2 = send(r, "night2", "anyone?")
     wait_bot(r, c2, "OFF")
     assert conv_hash(r, c1)["state"] == "queued" and conv_hash(r, c2)["state"] == "queued"

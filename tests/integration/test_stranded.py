@@ -139,6 +139,7 @@ def test_nobody_online_gets_an_honest_reply_and_a_metric(procs, redis_srv):
         reply = await zh.expect(lambda f: f.get("type") == "text" and f.get("role") == "bot"
                                 and f.get("queue") == "after_sales", what="the waiting reply")
         assert "没有能处理此问题的客服在线" in reply["text"] and "position" not in reply
+        assert reply["code"] == "no_agent"  # which text it is: the widget asks for an e-mail
         await zh.say("我的邮箱 wang@example.cn")  # the contact, as asked: no second reply
         en = await customer(gw, identity={"locale": "en"})
         conv_en = (await en.say("my parcel arrived damaged"))["conv"]
