@@ -291,9 +291,49 @@ local function cg_agent_transfer(keys, args)
     return r
 end
 
+--[[
+FCALL cg_agent_classify 1 <tenant> <map>
+  An agent's classify command, in one call. <map>: conv, agent, category, now (required); entry
+  (the cg:in entry id); classified (the desk-only `classified` msg, its text naming the old
+  category as {from}); when the category's rule leads to the complaint queue: complaint 1, day
+  (yyyymmdd), respond_due, resolve_due (ms), class, limit, window (cg_complaint's), locales and
+  the texts complaint_ack ({ticket}).
+  cg_reclassify, the classified event (cmid cg:cl:<entry>, role system); a complaint without a
+  ticket gets one (cg_complaint) and the customer its number (cmid cg:ticket), or the latest one
+  when tickets_per_customer is reached.
+  -> {'classified', old category, ticket ('' = none), 1 when the ticket is new}
+  Errors: BADARG, and cg_reclassify's (NOTASSIGNED, CLOSED, CLASSIFYFAIL).
+]]
+local function cg_agent_classify(keys, args)
+    local a, err = event_map(args, 'conv, agent, category and now', 'conv', 'agent', 'category')
+    if not a then return err end
+    local conv, now = a.conv, fmt(tonumber(a.now))
+    local r = cg_reclassify(keys, {conv, a.agent, a.category, now})
+    if r.err then return r end
+    local old, channel, locale, ticket = r[1], r[2], r[3], r[4]
+    if type(a.classified) == 'string' and a.classified ~= '' then
+        cg_append(keys, {conv, 'cg:cl:' .. (a.entry or ''), 'system', a.sender or 'chatgw',
+            render(a.classified, {from = old ~= '' and old or '(none)'}), '', channel, now, 'sys'})
+    end
+    local new = 0
+    if tonumber(a.complaint) == 1 and ticket == '' then
+        local c = cg_complaint(keys, {conv, a.day or '', now, fmt(tonumber(a.respond_due) or 0),
+            fmt(tonumber(a.resolve_due) or 0), a.class or 'ordinary', fmt(tonumber(a.limit) or 0),
+            fmt(tonumber(a.window) or 86400)})
+        if c.err then return c end
+        ticket, new = c[1], c[2]
+        if ticket ~= '' then
+            say(keys, a, 'complaint_ack', conv, locale, 'cg:ticket', 'bot', channel, now,
+                {ticket = ticket})
+        end
+    end
+    return {'classified', old, ticket, new}
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
 redis.register_function{function_name = 'cg_customer_end', callback = cg_customer_end}
 redis.register_function{function_name = 'cg_close_timer', callback = cg_close_timer}
 redis.register_function{function_name = 'cg_agent_transfer', callback = cg_agent_transfer}
+redis.register_function{function_name = 'cg_agent_classify', callback = cg_agent_classify}

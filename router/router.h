@@ -377,9 +377,6 @@ int say_refused(job *j, const redisReply *rep, const char *command);
  * kind, queue = the conversation's queue after the action, text = what happened. */
 void say_escalated(job *j, const char *conv, const char *channel, const char *cmid,
                    const char *kind, const char *queue, const char *text);
-/* Append the desk-only classified event (role system, cmid) to conv: code = category, text. */
-void say_classified(job *j, const char *conv, const char *channel, const char *cmid,
-                    const char *category, const char *text);
 /* say_assigned for every ROW of the array rows (a function's assignments); others skipped. */
 void say_assigned_rows(job *j, const redisReply *rows);
 /* Tell the agent's consoles the desk changed its status: {"type":"presence","code":status}. */
@@ -450,6 +447,11 @@ void sla_on_customer(job *j);
 void sla_on_agent(job *j);
 /* conv was classified into the complaint queue: give it a ticket and tell the customer. */
 void sla_complaint(job *j, const char *complaint_class);
+/* The complaint fields of an event's map (9 fields: complaint 1, day, respond_due, resolve_due,
+ * class, limit, window, locales, complaint_ack in every locale) for a complaint of
+ * complaint_class (unknown: ordinary) made now: cg_complaint's arguments and the customer's
+ * acknowledgement ({ticket} filled in by the call). */
+void sla_complaint_fields(evarg *a, job *j, const char *complaint_class);
 /* First step of a JOB_TIMER job. */
 void sla_timer_step(job *j);
 

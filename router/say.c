@@ -291,16 +291,6 @@ unsigned char *say_transferred_payload(job *j, const char *to_agent, const char 
     return buf;
 }
 
-void say_classified(job *j, const char *conv, const char *channel, const char *cmid,
-                    const char *category, const char *text) {
-    msg m;
-    say_init(&m, MSG_CLASSIFIED, ROLE_SYSTEM, channel, j->now_ms);
-    cg_strlcpy(m.code, category, sizeof(m.code));
-    msg_set_text(&m, text, strlen(text), NULL);
-    say_append(j, conv, cmid, &m);
-    msg_free(&m);
-}
-
 void say_escalated(job *j, const char *conv, const char *channel, const char *cmid,
                    const char *kind, const char *queue, const char *text) {
     msg m;

@@ -225,6 +225,26 @@ static void sla_complaint_reply(job *j, redisReply *rep) {
              0);
 }
 
+void sla_complaint_fields(evarg *a, job *j, const char *complaint_class) {
+    router *r = j->r;
+    int k = 0;
+    while (k < SLA_CLASSES && strcmp(sla_classes[k], complaint_class) != 0)
+        k++;
+    if (k == SLA_CLASSES) k = 0; /* ordinary */
+    char day[16];
+    hours_format(&r->sla.tz, j->now_ms, "%Y%m%d", day, sizeof(day));
+    evarg_int(a, "complaint", 1);
+    evarg_str(a, "day", day);
+    evarg_int(a, "respond_due", j->now_ms + r->sla.respond_s[k] * 1000);
+    evarg_int(a, "resolve_due", j->now_ms + r->sla.resolve_s[k] * 1000);
+    evarg_str(a, "class", sla_classes[k]);
+    evarg_int(a, "limit", r->cfg.tickets_per_customer);
+    evarg_int(a, "window", r->cfg.ticket_window_s);
+    variant_spec ack = {MSG_TEXT, ROLE_BOT, NULL, TMPL_COMPLAINT_ACK, NULL, 0, 1};
+    variant_locales(a, r);
+    variant_pack(a, "complaint_ack", j, &ack);
+}
+
 void sla_complaint(job *j, const char *complaint_class) {
     router *r = j->r;
     int k = 0;
