@@ -2,93 +2,7 @@
 -- arguments as one msgpack map of named fields, built on the domains before it (a part of the
 -- chatgw library: redis/lib.lua).
 
---[[
-FCALL cg_customer_msg 1 <tenant> <map>
-  A customer's message the routers read from cg:in (not a survey answer), in one call. <map> is a
-  msgpack map:
-    conv        the conversation (required)
-    now         ms (required)
-    sender      the router's id, the greeting's sender
-    channel     the conversation's channel
-    queue, prio, category, locale, pos_ms, sticky_ms
-                the router's classification of this message, the customer's locale, the
-                position-update period and the sticky-agent window (cg_enqueue's arguments),
-                used when the conversation is new
-    greet       the greeting: a msgpack msg (role bot), as a msgpack str (the cmsgpack of Redis
-                reads no bin types), appended first when new; '' = none
-    first_due, next_due
-                the response-SLA deadlines (ms, 0 = none) armed when new (cg_sla_customer)
-  -> {'new', <cg_enqueue's answer>}    the conversation was new: greeted (cmid cg:greet), its
-                                       first-response deadline armed, queued, and assigned at
-                                       once when its queue has a free agent
-   | {'info', <cg_conv_info's answer>} any other state (or none): nothing changed; the router
-                                       goes on from the state (waiting reply, response timers)
-  Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
-]]
-local function cg_customer_msg(keys, args)
-    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
-    if not ok or type(a) ~= 'table' or type(a.conv) ~= 'string' or a.conv == '' or
-        not tonumber(a.now) then
-        return redis.error_reply('BADARG a msgpack map with conv and now expected')
-    end
-    local conv, now = a.conv, fmt(tonumber(a.now))
-    if redis.call('HGET', CG.KEY.conv(conv), 'state') ~= 'new' then
-        return {'info', cg_conv_info(keys, {conv})}
-    end
-    if type(a.greet) == 'string' and a.greet ~= '' then
-        cg_append(keys, {conv, 'cg:greet', 'bot', a.sender or 'chatgw', a.greet, '', a.channel or '',
-            now, 'sys'})
-    end
-    sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
-    return {'new', cg_enqueue(keys, {conv, a.queue or '', tostring(tonumber(a.prio) or 0), now,
-        a.category or '', a.locale or '', fmt(tonumber(a.pos_ms) or 0),
-        fmt(tonumber(a.sticky_ms) or 0)})}
-end
-
---[[
-FCALL cg_announce 1 <tenant> <map>
-  The router announces an assignment a function returned (a ROW), in one call. <map>:
-    conv, agent, assign_no    the ROW's (required)
-    now                       ms (required)
-    channel                   the conversation's
-    event                     the `assigned` msg (a msgpack str) appended to the log (cmid
-                              cg:asg:<assign_no>, role system)
-    notice                    the same msg with conv and cmid, published on cg:a:<agent> (seq 0)
-    offer_due                 ms, 0 = none: offer:<conv> armed once for this assignment
-                              (cg_offer_arm's rule)
-    idle_due                  ms, 0 = none: idle:<conv> armed
-  The conversation leaves the assignment outbox (cg_outbox_done). An assignment already taken
-  back or moved (assign_no is not the conversation's, or another agent has it) announces nothing
-  and arms nothing: {'stale'}.  -> {'announced', seq of the event}
-  Errors: BADARG.
-]]
-local function cg_announce(keys, args)
-    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
-    if not ok or type(a) ~= 'table' or type(a.conv) ~= 'string' or type(a.agent) ~= 'string' or
-        not tonumber(a.assign_no) or not tonumber(a.now) then
-        return redis.error_reply('BADARG a msgpack map with conv, agent, assign_no and now expected')
-    end
-    local conv, no, now = a.conv, fmt(tonumber(a.assign_no)), fmt(tonumber(a.now))
-    redis.call('SREM', CG.KEY.outbox_assign(), conv)
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
-    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
-    local seq = 0
-    if type(a.event) == 'string' and a.event ~= '' then
-        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
-            a.channel or '', now, 'sys'})
-        if type(r) == 'table' and r[2] then seq = r[2] end
-    end
-    if type(a.notice) == 'string' and a.notice ~= '' then
-        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
-    end
-    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
-    if (tonumber(a.idle_due) or 0) > 0 then
-        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
-    end
-    return {'announced', seq}
-end
-
--- ---- the ends of a conversation: one call each, the texts in every locale -----------------
+-- ---- helpers: the map, the texts in every locale, what the calls write ----------------------
 
 -- The event's map (args[1]) when it is a map whose fields `names` are non-empty strings and
 -- whose `now` is a number; else nil and the BADARG error naming them.
@@ -160,6 +74,114 @@ local function tell_closed(keys, a, closed_field, conv, channel, locale, now)
     local until_ms = tonumber(a.survey_until) or 0
     cg_after_close(keys, {conv, fmt(until_ms), fmt(tonumber(a.followup_due) or 0)})
     if until_ms > 0 then say(keys, a, 'survey', conv, locale, 'cg:survey', 'system', channel, now) end
+end
+
+-- A complaint without a ticket gets one (cg_complaint, with a.day, a.respond_due, a.resolve_due,
+-- a.class, a.limit, a.window: router/sla.c sla_complaint_fields) and the customer its number (the
+-- texts complaint_ack, cmid cg:ticket), or its latest one when tickets_per_customer is reached.
+-- Returns the ticket ('' = none) and 1 when it is new.
+local function complaint_open(keys, a, conv, channel, now)
+    local c = cg_complaint(keys, {conv, a.day or '', now, fmt(tonumber(a.respond_due) or 0),
+        fmt(tonumber(a.resolve_due) or 0), a.class or 'ordinary', fmt(tonumber(a.limit) or 0),
+        fmt(tonumber(a.window) or 86400)})
+    if c.err then return '', 0 end
+    if c[1] ~= '' then
+        local locale = redis.call('HGET', CG.KEY.conv(conv), 'locale') or ''
+        say(keys, a, 'complaint_ack', conv, locale, 'cg:ticket', 'bot', channel, now, {ticket = c[1]})
+    end
+    return c[1], c[2]
+end
+
+--[[
+FCALL cg_customer_msg 1 <tenant> <map>
+  A customer's message the routers read from cg:in (not a survey answer), in one call. <map> is a
+  msgpack map:
+    conv        the conversation (required)
+    now         ms (required)
+    sender      the router's id, the greeting's sender
+    channel     the conversation's channel
+    queue, prio, category, locale, pos_ms, sticky_ms
+                the router's classification of this message, the customer's locale, the
+                position-update period and the sticky-agent window (cg_enqueue's arguments),
+                used when the conversation is new
+    greet       the greeting: a msgpack msg (role bot), as a msgpack str (the cmsgpack of Redis
+                reads no bin types), appended first when new; '' = none
+    first_due, next_due
+                the response-SLA deadlines (ms, 0 = none) armed when new (cg_sla_customer)
+    complaint, day, respond_due, resolve_due, class, limit, window, locales, complaint_ack
+                when the queue is the complaint queue (router/sla.c sla_complaint_fields): the
+                new conversation gets its ticket and the customer its number (complaint_open)
+  -> {'new', <cg_enqueue's answer>}    the conversation was new: greeted (cmid cg:greet), its
+                                       first-response deadline armed, queued, and assigned at
+                                       once when its queue has a free agent
+   | {'info', <cg_conv_info's answer>} any other state (or none): nothing changed; the router
+                                       goes on from the state (waiting reply, response timers)
+  Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
+]]
+local function cg_customer_msg(keys, args)
+    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
+    if not ok or type(a) ~= 'table' or type(a.conv) ~= 'string' or a.conv == '' or
+        not tonumber(a.now) then
+        return redis.error_reply('BADARG a msgpack map with conv and now expected')
+    end
+    local conv, now = a.conv, fmt(tonumber(a.now))
+    if redis.call('HGET', CG.KEY.conv(conv), 'state') ~= 'new' then
+        return {'info', cg_conv_info(keys, {conv})}
+    end
+    if type(a.greet) == 'string' and a.greet ~= '' then
+        cg_append(keys, {conv, 'cg:greet', 'bot', a.sender or 'chatgw', a.greet, '', a.channel or '',
+            now, 'sys'})
+    end
+    sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
+    local r = cg_enqueue(keys, {conv, a.queue or '', tostring(tonumber(a.prio) or 0), now,
+        a.category or '', a.locale or '', fmt(tonumber(a.pos_ms) or 0),
+        fmt(tonumber(a.sticky_ms) or 0)})
+    if r.err then return r end
+    if tonumber(a.complaint) == 1 then complaint_open(keys, a, conv, a.channel or '', now) end
+    return {'new', r}
+end
+
+--[[
+FCALL cg_announce 1 <tenant> <map>
+  The router announces an assignment a function returned (a ROW), in one call. <map>:
+    conv, agent, assign_no    the ROW's (required)
+    now                       ms (required)
+    channel                   the conversation's
+    event                     the `assigned` msg (a msgpack str) appended to the log (cmid
+                              cg:asg:<assign_no>, role system)
+    notice                    the same msg with conv and cmid, published on cg:a:<agent> (seq 0)
+    offer_due                 ms, 0 = none: offer:<conv> armed once for this assignment
+                              (cg_offer_arm's rule)
+    idle_due                  ms, 0 = none: idle:<conv> armed
+  The conversation leaves the assignment outbox (cg_outbox_done). An assignment already taken
+  back or moved (assign_no is not the conversation's, or another agent has it) announces nothing
+  and arms nothing: {'stale'}.  -> {'announced', seq of the event}
+  Errors: BADARG.
+]]
+local function cg_announce(keys, args)
+    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
+    if not ok or type(a) ~= 'table' or type(a.conv) ~= 'string' or type(a.agent) ~= 'string' or
+        not tonumber(a.assign_no) or not tonumber(a.now) then
+        return redis.error_reply('BADARG a msgpack map with conv, agent, assign_no and now expected')
+    end
+    local conv, no, now = a.conv, fmt(tonumber(a.assign_no)), fmt(tonumber(a.now))
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
+    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
+    local seq = 0
+    if type(a.event) == 'string' and a.event ~= '' then
+        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
+            a.channel or '', now, 'sys'})
+        if type(r) == 'table' and r[2] then seq = r[2] end
+    end
+    if type(a.notice) == 'string' and a.notice ~= '' then
+        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
+    end
+    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
+    if (tonumber(a.idle_due) or 0) > 0 then
+        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
+    end
+    return {'announced', seq}
 end
 
 --[[
@@ -310,22 +332,14 @@ local function cg_agent_classify(keys, args)
     local conv, now = a.conv, fmt(tonumber(a.now))
     local r = cg_reclassify(keys, {conv, a.agent, a.category, now})
     if r.err then return r end
-    local old, channel, locale, ticket = r[1], r[2], r[3], r[4]
+    local old, channel, ticket = r[1], r[2], r[4]
     if type(a.classified) == 'string' and a.classified ~= '' then
         cg_append(keys, {conv, 'cg:cl:' .. (a.entry or ''), 'system', a.sender or 'chatgw',
             render(a.classified, {from = old ~= '' and old or '(none)'}), '', channel, now, 'sys'})
     end
     local new = 0
     if tonumber(a.complaint) == 1 and ticket == '' then
-        local c = cg_complaint(keys, {conv, a.day or '', now, fmt(tonumber(a.respond_due) or 0),
-            fmt(tonumber(a.resolve_due) or 0), a.class or 'ordinary', fmt(tonumber(a.limit) or 0),
-            fmt(tonumber(a.window) or 86400)})
-        if c.err then return c end
-        ticket, new = c[1], c[2]
-        if ticket ~= '' then
-            say(keys, a, 'complaint_ack', conv, locale, 'cg:ticket', 'bot', channel, now,
-                {ticket = ticket})
-        end
+        ticket, new = complaint_open(keys, a, conv, channel, now)
     end
     return {'classified', old, ticket, new}
 end

@@ -205,7 +205,6 @@ static void conv_customer_reply(job *j, redisReply *rep) {
     log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue, j->prio,
              j->category);
     conv_enqueue_reply(j, rep->element[1]);
-    if (strcmp(j->queue, j->r->cfg.complaint_queue) == 0) sla_complaint(j, j->complaint_class);
     j->then = conv_after_enqueue;
 }
 
@@ -232,8 +231,9 @@ static void conv_customer_call(job *j) {
     size_t glen = 0;
     unsigned char *greet = say_tmpl_payload(j, j->channel, j->locale, TMPL_GREETING, &glen);
 
+    int complaint = strcmp(j->queue, r->cfg.complaint_queue) == 0;
     evarg a;
-    evarg_init(&a, 13);
+    evarg_init(&a, complaint ? 22 : 13);
     evarg_str(&a, "conv", j->conv);
     evarg_int(&a, "now", j->now_ms);
     evarg_str(&a, "sender", "chatgw");
@@ -248,6 +248,7 @@ static void conv_customer_call(job *j) {
     evarg_int(&a, "first_due", first);
     evarg_int(&a, "next_due", next);
     free(greet);
+    if (complaint) sla_complaint_fields(&a, j, res.complaint_class); /* the ticket, in the call */
     evarg_call(j, "cg_customer_msg", conv_customer_reply, &a);
 }
 
