@@ -92,6 +92,30 @@ local function complaint_open(keys, a, conv, channel, now)
     return c[1], c[2]
 end
 
+-- Announce assignment a (conv, agent, assign_no, channel, event, notice, offer_due, idle_due:
+-- cg_announce's fields) at now: the conversation leaves the outbox; unless stale, the event is
+-- logged, the notice published and the timers armed. -> {'announced', seq} | {'stale'}
+local function announce(keys, a, now)
+    local conv, no = a.conv, fmt(tonumber(a.assign_no))
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
+    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
+    local seq = 0
+    if type(a.event) == 'string' and a.event ~= '' then
+        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
+            a.channel or '', now, 'sys'})
+        if type(r) == 'table' and r[2] then seq = r[2] end
+    end
+    if type(a.notice) == 'string' and a.notice ~= '' then
+        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
+    end
+    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
+    if (tonumber(a.idle_due) or 0) > 0 then
+        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
+    end
+    return {'announced', seq}
+end
+
 --[[
 FCALL cg_customer_msg 1 <tenant> <map>
   A customer's message the routers read from cg:in (not a survey answer), in one call. <map> is a
@@ -111,6 +135,10 @@ FCALL cg_customer_msg 1 <tenant> <map>
     complaint, day, respond_due, resolve_due, class, limit, window, locales, complaint_ack
                 when the queue is the complaint queue (router/sla.c sla_complaint_fields): the
                 new conversation gets its ticket and the customer its number (complaint_open)
+    assigned, offer_due, idle_due
+                the `assigned` msg (its text may name the agent as {name}) and the timers of
+                cg_announce: a conversation assigned at once is announced in this call too
+                (the answer's third element says how: 'announced' or 'stale')
   -> {'new', <cg_enqueue's answer>}    the conversation was new: greeted (cmid cg:greet), its
                                        first-response deadline armed, queued, and assigned at
                                        once when its queue has a free agent
@@ -138,6 +166,18 @@ local function cg_customer_msg(keys, args)
         fmt(tonumber(a.sticky_ms) or 0)})
     if r.err then return r end
     if tonumber(a.complaint) == 1 then complaint_open(keys, a, conv, a.channel or '', now) end
+    -- assigned at once: announced in this call too, when the map brings the assigned msg
+    if r[1] == 'assigned' and type(a.assigned) == 'string' and a.assigned ~= '' then
+        local row = r[2] -- {conv, agent, agent_name, queue, assign_no, channel}
+        local who = {agent_id = row[2], agent_name = row[3], queue = row[4]}
+        if row[6] ~= '' then who.channel = row[6] end
+        local ev = msg_set(render(a.assigned, {name = row[3]}), who)
+        who.conv, who.cmid = conv, 'cg:asg:' .. fmt(row[5])
+        local b = {conv = conv, agent = row[2], assign_no = row[5], channel = row[6], event = ev,
+            notice = msg_set(ev, who), idle_due = a.idle_due,
+            offer_due = (row[6] ~= 'email') and a.offer_due or 0}
+        return {'new', r, announce(keys, b, now)[1]}
+    end
     return {'new', r}
 end
 
@@ -164,24 +204,7 @@ local function cg_announce(keys, args)
         not tonumber(a.assign_no) or not tonumber(a.now) then
         return redis.error_reply('BADARG a msgpack map with conv, agent, assign_no and now expected')
     end
-    local conv, no, now = a.conv, fmt(tonumber(a.assign_no)), fmt(tonumber(a.now))
-    redis.call('SREM', CG.KEY.outbox_assign(), conv)
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
-    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
-    local seq = 0
-    if type(a.event) == 'string' and a.event ~= '' then
-        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
-            a.channel or '', now, 'sys'})
-        if type(r) == 'table' and r[2] then seq = r[2] end
-    end
-    if type(a.notice) == 'string' and a.notice ~= '' then
-        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
-    end
-    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
-    if (tonumber(a.idle_due) or 0) > 0 then
-        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
-    end
-    return {'announced', seq}
+    return announce(keys, a, fmt(tonumber(a.now)))
 end
 
 --[[

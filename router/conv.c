@@ -193,7 +193,7 @@ static void conv_customer_reply(job *j, redisReply *rep) {
         log_warn("conv %s: cg_customer_msg: %s", j->conv, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) return;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
     char what[8];
     store_str(rep->element[0], what, sizeof(what));
     if (strcmp(what, "info") == 0) {
@@ -205,6 +205,11 @@ static void conv_customer_reply(job *j, redisReply *rep) {
     log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue, j->prio,
              j->category);
     conv_enqueue_reply(j, rep->element[1]);
+    if (rep->elements > 2 && j->has_row) { /* assigned and announced in the call itself */
+        log_info("conv %s assigned to %s", j->conv, j->row.agent);
+        if (j->row.queue[0]) notify_dirty(j->r, j->row.queue);
+        j->has_row = 0;
+    }
     j->then = conv_after_enqueue;
 }
 
@@ -233,7 +238,7 @@ static void conv_customer_call(job *j) {
 
     int complaint = strcmp(j->queue, r->cfg.complaint_queue) == 0;
     evarg a;
-    evarg_init(&a, complaint ? 22 : 13);
+    evarg_init(&a, complaint ? 25 : 16);
     evarg_str(&a, "conv", j->conv);
     evarg_int(&a, "now", j->now_ms);
     evarg_str(&a, "sender", "chatgw");
@@ -248,6 +253,14 @@ static void conv_customer_call(job *j) {
     evarg_int(&a, "first_due", first);
     evarg_int(&a, "next_due", next);
     free(greet);
+    /* assigned at once: announced in the same call (say_assigned's event, notice and timers) */
+    size_t alen = 0;
+    unsigned char *asg = say_assigned_payload(j, &alen);
+    evarg_bytes(&a, "assigned", asg ? (const char *)asg : "", asg ? alen : 0);
+    free(asg);
+    evarg_int(&a, "offer_due",
+              r->cfg.offer_timeout_s > 0 ? j->now_ms + r->cfg.offer_timeout_s * 1000 : 0);
+    evarg_int(&a, "idle_due", r->cfg.idle_close_s > 0 ? j->now_ms + r->cfg.idle_close_s * 1000 : 0);
     if (complaint) sla_complaint_fields(&a, j, res.complaint_class); /* the ticket, in the call */
     evarg_call(j, "cg_customer_msg", conv_customer_reply, &a);
 }

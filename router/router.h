@@ -361,6 +361,10 @@ void say_agent_notice(job *j, const char *agent, const char *conv, const char *q
  * (cmid cg:asg:<no>), publish it on cg:a:<agent>, leave the outbox, arm offer:<conv> (chats,
  * offer_timeout_s) and idle:<conv> (idle_close_s); marks the queue dirty. */
 void say_assigned(job *j, const asg_row *row);
+/* The `assigned` event as cg_customer_msg announces an assignment it made itself: text "{name}
+ * has joined" (the call fills in the agent's name and sets agent_id, agent_name, queue and
+ * channel). malloc'd, *len its size; NULL on failure. The caller frees. */
+unsigned char *say_assigned_payload(job *j, size_t *len);
 /* Append a rating event (type rating, role system) with rating 1..5 under cmid. */
 void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid);
 /* The `transferred` event (role system, no channel) as the payload cg_agent_transfer appends:

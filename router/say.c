@@ -176,6 +176,16 @@ static void say_announce_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) log_warn("cg_announce (%s): %s", j->conv, rep->str);
 }
 
+unsigned char *say_assigned_payload(job *j, size_t *len) {
+    msg m;
+    say_init(&m, MSG_ASSIGNED, ROLE_SYSTEM, NULL, j->now_ms);
+    m.channel = CH_NONE; /* the call sets the agent, its name, the queue and the channel */
+    msg_set_text(&m, "{name} has joined", 17, NULL);
+    unsigned char *buf = msg_encode_msgpack(&m, 0, len);
+    msg_free(&m);
+    return buf;
+}
+
 void say_assigned(job *j, const asg_row *row) {
     router *r = j->r;
     msg m;

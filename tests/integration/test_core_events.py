@@ -176,3 +176,31 @@ def test_a_bad_announcement_is_named(redis_srv):
     load_libraries(r)
     with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map with conv"):
         r.fcall("cg_announce", 1, TENANT, msgpack.packb({"conv": "x", "agent": "amy"}))
+
+
+def test_a_conversation_assigned_at_once_is_announced_in_the_same_call(redis_srv):
+    """With the `assigned` msg in the map, cg_customer_msg announces the assignment it made
+    itself (cg_announce's work: the event with the agent's name, its notice, the outbox, the offer
+    and idle timers): a new conversation is one router call."""
+    r = redis_srv.r
+    load_libraries(r)
+    r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy Wu", 2, "general", NOW)
+    conv = customer_text(r, "cu1", "hello")
+    sub = r.pubsub()
+    sub.subscribe(f"{TENANT}:a:amy")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    ev = msgpack.packb({"v": 1, "type": "assigned", "id": new_id(), "dir": "out", "role": "system",
+                        "sender_id": "chatgw", "ts": NOW, "text": "{name} has joined"})
+    what, res, how = call(r, event(conv, greet="", assigned=ev, offer_due=NOW + 30_000,
+                                   idle_due=NOW + 600_000))
+    assert (s(what), s(res[0]), s(how)) == ("new", "assigned", "announced")
+    [a] = [m for m in log_of(r, conv) if m["type"] == "assigned"]
+    assert (a["agent_id"], a["agent_name"], a["queue"], a["text"]) == \
+        ("amy", "Amy Wu", "general", "Amy Wu has joined")
+    got = sub.get_message(timeout=5)
+    notice = msgpack.unpackb(got["data"][8:], raw=False)
+    assert (notice["type"], notice["conv"], notice["cmid"], notice["channel"]) == \
+        ("assigned", conv, "cg:asg:1", "web")
+    assert not r.sismember(f"{TENANT}:outbox:assign", conv)
+    assert timers(r)[f"offer:{conv}"] == NOW + 30_000 and timers(r)[f"idle:{conv}"] == NOW + 600_000
+    sub.close()
