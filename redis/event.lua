@@ -92,6 +92,57 @@ local function complaint_open(keys, a, conv, channel, now)
     return c[1], c[2]
 end
 
+-- The estimated wait (s) at position pos: router/sla.c sla_wait_s's rule (the conversations
+-- before it that no free slot takes, times the handling time, spread over the slots).
+local function wait_estimate(pos, avg_ms, slots, free, default_ms)
+    if avg_ms <= 0 then avg_ms = default_ms end
+    local ahead = pos - math.max(free, 0)
+    if ahead <= 0 then return 0 end
+    if slots < 1 then slots = 1 end
+    return math.floor((ahead * avg_ms + slots * 1000 - 1) / (slots * 1000))
+end
+
+-- A duration as router/say.c say_duration writes it: whole hours from 2 h on, else minutes
+-- rounded up (at least 1), in the locale's units (the map's dur_min / dur_hour).
+local function duration_text(a, secs, locale)
+    if secs >= 7200 and secs % 3600 == 0 then
+        return fmt(secs / 3600) .. ' ' .. variant(a, 'dur_hour', locale)
+    end
+    return fmt(math.max(1, math.floor((secs + 59) / 60))) .. ' ' .. variant(a, 'dur_min', locale)
+end
+
+-- The waiting reply of new conversation conv that cg_enqueue queued (its answer q), chosen as
+-- router/conv.c conv_say_waiting does: off hours (a held queue, when the map brings off_hours),
+-- nobody online to serve it (chat), the e-mail acknowledgement (cmid cg:ack), or the place in
+-- line with the estimated wait ({position} {wait} filled in here). -> true when the map brought
+-- the texts (wait_cmid).
+local function waiting_reply(keys, a, conv, q, now)
+    if type(a.wait_cmid) ~= 'string' then return false end
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'locale', 'channel', 'queue')
+    local locale, channel = h[1] or '', h[2] or ''
+    local pos = math.max(tonumber(q[2]) or 1, 1)
+    local wait = wait_estimate(pos, tonumber(q[4]) or 0, tonumber(q[7]) or 1, tonumber(q[8]) or 0,
+        tonumber(a.avg_handle_ms) or 0)
+    local field, cmid, set = 'queued', a.wait_cmid, {queue = h[3] or ''}
+    if tonumber(q[5]) == 1 and type(a.off_hours) == 'table' then
+        field, set.position, set.wait = 'off_hours', pos, wait
+    elseif channel == 'email' then
+        field, cmid = 'email_ack', 'cg:ack'
+    elseif tonumber(q[6]) == 0 then
+        field = 'no_agent'
+    else
+        set.position, set.wait = pos, wait
+    end
+    local p = variant(a, field, locale)
+    if p == '' then return true end
+    if field == 'queued' then
+        p = render(p, {position = fmt(pos), wait = duration_text(a, wait, locale)})
+    end
+    cg_append(keys, {conv, cmid, 'bot', a.sender or 'chatgw', msg_set(p, set), '', channel, now,
+        'sys'})
+    return true
+end
+
 -- Announce assignment a (conv, agent, assign_no, channel, event, notice, offer_due, idle_due:
 -- cg_announce's fields) at now: the conversation leaves the outbox; unless stale, the event is
 -- logged, the notice published and the timers armed. -> {'announced', seq} | {'stale'}
@@ -139,6 +190,9 @@ FCALL cg_customer_msg 1 <tenant> <map>
                 the `assigned` msg (its text may name the agent as {name}) and the timers of
                 cg_announce: a conversation assigned at once is announced in this call too
                 (the answer's third element says how: 'announced' or 'stale')
+    wait_cmid, avg_handle_ms, locales, off_hours, no_agent, queued, dur_min, dur_hour, email_ack
+                the waiting reply (router/conv.c conv_waiting_fields): a conversation left
+                waiting is told in this call too (waiting_reply; third element 'told')
   -> {'new', <cg_enqueue's answer>}    the conversation was new: greeted (cmid cg:greet), its
                                        first-response deadline armed, queued, and assigned at
                                        once when its queue has a free agent
@@ -178,6 +232,7 @@ local function cg_customer_msg(keys, args)
             offer_due = (row[6] ~= 'email') and a.offer_due or 0}
         return {'new', r, announce(keys, b, now)[1]}
     end
+    if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return {'new', r, 'told'} end
     return {'new', r}
 end
 

@@ -114,7 +114,8 @@ void agent_on_close(job *j) {
     evarg_int(&a, "unresolved", unresolved);
     variant_locales(&a, j->r);
     if (unresolved) {
-        variant_spec rq = {MSG_TEXT, ROLE_BOT, NULL, TMPL_REQUEUED, NULL, 0, 1};
+        variant_spec rq = {
+            .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_REQUEUED, .off_when_empty = 1};
         variant_pack(&a, "requeued", j, &rq);
     } else {
         close_texts(&a, j, "closed", j->resolution);

@@ -77,8 +77,9 @@ void close_texts(evarg *a, job *j, const char *closed_field, const char *resolut
         followup_due = j->now_ms + r->cfg.complaint_followup_s * 1000;
     evarg_int(a, "survey_until", survey_until);
     evarg_int(a, "followup_due", followup_due);
-    variant_spec closed = {MSG_CLOSED, ROLE_SYSTEM, resolution, TMPL_CLOSED, NULL, 0, 0};
-    variant_spec survey = {MSG_SURVEY, ROLE_SYSTEM, NULL, TMPL_SURVEY, NULL, 0, 0};
+    variant_spec closed = {
+        .type = MSG_CLOSED, .role = ROLE_SYSTEM, .code = resolution, .key = TMPL_CLOSED};
+    variant_spec survey = {.type = MSG_SURVEY, .role = ROLE_SYSTEM, .key = TMPL_SURVEY};
     variant_pack(a, closed_field, j, &closed);
     variant_pack(a, "survey", j, &survey);
 }
@@ -126,7 +127,8 @@ void close_by_customer(job *j) {
     }
     char text[MSG_ID_MAX + 64];
     snprintf(text, sizeof(text), "The customer ended conversation %s.", j->conv);
-    variant_spec abandoned = {MSG_CLOSED, ROLE_SYSTEM, "abandoned", TMPL_CLOSED, NULL, 0, 0};
+    variant_spec abandoned = {
+        .type = MSG_CLOSED, .role = ROLE_SYSTEM, .code = "abandoned", .key = TMPL_CLOSED};
     evarg a;
     evarg_init(&a, 10);
     evarg_str(&a, "conv", j->conv);
@@ -208,8 +210,12 @@ void close_timer_step(job *j) {
         snprintf(text, sizeof(text),
                  "Conversation %s was closed after %lld s without messages (no_response).", conv,
                  r->cfg.idle_close_s);
-        variant_spec said = {
-            MSG_TEXT, ROLE_BOT, NULL, TMPL_IDLE_CLOSED, "idle", r->cfg.idle_close_s, 1};
+        variant_spec said = {.type = MSG_TEXT,
+                             .role = ROLE_BOT,
+                             .key = TMPL_IDLE_CLOSED,
+                             .var = "idle",
+                             .duration_s = r->cfg.idle_close_s,
+                             .off_when_empty = 1};
         close_notice(&a, j, conv, text);
         variant_locales(&a, r);
         variant_pack(&a, "idle_closed", j, &said);
@@ -217,7 +223,8 @@ void close_timer_step(job *j) {
     } else { /* followup: the customer is told in the call ({ticket} is the library's) */
         size_t len = 0;
         unsigned char *ev = say_payload(j, MSG_FOLLOWUP, ROLE_SYSTEM, NULL, NULL, NULL, &len);
-        variant_spec said = {MSG_TEXT, ROLE_BOT, NULL, TMPL_FOLLOWUP, NULL, 0, 1};
+        variant_spec said = {
+            .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_FOLLOWUP, .off_when_empty = 1};
         evarg_bytes(&a, "followup_event", ev ? (const char *)ev : "", ev ? len : 0);
         free(ev);
         variant_locales(&a, r);

@@ -209,8 +209,54 @@ static void conv_customer_reply(job *j, redisReply *rep) {
         log_info("conv %s assigned to %s", j->conv, j->row.agent);
         if (j->row.queue[0]) notify_dirty(j->r, j->row.queue);
         j->has_row = 0;
+    } else if (rep->elements > 2 && strcmp(j->state, "queued") == 0) { /* told in the call */
+        log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
+        if (!j->staffed)
+            log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);
+        notify_dirty(j->r, j->queue);
+        cg_strlcpy(j->state, "told", sizeof(j->state));
     }
     j->then = conv_after_enqueue;
+}
+
+/* The fields of the waiting reply a new conversation gets when it is queued, said by the call
+ * itself (redis/event.lua waiting_reply; conv_say_waiting's choice): wait_cmid, avg_handle_ms;
+ * off_hours (when off, opens_at filled in); no_agent and queued ({position} {wait} left for the
+ * call) with the duration units (chat), or email_ack ({reply_within}). 4 + off + 3 * chat. */
+static void conv_waiting_fields(evarg *a, job *j, const cls_queue *q, int chat, int off) {
+    router *r = j->r;
+    char cmid[MSG_ID_MAX], opens[64] = "";
+    snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
+    evarg_str(a, "wait_cmid", cmid);
+    evarg_int(a, "avg_handle_ms", r->cfg.avg_handle_s * 1000);
+    if (off) {
+        int64_t at = hours_next_open(&q->hours, j->now_ms);
+        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
+        tmpl_var vars[] = {{"opens_at", opens}};
+        variant_spec s = {.type = MSG_TEXT,
+                          .role = ROLE_BOT,
+                          .key = TMPL_OFF_HOURS,
+                          .off_when_empty = 1,
+                          .vars = vars,
+                          .n_vars = 1};
+        variant_pack(a, "off_hours", j, &s);
+    }
+    if (!chat) {
+        variant_spec s = {.type = MSG_TEXT,
+                          .role = ROLE_BOT,
+                          .key = TMPL_EMAIL_ACK,
+                          .var = "reply_within",
+                          .duration_s = r->sla.first_s[CH_EMAIL],
+                          .off_when_empty = 1};
+        variant_pack(a, "email_ack", j, &s);
+        return;
+    }
+    variant_spec na = {
+        .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_NO_AGENT, .off_when_empty = 1};
+    variant_spec qd = {.type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_QUEUED, .off_when_empty = 1};
+    variant_pack(a, "no_agent", j, &na);
+    variant_pack(a, "queued", j, &qd);
+    variant_units(a, r);
 }
 
 /* The one call: classify this message, render the greeting, work out the deadlines, and send
@@ -237,8 +283,11 @@ static void conv_customer_call(job *j) {
     unsigned char *greet = say_tmpl_payload(j, j->channel, j->locale, TMPL_GREETING, &glen);
 
     int complaint = strcmp(j->queue, r->cfg.complaint_queue) == 0;
+    int chat = sla_is_chat(j->channel);
+    const cls_queue *q = cls_queue_find(&r->cls, j->queue);
+    int off = q && !hours_open(&q->hours, j->now_ms); /* its business hours are over now */
     evarg a;
-    evarg_init(&a, complaint ? 25 : 16);
+    evarg_init(&a, 20 + off + (chat ? 3 : 0) + (complaint ? 8 : 0));
     evarg_str(&a, "conv", j->conv);
     evarg_int(&a, "now", j->now_ms);
     evarg_str(&a, "sender", "chatgw");
@@ -261,6 +310,8 @@ static void conv_customer_call(job *j) {
     evarg_int(&a, "offer_due",
               r->cfg.offer_timeout_s > 0 ? j->now_ms + r->cfg.offer_timeout_s * 1000 : 0);
     evarg_int(&a, "idle_due", r->cfg.idle_close_s > 0 ? j->now_ms + r->cfg.idle_close_s * 1000 : 0);
+    variant_locales(&a, r);
+    conv_waiting_fields(&a, j, q, chat, off);
     if (complaint) sla_complaint_fields(&a, j, res.complaint_class); /* the ticket, in the call */
     evarg_call(j, "cg_customer_msg", conv_customer_reply, &a);
 }

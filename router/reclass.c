@@ -60,6 +60,9 @@ void agent_on_classify(job *j) {
     evarg_str(&a, "entry", j->id);
     evarg_bytes(&a, "classified", ev ? (const char *)ev : "", ev ? len : 0);
     free(ev);
-    if (complaint) sla_complaint_fields(&a, j, rule->complaint_class);
+    if (complaint) {
+        variant_locales(&a, j->r);
+        sla_complaint_fields(&a, j, rule->complaint_class);
+    }
     evarg_call(j, "cg_agent_classify", reclass_reply, &a);
 }

@@ -317,8 +317,10 @@ typedef struct variant_spec {
     tmpl_key key;
     const char *var; /* the template variable for duration_s, NULL = none */
     long long duration_s;
-    int off_when_empty; /* an empty text means no message (bot texts); else the message goes
-                         * without a text (events) */
+    int off_when_empty;   /* an empty text means no message (bot texts); else the message goes
+                           * without a text (events) */
+    const tmpl_var *vars; /* more variables, the same in every locale (n_vars of them) */
+    size_t n_vars;
 } variant_spec;
 /* The field `locales`: '=<name>' and '~<language>' (lower case) of every [templates <locale>]
  * section, in order, to its index in a variant array (tmpl_find's rule); 1 fields of the map. */
@@ -327,6 +329,9 @@ void variant_locales(evarg *a, const router *r);
  * whose locale matches no section), then one per section; "" where the message is off. 1 field
  * of the map. */
 void variant_pack(evarg *a, const char *field, job *j, const variant_spec *s);
+/* The fields dur_min and dur_hour: the units of a duration in every locale (say_duration_unit),
+ * arrays like variant_pack's, for the durations the library writes itself. 2 fields. */
+void variant_units(evarg *a, const router *r);
 
 /* ---- say.c: what the router writes --------------------------------------------------------- */
 
@@ -352,7 +357,10 @@ const char *say_template(const router *r, const char *locale, tmpl_key k);
 void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
               const tmpl_var *vars, size_t n_vars, const char *cmid, const char *queue,
               uint32_t position, uint32_t wait_s);
-/* "{n} min" / "{n} 分钟" (by locale) for a duration, rounded up to whole minutes (or hours). */
+/* The unit of a duration in locale's words: "min" / "分钟", hours: "h" / "小时". */
+const char *say_duration_unit(const char *locale, int hours);
+/* "{n} min" / "{n} 分钟" (by locale) for a duration, rounded up to whole minutes (or hours):
+ * whole hours from 2 h on (redis/event.lua duration_text keeps the same rule). */
 void say_duration(const char *locale, long long secs, char *out, size_t n);
 /* Publish a system notice about conv for one agent on cg:a:<agent> (not logged). */
 void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
@@ -451,9 +459,9 @@ void sla_on_customer(job *j);
 void sla_on_agent(job *j);
 /* conv was classified into the complaint queue: give it a ticket and tell the customer. */
 void sla_complaint(job *j, const char *complaint_class);
-/* The complaint fields of an event's map (9 fields: complaint 1, day, respond_due, resolve_due,
- * class, limit, window, locales, complaint_ack in every locale) for a complaint of
- * complaint_class (unknown: ordinary) made now: cg_complaint's arguments and the customer's
+/* The complaint fields of an event's map (8 fields: complaint 1, day, respond_due, resolve_due,
+ * class, limit, window, complaint_ack in every locale: the caller packs `locales`) for a complaint
+ * of complaint_class (unknown: ordinary) made now: cg_complaint's arguments and the customer's
  * acknowledgement ({ticket} filled in by the call). */
 void sla_complaint_fields(evarg *a, job *j, const char *complaint_class);
 /* First step of a JOB_TIMER job. */

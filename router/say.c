@@ -139,16 +139,21 @@ const char *say_template(const router *r, const char *locale, tmpl_key k) {
     return tmpl_builtin(k);
 }
 
-void say_duration(const char *locale, long long secs, char *out, size_t n) {
+const char *say_duration_unit(const char *locale, int hours) {
     int zh =
         locale && (locale[0] == 'z' || locale[0] == 'Z') && (locale[1] == 'h' || locale[1] == 'H');
+    if (hours) return zh ? "小时" : "h";
+    return zh ? "分钟" : "min";
+}
+
+void say_duration(const char *locale, long long secs, char *out, size_t n) {
     if (secs < 0) secs = 0;
     if (secs >= 7200 && secs % 3600 == 0) {
-        snprintf(out, n, zh ? "%lld 小时" : "%lld h", secs / 3600);
+        snprintf(out, n, "%lld %s", secs / 3600, say_duration_unit(locale, 1));
         return;
     }
     long long min = (secs + 59) / 60;
-    snprintf(out, n, zh ? "%lld 分钟" : "%lld min", min ? min : 1);
+    snprintf(out, n, "%lld %s", min ? min : 1, say_duration_unit(locale, 0));
 }
 
 void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,

@@ -240,8 +240,8 @@ void sla_complaint_fields(evarg *a, job *j, const char *complaint_class) {
     evarg_str(a, "class", sla_classes[k]);
     evarg_int(a, "limit", r->cfg.tickets_per_customer);
     evarg_int(a, "window", r->cfg.ticket_window_s);
-    variant_spec ack = {MSG_TEXT, ROLE_BOT, NULL, TMPL_COMPLAINT_ACK, NULL, 0, 1};
-    variant_locales(a, r);
+    variant_spec ack = {
+        .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_COMPLAINT_ACK, .off_when_empty = 1};
     variant_pack(a, "complaint_ack", j, &ack);
 }
 

@@ -60,9 +60,15 @@ void variant_locales(evarg *a, const router *r) {
 /* Pack the payload of s for locale ("" = the default) as a msgpack str ("" when off). */
 static void variant_one(msgpack_packer *pk, job *j, const variant_spec *s, const char *locale) {
     char text[TMPL_TEXT_MAX + 256], dur[48];
-    tmpl_var var = {s->var, dur};
-    if (s->var) say_duration(locale, s->duration_s, dur, sizeof(dur));
-    tmpl_render(say_template(j->r, locale, s->key), &var, s->var ? 1 : 0, text, sizeof(text));
+    tmpl_var vars[4];
+    size_t n = 0;
+    if (s->var) {
+        say_duration(locale, s->duration_s, dur, sizeof(dur));
+        vars[n++] = (tmpl_var){s->var, dur};
+    }
+    for (size_t i = 0; i < s->n_vars && n < sizeof(vars) / sizeof(vars[0]); i++)
+        vars[n++] = s->vars[i];
+    tmpl_render(say_template(j->r, locale, s->key), vars, n, text, sizeof(text));
     size_t len = 0;
     unsigned char *buf = NULL;
     /* a bot text says which template it is (code), as say_tmpl's do */
@@ -82,4 +88,22 @@ void variant_pack(evarg *a, const char *field, job *j, const variant_spec *s) {
     variant_one(&a->pk, j, s, "");
     for (size_t i = 0; i < t->n; i++)
         variant_one(&a->pk, j, s, t->loc[i].name);
+}
+
+/* Pack the array field of the unit of durations (hours or not) in every locale. */
+static void variant_unit(evarg *a, const router *r, const char *field, int hours) {
+    const tmpl_set *t = &r->tmpl;
+    evarg_key(a, field);
+    msgpack_pack_array(&a->pk, (uint32_t)t->n + 1);
+    const char *u = say_duration_unit("", hours);
+    msgpack_pack_str_with_body(&a->pk, u, strlen(u));
+    for (size_t i = 0; i < t->n; i++) {
+        u = say_duration_unit(t->loc[i].name, hours);
+        msgpack_pack_str_with_body(&a->pk, u, strlen(u));
+    }
+}
+
+void variant_units(evarg *a, const router *r) {
+    variant_unit(a, r, "dur_min", 0);
+    variant_unit(a, r, "dur_hour", 1);
 }

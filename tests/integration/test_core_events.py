@@ -204,3 +204,45 @@ def test_a_conversation_assigned_at_once_is_announced_in_the_same_call(redis_srv
     assert not r.sismember(f"{TENANT}:outbox:assign", conv)
     assert timers(r)[f"offer:{conv}"] == NOW + 30_000 and timers(r)[f"idle:{conv}"] == NOW + 600_000
     sub.close()
+
+
+def bot(text):
+    return msgpack.packb({"v": 1, "type": "text", "id": new_id(), "dir": "out", "role": "bot",
+                          "sender_id": "chatgw", "ts": NOW, "text": text})
+
+
+def waiting(**over):
+    """The waiting-reply fields of the map (router/conv.c conv_waiting_fields), one locale."""
+    a = {"wait_cmid": "cg:pos:1-1", "avg_handle_ms": 120_000, "locales": {"=en": 2, "~en": 2},
+         "queued": [bot("Q {position} {wait}")] * 2, "no_agent": [bot("NOBODY")] * 2,
+         "dur_min": ["min", "min"], "dur_hour": ["h", "h"]}
+    a.update(over)
+    return a
+
+
+# (who is online, the map's extra fields) -> the waiting reply the call writes itself
+WAITS = [
+    ("a busy agent: place and wait", "busy", {}, "Q 1 2 min", 1, 120),
+    ("nobody online: honest reply", None, {}, "NOBODY", None, None),
+    ("off hours (held queue; a free agent: no wait)", "closed",
+     {"off_hours": [bot("OFF at 09:00")] * 2}, "OFF at 09:00", 1, 0),
+]
+
+
+@pytest.mark.parametrize("name,who,over,text,position,wait", WAITS, ids=[w[0] for w in WAITS])
+def test_a_waiting_conversation_is_told_in_the_same_call(redis_srv, name, who, over, text,
+                                                         position, wait):
+    r = redis_srv.r
+    load_libraries(r)
+    if who == "busy":  # online, cap 1, with a conversation already
+        r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
+        call(r, event(customer_text(r, "cu0", "first"), greet=""))
+    if who == "closed":
+        r.sadd(f"{TENANT}:closed", "general")
+        r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
+    conv = customer_text(r, "cu1", "hello")
+    what, res, how = call(r, event(conv, greet="", **waiting(**over)))
+    assert (s(what), s(res[0]), s(how)) == ("new", "queued", "told"), res
+    [m] = [m for m in log_of(r, conv) if m.get("role") == "bot"]
+    assert (m["text"], m.get("position"), m.get("wait"), m["queue"]) == (text, position, wait,
+                                                                         "general")
