@@ -159,6 +159,30 @@ def test_ack_and_echo_carry_the_same_id_and_seq_in_either_order(procs, redis_srv
     assert "so either may arrive first" in doc()
 
 
+# ---- item: a duplicate-cmid ack lacks the id ------------------------------------------------------
+
+def test_a_duplicate_cmid_is_acked_with_the_original_id_and_seq(procs, redis_srv, tmp_path):
+    """A re-sent cmid is acked with the original message's id and seq, nothing stored again."""
+    gw = desk(procs, tmp_path, router=False)
+
+    async def scenario():
+        c = await customer(gw)
+        cmid = new_cmid()
+        first = await c.say("once", cmid=cmid)
+        again = await c.say("once", cmid=cmid)
+        assert again["type"] == "ack", again
+        assert (again["id"], again["seq"], again["conv"]) == (first["id"], first["seq"],
+                                                              first["conv"]), (first, again)
+        # from another connection of the same customer too
+        c2 = await customer(gw, token=c.welcome["token"], conv=first["conv"],
+                            last_seq=first["seq"])
+        third = await c2.say("once", cmid=cmid)
+        assert (third["id"], third["seq"]) == (first["id"], first["seq"]), third
+        assert int(conv_hash(redis_srv.r, first["conv"])["seq"]) == first["seq"]
+    run(scenario())
+    assert "acked with the original `id` and `seq`" in doc()
+
+
 # ---- item: the presence ack -----------------------------------------------------------------------
 
 def test_presence_with_cmid_is_acked_without_seq(procs, redis_srv, tmp_path):
