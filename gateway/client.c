@@ -797,6 +797,11 @@ static void dispatch(sess *s, msg *m) {
         return;
     case MSG_TYPING:
     case MSG_READ:
+        if (s->role == SESS_AGENT && !m->conv[0]) { /* typing: msg_validate says so already */
+            sess_send_error(s, "missing_field", "field 'conv' is required for type 'read'", m->cmid,
+                            0);
+            return;
+        }
         if (s->role == SESS_CUSTOMER && !s->conv[0]) return; /* nobody to tell yet */
         store(s, m, "eph");
         return;

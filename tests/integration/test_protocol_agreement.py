@@ -183,6 +183,34 @@ def test_a_duplicate_cmid_is_acked_with_the_original_id_and_seq(procs, redis_srv
     assert "acked with the original `id` and `seq`" in doc()
 
 
+# ---- item: typing/read need conv for agents -------------------------------------------------------
+
+def test_agent_typing_and_read_need_conv(procs, redis_srv, tmp_path):
+    """An agent's typing and read name the conversation: without conv they are refused with
+    missing_field naming it (a read used to be dropped silently)."""
+    gw = desk(procs, tmp_path)
+    r = redis_srv.r
+
+    async def scenario():
+        a = await online(gw, procs, r)
+        for t, extra in (("typing", {}), ("read", {"last_seq": 1})):
+            cmid = new_cmid()
+            await a.send({"type": t, "cmid": cmid, **extra})
+            err = await a.expect(lambda f: f.get("cmid") == cmid, what=f"{t} refused")
+            assert err["type"] == "error" and err["code"] == "missing_field", err
+            assert "'conv'" in err["text"], err
+        # with conv they are relayed to the customer
+        c = await customer(gw)
+        conv = (await c.say("hello"))["conv"]
+        await a.expect(lambda f: f.get("type") == "assigned" and f.get("seq"))
+        await a.send({"type": "read", "conv": conv, "last_seq": 1})
+        await a.send({"type": "typing", "conv": conv})
+        await c.expect_type("read", conv=conv)
+        await c.expect_type("typing", conv=conv)
+    run(scenario())
+    assert "agents add `conv` to both" in doc()
+
+
 # ---- item: the presence ack -----------------------------------------------------------------------
 
 def test_presence_with_cmid_is_acked_without_seq(procs, redis_srv, tmp_path):
