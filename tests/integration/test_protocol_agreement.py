@@ -183,6 +183,28 @@ def test_a_duplicate_cmid_is_acked_with_the_original_id_and_seq(procs, redis_srv
     assert "acked with the original `id` and `seq`" in doc()
 
 
+# ---- item: rating error texts ---------------------------------------------------------------------
+
+def test_rating_errors_say_1_to_5(procs, redis_srv, tmp_path):
+    gw = desk(procs, tmp_path, router=False)
+
+    async def scenario():
+        c = await customer(gw)
+        for bad in (6, 0, -1, None):
+            cmid = new_cmid()
+            await c.send({"type": "rating", "cmid": cmid, **({} if bad is None else
+                                                             {"rating": bad})})
+            err = await c.expect(lambda f: f.get("cmid") == cmid, what="the error")
+            assert err["type"] == "error", (bad, err)
+            if bad is None:
+                assert err["code"] == "missing_field" and "'rating'" in err["text"], err
+            else:
+                assert err["code"] == "bad_value", (bad, err)
+                assert err["text"] == "field 'rating' must be within 1..5", err
+    run(scenario())
+    assert "\"field 'rating' must be within 1..5\"" in doc()
+
+
 # ---- item: typing/read need conv for agents -------------------------------------------------------
 
 def test_agent_typing_and_read_need_conv(procs, redis_srv, tmp_path):
