@@ -274,6 +274,32 @@ def test_the_documented_survey_text_is_the_shipped_one_and_exceptions_are_listed
         assert words in d, words
 
 
+# ---- item: the first queue snapshot has ts -------------------------------------------------------
+
+def test_every_queue_snapshot_has_ts_the_first_too(procs, redis_srv, tmp_path):
+    """Without any router (no stored snapshot yet) the gateway's empty snapshot has ts too, older
+    than any snapshot a router makes; a router's snapshot then follows."""
+    gw = desk(procs, tmp_path, router=False)
+    r = redis_srv.r
+
+    async def scenario():
+        a = await agent(gw, procs.agent_token("alice", "Alice", skills=("general",), cap=1))
+        first = await a.expect_type("queue", queue="general")
+        assert first.get("ts") == 1 and "items" not in first, first
+    run(scenario())
+    procs.router({"CHATGW_CONFIG": str(tmp_path / "proto.ini"), "CHATGW_BLOCK_MS": 200})
+
+    async def scenario2():
+        a = await online(gw, procs, r)
+        snaps = []
+        while not any(s.get("ts", 0) > 1 for s in snaps):
+            snaps.append(await a.expect_type("queue", queue="general"))
+        assert all("ts" in s for s in snaps), snaps
+        assert [s["ts"] for s in snaps] == sorted(s["ts"] for s in snaps), snaps
+    run(scenario2())
+    assert "`ts` 1" in doc()
+
+
 # ---- item: the tokens' default lifetimes ---------------------------------------------------------
 
 def test_token_default_lifetimes_are_the_documented_ones(procs):
