@@ -300,6 +300,29 @@ def test_every_queue_snapshot_has_ts_the_first_too(procs, redis_srv, tmp_path):
     assert "`ts` 1" in doc()
 
 
+# ---- item: chatgw-token --bridge mints a usable token --------------------------------------------
+
+def test_chatgw_token_bridge_mints_a_token_a_bridge_connects_with(procs):
+    out = subprocess.run([os.path.join(BUILD, "chatgw-token"), "--bridge", "wx-1"],
+                         capture_output=True, check=True, env={"PATH": os.environ["PATH"]})
+    token = out.stdout.decode().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", token), token
+    assert "bridge_token" in out.stderr.decode()
+    again = subprocess.run([os.path.join(BUILD, "chatgw-token"), "--bridge", "wx-1"],
+                           capture_output=True, check=True, env={"PATH": os.environ["PATH"]})
+    assert again.stdout.decode().strip() != token  # random each time
+    bad = subprocess.run([os.path.join(BUILD, "chatgw-token"), "--bridge", "wx-1", "--ttl", "60"],
+                         capture_output=True, env={"PATH": os.environ["PATH"]})
+    assert bad.returncode == 2 and b"--bridge" in bad.stderr, bad
+    gw = procs.gateway({"CHATGW_BRIDGE_TOKEN": token})
+
+    async def scenario():
+        b = await Client.connect(gw.ws, "/ws/bridge")
+        w = await b.hello(token=token, channel="wechat", sender_name="wx-1")
+        assert w["type"] == "welcome" and w["sender_id"] == "bridge:wx-1", w
+    run(scenario())
+
+
 # ---- item: the tokens' default lifetimes ---------------------------------------------------------
 
 def test_token_default_lifetimes_are_the_documented_ones(procs):
