@@ -340,6 +340,10 @@ def test_token_default_lifetimes_are_the_documented_ones(procs):
     d = doc()
     assert "`customer_token_ttl` (30 days by default)" in d
     assert "`chatgw-token` mints agent tokens for 1 day (`--ttl`)" in d
+    with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as f:
+        cfg = " ".join(f.read().split())
+    assert "1 day (86400) by default, at most `token_max_ttl`" in cfg
+    assert "`customer_token_ttl` (30 days by default)" in cfg
 
 
 # ---- item: the close default ----------------------------------------------------------------------
