@@ -642,9 +642,12 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
     }
     const char *conv = r->element[0]->str ? r->element[0]->str : "";
     long long seq = r->element[1]->integer, dup = r->element[2]->integer;
-    if (s->role == SESS_CUSTOMER && (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT))
+    /* A duplicate (a re-sent cmid) opened nothing, and may name an older conversation (a cmid
+     * re-sent after the customer moved on): the session stays in its current one. */
+    if (dup && q->may_open) lim_conv_refund(s->addr);
+    if (!dup && s->role == SESS_CUSTOMER && (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT))
         client_conv_outcome(s, q, conv);
-    if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv)) {
+    if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv) && (!dup || !s->conv[0])) {
         /* First message, or first after a close: a new conversation. */
         if (s->conv[0]) sub_unwatch_conv(s, s->conv);
         snprintf(s->conv, sizeof(s->conv), "%s", conv);

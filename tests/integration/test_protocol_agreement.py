@@ -373,3 +373,28 @@ def test_an_agent_close_needs_a_code_and_the_console_preselects_the_first(procs,
     with open(os.path.join(ROOT, "gateway", "www", "agent.js"), encoding="utf-8") as f:
         js = f.read()
     assert "desk.resolutions.length ? desk.resolutions.slice()" in js
+
+
+def test_a_cmid_resent_after_a_close_keeps_the_customer_in_its_current_conversation(
+        procs, redis_srv, tmp_path):
+    """A cmid of a closed conversation re-sent from the next one is a duplicate: acked with the
+    original id, seq and conv, and the customer's session stays in its current conversation (it
+    used to move back to the closed one, so that the next message opened a third conversation
+    and left the second waiting)."""
+    gw = desk(procs, tmp_path)
+
+    async def scenario():
+        c = await customer(gw)
+        a1 = await c.say("first", cmid="x-1")
+        await c.send({"type": "close", "cmid": new_cmid()})
+        await c.expect_type("closed", conv=a1["conv"])
+        a2 = await c.say("second")
+        assert a2["conv"] != a1["conv"]
+        again = await c.say("first", cmid="x-1")
+        assert (again["id"], again["seq"], again["conv"]) == (a1["id"], a1["seq"], a1["conv"])
+        a3 = await c.say("third")
+        assert a3["conv"] == a2["conv"], (a2, a3)
+        c2 = await customer(gw, token=c.welcome["token"])
+        assert c2.welcome["conv"] == a2["conv"]
+    run(scenario())
+    assert "the customer's current conversation does not change" in doc()
