@@ -2,15 +2,18 @@
 protocol document against the real binaries (redis-server, gateway, router, chatgw-token) and
 fails when either side drifts. The item of the issue each one pins is named in its docstring."""
 import base64
+import http.client
 import json
 import os
 import re
 import subprocess
 
+import pytest
+
 from chat import Client, agent, customer, new_cmid
 from conftest import BUILD, ROOT, wait_until
 from desk import conv_hash, run
-from test_http_guard import upgrade
+from test_http_guard import request, upgrade
 
 CONFIG = """
 [router]
@@ -260,6 +263,21 @@ def test_refused_handshakes_answer_http_403_with_the_reason(procs):
     status, body = upgrade(gw, path="/ws/nope")
     assert status == 404 and "unknown WebSocket path" in body, (status, body)
     assert "refused with HTTP 403 and a text naming the problem" in doc()
+
+
+def test_an_unknown_subprotocol_is_closed_without_a_status_as_documented(procs):
+    """The one refusal without an HTTP status (libwebsockets decides it before the gateway's
+    callbacks run; see the report of issue 11 section 6): when it gets a status, change the
+    document and this test together."""
+    gw = procs.gateway()
+    h = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "chatgw.xml.v1"}
+    with pytest.raises(http.client.RemoteDisconnected):
+        request(gw, "/ws/customer", headers=h)
+    h["Sec-WebSocket-Protocol"] = "chatgw.xml.v1, chatgw.json.v1"
+    status, hd, _ = request(gw, "/ws/customer", headers=h)
+    assert status == 101 and hd["sec-websocket-protocol"] == "chatgw.json.v1", (status, hd)
+    assert "the one refusal without an HTTP status" in doc()
 
 
 # ---- item: survey text and its exceptions ---------------------------------------------------------
