@@ -31,6 +31,8 @@ typedef struct req {
     msg_type type;
     int revoked;  /* hello: the token was refused by the revocation check */
     int may_open; /* a customer message that may open a conversation: an address token taken */
+    char conv[MSG_ID_MAX]; /* a duplicate's ack: where the original is */
+    uint64_t seq;          /* a duplicate's ack: the original's seq */
 } req;
 
 static req *req_new(sess *s, const msg *m) {
@@ -573,6 +575,53 @@ void client_backpressure_ease(rconn *rc, void *priv) {
 
 /* ---- messages ---- */
 
+/* The ack of a stored message: cmid, the message's id, conv and seq; never dropped (sess.c). */
+static void send_ack(sess *s, const char *cmid, const char *id, const char *conv, uint64_t seq) {
+    msg a;
+    msg_init(&a);
+    a.type = MSG_ACK;
+    snprintf(a.cmid, sizeof(a.cmid), "%s", cmid);
+    snprintf(a.id, sizeof(a.id), "%s", id);
+    snprintf(a.conv, sizeof(a.conv), "%s", conv);
+    a.seq = seq;
+    sess_send_ctl_msg(s, &a);
+    msg_free(&a);
+}
+
+/* XRANGE of the original's log entry (<seq>-0): ack the re-sent cmid with the original message's
+ * id. An entry no longer in the log (trimmed) or unreadable: the ack goes without id. */
+static void dup_ack_done(rconn *rc, redisReply *r, void *priv) {
+    req *q = priv;
+    sess *s = q->s;
+    char id[MSG_ID_MAX] = "";
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        redisReply *e = r->element[0],
+                   *kv = e->type == REDIS_REPLY_ARRAY && e->elements == 2 ? e->element[1] : NULL;
+        for (size_t i = 0; kv && kv->type == REDIS_REPLY_ARRAY && i + 1 < kv->elements; i += 2) {
+            if (kv->element[i]->type != REDIS_REPLY_STRING || strcmp(kv->element[i]->str, "m"))
+                continue;
+            msg m;
+            msg_init(&m);
+            if (kv->element[i + 1]->type == REDIS_REPLY_STRING &&
+                msg_decode_msgpack(&m, kv->element[i + 1]->str, kv->element[i + 1]->len, NULL) == 0)
+                snprintf(id, sizeof(id), "%s", m.id);
+            msg_free(&m);
+        }
+    }
+    if (s->wsi) send_ack(s, q->cmid, id, q->conv, q->seq);
+    req_free(q);
+}
+
+/* A re-sent cmid (cg_append answered dup): read the original's id from the log, one round trip
+ * on this rare path, so the ack names the message the client's first send stored. Takes q. */
+static void dup_ack(sess *s, req *q) {
+    char key[MSG_ID_MAX + CG_KEY_EXTRA], at[32];
+    snprintf(key, sizeof(key), CG_KEY_CONV_LOG, q->conv);
+    snprintf(at, sizeof(at), "%llu-0", (unsigned long long)q->seq);
+    const char *argv[] = {"XRANGE", key, at, at};
+    if (rconn_cmdargv(G.redis, dup_ack_done, q, 4, argv, NULL) < 0) dup_ack_done(G.redis, NULL, q);
+}
+
 /* cg_append reply: [conv, seq, dup]. */
 static void append_done(rconn *rc, redisReply *r, void *priv) {
     req *q = priv;
@@ -593,25 +642,24 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
     }
     const char *conv = r->element[0]->str ? r->element[0]->str : "";
     long long seq = r->element[1]->integer, dup = r->element[2]->integer;
-    if (s->role == SESS_CUSTOMER && (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT))
+    /* A duplicate (a re-sent cmid) opened nothing, and may name an older conversation (a cmid
+     * re-sent after the customer moved on): the session stays in its current one. */
+    if (dup && q->may_open) lim_conv_refund(s->addr);
+    if (!dup && s->role == SESS_CUSTOMER && (q->type == MSG_TEXT || q->type == MSG_ATTACHMENT))
         client_conv_outcome(s, q, conv);
-    if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv)) {
+    if (s->role == SESS_CUSTOMER && conv[0] && strcmp(conv, s->conv) && (!dup || !s->conv[0])) {
         /* First message, or first after a close: a new conversation. */
         if (s->conv[0]) sub_unwatch_conv(s, s->conv);
         snprintf(s->conv, sizeof(s->conv), "%s", conv);
         sub_watch_conv(s, conv, 0, CH_WEB);
     }
-    if (seq > 0) {
-        msg a;
-        msg_init(&a);
-        a.type = MSG_ACK;
-        snprintf(a.cmid, sizeof(a.cmid), "%s", q->cmid);
-        if (!dup) snprintf(a.id, sizeof(a.id), "%s", q->id);
-        snprintf(a.conv, sizeof(a.conv), "%s", conv);
-        a.seq = (uint64_t)seq;
-        sess_send_ctl_msg(s, &a); /* an ack is never dropped (sess.c) */
-        msg_free(&a);
+    if (seq > 0 && dup) {
+        snprintf(q->conv, sizeof(q->conv), "%s", conv);
+        q->seq = (uint64_t)seq;
+        dup_ack(s, q); /* takes q */
+        return;
     }
+    if (seq > 0) send_ack(s, q->cmid, q->id, conv, (uint64_t)seq);
     req_free(q);
 }
 
@@ -752,6 +800,11 @@ static void dispatch(sess *s, msg *m) {
         return;
     case MSG_TYPING:
     case MSG_READ:
+        if (s->role == SESS_AGENT && !m->conv[0]) { /* typing: msg_validate says so already */
+            sess_send_error(s, "missing_field", "field 'conv' is required for type 'read'", m->cmid,
+                            0);
+            return;
+        }
         if (s->role == SESS_CUSTOMER && !s->conv[0]) return; /* nobody to tell yet */
         store(s, m, "eph");
         return;

@@ -537,7 +537,9 @@ static void send_snapshot(watch *w, const msg *m, frame *f) {
 }
 
 /* GET cg:qsnap:<queue> after subscribing: the stored snapshot, or an empty one when the queue
- * never had any, so every agent gets a `queue` frame per skill after welcome. */
+ * never had any, so every agent gets a `queue` frame per skill after welcome. The empty one has
+ * ts 1 (docs/protocol.md): older than any snapshot a router makes, so the router's first one
+ * always follows it, here and in a client that compares ts. */
 static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
     watch *w = priv;
     sess *s = w->s;
@@ -549,6 +551,7 @@ static void qsnap_done(rconn *rc, redisReply *r, void *priv) {
         send_snapshot(w, &m, NULL);
     else if (s->wsi && r && r->type == REDIS_REPLY_NIL && !w->snap_sent) {
         m.type = MSG_QUEUE;
+        m.ts_ms = 1;
         snprintf(m.queue, sizeof(m.queue), "%s", w->ch->key);
         send_snapshot(w, &m, NULL);
     }

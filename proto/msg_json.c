@@ -281,7 +281,7 @@ static int dec_fields(json_t *o, msg *m, cg_err *err) {
     GET_INT(o, "", "position", 0, UINT32_MAX, m->position);
     GET_INT(o, "", "wait", 0, UINT32_MAX, m->wait_s);
     GET_STR(o, "", "code", m->code);
-    GET_INT(o, "", "rating", 0, 5, m->rating);
+    GET_INT(o, "", "rating", 1, 5, m->rating);
     json_t *r = json_object_get(o, "retry");
     if (r && !json_is_boolean(r))
         return cg_err_set(err, "bad_value", "field 'retry' must be a boolean");

@@ -463,7 +463,7 @@ static int dec_fields(const msgpack_object *o, msg *m, cg_err *err) {
     GET_INT(o, "", "position", 0, UINT32_MAX, m->position);
     GET_INT(o, "", "wait", 0, UINT32_MAX, m->wait_s);
     GET_STR(o, "", "code", m->code);
-    GET_INT(o, "", "rating", 0, 5, m->rating);
+    GET_INT(o, "", "rating", 1, 5, m->rating);
     if (dec_retry(o, m, err)) return -1;
     GET_INT(o, "", "priority", 0, 9, m->priority);
     GET_STR(o, "", "token", m->token);

@@ -1,7 +1,13 @@
-/* chatgw-token -- mint a signed agent (or bridge) token for the desk, or revoke one.
+/* chatgw-token -- mint a signed agent token for the desk, or revoke one; mint a bridge token.
  *
  *   CHATGW_JWT_SECRET=... chatgw-token --agent alice --name "Alice" --skills general,faq --cap 3
  *   CHATGW_REDIS_URL=... chatgw-token --revoke <jti>
+ *   chatgw-token --bridge wx-1
+ *
+ * Bridges authenticate with the gateways' shared bridge_token (docs/protocol.md, Bridges), not
+ * with a JWT: --bridge prints a new random one (256 bits, hex) to configure as bridge_token
+ * (CHATGW_BRIDGE_TOKEN) on every gateway and in the bridge; it needs no secret and does not
+ * expire (rotate it by changing bridge_token).
  *
  * Prints the token on stdout and its id ("jti") and expiry on stderr: the jti is what --revoke
  * takes. Every token expires (--ttl, at most token_max_ttl). The secrets come from the
@@ -15,6 +21,7 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "../common/rconn.h"
 #include "desk_schema.h"
@@ -26,9 +33,10 @@
 
 static int usage(int rc) {
     fprintf(rc ? stderr : stdout,
-            "usage: chatgw-token (--agent ID | --bridge NAME) [--name NAME] [--skills a,b]\n"
+            "usage: chatgw-token --agent ID [--name NAME] [--skills a,b]\n"
             "                    [--cap N] [--ttl SECONDS] [--kid KID] [--secret-file FILE]\n"
             "       chatgw-token --revoke JTI [--redis URL]\n"
+            "       chatgw-token --bridge NAME   (a new random bridge_token for the gateways)\n"
             "Secrets: CHATGW_JWT_SECRETS (kid:secret, ...; the first signs, or --kid) or\n"
             "CHATGW_JWT_SECRET or --secret-file. --ttl: 1 to token_max_ttl (CHATGW_TOKEN_MAX_TTL,\n"
             "default %d) seconds, default %d. Redis: --redis, else CHATGW_REDIS_URL.\n",
@@ -44,6 +52,32 @@ static int read_secret(const char *path, char *out, size_t n) {
     out[k] = 0;
     while (k && (out[k - 1] == '\n' || out[k - 1] == '\r'))
         out[--k] = 0;
+    return 0;
+}
+
+/* --bridge NAME: print a new random bridge token (32 bytes as 64 hex digits) on stdout and, on
+ * stderr, where it goes. NAME is the bridge's sender_name ([A-Za-z0-9._:@+=/-], 1-47 bytes, as
+ * the gateway takes it). Exit status. */
+static int token_bridge(const char *name) {
+    size_t n = strlen(name);
+    if (!n || n > 47 ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._:@+=/-") != n) {
+        fprintf(stderr, "chatgw-token: --bridge: a bridge name is 1 to 47 of A-Z a-z 0-9 and "
+                        "'._:@+=/-' (its hello's sender_name)\n");
+        return 2;
+    }
+    unsigned char b[32];
+    if (RAND_bytes(b, sizeof(b)) != 1) return fprintf(stderr, "chatgw-token: no randomness\n"), 1;
+    for (size_t i = 0; i < sizeof(b); i++)
+        printf("%02x", b[i]);
+    printf("\n");
+    OPENSSL_cleanse(b, sizeof(b));
+    fprintf(stderr,
+            "chatgw-token: a new bridge token: set bridge_token (CHATGW_BRIDGE_TOKEN) on every "
+            "gateway to it; bridge %s sends it in its hello with \"sender_name\":\"%s\". It does "
+            "not expire: rotate it by changing bridge_token.\n",
+            name, name);
     return 0;
 }
 
@@ -95,7 +129,8 @@ int main(int argc, char **argv) {
     char secret[TOKEN_SECRET_MAX + 2] = "";
     const char *env = getenv("CHATGW_JWT_SECRET"), *secrets = getenv("CHATGW_JWT_SECRETS");
     const char *kid = NULL, *revoke = NULL, *redis_url = getenv("CHATGW_REDIS_URL");
-    const char *env_max = getenv("CHATGW_TOKEN_MAX_TTL");
+    const char *env_max = getenv("CHATGW_TOKEN_MAX_TTL"), *bridge = NULL;
+    int agent_opts = 0; /* --name, --skills, --cap, --ttl, --kid, --secret-file given */
     if (env) cg_strlcpy(secret, env, sizeof(secret));
     if (env_max && cg_parse_ll(env_max, 60, 315360000, &max_ttl) < 0)
         return fprintf(stderr, "chatgw-token: CHATGW_TOKEN_MAX_TTL: 60..315360000\n"), 2;
@@ -108,11 +143,12 @@ int main(int argc, char **argv) {
             c.role = TOKEN_AGENT;
             cg_strlcpy(c.sub, v, sizeof(c.sub));
         } else if (!strcmp(a, "--bridge")) {
-            c.role = TOKEN_BRIDGE;
-            cg_strlcpy(c.sub, v, sizeof(c.sub));
+            bridge = v;
         } else if (!strcmp(a, "--name")) {
+            agent_opts++;
             cg_strlcpy(c.name, v, sizeof(c.name));
         } else if (!strcmp(a, "--skills")) {
+            agent_opts++;
             char buf[1024];
             cg_strlcpy(buf, v, sizeof(buf));
             for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
@@ -122,15 +158,19 @@ int main(int argc, char **argv) {
                 cg_strlcpy(c.skills[c.n_skills++], t, TOKEN_STR_MAX);
             }
         } else if (!strcmp(a, "--cap")) {
+            agent_opts++;
             long long n;
             if (cg_parse_ll(v, 1, 100, &n) < 0) return fprintf(stderr, "--cap: 1..100\n"), 2;
             c.cap = (int)n;
         } else if (!strcmp(a, "--ttl")) {
+            agent_opts++;
             if (cg_parse_ll(v, 1, 315360000, &ttl) < 0)
                 return fprintf(stderr, "--ttl: seconds, at least 1\n"), 2;
         } else if (!strcmp(a, "--kid")) {
+            agent_opts++;
             kid = v;
         } else if (!strcmp(a, "--secret-file")) {
+            agent_opts++;
             if (read_secret(v, secret, sizeof(secret)) < 0)
                 return fprintf(stderr, "cannot read %s\n", v), 2;
         } else if (!strcmp(a, "--revoke")) {
@@ -139,6 +179,14 @@ int main(int argc, char **argv) {
             redis_url = v;
         } else
             return usage(2);
+    }
+    if (bridge) {
+        if (c.role || revoke || agent_opts)
+            return fprintf(stderr, "chatgw-token: --bridge takes no other option: a bridge token "
+                                   "is the gateways' bridge_token, with no name, skills, cap, "
+                                   "expiry or signing key\n"),
+                   2;
+        return token_bridge(bridge);
     }
     if (revoke)
         return token_revoke(revoke, redis_url ? redis_url : "redis://127.0.0.1:6379", max_ttl);
