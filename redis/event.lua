@@ -422,6 +422,46 @@ local function cg_agent_classify(keys, args)
     return {'classified', old, ticket, new}
 end
 
+--[[
+FCALL cg_pos_timer 1 <tenant> <map>
+  A claimed pos:<conv> timer, in one call. <map>: member, lease, now (required); update_ms,
+  max_ms (cg_timer_fire's); avg_handle_ms, locales, the texts position_update ({position} {wait}
+  filled in here) and no_agent, dur_min, dur_hour (router/sla.c sla_pos_fields).
+  cg_timer_fire decides; the customer is told in the same call: the place in line and the
+  estimated wait (position, wait, queue set; cmid cg:pu:<n>), or once that nobody who serves the
+  queue is online.
+  -> {'told', conv, queue} | cg_timer_fire's other answers ({'done'}, {'stale'})
+  Errors: BADARG.
+]]
+local function cg_pos_timer(keys, args)
+    local a, err = event_map(args, 'member, lease and now', 'member', 'lease')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    local r = cg_timer_fire(keys, {a.member, a.lease, now, fmt(tonumber(a.update_ms) or 15000),
+        fmt(tonumber(a.max_ms) or 60000)})
+    if r.err or (r[1] ~= 'pos' and r[1] ~= 'noagent') then return r end
+    local conv = r[2]
+    if r[1] == 'noagent' then -- {'noagent', conv, channel, queue, locale, n}
+        local p = variant(a, 'no_agent', r[5])
+        if p ~= '' then
+            cg_append(keys, {conv, 'cg:pu:' .. fmt(r[6]), 'bot', a.sender or 'chatgw',
+                msg_set(p, {queue = r[4]}), '', r[3], now, 'sys'})
+        end
+        return {'told', conv, r[4]}
+    end
+    -- {'pos', conv, position, channel, queue, avg_ms, locale, n, slots, free}
+    local pos = tonumber(r[3]) or 1
+    local wait = wait_estimate(pos, tonumber(r[6]) or 0, tonumber(r[9]) or 1, tonumber(r[10]) or 0,
+        tonumber(a.avg_handle_ms) or 0)
+    local p = variant(a, 'position_update', r[7])
+    if p ~= '' then
+        p = render(p, {position = fmt(pos), wait = duration_text(a, wait, r[7])})
+        cg_append(keys, {conv, 'cg:pu:' .. fmt(r[8]), 'bot', a.sender or 'chatgw',
+            msg_set(p, {queue = r[5], position = pos, wait = wait}), '', r[4], now, 'sys'})
+    end
+    return {'told', conv, r[5]}
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
@@ -429,3 +469,4 @@ redis.register_function{function_name = 'cg_customer_end', callback = cg_custome
 redis.register_function{function_name = 'cg_close_timer', callback = cg_close_timer}
 redis.register_function{function_name = 'cg_agent_transfer', callback = cg_agent_transfer}
 redis.register_function{function_name = 'cg_agent_classify', callback = cg_agent_classify}
+redis.register_function{function_name = 'cg_pos_timer', callback = cg_pos_timer}

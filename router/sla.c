@@ -264,41 +264,6 @@ void sla_complaint(job *j, const char *complaint_class) {
 
 /* ---- fired timers ---- */
 
-/* {'pos', conv, position, channel, queue, avg_ms, locale, n, slots, free}: tell the customer. */
-static void sla_fired_pos(job *j, const redisReply *rep) {
-    router *r = j->r;
-    if (rep->elements < 8) return;
-    char pos[16], wait[48], cmid[48];
-    store_str(rep->element[1], j->conv, sizeof(j->conv));
-    long long position = store_int(rep->element[2]);
-    store_str(rep->element[3], j->channel, sizeof(j->channel));
-    store_str(rep->element[4], j->queue, sizeof(j->queue));
-    long long avg_ms = store_int(rep->element[5]);
-    store_str(rep->element[6], j->locale, sizeof(j->locale));
-    snprintf(cmid, sizeof(cmid), "cg:pu:%lld", store_int(rep->element[7]));
-    long long slots = rep->elements > 9 ? store_int(rep->element[8]) : 1;
-    long long free = rep->elements > 9 ? store_int(rep->element[9]) : 0;
-    long long wait_s = sla_wait_s(r, position, avg_ms, slots, free);
-    snprintf(pos, sizeof(pos), "%lld", position);
-    say_duration(j->locale, wait_s, wait, sizeof(wait));
-    tmpl_var vars[] = {{"position", pos}, {"wait", wait}};
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_POSITION_UPDATE, vars, 2, cmid, j->queue,
-             (uint32_t)position, (uint32_t)wait_s);
-}
-
-/* {'noagent', conv, channel, queue, locale, n}: everybody who served the queue went offline while
- * the customer waited: told once (no_agent), instead of positions nobody will reach. */
-static void sla_fired_noagent(job *j, const redisReply *rep) {
-    if (rep->elements < 6) return;
-    char cmid[48];
-    store_str(rep->element[1], j->conv, sizeof(j->conv));
-    store_str(rep->element[2], j->channel, sizeof(j->channel));
-    store_str(rep->element[3], j->queue, sizeof(j->queue));
-    store_str(rep->element[4], j->locale, sizeof(j->locale));
-    snprintf(cmid, sizeof(cmid), "cg:pu:%lld", store_int(rep->element[5]));
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_NO_AGENT, NULL, 0, cmid, j->queue, 0, 0);
-}
-
 /* {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}:
  * tell the escalation queue's online agents (and the agent a reassigned conversation was taken
  * from), publish the queues' snapshots, announce what the action assigned. */
@@ -353,16 +318,51 @@ static void sla_fire_reply(job *j, redisReply *rep) {
     char what[16];
     store_str(rep->element[0], what, sizeof(what));
     log_debug("timer %s: %s", j->member, what);
-    if (strcmp(what, "pos") == 0) {
-        sla_fired_pos(j, rep);
-    } else if (strcmp(what, "noagent") == 0) {
-        sla_fired_noagent(j, rep);
-    } else if (strcmp(what, "breach") == 0) {
+    if (strcmp(what, "breach") == 0) {
         sla_fired_breach(j, rep);
     } else if (strcmp(what, "hours") == 0) {
         log_info("business hours of a queue changed (%s): publishing the queues", j->member);
         store_publish_queues(j->r);
     }
+}
+
+/* {'told', conv, queue}: the customer was told in the call; the queue's snapshot is left. */
+static void sla_pos_reply(job *j, redisReply *rep) {
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn("timer %s: cg_pos_timer: %s", j->member, rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
+    char what[16];
+    store_str(rep->element[0], what, sizeof(what));
+    log_debug("timer %s: %s", j->member, what);
+    if (strcmp(what, "told") != 0 || rep->elements < 3) return;
+    store_str(rep->element[1], j->conv, sizeof(j->conv));
+    store_str(rep->element[2], j->queue, sizeof(j->queue));
+}
+
+/* A pos:<conv> timer in one call, FCALL cg_pos_timer (redis/event.lua): the position update and
+ * the nobody-online text in every locale, with the duration units; the call fills in the
+ * position and the wait. */
+static void sla_pos_step(job *j) {
+    router *r = j->r;
+    variant_spec pu = {
+        .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_POSITION_UPDATE, .off_when_empty = 1};
+    variant_spec na = {
+        .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_NO_AGENT, .off_when_empty = 1};
+    evarg a;
+    evarg_init(&a, 11);
+    evarg_str(&a, "member", j->member);
+    evarg_str(&a, "lease", j->lease);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_int(&a, "update_ms", r->cfg.position_update_s * 1000);
+    evarg_int(&a, "max_ms", r->cfg.position_update_max_s * 1000);
+    evarg_int(&a, "avg_handle_ms", r->cfg.avg_handle_s * 1000);
+    variant_locales(&a, r);
+    variant_pack(&a, "position_update", j, &pu);
+    variant_pack(&a, "no_agent", j, &na);
+    variant_units(&a, r);
+    evarg_call(j, "cg_pos_timer", sla_pos_reply, &a);
 }
 
 void sla_timer_step(job *j) {
@@ -376,6 +376,10 @@ void sla_timer_step(job *j) {
     }
     if (!strcmp(owner, "routing")) {
         routing_timer_step(j);
+        return;
+    }
+    if (kind == CG_TIMER_POS) {
+        sla_pos_step(j);
         return;
     }
     char now[24], update[24], max[24];
