@@ -462,6 +462,47 @@ local function cg_pos_timer(keys, args)
     return {'told', conv, r[5]}
 end
 
+--[[
+FCALL cg_sla_timer 1 <tenant> <map>
+  A claimed SLA timer (first:, next:, complaint_respond:, complaint_resolve:) or hours:<queue>,
+  in one call. <map>: member, lease, now (required); action, escalate_queue (cg_timer_fire's);
+  escalated (an `escalated` msg shell) and notice (a system text shell) the call fills in.
+  A breach is recorded and acted on (cg_timer_fire), the desk-only escalated event written (code =
+  the timer kind, queue = where it is now, the text saying what happened; cmid
+  cg:br:<kind>:<lease>), and the escalation queue's online agents, and the agent a reassigned
+  conversation was taken from, get a notice on their channel.
+  -> {'breach', kind, conv, result, queue before, queue now} | cg_timer_fire's other answers
+     ({'hours', queue}, {'done'}, {'stale'})
+  Errors: BADARG.
+]]
+local function cg_sla_timer(keys, args)
+    local a, err = event_map(args, 'member, lease and now', 'member', 'lease')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    local action, to = a.action or 'escalate', a.escalate_queue or 'supervisors'
+    local r = cg_timer_fire(keys, {a.member, a.lease, now, '0', '0', action, to})
+    if r.err or r[1] ~= 'breach' then return r end
+    -- {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}
+    local kind, conv, result, channel, q, sups, ticket, from, prev =
+        r[2], r[3], r[4], r[5], r[6], r[8], r[9], r[10], r[11]
+    local esc = result == 'escalated'
+    if type(a.escalated) == 'string' and a.escalated ~= '' then
+        local note = string.format('SLA breach: %s overdue, %s%s (queue %s%s)', kind, result,
+            esc and (' to ' .. to) or '', from, from ~= q and (' -> ' .. q) or '')
+        cg_append(keys, {conv, 'cg:br:' .. kind .. ':' .. a.lease, 'system', a.sender or 'chatgw',
+            msg_set(a.escalated, {code = kind, queue = q, text = note}), '', channel, now, 'sys'})
+    end
+    if type(a.notice) == 'string' and a.notice ~= '' then
+        local text = string.format('SLA breach: %s overdue in conversation %s%s (queue %s): %s%s',
+            kind, conv, ticket ~= '' and (', complaint ' .. ticket) or '', from, result,
+            esc and (' to ' .. to) or '')
+        local n = struct.pack('>I8', 0) .. msg_set(a.notice, {conv = conv, queue = q, text = text})
+        for _, agent in ipairs(sups) do redis.call('PUBLISH', CG.KEY.ch_agent(agent), n) end
+        if prev and prev ~= '' then redis.call('PUBLISH', CG.KEY.ch_agent(prev), n) end
+    end
+    return {'breach', kind, conv, result, from, q}
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
@@ -470,3 +511,4 @@ redis.register_function{function_name = 'cg_close_timer', callback = cg_close_ti
 redis.register_function{function_name = 'cg_agent_transfer', callback = cg_agent_transfer}
 redis.register_function{function_name = 'cg_agent_classify', callback = cg_agent_classify}
 redis.register_function{function_name = 'cg_pos_timer', callback = cg_pos_timer}
+redis.register_function{function_name = 'cg_sla_timer', callback = cg_sla_timer}

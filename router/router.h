@@ -385,10 +385,6 @@ unsigned char *say_transferred_payload(job *j, const char *to_agent, const char 
  * with the command's cmid and conv) and return 1; other errors are only logged (1). 0 when rep
  * is not an error. */
 int say_refused(job *j, const redisReply *rep, const char *command);
-/* Append the desk-only escalated event (role system, cmid) to conv: code = the breached timer's
- * kind, queue = the conversation's queue after the action, text = what happened. */
-void say_escalated(job *j, const char *conv, const char *channel, const char *cmid,
-                   const char *kind, const char *queue, const char *text);
 /* say_assigned for every ROW of the array rows (a function's assignments); others skipped. */
 void say_assigned_rows(job *j, const redisReply *rows);
 /* Tell the agent's consoles the desk changed its status: {"type":"presence","code":status}. */

@@ -306,17 +306,6 @@ unsigned char *say_transferred_payload(job *j, const char *to_agent, const char 
     return buf;
 }
 
-void say_escalated(job *j, const char *conv, const char *channel, const char *cmid,
-                   const char *kind, const char *queue, const char *text) {
-    msg m;
-    say_init(&m, MSG_ESCALATED, ROLE_SYSTEM, channel, j->now_ms);
-    cg_strlcpy(m.code, kind, sizeof(m.code));
-    if (queue && queue[0]) cg_strlcpy(m.queue, queue, sizeof(m.queue));
-    msg_set_text(&m, text, strlen(text), NULL);
-    say_append(j, conv, cmid, &m);
-    msg_free(&m);
-}
-
 void say_agent_status(job *j, const char *agent, const char *status) {
     msg m;
     say_init(&m, MSG_PRESENCE, ROLE_SYSTEM, NULL, j->now_ms);

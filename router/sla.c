@@ -264,45 +264,19 @@ void sla_complaint(job *j, const char *complaint_class) {
 
 /* ---- fired timers ---- */
 
-/* {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}:
- * tell the escalation queue's online agents (and the agent a reassigned conversation was taken
- * from), publish the queues' snapshots, announce what the action assigned. */
+/* {'breach', kind, conv, result, queue before, queue now}: the event and the notices were written
+ * in the call; publish the queues' snapshots, announce what the action assigned. */
 static void sla_fired_breach(job *j, const redisReply *rep) {
     router *r = j->r;
-    if (rep->elements < 10) return;
-    char kind[32], result[16], ticket[64], from[MSG_CODE_MAX], text[512];
+    if (rep->elements < 6) return;
+    char kind[32], result[16], from[MSG_CODE_MAX];
     store_str(rep->element[1], kind, sizeof(kind));
     store_str(rep->element[2], j->conv, sizeof(j->conv));
     store_str(rep->element[3], result, sizeof(result));
+    store_str(rep->element[4], from, sizeof(from));
     store_str(rep->element[5], j->queue, sizeof(j->queue));
-    store_str(rep->element[8], ticket, sizeof(ticket));
-    store_str(rep->element[9], from, sizeof(from));
     log_warn("conv %s: SLA %s breached: %s (%s)", j->conv, kind, sla_action_name(r->sla.action),
              result);
-    snprintf(text, sizeof(text), "SLA breach: %s overdue in conversation %s%s%s (queue %s): %s%s%s",
-             kind, j->conv, ticket[0] ? ", complaint " : "", ticket, from, result,
-             strcmp(result, "escalated") ? "" : " to ",
-             strcmp(result, "escalated") ? "" : r->cfg.escalate_queue);
-    /* the transcript records it (rule 19): a desk-only event, once per fired timer */
-    char channel[MSG_CODE_MAX], cmid[MSG_ID_MAX], note[320];
-    store_str(rep->element[4], channel, sizeof(channel));
-    snprintf(cmid, sizeof(cmid), "cg:br:%s:%s", kind, j->lease);
-    int esc = strcmp(result, "escalated") == 0; /* to the escalation queue's agents as well */
-    snprintf(note, sizeof(note), "SLA breach: %s overdue, %s%s%s (queue %s%s%s)", kind, result,
-             esc ? " to " : "", esc ? r->cfg.escalate_queue : "", from,
-             strcmp(from, j->queue) ? " -> " : "", strcmp(from, j->queue) ? j->queue : "");
-    say_escalated(j, j->conv, channel, cmid, kind, j->queue, note);
-    const redisReply *sups = rep->element[7];
-    for (size_t i = 0; sups && sups->type == REDIS_REPLY_ARRAY && i < sups->elements; i++) {
-        char agent[MSG_ID_MAX];
-        store_str(sups->element[i], agent, sizeof(agent));
-        say_agent_notice(j, agent, j->conv, j->queue, text);
-    }
-    if (rep->elements > 10) {
-        char prev[MSG_ID_MAX];
-        store_str(rep->element[10], prev, sizeof(prev));
-        if (prev[0]) say_agent_notice(j, prev, j->conv, j->queue, text);
-    }
     notify_dirty(r, from);
     notify_dirty(r, j->queue);
     if (r->sla.action == SLA_ESCALATE) notify_dirty(r, r->cfg.escalate_queue); /* they list it */
@@ -311,7 +285,7 @@ static void sla_fired_breach(job *j, const redisReply *rep) {
 
 static void sla_fire_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("timer %s: cg_timer_fire: %s", j->member, rep->str);
+        log_warn("timer %s: cg_sla_timer: %s", j->member, rep->str);
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
@@ -382,10 +356,20 @@ void sla_timer_step(job *j) {
         sla_pos_step(j);
         return;
     }
-    char now[24], update[24], max[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(update, sizeof(update), "%lld", r->cfg.position_update_s * 1000);
-    snprintf(max, sizeof(max), "%lld", r->cfg.position_update_max_s * 1000);
-    job_cmd(j, sla_fire_reply, 11, "FCALL", "cg_timer_fire", "1", CG_KEY_TENANT, j->member,
-            j->lease, now, update, max, sla_action_name(r->sla.action), r->cfg.escalate_queue);
+    /* one call: the breach, its escalated event and the notices (cg_sla_timer) */
+    size_t elen = 0, nlen = 0;
+    unsigned char *ev = say_payload(j, MSG_ESCALATED, ROLE_SYSTEM, NULL, NULL, NULL, &elen);
+    unsigned char *no = say_payload(j, MSG_TEXT, ROLE_SYSTEM, NULL, NULL, NULL, &nlen);
+    evarg a;
+    evarg_init(&a, 7);
+    evarg_str(&a, "member", j->member);
+    evarg_str(&a, "lease", j->lease);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "action", sla_action_name(r->sla.action));
+    evarg_str(&a, "escalate_queue", r->cfg.escalate_queue);
+    evarg_bytes(&a, "escalated", ev ? (const char *)ev : "", ev ? elen : 0);
+    evarg_bytes(&a, "notice", no ? (const char *)no : "", no ? nlen : 0);
+    free(ev);
+    free(no);
+    evarg_call(j, "cg_sla_timer", sla_fire_reply, &a);
 }
