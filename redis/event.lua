@@ -198,6 +198,10 @@ FCALL cg_customer_msg 1 <tenant> <map>
                                        once when its queue has a free agent
    | {'info', <cg_conv_info's answer>} any other state (or none): nothing changed; the router
                                        goes on from the state (waiting reply, response timers)
+   | {'info', <...>, 'told'}           queued or assigned, with the waiting texts in the map: the
+                                       response timers (and the idle close) armed and, while it
+                                       waits on chat with someone to serve it, the waiting reply
+                                       said, in this call
   Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
 ]]
 local function cg_customer_msg(keys, args)
@@ -207,8 +211,29 @@ local function cg_customer_msg(keys, args)
         return redis.error_reply('BADARG a msgpack map with conv and now expected')
     end
     local conv, now = a.conv, fmt(tonumber(a.now))
-    if redis.call('HGET', CG.KEY.conv(conv), 'state') ~= 'new' then
-        return {'info', cg_conv_info(keys, {conv})}
+    local st = redis.call('HGET', CG.KEY.conv(conv), 'state')
+    if st ~= 'new' then
+        local info = cg_conv_info(keys, {conv})
+        -- (the map's deadlines count the business hours of the queue this message was
+        -- classified into: when the conversation waits in another, the router works them out)
+        if type(a.wait_cmid) ~= 'string' or (st ~= 'queued' and st ~= 'assigned') or
+            a.queue ~= info[3] then
+            return {'info', info}
+        end
+        -- another message while it waits or is served (not the steady state): its response
+        -- timers, the idle close, and while it waits on chat the waiting reply again (not while
+        -- nobody serves the queue: the customer was told that once)
+        sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
+        if st == 'assigned' and (tonumber(a.idle_due) or 0) > 0 then
+            redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
+        end
+        -- {state, channel, queue, position, in_outbox, ROW, avg_ms, locale, held, staffed, slots,
+        -- free}
+        if st == 'queued' and info[2] ~= 'email' and (info[10] == 1 or info[9] == 1) then
+            waiting_reply(keys, a, conv,
+                {'queued', info[4], 0, info[7], info[9], info[10], info[11], info[12]}, now)
+        end
+        return {'info', info, 'told'}
     end
     if type(a.greet) == 'string' and a.greet ~= '' then
         cg_append(keys, {conv, 'cg:greet', 'bot', a.sender or 'chatgw', a.greet, '', a.channel or '',

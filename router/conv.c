@@ -170,6 +170,11 @@ static void conv_after_info(job *j) {
         conv_enqueue(j);
         return;
     }
+    if (j->told) { /* the call armed the timers and said the waiting reply */
+        if (strcmp(j->state, "assigned") == 0 && j->in_outbox && j->has_row)
+            say_assigned(j, &j->row);
+        return;
+    }
     if (strcmp(j->state, "queued") == 0) {
         sla_on_customer(j);
         /* the waiting reply again; while nobody serves the queue the customer was told so once
@@ -198,6 +203,7 @@ static void conv_customer_reply(job *j, redisReply *rep) {
     store_str(rep->element[0], what, sizeof(what));
     if (strcmp(what, "info") == 0) {
         conv_info_reply(j, rep->element[1]);
+        j->told = rep->elements > 2;
         j->then = conv_after_info;
         return;
     }

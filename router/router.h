@@ -214,8 +214,9 @@ struct job {
     long long avg_ms; /* the queue's measured handling time, 0 = none yet */
     int held;         /* the queue assigns nothing now (pull, or outside business hours) */
     int staffed;      /* someone who serves the queue (or its overflow) is online */
-    long long slots;  /* the conversations the queue's online agents hold at once (sum of caps) */
-    long long free;   /* ... and how many more they can take now */
+    int told; /* cg_customer_msg did the timers and the waiting reply itself ('info', 'told') */
+    long long slots; /* the conversations the queue's online agents hold at once (sum of caps) */
+    long long free;  /* ... and how many more they can take now */
     /* conv.c: the classification of a customer's message (cg_customer_msg) */
     char category[CLS_NAME_MAX];
     char complaint_class[CLS_NAME_MAX];

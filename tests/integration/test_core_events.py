@@ -246,3 +246,21 @@ def test_a_waiting_conversation_is_told_in_the_same_call(redis_srv, name, who, o
     [m] = [m for m in log_of(r, conv) if m.get("role") == "bot"]
     assert (m["text"], m.get("position"), m.get("wait"), m["queue"]) == (text, position, wait,
                                                                          "general")
+
+
+def test_a_waiting_customers_next_message_is_answered_in_the_same_call(redis_srv):
+    """Another message while the conversation waits: its timers and the waiting reply again in
+    the one call; a message classified into another queue is left to the router (its deadlines
+    count that queue's business hours)."""
+    r = redis_srv.r
+    load_libraries(r)
+    r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
+    call(r, event(customer_text(r, "cu0", "first"), greet=""))  # amy is busy now
+    conv = customer_text(r, "cu1", "hello")
+    assert s(call(r, event(conv, greet="", **waiting()))[2]) == "told"
+    customer_text(r, "cu1", "anyone?")
+    what, info, how = call(r, event(conv, greet="", **waiting(wait_cmid="cg:pos:2-1")))
+    assert (s(what), s(info[0]), s(how)) == ("info", "queued", "told")
+    assert [m["text"] for m in log_of(r, conv) if m.get("role") == "bot"] == ["Q 1 2 min"] * 2
+    res = call(r, event(conv, greet="", queue="sales", **waiting(wait_cmid="cg:pos:3-1")))
+    assert len(res) == 2 and s(res[0]) == "info"  # another queue: the router's
