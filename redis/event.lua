@@ -528,6 +528,26 @@ local function cg_sla_timer(keys, args)
     return {'breach', kind, conv, result, from, q}
 end
 
+--[[
+FCALL cg_agent_msg 1 <tenant> <map>
+  An agent's text the routers read (a queue with business hours: not the steady state), in one
+  call. <map>: conv, agent, now (required); idle_due (ms, 0 = none).
+  The response timers (cg_sla_agent's work: first/last reply, the answered wait) and, while
+  the conversation is assigned, the idle close re-armed. -> 1
+  Errors: BADARG.
+]]
+local function cg_agent_msg(keys, args)
+    local a, err = event_map(args, 'conv, agent and now', 'conv', 'agent')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    sla_agent(a.conv, now, a.agent)
+    if (tonumber(a.idle_due) or 0) > 0 and
+        redis.call('HGET', CG.KEY.conv(a.conv), 'state') == 'assigned' then
+        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. a.conv)
+    end
+    return 1
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
@@ -537,3 +557,4 @@ redis.register_function{function_name = 'cg_agent_transfer', callback = cg_agent
 redis.register_function{function_name = 'cg_agent_classify', callback = cg_agent_classify}
 redis.register_function{function_name = 'cg_pos_timer', callback = cg_pos_timer}
 redis.register_function{function_name = 'cg_sla_timer', callback = cg_sla_timer}
+redis.register_function{function_name = 'cg_agent_msg', callback = cg_agent_msg}

@@ -203,8 +203,7 @@ static void job_start_entry(job *j) {
     switch (m->type) {
     case MSG_TEXT:
     case MSG_ATTACHMENT:
-        sla_on_agent(j);
-        close_idle_arm(j, j->conv);
+        sla_on_agent(j); /* one call: the response timers and the idle close */
         return;
     case MSG_PRESENCE:
         agent_on_presence(j);

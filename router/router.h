@@ -451,8 +451,9 @@ void sla_customer_dues(const router *r, const char *channel, const char *queue, 
                        long long *first, long long *next);
 /* A customer message in conv (state known in j): arm first/next response timers. */
 void sla_on_customer(job *j);
-/* An agent's text or attachment: cancel the response timers of its conversation; the first one
- * also counts the first response time for the queue and the sending agent (cg_sla_agent). */
+/* An agent's text or attachment the routers read, in one call (FCALL cg_agent_msg,
+ * redis/event.lua): cancel the response timers of its conversation (the first one also counts
+ * the first response time for the queue and the sending agent) and re-arm the idle close. */
 void sla_on_agent(job *j);
 /* conv was classified into the complaint queue: give it a ticket and tell the customer. */
 void sla_complaint(job *j, const char *complaint_class);

@@ -199,10 +199,15 @@ void sla_on_customer(job *j) {
 }
 
 void sla_on_agent(job *j) {
-    char now[24];
     if (!j->conv[0]) return;
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    job_cmd(j, NULL, 7, "FCALL", "cg_sla_agent", "1", CG_KEY_TENANT, j->conv, now, j->m.sender_id);
+    long long idle_s = j->r->cfg.idle_close_s;
+    evarg a;
+    evarg_init(&a, 4);
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "agent", j->m.sender_id);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_int(&a, "idle_due", idle_s > 0 ? j->now_ms + idle_s * 1000 : 0);
+    evarg_call(j, "cg_agent_msg", NULL, &a);
 }
 
 /* ---- complaints ---- */
