@@ -548,6 +548,30 @@ local function cg_agent_msg(keys, args)
     return 1
 end
 
+--[[
+FCALL cg_customer_rating 1 <tenant> <map>
+  A customer's answer to the survey (cg_append took it: the cg:in entry's r), in one call.
+  <map>: conv, now (required); entry (the cg:in entry id); rating_event (a `rating` msg: for an
+  answer given as a one-digit text; '' for a rating frame, which is one already); locales and the
+  texts rating_thanks ({rating} filled in by the router).
+  The rating event (cmid cg:rate:<entry>) and the thanks (cmid cg:thx:<entry>) in the
+  conversation's locale. -> 1
+  Errors: BADARG.
+]]
+local function cg_customer_rating(keys, args)
+    local a, err = event_map(args, 'conv and now', 'conv')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    local h = redis.call('HMGET', CG.KEY.conv(a.conv), 'channel', 'locale')
+    local entry = a.entry or ''
+    if type(a.rating_event) == 'string' and a.rating_event ~= '' then
+        cg_append(keys, {a.conv, 'cg:rate:' .. entry, 'system', a.sender or 'chatgw', a.rating_event,
+            '', h[1] or '', now, 'sys'})
+    end
+    say(keys, a, 'rating_thanks', a.conv, h[2] or '', 'cg:thx:' .. entry, 'bot', h[1] or '', now)
+    return 1
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
@@ -558,3 +582,4 @@ redis.register_function{function_name = 'cg_agent_classify', callback = cg_agent
 redis.register_function{function_name = 'cg_pos_timer', callback = cg_pos_timer}
 redis.register_function{function_name = 'cg_sla_timer', callback = cg_sla_timer}
 redis.register_function{function_name = 'cg_agent_msg', callback = cg_agent_msg}
+redis.register_function{function_name = 'cg_customer_rating', callback = cg_customer_rating}

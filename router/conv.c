@@ -327,9 +327,8 @@ void conv_on_customer(job *j) {
         log_warn("entry %s: customer message without conversation", j->id);
         return;
     }
-    if (j->rated || j->m.type == MSG_RATING) { /* a survey answer: csat.c, from the state */
-        job_cmd(j, conv_info_reply, 5, "FCALL", "cg_conv_info", "1", CG_KEY_TENANT, j->conv);
-        j->then = conv_after_info;
+    if (j->rated || j->m.type == MSG_RATING) { /* a survey answer: one call (csat.c) */
+        csat_on_customer(j);
         return;
     }
     conv_customer_call(j);

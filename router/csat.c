@@ -12,6 +12,7 @@
 #include "router.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
@@ -24,15 +25,39 @@ int csat_on_customer(job *j) {
      * only gets to it after the close. */
     int rating = j->rated;
     if (!rating) return m->type == MSG_RATING; /* a rating of an open conversation: no action */
-    char cmid[MSG_ID_MAX], n[8];
+    char n[8];
     log_info("conv %s rated %d by its customer", j->conv, rating);
-    if (m->type != MSG_RATING) {
-        snprintf(cmid, sizeof(cmid), "cg:rate:%s", j->id);
-        say_rating(j, j->conv, j->channel, rating, cmid);
-    }
-    snprintf(cmid, sizeof(cmid), "cg:thx:%s", j->id);
     snprintf(n, sizeof(n), "%d", rating);
     tmpl_var vars[] = {{"rating", n}};
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_RATING_THANKS, vars, 1, cmid, NULL, 0, 0);
+    variant_spec thanks = {.type = MSG_TEXT,
+                           .role = ROLE_BOT,
+                           .key = TMPL_RATING_THANKS,
+                           .off_when_empty = 1,
+                           .vars = vars,
+                           .n_vars = 1};
+    size_t len = 0;
+    unsigned char *ev = NULL;
+    if (m->type != MSG_RATING) { /* a one-digit text: its rating event too */
+        msg r;
+        msg_init(&r);
+        r.type = MSG_RATING;
+        r.role = ROLE_SYSTEM;
+        r.dir = DIR_OUT;
+        r.ts_ms = j->now_ms;
+        r.rating = (uint8_t)rating;
+        cg_strlcpy(r.sender_id, "chatgw", sizeof(r.sender_id));
+        ev = msg_encode_msgpack(&r, 0, &len);
+        msg_free(&r);
+    }
+    evarg a;
+    evarg_init(&a, 6);
+    evarg_str(&a, "conv", j->conv);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_str(&a, "entry", j->id);
+    evarg_bytes(&a, "rating_event", ev ? (const char *)ev : "", ev ? len : 0);
+    free(ev);
+    variant_locales(&a, j->r);
+    variant_pack(&a, "rating_thanks", j, &thanks);
+    evarg_call(j, "cg_customer_rating", NULL, &a);
     return 1;
 }

@@ -374,8 +374,6 @@ void say_assigned(job *j, const asg_row *row);
  * has joined" (the call fills in the agent's name and sets agent_id, agent_name, queue and
  * channel). malloc'd, *len its size; NULL on failure. The caller frees. */
 unsigned char *say_assigned_payload(job *j, size_t *len);
-/* Append a rating event (type rating, role system) with rating 1..5 under cmid. */
-void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid);
 /* The `transferred` event (role system, no channel) as the payload cg_agent_transfer appends:
  * agent_id of the target agent (its name is set in the call) or queue of the target queue, text =
  * the agent's note. malloc'd, *len its size; NULL on failure. The caller frees. */
@@ -488,8 +486,10 @@ void close_timer_step(job *j);
 
 /* ---- csat.c: satisfaction survey and ratings ---------------------------------------------- */
 
-/* A customer entry after cg_conv_info (state in j): 1 when it is a rating (a `rating` message, or
- * a one-digit answer that cg_append attached to the closed conversation) and was handled here. */
+/* A customer entry: 1 when it is a survey answer (a `rating` message, or a one-digit answer that
+ * cg_append attached to the closed conversation: j->rated), handled here in one call (FCALL
+ * cg_customer_rating: the rating event for a digit, the thanks in the customer's locale), or a
+ * rating of an open conversation (nothing to do); 0 for any other message. */
 int csat_on_customer(job *j);
 
 /* ---- routing.c: sticky agents, offer timeout, overflow; transfer.c: the transfer command ---- */

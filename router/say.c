@@ -169,14 +169,6 @@ void say_tmpl(job *j, const char *conv, const char *channel, const char *locale,
     msg_free(&m);
 }
 
-void say_rating(job *j, const char *conv, const char *channel, int rating, const char *cmid) {
-    msg m;
-    say_init(&m, MSG_RATING, ROLE_SYSTEM, channel, j->now_ms);
-    m.rating = (uint8_t)rating;
-    say_append(j, conv, cmid, &m);
-    msg_free(&m);
-}
-
 static void say_announce_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) log_warn("cg_announce (%s): %s", j->conv, rep->str);
 }
