@@ -92,6 +92,55 @@ local function complaint_open(keys, a, conv, channel, now)
     return c[1], c[2]
 end
 
+-- Announce assignment a (conv, agent, assign_no, channel, event, notice, offer_due, idle_due:
+-- cg_announce's fields) at now: the conversation leaves the outbox; unless stale, the event is
+-- logged, the notice published and the timers armed. -> {'announced', seq} | {'stale'}
+local function announce(keys, a, now)
+    local conv, no = a.conv, fmt(tonumber(a.assign_no))
+    redis.call('SREM', CG.KEY.outbox_assign(), conv)
+    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
+    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
+    local seq = 0
+    if type(a.event) == 'string' and a.event ~= '' then
+        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
+            a.channel or '', now, 'sys'})
+        if type(r) == 'table' and r[2] then seq = r[2] end
+    end
+    if type(a.notice) == 'string' and a.notice ~= '' then
+        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
+    end
+    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
+    if (tonumber(a.idle_due) or 0) > 0 then
+        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
+    end
+    return {'announced', seq}
+end
+
+-- Announce the assignment ROW {conv, agent, agent_name, queue, assign_no, channel} in this call
+-- (cg_announce's work), with the map's `assigned` msg (its text may name the agent as {name}),
+-- offer_ms (chats) and idle_ms: the agent, its name, the queue and the channel filled in.
+-- -> 'announced' | 'stale' | nil (the map brings no `assigned`: the router announces it)
+local function announce_row(keys, a, row, now)
+    if type(a.assigned) ~= 'string' or a.assigned == '' or type(row) ~= 'table' or not row[2] then
+        return nil
+    end
+    local who = {agent_id = row[2], agent_name = row[3], queue = row[4]}
+    if row[6] and row[6] ~= '' then who.channel = row[6] end
+    local ev = msg_set(render(a.assigned, {name = row[3]}), who)
+    who.conv, who.cmid = row[1], 'cg:asg:' .. fmt(row[5])
+    local t = tonumber(now) or 0
+    local offer_ms, idle_ms = tonumber(a.offer_ms) or 0, tonumber(a.idle_ms) or 0
+    local b = {conv = row[1], agent = row[2], assign_no = row[5], channel = row[6], event = ev,
+        notice = msg_set(ev, who), idle_due = idle_ms > 0 and t + idle_ms or 0,
+        offer_due = (offer_ms > 0 and row[6] ~= 'email') and t + offer_ms or 0}
+    return announce(keys, b, now)[1]
+end
+
+-- announce_row for every ROW of rows.
+local function announce_rows(keys, a, rows, now)
+    for _, row in ipairs(type(rows) == 'table' and rows or {}) do announce_row(keys, a, row, now) end
+end
+
 -- The estimated wait (s) at position pos: router/sla.c sla_wait_s's rule (the conversations
 -- before it that no free slot takes, times the handling time, spread over the slots).
 local function wait_estimate(pos, avg_ms, slots, free, default_ms)
@@ -143,30 +192,6 @@ local function waiting_reply(keys, a, conv, q, now)
     return true
 end
 
--- Announce assignment a (conv, agent, assign_no, channel, event, notice, offer_due, idle_due:
--- cg_announce's fields) at now: the conversation leaves the outbox; unless stale, the event is
--- logged, the notice published and the timers armed. -> {'announced', seq} | {'stale'}
-local function announce(keys, a, now)
-    local conv, no = a.conv, fmt(tonumber(a.assign_no))
-    redis.call('SREM', CG.KEY.outbox_assign(), conv)
-    local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
-    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
-    local seq = 0
-    if type(a.event) == 'string' and a.event ~= '' then
-        local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
-            a.channel or '', now, 'sys'})
-        if type(r) == 'table' and r[2] then seq = r[2] end
-    end
-    if type(a.notice) == 'string' and a.notice ~= '' then
-        redis.call('PUBLISH', CG.KEY.ch_agent(a.agent), struct.pack('>I8', 0) .. a.notice)
-    end
-    if (tonumber(a.offer_due) or 0) > 0 then cg_offer_arm(keys, {conv, no, a.offer_due}) end
-    if (tonumber(a.idle_due) or 0) > 0 then
-        redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
-    end
-    return {'announced', seq}
-end
-
 --[[
 FCALL cg_customer_msg 1 <tenant> <map>
   A customer's message the routers read from cg:in (not a survey answer), in one call. <map> is a
@@ -186,9 +211,10 @@ FCALL cg_customer_msg 1 <tenant> <map>
     complaint, day, respond_due, resolve_due, class, limit, window, locales, complaint_ack
                 when the queue is the complaint queue (router/sla.c sla_complaint_fields): the
                 new conversation gets its ticket and the customer its number (complaint_open)
-    assigned, offer_due, idle_due
-                the `assigned` msg (its text may name the agent as {name}) and the timers of
-                cg_announce: a conversation assigned at once is announced in this call too
+    assigned, offer_ms, idle_ms
+                the `assigned` msg (its text may name the agent as {name}) and the durations of
+                the offer (chats) and idle timers: a conversation assigned at once is announced
+                in this call too (announce_row)
                 (the answer's third element says how: 'announced' or 'stale')
     wait_cmid, avg_handle_ms, locales, off_hours, no_agent, queued, dur_min, dur_hour, email_ack
                 the waiting reply (router/conv.c conv_waiting_fields): a conversation left
@@ -224,8 +250,9 @@ local function cg_customer_msg(keys, args)
         -- timers, the idle close, and while it waits on chat the waiting reply again (not while
         -- nobody serves the queue: the customer was told that once)
         sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
-        if st == 'assigned' and (tonumber(a.idle_due) or 0) > 0 then
-            redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
+        local idle_ms = tonumber(a.idle_ms) or 0
+        if st == 'assigned' and idle_ms > 0 then
+            redis.call('ZADD', CG.KEY.timers(), fmt((tonumber(now) or 0) + idle_ms), 'idle:' .. conv)
         end
         -- {state, channel, queue, position, in_outbox, ROW, avg_ms, locale, held, staffed, slots,
         -- free}
@@ -246,16 +273,9 @@ local function cg_customer_msg(keys, args)
     if r.err then return r end
     if tonumber(a.complaint) == 1 then complaint_open(keys, a, conv, a.channel or '', now) end
     -- assigned at once: announced in this call too, when the map brings the assigned msg
-    if r[1] == 'assigned' and type(a.assigned) == 'string' and a.assigned ~= '' then
-        local row = r[2] -- {conv, agent, agent_name, queue, assign_no, channel}
-        local who = {agent_id = row[2], agent_name = row[3], queue = row[4]}
-        if row[6] ~= '' then who.channel = row[6] end
-        local ev = msg_set(render(a.assigned, {name = row[3]}), who)
-        who.conv, who.cmid = conv, 'cg:asg:' .. fmt(row[5])
-        local b = {conv = conv, agent = row[2], assign_no = row[5], channel = row[6], event = ev,
-            notice = msg_set(ev, who), idle_due = a.idle_due,
-            offer_due = (row[6] ~= 'email') and a.offer_due or 0}
-        return {'new', r, announce(keys, b, now)[1]}
+    if r[1] == 'assigned' then
+        local how = announce_row(keys, a, r[2], now)
+        if how then return {'new', r, how} end
     end
     if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return {'new', r, 'told'} end
     return {'new', r}
@@ -330,6 +350,7 @@ local function cg_agent_close(keys, args)
         local r = cg_reopen(keys, {conv, a.agent, now})
         if r.err then return r end
         say(keys, a, 'requeued', conv, r[3], 'cg:rq:' .. (a.entry or ''), 'bot', r[2], now)
+        announce_rows(keys, a, r[5], now)
         return {'requeued', r[2], r[4], r[5]}
     end
     local queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''
@@ -337,6 +358,7 @@ local function cg_agent_close(keys, args)
     if r.err then return r end
     if r[1] == 'already' then return {'already', r[2], queue, {}} end
     tell_closed(keys, a, 'closed', conv, r[2], r[4], now)
+    announce_rows(keys, a, r[3], now)
     return {'closed', r[2], queue, r[3]}
 end
 
@@ -355,6 +377,7 @@ local function cg_customer_end(keys, args)
     end
     tell_closed(keys, a, 'closed_left', conv, channel, locale, now)
     notify_agent(a, r[5])
+    announce_rows(keys, a, r[6], now)
     return {'ended', queue, r[5], r[6]}
 end
 
@@ -387,6 +410,7 @@ local function cg_close_timer(keys, args)
     say(keys, a, 'idle_closed', conv, locale, 'cg:idle', 'bot', channel, now)
     tell_closed(keys, a, 'closed', conv, channel, locale, now)
     notify_agent(a, agent)
+    announce_rows(keys, a, r[6], now)
     return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', r[6]}
 end
 
@@ -413,6 +437,8 @@ local function cg_agent_transfer(keys, args)
         cg_append(keys, {conv, 'cg:tr:' .. (a.entry or ''), 'system', a.sender or 'chatgw', p, '',
             r[2], now, 'sys'})
     end
+    announce_row(keys, a, r[5], now)
+    announce_rows(keys, a, r[6], now)
     return r
 end
 

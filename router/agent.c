@@ -105,7 +105,9 @@ void agent_on_close(job *j) {
     int unresolved = 0;
     if (close_check(j, &unresolved) != 0) return; /* an unknown code (close.c) */
     evarg a;
-    evarg_init(&a, unresolved ? 8 : 11);
+    evarg_init(&a, unresolved ? 11 : 14);
+    say_rows_fields(&a, j); /* what the freed slot takes is announced in the call */
+    j->rows_announced = 1;
     evarg_str(&a, "conv", j->conv);
     evarg_str(&a, "agent", j->m.sender_id);
     evarg_int(&a, "now", j->now_ms);

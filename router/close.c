@@ -130,7 +130,9 @@ void close_by_customer(job *j) {
     variant_spec abandoned = {
         .type = MSG_CLOSED, .role = ROLE_SYSTEM, .code = "abandoned", .key = TMPL_CLOSED};
     evarg a;
-    evarg_init(&a, 10);
+    evarg_init(&a, 13);
+    say_rows_fields(&a, j); /* what the freed slot takes is announced in the call */
+    j->rows_announced = 1;
     evarg_str(&a, "conv", j->conv);
     evarg_str(&a, "customer", j->m.sender_id);
     evarg_int(&a, "now", j->now_ms);
@@ -199,7 +201,7 @@ void close_timer_step(job *j) {
     conv = conv ? conv + 1 : "";
     int idle = strncmp(j->member, "idle:", 5) == 0;
     evarg a;
-    evarg_init(&a, idle ? 12 : 8);
+    evarg_init(&a, idle ? 15 : 8);
     evarg_str(&a, "member", j->member);
     evarg_str(&a, "lease", j->lease);
     evarg_int(&a, "now", j->now_ms);
@@ -217,6 +219,8 @@ void close_timer_step(job *j) {
                              .duration_s = r->cfg.idle_close_s,
                              .off_when_empty = 1};
         close_notice(&a, j, conv, text);
+        say_rows_fields(&a, j); /* what the freed slot takes is announced in the call */
+        j->rows_announced = 1;
         variant_locales(&a, r);
         variant_pack(&a, "idle_closed", j, &said);
         close_texts(&a, j, "closed", "no_response");

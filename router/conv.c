@@ -309,13 +309,7 @@ static void conv_customer_call(job *j) {
     evarg_int(&a, "next_due", next);
     free(greet);
     /* assigned at once: announced in the same call (say_assigned's event, notice and timers) */
-    size_t alen = 0;
-    unsigned char *asg = say_assigned_payload(j, &alen);
-    evarg_bytes(&a, "assigned", asg ? (const char *)asg : "", asg ? alen : 0);
-    free(asg);
-    evarg_int(&a, "offer_due",
-              r->cfg.offer_timeout_s > 0 ? j->now_ms + r->cfg.offer_timeout_s * 1000 : 0);
-    evarg_int(&a, "idle_due", r->cfg.idle_close_s > 0 ? j->now_ms + r->cfg.idle_close_s * 1000 : 0);
+    say_rows_fields(&a, j);
     variant_locales(&a, r);
     conv_waiting_fields(&a, j, q, chat, off);
     if (complaint) sla_complaint_fields(&a, j, res.complaint_class); /* the ticket, in the call */

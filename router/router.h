@@ -215,8 +215,9 @@ struct job {
     int held;         /* the queue assigns nothing now (pull, or outside business hours) */
     int staffed;      /* someone who serves the queue (or its overflow) is online */
     int told; /* cg_customer_msg did the timers and the waiting reply itself ('info', 'told') */
-    long long slots; /* the conversations the queue's online agents hold at once (sum of caps) */
-    long long free;  /* ... and how many more they can take now */
+    int rows_announced; /* the event call announced the assignments it returns (say_rows_fields) */
+    long long slots;    /* the conversations the queue's online agents hold at once (sum of caps) */
+    long long free;     /* ... and how many more they can take now */
     /* conv.c: the classification of a customer's message (cg_customer_msg) */
     char category[CLS_NAME_MAX];
     char complaint_class[CLS_NAME_MAX];
@@ -374,6 +375,10 @@ void say_assigned(job *j, const asg_row *row);
  * has joined" (the call fills in the agent's name and sets agent_id, agent_name, queue and
  * channel). malloc'd, *len its size; NULL on failure. The caller frees. */
 unsigned char *say_assigned_payload(job *j, size_t *len);
+/* The fields with which an event function announces the assignments it makes itself (redis/
+ * event.lua announce_row): assigned (say_assigned_payload), offer_ms (offer_timeout_s, chats),
+ * idle_ms (idle_close_s). 3 fields. */
+void say_rows_fields(evarg *a, job *j);
 /* The `transferred` event (role system, no channel) as the payload cg_agent_transfer appends:
  * agent_id of the target agent (its name is set in the call) or queue of the target queue, text =
  * the agent's note. malloc'd, *len its size; NULL on failure. The caller frees. */

@@ -183,8 +183,21 @@ unsigned char *say_assigned_payload(job *j, size_t *len) {
     return buf;
 }
 
+void say_rows_fields(evarg *a, job *j) {
+    size_t len = 0;
+    unsigned char *asg = say_assigned_payload(j, &len);
+    evarg_bytes(a, "assigned", asg ? (const char *)asg : "", asg ? len : 0);
+    free(asg);
+    evarg_int(a, "offer_ms", j->r->cfg.offer_timeout_s * 1000);
+    evarg_int(a, "idle_ms", j->r->cfg.idle_close_s * 1000);
+}
+
 void say_assigned(job *j, const asg_row *row) {
     router *r = j->r;
+    if (j->rows_announced) { /* by the event call itself: the queue's snapshot is left */
+        if (row->queue[0]) notify_dirty(r, row->queue);
+        return;
+    }
     msg m;
     char cmid[MSG_ID_MAX], text[MSG_NAME_MAX + 32];
     say_init(&m, MSG_ASSIGNED, ROLE_SYSTEM, row->channel, j->now_ms);

@@ -48,7 +48,9 @@ void agent_on_transfer(job *j) {
     unsigned char *ev = say_transferred_payload(j, m->agent_id[0] ? m->agent_id : NULL,
                                                 m->agent_id[0] ? NULL : m->queue, note, &len);
     evarg a;
-    evarg_init(&a, 8);
+    evarg_init(&a, 11);
+    say_rows_fields(&a, j); /* the new assignment and the freed slot's, announced in the call */
+    j->rows_announced = 1;
     evarg_str(&a, "conv", j->conv);
     evarg_str(&a, "agent", m->sender_id);
     evarg_int(&a, "now", j->now_ms);

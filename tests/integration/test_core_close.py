@@ -265,3 +265,23 @@ def test_a_transfer_writes_its_event_with_the_targets_name_in_one_call(redis_srv
     assert len([m for m in log_of(r, conv) if m["type"] == "transferred"]) == 1
     with pytest.raises(redis.exceptions.ResponseError, match="BADARG a msgpack map with conv, agent"):
         r.fcall("cg_agent_transfer", 1, TENANT, pack({"conv": conv, "now": NOW}))
+
+
+def test_the_freed_slot_is_announced_in_the_close_call(redis_srv):
+    """With the `assigned` msg in the map, the conversation the freed slot takes is announced in
+    the close's own call (its event with the agent's name, the outbox left, the timers armed)."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv = assigned_conv(r)  # amy (cap 2) ...
+    other = assigned_conv(r, customer="cu2")  # ... is full now
+    waiting = customer_text(r, "cu3", "me too")
+    from test_core_events import call as customer_msg
+    customer_msg(r, event(waiting, greet=""))
+    assert conv_hash(r, waiting)["state"] == "queued" and other
+    shell = payload("assigned", "{name} has joined")
+    what, _, _, rows = agent_close(r, conv, assigned=shell, offer_ms=30_000, idle_ms=600_000)
+    assert s(what) == "closed" and [s(x[0]) for x in rows] == [waiting]
+    [a] = [m for m in log_of(r, waiting) if m["type"] == "assigned"]
+    assert (a["agent_id"], a["text"]) == ("amy", "Amy has joined")
+    assert not r.sismember(f"{TENANT}:outbox:assign", waiting)
+    assert timers(r)[f"idle:{waiting}"] == NOW + 1000 + 600_000

@@ -191,8 +191,7 @@ def test_a_conversation_assigned_at_once_is_announced_in_the_same_call(redis_srv
     assert sub.get_message(timeout=5)["type"] == "subscribe"
     ev = msgpack.packb({"v": 1, "type": "assigned", "id": new_id(), "dir": "out", "role": "system",
                         "sender_id": "chatgw", "ts": NOW, "text": "{name} has joined"})
-    what, res, how = call(r, event(conv, greet="", assigned=ev, offer_due=NOW + 30_000,
-                                   idle_due=NOW + 600_000))
+    what, res, how = call(r, event(conv, greet="", assigned=ev, offer_ms=30_000, idle_ms=600_000))
     assert (s(what), s(res[0]), s(how)) == ("new", "assigned", "announced")
     [a] = [m for m in log_of(r, conv) if m["type"] == "assigned"]
     assert (a["agent_id"], a["agent_name"], a["queue"], a["text"]) == \
