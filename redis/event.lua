@@ -598,6 +598,50 @@ local function cg_customer_rating(keys, args)
     return 1
 end
 
+--[[
+FCALL cg_agent_presence 1 <tenant> <map>
+  An agent's connect (connect, connect_online, connect_away), disconnect or status (online,
+  away), in one call. <map>: agent, code, now (required); sock, name, cap, skills (a comma
+  list), ts (the event's time); assigned, offer_ms, idle_ms (announce_row's).
+  cg_presence (connect / disconnect) or cg_status, and the conversations the agent is offered
+  are announced in the same call.  -> {ROW, ...} (announced)
+  Errors: BADARG, and cg_status's.
+FCALL cg_agent_pick 1 <tenant> <map>
+  An agent picks a waiting conversation, in one call. <map>: conv, agent, now (required); the
+  announce_row fields.  -> cg_pick's answer {'assigned', queue, ROW} (announced)
+  Errors: BADARG, and cg_pick's (PICKFAIL).
+]]
+local PRESENCE_UP = {connect = '', connect_online = 'online', connect_away = 'away'}
+
+local function cg_agent_presence(keys, args)
+    local a, err = event_map(args, 'agent, code and now', 'agent', 'code')
+    if not a then return err end
+    local now, ts = fmt(tonumber(a.now)), fmt(tonumber(a.ts) or tonumber(a.now))
+    local rows
+    local chosen = PRESENCE_UP[a.code]
+    if chosen or a.code == 'disconnect' then
+        local up = chosen and '1' or '0'
+        rows = cg_presence(keys, {a.agent, a.sock or '', up, a.name or '',
+            chosen and fmt(tonumber(a.cap) or 1) or '', chosen and (a.skills or '') or '', now, ts,
+            chosen or ''})
+    else
+        rows = cg_status(keys, {a.agent, a.code, now, ts})
+    end
+    if rows.err then return rows end
+    announce_rows(keys, a, rows, now)
+    return rows
+end
+
+local function cg_agent_pick(keys, args)
+    local a, err = event_map(args, 'conv, agent and now', 'conv', 'agent')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    local r = cg_pick(keys, {a.conv, a.agent, now})
+    if r.err then return r end
+    announce_row(keys, a, r[3], now)
+    return r
+end
+
 redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
 redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
@@ -609,3 +653,5 @@ redis.register_function{function_name = 'cg_pos_timer', callback = cg_pos_timer}
 redis.register_function{function_name = 'cg_sla_timer', callback = cg_sla_timer}
 redis.register_function{function_name = 'cg_agent_msg', callback = cg_agent_msg}
 redis.register_function{function_name = 'cg_customer_rating', callback = cg_customer_rating}
+redis.register_function{function_name = 'cg_agent_presence', callback = cg_agent_presence}
+redis.register_function{function_name = 'cg_agent_pick', callback = cg_agent_pick}

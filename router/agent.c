@@ -1,6 +1,7 @@
 /* agent.c -- agent commands from cg:in: presence (connect/disconnect from the gateway, online/away
- * from the agent), pick and close. Each is one route function call; every assignment it returns
- * is announced (say_assigned), refusals go back to the agent as an error on cg:a:<agent>. */
+ * from the agent), pick and close. Each is one call of redis/event.lua, which also announces the
+ * assignments it makes (say_rows_fields); refusals go back to the agent as an error on
+ * cg:a:<agent>. */
 #include "router.h"
 #include "desk_schema.h"
 
@@ -10,7 +11,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* Announce every ROW of an array reply. */
+/* The assignments a presence made (announced in the call): the queues' snapshots. */
 static void agent_rows_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn("agent %s: presence: %s", j->m.sender_id, rep->str);
@@ -21,39 +22,42 @@ static void agent_rows_reply(job *j, redisReply *rep) {
 
 void agent_on_presence(job *j) {
     msg *m = &j->m;
-    char now[24], ts[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(ts, sizeof(ts), "%lld", (long long)m->ts_ms);
     if (!m->sender_id[0]) {
         log_warn("entry %s: presence without agent", j->id);
         return;
     }
     /* connect_online / connect_away: a connect with the status the agent chose in its hello */
-    const char *chosen = !strcmp(m->code, "connect_away")     ? "away"
-                         : !strcmp(m->code, "connect_online") ? "online"
-                                                              : "";
-    int up = chosen[0] || strcmp(m->code, "connect") == 0;
-    if (up || strcmp(m->code, "disconnect") == 0) {
-        char skills[MSG_SKILLS_MAX * MSG_CODE_MAX] = "", cap[16];
-        size_t o = 0;
-        for (unsigned i = 0; i < m->n_skills && i < MSG_SKILLS_MAX; i++) {
-            int n = snprintf(skills + o, sizeof(skills) - o, "%s%s", i ? "," : "", m->skills[i]);
-            if (n < 0 || (size_t)n >= sizeof(skills) - o) break;
-            o += (size_t)n;
-        }
-        snprintf(cap, sizeof(cap), "%u", m->cap ? (unsigned)m->cap : 1u);
-        log_info("agent %s %s (%s)", m->sender_id, m->code, m->sock);
-        job_cmd(j, agent_rows_reply, 13, "FCALL", "cg_presence", "1", CG_KEY_TENANT, m->sender_id,
-                m->sock, up ? "1" : "0", m->sender_name, up ? cap : "", up ? skills : "", now, ts,
-                chosen);
-        for (unsigned i = 0; up && i < m->n_skills && i < MSG_SKILLS_MAX; i++)
-            notify_dirty(j->r, m->skills[i]);
-        return;
+    int up = !strcmp(m->code, "connect") || !strcmp(m->code, "connect_online") ||
+             !strcmp(m->code, "connect_away");
+    int down = !strcmp(m->code, "disconnect");
+    const char *status = !strcmp(m->code, "online") ? "online" : "away";
+    char skills[MSG_SKILLS_MAX * MSG_CODE_MAX] = "";
+    size_t o = 0;
+    for (unsigned i = 0; up && i < m->n_skills && i < MSG_SKILLS_MAX; i++) {
+        int n = snprintf(skills + o, sizeof(skills) - o, "%s%s", i ? "," : "", m->skills[i]);
+        if (n < 0 || (size_t)n >= sizeof(skills) - o) break;
+        o += (size_t)n;
     }
-    const char *status = strcmp(m->code, "online") == 0 ? "online" : "away";
-    log_info("agent %s %s", m->sender_id, status);
-    job_cmd(j, agent_rows_reply, 8, "FCALL", "cg_status", "1", CG_KEY_TENANT, m->sender_id, status,
-            now, ts);
+    if (up || down)
+        log_info("agent %s %s (%s)", m->sender_id, m->code, m->sock);
+    else
+        log_info("agent %s %s", m->sender_id, status);
+    /* one call: the presence, and what the agent is offered announced in it */
+    evarg a;
+    evarg_init(&a);
+    say_rows_fields(&a, j);
+    j->rows_announced = 1;
+    evarg_str(&a, "agent", m->sender_id);
+    evarg_str(&a, "code", up || down ? m->code : status);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_int(&a, "ts", m->ts_ms);
+    evarg_str(&a, "sock", m->sock);
+    evarg_str(&a, "name", m->sender_name);
+    evarg_int(&a, "cap", m->cap ? (long long)m->cap : 1);
+    evarg_str(&a, "skills", skills);
+    evarg_call(j, "cg_agent_presence", agent_rows_reply, &a);
+    for (unsigned i = 0; up && i < m->n_skills && i < MSG_SKILLS_MAX; i++)
+        notify_dirty(j->r, m->skills[i]);
 }
 
 static void agent_pick_reply(job *j, redisReply *rep) {
@@ -62,22 +66,24 @@ static void agent_pick_reply(job *j, redisReply *rep) {
     asg_row row;
     if (store_row_parse(rep->element[2], &row) != 0) return;
     log_info("conv %s picked by %s", row.conv, row.agent);
-    say_assigned(j, &row);
+    say_assigned(j, &row); /* announced in the call: the queue's snapshot */
 }
 
 void agent_on_pick(job *j) {
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
     if (!j->conv[0] || !j->m.sender_id[0]) {
         log_warn("entry %s: pick without conversation or agent", j->id);
         return;
     }
-    job_cmd(j, agent_pick_reply, 7, "FCALL", "cg_pick", "1", CG_KEY_TENANT, j->conv, j->m.sender_id,
-            now);
+    evarg a;
+    evarg_init(&a);
+    say_rows_fields(&a, j);
+    j->rows_announced = 1;
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "agent", j->m.sender_id);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_call(j, "cg_agent_pick", agent_pick_reply, &a);
 }
 
-/* {'closed' | 'requeued' | 'already', channel, queue, {ROW, ...}}: everything the customer is
- * told was written in the call; what is left is to announce the freed slot's assignments. */
 static void agent_close_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
     if (say_refused(j, rep, "close")) return;
@@ -105,7 +111,7 @@ void agent_on_close(job *j) {
     int unresolved = 0;
     if (close_check(j, &unresolved) != 0) return; /* an unknown code (close.c) */
     evarg a;
-    evarg_init(&a, unresolved ? 11 : 14);
+    evarg_init(&a);
     say_rows_fields(&a, j); /* what the freed slot takes is announced in the call */
     j->rows_announced = 1;
     evarg_str(&a, "conv", j->conv);

@@ -130,7 +130,7 @@ void close_by_customer(job *j) {
     variant_spec abandoned = {
         .type = MSG_CLOSED, .role = ROLE_SYSTEM, .code = "abandoned", .key = TMPL_CLOSED};
     evarg a;
-    evarg_init(&a, 13);
+    evarg_init(&a);
     say_rows_fields(&a, j); /* what the freed slot takes is announced in the call */
     j->rows_announced = 1;
     evarg_str(&a, "conv", j->conv);
@@ -201,7 +201,7 @@ void close_timer_step(job *j) {
     conv = conv ? conv + 1 : "";
     int idle = strncmp(j->member, "idle:", 5) == 0;
     evarg a;
-    evarg_init(&a, idle ? 15 : 8);
+    evarg_init(&a);
     evarg_str(&a, "member", j->member);
     evarg_str(&a, "lease", j->lease);
     evarg_int(&a, "now", j->now_ms);

@@ -293,7 +293,7 @@ static void conv_customer_call(job *j) {
     const cls_queue *q = cls_queue_find(&r->cls, j->queue);
     int off = q && !hours_open(&q->hours, j->now_ms); /* its business hours are over now */
     evarg a;
-    evarg_init(&a, 20 + off + (chat ? 3 : 0) + (complaint ? 8 : 0));
+    evarg_init(&a);
     evarg_str(&a, "conv", j->conv);
     evarg_int(&a, "now", j->now_ms);
     evarg_str(&a, "sender", "chatgw");

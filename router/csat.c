@@ -50,7 +50,7 @@ int csat_on_customer(job *j) {
         msg_free(&r);
     }
     evarg a;
-    evarg_init(&a, 6);
+    evarg_init(&a);
     evarg_str(&a, "conv", j->conv);
     evarg_int(&a, "now", j->now_ms);
     evarg_str(&a, "entry", j->id);

@@ -6,18 +6,21 @@
 
 #include <string.h>
 
-void evarg_init(evarg *a, uint32_t n_fields) {
+void evarg_init(evarg *a) {
+    static const char map16[3] = {(char)0xde, 0, 0}; /* the count is filled in by evarg_call */
     msgpack_sbuffer_init(&a->sb);
     msgpack_packer_init(&a->pk, &a->sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&a->pk, n_fields);
+    msgpack_sbuffer_write(&a->sb, map16, sizeof(map16));
+    a->n = 0;
 }
 
 void evarg_key(evarg *a, const char *k) {
     msgpack_pack_str_with_body(&a->pk, k, strlen(k));
+    a->n++;
 }
 
 void evarg_bytes(evarg *a, const char *k, const void *v, size_t n) {
-    msgpack_pack_str_with_body(&a->pk, k, strlen(k));
+    evarg_key(a, k);
     msgpack_pack_str_with_body(&a->pk, v, n);
 }
 
@@ -26,11 +29,15 @@ void evarg_str(evarg *a, const char *k, const char *v) {
 }
 
 void evarg_int(evarg *a, const char *k, long long v) {
-    msgpack_pack_str_with_body(&a->pk, k, strlen(k));
+    evarg_key(a, k);
     msgpack_pack_int64(&a->pk, v);
 }
 
 void evarg_call(job *j, const char *fn, job_reply_fn *reply, evarg *a) {
+    if (a->sb.size >= 3) { /* the map16 header's count, big-endian */
+        a->sb.data[1] = (char)(a->n >> 8);
+        a->sb.data[2] = (char)(a->n & 0xff);
+    }
     const char *argv[5] = {"FCALL", fn, "1", CG_KEY_TENANT, a->sb.data};
     size_t lens[5] = {5, strlen(fn), 1, strlen(CG_KEY_TENANT), a->sb.size};
     job_cmdargv(j, reply, 5, argv, lens);

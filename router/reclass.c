@@ -52,7 +52,7 @@ void agent_on_classify(job *j) {
     unsigned char *ev = say_payload(j, MSG_CLASSIFIED, ROLE_SYSTEM, m->code, NULL, text, &len);
     int complaint = rule && strcmp(rule->queue, j->r->cfg.complaint_queue) == 0;
     evarg a;
-    evarg_init(&a, complaint ? 15 : 6);
+    evarg_init(&a);
     evarg_str(&a, "conv", j->conv);
     evarg_str(&a, "agent", m->sender_id);
     evarg_str(&a, "category", m->code);

@@ -241,14 +241,16 @@ void job_cmdargv(job *j, job_reply_fn *fn, int argc, const char **argv, const si
 void job_cmd(job *j, job_reply_fn *fn, int argc, ...);
 
 /* ---- evarg.c: the one argument of the event functions (redis/event.lua) ---- */
-/* A msgpack map of n_fields named fields: evarg_init, then exactly n_fields of evarg_bytes /
- * evarg_str / evarg_int, then evarg_call, which sends FCALL <fn> 1 <tenant> <map> for j (reply
- * as job_cmdargv's) and frees the map. */
+/* A msgpack map of named fields: evarg_init, then the fields (evarg_bytes / evarg_str /
+ * evarg_int, or evarg_key and a value packed on pk), then evarg_call, which sends FCALL <fn> 1
+ * <tenant> <map> for j (reply as job_cmd's) and frees the buffer. The map's size is counted as
+ * the fields are added (a map16 header, filled in by evarg_call). */
 typedef struct evarg {
     msgpack_sbuffer sb;
     msgpack_packer pk;
+    uint32_t n; /* fields so far */
 } evarg;
-void evarg_init(evarg *a, uint32_t n_fields);
+void evarg_init(evarg *a);
 /* Only the name of a field: its value follows, packed by the caller on a->pk (variant.c). */
 void evarg_key(evarg *a, const char *k);
 void evarg_bytes(evarg *a, const char *k, const void *v, size_t n);

@@ -222,7 +222,7 @@ void say_assigned(job *j, const asg_row *row) {
     /* one call: the `assigned` event, the agent's notice, the outbox, the offer and idle timers */
     long long offer_s = r->cfg.offer_timeout_s, idle_s = r->cfg.idle_close_s;
     evarg a;
-    evarg_init(&a, 9);
+    evarg_init(&a);
     evarg_str(&a, "conv", row->conv);
     evarg_str(&a, "agent", row->agent);
     evarg_int(&a, "assign_no", row->assign_no);

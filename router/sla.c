@@ -202,7 +202,7 @@ void sla_on_agent(job *j) {
     if (!j->conv[0]) return;
     long long idle_s = j->r->cfg.idle_close_s;
     evarg a;
-    evarg_init(&a, 4);
+    evarg_init(&a);
     evarg_str(&a, "conv", j->conv);
     evarg_str(&a, "agent", j->m.sender_id);
     evarg_int(&a, "now", j->now_ms);
@@ -330,7 +330,7 @@ static void sla_pos_step(job *j) {
     variant_spec na = {
         .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_NO_AGENT, .off_when_empty = 1};
     evarg a;
-    evarg_init(&a, 11);
+    evarg_init(&a);
     evarg_str(&a, "member", j->member);
     evarg_str(&a, "lease", j->lease);
     evarg_int(&a, "now", j->now_ms);
@@ -366,7 +366,7 @@ void sla_timer_step(job *j) {
     unsigned char *ev = say_payload(j, MSG_ESCALATED, ROLE_SYSTEM, NULL, NULL, NULL, &elen);
     unsigned char *no = say_payload(j, MSG_TEXT, ROLE_SYSTEM, NULL, NULL, NULL, &nlen);
     evarg a;
-    evarg_init(&a, 7);
+    evarg_init(&a);
     evarg_str(&a, "member", j->member);
     evarg_str(&a, "lease", j->lease);
     evarg_int(&a, "now", j->now_ms);

@@ -48,7 +48,7 @@ void agent_on_transfer(job *j) {
     unsigned char *ev = say_transferred_payload(j, m->agent_id[0] ? m->agent_id : NULL,
                                                 m->agent_id[0] ? NULL : m->queue, note, &len);
     evarg a;
-    evarg_init(&a, 11);
+    evarg_init(&a);
     say_rows_fields(&a, j); /* the new assignment and the freed slot's, announced in the call */
     j->rows_announced = 1;
     evarg_str(&a, "conv", j->conv);
