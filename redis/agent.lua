@@ -30,6 +30,7 @@ local GONE_KEEP_MS = 86400000
 
 -- Set the agent's status from an event of time ts (ms), as its newest known status.
 local function set_status(info, status, ts)
+    serving_memo = {} -- the queues' serving capacity changes with it
     redis.call('HSET', CG.KEY.agent(info.id), 'status', status, 'status_ts', fmt(ts))
     info.status = status
 end

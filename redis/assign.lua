@@ -20,6 +20,11 @@ A queue in cg:closed (outside its business hours) is held like a pull queue unti
 
 local E13 = 1e13
 
+-- serving()'s answers per queue, remembered in the Lua state until an agent's routing state
+-- changes (avail_refresh, avail_remove_all forget them all): a burst of waiting conversations
+-- counts the agents once, not once per conversation.
+local serving_memo = {}
+
 
 local function split(csv)
     local out = {}
@@ -77,6 +82,7 @@ end
 
 -- Put the agent in (or take it out of) cg:avail:<skill> for every skill.
 local function avail_refresh(info)
+    serving_memo = {}
     local ok = can_take(info)
     local score = fmt(info.load * E13 + info.last)
     local on = info.status == 'online' and redis.call('SCARD', CG.KEY.agent_socks(info.id)) > 0
@@ -95,6 +101,7 @@ local function avail_refresh(info)
 end
 
 local function avail_remove_all(info)
+    serving_memo = {}
     for _, s in ipairs(info.skills) do
         redis.call('ZREM', CG.KEY.avail(s), info.id)
         redis.call('SREM', CG.KEY.online(s), info.id)
@@ -376,6 +383,8 @@ end
 -- conversations the agents online for it (cg:online:<queue>, status online) hold at once (the sum
 -- of their caps), and free, how many more they can take now. At most 500 agents are counted.
 local function serving(queue)
+    local m = serving_memo[queue]
+    if m then return m[1], m[2] end
     local slots, free = 0, 0
     local ids = redis.call('SMEMBERS', CG.KEY.online(queue))
     for i = 1, math.min(#ids, 500) do
@@ -386,6 +395,7 @@ local function serving(queue)
             if cap > load then free = free + cap - load end
         end
     end
+    serving_memo[queue] = {slots, free}
     return slots, free
 end
 
