@@ -55,6 +55,7 @@ typedef struct gw_config {
     long long customer_token_ttl;
     long long hello_timeout_ms;
     long long frame_timeout_ms;  /* ws.c: a fragmented/trickled message must be whole by then */
+    long long max_header_bytes;  /* main.c: lws' room for a request's header values */
     long long max_conns_per_ip;  /* limit.c: open connections per client address; 0 off */
     long long conv_per_ip;       /* limit.c: new conversations per address per conv_window_s */
     long long conv_per_customer; /* client.c: new conversations per customer per window */
@@ -160,10 +161,6 @@ typedef struct sess {
     long long cust_convs;         /* customers: conversations opened in the current window */
     uint64_t cust_convs_until_ms; /* end of that window */
     unsigned conv_checks;         /* messages held until Redis says whether conv is open */
-    /* rx reassembly */
-    unsigned char *rx;
-    size_t rx_len, rx_cap;
-    int rx_pending;           /* a message has begun and is not whole yet (frame_timeout_ms runs) */
     watch *watches;           /* this session's watches (sub.c) */
     int stale_watches;        /* one of them is stale: sub_drained() has work */
     bridge *bridge;           /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
@@ -202,6 +199,9 @@ unsigned sess_room(const sess *s);
 frame *sess_pop(sess *s);
 /* Ask lws to close the connection with code and reason after the queued frames are written. */
 void sess_close(sess *s, int code, const char *reason);
+/* A WebSocket connection without a session came (1) or went (0): counted with the sessions for
+ * the heap trim after a wave of disconnects. */
+void sess_conn_waiting(int came);
 /* Token bucket: 1 when a frame may pass now, 0 when over the limit. */
 int sess_rate_ok(sess *s, uint64_t now_ms, double rate, double burst);
 
@@ -278,13 +278,20 @@ void ws_want_write(sess *s);
 /* The vhost's retry_and_idle_policy for WebSocket keepalive: a ping interval_s seconds after
  * the last pong, hang up after 3 * interval_s without one; interval_s 0: no pings. Static. */
 const lws_retry_bo_t *ws_keepalive_policy(long long interval_s);
-/* Per-connection data lws allocates for us. */
+/* Per-connection data lws allocates for us. A WebSocket connection gets its session only with
+ * its first whole message (ws.c): until then it costs lws' state and these few bytes. */
 struct wh_req;
 typedef struct ws_pss {
-    sess *s;
+    sess *s;           /* WebSocket: NULL until the first whole message */
     struct wh_req *wh; /* http: a /channels/... request (webhook.h) */
     char *http_body;   /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
     size_t http_len;
+    unsigned char *rx; /* WebSocket: the message being reassembled */
+    size_t rx_len, rx_cap;
+    unsigned char role;       /* sess_role of the path, set at the upgrade */
+    unsigned char codec;      /* codec of the subprotocol */
+    unsigned char waiting;    /* established, no session yet: counted in G.n_ws_waiting */
+    unsigned char rx_pending; /* a message has begun and is not whole (frame_timeout_ms runs) */
 } ws_pss;
 
 /* ---- heartbeat (heartbeat.c) ---- */
@@ -329,6 +336,7 @@ typedef struct gw {
     rconn *sub;     /* pub/sub */
     sess *sessions; /* all live sessions */
     unsigned n_sessions;
+    unsigned n_ws_waiting; /* WebSocket connections without a session yet (ws.c) */
     unsigned n_rx_paused; /* sessions not read because Redis was busy */
     uint64_t next_sess_num;
     int stopping;

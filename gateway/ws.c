@@ -73,74 +73,120 @@ static int ws_filter(struct lws *wsi) {
     return ws_limit(wsi);
 }
 
+/* ESTABLISHED: remember the role and codec; the session comes with the first whole message
+ * (ws_sess), so a connection that never sends one costs lws' state and the ws_pss only. A
+ * connection that does not say hello in time is closed (hello_timeout_ms). */
 static int ws_established(struct lws *wsi, ws_pss *pss) {
     sess_role role;
-    if (ws_path_role(wsi, &role) < 0) return -1;
+    if (!pss || ws_path_role(wsi, &role) < 0) return -1;
     const struct lws_protocols *p = lws_get_protocol(wsi);
-    codec c = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
-    pss->s = sess_new(wsi, role, c, (unsigned)G.cfg.send_queue_max);
-    if (!pss->s) return -1;
-    cg_strlcpy(pss->s->addr, lim_conn_addr(wsi), sizeof(pss->s->addr));
-    /* A connection that does not say hello in time is closed. */
+    pss->role = (unsigned char)role;
+    pss->codec = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
+    pss->waiting = 1;
+    sess_conn_waiting(1);
     int secs = (int)((G.cfg.hello_timeout_ms + 999) / 1000);
     lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, secs);
-    log_debug("ws: %s connected as %s (%s)", pss->s->sock,
-              role == SESS_AGENT    ? "agent"
-              : role == SESS_BRIDGE ? "bridge"
-                                    : "customer",
-              c == CODEC_JSON ? "json" : "msgpack");
     return 0;
 }
 
+/* The session of a connection that has none yet (its first whole message came, or a message
+ * ran out of time): NULL out of memory. */
+static sess *ws_sess(struct lws *wsi, ws_pss *pss) {
+    if (pss->s) return pss->s;
+    sess *s = sess_new(wsi, (sess_role)pss->role, (codec)pss->codec,
+                       (unsigned)G.cfg.send_queue_max);
+    if (!s) return NULL;
+    pss->s = s;
+    pss->waiting = 0;
+    if (G.n_ws_waiting) G.n_ws_waiting--; /* now counted among the sessions */
+    cg_strlcpy(s->addr, lim_conn_addr(wsi), sizeof(s->addr));
+    log_debug("ws: %s connected as %s (%s)", s->sock,
+              s->role == SESS_AGENT    ? "agent"
+              : s->role == SESS_BRIDGE ? "bridge"
+                                       : "customer",
+              s->codec == CODEC_JSON ? "json" : "msgpack");
+    return s;
+}
+
+/* The connection is gone (CLOSED, or WSI_DESTROY for one closed before): release its session
+ * and its reassembly buffer. Idempotent. */
+static void ws_gone(ws_pss *pss) {
+    if (!pss) return;
+    if (pss->s) {
+        client_closed(pss->s);
+        sess_detach(pss->s);
+        pss->s = NULL;
+    } else if (pss->waiting) {
+        pss->waiting = 0;
+        sess_conn_waiting(0);
+    }
+    free(pss->rx);
+    pss->rx = NULL;
+    pss->rx_len = pss->rx_cap = 0;
+}
+
 /* TIMER: the message being received is not whole frame_timeout_ms after its first bytes. */
-static int ws_frame_timeout(sess *s) {
-    if (s->closing || !s->rx_pending) return 0;
+static int ws_frame_timeout(struct lws *wsi, ws_pss *pss) {
+    if (!pss || !pss->rx_pending) return 0;
+    pss->rx_pending = 0;
+    sess *s = ws_sess(wsi, pss); /* the close goes out through a session's queue */
+    if (!s) return -1;
+    if (s->closing) return 0;
     LIM.frame_timeouts++;
     log_info("ws: %s message not whole after frame_timeout_ms (%lld ms): closing 1008", s->sock,
              G.cfg.frame_timeout_ms);
-    s->rx_pending = 0;
     sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "message not finished in time");
     return 0;
 }
 
-/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c. The
- * first bytes of a message that is not whole with them start its frame_timeout_ms timer (the
- * wsi's lws timer); a message that arrives whole, as nearly all do, never arms it (arming and
- * cancelling cost two insertions into lws' sorted timer list, linear in the connections). */
-static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
-    if (s->closing) return 0;
+/* Room for len more bytes of the message being reassembled: the buffer starts at WS_RX_FIRST
+ * bytes and doubles, up to max_frame. 0, or -1 out of memory. */
+#define WS_RX_FIRST 256
+static int ws_rx_room(ws_pss *pss, size_t len) {
+    if (pss->rx_len + len <= pss->rx_cap) return 0;
+    size_t cap = pss->rx_cap ? pss->rx_cap : WS_RX_FIRST;
+    while (cap < pss->rx_len + len)
+        cap *= 2;
+    if (cap > (size_t)G.cfg.max_frame) cap = (size_t)G.cfg.max_frame;
+    unsigned char *n = realloc(pss->rx, cap);
+    if (!n) return -1;
+    pss->rx = n;
+    pss->rx_cap = cap;
+    return 0;
+}
+
+/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c (the
+ * connection's first whole message creates its session). The first bytes of a message that is
+ * not whole with them start its frame_timeout_ms timer (the wsi's lws timer); a message that
+ * arrives whole, as nearly all do, never arms it (arming and cancelling cost two insertions into
+ * lws' sorted timer list, linear in the connections). */
+static int ws_receive(struct lws *wsi, ws_pss *pss, const void *in, size_t len) {
+    if (!pss || (pss->s && pss->s->closing)) return 0;
     int whole = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    if (!s->rx_pending && !whole) {
-        s->rx_pending = 1;
+    if (!pss->rx_pending && !whole) {
+        pss->rx_pending = 1;
         lws_set_timer_usecs(wsi, (lws_usec_t)G.cfg.frame_timeout_ms * LWS_US_PER_MS);
     }
-    if (s->rx_len + len > (size_t)G.cfg.max_frame) {
-        log_info("ws: %s frame over max_frame (%lld bytes): closing 1009", s->sock,
-                 G.cfg.max_frame);
+    if (pss->rx_len + len > (size_t)G.cfg.max_frame) {
+        log_info("ws: %s frame over max_frame (%lld bytes): closing 1009",
+                 pss->s ? pss->s->sock : "(no hello yet)", G.cfg.max_frame);
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                          (unsigned char *)"frame too large", 15);
         return -1;
     }
-    if (s->rx_len + len > s->rx_cap) {
-        size_t cap = s->rx_cap ? s->rx_cap : 1024;
-        while (cap < s->rx_len + len)
-            cap *= 2;
-        if (cap > (size_t)G.cfg.max_frame) cap = (size_t)G.cfg.max_frame;
-        unsigned char *n = realloc(s->rx, cap);
-        if (!n) return -1;
-        s->rx = n;
-        s->rx_cap = cap;
-    }
-    memcpy(s->rx + s->rx_len, in, len);
-    s->rx_len += len;
+    if (ws_rx_room(pss, len) < 0) return -1;
+    if (len) memcpy(pss->rx + pss->rx_len, in, len);
+    pss->rx_len += len;
     if (!whole) return 0;
-    if (s->rx_pending) {
-        s->rx_pending = 0;
+    if (pss->rx_pending) {
+        pss->rx_pending = 0;
         lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
     }
-    size_t n = s->rx_len;
-    s->rx_len = 0;
-    client_frame(s, s->rx, n, lws_frame_is_binary(wsi));
+    sess *s = ws_sess(wsi, pss);
+    if (!s) return -1;
+    size_t n = pss->rx_len;
+    pss->rx_len = 0;
+    client_frame(s, pss->rx ? pss->rx : (const unsigned char *)"", n, lws_frame_is_binary(wsi));
     return 0;
 }
 
@@ -251,20 +297,17 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_ESTABLISHED:
         return ws_established(wsi, pss);
     case LWS_CALLBACK_RECEIVE:
-        return pss && pss->s ? ws_receive(wsi, pss->s, in, len) : -1;
+        return pss ? ws_receive(wsi, pss, in, len) : -1;
     case LWS_CALLBACK_TIMER:
-        return pss && pss->s ? ws_frame_timeout(pss->s) : 0;
+        return ws_frame_timeout(wsi, pss);
     case LWS_CALLBACK_WSI_DESTROY:
+        ws_gone(pss);
         lim_conn_close(wsi);
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss && pss->s ? ws_writeable(wsi, pss->s) : 0;
     case LWS_CALLBACK_CLOSED:
-        if (pss && pss->s) {
-            client_closed(pss->s);
-            sess_detach(pss->s);
-            pss->s = NULL;
-        }
+        ws_gone(pss);
         return 0;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
         if (http_filter(wsi)) return -1;
@@ -302,6 +345,6 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 }
 
 const struct lws_protocols ws_protocols[] = {
-    {"chatgw.json.v1", ws_callback, sizeof(ws_pss), 4096, 0, NULL, 0},
-    {"chatgw.msgpack.v1", ws_callback, sizeof(ws_pss), 4096, 0, NULL, 0},
+    {"chatgw.json.v1", ws_callback, sizeof(ws_pss), 1024, 0, NULL, 65536 + 16},
+    {"chatgw.msgpack.v1", ws_callback, sizeof(ws_pss), 1024, 0, NULL, 65536 + 16},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
