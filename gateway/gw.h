@@ -161,10 +161,10 @@ typedef struct sess {
     long long cust_convs;         /* customers: conversations opened in the current window */
     uint64_t cust_convs_until_ms; /* end of that window */
     unsigned conv_checks;         /* messages held until Redis says whether conv is open */
-    watch *watches;           /* this session's watches (sub.c) */
-    int stale_watches;        /* one of them is stale: sub_drained() has work */
-    bridge *bridge;           /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
-    struct sess *next, *prev; /* all sessions */
+    watch *watches;               /* this session's watches (sub.c) */
+    int stale_watches;            /* one of them is stale: sub_drained() has work */
+    bridge *bridge;               /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
+    struct sess *next, *prev;     /* all sessions */
 } sess;
 
 /* Room for answers beyond send_queue_max: reading from a client pauses when this many halves
@@ -281,6 +281,11 @@ const lws_retry_bo_t *ws_keepalive_policy(long long interval_s);
 /* Per-connection data lws allocates for us. A WebSocket connection gets its session only with
  * its first whole message (ws.c): until then it costs lws' state and these few bytes. */
 struct wh_req;
+/* A place in one of ws.c's deadline queues (first in, first out: one duration per queue). */
+typedef struct ws_deadline {
+    struct ws_deadline *next, *prev;
+    uint64_t at_ms; /* uv_now() when it expires */
+} ws_deadline;
 typedef struct ws_pss {
     sess *s;           /* WebSocket: NULL until the first whole message */
     struct wh_req *wh; /* http: a /channels/... request (webhook.h) */
@@ -292,7 +297,14 @@ typedef struct ws_pss {
     unsigned char codec;      /* codec of the subprotocol */
     unsigned char waiting;    /* established, no session yet: counted in G.n_ws_waiting */
     unsigned char rx_pending; /* a message has begun and is not whole (frame_timeout_ms runs) */
+    unsigned char no_hello;   /* hello_timeout_ms passed without a session: close when writeable */
+    struct lws *wsi;          /* WebSocket: set at the upgrade, for the deadlines */
+    ws_deadline hello_dl;     /* queued until hello_timeout_ms after the upgrade */
+    ws_deadline frame_dl;     /* queued while a message is not whole (frame_timeout_ms) */
 } ws_pss;
+
+/* Stop the deadline timer (shutdown). */
+void ws_shutdown(void);
 
 /* ---- heartbeat (heartbeat.c) ---- */
 /* Start beating every heartbeat_ms (before any connection: it also sets where socket numbers
@@ -337,7 +349,7 @@ typedef struct gw {
     sess *sessions; /* all live sessions */
     unsigned n_sessions;
     unsigned n_ws_waiting; /* WebSocket connections without a session yet (ws.c) */
-    unsigned n_rx_paused; /* sessions not read because Redis was busy */
+    unsigned n_rx_paused;  /* sessions not read because Redis was busy */
     uint64_t next_sess_num;
     int stopping;
     uint64_t msgs_in, msgs_out;

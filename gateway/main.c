@@ -204,6 +204,7 @@ static void stop_finish(void) {
     if (!G.lws) return;
     rconn_free(&G.redis);
     rconn_free(&G.sub);
+    ws_shutdown();
     dying_lws = G.lws;
     G.lws = NULL;
     lws_context_destroy(dying_lws);

@@ -11,7 +11,9 @@ import json
 import socket
 import urllib.request
 
+from chat import customer
 from conftest import wait_until
+from desk import run
 
 WAITING_CONN_BOUND = 4096  # bytes of gateway RSS per connection without hello (docs/architecture.md)
 N = 600  # half silent, half with one trickled byte of a message
@@ -93,4 +95,36 @@ def test_trickled_first_message_is_closed_in_time(procs):
     finally:
         for c in s:
             c.close()
+    wait_until(lambda: connections(gw) == 0, what="the connections to be gone")
+
+
+def test_connection_without_hello_is_closed_after_hello_timeout(procs):
+    """hello_timeout_ms holds for connections without a session (no message at all) and for
+    ones whose first message was not a hello (closed 1008 "no hello in time", from ws.c's own
+    deadline queue); a customer that said hello stays."""
+    gw = procs.gateway({"CHATGW_HELLO_TIMEOUT_MS": 300, "CHATGW_LOG_LEVEL": "info"})
+    silent = open_waiting(gw, 1)[0]
+    noise = open_waiting(gw, 1)[0]
+    noise.sendall(bytes([0x81, 0x80 | 2, 0, 0, 0, 0]) + b"{}")  # a message, not a hello
+
+    async def scenario():
+        c = await customer(gw)
+        for s in (silent, noise):
+            s.settimeout(10)
+            got = b""
+            while True:  # whatever came before (an error answer), then the close and the end
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            # a close frame: 1008 and its reason
+            assert b"\x88\x12\x03\xf0no hello in time" in got, got
+        assert (await c.say("still here"))["type"] == "ack"
+        await c.close()
+
+    try:
+        run(scenario())
+    finally:
+        silent.close()
+        noise.close()
     wait_until(lambda: connections(gw) == 0, what="the connections to be gone")
