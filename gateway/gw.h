@@ -372,8 +372,14 @@ typedef struct lim_counters {
     uint64_t frame_timeouts;        /* connections closed: a message not whole in time */
 } lim_counters;
 extern lim_counters LIM;
-/* Count the connection of wsi against its client address (once per connection): 0, or -1 with
- * *why (static, starts with the error code) when the address has max_conns_per_ip open. */
+/* A TCP connection from sockaddr (struct sockaddr *) is being accepted: -1 when it is to be
+ * closed at once (its address, not a trusted proxy, has 2 x max_conns_per_ip open), else 0. */
+int lim_conn_accept(const void *sockaddr);
+/* A connection was accepted: count it against its TCP peer unless that is a trusted proxy. */
+void lim_conn_new(struct lws *wsi);
+/* The first request on wsi: count the connection against its client address if not counted yet
+ * (a trusted proxy's: by X-Forwarded-For); 0, or -1 with *why (static, starts with the error
+ * code) when the address has more than max_conns_per_ip open. Later requests: 0. */
 int lim_conn_open(struct lws *wsi, const char **why);
 /* The connection of wsi ends (WSI_DESTROY): release what lim_conn_open counted. */
 void lim_conn_close(struct lws *wsi);

@@ -417,6 +417,13 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLOSED:
         ws_gone(pss);
         return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: { /* user: lws_filter_network_conn_args */
+        const struct lws_filter_network_conn_args *na = user;
+        return na && lim_conn_accept(&na->cli_addr) < 0 ? -1 : 0;
+    }
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        lim_conn_new(wsi);
+        return 0;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
         if (http_filter(wsi)) return -1;
         return ws_limit(wsi);
