@@ -264,7 +264,7 @@ def test_connections_count_from_accept_and_floods_are_closed_there(procs):
         for s in heads:
             s.close()
     # the slots come back when the connections end
-    wait_until(lambda: request(gw)[0] == 200, what="a slot freed")
+    wait_until(lambda: status_or_none(gw) == 200, what="a slot freed")
 
 
 def status_or_none(gw):
