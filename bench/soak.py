@@ -249,7 +249,10 @@ def main():
             gw.wait_log(gw.ready_line, 15)
             cfg = os.path.join(tmp, "router.ini")
             with open(cfg, "w") as f:
-                f.write("[router]\ndefault_queue = general\n[queue general]\nmode = push\n")
+                # idle_close_s = 0: the setup's conversations stay open for the whole run (by
+                # default they close after 30 min, and the agents' hellos re-announce nothing)
+                f.write("[router]\ndefault_queue = general\nidle_close_s = 0\n"
+                        "[queue general]\nmode = push\n")
             rt = procs.router({"CHATGW_LOG_LEVEL": "info", "CHATGW_CONFIG": cfg,
                                "CHATGW_TRIM_INTERVAL_MS": 1000}, wait_ready=False)
             rt.wait_log(rt.ready_line, 15)
