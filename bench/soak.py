@@ -29,10 +29,17 @@ import sys
 import tempfile
 import time
 
+import websockets.exceptions
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from chat import Client, Closed  # noqa: E402
 from conftest import Procs, RedisServer  # noqa: E402
+
+# What a worker's cycle may end with: it is counted in `errors` and the worker goes on (a refused
+# upgrade is an InvalidStatusCode or, for lws' HTTP/1.0 refusals, an InvalidMessage).
+CYCLE_ERRORS = (Closed, OSError, AssertionError, asyncio.TimeoutError,
+                websockets.exceptions.WebSocketException)
 
 
 def key_memory(r):
@@ -124,7 +131,7 @@ class Soak:
                 await a.send({"type": "presence", "code": "online", "cmid": "p"})
                 await a.close()
                 self.counts["agent_cycles"] += 1
-            except (Closed, OSError, AssertionError, asyncio.TimeoutError):
+            except CYCLE_ERRORS:
                 self.counts["errors"] += 1
                 await asyncio.sleep(0.5)
             await asyncio.sleep(self.a.pause_s)
@@ -141,7 +148,7 @@ class Soak:
                 await c.expect_type("closed", timeout=30, conv=ack["conv"])
                 await c.close()
                 self.counts["assign_cycles"] += 1
-            except (Closed, OSError, AssertionError, asyncio.TimeoutError):
+            except CYCLE_ERRORS:
                 self.counts["errors"] += 1
                 await asyncio.sleep(0.5)
             await asyncio.sleep(self.a.pause_s)
@@ -159,7 +166,7 @@ class Soak:
                 await c.expect(lambda f: f.get("seq", 0) >= 2, timeout=5, what="catch-up")
                 await c.close()
                 self.counts["customer_cycles"] += 1
-            except (Closed, OSError, AssertionError, asyncio.TimeoutError):
+            except CYCLE_ERRORS:
                 self.counts["errors"] += 1
                 await asyncio.sleep(0.5)
             await asyncio.sleep(self.a.pause_s)
@@ -234,13 +241,18 @@ def main():
         srv.start()
         procs = Procs(srv, tmp)
         try:
+            # all clients come from 127.0.0.1: a wave of --wave connections on top of the
+            # workers must not meet the per-address connection limit (default 200)
             env = {"CHATGW_LOG_LEVEL": "info", "CHATGW_RATE_MSGS": 100000,
-                   "CHATGW_RATE_BURST": 100000}
+                   "CHATGW_RATE_BURST": 100000, "CHATGW_MAX_CONNS_PER_IP": 0}
             gw = procs.gateway(env, wait_ready=False)
             gw.wait_log(gw.ready_line, 15)
             cfg = os.path.join(tmp, "router.ini")
             with open(cfg, "w") as f:
-                f.write("[router]\ndefault_queue = general\n[queue general]\nmode = push\n")
+                # idle_close_s = 0: the setup's conversations stay open for the whole run (by
+                # default they close after 30 min, and the agents' hellos re-announce nothing)
+                f.write("[router]\ndefault_queue = general\nidle_close_s = 0\n"
+                        "[queue general]\nmode = push\n")
             rt = procs.router({"CHATGW_LOG_LEVEL": "info", "CHATGW_CONFIG": cfg,
                                "CHATGW_TRIM_INTERVAL_MS": 1000}, wait_ready=False)
             rt.wait_log(rt.ready_line, 15)

@@ -55,6 +55,7 @@ typedef struct gw_config {
     long long customer_token_ttl;
     long long hello_timeout_ms;
     long long frame_timeout_ms;  /* ws.c: a fragmented/trickled message must be whole by then */
+    long long max_header_bytes;  /* main.c: lws' room for a request's header values */
     long long max_conns_per_ip;  /* limit.c: open connections per client address; 0 off */
     long long conv_per_ip;       /* limit.c: new conversations per address per conv_window_s */
     long long conv_per_customer; /* client.c: new conversations per customer per window */
@@ -160,14 +161,10 @@ typedef struct sess {
     long long cust_convs;         /* customers: conversations opened in the current window */
     uint64_t cust_convs_until_ms; /* end of that window */
     unsigned conv_checks;         /* messages held until Redis says whether conv is open */
-    /* rx reassembly */
-    unsigned char *rx;
-    size_t rx_len, rx_cap;
-    int rx_pending;           /* a message has begun and is not whole yet (frame_timeout_ms runs) */
-    watch *watches;           /* this session's watches (sub.c) */
-    int stale_watches;        /* one of them is stale: sub_drained() has work */
-    bridge *bridge;           /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
-    struct sess *next, *prev; /* all sessions */
+    watch *watches;               /* this session's watches (sub.c) */
+    int stale_watches;            /* one of them is stale: sub_drained() has work */
+    bridge *bridge;               /* SESS_BRIDGE after hello: its outbound reader (bridge.c) */
+    struct sess *next, *prev;     /* all sessions */
 } sess;
 
 /* Room for answers beyond send_queue_max: reading from a client pauses when this many halves
@@ -202,6 +199,9 @@ unsigned sess_room(const sess *s);
 frame *sess_pop(sess *s);
 /* Ask lws to close the connection with code and reason after the queued frames are written. */
 void sess_close(sess *s, int code, const char *reason);
+/* A WebSocket connection without a session came (1) or went (0): counted with the sessions for
+ * the heap trim after a wave of disconnects. */
+void sess_conn_waiting(int came);
 /* Token bucket: 1 when a frame may pass now, 0 when over the limit. */
 int sess_rate_ok(sess *s, uint64_t now_ms, double rate, double burst);
 
@@ -278,14 +278,33 @@ void ws_want_write(sess *s);
 /* The vhost's retry_and_idle_policy for WebSocket keepalive: a ping interval_s seconds after
  * the last pong, hang up after 3 * interval_s without one; interval_s 0: no pings. Static. */
 const lws_retry_bo_t *ws_keepalive_policy(long long interval_s);
-/* Per-connection data lws allocates for us. */
+/* Per-connection data lws allocates for us. A WebSocket connection gets its session only with
+ * its first whole message (ws.c): until then it costs lws' state and these few bytes. */
 struct wh_req;
+/* A place in one of ws.c's deadline queues (first in, first out: one duration per queue). */
+typedef struct ws_deadline {
+    struct ws_deadline *next, *prev;
+    uint64_t at_ms; /* uv_now() when it expires */
+} ws_deadline;
 typedef struct ws_pss {
-    sess *s;
+    sess *s;           /* WebSocket: NULL until the first whole message */
     struct wh_req *wh; /* http: a /channels/... request (webhook.h) */
     char *http_body;   /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
     size_t http_len;
+    unsigned char *rx; /* WebSocket: the message being reassembled */
+    size_t rx_len, rx_cap;
+    unsigned char role;       /* sess_role of the path, set at the upgrade */
+    unsigned char codec;      /* codec of the subprotocol */
+    unsigned char waiting;    /* established, no session yet: counted in G.n_ws_waiting */
+    unsigned char rx_pending; /* a message has begun and is not whole (frame_timeout_ms runs) */
+    unsigned char no_hello;   /* hello_timeout_ms passed without a session: close when writeable */
+    struct lws *wsi;          /* WebSocket: set at the upgrade, for the deadlines */
+    ws_deadline hello_dl;     /* queued until hello_timeout_ms after the upgrade */
+    ws_deadline frame_dl;     /* queued while a message is not whole (frame_timeout_ms) */
 } ws_pss;
+
+/* Stop the deadline timer (shutdown). */
+void ws_shutdown(void);
 
 /* ---- heartbeat (heartbeat.c) ---- */
 /* Start beating every heartbeat_ms (before any connection: it also sets where socket numbers
@@ -329,7 +348,8 @@ typedef struct gw {
     rconn *sub;     /* pub/sub */
     sess *sessions; /* all live sessions */
     unsigned n_sessions;
-    unsigned n_rx_paused; /* sessions not read because Redis was busy */
+    unsigned n_ws_waiting; /* WebSocket connections without a session yet (ws.c) */
+    unsigned n_rx_paused;  /* sessions not read because Redis was busy */
     uint64_t next_sess_num;
     int stopping;
     uint64_t msgs_in, msgs_out;
@@ -352,8 +372,14 @@ typedef struct lim_counters {
     uint64_t frame_timeouts;        /* connections closed: a message not whole in time */
 } lim_counters;
 extern lim_counters LIM;
-/* Count the connection of wsi against its client address (once per connection): 0, or -1 with
- * *why (static, starts with the error code) when the address has max_conns_per_ip open. */
+/* A TCP connection from sockaddr (struct sockaddr *) is being accepted: -1 when it is to be
+ * closed at once (its address, not a trusted proxy, has 2 x max_conns_per_ip open), else 0. */
+int lim_conn_accept(const void *sockaddr);
+/* A connection was accepted: count it against its TCP peer unless that is a trusted proxy. */
+void lim_conn_new(struct lws *wsi);
+/* The first request on wsi: count the connection against its client address if not counted yet
+ * (a trusted proxy's: by X-Forwarded-For); 0, or -1 with *why (static, starts with the error
+ * code) when the address has more than max_conns_per_ip open. Later requests: 0. */
 int lim_conn_open(struct lws *wsi, const char **why);
 /* The connection of wsi ends (WSI_DESTROY): release what lim_conn_open counted. */
 void lim_conn_close(struct lws *wsi);

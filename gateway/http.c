@@ -181,7 +181,7 @@ int http_request(struct lws *wsi, const char *uri) {
         json_object_set_new(o, "status", json_string(bad ? "unavailable" : "ok"));
         json_object_set_new(o, "redis", json_string(rs_redis_state()));
         json_object_set_new(o, "gateway", json_string(G.cfg.gateway_id));
-        json_object_set_new(o, "connections", json_integer(G.n_sessions));
+        json_object_set_new(o, "connections", json_integer(G.n_sessions + G.n_ws_waiting));
         if (bad) json_object_set_new(o, "reason", json_string(reason));
         if (routers) json_object_set(o, "routers", routers);
     }

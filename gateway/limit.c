@@ -9,10 +9,22 @@
  * and let an attacker with many addresses fill Redis; here an entry is ~100 bytes, at most
  * LIM_ADDRS_MAX of them, dropped once the address has no connection and a full bucket.
  *
- * A connection holds its address entry through lws's opaque user data from lim_conn_open (the
- * first HTTP request or the upgrade) until lim_conn_close (LWS_CALLBACK_WSI_DESTROY). */
+ * A connection holds its address entry through lws's opaque user data until lim_conn_close
+ * (LWS_CALLBACK_WSI_DESTROY). A connection whose TCP peer is the client (not one of
+ * trusted_proxies) is counted from its accept (lim_conn_new), so connections whose request head
+ * never ends count too; its first request is answered 429 when the address has more than
+ * max_conns_per_ip open (itself included). Once an address has LIM_DROP_FACTOR times
+ * max_conns_per_ip open, its further connections are closed at accept (lim_conn_accept), before
+ * lws allocates anything for them: no answer then, but a refusal that costs nothing, where a 429
+ * costs a header buffer and a parse (a flood of reconnects saturated the loop). A trusted proxy's
+ * connection is counted at its first request, by X-Forwarded-For (lim_conn_open). The opaque
+ * pointer's low bit says the connection passed the check of its first request (later requests
+ * on it are not checked again). */
 #include "gw.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +33,8 @@
 
 #define LIM_BUCKETS 4096
 #define LIM_ADDRS_MAX 100000
+#define LIM_DROP_FACTOR 2           /* times max_conns_per_ip: closed at accept */
+#define LIM_ADMITTED ((uintptr_t)1) /* opaque pointer bit: the first request passed */
 
 typedef struct lim_addr {
     char addr[PEER_ADDR_MAX];
@@ -73,11 +87,18 @@ static void lim_sweep(int force) {
     }
 }
 
+/* The entry of addr, NULL when there is none. */
+static lim_addr *lim_find(const char *addr) {
+    for (lim_addr *a = lim_table[lim_hash(addr)]; a; a = a->next)
+        if (!strcmp(a->addr, addr)) return a;
+    return NULL;
+}
+
 /* The entry of addr, created (with a full bucket) when missing; NULL on allocation failure. */
 static lim_addr *lim_get(const char *addr) {
     unsigned h = lim_hash(addr);
-    for (lim_addr *a = lim_table[h]; a; a = a->next)
-        if (!strcmp(a->addr, addr)) return a;
+    lim_addr *found = lim_find(addr);
+    if (found) return found;
     if (lim_n >= LIM_ADDRS_MAX) {
         lim_sweep(0);
         if (lim_n >= LIM_ADDRS_MAX) {
@@ -108,35 +129,90 @@ static void lim_client_addr(struct lws *wsi, char *out) {
     peer_client(peer, x, G.cfg.trusted_proxies, out, PEER_ADDR_MAX);
 }
 
+/* The entry wsi counts against (NULL: none yet); *admitted gets the LIM_ADMITTED bit. */
+static lim_addr *lim_of(struct lws *wsi, int *admitted) {
+    uintptr_t v = (uintptr_t)lws_get_opaque_user_data(wsi);
+    if (admitted) *admitted = (v & LIM_ADMITTED) != 0;
+    return (lim_addr *)(v & ~LIM_ADMITTED);
+}
+
+static void lim_set(struct lws *wsi, lim_addr *a, int admitted) {
+    uintptr_t v = (uintptr_t)a | (admitted ? LIM_ADMITTED : 0);
+    lws_set_opaque_user_data(wsi, a ? (void *)v : NULL);
+}
+
+/* The address a TCP peer's connections count against into out (PEER_ADDR_MAX): 0, or -1 when
+ * peer is a trusted proxy (its connections are counted per request, by X-Forwarded-For). */
+static int lim_peer_addr(const char *peer, char *out) {
+    if (G.cfg.trusted_proxies[0] && peer_listed(peer, G.cfg.trusted_proxies)) return -1;
+    peer_client(peer, NULL, "", out, PEER_ADDR_MAX);
+    return 0;
+}
+
+int lim_conn_accept(const void *sockaddr) {
+    const struct sockaddr *sa = sockaddr;
+    if (G.cfg.max_conns_per_ip <= 0 || !sa) return 0;
+    char peer[PEER_ADDR_MAX] = "", addr[PEER_ADDR_MAX];
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sockaddr)->sin_addr, peer, sizeof(peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sockaddr)->sin6_addr, peer,
+                  sizeof(peer));
+    if (!peer[0] || lim_peer_addr(peer, addr) < 0) return 0;
+    lim_addr *a = lim_find(addr);
+    if (!a || a->conns < (unsigned)(LIM_DROP_FACTOR * G.cfg.max_conns_per_ip)) return 0;
+    LIM.conn_refused++;
+    return -1;
+}
+
+void lim_conn_new(struct lws *wsi) {
+    if (lim_of(wsi, NULL)) return;
+    char peer[PEER_ADDR_MAX + 8] = "", addr[PEER_ADDR_MAX];
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    if (!peer[0] || lim_peer_addr(peer, addr) < 0) return;
+    lim_addr *a = lim_get(addr);
+    if (!a) return; /* out of memory: counted at its first request instead */
+    a->conns++;
+    lim_set(wsi, a, 0);
+}
+
 int lim_conn_open(struct lws *wsi, const char **why) {
-    if (lws_get_opaque_user_data(wsi)) return 0;
+    int admitted;
+    lim_addr *a = lim_of(wsi, &admitted);
+    if (a && admitted) return 0;
+    unsigned max = (unsigned)G.cfg.max_conns_per_ip;
+    if (a) { /* counted since its accept: one of a->conns */
+        if (max > 0 && a->conns > max) goto refuse;
+        lim_set(wsi, a, 1);
+        return 0;
+    }
     char addr[PEER_ADDR_MAX];
     lim_client_addr(wsi, addr);
-    lim_addr *a = lim_get(addr);
+    a = lim_get(addr);
     if (!a) {
         *why = "out of memory";
         return -1;
     }
-    if (G.cfg.max_conns_per_ip > 0 && a->conns >= (unsigned)G.cfg.max_conns_per_ip) {
-        LIM.conn_refused++;
-        *why = "too_many_connections: too many open connections from your address "
-               "(max_conns_per_ip)";
-        return -1;
-    }
+    if (max > 0 && a->conns >= max) goto refuse; /* not counted: it ends now */
     a->conns++;
-    lws_set_opaque_user_data(wsi, a);
+    lim_set(wsi, a, 1);
     return 0;
+refuse:
+    LIM.conn_refused++;
+    *why = "too_many_connections: too many open connections from your address "
+           "(max_conns_per_ip)";
+    return -1;
 }
 
 void lim_conn_close(struct lws *wsi) {
-    lim_addr *a = lws_get_opaque_user_data(wsi);
+    lim_addr *a = lim_of(wsi, NULL);
     if (!a) return;
     lws_set_opaque_user_data(wsi, NULL);
     if (a->conns) a->conns--;
 }
 
 const char *lim_conn_addr(struct lws *wsi) {
-    lim_addr *a = lws_get_opaque_user_data(wsi);
+    lim_addr *a = lim_of(wsi, NULL);
     return a ? a->addr : "";
 }
 

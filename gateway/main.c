@@ -56,6 +56,9 @@ static const cfg_opt gw_opts[] = {
     O_INT("frame_timeout_ms", "30000", frame_timeout_ms, 100, 600000,
           "a message sent in fragments (or trickled) must be whole this long after its first "
           "bytes; else close 1008"),
+    O_INT("max_header_bytes", "4096", max_header_bytes, 1024, 65535,
+          "room for a request's header values (cookies included): more is refused; every "
+          "connection holds this much until its request head is whole"),
     O_INT("max_conns_per_ip", "200", max_conns_per_ip, 0, 1000000,
           "open connections (WebSocket + HTTP) per client address; 0 off"),
     O_INT("conv_per_ip", "60", conv_per_ip, 0, 1000000,
@@ -201,6 +204,7 @@ static void stop_finish(void) {
     if (!G.lws) return;
     rconn_free(&G.redis);
     rconn_free(&G.sub);
+    ws_shutdown();
     dying_lws = G.lws;
     G.lws = NULL;
     lws_context_destroy(dying_lws);
@@ -308,6 +312,7 @@ static int gw_start(void) {
     }
     info.timeout_secs = 10;
     info.pt_serv_buf_size = 32768;
+    info.max_http_header_data = (unsigned short)G.cfg.max_header_bytes;
     G.lws = lws_create_context(&info);
     if (!G.lws) {
         log_error("cannot listen on %s (in use, or libwebsockets-evlib-uv missing?)", G.cfg.listen);

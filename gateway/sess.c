@@ -32,7 +32,12 @@
 
 static uv_timer_t trim_timer;
 static int trim_ready;
-static unsigned trim_peak; /* most sessions since the last trim */
+static unsigned trim_peak; /* most connections (sessions and waiting) since the last trim */
+
+/* WebSocket connections: with a session, or waiting for their first message. */
+static unsigned sess_conns(void) {
+    return G.n_sessions + G.n_ws_waiting;
+}
 
 static long sess_rss_kb(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -46,14 +51,14 @@ static long sess_rss_kb(void) {
 static void sess_trim_fire(uv_timer_t *t) {
     long before = sess_rss_kb();
     malloc_trim(0);
-    log_info("sess: %u connections left of %u: heap trimmed, RSS %ld -> %ld KiB", G.n_sessions,
+    log_info("sess: %u connections left of %u: heap trimmed, RSS %ld -> %ld KiB", sess_conns(),
              trim_peak, before, sess_rss_kb());
-    trim_peak = G.n_sessions;
+    trim_peak = sess_conns();
 }
 
 /* A session is gone: arm the trim once a wave of them is (restarting the delay each time). */
 static void sess_trim_maybe(void) {
-    if (trim_peak < G.n_sessions + SESS_TRIM_WAVE || G.n_sessions > trim_peak / 2) return;
+    if (trim_peak < sess_conns() + SESS_TRIM_WAVE || sess_conns() > trim_peak / 2) return;
     if (!trim_ready) {
         if (uv_timer_init(G.loop, &trim_timer) != 0) return;
         uv_unref((uv_handle_t *)&trim_timer); /* never keeps the loop running */
@@ -78,8 +83,18 @@ sess *sess_new(struct lws *wsi, sess_role role, codec c, unsigned data_max) {
     if (G.sessions) G.sessions->prev = s;
     G.sessions = s;
     G.n_sessions++;
-    if (G.n_sessions > trim_peak) trim_peak = G.n_sessions;
+    if (sess_conns() > trim_peak) trim_peak = sess_conns();
     return s;
+}
+
+void sess_conn_waiting(int came) {
+    if (came) {
+        G.n_ws_waiting++;
+        if (sess_conns() > trim_peak) trim_peak = sess_conns();
+        return;
+    }
+    if (G.n_ws_waiting) G.n_ws_waiting--;
+    sess_trim_maybe();
 }
 
 sess *sess_ref(sess *s) {
@@ -91,7 +106,6 @@ static void sess_free(sess *s) {
     while (s->q_len)
         frame_unref(sess_pop(s));
     free(s->q);
-    free(s->rx);
     free(s);
 }
 

@@ -13,6 +13,13 @@
  * trickled): else the connection is closed 1008 "message not finished in time", so a client
  * cannot hold a reassembly buffer forever.
  *
+ * The hello and frame deadlines live in two queues of ours, not in lws' timers: lws 4.1 keeps
+ * every timeout of every connection in one sorted list, and inserting a deadline later than all
+ * the others walks the whole list, so with thousands of connections each new one cost a walk
+ * over all of them (perf: ~76 % of the gateway's time in lws_dll2_add_sorted during a 10,000
+ * connection slow-loris). Every deadline of a queue has the same duration, so a queue is in
+ * order by construction: O(1) to add or remove, one uv timer for the earliest.
+ *
  * Keepalive (ws_keepalive_policy): lws pings a connection ws_ping_interval seconds after its
  * last pong (or its handshake) and drops it when 3 x ws_ping_interval pass without one: a peer
  * that missed the pongs of two intervals is gone (a proxy cut it, the machine went away), and
@@ -20,6 +27,7 @@
 #include "gw.h"
 #include "webhook.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +38,8 @@
  * lws_close_reason()"): a WRITEABLE callback that returns -1 makes lws 4.1 mark the socket
  * unusable, so its own close frame is never sent; we send it ourselves before returning -1. */
 #define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
-#define WS_HTTP_TOO_MANY 429 /* RFC 6585 Too Many Requests (no lws name for it) */
+#define WS_HTTP_TOO_MANY 429           /* RFC 6585 Too Many Requests (no lws name for it) */
+#define WS_NO_HELLO "no hello in time" /* reason of the close after hello_timeout_ms */
 
 static int ws_path_role(struct lws *wsi, sess_role *role) {
     char uri[128];
@@ -73,74 +82,212 @@ static int ws_filter(struct lws *wsi) {
     return ws_limit(wsi);
 }
 
+/* ---- deadlines: two FIFO queues (hello_timeout_ms, frame_timeout_ms), one timer ---- */
+typedef struct ws_dlq {
+    ws_deadline head; /* sentinel of a circular list; empty: next == &head */
+    size_t off;       /* offsetof(ws_pss, the member this queue links) */
+} ws_dlq;
+static ws_dlq dl_hello = {{&dl_hello.head, &dl_hello.head, 0}, offsetof(ws_pss, hello_dl)};
+static ws_dlq dl_frame = {{&dl_frame.head, &dl_frame.head, 0}, offsetof(ws_pss, frame_dl)};
+static uv_timer_t dl_timer;
+static int dl_timer_ready;
+
+static ws_pss *ws_dl_pss(ws_dlq *q, ws_deadline *d) {
+    return (ws_pss *)(void *)((char *)d - q->off);
+}
+
+static void ws_dl_fire(uv_timer_t *t);
+
+/* Arm the timer for the earliest deadline of both queues (stop it when both are empty). */
+static void ws_dl_arm(void) {
+    uint64_t at = UINT64_MAX;
+    if (dl_hello.head.next != &dl_hello.head) at = dl_hello.head.next->at_ms;
+    if (dl_frame.head.next != &dl_frame.head && dl_frame.head.next->at_ms < at)
+        at = dl_frame.head.next->at_ms;
+    if (!dl_timer_ready) {
+        if (uv_timer_init(G.loop, &dl_timer) != 0) return;
+        uv_unref((uv_handle_t *)&dl_timer); /* never keeps the loop running */
+        dl_timer_ready = 1;
+    }
+    if (uv_is_closing((uv_handle_t *)&dl_timer)) return;
+    if (at == UINT64_MAX) {
+        uv_timer_stop(&dl_timer);
+        return;
+    }
+    uint64_t now = uv_now(G.loop);
+    uv_timer_start(&dl_timer, ws_dl_fire, at > now ? at - now : 0, 0);
+}
+
+/* Remove d from its queue (no-op when not queued). */
+static void ws_dl_remove(ws_deadline *d) {
+    if (!d->next) return;
+    d->prev->next = d->next;
+    d->next->prev = d->prev;
+    d->next = d->prev = NULL;
+}
+
+/* Queue d at the tail of q, due in ms; the timer is armed when q was empty. */
+static void ws_dl_add(ws_dlq *q, ws_deadline *d, long long ms) {
+    ws_dl_remove(d);
+    int was_empty = q->head.next == &q->head;
+    d->at_ms = uv_now(G.loop) + (uint64_t)ms;
+    d->prev = q->head.prev;
+    d->next = &q->head;
+    q->head.prev->next = d;
+    q->head.prev = d;
+    if (was_empty) ws_dl_arm();
+}
+
+static int ws_frame_timeout(struct lws *wsi, ws_pss *pss);
+
+/* The timer: close the connections that did not say hello in time (unless the session is
+ * authenticated by now) and time out the messages not whole in time; then re-arm. */
+static void ws_dl_fire(uv_timer_t *t) {
+    uint64_t now = uv_now(G.loop);
+    while (dl_hello.head.next != &dl_hello.head && dl_hello.head.next->at_ms <= now) {
+        ws_deadline *d = dl_hello.head.next;
+        ws_pss *pss = ws_dl_pss(&dl_hello, d);
+        ws_dl_remove(d);
+        if (pss->s && pss->s->authed) continue;
+        log_debug("ws: a connection did not say hello within hello_timeout_ms: closing 1008");
+        if (pss->s) {
+            sess_close(pss->s, LWS_CLOSE_STATUS_POLICY_VIOLATION, WS_NO_HELLO);
+        } else {
+            pss->no_hello = 1; /* closed from its WRITEABLE callback (no session to queue on) */
+            lws_callback_on_writable(pss->wsi);
+        }
+    }
+    while (dl_frame.head.next != &dl_frame.head && dl_frame.head.next->at_ms <= now) {
+        ws_deadline *d = dl_frame.head.next;
+        ws_pss *pss = ws_dl_pss(&dl_frame, d);
+        ws_dl_remove(d);
+        if (ws_frame_timeout(pss->wsi, pss) < 0) { /* out of memory: closed all the same */
+            pss->no_hello = 1;
+            lws_callback_on_writable(pss->wsi);
+        }
+    }
+    ws_dl_arm();
+}
+
+void ws_shutdown(void) {
+    if (dl_timer_ready) uv_timer_stop(&dl_timer);
+}
+
+/* ESTABLISHED: remember the role and codec; the session comes with the first whole message
+ * (ws_sess), so a connection that never sends one costs lws' state and the ws_pss only. A
+ * connection that does not say hello in time is closed (hello_timeout_ms). */
 static int ws_established(struct lws *wsi, ws_pss *pss) {
     sess_role role;
-    if (ws_path_role(wsi, &role) < 0) return -1;
+    if (!pss || ws_path_role(wsi, &role) < 0) return -1;
     const struct lws_protocols *p = lws_get_protocol(wsi);
-    codec c = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
-    pss->s = sess_new(wsi, role, c, (unsigned)G.cfg.send_queue_max);
-    if (!pss->s) return -1;
-    cg_strlcpy(pss->s->addr, lim_conn_addr(wsi), sizeof(pss->s->addr));
-    /* A connection that does not say hello in time is closed. */
-    int secs = (int)((G.cfg.hello_timeout_ms + 999) / 1000);
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, secs);
-    log_debug("ws: %s connected as %s (%s)", pss->s->sock,
-              role == SESS_AGENT    ? "agent"
-              : role == SESS_BRIDGE ? "bridge"
-                                    : "customer",
-              c == CODEC_JSON ? "json" : "msgpack");
+    pss->role = (unsigned char)role;
+    pss->codec = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
+    pss->waiting = 1;
+    pss->wsi = wsi;
+    sess_conn_waiting(1);
+    ws_dl_add(&dl_hello, &pss->hello_dl, G.cfg.hello_timeout_ms);
     return 0;
 }
 
-/* TIMER: the message being received is not whole frame_timeout_ms after its first bytes. */
-static int ws_frame_timeout(sess *s) {
-    if (s->closing || !s->rx_pending) return 0;
+/* The session of a connection that has none yet (its first whole message came, or a message
+ * ran out of time): NULL out of memory. */
+static sess *ws_sess(struct lws *wsi, ws_pss *pss) {
+    if (pss->s) return pss->s;
+    sess *s =
+        sess_new(wsi, (sess_role)pss->role, (codec)pss->codec, (unsigned)G.cfg.send_queue_max);
+    if (!s) return NULL;
+    pss->s = s;
+    pss->waiting = 0;
+    if (G.n_ws_waiting) G.n_ws_waiting--; /* now counted among the sessions */
+    cg_strlcpy(s->addr, lim_conn_addr(wsi), sizeof(s->addr));
+    log_debug("ws: %s connected as %s (%s)", s->sock,
+              s->role == SESS_AGENT    ? "agent"
+              : s->role == SESS_BRIDGE ? "bridge"
+                                       : "customer",
+              s->codec == CODEC_JSON ? "json" : "msgpack");
+    return s;
+}
+
+/* The connection is gone (CLOSED, or WSI_DESTROY for one closed before): release its session
+ * and its reassembly buffer. Idempotent. */
+static void ws_gone(ws_pss *pss) {
+    if (!pss) return;
+    ws_dl_remove(&pss->hello_dl);
+    ws_dl_remove(&pss->frame_dl);
+    if (pss->s) {
+        client_closed(pss->s);
+        sess_detach(pss->s);
+        pss->s = NULL;
+    } else if (pss->waiting) {
+        pss->waiting = 0;
+        sess_conn_waiting(0);
+    }
+    free(pss->rx);
+    pss->rx = NULL;
+    pss->rx_len = pss->rx_cap = 0;
+}
+
+/* The message being received is not whole frame_timeout_ms after its first bytes (the frame
+ * deadline queue): close 1008 after what is queued. -1 out of memory. */
+static int ws_frame_timeout(struct lws *wsi, ws_pss *pss) {
+    if (!pss || !pss->rx_pending) return 0;
+    pss->rx_pending = 0;
+    sess *s = ws_sess(wsi, pss); /* the close goes out through a session's queue */
+    if (!s) return -1;
+    if (s->closing) return 0;
     LIM.frame_timeouts++;
     log_info("ws: %s message not whole after frame_timeout_ms (%lld ms): closing 1008", s->sock,
              G.cfg.frame_timeout_ms);
-    s->rx_pending = 0;
     sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "message not finished in time");
     return 0;
 }
 
-/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c. The
- * first bytes of a message that is not whole with them start its frame_timeout_ms timer (the
- * wsi's lws timer); a message that arrives whole, as nearly all do, never arms it (arming and
- * cancelling cost two insertions into lws' sorted timer list, linear in the connections). */
-static int ws_receive(struct lws *wsi, sess *s, const void *in, size_t len) {
-    if (s->closing) return 0;
+/* Room for len more bytes of the message being reassembled: the buffer starts at WS_RX_FIRST
+ * bytes and doubles, up to max_frame. 0, or -1 out of memory. */
+#define WS_RX_FIRST 256
+static int ws_rx_room(ws_pss *pss, size_t len) {
+    if (pss->rx_len + len <= pss->rx_cap) return 0;
+    size_t cap = pss->rx_cap ? pss->rx_cap : WS_RX_FIRST;
+    while (cap < pss->rx_len + len)
+        cap *= 2;
+    if (cap > (size_t)G.cfg.max_frame) cap = (size_t)G.cfg.max_frame;
+    unsigned char *n = realloc(pss->rx, cap);
+    if (!n) return -1;
+    pss->rx = n;
+    pss->rx_cap = cap;
+    return 0;
+}
+
+/* RECEIVE: append the fragment; on the last fragment hand the whole frame to client.c (the
+ * connection's first whole message creates its session). The first bytes of a message that is
+ * not whole with them queue its frame_timeout_ms deadline; the last one removes it. */
+static int ws_receive(struct lws *wsi, ws_pss *pss, const void *in, size_t len) {
+    if (!pss || (pss->s && pss->s->closing)) return 0;
     int whole = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    if (!s->rx_pending && !whole) {
-        s->rx_pending = 1;
-        lws_set_timer_usecs(wsi, (lws_usec_t)G.cfg.frame_timeout_ms * LWS_US_PER_MS);
+    if (!pss->rx_pending && !whole) {
+        pss->rx_pending = 1;
+        ws_dl_add(&dl_frame, &pss->frame_dl, G.cfg.frame_timeout_ms);
     }
-    if (s->rx_len + len > (size_t)G.cfg.max_frame) {
-        log_info("ws: %s frame over max_frame (%lld bytes): closing 1009", s->sock,
-                 G.cfg.max_frame);
+    if (pss->rx_len + len > (size_t)G.cfg.max_frame) {
+        log_info("ws: %s frame over max_frame (%lld bytes): closing 1009",
+                 pss->s ? pss->s->sock : "(no hello yet)", G.cfg.max_frame);
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                          (unsigned char *)"frame too large", 15);
         return -1;
     }
-    if (s->rx_len + len > s->rx_cap) {
-        size_t cap = s->rx_cap ? s->rx_cap : 1024;
-        while (cap < s->rx_len + len)
-            cap *= 2;
-        if (cap > (size_t)G.cfg.max_frame) cap = (size_t)G.cfg.max_frame;
-        unsigned char *n = realloc(s->rx, cap);
-        if (!n) return -1;
-        s->rx = n;
-        s->rx_cap = cap;
-    }
-    memcpy(s->rx + s->rx_len, in, len);
-    s->rx_len += len;
+    if (ws_rx_room(pss, len) < 0) return -1;
+    if (len) memcpy(pss->rx + pss->rx_len, in, len);
+    pss->rx_len += len;
     if (!whole) return 0;
-    if (s->rx_pending) {
-        s->rx_pending = 0;
-        lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+    if (pss->rx_pending) {
+        pss->rx_pending = 0;
+        ws_dl_remove(&pss->frame_dl);
     }
-    size_t n = s->rx_len;
-    s->rx_len = 0;
-    client_frame(s, s->rx, n, lws_frame_is_binary(wsi));
+    sess *s = ws_sess(wsi, pss);
+    if (!s) return -1;
+    size_t n = pss->rx_len;
+    pss->rx_len = 0;
+    client_frame(s, pss->rx ? pss->rx : (const unsigned char *)"", n, lws_frame_is_binary(wsi));
     return 0;
 }
 
@@ -198,6 +345,18 @@ static int ws_write_batch(struct lws *wsi, sess *s) {
     return 0;
 }
 
+/* Write a close frame (code + reason) before the WRITEABLE callback returns -1: lws 4.1 drops
+ * its own close frame when a WRITEABLE callback returns -1 after lws_close_reason(). */
+static void ws_write_close(struct lws *wsi, int code, const char *reason) {
+    unsigned char cf[LWS_PRE + 2 + 64];
+    size_t rn = strlen(reason);
+    if (rn > 64) rn = 64;
+    cf[LWS_PRE] = (unsigned char)(code >> 8);
+    cf[LWS_PRE + 1] = (unsigned char)(code & 0xff);
+    memcpy(cf + LWS_PRE + 2, reason, rn);
+    lws_write(wsi, cf + LWS_PRE, 2 + rn, WS_WRITE_CLOSE);
+}
+
 /* SERVER_WRITEABLE: write the queued frames (several in one write), or perform a requested
  * close. */
 static int ws_writeable(struct lws *wsi, sess *s) {
@@ -209,14 +368,7 @@ static int ws_writeable(struct lws *wsi, sess *s) {
     frame *f = sess_pop(s);
     if (!f) {
         if (s->closing && s->close_code) {
-            /* lws 4.1 drops the close frame when a WRITEABLE callback returns -1 after
-             * lws_close_reason(), so write the close frame (code + reason) ourselves. */
-            unsigned char cf[LWS_PRE + 2 + sizeof(s->close_reason)];
-            size_t rn = strlen(s->close_reason);
-            cf[LWS_PRE] = (unsigned char)(s->close_code >> 8);
-            cf[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
-            memcpy(cf + LWS_PRE + 2, s->close_reason, rn);
-            lws_write(wsi, cf + LWS_PRE, 2 + rn, WS_WRITE_CLOSE);
+            ws_write_close(wsi, s->close_code, s->close_reason);
             return -1;
         }
         return 0;
@@ -251,20 +403,26 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_ESTABLISHED:
         return ws_established(wsi, pss);
     case LWS_CALLBACK_RECEIVE:
-        return pss && pss->s ? ws_receive(wsi, pss->s, in, len) : -1;
-    case LWS_CALLBACK_TIMER:
-        return pss && pss->s ? ws_frame_timeout(pss->s) : 0;
+        return pss ? ws_receive(wsi, pss, in, len) : -1;
     case LWS_CALLBACK_WSI_DESTROY:
+        ws_gone(pss);
         lim_conn_close(wsi);
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (pss && !pss->s && pss->no_hello) {
+            ws_write_close(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, WS_NO_HELLO);
+            return -1;
+        }
         return pss && pss->s ? ws_writeable(wsi, pss->s) : 0;
     case LWS_CALLBACK_CLOSED:
-        if (pss && pss->s) {
-            client_closed(pss->s);
-            sess_detach(pss->s);
-            pss->s = NULL;
-        }
+        ws_gone(pss);
+        return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: { /* user: lws_filter_network_conn_args */
+        const struct lws_filter_network_conn_args *na = user;
+        return na && lim_conn_accept(&na->cli_addr) < 0 ? -1 : 0;
+    }
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        lim_conn_new(wsi);
         return 0;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
         if (http_filter(wsi)) return -1;
@@ -302,6 +460,6 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 }
 
 const struct lws_protocols ws_protocols[] = {
-    {"chatgw.json.v1", ws_callback, sizeof(ws_pss), 4096, 0, NULL, 0},
-    {"chatgw.msgpack.v1", ws_callback, sizeof(ws_pss), 4096, 0, NULL, 0},
+    {"chatgw.json.v1", ws_callback, sizeof(ws_pss), 1024, 0, NULL, 65536 + 16},
+    {"chatgw.msgpack.v1", ws_callback, sizeof(ws_pss), 1024, 0, NULL, 65536 + 16},
     {NULL, NULL, 0, 0, 0, NULL, 0}};

@@ -240,3 +240,36 @@ def test_customer_at_the_limit_keeps_writing_to_an_open_conversation(procs):
             await x.close()
 
     run(scenario())
+
+
+def test_connections_count_from_accept_and_floods_are_closed_there(procs):
+    """A connection counts against its address from its accept (a request head that never ends
+    holds a slot too); at twice max_conns_per_ip open, further connections from the address
+    are closed at accept, without an answer (a 429 costs a header buffer and a parse)."""
+    import socket
+    gw = procs.gateway({"CHATGW_MAX_CONNS_PER_IP": 3, "CHATGW_LOG_LEVEL": "info"})
+    heads = []
+    try:
+        for _ in range(3):  # request heads that never end
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            heads.append(s)
+        status, body = request(gw)  # the 4th connection's request
+        assert status == 429 and "too_many_connections" in body, (status, body)
+        for _ in range(3):  # 6 = 2 x 3 open: from now on closed at accept
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            heads.append(s)
+        wait_until(lambda: status_or_none(gw) is None, what="a connection closed at accept")
+    finally:
+        for s in heads:
+            s.close()
+    # the slots come back when the connections end
+    wait_until(lambda: status_or_none(gw) == 200, what="a slot freed")
+
+
+def status_or_none(gw):
+    """A request's status, or None when the connection was closed without an answer."""
+    try:
+        return request(gw)[0]
+    except (ConnectionError, http.client.HTTPException, OSError):
+        return None
