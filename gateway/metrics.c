@@ -293,9 +293,12 @@ static void metrics_render(metrics_req *m) {
         else
             cust++;
     }
-    metric_head(&b, "chatgw_gateway_connections", "gauge", "Open WebSocket connections.");
+    metric_head(&b, "chatgw_gateway_connections", "gauge",
+                "Open WebSocket connections (pending: no first message yet, no session).");
     bprintf(&b, "chatgw_gateway_connections{gateway=\"%s\",role=\"customer\"} %u\n", gid, cust);
     bprintf(&b, "chatgw_gateway_connections{gateway=\"%s\",role=\"agent\"} %u\n", gid, agents);
+    bprintf(&b, "chatgw_gateway_connections{gateway=\"%s\",role=\"pending\"} %u\n", gid,
+            G.n_ws_waiting);
     metric_head(&b, "chatgw_gateway_messages_in_total", "counter",
                 "Client messages this gateway stored.");
     bprintf(&b, "chatgw_gateway_messages_in_total{gateway=\"%s\"} %llu\n", gid,

@@ -46,6 +46,7 @@ def test_metrics_follow_queues_and_connections(procs):
         assert value(text, "chatgw_queue_oldest_wait_seconds", queue="general") >= 0
         assert value(text, "chatgw_gateway_connections", role="customer") == 2
         assert value(text, "chatgw_gateway_connections", role="agent") == 1
+        assert value(text, "chatgw_gateway_connections", role="pending") == 0
         assert value(text, "chatgw_gateway_messages_in_total") >= 2
         assert value(text, "chatgw_redis_up") == 1
         for x in (a, c1, c2):
