@@ -20,14 +20,14 @@
 #include <jansson.h>
 
 #include "gw.h"
+#include "agentauth.h"
 #include "desk_schema.h"
 #include "webhook.h"
 
 #include "../common/log.h"
 #include "../common/util.h"
 
-#define CANNED_AUTH_MAX 4096 /* longest Authorization header taken */
-#define CANNED_MAX 1000      /* replies read from one hash (the router writes at most 200) */
+#define CANNED_MAX 1000 /* replies read from one hash (the router writes at most 200) */
 
 #define CANNED_JSON "application/json"
 
@@ -39,28 +39,6 @@ static int canned_queue_ok(const char *q) {
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
             return 0;
     return 1;
-}
-
-/* Verify the request's bearer token into *who. 0 when it is a valid agent token, else -1 (the
- * reason is logged, never the token). */
-static int canned_auth(wh_req *q, token_claims *who) {
-    char auth[CANNED_AUTH_MAX];
-    if (!wh_header_tok(q, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof(auth))) return -1;
-    if (strncasecmp(auth, "Bearer ", 7) != 0) return -1;
-    const char *tok = auth + 7;
-    while (*tok == ' ')
-        tok++;
-    if (!*tok) return -1;
-    cg_err err = {{0}, {0}};
-    if (token_verify(tok, &G.keys, cg_now_s(), who, &err) < 0) {
-        log_info("canned: refused: %s", err.code);
-        return -1;
-    }
-    if (who->role != TOKEN_AGENT) {
-        log_info("canned: refused: not an agent token");
-        return -1;
-    }
-    return 0;
 }
 
 /* 1 when queue is one of the agent's skills. */
@@ -167,7 +145,7 @@ static int canned_enabled(void) {
 /* GET: check the token, the queue name and the agent's skills, then read the hash. */
 static void canned_get(wh_req *q) {
     token_claims who;
-    if (canned_auth(q, &who) != 0) {
+    if (agentauth_verify(q, "canned", &who) != 0) {
         wh_respond(q, HTTP_STATUS_UNAUTHORIZED, CANNED_JSON, "{\"error\":\"unauthorized\"}\n");
         return;
     }
