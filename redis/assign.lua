@@ -108,7 +108,11 @@ local function avail_remove_all(info)
     end
 end
 
--- Assign queued conv to the agent. Returns the assignment ROW.
+-- The ROWs assign() made during the event call being run, in order (event.lua: event_begin,
+-- announce_all), nil outside one: every assignment an event makes is announced by that call.
+local ASSIGNED = nil
+
+-- Assign queued conv to the agent. Returns the assignment ROW (also kept in ASSIGNED).
 local function assign(conv, info, now)
     local c = redis.call('HMGET', CG.KEY.conv(conv), 'queue', 'channel')
     local queue = c[1] or ''
@@ -123,7 +127,9 @@ local function assign(conv, info, now)
     redis.call('HSET', CG.KEY.agent(info.id), 'load', fmt_load(info.load), 'last_assign', now)
     avail_refresh(info)
     redis.call('SADD', CG.KEY.outbox_assign(), conv)
-    return {conv, info.id, info.name, queue, no, c[2] or ''}
+    local row = {conv, info.id, info.name, queue, no, c[2] or ''}
+    if ASSIGNED then ASSIGNED[#ASSIGNED + 1] = row end
+    return row
 end
 
 -- True when the queue assigns nothing by itself: a pull queue, or one outside its business hours

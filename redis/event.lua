@@ -136,9 +136,23 @@ local function announce_row(keys, a, row, now)
     return announce(keys, b, now)[1]
 end
 
--- announce_row for every ROW of rows.
-local function announce_rows(keys, a, rows, now)
-    for _, row in ipairs(type(rows) == 'table' and rows or {}) do announce_row(keys, a, row, now) end
+-- Announce every assignment this event call made (ASSIGNED, assign.lua), in order, with
+-- announce_row. -> the ROWs, and a table conv -> announce_row's answer
+local function announce_all(keys, a, now)
+    local rows, how = ASSIGNED or {}, {}
+    ASSIGNED = {}
+    for _, row in ipairs(rows) do how[row[1]] = announce_row(keys, a, row, now) end
+    return rows, how
+end
+
+-- The callback f of an event function, with ASSIGNED collecting from its start (announce_all).
+local function event_fn(f)
+    return function(keys, args)
+        ASSIGNED = {}
+        local r = f(keys, args)
+        ASSIGNED = nil
+        return r
+    end
 end
 
 -- The estimated wait (s) at position pos: router/sla.c sla_wait_s's rule (the conversations
@@ -273,10 +287,8 @@ local function cg_customer_msg(keys, args)
     if r.err then return r end
     if tonumber(a.complaint) == 1 then complaint_open(keys, a, conv, a.channel or '', now) end
     -- assigned at once: announced in this call too, when the map brings the assigned msg
-    if r[1] == 'assigned' then
-        local how = announce_row(keys, a, r[2], now)
-        if how then return {'new', r, how} end
-    end
+    local _, how = announce_all(keys, a, now)
+    if r[1] == 'assigned' and how[conv] then return {'new', r, how[conv]} end
     if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return {'new', r, 'told'} end
     return {'new', r}
 end
@@ -350,16 +362,16 @@ local function cg_agent_close(keys, args)
         local r = cg_reopen(keys, {conv, a.agent, now})
         if r.err then return r end
         say(keys, a, 'requeued', conv, r[3], 'cg:rq:' .. (a.entry or ''), 'bot', r[2], now)
-        announce_rows(keys, a, r[5], now)
-        return {'requeued', r[2], r[4], r[5]}
+        local rows = announce_all(keys, a, now)
+        return {'requeued', r[2], r[4], rows}
     end
     local queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''
     local r = cg_close(keys, {conv, a.agent, a.resolution or '', now})
     if r.err then return r end
     if r[1] == 'already' then return {'already', r[2], queue, {}} end
     tell_closed(keys, a, 'closed', conv, r[2], r[4], now)
-    announce_rows(keys, a, r[3], now)
-    return {'closed', r[2], queue, r[3]}
+    local rows = announce_all(keys, a, now)
+    return {'closed', r[2], queue, rows}
 end
 
 local function cg_customer_end(keys, args)
@@ -377,8 +389,8 @@ local function cg_customer_end(keys, args)
     end
     tell_closed(keys, a, 'closed_left', conv, channel, locale, now)
     notify_agent(a, r[5])
-    announce_rows(keys, a, r[6], now)
-    return {'ended', queue, r[5], r[6]}
+    local rows = announce_all(keys, a, now)
+    return {'ended', queue, r[5], rows}
 end
 
 -- A complaint's follow-up task newconv (of closed conv) was queued: it becomes the customer's
@@ -404,14 +416,16 @@ local function cg_close_timer(keys, args)
     local r = cg_close_fire(keys, {a.member, a.lease, now, a.newconv or '', a.followup_queue or ''})
     if r[1] == 'followup' then
         followup_tell(keys, a, string.match(a.member, '^%a+:(.+)$'), r[2], r[4], now)
+        local rows = announce_all(keys, a, now)
+        return {'followup', r[2], r[3], r[4], rows}
     end
     if r.err or r[1] ~= 'idle' then return r end
     local conv, agent, channel, locale = r[2], r[3], r[4], r[5]
     say(keys, a, 'idle_closed', conv, locale, 'cg:idle', 'bot', channel, now)
     tell_closed(keys, a, 'closed', conv, channel, locale, now)
     notify_agent(a, agent)
-    announce_rows(keys, a, r[6], now)
-    return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', r[6]}
+    local rows = announce_all(keys, a, now)
+    return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', rows}
 end
 
 --[[
@@ -437,8 +451,7 @@ local function cg_agent_transfer(keys, args)
         cg_append(keys, {conv, 'cg:tr:' .. (a.entry or ''), 'system', a.sender or 'chatgw', p, '',
             r[2], now, 'sys'})
     end
-    announce_row(keys, a, r[5], now)
-    announce_rows(keys, a, r[6], now)
+    r[6] = announce_all(keys, a, now)
     return r
 end
 
@@ -533,6 +546,7 @@ local function cg_sla_timer(keys, args)
     local action, to = a.action or 'escalate', a.escalate_queue or 'supervisors'
     local r = cg_timer_fire(keys, {a.member, a.lease, now, '0', '0', action, to})
     if r.err or r[1] ~= 'breach' then return r end
+    local rows = announce_all(keys, a, now)
     -- {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}
     local kind, conv, result, channel, q, sups, ticket, from, prev =
         r[2], r[3], r[4], r[5], r[6], r[8], r[9], r[10], r[11]
@@ -551,7 +565,7 @@ local function cg_sla_timer(keys, args)
         for _, agent in ipairs(sups) do redis.call('PUBLISH', CG.KEY.ch_agent(agent), n) end
         if prev and prev ~= '' then redis.call('PUBLISH', CG.KEY.ch_agent(prev), n) end
     end
-    return {'breach', kind, conv, result, from, q}
+    return {'breach', kind, conv, result, from, q, rows}
 end
 
 --[[
@@ -628,8 +642,7 @@ local function cg_agent_presence(keys, args)
         rows = cg_status(keys, {a.agent, a.code, now, ts})
     end
     if rows.err then return rows end
-    announce_rows(keys, a, rows, now)
-    return rows
+    return (announce_all(keys, a, now))
 end
 
 local function cg_agent_pick(keys, args)
@@ -638,20 +651,88 @@ local function cg_agent_pick(keys, args)
     local now = fmt(tonumber(a.now))
     local r = cg_pick(keys, {a.conv, a.agent, now})
     if r.err then return r end
-    announce_row(keys, a, r[3], now)
+    announce_all(keys, a, now)
     return r
 end
 
-redis.register_function{function_name = 'cg_customer_msg', callback = cg_customer_msg}
+--[[
+FCALL cg_route_timer 1 <tenant> <map>
+  A claimed offer:<conv> or overflow:<queue> timer (router/routing.c), in one call, under the
+  lease rule of cg_timer_fire. <map>: member, lease, now (required); max_misses (0 = never
+  away); missed (a system text msg for the agent who did not answer, {conv} filled in here),
+  away (the same for an agent set away, {misses}), away_status (a presence msg, code away, the
+  agent set here); the announce_row fields (assigned, offer_ms, idle_ms).
+  offer: taken back and offered to the next available agent (route_fire, timer.lua); the agent is
+    told (missed) and, at max_misses, set away and told so (away, away_status), everything the
+    call assigned is announced -> {'missed', conv, agent, misses, away 0|1, queue, {ROW, ...}}
+  overflow: the overdue conversations to the overflow queues' agents, announced
+    -> {'overflow', queue, {overflow queues}, {ROW, ...}}
+  otherwise {'done'}, or {'stale'}.
+  Errors: BADARG.
+FCALL cg_outbox_announce 1 <tenant> <map>
+  Announce up to `limit` assignments nobody announced yet (cg:outbox:assign: a router died
+  between a call and its announcement, or a call without the announce_row fields: a queue's
+  configuration, a dead gateway's agents reaped), in one call. <map>: now (required); limit
+  (default 100); the announce_row fields.  -> {ROW, ...} (announced, or stale and dropped)
+  Errors: BADARG.
+]]
+local function cg_route_timer(keys, args)
+    local a, err = event_map(args, 'member, lease and now', 'member', 'lease')
+    if not a then return err end
+    local now = tonumber(a.now)
+    local r = route_fire(a.member, a.lease, now, tonumber(a.max_misses) or 0)
+    if r[1] == 'overflow' then
+        return {'overflow', r[2], r[4], (announce_all(keys, a, fmt(now)))}
+    end
+    if r[1] ~= 'missed' then return r end
+    -- {'missed', conv, agent, misses, away, channel, queue, locale, assigned}
+    local conv, agent, misses, away = r[2], r[3], r[4], r[5]
+    local tell = {}
+    if type(a.missed) == 'string' and a.missed ~= '' then
+        tell[#tell + 1] = msg_set(render(a.missed, {conv = conv}), {conv = conv, queue = r[7]})
+    end
+    if away == 1 and type(a.away) == 'string' and a.away ~= '' then
+        tell[#tell + 1] = render(a.away, {misses = fmt(misses)})
+    end
+    if away == 1 and type(a.away_status) == 'string' and a.away_status ~= '' then
+        tell[#tell + 1] = msg_set(a.away_status, {agent_id = agent})
+    end
+    for _, p in ipairs(tell) do
+        redis.call('PUBLISH', CG.KEY.ch_agent(agent), struct.pack('>I8', 0) .. p)
+    end
+    return {'missed', conv, agent, misses, away, r[7], (announce_all(keys, a, fmt(now)))}
+end
+
+local function cg_outbox_announce(keys, args)
+    local a, err = event_map(args, 'now')
+    if not a then return err end
+    local now = fmt(tonumber(a.now))
+    local rows = {}
+    local limit = math.max(1, math.min(tonumber(a.limit) or 100, 1000))
+    for _, conv in ipairs(redis.call('SRANDMEMBER', CG.KEY.outbox_assign(), limit)) do
+        local row = current_row(conv)
+        if #row == 0 then
+            redis.call('SREM', CG.KEY.outbox_assign(), conv)
+        else
+            rows[#rows + 1] = row
+            announce_row(keys, a, row, now)
+        end
+    end
+    return rows
+end
+
+redis.register_function{function_name = 'cg_customer_msg', callback = event_fn(cg_customer_msg)}
 redis.register_function{function_name = 'cg_announce', callback = cg_announce}
-redis.register_function{function_name = 'cg_agent_close', callback = cg_agent_close}
-redis.register_function{function_name = 'cg_customer_end', callback = cg_customer_end}
-redis.register_function{function_name = 'cg_close_timer', callback = cg_close_timer}
-redis.register_function{function_name = 'cg_agent_transfer', callback = cg_agent_transfer}
-redis.register_function{function_name = 'cg_agent_classify', callback = cg_agent_classify}
-redis.register_function{function_name = 'cg_pos_timer', callback = cg_pos_timer}
-redis.register_function{function_name = 'cg_sla_timer', callback = cg_sla_timer}
-redis.register_function{function_name = 'cg_agent_msg', callback = cg_agent_msg}
-redis.register_function{function_name = 'cg_customer_rating', callback = cg_customer_rating}
-redis.register_function{function_name = 'cg_agent_presence', callback = cg_agent_presence}
-redis.register_function{function_name = 'cg_agent_pick', callback = cg_agent_pick}
+redis.register_function{function_name = 'cg_agent_close', callback = event_fn(cg_agent_close)}
+redis.register_function{function_name = 'cg_customer_end', callback = event_fn(cg_customer_end)}
+redis.register_function{function_name = 'cg_close_timer', callback = event_fn(cg_close_timer)}
+redis.register_function{function_name = 'cg_agent_transfer', callback = event_fn(cg_agent_transfer)}
+redis.register_function{function_name = 'cg_agent_classify', callback = event_fn(cg_agent_classify)}
+redis.register_function{function_name = 'cg_pos_timer', callback = event_fn(cg_pos_timer)}
+redis.register_function{function_name = 'cg_sla_timer', callback = event_fn(cg_sla_timer)}
+redis.register_function{function_name = 'cg_agent_msg', callback = event_fn(cg_agent_msg)}
+redis.register_function{function_name = 'cg_customer_rating', callback = event_fn(cg_customer_rating)}
+redis.register_function{function_name = 'cg_agent_presence', callback = event_fn(cg_agent_presence)}
+redis.register_function{function_name = 'cg_agent_pick', callback = event_fn(cg_agent_pick)}
+redis.register_function{function_name = 'cg_route_timer', callback = event_fn(cg_route_timer)}
+redis.register_function{function_name = 'cg_outbox_announce', callback = event_fn(cg_outbox_announce)}

@@ -1,4 +1,4 @@
-local VERSION = 37 -- raise with every change: processes load only a newer library
+local VERSION = 38 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -17,12 +17,14 @@ the Makefile reads the list from here):
                  assignment outbox, cg_transfer, cg_reclassify, cg_canned_set
   agent.lua      agents and presence: cg_presence, cg_status, cg_pick, cg_gw_reap
   timer.lua      timers and SLA: cg_timer_claim, cg_timer_fire, cg_sla_customer/agent,
-                 cg_offer_arm, cg_route_fire
+                 cg_offer_arm, route_fire (the offer and overflow timers)
   complaint.lua  complaints: cg_complaint (tickets), the follow-up task of a closed complaint
   close.lua      how conversations end: cg_close, cg_customer_close, cg_reopen, cg_after_close,
                  cg_close_fire
   event.lua      one call per event, its arguments one msgpack map: cg_customer_msg,
-                 cg_announce
+                 cg_announce, the agents' commands and presence, the timers (cg_close_timer,
+                 cg_pos_timer, cg_sla_timer, cg_route_timer), cg_outbox_announce; every
+                 assignment an event makes is announced in its call (announce_all)
 
 Both the gateway and the router carry the same library and load it when Redis holds none, or an
 older VERSION (common/rlib.c, docs/architecture.md "Loading and health"). Every function takes the

@@ -1,4 +1,4 @@
--- redis/queue.lua -- queues: configuration, enqueue, lists, the assignment outbox, transfer (a
+-- redis/queue.lua -- queues: configuration, enqueue, lists, transfer (a
 -- part of the chatgw library: redis/lib.lua).
 
 --[[
@@ -11,7 +11,8 @@ FCALL cg_queuecfg 1 <tenant> now_ms [queue mode prio name_zh name_en overflow ov
   configuration not given any more lose their cg:queuecfg (so they are push again) and their
   cg:canned hash. Then every open push queue with waiting conversations and available agents is
   served (a queue switched
-  from pull to push, or just opened); those assignments are announced through the outbox.
+  from pull to push, or just opened); those assignments are announced through the outbox
+  (cg_outbox_announce, event.lua).
   -> number of conversations assigned.
   Errors: BADARG.
 FCALL cg_enqueue 1 <tenant> conv queue prio now_ms [category] [locale] [pos_ms] [sticky_ms]
@@ -32,9 +33,6 @@ FCALL cg_conv_info 1 <tenant> conv           (read only)
   -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held, staffed, slots,
       free} (slots, free: as cg_enqueue's, while queued)
   state '' when it does not exist; position 0 unless queued; staffed as cg_enqueue's.
-FCALL cg_outbox_done 1 <tenant> conv         -> 1 if it was in the outbox, else 0
-FCALL cg_outbox_list 1 <tenant> limit
-  -> {ROW, ...} for up to `limit` outbox conversations still assigned (others are dropped).
 FCALL cg_transfer 1 <tenant> conv agent now_ms to_agent to_queue pos_ms
   The agent hands assigned conv to to_agent (who must be online with an open socket and free
   capacity) or, when to_agent is '', to to_queue (a configured queue): conv waits there at its
@@ -189,25 +187,6 @@ local function cg_conv_info(keys, args)
         slots, free}
 end
 
-local function cg_outbox_done(keys, args)
-    return redis.call('SREM', CG.KEY.outbox_assign(), args[1])
-end
-
-local function cg_outbox_list(keys, args)
-    local limit = tonumber(args[1]) or 100
-    local out = {}
-    for _, conv in ipairs(redis.call('SRANDMEMBER', CG.KEY.outbox_assign(), limit)) do
-        local row = current_row(conv)
-        if #row == 0 then
-            redis.call('SREM', CG.KEY.outbox_assign(), conv)
-        else
-            out[#out + 1] = row
-        end
-    end
-    return out
-end
-
-
 local function cg_transfer(keys, args)
     local conv, agent, now, to_agent, to_queue = args[1], args[2], args[3], args[4], args[5]
     local pos_ms = tonumber(args[6]) or 0
@@ -332,7 +311,5 @@ redis.register_function{function_name = 'cg_queue_list', callback = cg_queue_lis
     flags = {'no-writes'}}
 redis.register_function{function_name = 'cg_conv_info', callback = cg_conv_info,
     flags = {'no-writes'}}
-redis.register_function{function_name = 'cg_outbox_done', callback = cg_outbox_done}
-redis.register_function{function_name = 'cg_outbox_list', callback = cg_outbox_list}
 redis.register_function{function_name = 'cg_transfer', callback = cg_transfer}
 redis.register_function{function_name = 'cg_canned_set', callback = cg_canned_set}

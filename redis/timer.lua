@@ -167,19 +167,17 @@ end
 FCALL cg_offer_arm 1 <tenant> conv assign_no due_ms
   The assignment assign_no of conv was announced: arm offer:<conv> at due_ms once per assignment
   (offer_no = assign_no). -> 1 armed, 0 not (stale assignment, or already armed).
-FCALL cg_route_fire 1 <tenant> member lease now_ms max_misses
-  Fires a claimed offer:<conv> or overflow:<queue> timer once (the lease rule of cg_timer_fire).
-  offer    -> conv still in the same assignment and unanswered: taken back from its agent (load
-              - 1, prev_agent, offer_misses + 1; after max_misses (> 0) consecutive misses the
-              agent's status becomes away and the count restarts), back in its queue at its
-              priority and arrival, and the queue served without that agent.
-              -> {'missed', conv, agent, misses, away 0|1, channel, queue, locale, assigned now}
-  overflow -> the waiting conversations of queue past overflow_after_s: queue joins
-              cg:overflowing and the available agents of its overflow queues get them (push
-              queues; agents of those queues may also pick them, and see them in their queue
-              lists); re-armed for the next deadline; no overdue conversation: the queue leaves
-              cg:overflowing.  -> {'overflow', queue, assigned count, {overflow queues}}
-  otherwise {'done'}, or {'stale'}.
+The offer and overflow timers (route_fire, fired by cg_route_timer in event.lua):
+  offer:<conv>     conv still in the same assignment and unanswered: taken back from its agent
+                   (load - 1, prev_agent, offer_misses + 1; after max_misses (> 0) consecutive
+                   misses the agent's status becomes away and the count restarts), back in its
+                   queue at its priority and arrival, and the queue served without that agent.
+                   -> {'missed', conv, agent, misses, away 0|1, channel, queue, locale, assigned}
+  overflow:<queue> the waiting conversations of queue past overflow_after_s: queue joins
+                   cg:overflowing and the available agents of its overflow queues get them (push
+                   queues; agents of those queues may also pick them, and see them in their queue
+                   lists); re-armed for the next deadline; no overdue conversation: the queue
+                   leaves cg:overflowing.  -> {'overflow', queue, assigned, {overflow queues}}
 ]]
 
 local function cg_offer_arm(keys, args)
@@ -261,14 +259,14 @@ local function overflow_fire(queue, now)
     return {'overflow', queue, n, cfg.to}
 end
 
-local function cg_route_fire(keys, args)
-    local member, lease, now = args[1], args[2], tonumber(args[3])
-    if not now then return redis.error_reply('BADARG member lease now_ms max_misses') end
+-- A claimed offer:<conv> or overflow:<queue> timer under the lease rule of cg_timer_fire:
+-- offer_fire's or overflow_fire's answer, {'done'} (another kind) or {'stale'}.
+local function route_fire(member, lease, now, max_misses)
     local score = redis.call('ZSCORE', CG.KEY.timers(), member)
     if not score or fmt(tonumber(score)) ~= lease then return {'stale'} end
     redis.call('ZREM', CG.KEY.timers(), member)
     local kind, id = string.match(member, '^(%a+):(.+)$')
-    if kind == 'offer' then return offer_fire(id, now, tonumber(args[4]) or 0) end
+    if kind == 'offer' then return offer_fire(id, now, max_misses) end
     if kind == 'overflow' then return overflow_fire(id, now) end
     return {'done'}
 end
@@ -279,4 +277,3 @@ redis.register_function{function_name = 'cg_timer_fire', callback = cg_timer_fir
 redis.register_function{function_name = 'cg_sla_customer', callback = cg_sla_customer}
 redis.register_function{function_name = 'cg_sla_agent', callback = cg_sla_agent}
 redis.register_function{function_name = 'cg_offer_arm', callback = cg_offer_arm}
-redis.register_function{function_name = 'cg_route_fire', callback = cg_route_fire}

@@ -94,8 +94,7 @@ static void agent_close_reply(job *j, redisReply *rep) {
     if (strcmp(what, "requeued") == 0) {
         log_info("conv %s unresolved by %s (%s): back in queue %s", j->conv, m->sender_id,
                  j->resolution, j->queue);
-        notify_dirty(j->r, j->queue);
-        job_push_outbox(j->r); /* whoever took it over is in the outbox */
+        notify_dirty(j->r, j->queue); /* whoever took it over was announced in the call */
     } else if (strcmp(what, "closed") == 0) {
         log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
     }

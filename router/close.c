@@ -166,7 +166,8 @@ static void close_fired_idle(job *j, const redisReply *rep) {
     say_assigned_rows(j, rep->element[4]);
 }
 
-/* {'followup', conv, queue, ticket, n}: the task is queued; publish the queue, announce. */
+/* {'followup', conv, queue, ticket, {ROW, ...}}: the task is queued (and what it assigned
+ * announced) in the call; publish the queue. */
 static void close_fired_followup(job *j, const redisReply *rep) {
     if (rep->elements < 5) return;
     char ticket[64];
@@ -175,7 +176,7 @@ static void close_fired_followup(job *j, const redisReply *rep) {
     store_str(rep->element[3], ticket, sizeof(ticket));
     log_info("complaint %s: follow-up task %s queued in %s", ticket, j->conv, j->queue);
     notify_dirty(j->r, j->queue);
-    if (store_int(rep->element[4]) > 0) job_push_outbox(j->r);
+    say_assigned_rows(j, rep->element[4]);
 }
 
 static void close_fire_reply(job *j, redisReply *rep) {
@@ -207,6 +208,8 @@ void close_timer_step(job *j) {
     evarg_int(&a, "now", j->now_ms);
     evarg_str(&a, "newconv", id);
     evarg_str(&a, "followup_queue", close_followup_queue(r));
+    say_rows_fields(&a, j); /* a freed slot's or the task's assignment is announced in the call */
+    j->rows_announced = 1;
     if (idle) {
         char text[MSG_ID_MAX + 96];
         snprintf(text, sizeof(text),
@@ -219,8 +222,6 @@ void close_timer_step(job *j) {
                              .duration_s = r->cfg.idle_close_s,
                              .off_when_empty = 1};
         close_notice(&a, j, conv, text);
-        say_rows_fields(&a, j); /* what the freed slot takes is announced in the call */
-        j->rows_announced = 1;
         variant_locales(&a, r);
         variant_pack(&a, "idle_closed", j, &said);
         close_texts(&a, j, "closed", "no_response");

@@ -6,8 +6,10 @@
  * 8-byte seq-0 prefix). Snapshots are best effort: one lost while Redis is away is replaced by the
  * next change.
  *
- * Outbox: an outbox job lists assignments nobody announced yet (cg_outbox_list) and announces
- * them; it runs after every (re)connect and on every claim tick. */
+ * Outbox: an outbox job announces the assignments nobody announced yet in one call
+ * (cg_outbox_announce: those of a router that died between its call and the announcement, a
+ * queue's configuration, a dead gateway's agents reaped); it runs after every (re)connect and on
+ * every claim tick. */
 #include "router.h"
 #include "desk_schema.h"
 
@@ -157,22 +159,27 @@ static void notify_flush_cb(uv_timer_t *t) {
     r->n_dirty = 0;
 }
 
+/* {ROW, ...}: announced in the call; refresh their queues' snapshots. */
 static void notify_outbox_reply(job *j, redisReply *rep) {
     if (rep->type != REDIS_REPLY_ARRAY) {
-        log_warn("cg_outbox_list: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
+        log_warn("cg_outbox_announce: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
         return;
     }
     for (size_t i = 0; i < rep->elements; i++) {
         asg_row row;
         if (store_row_parse(rep->element[i], &row) != 0) continue;
-        log_info("outbox: announcing conv %s assigned to %s", row.conv, row.agent);
-        say_assigned(j, &row);
+        log_info("outbox: announced conv %s assigned to %s", row.conv, row.agent);
+        if (row.queue[0]) notify_dirty(j->r, row.queue);
     }
     if (rep->elements >= NOTIFY_OUTBOX_LIMIT) j->then = notify_outbox_step;
 }
 
 void notify_outbox_step(job *j) {
-    char limit[16];
-    snprintf(limit, sizeof(limit), "%d", NOTIFY_OUTBOX_LIMIT);
-    job_cmd(j, notify_outbox_reply, 5, "FCALL", "cg_outbox_list", "1", CG_KEY_TENANT, limit);
+    evarg a;
+    evarg_init(&a);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_int(&a, "limit", NOTIFY_OUTBOX_LIMIT);
+    say_rows_fields(&a, j);
+    j->rows_announced = 1;
+    evarg_call(j, "cg_outbox_announce", notify_outbox_reply, &a);
 }

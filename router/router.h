@@ -366,9 +366,6 @@ const char *say_duration_unit(const char *locale, int hours);
 /* "{n} min" / "{n} 分钟" (by locale) for a duration, rounded up to whole minutes (or hours):
  * whole hours from 2 h on (redis/event.lua duration_text keeps the same rule). */
 void say_duration(const char *locale, long long secs, char *out, size_t n);
-/* Publish a system notice about conv for one agent on cg:a:<agent> (not logged). */
-void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
-                      const char *text);
 /* Announce an assignment in one call, FCALL cg_announce (redis/event.lua): append `assigned`
  * (cmid cg:asg:<no>), publish it on cg:a:<agent>, leave the outbox, arm offer:<conv> (chats,
  * offer_timeout_s) and idle:<conv> (idle_close_s); marks the queue dirty. */
@@ -393,8 +390,6 @@ unsigned char *say_transferred_payload(job *j, const char *to_agent, const char 
 int say_refused(job *j, const redisReply *rep, const char *command);
 /* say_assigned for every ROW of the array rows (a function's assignments); others skipped. */
 void say_assigned_rows(job *j, const redisReply *rows);
-/* Tell the agent's consoles the desk changed its status: {"type":"presence","code":status}. */
-void say_agent_status(job *j, const char *agent, const char *status);
 /* Publish an error for the agent's command on cg:a:<agent>. */
 void say_agent_error(job *j, const char *agent, const char *code, const char *text,
                      const char *cmid, const char *conv);

@@ -17,12 +17,14 @@
  *                   marked overflowing and the available agents of its overflow queues get its
  *                   overdue conversations; later they are offered them whenever they free a
  *                   slot, may pick them, and see them in their queue snapshots.
- * The timers live in cg:timers and are claimed like every timer (timers.c); cg_route_fire fires
- * them under the lease rule of cg_timer_fire. */
+ * The timers live in cg:timers and are claimed like every timer (timers.c); cg_route_timer
+ * (redis/event.lua) fires one under the lease rule of cg_timer_fire, tells the agent and announces
+ * what it assigned, in one call. */
 #include "router.h"
 #include "desk_schema.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
@@ -33,57 +35,53 @@ const char *routing_sticky_ms(const router *r, char *buf, size_t n) {
     return buf;
 }
 
-/* {'missed', conv, agent, misses, away, channel, queue, locale, assigned}: tell the agent,
- * announce the new assignment (outbox), refresh the queue's snapshot. */
+/* Add the msg p (owned, freed here; len its size) as field k of a; nothing when p is NULL. */
+static void routing_field(evarg *a, const char *k, unsigned char *p, size_t len) {
+    if (!p) return;
+    evarg_bytes(a, k, p, len);
+    free(p);
+}
+
+/* {'missed', conv, agent, misses, away, queue, {ROW, ...}}: the agent was told and everything
+ * assigned announced in the call; log, refresh the snapshots. */
 static void routing_fired_offer(job *j, const redisReply *rep) {
     router *r = j->r;
-    if (rep->elements < 9) return;
-    char agent[MSG_ID_MAX], text[512];
+    if (rep->elements < 7) return;
+    char agent[MSG_ID_MAX];
     store_str(rep->element[1], j->conv, sizeof(j->conv));
     store_str(rep->element[2], agent, sizeof(agent));
     long long misses = store_int(rep->element[3]);
-    int away = store_int(rep->element[4]) != 0;
-    store_str(rep->element[6], j->queue, sizeof(j->queue));
+    store_str(rep->element[5], j->queue, sizeof(j->queue));
     log_info("conv %s: %s did not answer within %lld s (miss %lld): offered again", j->conv, agent,
              r->cfg.offer_timeout_s, misses);
-    snprintf(text, sizeof(text),
-             "You did not answer conversation %s within %lld s: it was offered to another agent.",
-             j->conv, r->cfg.offer_timeout_s);
-    say_agent_notice(j, agent, j->conv, j->queue, text);
-    if (away) {
+    if (store_int(rep->element[4]))
         log_info("agent %s set away after %lld missed offers", agent, misses);
-        snprintf(text, sizeof(text),
-                 "Your status was set to away after %lld unanswered conversations. Set it to "
-                 "online to get conversations again.",
-                 misses);
-        say_agent_notice(j, agent, NULL, NULL, text);
-        say_agent_status(j, agent, "away"); /* consoles show the status the desk set */
-    }
     notify_dirty(r, j->queue);
-    job_push_outbox(r);
+    say_assigned_rows(j, rep->element[6]);
 }
 
-/* {'overflow', queue, assigned, {overflow queues}}: refresh the snapshots of the queue and of
- * its overflow queues (their agents see the overdue conversations), announce assignments. */
+/* {'overflow', queue, {overflow queues}, {ROW, ...}}: refresh the snapshots of the queue and of
+ * its overflow queues (their agents see the overdue conversations). */
 static void routing_fired_overflow(job *j, const redisReply *rep) {
     router *r = j->r;
     if (rep->elements < 4) return;
     store_str(rep->element[1], j->queue, sizeof(j->queue));
-    long long n = store_int(rep->element[2]);
-    if (n > 0) log_info("queue %s overflowing: %lld conversations assigned", j->queue, n);
+    const redisReply *rows = rep->element[3];
+    if (rows->type == REDIS_REPLY_ARRAY && rows->elements > 0)
+        log_info("queue %s overflowing: %zu conversations assigned", j->queue, rows->elements);
     notify_dirty(r, j->queue);
-    const redisReply *to = rep->element[3];
-    for (size_t i = 0; to && to->type == REDIS_REPLY_ARRAY && i < to->elements; i++) {
+    const redisReply *to = rep->element[2];
+    for (size_t i = 0; to->type == REDIS_REPLY_ARRAY && i < to->elements; i++) {
         char q[MSG_CODE_MAX];
         store_str(to->element[i], q, sizeof(q));
         notify_dirty(r, q);
     }
-    if (n > 0) job_push_outbox(r);
+    say_assigned_rows(j, rows);
 }
 
 static void routing_fire_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("timer %s: cg_route_fire: %s", j->member, rep->str);
+        log_warn("timer %s: cg_route_timer: %s", j->member, rep->str);
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
@@ -98,9 +96,31 @@ static void routing_fire_reply(job *j, redisReply *rep) {
 }
 
 void routing_timer_step(job *j) {
-    char now[24], max[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(max, sizeof(max), "%lld", j->r->cfg.offer_max_misses);
-    job_cmd(j, routing_fire_reply, 8, "FCALL", "cg_route_fire", "1", CG_KEY_TENANT, j->member,
-            j->lease, now, max);
+    router *r = j->r;
+    char text[256];
+    size_t len = 0;
+    evarg a;
+    evarg_init(&a);
+    evarg_str(&a, "member", j->member);
+    evarg_str(&a, "lease", j->lease);
+    evarg_int(&a, "now", j->now_ms);
+    evarg_int(&a, "max_misses", r->cfg.offer_max_misses);
+    if (strncmp(j->member, "offer:", 6) == 0) { /* what the agent is told ({conv}, {misses}) */
+        snprintf(text, sizeof(text),
+                 "You did not answer conversation {conv} within %lld s: it was offered to "
+                 "another agent.",
+                 r->cfg.offer_timeout_s);
+        unsigned char *p = say_payload(j, MSG_TEXT, ROLE_SYSTEM, NULL, NULL, text, &len);
+        routing_field(&a, "missed", p, len);
+        p = say_payload(j, MSG_TEXT, ROLE_SYSTEM, NULL, NULL,
+                        "Your status was set to away after {misses} unanswered conversations. "
+                        "Set it to online to get conversations again.",
+                        &len);
+        routing_field(&a, "away", p, len);
+        p = say_payload(j, MSG_PRESENCE, ROLE_SYSTEM, "away", NULL, NULL, &len);
+        routing_field(&a, "away_status", p, len); /* consoles show the status the desk set */
+    }
+    say_rows_fields(&a, j);
+    j->rows_announced = 1;
+    evarg_call(j, "cg_route_timer", routing_fire_reply, &a);
 }

@@ -287,17 +287,6 @@ int say_refused(job *j, const redisReply *rep, const char *command) {
     return 1;
 }
 
-void say_agent_notice(job *j, const char *agent, const char *conv, const char *queue,
-                      const char *text) {
-    msg m;
-    say_init(&m, MSG_TEXT, ROLE_SYSTEM, NULL, j->now_ms);
-    msg_set_text(&m, text, strlen(text), NULL);
-    if (conv) cg_strlcpy(m.conv, conv, sizeof(m.conv));
-    if (queue) cg_strlcpy(m.queue, queue, sizeof(m.queue));
-    say_publish_agent(j, agent, &m);
-    msg_free(&m);
-}
-
 unsigned char *say_transferred_payload(job *j, const char *to_agent, const char *queue,
                                        const char *note, size_t *len) {
     msg m;
@@ -309,13 +298,4 @@ unsigned char *say_transferred_payload(job *j, const char *to_agent, const char 
     unsigned char *buf = msg_encode_msgpack(&m, 0, len);
     msg_free(&m);
     return buf;
-}
-
-void say_agent_status(job *j, const char *agent, const char *status) {
-    msg m;
-    say_init(&m, MSG_PRESENCE, ROLE_SYSTEM, NULL, j->now_ms);
-    cg_strlcpy(m.code, status, sizeof(m.code));
-    cg_strlcpy(m.agent_id, agent, sizeof(m.agent_id));
-    say_publish_agent(j, agent, &m);
-    msg_free(&m);
 }

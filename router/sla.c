@@ -269,11 +269,11 @@ void sla_complaint(job *j, const char *complaint_class) {
 
 /* ---- fired timers ---- */
 
-/* {'breach', kind, conv, result, queue before, queue now}: the event and the notices were written
- * in the call; publish the queues' snapshots, announce what the action assigned. */
+/* {'breach', kind, conv, result, queue before, queue now, {ROW, ...}}: the event, the notices and
+ * what the action assigned were written in the call; publish the queues' snapshots. */
 static void sla_fired_breach(job *j, const redisReply *rep) {
     router *r = j->r;
-    if (rep->elements < 6) return;
+    if (rep->elements < 7) return;
     char kind[32], result[16], from[MSG_CODE_MAX];
     store_str(rep->element[1], kind, sizeof(kind));
     store_str(rep->element[2], j->conv, sizeof(j->conv));
@@ -285,7 +285,7 @@ static void sla_fired_breach(job *j, const redisReply *rep) {
     notify_dirty(r, from);
     notify_dirty(r, j->queue);
     if (r->sla.action == SLA_ESCALATE) notify_dirty(r, r->cfg.escalate_queue); /* they list it */
-    job_push_outbox(r); /* what the action assigned is in the outbox */
+    say_assigned_rows(j, rep->element[6]);
 }
 
 static void sla_fire_reply(job *j, redisReply *rep) {
@@ -376,5 +376,7 @@ void sla_timer_step(job *j) {
     evarg_bytes(&a, "notice", no ? (const char *)no : "", no ? nlen : 0);
     free(ev);
     free(no);
+    say_rows_fields(&a, j); /* what the action assigns is announced in the call */
+    j->rows_announced = 1;
     evarg_call(j, "cg_sla_timer", sla_fire_reply, &a);
 }

@@ -13,7 +13,7 @@ import pytest
 
 from chat import agent, customer, new_cmid
 from conftest import wait_until
-from desk import conv_hash, log_of, run, s
+from desk import Monitor, conv_hash, log_of, run, s
 from test_close import MAIL_TOKEN, outbound, post_mail
 
 CONFIG = """
@@ -299,8 +299,13 @@ def test_offer_timeout_reassigns_and_sets_away(procs, redis_srv, tmp_path):
         other = "bob" if first == "alice" else "alice"
         await a[first].expect_type("assigned", conv=conv)
         # nobody answers: first -> other -> first (its second miss: away) -> other
+        mon = Monitor(r).start()
         await a[other].expect_type("assigned", conv=conv, timeout=5)
         await a[first].expect(notice(conv, "did not answer"), timeout=5, what="miss notice")
+        mon.stop()
+        # one call: taken back, the agent told, the next agent's assignment announced
+        fired = [f for f in mon.fcalls() if f not in ("cg_timer_claim", "cg_queue_list")]
+        assert fired.count("cg_route_timer") == 1 and "cg_announce" not in fired, mon.seen
         assert s(r.hget(f"cg:{{t:default}}:conv:{conv}", "prev_agent")) == first
         await a[first].expect_type("assigned", conv=conv, timeout=5)
         await a[other].expect(notice(conv, "did not answer"), timeout=5, what="miss notice")
