@@ -178,13 +178,29 @@ local function seq_plan(c)
 end
 
 -- c: conv_fields(conv), or nil to read them.
+-- The next-response limit (ms) of conversation c (conv_fields) when its next:<conv> timer is
+-- left armed after an answer (the lazy rule, so a turn of the chat writes no timer): the desk's
+-- timings are published, its queue counts no business hours and its channel has a limit; the
+-- timer that fires then works out the due itself (await_since + the limit: cg_timer_fire).
+-- nil otherwise (the router computes business-hours deadlines: the answer removes the timer).
+local function next_lazy_ms(c)
+    local d = desk_timings()
+    if d.ready ~= '1' or d['hours:' .. (c.queue or '')] then return nil end
+    local secs = tonumber(d['next_s:' .. (c.channel or '')]) or 0
+    if secs <= 0 then return nil end
+    return secs * 1000
+end
+
+-- A customer wrote in conv (c: conv_fields or nil): first:<conv> armed at first (ms, 0 = none)
+-- before the first reply, else next:<conv> at nxt while assigned; next: only moves earlier (LT:
+-- a timer left armed by an answer, or a shorter limit), so a wait keeps its first due.
 local function sla_customer(conv, first, nxt, c)
     c = c or conv_fields(conv)
     if not c.state or c.state == 'closed' then return 0 end
     if not c.first_reply_at then
         if first > 0 then redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(first), 'first:' .. conv) end
     elseif c.state == 'assigned' and nxt > 0 then
-        redis.call('ZADD', CG.KEY.timers(), 'NX', fmt(nxt), 'next:' .. conv)
+        redis.call('ZADD', CG.KEY.timers(), 'LT', fmt(nxt), 'next:' .. conv)
     end
     return 1
 end
@@ -218,12 +234,12 @@ local function sla_agent(conv, now, agent, c, w)
     end
     set.last_reply_at = now
     -- only the timers that can be armed (a ZREM that removes something goes to the AOF whole):
-    -- first: before the first reply, next: while a customer message waits (await_since), the
-    -- complaint's respond deadline when there is a ticket
+    -- first: before the first reply, next: while a customer message waits (await_since) unless
+    -- it is left armed (next_lazy_ms), the complaint's respond deadline when there is a ticket
     local gone = {}
     if not c.first_reply_at then
         gone[#gone + 1] = 'first:' .. conv
-    elseif c.await_since and c.await_since ~= '' then
+    elseif c.await_since and c.await_since ~= '' and not next_lazy_ms(c) then
         gone[#gone + 1] = 'next:' .. conv
     end
     if c.ticket then gone[#gone + 1] = 'complaint_respond:' .. conv end

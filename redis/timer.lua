@@ -124,6 +124,8 @@ FCALL cg_timer_fire 1 <tenant> member lease now_ms update_ms max_ms action escal
   SLA  -> {'breach', kind, conv, result, channel, queue, locale, {online agents of escalate_queue},
           ticket, queue before, agent it was taken from (reassign) or ''} after recording the breach and acting (action escalate | raise_priority |
           reassign; see docs/architecture.md "Timers"); {'done'} for a closed conversation.
+          next: (the lazy rule, desk.lua next_lazy_ms) {'done'} when nobody waits for an
+          answer, and when the wait that runs began later: re-armed at await_since + limit.
           The breach counts sla:<kind> in cg:kpi:queue:<queue before> and, when it was
           assigned, cg:kpi:agent:<its agent>.
   hours-> {'hours', queue}: the router re-publishes the queue configuration
@@ -140,10 +142,21 @@ local function cg_timer_fire(keys, args)
     if not kind then return {'done'} end
     if kind == 'hours' then return {'hours', id} end
     local h = redis.call('HMGET', CG.KEY.conv(id), 'state', 'queue', 'channel', 'locale', 'prio',
-        'queued_at', 'agent', 'ticket')
+        'queued_at', 'agent', 'ticket', 'await_since')
     local c = {state = h[1] or '', queue = h[2] or '', channel = h[3] or '', locale = h[4] or '',
         prio = h[5], queued_at = h[6], agent = h[7] or '', ticket = h[8] or ''}
     if c.state == '' or c.state == 'closed' then return {'done'} end
+    if kind == 'next' then
+        -- nobody waits (answered: a timer left armed by the lazy rule), or the wait that runs
+        -- is not due yet (it began after the timer was armed): re-armed at its own due
+        local since = tonumber(h[9])
+        if not since then return {'done'} end
+        local limit = next_lazy_ms(c)
+        if limit and since + limit > now then
+            redis.call('ZADD', CG.KEY.timers(), fmt(since + limit), member)
+            return {'done'}
+        end
+    end
     if kind == 'pos' then return fire_pos(id, member, c, now, update_ms, max_ms) end
     local result = breach_act(id, c, action, to, fmt(now))
     breach_record(id, kind, action, fmt(now), c)

@@ -78,7 +78,8 @@ def test_new_desk_timings_are_used_at_once(redis_srv):
     append(r, "customer", "cu1", "first", conv, t)
     assert r.zscore(f"{TENANT}:timers", f"next:{conv}") == t + 120_000
     append(r, "agent", "amy", "answer", conv, t + 1)  # the next-response deadline is met
-    assert r.zscore(f"{TENANT}:timers", f"next:{conv}") is None
+    # the timer is left armed (no write per answer); it finds nobody waiting when it fires
+    assert r.zscore(f"{TENANT}:timers", f"next:{conv}") == t + 120_000
     r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", "first_s:web", "60", "next_s:web", "90",
             "idle_close_s", "900")
     append(r, "customer", "cu1", "second", conv, t + 2)
@@ -105,3 +106,39 @@ def test_a_retry_after_the_conversation_moved_on_is_still_a_duplicate(redis_srv)
     r.fcall("cg_close", 1, TENANT, conv, "amy", "resolved", NOW + 3000)
     again = send()
     assert again == [first[0], first[1], 1]
+
+
+def fire(r, member, now):
+    lease = str(int(r.zscore(f"{TENANT}:timers", member)))
+    return [s(x) if isinstance(x, bytes) else x
+            for x in r.fcall("cg_timer_fire", 1, TENANT, member, lease, now, 0, 0, "escalate",
+                             "supervisors")]
+
+
+def test_an_answer_leaves_the_next_response_timer_armed_and_it_fires_right(redis_srv):
+    """The lazy rule: an answer writes no timer (no ZREM per answer, no ZADD per question while
+    one is armed); the timer works out at its fire whether somebody waits and since when."""
+    r = redis_srv.r
+    conv = assigned_chat(r)
+    t = NOW + 10_000
+    append(r, "customer", "cu1", "q1", conv, t)
+    cmds = commands_of(r, lambda: append(r, "agent", "amy", "a1", conv, t + 1000))
+    assert "ZREM" not in [n for n, _ in cmds], cmds
+    member = f"next:{conv}"
+    # a second question at t + 60 s: the armed timer (due t + 120 s) is not moved later (ZADD LT
+    # changes nothing: nothing goes to the AOF)
+    cmds = commands_of(r, lambda: append(r, "customer", "cu1", "q2", conv, t + 60_000))
+    assert "ZADD" not in [n for n, _ in cmds] or \
+        r.zscore(f"{TENANT}:timers", member) == t + 120_000, cmds
+    # fired at t + 120 s: the wait began at t + 60 s, due t + 180 s: re-armed, no breach
+    assert fire(r, member, t + 120_000) == ["done"]
+    assert r.zscore(f"{TENANT}:timers", member) == t + 180_000
+    assert not r.hget(f"{TENANT}:kpi:queue:general", "sla:next")
+    # fired at its due with the customer still waiting: the breach
+    res = fire(r, member, t + 180_000)
+    assert res[:3] == ["breach", "next", conv], res
+    # answered, then fired: nothing, and the timer is gone
+    append(r, "customer", "cu1", "q3", conv, t + 200_000)
+    append(r, "agent", "amy", "a3", conv, t + 201_000)
+    assert fire(r, member, t + 320_000) == ["done"]
+    assert r.zscore(f"{TENANT}:timers", member) is None
