@@ -186,26 +186,54 @@ int rconn_url_parse(const char *url, rconn_url *out, cg_err *err) {
 
 /* ---- libuv adapter ------------------------------------------------------------------------ */
 
-/* Owned by the hiredis context (ac->ev.data); freed in the poll handle's close callback after
- * hiredis calls rc_uv_cleanup from its free path. */
+/* Owned by the hiredis context (ac->ev.data); freed in the close callback of its last handle
+ * after hiredis calls rc_uv_cleanup from its free path.
+ *
+ * Writes are deferred to the end of the loop turn: hiredis asks for write readiness with every
+ * command it queues; once connected, we do not poll for it but flush from a prepare handle, which
+ * runs after this turn's callbacks and before the loop blocks, so the commands of one turn leave
+ * in one write() and a socket that takes them all costs no POLLOUT round. Only a write that did
+ * not go out whole arms POLLOUT. The poll handle is restarted only when what it waits for changes
+ * (uv_poll_start removes the fd from epoll and adds it again: two syscalls). */
 typedef struct rc_uv {
     redisAsyncContext *ac; /* NULL once hiredis has released us */
     uv_poll_t poll;
-    int events;
+    uv_prepare_t flush;
+    int events;   /* what hiredis wants (UV_READABLE / UV_WRITABLE) */
+    int armed;    /* what the poll handle waits for */
+    int deferred; /* a write waits for the flush */
+    int open;     /* handles not closed yet */
 } rc_uv;
+
+static void rc_uv_on_poll(uv_poll_t *h, int status, int events);
+
+/* Point the poll handle at what hiredis wants, less a write that waits for the flush. */
+static void rc_uv_update(rc_uv *p) {
+    int want = p->events & ~(p->deferred ? UV_WRITABLE : 0);
+    if (want == p->armed) return;
+    p->armed = want;
+    if (want)
+        uv_poll_start(&p->poll, want, rc_uv_on_poll);
+    else
+        uv_poll_stop(&p->poll);
+}
 
 static void rc_uv_on_poll(uv_poll_t *h, int status, int events) {
     rc_uv *p = h->data;
-    int ev = status < 0 ? p->events : events; /* on error let hiredis find out */
+    int ev = status < 0 ? p->armed : events; /* on error let hiredis find out */
+    if (status < 0) p->armed = 0;            /* libuv stopped the handle */
     if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
     if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    if (status < 0 && p->ac) rc_uv_update(p);
 }
 
-static void rc_uv_update(rc_uv *p) {
-    if (p->events)
-        uv_poll_start(&p->poll, p->events, rc_uv_on_poll);
-    else
-        uv_poll_stop(&p->poll);
+/* The prepare handle: write what this loop turn queued; what did not go out waits for POLLOUT. */
+static void rc_uv_on_flush(uv_prepare_t *h) {
+    rc_uv *p = h->data;
+    uv_prepare_stop(&p->flush);
+    p->deferred = 0;
+    if (p->ac && (p->events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    if (p->ac) rc_uv_update(p);
 }
 
 static void rc_uv_add_read(void *d) {
@@ -220,20 +248,28 @@ static void rc_uv_del_read(void *d) {
     rc_uv_update(p);
 }
 
+/* Before the connection is up hiredis learns of the connect from write readiness: poll for it. */
 static void rc_uv_add_write(void *d) {
     rc_uv *p = d;
     p->events |= UV_WRITABLE;
+    if (p->ac && (p->ac->c.flags & REDIS_CONNECTED) && !p->deferred && !(p->armed & UV_WRITABLE)) {
+        p->deferred = 1;
+        uv_prepare_start(&p->flush, rc_uv_on_flush);
+    }
     rc_uv_update(p);
 }
 
 static void rc_uv_del_write(void *d) {
     rc_uv *p = d;
     p->events &= ~UV_WRITABLE;
+    if (p->deferred) uv_prepare_stop(&p->flush);
+    p->deferred = 0;
     rc_uv_update(p);
 }
 
 static void rc_uv_on_closed(uv_handle_t *h) {
-    free(h->data);
+    rc_uv *p = h->data;
+    if (--p->open == 0) free(p);
 }
 
 /* Called by hiredis while it frees the context; hiredis closes the fd right after, which is
@@ -242,6 +278,7 @@ static void rc_uv_cleanup(void *d) {
     rc_uv *p = d;
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, rc_uv_on_closed);
+    uv_close((uv_handle_t *)&p->flush, rc_uv_on_closed);
 }
 
 static int rc_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
@@ -252,8 +289,11 @@ static int rc_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
         free(p);
         return REDIS_ERR;
     }
+    uv_prepare_init(loop, &p->flush);
+    p->open = 2;
     p->ac = ac;
     p->poll.data = p;
+    p->flush.data = p;
     ac->ev.data = p;
     ac->ev.addRead = rc_uv_add_read;
     ac->ev.delRead = rc_uv_del_read;
