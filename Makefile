@@ -20,7 +20,8 @@ LDLIBS = $(PKG_LIBS) $(GMIME_LIBS) -lm $(LDFLAGS_SAN)
 DEPS := gcc make pkg-config xxd libwebsockets-dev libwebsockets-evlib-uv libuv1-dev \
 	libhiredis-dev libmsgpack-dev libjansson-dev libjwt-dev libinih-dev libcmocka-dev libssl-dev \
 	libgmime-3.0-dev libexpat1-dev redis-server redis-tools python3 python3-websockets \
-	python3-redis python3-msgpack python3-pytest python3-jwt python3-yaml stunnel4 nginx-light chromium procps prometheus clang-format
+	python3-redis python3-msgpack python3-pytest python3-jwt python3-yaml stunnel4 nginx-light chromium \
+	fonts-wqy-microhei procps prometheus clang-format
 # node + npm for the browser tests and the bench: Debian's, unless the machine already has a node.
 NODE_DEPS := nodejs npm
 FUZZ_DEPS := clang libclang-rt-14-dev

@@ -2,6 +2,8 @@
  *
  *   main.c    configuration, the loop, the lws context, Redis connections, shutdown
  *   ws.c      the lws protocol callback: handshake, frame reassembly, writes (ws_)
+ *   upgrade.c the checks of a WebSocket upgrade before lws performs it: path, Host/Origin,
+ *             Connection, Sec-WebSocket-Key, subprotocol; refusals get a status (upg_)
  *   http.c    /healthz, the static-file mounts, 404s and the security headers (http_)
  *   guard.c   Host and Origin checks of every request (guard_)
  *   limit.c   per client address: open connections, new conversations (lim_)
@@ -270,6 +272,20 @@ void http_setup_mounts(const char *www_dir);
 int http_setup_frame(const char *allowed_origins, cg_err *err);
 /* Add the framing headers of the response to the request on wsi (p moves on; 1 when full). */
 int http_add_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
+/* Answer status with text (and a newline) as text/plain at once, in one write, for a request
+ * refused before it is served; the caller then returns -1 so that lws closes the connection.
+ * 0, or -1 when the answer could not be written. */
+int http_refuse(struct lws *wsi, int status, const char *text);
+
+/* ---- upgrade checks (upgrade.c) ---- */
+/* The role the path of the upgrade request on wsi serves: 0, or -1 for an unknown path. */
+int upg_role(struct lws *wsi, sess_role *role);
+/* The path (404), Host and Origin (403) of the upgrade request on wsi: 0, or -1 after answering
+ * the refusal (return -1 from the callback). */
+int upg_check_target(struct lws *wsi);
+/* HTTP_CONFIRM_UPGRADE: 0 to let lws upgrade, or -1 (after answering 404, 403 or 400 naming the
+ * problem, or for an Upgrade that is not websocket) so that lws closes the connection. */
+int upg_confirm(struct lws *wsi);
 
 /* ---- ws (ws.c) ---- */
 extern const struct lws_protocols ws_protocols[];

@@ -143,6 +143,26 @@ static int http_respond(struct lws *wsi, int status, const char *type, const cha
     return 0;
 }
 
+int http_refuse(struct lws *wsi, int status, const char *text) {
+    unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start,
+                                       *end = buf + sizeof(buf) - 1;
+    size_t len = strlen(text) + 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)status, "text/plain; charset=utf-8",
+                                    (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
+                                     &p, end) ||
+        http_add_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    if ((size_t)(end - p) < len) return -1;
+    memcpy(p, text, len - 1);
+    p[len - 1] = '\n';
+    p += len;
+    int n = (int)(p - start);
+    return lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP) == n ? 0 : -1;
+}
+
 int http_filter(struct lws *wsi) {
     const char *why = NULL;
     if (guard_http(wsi, &why) == 0) return 0;

@@ -41,20 +41,6 @@
 #define WS_HTTP_TOO_MANY 429           /* RFC 6585 Too Many Requests (no lws name for it) */
 #define WS_NO_HELLO "no hello in time" /* reason of the close after hello_timeout_ms */
 
-static int ws_path_role(struct lws *wsi, sess_role *role) {
-    char uri[128];
-    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0) return -1;
-    if (!strcmp(uri, "/ws/customer"))
-        *role = SESS_CUSTOMER;
-    else if (!strcmp(uri, "/ws/agent"))
-        *role = SESS_AGENT;
-    else if (!strcmp(uri, "/ws/bridge"))
-        *role = SESS_BRIDGE;
-    else
-        return -1;
-    return 0;
-}
-
 /* Count the connection against its client address: 0, or -1 after answering 429. */
 static int ws_limit(struct lws *wsi) {
     const char *why = NULL;
@@ -64,21 +50,11 @@ static int ws_limit(struct lws *wsi) {
     return -1;
 }
 
-/* FILTER_PROTOCOL_CONNECTION: refuse unknown paths, bad Hosts and foreign origins before the
- * upgrade, with an HTTP status and a text naming the problem. */
+/* FILTER_PROTOCOL_CONNECTION: the path, Host and Origin were checked at HTTP_CONFIRM_UPGRADE
+ * (upgrade.c); checked again here for an upgrade that did not pass there, then the connection
+ * is counted against its client address. */
 static int ws_filter(struct lws *wsi) {
-    sess_role role;
-    if (ws_path_role(wsi, &role) < 0) {
-        log_info("ws: refused upgrade on an unknown path");
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown WebSocket path");
-        return -1;
-    }
-    const char *why = NULL;
-    if (guard_ws(wsi, &why) < 0) {
-        log_warn("ws: refused upgrade: %s", why);
-        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, why);
-        return -1;
-    }
+    if (upg_check_target(wsi) < 0) return -1;
     return ws_limit(wsi);
 }
 
@@ -178,7 +154,7 @@ void ws_shutdown(void) {
  * connection that does not say hello in time is closed (hello_timeout_ms). */
 static int ws_established(struct lws *wsi, ws_pss *pss) {
     sess_role role;
-    if (!pss || ws_path_role(wsi, &role) < 0) return -1;
+    if (!pss || upg_role(wsi, &role) < 0) return -1;
     const struct lws_protocols *p = lws_get_protocol(wsi);
     pss->role = (unsigned char)role;
     pss->codec = (p && p->name && strstr(p->name, "msgpack")) ? CODEC_MSGPACK : CODEC_JSON;
@@ -398,6 +374,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
                        size_t len) {
     ws_pss *pss = user;
     switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: /* never read `in` here: see upgrade.c */
+        return upg_confirm(wsi);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return ws_filter(wsi);
     case LWS_CALLBACK_ESTABLISHED:

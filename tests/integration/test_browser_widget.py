@@ -1,9 +1,10 @@
 """The one-tag widget in a real browser (tests/browser/widget_embed.mjs): a shop page on another
 origin than the gateway (localhost vs 127.0.0.1, each served by a small HTTP server here) embeds
 <script src="<gateway>/widget.js" async>; the widget works there in zh-CN and in en, a page of an
-origin outside allowed_origins cannot frame it, and the en run takes the README's screenshot
-(build/browser-widget-shop.png; with UPDATE_SCREENSHOTS=1 docs/widget-shop.png, which is
-committed)."""
+origin outside allowed_origins cannot frame it, and each run takes a README screenshot
+(build/browser-widget-shop.png and build/browser-widget-shop-zh.png; with UPDATE_SCREENSHOTS=1
+docs/widget-shop.png and docs/widget-shop-zh.png, which are committed: the zh-CN one needs a font
+with Chinese glyphs, fonts-wqy-microhei from make deps, to show text rather than boxes)."""
 import functools
 import http.server
 import os
@@ -18,8 +19,15 @@ from test_browser import (BROWSER_DIR, playwright_installed,  # noqa: F401 (fixt
                           run_restart_scenario, run_scenario)
 
 SCRIPT = os.path.join(BROWSER_DIR, "widget_embed.mjs")
-SCREENSHOT = (os.path.join(ROOT, "docs", "widget-shop.png") if os.environ.get("UPDATE_SCREENSHOTS") == "1"
-              else os.path.join(ROOT, "build", "browser-widget-shop.png"))
+
+
+def screenshot(locale):
+    """Where the run in locale writes its screenshot of the widget on the shop page."""
+    name = "widget-shop" + ("-zh" if locale == "zh-CN" else "") + ".png"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        return os.path.join(ROOT, "docs", name)
+    return os.path.join(ROOT, "build", "browser-" + name)
+
 
 CONFIG = """
 [router]
@@ -100,9 +108,7 @@ def test_one_tag_widget_on_a_shop_of_another_origin(playwright_installed, procs,
     (blocked_dir / "blocked.html").write_text(SHOP_PAGE.format(title="blocked", tag=tag(gw.base)),
                                               encoding="utf-8")
     args = [f"{shop}/shop.html", f"http://localhost:{blocked_port}/blocked.html",
-            f"{shop}/nobody.html", agent, locale]
-    if locale == "en":
-        args.append(SCREENSHOT)
+            f"{shop}/nobody.html", agent, locale, screenshot(locale)]
     try:
         run_scenario(SCRIPT, args, gw, router)
     finally:

@@ -2,13 +2,11 @@
 protocol document against the real binaries (redis-server, gateway, router, chatgw-token) and
 fails when either side drifts. The item of the issue each one pins is named in its docstring."""
 import base64
-import http.client
 import json
 import os
 import re
+import socket
 import subprocess
-
-import pytest
 
 from chat import Client, agent, customer, new_cmid
 from conftest import BUILD, ROOT, wait_until
@@ -265,19 +263,150 @@ def test_refused_handshakes_answer_http_403_with_the_reason(procs):
     assert "refused with HTTP 403 and a text naming the problem" in doc()
 
 
-def test_an_unknown_subprotocol_is_closed_without_a_status_as_documented(procs):
-    """The one refusal without an HTTP status (libwebsockets decides it before the gateway's
-    callbacks run; see the report of issue 11 section 6): when it gets a status, change the
-    document and this test together."""
+def raw_handshake(gw, headers, path="/ws/customer", before=b""):
+    """One upgrade request over a raw socket, after the bytes `before` (whole requests answered
+    first: their answers are skipped). Returns (status line, lower-case headers, body, closed):
+    a refusal is read to the end of the connection (closed is True when the gateway closed it
+    after its answer), a 101 up to the end of its headers."""
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        if before:
+            s.sendall(before)
+            got = b""
+            while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                got += s.recv(65536)  # /healthz answers a JSON object
+        s.sendall(head.encode())
+        data = b""
+        while b"\r\n\r\n" not in data or not data.startswith(b"HTTP/1.1 101"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        closed = not data.startswith(b"HTTP/1.1 101")
+    raw_head, _, body = data.partition(b"\r\n\r\n")
+    lines = raw_head.decode("latin-1").split("\r\n")
+    hd = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hd[k.strip().lower()] = v.strip()
+    return lines[0], hd, body.decode("utf-8", "replace"), closed
+
+
+WS_HEADERS = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+SUPPORTED = "supported: chatgw.json.v1, chatgw.msgpack.v1"
+
+
+def test_a_handshake_offering_only_unknown_subprotocols_answers_400_naming_them(procs):
+    """Issue 11 section 6: a handshake whose Sec-WebSocket-Protocol names none of the gateway's
+    subprotocols was closed without any HTTP status (libwebsockets refused it before the gateway's
+    callbacks ran); now it is answered 400 naming what was offered and what is served, and the
+    connection is closed. One of ours anywhere in the list is still chosen (the first of ours in
+    the client's order), and no header at all still gets chatgw.json.v1."""
     gw = procs.gateway()
-    h = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "chatgw.xml.v1"}
-    with pytest.raises(http.client.RemoteDisconnected):
-        request(gw, "/ws/customer", headers=h)
-    h["Sec-WebSocket-Protocol"] = "chatgw.xml.v1, chatgw.json.v1"
-    status, hd, _ = request(gw, "/ws/customer", headers=h)
-    assert status == 101 and hd["sec-websocket-protocol"] == "chatgw.json.v1", (status, hd)
-    assert "the one refusal without an HTTP status" in doc()
+    for offered, text in (
+            ("chatgw.xml.v1", "unknown subprotocol: chatgw.xml.v1"),
+            ("chatgw.xml.v1, chat", "unknown subprotocols: chatgw.xml.v1, chat"),
+            ("chatgw.JSON.v1", "unknown subprotocol: chatgw.JSON.v1")):  # names match exactly
+        status, hd, body, closed = raw_handshake(gw, {**WS_HEADERS,
+                                                      "Sec-WebSocket-Protocol": offered})
+        assert re.fullmatch(r"HTTP/1\.[01] 400 Bad Request", status), (offered, status, body)
+        assert body == f"{text}; {SUPPORTED}\n", (offered, body)
+        assert hd["content-type"].startswith("text/plain"), hd
+        assert hd["x-content-type-options"] == "nosniff", hd  # the security headers too
+        assert closed, offered
+    for offered, chosen in (("chatgw.xml.v1, chatgw.msgpack.v1", "chatgw.msgpack.v1"),
+                            ("chatgw.json.v1, chatgw.msgpack.v1", "chatgw.json.v1"),
+                            ("x, chatgw.msgpack.v1, chatgw.json.v1", "chatgw.msgpack.v1")):
+        status, hd, _, closed = raw_handshake(gw, {**WS_HEADERS,
+                                                   "Sec-WebSocket-Protocol": offered})
+        assert status == "HTTP/1.1 101 Switching Protocols" and not closed, (offered, status)
+        assert hd["sec-websocket-protocol"] == chosen, (offered, hd)
+    status, hd, _, _ = raw_handshake(gw, WS_HEADERS)
+    assert status == "HTTP/1.1 101 Switching Protocols", status
+    assert "sec-websocket-protocol" not in hd, hd
+
+    async def scenario():  # no subprotocol asked for: JSON in text frames
+        c = await Client.connect(gw.ws, "/ws/customer", proto=None)
+        assert c.ws.subprotocol is None
+        await c.ws.send(json.dumps({"type": "hello"}))
+        welcome = await c.ws.recv()
+        assert isinstance(welcome, str) and json.loads(welcome)["type"] == "welcome", welcome
+        await c.ws.close()
+    run(scenario())
+    d = doc()
+    assert "the default when none is asked for" in d
+    assert f"`unknown subprotocol: chatgw.xml.v1; {SUPPORTED}`" in d
+    assert "without an HTTP status" not in d
+
+
+def test_the_other_handshakes_libwebsockets_would_drop_answer_400(procs):
+    """What libwebsockets 4.1 would close without a word is answered 400 with a text naming the
+    problem: a malformed subprotocol list, one longer than 126 bytes, a name longer than 62
+    bytes, no Sec-WebSocket-Key, a Connection header without upgrade. The limits are lws' own:
+    a list of 126 bytes and a name of 62 still reach the subprotocol choice."""
+    gw = procs.gateway()
+    def names(first):  # first + 4 names of 20 bytes + chatgw.json.v1: 103 + first bytes
+        return ", ".join(["x" * first] + ["x" * 20] * 4 + ["chatgw.json.v1"])
+    assert len(names(23)) == 127 and len(names(22)) == 126
+    cases = (
+        ({"Sec-WebSocket-Protocol": "7, chatgw.json.v1"},
+         f"malformed Sec-WebSocket-Protocol header; {SUPPORTED}\n"),
+        ({"Sec-WebSocket-Protocol": names(23)},
+         f"Sec-WebSocket-Protocol header too long (at most 126 bytes); {SUPPORTED}\n"),
+        ({"Sec-WebSocket-Protocol": "x" * 63 + ", chatgw.json.v1"},
+         f"subprotocol name too long (at most 62 bytes); {SUPPORTED}\n"),
+        ({"Sec-WebSocket-Key": None}, "missing Sec-WebSocket-Key header\n"),
+        ({"Connection": "keep-alive"}, "the Connection header must list upgrade\n"),
+    )
+    for change, text in cases:
+        h = {k: v for k, v in {**WS_HEADERS, **change}.items() if v is not None}
+        status, _, body, closed = raw_handshake(gw, h)
+        assert re.fullmatch(r"HTTP/1\.[01] 400 Bad Request", status), (change, status, body)
+        assert body == text and closed, (change, body)
+    for offered in (names(22), "x" * 62 + ", chatgw.json.v1"):
+        status, hd, _, _ = raw_handshake(gw, {**WS_HEADERS, "Sec-WebSocket-Protocol": offered})
+        assert status == "HTTP/1.1 101 Switching Protocols", (offered, status)
+        assert hd["sec-websocket-protocol"] == "chatgw.json.v1", hd
+    d = doc()
+    assert "refused with HTTP 400" in d
+
+
+def test_refusal_order_and_plain_requests_to_the_websocket_paths(procs):
+    """The path (404) and the Origin and Host checks (403) come before the subprotocol; a plain
+    request to a WebSocket path is a 404 like any unknown page (400 with a bad Host)."""
+    gw = procs.gateway({"CHATGW_ALLOWED_ORIGINS": "https://shop.example",
+                        "CHATGW_ALLOWED_HOSTS": "127.0.0.1"})
+    bad = {**WS_HEADERS, "Sec-WebSocket-Protocol": "chatgw.xml.v1"}
+    status, _, body, _ = raw_handshake(gw, bad, path="/ws/nope")
+    assert " 404 " in status and body == "unknown WebSocket path\n", (status, body)
+    status, _, body, _ = raw_handshake(gw, {**bad, "Origin": "https://evil.example"})
+    assert " 403 " in status and body == "Origin not allowed (allowed_origins)\n", (status, body)
+    status, _, _, _ = raw_handshake(gw, {**WS_HEADERS, "Origin": "https://shop.example",
+                                         "Sec-WebSocket-Protocol": "chatgw.json.v1"})
+    assert status == "HTTP/1.1 101 Switching Protocols", status
+    status, _, body = request(gw, "/ws/customer")
+    assert status == 404 and body == "not found\n", (status, body)
+    status, _, body = request(gw, "/ws/customer", host="evil.example")
+    assert status == 400 and "Host not allowed" in body, (status, body)
+
+
+def test_an_upgrade_to_another_protocol_gets_403_also_on_a_kept_alive_connection(procs):
+    """An Upgrade other than websocket gets libwebsockets' 403 and the connection ends, on a fresh
+    connection and on one that served a request before. The second is the path of
+    CVE-2025-11677 in lws 4.1.6: lws frees the request's headers, then hands the upgrade callback
+    a pointer into them and, when it returns 0, reads it itself (the gateway's ASan build reported
+    a heap-use-after-free there before it handled HTTP_CONFIRM_UPGRADE; see upgrade.c). The
+    gateway keeps serving."""
+    gw = procs.gateway()
+    healthz = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n\r\n".encode()
+    for before in (b"", healthz):
+        status, _, body, closed = raw_handshake(gw, {**WS_HEADERS, "Upgrade": "foo"},
+                                                before=before)
+        assert " 403 " in status and closed, (before, status, body)
+    status, _, body = request(gw, "/healthz")
+    assert status == 200 and '"status":"ok"' in body, (status, body)
 
 
 # ---- item: survey text and its exceptions ---------------------------------------------------------
