@@ -135,6 +135,7 @@ typedef struct sess {
     int hello_pending;        /* hello being processed */
     int revocation_unchecked; /* agent signed in while Redis was away (client_agent_resume) */
     int closing;              /* close requested: stop queueing */
+    int flush_queued;         /* in ws.c's list of sessions written at the end of the turn */
     int redis_paused;         /* not read while Redis is busy (client.c backpressure) */
     int away; /* agents: the agent's own last choice (hello code, presence) was away */
     const char *hello_status; /* agents: the status its hello asked for (NULL, online, away) */

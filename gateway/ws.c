@@ -145,8 +145,11 @@ static void ws_dl_fire(uv_timer_t *t) {
     ws_dl_arm();
 }
 
+static void ws_flush_drop(void);
+
 void ws_shutdown(void) {
     if (dl_timer_ready) uv_timer_stop(&dl_timer);
+    ws_flush_drop();
 }
 
 /* ESTABLISHED: remember the role and codec; the session comes with the first whole message
@@ -333,28 +336,118 @@ static void ws_write_close(struct lws *wsi, int code, const char *reason) {
     lws_write(wsi, cf + LWS_PRE, 2 + rn, WS_WRITE_CLOSE);
 }
 
+/* Write queued frames in one lws_write: several in one buffer, or the first alone. 0 written
+ * (or nothing queued), -1 the connection failed. */
+static int ws_write_queued(struct lws *wsi, sess *s) {
+    if (s->q_len > 1 && s->q[s->q_head]->len + WS_HDR_MAX <= WS_BATCH_MAX) {
+        int rc = ws_write_batch(wsi, s);
+        if (rc <= 0) return rc;
+    }
+    frame *f = sess_pop(s);
+    if (!f) return 0;
+    enum lws_write_protocol wp = s->codec == CODEC_JSON ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
+    int n = lws_write(wsi, f->buf + LWS_PRE, f->len, wp);
+    frame_unref(f);
+    if (n < 0) return -1;
+    G.ws_writes++;
+    return 0;
+}
+
 /* SERVER_WRITEABLE: write the queued frames (several in one write), or perform a requested
  * close. */
 static int ws_writeable(struct lws *wsi, sess *s) {
-    if (s->q_len > 1 && s->q[s->q_head]->len + WS_HDR_MAX <= WS_BATCH_MAX) {
-        int rc = ws_write_batch(wsi, s);
-        if (rc < 0) return -1;
-        if (rc == 0) return ws_written(wsi, s);
-    }
-    frame *f = sess_pop(s);
-    if (!f) {
+    if (!s->q_len) {
         if (s->closing && s->close_code) {
             ws_write_close(wsi, s->close_code, s->close_reason);
             return -1;
         }
         return 0;
     }
-    enum lws_write_protocol wp = s->codec == CODEC_JSON ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
-    int n = lws_write(wsi, f->buf + LWS_PRE, f->len, wp);
-    frame_unref(f);
-    if (n < 0) return -1;
-    G.ws_writes++;
+    if (ws_write_queued(wsi, s) < 0) return -1;
     return ws_written(wsi, s);
+}
+
+/* ---- the end-of-turn flush ----
+ * Frames queued for a connection during one loop turn are written at its end, before the loop
+ * blocks (a prepare handle), straight from here: asking lws for a WRITEABLE callback instead
+ * costs a POLLOUT round trip, and with lws' libuv glue four epoll_ctl calls (uv_poll_start
+ * removes the fd from epoll and adds it again, once to add POLLOUT and once to drop it). A
+ * direct lws_write is safe for these connections (HTTP/1 WebSocket, no extension): lws keeps
+ * what the socket does not take (lws_partial_buffered) and writes it from its own WRITEABLE
+ * callback, and only then do we go that way too. A close, a connection that lws is still
+ * draining and a failed write go through the WRITEABLE callback as before. */
+#define WS_FLUSH_ROUNDS 8 /* batches one connection writes in one flush */
+static sess **flush_list;
+static size_t flush_n, flush_cap;
+static uv_prepare_t flush_prep;
+static int flush_ready;
+
+/* Write s's queued frames now (ws_flush). */
+static void ws_flush_one(sess *s) {
+    s->flush_queued = 0;
+    struct lws *wsi = s->wsi;
+    if (!wsi) return;
+    for (int i = 0; i < WS_FLUSH_ROUNDS && s->q_len; i++) {
+        if (s->closing || lws_partial_buffered(wsi)) break;
+        if (ws_write_queued(wsi, s) < 0) {
+            lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+            return;
+        }
+    }
+    if (s->q_len || (s->closing && s->close_code)) lws_callback_on_writable(wsi);
+    if (s->q_len < s->q_cap / 2) {
+        sub_drained(s); /* may queue more: s is listed again, for this same flush */
+        bridge_drained(s);
+    }
+}
+
+/* The prepare handle: every listed session, also those listed while it runs. */
+static void ws_flush(uv_prepare_t *h) {
+    uv_prepare_stop(h);
+    for (size_t i = 0; i < flush_n; i++) {
+        sess *s = flush_list[i];
+        ws_flush_one(s);
+        sess_unref(s);
+    }
+    flush_n = 0;
+}
+
+/* At shutdown: nothing more is written; the listed sessions are let go. */
+static void ws_flush_drop(void) {
+    if (flush_ready) uv_prepare_stop(&flush_prep);
+    for (size_t i = 0; i < flush_n; i++) {
+        flush_list[i]->flush_queued = 0;
+        sess_unref(flush_list[i]);
+    }
+    flush_n = 0;
+    free(flush_list);
+    flush_list = NULL;
+    flush_cap = 0;
+}
+
+void ws_want_write(sess *s) {
+    if (!s->wsi || s->flush_queued) return;
+    if (s->closing || !G.loop) {
+        lws_callback_on_writable(s->wsi);
+        return;
+    }
+    if (flush_n == flush_cap) {
+        size_t cap = flush_cap ? flush_cap * 2 : 64;
+        sess **l = realloc(flush_list, cap * sizeof(*l));
+        if (!l) {
+            lws_callback_on_writable(s->wsi);
+            return;
+        }
+        flush_list = l;
+        flush_cap = cap;
+    }
+    if (!flush_ready) {
+        uv_prepare_init(G.loop, &flush_prep);
+        flush_ready = 1;
+    }
+    s->flush_queued = 1;
+    flush_list[flush_n++] = sess_ref(s);
+    uv_prepare_start(&flush_prep, ws_flush);
 }
 
 const lws_retry_bo_t *ws_keepalive_policy(long long interval_s) {
@@ -364,10 +457,6 @@ const lws_retry_bo_t *ws_keepalive_policy(long long interval_s) {
     policy.secs_since_valid_ping = (uint16_t)interval_s;
     policy.secs_since_valid_hangup = (uint16_t)(3 * interval_s);
     return &policy;
-}
-
-void ws_want_write(sess *s) {
-    if (s->wsi) lws_callback_on_writable(s->wsi);
 }
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
