@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 
 /* Compares every byte position up to max(alen, blen); positions past the end of the shorter
  * string compare against 0 and the length difference is folded into the result, so the time
@@ -58,6 +60,36 @@ int64_t cg_now_s(void) {
     return cg_now_ms() / 1000;
 }
 
+/* Random bytes come from OpenSSL's CSPRNG a pool at a time: RAND_bytes costs a getpid() per
+ * call (OpenSSL's fork check), and ids are made for every message. The pool is dropped in a
+ * forked child (rand_pool_forked), so parent and child never hand out the same bytes. One
+ * thread uses it (the process's loop). */
+#define RAND_POOL 1024
+static unsigned char rand_pool[RAND_POOL];
+static size_t rand_pool_pos = RAND_POOL;
+static int rand_pool_hooked;
+
+static void rand_pool_forked(void) {
+    OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
+    rand_pool_pos = RAND_POOL;
+}
+
+/* n (<= RAND_POOL) random bytes into buf: 0, or -1 when the CSPRNG fails. */
+static int rand_take(unsigned char *buf, size_t n) {
+    if (!rand_pool_hooked) {
+        pthread_atfork(NULL, NULL, rand_pool_forked);
+        rand_pool_hooked = 1;
+    }
+    if (RAND_POOL - rand_pool_pos < n) {
+        if (RAND_bytes(rand_pool, RAND_POOL) != 1) return -1;
+        rand_pool_pos = 0;
+    }
+    memcpy(buf, rand_pool + rand_pool_pos, n);
+    OPENSSL_cleanse(rand_pool + rand_pool_pos, n); /* handed out once */
+    rand_pool_pos += n;
+    return 0;
+}
+
 int cg_rand_hex(char *out, size_t nbytes) {
     static const char hex[] = "0123456789abcdef";
     unsigned char buf[64];
@@ -65,7 +97,7 @@ int cg_rand_hex(char *out, size_t nbytes) {
 
     while (done < nbytes) {
         size_t chunk = nbytes - done < sizeof(buf) ? nbytes - done : sizeof(buf);
-        if (RAND_bytes(buf, (int)chunk) != 1) {
+        if (rand_take(buf, chunk) != 0) {
             out[0] = '\0';
             return -1;
         }

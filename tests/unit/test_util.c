@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <limits.h>
 #include <stdio.h>
@@ -65,6 +67,38 @@ static void test_hostport(void **state) {
     char small[4];
     assert_int_equal(cg_parse_hostport("abcd:1", small, sizeof(small), &port), -1);
     assert_int_equal(cg_parse_hostport("abc:1", small, sizeof(small), &port), 0);
+}
+
+/* Ids come from a pool of random bytes (util.c): a forked child must not hand out the ids its
+ * parent hands out next, and a long run of ids has no repeat across pool refills. */
+static void test_id_pool(void **state) {
+    (void)state;
+    char first[33];
+    assert_int_equal(cg_id_new(first), 0); /* the pool is filled now */
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char child[33];
+        if (cg_id_new(child) != 0) _exit(1);
+        _exit(write(fd[1], child, 32) == 32 ? 0 : 1);
+    }
+    char parent[33], child[33] = {0};
+    assert_int_equal(cg_id_new(parent), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(read(fd[0], child, 32), 32);
+    close(fd[0]);
+    close(fd[1]);
+    assert_string_not_equal(parent, child);
+    static char seen[300][33];
+    for (int i = 0; i < 300; i++) { /* ~5 pools of 64 ids */
+        assert_int_equal(cg_id_new(seen[i]), 0);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(seen[i], seen[j]);
+    }
 }
 
 static void test_rand_hex(void **state) {
@@ -188,10 +222,11 @@ static void test_name_check(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ct_equal), cmocka_unit_test(test_hostport),
-        cmocka_unit_test(test_rand_hex), cmocka_unit_test(test_strlcpy),
-        cmocka_unit_test(test_parse_ll), cmocka_unit_test(test_clock),
-        cmocka_unit_test(test_ident),    cmocka_unit_test(test_name_check),
+        cmocka_unit_test(test_ct_equal),   cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_rand_hex),   cmocka_unit_test(test_id_pool),
+        cmocka_unit_test(test_strlcpy),    cmocka_unit_test(test_parse_ll),
+        cmocka_unit_test(test_clock),      cmocka_unit_test(test_ident),
+        cmocka_unit_test(test_name_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
