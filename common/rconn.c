@@ -236,6 +236,11 @@ static void rc_uv_on_flush(uv_prepare_t *h) {
     if (p->ac) rc_uv_update(p);
 }
 
+void rconn_flush(rconn *rc) {
+    rc_uv *p = rc && rc->ac ? rc->ac->ev.data : NULL;
+    if (p && p->deferred) rc_uv_on_flush(&p->flush);
+}
+
 static void rc_uv_add_read(void *d) {
     rc_uv *p = d;
     p->events |= UV_READABLE;

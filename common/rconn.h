@@ -63,6 +63,10 @@ int rconn_unsubscribe(rconn *rc, const char *channel);
  * *rcp is set to NULL. The loop must keep running until the handles are closed. */
 void rconn_free(rconn **rcp);
 
+/* Write the commands queued in this loop turn now instead of at its end (they leave before
+ * whatever the caller writes next, e.g. a client frame that follows a fire-and-forget write). */
+void rconn_flush(rconn *rc);
+
 /* Counters for benchmarks and tests. */
 unsigned long long rconn_commands_sent(const rconn *rc);
 /* Commands sent on rc and not answered yet (what a caller bounds to apply backpressure). */
