@@ -437,6 +437,13 @@ static void link_on_local_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *bu
     rtls_link *l = s->data;
     if (nread == 0 || l->closing) return;
     if (nread < 0) {
+        /* before the handshake finished: the client's own timeout came first (rconn's watchdog
+         * is shorter than RTLS_HANDSHAKE_MS); say what it waited for */
+        if (!l->established)
+            rtls_fail(l->t, "no TLS connection to %s:%d yet when the client gave up (%s)",
+                      l->t->host, l->t->port,
+                      l->connected ? "the TLS handshake got no answer"
+                                   : "the TCP connect got no answer");
         link_close(l, 0);
         return;
     }
