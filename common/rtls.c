@@ -55,6 +55,7 @@ struct rtls {
     int closing;
     uv_mutex_t mu;      /* guards last_err (rtls_last_error may be called from another thread) */
     char last_err[256]; /* the last failure; "" after a successful handshake */
+    rtls_stats stats;   /* guarded by mu too */
     char logged[256];   /* the failure last logged at error level; "" after a success */
 };
 
@@ -193,6 +194,12 @@ const char *rtls_last_error(rtls *t, char *buf, size_t n) {
     snprintf(buf, n, "%s", t->last_err);
     uv_mutex_unlock(&t->mu);
     return buf;
+}
+
+void rtls_get_stats(rtls *t, rtls_stats *out) {
+    uv_mutex_lock(&t->mu);
+    *out = t->stats;
+    uv_mutex_unlock(&t->mu);
 }
 
 const char *rtls_path(const rtls *t) {
@@ -342,18 +349,30 @@ static int link_write(rtls_link *l, int to_remote, const void *data, size_t len)
         link_close(l, 0);
         return -1;
     }
+    int paused_now = 0; /* this write stopped the other side's reading */
     if (to_remote) {
         l->remote_queued += len;
         if (l->remote_queued > RTLS_QUEUE_MAX && !l->local_paused) {
-            l->local_paused = 1;
+            l->local_paused = paused_now = 1;
             uv_read_stop((uv_stream_t *)&l->local);
         }
     } else {
         l->local_queued += len;
         if (l->local_queued > RTLS_QUEUE_MAX && !l->remote_paused) {
-            l->remote_paused = 1;
+            l->remote_paused = paused_now = 1;
             uv_read_stop((uv_stream_t *)&l->remote);
         }
+    }
+    /* the stats change at a pause or a new maximum only: the lock is rarely taken */
+    rtls_stats *st = &l->t->stats;
+    size_t q = to_remote ? l->remote_queued : l->local_queued;
+    size_t *max = to_remote ? &st->max_remote_queued : &st->max_local_queued;
+    if (paused_now || q > *max) {
+        uv_mutex_lock(&l->t->mu);
+        if (q > *max) *max = q;
+        if (paused_now && to_remote) st->paused_local++;
+        if (paused_now && !to_remote) st->paused_remote++;
+        uv_mutex_unlock(&l->t->mu);
     }
     return 0;
 }
@@ -567,6 +586,9 @@ static void rtls_on_accept(uv_stream_t *server, int status) {
     if (t->links) t->links->prev = l;
     t->links = l;
     t->n_links++;
+    uv_mutex_lock(&t->mu);
+    t->stats.links++;
+    uv_mutex_unlock(&t->mu);
     if (uv_accept(server, (uv_stream_t *)&l->local) != 0) {
         link_close(l, 0);
         return;

@@ -65,6 +65,17 @@ const char *rtls_path(const rtls *t);
  * handshake) and returns buf. Any thread. */
 const char *rtls_last_error(rtls *t, char *buf, size_t n);
 
+/* What the relay did, for tests and benchmarks: local connections accepted, how often one side
+ * stopped being read because the other side's queue was over RTLS_QUEUE_MAX, and the largest
+ * queue seen on each side (at most RTLS_QUEUE_MAX plus one chunk). Any thread. */
+typedef struct rtls_stats {
+    unsigned long long links;
+    unsigned long long paused_local;  /* hiredis not read: the queue to Redis was full */
+    unsigned long long paused_remote; /* Redis not read: the queue to hiredis was full */
+    size_t max_local_queued, max_remote_queued;
+} rtls_stats;
+void rtls_get_stats(rtls *t, rtls_stats *out);
+
 /* Closes the listener (removing the socket and its directory) and every link; the memory is
  * released once the loop has run the close callbacks. NULL is ignored. */
 void rtls_free(rtls *t);
