@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from chat import agent, customer
-from conftest import BUILD, Procs, RedisServer, wait_until
+from conftest import BUILD, ROOT, Procs, RedisServer, wait_until
 from test_redis_auth import healthz
 
 USER, PASSWORD = "chatgw", "tls-Acl:pass@word-7"
@@ -146,6 +146,16 @@ def test_gateway_router_and_tools_over_rediss_with_an_acl_user(tls_procs):
     out = tool("chatgw-export", [], env)
     assert out.returncode == 0, out.stderr
     assert f'"conv":"{conv}"' in out.stdout.replace(" ", "")
+    srv.r.set("cg:old-layout-key", "1")
+    out = subprocess.run([os.path.join(ROOT, "tools", "chatgw-migrate-keys"), "--dry-run"],
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ, **env))
+    assert out.returncode == 0, out.stderr
+    assert "cg:old-layout-key -> cg:{t:default}:old-layout-key" in out.stdout, out.stdout
+    # --check-config asks the same Redis for its agents (tess connected above)
+    out = subprocess.run([os.path.join(BUILD, "chatgw-router"), "--check-config", "--config",
+                          os.path.join(ROOT, "config", "chatgw.ini")],
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ, **env))
+    assert "agents: 1 (the agents known to Redis)" in out.stdout, out.stdout + out.stderr
     # a wrong password is Redis' own refusal, told through the relay
     bad = srv.url.replace(PASSWORD, "not-the-password-9")
     out = tool("chatgw-token", ["--revoke", "x1"], dict(env, CHATGW_REDIS_URL=bad))
