@@ -83,11 +83,11 @@ static int rb_step(redisContext *c, rb_relay *rel, const char *what, redisReply 
         char tls[256] = "";
         if (!r && rel) rtls_last_error(rel->t, tls, sizeof(tls));
         if (tls[0])
-            cg_err_set(err, "redis", "%s", tls);
+            cg_err_set(err, "unavailable", "%s", tls);
         else if (r)
-            cg_err_set(err, "redis", "Redis refused %s: %s", what, r->str ? r->str : "");
+            cg_err_set(err, "unavailable", "Redis refused %s: %s", what, r->str ? r->str : "");
         else
-            cg_err_set(err, "redis", "cannot connect to Redis: %s",
+            cg_err_set(err, "unavailable", "cannot connect to Redis: %s",
                        c->errstr[0] ? c->errstr : "no reply");
     }
     if (r) freeReplyObject(r);
@@ -112,7 +112,8 @@ redisContext *rblock_connect(const char *url, int timeout_ms, cg_err *err) {
     const char *path = rel ? rtls_path(rel->t) : u.unix_path[0] ? u.unix_path : NULL;
     redisContext *c = rb_open(&u, path, timeout_ms);
     if (!c || c->err) {
-        cg_err_set(err, "redis", "cannot connect to Redis: %s", c ? c->errstr : "out of memory");
+        cg_err_set(err, "unavailable", "cannot connect to Redis: %s",
+                   c ? c->errstr : "out of memory");
         if (c) redisFree(c);
         if (rel) rb_relay_free(rel, 1);
         return NULL;

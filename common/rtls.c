@@ -34,6 +34,7 @@
 #include "log.h"
 
 #define RTLS_CHUNK 16384
+#define RTLS_LOGGED 4 /* distinct failures remembered per streak (causes may alternate) */
 
 typedef struct rtls_link rtls_link;
 
@@ -56,7 +57,8 @@ struct rtls {
     uv_mutex_t mu;      /* guards last_err (rtls_last_error may be called from another thread) */
     char last_err[256]; /* the last failure; "" after a successful handshake */
     rtls_stats stats;   /* guarded by mu too */
-    char logged[256];   /* the failure last logged at error level; "" after a success */
+    char logged[RTLS_LOGGED][256]; /* failures logged at error level in this streak */
+    unsigned n_logged;             /* how many of logged[] (a ring) are set */
 };
 
 struct rtls_link {
@@ -72,6 +74,8 @@ struct rtls_link {
     int gai_pending; /* a name lookup whose callback has not run */
     int family;      /* the address family asked for: AF_INET, then AF_INET6 (as hiredis does) */
     int connected, established, closing;
+    int answered; /* Redis sent application data: the link works (a TLS 1.3 server may still
+                     refuse the client's certificate right after the client's handshake ends) */
     int local_paused, remote_paused;
     size_t local_queued, remote_queued; /* bytes handed to the stream, not written yet */
     SSL *ssl;
@@ -161,8 +165,11 @@ static SSL_CTX *rtls_ctx(const rtls_opts *o, cg_err *err) {
 
 /* ---- failures ----------------------------------------------------------------------------- */
 
-/* Record a failure: kept for rtls_last_error and, with log_failures, logged at error level when
- * it differs from the one logged last (once per streak), else at debug level. */
+/* Record a failure: kept for rtls_last_error and, with log_failures, logged at error level the
+ * first time in a streak (the last RTLS_LOGGED distinct ones are remembered: a refused
+ * certificate and the reset that follows it may alternate), else at debug level. A streak ends when
+ * Redis answers on a link (rtls_ok), not when a handshake ends: with TLS 1.3 a server refuses a
+ * client certificate only after the client has finished its handshake. */
 static void rtls_fail(rtls *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void rtls_fail(rtls *t, const char *fmt, ...) {
     char msg[sizeof(t->last_err)];
@@ -174,19 +181,21 @@ static void rtls_fail(rtls *t, const char *fmt, ...) {
     memcpy(t->last_err, msg, sizeof(msg));
     uv_mutex_unlock(&t->mu);
     if (!t->log_failures) return;
-    if (strcmp(msg, t->logged) != 0) {
-        log_error("redis %s: %s", t->name, msg);
-        memcpy(t->logged, msg, sizeof(msg));
-    } else {
-        log_debug("redis %s: %s (again)", t->name, msg);
+    for (unsigned i = 0; i < t->n_logged && i < RTLS_LOGGED; i++) {
+        if (strcmp(msg, t->logged[i]) == 0) {
+            log_debug("redis %s: %s (again)", t->name, msg);
+            return;
+        }
     }
+    log_error("redis %s: %s", t->name, msg);
+    memcpy(t->logged[t->n_logged++ % RTLS_LOGGED], msg, sizeof(msg));
 }
 
 static void rtls_ok(rtls *t) {
     uv_mutex_lock(&t->mu);
     t->last_err[0] = '\0';
     uv_mutex_unlock(&t->mu);
-    t->logged[0] = '\0';
+    t->n_logged = 0;
 }
 
 const char *rtls_last_error(rtls *t, char *buf, size_t n) {
@@ -258,7 +267,7 @@ static void link_close(rtls_link *l, int flush_local) {
 
 /* The handshake (or a later TLS read/write) failed: one message naming what went wrong and what
  * to check, then the link closes. */
-static void link_tls_fail(rtls_link *l, const char *when) {
+static void link_tls_fail(rtls_link *l) {
     rtls *t = l->t;
     long vr = l->ssl ? SSL_get_verify_result(l->ssl) : X509_V_OK;
     unsigned long e = ERR_get_error();
@@ -266,24 +275,24 @@ static void link_tls_fail(rtls_link *l, const char *when) {
     ERR_clear_error();
     if (vr != X509_V_OK) {
         int name = vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH;
-        rtls_fail(t, "TLS %s %s:%d failed: certificate verify failed: %s (%s)", when, t->host,
-                  t->port, X509_verify_cert_error_string(vr),
+        rtls_fail(t, "TLS with %s:%d failed: certificate verify failed: %s (%s)", t->host, t->port,
+                  X509_verify_cert_error_string(vr),
                   name ? "the certificate does not name this server: check the URL's host or "
                          "redis_tls_server_name"
                        : "check redis_tls_ca / CHATGW_REDIS_TLS_CA, the CA that signed it");
     } else if (reason && strstr(reason, "certificate")) {
         rtls_fail(t,
-                  "TLS %s %s:%d failed: %s (Redis wants a client certificate it trusts: check "
+                  "TLS with %s:%d failed: %s (Redis wants a client certificate it trusts: check "
                   "redis_tls_cert and redis_tls_key / CHATGW_REDIS_TLS_CERT, _KEY)",
-                  when, t->host, t->port, reason);
+                  t->host, t->port, reason);
     } else if (reason) {
-        rtls_fail(t, "TLS %s %s:%d failed: %s (is port %d Redis' tls-port?)", when, t->host,
-                  t->port, reason, t->port);
+        rtls_fail(t, "TLS with %s:%d failed: %s (is port %d Redis' tls-port?)", t->host, t->port,
+                  reason, t->port);
     } else {
         rtls_fail(t,
-                  "TLS %s %s:%d failed: the server closed the connection (is port %d Redis' "
+                  "TLS with %s:%d failed: the server closed the connection (is port %d Redis' "
                   "tls-port?)",
-                  when, t->host, t->port, t->port);
+                  t->host, t->port, t->port);
     }
     link_close(l, 0);
 }
@@ -396,6 +405,10 @@ static void link_pump_in(rtls_link *l) {
         ERR_clear_error();
         int n = SSL_read(l->ssl, l->pbuf, sizeof(l->pbuf));
         if (n > 0) {
+            if (!l->answered) {
+                l->answered = 1;
+                rtls_ok(l->t); /* the end of a failing streak */
+            }
             if (link_write(l, 0, l->pbuf, (size_t)n) != 0) return;
             continue;
         }
@@ -406,7 +419,7 @@ static void link_pump_in(rtls_link *l) {
             link_close(l, 1);
             return;
         }
-        link_tls_fail(l, "with");
+        link_tls_fail(l);
         return;
     }
 }
@@ -416,13 +429,12 @@ static void link_handshake(rtls_link *l) {
     int rv = SSL_do_handshake(l->ssl);
     int e = rv == 1 ? SSL_ERROR_NONE : SSL_get_error(l->ssl, rv);
     if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
-        link_tls_fail(l, "handshake with");
+        link_tls_fail(l);
         return;
     }
     if (link_flush(l) != 0 || e == SSL_ERROR_WANT_READ) return;
     l->established = 1;
     uv_timer_stop(&l->timer);
-    rtls_ok(l->t);
     log_debug("redis %s: TLS to %s:%d established (%s)", l->t->name, l->t->host, l->t->port,
               SSL_get_version(l->ssl));
     uv_read_start((uv_stream_t *)&l->local, link_alloc, link_on_local_read);
@@ -435,7 +447,7 @@ static void link_on_remote_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
     if (nread < 0) {
         rtls *t = l->t;
         if (!l->established)
-            link_tls_fail(l, "handshake with");
+            link_tls_fail(l);
         else if (nread == UV_EOF)
             link_close(l, 1);
         else {
@@ -468,7 +480,7 @@ static void link_on_local_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *bu
     }
     ERR_clear_error();
     if (SSL_write(l->ssl, buf->base, (int)nread) != (int)nread) {
-        link_tls_fail(l, "with");
+        link_tls_fail(l);
         return;
     }
     link_flush(l);
@@ -641,7 +653,8 @@ static int rtls_listen(rtls *t, cg_err *err) {
     }
     if (!mkdtemp(t->dir)) { /* mode 0700 */
         t->dir[0] = '\0';
-        return cg_err_set(err, "internal", "redis TLS: cannot make a directory in %s", tmp);
+        return cg_err_set(err, "bad_config", "redis TLS: cannot make a directory in %s (TMPDIR)",
+                          tmp);
     }
     memcpy(t->path, t->dir, (size_t)n); /* fits: checked above */
     memcpy(t->path + n, "/redis.sock", sizeof("/redis.sock"));

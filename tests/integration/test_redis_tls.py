@@ -209,7 +209,12 @@ def test_wrong_ca_is_one_clear_error_and_healthz_503(tls_procs):
 def test_client_certificate_when_redis_wants_one(mtls_procs):
     srv = mtls_procs.redis
     gw_without = mtls_procs.gateway(wait_ready=False)  # the CA only, no client pair
-    gw_without.wait_log("check redis_tls_cert and redis_tls_key")
+    first = gw_without.wait_log("check redis_tls_cert and redis_tls_key")
+    assert "certificate required" in gw_without.lines[first], gw_without.lines[first]
+    # retried with back-off, told once per connection (redis, redis-sub), not once per retry
+    gw_without.wait_log("(again)", start=gw_without.wait_log("reconnecting in 1000 ms", start=first))
+    errors = [l for l in gw_without.lines if l and " ERROR " in l and "certificate" in l]
+    assert len(errors) == 2, "\n".join(errors)
     cert, key = srv.tls.client_pair
     with_cert = {"CHATGW_REDIS_TLS_CERT": cert, "CHATGW_REDIS_TLS_KEY": key}
     gw = mtls_procs.gateway(with_cert)
