@@ -25,9 +25,10 @@ typedef void rconn_state_fn(rconn *rc, int up, void *priv);
 typedef void rconn_reply_fn(rconn *rc, redisReply *reply, void *priv);
 
 /* Parse redis://[[user]:password@]host[:port][/db] (or unix:/path). With a user the handshake is
- * AUTH user password (a Redis 6+ ACL user), with only a password AUTH password. rediss:// (TLS)
- * is refused with an error that says why and what to do instead (docs/deployment.md). -1 with
- * err on a malformed URL; err never contains the password. */
+ * AUTH user password (a Redis 6+ ACL user), with only a password AUTH password. rediss:// is the
+ * same over TLS (tls = 1): the connection then goes through an in-process TLS relay
+ * (common/rtls.h), hiredis 0.14 having no TLS of its own. -1 with err on a malformed URL; err
+ * never contains the password. */
 typedef struct rconn_url {
     char host[256];
     int port;
@@ -35,6 +36,7 @@ typedef struct rconn_url {
     char user[128];
     char password[256];
     int db;
+    int tls; /* rediss:// */
 } rconn_url;
 int rconn_url_parse(const char *url, rconn_url *out, cg_err *err);
 

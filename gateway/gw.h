@@ -31,6 +31,7 @@
 #include "../common/err.h"
 #include "../common/peer.h"
 #include "../common/rconn.h"
+#include "../common/rtls.h"
 #include "../common/token.h"
 #include "../proto/msg.h"
 
@@ -42,6 +43,7 @@ typedef struct gw_config {
     char gateway_id[40];
     char www_dir[512];
     char redis_url[512];
+    rtls_opts redis_tls; /* rediss://: CA, client certificate and key, name to verify */
     char log_level[16];
     char jwt_secret[256];
     char jwt_secrets[2048];  /* "kid:secret, ..." (token.h keyring); the first signs */

@@ -32,6 +32,13 @@ static const cfg_opt gw_opts[] = {
     O_STR("gateway_id", "", gateway_id, "unique id of this gateway (default host-pid)"),
     O_STR("www_dir", "gateway/www", www_dir, "directory of the demo pages"),
     O_STR("redis_url", "redis://127.0.0.1:6379", redis_url, "Redis to use"),
+    O_STR("redis_tls_ca", "", redis_tls.ca,
+          "rediss://: PEM file of the CA that signed Redis' certificate; empty: the system's"),
+    O_STR("redis_tls_cert", "", redis_tls.cert,
+          "rediss://: PEM client certificate (Redis' tls-auth-clients yes)"),
+    O_STR("redis_tls_key", "", redis_tls.key, "rediss://: PEM private key of redis_tls_cert"),
+    O_STR("redis_tls_server_name", "", redis_tls.server_name,
+          "rediss://: the name Redis' certificate must carry (and SNI); empty: the URL's host"),
     O_STR("log_level", "info", log_level, "debug, info, warn or error"),
     O_STR("jwt_secret", "", jwt_secret, "HS256 secret for session tokens (>= 32 bytes)"),
     O_STR("jwt_secrets", "", jwt_secrets,
@@ -272,6 +279,7 @@ static int gw_start(void) {
         return -1;
     }
     if (hb_start() < 0 || rs_start(on_cmd_ready) < 0) return -1;
+    rtls_set_opts(&G.cfg.redis_tls);
     G.redis = rconn_new(G.loop, G.cfg.redis_url, "redis", 5000, on_cmd_state, NULL, &err);
     G.sub = G.redis
                 ? rconn_new(G.loop, G.cfg.redis_url, "redis-sub", 5000, on_sub_state, NULL, &err)

@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "../common/rblock.h"
 #include "../common/util.h"
 
 #define CHECK_AGENTS_MAX 4096
@@ -69,22 +69,13 @@ static size_t check_served(const check_agents *a, const char *q) {
 /* The agents the desk's Redis knows (cg:agent:<id> hashes with skills), at most 1 s of trying.
  * Leaves a->source NULL when Redis cannot be asked. */
 static void check_agents_redis(const char *url_text, check_agents *a) {
-    rconn_url url;
     cg_err err;
-    if (rconn_url_parse(url_text, &url, &err) != 0) return;
-    struct timeval tv = {1, 0};
-    redisContext *c = url.unix_path[0] ? redisConnectUnixWithTimeout(url.unix_path, tv)
-                                       : redisConnectWithTimeout(url.host, url.port, tv);
-    if (!c || c->err) goto done;
-    redisSetTimeout(c, tv);
-    redisReply *r;
-    if (url.password[0]) {
-        r = redisCommand(c, "AUTH %s", url.password);
-        int bad = !r || r->type == REDIS_REPLY_ERROR;
-        freeReplyObject(r);
-        if (bad) goto done;
+    redisContext *c = rblock_connect(url_text, 1000, &err);
+    if (!c) {
+        fprintf(stderr, "redis: %s\n", err.msg);
+        return;
     }
-    if (url.db) freeReplyObject(redisCommand(c, "SELECT %d", url.db));
+    redisReply *r;
     char cursor[32] = "0";
     do {
         r = redisCommand(c, "SCAN %s MATCH %s* COUNT 1000", cursor, CG_KEY_AGENT_PREFIX);
@@ -105,7 +96,7 @@ static void check_agents_redis(const char *url_text, check_agents *a) {
     } while (strcmp(cursor, "0") != 0);
     a->source = "the agents known to Redis";
 done:
-    if (c) redisFree(c);
+    rblock_free(c);
 }
 
 int check_config(const router *r, char **skills, size_t n_skills) {

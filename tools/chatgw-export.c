@@ -17,7 +17,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "../common/rconn.h"
+#include "../common/rblock.h"
 #include "desk_schema.h"
 #include "../common/util.h"
 #include "../proto/msg.h"
@@ -32,13 +32,14 @@ typedef struct export_opts {
 } export_opts;
 
 static int usage(int rc) {
-    fprintf(rc ? stderr : stdout,
-            "usage: chatgw-export [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
-            "                     [--queue NAME] [--state STATE] [--sample PERCENT] [--seed N]\n"
-            "Writes one JSON object per conversation (JSON Lines) to stdout.\n"
-            "Redis URL: --redis, else CHATGW_REDIS_URL, else redis://127.0.0.1:6379;\n"
-            "  redis://[[user]:password@]host[:port][/db] or unix:/path (prefer the environment\n"
-            "  for a URL with a password: command lines are visible to other users).\n");
+    fprintf(
+        rc ? stderr : stdout,
+        "usage: chatgw-export [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
+        "                     [--queue NAME] [--state STATE] [--sample PERCENT] [--seed N]\n"
+        "Writes one JSON object per conversation (JSON Lines) to stdout.\n"
+        "Redis URL: --redis, else CHATGW_REDIS_URL, else redis://127.0.0.1:6379;\n"
+        "  redis[s]://[[user]:password@]host[:port][/db] or unix:/path (prefer the environment\n"
+        "  for a URL with a password: command lines are visible to other users).\n");
     return rc;
 }
 
@@ -51,44 +52,13 @@ static int64_t parse_day(const char *s) {
     return (int64_t)timegm(&tm) * 1000;
 }
 
-/* Sends one handshake command (AUTH/SELECT/PING); 0 when Redis accepted it. The error names
- * the command and Redis' reason, never the password. */
-static int export_handshake(redisContext *c, const char *what, redisReply *r) {
-    int ok = r && r->type != REDIS_REPLY_ERROR;
-    if (!ok)
-        fprintf(stderr, "chatgw-export: Redis refused %s: %s\n", what,
-                r ? r->str : (c->errstr[0] ? c->errstr : "no reply"));
-    if (r) freeReplyObject(r);
-    return ok ? 0 : -1;
-}
-
-/* Connects to url (redis://[[user]:password@]host[:port][/db] or unix:/path), authenticates and
- * selects the database. NULL (after a message on stderr) on any failure; the caller frees. */
+/* Connects to url (rblock_connect: redis[s]://[[user]:password@]host[:port][/db] or unix:/path),
+ * authenticated and on its database. NULL (after a message on stderr) on any failure; the caller
+ * frees with rblock_free. */
 static redisContext *export_connect(const char *url) {
-    rconn_url u;
     cg_err err;
-    if (rconn_url_parse(url, &u, &err) < 0) {
-        fprintf(stderr, "chatgw-export: %s\n", err.msg);
-        return NULL;
-    }
-    redisContext *c = u.unix_path[0] ? redisConnectUnix(u.unix_path) : redisConnect(u.host, u.port);
-    if (!c || c->err) {
-        fprintf(stderr, "chatgw-export: cannot connect to Redis: %s\n",
-                c ? c->errstr : "no memory");
-        if (c) redisFree(c);
-        return NULL;
-    }
-    int rv = 0;
-    if (u.user[0])
-        rv = export_handshake(c, "AUTH", redisCommand(c, "AUTH %s %s", u.user, u.password));
-    else if (u.password[0])
-        rv = export_handshake(c, "AUTH", redisCommand(c, "AUTH %s", u.password));
-    if (rv == 0 && u.db) rv = export_handshake(c, "SELECT", redisCommand(c, "SELECT %d", u.db));
-    if (rv == 0 && !u.password[0]) rv = export_handshake(c, "PING", redisCommand(c, "PING"));
-    if (rv != 0) {
-        redisFree(c);
-        return NULL;
-    }
+    redisContext *c = rblock_connect(url, 0, &err);
+    if (!c) fprintf(stderr, "chatgw-export: %s\n", err.msg);
     return c;
 }
 
@@ -259,7 +229,7 @@ int main(int argc, char **argv) {
     if (!c) return 1;
     unsigned n = 0;
     int rc = export_all(c, &o, &n);
-    redisFree(c);
+    rblock_free(c);
     if (rc < 0) {
         fprintf(stderr, "chatgw-export: Redis error while reading\n");
         return 1;

@@ -23,7 +23,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "../common/rconn.h"
+#include "../common/rblock.h"
 #include "desk_schema.h"
 #include "../common/token.h"
 #include "../common/util.h"
@@ -83,21 +83,9 @@ static int token_bridge(const char *name) {
 
 /* A synchronous connection to url, authenticated and on its db; NULL after a message. */
 static redisContext *token_redis(const char *url) {
-    rconn_url u;
     cg_err err;
-    if (rconn_url_parse(url, &u, &err) < 0) {
-        fprintf(stderr, "chatgw-token: %s\n", err.msg);
-        return NULL;
-    }
-    redisContext *c = u.unix_path[0] ? redisConnectUnix(u.unix_path) : redisConnect(u.host, u.port);
-    if (!c || c->err) {
-        fprintf(stderr, "chatgw-token: cannot connect to Redis: %s\n", c ? c->errstr : "no memory");
-        if (c) redisFree(c);
-        return NULL;
-    }
-    redisReply *r = u.password[0] ? redisCommand(c, "AUTH %s", u.password) : NULL;
-    if (r) freeReplyObject(r);
-    if (u.db && (r = redisCommand(c, "SELECT %d", u.db))) freeReplyObject(r);
+    redisContext *c = rblock_connect(url, 0, &err);
+    if (!c) fprintf(stderr, "chatgw-token: %s\n", err.msg);
     return c;
 }
 
@@ -117,7 +105,7 @@ static int token_revoke(const char *jti, const char *url, long long max_ttl) {
     else
         fprintf(stderr, "chatgw-token: revoked %s (for %lld s)\n", jti, max_ttl);
     if (r) freeReplyObject(r);
-    redisFree(c);
+    rblock_free(c);
     return ok ? 0 : 1;
 }
 

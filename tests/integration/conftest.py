@@ -1,7 +1,8 @@
 """Integration harness: a real redis-server and the real chatgw binaries on free ports.
 
 Fixtures:
-  redis_srv  -- a fresh redis-server per test (.url, .port, .r, .kill(), .start())
+  redis_srv  -- a fresh redis-server per test (.url, .port, .r, .kill(), .start()); a test that
+                needs Redis over TLS builds RedisServer(dir, tls=...) itself (test_redis_tls.py)
   procs      -- starts gateways/routers (procs.gateway(env), procs.router(env)) and mints tokens
                 (procs.agent_token(...)); everything is stopped at the end of the test, and any
                 sanitizer report in a process's stderr fails the test.
@@ -76,17 +77,49 @@ def wait_until(pred, timeout=10.0, what="condition", interval=0.01):
 
 
 class RedisServer:
-    def __init__(self, workdir):
+    """redis-server on a free port. tls (optional): an object with .ca, .server_cert,
+    .server_key, .client_cert, .client_key (paths; the client pair may be None) and
+    .auth_clients (bool): the server then listens on a TLS port only (port 0), .url is
+    rediss://, .r talks TLS, and .env gives the chatgw processes the CA (and client pair).
+    args: more redis-server arguments (e.g. ACL users)."""
+
+    def __init__(self, workdir, tls=None, args=()):
         self.port = free_port()
         self.dir = workdir
         self.proc = None
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.r = redis.Redis(host="127.0.0.1", port=self.port)
+        self.tls = tls
+        self.args = list(args)
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}"
+        kw = {}
+        if tls:
+            kw = dict(ssl=True, ssl_ca_certs=tls.ca, ssl_certfile=tls.client_cert,
+                      ssl_keyfile=tls.client_key)
+        self.r = redis.Redis(host="127.0.0.1", port=self.port, **kw)
+
+    @property
+    def env(self):
+        """What a chatgw process needs besides CHATGW_REDIS_URL to reach this server."""
+        if not self.tls:
+            return {}
+        e = {"CHATGW_REDIS_TLS_CA": self.tls.ca}
+        if self.tls.client_cert:
+            e.update(CHATGW_REDIS_TLS_CERT=self.tls.client_cert,
+                     CHATGW_REDIS_TLS_KEY=self.tls.client_key)
+        return e
+
+    def _listen_args(self):
+        if not self.tls:
+            return ["--port", str(self.port)]
+        t = self.tls
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", t.server_cert,
+                "--tls-key-file", t.server_key, "--tls-ca-cert-file", t.ca,
+                "--tls-auth-clients", "yes" if t.auth_clients else "no"]
 
     def start(self):
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
+            ["redis-server", *self._listen_args(), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"),
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
@@ -186,6 +219,7 @@ class Procs:
 
     def _env(self, extra):
         env = dict(os.environ)
+        env.update(getattr(self.redis, "env", {}))
         env.update({"CHATGW_REDIS_URL": self.redis.url, "CHATGW_JWT_SECRET": JWT_SECRET,
                     "CHATGW_LOG_LEVEL": "debug"})
         env.update({k: str(v) for k, v in (extra or {}).items()})

@@ -1,8 +1,7 @@
 """Redis with an ACL user and password (issue 12, item 8): the gateway, the router and
 chatgw-export reach a redis-server whose default user is off through
 redis://user:password@host:port; a wrong or missing password is a clear error in the log (and
-/healthz 503) that never prints the password; rediss:// is refused at start with a pointer to
-docs/deployment.md (Debian 12's hiredis 0.14 has no TLS)."""
+/healthz 503) that never prints the password. The same over TLS (rediss://): test_redis_tls.py."""
 import asyncio
 import json
 import os
@@ -148,17 +147,3 @@ def test_wrong_or_missing_password_is_a_clear_error(acl_procs, acl_redis):
     for p in (gw, router):
         assert bad not in p.text(), f"{p.name} logged the password"
     assert bad not in out.stderr
-
-
-def test_rediss_refused_with_a_pointer_to_the_docs(acl_procs, acl_redis):
-    url = f"rediss://{USER}:{PASSWORD}@127.0.0.1:{acl_redis.port}"
-    gw = acl_procs.gateway({"CHATGW_REDIS_URL": url}, wait_ready=False)
-    router = acl_procs.router({"CHATGW_REDIS_URL": url}, wait_ready=False)
-    assert gw.proc.wait(15) != 0 and router.proc.wait(15) != 0
-    for p in (gw, router):
-        p.reader.join(5)
-        assert "rediss:// (TLS) is not supported" in p.text(), p.text()
-        assert "docs/deployment.md" in p.text()
-        assert PASSWORD not in p.text()
-    out = export(url)
-    assert out.returncode == 1 and "docs/deployment.md" in out.stderr, out.stderr

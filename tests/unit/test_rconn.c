@@ -253,11 +253,18 @@ static void test_url_parse(void **state) {
     assert_int_equal(rconn_url_parse("redis://user:@h", &u, &e), -1);
     assert_int_equal(rconn_url_parse("redis://user:topsecret@h:99999", &u, &e), -1);
     assert_null(strstr(e.msg, "topsecret"));
-    /* TLS: refused with a pointer to the documented alternative */
-    assert_int_equal(rconn_url_parse("rediss://user:topsecret@h:6380", &u, &e), -1);
-    assert_non_null(strstr(e.msg, "rediss://"));
-    assert_non_null(strstr(e.msg, "docs/deployment.md"));
-    assert_null(strstr(e.msg, "topsecret"));
+    /* TLS: the same form, with tls set (plain URLs have it 0) */
+    assert_int_equal(rconn_url_parse("rediss://user:topsecret@h:6380/2", &u, &e), 0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 2);
+    assert_string_equal(u.user, "user");
+    assert_string_equal(u.password, "topsecret");
+    assert_int_equal(rconn_url_parse("redis://h", &u, &e), 0);
+    assert_int_equal(u.tls, 0);
+    assert_int_equal(rconn_url_parse("rediss://", &u, &e), -1);
+    assert_int_equal(rconn_url_parse("redisss://h", &u, &e), -1);
     assert_null(rconn_new(uv_default_loop(), "nope://", "t", 0, NULL, NULL, &e));
     assert_string_equal(e.code, "bad_config");
 }
