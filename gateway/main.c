@@ -202,7 +202,7 @@ static void on_sub_state(rconn *rc, int up, void *priv) {
 
 /* ---- shutdown ---- */
 
-static uv_timer_t stop_timer;
+static uv_timer_t stop_timer, stop_poll;
 /* With libuv, lws destroys a context in two calls: one to start (handles close on the loop),
  * one after the loop has run dry to finish (warmcat/libwebsockets#2595). */
 static struct lws_context *dying_lws;
@@ -216,11 +216,23 @@ static void stop_finish(void) {
     G.lws = NULL;
     lws_context_destroy(dying_lws);
     uv_close((uv_handle_t *)&stop_timer, NULL);
+    uv_close((uv_handle_t *)&stop_poll, NULL);
     loop_signals_stop();
 }
 
+/* Every connection's close frame is out (its session is gone): finish. */
+static void on_stop_poll(uv_timer_t *t) {
+    if (!G.sessions) stop_finish();
+}
+
+/* Redis has the disconnects: finish once the connections are closed too (their close frames
+ * leave from lws' WRITEABLE callbacks; stop_timer bounds the wait). */
 static void on_stop_barrier(rconn *rc, redisReply *r, void *priv) {
-    stop_finish();
+    if (!G.sessions) {
+        stop_finish();
+        return;
+    }
+    uv_timer_start(&stop_poll, on_stop_poll, 10, 10);
 }
 
 static void on_stop_timeout(uv_timer_t *t) {
@@ -241,6 +253,7 @@ static void stop_begin(void) {
     hb_stop(); /* after the disconnects: the liveness key goes */
     rs_stop();
     uv_timer_init(G.loop, &stop_timer);
+    uv_timer_init(G.loop, &stop_poll);
     uv_timer_start(&stop_timer, on_stop_timeout, 2000, 0);
     if (rconn_cmd(G.redis, on_stop_barrier, NULL, "PING") < 0) stop_finish();
 }
