@@ -33,6 +33,14 @@ static router_cfg g_load; /* what the table loads into; taken by router_configur
 
 static const cfg_opt router_opts[] = {
     {"redis_url", CFG_STR, "redis://127.0.0.1:6379", STR(redis_url), 0, 0, "Redis URL"},
+    {"redis_tls_ca", CFG_STR, "", STR(redis_tls.ca), 0, 0,
+     "rediss://: PEM file of the CA that signed Redis' certificate; empty: the system's"},
+    {"redis_tls_cert", CFG_STR, "", STR(redis_tls.cert), 0, 0,
+     "rediss://: PEM client certificate (Redis' tls-auth-clients yes)"},
+    {"redis_tls_key", CFG_STR, "", STR(redis_tls.key), 0, 0,
+     "rediss://: PEM private key of redis_tls_cert"},
+    {"redis_tls_server_name", CFG_STR, "", STR(redis_tls.server_name), 0, 0,
+     "rediss://: the name Redis' certificate must carry (and SNI); empty: the URL's host"},
     {"log_level", CFG_STR, "info", STR(log_level), 0, 0, "debug, info, warn or error"},
     {"router_id", CFG_STR, NULL, STR(router_id), 0, 0, "consumer name (default hostname-pid)"},
     {"claim_idle_ms", CFG_INT, "3000", INT(claim_idle_ms), 100, 86400000,
@@ -147,8 +155,10 @@ static void router_reload(router *r) {
     }
     router_cfg *c = &r->cfg;
     if (strcmp(c->redis_url, g_load.redis_url) != 0 || c->claim_idle_ms != g_load.claim_idle_ms ||
-        c->block_ms != g_load.block_ms || c->read_count != g_load.read_count)
-        log_warn("reload: redis_url, claim_idle_ms, block_ms and read_count apply after a restart");
+        c->block_ms != g_load.block_ms || c->read_count != g_load.read_count ||
+        memcmp(&c->redis_tls, &g_load.redis_tls, sizeof(c->redis_tls)) != 0)
+        log_warn("reload: redis_url, redis_tls_*, claim_idle_ms, block_ms and read_count apply "
+                 "after a restart");
     memcpy(c->log_level, g_load.log_level, sizeof(c->log_level));
     memcpy(c->default_queue, g_load.default_queue, sizeof(c->default_queue));
     memcpy(c->greeting_text, g_load.greeting_text, sizeof(c->greeting_text));
@@ -284,6 +294,7 @@ static int router_configure(router *r, const char *config) {
         gethostname(host, sizeof(host) - 1);
         snprintf(r->cfg.router_id, sizeof(r->cfg.router_id), "%.40s-%ld", host, (long)getpid());
     }
+    rtls_set_opts(&r->cfg.redis_tls); /* before any rediss:// connection, --check-config's too */
     rconn_url url;
     if (rconn_url_parse(r->cfg.redis_url, &url, &err) != 0) {
         log_error("configuration: redis_url: %s", err.msg);

@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "../common/rconn.h"
+#include "../common/rtls.h"
 #include "../proto/msg.h"
 #include <msgpack.h>
 
@@ -39,6 +40,7 @@
 
 typedef struct router_cfg {
     char redis_url[512];
+    rtls_opts redis_tls; /* rediss:// (common/rtls.h): redis_tls_ca, _cert, _key, _server_name */
     char log_level[16];
     char router_id[MSG_ID_MAX];
     long long claim_idle_ms;

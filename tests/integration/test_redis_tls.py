@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from chat import agent, customer
-from conftest import BUILD, ROOT, Procs, RedisServer, wait_until
+from conftest import BUILD, ROOT, Proc, Procs, RedisServer, wait_until
 from test_redis_auth import healthz
 
 USER, PASSWORD = "chatgw", "tls-Acl:pass@word-7"
@@ -246,3 +246,26 @@ def test_redis_restart_under_tls_and_routing_resumes(tls_procs):
     router.wait_log("ready (127.0.0.1", start=mark_router, timeout=15)
     wait_until(lambda: healthz(gw) == 200, 15, "healthz 200 after the restart")
     asyncio.run(asyncio.wait_for(one_exchange(gw, token, "after the restart"), 30))
+
+
+def test_the_routers_tls_keys_come_from_its_configuration_file(tls_procs, tmp_path):
+    """redis_tls_ca in the router's file (no CHATGW_REDIS_TLS_* in its environment): the router
+    verifies Redis with it; a wrong CA there is the named certificate error."""
+    srv = tls_procs.redis
+    shipped = open(os.path.join(ROOT, "config", "chatgw.ini"), encoding="utf-8").read()
+
+    def router_with(ca, name):
+        path = tmp_path / f"{name}.ini"
+        path.write_text(shipped.replace("[common]\n", f"[common]\nredis_tls_ca = {ca}\n", 1),
+                        encoding="utf-8")
+        env = tls_procs._env({"CHATGW_ROUTER_ID": name, "CHATGW_CONFIG": str(path)})
+        for k in ("CHATGW_REDIS_TLS_CA", "CHATGW_REDIS_TLS_CERT", "CHATGW_REDIS_TLS_KEY"):
+            env.pop(k, None)
+        p = Proc(name, [os.path.join(BUILD, "chatgw-router")], env)
+        tls_procs.all.append(p)
+        return p
+
+    good = router_with(srv.tls.ca, "router-file")
+    good.wait_log("router router-file ready", 15)
+    bad = router_with(srv.tls.other_ca, "router-badca")
+    bad.wait_log("certificate verify failed", 15)
