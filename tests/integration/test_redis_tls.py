@@ -81,26 +81,25 @@ def start_tls_redis(tmp_path, **tls):
     return srv
 
 
-@pytest.fixture
-def tls_procs(tmp_path):
-    srv = start_tls_redis(tmp_path)
+def procs_on_tls_redis(tmp_path, **tls):
+    """Procs on a TLS-only redis-server (start_tls_redis); everything torn down after the test."""
+    srv = start_tls_redis(tmp_path, **tls)
     p = Procs(srv, str(tmp_path))
     yield p
     reports = p.teardown()
     srv.kill()
     if reports:
         pytest.fail("\n\n".join(reports))
+
+
+@pytest.fixture
+def tls_procs(tmp_path):
+    yield from procs_on_tls_redis(tmp_path)
 
 
 @pytest.fixture
 def mtls_procs(tmp_path):
-    srv = start_tls_redis(tmp_path, auth_clients=True)
-    p = Procs(srv, str(tmp_path))
-    yield p
-    reports = p.teardown()
-    srv.kill()
-    if reports:
-        pytest.fail("\n\n".join(reports))
+    yield from procs_on_tls_redis(tmp_path, auth_clients=True)
 
 
 def tool(name, args, env):

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/rconn.h"
+#include "testnet.h"
 
 typedef struct fixture {
     pid_t redis_pid;
@@ -35,29 +36,6 @@ typedef struct fixture {
 } fixture;
 
 /* ---- redis-server ------------------------------------------------------------------------- */
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static int port_accepts(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (fd >= 0) close(fd);
-    return ok;
-}
 
 /* Starts redis-server on f->port and waits (at most 10 s) until it accepts connections. */
 static void redis_start(fixture *f) {

@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/rblock.h"
 #include "common/rtls.h"
+#include "testnet.h"
 
 #define BIG (8u * 1024u * 1024u)
 
@@ -44,29 +45,6 @@ typedef struct fixture {
     uv_thread_t thread;
     rtls *t;
 } fixture;
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static int port_accepts(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (fd >= 0) close(fd);
-    return ok;
-}
 
 static void sh(const char *fmt, ...) {
     char cmd[2048];
