@@ -28,8 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from loadprocs import LoadProcs, ensure_node_modules  # noqa: E402
-from measure import (Monitor, cpu_delta, cpu_snapshot, loadavg, machine_cpu,  # noqa: E402
-                     percentiles, redis_delta, redis_snapshot)
+from measure import (Monitor, Syscalls, cpu_delta, cpu_snapshot, loadavg,  # noqa: E402
+                     machine_cpu, percentiles, redis_delta, redis_snapshot)
 from servers import Chatgw, Floor, floor_dir_default  # noqa: E402
 import report  # noqa: E402
 
@@ -115,12 +115,14 @@ class Window:
         self.log0 = len(self.server.log.lines)
         self.load0, self.cpu0, self.machine0 = loadavg(), cpu_snapshot(self.pids), machine_cpu()
         self.redis0, self.t0 = self._redis(), time.monotonic()
+        self.sys = Syscalls(self.server.cpu_pids).start()
 
     def stop(self):
         """Ends the window. `machine`: how busy all cores were, and the share of one core that
         processes other than the measured ones (other builds, bench.py itself) took."""
         self.seconds = time.monotonic() - self.t0
         self.cpu = cpu_delta(self.cpu0, cpu_snapshot(self.pids))
+        self.syscalls = self.sys.stop()
         busy, total = (b - a for a, b in zip(self.machine0, machine_cpu()))
         ours = sum(v or 0 for v in self.cpu.values())
         self.machine = {"cores": os.cpu_count(),
@@ -136,6 +138,14 @@ class Window:
                for k, v in self.cpu.items()}
         parts = [self.cpu[k] for k in server_names]
         out["server"] = round(sum(parts) * 1e6 / n, 1) if n and None not in parts else None
+        return out
+
+    def syscalls_per(self, n):
+        """System calls per unit (n of them) of every server process, and of them together."""
+        out = {k: round(v / n, 2) if v is not None and n else None
+               for k, v in self.syscalls.items()}
+        vals = list(self.syscalls.values())
+        out["server"] = round(sum(vals) / n, 2) if n and vals and None not in vals else None
         return out
 
     def cpu_pct(self):
@@ -298,6 +308,7 @@ def run_relay(server, a):
         "lost": losses["lost_c2a"] + losses["lost_a2c"], **losses,
         "errors": sum_errors(reports),
         "cpu_us_per_msg": win.cpu_us_per(delivered, names), "cpu_pct": win.cpu_pct(),
+        "syscalls_per_msg": win.syscalls_per(delivered),
         "window_s": round(win.seconds, 2), "server_log": win.log, "machine": win.machine,
         "retries": sum(r["retries"] for r in reports),
         "backlog": {"max_unread": backlog.max_unread, "max_pending": backlog.max_pending,

@@ -1,8 +1,12 @@
 """What `make bench` samples around its timed window: CPU of each process (/proc/<pid>/stat),
-Redis commands (INFO commandstats), AOF size (INFO persistence), load average, and the split of
-one message's Redis commands into client round trips and commands run inside functions (MONITOR).
+system calls of each server process (perf stat, when perf can count them), Redis commands (INFO
+commandstats), AOF size (INFO persistence), load average, and the split of one message's Redis
+commands into client round trips and commands run inside functions (MONITOR).
 """
 import os
+import shutil
+import signal
+import subprocess
 import threading
 import time
 
@@ -24,6 +28,46 @@ def cpu_seconds(pid):
         return None
     fields = st[st.rindex(")") + 2:].split()  # fields from the 3rd (state) on
     return sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
+
+
+class Syscalls:
+    """System calls of each process between start() and stop(), counted by `perf stat -e
+    raw_syscalls:sys_enter -p <pid>` (a kernel tracepoint counter: nothing is traced or slowed).
+    counts: name -> calls, or None where perf is missing or may not count (not root, a locked
+    perf_event_paranoid)."""
+
+    EVENT = "raw_syscalls:sys_enter"
+
+    def __init__(self, pids):
+        self.pids, self.procs, self.counts = dict(pids), {}, {}
+
+    def start(self):
+        perf = shutil.which("perf")
+        for name, pid in self.pids.items():
+            if not perf or not pid:
+                continue
+            try:
+                self.procs[name] = subprocess.Popen(
+                    [perf, "stat", "-x", ",", "-e", self.EVENT, "-p", str(pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            except OSError:
+                pass
+        return self
+
+    def stop(self):
+        self.counts = {name: None for name in self.pids}
+        for name, p in self.procs.items():
+            p.send_signal(signal.SIGINT)
+            try:
+                _, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                continue
+            for line in err.splitlines():  # "<count>,,raw_syscalls:sys_enter,..."
+                f = line.split(",")
+                if len(f) > 2 and f[2] == self.EVENT and f[0].isdigit():
+                    self.counts[name] = int(f[0])
+        return self.counts
 
 
 def cpu_snapshot(pids):

@@ -38,6 +38,7 @@ def print_relay(r):
         ("error frames (retry ones re-sent)", _kv(r["errors"]) + f" ({r['retries']} re-sent)"),
         ("server log warnings / errors", _log(r["server_log"])),
         ("CPU us per delivered msg", _kv(r["cpu_us_per_msg"])),
+        ("system calls per delivered msg", _kv(r["syscalls_per_msg"])),
         ("CPU % of one core", _kv(r["cpu_pct"])),
         ("Redis cmds per msg / per customer msg + answer",
          f"{rd['cmds_per_msg']} / {rd['cmds_per_customer_msg']}"
@@ -100,6 +101,8 @@ def print_comparison(s):
          f"{'yes' if s['c2a_p99_within_bound'] else 'no'} (bound {s['c2a_p99_bound_ms']} ms)"),
         ("server CPU us per msg floor / chatgw",
          f"{f['cpu_us_per_msg']['server']} / {c['cpu_us_per_msg']['server']}"),
+        ("server system calls per msg floor / chatgw",
+         f"{f['syscalls_per_msg']['server']} / {c['syscalls_per_msg']['server']}"),
         ("lost floor / chatgw", f"{f['lost']} / {c['lost']}"),
     ])
 
