@@ -10,7 +10,8 @@
  *   close
  *   ack               the client's receipt; resume points are the client's (hello.last_seq)
  * Frames of bridge sessions (/ws/bridge) are decoded here and handed to bridge.c.
- * Errors name the problem (docs/protocol.md) and never close the connection, except bad tokens. */
+ * Errors name the problem (docs/protocol.md) and never close the connection, except bad tokens
+ * and a hello for another tenant. */
 #include "gw.h"
 #include "desk_schema.h"
 
@@ -158,6 +159,31 @@ static void hello_refuse(sess *s, const char *code, const char *why, const char 
     sess_send_error(s, code, text, cmid, 0);
     sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, why);
     memset(&s->who, 0, sizeof(s->who));
+}
+
+/* The tenant a hello names, whoever sends it (customer, agent, bridge): none, or the one this
+ * gateway serves (CG_TENANT, the tenant of the schema's key_prefix: one per deployment today).
+ * 0 when the hello may go on; else -1 after answering: a malformed tenant gets msg_check_tenant's
+ * error (bad_value, too_large; the connection stays, like other field errors), another tenant
+ * unknown_tenant naming the served one, then close 1008: every hello here would be refused. */
+static int hello_tenant(sess *s, const msg *m) {
+    const char *cmid = m->cmid[0] ? m->cmid : NULL;
+    cg_err err;
+    if (!m->tenant[0]) return 0;
+    if (msg_check_tenant(m, &err) < 0) {
+        sess_send_error(s, err.code, err.msg, cmid, 0);
+        return -1;
+    }
+    if (!strcmp(m->tenant, CG_TENANT)) return 0;
+    char text[128], reason[64];
+    snprintf(text, sizeof(text), "unknown tenant '%s': this gateway serves the tenant '%s'",
+             m->tenant, CG_TENANT);
+    snprintf(reason, sizeof(reason), "unknown tenant '%s'", m->tenant);
+    log_info("client %s: hello for tenant '%s' refused (this gateway serves '%s')", s->sock,
+             m->tenant, CG_TENANT);
+    sess_send_error(s, CG_E_UNKNOWN_TENANT, text, cmid, 0);
+    sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);
+    return -1;
 }
 
 /* Verify a hello's token into s->who for the session's role; -1 after hello_refuse. */
@@ -856,6 +882,7 @@ static void client_bridge_frame(sess *s, msg *m, const cg_err *err) {
         sess_send_error(s, err->code, err->msg, m->cmid[0] ? m->cmid : NULL, 0);
         return;
     }
+    if (!s->authed && m->type == MSG_HELLO && hello_tenant(s, m) < 0) return;
     bridge_frame(s, m);
 }
 
@@ -946,6 +973,8 @@ void client_frame(sess *s, const unsigned char *buf, size_t len, int binary) {
             sess_send_error(s, "hello_required", "the first frame must be hello", m.cmid, 0);
         else if (s->hello_pending)
             sess_send_error(s, "bad_type", "hello is already being processed", m.cmid, 0);
+        else if (hello_tenant(s, &m) < 0)
+            ; /* answered */
         else if (s->role == SESS_AGENT)
             hello_agent(s, &m);
         else

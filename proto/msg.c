@@ -258,6 +258,21 @@ static int check_native(const msg *m, cg_err *err) {
     return 0;
 }
 
+/* A tenant names a desk's key space (cg:{t:<tenant>}:, a Redis Cluster hash tag): a short id of
+ * a-z 0-9 _ -, nothing a key or a log line could be confused by. Empty: none was named. */
+int msg_check_tenant(const msg *m, cg_err *err) {
+    size_t n = strnlen(m->tenant, sizeof(m->tenant));
+    if (n == sizeof(m->tenant))
+        return cg_err_set(err, "too_large", "field 'tenant' is over %d bytes", MSG_TENANT_MAX - 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = m->tenant[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-') continue;
+        return cg_err_set(err, "bad_value", "field 'tenant' must be 1-%d of a-z 0-9 _ -",
+                          MSG_TENANT_MAX - 1);
+    }
+    return 0;
+}
+
 static int check_attachments(const msg *m, cg_err *err) {
     if (m->n_att > MSG_ATT_MAX)
         return cg_err_set(err, "too_large", "field 'attachments' has over %d entries", MSG_ATT_MAX);
@@ -326,6 +341,7 @@ static int check_fields(const msg *m, cg_err *err) {
     CHECK_STR("queue", m->queue);
     CHECK_STR("code", m->code);
     CHECK_STR("token", m->token);
+    if (msg_check_tenant(m, err)) return -1;
     if (check_text(m, err) || check_native(m, err)) return -1;
     if (check_u64("seq", m->seq, err) || check_u64("last_seq", m->last_seq, err)) return -1;
     if (check_ts("ts", m->ts_ms, err) || check_ts("cts", m->ts_client_ms, err)) return -1;

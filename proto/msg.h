@@ -29,6 +29,7 @@
 #define MSG_META_MAX 257            /* platform ids, e-mail Message-ID, subject */
 #define MSG_SKILLS_MAX 16           /* skills (queue names) of an agent */
 #define MSG_NATIVE_MAX (128 * 1024) /* a rendered platform body (bridges), bytes of UTF-8 */
+#define MSG_TENANT_MAX 33           /* hello's tenant: 1-32 of a-z 0-9 _ - */
 
 /* msg_type (MSG_TEXT ...), msg_channel (CH_WEB ...), msg_role (ROLE_AGENT ...), msg_dir (DIR_IN,
  * DIR_OUT) and MSG_VERSION are generated from schema/chatgw.json, with the names of the wire. */
@@ -106,7 +107,8 @@ typedef struct msg {
     uint8_t retry;           /* errors: 1 = the client may retry the same frame */
     uint8_t priority;        /* 0..9 */
     char token[MSG_TOKEN_MAX];
-    uint64_t last_seq; /* hello: resume after this seq; ack/read: highest seq received */
+    uint64_t last_seq;           /* hello: resume after this seq; ack/read: highest seq received */
+    char tenant[MSG_TENANT_MAX]; /* hello: the tenant the client means ("" = the gateway's) */
     /* internal presence frames (gateway -> router): the agent's connection and profile */
     char sock[MSG_ID_MAX];                     /* "<gateway id>:<connection id>" */
     char skills[MSG_SKILLS_MAX][MSG_CODE_MAX]; /* queue names the agent serves */
@@ -139,6 +141,10 @@ int msg_set_native(msg *m, const char *s, size_t len, cg_err *err);
  * the type, sizes, UTF-8 of every string, enum ranges. Returns 0, or -1 with the first broken rule
  * in err (codes: "bad_type", "missing_field", "too_large", "bad_utf8", "bad_value"). */
 int msg_validate(const msg *m, msg_origin origin, cg_err *err);
+
+/* The form of m's tenant: "" (none), or 1-32 of a-z 0-9 _ -. Returns 0, or -1 with err
+ * ("bad_value" naming the field). Part of msg_validate; for frames that skip it (bridges). */
+int msg_check_tenant(const msg *m, cg_err *err);
 
 /* Decode JSON (UTF-8 text) / msgpack bytes into m (which must be msg_init()ed; it is msg_free()d
  * first). Unknown fields are ignored; wrong types, over-long strings, invalid UTF-8 and unknown

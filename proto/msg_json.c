@@ -289,6 +289,7 @@ static int dec_fields(json_t *o, msg *m, cg_err *err) {
     GET_INT(o, "", "priority", 0, 9, m->priority);
     GET_STR(o, "", "token", m->token);
     GET_INT(o, "", "last_seq", 0, INT64_MAX, m->last_seq);
+    GET_STR(o, "", "tenant", m->tenant);
     GET_STR(o, "", "sock", m->sock);
     if (dec_skills(o, m, err)) return -1;
     GET_INT(o, "", "cap", 0, UINT16_MAX, m->cap);
@@ -463,6 +464,7 @@ static json_t *enc_msg(const msg *m) {
     put_int(o, "priority", m->priority, &bad);
     put_str(o, "token", m->token, &bad);
     put_int(o, "last_seq", (int64_t)m->last_seq, &bad);
+    put_str(o, "tenant", m->tenant, &bad);
     put_str(o, "sock", m->sock, &bad);
     if (m->n_skills) put(o, "skills", enc_skills(m, &bad), &bad);
     put_int(o, "cap", m->cap, &bad);

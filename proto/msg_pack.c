@@ -468,6 +468,7 @@ static int dec_fields(const msgpack_object *o, msg *m, cg_err *err) {
     GET_INT(o, "", "priority", 0, 9, m->priority);
     GET_STR(o, "", "token", m->token);
     GET_INT(o, "", "last_seq", 0, INT64_MAX, m->last_seq);
+    GET_STR(o, "", "tenant", m->tenant);
     GET_STR(o, "", "sock", m->sock);
     if (dec_skills(o, m, err)) return -1;
     GET_INT(o, "", "cap", 0, UINT16_MAX, m->cap);
@@ -660,6 +661,7 @@ static void enc_msg(penc *e, const void *arg) {
     put_uint(e, "priority", m->priority);
     put_str(e, "token", m->token);
     put_uint(e, "last_seq", m->last_seq);
+    put_str(e, "tenant", m->tenant);
     put_str(e, "sock", m->sock);
     unsigned n_sk = m->n_skills > MSG_SKILLS_MAX ? MSG_SKILLS_MAX : m->n_skills;
     if (n_sk && field(e, "skills")) {

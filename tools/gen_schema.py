@@ -8,7 +8,8 @@ no key uses ...) and writes, into OUTDIR:
 
   proto_schema.h / .c   enums and names of the wire (msg_type, msg_channel, msg_role, msg_dir),
                         the message type flags and the error codes: for proto/ and everything
-  desk_schema.h / .c    timer kinds, KPI fields and Redis key patterns: for gateway/ and router/
+  desk_schema.h / .c    timer kinds, KPI fields, the tenant and Redis key patterns: for gateway/
+                        and router/
   schema.lua            a Lua prelude (table CG) put into the Redis function library
   chatgw_schema.py      the same lists for the tests
   schema.js             the same lists for the pages (window.ChatgwSchema)
@@ -27,6 +28,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TENANT_PREFIX = re.compile(r"^cg:\{t:([a-z0-9_-]{1,32})\}:$")  # the wire's tenant form (hello.tenant)
 PART = re.compile(r"\{([a-z_]+)\}")
 LUA_RESERVED = {"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto",
                 "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true",
@@ -89,8 +91,9 @@ def load(path):
     parts = s["key_parts"]
     used = set()
     prefix = s["key_prefix"]
-    check(re.match(r"^cg:\{t:[a-z0-9_-]+\}:$", prefix),
-          "key_prefix must be cg:{t:<tenant>}: (the tenant's hash tag)")
+    check(isinstance(prefix, str) and TENANT_PREFIX.match(prefix),
+          "key_prefix must be cg:{t:<tenant>}: (the tenant's hash tag; tenant 1-32 of a-z 0-9 _ -)")
+    s["tenant"] = TENANT_PREFIX.match(prefix).group(1)
     for k in s["keys"]:
         check(not k["pattern"].startswith("cg:"),
               f"key {k['name']}: patterns leave out the key_prefix (cg:{{t:...}}:)")
@@ -213,6 +216,9 @@ def gen_desk(s):
     for t in s["templates"]:
         c.append(f"    {{{c_str(t['key'])}, {c_str(' '.join(t['vars']))}, {c_str(t['builtin'])}}},\n")
     c.append("};\n\n")
+    h.append("/* The tenant of key_prefix: the one whose keys this build uses, so the one a gateway\n"
+             " * serves (a client hello naming another is refused: unknown_tenant). */\n")
+    h.append(f"#define CG_TENANT {c_str(s['tenant'])}\n\n")
     h.append("/* Redis keys: printf formats (one %s per part, in the pattern's order). */\n")
     for k in s["keys"]:
         fmt = PART.sub("%s", k["full"])
@@ -277,6 +283,7 @@ def plain(s):
         "kpis": {k["field"]: k["scope"] for k in s["kpis"]},
         "templates": {t["key"]: t["vars"] for t in s["templates"]},
         "key_prefix": s["key_prefix"],
+        "tenant": s["tenant"],
         "keys": {k["name"]: k["full"] for k in s["keys"]},
     }
 

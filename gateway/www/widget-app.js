@@ -4,8 +4,9 @@
  * widget-render.js loaded first.
  *
  * Settings come from the frame's URL fragment (widget.js writes it from the tag's data-*
- * attributes; anything else in it is ignored): locale, position (right|left), color (#rgb or
- * #rrggbb), title, prechat (1: ask name and e-mail first), sound (off), customer_token (a
+ * attributes; anything else in it is ignored): tenant (sent in hello as it is: the gateway
+ * judges it, and a refused hello stops the widget with a message), locale, position
+ * (right|left), color (#rgb or #rrggbb), title, prechat (1: ask name and e-mail first), sound (off), customer_token (a
  * customer token the shop's server signed: who the customer is; taken only inside a frame),
  * origin (the embedding page's).
  *
@@ -50,7 +51,7 @@
     var byConv = new Map();
     var current = null;        /* the latest conversation */
     var pending = new Map();   /* cmid -> {cmid, text, cts, node, timer} */
-    var welcomed = false, started = false, helloTimer = null, typingTimer = null;
+    var welcomed = false, started = false, helloTimer = null, helloCmid = '', typingTimer = null;
     var sentToken = false, signedRefused = false, lastTypingSent = 0, saveTimer = null, errTimer = null;
     var readUpTo = 0, lastReadSent = 0, chimes = 0, lastChime = 0, audio = null;
     var profile = store.getJSON(K.profile) || {};
@@ -60,6 +61,7 @@
         var p = new URLSearchParams(location.hash.slice(1));
         var color = p.get('color') || '';
         var out = {
+            tenant: (p.get('tenant') || '').slice(0, 64),
             locale: p.get('locale') || navigator.language || 'zh-CN',
             position: p.get('position') === 'left' ? 'left' : 'right',
             color: /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(color) ? color : '',
@@ -343,17 +345,35 @@
         ui.status.textContent = text;
     }
 
-    function showError(text) {
+    /* The error line: for 10 s, or for good (sticky). */
+    function showError(text, sticky) {
         ui.error.textContent = text;
         ui.error.hidden = false;
         clearTimeout(errTimer);
-        errTimer = setTimeout(function () { ui.error.hidden = true; }, 10000);
+        if (!sticky) errTimer = setTimeout(function () { ui.error.hidden = true; }, 10000);
     }
 
     function errorText(f) {
         var key = 'err_' + f.code;
         var base = t(key) !== key ? t(key) : t('error', { code: f.code || '?' });
         return locale === 'en' && f.text ? base + ': ' + f.text : base;
+    }
+
+    /* The gateway refused the hello itself, and would refuse it again (a tenant it does not
+     * serve, a malformed field): no reconnecting in a loop; the widget says so and stays
+     * offline until the page is loaded again. The shop's developer gets the details in the
+     * console. */
+    function helloRefused(f) {
+        console.warn('chatgw: the desk refused this chat: ' + f.code + (f.text ? ': ' + f.text : ''));
+        clearTimeout(helloTimer);
+        conn.stop();
+        setStatus('offline', t('unavailable'));
+        var base = f.code === 'unknown_tenant' ? t('err_unknown_tenant') : t('err_hello', { code: f.code || '?' });
+        showError(locale === 'en' && f.text ? base + ': ' + f.text : base, true);
+        ui.input.disabled = true;
+        ui.send.disabled = true;
+        ui.emojiBtn.disabled = true;
+        ui.panel.dataset.refused = f.code || 'error';
     }
 
     /* ------------------------------------------------------------------ conversations */
@@ -607,6 +627,7 @@
             }
             return;
         }
+        if (!welcomed && helloCmid && f.cmid === helloCmid && !f.retry) return helloRefused(f);
         showError(errorText(f));
     }
 
@@ -761,7 +782,10 @@
         onOpen: function () {
             welcomed = false;
             lastReadSent = 0;
-            var hello = { type: 'hello', identity: { locale: I.wireLocale(cfg.locale) } };
+            /* the hello's cmid: an error naming it is the gateway refusing the hello */
+            helloCmid = 'hello-' + C.uuid();
+            var hello = { type: 'hello', cmid: helloCmid, identity: { locale: I.wireLocale(cfg.locale) } };
+            if (cfg.tenant) hello.tenant = cfg.tenant;
             /* the shop signed in a customer: that identity, unless the session already is its */
             if (cfg.customerToken && !signedRefused && store.get(K.signed) !== cfg.customerToken) {
                 if (store.get(K.token)) dropSession(true);
@@ -818,7 +842,7 @@
         showUnread();
         window.ChatGWWidget = { open: function () { setOpen(true); }, close: function () { setOpen(false); },
             state: function () { return { conv: current && current.conv, last_seq: current && current.log.contig,
-                pending: pending.size, online: welcomed, locale: locale }; } };
+                pending: pending.size, online: welcomed, locale: locale, connection: conn.state }; } };
     }
 
     if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -40,7 +40,9 @@
             err_unavailable: '服务暂时不可用，稍后自动重试', err_busy: '服务繁忙，稍后自动重试',
             err_too_large: '消息过长', err_bad_value: '内容未被接受', err_bad_utf8: '消息包含无效字符',
             err_closed: '对话已结束', err_limit_reached: '新对话过多，请稍后再试',
-            err_bad_token: '您的会话无效', err_expired_token: '您的会话已过期'
+            err_bad_token: '您的会话无效', err_expired_token: '您的会话已过期',
+            err_unknown_tenant: '此聊天窗口设置的客服系统不是本服务，无法开始对话。请联系网站管理员。',
+            err_hello: '此聊天窗口设置有误，无法开始对话（{code}）。请联系网站管理员。'
         },
         en: {
             launcher: 'Chat with us', unread: '{n} unread', title: 'Support', panel: 'Customer support chat', message: 'Message',
@@ -72,7 +74,9 @@
             err_too_large: 'The message is too long', err_bad_value: 'This was not accepted',
             err_bad_utf8: 'The message contains invalid characters', err_closed: 'This conversation is closed',
             err_limit_reached: 'Too many new conversations; please try again later',
-            err_bad_token: 'Your session is not valid', err_expired_token: 'Your session has expired'
+            err_bad_token: 'Your session is not valid', err_expired_token: 'Your session has expired',
+            err_unknown_tenant: 'This chat is set up for another support desk and cannot start; please let the shop know',
+            err_hello: 'This chat is not set up correctly and cannot start ({code}); please let the shop know'
         }
     };
 

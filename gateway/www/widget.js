@@ -1,10 +1,11 @@
 /* widget.js -- the one tag a shop puts on its pages to get the chatgw chat:
  *
- *   <script src="https://desk.example/widget.js" async
+ *   <script src="https://desk.example/widget.js" async data-tenant="default"
  *           data-locale="en" data-position="left" data-color="#0a7d5a" data-title="Help"
  *           data-prechat="true" data-sound="off" data-customer-token="<JWT>"></script>
  *
- * Every data-* attribute is optional: data-locale (default: the browser's language; the widget
+ * Every data-* attribute is optional: data-tenant (the desk's tenant the chat is for: the
+ * gateway refuses another one than it serves, and the widget then says so), data-locale (default: the browser's language; the widget
  * speaks zh-CN and en), data-position (right | left), data-color (#rgb or #rrggbb), data-title,
  * data-prechat (ask name and e-mail before the first message), data-sound (off: no chime),
  * data-customer-token (a customer token the shop's server signed with a desk key: who the
@@ -29,6 +30,7 @@
     var params = new URLSearchParams();
     params.set('origin', location.origin);
     params.set('locale', d.locale || navigator.language || '');
+    if (d.tenant) params.set('tenant', d.tenant);
     if (d.position) params.set('position', d.position);
     if (d.color) params.set('color', d.color);
     if (d.title) params.set('title', d.title);

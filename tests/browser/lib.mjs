@@ -158,6 +158,24 @@ export async function widgetFrame(page) {
     return until(() => page.frames().find((f) => /\/widget-frame\.html(#|$)/.test(f.url())), 'the widget iframe');
 }
 
+// A minimal agent: a WebSocket (online) from a page of the gateway's origin base, so that the
+// widget alone is under test; the frames it gets are kept in the page's window.A.frames.
+export async function rawAgent(page, base, token) {
+    await page.goto(`${base}/healthz`);
+    await page.evaluate(([tok]) => new Promise((resolve, reject) => {
+        const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws/agent', ['chatgw.json.v1']);
+        window.A = { frames: [], send: (o) => ws.send(JSON.stringify(o)), ws };
+        ws.onmessage = (e) => { const f = JSON.parse(e.data); window.A.frames.push(f); if (f.type === 'welcome') resolve(); };
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: tok, code: 'online' }));
+        ws.onerror = () => reject(new Error('agent socket failed'));
+    }), [token]);
+}
+
+// The first frame rawAgent's page got that pred accepts (waits for it).
+export async function agentSees(page, pred, what) {
+    return until(async () => (await page.evaluate(() => window.A.frames)).find(pred), what);
+}
+
 // A connected agent console chooses Online (a console connects Away until its agent chooses).
 export async function goOnline(page) {
     await page.locator('#conn-status[data-state="online"]').waitFor();

@@ -15,8 +15,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-    check, counts, dumpTraces, launch, newPage, pageErrors, runScenario, shot, step, StepError,
-    transcript, checkComplete, until, trace, widgetFrame, CHROMIUM, CHROMIUM_ARGS, TIMEOUT,
+    agentSees, check, counts, dumpTraces, launch, newPage, pageErrors, rawAgent, runScenario, shot,
+    step, StepError, transcript, checkComplete, until, trace, widgetFrame, CHROMIUM, CHROMIUM_ARGS,
+    TIMEOUT,
 } from './lib.mjs';
 
 const [BASE, SHOP, BLOCKED, NOBODY, AGENT_TOKEN, LOCALE, SCREENSHOT] = process.argv.slice(2);
@@ -34,22 +35,6 @@ const LINK = 'https://shop.example/orders/A-1001';
 const QUESTION = `Where is my order? ${LINK}, and javascript:alert(1) is not a link`;
 const AGENT_LINK = 'https://help.example/track?id=42';
 
-
-// A minimal agent: a WebSocket from a page of the gateway's origin; frames kept in window.A.
-async function rawAgent(page) {
-    await page.goto(`${BASE}/healthz`);
-    await page.evaluate(([token]) => new Promise((resolve, reject) => {
-        const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws/agent', ['chatgw.json.v1']);
-        window.A = { frames: [], send: (o) => ws.send(JSON.stringify(o)), ws };
-        ws.onmessage = (e) => { const f = JSON.parse(e.data); window.A.frames.push(f); if (f.type === 'welcome') resolve(); };
-        ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token, code: 'online' }));
-        ws.onerror = () => reject(new Error('agent socket failed'));
-    }), [AGENT_TOKEN]);
-}
-const agentFrames = (page) => page.evaluate(() => window.A.frames);
-async function agentSees(page, pred, what) {
-    return until(async () => (await agentFrames(page)).find(pred), what);
-}
 
 async function main() {
     const browser = await launch();
@@ -75,7 +60,7 @@ async function main() {
     });
     let w, S, conv, token;
     try {
-        await step('the agent connects (online)', () => rawAgent(agent));
+        await step('the agent connects (online)', () => rawAgent(agent, BASE, AGENT_TOKEN));
 
         await step('the shop page (another origin) gets the widget from one tag, its own page untouched', async () => {
             const resp = await shop.goto(SHOP);

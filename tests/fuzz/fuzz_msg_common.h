@@ -28,6 +28,7 @@ static void check_equal(const msg *a, const msg *b) {
     CHECK(!strcmp(a->agent_id, b->agent_id) && !strcmp(a->agent_name, b->agent_name));
     CHECK(!strcmp(a->queue, b->queue) && !strcmp(a->code, b->code));
     CHECK(!strcmp(a->token, b->token) && !strcmp(a->sock, b->sock) && a->cap == b->cap);
+    CHECK(!strcmp(a->tenant, b->tenant));
     CHECK(a->n_skills == b->n_skills);
     for (unsigned i = 0; i < a->n_skills; i++)
         CHECK(!strcmp(a->skills[i], b->skills[i]));

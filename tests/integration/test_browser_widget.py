@@ -19,6 +19,7 @@ from test_browser import (BROWSER_DIR, playwright_installed,  # noqa: F401 (fixt
                           run_restart_scenario, run_scenario)
 
 SCRIPT = os.path.join(BROWSER_DIR, "widget_embed.mjs")
+TENANT_SCRIPT = os.path.join(BROWSER_DIR, "widget_tenant.mjs")
 
 
 def screenshot(locale):
@@ -114,6 +115,32 @@ def test_one_tag_widget_on_a_shop_of_another_origin(playwright_installed, procs,
     finally:
         shop_srv.shutdown()
         blocked_srv.shutdown()
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_widget_data_tenant_served_or_refused(playwright_installed, procs, tmp_path, locale):
+    """widget_tenant.mjs: a tag with data-tenant="default" (the tenant the gateway serves) chats
+    as one without it; data-tenant="acme" (another tenant) and "Acme Shop" (malformed) are
+    refused by the gateway, and the widget says so in its language and stops."""
+    shop_dir = tmp_path / "shop"
+    shop_dir.mkdir()
+    shop_port, shop_srv = serve(shop_dir)
+    shop = f"http://localhost:{shop_port}"
+    config = tmp_path / "widget.ini"
+    config.write_text(CONFIG, encoding="utf-8")
+    gw = procs.gateway({"CHATGW_ALLOWED_ORIGINS": shop})
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    agent = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    lang = {"locale": "zh-CN"} if locale == "zh-CN" else {}
+    pages = {"served": "default", "other": "acme", "malformed": "Acme Shop"}
+    for name, tenant in pages.items():
+        (shop_dir / f"{name}.html").write_text(SHOP_PAGE.format(title=name, tag=tag(
+            gw.base, tenant=tenant, **lang)), encoding="utf-8")
+    try:
+        run_scenario(TENANT_SCRIPT, [f"{shop}/{name}.html" for name in pages] + [agent, locale],
+                     gw, router)
+    finally:
+        shop_srv.shutdown()
 
 
 def test_widget_reconnects_and_resumes_in_chinese(playwright_installed, procs):

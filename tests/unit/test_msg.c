@@ -62,6 +62,7 @@ static void fill_full(msg *m) {
     m->priority = 7;
     strcpy(m->token, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjdXN0LTAwOTEifQ.c2lnbmF0dXJl");
     m->last_seq = 41;
+    strcpy(m->tenant, "default");
     strcpy(m->sock, "gw-1:1042");
     m->n_skills = 3;
     strcpy(m->skills[0], "billing");
@@ -130,6 +131,7 @@ static void assert_msg_equal(const msg *a, const msg *b) {
     assert_int_equal(a->priority, b->priority);
     assert_string_equal(a->token, b->token);
     assert_true(a->last_seq == b->last_seq);
+    assert_string_equal(a->tenant, b->tenant);
     assert_string_equal(a->sock, b->sock);
     assert_int_equal(a->n_skills, b->n_skills);
     for (unsigned i = 0; i < a->n_skills; i++)
@@ -764,6 +766,51 @@ static void test_validate_required(void **state) {
     msg_free(&m);
 }
 
+/* hello.tenant: none, or 1-32 of a-z 0-9 _ - (both codecs; msg_check_tenant for bridges). */
+static void test_tenant(void **state) {
+    (void)state;
+    msg m;
+    cg_err err;
+    msg_init(&m);
+    assert_int_equal(dj(&m, "{\"type\":\"hello\",\"tenant\":\"shop_1-eu\"}", &err), 0);
+    assert_string_equal(m.tenant, "shop_1-eu");
+    expect_validate(&m, ORIGIN_CUSTOMER, NULL, NULL);
+    expect_validate(&m, ORIGIN_AGENT, NULL, NULL);
+    assert_int_equal(msg_check_tenant(&m, &err), 0);
+    assert_int_equal(dj(&m, "{\"type\":\"hello\"}", &err), 0); /* none */
+    assert_string_equal(m.tenant, "");
+    assert_int_equal(msg_check_tenant(&m, &err), 0);
+    const char *bad[] = {"Acme", "a b", "shop.eu", "a:b", "{t:x}", "\u00e9t\u00e9", "x\\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char j[96];
+        snprintf(j, sizeof(j), "{\"type\":\"hello\",\"tenant\":\"%s\"}", bad[i]);
+        assert_int_equal(dj(&m, j, &err), 0);
+        expect_validate(&m, ORIGIN_CUSTOMER, "bad_value", "field 'tenant' must be 1-32 of a-z");
+        assert_int_equal(msg_check_tenant(&m, &err), -1);
+        assert_string_equal(err.code, "bad_value");
+    }
+    /* 32 bytes fit, 33 do not, in either codec */
+    char j[128];
+    snprintf(j, sizeof(j), "{\"type\":\"hello\",\"tenant\":\"%032d\"}", 7);
+    assert_int_equal(dj(&m, j, &err), 0);
+    expect_validate(&m, ORIGIN_CUSTOMER, NULL, NULL);
+    snprintf(j, sizeof(j), "{\"type\":\"hello\",\"tenant\":\"%033d\"}", 7);
+    expect_json_err(j, "too_large", "'tenant'");
+    char t33[33];
+    memset(t33, 'a', sizeof(t33));
+    size_t n;
+    char *mp = mp_text_with("tenant", t33, 33, 0, &n);
+    expect_mp_err(mp, n, "too_large", "'tenant'");
+    free(mp);
+    mp = mp_text_with("tenant", t33, 32, 0, &n);
+    assert_int_equal(msg_decode_msgpack(&m, mp, n, &err), 0);
+    assert_int_equal(strlen(m.tenant), 32);
+    free(mp);
+    memset(m.tenant, 'a', sizeof(m.tenant)); /* set in C without its NUL */
+    expect_validate(&m, ORIGIN_INTERNAL, "too_large", "'tenant'");
+    msg_free(&m);
+}
+
 static void test_validate_internal_and_fields(void **state) {
     (void)state;
     msg m;
@@ -1110,6 +1157,7 @@ int main(void) {
         cmocka_unit_test(test_msgpack_errors),
         cmocka_unit_test(test_validate_origin),
         cmocka_unit_test(test_validate_required),
+        cmocka_unit_test(test_tenant),
         cmocka_unit_test(test_customer_view),
         cmocka_unit_test(test_validate_internal_and_fields),
         cmocka_unit_test(test_utf8),
