@@ -265,7 +265,6 @@ int http_filter(struct lws *wsi);
 /* Answer an HTTP request on a callback mount (or a file mount's miss: 404); returns what the
  * lws callback should return. */
 int http_request(struct lws *wsi, const char *uri);
-int http_writeable(struct lws *wsi, void *pss);
 extern const struct lws_http_mount *http_mounts;
 /* The security headers of every HTTP response (the vhost's info.headers). */
 extern const struct lws_protocol_vhost_options *http_headers;
@@ -308,8 +307,6 @@ typedef struct ws_deadline {
 typedef struct ws_pss {
     sess *s;           /* WebSocket: NULL until the first whole message */
     struct wh_req *wh; /* http: a /channels/... request (webhook.h) */
-    char *http_body;   /* http: LWS_PRE headroom + body waiting for HTTP_WRITEABLE */
-    size_t http_len;
     unsigned char *rx; /* WebSocket: the message being reassembled */
     size_t rx_len, rx_cap;
     unsigned char role;       /* sess_role of the path, set at the upgrade */

@@ -31,6 +31,7 @@
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "               \
     "form-action 'self'"
 #define HTTP_FRAME_PAGE "/widget-frame.html"
+#define HTTP_HEAD_MAX 4096 /* room for a response's status line and headers */
 #define HTTP_NO_FRAMING "frame-ancestors 'none'"
 
 static const struct lws_protocol_vhost_options h_referrer = {NULL, NULL,
@@ -119,28 +120,30 @@ int http_add_headers(struct lws *wsi, unsigned char **p, unsigned char *end) {
                : 0;
 }
 
-/* Write the status and headers now (allowed in the HTTP callback) and keep a copy of body for
- * HTTP_WRITEABLE, where it is written in one lws_write. */
+/* Write the whole response (status, headers, body) now, in one lws_write from the HTTP
+ * callback, and end the transaction: a second request already read from the same connection (a
+ * pipelined one) is answered after this one, never with its headers between this one's headers
+ * and body. Returns what the HTTP callback returns: 0, or -1 to close the connection. */
 static int http_respond(struct lws *wsi, int status, const char *type, const char *body) {
-    ws_pss *pss = lws_wsi_user(wsi);
-    if (!pss) return -1;
-    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
-                                       *end = buf + sizeof(buf) - 1;
-    size_t len = strlen(body);
-    if (lws_add_http_common_headers(wsi, (unsigned)status, type, (lws_filepos_t)len, &p, end))
-        return 1;
-    if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end))
-        return 1;
-    if (http_add_headers(wsi, &p, end)) return 1;
-    if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
-    free(pss->http_body);
-    pss->http_body = malloc(LWS_PRE + len);
-    if (!pss->http_body) return -1;
-    memcpy(pss->http_body + LWS_PRE, body, len);
-    pss->http_len = len;
-    lws_callback_on_writable(wsi);
-    return 0;
+    size_t len = strlen(body), room = HTTP_HEAD_MAX + len;
+    unsigned char *buf = malloc(LWS_PRE + room);
+    if (!buf) return -1;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = start + room;
+    if (lws_add_http_common_headers(wsi, (unsigned)status, type, (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        http_add_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end) ||
+        (size_t)(end - p) < len) {
+        free(buf);
+        return -1;
+    }
+    memcpy(p, body, len);
+    p += len;
+    int n = (int)(p - start);
+    int written = lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL);
+    free(buf);
+    if (written != n) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 int http_refuse(struct lws *wsi, int status, const char *text) {
@@ -212,16 +215,4 @@ int http_request(struct lws *wsi, const char *uri) {
                           "application/json", body ? body : "{\"status\":\"unavailable\"}");
     free(body);
     return rc;
-}
-
-int http_writeable(struct lws *wsi, void *user) {
-    ws_pss *pss = user;
-    if (!pss || !pss->http_body) return 0;
-    int n = lws_write(wsi, (unsigned char *)pss->http_body + LWS_PRE, pss->http_len,
-                      LWS_WRITE_HTTP_FINAL);
-    free(pss->http_body);
-    pss->http_body = NULL;
-    if (n < 0) return -1;
-    if (lws_http_transaction_completed(wsi)) return -1;
-    return 0;
 }

@@ -514,14 +514,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         break;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (pss && pss->wh) return wh_writeable(wsi, &pss->wh);
-        return http_writeable(wsi, pss);
+        break;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (pss) {
-            free(pss->http_body);
-            pss->http_body = NULL;
-            wh_detach(&pss->wh);
-        }
+        if (pss) wh_detach(&pss->wh);
         break;
     default:
         break;

@@ -121,3 +121,55 @@ def test_oversized_origin_is_refused(procs):
         await ok.close()
 
     run(scenario())
+
+
+def read_responses(sock, n, timeout=5):
+    """n HTTP/1.1 responses read from sock: [(status, headers dict, body)] (Content-Length
+    framed), or fewer when the connection ends first."""
+    import socket as _s
+    sock.settimeout(timeout)
+    buf, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            try:
+                chunk = sock.recv(65536)
+            except _s.timeout:
+                return out
+            if not chunk:
+                return out
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in
+                   (l.split(":", 1) for l in lines[1:] if ":" in l)}
+        size = int(headers.get("content-length", "0"))
+        while len(buf) < size:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        out.append((int(lines[0].split()[1]), headers, buf[:size]))
+        buf = buf[size:]
+    return out
+
+
+@pytest.mark.parametrize("second", ["/healthz", "/nowhere"])
+def test_pipelined_requests_get_whole_answers_in_order(procs, second):
+    """Two requests in one packet on a kept-alive connection: each gets its status, headers and
+    body, in order (the body of the first used to wait for a WRITEABLE callback while the
+    second's headers were written: two header blocks, no bodies)."""
+    import json
+    import socket
+    gw = procs.gateway()
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    req = "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n"
+    s.sendall((req.format("/healthz", gw.port) + req.format(second, gw.port)).encode())
+    got = read_responses(s, 2)
+    s.close()
+    assert len(got) == 2, got
+    (st1, h1, b1), (st2, h2, b2) = got
+    assert st1 == 200 and json.loads(b1)["status"] == "ok", got
+    if second == "/healthz":
+        assert st2 == 200 and json.loads(b2)["status"] == "ok", got
+    else:
+        assert st2 == 404 and b2 == b"not found\n", got
