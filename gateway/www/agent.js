@@ -145,7 +145,7 @@
         errTimer = setTimeout(function () { ui.error.hidden = true; }, 10000);
     }
 
-    function errText(f) { return I.errorText(f, C.errorText); }
+    function errText(f) { return I.errorText(f); }
 
     function renderToggle() {
         ui.toggle.dataset.status = desired;

@@ -63,6 +63,22 @@
             reply_label: 'Reply', send: 'Send', retry: 'Retry', sending: 'Sending…', not_sent: 'Not sent', read: 'Read',
             too_long: 'The reply is too long (32 KB at most).', not_connected: 'Not connected: try again in a moment.',
             err_pick: 'Could not pick this conversation: ', err_close: 'Could not close it: ',
+            err_bad_json: 'The message could not be read', err_bad_msgpack: 'The message could not be read',
+            err_bad_type: 'This action is not allowed', err_missing_field: 'Something was missing',
+            err_too_large: 'The message is too long', err_bad_utf8: 'The message contains invalid characters',
+            err_bad_value: 'A value was not accepted', err_hello_required: 'The session was not started',
+            err_bad_token: 'Your session is not valid', err_expired_token: 'Your session has expired',
+            err_unknown_tenant: 'This console is set up for another desk',
+            err_not_assigned: 'This conversation is not assigned to you',
+            err_not_yours: 'This conversation is not yours', err_closed: 'This conversation is closed',
+            err_pick_failed: 'The conversation cannot be picked',
+            err_transfer_failed: 'The conversation could not be transferred',
+            err_classify_failed: 'The category was not changed',
+            err_rate_limited: 'You are sending too fast, retrying shortly',
+            err_unavailable: 'The service is temporarily unavailable, retrying shortly',
+            err_busy: 'The service is busy, retrying shortly',
+            err_limit_reached: 'A limit was reached', err_too_many_connections: 'Too many connections from here',
+            err_undeliverable: 'The message could not be delivered', error: 'Error ({code})',
             panel: 'Customer', panel_identity: 'Identity', panel_name: 'Name', panel_id: 'Customer id',
             panel_channel: 'Channel', panel_locale: 'Language', panel_started: 'Started',
             panel_order: 'Order', panel_account: 'Account', panel_tier: 'Tier',
@@ -141,6 +157,16 @@
             reply_label: '回复', send: '发送', retry: '重试', sending: '发送中…', not_sent: '未发送', read: '已读',
             too_long: '回复过长（最多 32 KB）。', not_connected: '未连接：请稍后重试。',
             err_pick: '无法接入该会话：', err_close: '无法结束：',
+            err_bad_json: '消息无法读取', err_bad_msgpack: '消息无法读取', err_bad_type: '不允许此操作',
+            err_missing_field: '缺少必要信息', err_too_large: '消息过长', err_bad_utf8: '消息包含无效字符',
+            err_bad_value: '取值不被接受', err_hello_required: '会话尚未开始', err_bad_token: '您的登录无效',
+            err_expired_token: '您的登录已过期', err_unknown_tenant: '此工作台设置的客服系统不是本服务',
+            err_not_assigned: '该会话未分配给您', err_not_yours: '该会话不属于您',
+            err_closed: '该会话已结束', err_pick_failed: '无法接入该会话', err_transfer_failed: '会话无法转接',
+            err_classify_failed: '分类未更改', err_rate_limited: '发送过快，稍后自动重试',
+            err_unavailable: '服务暂不可用，稍后自动重试', err_busy: '服务繁忙，稍后自动重试',
+            err_limit_reached: '已达到限制', err_too_many_connections: '来自此处的连接过多',
+            err_undeliverable: '消息无法送达', error: '错误（{code}）',
             panel: '客户', panel_identity: '身份', panel_name: '姓名', panel_id: '客户编号',
             panel_channel: '渠道', panel_locale: '语言', panel_started: '开始于',
             panel_order: '订单', panel_account: '账号', panel_tier: '等级',
@@ -171,16 +197,6 @@
     };
 
     /* error codes of error frames (docs/protocol.md); en comes from chatcore.js */
-    var ERR_ZH = {
-        bad_json: '消息无法读取', bad_msgpack: '消息无法读取', bad_type: '不允许此操作',
-        missing_field: '缺少必要信息', too_large: '消息过长', bad_utf8: '消息包含无效字符',
-        bad_value: '取值不被接受', hello_required: '会话尚未开始', bad_token: '您的登录无效',
-        expired_token: '您的登录已过期', not_assigned: '该会话未分配给您', not_yours: '该会话不属于您',
-        closed: '该会话已结束', pick_failed: '无法接入该会话', transfer_failed: '会话无法转接',
-        classify_failed: '分类未更改', rate_limited: '发送过快，稍后自动重试',
-        unavailable: '服务暂不可用，稍后自动重试'
-    };
-
     var store = null;
     try { store = global.localStorage; store.getItem('x'); } catch (e) { store = null; }
 
@@ -208,11 +224,12 @@
     /* 1 when key has a text (for labels of configured codes: res_<code>, cat_<code>) */
     function has(key) { return !!(T.en[key] || (T[locale] && T[locale][key])); }
 
-    /* The error frame's text in the current language (en: chatcore's errorText). */
-    function errorText(f, fallback) {
-        if (locale !== 'zh-CN') return fallback(f);
-        var base = ERR_ZH[f.code] || ('错误' + (f.code ? '（' + f.code + '）' : ''));
-        return f.text && f.text !== base ? base + '：' + f.text : base;
+    /* The error frame's text in the current language: err_<code> (every wire error code of the
+     * schema has one), then the gateway's own reason. */
+    function errorText(f) {
+        var base = has('err_' + f.code) ? t('err_' + f.code) : t('error', { code: f.code || '?' });
+        var sep = locale === 'zh-CN' ? '：' : ': ';
+        return f.text && f.text !== base ? base + sep + f.text : base;
     }
 
     /* Set the static texts of root (data-i18n*, see above) and the page's lang. */

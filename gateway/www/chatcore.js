@@ -5,7 +5,7 @@
  *   wsUrl(path)          ws(s)://<this host><path>
  *   Connection           one WebSocket (subprotocol chatgw.json.v1) that reconnects with backoff
  *   ConvLog              the frames of one conversation by seq: de-duplication and resume point
- *   el(), insertBySeq(), renderFrame(), eventText(), errorText(), fmtTime(), fmtDuration()
+ *   el(), insertBySeq(), renderFrame(), eventText(), fmtTime(), fmtDuration()
  *
  * Every piece of text that came from the network is put into the page with textContent (or as an
  * attribute value), never as HTML. See docs/protocol.md for the frames. */
@@ -294,26 +294,6 @@
         }
     }
 
-    var ERRORS = {
-        bad_json: 'The message could not be read', bad_msgpack: 'The message could not be read',
-        bad_type: 'This action is not allowed', missing_field: 'Something was missing',
-        too_large: 'The message is too long', bad_utf8: 'The message contains invalid characters',
-        bad_value: 'A value was not accepted', hello_required: 'The session was not started',
-        bad_token: 'Your session is not valid', expired_token: 'Your session has expired',
-        not_assigned: 'This conversation is not assigned to you',
-        not_yours: 'This conversation is not yours', closed: 'This conversation is closed',
-        pick_failed: 'The conversation cannot be picked',
-        transfer_failed: 'The conversation could not be transferred',
-        classify_failed: 'The category was not changed',
-        rate_limited: 'You are sending too fast, retrying shortly',
-        unavailable: 'The service is temporarily unavailable, retrying shortly'
-    };
-
-    function errorText(f) {
-        var base = ERRORS[f.code] || ('Error' + (f.code ? ' (' + f.code + ')' : ''));
-        return f.text && f.text !== base ? base + ': ' + f.text : base;
-    }
-
     /* A logged frame as a .msg element. view: {as, me, onRate(frame, n)} */
     function renderFrame(f, view) {
         var role = f.role || (f.type === 'text' ? 'system' : 'system');
@@ -418,7 +398,7 @@
         PROTOCOL: PROTOCOL, uuid: uuid, wsUrl: wsUrl, el: el, Connection: Connection, ConvLog: ConvLog,
         isLogged: isLogged, insertBySeq: insertBySeq, renderFrame: renderFrame,
         renderPending: renderPending, setPendingState: setPendingState, eventText: eventText,
-        errorText: errorText, fmtTime: fmtTime, fmtDuration: fmtDuration, fmtWait: fmtWait,
+        fmtTime: fmtTime, fmtDuration: fmtDuration, fmtWait: fmtWait,
         jwtPayload: jwtPayload, storage: storage, roleLabel: roleLabel
     };
 })(window);
