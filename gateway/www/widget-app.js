@@ -200,7 +200,7 @@
             if (!n) { err.textContent = t('name_required'); name.focus(); return; }
             if (m && !EMAIL_RE.test(m)) { err.textContent = t('bad_email'); email.focus(); return; }
             err.hidden = true;
-            profile = { name: n, email: m, email_sent: false, asked: true };
+            profile = { name: utf8Cut(n, NAME_BYTES), email: m, email_sent: false, asked: true };
             store.setJSON(K.profile, profile);
             showPrechat(false);
             start();
@@ -210,6 +210,21 @@
     }
 
     function needPrechat() { return cfg.prechat && !profile.asked && !store.get(K.token); }
+
+    /* s cut to at most max UTF-8 bytes, on a character boundary: the gateway refuses a hello
+     * whose sender_name is over 128 bytes (too_large), and 64 Chinese characters are 192. */
+    var NAME_BYTES = 128;
+    function utf8Cut(s, max) {
+        var out = '', used = 0;
+        for (var ch of s) {
+            var c = ch.codePointAt(0);
+            var n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+            if (used + n > max) break;
+            out += ch;
+            used += n;
+        }
+        return out;
+    }
 
     function showPrechat(on) {
         ui.prechat.hidden = !on;
@@ -798,7 +813,7 @@
                 hello.conv = current.conv;
                 if (current.log.contig > 0) hello.last_seq = current.log.contig;
             }
-            if (profile.name) hello.sender_name = String(profile.name);
+            if (profile.name) hello.sender_name = utf8Cut(String(profile.name), NAME_BYTES);
             conn.send(hello);
             clearTimeout(helloTimer);
             helloTimer = setTimeout(function () { if (!welcomed) conn.drop(4000, 'no welcome'); }, 10000);
