@@ -2,7 +2,31 @@
 -- arguments as one msgpack map of named fields, built on the domains before it (a part of the
 -- chatgw library: redis/lib.lua).
 
--- ---- helpers: the map, the texts in every locale, what the calls write ----------------------
+-- ---- helpers: the map, the answer, the texts in every locale, what the calls write ---------
+
+-- Every event function answers by name: answer(kind, t) is the RESP2 array {kind, name1, value1,
+-- name2, value2, ...} of the fields of t, names sorted (deterministic; hiredis 0.14 has no RESP3
+-- maps). A nested value stays an array (a ROW {conv, agent, agent_name, queue, assign_no,
+-- channel}, a list of ROWs); a nil field is left out. Errors stay error replies. The router
+-- reads it with router/evres.c.
+local function answer(kind, t)
+    local names = {}
+    for k in pairs(t or {}) do names[#names + 1] = k end
+    table.sort(names)
+    local out = {kind}
+    for _, k in ipairs(names) do
+        out[#out + 1] = k
+        out[#out + 1] = t[k]
+    end
+    return out
+end
+
+-- A timer's answer an event passes on (cg_timer_fire's, cg_close_fire's, route_fire's: {'stale'},
+-- {'done'}, {'hours', queue}) named; an error as it is.
+local function passed(r)
+    if r.err then return r end
+    return answer(r[1], {queue = r[2]})
+end
 
 -- The event's map (args[1]) when it is a map whose fields `names` are non-empty strings and
 -- whose `now` is a number; else nil and the BADARG error naming them.
@@ -94,12 +118,12 @@ end
 
 -- Announce assignment a (conv, agent, assign_no, channel, event, notice, offer_due, idle_due:
 -- cg_announce's fields) at now: the conversation leaves the outbox; unless stale, the event is
--- logged, the notice published and the timers armed. -> {'announced', seq} | {'stale'}
+-- logged, the notice published and the timers armed. -> answer 'announced' (seq) | 'stale' 
 local function announce(keys, a, now)
     local conv, no = a.conv, fmt(tonumber(a.assign_no))
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
     local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
-    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
+    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return answer('stale') end
     local seq = 0
     if type(a.event) == 'string' and a.event ~= '' then
         local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
@@ -113,7 +137,7 @@ local function announce(keys, a, now)
     if (tonumber(a.idle_due) or 0) > 0 then
         redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
     end
-    return {'announced', seq}
+    return answer('announced', {seq = seq})
 end
 
 -- Announce the assignment ROW {conv, agent, agent_name, queue, assign_no, channel} in this call
@@ -307,7 +331,7 @@ FCALL cg_announce 1 <tenant> <map>
     idle_due                  ms, 0 = none: idle:<conv> armed
   The conversation leaves the assignment outbox (cg_outbox_done). An assignment already taken
   back or moved (assign_no is not the conversation's, or another agent has it) announces nothing
-  and arms nothing: {'stale'}.  -> {'announced', seq of the event}
+  and arms nothing: 'stale'.  -> 'announced' seq (the event's log seq)
   Errors: BADARG.
 ]]
 local function cg_announce(keys, args)
@@ -347,11 +371,11 @@ FCALL cg_close_timer 1 <tenant> <map>
   followup_queue (cg_close_fire's); for idle: survey_until, notice, texts idle_closed (cmid
   cg:idle), closed, survey; for followup: followup_event (a `followup` msg, no text) and the
   texts followup ({ticket} filled in here).
-  -> {'idle', conv, agent, queue, {ROW, ...}} (closed no_response, both sides told), or
-     {'followup', newconv, queue, ticket, n}: the task queued, made the customer's current
+  -> 'idle' conv, agent, queue, rows ({ROW, ...}) (closed no_response, both sides told), or
+     'followup' newconv, queue, ticket, rows: the task queued, made the customer's current
      conversation (unless it has moved on) and opened with the text followup (cmid cg:fu); the
      closed conversation gets the followup event (cmid cg:fu:<newconv>), or cg_close_fire's
-     other answers ({'done'}, {'stale'}).
+     other answers ('done', 'stale').
   Errors: BADARG.
 ]]
 local function cg_agent_close(keys, args)
@@ -417,15 +441,16 @@ local function cg_close_timer(keys, args)
     if r[1] == 'followup' then
         followup_tell(keys, a, string.match(a.member, '^%a+:(.+)$'), r[2], r[4], now)
         local rows = announce_all(keys, a, now)
-        return {'followup', r[2], r[3], r[4], rows}
+        return answer('followup', {newconv = r[2], queue = r[3], ticket = r[4], rows = rows})
     end
-    if r.err or r[1] ~= 'idle' then return r end
+    if r.err or r[1] ~= 'idle' then return passed(r) end
     local conv, agent, channel, locale = r[2], r[3], r[4], r[5]
     say(keys, a, 'idle_closed', conv, locale, 'cg:idle', 'bot', channel, now)
     tell_closed(keys, a, 'closed', conv, channel, locale, now)
     notify_agent(a, agent)
     local rows = announce_all(keys, a, now)
-    return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', rows}
+    return answer('idle', {conv = conv, agent = agent, rows = rows,
+        queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''})
 end
 
 --[[
@@ -494,7 +519,7 @@ FCALL cg_pos_timer 1 <tenant> <map>
   cg_timer_fire decides; the customer is told in the same call: the place in line and the
   estimated wait (position, wait, queue set; cmid cg:pu:<n>), or once that nobody who serves the
   queue is online.
-  -> {'told', conv, queue} | cg_timer_fire's other answers ({'done'}, {'stale'})
+  -> 'told' conv, queue | cg_timer_fire's other answers ('done', 'stale')
   Errors: BADARG.
 ]]
 local function cg_pos_timer(keys, args)
@@ -503,7 +528,7 @@ local function cg_pos_timer(keys, args)
     local now = fmt(tonumber(a.now))
     local r = cg_timer_fire(keys, {a.member, a.lease, now, fmt(tonumber(a.update_ms) or 15000),
         fmt(tonumber(a.max_ms) or 60000)})
-    if r.err or (r[1] ~= 'pos' and r[1] ~= 'noagent') then return r end
+    if r.err or (r[1] ~= 'pos' and r[1] ~= 'noagent') then return passed(r) end
     local conv = r[2]
     if r[1] == 'noagent' then -- {'noagent', conv, channel, queue, locale, n}
         local p = variant(a, 'no_agent', r[5])
@@ -511,7 +536,7 @@ local function cg_pos_timer(keys, args)
             cg_append(keys, {conv, 'cg:pu:' .. fmt(r[6]), 'bot', a.sender or 'chatgw',
                 msg_set(p, {queue = r[4]}), '', r[3], now, 'sys'})
         end
-        return {'told', conv, r[4]}
+        return answer('told', {conv = conv, queue = r[4]})
     end
     -- {'pos', conv, position, channel, queue, avg_ms, locale, n, slots, free}
     local pos = tonumber(r[3]) or 1
@@ -523,7 +548,7 @@ local function cg_pos_timer(keys, args)
         cg_append(keys, {conv, 'cg:pu:' .. fmt(r[8]), 'bot', a.sender or 'chatgw',
             msg_set(p, {queue = r[5], position = pos, wait = wait}), '', r[4], now, 'sys'})
     end
-    return {'told', conv, r[5]}
+    return answer('told', {conv = conv, queue = r[5]})
 end
 
 --[[
@@ -535,8 +560,8 @@ FCALL cg_sla_timer 1 <tenant> <map>
   the timer kind, queue = where it is now, the text saying what happened; cmid
   cg:br:<kind>:<lease>), and the escalation queue's online agents, and the agent a reassigned
   conversation was taken from, get a notice on their channel.
-  -> {'breach', kind, conv, result, queue before, queue now} | cg_timer_fire's other answers
-     ({'hours', queue}, {'done'}, {'stale'})
+  -> 'breach' kind, conv, result, from (the queue before), queue (now), rows ({ROW, ...} the
+     action assigned) | cg_timer_fire's other answers ('hours' queue, 'done', 'stale')
   Errors: BADARG.
 ]]
 local function cg_sla_timer(keys, args)
@@ -545,7 +570,7 @@ local function cg_sla_timer(keys, args)
     local now = fmt(tonumber(a.now))
     local action, to = a.action or 'escalate', a.escalate_queue or 'supervisors'
     local r = cg_timer_fire(keys, {a.member, a.lease, now, '0', '0', action, to})
-    if r.err or r[1] ~= 'breach' then return r end
+    if r.err or r[1] ~= 'breach' then return passed(r) end
     local rows = announce_all(keys, a, now)
     -- {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}
     local kind, conv, result, channel, q, sups, ticket, from, prev =
@@ -565,7 +590,8 @@ local function cg_sla_timer(keys, args)
         for _, agent in ipairs(sups) do redis.call('PUBLISH', CG.KEY.ch_agent(agent), n) end
         if prev and prev ~= '' then redis.call('PUBLISH', CG.KEY.ch_agent(prev), n) end
     end
-    return {'breach', kind, conv, result, from, q, rows}
+    return answer('breach', {kind = kind, conv = conv, result = result, from = from, queue = q,
+        rows = rows})
 end
 
 --[[
@@ -664,16 +690,18 @@ FCALL cg_route_timer 1 <tenant> <map>
   agent set here); the announce_row fields (assigned, offer_ms, idle_ms).
   offer: taken back and offered to the next available agent (route_fire, timer.lua); the agent is
     told (missed) and, at max_misses, set away and told so (away, away_status), everything the
-    call assigned is announced -> {'missed', conv, agent, misses, away 0|1, queue, {ROW, ...}}
+    call assigned is announced -> 'missed' conv, agent, misses, away (0|1), queue, rows
+    ({ROW, ...})
   overflow: the overdue conversations to the overflow queues' agents, announced
-    -> {'overflow', queue, {overflow queues}, {ROW, ...}}
-  otherwise {'done'}, or {'stale'}.
+    -> 'overflow' queue, to ({overflow queue, ...}), rows
+  otherwise 'done', or 'stale'.
   Errors: BADARG.
 FCALL cg_outbox_announce 1 <tenant> <map>
   Announce up to `limit` assignments nobody announced yet (cg:outbox:assign: a router died
   between a call and its announcement, or a call without the announce_row fields: a queue's
   configuration, a dead gateway's agents reaped), in one call. <map>: now (required); limit
-  (default 100); the announce_row fields.  -> {ROW, ...} (announced, or stale and dropped)
+  (default 100); the announce_row fields.  -> 'outbox' rows ({ROW, ...}: announced, or stale
+  and dropped)
   Errors: BADARG.
 ]]
 local function cg_route_timer(keys, args)
@@ -682,9 +710,10 @@ local function cg_route_timer(keys, args)
     local now = tonumber(a.now)
     local r = route_fire(a.member, a.lease, now, tonumber(a.max_misses) or 0)
     if r[1] == 'overflow' then
-        return {'overflow', r[2], r[4], (announce_all(keys, a, fmt(now)))}
+        local rows = announce_all(keys, a, fmt(now))
+        return answer('overflow', {queue = r[2], to = r[4], rows = rows})
     end
-    if r[1] ~= 'missed' then return r end
+    if r[1] ~= 'missed' then return passed(r) end
     -- {'missed', conv, agent, misses, away, channel, queue, locale, assigned}
     local conv, agent, misses, away = r[2], r[3], r[4], r[5]
     local tell = {}
@@ -700,7 +729,8 @@ local function cg_route_timer(keys, args)
     for _, p in ipairs(tell) do
         redis.call('PUBLISH', CG.KEY.ch_agent(agent), struct.pack('>I8', 0) .. p)
     end
-    return {'missed', conv, agent, misses, away, r[7], (announce_all(keys, a, fmt(now)))}
+    return answer('missed', {conv = conv, agent = agent, misses = misses, away = away,
+        queue = r[7], rows = (announce_all(keys, a, fmt(now)))})
 end
 
 local function cg_outbox_announce(keys, args)
@@ -718,7 +748,7 @@ local function cg_outbox_announce(keys, args)
             announce_row(keys, a, row, now)
         end
     end
-    return rows
+    return answer('outbox', {rows = rows})
 end
 
 redis.register_function{function_name = 'cg_customer_msg', callback = event_fn(cg_customer_msg)}

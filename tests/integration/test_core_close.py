@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, s
+from desk import conv_hash, log_of, named, s
 from test_core_events import NOW, TENANT, call, customer_text, event, new_id, timers
 
 # Three variants as the router packs them for [templates zh-CN] then [templates en]: [1] the
@@ -213,15 +213,15 @@ def test_an_idle_conversation_is_closed_in_one_call(redis_srv):
     conv = assigned_conv(r, "zh-CN")
     due = NOW + 600_000
     r.zadd(f"{TENANT}:timers", {f"idle:{conv}": due})
-    res = r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1)))
-    assert [s(x) for x in res[:4]] == ["idle", conv, "amy", "general"] and res[4] == []
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1))))
+    assert res == ("idle", {"conv": conv, "agent": "amy", "queue": "general", "rows": []})
     assert [(m["type"], m.get("text")) for m in log_of(r, conv)[-3:]] == [
         ("text", "idle zh"), ("closed", "closed zh"), ("survey", "survey zh")]
     assert conv_hash(r, conv)["resolution"] == "no_response"
     # the same timer fired again (another router's claim of the old lease): stale, nothing written
     n = len(log_of(r, conv))
-    res = r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 2)))
-    assert [s(x) for x in res] == ["stale"] and len(log_of(r, conv)) == n
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 2))))
+    assert res == ("stale", {}) and len(log_of(r, conv)) == n
 
 
 def test_an_idle_timer_after_a_message_rearms_itself(redis_srv):
@@ -232,8 +232,8 @@ def test_an_idle_timer_after_a_message_rearms_itself(redis_srv):
     due = NOW + 600_000
     r.zadd(f"{TENANT}:timers", {f"idle:{conv}": due})
     customer_text(r, "cu1", "still there?", now=NOW + 300_000)  # act_at moves
-    res = r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1)))
-    assert [s(x) for x in res] == ["done"] and conv_hash(r, conv)["state"] == "assigned"
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1))))
+    assert res == ("done", {}) and conv_hash(r, conv)["state"] == "assigned"
     assert timers(r)[f"idle:{conv}"] == NOW + 900_000
 
 

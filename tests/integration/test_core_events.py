@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, s
+from desk import conv_hash, log_of, named, s
 
 NOW = 1_800_000_000_000
 TENANT = "cg:{t:default}"
@@ -142,8 +142,7 @@ def test_an_assignment_is_announced_in_one_call(redis_srv):
     sub = r.pubsub()
     sub.subscribe(f"{TENANT}:a:amy")
     assert sub.get_message(timeout=5)["type"] == "subscribe"
-    answer = announce(r, conv)
-    assert s(answer[0]) == "announced" and answer[1] == 2  # after the customer's text
+    assert named(announce(r, conv)) == ("announced", {"seq": 2})  # after the customer's text
     assert [m["type"] for m in log_of(r, conv)] == ["text", "assigned"]
     got = sub.get_message(timeout=5)
     assert got and got["data"][:8] == b"\0" * 8
@@ -153,7 +152,7 @@ def test_an_assignment_is_announced_in_one_call(redis_srv):
     assert timers(r)[f"offer:{conv}"] == NOW + 30_000 and conv_hash(r, conv)["offer_no"] == "1"
     assert timers(r)[f"idle:{conv}"] == NOW + 600_000
     # announced again (a router that died before its XACK): the log keeps one event
-    assert s(announce(r, conv)[0]) == "announced"
+    assert named(announce(r, conv))[0] == "announced"
     assert [m["type"] for m in log_of(r, conv)] == ["text", "assigned"]
     sub.close()
 
@@ -165,7 +164,7 @@ def test_a_stale_assignment_is_not_announced(redis_srv, over):
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
     conv = customer_text(r, "cu1", "hello")
     call(r, event(conv, greet=""))
-    assert [s(x) for x in announce(r, conv, offer_due=0, **over)] == ["stale"]
+    assert named(announce(r, conv, offer_due=0, **over)) == ("stale", {})
     assert [m["type"] for m in log_of(r, conv)] == ["text"]
     assert f"offer:{conv}" not in timers(r) and f"idle:{conv}" not in timers(r)
     assert not r.sismember(f"{TENANT}:outbox:assign", conv)
