@@ -353,18 +353,18 @@ FCALL cg_agent_close 1 <tenant> <map>
   entry (the cg:in entry id); unresolved (1: the code is one of unresolved_resolutions);
   survey_until, followup_due (ms, 0 = none: cg_after_close's); texts closed, survey, requeued.
   Unresolved: cg_reopen, and the customer gets `requeued` (cmid cg:rq:<entry>)
-    -> {'requeued', channel, queue, {ROW, ...}}
+    -> 'requeued' channel, queue, rows ({ROW, ...})
   Else: cg_close, then the closed event, the survey window and follow-up, the survey
-    -> {'closed', channel, queue, {ROW, ...}} | {'already', channel, queue, {}} (this agent
-       had closed it: nothing written again)
+    -> 'closed' channel, queue, rows | 'already' channel, queue, rows {} (this agent had closed
+       it: nothing written again)
   Errors: BADARG, and cg_close's / cg_reopen's (NOTASSIGNED, CLOSED).
 FCALL cg_customer_end 1 <tenant> <map>
   The customer's End chat. <map>: conv, customer, now (required); survey_until; notice (the
   agent's notice, a msgpack msg); texts closed_abandoned, closed_left, survey.
-  Waiting: it leaves its queue, closed abandoned   -> {'abandoned', queue}
+  Waiting: it leaves its queue, closed abandoned   -> 'abandoned' queue
   Assigned: closed customer_left as by its agent (survey, notice to the agent)
-    -> {'ended', queue, agent, {ROW, ...}}
-  Closed before (also a re-processed entry: everything was done in that call) -> {'already'}
+    -> 'ended' queue, agent, rows ({ROW, ...})
+  Closed before (also a re-processed entry: everything was done in that call) -> 'already' 
   Errors: BADARG, NOTYOURS.
 FCALL cg_close_timer 1 <tenant> <map>
   A claimed idle:<conv> or followup:<conv> timer. <map>: member, lease, now (required); newconv,
@@ -387,15 +387,17 @@ local function cg_agent_close(keys, args)
         if r.err then return r end
         say(keys, a, 'requeued', conv, r[3], 'cg:rq:' .. (a.entry or ''), 'bot', r[2], now)
         local rows = announce_all(keys, a, now)
-        return {'requeued', r[2], r[4], rows}
+        return answer('requeued', {channel = r[2], queue = r[4], rows = rows})
     end
     local queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''
     local r = cg_close(keys, {conv, a.agent, a.resolution or '', now})
     if r.err then return r end
-    if r[1] == 'already' then return {'already', r[2], queue, {}} end
+    if r[1] == 'already' then
+        return answer('already', {channel = r[2], queue = queue, rows = {}})
+    end
     tell_closed(keys, a, 'closed', conv, r[2], r[4], now)
     local rows = announce_all(keys, a, now)
-    return {'closed', r[2], queue, rows}
+    return answer('closed', {channel = r[2], queue = queue, rows = rows})
 end
 
 local function cg_customer_end(keys, args)
@@ -405,16 +407,16 @@ local function cg_customer_end(keys, args)
     local before = redis.call('HGET', CG.KEY.conv(conv), 'state')
     local r = cg_customer_close(keys, {conv, a.customer, now})
     if r.err then return r end
-    if before == 'closed' or r[1] == 'already' then return {'already'} end
+    if before == 'closed' or r[1] == 'already' then return answer('already') end
     local channel, locale, queue = r[2], r[3], r[4]
     if r[1] == 'abandoned' then
         say(keys, a, 'closed_abandoned', conv, locale, 'cg:close', 'system', channel, now)
-        return {'abandoned', queue}
+        return answer('abandoned', {queue = queue})
     end
     tell_closed(keys, a, 'closed_left', conv, channel, locale, now)
     notify_agent(a, r[5])
     local rows = announce_all(keys, a, now)
-    return {'ended', queue, r[5], rows}
+    return answer('ended', {queue = queue, agent = r[5], rows = rows})
 end
 
 -- A complaint's follow-up task newconv (of closed conv) was queued: it becomes the customer's
@@ -459,7 +461,8 @@ FCALL cg_agent_transfer 1 <tenant> <map>
   to_queue; pos_ms (cg_transfer's); entry (the cg:in entry id); transferred (the `transferred`
   msg: agent_id or queue, the note as text; the target agent's name is set here).
   cg_transfer moves it, then the transferred event is appended (cmid cg:tr:<entry>, role system)
-  -> cg_transfer's answer: {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}
+  -> 'transferred' channel, locale, queue, row (the ROW of to_agent, or {}), rows ({ROW, ...}
+     the call assigned: the freed slot's)
   Errors: BADARG, and cg_transfer's (NOTASSIGNED, CLOSED, TRANSFERFAIL).
 ]]
 local function cg_agent_transfer(keys, args)
@@ -476,8 +479,9 @@ local function cg_agent_transfer(keys, args)
         cg_append(keys, {conv, 'cg:tr:' .. (a.entry or ''), 'system', a.sender or 'chatgw', p, '',
             r[2], now, 'sys'})
     end
-    r[6] = announce_all(keys, a, now)
-    return r
+    local rows = announce_all(keys, a, now)
+    return answer('transferred', {channel = r[2], locale = r[3], queue = r[4], row = r[5],
+        rows = rows})
 end
 
 --[[
@@ -490,7 +494,7 @@ FCALL cg_agent_classify 1 <tenant> <map>
   cg_reclassify, the classified event (cmid cg:cl:<entry>, role system); a complaint without a
   ticket gets one (cg_complaint) and the customer its number (cmid cg:ticket), or the latest one
   when tickets_per_customer is reached.
-  -> {'classified', old category, ticket ('' = none), 1 when the ticket is new}
+  -> 'classified' old (the category before), ticket ('' = none), new_ticket (1: it is new)
   Errors: BADARG, and cg_reclassify's (NOTASSIGNED, CLOSED, CLASSIFYFAIL).
 ]]
 local function cg_agent_classify(keys, args)
@@ -508,7 +512,7 @@ local function cg_agent_classify(keys, args)
     if tonumber(a.complaint) == 1 and ticket == '' then
         ticket, new = complaint_open(keys, a, conv, channel, now)
     end
-    return {'classified', old, ticket, new}
+    return answer('classified', {old = old, ticket = ticket, new_ticket = new})
 end
 
 --[[
@@ -599,7 +603,7 @@ FCALL cg_agent_msg 1 <tenant> <map>
   An agent's text the routers read (a queue with business hours: not the steady state), in one
   call. <map>: conv, agent, now (required); idle_due (ms, 0 = none).
   The response timers (cg_sla_agent's work: first/last reply, the answered wait) and, while
-  the conversation is assigned, the idle close re-armed. -> 1
+  the conversation is assigned, the idle close re-armed. -> 'ok' (no fields)
   Errors: BADARG.
 ]]
 local function cg_agent_msg(keys, args)
@@ -611,7 +615,7 @@ local function cg_agent_msg(keys, args)
         redis.call('HGET', CG.KEY.conv(a.conv), 'state') == 'assigned' then
         redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. a.conv)
     end
-    return 1
+    return answer('ok')
 end
 
 --[[
@@ -621,7 +625,7 @@ FCALL cg_customer_rating 1 <tenant> <map>
   answer given as a one-digit text; '' for a rating frame, which is one already); locales and the
   texts rating_thanks ({rating} filled in by the router).
   The rating event (cmid cg:rate:<entry>) and the thanks (cmid cg:thx:<entry>) in the
-  conversation's locale. -> 1
+  conversation's locale. -> 'ok' (no fields)
   Errors: BADARG.
 ]]
 local function cg_customer_rating(keys, args)
@@ -635,7 +639,7 @@ local function cg_customer_rating(keys, args)
             '', h[1] or '', now, 'sys'})
     end
     say(keys, a, 'rating_thanks', a.conv, h[2] or '', 'cg:thx:' .. entry, 'bot', h[1] or '', now)
-    return 1
+    return answer('ok')
 end
 
 --[[
@@ -644,11 +648,11 @@ FCALL cg_agent_presence 1 <tenant> <map>
   away), in one call. <map>: agent, code, now (required); sock, name, cap, skills (a comma
   list), ts (the event's time); assigned, offer_ms, idle_ms (announce_row's).
   cg_presence (connect / disconnect) or cg_status, and the conversations the agent is offered
-  are announced in the same call.  -> {ROW, ...} (announced)
+  are announced in the same call.  -> 'presence' rows ({ROW, ...}, announced)
   Errors: BADARG, and cg_status's.
 FCALL cg_agent_pick 1 <tenant> <map>
   An agent picks a waiting conversation, in one call. <map>: conv, agent, now (required); the
-  announce_row fields.  -> cg_pick's answer {'assigned', queue, ROW} (announced)
+  announce_row fields.  -> 'assigned' queue, row (the ROW, announced)
   Errors: BADARG, and cg_pick's (PICKFAIL).
 ]]
 local PRESENCE_UP = {connect = '', connect_online = 'online', connect_away = 'away'}
@@ -668,7 +672,7 @@ local function cg_agent_presence(keys, args)
         rows = cg_status(keys, {a.agent, a.code, now, ts})
     end
     if rows.err then return rows end
-    return (announce_all(keys, a, now))
+    return answer('presence', {rows = (announce_all(keys, a, now))})
 end
 
 local function cg_agent_pick(keys, args)
@@ -678,7 +682,7 @@ local function cg_agent_pick(keys, args)
     local r = cg_pick(keys, {a.conv, a.agent, now})
     if r.err then return r end
     announce_all(keys, a, now)
-    return r
+    return answer('assigned', {queue = r[2], row = r[3]})
 end
 
 --[[

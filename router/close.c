@@ -95,8 +95,8 @@ static void close_notice(evarg *a, job *j, const char *conv, const char *text) {
 
 /* ---- the customer ends the conversation ---- */
 
-/* {'abandoned', queue} | {'ended', queue, agent, {ROW, ...}} | {'already'}: both sides were told
- * in the call; the queue's snapshot and the freed slot's assignments are left. */
+/* 'abandoned' queue | 'ended' queue, agent, rows | 'already': both sides were told in the call;
+ * the queue's snapshot and the freed slot's assignments are left. */
 static void close_customer_reply(job *j, redisReply *rep) {
     const msg *m = &j->m;
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -105,19 +105,18 @@ static void close_customer_reply(job *j, redisReply *rep) {
                  log_mask(m->sender_id, masked, sizeof(masked)), j->conv, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return; /* already closed */
     char what[16], agent[MSG_ID_MAX] = "";
-    store_str(rep->element[0], what, sizeof(what));
-    store_str(rep->element[1], j->queue, sizeof(j->queue));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     if (strcmp(what, "abandoned") == 0) {
         log_info("conv %s: the customer left the queue %s", j->conv, j->queue);
         if (j->queue[0]) notify_dirty(j->r, j->queue);
         return;
     }
-    if (rep->elements < 4) return;
-    store_str(rep->element[2], agent, sizeof(agent));
+    if (strcmp(what, "ended") != 0) return; /* already closed */
+    evres_str(rep, "agent", agent, sizeof(agent));
     log_info("conv %s ended by its customer (agent %s)", j->conv, agent);
-    say_assigned_rows(j, rep->element[3]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
 void close_by_customer(job *j) {
