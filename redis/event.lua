@@ -230,6 +230,30 @@ local function waiting_reply(keys, a, conv, q, now)
     return true
 end
 
+-- cg_customer_msg's answer for a new conversation: cg_enqueue's answer r by name (result
+-- 'assigned' with row; 'queued' with position, queue_length, avg_ms, held, staffed, slots, free;
+-- 'already' with state and row) and how it was told ('announced', 'stale', 'told' or nil).
+local function enqueued(r, how)
+    local t = {result = r[1], how = how}
+    if r[1] == 'assigned' then
+        t.row = r[2]
+    elseif r[1] == 'queued' then
+        t.position, t.queue_length, t.avg_ms, t.held = r[2], r[3], r[4], r[5]
+        t.staffed, t.slots, t.free = r[6], r[7], r[8]
+    else
+        t.state, t.row = r[2], r[3]
+    end
+    return answer('new', t)
+end
+
+-- cg_customer_msg's answer for any other state: cg_conv_info's answer info by name, told 1 when
+-- the call said the waiting reply and armed the timers itself.
+local function conv_state(info, told)
+    return answer('info', {state = info[1], channel = info[2], queue = info[3], position = info[4],
+        in_outbox = info[5], row = info[6], avg_ms = info[7], locale = info[8], held = info[9],
+        staffed = info[10] or 1, slots = info[11] or 1, free = info[12] or 0, told = told})
+end
+
 --[[
 FCALL cg_customer_msg 1 <tenant> <map>
   A customer's message the routers read from cg:in (not a survey answer), in one call. <map> is a
@@ -252,20 +276,21 @@ FCALL cg_customer_msg 1 <tenant> <map>
     assigned, offer_ms, idle_ms
                 the `assigned` msg (its text may name the agent as {name}) and the durations of
                 the offer (chats) and idle timers: a conversation assigned at once is announced
-                in this call too (announce_row)
-                (the answer's third element says how: 'announced' or 'stale')
+                in this call too (announce_row; the answer's `how`: 'announced' or 'stale')
     wait_cmid, avg_handle_ms, locales, off_hours, no_agent, queued, dur_min, dur_hour, email_ack
                 the waiting reply (router/conv.c conv_waiting_fields): a conversation left
-                waiting is told in this call too (waiting_reply; third element 'told')
-  -> {'new', <cg_enqueue's answer>}    the conversation was new: greeted (cmid cg:greet), its
-                                       first-response deadline armed, queued, and assigned at
-                                       once when its queue has a free agent
-   | {'info', <cg_conv_info's answer>} any other state (or none): nothing changed; the router
-                                       goes on from the state (waiting reply, response timers)
-   | {'info', <...>, 'told'}           queued or assigned, with the waiting texts in the map: the
-                                       response timers (and the idle close) armed and, while it
-                                       waits on chat with someone to serve it, the waiting reply
-                                       said, in this call
+                waiting is told in this call too (waiting_reply; the answer's `how`: 'told')
+  -> 'new' result, how and cg_enqueue's answer by name (enqueued): result 'assigned' with row,
+       'queued' with position, queue_length, avg_ms, held, staffed, slots, free, or 'already'
+       with state and row; the conversation was new: greeted (cmid cg:greet), its
+       first-response deadline armed, queued, and assigned at once when its queue has a free
+       agent
+   | 'info' cg_conv_info's answer by name (conv_state): state, channel, queue, position,
+       in_outbox, row, avg_ms, locale, held, staffed, slots, free; any other state (or none):
+       nothing changed, the router goes on from the state (waiting reply, response timers)
+   | 'info' ... told 1: queued or assigned, with the waiting texts in the map: the response
+       timers (and the idle close) armed and, while it waits on chat with someone to serve it,
+       the waiting reply said, in this call
   Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
 ]]
 local function cg_customer_msg(keys, args)
@@ -282,7 +307,7 @@ local function cg_customer_msg(keys, args)
         -- classified into: when the conversation waits in another, the router works them out)
         if type(a.wait_cmid) ~= 'string' or (st ~= 'queued' and st ~= 'assigned') or
             a.queue ~= info[3] then
-            return {'info', info}
+            return conv_state(info)
         end
         -- another message while it waits or is served (not the steady state): its response
         -- timers, the idle close, and while it waits on chat the waiting reply again (not while
@@ -298,7 +323,7 @@ local function cg_customer_msg(keys, args)
             waiting_reply(keys, a, conv,
                 {'queued', info[4], 0, info[7], info[9], info[10], info[11], info[12]}, now)
         end
-        return {'info', info, 'told'}
+        return conv_state(info, 1)
     end
     if type(a.greet) == 'string' and a.greet ~= '' then
         cg_append(keys, {conv, 'cg:greet', 'bot', a.sender or 'chatgw', a.greet, '', a.channel or '',
@@ -312,9 +337,9 @@ local function cg_customer_msg(keys, args)
     if tonumber(a.complaint) == 1 then complaint_open(keys, a, conv, a.channel or '', now) end
     -- assigned at once: announced in this call too, when the map brings the assigned msg
     local _, how = announce_all(keys, a, now)
-    if r[1] == 'assigned' and how[conv] then return {'new', r, how[conv]} end
-    if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return {'new', r, 'told'} end
-    return {'new', r}
+    if r[1] == 'assigned' and how[conv] then return enqueued(r, how[conv]) end
+    if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return enqueued(r, 'told') end
+    return enqueued(r)
 end
 
 --[[

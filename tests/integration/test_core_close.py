@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, named, s
+from desk import conv_hash, log_of, named
 from test_core_events import NOW, TENANT, call, customer_text, event, new_id, timers
 
 # Three variants as the router packs them for [templates zh-CN] then [templates en]: [1] the
@@ -42,7 +42,7 @@ def assigned_conv(r, locale="en", customer="cu1"):
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
     conv = customer_text(r, customer, "hello")
     _, res = call(r, event(conv, greet="", locale=locale))
-    assert s(res[0]) == "assigned", res
+    assert res["result"] == "assigned", res
     return conv
 
 
