@@ -269,3 +269,17 @@ def test_a_waiting_customers_next_message_is_answered_in_the_same_call(redis_srv
     assert [m["text"] for m in log_of(r, conv) if m.get("role") == "bot"] == ["Q 1 2 min"] * 2
     what, info = call(r, event(conv, greet="", queue="sales", **waiting(wait_cmid="cg:pos:3-1")))
     assert what == "info" and "told" not in info  # another queue: the router's
+
+
+def test_an_answer_names_its_fields_in_sorted_order(redis_srv):
+    """answer() (redis/event.lua): {kind, name1, value1, ...}, names sorted, so the same event
+    gets the same bytes back; a ROW stays an array."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv = customer_text(r, "cu1", "hello")
+    call(r, event(conv, greet=""))
+    raw = r.fcall("cg_customer_msg", 1, TENANT, msgpack.packb(event(conv), use_bin_type=False))
+    names = [s(x) for x in raw[1::2]]
+    assert s(raw[0]) == "info" and len(raw) % 2 == 1
+    assert names == sorted(names) and len(names) == 12, names
+    assert raw[2 + 2 * names.index("row")] == []  # queued: no ROW, an empty array
