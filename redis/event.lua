@@ -2,7 +2,31 @@
 -- arguments as one msgpack map of named fields, built on the domains before it (a part of the
 -- chatgw library: redis/lib.lua).
 
--- ---- helpers: the map, the texts in every locale, what the calls write ----------------------
+-- ---- helpers: the map, the answer, the texts in every locale, what the calls write ---------
+
+-- Every event function answers by name: answer(kind, t) is the RESP2 array {kind, name1, value1,
+-- name2, value2, ...} of the fields of t, names sorted (deterministic; hiredis 0.14 has no RESP3
+-- maps). A nested value stays an array (a ROW {conv, agent, agent_name, queue, assign_no,
+-- channel}, a list of ROWs); a nil field is left out. Errors stay error replies. The router
+-- reads it with router/evres.c.
+local function answer(kind, t)
+    local names = {}
+    for k in pairs(t or {}) do names[#names + 1] = k end
+    table.sort(names)
+    local out = {kind}
+    for _, k in ipairs(names) do
+        out[#out + 1] = k
+        out[#out + 1] = t[k]
+    end
+    return out
+end
+
+-- A timer's answer an event passes on (cg_timer_fire's, cg_close_fire's, route_fire's: {'stale'},
+-- {'done'}, {'hours', queue}) named; an error as it is.
+local function passed(r)
+    if r.err then return r end
+    return answer(r[1], {queue = r[2]})
+end
 
 -- The event's map (args[1]) when it is a map whose fields `names` are non-empty strings and
 -- whose `now` is a number; else nil and the BADARG error naming them.
@@ -94,12 +118,12 @@ end
 
 -- Announce assignment a (conv, agent, assign_no, channel, event, notice, offer_due, idle_due:
 -- cg_announce's fields) at now: the conversation leaves the outbox; unless stale, the event is
--- logged, the notice published and the timers armed. -> {'announced', seq} | {'stale'}
+-- logged, the notice published and the timers armed. -> answer 'announced' (seq) | 'stale' 
 local function announce(keys, a, now)
     local conv, no = a.conv, fmt(tonumber(a.assign_no))
     redis.call('SREM', CG.KEY.outbox_assign(), conv)
     local h = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'assign_no')
-    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return {'stale'} end
+    if h[1] ~= 'assigned' or h[2] ~= a.agent or h[3] ~= no then return answer('stale') end
     local seq = 0
     if type(a.event) == 'string' and a.event ~= '' then
         local r = cg_append(keys, {conv, 'cg:asg:' .. no, 'system', 'chatgw', a.event, '',
@@ -113,7 +137,7 @@ local function announce(keys, a, now)
     if (tonumber(a.idle_due) or 0) > 0 then
         redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. conv)
     end
-    return {'announced', seq}
+    return answer('announced', {seq = seq})
 end
 
 -- Announce the assignment ROW {conv, agent, agent_name, queue, assign_no, channel} in this call
@@ -206,6 +230,30 @@ local function waiting_reply(keys, a, conv, q, now)
     return true
 end
 
+-- cg_customer_msg's answer for a new conversation: cg_enqueue's answer r by name (result
+-- 'assigned' with row; 'queued' with position, queue_length, avg_ms, held, staffed, slots, free;
+-- 'already' with state and row) and how it was told ('announced', 'stale', 'told' or nil).
+local function enqueued(r, how)
+    local t = {result = r[1], how = how}
+    if r[1] == 'assigned' then
+        t.row = r[2]
+    elseif r[1] == 'queued' then
+        t.position, t.queue_length, t.avg_ms, t.held = r[2], r[3], r[4], r[5]
+        t.staffed, t.slots, t.free = r[6], r[7], r[8]
+    else
+        t.state, t.row = r[2], r[3]
+    end
+    return answer('new', t)
+end
+
+-- cg_customer_msg's answer for any other state: cg_conv_info's answer info by name, told 1 when
+-- the call said the waiting reply and armed the timers itself.
+local function conv_state(info, told)
+    return answer('info', {state = info[1], channel = info[2], queue = info[3], position = info[4],
+        in_outbox = info[5], row = info[6], avg_ms = info[7], locale = info[8], held = info[9],
+        staffed = info[10] or 1, slots = info[11] or 1, free = info[12] or 0, told = told})
+end
+
 --[[
 FCALL cg_customer_msg 1 <tenant> <map>
   A customer's message the routers read from cg:in (not a survey answer), in one call. <map> is a
@@ -228,20 +276,21 @@ FCALL cg_customer_msg 1 <tenant> <map>
     assigned, offer_ms, idle_ms
                 the `assigned` msg (its text may name the agent as {name}) and the durations of
                 the offer (chats) and idle timers: a conversation assigned at once is announced
-                in this call too (announce_row)
-                (the answer's third element says how: 'announced' or 'stale')
+                in this call too (announce_row; the answer's `how`: 'announced' or 'stale')
     wait_cmid, avg_handle_ms, locales, off_hours, no_agent, queued, dur_min, dur_hour, email_ack
                 the waiting reply (router/conv.c conv_waiting_fields): a conversation left
-                waiting is told in this call too (waiting_reply; third element 'told')
-  -> {'new', <cg_enqueue's answer>}    the conversation was new: greeted (cmid cg:greet), its
-                                       first-response deadline armed, queued, and assigned at
-                                       once when its queue has a free agent
-   | {'info', <cg_conv_info's answer>} any other state (or none): nothing changed; the router
-                                       goes on from the state (waiting reply, response timers)
-   | {'info', <...>, 'told'}           queued or assigned, with the waiting texts in the map: the
-                                       response timers (and the idle close) armed and, while it
-                                       waits on chat with someone to serve it, the waiting reply
-                                       said, in this call
+                waiting is told in this call too (waiting_reply; the answer's `how`: 'told')
+  -> 'new' result, how and cg_enqueue's answer by name (enqueued): result 'assigned' with row,
+       'queued' with position, queue_length, avg_ms, held, staffed, slots, free, or 'already'
+       with state and row; the conversation was new: greeted (cmid cg:greet), its
+       first-response deadline armed, queued, and assigned at once when its queue has a free
+       agent
+   | 'info' cg_conv_info's answer by name (conv_state): state, channel, queue, position,
+       in_outbox, row, avg_ms, locale, held, staffed, slots, free; any other state (or none):
+       nothing changed, the router goes on from the state (waiting reply, response timers)
+   | 'info' ... told 1: queued or assigned, with the waiting texts in the map: the response
+       timers (and the idle close) armed and, while it waits on chat with someone to serve it,
+       the waiting reply said, in this call
   Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
 ]]
 local function cg_customer_msg(keys, args)
@@ -258,7 +307,7 @@ local function cg_customer_msg(keys, args)
         -- classified into: when the conversation waits in another, the router works them out)
         if type(a.wait_cmid) ~= 'string' or (st ~= 'queued' and st ~= 'assigned') or
             a.queue ~= info[3] then
-            return {'info', info}
+            return conv_state(info)
         end
         -- another message while it waits or is served (not the steady state): its response
         -- timers, the idle close, and while it waits on chat the waiting reply again (not while
@@ -274,7 +323,7 @@ local function cg_customer_msg(keys, args)
             waiting_reply(keys, a, conv,
                 {'queued', info[4], 0, info[7], info[9], info[10], info[11], info[12]}, now)
         end
-        return {'info', info, 'told'}
+        return conv_state(info, 1)
     end
     if type(a.greet) == 'string' and a.greet ~= '' then
         cg_append(keys, {conv, 'cg:greet', 'bot', a.sender or 'chatgw', a.greet, '', a.channel or '',
@@ -288,9 +337,9 @@ local function cg_customer_msg(keys, args)
     if tonumber(a.complaint) == 1 then complaint_open(keys, a, conv, a.channel or '', now) end
     -- assigned at once: announced in this call too, when the map brings the assigned msg
     local _, how = announce_all(keys, a, now)
-    if r[1] == 'assigned' and how[conv] then return {'new', r, how[conv]} end
-    if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return {'new', r, 'told'} end
-    return {'new', r}
+    if r[1] == 'assigned' and how[conv] then return enqueued(r, how[conv]) end
+    if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return enqueued(r, 'told') end
+    return enqueued(r)
 end
 
 --[[
@@ -307,7 +356,7 @@ FCALL cg_announce 1 <tenant> <map>
     idle_due                  ms, 0 = none: idle:<conv> armed
   The conversation leaves the assignment outbox (cg_outbox_done). An assignment already taken
   back or moved (assign_no is not the conversation's, or another agent has it) announces nothing
-  and arms nothing: {'stale'}.  -> {'announced', seq of the event}
+  and arms nothing: 'stale'.  -> 'announced' seq (the event's log seq)
   Errors: BADARG.
 ]]
 local function cg_announce(keys, args)
@@ -329,29 +378,29 @@ FCALL cg_agent_close 1 <tenant> <map>
   entry (the cg:in entry id); unresolved (1: the code is one of unresolved_resolutions);
   survey_until, followup_due (ms, 0 = none: cg_after_close's); texts closed, survey, requeued.
   Unresolved: cg_reopen, and the customer gets `requeued` (cmid cg:rq:<entry>)
-    -> {'requeued', channel, queue, {ROW, ...}}
+    -> 'requeued' channel, queue, rows ({ROW, ...})
   Else: cg_close, then the closed event, the survey window and follow-up, the survey
-    -> {'closed', channel, queue, {ROW, ...}} | {'already', channel, queue, {}} (this agent
-       had closed it: nothing written again)
+    -> 'closed' channel, queue, rows | 'already' channel, queue, rows {} (this agent had closed
+       it: nothing written again)
   Errors: BADARG, and cg_close's / cg_reopen's (NOTASSIGNED, CLOSED).
 FCALL cg_customer_end 1 <tenant> <map>
   The customer's End chat. <map>: conv, customer, now (required); survey_until; notice (the
   agent's notice, a msgpack msg); texts closed_abandoned, closed_left, survey.
-  Waiting: it leaves its queue, closed abandoned   -> {'abandoned', queue}
+  Waiting: it leaves its queue, closed abandoned   -> 'abandoned' queue
   Assigned: closed customer_left as by its agent (survey, notice to the agent)
-    -> {'ended', queue, agent, {ROW, ...}}
-  Closed before (also a re-processed entry: everything was done in that call) -> {'already'}
+    -> 'ended' queue, agent, rows ({ROW, ...})
+  Closed before (also a re-processed entry: everything was done in that call) -> 'already' 
   Errors: BADARG, NOTYOURS.
 FCALL cg_close_timer 1 <tenant> <map>
   A claimed idle:<conv> or followup:<conv> timer. <map>: member, lease, now (required); newconv,
   followup_queue (cg_close_fire's); for idle: survey_until, notice, texts idle_closed (cmid
   cg:idle), closed, survey; for followup: followup_event (a `followup` msg, no text) and the
   texts followup ({ticket} filled in here).
-  -> {'idle', conv, agent, queue, {ROW, ...}} (closed no_response, both sides told), or
-     {'followup', newconv, queue, ticket, n}: the task queued, made the customer's current
+  -> 'idle' conv, agent, queue, rows ({ROW, ...}) (closed no_response, both sides told), or
+     'followup' newconv, queue, ticket, rows: the task queued, made the customer's current
      conversation (unless it has moved on) and opened with the text followup (cmid cg:fu); the
      closed conversation gets the followup event (cmid cg:fu:<newconv>), or cg_close_fire's
-     other answers ({'done'}, {'stale'}).
+     other answers ('done', 'stale').
   Errors: BADARG.
 ]]
 local function cg_agent_close(keys, args)
@@ -363,15 +412,17 @@ local function cg_agent_close(keys, args)
         if r.err then return r end
         say(keys, a, 'requeued', conv, r[3], 'cg:rq:' .. (a.entry or ''), 'bot', r[2], now)
         local rows = announce_all(keys, a, now)
-        return {'requeued', r[2], r[4], rows}
+        return answer('requeued', {channel = r[2], queue = r[4], rows = rows})
     end
     local queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''
     local r = cg_close(keys, {conv, a.agent, a.resolution or '', now})
     if r.err then return r end
-    if r[1] == 'already' then return {'already', r[2], queue, {}} end
+    if r[1] == 'already' then
+        return answer('already', {channel = r[2], queue = queue, rows = {}})
+    end
     tell_closed(keys, a, 'closed', conv, r[2], r[4], now)
     local rows = announce_all(keys, a, now)
-    return {'closed', r[2], queue, rows}
+    return answer('closed', {channel = r[2], queue = queue, rows = rows})
 end
 
 local function cg_customer_end(keys, args)
@@ -381,16 +432,16 @@ local function cg_customer_end(keys, args)
     local before = redis.call('HGET', CG.KEY.conv(conv), 'state')
     local r = cg_customer_close(keys, {conv, a.customer, now})
     if r.err then return r end
-    if before == 'closed' or r[1] == 'already' then return {'already'} end
+    if before == 'closed' or r[1] == 'already' then return answer('already') end
     local channel, locale, queue = r[2], r[3], r[4]
     if r[1] == 'abandoned' then
         say(keys, a, 'closed_abandoned', conv, locale, 'cg:close', 'system', channel, now)
-        return {'abandoned', queue}
+        return answer('abandoned', {queue = queue})
     end
     tell_closed(keys, a, 'closed_left', conv, channel, locale, now)
     notify_agent(a, r[5])
     local rows = announce_all(keys, a, now)
-    return {'ended', queue, r[5], rows}
+    return answer('ended', {queue = queue, agent = r[5], rows = rows})
 end
 
 -- A complaint's follow-up task newconv (of closed conv) was queued: it becomes the customer's
@@ -417,15 +468,16 @@ local function cg_close_timer(keys, args)
     if r[1] == 'followup' then
         followup_tell(keys, a, string.match(a.member, '^%a+:(.+)$'), r[2], r[4], now)
         local rows = announce_all(keys, a, now)
-        return {'followup', r[2], r[3], r[4], rows}
+        return answer('followup', {newconv = r[2], queue = r[3], ticket = r[4], rows = rows})
     end
-    if r.err or r[1] ~= 'idle' then return r end
+    if r.err or r[1] ~= 'idle' then return passed(r) end
     local conv, agent, channel, locale = r[2], r[3], r[4], r[5]
     say(keys, a, 'idle_closed', conv, locale, 'cg:idle', 'bot', channel, now)
     tell_closed(keys, a, 'closed', conv, channel, locale, now)
     notify_agent(a, agent)
     local rows = announce_all(keys, a, now)
-    return {'idle', conv, agent, redis.call('HGET', CG.KEY.conv(conv), 'queue') or '', rows}
+    return answer('idle', {conv = conv, agent = agent, rows = rows,
+        queue = redis.call('HGET', CG.KEY.conv(conv), 'queue') or ''})
 end
 
 --[[
@@ -434,7 +486,8 @@ FCALL cg_agent_transfer 1 <tenant> <map>
   to_queue; pos_ms (cg_transfer's); entry (the cg:in entry id); transferred (the `transferred`
   msg: agent_id or queue, the note as text; the target agent's name is set here).
   cg_transfer moves it, then the transferred event is appended (cmid cg:tr:<entry>, role system)
-  -> cg_transfer's answer: {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}
+  -> 'transferred' channel, locale, queue, row (the ROW of to_agent, or {}), rows ({ROW, ...}
+     the call assigned: the freed slot's)
   Errors: BADARG, and cg_transfer's (NOTASSIGNED, CLOSED, TRANSFERFAIL).
 ]]
 local function cg_agent_transfer(keys, args)
@@ -451,8 +504,9 @@ local function cg_agent_transfer(keys, args)
         cg_append(keys, {conv, 'cg:tr:' .. (a.entry or ''), 'system', a.sender or 'chatgw', p, '',
             r[2], now, 'sys'})
     end
-    r[6] = announce_all(keys, a, now)
-    return r
+    local rows = announce_all(keys, a, now)
+    return answer('transferred', {channel = r[2], locale = r[3], queue = r[4], row = r[5],
+        rows = rows})
 end
 
 --[[
@@ -465,7 +519,7 @@ FCALL cg_agent_classify 1 <tenant> <map>
   cg_reclassify, the classified event (cmid cg:cl:<entry>, role system); a complaint without a
   ticket gets one (cg_complaint) and the customer its number (cmid cg:ticket), or the latest one
   when tickets_per_customer is reached.
-  -> {'classified', old category, ticket ('' = none), 1 when the ticket is new}
+  -> 'classified' old (the category before), ticket ('' = none), new_ticket (1: it is new)
   Errors: BADARG, and cg_reclassify's (NOTASSIGNED, CLOSED, CLASSIFYFAIL).
 ]]
 local function cg_agent_classify(keys, args)
@@ -483,7 +537,7 @@ local function cg_agent_classify(keys, args)
     if tonumber(a.complaint) == 1 and ticket == '' then
         ticket, new = complaint_open(keys, a, conv, channel, now)
     end
-    return {'classified', old, ticket, new}
+    return answer('classified', {old = old, ticket = ticket, new_ticket = new})
 end
 
 --[[
@@ -494,7 +548,7 @@ FCALL cg_pos_timer 1 <tenant> <map>
   cg_timer_fire decides; the customer is told in the same call: the place in line and the
   estimated wait (position, wait, queue set; cmid cg:pu:<n>), or once that nobody who serves the
   queue is online.
-  -> {'told', conv, queue} | cg_timer_fire's other answers ({'done'}, {'stale'})
+  -> 'told' conv, queue | cg_timer_fire's other answers ('done', 'stale')
   Errors: BADARG.
 ]]
 local function cg_pos_timer(keys, args)
@@ -503,7 +557,7 @@ local function cg_pos_timer(keys, args)
     local now = fmt(tonumber(a.now))
     local r = cg_timer_fire(keys, {a.member, a.lease, now, fmt(tonumber(a.update_ms) or 15000),
         fmt(tonumber(a.max_ms) or 60000)})
-    if r.err or (r[1] ~= 'pos' and r[1] ~= 'noagent') then return r end
+    if r.err or (r[1] ~= 'pos' and r[1] ~= 'noagent') then return passed(r) end
     local conv = r[2]
     if r[1] == 'noagent' then -- {'noagent', conv, channel, queue, locale, n}
         local p = variant(a, 'no_agent', r[5])
@@ -511,7 +565,7 @@ local function cg_pos_timer(keys, args)
             cg_append(keys, {conv, 'cg:pu:' .. fmt(r[6]), 'bot', a.sender or 'chatgw',
                 msg_set(p, {queue = r[4]}), '', r[3], now, 'sys'})
         end
-        return {'told', conv, r[4]}
+        return answer('told', {conv = conv, queue = r[4]})
     end
     -- {'pos', conv, position, channel, queue, avg_ms, locale, n, slots, free}
     local pos = tonumber(r[3]) or 1
@@ -523,7 +577,7 @@ local function cg_pos_timer(keys, args)
         cg_append(keys, {conv, 'cg:pu:' .. fmt(r[8]), 'bot', a.sender or 'chatgw',
             msg_set(p, {queue = r[5], position = pos, wait = wait}), '', r[4], now, 'sys'})
     end
-    return {'told', conv, r[5]}
+    return answer('told', {conv = conv, queue = r[5]})
 end
 
 --[[
@@ -535,8 +589,8 @@ FCALL cg_sla_timer 1 <tenant> <map>
   the timer kind, queue = where it is now, the text saying what happened; cmid
   cg:br:<kind>:<lease>), and the escalation queue's online agents, and the agent a reassigned
   conversation was taken from, get a notice on their channel.
-  -> {'breach', kind, conv, result, queue before, queue now} | cg_timer_fire's other answers
-     ({'hours', queue}, {'done'}, {'stale'})
+  -> 'breach' kind, conv, result, from (the queue before), queue (now), rows ({ROW, ...} the
+     action assigned) | cg_timer_fire's other answers ('hours' queue, 'done', 'stale')
   Errors: BADARG.
 ]]
 local function cg_sla_timer(keys, args)
@@ -545,7 +599,7 @@ local function cg_sla_timer(keys, args)
     local now = fmt(tonumber(a.now))
     local action, to = a.action or 'escalate', a.escalate_queue or 'supervisors'
     local r = cg_timer_fire(keys, {a.member, a.lease, now, '0', '0', action, to})
-    if r.err or r[1] ~= 'breach' then return r end
+    if r.err or r[1] ~= 'breach' then return passed(r) end
     local rows = announce_all(keys, a, now)
     -- {'breach', kind, conv, result, channel, queue, locale, {agents}, ticket, from, prev agent}
     local kind, conv, result, channel, q, sups, ticket, from, prev =
@@ -565,7 +619,8 @@ local function cg_sla_timer(keys, args)
         for _, agent in ipairs(sups) do redis.call('PUBLISH', CG.KEY.ch_agent(agent), n) end
         if prev and prev ~= '' then redis.call('PUBLISH', CG.KEY.ch_agent(prev), n) end
     end
-    return {'breach', kind, conv, result, from, q, rows}
+    return answer('breach', {kind = kind, conv = conv, result = result, from = from, queue = q,
+        rows = rows})
 end
 
 --[[
@@ -573,7 +628,7 @@ FCALL cg_agent_msg 1 <tenant> <map>
   An agent's text the routers read (a queue with business hours: not the steady state), in one
   call. <map>: conv, agent, now (required); idle_due (ms, 0 = none).
   The response timers (cg_sla_agent's work: first/last reply, the answered wait) and, while
-  the conversation is assigned, the idle close re-armed. -> 1
+  the conversation is assigned, the idle close re-armed. -> 'ok' (no fields)
   Errors: BADARG.
 ]]
 local function cg_agent_msg(keys, args)
@@ -585,7 +640,7 @@ local function cg_agent_msg(keys, args)
         redis.call('HGET', CG.KEY.conv(a.conv), 'state') == 'assigned' then
         redis.call('ZADD', CG.KEY.timers(), fmt(tonumber(a.idle_due)), 'idle:' .. a.conv)
     end
-    return 1
+    return answer('ok')
 end
 
 --[[
@@ -595,7 +650,7 @@ FCALL cg_customer_rating 1 <tenant> <map>
   answer given as a one-digit text; '' for a rating frame, which is one already); locales and the
   texts rating_thanks ({rating} filled in by the router).
   The rating event (cmid cg:rate:<entry>) and the thanks (cmid cg:thx:<entry>) in the
-  conversation's locale. -> 1
+  conversation's locale. -> 'ok' (no fields)
   Errors: BADARG.
 ]]
 local function cg_customer_rating(keys, args)
@@ -609,7 +664,7 @@ local function cg_customer_rating(keys, args)
             '', h[1] or '', now, 'sys'})
     end
     say(keys, a, 'rating_thanks', a.conv, h[2] or '', 'cg:thx:' .. entry, 'bot', h[1] or '', now)
-    return 1
+    return answer('ok')
 end
 
 --[[
@@ -618,11 +673,11 @@ FCALL cg_agent_presence 1 <tenant> <map>
   away), in one call. <map>: agent, code, now (required); sock, name, cap, skills (a comma
   list), ts (the event's time); assigned, offer_ms, idle_ms (announce_row's).
   cg_presence (connect / disconnect) or cg_status, and the conversations the agent is offered
-  are announced in the same call.  -> {ROW, ...} (announced)
+  are announced in the same call.  -> 'presence' rows ({ROW, ...}, announced)
   Errors: BADARG, and cg_status's.
 FCALL cg_agent_pick 1 <tenant> <map>
   An agent picks a waiting conversation, in one call. <map>: conv, agent, now (required); the
-  announce_row fields.  -> cg_pick's answer {'assigned', queue, ROW} (announced)
+  announce_row fields.  -> 'assigned' queue, row (the ROW, announced)
   Errors: BADARG, and cg_pick's (PICKFAIL).
 ]]
 local PRESENCE_UP = {connect = '', connect_online = 'online', connect_away = 'away'}
@@ -642,7 +697,7 @@ local function cg_agent_presence(keys, args)
         rows = cg_status(keys, {a.agent, a.code, now, ts})
     end
     if rows.err then return rows end
-    return (announce_all(keys, a, now))
+    return answer('presence', {rows = (announce_all(keys, a, now))})
 end
 
 local function cg_agent_pick(keys, args)
@@ -652,7 +707,7 @@ local function cg_agent_pick(keys, args)
     local r = cg_pick(keys, {a.conv, a.agent, now})
     if r.err then return r end
     announce_all(keys, a, now)
-    return r
+    return answer('assigned', {queue = r[2], row = r[3]})
 end
 
 --[[
@@ -664,16 +719,18 @@ FCALL cg_route_timer 1 <tenant> <map>
   agent set here); the announce_row fields (assigned, offer_ms, idle_ms).
   offer: taken back and offered to the next available agent (route_fire, timer.lua); the agent is
     told (missed) and, at max_misses, set away and told so (away, away_status), everything the
-    call assigned is announced -> {'missed', conv, agent, misses, away 0|1, queue, {ROW, ...}}
+    call assigned is announced -> 'missed' conv, agent, misses, away (0|1), queue, rows
+    ({ROW, ...})
   overflow: the overdue conversations to the overflow queues' agents, announced
-    -> {'overflow', queue, {overflow queues}, {ROW, ...}}
-  otherwise {'done'}, or {'stale'}.
+    -> 'overflow' queue, to ({overflow queue, ...}), rows
+  otherwise 'done', or 'stale'.
   Errors: BADARG.
 FCALL cg_outbox_announce 1 <tenant> <map>
   Announce up to `limit` assignments nobody announced yet (cg:outbox:assign: a router died
   between a call and its announcement, or a call without the announce_row fields: a queue's
   configuration, a dead gateway's agents reaped), in one call. <map>: now (required); limit
-  (default 100); the announce_row fields.  -> {ROW, ...} (announced, or stale and dropped)
+  (default 100); the announce_row fields.  -> 'outbox' rows ({ROW, ...}: announced, or stale
+  and dropped)
   Errors: BADARG.
 ]]
 local function cg_route_timer(keys, args)
@@ -682,9 +739,10 @@ local function cg_route_timer(keys, args)
     local now = tonumber(a.now)
     local r = route_fire(a.member, a.lease, now, tonumber(a.max_misses) or 0)
     if r[1] == 'overflow' then
-        return {'overflow', r[2], r[4], (announce_all(keys, a, fmt(now)))}
+        local rows = announce_all(keys, a, fmt(now))
+        return answer('overflow', {queue = r[2], to = r[4], rows = rows})
     end
-    if r[1] ~= 'missed' then return r end
+    if r[1] ~= 'missed' then return passed(r) end
     -- {'missed', conv, agent, misses, away, channel, queue, locale, assigned}
     local conv, agent, misses, away = r[2], r[3], r[4], r[5]
     local tell = {}
@@ -700,7 +758,8 @@ local function cg_route_timer(keys, args)
     for _, p in ipairs(tell) do
         redis.call('PUBLISH', CG.KEY.ch_agent(agent), struct.pack('>I8', 0) .. p)
     end
-    return {'missed', conv, agent, misses, away, r[7], (announce_all(keys, a, fmt(now)))}
+    return answer('missed', {conv = conv, agent = agent, misses = misses, away = away,
+        queue = r[7], rows = (announce_all(keys, a, fmt(now)))})
 end
 
 local function cg_outbox_announce(keys, args)
@@ -718,7 +777,7 @@ local function cg_outbox_announce(keys, args)
             announce_row(keys, a, row, now)
         end
     end
-    return rows
+    return answer('outbox', {rows = rows})
 end
 
 redis.register_function{function_name = 'cg_customer_msg', callback = event_fn(cg_customer_msg)}

@@ -11,13 +11,14 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* The assignments a presence made (announced in the call): the queues' snapshots. */
+/* 'presence' rows: the assignments a presence made (announced in the call): the queues'
+ * snapshots. */
 static void agent_rows_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn("agent %s: presence: %s", j->m.sender_id, rep->str);
         return;
     }
-    say_assigned_rows(j, rep);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
 void agent_on_presence(job *j) {
@@ -60,11 +61,11 @@ void agent_on_presence(job *j) {
         notify_dirty(j->r, m->skills[i]);
 }
 
+/* 'assigned' queue, row: the pick, announced in the call. */
 static void agent_pick_reply(job *j, redisReply *rep) {
     if (say_refused(j, rep, "pick")) return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
     asg_row row;
-    if (store_row_parse(rep->element[2], &row) != 0) return;
+    if (store_row_parse(evres_get(rep, "row"), &row) != 0) return;
     log_info("conv %s picked by %s", row.conv, row.agent);
     say_assigned(j, &row); /* announced in the call: the queue's snapshot */
 }
@@ -84,13 +85,14 @@ void agent_on_pick(job *j) {
     evarg_call(j, "cg_agent_pick", agent_pick_reply, &a);
 }
 
+/* 'requeued' | 'closed' | 'already' channel, queue, rows: the customer was told and the freed
+ * slot's assignments announced in the call. */
 static void agent_close_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
     if (say_refused(j, rep, "close")) return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) return;
     char what[16];
-    store_str(rep->element[0], what, sizeof(what));
-    store_str(rep->element[2], j->queue, sizeof(j->queue));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     if (strcmp(what, "requeued") == 0) {
         log_info("conv %s unresolved by %s (%s): back in queue %s", j->conv, m->sender_id,
                  j->resolution, j->queue);
@@ -98,7 +100,7 @@ static void agent_close_reply(job *j, redisReply *rep) {
     } else if (strcmp(what, "closed") == 0) {
         log_info("conv %s closed by %s (%s)", j->conv, m->sender_id, j->resolution);
     }
-    say_assigned_rows(j, rep->element[3]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
 void agent_on_close(job *j) {

@@ -95,8 +95,8 @@ static void close_notice(evarg *a, job *j, const char *conv, const char *text) {
 
 /* ---- the customer ends the conversation ---- */
 
-/* {'abandoned', queue} | {'ended', queue, agent, {ROW, ...}} | {'already'}: both sides were told
- * in the call; the queue's snapshot and the freed slot's assignments are left. */
+/* 'abandoned' queue | 'ended' queue, agent, rows | 'already': both sides were told in the call;
+ * the queue's snapshot and the freed slot's assignments are left. */
 static void close_customer_reply(job *j, redisReply *rep) {
     const msg *m = &j->m;
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -105,19 +105,18 @@ static void close_customer_reply(job *j, redisReply *rep) {
                  log_mask(m->sender_id, masked, sizeof(masked)), j->conv, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return; /* already closed */
     char what[16], agent[MSG_ID_MAX] = "";
-    store_str(rep->element[0], what, sizeof(what));
-    store_str(rep->element[1], j->queue, sizeof(j->queue));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     if (strcmp(what, "abandoned") == 0) {
         log_info("conv %s: the customer left the queue %s", j->conv, j->queue);
         if (j->queue[0]) notify_dirty(j->r, j->queue);
         return;
     }
-    if (rep->elements < 4) return;
-    store_str(rep->element[2], agent, sizeof(agent));
+    if (strcmp(what, "ended") != 0) return; /* already closed */
+    evres_str(rep, "agent", agent, sizeof(agent));
     log_info("conv %s ended by its customer (agent %s)", j->conv, agent);
-    say_assigned_rows(j, rep->element[3]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
 void close_by_customer(job *j) {
@@ -154,29 +153,27 @@ void close_idle_arm(job *j, const char *conv) {
     job_cmd(j, NULL, 4, "ZADD", CG_KEY_TIMERS, due, member);
 }
 
-/* {'idle', conv, agent, queue, {ROW, ...}}: both sides were told in the call; announce. */
+/* 'idle' conv, agent, queue, rows: both sides were told in the call; announce. */
 static void close_fired_idle(job *j, const redisReply *rep) {
-    if (rep->elements < 5) return;
     char agent[MSG_ID_MAX];
-    store_str(rep->element[1], j->conv, sizeof(j->conv));
-    store_str(rep->element[2], agent, sizeof(agent));
-    store_str(rep->element[3], j->queue, sizeof(j->queue));
+    evres_str(rep, "conv", j->conv, sizeof(j->conv));
+    evres_str(rep, "agent", agent, sizeof(agent));
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     log_info("conv %s closed after %lld s without messages (agent %s)", j->conv,
              j->r->cfg.idle_close_s, agent);
-    say_assigned_rows(j, rep->element[4]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
-/* {'followup', conv, queue, ticket, {ROW, ...}}: the task is queued (and what it assigned
- * announced) in the call; publish the queue. */
+/* 'followup' newconv, queue, ticket, rows: the task is queued (and what it assigned announced)
+ * in the call; publish the queue. */
 static void close_fired_followup(job *j, const redisReply *rep) {
-    if (rep->elements < 5) return;
     char ticket[64];
-    store_str(rep->element[1], j->conv, sizeof(j->conv));
-    store_str(rep->element[2], j->queue, sizeof(j->queue));
-    store_str(rep->element[3], ticket, sizeof(ticket));
+    evres_str(rep, "newconv", j->conv, sizeof(j->conv));
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
+    evres_str(rep, "ticket", ticket, sizeof(ticket));
     log_info("complaint %s: follow-up task %s queued in %s", ticket, j->conv, j->queue);
     notify_dirty(j->r, j->queue);
-    say_assigned_rows(j, rep->element[4]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
 static void close_fire_reply(job *j, redisReply *rep) {
@@ -184,9 +181,8 @@ static void close_fire_reply(job *j, redisReply *rep) {
         log_warn("timer %s: cg_close_timer: %s", j->member, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
     char what[16];
-    store_str(rep->element[0], what, sizeof(what));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
     log_debug("timer %s: %s", j->member, what);
     if (strcmp(what, "idle") == 0)
         close_fired_idle(j, rep);

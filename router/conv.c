@@ -3,7 +3,7 @@
  * One FCALL cg_customer_msg (redis/event.lua) with a msgpack map of this message's
  * classification, the greeting and the response deadlines: a new conversation is greeted, given
  * its first-response timer and enqueued in that call; for any other state it answers what
- * cg_conv_info would (a survey answer still asks cg_conv_info first: csat.c). Then, by state:
+ * cg_conv_info would, by name (the answers are read with evres.c). Then, by state:
  *   new      -> greeting (cmid cg:greet) in the customer's locale (identity.locale of this first
  *               message, else default_locale), classification of this first message (classify.c:
  *               queue, priority, category), the first-response timer, and cg_enqueue, which
@@ -109,26 +109,50 @@ static void conv_after_enqueue(job *j) {
     if (strcmp(j->state, "reread") == 0) job_restart(j); /* tell the position */
 }
 
-static void conv_info_reply(job *j, redisReply *rep) {
-    j->state[0] = '\0';
-    if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("conv %s: cg_conv_info: %s", j->conv, rep->str);
-        return;
+/* Field name of an event answer as a number, dflt when the answer has no such field. */
+static long long conv_int_or(const redisReply *rep, const char *name, long long dflt) {
+    const redisReply *v = evres_get(rep, name);
+    return v ? store_int(v) : dflt;
+}
+
+/* The waiting figures of a queued conversation (cg_customer_msg's 'new' and 'info' answers). */
+static void conv_wait_fields(job *j, const redisReply *rep) {
+    j->position = evres_int(rep, "position");
+    j->avg_ms = evres_int(rep, "avg_ms");
+    j->held = (int)evres_int(rep, "held");
+    j->staffed = (int)conv_int_or(rep, "staffed", 1);
+    j->slots = conv_int_or(rep, "slots", 1);
+    j->free = evres_int(rep, "free");
+}
+
+/* cg_customer_msg's 'info' answer: cg_conv_info's fields by name (state, channel, queue,
+ * position, in_outbox, row, avg_ms, locale, held, staffed, slots, free; told). */
+static void conv_info_fields(job *j, const redisReply *rep) {
+    evres_str(rep, "state", j->state, sizeof(j->state));
+    evres_str(rep, "channel", j->channel, sizeof(j->channel));
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
+    j->in_outbox = (int)evres_int(rep, "in_outbox");
+    j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
+    evres_str(rep, "locale", j->locale, sizeof(j->locale));
+    conv_wait_fields(j, rep);
+    j->told = evres_int(rep, "told") != 0;
+}
+
+/* cg_customer_msg's 'new' answer: cg_enqueue's by name (result 'assigned' with row, 'queued'
+ * with the waiting figures, 'already' with state and row), as conv_enqueue_reply reads it. */
+static void conv_new_fields(job *j, const redisReply *rep) {
+    evres_str(rep, "result", j->state, sizeof(j->state));
+    if (strcmp(j->state, "assigned") == 0) {
+        j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
+    } else if (strcmp(j->state, "queued") == 0) {
+        conv_wait_fields(j, rep);
+    } else if (strcmp(j->state, "already") == 0) {
+        /* another router (or an earlier run of this entry) got there first */
+        char st[16];
+        evres_str(rep, "state", st, sizeof(st));
+        j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
+        if (strcmp(st, "queued") == 0) cg_strlcpy(j->state, "reread", sizeof(j->state));
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return;
-    store_str(rep->element[0], j->state, sizeof(j->state));
-    store_str(rep->element[1], j->channel, sizeof(j->channel));
-    store_str(rep->element[2], j->queue, sizeof(j->queue));
-    j->position = store_int(rep->element[3]);
-    j->in_outbox = (int)store_int(rep->element[4]);
-    j->has_row = store_row_parse(rep->element[5], &j->row) == 0;
-    if (rep->elements < 9) return;
-    j->avg_ms = store_int(rep->element[6]);
-    store_str(rep->element[7], j->locale, sizeof(j->locale));
-    j->held = (int)store_int(rep->element[8]);
-    j->staffed = rep->elements >= 10 ? (int)store_int(rep->element[9]) : 1;
-    j->slots = rep->elements >= 12 ? store_int(rep->element[10]) : 1;
-    j->free = rep->elements >= 12 ? store_int(rep->element[11]) : 0;
 }
 
 /* Classify the first message of a new conversation, arm its first-response timer and enqueue
@@ -191,31 +215,30 @@ static void conv_after_info(job *j) {
     }
 }
 
-/* {'new', <cg_enqueue's answer>} | {'info', <cg_conv_info's answer>} */
+/* 'new' (cg_enqueue's answer by name, how) | 'info' (cg_conv_info's by name, told) */
 static void conv_customer_reply(job *j, redisReply *rep) {
     j->state[0] = '\0';
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn("conv %s: cg_customer_msg: %s", j->conv, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
-    char what[8];
-    store_str(rep->element[0], what, sizeof(what));
+    char what[8], how[16];
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
     if (strcmp(what, "info") == 0) {
-        conv_info_reply(j, rep->element[1]);
-        j->told = rep->elements > 2;
+        conv_info_fields(j, rep);
         j->then = conv_after_info;
         return;
     }
     if (strcmp(what, "new") != 0) return;
     log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue, j->prio,
              j->category);
-    conv_enqueue_reply(j, rep->element[1]);
-    if (rep->elements > 2 && j->has_row) { /* assigned and announced in the call itself */
+    conv_new_fields(j, rep);
+    evres_str(rep, "how", how, sizeof(how)); /* said in the call: announced, stale or told */
+    if (how[0] && j->has_row) {              /* assigned and announced in the call itself */
         log_info("conv %s assigned to %s", j->conv, j->row.agent);
         if (j->row.queue[0]) notify_dirty(j->r, j->row.queue);
         j->has_row = 0;
-    } else if (rep->elements > 2 && strcmp(j->state, "queued") == 0) { /* told in the call */
+    } else if (how[0] && strcmp(j->state, "queued") == 0) { /* told in the call */
         log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
         if (!j->staffed)
             log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);

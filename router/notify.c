@@ -159,19 +159,20 @@ static void notify_flush_cb(uv_timer_t *t) {
     r->n_dirty = 0;
 }
 
-/* {ROW, ...}: announced in the call; refresh their queues' snapshots. */
+/* 'outbox' rows: announced in the call; refresh their queues' snapshots. */
 static void notify_outbox_reply(job *j, redisReply *rep) {
-    if (rep->type != REDIS_REPLY_ARRAY) {
+    const redisReply *rows = evres_get(rep, "rows");
+    if (!rows || rows->type != REDIS_REPLY_ARRAY) {
         log_warn("cg_outbox_announce: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
         return;
     }
-    for (size_t i = 0; i < rep->elements; i++) {
+    for (size_t i = 0; i < rows->elements; i++) {
         asg_row row;
-        if (store_row_parse(rep->element[i], &row) != 0) continue;
+        if (store_row_parse(rows->element[i], &row) != 0) continue;
         log_info("outbox: announced conv %s assigned to %s", row.conv, row.agent);
         if (row.queue[0]) notify_dirty(j->r, row.queue);
     }
-    if (rep->elements >= NOTIFY_OUTBOX_LIMIT) j->then = notify_outbox_step;
+    if (rows->elements >= NOTIFY_OUTBOX_LIMIT) j->then = notify_outbox_step;
 }
 
 void notify_outbox_step(job *j) {

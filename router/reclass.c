@@ -17,18 +17,18 @@
 
 #include "../common/log.h"
 
-/* {'classified', old category, ticket, new}: the event, and a complaint's ticket and the customer's
- * acknowledgement, were written in the call. */
+/* 'classified' old (category), ticket, new_ticket: the event, and a complaint's ticket and the
+ * customer's acknowledgement, were written in the call. */
 static void reclass_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
     if (say_refused(j, rep, "classify")) return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) return;
-    char old[MSG_CODE_MAX], ticket[64];
-    store_str(rep->element[1], old, sizeof(old));
-    store_str(rep->element[2], ticket, sizeof(ticket));
+    char what[16], old[MSG_CODE_MAX], ticket[64];
+    if (evres_kind(rep, what, sizeof(what)) != 0 || strcmp(what, "classified") != 0) return;
+    evres_str(rep, "old", old, sizeof(old));
+    evres_str(rep, "ticket", ticket, sizeof(ticket));
     log_info("conv %s re-classified by %s: %s -> %s", j->conv, m->sender_id,
              old[0] ? old : "(none)", m->code);
-    if (store_int(rep->element[3])) log_info("conv %s: complaint %s", j->conv, ticket);
+    if (evres_int(rep, "new_ticket")) log_info("conv %s: complaint %s", j->conv, ticket);
 }
 
 void agent_on_classify(job *j) {

@@ -259,6 +259,17 @@ void evarg_bytes(evarg *a, const char *k, const void *v, size_t n);
 void evarg_str(evarg *a, const char *k, const char *v);
 void evarg_int(evarg *a, const char *k, long long v);
 void evarg_call(job *j, const char *fn, job_reply_fn *reply, evarg *a);
+
+/* ---- evres.c: the answers of the event functions (redis/event.lua answer()) ---- */
+/* An answer is the array {kind, name1, value1, ...}; a nested value (a ROW, a list of ROWs) is
+ * an array. Nothing read is copied except into the caller's buffers; a missing field is NULL,
+ * "" or 0. evres_kind: the kind into buf (n bytes), 0, or -1 (buf "") when rep is no answer. */
+int evres_kind(const redisReply *rep, char *buf, size_t n);
+/* The value element of field name, or NULL. */
+const redisReply *evres_get(const redisReply *rep, const char *name);
+/* Field name as text into out (n bytes; "" when missing), or as a number (0 when missing). */
+void evres_str(const redisReply *rep, const char *name, char *out, size_t n);
+long long evres_int(const redisReply *rep, const char *name);
 /* Restart j from its first step (after the current step's replies are in). */
 void job_restart(job *j);
 /* Send the collected XACKs now. */

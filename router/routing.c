@@ -42,36 +42,34 @@ static void routing_field(evarg *a, const char *k, unsigned char *p, size_t len)
     free(p);
 }
 
-/* {'missed', conv, agent, misses, away, queue, {ROW, ...}}: the agent was told and everything
- * assigned announced in the call; log, refresh the snapshots. */
+/* 'missed' conv, agent, misses, away, queue, rows: the agent was told and everything assigned
+ * announced in the call; log, refresh the snapshots. */
 static void routing_fired_offer(job *j, const redisReply *rep) {
     router *r = j->r;
-    if (rep->elements < 7) return;
     char agent[MSG_ID_MAX];
-    store_str(rep->element[1], j->conv, sizeof(j->conv));
-    store_str(rep->element[2], agent, sizeof(agent));
-    long long misses = store_int(rep->element[3]);
-    store_str(rep->element[5], j->queue, sizeof(j->queue));
+    evres_str(rep, "conv", j->conv, sizeof(j->conv));
+    evres_str(rep, "agent", agent, sizeof(agent));
+    long long misses = evres_int(rep, "misses");
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     log_info("conv %s: %s did not answer within %lld s (miss %lld): offered again", j->conv, agent,
              r->cfg.offer_timeout_s, misses);
-    if (store_int(rep->element[4]))
+    if (evres_int(rep, "away"))
         log_info("agent %s set away after %lld missed offers", agent, misses);
     notify_dirty(r, j->queue);
-    say_assigned_rows(j, rep->element[6]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
-/* {'overflow', queue, {overflow queues}, {ROW, ...}}: refresh the snapshots of the queue and of
+/* 'overflow' queue, to (the overflow queues), rows: refresh the snapshots of the queue and of
  * its overflow queues (their agents see the overdue conversations). */
 static void routing_fired_overflow(job *j, const redisReply *rep) {
     router *r = j->r;
-    if (rep->elements < 4) return;
-    store_str(rep->element[1], j->queue, sizeof(j->queue));
-    const redisReply *rows = rep->element[3];
-    if (rows->type == REDIS_REPLY_ARRAY && rows->elements > 0)
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
+    const redisReply *rows = evres_get(rep, "rows");
+    if (rows && rows->type == REDIS_REPLY_ARRAY && rows->elements > 0)
         log_info("queue %s overflowing: %zu conversations assigned", j->queue, rows->elements);
     notify_dirty(r, j->queue);
-    const redisReply *to = rep->element[2];
-    for (size_t i = 0; to->type == REDIS_REPLY_ARRAY && i < to->elements; i++) {
+    const redisReply *to = evres_get(rep, "to");
+    for (size_t i = 0; to && to->type == REDIS_REPLY_ARRAY && i < to->elements; i++) {
         char q[MSG_CODE_MAX];
         store_str(to->element[i], q, sizeof(q));
         notify_dirty(r, q);
@@ -84,9 +82,8 @@ static void routing_fire_reply(job *j, redisReply *rep) {
         log_warn("timer %s: cg_route_timer: %s", j->member, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
     char what[16];
-    store_str(rep->element[0], what, sizeof(what));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
     log_debug("timer %s: %s", j->member, what);
     if (strcmp(what, "missed") == 0) {
         routing_fired_offer(j, rep);

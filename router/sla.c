@@ -269,23 +269,22 @@ void sla_complaint(job *j, const char *complaint_class) {
 
 /* ---- fired timers ---- */
 
-/* {'breach', kind, conv, result, queue before, queue now, {ROW, ...}}: the event, the notices and
- * what the action assigned were written in the call; publish the queues' snapshots. */
+/* 'breach' kind, conv, result, from (the queue before), queue (now), rows: the event, the
+ * notices and what the action assigned were written in the call; publish the queues' snapshots. */
 static void sla_fired_breach(job *j, const redisReply *rep) {
     router *r = j->r;
-    if (rep->elements < 7) return;
     char kind[32], result[16], from[MSG_CODE_MAX];
-    store_str(rep->element[1], kind, sizeof(kind));
-    store_str(rep->element[2], j->conv, sizeof(j->conv));
-    store_str(rep->element[3], result, sizeof(result));
-    store_str(rep->element[4], from, sizeof(from));
-    store_str(rep->element[5], j->queue, sizeof(j->queue));
+    evres_str(rep, "kind", kind, sizeof(kind));
+    evres_str(rep, "conv", j->conv, sizeof(j->conv));
+    evres_str(rep, "result", result, sizeof(result));
+    evres_str(rep, "from", from, sizeof(from));
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     log_warn("conv %s: SLA %s breached: %s (%s)", j->conv, kind, sla_action_name(r->sla.action),
              result);
     notify_dirty(r, from);
     notify_dirty(r, j->queue);
     if (r->sla.action == SLA_ESCALATE) notify_dirty(r, r->cfg.escalate_queue); /* they list it */
-    say_assigned_rows(j, rep->element[6]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
 }
 
 static void sla_fire_reply(job *j, redisReply *rep) {
@@ -293,9 +292,8 @@ static void sla_fire_reply(job *j, redisReply *rep) {
         log_warn("timer %s: cg_sla_timer: %s", j->member, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
     char what[16];
-    store_str(rep->element[0], what, sizeof(what));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
     log_debug("timer %s: %s", j->member, what);
     if (strcmp(what, "breach") == 0) {
         sla_fired_breach(j, rep);
@@ -305,19 +303,18 @@ static void sla_fire_reply(job *j, redisReply *rep) {
     }
 }
 
-/* {'told', conv, queue}: the customer was told in the call; the queue's snapshot is left. */
+/* 'told' conv, queue: the customer was told in the call; the queue's snapshot is left. */
 static void sla_pos_reply(job *j, redisReply *rep) {
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn("timer %s: cg_pos_timer: %s", j->member, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return;
     char what[16];
-    store_str(rep->element[0], what, sizeof(what));
+    if (evres_kind(rep, what, sizeof(what)) != 0) return;
     log_debug("timer %s: %s", j->member, what);
-    if (strcmp(what, "told") != 0 || rep->elements < 3) return;
-    store_str(rep->element[1], j->conv, sizeof(j->conv));
-    store_str(rep->element[2], j->queue, sizeof(j->queue));
+    if (strcmp(what, "told") != 0) return;
+    evres_str(rep, "conv", j->conv, sizeof(j->conv));
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
 }
 
 /* A pos:<conv> timer in one call, FCALL cg_pos_timer (redis/event.lua): the position update and

@@ -18,21 +18,22 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* {'transferred', channel, locale, queue, ROW or {}, {ROW, ...}}: the event was written in the
- * call; announce the new assignment and what the freed slot took. */
+/* 'transferred' channel, locale, queue, row (to an agent, else {}), rows: the event was written
+ * in the call; announce the new assignment and what the freed slot took. */
 static void transfer_reply(job *j, redisReply *rep) {
     msg *m = &j->m;
     if (say_refused(j, rep, "transfer")) return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return;
-    store_str(rep->element[3], j->queue, sizeof(j->queue));
+    char what[16];
+    if (evres_kind(rep, what, sizeof(what)) != 0 || strcmp(what, "transferred") != 0) return;
+    evres_str(rep, "queue", j->queue, sizeof(j->queue));
     asg_row row;
-    int has_row = store_row_parse(rep->element[4], &row) == 0;
+    int has_row = store_row_parse(evres_get(rep, "row"), &row) == 0;
     if (m->agent_id[0])
         log_info("conv %s transferred by %s to %s", j->conv, m->sender_id, m->agent_id);
     else
         log_info("conv %s transferred by %s to queue %s", j->conv, m->sender_id, j->queue);
     if (has_row) say_assigned(j, &row);
-    say_assigned_rows(j, rep->element[5]);
+    say_assigned_rows(j, evres_get(rep, "rows"));
     notify_dirty(j->r, j->queue);
     job_push_outbox(j->r); /* assignments made while serving the target queue */
 }

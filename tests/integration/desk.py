@@ -23,6 +23,16 @@ def s(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
+def named(res):
+    """An event function's answer (redis/event.lua answer(): {kind, name1, value1, ...}) as
+    (kind, {name: value}); strings as str, nested arrays (a ROW, a list of ROWs) as lists of
+    them."""
+    def val(v):
+        return [val(x) for x in v] if isinstance(v, list) else s(v)
+    assert isinstance(res, list) and res and len(res) % 2 == 1, res
+    return s(res[0]), {s(res[i]): val(res[i + 1]) for i in range(1, len(res), 2)}
+
+
 def conv_hash(r, conv):
     """The conversation's hash as {str: str}."""
     return {s(k): s(v) for k, v in r.hgetall(f"cg:{{t:default}}:conv:{conv}").items()}

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, s
+from desk import conv_hash, log_of, named
 from test_core_events import NOW, TENANT, call, customer_text, event, new_id, timers
 
 # Three variants as the router packs them for [templates zh-CN] then [templates en]: [1] the
@@ -42,7 +42,7 @@ def assigned_conv(r, locale="en", customer="cu1"):
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
     conv = customer_text(r, customer, "hello")
     _, res = call(r, event(conv, greet="", locale=locale))
-    assert s(res[0]) == "assigned", res
+    assert res["result"] == "assigned", res
     return conv
 
 
@@ -69,8 +69,8 @@ def test_an_agent_close_tells_the_customer_in_its_locale(redis_srv, locale, whic
     r = redis_srv.r
     load_libraries(r)
     conv = assigned_conv(r, locale)
-    what, channel, queue, rows = agent_close(r, conv)
-    assert (s(what), s(channel), s(queue), rows) == ("closed", "web", "general", [])
+    assert named(agent_close(r, conv)) == ("closed", {"channel": "web", "queue": "general",
+                                                      "rows": []})
     log = log_of(r, conv)
     assert [(m["type"], m.get("text")) for m in log[-2:]] == [
         ("closed", f"closed {which}"), ("survey", f"survey {which}")]
@@ -84,10 +84,10 @@ def test_an_agent_close_processed_twice_writes_once(redis_srv):
     r = redis_srv.r
     load_libraries(r)
     conv = assigned_conv(r)
-    assert s(agent_close(r, conv)[0]) == "closed"
+    assert named(agent_close(r, conv))[0] == "closed"
     before = len(log_of(r, conv))
-    assert [s(x) if isinstance(x, bytes) else x for x in agent_close(r, conv)] == [
-        "already", "web", "general", []]
+    assert named(agent_close(r, conv)) == ("already", {"channel": "web", "queue": "general",
+                                                       "rows": []})
     assert len(log_of(r, conv)) == before
 
 
@@ -110,8 +110,9 @@ def test_an_agent_close_variants(redis_srv, name, over, answer, state, types):
     load_libraries(r)
     conv = assigned_conv(r)
     before = len(log_of(r, conv))
-    res = agent_close(r, conv, **over)
-    assert s(res[0]) == answer and conv_hash(r, conv)["state"] == state
+    what, res = named(agent_close(r, conv, **over))
+    assert what == answer and conv_hash(r, conv)["state"] == state
+    assert (res["channel"], res["queue"], res["rows"]) == ("web", "general", [])
     assert [m["type"] for m in log_of(r, conv)[before:]] == types
     if answer == "requeued":
         assert conv_hash(r, conv)["prev_agent"] == "amy"
@@ -151,11 +152,11 @@ def test_a_waiting_customer_ends_the_chat_in_one_call(redis_srv):
     load_libraries(r)
     conv = customer_text(r, "cu1", "hello")
     call(r, event(conv, greet="", locale="zh-CN"))  # nobody online: queued
-    assert [s(x) for x in customer_end(r, conv)] == ["abandoned", "general"]
+    assert named(customer_end(r, conv)) == ("abandoned", {"queue": "general"})
     assert conv_hash(r, conv)["resolution"] == "abandoned"
     assert [(m["type"], m.get("text")) for m in log_of(r, conv)[1:]] == [("closed", "abandoned zh")]
     assert not r.zscore(f"{TENANT}:queue:general", conv)
-    assert [s(x) for x in customer_end(r, conv)] == ["already"]
+    assert named(customer_end(r, conv)) == ("already", {})
     assert len(log_of(r, conv)) == 2
 
 
@@ -166,8 +167,8 @@ def test_an_assigned_customer_ends_the_chat_in_one_call(redis_srv):
     sub = r.pubsub()
     sub.subscribe(f"{TENANT}:a:amy")
     assert sub.get_message(timeout=5)["type"] == "subscribe"
-    what, queue, agent, rows = customer_end(r, conv)
-    assert (s(what), s(queue), s(agent), rows) == ("ended", "general", "amy", [])
+    assert named(customer_end(r, conv)) == ("ended", {"queue": "general", "agent": "amy",
+                                                      "rows": []})
     assert [(m["type"], m.get("text")) for m in log_of(r, conv)[-2:]] == [
         ("closed", "left en"), ("survey", "survey en")]
     got = sub.get_message(timeout=5)
@@ -177,7 +178,7 @@ def test_an_assigned_customer_ends_the_chat_in_one_call(redis_srv):
     h = conv_hash(r, conv)
     assert (h["state"], h["resolution"], h["closed_by"]) == ("closed", "customer_left", "customer")
     n = len(log_of(r, conv))
-    assert [s(x) for x in customer_end(r, conv)] == ["already"]  # re-processed: nothing again
+    assert named(customer_end(r, conv)) == ("already", {})  # re-processed: nothing again
     assert len(log_of(r, conv)) == n
     sub.close()
 
@@ -213,15 +214,15 @@ def test_an_idle_conversation_is_closed_in_one_call(redis_srv):
     conv = assigned_conv(r, "zh-CN")
     due = NOW + 600_000
     r.zadd(f"{TENANT}:timers", {f"idle:{conv}": due})
-    res = r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1)))
-    assert [s(x) for x in res[:4]] == ["idle", conv, "amy", "general"] and res[4] == []
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1))))
+    assert res == ("idle", {"conv": conv, "agent": "amy", "queue": "general", "rows": []})
     assert [(m["type"], m.get("text")) for m in log_of(r, conv)[-3:]] == [
         ("text", "idle zh"), ("closed", "closed zh"), ("survey", "survey zh")]
     assert conv_hash(r, conv)["resolution"] == "no_response"
     # the same timer fired again (another router's claim of the old lease): stale, nothing written
     n = len(log_of(r, conv))
-    res = r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 2)))
-    assert [s(x) for x in res] == ["stale"] and len(log_of(r, conv)) == n
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 2))))
+    assert res == ("stale", {}) and len(log_of(r, conv)) == n
 
 
 def test_an_idle_timer_after_a_message_rearms_itself(redis_srv):
@@ -232,8 +233,8 @@ def test_an_idle_timer_after_a_message_rearms_itself(redis_srv):
     due = NOW + 600_000
     r.zadd(f"{TENANT}:timers", {f"idle:{conv}": due})
     customer_text(r, "cu1", "still there?", now=NOW + 300_000)  # act_at moves
-    res = r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1)))
-    assert [s(x) for x in res] == ["done"] and conv_hash(r, conv)["state"] == "assigned"
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1))))
+    assert res == ("done", {}) and conv_hash(r, conv)["state"] == "assigned"
     assert timers(r)[f"idle:{conv}"] == NOW + 900_000
 
 
@@ -254,8 +255,11 @@ def test_a_transfer_writes_its_event_with_the_targets_name_in_one_call(redis_srv
     ev = payload("transferred", "VIP, address in Hangzhou", agent_id="bob")
     a = {"conv": conv, "agent": "amy", "now": NOW + 5, "to_agent": "bob", "to_queue": "",
          "pos_ms": 0, "entry": "9-1", "transferred": ev}
-    res = r.fcall("cg_agent_transfer", 1, TENANT, pack(a))
-    assert s(res[0]) == "transferred" and s(res[4][1]) == "bob", res
+    what, res = named(r.fcall("cg_agent_transfer", 1, TENANT, pack(a)))
+    assert (what, res["channel"], res["locale"], res["queue"]) == \
+        ("transferred", "web", "en", "general")
+    assert res["row"][:3] == [conv, "bob", "Bob Li"], res
+    assert res["rows"] == [res["row"]]  # every assignment of the call, announced in it
     [t] = [m for m in log_of(r, conv) if m["type"] == "transferred"]
     assert (t["agent_id"], t["agent_name"], t["text"]) == ("bob", "Bob Li", "VIP, address in Hangzhou")
     assert conv_hash(r, conv)["agent"] == "bob"
@@ -279,8 +283,8 @@ def test_the_freed_slot_is_announced_in_the_close_call(redis_srv):
     customer_msg(r, event(waiting, greet=""))
     assert conv_hash(r, waiting)["state"] == "queued" and other
     shell = payload("assigned", "{name} has joined")
-    what, _, _, rows = agent_close(r, conv, assigned=shell, offer_ms=30_000, idle_ms=600_000)
-    assert s(what) == "closed" and [s(x[0]) for x in rows] == [waiting]
+    what, res = named(agent_close(r, conv, assigned=shell, offer_ms=30_000, idle_ms=600_000))
+    assert what == "closed" and [x[0] for x in res["rows"]] == [waiting]
     [a] = [m for m in log_of(r, waiting) if m["type"] == "assigned"]
     assert (a["agent_id"], a["text"]) == ("amy", "Amy has joined")
     assert not r.sismember(f"{TENANT}:outbox:assign", waiting)

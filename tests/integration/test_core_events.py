@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, s
+from desk import conv_hash, log_of, named, s
 
 NOW = 1_800_000_000_000
 TENANT = "cg:{t:default}"
@@ -43,8 +43,9 @@ def event(conv, **over):
 
 
 def call(r, args):
+    """cg_customer_msg's answer as (kind, {name: value}) (desk.named)."""
     # bytes go as msgpack str: the cmsgpack of Redis does not read the bin types
-    return r.fcall("cg_customer_msg", 1, TENANT, msgpack.packb(args, use_bin_type=False))
+    return named(r.fcall("cg_customer_msg", 1, TENANT, msgpack.packb(args, use_bin_type=False)))
 
 
 def timers(r):
@@ -68,7 +69,7 @@ def test_a_new_conversation_in_one_call(redis_srv, name, online, over, answer, s
         r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
     conv = customer_text(r, "cu1", "where is my parcel?")
     what, res = call(r, event(conv, **over))
-    assert s(what) == "new" and s(res[0]) == answer, (what, res)
+    assert what == "new" and res["result"] == answer and "how" not in res, (what, res)
     h = conv_hash(r, conv)
     assert h["state"] == state and h["queue"] == "general" and h["locale"] == "en"
     assert len(log_of(r, conv)) == logged  # the customer's text, then the greeting
@@ -77,7 +78,10 @@ def test_a_new_conversation_in_one_call(redis_srv, name, online, over, answer, s
     due = over.get("first_due", NOW + 60_000)
     assert timers(r).get(f"first:{conv}") == (due or None)
     if answer == "assigned":
-        assert s(res[1][1]) == "amy" and h["agent"] == "amy"
+        assert res["row"][:2] == [conv, "amy"] and h["agent"] == "amy"
+    else:
+        assert {k: res[k] for k in ("position", "queue_length", "held", "staffed", "free")} == \
+            {"position": 1, "queue_length": 1, "held": 0, "staffed": 0, "free": 0}
 
 
 def test_any_other_state_changes_nothing_and_answers_it(redis_srv):
@@ -87,10 +91,13 @@ def test_any_other_state_changes_nothing_and_answers_it(redis_srv):
     call(r, event(conv))
     before = (conv_hash(r, conv), len(log_of(r, conv)), timers(r))
     what, info = call(r, event(conv, queue="sales", greet=greeting("again?")))
-    assert s(what) == "info" and s(info[0]) == "queued" and s(info[2]) == "general"
+    assert (what, info["state"], info["channel"], info["queue"], info["position"]) == \
+        ("info", "queued", "web", "general", 1)
+    assert (info["in_outbox"], info["row"], info["locale"], info["staffed"]) == (0, [], "en", 0)
+    assert "told" not in info
     assert (conv_hash(r, conv), len(log_of(r, conv)), timers(r)) == before
     what, info = call(r, event("no-such-conversation"))
-    assert s(what) == "info" and s(info[0]) == ""
+    assert (what, info["state"], info["staffed"]) == ("info", "", 1)
 
 
 def test_the_same_event_twice_greets_once(redis_srv):
@@ -99,8 +106,8 @@ def test_the_same_event_twice_greets_once(redis_srv):
     r = redis_srv.r
     load_libraries(r)
     conv = customer_text(r, "cu1", "hello")
-    assert s(call(r, event(conv))[0]) == "new"
-    assert s(call(r, event(conv))[0]) == "info"
+    assert call(r, event(conv))[0] == "new"
+    assert call(r, event(conv))[0] == "info"
     assert [m.get("text") for m in log_of(r, conv)] == ["hello", "Hello, how can we help?"]
 
 
@@ -138,12 +145,11 @@ def test_an_assignment_is_announced_in_one_call(redis_srv):
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
     conv = customer_text(r, "cu1", "hello")
     what, res = call(r, event(conv, greet=""))
-    assert s(res[0]) == "assigned" and r.sismember(f"{TENANT}:outbox:assign", conv)
+    assert res["result"] == "assigned" and r.sismember(f"{TENANT}:outbox:assign", conv)
     sub = r.pubsub()
     sub.subscribe(f"{TENANT}:a:amy")
     assert sub.get_message(timeout=5)["type"] == "subscribe"
-    answer = announce(r, conv)
-    assert s(answer[0]) == "announced" and answer[1] == 2  # after the customer's text
+    assert named(announce(r, conv)) == ("announced", {"seq": 2})  # after the customer's text
     assert [m["type"] for m in log_of(r, conv)] == ["text", "assigned"]
     got = sub.get_message(timeout=5)
     assert got and got["data"][:8] == b"\0" * 8
@@ -153,7 +159,7 @@ def test_an_assignment_is_announced_in_one_call(redis_srv):
     assert timers(r)[f"offer:{conv}"] == NOW + 30_000 and conv_hash(r, conv)["offer_no"] == "1"
     assert timers(r)[f"idle:{conv}"] == NOW + 600_000
     # announced again (a router that died before its XACK): the log keeps one event
-    assert s(announce(r, conv)[0]) == "announced"
+    assert named(announce(r, conv))[0] == "announced"
     assert [m["type"] for m in log_of(r, conv)] == ["text", "assigned"]
     sub.close()
 
@@ -165,7 +171,7 @@ def test_a_stale_assignment_is_not_announced(redis_srv, over):
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
     conv = customer_text(r, "cu1", "hello")
     call(r, event(conv, greet=""))
-    assert [s(x) for x in announce(r, conv, offer_due=0, **over)] == ["stale"]
+    assert named(announce(r, conv, offer_due=0, **over)) == ("stale", {})
     assert [m["type"] for m in log_of(r, conv)] == ["text"]
     assert f"offer:{conv}" not in timers(r) and f"idle:{conv}" not in timers(r)
     assert not r.sismember(f"{TENANT}:outbox:assign", conv)
@@ -191,8 +197,8 @@ def test_a_conversation_assigned_at_once_is_announced_in_the_same_call(redis_srv
     assert sub.get_message(timeout=5)["type"] == "subscribe"
     ev = msgpack.packb({"v": 1, "type": "assigned", "id": new_id(), "dir": "out", "role": "system",
                         "sender_id": "chatgw", "ts": NOW, "text": "{name} has joined"})
-    what, res, how = call(r, event(conv, greet="", assigned=ev, offer_ms=30_000, idle_ms=600_000))
-    assert (s(what), s(res[0]), s(how)) == ("new", "assigned", "announced")
+    what, res = call(r, event(conv, greet="", assigned=ev, offer_ms=30_000, idle_ms=600_000))
+    assert (what, res["result"], res["how"]) == ("new", "assigned", "announced")
     [a] = [m for m in log_of(r, conv) if m["type"] == "assigned"]
     assert (a["agent_id"], a["agent_name"], a["queue"], a["text"]) == \
         ("amy", "Amy Wu", "general", "Amy Wu has joined")
@@ -240,8 +246,8 @@ def test_a_waiting_conversation_is_told_in_the_same_call(redis_srv, name, who, o
         r.sadd(f"{TENANT}:closed", "general")
         r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
     conv = customer_text(r, "cu1", "hello")
-    what, res, how = call(r, event(conv, greet="", **waiting(**over)))
-    assert (s(what), s(res[0]), s(how)) == ("new", "queued", "told"), res
+    what, res = call(r, event(conv, greet="", **waiting(**over)))
+    assert (what, res["result"], res["how"]) == ("new", "queued", "told"), res
     [m] = [m for m in log_of(r, conv) if m.get("role") == "bot"]
     assert (m["text"], m.get("position"), m.get("wait"), m["queue"]) == (text, position, wait,
                                                                          "general")
@@ -256,10 +262,24 @@ def test_a_waiting_customers_next_message_is_answered_in_the_same_call(redis_srv
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
     call(r, event(customer_text(r, "cu0", "first"), greet=""))  # amy is busy now
     conv = customer_text(r, "cu1", "hello")
-    assert s(call(r, event(conv, greet="", **waiting()))[2]) == "told"
+    assert call(r, event(conv, greet="", **waiting()))[1]["how"] == "told"
     customer_text(r, "cu1", "anyone?")
-    what, info, how = call(r, event(conv, greet="", **waiting(wait_cmid="cg:pos:2-1")))
-    assert (s(what), s(info[0]), s(how)) == ("info", "queued", "told")
+    what, info = call(r, event(conv, greet="", **waiting(wait_cmid="cg:pos:2-1")))
+    assert (what, info["state"], info["told"]) == ("info", "queued", 1)
     assert [m["text"] for m in log_of(r, conv) if m.get("role") == "bot"] == ["Q 1 2 min"] * 2
-    res = call(r, event(conv, greet="", queue="sales", **waiting(wait_cmid="cg:pos:3-1")))
-    assert len(res) == 2 and s(res[0]) == "info"  # another queue: the router's
+    what, info = call(r, event(conv, greet="", queue="sales", **waiting(wait_cmid="cg:pos:3-1")))
+    assert what == "info" and "told" not in info  # another queue: the router's
+
+
+def test_an_answer_names_its_fields_in_sorted_order(redis_srv):
+    """answer() (redis/event.lua): {kind, name1, value1, ...}, names sorted, so the same event
+    gets the same bytes back; a ROW stays an array."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv = customer_text(r, "cu1", "hello")
+    call(r, event(conv, greet=""))
+    raw = r.fcall("cg_customer_msg", 1, TENANT, msgpack.packb(event(conv), use_bin_type=False))
+    names = [s(x) for x in raw[1::2]]
+    assert s(raw[0]) == "info" and len(raw) % 2 == 1
+    assert names == sorted(names) and len(names) == 12, names
+    assert raw[2 + 2 * names.index("row")] == []  # queued: no ROW, an empty array

@@ -9,7 +9,7 @@ import msgpack
 import pytest
 
 from conftest import load_libraries
-from desk import log_of, s
+from desk import log_of, named, s
 from test_core_events import NOW, TENANT, call, customer_text, event, new_id, timers
 
 OFFER_MS = 30_000
@@ -93,11 +93,11 @@ def test_an_offer_timeout_is_one_call(redis_srv, name, before, max_misses, away)
         r.hset(f"{TENANT}:agent:amy", "offer_misses", before)
     sub = subscribe(r, "amy", "bob")
     due = timers(r)[f"offer:{conv}"]
-    res = route_timer(r, f"offer:{conv}", due, max_misses=max_misses)
-    what, c, agent, misses, got_away, queue, rows = res
-    assert (s(what), s(c), s(agent), misses, got_away, s(queue)) == \
-        ("missed", conv, "amy", before + 1, away, "general")
-    assert [s(x[1]) for x in rows] == ["bob"]
+    what, res = named(route_timer(r, f"offer:{conv}", due, max_misses=max_misses))
+    rows = res.pop("rows")
+    assert (what, res) == ("missed", {"conv": conv, "agent": "amy", "misses": before + 1,
+                                      "away": away, "queue": "general"})
+    assert [x[1] for x in rows] == ["bob"]
     h = r.hgetall(f"{TENANT}:conv:{conv}")
     assert (s(h[b"agent"]), s(h[b"prev_agent"]), s(h[b"assign_no"])) == ("bob", "amy", "2")
     assert not r.sismember(f"{TENANT}:outbox:assign", conv)
@@ -124,9 +124,9 @@ def test_a_stale_or_answered_offer_does_nothing(redis_srv):
     online(r, "amy")
     conv = new_conv(r, "cu1")
     due = timers(r)[f"offer:{conv}"]
-    assert [s(x) for x in route_timer(r, f"offer:{conv}", due, lease="12")] == ["stale"]
+    assert named(route_timer(r, f"offer:{conv}", due, lease="12")) == ("stale", {})
     r.hset(f"{TENANT}:conv:{conv}", "offer_no", "0")  # answered: the assignment is no longer offered
-    assert [s(x) for x in route_timer(r, f"offer:{conv}", due)] == ["done"]
+    assert named(route_timer(r, f"offer:{conv}", due)) == ("done", {})
     assert s(r.hget(f"{TENANT}:conv:{conv}", "agent")) == "amy"
 
 
@@ -141,9 +141,9 @@ def test_an_overflow_timer_assigns_and_announces_in_the_call(redis_srv):
     due = timers(r)[f"overflow:general"]
     assert due == NOW + 60_000
     sub = subscribe(r, "vic")
-    what, queue, to, rows = route_timer(r, "overflow:general", due)
-    assert (s(what), s(queue), [s(x) for x in to]) == ("overflow", "general", ["vip"])
-    assert [(s(x[0]), s(x[1])) for x in rows] == [(conv, "vic")]
+    what, res = named(route_timer(r, "overflow:general", due))
+    assert (what, res["queue"], res["to"]) == ("overflow", "general", ["vip"])
+    assert [(x[0], x[1]) for x in res["rows"]] == [(conv, "vic")]
     [a] = [m for m in notices(sub) if m["type"] == "assigned"]
     assert a["conv"] == conv
     assert not r.sismember(f"{TENANT}:outbox:assign", conv)
@@ -171,8 +171,8 @@ def test_the_outbox_is_announced_in_one_call(redis_srv):
     sub = subscribe(r, "amy")
     a = {"now": NOW, "limit": 10}
     a.update(rows_fields())
-    rows = r.fcall("cg_outbox_announce", 1, TENANT, pack(a))
-    assert sorted(s(x[0]) for x in rows) == sorted(convs[:2])
+    what, res = named(r.fcall("cg_outbox_announce", 1, TENANT, pack(a)))
+    assert what == "outbox" and sorted(x[0] for x in res["rows"]) == sorted(convs[:2])
     assert r.scard(f"{TENANT}:outbox:assign") == 0
     assert sorted(m["conv"] for m in notices(sub) if m["type"] == "assigned") == sorted(convs[:2])
     for c in convs[:2]:

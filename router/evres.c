@@ -1,0 +1,61 @@
+/* evres.c -- reading the answers of the event functions (redis/event.lua answer()): the RESP2
+ * array {kind, name1, value1, name2, value2, ...}. A field is found by name; a missing field,
+ * or a reply that is no such array, reads as NULL / "" / 0, never out of bounds. The values
+ * stay the reply's (owned by hiredis, valid for the reply callback only). Self-contained (hiredis
+ * and common/util only), so tests/unit/test_evres.c runs it on replies hiredis's reader parsed. */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+/* A string, status or integer reply as text into out (n bytes); "" for anything else. */
+static void evres_copy(const redisReply *v, char *out, size_t n) {
+    if (n == 0) return;
+    out[0] = '\0';
+    if (!v) return;
+    if (v->type == REDIS_REPLY_STRING || v->type == REDIS_REPLY_STATUS) {
+        size_t len = v->len < n - 1 ? v->len : n - 1;
+        memcpy(out, v->str, len);
+        out[len] = '\0';
+    } else if (v->type == REDIS_REPLY_INTEGER) {
+        snprintf(out, n, "%lld", v->integer);
+    }
+}
+
+int evres_kind(const redisReply *rep, char *buf, size_t n) {
+    if (n) buf[0] = '\0';
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return -1;
+    const redisReply *k = rep->element[0];
+    if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS) return -1;
+    evres_copy(k, buf, n);
+    return 0;
+}
+
+const redisReply *evres_get(const redisReply *rep, const char *name) {
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || !name) return NULL;
+    size_t len = strlen(name);
+    for (size_t i = 1; i + 1 < rep->elements; i += 2) {
+        const redisReply *k = rep->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == len && memcmp(k->str, name, len) == 0)
+            return rep->element[i + 1];
+    }
+    return NULL;
+}
+
+void evres_str(const redisReply *rep, const char *name, char *out, size_t n) {
+    evres_copy(evres_get(rep, name), out, n);
+}
+
+long long evres_int(const redisReply *rep, const char *name) {
+    const redisReply *v = evres_get(rep, name);
+    if (!v) return 0;
+    if (v->type == REDIS_REPLY_INTEGER) return v->integer;
+    if (v->type != REDIS_REPLY_STRING) return 0;
+    char buf[32];
+    long long out = 0;
+    evres_copy(v, buf, sizeof(buf));
+    if (cg_parse_ll(buf, -(1LL << 62), 1LL << 62, &out) != 0) return 0;
+    return out;
+}
