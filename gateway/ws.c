@@ -300,12 +300,12 @@ static size_t ws_frame_header(unsigned char *out, size_t len, int binary) {
     return 4;
 }
 
-/* Several frames are queued: as many as fit in WS_BATCH_MAX leave in one write. 0 written, 1
- * nothing done (out of memory: the caller writes one frame the usual way), -1 the connection
- * failed. */
+/* Several frames are queued: as many as fit in WS_BATCH_MAX leave in one write. 0 written, -1
+ * the connection failed. */
 static int ws_write_batch(struct lws *wsi, sess *s) {
-    unsigned char *buf = malloc(LWS_PRE + WS_BATCH_MAX);
-    if (!buf) return 1;
+    /* one buffer for every batch: the process writes from its one loop thread, and lws_write
+     * sends it at once or copies what the socket did not take (lws_partial_buffered) */
+    static unsigned char buf[LWS_PRE + WS_BATCH_MAX];
     size_t used = 0;
     int binary = s->codec != CODEC_JSON;
     while (s->q_len) {
@@ -318,7 +318,6 @@ static int ws_write_batch(struct lws *wsi, sess *s) {
         frame_unref(f);
     }
     int n = used ? lws_write(wsi, buf + LWS_PRE, used, LWS_WRITE_RAW) : 0;
-    free(buf);
     if (n < 0) return -1;
     if (used) G.ws_writes++;
     return 0;
@@ -339,10 +338,8 @@ static void ws_write_close(struct lws *wsi, int code, const char *reason) {
 /* Write queued frames in one lws_write: several in one buffer, or the first alone. 0 written
  * (or nothing queued), -1 the connection failed. */
 static int ws_write_queued(struct lws *wsi, sess *s) {
-    if (s->q_len > 1 && s->q[s->q_head]->len + WS_HDR_MAX <= WS_BATCH_MAX) {
-        int rc = ws_write_batch(wsi, s);
-        if (rc <= 0) return rc;
-    }
+    if (s->q_len > 1 && s->q[s->q_head]->len + WS_HDR_MAX <= WS_BATCH_MAX)
+        return ws_write_batch(wsi, s);
     frame *f = sess_pop(s);
     if (!f) return 0;
     enum lws_write_protocol wp = s->codec == CODEC_JSON ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
