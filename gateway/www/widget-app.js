@@ -551,11 +551,22 @@
         queueText(t('email_text', { email: address }));
     }
 
+    /* Commands the customer gave while the session is not (yet, or again) welcomed: sent once
+     * the next welcome comes, in order. The gateway refuses any frame before the hello is
+     * answered (hello_required), so End chat or a star pressed just after a reconnect would be
+     * lost. Each carries a cmid: a re-send after an unanswered try is not applied twice. */
+    var held = [];
+    function sendWhenWelcomed(frame) {
+        if (welcomed && conn.send(frame)) return;
+        if (held.length < 16) held.push(frame);
+    }
+
     /* "End chat": the desk closes the customer's current conversation (it leaves the queue, or
      * the agent is told); the closed event that follows hides the button. */
     function endChat() {
         if (!current || ui.end.disabled) return;
-        if (conn.send({ type: 'close', cmid: C.uuid() })) ui.end.disabled = true;
+        sendWhenWelcomed({ type: 'close', cmid: C.uuid() });
+        ui.end.disabled = true;
     }
 
     function onLogged(f) {
@@ -604,6 +615,9 @@
         if (f.conv) ensureConv(f.conv);
         setStatus('online', t('online'));
         ui.error.hidden = true;
+        var h = held;
+        held = [];
+        h.forEach(sendWhenWelcomed);
         pending.forEach(function (p) { transmit(p); });
         if (profile.email && !profile.email_sent && profile.asked) sendEmail(profile.email);
         if (visible()) markSeen();
@@ -745,7 +759,7 @@
 
     function rate(survey, n) {
         var conv = survey.conv || (current && current.conv);
-        conn.send({ type: 'rating', cmid: 'rating-' + (conv || '').slice(0, 40) + '-' + survey.seq,
+        sendWhenWelcomed({ type: 'rating', cmid: 'rating-' + (conv || '').slice(0, 40) + '-' + survey.seq,
             conv: conv, rating: n });
         var c = conv && byConv.get(conv);
         if (c) R.rated(c.section, n);
@@ -857,7 +871,8 @@
         showUnread();
         window.ChatGWWidget = { open: function () { setOpen(true); }, close: function () { setOpen(false); },
             state: function () { return { conv: current && current.conv, last_seq: current && current.log.contig,
-                pending: pending.size, online: welcomed, locale: locale, connection: conn.state }; } };
+                pending: pending.size, held: held.length, online: welcomed, locale: locale,
+                connection: conn.state }; } };
     }
 
     if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -20,6 +20,7 @@ from test_browser import (BROWSER_DIR, playwright_installed,  # noqa: F401 (fixt
 
 SCRIPT = os.path.join(BROWSER_DIR, "widget_embed.mjs")
 TENANT_SCRIPT = os.path.join(BROWSER_DIR, "widget_tenant.mjs")
+WELCOME_SCRIPT = os.path.join(BROWSER_DIR, "widget_welcome.mjs")
 
 
 def screenshot(locale):
@@ -151,3 +152,24 @@ def test_widget_reconnects_and_resumes_in_chinese(playwright_installed, procs):
     router = procs.router()
     token = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
     run_restart_scenario(procs, gw, router, token, {"CUSTOMER_LOCALE": "zh-CN"})
+
+
+def test_widget_keeps_end_chat_until_it_is_welcomed(playwright_installed, procs, tmp_path):
+    """widget_welcome.mjs: End chat pressed after a reconnect, while the hello is not answered
+    yet (held back by the test's WebSocket route), is sent once the widget is welcomed: the
+    conversation ends and no hello_required comes back."""
+    shop_dir = tmp_path / "shop"
+    shop_dir.mkdir()
+    shop_port, shop_srv = serve(shop_dir)
+    shop = f"http://localhost:{shop_port}"
+    config = tmp_path / "widget.ini"
+    config.write_text(CONFIG, encoding="utf-8")
+    gw = procs.gateway({"CHATGW_ALLOWED_ORIGINS": shop})
+    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
+    agent = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    (shop_dir / "shop.html").write_text(SHOP_PAGE.format(title="shop", tag=tag(gw.base)),
+                                        encoding="utf-8")
+    try:
+        run_scenario(WELCOME_SCRIPT, [f"{shop}/shop.html", agent], gw, router)
+    finally:
+        shop_srv.shutdown()
