@@ -74,22 +74,22 @@ static void conv_enqueue_reply(job *j, redisReply *rep) {
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
-    store_str(rep->element[0], j->state, sizeof(j->state));
+    evres_text(rep->element[0], j->state, sizeof(j->state));
     if (strcmp(j->state, "assigned") == 0) {
         j->has_row = store_row_parse(rep->element[1], &j->row) == 0;
     } else if (strcmp(j->state, "queued") == 0) {
-        j->position = store_int(rep->element[1]);
+        j->position = evres_number(rep->element[1]);
         if (rep->elements >= 5) {
-            j->avg_ms = store_int(rep->element[3]);
-            j->held = (int)store_int(rep->element[4]);
+            j->avg_ms = evres_number(rep->element[3]);
+            j->held = (int)evres_number(rep->element[4]);
         }
-        j->staffed = rep->elements >= 6 ? (int)store_int(rep->element[5]) : 1;
-        j->slots = rep->elements >= 8 ? store_int(rep->element[6]) : 1;
-        j->free = rep->elements >= 8 ? store_int(rep->element[7]) : 0;
+        j->staffed = rep->elements >= 6 ? (int)evres_number(rep->element[5]) : 1;
+        j->slots = rep->elements >= 8 ? evres_number(rep->element[6]) : 1;
+        j->free = rep->elements >= 8 ? evres_number(rep->element[7]) : 0;
     } else if (strcmp(j->state, "already") == 0 && rep->elements >= 3) {
         /* another router (or an earlier run of this entry) got there first */
         char st[16];
-        store_str(rep->element[1], st, sizeof(st));
+        evres_text(rep->element[1], st, sizeof(st));
         j->has_row = store_row_parse(rep->element[2], &j->row) == 0;
         if (strcmp(st, "queued") == 0) cg_strlcpy(j->state, "reread", sizeof(j->state));
     }
@@ -112,7 +112,7 @@ static void conv_after_enqueue(job *j) {
 /* Field name of an event answer as a number, dflt when the answer has no such field. */
 static long long conv_int_or(const redisReply *rep, const char *name, long long dflt) {
     const redisReply *v = evres_get(rep, name);
-    return v ? store_int(v) : dflt;
+    return v ? evres_number(v) : dflt;
 }
 
 /* The waiting figures of a queued conversation (cg_customer_msg's 'new' and 'info' answers). */

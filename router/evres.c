@@ -10,8 +10,7 @@
 
 #include "../common/util.h"
 
-/* A string, status or integer reply as text into out (n bytes); "" for anything else. */
-static void evres_copy(const redisReply *v, char *out, size_t n) {
+void evres_text(const redisReply *v, char *out, size_t n) {
     if (n == 0) return;
     out[0] = '\0';
     if (!v) return;
@@ -29,7 +28,7 @@ int evres_kind(const redisReply *rep, char *buf, size_t n) {
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return -1;
     const redisReply *k = rep->element[0];
     if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS) return -1;
-    evres_copy(k, buf, n);
+    evres_text(k, buf, n);
     return 0;
 }
 
@@ -45,17 +44,20 @@ const redisReply *evres_get(const redisReply *rep, const char *name) {
 }
 
 void evres_str(const redisReply *rep, const char *name, char *out, size_t n) {
-    evres_copy(evres_get(rep, name), out, n);
+    evres_text(evres_get(rep, name), out, n);
 }
 
-long long evres_int(const redisReply *rep, const char *name) {
-    const redisReply *v = evres_get(rep, name);
+long long evres_number(const redisReply *v) {
     if (!v) return 0;
     if (v->type == REDIS_REPLY_INTEGER) return v->integer;
     if (v->type != REDIS_REPLY_STRING) return 0;
     char buf[32];
     long long out = 0;
-    evres_copy(v, buf, sizeof(buf));
+    evres_text(v, buf, sizeof(buf));
     if (cg_parse_ll(buf, -(1LL << 62), 1LL << 62, &out) != 0) return 0;
     return out;
+}
+
+long long evres_int(const redisReply *rep, const char *name) {
+    return evres_number(evres_get(rep, name));
 }

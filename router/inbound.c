@@ -32,15 +32,15 @@ static void inbound_push_entries(router *r, const redisReply *list) {
         const redisReply *f = e->element[1];
         char id[48], conv[MSG_ID_MAX] = "", rated[4] = "";
         const redisReply *m = NULL;
-        store_str(e->element[0], id, sizeof(id));
+        evres_text(e->element[0], id, sizeof(id));
         for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
             const redisReply *key = f->element[k];
             if (key->type != REDIS_REPLY_STRING) continue;
             if (key->len == 1 && key->str[0] == 'c')
-                store_str(f->element[k + 1], conv, sizeof(conv));
+                evres_text(f->element[k + 1], conv, sizeof(conv));
             if (key->len == 1 && key->str[0] == 'm') m = f->element[k + 1];
             if (key->len == 1 && key->str[0] == 'r')
-                store_str(f->element[k + 1], rated, sizeof(rated));
+                evres_text(f->element[k + 1], rated, sizeof(rated));
         }
         if (!m || m->type != REDIS_REPLY_STRING) {
             /* an entry without a message: queue it anyway so it is acked like a bad one */
@@ -144,7 +144,7 @@ static void inbound_claim_reply(rconn *rc, redisReply *reply, void *priv) {
     }
     /* [next cursor, [entry, ...], [deleted id, ...]] */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return;
-    store_str(reply->element[0], r->claim_cursor, sizeof(r->claim_cursor));
+    evres_text(reply->element[0], r->claim_cursor, sizeof(r->claim_cursor));
     size_t before = r->n_jobs;
     inbound_push_entries(r, reply->element[1]);
     if (r->n_jobs > before) log_info("claimed %zu idle entries", r->n_jobs - before);
@@ -182,9 +182,9 @@ static void inbound_consumers_reply(rconn *rc, redisReply *reply, void *priv) {
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
         char name[MSG_ID_MAX + 64];
-        store_str(inbound_field(e, "name"), name, sizeof(name));
-        long long pending = store_int(inbound_field(e, "pending"));
-        long long idle = store_int(inbound_field(e, "idle"));
+        evres_text(inbound_field(e, "name"), name, sizeof(name));
+        long long pending = evres_number(inbound_field(e, "pending"));
+        long long idle = evres_number(inbound_field(e, "idle"));
         if (!name[0] || strcmp(name, r->cfg.router_id) == 0) continue;
         if (pending > 0 || idle <= r->cfg.dead_consumer_ms) continue;
         const char *argv[] = {"XGROUP", "DELCONSUMER", CG_KEY_INBOUND, "routers", name};

@@ -62,7 +62,7 @@ void notify_dirty(router *r, const char *queue) {
 
 /* Copy at most n-1 bytes of a UTF-8 string, never cutting a character. */
 static void notify_copy_utf8(char *dst, const redisReply *src, size_t n) {
-    store_str(src, dst, n);
+    evres_text(src, dst, n);
     size_t len = strlen(dst);
     if (src->type != REDIS_REPLY_STRING || src->len <= len) return;
     while (len > 0 && ((unsigned char)dst[len] & 0xC0) == 0x80)
@@ -76,16 +76,16 @@ static int notify_item(const redisReply *row, msg_queue_item *it) {
     if (!row || row->type != REDIS_REPLY_ARRAY || row->elements < 6) return -1;
     char channel[MSG_CODE_MAX];
     memset(it, 0, sizeof(*it));
-    store_str(row->element[0], it->conv, sizeof(it->conv));
-    it->position = (uint32_t)store_int(row->element[1]);
-    it->since_ms = store_int(row->element[2]);
-    store_str(row->element[3], channel, sizeof(channel));
+    evres_text(row->element[0], it->conv, sizeof(it->conv));
+    it->position = (uint32_t)evres_number(row->element[1]);
+    it->since_ms = evres_number(row->element[2]);
+    evres_text(row->element[3], channel, sizeof(channel));
     msg_channel ch = CH_WEB;
     if (msg_channel_parse(channel, &ch) == 0) it->channel = ch;
-    long long prio = store_int(row->element[4]);
+    long long prio = evres_number(row->element[4]);
     it->priority = (uint8_t)(prio < 0 ? 0 : prio > 9 ? 9 : prio);
     notify_copy_utf8(it->preview, row->element[5], sizeof(it->preview));
-    long long ring = row->elements > 6 ? store_int(row->element[6]) : 0;
+    long long ring = row->elements > 6 ? evres_number(row->element[6]) : 0;
     it->ring = (uint8_t)(ring < 0 ? 0 : ring > 255 ? 255 : ring);
     return 0;
 }

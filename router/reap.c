@@ -26,14 +26,14 @@
 static void reap_log(const redisReply *g) {
     if (!g || g->type != REDIS_REPLY_ARRAY || g->elements < 4) return;
     char gw[MSG_ID_MAX], kind[16], agents[256] = "";
-    store_str(g->element[0], gw, sizeof(gw));
-    long long n = store_int(g->element[1]);
-    store_str(g->element[2], kind, sizeof(kind));
+    evres_text(g->element[0], gw, sizeof(gw));
+    long long n = evres_number(g->element[1]);
+    evres_text(g->element[2], kind, sizeof(kind));
     const redisReply *a = g->element[3];
     size_t o = 0, n_agents = a && a->type == REDIS_REPLY_ARRAY ? a->elements : 0;
     for (size_t i = 0; i < n_agents && o < sizeof(agents) - 1; i++) {
         char id[MSG_ID_MAX];
-        store_str(a->element[i], id, sizeof(id));
+        evres_text(a->element[i], id, sizeof(id));
         int w = snprintf(agents + o, sizeof(agents) - o, "%s%s", i ? ", " : "", id);
         if (w < 0) break;
         o += (size_t)w;
@@ -60,11 +60,11 @@ static void reap_reply(rconn *rc, redisReply *reply, void *priv) {
     const redisReply *gws = reply->element[0];
     for (size_t i = 0; gws && gws->type == REDIS_REPLY_ARRAY && i < gws->elements; i++)
         reap_log(gws->element[i]);
-    if (store_int(reply->element[1]) > 0) { /* offered to agents still online */
+    if (evres_number(reply->element[1]) > 0) { /* offered to agents still online */
         job_push_outbox(r);
         job_kick(r);
     }
-    if (store_int(reply->element[2])) reap_poll(r); /* the limit was reached: go on */
+    if (evres_number(reply->element[2])) reap_poll(r); /* the limit was reached: go on */
 }
 
 void reap_poll(router *r) {

@@ -265,6 +265,10 @@ void evarg_call(job *j, const char *fn, job_reply_fn *reply, evarg *a);
  * an array. Nothing read is copied except into the caller's buffers; a missing field is NULL,
  * "" or 0. evres_kind: the kind into buf (n bytes), 0, or -1 (buf "") when rep is no answer. */
 int evres_kind(const redisReply *rep, char *buf, size_t n);
+/* Any reply value: a string/status reply (or an integer as text) copied into out (n bytes), ""
+ * for anything else; and as a number (an integer, or a string of digits), 0 for anything else. */
+void evres_text(const redisReply *v, char *out, size_t n);
+long long evres_number(const redisReply *v);
 /* The value element of field name, or NULL. */
 const redisReply *evres_get(const redisReply *rep, const char *name);
 /* Field name as text into out (n bytes; "" when missing), or as a number (0 when missing). */
@@ -299,9 +303,6 @@ void store_maybe_ready(router *r);
 void store_publish_queues(router *r);
 /* Parse an assignment ROW reply. 0, or -1 when empty or malformed. */
 int store_row_parse(const redisReply *rep, asg_row *out);
-/* Copy a string/status reply (or integer as text) into out; "" for anything else. */
-void store_str(const redisReply *rep, char *out, size_t n);
-long long store_int(const redisReply *rep);
 /* 1 for error replies worth retrying later (LOADING, BUSY, MASTERDOWN, TRYAGAIN, ...; a function
  * not found, which also starts a check of the library). */
 int store_transient(const redisReply *rep);

@@ -71,7 +71,7 @@ static void routing_fired_overflow(job *j, const redisReply *rep) {
     const redisReply *to = evres_get(rep, "to");
     for (size_t i = 0; to && to->type == REDIS_REPLY_ARRAY && i < to->elements; i++) {
         char q[MSG_CODE_MAX];
-        store_str(to->element[i], q, sizeof(q));
+        evres_text(to->element[i], q, sizeof(q));
         notify_dirty(r, q);
     }
     say_assigned_rows(j, rows);

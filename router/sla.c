@@ -219,8 +219,8 @@ static void sla_complaint_reply(job *j, redisReply *rep) {
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
     char ticket[64];
-    store_str(rep->element[0], ticket, sizeof(ticket));
-    if (store_int(rep->element[1])) log_info("conv %s: complaint %s", j->conv, ticket);
+    evres_text(rep->element[0], ticket, sizeof(ticket));
+    if (evres_number(rep->element[1])) log_info("conv %s: complaint %s", j->conv, ticket);
     if (rep->elements > 2) { /* limited: no new ticket; the customer's latest one, if any */
         log_info("conv %s: complaint without a new ticket (tickets_per_customer)", j->conv);
         if (!ticket[0]) return;

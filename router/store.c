@@ -43,8 +43,8 @@ static void store_queues_reply(rconn *rc, redisReply *reply, void *priv) {
         log_error("cg_queuecfg failed: %s", reply->str);
         return;
     }
-    log_info("queue configuration published (%lld waiting assigned)", store_int(reply));
-    if (store_int(reply) <= 0) return;
+    log_info("queue configuration published (%lld waiting assigned)", evres_number(reply));
+    if (evres_number(reply) <= 0) return;
     job_push_outbox(r); /* the assignments are in the outbox: announce them */
     job_kick(r);
 }
@@ -422,39 +422,15 @@ void store_stop(router *r) {
     if (r->cmd) rconn_free(&r->cmd);
 }
 
-void store_str(const redisReply *rep, char *out, size_t n) {
-    if (n == 0) return;
-    out[0] = '\0';
-    if (!rep) return;
-    if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
-        size_t len = rep->len < n - 1 ? rep->len : n - 1;
-        memcpy(out, rep->str, len);
-        out[len] = '\0';
-    } else if (rep->type == REDIS_REPLY_INTEGER) {
-        snprintf(out, n, "%lld", rep->integer);
-    }
-}
-
-long long store_int(const redisReply *rep) {
-    if (!rep) return 0;
-    if (rep->type == REDIS_REPLY_INTEGER) return rep->integer;
-    if (rep->type != REDIS_REPLY_STRING) return 0;
-    char buf[32];
-    long long v = 0;
-    store_str(rep, buf, sizeof(buf));
-    if (cg_parse_ll(buf, -(1LL << 62), 1LL << 62, &v) != 0) return 0;
-    return v;
-}
-
 int store_row_parse(const redisReply *rep, asg_row *out) {
     memset(out, 0, sizeof(*out));
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) return -1;
-    store_str(rep->element[0], out->conv, sizeof(out->conv));
-    store_str(rep->element[1], out->agent, sizeof(out->agent));
-    store_str(rep->element[2], out->agent_name, sizeof(out->agent_name));
-    store_str(rep->element[3], out->queue, sizeof(out->queue));
-    out->assign_no = store_int(rep->element[4]);
-    store_str(rep->element[5], out->channel, sizeof(out->channel));
+    evres_text(rep->element[0], out->conv, sizeof(out->conv));
+    evres_text(rep->element[1], out->agent, sizeof(out->agent));
+    evres_text(rep->element[2], out->agent_name, sizeof(out->agent_name));
+    evres_text(rep->element[3], out->queue, sizeof(out->queue));
+    out->assign_no = evres_number(rep->element[4]);
+    evres_text(rep->element[5], out->channel, sizeof(out->channel));
     if (!out->conv[0] || !out->agent[0]) return -1;
     return 0;
 }

@@ -31,8 +31,8 @@ static void timers_claim_reply(rconn *rc, redisReply *reply, void *priv) {
         const redisReply *e = reply->element[i];
         if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
         char member[JOB_MEMBER_MAX], lease[24];
-        store_str(e->element[0], member, sizeof(member));
-        store_str(e->element[1], lease, sizeof(lease));
+        evres_text(e->element[0], member, sizeof(member));
+        evres_text(e->element[1], lease, sizeof(lease));
         log_debug("timer %s claimed", member);
         job_push_timer(r, member, lease);
     }

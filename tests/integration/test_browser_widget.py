@@ -118,11 +118,10 @@ def test_one_tag_widget_on_a_shop_of_another_origin(playwright_installed, procs,
         blocked_srv.shutdown()
 
 
-@pytest.mark.parametrize("locale", ["zh-CN", "en"])
-def test_widget_data_tenant_served_or_refused(playwright_installed, procs, tmp_path, locale):
-    """widget_tenant.mjs: a tag with data-tenant="default" (the tenant the gateway serves) chats
-    as one without it; data-tenant="acme" (another tenant) and "Acme Shop" (malformed) are
-    refused by the gateway, and the widget says so in its language and stops."""
+def shop_desk(procs, tmp_path):
+    """A shop origin served from tmp_path/shop (allowed by the gateway), a gateway, a router with
+    the widget tests' configuration and alice's token (cap 2): (shop_dir, shop URL, its server,
+    gateway, router, agent token)."""
     shop_dir = tmp_path / "shop"
     shop_dir.mkdir()
     shop_port, shop_srv = serve(shop_dir)
@@ -132,6 +131,15 @@ def test_widget_data_tenant_served_or_refused(playwright_installed, procs, tmp_p
     gw = procs.gateway({"CHATGW_ALLOWED_ORIGINS": shop})
     router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
     agent = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    return shop_dir, shop, shop_srv, gw, router, agent
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_widget_data_tenant_served_or_refused(playwright_installed, procs, tmp_path, locale):
+    """widget_tenant.mjs: a tag with data-tenant="default" (the tenant the gateway serves) chats
+    as one without it; data-tenant="acme" (another tenant) and "Acme Shop" (malformed) are
+    refused by the gateway, and the widget says so in its language and stops."""
+    shop_dir, shop, shop_srv, gw, router, agent = shop_desk(procs, tmp_path)
     lang = {"locale": "zh-CN"} if locale == "zh-CN" else {}
     pages = {"served": "default", "other": "acme", "malformed": "Acme Shop"}
     for name, tenant in pages.items():
@@ -158,15 +166,7 @@ def test_widget_keeps_end_chat_until_it_is_welcomed(playwright_installed, procs,
     """widget_welcome.mjs: End chat pressed after a reconnect, while the hello is not answered
     yet (held back by the test's WebSocket route), is sent once the widget is welcomed: the
     conversation ends and no hello_required comes back."""
-    shop_dir = tmp_path / "shop"
-    shop_dir.mkdir()
-    shop_port, shop_srv = serve(shop_dir)
-    shop = f"http://localhost:{shop_port}"
-    config = tmp_path / "widget.ini"
-    config.write_text(CONFIG, encoding="utf-8")
-    gw = procs.gateway({"CHATGW_ALLOWED_ORIGINS": shop})
-    router = procs.router({"CHATGW_CONFIG": str(config), "CHATGW_BLOCK_MS": 200})
-    agent = procs.agent_token("alice", "Alice", skills=("general",), cap=2)
+    shop_dir, shop, shop_srv, gw, router, agent = shop_desk(procs, tmp_path)
     (shop_dir / "shop.html").write_text(SHOP_PAGE.format(title="shop", tag=tag(gw.base)),
                                         encoding="utf-8")
     try:
