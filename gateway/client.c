@@ -726,6 +726,7 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     snprintf(conv, sizeof(conv), "%s", m->conv);
     m->conv[0] = 0; /* the log key and the pub/sub channel carry it */
     m->seq = 0;
+    msg_stored_trim(m);
     size_t n;
     unsigned char *p = msg_encode_msgpack(m, 0, &n);
     req *q = req_new(s, m);

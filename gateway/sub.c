@@ -334,6 +334,7 @@ static int deliver_payload(watch *w, uint64_t seq, const char *p, size_t n) {
         w->last_sent = seq; /* skip it rather than stall the conversation */
         return 0;
     }
+    msg_stored_fill(&m);
     snprintf(m.conv, sizeof(m.conv), "%s", w->ch->key);
     m.seq = seq;
     client_conv_event(w->s, w->ch->key, m.type);
@@ -641,6 +642,7 @@ static void on_payload(chan *c, const char *p, size_t n) {
         log_error("sub: undecodable payload on %s: %s", c->name, err.msg);
         return;
     }
+    msg_stored_fill(&m);
     if (c->kind == WATCH_CONV) {
         snprintf(m.conv, sizeof(m.conv), "%s", c->key);
         m.seq = seq;

@@ -233,6 +233,7 @@ int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, co
     m->ts_ms = cg_now_ms();
     cg_id_new(m->id);
     if (msg_validate(m, ORIGIN_INTERNAL, err) < 0) return -1;
+    msg_stored_trim(m);
     whs_job *j = calloc(1, sizeof(*j));
     if (!j) return cg_err_set(err, "nomem", "out of memory");
     j->payload = msg_encode_msgpack(m, 0, &j->plen);

@@ -143,6 +143,16 @@ void msg_customer_view(msg *dst, const msg *src) {
     memcpy(dst->queue, src->queue, sizeof(dst->queue));
 }
 
+void msg_stored_trim(msg *m) {
+    if (m->role == ROLE_CUSTOMER && !strcmp(m->identity.customer_id, m->sender_id))
+        m->identity.customer_id[0] = '\0';
+}
+
+void msg_stored_fill(msg *m) {
+    if (m->role == ROLE_CUSTOMER && !m->identity.customer_id[0])
+        memcpy(m->identity.customer_id, m->sender_id, sizeof(m->identity.customer_id));
+}
+
 /* ---- UTF-8 --------------------------------------------------------------------------------- */
 
 static int is_cont(unsigned char c) {

@@ -182,6 +182,14 @@ int msg_type_is_internal(msg_type t);
  * nothing (no msg_free needed, harmless). */
 void msg_customer_view(msg *dst, const msg *src);
 
+/* The stored form of a message (conversation logs, cg:in) leaves out what its other fields
+ * already say: a customer's identity.customer_id that equals its sender_id (the gateway's
+ * session id: 34 of every customer message's bytes on disk). msg_stored_trim before encoding
+ * for storage; msg_stored_fill after decoding a stored entry, so what clients and tools get is
+ * the message as it was sent. Both idempotent. */
+void msg_stored_trim(msg *m);
+void msg_stored_fill(msg *m);
+
 /* 1 when the len bytes at s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int msg_utf8_valid(const char *s, size_t len);
 

@@ -149,9 +149,9 @@ FCALL cg_after_close 1 <tenant> conv survey_until followup_due
   and conv has a complaint ticket.  -> the ticket or ''
 FCALL cg_close_fire 1 <tenant> member lease now_ms newconv followup_queue
   Fires a claimed idle:<conv> or followup:<conv> timer once (the lease rule of cg_timer_fire).
-  idle     -> conv still assigned and no message of either side for idle_close_s (act_at, kept
-              by cg_append; a message after the timer was armed re-arms it for idle_close_s
-              after that message: {'done'}): closed with resolution no_response as by its agent
+  idle     -> conv still assigned and no message of either side for idle_close_s (the log's
+              last customer or agent text or attachment, last_activity; a message after the
+              timer was armed re-arms it for idle_close_s after that message: {'done'}): closed with resolution no_response as by its agent
               (cg_close)  -> {'idle', conv, agent, channel, locale, {ROW, ...}}
   followup -> a follow-up task newconv: state queued in followup_queue at priority 9, customer,
               channel, locale, name and reply address copied from conv, followup_of = conv,
@@ -206,12 +206,12 @@ local function cg_close_fire(keys, args)
     local kind, conv = string.match(member, '^(%a+):(.+)$')
     if kind == 'followup' then return followup_task(conv, args[4] or '', args[5] or '', now) end
     if kind ~= 'idle' then return {'done'} end
-    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent', 'act_at')
+    local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'agent')
     if c[1] ~= 'assigned' or not c[2] then return {'done'} end
-    -- a message came after the timer was armed (cg_append keeps its time in act_at and leaves the
-    -- timer where it is): re-armed for idle_close_s after that message
+    -- a message came after the timer was armed (cg_append leaves the timer where it is):
+    -- re-armed for idle_close_s after that message
     local idle_ms = (tonumber(desk_timings().idle_close_s) or 0) * 1000
-    local last = tonumber(c[3]) or 0
+    local last = idle_ms > 0 and last_activity(conv) or 0
     if idle_ms > 0 and last + idle_ms > (tonumber(now) or 0) then
         redis.call('ZADD', CG.KEY.timers(), fmt(last + idle_ms), member)
         return {'done'}

@@ -229,9 +229,30 @@ local function is_content(m)
     return m ~= nil and (m.type == CG.MT.text or m.type == CG.MT.attachment)
 end
 
+-- The time (ms) of the last message of either side in conv: a customer's or an agent's text or
+-- attachment among the log's newest ACT_SCAN entries, nil when there is none. Read when an idle
+-- timer fires (cg_close_fire), so that no message writes anything for the idle close.
+local ACT_SCAN = 64
+local function last_activity(conv)
+    local entries = redis.call('XREVRANGE', CG.KEY.conv_log(conv), '+', '-', 'COUNT', ACT_SCAN)
+    for _, e in ipairs(entries) do
+        local f = e[2]
+        for i = 1, #f - 1, 2 do
+            if f[i] == 'm' then
+                local m = decode(f[i + 1])
+                if is_content(m) and (m.role == 'customer' or m.role == 'agent') then
+                    return tonumber(m.ts)
+                end
+            end
+        end
+    end
+    return nil
+end
+
 -- The steady state: a customer's or its agent's text in an assigned conversation needs no router
 -- (no classification, no queue, no reply from the desk), only its timers, which cg_append sets
--- here: the response SLAs (cg_sla_customer / cg_sla_agent above); the idle close goes by act_at. The entry
+-- here: the response SLAs (cg_sla_customer / cg_sla_agent above); the idle close goes by the
+-- log's last message (last_activity). The entry
 -- then does not go to cg:in. Taken only when the routers published the desk's timings
 -- (cg:deskcfg, as desk_timings remembers it: ready, first_s:<channel>, next_s:<channel>,
 -- idle_close_s) and the queue does not count business hours (hours:<queue> set: the router
@@ -249,8 +270,8 @@ local function steady(conv, role, sender, now, c, w)
     else
         sla_agent(conv, now, sender, c, w)
     end
-    -- the idle close: its timer (armed at the assignment) is not moved; the message's time goes
-    -- into act_at (cg_append), and a timer that fires early re-arms itself (cg_close_fire)
+    -- the idle close: its timer (armed at the assignment) is not moved; a timer that fires
+    -- early re-arms itself from the log's last message (cg_close_fire, last_activity)
     return true
 end
 
@@ -349,10 +370,6 @@ local function cg_append(keys, args)
     if rating then
         kpi_rating(conv, rating)
         w.rating, w.rated_at = rating, now
-    end
-    -- the time of the last message of either side: the idle close counts from it (cg_close_fire)
-    if mode == 'log' and (role == 'customer' or role == 'agent') and is_content(m) then
-        w.act_at = now
     end
     conv_hset(conv, w)
     outbound(conv, seq, role, payload, m, c.channel)

@@ -71,7 +71,7 @@ FCALL cg_sla_customer 1 <tenant> conv first_due next_due
   A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
   after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
 FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
-  An agent replied: first_reply_at (once), last_reply_at; cancels first:, next: and
+  An agent replied: first_reply_at (once); cancels first:, next: and
   complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
   counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent
   is the assigned one and this is its first message of this assignment, also (routing):
@@ -232,7 +232,6 @@ local function sla_agent(conv, now, agent, c, w)
         kpi_add(c.queue, who, {CG.KPI.first_response_ms, kpi_ms(c.queued_at or c.created, now),
             CG.KPI.first_response_n, 1})
     end
-    set.last_reply_at = now
     -- only the timers that can be armed (a ZREM that removes something goes to the AOF whole):
     -- first: before the first reply, next: while a customer message waits (await_since) unless
     -- it is left armed (next_lazy_ms), the complaint's respond deadline when there is a ticket

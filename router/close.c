@@ -9,19 +9,17 @@
  *   after a close     cg_after_close stores the survey window and arms the complaint follow-up;
  *                     csat.c sends the survey.
  *   idle:<conv>       armed at the assignment, due after idle_close_s (re-armed by the router at
- *                     the messages it reads); cg_append keeps the time of every message of either
- *                     side in act_at, and a timer that fires within idle_close_s of it re-arms
- *                     itself (cg_close_fire); fired idle, the conversation is closed with
- *                     resolution no_response, the customer gets idle_closed, the agent a notice.
- *   followup:<conv>   armed when a complaint (a conversation with a ticket) is closed as
- *                     resolved (codes starting with "resolved"), due after complaint_followup_s
- *                     (rule 16); fired, a follow-up task (a conversation of its own, preview
- *                     "Follow-up <ticket>") is queued in followup_queue for agents to pick; it
- *                     becomes the customer's current conversation, opened by the text followup
- *                     (on bridged channels it goes out through the bridge), and the closed one
- *                     gets a `followup` event that moves the customer's live web sessions.
- * Both timers live in cg:timers and are claimed like every timer (timers.c); they are fired by
- * cg_close_fire (redis/close.lua) under the same lease rule as cg_timer_fire. */
+ *                     the messages it reads); a timer that fires within idle_close_s of the
+ *                     log's last message of either side re-arms itself (cg_close_fire reads it
+ *                     then: messages write nothing for it); fired idle, the conversation is closed
+ * with resolution no_response, the customer gets idle_closed, the agent a notice. followup:<conv>
+ * armed when a complaint (a conversation with a ticket) is closed as resolved (codes starting with
+ * "resolved"), due after complaint_followup_s (rule 16); fired, a follow-up task (a conversation of
+ * its own, preview "Follow-up <ticket>") is queued in followup_queue for agents to pick; it becomes
+ * the customer's current conversation, opened by the text followup (on bridged channels it goes out
+ * through the bridge), and the closed one gets a `followup` event that moves the customer's live
+ * web sessions. Both timers live in cg:timers and are claimed like every timer (timers.c); they are
+ * fired by cg_close_fire (redis/close.lua) under the same lease rule as cg_timer_fire. */
 #include "router.h"
 #include "desk_schema.h"
 

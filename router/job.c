@@ -106,6 +106,7 @@ void job_push_entry(router *r, const char *id, const char *conv, const char *raw
     cg_err err = {{0}, {0}};
     j->decoded = msg_decode_msgpack(&j->m, raw, len, &err) == 0 &&
                  msg_validate(&j->m, ORIGIN_INTERNAL, &err) == 0;
+    msg_stored_fill(&j->m);
     j->parallel = j->decoded && conv[0] && j->m.role == ROLE_CUSTOMER;
     job_append(r, j);
 }

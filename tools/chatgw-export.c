@@ -119,6 +119,7 @@ static json_t *export_messages(redisContext *c, const char *conv) {
             msg m;
             msg_init(&m);
             if (msg_decode_msgpack(&m, kv->element[1]->str, kv->element[1]->len, NULL) == 0) {
+                msg_stored_fill(&m);
                 snprintf(m.conv, sizeof(m.conv), "%s", conv);
                 m.seq = seq;
                 size_t len;

@@ -232,10 +232,22 @@ def test_an_idle_timer_after_a_message_rearms_itself(redis_srv):
     conv = assigned_conv(r)
     due = NOW + 600_000
     r.zadd(f"{TENANT}:timers", {f"idle:{conv}": due})
-    customer_text(r, "cu1", "still there?", now=NOW + 300_000)  # act_at moves
+    customer_text(r, "cu1", "still there?", now=NOW + 300_000)  # the last message moves
+    # the desk's own messages after it are no activity of either side
+    bot = msgpack.packb({"v": 1, "type": "text", "id": new_id(), "channel": "web", "dir": "out",
+                         "role": "bot", "sender_id": "chatgw", "ts": NOW + 400_000,
+                         "text": "an agent will be with you"})
+    r.fcall("cg_append", 1, TENANT, conv, "cg:x", "bot", "chatgw", bot, "", "web",
+            NOW + 400_000, "log", "")
+    before = conv_hash(r, conv)
     res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1))))
     assert res == ("done", {}) and conv_hash(r, conv)["state"] == "assigned"
     assert timers(r)[f"idle:{conv}"] == NOW + 900_000
+    # messages write nothing for the idle close: the time is read from the log when it fires
+    assert "act_at" not in before
+    res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, NOW + 900_000,
+                                                                   NOW + 900_000))))
+    assert res[0] == "idle" and conv_hash(r, conv)["resolution"] == "no_response"
 
 
 def test_a_bad_timer_map_is_named(redis_srv):

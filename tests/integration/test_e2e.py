@@ -5,6 +5,7 @@ import signal
 import urllib.error
 import urllib.request
 
+import msgpack
 import pytest
 
 from chat import MSGPACK, Client, agent, customer, new_cmid
@@ -156,6 +157,34 @@ def test_resend_same_cmid_is_not_duplicated(desk, redis_srv):
     entries = redis_srv.r.xrange(f"cg:{{t:default}}:conv:{conv}:log")
     customer_entries = [e for e in entries if b"once" in e[1][b"m"]]
     assert len(customer_entries) == 1
+
+
+def test_stored_customer_message_leaves_out_its_customer_id(desk, procs, redis_srv):
+    """A customer's identity.customer_id equals its sender_id: the log entry leaves it out (34
+    bytes of every customer message on disk), and the agent, a resumed customer tab and
+    chatgw-export still get it, with the rest of the identity as the widget said it."""
+    token = procs.agent_token("dana")
+
+    async def scenario():
+        c = await customer(desk, identity={"order_no": "A-7", "locale": "en"})
+        ack = await c.say("where is my parcel")
+        a = await agent(desk, token)
+        f = await a.expect(is_text(role="customer", conv=ack["conv"]))
+        c2 = await customer(desk, token=c.welcome["token"])
+        g = await c2.expect(is_text(role="customer", text="where is my parcel"))
+        for x in (a, c, c2):
+            await x.close()
+        return ack["conv"], c.welcome["sender_id"], f, g
+
+    conv, sender, f, g = run(scenario())
+    for got in (f, g):
+        assert got["sender_id"] == sender
+        assert got["identity"] == {"customer_id": sender, "order_no": "A-7", "locale": "en"}
+    entries = redis_srv.r.xrange(f"cg:{{t:default}}:conv:{conv}:log")
+    stored = [msgpack.unpackb(e[1][b"m"]) for e in entries]
+    mine = [i for i, m in enumerate(stored) if m.get("text") == "where is my parcel"]
+    assert len(mine) == 1 and stored[mine[0]]["identity"] == {"order_no": "A-7", "locale": "en"}
+    assert entries[mine[0]][1][b"m"].count(sender.encode()) == 1  # sender_id only
 
 
 def test_msgpack_subprotocol(desk, procs):

@@ -1093,6 +1093,45 @@ static void test_native_limits(void **state) {
 
 /* Desk-only events: the customer's view keeps the frame (type, seq) and drops the note, the
  * category and the agent id. */
+/* The stored form leaves out a customer's customer_id equal to its sender_id and puts it back;
+ * another customer_id (a webhook's), an agent's message and an empty sender stay as they are. */
+static void test_stored_trim_fill(void **state) {
+    (void)state;
+    msg m;
+    msg_init(&m);
+    m.role = ROLE_CUSTOMER;
+    strcpy(m.sender_id, "c-42");
+    strcpy(m.identity.customer_id, "c-42");
+    strcpy(m.identity.locale, "zh-CN");
+    msg_stored_trim(&m);
+    assert_string_equal(m.identity.customer_id, "");
+    assert_string_equal(m.identity.locale, "zh-CN");
+    size_t n;
+    unsigned char *p = msg_encode_msgpack(&m, 0, &n);
+    assert_non_null(p);
+    msg back;
+    msg_init(&back);
+    assert_int_equal(msg_decode_msgpack(&back, (const char *)p, n, NULL), 0);
+    free(p);
+    msg_stored_fill(&back);
+    msg_stored_fill(&back);
+    assert_string_equal(back.identity.customer_id, "c-42");
+    assert_string_equal(back.identity.locale, "zh-CN");
+    msg_free(&back);
+
+    strcpy(m.identity.customer_id, "telegram:42");
+    msg_stored_trim(&m);
+    assert_string_equal(m.identity.customer_id, "telegram:42");
+    m.role = ROLE_AGENT;
+    strcpy(m.identity.customer_id, "c-42");
+    msg_stored_trim(&m);
+    assert_string_equal(m.identity.customer_id, "c-42");
+    m.identity.customer_id[0] = '\0';
+    msg_stored_fill(&m);
+    assert_string_equal(m.identity.customer_id, "");
+    msg_free(&m);
+}
+
 static void test_customer_view(void **state) {
     (void)state;
     msg m, v;
@@ -1159,6 +1198,7 @@ int main(void) {
         cmocka_unit_test(test_validate_required),
         cmocka_unit_test(test_tenant),
         cmocka_unit_test(test_customer_view),
+        cmocka_unit_test(test_stored_trim_fill),
         cmocka_unit_test(test_validate_internal_and_fields),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_names),
