@@ -710,9 +710,14 @@ int sub_watch_queue(sess *s, const char *queue) {
     return 0;
 }
 
+/* By the channel's hash and its few watchers, not the session's watches: an agent follows
+ * dozens of conversations, and this runs for every message it writes. */
 msg_channel sub_conv_channel(sess *s, const char *conv) {
-    for (watch *w = s->watches; w; w = w->snext)
-        if (w->ch && w->ch->kind == WATCH_CONV && !strcmp(w->ch->key, conv)) return w->channel;
+    char name[sizeof(((chan *)0)->name)];
+    snprintf(name, sizeof(name), CG_KEY_CH_CONV, conv);
+    chan *c = chan_find(name);
+    for (watch *w = c ? c->watchers : NULL; w; w = w->cnext)
+        if (w->s == s) return w->channel;
     return CH_WEB;
 }
 
