@@ -476,28 +476,35 @@ typedef struct conv_info_req {
     char conv[MSG_ID_MAX];
 } conv_info_req;
 
+/* Tell agent session s that conv (of channel, in queue) is its own, and follow it. The notice
+ * is best effort (a full send queue drops it); following the conversation is not: its
+ * transcript carries the logged `assigned` event, so the agent learns of it from the log even
+ * in a burst. */
+static void agent_conv_assigned(sess *s, const char *conv, msg_channel channel, const char *queue) {
+    msg m;
+    msg_init(&m);
+    m.type = MSG_ASSIGNED;
+    m.channel = channel;
+    snprintf(m.conv, sizeof(m.conv), "%s", conv);
+    snprintf(m.agent_id, sizeof(m.agent_id), "%s", s->who.sub);
+    snprintf(m.agent_name, sizeof(m.agent_name), "%s", s->who.name);
+    snprintf(m.queue, sizeof(m.queue), "%s", queue);
+    sess_send_msg(s, &m);
+    sub_watch_conv(s, conv, 0, channel);
+    msg_free(&m);
+}
+
 /* HMGET cg:conv:<conv> channel queue state agent -> announce and follow it if still assigned. */
 static void conv_info_done(rconn *rc, redisReply *r, void *priv) {
     conv_info_req *q = priv;
     sess *s = q->s;
     if (s->wsi && r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
         r->element[3]->type == REDIS_REPLY_STRING && !strcmp(r->element[3]->str, s->who.sub)) {
-        msg m;
-        msg_init(&m);
-        m.type = MSG_ASSIGNED;
-        snprintf(m.conv, sizeof(m.conv), "%s", q->conv);
-        snprintf(m.agent_id, sizeof(m.agent_id), "%s", s->who.sub);
-        snprintf(m.agent_name, sizeof(m.agent_name), "%s", s->who.name);
+        msg_channel channel = CH_NONE;
         if (r->element[0]->type == REDIS_REPLY_STRING)
-            msg_channel_parse(r->element[0]->str, &m.channel);
-        if (r->element[1]->type == REDIS_REPLY_STRING)
-            snprintf(m.queue, sizeof(m.queue), "%s", r->element[1]->str);
-        /* The notice is best effort (a full send queue drops it); following the conversation is
-         * not: its transcript carries the logged `assigned` event, so the agent learns of it
-         * from the log even in a burst. */
-        sess_send_msg(s, &m);
-        sub_watch_conv(s, q->conv, 0, m.channel);
-        msg_free(&m);
+            msg_channel_parse(r->element[0]->str, &channel);
+        agent_conv_assigned(s, q->conv, channel,
+                            r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "");
     }
     free(q);
     sess_unref(s);
@@ -616,7 +623,13 @@ static void deliver_agent(chan *c, msg *m, frame_cache *fc) {
     for (watch *w = c->watchers, *next; w; w = next) {
         next = w->cnext;
         if (m->type == MSG_ASSIGNED && m->conv[0]) {
-            agent_conv_announce(w->s, m->conv);
+            /* The live notice names the assignee, channel and queue (redis/event.lua
+             * announce_row): no round trip before the agent hears of it. Later notices on this
+             * channel (taken back, closed) reach the conversation's watch as usual. */
+            if (!strcmp(m->agent_id, w->s->who.sub) && m->channel != CH_NONE && m->queue[0])
+                agent_conv_assigned(w->s, m->conv, m->channel, m->queue);
+            else
+                agent_conv_announce(w->s, m->conv);
             continue;
         }
         /* A notice about one of its conversations (taken back by an offer timeout or an SLA

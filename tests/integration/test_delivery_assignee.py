@@ -11,7 +11,7 @@ its customer writes; the gateway relays one pub/sub connection in order, so a me
 conversation published before the barrier's would have reached the agent before it."""
 from chat import agent, customer, new_cmid
 from conftest import InjectedClock, wait_until
-from desk import conv_hash, run, s
+from desk import Monitor, conv_hash, run, s
 
 CONFIG = """
 [router]
@@ -94,6 +94,34 @@ async def after_move(gw, c, conv, amy, new=None):
     assert "after the move" not in texts(amy, conv)
     assert "new agent here" not in texts(amy, conv)
     return c2
+
+
+def test_a_live_assignment_reaches_the_agent_without_a_round_trip(procs, redis_srv, tmp_path):
+    """The live notice on the agent's channel names the assignee, the channel and the queue: the
+    gateway tells the agent at once (no HMGET of the conversation first, one Redis round trip
+    less between a customer's first message and its agent) and follows the conversation."""
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+
+    async def scenario():
+        a = await online(gw, procs, r, "amy")
+        c = await customer(gw)
+        mon = Monitor(r).start()
+        conv = (await c.say("hello"))["conv"]
+        f = await a.expect_type("assigned", conv=conv)
+        await a.say("hi, I am Amy", conv=conv)
+        await c.expect(lambda x: x.get("text") == "hi, I am Amy", what="the agent's reply")
+        seen = mon.stop()
+        for x in (a, c):
+            await x.close()
+        return conv, f, seen
+
+    conv, f, seen = run(scenario())
+    assert (f["agent_id"], f["agent_name"], f["channel"], f["queue"]) == \
+        ("amy", "Amy", "web", "general")
+    looked_up = [rest for name, rest in seen if name == "HMGET" and conv in rest
+                 and rest.replace('"', "").endswith(" channel queue state agent")]
+    assert looked_up == [], looked_up
 
 
 def test_transfer_to_an_agent_stops_delivery_to_the_old_one(procs, redis_srv, tmp_path):
