@@ -1,9 +1,11 @@
-/* msg_json.c -- msg <-> JSON with jansson. See msg.h and docs/protocol.md for the field names.
+/* msg_json.c -- msg <-> JSON: jansson parses, the encoder writes the text itself. See msg.h and
+ * docs/protocol.md for the field names.
  *
  * Decoding checks what each field can hold (JSON type, size, UTF-8, NUL, enum name, range) and
  * nothing else; msg_validate() owns the rules that depend on the frame type and origin. */
 #include "msg.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -327,201 +329,291 @@ int msg_decode_json(msg *m, const char *buf, size_t len, cg_err *err) {
 
 /* ---- encoding ------------------------------------------------------------------------------ */
 
-/* Builders: each adds key to o unless the value is zero/empty. A failed allocation or a string
- * jansson refuses (invalid UTF-8) sets *bad. */
-static void put(json_t *o, const char *key, json_t *v, int *bad) {
-    if (!v || json_object_set_new(o, key, v)) *bad = 1;
-}
+/* The encoder writes the JSON text itself, field by field into one growing buffer: the same
+ * compact text jansson's json_dumps(JSON_COMPACT) gives for the same object (key order, escapes;
+ * test_msg.c compares them), without building a jansson tree of a few dozen allocations per
+ * frame first (the gateway encodes every frame it sends). Parsing stays jansson's. */
 
-/* s is a fixed array of cap bytes: never read past it, even if it lacks its NUL. */
-static void put_strn(json_t *o, const char *key, const char *s, size_t cap, int *bad) {
-    size_t n = strnlen(s, cap);
-    if (n) put(o, key, json_stringn(s, n), bad);
-}
-#define put_str(o, key, arr, bad) put_strn((o), (key), (arr), sizeof(arr), (bad))
-#define put_name(o, key, s, bad) put((o), (key), json_string(s), (bad))
-
-static void put_int(json_t *o, const char *key, int64_t v, int *bad) {
-    if (v) put(o, key, json_integer((json_int_t)v), bad);
-}
-
-static void put_obj(json_t *o, const char *key, json_t *sub, int *bad) {
-    if (sub && json_object_size(sub) == 0) {
-        json_decref(sub);
-        return;
-    }
-    put(o, key, sub, bad);
-}
-
-static json_t *enc_attachments(const msg *m, int *bad) {
-    json_t *arr = json_array();
-    if (!arr) return NULL;
-    unsigned n = m->n_att > MSG_ATT_MAX ? MSG_ATT_MAX : m->n_att;
-    for (unsigned i = 0; i < n; i++) {
-        const msg_attachment *a = &m->att[i];
-        json_t *e = json_object();
-        if (!e || json_array_append_new(arr, e)) {
-            *bad = 1;
-            break;
-        }
-        put_str(e, "url", a->url, bad);
-        put_str(e, "mime", a->mime, bad);
-        put_int(e, "size", (int64_t)a->size, bad);
-        put_str(e, "name", a->name, bad);
-    }
-    return arr;
-}
-
-static json_t *enc_items(const msg *m, int *bad) {
-    json_t *arr = json_array();
-    if (!arr) return NULL;
-    uint32_t n = m->items ? m->n_items : 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const msg_queue_item *it = &m->items[i];
-        json_t *e = json_object();
-        if (!e || json_array_append_new(arr, e)) {
-            *bad = 1;
-            break;
-        }
-        put_str(e, "conv", it->conv, bad);
-        put_int(e, "position", it->position, bad);
-        put_int(e, "since", it->since_ms, bad);
-        if (it->channel != CH_NONE && (unsigned)it->channel < CH_COUNT)
-            put_name(e, "channel", msg_channel_name(it->channel), bad);
-        put_int(e, "priority", it->priority, bad);
-        if (it->ring) put_int(e, "ring", it->ring, bad);
-        put_str(e, "preview", it->preview, bad);
-    }
-    return arr;
-}
-
-static json_t *enc_skills(const msg *m, int *bad) {
-    json_t *arr = json_array();
-    if (!arr) return NULL;
-    unsigned n = m->n_skills > MSG_SKILLS_MAX ? MSG_SKILLS_MAX : m->n_skills;
-    for (unsigned i = 0; i < n; i++) {
-        json_t *s = json_stringn(m->skills[i], strnlen(m->skills[i], MSG_CODE_MAX));
-        if (!s || json_array_append_new(arr, s)) *bad = 1;
-    }
-    return arr;
-}
-
-static json_t *enc_identity(const msg_identity *id, int *bad) {
-    json_t *o = json_object();
-    if (!o) return NULL;
-    put_str(o, "customer_id", id->customer_id, bad);
-    put_str(o, "order_no", id->order_no, bad);
-    put_str(o, "account", id->account, bad);
-    put_str(o, "locale", id->locale, bad);
-    put_str(o, "tier", id->tier, bad);
-    return o;
-}
-
-static json_t *enc_meta(const msg_meta *mt, int *bad) {
-    json_t *o = json_object();
-    if (!o) return NULL;
-    put_str(o, "platform_msg_id", mt->platform_msg_id, bad);
-    put_str(o, "platform_chat_id", mt->platform_chat_id, bad);
-    put_str(o, "thread_id", mt->thread_id, bad);
-    put_str(o, "in_reply_to", mt->in_reply_to, bad);
-    put_str(o, "subject", mt->subject, bad);
-    return o;
-}
-
-/* The whole msg as a new jansson object (caller decrefs), or NULL. */
-static json_t *enc_msg(const msg *m) {
-    int bad = 0;
-    json_t *o = json_object();
-    if (!o) return NULL;
-    put(o, "v", json_integer(m->v ? m->v : MSG_VERSION), &bad);
-    if (m->type != MSG_UNKNOWN && (unsigned)m->type < MSG_TYPE_COUNT)
-        put_name(o, "type", msg_type_name(m->type), &bad);
-    put_str(o, "id", m->id, &bad);
-    put_str(o, "cmid", m->cmid, &bad);
-    put_str(o, "conv", m->conv, &bad);
-    put_int(o, "seq", (int64_t)m->seq, &bad);
-    if (m->channel != CH_NONE && (unsigned)m->channel < CH_COUNT)
-        put_name(o, "channel", msg_channel_name(m->channel), &bad);
-    if (m->dir != DIR_NONE && m->dir <= DIR_OUT) put_name(o, "dir", msg_dir_name(m->dir), &bad);
-    if (m->role != ROLE_NONE && (unsigned)m->role < ROLE_COUNT)
-        put_name(o, "role", msg_role_name(m->role), &bad);
-    put_str(o, "sender_id", m->sender_id, &bad);
-    put_str(o, "sender_name", m->sender_name, &bad);
-    put_int(o, "ts", m->ts_ms, &bad);
-    put_int(o, "cts", m->ts_client_ms, &bad);
-    if (m->text && m->text_len) put(o, "text", json_stringn(m->text, m->text_len), &bad);
-    if (m->n_att) put(o, "attachments", enc_attachments(m, &bad), &bad);
-    put_obj(o, "identity", enc_identity(&m->identity, &bad), &bad);
-    put_obj(o, "meta", enc_meta(&m->meta, &bad), &bad);
-    put_str(o, "agent_id", m->agent_id, &bad);
-    put_str(o, "agent_name", m->agent_name, &bad);
-    put_str(o, "queue", m->queue, &bad);
-    put_int(o, "position", m->position, &bad);
-    put_int(o, "wait", m->wait_s, &bad);
-    put_str(o, "code", m->code, &bad);
-    put_int(o, "rating", m->rating, &bad);
-    if (m->retry) put(o, "retry", json_true(), &bad);
-    put_int(o, "priority", m->priority, &bad);
-    put_str(o, "token", m->token, &bad);
-    put_int(o, "last_seq", (int64_t)m->last_seq, &bad);
-    put_str(o, "tenant", m->tenant, &bad);
-    put_str(o, "sock", m->sock, &bad);
-    if (m->n_skills) put(o, "skills", enc_skills(m, &bad), &bad);
-    put_int(o, "cap", m->cap, &bad);
-    if (m->n_items && m->items) put(o, "items", enc_items(m, &bad), &bad);
-    if (m->native && m->native_len) put(o, "native", json_stringn(m->native, m->native_len), &bad);
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* Growing output buffer for json_dump_callback; data[0..headroom) is reserved. */
-typedef struct jbuf {
+/* Growing output buffer; data[0..headroom) is reserved. bad: allocation failed or a string was
+ * not valid UTF-8 (the text is then thrown away). */
+typedef struct jw {
     unsigned char *data;
     size_t len, cap;
-} jbuf;
+    int bad;
+} jw;
 
-static int jbuf_write(const char *s, size_t n, void *ud) {
-    jbuf *b = ud;
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap;
-        while (n > cap - b->len) {
-            if (cap > SIZE_MAX / 2) return -1;
+static void jw_put(jw *w, const void *s, size_t n) {
+    if (w->bad) return;
+    if (n > w->cap - w->len) {
+        size_t cap = w->cap;
+        while (n > cap - w->len) {
+            if (cap > SIZE_MAX / 2) {
+                w->bad = 1;
+                return;
+            }
             cap *= 2;
         }
-        unsigned char *p = realloc(b->data, cap);
-        if (!p) return -1;
-        b->data = p;
-        b->cap = cap;
+        unsigned char *p = realloc(w->data, cap);
+        if (!p) {
+            w->bad = 1;
+            return;
+        }
+        w->data = p;
+        w->cap = cap;
     }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
+    memcpy(w->data + w->len, s, n);
+    w->len += n;
+}
+
+/* s[0..n) as a JSON string: UTF-8 as it is; '"', '\\' and the control characters escaped as
+ * jansson does (\b \f \n \r \t, else \u00XX). Invalid UTF-8 sets bad. */
+static void jw_string(jw *w, const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    if (!msg_utf8_valid(s, n)) {
+        w->bad = 1;
+        return;
+    }
+    jw_put(w, "\"", 1);
+    size_t run = 0; /* bytes copied as they are, pending */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        jw_put(w, s + i - run, run);
+        run = 0;
+        char esc[6] = {'\\', 0};
+        size_t k = 2;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            k = 6;
+        }
+        jw_put(w, esc, k);
+    }
+    jw_put(w, s + n - run, run);
+    jw_put(w, "\"", 1);
+}
+
+/* One object being written: n fields so far. */
+typedef struct jobj {
+    jw *w;
+    unsigned n;
+} jobj;
+
+static void jo_open(jobj *o, jw *w) {
+    o->w = w;
+    o->n = 0;
+    jw_put(w, "{", 1);
+}
+
+static void jo_close(jobj *o) {
+    jw_put(o->w, "}", 1);
+}
+
+/* The key of the next field, after a comma unless it is the first. */
+static void jo_key(jobj *o, const char *key) {
+    if (o->n++) jw_put(o->w, ",", 1);
+    jw_string(o->w, key, strlen(key));
+    jw_put(o->w, ":", 1);
+}
+
+/* Builders: each adds key unless the value is zero/empty. */
+static void put_strn(jobj *o, const char *key, const char *s, size_t cap) {
+    size_t n = strnlen(s, cap); /* s is a fixed array of cap bytes: never read past it */
+    if (!n) return;
+    jo_key(o, key);
+    jw_string(o->w, s, n);
+}
+#define put_str(o, key, arr) put_strn((o), (key), (arr), sizeof(arr))
+
+static void put_name(jobj *o, const char *key, const char *s) {
+    jo_key(o, key);
+    jw_string(o->w, s, strlen(s));
+}
+
+static void put_int(jobj *o, const char *key, int64_t v) {
+    if (!v) return;
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    jo_key(o, key);
+    jw_put(o->w, buf, (size_t)n);
+}
+
+static void enc_attachments(jobj *o, const msg *m) {
+    unsigned n = m->n_att > MSG_ATT_MAX ? MSG_ATT_MAX : m->n_att;
+    jo_key(o, "attachments");
+    jw_put(o->w, "[", 1);
+    for (unsigned i = 0; i < n; i++) {
+        const msg_attachment *a = &m->att[i];
+        if (i) jw_put(o->w, ",", 1);
+        jobj e;
+        jo_open(&e, o->w);
+        put_str(&e, "url", a->url);
+        put_str(&e, "mime", a->mime);
+        put_int(&e, "size", (int64_t)a->size);
+        put_str(&e, "name", a->name);
+        jo_close(&e);
+    }
+    jw_put(o->w, "]", 1);
+}
+
+static void enc_items(jobj *o, const msg *m) {
+    jo_key(o, "items");
+    jw_put(o->w, "[", 1);
+    for (uint32_t i = 0; i < m->n_items; i++) {
+        const msg_queue_item *it = &m->items[i];
+        if (i) jw_put(o->w, ",", 1);
+        jobj e;
+        jo_open(&e, o->w);
+        put_str(&e, "conv", it->conv);
+        put_int(&e, "position", it->position);
+        put_int(&e, "since", it->since_ms);
+        if (it->channel != CH_NONE && (unsigned)it->channel < CH_COUNT)
+            put_name(&e, "channel", msg_channel_name(it->channel));
+        put_int(&e, "priority", it->priority);
+        put_int(&e, "ring", it->ring);
+        put_str(&e, "preview", it->preview);
+        jo_close(&e);
+    }
+    jw_put(o->w, "]", 1);
+}
+
+static void enc_skills(jobj *o, const msg *m) {
+    unsigned n = m->n_skills > MSG_SKILLS_MAX ? MSG_SKILLS_MAX : m->n_skills;
+    jo_key(o, "skills");
+    jw_put(o->w, "[", 1);
+    for (unsigned i = 0; i < n; i++) {
+        if (i) jw_put(o->w, ",", 1);
+        jw_string(o->w, m->skills[i], strnlen(m->skills[i], MSG_CODE_MAX));
+    }
+    jw_put(o->w, "]", 1);
+}
+
+/* An object field written only when one of its fields is set (as jansson's empty objects were
+ * left out). */
+static void enc_identity(jobj *o, const msg_identity *id) {
+    if (!id->customer_id[0] && !id->order_no[0] && !id->account[0] && !id->locale[0] &&
+        !id->tier[0])
+        return;
+    jo_key(o, "identity");
+    jobj e;
+    jo_open(&e, o->w);
+    put_str(&e, "customer_id", id->customer_id);
+    put_str(&e, "order_no", id->order_no);
+    put_str(&e, "account", id->account);
+    put_str(&e, "locale", id->locale);
+    put_str(&e, "tier", id->tier);
+    jo_close(&e);
+}
+
+static void enc_meta(jobj *o, const msg_meta *mt) {
+    if (!mt->platform_msg_id[0] && !mt->platform_chat_id[0] && !mt->thread_id[0] &&
+        !mt->in_reply_to[0] && !mt->subject[0])
+        return;
+    jo_key(o, "meta");
+    jobj e;
+    jo_open(&e, o->w);
+    put_str(&e, "platform_msg_id", mt->platform_msg_id);
+    put_str(&e, "platform_chat_id", mt->platform_chat_id);
+    put_str(&e, "thread_id", mt->thread_id);
+    put_str(&e, "in_reply_to", mt->in_reply_to);
+    put_str(&e, "subject", mt->subject);
+    jo_close(&e);
+}
+
+/* The whole msg, in the order of docs/protocol.md's table. */
+static void enc_msg(jw *w, const msg *m) {
+    jobj o;
+    jo_open(&o, w);
+    put_int(&o, "v", m->v ? m->v : MSG_VERSION);
+    if (m->type != MSG_UNKNOWN && (unsigned)m->type < MSG_TYPE_COUNT)
+        put_name(&o, "type", msg_type_name(m->type));
+    put_str(&o, "id", m->id);
+    put_str(&o, "cmid", m->cmid);
+    put_str(&o, "conv", m->conv);
+    put_int(&o, "seq", (int64_t)m->seq);
+    if (m->channel != CH_NONE && (unsigned)m->channel < CH_COUNT)
+        put_name(&o, "channel", msg_channel_name(m->channel));
+    if (m->dir != DIR_NONE && m->dir <= DIR_OUT) put_name(&o, "dir", msg_dir_name(m->dir));
+    if (m->role != ROLE_NONE && (unsigned)m->role < ROLE_COUNT)
+        put_name(&o, "role", msg_role_name(m->role));
+    put_str(&o, "sender_id", m->sender_id);
+    put_str(&o, "sender_name", m->sender_name);
+    put_int(&o, "ts", m->ts_ms);
+    put_int(&o, "cts", m->ts_client_ms);
+    if (m->text && m->text_len) {
+        jo_key(&o, "text");
+        jw_string(w, m->text, m->text_len);
+    }
+    if (m->n_att) enc_attachments(&o, m);
+    enc_identity(&o, &m->identity);
+    enc_meta(&o, &m->meta);
+    put_str(&o, "agent_id", m->agent_id);
+    put_str(&o, "agent_name", m->agent_name);
+    put_str(&o, "queue", m->queue);
+    put_int(&o, "position", m->position);
+    put_int(&o, "wait", m->wait_s);
+    put_str(&o, "code", m->code);
+    put_int(&o, "rating", m->rating);
+    if (m->retry) {
+        jo_key(&o, "retry");
+        jw_put(w, "true", 4);
+    }
+    put_int(&o, "priority", m->priority);
+    put_str(&o, "token", m->token);
+    put_int(&o, "last_seq", (int64_t)m->last_seq);
+    put_str(&o, "tenant", m->tenant);
+    put_str(&o, "sock", m->sock);
+    if (m->n_skills) enc_skills(&o, m);
+    put_int(&o, "cap", m->cap);
+    if (m->n_items && m->items) enc_items(&o, m);
+    if (m->native && m->native_len) {
+        jo_key(&o, "native");
+        jw_string(w, m->native, m->native_len);
+    }
+    jo_close(&o);
 }
 
 /* Compact UTF-8 JSON written straight after `headroom` reserved bytes of one malloc'd buffer,
  * returned to the caller (free()); *len = payload bytes. NULL on allocation failure, or when a
  * string of m is not valid UTF-8 (msg_validate() catches that first). */
 unsigned char *msg_encode_json(const msg *m, size_t headroom, size_t *len) {
-    json_t *o = enc_msg(m);
-    if (!o) return NULL;
-    jbuf b = {NULL, headroom, 0};
     size_t want = m->text_len < MSG_TEXT_MAX ? m->text_len : MSG_TEXT_MAX;
     want += m->native_len < MSG_NATIVE_MAX ? m->native_len : MSG_NATIVE_MAX;
-    if (headroom > SIZE_MAX - 512 - want) {
-        json_decref(o);
+    if (headroom > SIZE_MAX - 512 - want) return NULL;
+    jw w = {NULL, headroom, headroom + 512 + want, 0};
+    w.data = malloc(w.cap);
+    if (!w.data) return NULL;
+    enc_msg(&w, m);
+    if (w.bad) {
+        free(w.data);
         return NULL;
     }
-    b.cap = headroom + 512 + want;
-    b.data = malloc(b.cap);
-    int rc = b.data ? json_dump_callback(o, jbuf_write, &b, JSON_COMPACT) : -1;
-    json_decref(o);
-    if (rc) {
-        free(b.data);
-        return NULL;
-    }
-    *len = b.len - headroom;
-    return b.data;
+    *len = w.len - headroom;
+    return w.data;
 }

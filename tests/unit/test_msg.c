@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <msgpack.h>
 
 #include "proto/msg.h"
@@ -1093,6 +1094,99 @@ static void test_native_limits(void **state) {
 
 /* Desk-only events: the customer's view keeps the frame (type, seq) and drops the note, the
  * category and the agent id. */
+/* The encoder writes JSON itself: its text must be exactly what jansson writes for the same
+ * object (compact, same key order, same escapes), for every control character, quotes,
+ * backslashes, DEL, multi-byte UTF-8 and every kind of field. */
+static void assert_jansson_text(const msg *m) {
+    size_t n;
+    unsigned char *p = msg_encode_json(m, 16, &n);
+    assert_non_null(p);
+    json_error_t je;
+    json_t *o = json_loadb((const char *)p + 16, n, 0, &je);
+    assert_non_null(o);
+    char *again = json_dumps(o, JSON_COMPACT);
+    assert_non_null(again);
+    assert_int_equal(strlen(again), n);
+    assert_memory_equal(again, p + 16, n);
+    free(again);
+    json_decref(o);
+    free(p);
+}
+
+static void test_json_text_as_jansson_writes_it(void **state) {
+    (void)state;
+    msg m;
+    msg_init(&m);
+    m.type = MSG_TEXT;
+    strcpy(m.id, "id-1");
+    strcpy(m.cmid, "c\"1\\");
+    strcpy(m.conv, "conv/1");
+    m.seq = 18446744073709551615ULL >> 1;
+    m.channel = CH_WEB;
+    m.dir = DIR_IN;
+    m.role = ROLE_CUSTOMER;
+    strcpy(m.sender_id, "s-1");
+    strcpy(m.sender_name, "王小姐 \xe2\x80\xa8 \xf0\x9f\x98\x80");
+    m.ts_ms = 1800000000123;
+    m.ts_client_ms = -5;
+    char text[160];
+    size_t k = 0;
+    for (int c = 1; c < 0x20; c++)
+        text[k++] = (char)c;
+    const char *rest = "\"\\/\x7f end \xe4\xbd\xa0\xe5\xa5\xbd";
+    memcpy(text + k, rest, strlen(rest));
+    k += strlen(rest);
+    assert_int_equal(msg_set_text(&m, text, k, NULL), 0);
+    m.n_att = 2;
+    strcpy(m.att[0].url, "https://x/a?b=1&c=\"2\"");
+    strcpy(m.att[0].mime, "image/png");
+    m.att[0].size = 1234;
+    strcpy(m.att[1].name, "tab\there");
+    strcpy(m.identity.customer_id, "c-1");
+    strcpy(m.identity.locale, "zh-CN");
+    strcpy(m.meta.subject, "Re: [#cg-1]");
+    strcpy(m.agent_id, "amy");
+    strcpy(m.queue, "general");
+    m.position = 3;
+    m.wait_s = 60;
+    strcpy(m.code, "busy");
+    m.rating = 5;
+    m.retry = 1;
+    m.priority = 9;
+    strcpy(m.token, "t.o.k");
+    m.last_seq = 7;
+    strcpy(m.tenant, "default");
+    strcpy(m.sock, "gw1:2");
+    m.n_skills = 2;
+    strcpy(m.skills[0], "general");
+    strcpy(m.skills[1], "vip\n");
+    m.cap = 4;
+    msg_queue_item items[2] = {{.position = 1, .since_ms = 5, .channel = CH_EMAIL, .ring = 2}};
+    strcpy(items[0].conv, "q1");
+    strcpy(items[0].preview, "hello \x01");
+    strcpy(items[1].conv, "q2");
+    m.items = items;
+    m.n_items = 2;
+    assert_jansson_text(&m);
+    m.items = NULL;
+    m.n_items = 0;
+    assert_int_equal(msg_set_native(&m, "{\"a\":\"\\u00e9\"}\r\n", 16, NULL), 0);
+    assert_jansson_text(&m);
+    msg_free(&m);
+
+    msg_init(&m); /* nearly empty: v only, no empty objects */
+    assert_jansson_text(&m);
+    size_t n;
+    unsigned char *p = msg_encode_json(&m, 0, &n);
+    assert_non_null(p);
+    assert_int_equal(n, strlen("{\"v\":1}"));
+    assert_memory_equal(p, "{\"v\":1}", n);
+    free(p);
+    strcpy(m.sender_name, "bad \xff utf-8"); /* refused, as jansson refused it */
+    assert_null(msg_encode_json(&m, 0, &n));
+    msg_free(&m);
+}
+
 /* The stored form leaves out a customer's customer_id equal to its sender_id and puts it back;
  * another customer_id (a webhook's), an agent's message and an empty sender stay as they are. */
 static void test_stored_trim_fill(void **state) {
@@ -1199,6 +1293,7 @@ int main(void) {
         cmocka_unit_test(test_tenant),
         cmocka_unit_test(test_customer_view),
         cmocka_unit_test(test_stored_trim_fill),
+        cmocka_unit_test(test_json_text_as_jansson_writes_it),
         cmocka_unit_test(test_validate_internal_and_fields),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_names),
