@@ -1,24 +1,28 @@
 /* conv.c -- a customer wrote (text or attachment from cg:in).
  *
  * One FCALL cg_customer_msg (redis/event.lua) with a msgpack map of this message's
- * classification, the greeting and the response deadlines: a new conversation is greeted, given
- * its first-response timer and enqueued in that call; for any other state it answers what
- * cg_conv_info would, by name (the answers are read with evres.c). Then, by state:
- *   new      -> greeting (cmid cg:greet) in the customer's locale (identity.locale of this first
- *               message, else default_locale), classification of this first message (classify.c:
- *               queue, priority, category), the first-response timer, and cg_enqueue, which
- *               assigns at once in an open push queue (-> announce) or queues (-> the waiting
- *               reply, cmid cg:pos:<entry>: off_hours outside the queue's business hours,
- *               no_agent on a chat when nobody who serves the queue or its overflow is
- *               online, email_ack on e-mail, else queued with position and wait); a conversation
- *               classified into complaint_queue also gets a complaint ticket;
- *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only; not while
- *               nobody serves the queue: no_agent is said once);
- *   assigned -> response timers; announce only if the assignment is still in the outbox (a
- *               router died before);
- *   closed / unknown -> nothing (cg_append opened a new conversation for later messages), except
- *               a survey answer cg_append attached to the closed conversation (csat.c);
- * a `rating` message is csat.c's in every state; a message while assigned re-arms idle:<conv>. */
+ * classification (classify.c: queue, priority, category), the greeting in the customer's locale
+ * (identity.locale of this message, else default_locale), the response deadlines and the texts
+ * the call may say. The answers are read with evres.c:
+ *   'new'    the conversation was new and the call did everything: greeting (cmid cg:greet),
+ *            first-response timer, enqueued, and either assigned at once in an open push queue
+ *            and announced (how 'announced' / 'stale'), or queued and the waiting reply said
+ *            (how 'told', cmid cg:pos:<entry>: off_hours outside the queue's business hours,
+ *            no_agent on a chat when nobody who serves the queue or its overflow is online,
+ *            email_ack on e-mail, else queued with position and wait); a conversation
+ *            classified into complaint_queue also got its complaint ticket. The router only
+ *            publishes the queue's snapshot (and announces an assignment the call did not).
+ *   'info'   any other state; nothing was changed unless told:
+ *              queued   -> response timers (told: the call did them, and the waiting reply
+ *                          again, not on e-mail: one acknowledgement only; not while nobody
+ *                          serves the queue: no_agent is said once);
+ *              assigned -> response timers and the idle close (told: the call did them);
+ *                          announce only if the assignment is still in the outbox (a router
+ *                          died before);
+ *              closed / none -> nothing (cg_append opened a new conversation for later
+ *                          messages).
+ * A survey answer (a `rating` message, or one cg_append attached to the closed conversation) is
+ * csat.c's, in its own call. */
 #include "router.h"
 #include "desk_schema.h"
 
@@ -67,34 +71,6 @@ static void conv_say_waiting(job *j, long long position) {
     say_tmpl(j, j->conv, j->channel, j->locale, TMPL_QUEUED, vars, 2, cmid, j->queue, p, wait_s);
 }
 
-static void conv_enqueue_reply(job *j, redisReply *rep) {
-    j->state[0] = '\0';
-    if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("conv %s: cg_enqueue: %s", j->conv, rep->str);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
-    evres_text(rep->element[0], j->state, sizeof(j->state));
-    if (strcmp(j->state, "assigned") == 0) {
-        j->has_row = store_row_parse(rep->element[1], &j->row) == 0;
-    } else if (strcmp(j->state, "queued") == 0) {
-        j->position = evres_number(rep->element[1]);
-        if (rep->elements >= 5) {
-            j->avg_ms = evres_number(rep->element[3]);
-            j->held = (int)evres_number(rep->element[4]);
-        }
-        j->staffed = rep->elements >= 6 ? (int)evres_number(rep->element[5]) : 1;
-        j->slots = rep->elements >= 8 ? evres_number(rep->element[6]) : 1;
-        j->free = rep->elements >= 8 ? evres_number(rep->element[7]) : 0;
-    } else if (strcmp(j->state, "already") == 0 && rep->elements >= 3) {
-        /* another router (or an earlier run of this entry) got there first */
-        char st[16];
-        evres_text(rep->element[1], st, sizeof(st));
-        j->has_row = store_row_parse(rep->element[2], &j->row) == 0;
-        if (strcmp(st, "queued") == 0) cg_strlcpy(j->state, "reread", sizeof(j->state));
-    }
-}
-
 static void conv_after_enqueue(job *j) {
     if (j->has_row) {
         log_info("conv %s assigned to %s", j->conv, j->row.agent);
@@ -106,7 +82,6 @@ static void conv_after_enqueue(job *j) {
         conv_say_waiting(j, j->position);
         return;
     }
-    if (strcmp(j->state, "reread") == 0) job_restart(j); /* tell the position */
 }
 
 /* Field name of an event answer as a number, dflt when the answer has no such field. */
@@ -139,61 +114,17 @@ static void conv_info_fields(job *j, const redisReply *rep) {
 }
 
 /* cg_customer_msg's 'new' answer: cg_enqueue's by name (result 'assigned' with row, 'queued'
- * with the waiting figures, 'already' with state and row), as conv_enqueue_reply reads it. */
+ * with the waiting figures; 'already' cannot come: the call checked the state was new). */
 static void conv_new_fields(job *j, const redisReply *rep) {
     evres_str(rep, "result", j->state, sizeof(j->state));
     if (strcmp(j->state, "assigned") == 0) {
         j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
     } else if (strcmp(j->state, "queued") == 0) {
         conv_wait_fields(j, rep);
-    } else if (strcmp(j->state, "already") == 0) {
-        /* another router (or an earlier run of this entry) got there first */
-        char st[16];
-        evres_str(rep, "state", st, sizeof(st));
-        j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
-        if (strcmp(st, "queued") == 0) cg_strlcpy(j->state, "reread", sizeof(j->state));
     }
-}
-
-/* Classify the first message of a new conversation, arm its first-response timer and enqueue
- * it (category = the matching rule's name, "default" when none matched). */
-static void conv_enqueue(job *j) {
-    router *r = j->r;
-    const msg *m = &j->m;
-    cls_input in = {.text = m->text,
-                    .subject = m->meta.subject,
-                    .channel = j->channel[0] ? j->channel : msg_channel_name(m->channel),
-                    .tier = m->identity.tier};
-    cls_result res;
-    cls_classify(&r->cls, &in, &res);
-    cg_strlcpy(j->queue, res.queue, sizeof(j->queue));
-    const char *category = res.rule[0] ? res.rule : "default";
-    char now[24], prio[8], pos_ms[24], sticky[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(prio, sizeof(prio), "%d", res.priority);
-    snprintf(pos_ms, sizeof(pos_ms), "%lld",
-             sla_is_chat(j->channel) ? r->cfg.position_update_s * 1000 : 0);
-    log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue,
-             res.priority, category);
-    sla_on_customer(j);
-    job_cmd(j, conv_enqueue_reply, 12, "FCALL", "cg_enqueue", "1", CG_KEY_TENANT, j->conv, j->queue,
-            prio, now, category, j->locale, pos_ms, routing_sticky_ms(r, sticky, sizeof(sticky)));
-    if (strcmp(j->queue, r->cfg.complaint_queue) == 0) sla_complaint(j, res.complaint_class);
-    j->then = conv_after_enqueue;
 }
 
 static void conv_after_info(job *j) {
-    if (csat_on_customer(j)) return; /* a rating (csat.c) */
-    if (strcmp(j->state, "new") == 0) {
-        if (!j->channel[0])
-            cg_strlcpy(j->channel, msg_channel_name(j->m.channel), sizeof(j->channel));
-        cg_strlcpy(j->locale,
-                   j->m.identity.locale[0] ? j->m.identity.locale : j->r->cfg.default_locale,
-                   sizeof(j->locale));
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_GREETING, NULL, 0, "cg:greet", NULL, 0, 0);
-        conv_enqueue(j);
-        return;
-    }
     if (j->told) { /* the call armed the timers and said the waiting reply */
         if (strcmp(j->state, "assigned") == 0 && j->in_outbox && j->has_row)
             say_assigned(j, &j->row);

@@ -209,7 +209,6 @@ struct job {
     char resolution[MSG_CODE_MAX];
     long long position;
     int in_outbox;
-    int again;                   /* times the entry was restarted from its first step */
     char member[JOB_MEMBER_MAX]; /* JOB_TIMER: cg:timers member and its lease score */
     char lease[24];
     char locale[TMPL_LOCALE_MAX];
@@ -274,8 +273,6 @@ const redisReply *evres_get(const redisReply *rep, const char *name);
 /* Field name as text into out (n bytes; "" when missing), or as a number (0 when missing). */
 void evres_str(const redisReply *rep, const char *name, char *out, size_t n);
 long long evres_int(const redisReply *rep, const char *name);
-/* Restart j from its first step (after the current step's replies are in). */
-void job_restart(job *j);
 /* Send the collected XACKs now. */
 void job_flush_acks(router *r);
 void job_init(router *r);
@@ -469,8 +466,6 @@ void sla_on_customer(job *j);
  * redis/event.lua): cancel the response timers of its conversation (the first one also counts
  * the first response time for the queue and the sending agent) and re-arm the idle close. */
 void sla_on_agent(job *j);
-/* conv was classified into the complaint queue: give it a ticket and tell the customer. */
-void sla_complaint(job *j, const char *complaint_class);
 /* The complaint fields of an event's map (8 fields: complaint 1, day, respond_due, resolve_due,
  * class, limit, window, complaint_ack in every locale: the caller packs `locales`) for a complaint
  * of complaint_class (unknown: ordinary) made now: cg_complaint's arguments and the customer's
@@ -510,8 +505,6 @@ int csat_on_customer(job *j);
 
 /* ---- routing.c: sticky agents, offer timeout, overflow; transfer.c: the transfer command ---- */
 
-/* sticky_window_s in ms as an argument of cg_enqueue ("0" = off); buf of at least 24 bytes. */
-const char *routing_sticky_ms(const router *r, char *buf, size_t n);
 /* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
 /* First step of a JOB_TIMER job for such a member. */
 void routing_timer_step(job *j);

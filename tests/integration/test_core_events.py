@@ -100,6 +100,35 @@ def test_any_other_state_changes_nothing_and_answers_it(redis_srv):
     assert (what, info["state"], info["staffed"]) == ("info", "", 1)
 
 
+# the conversation's state before the call -> (the answer's kind, its state or result)
+KINDS = [
+    ("none", "info", ""),
+    ("new", "new", "queued"),
+    ("queued", "info", "queued"),
+    ("assigned", "info", "assigned"),
+    ("closed", "info", "closed"),
+]
+
+
+@pytest.mark.parametrize("before,kind,state", KINDS, ids=[k[0] for k in KINDS])
+def test_the_answers_kind_follows_the_state(redis_srv, before, kind, state):
+    """'new' exactly when the conversation was new (the call enqueued it: never 'already'), else
+    'info' with the state it has, never 'new' (or '' when there is none): the router has no
+    enqueue of its own to do (router/conv.c)."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv = "no-such-conversation" if before == "none" else customer_text(r, "cu1", "hello")
+    if before in ("assigned", "closed"):
+        r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
+    if before != "none" and before != "new":
+        call(r, event(conv, greet=""))
+    if before == "closed":
+        r.fcall("cg_close", 1, TENANT, conv, "amy", "resolved", NOW)
+    assert conv_hash(r, conv).get("state", "") == ("" if before == "none" else before)
+    what, res = call(r, event(conv, greet=""))
+    assert (what, res.get("state") if what == "info" else res["result"]) == (kind, state), res
+
+
 def test_the_same_event_twice_greets_once(redis_srv):
     """A router that died after the call and before XACK: the entry runs again and finds the
     conversation queued."""
