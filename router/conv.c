@@ -33,53 +33,11 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* The waiting reply for a conversation at position in j->queue (see the file comment). */
-static void conv_say_waiting(job *j, long long position) {
-    router *r = j->r;
-    char cmid[MSG_ID_MAX], pos[16], wait[48];
-    uint32_t p = position > 0 ? (uint32_t)position : 1;
-    uint32_t wait_s = (uint32_t)sla_wait_s(r, p, j->avg_ms, j->slots, j->free);
-    snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
-    notify_dirty(r, j->queue);
-    const cls_queue *q = cls_queue_find(&r->cls, j->queue);
-    if (j->held && q && !hours_open(&q->hours, j->now_ms)) {
-        char opens[64] = "";
-        int64_t at = hours_next_open(&q->hours, j->now_ms);
-        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
-        tmpl_var vars[] = {{"opens_at", opens}};
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_OFF_HOURS, vars, 1, cmid, j->queue, p,
-                 wait_s);
-        return;
-    }
-    if (!j->staffed && sla_is_chat(j->channel)) {
-        /* an honest answer instead of a position nobody will reach (docs/configuration.md) */
-        log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_NO_AGENT, NULL, 0, cmid, j->queue, 0, 0);
-        return;
-    }
-    if (!sla_is_chat(j->channel)) {
-        char within[48];
-        say_duration(j->locale, r->sla.first_s[CH_EMAIL], within, sizeof(within));
-        tmpl_var vars[] = {{"reply_within", within}};
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_EMAIL_ACK, vars, 1, "cg:ack", j->queue, 0,
-                 0);
-        return;
-    }
-    snprintf(pos, sizeof(pos), "%u", p);
-    say_duration(j->locale, wait_s, wait, sizeof(wait));
-    tmpl_var vars[] = {{"position", pos}, {"wait", wait}};
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_QUEUED, vars, 2, cmid, j->queue, p, wait_s);
-}
-
+/* An assignment the call made but did not announce (the map had no `assigned` msg). */
 static void conv_after_enqueue(job *j) {
     if (j->has_row) {
         log_info("conv %s assigned to %s", j->conv, j->row.agent);
         say_assigned(j, &j->row);
-        return;
-    }
-    if (strcmp(j->state, "queued") == 0) {
-        log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
-        conv_say_waiting(j, j->position);
         return;
     }
 }
@@ -90,14 +48,11 @@ static long long conv_int_or(const redisReply *rep, const char *name, long long 
     return v ? evres_number(v) : dflt;
 }
 
-/* The waiting figures of a queued conversation (cg_customer_msg's 'new' and 'info' answers). */
+/* The waiting figures of a queued conversation the router logs (cg_customer_msg's 'new' and
+ * 'info' answers): position, staffed. */
 static void conv_wait_fields(job *j, const redisReply *rep) {
     j->position = evres_int(rep, "position");
-    j->avg_ms = evres_int(rep, "avg_ms");
-    j->held = (int)evres_int(rep, "held");
     j->staffed = (int)conv_int_or(rep, "staffed", 1);
-    j->slots = conv_int_or(rep, "slots", 1);
-    j->free = evres_int(rep, "free");
 }
 
 /* cg_customer_msg's 'info' answer: cg_conv_info's fields by name (state, channel, queue,
@@ -124,26 +79,20 @@ static void conv_new_fields(job *j, const redisReply *rep) {
     }
 }
 
+/* cg_customer_msg's 'info' answer for a queued or assigned conversation: the call said the
+ * waiting reply itself and, when told, armed the response timers (and the idle close). Not told:
+ * the message classified into another queue than the conversation's, so the deadlines, which
+ * count the business hours of its queue, are armed here. An assignment still in the outbox (a
+ * router died before announcing it) is announced. */
 static void conv_after_info(job *j) {
-    if (j->told) { /* the call armed the timers and said the waiting reply */
-        if (strcmp(j->state, "assigned") == 0 && j->in_outbox && j->has_row)
-            say_assigned(j, &j->row);
-        return;
-    }
-    if (strcmp(j->state, "queued") == 0) {
+    int assigned = strcmp(j->state, "assigned") == 0;
+    if (!assigned && strcmp(j->state, "queued") != 0) return;
+    if (!j->told) {
         sla_on_customer(j);
-        /* the waiting reply again; while nobody serves the queue the customer was told so once
-         * (at the start of the wait, or by the position check when the last agent left): its
-         * next messages (a contact, as asked) get no repeat */
-        if (sla_is_chat(j->channel) && (j->staffed || j->held)) conv_say_waiting(j, j->position);
-        return;
+        if (assigned) close_idle_arm(j, j->conv);
+        if (!assigned) notify_dirty(j->r, j->queue);
     }
-    if (strcmp(j->state, "assigned") == 0) {
-        sla_on_customer(j);
-        close_idle_arm(j, j->conv);
-        if (j->in_outbox && j->has_row) say_assigned(j, &j->row);
-        return;
-    }
+    if (assigned && j->in_outbox && j->has_row) say_assigned(j, &j->row);
 }
 
 /* 'new' (cg_enqueue's answer by name, how) | 'info' (cg_conv_info's by name, told) */
@@ -179,26 +128,44 @@ static void conv_customer_reply(job *j, redisReply *rep) {
     j->then = conv_after_enqueue;
 }
 
-/* The fields of the waiting reply a new conversation gets when it is queued, said by the call
- * itself (redis/event.lua waiting_reply; conv_say_waiting's choice): wait_cmid, avg_handle_ms;
- * off_hours (when off, opens_at filled in); no_agent and queued ({position} {wait} left for the
- * call) with the duration units (chat), or email_ack ({reply_within}). 4 + off + 3 * chat. */
-static void conv_waiting_fields(evarg *a, job *j, const cls_queue *q, int chat, int off) {
+/* The field closed of cg_customer_msg's map: queue -> opens_at (the next opening, "YYYY-MM-DD
+ * HH:MM" in the queue's zone; "" when it does not open within a year) of every configured queue
+ * outside its business hours now; nothing when none is. 1 when some queue is closed. */
+static int conv_closed_fields(evarg *a, job *j) {
+    const cls_set *s = &j->r->cls;
+    uint32_t n = 0;
+    for (size_t i = 0; i < s->n_queues; i++)
+        n += !hours_open(&s->queues[i].hours, j->now_ms);
+    if (n == 0) return 0;
+    evarg_key(a, "closed");
+    msgpack_pack_map(&a->pk, n);
+    for (size_t i = 0; i < s->n_queues; i++) {
+        const cls_queue *q = &s->queues[i];
+        if (hours_open(&q->hours, j->now_ms)) continue;
+        char opens[64] = "";
+        int64_t at = hours_next_open(&q->hours, j->now_ms);
+        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
+        msgpack_pack_str_with_body(&a->pk, q->name, strlen(q->name));
+        msgpack_pack_str_with_body(&a->pk, opens, strlen(opens));
+    }
+    return 1;
+}
+
+/* The fields with which cg_customer_msg says the waiting reply itself (redis/event.lua
+ * waiting_reply decides which), for a new conversation left waiting and a waiting chat
+ * customer's next message: wait_cmid (cg:pos:<entry>), avg_handle_ms; while a queue is closed,
+ * closed (conv_closed_fields) and off_hours ({opens_at} left for the call, which knows the
+ * conversation's queue); no_agent and queued ({position} {wait} left for the call) with the
+ * duration units (chat), or email_ack ({reply_within}). */
+static void conv_waiting_fields(evarg *a, job *j, int chat) {
     router *r = j->r;
-    char cmid[MSG_ID_MAX], opens[64] = "";
+    char cmid[MSG_ID_MAX];
     snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
     evarg_str(a, "wait_cmid", cmid);
     evarg_int(a, "avg_handle_ms", r->cfg.avg_handle_s * 1000);
-    if (off) {
-        int64_t at = hours_next_open(&q->hours, j->now_ms);
-        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
-        tmpl_var vars[] = {{"opens_at", opens}};
-        variant_spec s = {.type = MSG_TEXT,
-                          .role = ROLE_BOT,
-                          .key = TMPL_OFF_HOURS,
-                          .off_when_empty = 1,
-                          .vars = vars,
-                          .n_vars = 1};
+    if (conv_closed_fields(a, j)) {
+        variant_spec s = {
+            .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_OFF_HOURS, .off_when_empty = 1};
         variant_pack(a, "off_hours", j, &s);
     }
     if (!chat) {
@@ -244,8 +211,6 @@ static void conv_customer_call(job *j) {
 
     int complaint = strcmp(j->queue, r->cfg.complaint_queue) == 0;
     int chat = sla_is_chat(j->channel);
-    const cls_queue *q = cls_queue_find(&r->cls, j->queue);
-    int off = q && !hours_open(&q->hours, j->now_ms); /* its business hours are over now */
     evarg a;
     evarg_init(&a);
     evarg_str(&a, "conv", j->conv);
@@ -265,7 +230,7 @@ static void conv_customer_call(job *j) {
     /* assigned at once: announced in the same call (say_assigned's event, notice and timers) */
     say_rows_fields(&a, j);
     variant_locales(&a, r);
-    conv_waiting_fields(&a, j, q, chat, off);
+    conv_waiting_fields(&a, j, chat);
     if (complaint) sla_complaint_fields(&a, j, res.complaint_class); /* the ticket, in the call */
     evarg_call(j, "cg_customer_msg", conv_customer_reply, &a);
 }

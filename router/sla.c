@@ -173,15 +173,6 @@ static long long sla_due(const router *r, const char *queue, int64_t now, long l
     return q ? hours_add(&q->hours, now, secs) : now + secs * 1000;
 }
 
-long long sla_wait_s(const router *r, long long position, long long avg_ms, long long slots,
-                     long long free) {
-    if (avg_ms <= 0) avg_ms = r->cfg.avg_handle_s * 1000;
-    long long ahead = position - (free > 0 ? free : 0);
-    if (ahead <= 0) return 0;
-    if (slots < 1) slots = 1;
-    return (ahead * avg_ms + slots * 1000 - 1) / (slots * 1000);
-}
-
 void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
                        long long *first, long long *next) {
     msg_channel ch = sla_channel(channel);
