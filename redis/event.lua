@@ -4,22 +4,7 @@
 
 -- ---- helpers: the map, the answer, the texts in every locale, what the calls write ---------
 
--- Every event function answers by name: answer(kind, t) is the RESP2 array {kind, name1, value1,
--- name2, value2, ...} of the fields of t, names sorted (deterministic; hiredis 0.14 has no RESP3
--- maps). A nested value stays an array (a ROW {conv, agent, agent_name, queue, assign_no,
--- channel}, a list of ROWs); a nil field is left out. Errors stay error replies. The router
--- reads it with router/evres.c.
-local function answer(kind, t)
-    local names = {}
-    for k in pairs(t or {}) do names[#names + 1] = k end
-    table.sort(names)
-    local out = {kind}
-    for _, k in ipairs(names) do
-        out[#out + 1] = k
-        out[#out + 1] = t[k]
-    end
-    return out
-end
+-- Every event function answers by name: answer(kind, t) (redis/lib.lua).
 
 -- A timer's answer an event passes on (cg_timer_fire's, cg_close_fire's, route_fire's: {'stale'},
 -- {'done'}, {'hours', queue}) named; an error as it is.
