@@ -323,12 +323,13 @@ local function cg_customer_msg(keys, args)
             end
             told = 1
         end
-        -- while it waits on chat, the waiting reply again, for the queue it waits in (not on
-        -- e-mail: one acknowledgement; not while nobody serves the queue: the customer was told
-        -- that once, unless the queue holds)
+        -- while it waits on chat, the waiting reply again, for the queue it waits in: off_hours
+        -- while that queue is closed, else the place in line (not on e-mail: one
+        -- acknowledgement; not while nobody serves the queue: no_agent was said once)
         -- {state, channel, queue, position, in_outbox, ROW, avg_ms, locale, held, staffed, slots,
         -- free}
-        if st == 'queued' and info[2] ~= 'email' and (info[10] == 1 or info[9] == 1) then
+        if st == 'queued' and info[2] ~= 'email' and
+            (info[10] == 1 or off_hours_at(a, info[3], info[9])) then
             waiting_reply(keys, a, conv, {position = info[4], avg_ms = info[7], held = info[9],
                 staffed = info[10], slots = info[11], free = info[12]}, now)
         end

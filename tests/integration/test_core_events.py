@@ -338,6 +338,7 @@ NEXT = [
     ("held, but its queue is not among the closed: the place in line", "closed", "web",
      dict(OFF, closed={"sales": "2027-02-01 08:00"}), ("Q 1 1 min", 1, 0), 1),
     ("e-mail: the one acknowledgement only", "busy", "email", {}, None, 1),
+    ("a pull queue, nobody online: said once", "pull", "web", {}, None, 1),
 ]
 
 
@@ -355,6 +356,8 @@ def test_a_queued_customers_next_message_gets_the_waiting_reply_in_the_call(
         call(r, event(customer_text(r, "cu0", "first"), greet=""))
     if who == "closed":  # outside its business hours: the queue holds
         r.sadd(f"{TENANT}:closed", "general")
+    if who == "pull":  # the queue holds too, open, and nobody serves it
+        r.hset(f"{TENANT}:queuecfg:general", "mode", "pull")
     texts = waiting(email_ack=[bot("ACK")] * 2)
     conv = customer_msg(r, "cu1", "hello", channel)
     first = {k: v for k, v in over.items() if k != "queue"}
