@@ -12,15 +12,18 @@
  *            email_ack on e-mail, else queued with position and wait); a conversation
  *            classified into complaint_queue also got its complaint ticket. The router only
  *            publishes the queue's snapshot (and announces an assignment the call did not).
- *   'info'   any other state; nothing was changed unless told:
- *              queued   -> response timers (told: the call did them, and the waiting reply
- *                          again, not on e-mail: one acknowledgement only; not while nobody
- *                          serves the queue: no_agent is said once);
- *              assigned -> response timers and the idle close (told: the call did them);
+ *   'info'   any other state:
+ *              queued   -> the call said the waiting reply again (on chat, for the queue the
+ *                          conversation waits in: off_hours while it is closed, else the place
+ *                          in line; not while nobody serves it: no_agent is said once); the
+ *                          response timers (told: the call armed them);
+ *              assigned -> response timers and the idle close (told: the call armed them);
  *                          announce only if the assignment is still in the outbox (a router
  *                          died before);
  *              closed / none -> nothing (cg_append opened a new conversation for later
  *                          messages).
+ *            Not told: this message classified into another queue than the conversation's,
+ *            and the deadlines count the business hours of the conversation's queue.
  * A survey answer (a `rating` message, or one cg_append attached to the closed conversation) is
  * csat.c's, in its own call. */
 #include "router.h"
@@ -35,11 +38,9 @@
 
 /* An assignment the call made but did not announce (the map had no `assigned` msg). */
 static void conv_after_enqueue(job *j) {
-    if (j->has_row) {
-        log_info("conv %s assigned to %s", j->conv, j->row.agent);
-        say_assigned(j, &j->row);
-        return;
-    }
+    if (!j->has_row) return;
+    log_info("conv %s assigned to %s", j->conv, j->row.agent);
+    say_assigned(j, &j->row);
 }
 
 /* Field name of an event answer as a number, dflt when the answer has no such field. */
@@ -89,8 +90,10 @@ static void conv_after_info(job *j) {
     if (!assigned && strcmp(j->state, "queued") != 0) return;
     if (!j->told) {
         sla_on_customer(j);
-        if (assigned) close_idle_arm(j, j->conv);
-        if (!assigned) notify_dirty(j->r, j->queue);
+        if (assigned)
+            close_idle_arm(j, j->conv);
+        else
+            notify_dirty(j->r, j->queue);
     }
     if (assigned && j->in_outbox && j->has_row) say_assigned(j, &j->row);
 }
@@ -118,12 +121,11 @@ static void conv_customer_reply(job *j, redisReply *rep) {
         log_info("conv %s assigned to %s", j->conv, j->row.agent);
         if (j->row.queue[0]) notify_dirty(j->r, j->row.queue);
         j->has_row = 0;
-    } else if (how[0] && strcmp(j->state, "queued") == 0) { /* told in the call */
+    } else if (strcmp(j->state, "queued") == 0) { /* and told in the call */
         log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
         if (!j->staffed)
             log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);
         notify_dirty(j->r, j->queue);
-        cg_strlcpy(j->state, "told", sizeof(j->state));
     }
     j->then = conv_after_enqueue;
 }
