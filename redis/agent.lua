@@ -167,8 +167,9 @@ FCALL cg_gw_reap 1 <tenant> now_ms [limit]
   the outbox). Conversations assigned to it stay assigned: the agent gets them back on its next
   hello, through any gateway. At most `limit` sockets (default 1000) per call. Atomic and
   idempotent: any number of routers may call it.
-  -> {{{gateway, sockets dropped, 'gone' | 'restarted', {agent, ...}}, ...}, assigned, more}
-     (assigned: conversations offered to the agents touched; more 1: the limit was reached)
+  -> 'reaped' gateways ({'gone' | 'restarted' gateway, dropped (sockets), agents ({agent, ...}),
+     ...}: one named answer per gateway reaped), assigned (conversations offered to the agents
+     touched), more (1: the limit was reached)
 ]]
 
 local function cg_gw_reap(keys, args)
@@ -222,14 +223,15 @@ local function cg_gw_reap(keys, args)
             end
         end
         if n > 0 or not boot then
-            out[#out + 1] = {gw, n, boot and 'restarted' or 'gone', agents}
+            out[#out + 1] = answer(boot and 'restarted' or 'gone',
+                {gateway = gw, dropped = n, agents = agents})
         end
     end
     local assigned = 0
     for _, agent in ipairs(order) do
         assigned = assigned + #offer(presence_settle(agent, now), now)
     end
-    return {out, assigned, more}
+    return answer('reaped', {gateways = out, assigned = assigned, more = more})
 end
 
 

@@ -385,7 +385,7 @@ local function staffed(queue)
     return false
 end
 
--- The serving capacity of queue, for the wait estimate (router/sla.c sla_wait_s): slots, the
+-- The serving capacity of queue, for the wait estimate (redis/event.lua wait_estimate): slots, the
 -- conversations the agents online for it (cg:online:<queue>, status online) hold at once (the sum
 -- of their caps), and free, how many more they can take now. At most 500 agents are counted.
 local function serving(queue)

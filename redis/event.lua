@@ -4,22 +4,7 @@
 
 -- ---- helpers: the map, the answer, the texts in every locale, what the calls write ---------
 
--- Every event function answers by name: answer(kind, t) is the RESP2 array {kind, name1, value1,
--- name2, value2, ...} of the fields of t, names sorted (deterministic; hiredis 0.14 has no RESP3
--- maps). A nested value stays an array (a ROW {conv, agent, agent_name, queue, assign_no,
--- channel}, a list of ROWs); a nil field is left out. Errors stay error replies. The router
--- reads it with router/evres.c.
-local function answer(kind, t)
-    local names = {}
-    for k in pairs(t or {}) do names[#names + 1] = k end
-    table.sort(names)
-    local out = {kind}
-    for _, k in ipairs(names) do
-        out[#out + 1] = k
-        out[#out + 1] = t[k]
-    end
-    return out
-end
+-- Every event function answers by name: answer(kind, t) (redis/lib.lua).
 
 -- A timer's answer an event passes on (cg_timer_fire's, cg_close_fire's, route_fire's: {'stale'},
 -- {'done'}, {'hours', queue}) named; an error as it is.
@@ -179,8 +164,9 @@ local function event_fn(f)
     end
 end
 
--- The estimated wait (s) at position pos: router/sla.c sla_wait_s's rule (the conversations
--- before it that no free slot takes, times the handling time, spread over the slots).
+-- The estimated wait (s) at position pos: the conversations before it that no free slot takes,
+-- times the handling time (avg_ms, the queue's measured; default_ms when none), spread over the
+-- slots of the queue's online agents (at least 1: the agents of an overflow queue).
 local function wait_estimate(pos, avg_ms, slots, free, default_ms)
     if avg_ms <= 0 then avg_ms = default_ms end
     local ahead = pos - math.max(free, 0)
@@ -198,35 +184,47 @@ local function duration_text(a, secs, locale)
     return fmt(math.max(1, math.floor((secs + 59) / 60))) .. ' ' .. variant(a, 'dur_min', locale)
 end
 
--- The waiting reply of new conversation conv that cg_enqueue queued (its answer q), chosen as
--- router/conv.c conv_say_waiting does: off hours (a held queue, when the map brings off_hours),
--- nobody online to serve it (chat), the e-mail acknowledgement (cmid cg:ack), or the place in
--- line with the estimated wait ({position} {wait} filled in here). -> true when the map brought
--- the texts (wait_cmid).
-local function waiting_reply(keys, a, conv, q, now)
+-- When the conversation waits in `queue` outside its business hours (held: the queue assigns
+-- nothing now): the opens_at of the map's `closed` (queue -> the next opening as the router's
+-- router/hours.c writes it, for the queues closed now), with the texts off_hours ({opens_at} left
+-- for the call); nil when it is not off hours. A map with off_hours and no `closed` brings the
+-- texts of the queue its message classified into, rendered, because that queue is closed: true.
+local function off_hours_at(a, queue, held)
+    if tonumber(held) ~= 1 or type(a.off_hours) ~= 'table' then return nil end
+    if type(a.closed) ~= 'table' then return true end
+    return a.closed[queue]
+end
+
+-- The waiting reply of conv, queued with the figures w (position, avg_ms, held, staffed, slots,
+-- free: cg_enqueue's or cg_conv_info's), said with the map's texts (router/conv.c
+-- conv_waiting_fields), in the conversation's locale: off hours in the queue it waits in
+-- (off_hours_at), the e-mail acknowledgement (cmid cg:ack), nobody online to serve it (no_agent),
+-- or the place in line with the estimated wait ({position} {wait} filled in here); cmid
+-- wait_cmid. -> true when the map brought the texts (wait_cmid).
+local function waiting_reply(keys, a, conv, w, now)
     if type(a.wait_cmid) ~= 'string' then return false end
     local h = redis.call('HMGET', CG.KEY.conv(conv), 'locale', 'channel', 'queue')
-    local locale, channel = h[1] or '', h[2] or ''
-    local pos = math.max(tonumber(q[2]) or 1, 1)
-    local wait = wait_estimate(pos, tonumber(q[4]) or 0, tonumber(q[7]) or 1, tonumber(q[8]) or 0,
-        tonumber(a.avg_handle_ms) or 0)
-    local field, cmid, set = 'queued', a.wait_cmid, {queue = h[3] or ''}
-    if tonumber(q[5]) == 1 and type(a.off_hours) == 'table' then
+    local locale, channel, queue = h[1] or '', h[2] or '', h[3] or ''
+    local pos = math.max(tonumber(w.position) or 1, 1)
+    local wait = wait_estimate(pos, tonumber(w.avg_ms) or 0, tonumber(w.slots) or 1,
+        tonumber(w.free) or 0, tonumber(a.avg_handle_ms) or 0)
+    local field, cmid, set, vars = 'queued', a.wait_cmid, {queue = queue}, nil
+    local opens = off_hours_at(a, queue, w.held)
+    if opens then
         field, set.position, set.wait = 'off_hours', pos, wait
+        if opens ~= true then vars = {opens_at = opens} end
     elseif channel == 'email' then
         field, cmid = 'email_ack', 'cg:ack'
-    elseif tonumber(q[6]) == 0 then
+    elseif tonumber(w.staffed) == 0 then
         field = 'no_agent'
     else
         set.position, set.wait = pos, wait
     end
     local p = variant(a, field, locale)
     if p == '' then return true end
-    if field == 'queued' then
-        p = render(p, {position = fmt(pos), wait = duration_text(a, wait, locale)})
-    end
-    cg_append(keys, {conv, cmid, 'bot', a.sender or 'chatgw', msg_set(p, set), '', channel, now,
-        'sys'})
+    if field == 'queued' then vars = {position = fmt(pos), wait = duration_text(a, wait, locale)} end
+    cg_append(keys, {conv, cmid, 'bot', a.sender or 'chatgw', msg_set(render(p, vars), set), '',
+        channel, now, 'sys'})
     return true
 end
 
@@ -247,7 +245,7 @@ local function enqueued(r, how)
 end
 
 -- cg_customer_msg's answer for any other state: cg_conv_info's answer info by name, told 1 when
--- the call said the waiting reply and armed the timers itself.
+-- the call armed the response timers itself.
 local function conv_state(info, told)
     return answer('info', {state = info[1], channel = info[2], queue = info[3], position = info[4],
         in_outbox = info[5], row = info[6], avg_ms = info[7], locale = info[8], held = info[9],
@@ -277,9 +275,11 @@ FCALL cg_customer_msg 1 <tenant> <map>
                 the `assigned` msg (its text may name the agent as {name}) and the durations of
                 the offer (chats) and idle timers: a conversation assigned at once is announced
                 in this call too (announce_row; the answer's `how`: 'announced' or 'stale')
-    wait_cmid, avg_handle_ms, locales, off_hours, no_agent, queued, dur_min, dur_hour, email_ack
-                the waiting reply (router/conv.c conv_waiting_fields): a conversation left
-                waiting is told in this call too (waiting_reply; the answer's `how`: 'told')
+    wait_cmid, avg_handle_ms, locales, off_hours, closed, no_agent, queued, dur_min, dur_hour,
+    email_ack   the waiting reply (router/conv.c conv_waiting_fields; closed: queue -> opens_at
+                of the queues outside their business hours now): a conversation left waiting
+                is told in this call (waiting_reply; the answer's `how`: 'told'), and so is a
+                waiting chat customer's next message
   -> 'new' result, how and cg_enqueue's answer by name (enqueued): result 'assigned' with row,
        'queued' with position, queue_length, avg_ms, held, staffed, slots, free, or 'already'
        with state and row; the conversation was new: greeted (cmid cg:greet), its
@@ -287,10 +287,13 @@ FCALL cg_customer_msg 1 <tenant> <map>
        agent
    | 'info' cg_conv_info's answer by name (conv_state): state, channel, queue, position,
        in_outbox, row, avg_ms, locale, held, staffed, slots, free; any other state (or none):
-       nothing changed, the router goes on from the state (waiting reply, response timers)
-   | 'info' ... told 1: queued or assigned, with the waiting texts in the map: the response
-       timers (and the idle close) armed and, while it waits on chat with someone to serve it,
-       the waiting reply said, in this call
+       nothing changed, the router goes on from the state (response timers)
+   | 'info' ... queued or assigned, with the waiting texts in the map: while it waits on chat,
+       the waiting reply said again in this call for the queue it waits in (off_hours while
+       that queue is closed, else the place in line; nothing while nobody serves it: no_agent
+       was said once; nothing on e-mail: one acknowledgement); told 1 when the message
+       classified into that queue: the response timers (and the idle close) armed in the call
+       too (else the router arms them: its deadlines count the queue's business hours)
   Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
 ]]
 local function cg_customer_msg(keys, args)
@@ -303,27 +306,34 @@ local function cg_customer_msg(keys, args)
     local st = redis.call('HGET', CG.KEY.conv(conv), 'state')
     if st ~= 'new' then
         local info = cg_conv_info(keys, {conv})
-        -- (the map's deadlines count the business hours of the queue this message was
-        -- classified into: when the conversation waits in another, the router works them out)
-        if type(a.wait_cmid) ~= 'string' or (st ~= 'queued' and st ~= 'assigned') or
-            a.queue ~= info[3] then
+        if type(a.wait_cmid) ~= 'string' or (st ~= 'queued' and st ~= 'assigned') then
             return conv_state(info)
         end
         -- another message while it waits or is served (not the steady state): its response
-        -- timers, the idle close, and while it waits on chat the waiting reply again (not while
-        -- nobody serves the queue: the customer was told that once)
-        sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
-        local idle_ms = tonumber(a.idle_ms) or 0
-        if st == 'assigned' and idle_ms > 0 then
-            redis.call('ZADD', CG.KEY.timers(), fmt((tonumber(now) or 0) + idle_ms), 'idle:' .. conv)
+        -- timers and the idle close, when the map's deadlines are the conversation's (they
+        -- count the business hours of the queue this message classified into: for another,
+        -- the router works them out: not told)
+        local told
+        if a.queue == info[3] then
+            sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
+            local idle_ms = tonumber(a.idle_ms) or 0
+            if st == 'assigned' and idle_ms > 0 then
+                redis.call('ZADD', CG.KEY.timers(), fmt((tonumber(now) or 0) + idle_ms),
+                    'idle:' .. conv)
+            end
+            told = 1
         end
+        -- while it waits on chat, the waiting reply again, for the queue it waits in: off_hours
+        -- while that queue is closed, else the place in line (not on e-mail: one
+        -- acknowledgement; not while nobody serves the queue: no_agent was said once)
         -- {state, channel, queue, position, in_outbox, ROW, avg_ms, locale, held, staffed, slots,
         -- free}
-        if st == 'queued' and info[2] ~= 'email' and (info[10] == 1 or info[9] == 1) then
-            waiting_reply(keys, a, conv,
-                {'queued', info[4], 0, info[7], info[9], info[10], info[11], info[12]}, now)
+        if st == 'queued' and info[2] ~= 'email' and
+            (info[10] == 1 or off_hours_at(a, info[3], info[9])) then
+            waiting_reply(keys, a, conv, {position = info[4], avg_ms = info[7], held = info[9],
+                staffed = info[10], slots = info[11], free = info[12]}, now)
         end
-        return conv_state(info, 1)
+        return conv_state(info, told)
     end
     if type(a.greet) == 'string' and a.greet ~= '' then
         cg_append(keys, {conv, 'cg:greet', 'bot', a.sender or 'chatgw', a.greet, '', a.channel or '',
@@ -338,7 +348,10 @@ local function cg_customer_msg(keys, args)
     -- assigned at once: announced in this call too, when the map brings the assigned msg
     local _, how = announce_all(keys, a, now)
     if r[1] == 'assigned' and how[conv] then return enqueued(r, how[conv]) end
-    if r[1] == 'queued' and waiting_reply(keys, a, conv, r, now) then return enqueued(r, 'told') end
+    if r[1] == 'queued' and waiting_reply(keys, a, conv, {position = r[2], avg_ms = r[4],
+        held = r[5], staffed = r[6], slots = r[7], free = r[8]}, now) then
+        return enqueued(r, 'told')
+    end
     return enqueued(r)
 end
 

@@ -1,4 +1,4 @@
-local VERSION = 41 -- raise with every change: processes load only a newer library
+local VERSION = 44 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -7,7 +7,7 @@ chatgw -- the domain core: one Redis function library (docs/architecture.md, "Re
 Assembled by tools/gen_schema.py --lua-lib from the schema's CG prelude and these parts, in this
 order (a part may use what the parts before it define; the assembler fails the build otherwise;
 the Makefile reads the list from here):
-  lib.lua        this header: the library's VERSION
+  lib.lua        this header: the library's VERSION, and answer() (the shape of the answers)
   desk.lua       helpers every domain uses: numbers, desk metrics (kpi_add), response SLAs
   conv.lua       conversations and messages: cg_append (the log, idempotency, survey answers,
                  outbound copies), cg_trim (bounded work streams)
@@ -43,3 +43,21 @@ redis.register_function{function_name = 'chatgw_conv_version', flags = {'no-writ
                         callback = function() return LEGACY_VERSION end}
 redis.register_function{function_name = 'chatgw_route_version', flags = {'no-writes'},
                         callback = function() return LEGACY_VERSION end}
+
+-- Every function that answers with named fields (the event functions of event.lua, cg_gw_reap,
+-- cg_timer_claim) answers by name: answer(kind, t) is the RESP2 array {kind, name1, value1,
+-- name2, value2, ...} of the fields of t, names sorted (deterministic; hiredis 0.14 has no RESP3
+-- maps). A nested value stays an array (a ROW {conv, agent, agent_name, queue, assign_no,
+-- channel}, a list of ROWs, an answer); a nil field is left out. Errors stay error replies. The
+-- router reads it with router/evres.c, the tests with tests/integration/desk.py named().
+local function answer(kind, t)
+    local names = {}
+    for k in pairs(t or {}) do names[#names + 1] = k end
+    table.sort(names)
+    local out = {kind}
+    for _, k in ipairs(names) do
+        out[#out + 1] = k
+        out[#out + 1] = t[k]
+    end
+    return out
+end

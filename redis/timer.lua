@@ -7,13 +7,9 @@ local function cg_timer_claim(keys, args)
     local now, lease, limit = tonumber(args[1]), tonumber(args[2]), tonumber(args[3]) or 50
     if not now or not lease then return redis.error_reply('BADARG now_ms lease_ms limit') end
     local due = redis.call('ZRANGEBYSCORE', CG.KEY.timers(), '-inf', fmt(now), 'LIMIT', 0, limit)
-    local out = {}
-    for _, member in ipairs(due) do
-        local until_ms = fmt(now + lease)
-        redis.call('ZADD', CG.KEY.timers(), until_ms, member)
-        out[#out + 1] = {member, until_ms}
-    end
-    return out
+    local until_ms = fmt(now + lease)
+    for _, member in ipairs(due) do redis.call('ZADD', CG.KEY.timers(), until_ms, member) end
+    return answer('claimed', {lease = until_ms, members = due})
 end
 
 -- Record a breach of kind on conv (c: its state before the action): counter on the conversation,
@@ -111,7 +107,8 @@ end
 FCALL cg_timer_claim 1 <tenant> now_ms lease_ms limit
   Take up to `limit` timers of cg:timers due at now_ms: each gets the score now_ms + lease_ms (so
   another router takes it over only if this one does not fire it within the lease).
-  -> {{member, lease}, ...}
+  -> 'claimed' lease (now_ms + lease_ms: the lease of every member, cg_timer_fire's), members
+     ({member, ...}, the timers claimed, due first; {} when none is due)
 FCALL cg_timer_fire 1 <tenant> member lease now_ms update_ms max_ms action escalate_queue
   Fires a claimed timer once: only while its score is still `lease` (else {'stale'}: fired,
   cancelled or re-armed meanwhile). Members: pos:<conv>, first:<conv>, next:<conv>,

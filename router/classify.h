@@ -48,6 +48,7 @@ typedef struct cls_queue {
     long long overflow_after_s;
     cls_list rings;   /* bullseye rings, "<seconds>:<queue>" items (replace overflow) */
     hours_spec hours; /* business hours (hours, timezone, holidays); always open when not given */
+    hours_state now;  /* conv.c's memo of whether hours is open (hours_open_at) */
     unsigned seen;    /* keys already given (rcfg.c) */
     int implicit;     /* not configured: the default queue added with defaults */
 } cls_queue;

@@ -1,24 +1,31 @@
 /* conv.c -- a customer wrote (text or attachment from cg:in).
  *
  * One FCALL cg_customer_msg (redis/event.lua) with a msgpack map of this message's
- * classification, the greeting and the response deadlines: a new conversation is greeted, given
- * its first-response timer and enqueued in that call; for any other state it answers what
- * cg_conv_info would, by name (the answers are read with evres.c). Then, by state:
- *   new      -> greeting (cmid cg:greet) in the customer's locale (identity.locale of this first
- *               message, else default_locale), classification of this first message (classify.c:
- *               queue, priority, category), the first-response timer, and cg_enqueue, which
- *               assigns at once in an open push queue (-> announce) or queues (-> the waiting
- *               reply, cmid cg:pos:<entry>: off_hours outside the queue's business hours,
- *               no_agent on a chat when nobody who serves the queue or its overflow is
- *               online, email_ack on e-mail, else queued with position and wait); a conversation
- *               classified into complaint_queue also gets a complaint ticket;
- *   queued   -> the waiting reply again (not on e-mail: one acknowledgement only; not while
- *               nobody serves the queue: no_agent is said once);
- *   assigned -> response timers; announce only if the assignment is still in the outbox (a
- *               router died before);
- *   closed / unknown -> nothing (cg_append opened a new conversation for later messages), except
- *               a survey answer cg_append attached to the closed conversation (csat.c);
- * a `rating` message is csat.c's in every state; a message while assigned re-arms idle:<conv>. */
+ * classification (classify.c: queue, priority, category), the greeting in the customer's locale
+ * (identity.locale of this message, else default_locale), the response deadlines and the texts
+ * the call may say. The answers are read with evres.c:
+ *   'new'    the conversation was new and the call did everything: greeting (cmid cg:greet),
+ *            first-response timer, enqueued, and either assigned at once in an open push queue
+ *            and announced (how 'announced' / 'stale'), or queued and the waiting reply said
+ *            (how 'told', cmid cg:pos:<entry>: off_hours outside the queue's business hours,
+ *            no_agent on a chat when nobody who serves the queue or its overflow is online,
+ *            email_ack on e-mail, else queued with position and wait); a conversation
+ *            classified into complaint_queue also got its complaint ticket. The router only
+ *            publishes the queue's snapshot (and announces an assignment the call did not).
+ *   'info'   any other state:
+ *              queued   -> the call said the waiting reply again (on chat, for the queue the
+ *                          conversation waits in: off_hours while it is closed, else the place
+ *                          in line; not while nobody serves it: no_agent is said once); the
+ *                          response timers (told: the call armed them);
+ *              assigned -> response timers and the idle close (told: the call armed them);
+ *                          announce only if the assignment is still in the outbox (a router
+ *                          died before);
+ *              closed / none -> nothing (cg_append opened a new conversation for later
+ *                          messages).
+ *            Not told: this message classified into another queue than the conversation's,
+ *            and the deadlines count the business hours of the conversation's queue.
+ * A survey answer (a `rating` message, or one cg_append attached to the closed conversation) is
+ * csat.c's, in its own call. */
 #include "router.h"
 #include "desk_schema.h"
 
@@ -29,84 +36,11 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-/* The waiting reply for a conversation at position in j->queue (see the file comment). */
-static void conv_say_waiting(job *j, long long position) {
-    router *r = j->r;
-    char cmid[MSG_ID_MAX], pos[16], wait[48];
-    uint32_t p = position > 0 ? (uint32_t)position : 1;
-    uint32_t wait_s = (uint32_t)sla_wait_s(r, p, j->avg_ms, j->slots, j->free);
-    snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
-    notify_dirty(r, j->queue);
-    const cls_queue *q = cls_queue_find(&r->cls, j->queue);
-    if (j->held && q && !hours_open(&q->hours, j->now_ms)) {
-        char opens[64] = "";
-        int64_t at = hours_next_open(&q->hours, j->now_ms);
-        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
-        tmpl_var vars[] = {{"opens_at", opens}};
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_OFF_HOURS, vars, 1, cmid, j->queue, p,
-                 wait_s);
-        return;
-    }
-    if (!j->staffed && sla_is_chat(j->channel)) {
-        /* an honest answer instead of a position nobody will reach (docs/configuration.md) */
-        log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_NO_AGENT, NULL, 0, cmid, j->queue, 0, 0);
-        return;
-    }
-    if (!sla_is_chat(j->channel)) {
-        char within[48];
-        say_duration(j->locale, r->sla.first_s[CH_EMAIL], within, sizeof(within));
-        tmpl_var vars[] = {{"reply_within", within}};
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_EMAIL_ACK, vars, 1, "cg:ack", j->queue, 0,
-                 0);
-        return;
-    }
-    snprintf(pos, sizeof(pos), "%u", p);
-    say_duration(j->locale, wait_s, wait, sizeof(wait));
-    tmpl_var vars[] = {{"position", pos}, {"wait", wait}};
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_QUEUED, vars, 2, cmid, j->queue, p, wait_s);
-}
-
-static void conv_enqueue_reply(job *j, redisReply *rep) {
-    j->state[0] = '\0';
-    if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("conv %s: cg_enqueue: %s", j->conv, rep->str);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
-    evres_text(rep->element[0], j->state, sizeof(j->state));
-    if (strcmp(j->state, "assigned") == 0) {
-        j->has_row = store_row_parse(rep->element[1], &j->row) == 0;
-    } else if (strcmp(j->state, "queued") == 0) {
-        j->position = evres_number(rep->element[1]);
-        if (rep->elements >= 5) {
-            j->avg_ms = evres_number(rep->element[3]);
-            j->held = (int)evres_number(rep->element[4]);
-        }
-        j->staffed = rep->elements >= 6 ? (int)evres_number(rep->element[5]) : 1;
-        j->slots = rep->elements >= 8 ? evres_number(rep->element[6]) : 1;
-        j->free = rep->elements >= 8 ? evres_number(rep->element[7]) : 0;
-    } else if (strcmp(j->state, "already") == 0 && rep->elements >= 3) {
-        /* another router (or an earlier run of this entry) got there first */
-        char st[16];
-        evres_text(rep->element[1], st, sizeof(st));
-        j->has_row = store_row_parse(rep->element[2], &j->row) == 0;
-        if (strcmp(st, "queued") == 0) cg_strlcpy(j->state, "reread", sizeof(j->state));
-    }
-}
-
+/* An assignment the call made but did not announce (the map had no `assigned` msg). */
 static void conv_after_enqueue(job *j) {
-    if (j->has_row) {
-        log_info("conv %s assigned to %s", j->conv, j->row.agent);
-        say_assigned(j, &j->row);
-        return;
-    }
-    if (strcmp(j->state, "queued") == 0) {
-        log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
-        conv_say_waiting(j, j->position);
-        return;
-    }
-    if (strcmp(j->state, "reread") == 0) job_restart(j); /* tell the position */
+    if (!j->has_row) return;
+    log_info("conv %s assigned to %s", j->conv, j->row.agent);
+    say_assigned(j, &j->row);
 }
 
 /* Field name of an event answer as a number, dflt when the answer has no such field. */
@@ -115,14 +49,11 @@ static long long conv_int_or(const redisReply *rep, const char *name, long long 
     return v ? evres_number(v) : dflt;
 }
 
-/* The waiting figures of a queued conversation (cg_customer_msg's 'new' and 'info' answers). */
+/* The waiting figures of a queued conversation the router logs (cg_customer_msg's 'new' and
+ * 'info' answers): position, staffed. */
 static void conv_wait_fields(job *j, const redisReply *rep) {
     j->position = evres_int(rep, "position");
-    j->avg_ms = evres_int(rep, "avg_ms");
-    j->held = (int)evres_int(rep, "held");
     j->staffed = (int)conv_int_or(rep, "staffed", 1);
-    j->slots = conv_int_or(rep, "slots", 1);
-    j->free = evres_int(rep, "free");
 }
 
 /* cg_customer_msg's 'info' answer: cg_conv_info's fields by name (state, channel, queue,
@@ -139,80 +70,32 @@ static void conv_info_fields(job *j, const redisReply *rep) {
 }
 
 /* cg_customer_msg's 'new' answer: cg_enqueue's by name (result 'assigned' with row, 'queued'
- * with the waiting figures, 'already' with state and row), as conv_enqueue_reply reads it. */
+ * with the waiting figures; 'already' cannot come: the call checked the state was new). */
 static void conv_new_fields(job *j, const redisReply *rep) {
     evres_str(rep, "result", j->state, sizeof(j->state));
     if (strcmp(j->state, "assigned") == 0) {
         j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
     } else if (strcmp(j->state, "queued") == 0) {
         conv_wait_fields(j, rep);
-    } else if (strcmp(j->state, "already") == 0) {
-        /* another router (or an earlier run of this entry) got there first */
-        char st[16];
-        evres_str(rep, "state", st, sizeof(st));
-        j->has_row = store_row_parse(evres_get(rep, "row"), &j->row) == 0;
-        if (strcmp(st, "queued") == 0) cg_strlcpy(j->state, "reread", sizeof(j->state));
     }
 }
 
-/* Classify the first message of a new conversation, arm its first-response timer and enqueue
- * it (category = the matching rule's name, "default" when none matched). */
-static void conv_enqueue(job *j) {
-    router *r = j->r;
-    const msg *m = &j->m;
-    cls_input in = {.text = m->text,
-                    .subject = m->meta.subject,
-                    .channel = j->channel[0] ? j->channel : msg_channel_name(m->channel),
-                    .tier = m->identity.tier};
-    cls_result res;
-    cls_classify(&r->cls, &in, &res);
-    cg_strlcpy(j->queue, res.queue, sizeof(j->queue));
-    const char *category = res.rule[0] ? res.rule : "default";
-    char now[24], prio[8], pos_ms[24], sticky[24];
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(prio, sizeof(prio), "%d", res.priority);
-    snprintf(pos_ms, sizeof(pos_ms), "%lld",
-             sla_is_chat(j->channel) ? r->cfg.position_update_s * 1000 : 0);
-    log_info("conv %s classified: queue %s, priority %d, category %s", j->conv, j->queue,
-             res.priority, category);
-    sla_on_customer(j);
-    job_cmd(j, conv_enqueue_reply, 12, "FCALL", "cg_enqueue", "1", CG_KEY_TENANT, j->conv, j->queue,
-            prio, now, category, j->locale, pos_ms, routing_sticky_ms(r, sticky, sizeof(sticky)));
-    if (strcmp(j->queue, r->cfg.complaint_queue) == 0) sla_complaint(j, res.complaint_class);
-    j->then = conv_after_enqueue;
-}
-
+/* cg_customer_msg's 'info' answer for a queued or assigned conversation: the call said the
+ * waiting reply itself and, when told, armed the response timers (and the idle close). Not told:
+ * the message classified into another queue than the conversation's, so the deadlines, which
+ * count the business hours of its queue, are armed here. An assignment still in the outbox (a
+ * router died before announcing it) is announced. */
 static void conv_after_info(job *j) {
-    if (csat_on_customer(j)) return; /* a rating (csat.c) */
-    if (strcmp(j->state, "new") == 0) {
-        if (!j->channel[0])
-            cg_strlcpy(j->channel, msg_channel_name(j->m.channel), sizeof(j->channel));
-        cg_strlcpy(j->locale,
-                   j->m.identity.locale[0] ? j->m.identity.locale : j->r->cfg.default_locale,
-                   sizeof(j->locale));
-        say_tmpl(j, j->conv, j->channel, j->locale, TMPL_GREETING, NULL, 0, "cg:greet", NULL, 0, 0);
-        conv_enqueue(j);
-        return;
-    }
-    if (j->told) { /* the call armed the timers and said the waiting reply */
-        if (strcmp(j->state, "assigned") == 0 && j->in_outbox && j->has_row)
-            say_assigned(j, &j->row);
-        return;
-    }
-    if (strcmp(j->state, "queued") == 0) {
+    int assigned = strcmp(j->state, "assigned") == 0;
+    if (!assigned && strcmp(j->state, "queued") != 0) return;
+    if (!j->told) {
         sla_on_customer(j);
-        /* the waiting reply again; while nobody serves the queue the customer was told so once
-         * (at the start of the wait, or by the position check when the last agent left): its
-         * next messages (a contact, as asked) get no repeat */
-        if (sla_is_chat(j->channel) && (j->staffed || j->held)) conv_say_waiting(j, j->position);
-        return;
+        if (assigned)
+            close_idle_arm(j, j->conv);
+        else
+            notify_dirty(j->r, j->queue);
     }
-    if (strcmp(j->state, "assigned") == 0) {
-        sla_on_customer(j);
-        close_idle_arm(j, j->conv);
-        if (j->in_outbox && j->has_row) say_assigned(j, &j->row);
-        return;
-    }
+    if (assigned && j->in_outbox && j->has_row) say_assigned(j, &j->row);
 }
 
 /* 'new' (cg_enqueue's answer by name, how) | 'info' (cg_conv_info's by name, told) */
@@ -238,36 +121,54 @@ static void conv_customer_reply(job *j, redisReply *rep) {
         log_info("conv %s assigned to %s", j->conv, j->row.agent);
         if (j->row.queue[0]) notify_dirty(j->r, j->row.queue);
         j->has_row = 0;
-    } else if (how[0] && strcmp(j->state, "queued") == 0) { /* told in the call */
+    } else if (strcmp(j->state, "queued") == 0) { /* and told in the call */
         log_info("conv %s queued in %s at %lld", j->conv, j->queue, j->position);
         if (!j->staffed)
             log_info("conv %s waits in %s with nobody online to serve it", j->conv, j->queue);
         notify_dirty(j->r, j->queue);
-        cg_strlcpy(j->state, "told", sizeof(j->state));
     }
     j->then = conv_after_enqueue;
 }
 
-/* The fields of the waiting reply a new conversation gets when it is queued, said by the call
- * itself (redis/event.lua waiting_reply; conv_say_waiting's choice): wait_cmid, avg_handle_ms;
- * off_hours (when off, opens_at filled in); no_agent and queued ({position} {wait} left for the
- * call) with the duration units (chat), or email_ack ({reply_within}). 4 + off + 3 * chat. */
-static void conv_waiting_fields(evarg *a, job *j, const cls_queue *q, int chat, int off) {
+/* The field closed of cg_customer_msg's map: queue -> opens_at (the next opening, "YYYY-MM-DD
+ * HH:MM" in the queue's zone; "" when it does not open within a year) of every configured queue
+ * outside its business hours now; nothing when none is. 1 when some queue is closed. Each queue's
+ * state is looked at once per change (hours_open_at: a time zone switch costs ~10 us). */
+static int conv_closed_fields(evarg *a, job *j) {
+    const cls_set *s = &j->r->cls;
+    uint32_t n = 0;
+    for (size_t i = 0; i < s->n_queues; i++)
+        n += !hours_open_at(&s->queues[i].hours, &s->queues[i].now, j->now_ms);
+    if (n == 0) return 0;
+    evarg_key(a, "closed");
+    msgpack_pack_map(&a->pk, n);
+    for (size_t i = 0; i < s->n_queues; i++) {
+        cls_queue *q = &s->queues[i];
+        if (hours_open_at(&q->hours, &q->now, j->now_ms)) continue;
+        char opens[64] = "";
+        if (q->now.opens_at)
+            hours_format(&q->hours, q->now.opens_at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
+        msgpack_pack_str_with_body(&a->pk, q->name, strlen(q->name));
+        msgpack_pack_str_with_body(&a->pk, opens, strlen(opens));
+    }
+    return 1;
+}
+
+/* The fields with which cg_customer_msg says the waiting reply itself (redis/event.lua
+ * waiting_reply decides which), for a new conversation left waiting and a waiting chat
+ * customer's next message: wait_cmid (cg:pos:<entry>), avg_handle_ms; while a queue is closed,
+ * closed (conv_closed_fields) and off_hours ({opens_at} left for the call, which knows the
+ * conversation's queue); no_agent and queued ({position} {wait} left for the call) with the
+ * duration units (chat), or email_ack ({reply_within}). */
+static void conv_waiting_fields(evarg *a, job *j, int chat) {
     router *r = j->r;
-    char cmid[MSG_ID_MAX], opens[64] = "";
+    char cmid[MSG_ID_MAX];
     snprintf(cmid, sizeof(cmid), "cg:pos:%s", j->id);
     evarg_str(a, "wait_cmid", cmid);
     evarg_int(a, "avg_handle_ms", r->cfg.avg_handle_s * 1000);
-    if (off) {
-        int64_t at = hours_next_open(&q->hours, j->now_ms);
-        if (at) hours_format(&q->hours, at, "%Y-%m-%d %H:%M", opens, sizeof(opens));
-        tmpl_var vars[] = {{"opens_at", opens}};
-        variant_spec s = {.type = MSG_TEXT,
-                          .role = ROLE_BOT,
-                          .key = TMPL_OFF_HOURS,
-                          .off_when_empty = 1,
-                          .vars = vars,
-                          .n_vars = 1};
+    if (conv_closed_fields(a, j)) {
+        variant_spec s = {
+            .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_OFF_HOURS, .off_when_empty = 1};
         variant_pack(a, "off_hours", j, &s);
     }
     if (!chat) {
@@ -313,8 +214,6 @@ static void conv_customer_call(job *j) {
 
     int complaint = strcmp(j->queue, r->cfg.complaint_queue) == 0;
     int chat = sla_is_chat(j->channel);
-    const cls_queue *q = cls_queue_find(&r->cls, j->queue);
-    int off = q && !hours_open(&q->hours, j->now_ms); /* its business hours are over now */
     evarg a;
     evarg_init(&a);
     evarg_str(&a, "conv", j->conv);
@@ -334,7 +233,7 @@ static void conv_customer_call(job *j) {
     /* assigned at once: announced in the same call (say_assigned's event, notice and timers) */
     say_rows_fields(&a, j);
     variant_locales(&a, r);
-    conv_waiting_fields(&a, j, q, chat, off);
+    conv_waiting_fields(&a, j, chat);
     if (complaint) sla_complaint_fields(&a, j, res.complaint_class); /* the ticket, in the call */
     evarg_call(j, "cg_customer_msg", conv_customer_reply, &a);
 }

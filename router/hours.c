@@ -293,6 +293,31 @@ int64_t hours_next_open(const hours_spec *h, int64_t t_ms) {
     return o > t_ms ? o : t_ms;
 }
 
+int hours_open_at(const hours_spec *h, hours_state *m, int64_t t_ms) {
+    if (m->until > m->from && t_ms >= m->from && t_ms < m->until) return m->open;
+    m->from = t_ms;
+    m->opens_at = 0;
+    if (!h->set) {
+        m->open = 1;
+        m->until = INT64_MAX;
+        return 1;
+    }
+    hours_tzsave s;
+    int64_t o = 0, c = 0;
+    hours_tz_push(h, &s);
+    int rc = hours_window_after(h, t_ms, &o, &c);
+    hours_tz_pop(&s);
+    if (rc != 0) { /* never opens within a year: closed, asked again in an hour */
+        m->open = 0;
+        m->until = t_ms + 3600 * 1000;
+        return 0;
+    }
+    m->open = o <= t_ms;
+    if (!m->open) m->opens_at = o;
+    m->until = m->open ? c : o; /* c: INT64_MAX when it never closes */
+    return m->open;
+}
+
 int64_t hours_next_change(const hours_spec *h, int64_t t_ms) {
     if (!h->set) return 0;
     hours_tzsave s;

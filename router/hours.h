@@ -52,6 +52,17 @@ int64_t hours_next_change(const hours_spec *h, int64_t t_ms);
 /* t_ms plus secs of open time (the clock runs only while the desk is open); t_ms + secs when
  * always open; 0 when the desk never opens. */
 int64_t hours_add(const hours_spec *h, int64_t t_ms, int64_t secs);
+/* What one look at a spec says, true for every time in [from, until): open or not and, while
+ * closed, the next opening (0: none within a year). All zero: nothing known yet. */
+typedef struct hours_state {
+    int64_t from, until;
+    int open;
+    int64_t opens_at;
+} hours_state;
+/* hours_open with a memo: from *memo while it covers t_ms, else worked out (one time zone switch,
+ * as hours_open) and kept in *memo, with the next opening when closed (memo->opens_at, as
+ * hours_next_open). For a caller that asks about the same spec on every event. */
+int hours_open_at(const hours_spec *h, hours_state *memo, int64_t t_ms);
 /* t_ms as local "YYYY-MM-DD HH:MM" (fmt "%Y-%m-%d %H:%M"), or with fmt for strftime. */
 void hours_format(const hours_spec *h, int64_t t_ms, const char *fmt, char *out, size_t n);
 

@@ -380,16 +380,3 @@ void job_cmd(job *j, job_reply_fn *fn, int argc, ...) {
     va_end(ap);
     job_cmdargv(j, fn, argc, argv, NULL);
 }
-
-static void job_restart_step(job *j) {
-    j->again++;
-    if (j->again > 3) {
-        log_warn("entry %s: state keeps changing, giving up", j->id);
-        return;
-    }
-    job_start(j);
-}
-
-void job_restart(job *j) {
-    j->then = job_restart_step;
-}

@@ -22,14 +22,14 @@
 
 #define REAP_LIMIT "1000" /* sockets per call; more: the next call follows at once */
 
-/* Log one reaped gateway: {gateway, sockets dropped, 'gone' | 'restarted', {agent, ...}}. */
+/* Log one reaped gateway: the named answer 'gone' | 'restarted' with gateway, dropped (sockets),
+ * agents ({agent, ...}). */
 static void reap_log(const redisReply *g) {
-    if (!g || g->type != REDIS_REPLY_ARRAY || g->elements < 4) return;
     char gw[MSG_ID_MAX], kind[16], agents[256] = "";
-    evres_text(g->element[0], gw, sizeof(gw));
-    long long n = evres_number(g->element[1]);
-    evres_text(g->element[2], kind, sizeof(kind));
-    const redisReply *a = g->element[3];
+    if (evres_kind(g, kind, sizeof(kind)) != 0) return;
+    evres_str(g, "gateway", gw, sizeof(gw));
+    long long n = evres_int(g, "dropped");
+    const redisReply *a = evres_get(g, "agents");
     size_t o = 0, n_agents = a && a->type == REDIS_REPLY_ARRAY ? a->elements : 0;
     for (size_t i = 0; i < n_agents && o < sizeof(agents) - 1; i++) {
         char id[MSG_ID_MAX];
@@ -48,6 +48,7 @@ static void reap_log(const redisReply *g) {
         log_info("gateway %s %s: no agent sockets left", gw, why);
 }
 
+/* 'reaped' gateways, assigned, more (redis/agent.lua cg_gw_reap). */
 static void reap_reply(rconn *rc, redisReply *reply, void *priv) {
     router *r = priv;
     r->reaping = 0;
@@ -56,15 +57,16 @@ static void reap_reply(rconn *rc, redisReply *reply, void *priv) {
         if (!store_transient(reply)) log_warn("cg_gw_reap: %s", reply->str);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
-    const redisReply *gws = reply->element[0];
+    char kind[16];
+    if (evres_kind(reply, kind, sizeof(kind)) != 0 || strcmp(kind, "reaped") != 0) return;
+    const redisReply *gws = evres_get(reply, "gateways");
     for (size_t i = 0; gws && gws->type == REDIS_REPLY_ARRAY && i < gws->elements; i++)
         reap_log(gws->element[i]);
-    if (evres_number(reply->element[1]) > 0) { /* offered to agents still online */
+    if (evres_int(reply, "assigned") > 0) { /* offered to agents still online */
         job_push_outbox(r);
         job_kick(r);
     }
-    if (evres_number(reply->element[2])) reap_poll(r); /* the limit was reached: go on */
+    if (evres_int(reply, "more")) reap_poll(r); /* the limit was reached: go on */
 }
 
 void reap_poll(router *r) {

@@ -209,17 +209,12 @@ struct job {
     char resolution[MSG_CODE_MAX];
     long long position;
     int in_outbox;
-    int again;                   /* times the entry was restarted from its first step */
     char member[JOB_MEMBER_MAX]; /* JOB_TIMER: cg:timers member and its lease score */
     char lease[24];
     char locale[TMPL_LOCALE_MAX];
-    long long avg_ms; /* the queue's measured handling time, 0 = none yet */
-    int held;         /* the queue assigns nothing now (pull, or outside business hours) */
-    int staffed;      /* someone who serves the queue (or its overflow) is online */
-    int told; /* cg_customer_msg did the timers and the waiting reply itself ('info', 'told') */
+    int staffed; /* someone who serves the queue (or its overflow) is online */
+    int told;    /* cg_customer_msg did the timers and the waiting reply itself ('info', 'told') */
     int rows_announced; /* the event call announced the assignments it returns (say_rows_fields) */
-    long long slots;    /* the conversations the queue's online agents hold at once (sum of caps) */
-    long long free;     /* ... and how many more they can take now */
     /* conv.c: the classification of a customer's message (cg_customer_msg) */
     char category[CLS_NAME_MAX];
     char complaint_class[CLS_NAME_MAX];
@@ -274,8 +269,6 @@ const redisReply *evres_get(const redisReply *rep, const char *name);
 /* Field name as text into out (n bytes; "" when missing), or as a number (0 when missing). */
 void evres_str(const redisReply *rep, const char *name, char *out, size_t n);
 long long evres_int(const redisReply *rep, const char *name);
-/* Restart j from its first step (after the current step's replies are in). */
-void job_restart(job *j);
 /* Send the collected XACKs now. */
 void job_flush_acks(router *r);
 void job_init(router *r);
@@ -353,28 +346,21 @@ void variant_units(evarg *a, const router *r);
 
 /* ---- say.c: what the router writes --------------------------------------------------------- */
 
-/* Append a router text (role bot) to conv's log with deterministic cmid. */
-void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
-              const char *queue, uint32_t position, uint32_t wait_s);
 /* A router message of type and role with code, conv and text (each may be "" or NULL) and no
  * channel (the conversation's channel is the library's to know), as the msgpack payload an event
  * function appends: malloc'd, *len its size; NULL on failure (a text msg_set_text refuses, no
  * memory). The caller frees. */
 unsigned char *say_payload(job *j, msg_type type, msg_role role, const char *code, const char *conv,
                            const char *text, size_t *len);
-/* Template k for locale (no variables) as the msgpack payload of a bot text, as say_tmpl would
- * append it (for an event function that appends it itself): malloc'd, *len its size; NULL when
+/* Template k for locale (no variables) as the msgpack payload of a bot text with code = the
+ * template's key (greeting, ...: clients may act on which text it is), for an event function that
+ * appends it itself: malloc'd, *len its size; NULL when
  * the template is empty (switched off) or on failure. The caller frees. */
 unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale, tmpl_key k,
                                 size_t *len);
 /* The text of k for a customer of locale (templates, then the [router] *_text keys, then the
  * built-in English text). */
 const char *say_template(const router *r, const char *locale, tmpl_key k);
-/* Render template k for locale with vars and append it like say_text, with code = the template's
- * key (greeting, queued, off_hours, no_agent, ...: clients may act on which text it is). */
-void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
-              const tmpl_var *vars, size_t n_vars, const char *cmid, const char *queue,
-              uint32_t position, uint32_t wait_s);
 /* The unit of a duration in locale's words: "min" / "分钟", hours: "h" / "小时". */
 const char *say_duration_unit(const char *locale, int hours);
 /* "{n} min" / "{n} 分钟" (by locale) for a duration, rounded up to whole minutes (or hours):
@@ -455,12 +441,6 @@ int check_config(const router *r, char **skills, size_t n);
 int sla_is_chat(const char *channel);
 /* The first- and next-response deadlines (ms, 0 = none) of a customer message at now in a
  * conversation of channel waiting in queue (business hours counted), as sla_on_customer arms. */
-/* The estimated wait (s) of the conversation at position in a queue whose online agents hold
- * slots conversations at once and can take free more now, each taking avg_ms (0 = not measured:
- * avg_handle_s): the conversations before it that no free slot takes, times avg_ms, spread over
- * the slots (at least 1: the agents of an overflow queue). 0 when a free slot can take it. */
-long long sla_wait_s(const router *r, long long position, long long avg_ms, long long slots,
-                     long long free);
 void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
                        long long *first, long long *next);
 /* A customer message in conv (state known in j): arm first/next response timers. */
@@ -469,8 +449,6 @@ void sla_on_customer(job *j);
  * redis/event.lua): cancel the response timers of its conversation (the first one also counts
  * the first response time for the queue and the sending agent) and re-arm the idle close. */
 void sla_on_agent(job *j);
-/* conv was classified into the complaint queue: give it a ticket and tell the customer. */
-void sla_complaint(job *j, const char *complaint_class);
 /* The complaint fields of an event's map (8 fields: complaint 1, day, respond_due, resolve_due,
  * class, limit, window, complaint_ack in every locale: the caller packs `locales`) for a complaint
  * of complaint_class (unknown: ordinary) made now: cg_complaint's arguments and the customer's
@@ -510,8 +488,6 @@ int csat_on_customer(job *j);
 
 /* ---- routing.c: sticky agents, offer timeout, overflow; transfer.c: the transfer command ---- */
 
-/* sticky_window_s in ms as an argument of cg_enqueue ("0" = off); buf of at least 24 bytes. */
-const char *routing_sticky_ms(const router *r, char *buf, size_t n);
 /* 1 for the cg:timers members routing.c fires (offer:, overflow:). */
 /* First step of a JOB_TIMER job for such a member. */
 void routing_timer_step(job *j);

@@ -30,11 +30,6 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-const char *routing_sticky_ms(const router *r, char *buf, size_t n) {
-    snprintf(buf, n, "%lld", r->cfg.sticky_window_s * 1000);
-    return buf;
-}
-
 /* Add the msg p (owned, freed here; len its size) as field k of a; nothing when p is NULL. */
 static void routing_field(evarg *a, const char *k, unsigned char *p, size_t len) {
     if (!p) return;

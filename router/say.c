@@ -1,6 +1,7 @@
-/* say.c -- the messages the router writes: bot texts and events into a conversation log (through
- * cg_append mode sys, with deterministic cmids so a re-processed entry never writes twice), and
- * notifications and errors for one agent on cg:a:<agent>.
+/* say.c -- the messages the router writes: the payloads of bot texts and events that the event
+ * functions (redis/event.lua) append to a conversation log (through cg_append mode sys, with
+ * deterministic cmids so a re-processed entry never writes twice), announcements (cg_announce),
+ * and notifications and errors for one agent on cg:a:<agent>.
  *
  * Router cmids start with "cg:" ("cg:greet", "cg:pos:<entry id>", "cg:asg:<assign_no>",
  * "cg:close", "cg:ack", "cg:pu:<n>", "cg:ticket", "cg:survey", "cg:idle", "cg:requeued:<n>",
@@ -33,32 +34,6 @@ static void say_init(msg *m, msg_type type, msg_role role, const char *channel, 
     if (cg_id_new(id) == 0) cg_strlcpy(m->id, id, sizeof(m->id));
 }
 
-static void say_append_reply(job *j, redisReply *rep) {
-    if (rep->type == REDIS_REPLY_ERROR) log_warn("cg_append (%s): %s", j->conv, rep->str);
-}
-
-/* FCALL cg_append ... sys for m into conv with cmid. */
-static void say_append(job *j, const char *conv, const char *cmid, msg *m) {
-    size_t len = 0;
-    unsigned char *buf = msg_encode_msgpack(m, 0, &len);
-    if (!buf) {
-        log_error("out of memory encoding a %s message", msg_type_name(m->type));
-        return;
-    }
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)m->ts_ms);
-    const char *channel = msg_channel_name(m->channel);
-    const char *argv[13] = {
-        "FCALL",    "cg_append",       "1", CG_KEY_TENANT, conv, cmid, msg_role_name(m->role),
-        SAY_SENDER, (const char *)buf, "",  channel,       now,  "sys"};
-    size_t lens[13];
-    for (int i = 0; i < 13; i++)
-        lens[i] = strlen(argv[i]);
-    lens[8] = len; /* the payload */
-    job_cmdargv(j, say_append_reply, 13, argv, lens);
-    free(buf);
-}
-
 /* PUBLISH cg:a:<agent> with the 8-byte seq-0 prefix. */
 static void say_publish_agent(job *j, const char *agent, const msg *m) {
     size_t len = 0;
@@ -76,9 +51,8 @@ static void say_publish_agent(job *j, const char *agent, const msg *m) {
     free(buf);
 }
 
-/* The bot text message m for text (and the queue fields): 0, or -1 (logged) when refused. */
-static int say_text_msg(msg *m, const job *j, const char *channel, const char *text,
-                        const char *queue, uint32_t position, uint32_t wait_s) {
+/* The bot text message m for text: 0, or -1 (logged) when refused. */
+static int say_text_msg(msg *m, const job *j, const char *channel, const char *text) {
     cg_err err = {{0}, {0}};
     say_init(m, MSG_TEXT, ROLE_BOT, channel, j->now_ms);
     if (msg_set_text(m, text, strlen(text), &err) != 0) {
@@ -86,18 +60,7 @@ static int say_text_msg(msg *m, const job *j, const char *channel, const char *t
         msg_free(m);
         return -1;
     }
-    if (queue) cg_strlcpy(m->queue, queue, sizeof(m->queue));
-    m->position = position;
-    m->wait_s = wait_s;
     return 0;
-}
-
-void say_text(job *j, const char *conv, const char *channel, const char *cmid, const char *text,
-              const char *queue, uint32_t position, uint32_t wait_s) {
-    msg m;
-    if (say_text_msg(&m, j, channel, text, queue, position, wait_s) != 0) return;
-    say_append(j, conv, cmid, &m);
-    msg_free(&m);
 }
 
 unsigned char *say_payload(job *j, msg_type type, msg_role role, const char *code, const char *conv,
@@ -123,7 +86,7 @@ unsigned char *say_tmpl_payload(job *j, const char *channel, const char *locale,
     tmpl_render(say_template(j->r, locale, k), NULL, 0, text, sizeof(text));
     if (!text[0]) return NULL;
     msg m;
-    if (say_text_msg(&m, j, channel, text, NULL, 0, 0) != 0) return NULL;
+    if (say_text_msg(&m, j, channel, text) != 0) return NULL;
     cg_strlcpy(m.code, tmpl_key_name(k), sizeof(m.code));
     unsigned char *buf = msg_encode_msgpack(&m, 0, len);
     msg_free(&m);
@@ -154,19 +117,6 @@ void say_duration(const char *locale, long long secs, char *out, size_t n) {
     }
     long long min = (secs + 59) / 60;
     snprintf(out, n, "%lld %s", min ? min : 1, say_duration_unit(locale, 0));
-}
-
-void say_tmpl(job *j, const char *conv, const char *channel, const char *locale, tmpl_key k,
-              const tmpl_var *vars, size_t n_vars, const char *cmid, const char *queue,
-              uint32_t position, uint32_t wait_s) {
-    char text[TMPL_TEXT_MAX + 256];
-    tmpl_render(say_template(j->r, locale, k), vars, n_vars, text, sizeof(text));
-    if (!text[0]) return; /* an empty template switches the message off */
-    msg m;
-    if (say_text_msg(&m, j, channel, text, queue, position, wait_s) != 0) return;
-    cg_strlcpy(m.code, tmpl_key_name(k), sizeof(m.code)); /* which text it is, for the widget */
-    say_append(j, conv, cmid, &m);
-    msg_free(&m);
 }
 
 static void say_announce_reply(job *j, redisReply *rep) {

@@ -173,15 +173,6 @@ static long long sla_due(const router *r, const char *queue, int64_t now, long l
     return q ? hours_add(&q->hours, now, secs) : now + secs * 1000;
 }
 
-long long sla_wait_s(const router *r, long long position, long long avg_ms, long long slots,
-                     long long free) {
-    if (avg_ms <= 0) avg_ms = r->cfg.avg_handle_s * 1000;
-    long long ahead = position - (free > 0 ? free : 0);
-    if (ahead <= 0) return 0;
-    if (slots < 1) slots = 1;
-    return (ahead * avg_ms + slots * 1000 - 1) / (slots * 1000);
-}
-
 void sla_customer_dues(const router *r, const char *channel, const char *queue, int64_t now,
                        long long *first, long long *next) {
     msg_channel ch = sla_channel(channel);
@@ -212,24 +203,6 @@ void sla_on_agent(job *j) {
 
 /* ---- complaints ---- */
 
-static void sla_complaint_reply(job *j, redisReply *rep) {
-    if (rep->type == REDIS_REPLY_ERROR) {
-        log_warn("conv %s: cg_complaint: %s", j->conv, rep->str);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
-    char ticket[64];
-    evres_text(rep->element[0], ticket, sizeof(ticket));
-    if (evres_number(rep->element[1])) log_info("conv %s: complaint %s", j->conv, ticket);
-    if (rep->elements > 2) { /* limited: no new ticket; the customer's latest one, if any */
-        log_info("conv %s: complaint without a new ticket (tickets_per_customer)", j->conv);
-        if (!ticket[0]) return;
-    }
-    tmpl_var vars[] = {{"ticket", ticket}};
-    say_tmpl(j, j->conv, j->channel, j->locale, TMPL_COMPLAINT_ACK, vars, 1, "cg:ticket", NULL, 0,
-             0);
-}
-
 void sla_complaint_fields(evarg *a, job *j, const char *complaint_class) {
     router *r = j->r;
     int k = 0;
@@ -248,23 +221,6 @@ void sla_complaint_fields(evarg *a, job *j, const char *complaint_class) {
     variant_spec ack = {
         .type = MSG_TEXT, .role = ROLE_BOT, .key = TMPL_COMPLAINT_ACK, .off_when_empty = 1};
     variant_pack(a, "complaint_ack", j, &ack);
-}
-
-void sla_complaint(job *j, const char *complaint_class) {
-    router *r = j->r;
-    int k = 0;
-    while (k < SLA_CLASSES && strcmp(sla_classes[k], complaint_class) != 0)
-        k++;
-    if (k == SLA_CLASSES) k = 0; /* ordinary */
-    char day[16], now[24], respond[24], resolve[24], limit[24], window[24];
-    hours_format(&r->sla.tz, j->now_ms, "%Y%m%d", day, sizeof(day));
-    snprintf(now, sizeof(now), "%lld", (long long)j->now_ms);
-    snprintf(respond, sizeof(respond), "%lld", (long long)j->now_ms + r->sla.respond_s[k] * 1000);
-    snprintf(resolve, sizeof(resolve), "%lld", (long long)j->now_ms + r->sla.resolve_s[k] * 1000);
-    snprintf(limit, sizeof(limit), "%lld", r->cfg.tickets_per_customer);
-    snprintf(window, sizeof(window), "%lld", r->cfg.ticket_window_s);
-    job_cmd(j, sla_complaint_reply, 12, "FCALL", "cg_complaint", "1", CG_KEY_TENANT, j->conv, day,
-            now, respond, resolve, sla_classes[k], limit, window);
 }
 
 /* ---- fired timers ---- */

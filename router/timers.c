@@ -18,6 +18,7 @@
 
 #define TIMERS_LIMIT "100"
 
+/* 'claimed' lease, members (redis/timer.lua cg_timer_claim): each member a job. */
 static void timers_claim_reply(rconn *rc, redisReply *reply, void *priv) {
     router *r = priv;
     r->timer_claiming = 0;
@@ -26,17 +27,18 @@ static void timers_claim_reply(rconn *rc, redisReply *reply, void *priv) {
         if (!store_transient(reply)) log_warn("cg_timer_claim: %s", reply->str);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY) return;
-    for (size_t i = 0; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
-        char member[JOB_MEMBER_MAX], lease[24];
-        evres_text(e->element[0], member, sizeof(member));
-        evres_text(e->element[1], lease, sizeof(lease));
+    char kind[16], lease[24];
+    if (evres_kind(reply, kind, sizeof(kind)) != 0 || strcmp(kind, "claimed") != 0) return;
+    evres_str(reply, "lease", lease, sizeof(lease));
+    const redisReply *members = evres_get(reply, "members");
+    if (!members || members->type != REDIS_REPLY_ARRAY || members->elements == 0) return;
+    for (size_t i = 0; i < members->elements; i++) {
+        char member[JOB_MEMBER_MAX];
+        evres_text(members->element[i], member, sizeof(member));
         log_debug("timer %s claimed", member);
         job_push_timer(r, member, lease);
     }
-    if (reply->elements) job_kick(r);
+    job_kick(r);
 }
 
 void timers_poll(router *r) {

@@ -71,7 +71,7 @@ static void variant_one(msgpack_packer *pk, job *j, const variant_spec *s, const
     tmpl_render(say_template(j->r, locale, s->key), vars, n, text, sizeof(text));
     size_t len = 0;
     unsigned char *buf = NULL;
-    /* a bot text says which template it is (code), as say_tmpl's do */
+    /* a bot text says which template it is (code): clients may act on it */
     const char *code = s->code ? s->code : s->type == MSG_TEXT ? tmpl_key_name(s->key) : NULL;
     if (text[0] || !s->off_when_empty)
         buf = say_payload(j, s->type, s->role, code, NULL, text, &len);

@@ -14,7 +14,7 @@ import msgpack
 
 from chat import agent, customer, new_cmid
 from conftest import load_libraries, wait_until
-from desk import Monitor, conv_hash, log_of, run, s
+from desk import Monitor, conv_hash, log_of, named, run, s
 
 MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
 MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
@@ -518,7 +518,8 @@ def test_an_idle_timer_that_fires_early_rearms_itself(redis_srv):
             now + 30_000, "log", "")
 
     def fire(at):
-        [(member, lease)] = r.fcall("cg_timer_claim", 1, t, at, 5000, 10)
+        kind, claimed = named(r.fcall("cg_timer_claim", 1, t, at, 5000, 10))
+        [member], lease = claimed["members"], claimed["lease"]
         return r.fcall("cg_close_fire", 1, t, member, lease, at, "", "")
 
     assert [s(x) for x in fire(now + idle_ms)] == ["done"]

@@ -100,6 +100,35 @@ def test_any_other_state_changes_nothing_and_answers_it(redis_srv):
     assert (what, info["state"], info["staffed"]) == ("info", "", 1)
 
 
+# the conversation's state before the call -> (the answer's kind, its state or result)
+KINDS = [
+    ("none", "info", ""),
+    ("new", "new", "queued"),
+    ("queued", "info", "queued"),
+    ("assigned", "info", "assigned"),
+    ("closed", "info", "closed"),
+]
+
+
+@pytest.mark.parametrize("before,kind,state", KINDS, ids=[k[0] for k in KINDS])
+def test_the_answers_kind_follows_the_state(redis_srv, before, kind, state):
+    """'new' exactly when the conversation was new (the call enqueued it: never 'already'), else
+    'info' with the state it has, never 'new' (or '' when there is none): the router has no
+    enqueue of its own to do (router/conv.c)."""
+    r = redis_srv.r
+    load_libraries(r)
+    conv = "no-such-conversation" if before == "none" else customer_text(r, "cu1", "hello")
+    if before in ("assigned", "closed"):
+        r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 2, "general", NOW)
+    if before != "none" and before != "new":
+        call(r, event(conv, greet=""))
+    if before == "closed":
+        r.fcall("cg_close", 1, TENANT, conv, "amy", "resolved", NOW)
+    assert conv_hash(r, conv).get("state", "") == ("" if before == "none" else before)
+    what, res = call(r, event(conv, greet=""))
+    assert (what, res.get("state") if what == "info" else res["result"]) == (kind, state), res
+
+
 def test_the_same_event_twice_greets_once(redis_srv):
     """A router that died after the call and before XACK: the entry runs again and finds the
     conversation queued."""
@@ -283,3 +312,68 @@ def test_an_answer_names_its_fields_in_sorted_order(redis_srv):
     assert s(raw[0]) == "info" and len(raw) % 2 == 1
     assert names == sorted(names) and len(names) == 12, names
     assert raw[2 + 2 * names.index("row")] == []  # queued: no ROW, an empty array
+
+
+def customer_msg(r, customer, text, channel="web"):
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": channel,
+         "dir": "in", "role": "customer", "sender_id": customer, "ts": NOW, "text": text}
+    res = r.fcall("cg_append", 1, TENANT, "", m["cmid"], "customer", customer, msgpack.packb(m),
+                  new_id(), channel, NOW, "log", text)
+    return s(res[0])
+
+
+OFF = {"off_hours": [bot("Closed, open at {opens_at}")] * 2,
+       "closed": {"general": "2027-01-04 09:00", "sales": "2027-02-01 08:00"}}
+
+# A queued customer's next message: (who is online, its channel, the map's extra fields) -> the
+# waiting reply the call writes again ((text, position, wait) or None: nothing), and told (the
+# call armed the response timers too)
+NEXT = [
+    ("queued: the place in line again", "busy", "web", {}, ("Q 1 2 min", 1, 120), 1),
+    ("nobody online: said once", None, "web", {}, None, 1),
+    ("the queue is closed now: off_hours with opens_at", "closed", "web", OFF,
+     ("Closed, open at 2027-01-04 09:00", 1, 0), 1),
+    ("classified into another queue: the reply of the queue it waits in", "closed", "web",
+     dict(OFF, queue="sales"), ("Closed, open at 2027-01-04 09:00", 1, 0), None),
+    ("held, but its queue is not among the closed: the place in line", "closed", "web",
+     dict(OFF, closed={"sales": "2027-02-01 08:00"}), ("Q 1 1 min", 1, 0), 1),
+    ("e-mail: the one acknowledgement only", "busy", "email", {}, None, 1),
+    ("a pull queue, nobody online: said once", "pull", "web", {}, None, 1),
+]
+
+
+@pytest.mark.parametrize("name,who,channel,over,said,told", NEXT, ids=[n[0] for n in NEXT])
+def test_a_queued_customers_next_message_gets_the_waiting_reply_in_the_call(
+        redis_srv, name, who, channel, over, said, told):
+    """The waiting reply is decided in the call only (redis/event.lua waiting_reply): for the
+    queue the conversation waits in, whatever queue this message classified into; the router
+    sends the texts and the queues closed now (router/conv.c conv_waiting_fields)."""
+    r = redis_srv.r
+    load_libraries(r)
+    if who in ("busy", "closed"):  # online, cap 1
+        r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
+    if who == "busy":  # with a conversation already
+        call(r, event(customer_text(r, "cu0", "first"), greet=""))
+    if who == "closed":  # outside its business hours: the queue holds
+        r.sadd(f"{TENANT}:closed", "general")
+    if who == "pull":  # the queue holds too, open, and nobody serves it
+        r.hset(f"{TENANT}:queuecfg:general", "mode", "pull")
+    texts = waiting(email_ack=[bot("ACK")] * 2)
+    conv = customer_msg(r, "cu1", "hello", channel)
+    first = {k: v for k, v in over.items() if k != "queue"}
+    what, res = call(r, event(conv, greet="", channel=channel, **dict(texts, **first)))
+    assert (what, res["result"], res["how"]) == ("new", "queued", "told"), res
+    before = [m for m in log_of(r, conv) if m.get("role") == "bot"]
+    assert len(before) == 1  # the waiting reply of the new conversation
+    customer_msg(r, "cu1", "anyone there?", channel)
+    what, info = call(r, event(conv, greet="", channel=channel,
+                               **dict(texts, wait_cmid="cg:pos:2-1", **over)))
+    assert (what, info["state"], info["queue"], info.get("told")) == \
+        ("info", "queued", "general", told), info
+    after = [m for m in log_of(r, conv) if m.get("role") == "bot"][len(before):]
+    assert [(m["text"], m.get("position"), m.get("wait")) for m in after] == \
+        ([said] if said else [])
+    assert all(m["queue"] == "general" for m in after)
+    # the same entry again (a router that died before its XACK): nothing written twice
+    call(r, event(conv, greet="", channel=channel, **dict(texts, wait_cmid="cg:pos:2-1", **over)))
+    assert len([m for m in log_of(r, conv) if m.get("role") == "bot"]) == len(before) + len(after)

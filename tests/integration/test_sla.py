@@ -608,6 +608,24 @@ def test_off_hours_reply_then_assigned_when_reload_opens_the_desk(redis_srv, pro
     assert r.zscore("cg:{t:default}:timers", "hours:general") is None  # always open now
 
 
+def test_a_waiting_customers_message_for_another_queue_gets_the_reply_of_its_own(
+        redis_srv, procs, tmp_path, clock):
+    """The waiting reply is the queue's the conversation waits in, whatever queue a later message
+    classifies into: the router sends the queues closed now with their next opening
+    (router/conv.c conv_closed_fields) and the call decides (redis/event.lua waiting_reply)."""
+    r = redis_srv.r
+    spec, opens_at = closed_window()
+    router(procs, config(tmp_path, hours=f"hours = {spec}\ntimezone = UTC"))
+    wait_until(lambda: r.sismember("cg:{t:default}:closed", "general"), 5, "general closed")
+    c = send(r, "night3", "hello?")
+    wait_bot(r, c, "OFF")
+    send(r, "night3", "this is a complaint", conv=c)  # classified into complaints, open
+    offs = wait_bot(r, c, "OFF", n=2)
+    assert [(m["text"], m["queue"]) for m in offs] == [(f"OFF {opens_at}", "general")] * 2
+    assert not bot_texts(r, c, "QUEUED") and not bot_texts(r, c, "TICKET")
+    assert conv_hash(r, c)["queue"] == "general"
+
+
 # ---- SLA timers ---------------------------------------------------------------------------------
 
 def test_first_response_breach_escalates_and_notifies_supervisor(redis_srv, procs, tmp_path, ):

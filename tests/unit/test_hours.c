@@ -139,6 +139,38 @@ static void test_adjacent_windows_merge(void **state) {
     assert_int_equal(hours_next_change(&h, utc(2026, 11, 23, 21, 0)), utc(2026, 11, 24, 2, 0));
 }
 
+/* hours_open_at answers as hours_open / hours_next_open at every time, from its memo between
+ * the changes (one look per state), and looks again when the time leaves the span it knows. */
+static void test_open_at_keeps_a_memo(void **state) {
+    (void)state;
+    hours_spec h;
+    parse_ok(&h, "mon-fri 09:00-18:00", "Asia/Shanghai");
+    hours_state m;
+    memset(&m, 0, sizeof(m));
+    int64_t t0 = utc(2026, 11, 27, 9, 0); /* Fri 17:00 local */
+    for (int64_t t = t0; t < t0 + 4 * 86400000LL; t += 15 * 60000) {
+        int open = hours_open_at(&h, &m, t);
+        assert_int_equal(open, hours_open(&h, t));
+        if (!open) assert_int_equal(m.opens_at, hours_next_open(&h, t));
+        assert_true(m.from <= t && t < m.until);
+    }
+    /* closed over the weekend: one look covers Fri 18:00 .. Mon 09:00 */
+    assert_false(hours_open_at(&h, &m, utc(2026, 11, 28, 3, 0)));
+    assert_int_equal(m.until, utc(2026, 11, 30, 1, 0));
+    int64_t from = m.from;
+    assert_false(hours_open_at(&h, &m, utc(2026, 11, 29, 3, 0)));
+    assert_int_equal(m.from, from);                              /* from the memo */
+    assert_true(hours_open_at(&h, &m, utc(2026, 11, 30, 1, 0))); /* opens: looked again */
+    assert_int_equal(m.until, utc(2026, 11, 30, 10, 0));
+    assert_true(hours_open_at(&h, &m, utc(2026, 11, 23, 2, 0))); /* earlier: looked again */
+    assert_int_equal(m.from, utc(2026, 11, 23, 2, 0));
+    hours_spec always;
+    hours_init(&always);
+    memset(&m, 0, sizeof(m));
+    assert_true(hours_open_at(&always, &m, t0));
+    assert_int_equal(m.until, INT64_MAX);
+}
+
 static void test_tz_is_restored(void **state) {
     (void)state;
     setenv("TZ", "Europe/Paris", 1);
@@ -161,6 +193,7 @@ int main(void) {
         cmocka_unit_test(test_dst_change),
         cmocka_unit_test(test_add_counts_business_time),
         cmocka_unit_test(test_adjacent_windows_merge),
+        cmocka_unit_test(test_open_at_keeps_a_memo),
         cmocka_unit_test(test_tz_is_restored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
