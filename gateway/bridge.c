@@ -2,7 +2,7 @@
  *
  * A bridge serves one platform (hello.channel) and authenticates with the shared bridge token
  * (bridge_token, constant time; none configured: every bridge is refused). It then gets every
- * entry of cg:out:<channel> (written by cg_append, redis/conv.lua) through the consumer group
+ * entry of cg:out:<channel> (written by cg_message, redis/conv.lua) through the consumer group
  * "bridges", as consumer hello.sender_name ("default" when absent): the normalized msg with conv,
  * seq, meta.platform_chat_id (where it goes) and `native`, the body rendered for the platform
  * (the channels/ renderers). Only the product steers a bridge: the stored msg's own meta and native

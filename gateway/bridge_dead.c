@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/evarg.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "gw.h"
@@ -68,7 +69,7 @@ static void bdead_xack(const bdead_job *j) {
 }
 
 /* The desk's notice: an `escalated` event (desk-only) with code "undeliverable" appended to the
- * conversation by cg_append (mode sys: logged and published, not routed, never to a bridge).
+ * conversation by cg_message (mode sys: logged and published, not routed, never to a bridge).
  * Fire and forget: the dead letter itself is the record. */
 static void bdead_notice(const bdead_job *j) {
     if (!j->conv[0]) return;
@@ -94,17 +95,24 @@ static void bdead_notice(const bdead_job *j) {
         log_error("dead letter %s: cannot encode the desk's notice", j->entry);
         return;
     }
-    char cmid[MSG_ID_MAX], now[24];
+    char cmid[MSG_ID_MAX];
     snprintf(cmid, sizeof(cmid), "cg:dead:%s", j->entry); /* a desk cmid, not a key */
-    snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
-    const char *argv[] = {
-        "FCALL",          "cg_append",     "1", CG_KEY_TENANT,           j->conv, cmid, "system",
-        G.cfg.gateway_id, (const char *)p, "",  msg_channel_name(j->ch), now,     "sys"};
-    size_t lens[13];
-    for (int i = 0; i < 13; i++)
-        lens[i] = strlen(argv[i]);
-    lens[8] = n; /* the payload */
-    rconn_cmdargv(G.redis, NULL, NULL, 13, argv, lens);
+    evarg a;
+    evarg_init(&a);
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "cmid", cmid);
+    evarg_str(&a, "role", "system");
+    evarg_str(&a, "sender", G.cfg.gateway_id);
+    evarg_bytes(&a, "payload", p, n);
+    evarg_str(&a, "channel", msg_channel_name(j->ch));
+    evarg_int(&a, "now", cg_now_ms());
+    evarg_str(&a, "mode", "sys");
+    size_t alen = 0;
+    const char *map = evarg_done(&a, &alen);
+    const char *argv[] = {"FCALL", "cg_message", "1", CG_KEY_TENANT, map};
+    size_t lens[] = {5, 10, 1, strlen(CG_KEY_TENANT), alen};
+    if (map) rconn_cmdargv(G.redis, NULL, NULL, 5, argv, lens);
+    evarg_free(&a);
     free(p);
 }
 

@@ -6,7 +6,7 @@
  * channel's bridges back for ever. bdead_store() copies it to the bounded stream
  * cg:dead:<channel> (MAXLEN ~ BDEAD_MAXLEN) with the reason, then, in the same pipeline on the
  * shared command connection, tells the desk (an `escalated` event with code "undeliverable" in
- * the conversation's transcript, written by cg_append in mode sys: desk-only, never sent to a
+ * the conversation's transcript, written by cg_message in mode sys: desk-only, never sent to a
  * bridge, de-duplicated by the cmid "cg:dead:<entry id>") and XACKs the entry in group
  * "bridges". Only after the XADD succeeded: when it fails the entry stays pending (delivered or
  * dead-lettered again later; at-least-once, never lost). */

@@ -4,8 +4,8 @@
  * origin, and then:
  *   hello             authenticate (agent JWT / customer token, minted on first connect), welcome,
  *                     follow the client's conversations from its resume point
- *   text, attachment  stamp and store: FCALL cg_append (one round trip), then ack with the seq
- *   typing, read      FCALL cg_append ... eph (relayed, not stored)
+ *   text, attachment  stamp and store: FCALL cg_message (one round trip), then ack with the seq
+ *   typing, read      FCALL cg_message, mode eph (relayed, not stored)
  *   presence, pick,   agent commands: XADD cg:in for the routers, ack when stored
  *   close
  *   ack               the client's receipt; resume points are the client's (hello.last_seq)
@@ -20,6 +20,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/evarg.h"
+#include "../common/evres.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
@@ -61,7 +63,7 @@ static void req_free(req *q) {
     free(q);
 }
 
-/* Map a Redis error from cg_append ("NOTASSIGNED ...") to a wire error. */
+/* Map a Redis error from cg_message ("NOTASSIGNED ...") to a wire error. */
 static void send_redis_error(sess *s, const redisReply *r, const char *cmid) {
     if (!r) {
         sess_send_error(s, "unavailable", "storage is unreachable; send the same frame again later",
@@ -638,7 +640,7 @@ static void dup_ack_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
-/* A re-sent cmid (cg_append answered dup): read the original's id from the log, one round trip
+/* A re-sent cmid (cg_message answered dup): read the original's id from the log, one round trip
  * on this rare path, so the ack names the message the client's first send stored. Takes q. */
 static void dup_ack(sess *s, req *q) {
     char key[MSG_ID_MAX + CG_KEY_EXTRA], at[32];
@@ -648,7 +650,7 @@ static void dup_ack(sess *s, req *q) {
     if (rconn_cmdargv(G.redis, dup_ack_done, q, 4, argv, NULL) < 0) dup_ack_done(G.redis, NULL, q);
 }
 
-/* cg_append reply: [conv, seq, dup]. */
+/* cg_message's answer: 'stored' with conv, seq, dup (an error reply as it is). */
 static void append_done(rconn *rc, redisReply *r, void *priv) {
     req *q = priv;
     sess *s = q->s;
@@ -656,7 +658,8 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         req_free(q);
         return;
     }
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    char kind[8];
+    if (!r || evres_kind(r, kind, sizeof(kind)) != 0 || strcmp(kind, "stored") != 0) {
         if (q->type == MSG_RATING && r && r->str && !strncmp(r->str, "CLOSED", 6))
             sess_send_error(s, "closed", "no survey to answer: it is over or was never sent",
                             q->cmid, 0);
@@ -666,8 +669,9 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
         req_free(q);
         return;
     }
-    const char *conv = r->element[0]->str ? r->element[0]->str : "";
-    long long seq = r->element[1]->integer, dup = r->element[2]->integer;
+    char conv[MSG_ID_MAX];
+    evres_str(r, "conv", conv, sizeof(conv));
+    long long seq = evres_int(r, "seq"), dup = evres_int(r, "dup");
     /* A duplicate (a re-sent cmid) opened nothing, and may name an older conversation (a cmid
      * re-sent after the customer moved on): the session stays in its current one. */
     if (dup && q->may_open) lim_conv_refund(s->addr);
@@ -689,7 +693,7 @@ static void append_done(rconn *rc, redisReply *r, void *priv) {
     req_free(q);
 }
 
-/* Stamp m as coming from s and store it with cg_append in the given mode, unless a per-source
+/* Stamp m as coming from s and store it with cg_message in the given mode, unless a per-source
  * limit refuses a new conversation it may open (or holds it until Redis says: conv_check). */
 static void store(sess *s, msg *m, const char *mode) {
     if (client_busy(s, m, mode)) return;
@@ -717,7 +721,7 @@ static void store(sess *s, msg *m, const char *mode) {
     store_append(s, m, mode, may_open);
 }
 
-/* Store the stamped m with cg_append in the given mode; may_open: an address token was taken
+/* Store the stamped m with cg_message in the given mode; may_open: an address token was taken
  * for it (append_done gives it back if no conversation was opened). */
 static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     m->ts_ms = cg_now_ms();
@@ -749,30 +753,29 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
         memcpy(preview, m->text, k);
         preview[k] = 0;
     }
-    const char *argv[] = {"FCALL",
-                          "cg_append",
-                          "1",
-                          CG_KEY_TENANT,
-                          conv,
-                          m->cmid,
-                          msg_role_name(m->role),
-                          s->who.sub,
-                          (const char *)p,
-                          newconv,
-                          msg_channel_name(m->channel),
-                          now,
-                          mode,
-                          preview};
-    size_t lens[14];
-    for (int i = 0; i < 14; i++)
-        lens[i] = strlen(argv[i]);
-    lens[8] = n; /* the payload */
-    if (rconn_cmdargv(G.redis, append_done, q, 14, argv, lens) < 0) {
+    evarg a;
+    evarg_init(&a);
+    evarg_str(&a, "conv", conv);
+    evarg_str(&a, "cmid", m->cmid);
+    evarg_str(&a, "role", msg_role_name(m->role));
+    evarg_str(&a, "sender", s->who.sub);
+    evarg_bytes(&a, "payload", p, n);
+    evarg_str(&a, "newconv", newconv);
+    evarg_str(&a, "channel", msg_channel_name(m->channel));
+    evarg_int(&a, "now", m->ts_ms);
+    evarg_str(&a, "mode", mode);
+    if (preview[0]) evarg_str(&a, "preview", preview);
+    size_t alen = 0;
+    const char *map = evarg_done(&a, &alen);
+    const char *argv[] = {"FCALL", "cg_message", "1", CG_KEY_TENANT, map};
+    size_t lens[] = {5, 10, 1, strlen(CG_KEY_TENANT), alen};
+    if (!map || rconn_cmdargv(G.redis, append_done, q, 5, argv, lens) < 0) {
         if (!strcmp(mode, "log")) send_redis_error(s, NULL, m->cmid);
         if (may_open) lim_conv_refund(s->addr);
         req_free(q);
     } else
         G.msgs_in++;
+    evarg_free(&a);
     free(p);
 }
 

@@ -3,7 +3,7 @@
  *   webhook.c        HTTP plumbing: routing, what the headers decide (method, per-channel size
  *                    cap, the hook's header check, the unauthenticated-body budget), body
  *                    collection under a deadline, responses, the request's lifetime (wh_)
- *   webhook_store.c  one platform message -> FCALL cg_append as a customer message, after the
+ *   webhook_store.c  one platform message -> FCALL cg_message as a customer message, after the
  *                    replay memory cg:seen:<cmid> (whs_)
  *   hook_wechat.c    /channels/wechat                         (hook_wechat)
  *   hook_meta.c      /channels/whatsapp, /channels/messenger  (hook_whatsapp, hook_messenger)
@@ -164,7 +164,7 @@ typedef struct whs_opts {
 typedef void whs_done_fn(void *priv, int failed, const char *conv, long long seq, int dup);
 
 /* Stamp m as a message of customer cust (role customer, dir in; its channel already set) with
- * client message id cmid, validate it (ORIGIN_INTERNAL) and store it with FCALL cg_append (see
+ * client message id cmid, validate it (ORIGIN_INTERNAL) and store it with FCALL cg_message (see
  * whs_store), with the reply attributes taken from m (chat_id, chat_name; e-mail: subject,
  * mail_root, mail_last). done(priv, ...) is called exactly once, later, unless -1 is returned:
  * err "unavailable" (Redis down) or "nomem", or a validation code (the message can never be
@@ -173,10 +173,10 @@ int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, co
                whs_done_fn *done, void *priv, cg_err *err);
 
 /* Stamp m as a message of customer cust (role customer, dir in; its channel already set) with
- * client message id cmid, and store it: FCALL cg_append 0 <conv> <cmid> customer <cust>
- * <payload> <newconv> <channel> <now> log <preview>. The request waits for the reply
- * (q->pending); when the last one is in, wh_finish answers (503 if any failed). o may be NULL.
- * Returns 0, or -1 when it could not be sent (q->failed is set; call wh_finish when done). */
+ * client message id cmid, and store it: FCALL cg_message with conv, cmid, role customer, sender
+ * cust, the payload, newconv, channel, now, mode log, preview and attrs. The request waits for the
+ * reply (q->pending); when the last one is in, wh_finish answers (503 if any failed). o may be
+ * NULL. Returns 0, or -1 when it could not be sent (q->failed is set; call wh_finish when done). */
 int whs_store(wh_req *q, msg *m, const char *cust, const char *cmid, const whs_opts *o);
 
 /* ---- hooks ---- */

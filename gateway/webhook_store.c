@@ -1,19 +1,19 @@
 /* webhook_store.c -- a platform message becomes a customer message in the conversation log.
  *
  * Exactly what client.c does for a web customer's text: stamp (role customer, dir in, server id,
- * ts), encode msgpack, one FCALL cg_append with conv '' (the customer's open conversation, or
+ * ts), encode msgpack, one FCALL cg_message with conv '' (the customer's open conversation, or
  * a new one) and a client message id derived from the platform's message id, so a platform
  * retry is answered from cg:idem (dup = 1) and never stored twice. Customer ids and cmids are
  * "<prefix><platform id>", or "<prefix>h:<32 hex of SHA-256>" when that would not fit.
  *
- * Every stored message also tells the conversation where the desk's replies go (cg_append's
+ * Every stored message also tells the conversation where the desk's replies go (cg_message's
  * attributes): chat_id = meta.platform_chat_id, chat_name = sender_name, and for e-mail the
  * subject and the Message-IDs (mail_root, mail_last) that a reply must answer. whs_append is the
  * path itself (webhooks and bridge pushes); whs_store ties it to an HTTP request.
  *
  * cg:idem only knows a cmid within its conversation: a platform message replayed after its
  * conversation closed would open a new one. With replay memory (whs_opts.replay_ttl_s) the cmid
- * is claimed first, one round trip before cg_append: SET cg:seen:<cmid> p NX GET EX 15. New:
+ * is claimed first, one round trip before cg_message: SET cg:seen:<cmid> p NX GET EX 15. New:
  * stored, then the claim becomes the conversation (SET XX EX replay_ttl_s, not waited for); a
  * failed store gives the claim up (DEL), so the platform's retry is stored. Known (a
  * conversation id): dup, nothing stored. "p": another request is storing it right now: failed
@@ -27,6 +27,8 @@
 
 #include <openssl/evp.h>
 
+#include "../common/evarg.h"
+#include "../common/evres.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "desk_schema.h"
@@ -99,21 +101,33 @@ static void whs_job_free(whs_job *j) {
 static void whs_reply(rconn *rc, redisReply *r, void *priv);
 
 static int whs_send(whs_job *j) {
-    const char *argv[14 + WHS_ATTRS_MAX] = {"FCALL",       "cg_append", "1",
-                                            CG_KEY_TENANT, j->conv,     j->cmid,
-                                            "customer",    j->cust,     (const char *)j->payload,
-                                            j->newconv,    j->channel,  j->now,
-                                            "log",         j->preview};
-    int argc = 14;
-    for (int i = 0; i < j->n_attrs; i++) {
-        argv[argc++] = j->attr_names[i];
-        argv[argc++] = j->attrs[i];
+    evarg a;
+    evarg_init(&a);
+    evarg_str(&a, "conv", j->conv);
+    evarg_str(&a, "cmid", j->cmid);
+    evarg_str(&a, "role", "customer");
+    evarg_str(&a, "sender", j->cust);
+    evarg_bytes(&a, "payload", j->payload, j->plen);
+    evarg_str(&a, "newconv", j->newconv);
+    evarg_str(&a, "channel", j->channel);
+    evarg_int(&a, "now", strtoll(j->now, NULL, 10));
+    evarg_str(&a, "mode", "log");
+    if (j->preview[0]) evarg_str(&a, "preview", j->preview);
+    if (j->n_attrs) {
+        evarg_key(&a, "attrs");
+        msgpack_pack_map(&a.pk, (size_t)j->n_attrs);
+        for (int i = 0; i < j->n_attrs; i++) {
+            msgpack_pack_str_with_body(&a.pk, j->attr_names[i], strlen(j->attr_names[i]));
+            msgpack_pack_str_with_body(&a.pk, j->attrs[i], strlen(j->attrs[i]));
+        }
     }
-    size_t lens[14 + WHS_ATTRS_MAX];
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    lens[8] = j->plen; /* the payload */
-    return rconn_cmdargv(G.redis, whs_reply, j, argc, argv, lens);
+    size_t n = 0;
+    const char *map = evarg_done(&a, &n);
+    const char *argv[] = {"FCALL", "cg_message", "1", CG_KEY_TENANT, map};
+    size_t lens[] = {5, 10, 1, strlen(CG_KEY_TENANT), n};
+    int rc = map ? rconn_cmdargv(G.redis, whs_reply, j, 5, argv, lens) : -1;
+    evarg_free(&a);
+    return rc;
 }
 
 /* The job is over: settle its claim on the replay memory (kept as the conversation, or given up
@@ -147,7 +161,7 @@ static void whs_mapped(rconn *rc, redisReply *r, void *priv) {
     whs_end(j, failed);
 }
 
-/* cg_append reply: {conv, seq, dup}, or an error. */
+/* cg_message's answer: 'stored' with conv, seq, dup; or an error. */
 static void whs_reply(rconn *rc, redisReply *r, void *priv) {
     whs_job *j = priv;
     if (r && r->type == REDIS_REPLY_ERROR && r->str && !strncmp(r->str, "NOTYOURS", 8) &&
@@ -157,15 +171,15 @@ static void whs_reply(rconn *rc, redisReply *r, void *priv) {
         whs_end(j, 1);
         return;
     }
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING) {
-        if (r && r->type == REDIS_REPLY_ERROR) log_error("%s: cg_append: %s", j->hook, r->str);
+    char kind[8];
+    if (!r || evres_kind(r, kind, sizeof(kind)) != 0 || strcmp(kind, "stored") != 0) {
+        if (r && r->type == REDIS_REPLY_ERROR) log_error("%s: cg_message: %s", j->hook, r->str);
         whs_end(j, 1);
         return;
     }
-    snprintf(j->conv, sizeof(j->conv), "%s", r->element[0]->str);
-    j->seq = r->element[1]->integer;
-    j->dup = r->element[2]->integer != 0;
+    evres_str(r, "conv", j->conv, sizeof(j->conv));
+    j->seq = evres_int(r, "seq");
+    j->dup = evres_int(r, "dup") != 0;
     char masked[MSG_ID_MAX];
     log_debug("%s: %s message of %s in conv %s seq %lld", j->hook, j->dup ? "duplicate" : "stored",
               log_mask(j->cust, masked, sizeof(masked)), j->conv, j->seq);

@@ -3,23 +3,29 @@
 
 --[[
 
-FCALL cg_append 1 <tenant> conv cmid role sender payload newconv channel now_ms mode [preview [attr value]...]
+FCALL cg_message 1 <tenant> <map>
+  One message stored: a customer's, an agent's or a channel's (the gateway), or the desk's own
+  (the router). <map>, a msgpack map of named fields:
   conv     conversation id; may be '' for role customer (use the customer's open conversation)
-  cmid     client message id ('' = none): a repeated cmid returns the first seq with dup = 1
+  cmid     client message id ('' = none): a repeated cmid answers the first seq with dup = 1
   role     customer | agent | system | bot | bridge
   sender   customer id / agent id / router id
   payload  msgpack msg (its seq/conv fields are not authoritative)
   newconv  id to use when a new conversation must be opened for a customer
   channel  channel name stored on a new conversation
-  now_ms   unix ms
+  now      unix ms
   mode     log (append + cg:in + publish) | sys (append + publish) | eph (publish only, seq 0)
   preview  optional: first words of a customer text, kept once per conversation (HSETNX)
-  attr value  optional pairs after preview (pass preview '' to use them): where the desk's
-           replies go, stored on cg:conv:<conv> when a customer message is stored (mode log, not
-           a dup): chat_id (HSET: the platform address, meta.platform_chat_id), chat_name (HSET),
-           subject (HSETNX), mail_root (HSETNX: the thread's first Message-ID), mail_last (HSET:
-           the customer's latest Message-ID). Any other name, or an odd count: BADARG.
-  -> {conv, seq, dup}   dup = 1 when cmid was already accepted (nothing stored again)
+  attrs    optional map: where the desk's replies go, stored on cg:conv:<conv> when a customer
+           message is stored (mode log, not a dup): chat_id (HSET: the platform address,
+           meta.platform_chat_id), chat_name (HSET), subject (HSETNX), mail_root (HSETNX: the
+           thread's first Message-ID), mail_last (HSET: the customer's latest Message-ID). Any
+           other name: BADARG.
+  -> answer 'stored' with conv, seq, dup   dup = 1 when cmid was already accepted (nothing
+     stored again)
+The event functions (event.lua) store their messages with the same code, cg_append(keys, args):
+args positional in the order above (attrs as name/value pairs after preview), answering
+{conv, seq, dup}.
 
 Outbound to channel bridges: when a message with a text or attachments (texts, and events that
 carry one: "assigned" with "<agent> has joined", "closed" with closed_text) of role agent, system
@@ -408,4 +414,30 @@ end
 
 redis.register_function{function_name = 'cg_trim', callback = cg_trim}
 
-redis.register_function{function_name = 'cg_append', callback = cg_append}
+-- FCALL cg_message (see the top of this file): cg_append with its arguments by name.
+local function cg_message(keys, args)
+    local ok, a = pcall(cmsgpack.unpack, args[1] or '')
+    if not ok or type(a) ~= 'table' then
+        return redis.error_reply('BADARG a msgpack map of the message is expected')
+    end
+    if type(a.payload) ~= 'string' or a.now == nil or type(a.role) ~= 'string' then
+        return redis.error_reply('BADARG payload, role and now are required')
+    end
+    local argv = {a.conv or '', a.cmid or '', a.role, a.sender or '', a.payload, a.newconv or '',
+        a.channel or '', fmt(tonumber(a.now) or 0), a.mode or 'log', a.preview or ''}
+    if a.attrs ~= nil and type(a.attrs) ~= 'table' then
+        return redis.error_reply('BADARG attrs must be a map')
+    end
+    local names = {}
+    for k in pairs(a.attrs or {}) do names[#names + 1] = k end
+    table.sort(names) -- the same order of writes on every replica and in the AOF
+    for _, k in ipairs(names) do
+        argv[#argv + 1] = k
+        argv[#argv + 1] = tostring(a.attrs[k])
+    end
+    local r = cg_append(keys, argv)
+    if type(r) ~= 'table' or r.err then return r end
+    return answer('stored', {conv = r[1], seq = r[2], dup = r[3]})
+end
+
+redis.register_function{function_name = 'cg_message', callback = cg_message}

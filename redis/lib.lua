@@ -1,4 +1,4 @@
-local VERSION = 44 -- raise with every change: processes load only a newer library
+local VERSION = 45 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -9,7 +9,7 @@ order (a part may use what the parts before it define; the assembler fails the b
 the Makefile reads the list from here):
   lib.lua        this header: the library's VERSION, and answer() (the shape of the answers)
   desk.lua       helpers every domain uses: numbers, desk metrics (kpi_add), response SLAs
-  conv.lua       conversations and messages: cg_append (the log, idempotency, survey answers,
+  conv.lua       conversations and messages: cg_message (the log, idempotency, survey answers,
                  outbound copies), cg_trim (bounded work streams)
   assign.lua     the assignment engine: agents' capacity, best agent, offers, overflow,
                  escalation, sticky agents, serve_queue

@@ -20,11 +20,11 @@
  *              assigned -> response timers and the idle close (told: the call armed them);
  *                          announce only if the assignment is still in the outbox (a router
  *                          died before);
- *              closed / none -> nothing (cg_append opened a new conversation for later
+ *              closed / none -> nothing (cg_message opened a new conversation for later
  *                          messages).
  *            Not told: this message classified into another queue than the conversation's,
  *            and the deadlines count the business hours of the conversation's queue.
- * A survey answer (a `rating` message, or one cg_append attached to the closed conversation) is
+ * A survey answer (a `rating` message, or one cg_message attached to the closed conversation) is
  * csat.c's, in its own call. */
 #include "router.h"
 #include "desk_schema.h"

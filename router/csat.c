@@ -3,12 +3,12 @@
  * After every close the customer gets a `survey` event (template survey, cmid cg:survey), written
  * by the close's own call (redis/event.lua, router/close.c close_texts). It has a text, so bridged
  * channels (e-mail, social) send it like any desk message, and the web widget shows 1-5 buttons.
- * The answer is decided in Redis, atomically, by cg_append (redis/conv.lua): within survey_window_s
- * of the close, a `rating` frame, or on a bridged channel a text that is just one digit 1-5, is
- * attached to the closed conversation (HSET rating, rated_at) instead of opening a new one, and its
- * cg:in entry gets the field r. Here the router sees that entry come through cg:in (job->rated): a
- * one-digit text also gets a `rating` event in the transcript (a rating frame is one already), and
- * the customer is thanked (template rating_thanks). */
+ * The answer is decided in Redis, atomically, by cg_message (redis/conv.lua): within
+ * survey_window_s of the close, a `rating` frame, or on a bridged channel a text that is just one
+ * digit 1-5, is attached to the closed conversation (HSET rating, rated_at) instead of opening a
+ * new one, and its cg:in entry gets the field r. Here the router sees that entry come through cg:in
+ * (job->rated): a one-digit text also gets a `rating` event in the transcript (a rating frame is
+ * one already), and the customer is thanked (template rating_thanks). */
 #include "router.h"
 
 #include <stdio.h>
@@ -20,7 +20,7 @@
 
 int csat_on_customer(job *j) {
     const msg *m = &j->m;
-    /* Only what cg_append took as the survey's answer (entry field r) is a rating: a digit the
+    /* Only what cg_message took as the survey's answer (entry field r) is a rating: a digit the
      * customer sent while the conversation was still open is a message, even when the router
      * only gets to it after the close. */
     int rating = j->rated;

@@ -26,6 +26,8 @@
 #include <uv.h>
 #include <hiredis/hiredis.h>
 
+#include "../common/evarg.h"
+#include "../common/evres.h"
 #include "../common/rconn.h"
 #include "../common/rtls.h"
 #include "../proto/msg.h"
@@ -71,7 +73,7 @@ typedef struct router_cfg {
     char no_survey_resolutions[256];
     long long survey_window_s;
     long long idle_close_s;
-    long long idempotency_ttl_s; /* published as idem_ttl_s: cg_append's idempotency keys */
+    long long idempotency_ttl_s; /* published as idem_ttl_s: cg_message's idempotency keys */
     long long complaint_followup_s;
     long long tickets_per_customer; /* new complaint tickets per customer per window (0: any) */
     long long ticket_window_s;
@@ -192,7 +194,7 @@ struct job {
     char id[48];           /* cg:in entry id (JOB_ENTRY) */
     char conv[MSG_ID_MAX]; /* entry field c */
     char *raw;             /* entry field m (msgpack), owned */
-    int rated; /* entry field r: cg_append took this message as a survey answer, 1..5; 0 = not */
+    int rated; /* entry field r: cg_message took this message as a survey answer, 1..5; 0 = not */
     size_t raw_len;
     msg m;       /* decoded raw (JOB_ENTRY: at push), valid until the job is freed */
     int decoded; /* JOB_ENTRY: m holds raw, decoded and valid */
@@ -237,38 +239,10 @@ void job_cmdargv(job *j, job_reply_fn *fn, int argc, const char **argv, const si
 /* The same for commands whose arguments are all NUL-terminated strings (argc of them). */
 void job_cmd(job *j, job_reply_fn *fn, int argc, ...);
 
-/* ---- evarg.c: the one argument of the event functions (redis/event.lua) ---- */
-/* A msgpack map of named fields: evarg_init, then the fields (evarg_bytes / evarg_str /
- * evarg_int, or evarg_key and a value packed on pk), then evarg_call, which sends FCALL <fn> 1
- * <tenant> <map> for j (reply as job_cmd's) and frees the buffer. The map's size is counted as
- * the fields are added (a map16 header, filled in by evarg_call). */
-typedef struct evarg {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    uint32_t n; /* fields so far */
-} evarg;
-void evarg_init(evarg *a);
-/* Only the name of a field: its value follows, packed by the caller on a->pk (variant.c). */
-void evarg_key(evarg *a, const char *k);
-void evarg_bytes(evarg *a, const char *k, const void *v, size_t n);
-void evarg_str(evarg *a, const char *k, const char *v);
-void evarg_int(evarg *a, const char *k, long long v);
+/* ---- the event functions' map argument and named answers (common/evarg.h, common/evres.h) ----
+ * evarg_call (job.c) sends FCALL <fn> 1 <tenant> <map> for j (reply as job_cmd's) and frees
+ * the map. */
 void evarg_call(job *j, const char *fn, job_reply_fn *reply, evarg *a);
-
-/* ---- evres.c: the answers of the event functions (redis/event.lua answer()) ---- */
-/* An answer is the array {kind, name1, value1, ...}; a nested value (a ROW, a list of ROWs) is
- * an array. Nothing read is copied except into the caller's buffers; a missing field is NULL,
- * "" or 0. evres_kind: the kind into buf (n bytes), 0, or -1 (buf "") when rep is no answer. */
-int evres_kind(const redisReply *rep, char *buf, size_t n);
-/* Any reply value: a string/status reply (or an integer as text) copied into out (n bytes), ""
- * for anything else; and as a number (an integer, or a string of digits), 0 for anything else. */
-void evres_text(const redisReply *v, char *out, size_t n);
-long long evres_number(const redisReply *v);
-/* The value element of field name, or NULL. */
-const redisReply *evres_get(const redisReply *rep, const char *name);
-/* Field name as text into out (n bytes; "" when missing), or as a number (0 when missing). */
-void evres_str(const redisReply *rep, const char *name, char *out, size_t n);
-long long evres_int(const redisReply *rep, const char *name);
 /* Send the collected XACKs now. */
 void job_flush_acks(router *r);
 void job_init(router *r);
@@ -481,7 +455,7 @@ void close_timer_step(job *j);
 /* ---- csat.c: satisfaction survey and ratings ---------------------------------------------- */
 
 /* A customer entry: 1 when it is a survey answer (a `rating` message, or a one-digit answer that
- * cg_append attached to the closed conversation: j->rated), handled here in one call (FCALL
+ * cg_message attached to the closed conversation: j->rated), handled here in one call (FCALL
  * cg_customer_rating: the rating event for a digit, the thanks in the customer's locale), or a
  * rating of an open conversation (nothing to do); 0 for any other message. */
 int csat_on_customer(job *j);

@@ -1,5 +1,5 @@
 /* say.c -- the messages the router writes: the payloads of bot texts and events that the event
- * functions (redis/event.lua) append to a conversation log (through cg_append mode sys, with
+ * functions (redis/event.lua) append to a conversation log (through cg_message mode sys, with
  * deterministic cmids so a re-processed entry never writes twice), announcements (cg_announce),
  * and notifications and errors for one agent on cg:a:<agent>.
  *

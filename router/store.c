@@ -161,12 +161,12 @@ static void store_categories(const cls_set *set, char *out, size_t n) {
     }
 }
 
-/* The desk's timings for the steady state that cg_append handles itself (redis/conv.lua,
+/* The desk's timings for the steady state that cg_message handles itself (redis/conv.lua,
  * steady) and the channels' weights (redis/assign.lua): FCALL cg_deskcfg (DEL + HSET cg:deskcfg
  * in one step, and the library forgets what it remembered of them): ready 1, first_s:<channel>
  * and next_s:<channel> (the response SLAs, seconds), weight:<channel> (channel_weights: the
  * capacity units a conversation takes), idle_close_s, idem_ttl_s (idempotency_ttl_s: how long
- * cg_append remembers a message id), and hours:<queue> 1 for each queue that
+ * cg_message remembers a message id), and hours:<queue> 1 for each queue that
  * counts business hours (its deadlines stay the routers'). The agent consoles' lists ride along
  * (read by the gateway's GET /desk, gateway/desk.c): resolutions and unresolved_resolutions as
  * configured (comma lists) and categories ("default" and the classification rules' names). */

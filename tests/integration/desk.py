@@ -43,15 +43,41 @@ def log_of(r, conv):
     return [msgpack.unpackb(f[b"m"], raw=False) for _, f in r.xrange(f"cg:{{t:default}}:conv:{conv}:log")]
 
 
+def message_map(conv, cmid, role, sender, payload, newconv="", channel="", now=0, mode="log",
+                preview="", *attrs):
+    """cg_message's one argument (redis/conv.lua): the msgpack map of these fields (attrs: name,
+    value pairs), strings as msgpack str (Redis's cmsgpack reads no bin types)."""
+    m = {"conv": conv, "cmid": cmid, "role": role, "sender": sender, "payload": payload,
+         "newconv": newconv, "channel": channel, "now": int(now), "mode": mode}
+    if preview:
+        m["preview"] = preview
+    if attrs:
+        m["attrs"] = dict(zip(attrs[::2], attrs[1::2]))
+    return msgpack.packb(m, use_bin_type=False)
+
+
+def stored(res):
+    """cg_message's answer ('stored' with conv, seq, dup) as [conv, seq, dup]."""
+    kind, f = named(res)
+    assert kind == "stored", res
+    return [f["conv"].encode(), int(f["seq"]), int(f["dup"])]
+
+
+def store(r, *args):
+    """FCALL cg_message with the fields in message_map's order, as the gateway and the event
+    functions store a message: [conv (bytes), seq, dup]."""
+    return stored(r.fcall("cg_message", 1, "cg:{t:default}", message_map(*args)))
+
+
 def append_text(r, role, sender, text, conv="", now=1_800_000_000_000, cmid=None):
-    """A text stored the way the gateway stores it (FCALL cg_append ... log), for tests of the
+    """A text stored the way the gateway stores it (FCALL cg_message ... log), for tests of the
     Redis functions alone: (conv, seq, dup)."""
     import uuid
     m = {"v": 1, "type": "text", "id": uuid.uuid4().hex, "cmid": cmid or uuid.uuid4().hex,
          "channel": "web", "dir": "in" if role == "customer" else "out", "role": role,
          "sender_id": sender, "ts": now, "text": text}
-    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], role, sender,
-                  msgpack.packb(m), uuid.uuid4().hex, "web", now, "log", text[:160])
+    res = store(r, conv, m["cmid"], role, sender, msgpack.packb(m), uuid.uuid4().hex, "web", now,
+                "log", text[:160])
     return s(res[0]), res[1], res[2]
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from chat import Client, agent
 from conftest import ROOT, wait_until
-from desk import log_of, s
+from desk import log_of, s, store
 from test_webhooks import (MAIL_TOKEN, SECRETS, cust_conv, customer_msgs, request, wx_query,
                            wx_text)
 
@@ -486,11 +486,11 @@ def dead_letters(r, channel="email"):
 
 
 def fcall_agent_text(r, conv, agent_id, cmid, body):
-    """Store an agent message the way the gateway does (cg_append), with whatever fields body
+    """Store an agent message the way the gateway does (cg_message), with whatever fields body
     has: what a client could get stored before the gateway refused native/meta."""
     m = dict({"v": 1, "type": "text", "role": "agent", "dir": "out", "channel": "email",
               "sender_id": agent_id, "id": cmid + "-id", "ts": int(time.time() * 1000)}, **body)
-    return r.fcall("cg_append", 1, "cg:{t:default}", conv, cmid, "agent", agent_id, msgpack.packb(m), "", "email",
+    return store(r, conv, cmid, "agent", agent_id, msgpack.packb(m), "", "email",
                    str(int(time.time() * 1000)), "log")
 
 

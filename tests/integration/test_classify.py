@@ -10,7 +10,7 @@ import signal
 import msgpack
 
 from conftest import wait_until
-from desk import conv_hash, s
+from desk import conv_hash, s, store
 from test_router import (FAST, ROOT, agent_hash, close, events, new_id, now_ms, pick, presence,
                          wait_assigned, wait_drained)
 
@@ -24,7 +24,7 @@ def send(r, customer, text, tier="", channel="web"):
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
     if tier:
         m["identity"] = {"customer_id": customer, "tier": tier}
-    res = r.fcall("cg_append", 1, "cg:{t:default}", "", m["cmid"], "customer", customer, msgpack.packb(m),
+    res = store(r, "", m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, now_ms(), "log", text[:160])
     return s(res[0])
 

@@ -14,7 +14,7 @@ import msgpack
 
 from chat import agent, customer, new_cmid
 from conftest import load_libraries, wait_until
-from desk import Monitor, conv_hash, log_of, named, run, s
+from desk import Monitor, conv_hash, log_of, named, run, s, store
 
 MAIL_TOKEN = "mail-bridge-token-0123456789abcdef"
 MAIL_HDR = {"Authorization": f"Bearer {MAIL_TOKEN}", "Content-Type": "message/rfc822"}
@@ -101,7 +101,7 @@ async def close_conv(a, conv, code):
 
 def test_an_agent_close_and_an_end_chat_are_one_call_each(procs, redis_srv, tmp_path):
     """The router tells both sides of a close in the close's own call (cg_agent_close,
-    cg_customer_end): no cg_append, cg_after_close or PUBLISH of its own afterwards."""
+    cg_customer_end): no cg_message, cg_after_close or PUBLISH of its own afterwards."""
     r = redis_srv.r
     gw = desk(procs, tmp_path)
     token = procs.agent_token("alice", "Alice")
@@ -130,7 +130,7 @@ def test_an_agent_close_and_an_end_chat_are_one_call_each(procs, redis_srv, tmp_
         wait_until(lambda: not r.xpending("cg:{t:default}:in", "routers")["pending"], 10,
                    "the end entry acknowledged")
         mon.stop()
-        routers = [f for f in mon.fcalls() if f != "cg_append"]  # the gateway stores the frame
+        routers = [f for f in mon.fcalls() if f != "cg_message"]  # the gateway stores the frame
         assert routers == ["cg_customer_end"], mon.seen
 
     run(scenario())
@@ -514,7 +514,7 @@ def test_an_idle_timer_that_fires_early_rearms_itself(redis_srv):
     r.zadd(f"{t}:timers", {f"idle:{conv}": now + idle_ms})  # as the router arms it
     m = {"v": 1, "type": "text", "id": "m1", "cmid": "a1", "channel": "web", "dir": "out",
          "role": "agent", "sender_id": "amy", "ts": now + 30_000, "text": "still there?"}
-    r.fcall("cg_append", 1, t, conv, "a1", "agent", "amy", msgpack.packb(m), "", "web",
+    store(r, conv, "a1", "agent", "amy", msgpack.packb(m), "", "web",
             now + 30_000, "log", "")
 
     def fire(at):

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, named
+from desk import conv_hash, log_of, named, store
 from test_core_events import NOW, TENANT, call, customer_text, event, new_id, timers
 
 # Three variants as the router packs them for [templates zh-CN] then [templates en]: [1] the
@@ -237,7 +237,7 @@ def test_an_idle_timer_after_a_message_rearms_itself(redis_srv):
     bot = msgpack.packb({"v": 1, "type": "text", "id": new_id(), "channel": "web", "dir": "out",
                          "role": "bot", "sender_id": "chatgw", "ts": NOW + 400_000,
                          "text": "an agent will be with you"})
-    r.fcall("cg_append", 1, TENANT, conv, "cg:x", "bot", "chatgw", bot, "", "web",
+    store(r, conv, "cg:x", "bot", "chatgw", bot, "", "web",
             NOW + 400_000, "log", "")
     before = conv_hash(r, conv)
     res = named(r.fcall("cg_close_timer", 1, TENANT, pack(idle_map(conv, due, due + 1))))

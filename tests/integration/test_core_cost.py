@@ -9,7 +9,7 @@ import uuid
 import msgpack
 
 from conftest import load_libraries
-from desk import append_text, s
+from desk import append_text, s, store
 
 NOW = 1_800_000_000_000
 TENANT = "cg:{t:default}"
@@ -100,7 +100,7 @@ def test_a_retry_after_the_conversation_moved_on_is_still_a_duplicate(redis_srv)
          "role": "agent", "sender_id": "amy", "ts": NOW, "text": "bye"}
 
     def send():
-        return r.fcall("cg_append", 1, TENANT, conv, "a-1", "agent", "amy", msgpack.packb(m),
+        return store(r, conv, "a-1", "agent", "amy", msgpack.packb(m),
                        new_id(), "web", NOW + 2000, "log", "")
     first = send()
     r.fcall("cg_close", 1, TENANT, conv, "amy", "resolved", NOW + 3000)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from conftest import load_libraries
-from desk import conv_hash, log_of, named, s
+from desk import conv_hash, log_of, message_map, named, s, store
 
 NOW = 1_800_000_000_000
 TENANT = "cg:{t:default}"
@@ -24,7 +24,7 @@ def new_id():
 def customer_text(r, customer, text, now=NOW):
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web", "dir": "in",
          "role": "customer", "sender_id": customer, "ts": now, "text": text}
-    res = r.fcall("cg_append", 1, TENANT, "", m["cmid"], "customer", customer, msgpack.packb(m),
+    res = store(r, "", m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), "web", now, "log", text)
     return s(res[0])
 
@@ -317,7 +317,7 @@ def test_an_answer_names_its_fields_in_sorted_order(redis_srv):
 def customer_msg(r, customer, text, channel="web"):
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": channel,
          "dir": "in", "role": "customer", "sender_id": customer, "ts": NOW, "text": text}
-    res = r.fcall("cg_append", 1, TENANT, "", m["cmid"], "customer", customer, msgpack.packb(m),
+    res = store(r, "", m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, NOW, "log", text)
     return s(res[0])
 
@@ -377,3 +377,31 @@ def test_a_queued_customers_next_message_gets_the_waiting_reply_in_the_call(
     # the same entry again (a router that died before its XACK): nothing written twice
     call(r, event(conv, greet="", channel=channel, **dict(texts, wait_cmid="cg:pos:2-1", **over)))
     assert len([m for m in log_of(r, conv) if m.get("role") == "bot"]) == len(before) + len(after)
+
+
+# ---- cg_message: the message store's arguments by name ---------------------------------------
+
+def test_cg_message_names_what_is_wrong_with_its_map(redis_srv):
+    r = redis_srv.r
+    load_libraries(r)
+    bad = [(b"\xc1", "BADARG a msgpack map of the message is expected"),
+           (msgpack.packb([1, 2]), "BADARG payload, role and now"),
+           (msgpack.packb({"role": "customer", "now": NOW}), "BADARG payload, role and now"),
+           (message_map("", "c1", "customer", "cu9", b"\x80", "n1", "web", NOW, "log", "",
+                        "colour", "red"), "BADARG unknown attribute colour")]
+    for arg, want in bad:
+        with pytest.raises(redis.exceptions.ResponseError, match=want):
+            r.fcall("cg_message", 1, TENANT, arg)
+    # attrs is a map: the reply address lands on the conversation it opened
+    m = {"v": 1, "type": "text", "id": new_id(), "cmid": "e1", "channel": "email", "dir": "in",
+         "role": "customer", "sender_id": "email:a@example.com", "ts": NOW, "text": "hello"}
+    res = named(r.fcall("cg_message", 1, TENANT, message_map(
+        "", "e1", "customer", "email:a@example.com", msgpack.packb(m), "conv-e1", "email", NOW,
+        "log", "hello", "subject", "Order 7", "chat_id", "a@example.com")))
+    assert res == ("stored", {"conv": "conv-e1", "seq": 1, "dup": 0})
+    h = conv_hash(r, "conv-e1")
+    assert (h["subject"], h["chat_id"], h["channel"]) == ("Order 7", "a@example.com", "email")
+    again = named(r.fcall("cg_message", 1, TENANT, message_map(
+        "", "e1", "customer", "email:a@example.com", msgpack.packb(m), "conv-e2", "email", NOW,
+        "log", "hello")))
+    assert again == ("stored", {"conv": "conv-e1", "seq": 1, "dup": 1})

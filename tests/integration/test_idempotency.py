@@ -8,7 +8,7 @@ import uuid
 import msgpack
 
 from conftest import load_libraries, wait_until
-from desk import conv_hash, log_of, s
+from desk import conv_hash, log_of, s, store
 
 NOW = 1_800_000_000_000  # an injected clock: every call gets its time
 
@@ -21,7 +21,7 @@ def append(r, role, sender, cmid, text, conv="", newconv=None, now=NOW, mode="lo
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": cmid, "channel": "web",
          "dir": "in" if role == "customer" else "out", "role": role, "sender_id": sender,
          "ts": now, "text": text}
-    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, cmid, role, sender, msgpack.packb(m),
+    res = store(r, conv, cmid, role, sender, msgpack.packb(m),
                   newconv if newconv is not None else new_id(), "web", now, mode, text[:160])
     return s(res[0]), res[1], res[2]
 

@@ -1,5 +1,5 @@
 """chatgw-router against a real redis-server: inbound messages are injected exactly as the gateway
-does (FCALL cg_append ... log for customer content, XADD cg:{t:default}:in for agent command frames), and the
+does (FCALL cg_message ... log for customer content, XADD cg:{t:default}:in for agent command frames), and the
 results are read back from Redis (conversation logs, hashes) and its pub/sub channels.
 
 Run: BUILD=build/h-router /usr/bin/python3 -m pytest -q tests/integration/test_router.py
@@ -15,7 +15,7 @@ import msgpack
 import pytest
 
 from conftest import load_libraries, wait_until
-from desk import conv_hash, s
+from desk import conv_hash, message_map, s, store, stored
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,7 +39,7 @@ def customer_send(r, customer, text, conv="", cmid=None, channel="web"):
     """A customer's text, stored like the gateway does. Returns (conv, seq, dup)."""
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": cmid or new_id(), "channel": channel,
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
-    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], "customer", customer, msgpack.packb(m),
+    res = store(r, conv, m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, now_ms(), "log", text[:160])
     return s(res[0]), res[1], res[2]
 
@@ -434,9 +434,10 @@ def test_router_killed_mid_burst_another_finishes(redis_srv, procs):
         m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
              "dir": "in", "role": "customer", "sender_id": f"cust{i}", "ts": now_ms(),
              "text": f"burst {i}"}
-        pipe.fcall("cg_append", 1, "cg:{t:default}", "", m["cmid"], "customer", f"cust{i}", msgpack.packb(m),
-                   new_id(), "web", now_ms(), "log", m["text"])
-    convs = [s(res[0]) for res in pipe.execute()]
+        pipe.fcall("cg_message", 1, "cg:{t:default}",
+                   message_map("", m["cmid"], "customer", f"cust{i}", msgpack.packb(m), new_id(),
+                               "web", now_ms(), "log", m["text"]))
+    convs = [s(stored(res)[0]) for res in pipe.execute()]
     first.wait_log("conv ", 10)  # it is in the middle of the burst
     assert first.kill9() == -signal.SIGKILL
     left = r.xpending("cg:{t:default}:in", "routers")["pending"]

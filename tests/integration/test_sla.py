@@ -1,7 +1,7 @@
 """Time-driven behaviour of the router against a real redis-server: locale templates, position
 updates, e-mail acknowledgement, business hours, SLA timers (first/next response, escalation,
 exactly once with two routers, surviving a restart) and complaint tickets. Messages are injected
-exactly as the gateway does (FCALL cg_append ... log; XADD cg:{t:default}:in for agent presence); results are
+exactly as the gateway does (FCALL cg_message ... log; XADD cg:{t:default}:in for agent presence); results are
 read back from Redis and pub/sub.
 
 Time is injected (conftest.InjectedClock, CHATGW_TEST_CLOCK): the routers' clock moves only when a test
@@ -22,7 +22,7 @@ import msgpack
 import pytest
 
 from conftest import InjectedClock, wait_until
-from desk import conv_hash, log_of, s
+from desk import conv_hash, log_of, s, store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _ids = iter(range(1, 1000))
@@ -124,7 +124,7 @@ def send(r, customer, text, conv="", channel="web", locale="en"):
          "dir": "in", "role": "customer", "sender_id": customer, "ts": now_ms(), "text": text}
     if locale:
         m["identity"] = {"customer_id": customer, "locale": locale}
-    res = r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], "customer", customer, msgpack.packb(m),
+    res = store(r, conv, m["cmid"], "customer", customer, msgpack.packb(m),
                   new_id(), channel, now_ms(), "log", text[:160])
     return s(res[0])
 
@@ -134,7 +134,7 @@ def agent_says(r, agent, conv, text):
     m = {"v": 1, "type": "text", "id": new_id(), "cmid": new_id(), "channel": "web",
          "dir": "out", "role": "agent", "sender_id": agent, "conv": conv, "ts": now_ms(),
          "text": text}
-    r.fcall("cg_append", 1, "cg:{t:default}", conv, m["cmid"], "agent", agent, msgpack.packb(m), "", "web",
+    store(r, conv, m["cmid"], "agent", agent, msgpack.packb(m), "", "web",
             now_ms(), "log")
 
 
@@ -317,7 +317,7 @@ def entries_added(r):
 
 def test_steady_state_needs_no_router(redis_srv, procs, tmp_path, clock):
     """In an assigned conversation a customer's and its agent's texts set their own timers inside
-    cg_append (response SLAs; the idle close counts from the log's last message, read when its
+    cg_message (response SLAs; the idle close counts from the log's last message, read when its
     timer fires)
     and never reach cg:{t:default}:in; with business hours on the queue they go to the routers as
     before (the deadline counts open hours)."""

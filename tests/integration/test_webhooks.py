@@ -848,7 +848,7 @@ def test_failed_store_gives_the_replay_claim_up(desk, redis_srv):
     """The replay memory never loses a message: when the store fails after the claim, the claim
     is given up (503), and the platform's retry is stored."""
     r = redis_srv.r
-    r.execute_command("FUNCTION", "DELETE", "chatgw")  # cg_append now fails
+    r.execute_command("FUNCTION", "DELETE", "chatgw")  # cg_message now fails
     body = tg_update(990001, "stored on the retry")
     assert request(desk, "POST", "/channels/telegram", body, TG_HDR)[0] == 503
     wait_until(lambda: r.get("cg:{t:default}:seen:tg:990001") is None, 5, "the claim to be given up")

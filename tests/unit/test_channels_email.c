@@ -15,7 +15,7 @@
 
 #define TOKEN "0123456789abcdef0123456789abcdef"
 
-/* What the gateway will do before cg_append: stamp ts and validate as an internal frame. */
+/* What the gateway will do before cg_message: stamp ts and validate as an internal frame. */
 static void assert_valid(msg *m) {
     cg_err verr = {0};
     m->ts_ms = 1714036504000LL;

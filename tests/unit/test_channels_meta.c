@@ -16,7 +16,7 @@ static const char vec_body[] = "{\"text\":\"\\u4f60\\u597d\"}";
 static const char vec_sig[] =
     "sha256=9eabc21075cd3ce675e35e4968b15a6462026a6130356aca49af2aeb1cd7035a";
 
-/* What the gateway will do before cg_append: stamp ts and validate as an internal frame. */
+/* What the gateway will do before cg_message: stamp ts and validate as an internal frame. */
 static void assert_valid(msg *m) {
     cg_err verr = {0};
     m->ts_ms = 1714036504000LL;

@@ -32,7 +32,7 @@ static const char kat_cipher[] =
 /* sha1(sort(QDG6eK, 1409659813, 1372623149, kat_cipher)) */
 static const char kat_msg_sig[] = "eef916a71304773843c25b33bb99012fb69fcb35";
 
-/* What the gateway will do before cg_append: stamp ts and validate as an internal frame. */
+/* What the gateway will do before cg_message: stamp ts and validate as an internal frame. */
 static void assert_valid(msg *m) {
     cg_err verr = {0};
     m->ts_ms = 1714036504000LL;

@@ -1,4 +1,4 @@
-/* test_evres.c -- router/evres.c on replies parsed by hiredis's own reader from RESP2 bytes, as
+/* test_evres.c -- common/evres.c on replies parsed by hiredis's own reader from RESP2 bytes, as
  * the event functions (redis/event.lua answer()) send them: fields by name, a missing field or
  * a malformed answer read as NULL / "" / 0, never out of bounds. */
 #include <setjmp.h>
@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "../../router/evres.c"
+#include "../../common/evres.h"
 
 /* The reply hiredis parses from the RESP2 bytes resp (freed by the caller: freeReplyObject). */
 static redisReply *parse(const char *resp) {

@@ -1,14 +1,12 @@
-/* evres.c -- reading the answers of the event functions (redis/event.lua answer()): the RESP2
- * array {kind, name1, value1, name2, value2, ...}. A field is found by name; a missing field,
- * or a reply that is no such array, reads as NULL / "" / 0, never out of bounds. The values
- * stay the reply's (owned by hiredis, valid for the reply callback only). Self-contained (hiredis
- * and common/util only), so tests/unit/test_evres.c runs it on replies hiredis's reader parsed. */
-#include "router.h"
+/* evres.c -- reading the named answers of the library's functions (evres.h). Self-contained
+ * (hiredis and util only), so tests/unit/test_evres.c runs it on replies hiredis's reader
+ * parsed. */
+#include "evres.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "util.h"
 
 void evres_text(const redisReply *v, char *out, size_t n) {
     if (n == 0) return;

@@ -1,0 +1,43 @@
+/* evarg.c -- the one argument of the library's map functions (evarg.h). */
+#include "evarg.h"
+
+#include <string.h>
+
+void evarg_init(evarg *a) {
+    static const char map16[3] = {(char)0xde, 0, 0}; /* the count is filled in by evarg_done */
+    msgpack_sbuffer_init(&a->sb);
+    msgpack_packer_init(&a->pk, &a->sb, msgpack_sbuffer_write);
+    msgpack_sbuffer_write(&a->sb, map16, sizeof(map16));
+    a->n = 0;
+}
+
+void evarg_key(evarg *a, const char *k) {
+    msgpack_pack_str_with_body(&a->pk, k, strlen(k));
+    a->n++;
+}
+
+void evarg_bytes(evarg *a, const char *k, const void *v, size_t n) {
+    evarg_key(a, k);
+    msgpack_pack_str_with_body(&a->pk, v, n);
+}
+
+void evarg_str(evarg *a, const char *k, const char *v) {
+    evarg_bytes(a, k, v, strlen(v));
+}
+
+void evarg_int(evarg *a, const char *k, long long v) {
+    evarg_key(a, k);
+    msgpack_pack_int64(&a->pk, v);
+}
+
+const char *evarg_done(evarg *a, size_t *len) {
+    if (a->sb.size < 3 || !a->sb.data) return NULL;
+    a->sb.data[1] = (char)(a->n >> 8); /* the map16 header's count, big-endian */
+    a->sb.data[2] = (char)(a->n & 0xff);
+    *len = a->sb.size;
+    return a->sb.data;
+}
+
+void evarg_free(evarg *a) {
+    msgpack_sbuffer_destroy(&a->sb);
+}
