@@ -104,6 +104,7 @@ static void bdead_notice(const bdead_job *j) {
     evarg_str(&a, "role", "system");
     evarg_str(&a, "sender", G.cfg.gateway_id);
     evarg_bytes(&a, "payload", p, n);
+    evarg_str(&a, "type", msg_type_name(MSG_ESCALATED));
     evarg_str(&a, "channel", msg_channel_name(j->ch));
     evarg_int(&a, "now", cg_now_ms());
     evarg_str(&a, "mode", "sys");

@@ -760,6 +760,7 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     evarg_str(&a, "role", msg_role_name(m->role));
     evarg_str(&a, "sender", s->who.sub);
     evarg_bytes(&a, "payload", p, n);
+    evarg_str(&a, "type", msg_type_name(m->type));
     evarg_str(&a, "newconv", newconv);
     evarg_str(&a, "channel", msg_channel_name(m->channel));
     evarg_int(&a, "now", m->ts_ms);

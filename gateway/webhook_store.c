@@ -50,6 +50,7 @@ typedef struct whs_job {
     int dup;
     unsigned char *payload;
     size_t plen;
+    msg_type type; /* the payload's (cg_message's type: no decoding in the library) */
     char conv[MSG_ID_MAX];
     char cmid[MSG_ID_MAX];
     char cust[MSG_ID_MAX];
@@ -108,6 +109,7 @@ static int whs_send(whs_job *j) {
     evarg_str(&a, "role", "customer");
     evarg_str(&a, "sender", j->cust);
     evarg_bytes(&a, "payload", j->payload, j->plen);
+    evarg_str(&a, "type", msg_type_name(j->type));
     evarg_str(&a, "newconv", j->newconv);
     evarg_str(&a, "channel", j->channel);
     evarg_int(&a, "now", strtoll(j->now, NULL, 10));
@@ -251,6 +253,7 @@ int whs_append(msg *m, const char *cust, const char *cmid, const whs_opts *o, co
     whs_job *j = calloc(1, sizeof(*j));
     if (!j) return cg_err_set(err, "nomem", "out of memory");
     j->payload = msg_encode_msgpack(m, 0, &j->plen);
+    j->type = m->type;
     if (!j->payload) goto nomem;
     snprintf(j->conv, sizeof(j->conv), "%s", o && o->conv ? o->conv : "");
     snprintf(j->cmid, sizeof(j->cmid), "%s", cmid);

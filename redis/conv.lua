@@ -11,6 +11,9 @@ FCALL cg_message 1 <tenant> <map>
   role     customer | agent | system | bot | bridge
   sender   customer id / agent id / router id
   payload  msgpack msg (its seq/conv fields are not authoritative)
+  type     optional: the payload's type (text, attachment, ...): with it the payload is decoded
+           only when a rule needs more (a survey answer of a closed conversation, an outbound
+           copy), not on every message
   newconv  id to use when a new conversation must be opened for a customer
   channel  channel name stored on a new conversation
   now      unix ms
@@ -74,6 +77,21 @@ local OUT_FIELDS = {{'chat_id', 't'}, {'chat_name', 'n'}, {'subject', 'j'}, {'ma
     {'mail_last', 'l'}}
 
 
+-- The payload as a table, or nil when it does not decode.
+local function decode(payload)
+    local ok, m = pcall(cmsgpack.unpack, payload)
+    return (ok and type(m) == 'table') and m or nil
+end
+
+-- The message to store as the rules need it: the decoded payload, or (cg_message, which knows
+-- the message's type) a stand-in {type = ..., lazy = payload} that msg_full decodes only when a
+-- rule needs more than the type: a survey answer of a closed conversation, an outbound copy.
+-- The steady state decodes nothing.
+local function msg_full(m)
+    if m and m.lazy then return decode(m.lazy) end
+    return m
+end
+
 -- Open a new conversation `conv` for customer `sender` and make it the customer's current one.
 -- Its fields go into w, the conversation's writes cg_append makes in one HSET at its end.
 local function open_conv(conv, sender, channel, now, w)
@@ -120,7 +138,7 @@ local function customer_conv(conv, sender, newconv, channel, now, mode, m)
     end
     if conv ~= '' and c.state ~= 'closed' then return conv, nil, c end
     if mode == 'eph' then return '' end
-    local rating = conv ~= '' and survey_answer(c, m, now)
+    local rating = conv ~= '' and survey_answer(c, msg_full(m), now)
     if rating then return conv, rating, c end
     if m and m.type == 'rating' then -- never opens a conversation
         return nil, redis.error_reply('CLOSED conversation is closed and its survey is over')
@@ -206,6 +224,7 @@ end
 local function outbound(conv, seq, role, payload, m, channel)
     if role ~= 'agent' and role ~= 'system' and role ~= 'bot' then return end
     if not channel or channel == 'web' then return end
+    m = msg_full(m)
     if not m or (not m.text and not m.attachments) then return end
     -- desk-only events (the schema's internal types, as msg_type_is_internal)
     if CG.INTERNAL[m.type] then return end
@@ -223,12 +242,6 @@ local function outbound(conv, seq, role, payload, m, channel)
 end
 
 -- ---- the steady state (sla_customer, sla_agent: redis/desk.lua) ------------------------
-
--- The payload as a table, or nil when it does not decode.
-local function decode(payload)
-    local ok, m = pcall(cmsgpack.unpack, payload)
-    return (ok and type(m) == 'table') and m or nil
-end
 
 -- True for a text or an attachment (not a rating, a command or an event).
 local function is_content(m)
@@ -297,7 +310,7 @@ local function refuse(idem, err, conv)
     return err
 end
 
-local function cg_append(keys, args)
+local function cg_append(keys, args, mtype)
     local conv, cmid, role, sender, payload = args[1], args[2], args[3], args[4], args[5]
     local newconv, channel, now, mode = args[6], args[7], args[8], args[9]
     local preview = args[10] or ''
@@ -321,7 +334,8 @@ local function cg_append(keys, args)
     end
 
     -- Where it goes, checked (reads only).
-    local m = mode ~= 'eph' and decode(payload) or nil
+    local m
+    if mode ~= 'eph' then m = mtype and {type = mtype, lazy = payload} or decode(payload) end
     local err, rating, c, opening
     if role == 'customer' then
         conv, err, c, opening = customer_conv(conv, sender, newconv, channel, now, mode, m)
@@ -425,19 +439,20 @@ local function cg_message(keys, args)
     end
     local argv = {a.conv or '', a.cmid or '', a.role, a.sender or '', a.payload, a.newconv or '',
         a.channel or '', fmt(tonumber(a.now) or 0), a.mode or 'log', a.preview or ''}
-    if a.attrs ~= nil and type(a.attrs) ~= 'table' then
-        return redis.error_reply('BADARG attrs must be a map')
+    if a.attrs ~= nil then
+        if type(a.attrs) ~= 'table' then return redis.error_reply('BADARG attrs must be a map') end
+        local names = {}
+        for k in pairs(a.attrs) do names[#names + 1] = k end
+        table.sort(names) -- the same order of writes on every replica and in the AOF
+        for _, k in ipairs(names) do
+            argv[#argv + 1] = k
+            argv[#argv + 1] = tostring(a.attrs[k])
+        end
     end
-    local names = {}
-    for k in pairs(a.attrs or {}) do names[#names + 1] = k end
-    table.sort(names) -- the same order of writes on every replica and in the AOF
-    for _, k in ipairs(names) do
-        argv[#argv + 1] = k
-        argv[#argv + 1] = tostring(a.attrs[k])
-    end
-    local r = cg_append(keys, argv)
+    local r = cg_append(keys, argv, type(a.type) == 'string' and a.type or nil)
     if type(r) ~= 'table' or r.err then return r end
-    return answer('stored', {conv = r[1], seq = r[2], dup = r[3]})
+    -- answer('stored', {conv, dup, seq}), written out: this runs for every message
+    return {'stored', 'conv', r[1], 'dup', r[3], 'seq', r[2]}
 end
 
 redis.register_function{function_name = 'cg_message', callback = cg_message}

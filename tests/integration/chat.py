@@ -44,6 +44,7 @@ class Client:
                                       origin=origin, max_size=2**24, open_timeout=10,
                                       ping_interval=None, **kw)
         c = cls(ws, proto or JSON)
+        c.loop = asyncio.get_running_loop()
         OPEN.add(c)
         return c
 
@@ -155,7 +156,13 @@ class Client:
 
 async def close_all():
     """Close every client a scenario left open (desk.run does, at the scenario's end)."""
+    loop = asyncio.get_running_loop()
     for c in list(OPEN):
+        if getattr(c, "loop", loop) is not loop:
+            # left open by a scenario run on another (finished) event loop, which took its
+            # connection with it: nothing to close from here (awaiting it would raise)
+            OPEN.discard(c)
+            continue
         try:
             await asyncio.wait_for(c.close(), 2)
         except (asyncio.TimeoutError, websockets.exceptions.WebSocketException, OSError):
