@@ -135,7 +135,7 @@ end
 -- ---- how conversations end: unresolved, after close, idle close, complaint follow-up ---------
 
 --[[
-FCALL cg_reopen 1 <tenant> conv agent now_ms
+cg_reopen(keys, {conv, agent, now_ms})   inside the library (cg_agent_close's unresolved codes)
   The agent ends conv as unresolved: it is not closed (rule 15). It goes back to its queue at
   priority 9, in its arrival order (queued_at kept), the agent's slot is freed (load - 1), the
   idle timer is dropped and the queue is served without that agent: another available agent gets
@@ -223,6 +223,5 @@ end
 
 redis.register_function{function_name = 'cg_close', callback = cg_close}
 redis.register_function{function_name = 'cg_customer_close', callback = cg_customer_close}
-redis.register_function{function_name = 'cg_reopen', callback = cg_reopen}
 redis.register_function{function_name = 'cg_after_close', callback = cg_after_close}
 redis.register_function{function_name = 'cg_close_fire', callback = cg_close_fire}

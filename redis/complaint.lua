@@ -2,7 +2,8 @@
 -- redis/lib.lua).
 
 --[[
-FCALL cg_complaint 1 <tenant> conv yyyymmdd now_ms respond_due resolve_due class [limit window_s]
+cg_complaint(keys, {conv, yyyymmdd, now_ms, respond_due, resolve_due, class [, limit, window_s]})
+  inside the library (cg_customer_msg, cg_agent_classify)
   Give conv a complaint ticket TS-<yyyymmdd>-<NNNNNN> (INCR cg:complaint:seq:<yyyymmdd>) unless it
   has one; store ticket, complaint_class, complaint_at; arm complaint_respond:<conv> and
   complaint_resolve:<conv>.  -> {ticket, 1 when new else 0}
@@ -72,4 +73,3 @@ local function followup_task(conv, newconv, queue, now)
     return {'followup', newconv, queue, ticket, n}
 end
 
-redis.register_function{function_name = 'cg_complaint', callback = cg_complaint}

@@ -270,7 +270,7 @@ end
 
 -- The steady state: a customer's or its agent's text in an assigned conversation needs no router
 -- (no classification, no queue, no reply from the desk), only its timers, which cg_append sets
--- here: the response SLAs (cg_sla_customer / cg_sla_agent above); the idle close goes by the
+-- here: the response SLAs (sla_customer / sla_agent above); the idle close goes by the
 -- log's last message (last_activity). The entry
 -- then does not go to cg:in. Taken only when the routers published the desk's timings
 -- (cg:deskcfg, as desk_timings remembers it: ready, first_s:<channel>, next_s:<channel>,

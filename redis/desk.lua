@@ -64,13 +64,13 @@ local function kpi_ms(since, now)
     return d > 0 and fmt(d) or 0
 end
 
--- ---- response SLAs: the functions cg_sla_customer / cg_sla_agent (redis/timer.lua) and what
+-- ---- response SLAs: cg_sla_customer (redis/timer.lua), sla_agent (cg_message) and what
 -- cg_append does itself for the messages of an assigned conversation (redis/conv.lua, steady)
 --[[
 FCALL cg_sla_customer 1 <tenant> conv first_due next_due
   A customer message: until an agent first replied, arm first:<conv> at first_due (if not armed);
   after that, while assigned, arm next:<conv> at next_due (if not armed). 0 = do not arm.  -> 1
-FCALL cg_sla_agent 1 <tenant> conv now_ms [agent]
+sla_agent(conv, now_ms [, agent])   inside the library (cg_message, cg_agent_msg)
   An agent replied: first_reply_at (once); cancels first:, next: and
   complaint_respond: of conv. The first reply adds queued_at (else created) -> now_ms to the kpi
   counters first_response_ms/_n of conv's queue and of agent (default: conv's agent). When agent

@@ -640,7 +640,7 @@ end
 FCALL cg_agent_msg 1 <tenant> <map>
   An agent's text the routers read (a queue with business hours: not the steady state), in one
   call. <map>: conv, agent, now (required); idle_due (ms, 0 = none).
-  The response timers (cg_sla_agent's work: first/last reply, the answered wait) and, while
+  The response timers (sla_agent's work: the first reply, the answered wait) and, while
   the conversation is assigned, the idle close re-armed. -> 'ok' (no fields)
   Errors: BADARG.
 ]]

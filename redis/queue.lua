@@ -29,11 +29,12 @@ FCALL cg_enqueue 1 <tenant> conv queue prio now_ms [category] [locale] [pos_ms] 
   Errors: NOCONV.
 FCALL cg_queue_list 1 <tenant> queue limit
   -> {{conv, position, queued_at, channel, prio, preview}, ...} the first `limit` waiting.
-FCALL cg_conv_info 1 <tenant> conv           (read only)
+cg_conv_info(keys, {conv})   inside the library (cg_customer_msg's 'info'), read only
   -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held, staffed, slots,
       free} (slots, free: as cg_enqueue's, while queued)
   state '' when it does not exist; position 0 unless queued; staffed as cg_enqueue's.
-FCALL cg_transfer 1 <tenant> conv agent now_ms to_agent to_queue pos_ms
+cg_transfer(keys, {conv, agent, now_ms, to_agent, to_queue, pos_ms})   inside the library
+  (cg_agent_transfer)
   The agent hands assigned conv to to_agent (who must be online with an open socket and free
   capacity) or, when to_agent is '', to to_queue (a configured queue): conv waits there at its
   priority and arrival (queued_at kept; pos:<conv> armed when pos_ms > 0 and not e-mail) and
@@ -253,7 +254,7 @@ end
 -- ---- re-classification by an agent (router/reclass.c) -------------------------------------
 
 --[[
-FCALL cg_reclassify 1 <tenant> conv agent category now_ms
+cg_reclassify(keys, {conv, agent, category, now_ms})   inside the library (cg_agent_classify)
   The agent assigned to conv sets its category (the router checked it is a configured one):
   prev_category keeps the one before, reclassified_by / reclassified_at who and when. The queue,
   priority and assignment do not change (a transfer moves a conversation).
@@ -277,7 +278,6 @@ local function cg_reclassify(keys, args)
     return {old, h[4] or '', h[5] or '', h[6] or ''}
 end
 
-redis.register_function{function_name = 'cg_reclassify', callback = cg_reclassify}
 
 -- ---- canned replies per queue (router/store.c, read by gateway/canned.c) ------------------
 
@@ -309,7 +309,4 @@ redis.register_function{function_name = 'cg_deskcfg', callback = cg_deskcfg}
 redis.register_function{function_name = 'cg_enqueue', callback = cg_enqueue}
 redis.register_function{function_name = 'cg_queue_list', callback = cg_queue_list,
     flags = {'no-writes'}}
-redis.register_function{function_name = 'cg_conv_info', callback = cg_conv_info,
-    flags = {'no-writes'}}
-redis.register_function{function_name = 'cg_transfer', callback = cg_transfer}
 redis.register_function{function_name = 'cg_canned_set', callback = cg_canned_set}

@@ -164,17 +164,13 @@ local function cg_timer_fire(keys, args)
     return {'breach', kind, id, result, c.channel, q, c.locale, sups, c.ticket, c.queue, prev}
 end
 
--- cg_sla_customer / cg_sla_agent: see redis/desk.lua (cg_append does the same itself).
+-- cg_sla_customer: see redis/desk.lua (cg_append does the same itself).
 local function cg_sla_customer(keys, args)
     return sla_customer(args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 0)
 end
 
-local function cg_sla_agent(keys, args)
-    return sla_agent(args[1], args[2], args[3])
-end
-
 --[[
-FCALL cg_offer_arm 1 <tenant> conv assign_no due_ms
+cg_offer_arm(keys, {conv, assign_no, due_ms})   inside the library (announce)
   The assignment assign_no of conv was announced: arm offer:<conv> at due_ms once per assignment
   (offer_no = assign_no). -> 1 armed, 0 not (stale assignment, or already armed).
 The offer and overflow timers (route_fire, fired by cg_route_timer in event.lua):
@@ -285,5 +281,3 @@ end
 redis.register_function{function_name = 'cg_timer_claim', callback = cg_timer_claim}
 redis.register_function{function_name = 'cg_timer_fire', callback = cg_timer_fire}
 redis.register_function{function_name = 'cg_sla_customer', callback = cg_sla_customer}
-redis.register_function{function_name = 'cg_sla_agent', callback = cg_sla_agent}
-redis.register_function{function_name = 'cg_offer_arm', callback = cg_offer_arm}

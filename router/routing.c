@@ -6,7 +6,7 @@
  *                   and serves the queue (cg_enqueue's sticky_ms); otherwise normal routing.
  *                   cg:cust:<customer> last_agent / last_agent_at are set by the assigned
  *                   agent's first text of an assignment and again when it closes one it
- *                   answered in (cg_message / cg_sla_agent, cg_close).
+ *                   answered in (cg_message / sla_agent, cg_close).
  *   offer timeout   every announced chat assignment (not e-mail) arms offer:<conv> after
  *                   offer_timeout_s (cg_announce, say.c); the agent's first text cancels it. Fired,
  *                   the conversation is taken back and offered to the next available agent (not
