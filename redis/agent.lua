@@ -150,7 +150,7 @@ end
 -- ---- gateway liveness: the sockets of dead gateways (router/reap.c) ------------------------
 
 --[[
-FCALL cg_gw_reap 1 <tenant> now_ms [limit]
+FCALL cg_gw_reap 1 <tenant> <map: now [, limit]>
   Gateways heartbeat (gateway/heartbeat.c): SET cg:gw:<gateway> <boot ms> PX <3 heartbeats> and
   SADD cg:gateways <gateway>. cg_presence indexes every agent socket in cg:gw:<gateway>:socks
   (sorted set, member "<sock> <agent>", score the boot cg:gw:<gateway> held at the connect).
@@ -170,12 +170,16 @@ FCALL cg_gw_reap 1 <tenant> now_ms [limit]
   -> 'reaped' gateways ({'gone' | 'restarted' gateway, dropped (sockets), agents ({agent, ...}),
      ...}: one named answer per gateway reaped), assigned (conversations offered to the agents
      touched), more (1: the limit was reached)
+  Positional arguments (now_ms [limit]), as the routers of the releases before VERSION 42 call
+  it in a rolling upgrade, get their answer: {{{gateway, dropped, 'gone' | 'restarted',
+  {agent, ...}}, ...}, assigned, more}.
 ]]
 
 local function cg_gw_reap(keys, args)
-    local now, limit = tonumber(args[1]), tonumber(args[2]) or 1000
-    if not now or limit < 1 then return redis.error_reply('BADARG now_ms [limit] expected') end
-    local out, touched, order, left, more = {}, {}, {}, limit, 0
+    local a, named = map_or_args(args, {'now', 'limit'})
+    local now, limit = tonumber(a.now), tonumber(a.limit) or 1000
+    if not now or limit < 1 then return redis.error_reply('BADARG now [and limit] expected') end
+    local out, old, touched, order, left, more = {}, {}, {}, {}, limit, 0
     for _, gw in ipairs(redis.call('SMEMBERS', CG.KEY.gateways())) do
         if left <= 0 then
             more = 1
@@ -225,12 +229,14 @@ local function cg_gw_reap(keys, args)
         if n > 0 or not boot then
             out[#out + 1] = answer(boot and 'restarted' or 'gone',
                 {gateway = gw, dropped = n, agents = agents})
+            old[#old + 1] = {gw, n, boot and 'restarted' or 'gone', agents}
         end
     end
     local assigned = 0
     for _, agent in ipairs(order) do
         assigned = assigned + #offer(presence_settle(agent, now), now)
     end
+    if not named then return {old, assigned, more} end -- positional: before VERSION 42
     return answer('reaped', {gateways = out, assigned = assigned, more = more})
 end
 

@@ -456,3 +456,7 @@ local function cg_message(keys, args)
 end
 
 redis.register_function{function_name = 'cg_message', callback = cg_message}
+-- The positional form as the gateways of the releases before VERSION 45 call it, kept while they
+-- may still run beside this library in a rolling upgrade.
+redis.register_function{function_name = 'cg_append',
+                        callback = function(keys, args) return cg_append(keys, args) end}

@@ -1,4 +1,4 @@
-local VERSION = 47 -- raise with every change: processes load only a newer library
+local VERSION = 48 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[
@@ -50,6 +50,23 @@ redis.register_function{function_name = 'chatgw_route_version', flags = {'no-wri
 -- maps). A nested value stays an array (a ROW {conv, agent, agent_name, queue, assign_no,
 -- channel}, a list of ROWs, an answer); a nil field is left out. Errors stay error replies. The
 -- router reads it with router/evres.c, the tests with tests/integration/desk.py named().
+-- The arguments of a function that takes one msgpack map (the calls of this release) or, from a
+-- process of an earlier release still running in a rolling upgrade, positional strings (the calls
+-- of that release, answered as that release answered them): (t, true) for a map; (t, false) with
+-- t[names[i]] = args[i] for positional ones (docs/architecture.md, "Library versions").
+local function map_or_args(args, names)
+    if #args == 1 then
+        local b = string.byte(args[1], 1)
+        if b and ((b >= 0x80 and b <= 0x8f) or b == 0xde or b == 0xdf) then
+            local ok, t = pcall(cmsgpack.unpack, args[1])
+            if ok and type(t) == 'table' then return t, true end
+        end
+    end
+    local t = {}
+    for i, n in ipairs(names) do t[n] = args[i] end
+    return t, false
+end
+
 local function answer(kind, t)
     local names = {}
     for k in pairs(t or {}) do names[#names + 1] = k end

@@ -4,12 +4,16 @@
 local EVENTS_MAX = 100000
 
 local function cg_timer_claim(keys, args)
-    local now, lease, limit = tonumber(args[1]), tonumber(args[2]), tonumber(args[3]) or 50
-    if not now or not lease then return redis.error_reply('BADARG now_ms lease_ms limit') end
+    local a, named = map_or_args(args, {'now', 'lease', 'limit'})
+    local now, lease, limit = tonumber(a.now), tonumber(a.lease), tonumber(a.limit) or 50
+    if not now or not lease then return redis.error_reply('BADARG now, lease and limit expected') end
     local due = redis.call('ZRANGEBYSCORE', CG.KEY.timers(), '-inf', fmt(now), 'LIMIT', 0, limit)
     local until_ms = fmt(now + lease)
     for _, member in ipairs(due) do redis.call('ZADD', CG.KEY.timers(), until_ms, member) end
-    return answer('claimed', {lease = until_ms, members = due})
+    if named then return answer('claimed', {lease = until_ms, members = due}) end
+    local out = {} -- positional: the answer of the releases before VERSION 42
+    for _, member in ipairs(due) do out[#out + 1] = {member, until_ms} end
+    return out
 end
 
 -- Record a breach of kind on conv (c: its state before the action): counter on the conversation,
@@ -104,11 +108,13 @@ local function fire_pos(conv, member, c, now, update_ms, max_ms)
 end
 
 --[[
-FCALL cg_timer_claim 1 <tenant> now_ms lease_ms limit
-  Take up to `limit` timers of cg:timers due at now_ms: each gets the score now_ms + lease_ms (so
+FCALL cg_timer_claim 1 <tenant> <map: now, lease, limit>
+  Take up to `limit` timers of cg:timers due at `now` (ms): each gets the score now + lease (so
   another router takes it over only if this one does not fire it within the lease).
-  -> 'claimed' lease (now_ms + lease_ms: the lease of every member, cg_timer_fire's), members
+  -> 'claimed' lease (now + lease: the lease of every member, cg_timer_fire's), members
      ({member, ...}, the timers claimed, due first; {} when none is due)
+  Positional arguments (now_ms lease_ms limit), as the routers of the releases before VERSION 42
+  call it in a rolling upgrade, get their answer: {{member, lease}, ...}.
 FCALL cg_timer_fire 1 <tenant> member lease now_ms update_ms max_ms action escalate_queue
   Fires a claimed timer once: only while its score is still `lease` (else {'stale'}: fired,
   cancelled or re-armed meanwhile). Members: pos:<conv>, first:<conv>, next:<conv>,

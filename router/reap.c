@@ -3,7 +3,7 @@
  * A gateway refreshes its liveness key cg:gw:<gateway> (value: the time its run started) every
  * heartbeat_ms, with an expiry of three heartbeats (gateway/heartbeat.c), and keeps itself in
  * cg:gateways; cg_presence indexes each agent socket under its gateway (cg:gw:<gateway>:socks).
- * Every gateway_reap_ms the router calls FCALL cg_gw_reap now limit (redis/agent.lua), which in
+ * Every gateway_reap_ms the router calls FCALL cg_gw_reap {now, limit} (redis/agent.lua), which in
  * one atomic step drops, as their disconnects would, every socket of a gateway whose key has
  * expired (killed, machine lost) and the sockets of an earlier run of a gateway that restarted
  * with the same id: an agent with no socket left is offline and out of every cg:avail set, so
@@ -20,7 +20,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-#define REAP_LIMIT "1000" /* sockets per call; more: the next call follows at once */
+#define REAP_LIMIT 1000 /* sockets per call; more: the next call follows at once */
 
 /* Log one reaped gateway: the named answer 'gone' | 'restarted' with gateway, dropped (sockets),
  * agents ({agent, ...}). */
@@ -71,10 +71,16 @@ static void reap_reply(rconn *rc, redisReply *reply, void *priv) {
 
 void reap_poll(router *r) {
     if (r->stopping || r->reaping || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd)) return;
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
-    const char *argv[6] = {"FCALL", "cg_gw_reap", "1", CG_KEY_TENANT, now, REAP_LIMIT};
-    if (rconn_cmdargv(r->cmd, reap_reply, r, 6, argv, NULL) == 0) r->reaping = 1;
+    evarg a;
+    evarg_init(&a);
+    evarg_int(&a, "now", cg_now_ms());
+    evarg_int(&a, "limit", REAP_LIMIT);
+    size_t n = 0;
+    const char *map = evarg_done(&a, &n);
+    const char *argv[5] = {"FCALL", "cg_gw_reap", "1", CG_KEY_TENANT, map};
+    size_t lens[5] = {5, 10, 1, strlen(CG_KEY_TENANT), n};
+    if (map && rconn_cmdargv(r->cmd, reap_reply, r, 5, argv, lens) == 0) r->reaping = 1;
+    evarg_free(&a);
 }
 
 static void reap_tick(uv_timer_t *t) {

@@ -1,12 +1,12 @@
 /* timers.c -- polling cg:timers for due timers.
  *
- * Every timer_tick_ms the router calls FCALL cg_timer_claim now lease limit (redis/timer.lua): due
- * members are leased to this router atomically (their score becomes now + lease), so with several
- * routers each due timer is taken by one. Each claimed timer becomes a JOB_TIMER job in the work
- * queue; sla.c fires it with cg_timer_fire, which acts only while the lease is still this one's.
- * A router that dies with claimed timers loses nothing: their lease runs out and another router
- * (or this one, restarted) claims them again. Polling is for timers only; assignment stays driven
- * by events (enqueue, presence, close, reload). */
+ * Every timer_tick_ms the router calls FCALL cg_timer_claim {now, lease, limit} (redis/timer.lua):
+ * due members are leased to this router atomically (their score becomes now + lease), so with
+ * several routers each due timer is taken by one. Each claimed timer becomes a JOB_TIMER job in the
+ * work queue; sla.c fires it with cg_timer_fire, which acts only while the lease is still this
+ * one's. A router that dies with claimed timers loses nothing: their lease runs out and another
+ * router (or this one, restarted) claims them again. Polling is for timers only; assignment stays
+ * driven by events (enqueue, presence, close, reload). */
 #include "router.h"
 #include "desk_schema.h"
 
@@ -16,7 +16,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-#define TIMERS_LIMIT "100"
+#define TIMERS_LIMIT 100
 
 /* 'claimed' lease, members (redis/timer.lua cg_timer_claim): each member a job. */
 static void timers_claim_reply(rconn *rc, redisReply *reply, void *priv) {
@@ -44,11 +44,18 @@ static void timers_claim_reply(rconn *rc, redisReply *reply, void *priv) {
 void timers_poll(router *r) {
     if (r->stopping || r->timer_claiming || !r->fn_loaded || !r->cmd || !rconn_is_up(r->cmd))
         return;
-    char now[24], lease[24];
-    snprintf(now, sizeof(now), "%lld", (long long)cg_now_ms());
-    snprintf(lease, sizeof(lease), "%lld", r->cfg.timer_lease_ms);
-    const char *argv[7] = {"FCALL", "cg_timer_claim", "1", CG_KEY_TENANT, now, lease, TIMERS_LIMIT};
-    if (rconn_cmdargv(r->cmd, timers_claim_reply, r, 7, argv, NULL) == 0) r->timer_claiming = 1;
+    evarg a;
+    evarg_init(&a);
+    evarg_int(&a, "now", cg_now_ms());
+    evarg_int(&a, "lease", r->cfg.timer_lease_ms);
+    evarg_int(&a, "limit", TIMERS_LIMIT);
+    size_t n = 0;
+    const char *map = evarg_done(&a, &n);
+    const char *argv[5] = {"FCALL", "cg_timer_claim", "1", CG_KEY_TENANT, map};
+    size_t lens[5] = {5, 14, 1, strlen(CG_KEY_TENANT), n};
+    if (map && rconn_cmdargv(r->cmd, timers_claim_reply, r, 5, argv, lens) == 0)
+        r->timer_claiming = 1;
+    evarg_free(&a);
 }
 
 static void timers_tick(uv_timer_t *t) {

@@ -518,7 +518,8 @@ def test_an_idle_timer_that_fires_early_rearms_itself(redis_srv):
             now + 30_000, "log", "")
 
     def fire(at):
-        kind, claimed = named(r.fcall("cg_timer_claim", 1, t, at, 5000, 10))
+        kind, claimed = named(r.fcall("cg_timer_claim", 1, t, msgpack.packb(
+            {"now": at, "lease": 5000, "limit": 10})))
         [member], lease = claimed["members"], claimed["lease"]
         return r.fcall("cg_close_fire", 1, t, member, lease, at, "", "")
 

@@ -4,10 +4,11 @@ it: their answers by name (redis/lib.lua answer()); times are arguments, nothing
 
 Run: BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_core_background.py
 """
+import msgpack
 import pytest
 
 from conftest import load_libraries
-from desk import named, s
+from desk import message_map, named, s
 from test_core_events import NOW, TENANT
 
 
@@ -29,7 +30,8 @@ def test_due_timers_are_claimed_with_one_lease(redis_srv, name, armed, limit, me
     r = redis_srv.r
     load_libraries(r)
     r.zadd(f"{TENANT}:timers", armed)
-    kind, res = named(r.fcall("cg_timer_claim", 1, TENANT, NOW, 5000, limit))
+    kind, res = named(r.fcall("cg_timer_claim", 1, TENANT,
+                              msgpack.packb({"now": NOW, "lease": 5000, "limit": limit})))
     assert (kind, res) == ("claimed", {"lease": str(NOW + 5000), "members": members})
     after = timers(r)
     assert {m: after[m] for m in members} == {m: NOW + 5000 for m in members}  # leased
@@ -64,7 +66,8 @@ def test_a_dead_gateways_sockets_are_reaped_with_a_named_answer(redis_srv, name,
         r.delete(f"{TENANT}:gw:gw1")
     else:
         r.set(f"{TENANT}:gw:gw1", boot)
-    kind, res = named(r.fcall("cg_gw_reap", 1, TENANT, NOW + 1000, limit))
+    kind, res = named(r.fcall("cg_gw_reap", 1, TENANT,
+                              msgpack.packb({"now": NOW + 1000, "limit": limit})))
     assert (kind, res["assigned"], res["more"]) == ("reaped", 0, more), res
     got = [(k, g["gateway"], g["dropped"], g["agents"]) for k, g in map(named, res["gateways"])]
     assert got == gateways
@@ -72,3 +75,29 @@ def test_a_dead_gateways_sockets_are_reaped_with_a_named_answer(redis_srv, name,
     for agent in ("amy", "bob"):
         status = s(r.hget(f"{TENANT}:agent:{agent}", "status"))
         assert (status == "offline") == (agent in gone), (agent, status)
+
+
+# ---- a rolling upgrade: the calls of the previous release, answered as it expects ------------
+
+def test_the_previous_releases_calls_get_the_previous_answers(redis_srv):
+    """Processes of the release before keep running beside this library until they are replaced
+    (docs/architecture.md, "Library versions"): their positional calls of cg_timer_claim,
+    cg_gw_reap and cg_append get the answers of that release."""
+    r = redis_srv.r
+    load_libraries(r)
+    r.zadd(f"{TENANT}:timers", {"pos:c1": NOW - 1, "first:c2": NOW + 10})
+    lease = str(NOW + 5000).encode()
+    assert r.fcall("cg_timer_claim", 1, TENANT, NOW, 5000, 10) == [[b"pos:c1", lease]]
+    r.sadd(f"{TENANT}:gateways", "gw1")
+    connect(r, "amy", "gw1:1")
+    assert r.fcall("cg_gw_reap", 1, TENANT, NOW + 1000, 10) == \
+        [[[b"gw1", 1, b"gone", [b"amy"]]], 0, 0]
+    m = {"v": 1, "type": "text", "id": "m1", "cmid": "k1", "channel": "web", "dir": "in",
+         "role": "customer", "sender_id": "cu1", "ts": NOW, "text": "hello"}
+    old = r.fcall("cg_append", 1, TENANT, "", "k1", "customer", "cu1", msgpack.packb(m), "conv-k",
+                  "web", NOW, "log", "hello")
+    assert old == [b"conv-k", 1, 0]
+    # the same message through this release's call: a duplicate, answered by name
+    again = named(r.fcall("cg_message", 1, TENANT, message_map(
+        "", "k1", "customer", "cu1", msgpack.packb(m), "conv-x", "web", NOW, "log", "hello")))
+    assert again == ("stored", {"conv": "conv-k", "seq": 1, "dup": 1})
