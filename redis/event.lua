@@ -281,8 +281,8 @@ FCALL cg_customer_msg 1 <tenant> <map>
                 is told in this call (waiting_reply; the answer's `how`: 'told'), and so is a
                 waiting chat customer's next message
   -> 'new' result, how and cg_enqueue's answer by name (enqueued): result 'assigned' with row,
-       'queued' with position, queue_length, avg_ms, held, staffed, slots, free, or 'already'
-       with state and row; the conversation was new: greeted (cmid cg:greet), its
+       'queued' with position, queue_length, avg_ms, held, staffed, slots, free ('already'
+       never: the state was read as new in this call); the conversation was new: greeted (cmid cg:greet), its
        first-response deadline armed, queued, and assigned at once when its queue has a free
        agent
    | 'info' cg_conv_info's answer by name (conv_state): state, channel, queue, position,
