@@ -742,9 +742,8 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
         return;
     }
     q->may_open = may_open;
-    char newconv[33], now[24];
+    char newconv[33];
     cg_id_new(newconv);
-    snprintf(now, sizeof(now), "%lld", (long long)m->ts_ms);
     char preview[MSG_PREVIEW_MAX] = "";
     if (m->text) {
         size_t k = m->text_len < sizeof(preview) - 1 ? m->text_len : sizeof(preview) - 1;
