@@ -1,11 +1,15 @@
 /* evarg.c -- the one argument of the library's map functions (evarg.h). */
 #include "evarg.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void evarg_init(evarg *a) {
     static const char map16[3] = {(char)0xde, 0, 0}; /* the count is filled in by evarg_done */
     msgpack_sbuffer_init(&a->sb);
+    /* 1 KiB first, not msgpack-c's 8 KiB: most maps are a message and a few fields */
+    a->sb.data = malloc(1024);
+    a->sb.alloc = a->sb.data ? 1024 : 0;
     msgpack_packer_init(&a->pk, &a->sb, msgpack_sbuffer_write);
     msgpack_sbuffer_write(&a->sb, map16, sizeof(map16));
     a->n = 0;

@@ -686,6 +686,12 @@ static void enc_msg(penc *e, const void *arg) {
 unsigned char *msg_encode_msgpack(const msg *m, size_t headroom, size_t *len) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    /* sized for a typical message: msgpack-c's first allocation would be 8 KiB, a large chunk
+     * for malloc (it consolidates its fast bins for each), on every frame */
+    size_t first = headroom + 512 + (m->text ? m->text_len : 0) + (m->native ? m->native_len : 0);
+    sb.data = malloc(first);
+    if (!sb.data) return NULL;
+    sb.alloc = first;
     static const char zeros[256];
     for (size_t left = headroom; left > 0;) {
         size_t n = left < sizeof(zeros) ? left : sizeof(zeros);
