@@ -742,10 +742,13 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
         return;
     }
     q->may_open = may_open;
-    char newconv[33];
-    cg_id_new(newconv);
+    /* what only a customer's message can need: the id of the conversation it may open, the
+     * channel stored on it, and the first words kept as its preview */
+    int cust = m->role == ROLE_CUSTOMER;
+    char newconv[33] = "";
+    if (cust) cg_id_new(newconv);
     char preview[MSG_PREVIEW_MAX] = "";
-    if (m->text) {
+    if (cust && m->text) {
         size_t k = m->text_len < sizeof(preview) - 1 ? m->text_len : sizeof(preview) - 1;
         while (k > 0 && k < m->text_len && ((unsigned char)m->text[k] & 0xC0) == 0x80)
             k--;
@@ -760,8 +763,10 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     evarg_str(&a, "sender", s->who.sub);
     evarg_bytes(&a, "payload", p, n);
     evarg_str(&a, "type", msg_type_name(m->type));
-    evarg_str(&a, "newconv", newconv);
-    evarg_str(&a, "channel", msg_channel_name(m->channel));
+    if (cust) {
+        evarg_str(&a, "newconv", newconv);
+        evarg_str(&a, "channel", msg_channel_name(m->channel));
+    }
     evarg_int(&a, "now", m->ts_ms);
     evarg_str(&a, "mode", mode);
     if (preview[0]) evarg_str(&a, "preview", preview);
