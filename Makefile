@@ -159,12 +159,21 @@ chaos: deps
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer-no-link,address,undefined $(CFLAGS_BASE) -I$(GEN) $(PKG_CFLAGS) \
+	$(GMIME_CFLAGS)
+# the code every target links, compiled once (two at a time), not once per target
+FUZZ_LIB_OBJ = $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC) \
+	$(GEN)/proto_schema.c $(GEN)/desk_schema.c)
+$(BUILD)/fuzz/obj/%.o: %.c $(GEN)/.stamp
+	@mkdir -p $(dir $@)
+	@clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+-include $(wildcard $(BUILD)/fuzz/obj/*/*.d $(BUILD)/fuzz/obj/*/*/*/*.d)
 fuzz: deps fuzz-deps $(GEN)/.stamp
+	@$(MAKE) --no-print-directory -j2 $(FUZZ_LIB_OBJ)
 	@set -e; mkdir -p $(BUILD)/fuzz; for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined $(CFLAGS_BASE) -I$(GEN) $(PKG_CFLAGS) $(GMIME_CFLAGS) \
-	    -o $(BUILD)/fuzz/$$n $$f $(COMMON_SRC) $(PROTO_SRC) $(CHANNELS_SRC) $(GEN)/proto_schema.c \
-	    $(GEN)/desk_schema.c $(PKG_LIBS) $(GMIME_LIBS) -lm; \
+	    -o $(BUILD)/fuzz/$$n $$f $(FUZZ_LIB_OBJ) $(PKG_LIBS) $(GMIME_LIBS) -lm; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$n; \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; \
 	done
