@@ -167,7 +167,7 @@ FUZZ_LIB_OBJ = $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(COMMON_SRC) $(PROTO_SRC) $
 $(BUILD)/fuzz/obj/%.o: %.c $(GEN)/.stamp
 	@mkdir -p $(dir $@)
 	@clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
--include $(wildcard $(BUILD)/fuzz/obj/*/*.d $(BUILD)/fuzz/obj/*/*/*/*.d)
+-include $(wildcard $(BUILD)/fuzz/obj/*/*.d $(BUILD)/fuzz/obj/*/*/*.d $(BUILD)/fuzz/obj/*/*/*/*.d)
 fuzz: deps fuzz-deps $(GEN)/.stamp
 	@$(MAKE) --no-print-directory -j2 $(FUZZ_LIB_OBJ)
 	@set -e; mkdir -p $(BUILD)/fuzz; for f in $(FUZZ_SRC); do \
