@@ -167,7 +167,7 @@ FUZZ_LIB_OBJ = $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(COMMON_SRC) $(PROTO_SRC) $
 $(BUILD)/fuzz/obj/%.o: %.c $(GEN)/.stamp
 	@mkdir -p $(dir $@)
 	@clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
--include $(wildcard $(BUILD)/fuzz/obj/*/*.d $(BUILD)/fuzz/obj/*/*/*.d $(BUILD)/fuzz/obj/*/*/*/*.d)
+-include $(shell find $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)
 fuzz: deps fuzz-deps $(GEN)/.stamp
 	@$(MAKE) --no-print-directory -j2 $(FUZZ_LIB_OBJ)
 	@set -e; mkdir -p $(BUILD)/fuzz; for f in $(FUZZ_SRC); do \
