@@ -45,3 +45,25 @@ const char *evarg_done(evarg *a, size_t *len) {
 void evarg_free(evarg *a) {
     msgpack_sbuffer_destroy(&a->sb);
 }
+
+int evarg_fcall(evarg *a, const char *fn, const char *key, const char *argv[5], size_t lens[5]) {
+    size_t n = 0;
+    const char *map = evarg_done(a, &n);
+    if (!map) return -1;
+    argv[0] = "FCALL", lens[0] = 5;
+    argv[1] = fn, lens[1] = strlen(fn);
+    argv[2] = "1", lens[2] = 1;
+    argv[3] = key, lens[3] = strlen(key);
+    argv[4] = map, lens[4] = n;
+    return 0;
+}
+
+int evarg_send(evarg *a, rconn *rc, const char *fn, const char *key, rconn_reply_fn *cb,
+               void *priv) {
+    const char *argv[5];
+    size_t lens[5];
+    int rc_ =
+        evarg_fcall(a, fn, key, argv, lens) == 0 ? rconn_cmdargv(rc, cb, priv, 5, argv, lens) : -1;
+    evarg_free(a);
+    return rc_ < 0 ? -1 : 0;
+}

@@ -108,12 +108,7 @@ static void bdead_notice(const bdead_job *j) {
     evarg_str(&a, "channel", msg_channel_name(j->ch));
     evarg_int(&a, "now", cg_now_ms());
     evarg_str(&a, "mode", "sys");
-    size_t alen = 0;
-    const char *map = evarg_done(&a, &alen);
-    const char *argv[] = {"FCALL", "cg_message", "1", CG_KEY_TENANT, map};
-    size_t lens[] = {5, 10, 1, strlen(CG_KEY_TENANT), alen};
-    if (map) rconn_cmdargv(G.redis, NULL, NULL, 5, argv, lens);
-    evarg_free(&a);
+    evarg_send(&a, G.redis, "cg_message", CG_KEY_TENANT, NULL, NULL);
     free(p);
 }
 

@@ -770,17 +770,12 @@ static void store_append(sess *s, msg *m, const char *mode, int may_open) {
     evarg_int(&a, "now", m->ts_ms);
     evarg_str(&a, "mode", mode);
     if (preview[0]) evarg_str(&a, "preview", preview);
-    size_t alen = 0;
-    const char *map = evarg_done(&a, &alen);
-    const char *argv[] = {"FCALL", "cg_message", "1", CG_KEY_TENANT, map};
-    size_t lens[] = {5, 10, 1, strlen(CG_KEY_TENANT), alen};
-    if (!map || rconn_cmdargv(G.redis, append_done, q, 5, argv, lens) < 0) {
+    if (evarg_send(&a, G.redis, "cg_message", CG_KEY_TENANT, append_done, q) < 0) {
         if (!strcmp(mode, "log")) send_redis_error(s, NULL, m->cmid);
         if (may_open) lim_conv_refund(s->addr);
         req_free(q);
     } else
         G.msgs_in++;
-    evarg_free(&a);
     free(p);
 }
 

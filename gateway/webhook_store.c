@@ -123,13 +123,7 @@ static int whs_send(whs_job *j) {
             msgpack_pack_str_with_body(&a.pk, j->attrs[i], strlen(j->attrs[i]));
         }
     }
-    size_t n = 0;
-    const char *map = evarg_done(&a, &n);
-    const char *argv[] = {"FCALL", "cg_message", "1", CG_KEY_TENANT, map};
-    size_t lens[] = {5, 10, 1, strlen(CG_KEY_TENANT), n};
-    int rc = map ? rconn_cmdargv(G.redis, whs_reply, j, 5, argv, lens) : -1;
-    evarg_free(&a);
-    return rc;
+    return evarg_send(&a, G.redis, "cg_message", CG_KEY_TENANT, whs_reply, j);
 }
 
 /* The job is over: settle its claim on the replay memory (kept as the conversation, or given up

@@ -382,15 +382,13 @@ void job_cmd(job *j, job_reply_fn *fn, int argc, ...) {
 }
 
 void evarg_call(job *j, const char *fn, job_reply_fn *reply, evarg *a) {
-    size_t n = 0;
-    const char *map = evarg_done(a, &n);
-    if (!map) {
+    const char *argv[5];
+    size_t lens[5];
+    if (evarg_fcall(a, fn, CG_KEY_TENANT, argv, lens) == 0)
+        job_cmdargv(j, reply, 5, argv, lens);
+    else {
         log_error("entry %s: out of memory building the map of %s", j->id, fn);
-        evarg_free(a);
-        return;
+        j->failed = 1; /* run again, not taken as done */
     }
-    const char *argv[5] = {"FCALL", fn, "1", CG_KEY_TENANT, map};
-    size_t lens[5] = {5, strlen(fn), 1, strlen(CG_KEY_TENANT), n};
-    job_cmdargv(j, reply, 5, argv, lens);
     evarg_free(a);
 }

@@ -75,12 +75,7 @@ void reap_poll(router *r) {
     evarg_init(&a);
     evarg_int(&a, "now", cg_now_ms());
     evarg_int(&a, "limit", REAP_LIMIT);
-    size_t n = 0;
-    const char *map = evarg_done(&a, &n);
-    const char *argv[5] = {"FCALL", "cg_gw_reap", "1", CG_KEY_TENANT, map};
-    size_t lens[5] = {5, 10, 1, strlen(CG_KEY_TENANT), n};
-    if (map && rconn_cmdargv(r->cmd, reap_reply, r, 5, argv, lens) == 0) r->reaping = 1;
-    evarg_free(&a);
+    if (evarg_send(&a, r->cmd, "cg_gw_reap", CG_KEY_TENANT, reap_reply, r) == 0) r->reaping = 1;
 }
 
 static void reap_tick(uv_timer_t *t) {

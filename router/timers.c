@@ -49,13 +49,8 @@ void timers_poll(router *r) {
     evarg_int(&a, "now", cg_now_ms());
     evarg_int(&a, "lease", r->cfg.timer_lease_ms);
     evarg_int(&a, "limit", TIMERS_LIMIT);
-    size_t n = 0;
-    const char *map = evarg_done(&a, &n);
-    const char *argv[5] = {"FCALL", "cg_timer_claim", "1", CG_KEY_TENANT, map};
-    size_t lens[5] = {5, 14, 1, strlen(CG_KEY_TENANT), n};
-    if (map && rconn_cmdargv(r->cmd, timers_claim_reply, r, 5, argv, lens) == 0)
+    if (evarg_send(&a, r->cmd, "cg_timer_claim", CG_KEY_TENANT, timers_claim_reply, r) == 0)
         r->timer_claiming = 1;
-    evarg_free(&a);
 }
 
 static void timers_tick(uv_timer_t *t) {
