@@ -61,7 +61,7 @@ Errors: NOTYOURS, NOTASSIGNED, CLOSED, NOCONV, BADARG (first word of the error r
 Publish payload on cg:c:<conv>: 8-byte big-endian seq (0 for eph) followed by payload.
 
 Desk metrics (mode log, not a dup): a customer message (not a rating) starts a wait on the
-conversation (await_since = now_ms) unless one runs; an agent message ends it (answers + 1) and
+conversation (await_since = now_ms) unless one runs; an agent message ends it (answers = 1) and
 adds now_ms - await_since to response_ms/_n of cg:kpi:queue:<queue> and cg:kpi:agent:<sender>.
 A survey answer counts rated (first rating of the conversation) and csat_good (4-5; a replaced
 rating moves it) for the conversation's queue and closing agent (kpi_response, kpi_rating).
@@ -171,7 +171,7 @@ end
 -- message; the writes below once per answered customer turn).
 -- A customer message (text, attachment; not a rating) starts a wait (await_since) unless one
 -- runs; the next agent message answers it: now - await_since goes to response_ms/_n of the
--- conversation's queue and of the agent, and the conversation's answers + 1.
+-- conversation's queue and of the agent, and the conversation's answers becomes 1 (once).
 -- w: the conversation's writes cg_append makes in one HSET.
 local function kpi_response(conv, role, sender, m, now, c, w)
     local k = CG.KEY.conv(conv)
@@ -183,7 +183,9 @@ local function kpi_response(conv, role, sender, m, now, c, w)
     if not c.await_since then return end
     local ms = (tonumber(now) or 0) - (tonumber(c.await_since) or 0)
     w.await_since = '' -- ended (conv_fields reads '' as none): one HSET, no HDEL
-    w.answers = (tonumber(c.answers) or 0) + 1
+    -- answers: 1 once an agent answered a wait (kpi_close: abandoned); not counted further, so
+    -- that the turns after the first write nothing for it
+    if (tonumber(c.answers) or 0) == 0 then w.answers = 1 end
     -- the agent is in cg:kpi:agents once it answered in this assignment (agent_answered)
     local known = c.answered_no ~= nil and c.answered_no == c.assign_no and not c.first_answer
     kpi_add(c.queue, sender, {CG.KPI.response_ms, fmt(ms > 0 and ms or 0), CG.KPI.response_n, 1},
@@ -294,19 +296,66 @@ local function steady(conv, role, sender, now, c, w)
     return true
 end
 
--- The answer to a message whose idempotency key idem already holds seen ("conv:seq" for a
--- customer's or an agent's, "seq" for the desk's own in conv): {conv, seq, 1}.
-local function dup_answer(seen, conv)
+-- True when the entry seq of conv's log is the message cmid of sender.
+local function log_holds(conv, seq, cmid, sender)
+    local id = seq .. '-0'
+    local e = redis.call('XRANGE', CG.KEY.conv_log(conv), id, id)[1]
+    local f = e and e[2] or {}
+    for i = 1, #f - 1, 2 do
+        if f[i] == 'm' then
+            local m = decode(f[i + 1])
+            return m ~= nil and m.cmid == cmid and m.sender_id == sender
+        end
+    end
+    return false
+end
+
+-- The conversation a customer's or an agent's message went to when its idempotency key holds
+-- only its number seq: the conversation the message named (the value is written so then, 33
+-- bytes fewer per message). A retry names the same one, unless it came through another
+-- connection after the customer's conversation changed: then the first of convs (the retry's
+-- named and resolved conversations) and of the customer's newest DUP_SCAN ones whose log entry
+-- seq is this message. Runs only for a duplicate.
+local DUP_SCAN = 10
+local function dup_conv(seq, role, sender, cmid, convs)
+    local tried = {}
+    local function holds(c)
+        if c == '' or tried[c] then return false end
+        tried[c] = true
+        return log_holds(c, seq, cmid, sender)
+    end
+    for _, c in ipairs(convs) do
+        if holds(c) then return c end
+    end
+    if role == 'customer' then
+        for _, c in ipairs(redis.call('ZREVRANGE', CG.KEY.cust_convs(sender), 0, DUP_SCAN - 1)) do
+            if holds(c) then return c end
+        end
+    end
+    for _, c in ipairs(convs) do
+        if c ~= '' then return c end
+    end
+    return ''
+end
+
+-- The answer to a message whose idempotency key already holds seen: {conv, seq, 1}. seen is
+-- "conv:seq" (a customer's or an agent's message stored elsewhere than the conversation it
+-- named), or "seq": the desk's own message in conv (per-conversation key: d.role nil), or a
+-- customer's or an agent's stored in the conversation it named (dup_conv finds it). d: role,
+-- sender, cmid and the candidate conversations {named, resolved}.
+local function dup_answer(seen, conv, d)
     local c, q = string.match(seen, '^(.*):(%d+)$')
     if c then return {c, tonumber(q), 1} end
-    return {conv, tonumber(seen) or 0, 1}
+    local seq = tonumber(seen) or 0
+    if d and d.role then conv = dup_conv(seq, d.role, d.sender, d.cmid, d.convs) end
+    return {conv, seq, 1}
 end
 
 -- An error for a message, unless it is a retry of one already accepted: then its dup answer
 -- (the idempotency key is looked up only on this path).
-local function refuse(idem, err, conv)
+local function refuse(idem, err, conv, d)
     local seen = idem and redis.call('GET', idem)
-    if seen then return dup_answer(seen, conv) end
+    if seen then return dup_answer(seen, conv, d) end
     return err
 end
 
@@ -328,9 +377,10 @@ local function cg_append(keys, args, mtype)
     -- (another connection, another gateway, after the last chat closed) finds the conversation
     -- its first try opened, and a re-send after a close is a duplicate. The desk's own messages
     -- (deterministic cmids such as cg:greet) are unique per conversation.
-    local idem
+    local idem, d
     if cmid ~= '' and mode ~= 'eph' and (role == 'customer' or role == 'agent') then
         idem = CG.KEY.idem_sender(role, sender, cmid)
+        d = {role = role, sender = sender, cmid = cmid, convs = {conv}}
     end
 
     -- Where it goes, checked (reads only).
@@ -339,14 +389,14 @@ local function cg_append(keys, args, mtype)
     local err, rating, c, opening
     if role == 'customer' then
         conv, err, c, opening = customer_conv(conv, sender, newconv, channel, now, mode, m)
-        if not conv then return refuse(idem, err, '') end
+        if not conv then return refuse(idem, err, '', d) end
         rating = err
         if conv == '' then return {'', 0, 0} end
     elseif role == 'agent' then
         c = conv ~= '' and conv_fields(conv) or {}
         local ok
         ok, err = agent_check(c, sender)
-        if not ok then return refuse(idem, err, conv) end
+        if not ok then return refuse(idem, err, conv, d) end
     elseif role == 'system' or role == 'bot' or role == 'bridge' then
         c = conv ~= '' and conv_fields(conv) or {}
         if not c.state then return redis.error_reply('NOCONV no such conversation') end
@@ -360,15 +410,21 @@ local function cg_append(keys, args, mtype)
     end
 
     -- The claim: one SET NX GET stores the answer this message gets (its number, known in
-    -- advance) unless the key holds an earlier try's answer, which is returned instead.
+    -- advance; with its conversation unless that is the one the message named) unless the key
+    -- holds an earlier try's answer, which is returned instead.
     local seq, run
     if opening then seq, run = 1, run_name() else seq, run = seq_plan(c) end
-    local value = conv .. ':' .. seq
-    if cmid ~= '' and not idem then idem, value = CG.KEY.idem(conv, cmid), seq end
+    local value = seq
+    if d then
+        if conv ~= d.convs[1] then value = conv .. ':' .. seq end
+        d.convs[2] = conv
+    elseif cmid ~= '' then
+        idem = CG.KEY.idem(conv, cmid)
+    end
     if idem then
         local ttl = tonumber(desk_timings().idem_ttl_s) or IDEM_TTL -- idempotency_ttl_s
         local seen = redis.call('SET', idem, value, 'NX', 'GET', 'EX', ttl)
-        if seen then return dup_answer(seen, conv) end
+        if seen then return dup_answer(seen, conv, d) end
     end
 
     local w = {seq = seq} -- the conversation's writes: one HSET at the end
