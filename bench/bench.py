@@ -305,6 +305,9 @@ def run_relay(server, a):
         "achieved_c2a_per_s": round(len(lat) / max(1e-6, (last - t0) / 1e6), 1),
         "achieved_a2c_per_s": round(len(lat_back) / max(1e-6, (last_back - t0) / 1e6), 1),
         "c2a_ms": percentiles(lat), "a2c_ms": percentiles(lat_back),
+        # from the time a gateway accepted each message (the frame's ts): chatgw only
+        "c2a_accepted_ms": percentiles([x for r in reports for x in r.get("acc_lat_us", [])]),
+        "a2c_accepted_ms": percentiles([x for r in reports for x in r.get("acc_lat_back_us", [])]),
         "lost": losses["lost_c2a"] + losses["lost_a2c"], **losses,
         "errors": sum_errors(reports),
         "cpu_us_per_msg": win.cpu_us_per(delivered, names), "cpu_pct": win.cpu_pct(),

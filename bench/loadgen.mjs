@@ -35,6 +35,8 @@ import WebSocket from 'ws';
 
 const cfg = JSON.parse(process.argv[2]);
 const nowUs = () => Number(process.hrtime.bigint()) / 1e3;
+// The wall clock in us, to compare with a delivered frame's `ts` (ms: when a gateway accepted it)
+const wallUs = () => (performance.timeOrigin + performance.now()) * 1e3;
 
 // ---------------------------------------------------------------- what this process measured
 const S = {
@@ -42,6 +44,9 @@ const S = {
   lat: [], got: 0, dup: 0, replies: 0, lastGot: 0, // customer -> agent, at the agents
   recv: new Map(), // conv index -> Set of k received by an agent here
   latBack: [], gotBack: 0, dupBack: 0, lastGotBack: 0, // agent -> customer, at the customers
+  // the same from the frame's `ts`, the time the gateway accepted (stored) it: what a message
+  // waited before it was read (a busy answer, a socket not read under overload) is not in it
+  latAcc: [], latAccBack: [],
   seqGaps: 0, seqDups: 0, errors: {}, retries: 0, // every logged frame must be last seq + 1
   firstSent: {}, assignedAt: {}, // conv id -> us (assignment)
 };
@@ -57,8 +62,9 @@ function seqCheck(state, f) {
 function countError(code) { S.errors[code] = (S.errors[code] || 0) + 1; }
 
 // An agent got a customer's text (any target); answer(text, cmid) sends the agent's reply.
-// Kinds: b timed (answered r), q probe answered (R), p probe unanswered.
-function agentGotText(text, answer) {
+// Kinds: b timed (answered r), q probe answered (R), p probe unanswered. ts: the frame's ts (ms),
+// when there is one (chatgw).
+function agentGotText(text, answer, ts) {
   const now = nowUs();
   const [kind, i, k, t] = text.split(' ');
   if (kind !== 'b' && kind !== 'p' && kind !== 'q') return;
@@ -72,11 +78,12 @@ function agentGotText(text, answer) {
   if (kind === 'q') { answer(`R ${i} ${k} 0`, `a${i}-${k}`); return; }
   S.lastGot = now;
   S.lat.push(now - Number(t));
+  if (typeof ts === 'number') S.latAcc.push(wallUs() - ts * 1e3);
   answer(`r ${i} ${k} ${Math.round(now)}`, `a${i}-${k}`);
 }
 
 // A customer got the agent's text.
-function customerGotText(c, text) {
+function customerGotText(c, text, ts) {
   const now = nowUs();
   if (text === 'w') { c.ready = true; return; }
   const [kind, , k, t] = text.split(' ');
@@ -87,6 +94,7 @@ function customerGotText(c, text) {
   if (kind === 'R') return;
   S.lastGotBack = now;
   S.latBack.push(now - Number(t));
+  if (typeof ts === 'number') S.latAccBack.push(wallUs() - ts * 1e3);
 }
 
 // ---------------------------------------------------------------- chatgw (docs/protocol.md)
@@ -148,7 +156,7 @@ const chatgw = {
         return;
       }
       if (f.type !== 'text' || f.role !== 'customer' || typeof f.text !== 'string') return;
-      if (f.text !== 'hello') { agentGotText(f.text, reply(f.conv)); return; }
+      if (f.text !== 'hello') { agentGotText(f.text, reply(f.conv), f.ts); return; }
       if (!cfg.answer_hello || warmed.has(f.conv)) return;
       warmed.add(f.conv);
       reply(f.conv)('w', 'aw' + warmed.size);
@@ -172,7 +180,7 @@ const chatgw = {
         return;
       }
       seqCheck(c.seqs, f);
-      if (f.type === 'text' && f.role === 'agent' && typeof f.text === 'string') customerGotText(c, f.text);
+      if (f.type === 'text' && f.role === 'agent' && typeof f.text === 'string') customerGotText(c, f.text, f.ts);
     });
     const w = welcomed(ws, 'customer');
     ws.send(JSON.stringify({ type: 'hello', sender_name: 'bench' }));
@@ -317,6 +325,7 @@ const handlers = {
       sent_per_conv: sentPerConv, recv, got: S.got, dup: S.dup, replies: S.replies,
       got_back: S.gotBack, dup_back: S.dupBack, last_got_us: S.lastGot, last_got_back_us: S.lastGotBack,
       lat_us: round(S.lat), lat_back_us: round(S.latBack), seq_gaps: S.seqGaps, seq_dups: S.seqDups,
+      acc_lat_us: round(S.latAcc), acc_lat_back_us: round(S.latAccBack),
       errors: S.errors, retries: S.retries, first_sent: S.firstSent, assigned_at: S.assignedAt,
     };
   },

@@ -5,6 +5,12 @@ def _ms(d):
     return " / ".join("-" if d[k] is None else f"{d[k]:g}" for k in ("p50", "p99", "p999", "max"))
 
 
+def _acc(d):
+    if not d or d["p50"] is None:
+        return "-"
+    return f"{d['p50']:g} / {d['p99']:g}"
+
+
 def _kv(d, fmt="{:g}"):
     return ", ".join(f"{k} {'-' if v is None else fmt.format(v)}" for k, v in d.items()) or "none"
 
@@ -31,6 +37,8 @@ def print_relay(r):
         ("sent / delivered c2a / a2c", f"{r['sent_c2a']} / {r['delivered_c2a']} / {r['delivered_a2c']}"),
         ("c2a ms p50 / p99 / p999 / max", _ms(r["c2a_ms"])),
         ("a2c ms p50 / p99 / p999 / max", _ms(r["a2c_ms"])),
+        ("accepted c2a / a2c ms p50 / p99 (from the frame's ts)",
+         _acc(r.get("c2a_accepted_ms")) + "  |  " + _acc(r.get("a2c_accepted_ms"))),
         ("lost c2a / a2c", f"{r['lost_c2a']} / {r['lost_a2c']}"),
         ("duplicated c2a / a2c", f"{r['dup_c2a']} / {r['dup_a2c']}"),
         ("seq gaps / dups", f"{r['seq_gaps']} / {r['seq_dups']}"),

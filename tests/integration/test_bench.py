@@ -36,7 +36,7 @@ def test_tiny_relay_run_loses_nothing_and_reports_every_figure():
     assert res["not_ready"] == 0 and res["seq_gaps"] == 0 and res["backlog"]["left"] == 0
     assert res["sent_c2a"] == res["delivered_c2a"] == res["delivered_a2c"] == 80
     assert res["offered_c2a_per_s"] == 40 and res["achieved_c2a_per_s"] > 0
-    for d in ("c2a_ms", "a2c_ms"):
+    for d in ("c2a_ms", "a2c_ms", "c2a_accepted_ms", "a2c_accepted_ms"):
         assert set(res[d]) == {"p50", "p99", "p999", "max"} and res[d]["p50"] is not None
     assert set(res["cpu_us_per_msg"]) >= {"gateway", "router", "redis", "server", "load0", "load1"}
     assert None not in res["cpu_us_per_msg"].values()  # every process sampled till the end
