@@ -267,7 +267,13 @@ FCALL cg_customer_msg 1 <tenant> <map>
     greet       the greeting: a msgpack msg (role bot), as a msgpack str (the cmsgpack of Redis
                 reads no bin types), appended first when new; '' = none
     first_due, next_due
-                the response-SLA deadlines (ms, 0 = none) armed when new (cg_sla_customer)
+                the response-SLA deadlines (ms, 0 = none) of the queue this message classified
+                into: armed when new (cg_sla_customer), or for a conversation in that queue
+    dues        optional map queue -> {first_due, next_due}: the same for the other queues
+                that count business hours (router/conv.c conv_dues_fields), so that a message
+                of a conversation waiting in or served from another queue than it classified
+                into gets its own queue's deadlines in this call too (for a queue without
+                business hours the call works them out from the desk's timings)
     complaint, day, respond_due, resolve_due, class, limit, window, locales, complaint_ack
                 when the queue is the complaint queue (router/sla.c sla_complaint_fields): the
                 new conversation gets its ticket and the customer its number (complaint_open)
@@ -291,11 +297,29 @@ FCALL cg_customer_msg 1 <tenant> <map>
    | 'info' ... queued or assigned, with the waiting texts in the map: while it waits on chat,
        the waiting reply said again in this call for the queue it waits in (off_hours while
        that queue is closed, else the place in line; nothing while nobody serves it: no_agent
-       was said once; nothing on e-mail: one acknowledgement); told 1 when the message
-       classified into that queue: the response timers (and the idle close) armed in the call
-       too (else the router arms them: its deadlines count the queue's business hours)
+       was said once; nothing on e-mail: one acknowledgement); told 1 when the response timers
+       (and the idle close) were armed in the call too: with first_due/next_due when the
+       message classified into the conversation's queue, else with dues[queue], else (a queue
+       without business hours) from the desk's timings; told nil only when neither applies (a
+       router of an earlier release sends no dues): the router arms them then
   Errors: BADARG (no map, or conv or now missing), and cg_enqueue's.
 ]]
+-- The response deadlines (first, next; ms, 0 = none) of a conversation in queue on channel for
+-- the customer message of event map a at now: the map's own when it classified into that queue,
+-- the map's dues[queue] (a queue counting business hours: the router worked them out), else,
+-- for a queue without business hours, now + the desk's first_s / next_s of the channel; nil when
+-- none of these is known (the router arms them).
+local function customer_dues(a, queue, channel, now)
+    if a.queue == queue then return tonumber(a.first_due) or 0, tonumber(a.next_due) or 0 end
+    local q = type(a.dues) == 'table' and a.dues[queue]
+    if type(q) == 'table' then return tonumber(q[1]) or 0, tonumber(q[2]) or 0 end
+    local d = desk_timings()
+    if d.ready ~= '1' or d['hours:' .. (queue or '')] then return nil end
+    local ch = channel or ''
+    local f, n = tonumber(d['first_s:' .. ch]) or 0, tonumber(d['next_s:' .. ch]) or 0
+    return f > 0 and now + f * 1000 or 0, n > 0 and now + n * 1000 or 0
+end
+
 local function cg_customer_msg(keys, args)
     local ok, a = pcall(cmsgpack.unpack, args[1] or '')
     if not ok or type(a) ~= 'table' or type(a.conv) ~= 'string' or a.conv == '' or
@@ -314,8 +338,9 @@ local function cg_customer_msg(keys, args)
         -- count the business hours of the queue this message classified into: for another,
         -- the router works them out: not told)
         local told
-        if a.queue == info[3] then
-            sla_customer(conv, tonumber(a.first_due) or 0, tonumber(a.next_due) or 0)
+        local first, nxt = customer_dues(a, info[3], info[2], tonumber(now) or 0)
+        if first then
+            sla_customer(conv, first, nxt)
             local idle_ms = tonumber(a.idle_ms) or 0
             if st == 'assigned' and idle_ms > 0 then
                 redis.call('ZADD', CG.KEY.timers(), fmt((tonumber(now) or 0) + idle_ms),

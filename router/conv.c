@@ -22,8 +22,9 @@
  *                          died before);
  *              closed / none -> nothing (cg_message opened a new conversation for later
  *                          messages).
- *            Not told: this message classified into another queue than the conversation's,
- *            and the deadlines count the business hours of the conversation's queue.
+ *            Not told (rare: the call arms the conversation's own deadlines with this
+ *            map's dues or the desk's timings, conv_dues_fields): those deadlines are
+ *            armed here, in a call of their own.
  * A survey answer (a `rating` message, or one cg_message attached to the closed conversation) is
  * csat.c's, in its own call. */
 #include "router.h"
@@ -81,10 +82,11 @@ static void conv_new_fields(job *j, const redisReply *rep) {
 }
 
 /* cg_customer_msg's 'info' answer for a queued or assigned conversation: the call said the
- * waiting reply itself and, when told, armed the response timers (and the idle close). Not told:
- * the message classified into another queue than the conversation's, so the deadlines, which
- * count the business hours of its queue, are armed here. An assignment still in the outbox (a
- * router died before announcing it) is announced. */
+ * waiting reply itself and, when told, armed the response timers (and the idle close). Not told
+ * (the message classified into another queue than the conversation's and the call knew neither
+ * that queue's dues nor the desk's timings: the desk's timings not published yet): the
+ * deadlines, which count the business hours of its queue, are armed here. An assignment still
+ * in the outbox (a router died before announcing it) is announced. */
 static void conv_after_info(job *j) {
     int assigned = strcmp(j->state, "assigned") == 0;
     if (!assigned && strcmp(j->state, "queued") != 0) return;
@@ -189,6 +191,34 @@ static void conv_waiting_fields(evarg *a, job *j, int chat) {
     variant_units(a, r);
 }
 
+/* The field dues of cg_customer_msg's map: queue -> [first_due, next_due] of every other queue
+ * that counts business hours, for a message that may come in a conversation already waiting in
+ * or served from another queue than it classified into (any but a conversation's first, seq 1):
+ * the call then arms that queue's deadlines itself (redis/event.lua customer_dues; queues
+ * without business hours it works out from the desk's timings). Nothing when no such queue. */
+static void conv_dues_fields(evarg *a, job *j) {
+    const cls_set *s = &j->r->cls;
+    if (j->m.seq == 1) return;
+    uint32_t n = 0;
+    for (size_t i = 0; i < s->n_queues; i++) {
+        const cls_queue *q = &s->queues[i];
+        n += (q->hours.set || q->hours.n_holidays) && strcmp(q->name, j->queue) != 0;
+    }
+    if (n == 0) return;
+    evarg_key(a, "dues");
+    msgpack_pack_map(&a->pk, n);
+    for (size_t i = 0; i < s->n_queues; i++) {
+        const cls_queue *q = &s->queues[i];
+        if (!(q->hours.set || q->hours.n_holidays) || strcmp(q->name, j->queue) == 0) continue;
+        long long first, next;
+        sla_customer_dues(j->r, j->channel, q->name, j->now_ms, &first, &next);
+        msgpack_pack_str_with_body(&a->pk, q->name, strlen(q->name));
+        msgpack_pack_array(&a->pk, 2);
+        msgpack_pack_int64(&a->pk, first);
+        msgpack_pack_int64(&a->pk, next);
+    }
+}
+
 /* The one call: classify this message, render the greeting, work out the deadlines, and send
  * them as cg_customer_msg's map. */
 static void conv_customer_call(job *j) {
@@ -229,6 +259,7 @@ static void conv_customer_call(job *j) {
     evarg_bytes(&a, "greet", greet ? (const char *)greet : "", glen);
     evarg_int(&a, "first_due", first);
     evarg_int(&a, "next_due", next);
+    conv_dues_fields(&a, j);
     free(greet);
     /* assigned at once: announced in the same call (say_assigned's event, notice and timers) */
     say_rows_fields(&a, j);

@@ -30,7 +30,7 @@ static void inbound_push_entries(router *r, const redisReply *list) {
         if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
         if (e->element[0]->type != REDIS_REPLY_STRING) continue;
         const redisReply *f = e->element[1];
-        char id[48], conv[MSG_ID_MAX] = "", rated[4] = "";
+        char id[48], conv[MSG_ID_MAX] = "", rated[4] = "", seq[24] = "";
         const redisReply *m = NULL;
         evres_text(e->element[0], id, sizeof(id));
         for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
@@ -41,13 +41,15 @@ static void inbound_push_entries(router *r, const redisReply *list) {
             if (key->len == 1 && key->str[0] == 'm') m = f->element[k + 1];
             if (key->len == 1 && key->str[0] == 'r')
                 evres_text(f->element[k + 1], rated, sizeof(rated));
+            if (key->len == 1 && key->str[0] == 's')
+                evres_text(f->element[k + 1], seq, sizeof(seq));
         }
         if (!m || m->type != REDIS_REPLY_STRING) {
             /* an entry without a message: queue it anyway so it is acked like a bad one */
-            job_push_entry(r, id, conv, "", 0, 0);
+            job_push_entry(r, id, conv, "", 0, 0, 0);
             continue;
         }
-        job_push_entry(r, id, conv, m->str, m->len, atoi(rated));
+        job_push_entry(r, id, conv, m->str, m->len, atoi(rated), strtoull(seq, NULL, 10));
     }
 }
 

@@ -83,7 +83,7 @@ static int job_queued(const router *r, const char *id) {
 }
 
 void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len,
-                    int rated) {
+                    int rated, uint64_t seq) {
     if (job_queued(r, id)) return;
     job *j = calloc(1, sizeof(*j));
     char *copy = malloc(len ? len : 1);
@@ -107,6 +107,7 @@ void job_push_entry(router *r, const char *id, const char *conv, const char *raw
     j->decoded = msg_decode_msgpack(&j->m, raw, len, &err) == 0 &&
                  msg_validate(&j->m, ORIGIN_INTERNAL, &err) == 0;
     msg_stored_fill(&j->m);
+    j->m.seq = seq; /* the entry's (the stored payload carries none) */
     j->parallel = j->decoded && conv[0] && j->m.role == ROLE_CUSTOMER;
     job_append(r, j);
 }

@@ -225,9 +225,10 @@ struct job {
     int has_row;
 };
 
-/* Queue a cg:in entry (raw copied) / an outbox drain. Entries already queued are not added. */
+/* Queue a cg:in entry (raw copied; seq: its field s, 0 when none) / an outbox drain. Entries
+ * already queued are not added. */
 void job_push_entry(router *r, const char *id, const char *conv, const char *raw, size_t len,
-                    int rated);
+                    int rated, uint64_t seq);
 void job_push_outbox(router *r);
 /* Queue a claimed timer (member with lease score); a member already queued is not added. */
 void job_push_timer(router *r, const char *member, const char *lease);

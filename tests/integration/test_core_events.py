@@ -284,8 +284,9 @@ def test_a_waiting_conversation_is_told_in_the_same_call(redis_srv, name, who, o
 
 def test_a_waiting_customers_next_message_is_answered_in_the_same_call(redis_srv):
     """Another message while the conversation waits: its timers and the waiting reply again in
-    the one call; a message classified into another queue is left to the router (its deadlines
-    count that queue's business hours)."""
+    the one call; a message classified into another queue, with neither the desk's timings
+    published nor that queue's deadlines in the map, is left to the router (they may count the
+    queue's business hours)."""
     r = redis_srv.r
     load_libraries(r)
     r.fcall("cg_presence", 1, TENANT, "amy", "gw1:1", 1, "Amy", 1, "general", NOW)
@@ -298,6 +299,43 @@ def test_a_waiting_customers_next_message_is_answered_in_the_same_call(redis_srv
     assert [m["text"] for m in log_of(r, conv) if m.get("role") == "bot"] == ["Q 1 2 min"] * 2
     what, info = call(r, event(conv, greet="", queue="sales", **waiting(wait_cmid="cg:pos:3-1")))
     assert what == "info" and "told" not in info  # another queue: the router's
+
+
+# A waiting conversation in general gets a message the router classified into sales: (the desk's
+# timings as published, the map's dues) -> its own queue's deadlines armed in the call (told) or
+# left to the router (None)
+LATER = NOW + 5_000
+OTHER = [
+    ("no business hours: from the desk's timings", ["first_s:web", "60", "next_s:web", "120"],
+     None, 1, LATER + 60_000),
+    ("business hours: the router's dues for it", ["first_s:web", "60", "hours:general", "1"],
+     {"general": [LATER + 3_600_000, 0], "billing": [1, 2]}, 1, LATER + 3_600_000),
+    ("business hours, no dues (an earlier router): the router's", ["first_s:web", "60",
+                                                                   "hours:general", "1"],
+     None, None, None),
+    ("timings not published: the router's", None, None, None, None),
+]
+
+
+@pytest.mark.parametrize("name,desk,dues,told,first", OTHER, ids=[o[0] for o in OTHER])
+def test_a_message_classified_into_another_queue_arms_its_own_queues_deadlines(
+        redis_srv, name, desk, dues, told, first):
+    """One call for every customer message: the deadlines of the queue the conversation is in,
+    not of the one this message classified into, armed in the call (redis/event.lua
+    customer_dues; the router sends dues of the queues that count business hours)."""
+    r = redis_srv.r
+    load_libraries(r)
+    if desk:
+        r.fcall("cg_deskcfg", 1, TENANT, "ready", "1", *desk)
+    conv = customer_text(r, "cu1", "hello")
+    what, res = call(r, event(conv, greet="", first_due=0, next_due=0, **waiting()))
+    assert (what, res["result"]) == ("new", "queued") and f"first:{conv}" not in timers(r)
+    customer_text(r, "cu1", "my invoice is wrong", now=LATER)
+    over = {"dues": dues} if dues else {}
+    what, info = call(r, event(conv, greet="", now=LATER, queue="sales", first_due=LATER + 1,
+                               next_due=LATER + 2, **waiting(wait_cmid="cg:pos:2-1"), **over))
+    assert (what, info["queue"], info.get("told")) == ("info", "general", told), info
+    assert timers(r).get(f"first:{conv}") == first
 
 
 def test_an_answer_names_its_fields_in_sorted_order(redis_srv):

@@ -22,7 +22,7 @@ import msgpack
 import pytest
 
 from conftest import InjectedClock, wait_until
-from desk import conv_hash, log_of, s, store
+from desk import Monitor, conv_hash, log_of, s, store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _ids = iter(range(1, 1000))
@@ -619,11 +619,19 @@ def test_a_waiting_customers_message_for_another_queue_gets_the_reply_of_its_own
     wait_until(lambda: r.sismember("cg:{t:default}:closed", "general"), 5, "general closed")
     c = send(r, "night3", "hello?")
     wait_bot(r, c, "OFF")
+    mon = Monitor(r).start()
     send(r, "night3", "this is a complaint", conv=c)  # classified into complaints, open
     offs = wait_bot(r, c, "OFF", n=2)
+    wait_until(lambda: not r.xpending("cg:{t:default}:in", "routers")["pending"], 5,
+               "the router done with the message")
+    mon.stop()
     assert [(m["text"], m["queue"]) for m in offs] == [(f"OFF {opens_at}", "general")] * 2
     assert not bot_texts(r, c, "QUEUED") and not bot_texts(r, c, "TICKET")
     assert conv_hash(r, c)["queue"] == "general"
+    # one call for the message, general's own deadlines in it (the router sends the dues of the
+    # queues that count business hours): nothing armed afterwards in a call of its own
+    fired = mon.fcalls()
+    assert fired == ["cg_message", "cg_customer_msg"], mon.seen
 
 
 # ---- SLA timers ---------------------------------------------------------------------------------
