@@ -340,22 +340,22 @@ end
 
 -- The answer to a message whose idempotency key already holds seen: {conv, seq, 1}. seen is
 -- "conv:seq" (a customer's or an agent's message stored elsewhere than the conversation it
--- named), or "seq": the desk's own message in conv (per-conversation key: d.role nil), or a
--- customer's or an agent's stored in the conversation it named (dup_conv finds it). d: role,
--- sender, cmid and the candidate conversations {named, resolved}.
-local function dup_answer(seen, conv, d)
+-- named), or "seq": the desk's own message in conv (per-conversation key: role nil), or a
+-- customer's or an agent's stored in the conversation it named (dup_conv finds it among named
+-- and resolved, the conversations this try named and resolved to).
+local function dup_answer(seen, conv, role, sender, cmid, named, resolved)
     local c, q = string.match(seen, '^(.*):(%d+)$')
     if c then return {c, tonumber(q), 1} end
     local seq = tonumber(seen) or 0
-    if d and d.role then conv = dup_conv(seq, d.role, d.sender, d.cmid, d.convs) end
+    if role then conv = dup_conv(seq, role, sender, cmid, {named, resolved or ''}) end
     return {conv, seq, 1}
 end
 
 -- An error for a message, unless it is a retry of one already accepted: then its dup answer
--- (the idempotency key is looked up only on this path).
-local function refuse(idem, err, conv, d)
+-- (the idempotency key is looked up only on this path; role, sender, cmid, named: dup_answer's).
+local function refuse(idem, err, conv, role, sender, cmid, named)
     local seen = idem and redis.call('GET', idem)
-    if seen then return dup_answer(seen, conv, d) end
+    if seen then return dup_answer(seen, conv, role, sender, cmid, named) end
     return err
 end
 
@@ -377,10 +377,10 @@ local function cg_append(keys, args, mtype)
     -- (another connection, another gateway, after the last chat closed) finds the conversation
     -- its first try opened, and a re-send after a close is a duplicate. The desk's own messages
     -- (deterministic cmids such as cg:greet) are unique per conversation.
-    local idem, d
+    local idem, own -- own: the sender's key (customer, agent), else per conversation
+    local named = conv
     if cmid ~= '' and mode ~= 'eph' and (role == 'customer' or role == 'agent') then
-        idem = CG.KEY.idem_sender(role, sender, cmid)
-        d = {role = role, sender = sender, cmid = cmid, convs = {conv}}
+        idem, own = CG.KEY.idem_sender(role, sender, cmid), role
     end
 
     -- Where it goes, checked (reads only).
@@ -389,14 +389,14 @@ local function cg_append(keys, args, mtype)
     local err, rating, c, opening
     if role == 'customer' then
         conv, err, c, opening = customer_conv(conv, sender, newconv, channel, now, mode, m)
-        if not conv then return refuse(idem, err, '', d) end
+        if not conv then return refuse(idem, err, '', own, sender, cmid, named) end
         rating = err
         if conv == '' then return {'', 0, 0} end
     elseif role == 'agent' then
         c = conv ~= '' and conv_fields(conv) or {}
         local ok
         ok, err = agent_check(c, sender)
-        if not ok then return refuse(idem, err, conv, d) end
+        if not ok then return refuse(idem, err, conv, own, sender, cmid, named) end
     elseif role == 'system' or role == 'bot' or role == 'bridge' then
         c = conv ~= '' and conv_fields(conv) or {}
         if not c.state then return redis.error_reply('NOCONV no such conversation') end
@@ -414,28 +414,28 @@ local function cg_append(keys, args, mtype)
     -- holds an earlier try's answer, which is returned instead.
     local seq, run
     if opening then seq, run = 1, run_name() else seq, run = seq_plan(c) end
-    local value = seq
-    if d then
-        if conv ~= d.convs[1] then value = conv .. ':' .. seq end
-        d.convs[2] = conv
+    local sq = fmt(seq) -- as written in the keys and fields below: formatted once
+    local value = sq
+    if own then
+        if conv ~= named then value = conv .. ':' .. sq end
     elseif cmid ~= '' then
         idem = CG.KEY.idem(conv, cmid)
     end
     if idem then
         local ttl = tonumber(desk_timings().idem_ttl_s) or IDEM_TTL -- idempotency_ttl_s
         local seen = redis.call('SET', idem, value, 'NX', 'GET', 'EX', ttl)
-        if seen then return dup_answer(seen, conv, d) end
+        if seen then return dup_answer(seen, conv, own, sender, cmid, named, conv) end
     end
 
-    local w = {seq = seq} -- the conversation's writes: one HSET at the end
+    local w = {seq = sq} -- the conversation's writes: one HSET at the end
     if run then w.ep = run end
     if opening then open_conv(conv, sender, channel, now, w) end
-    redis.call('XADD', CG.KEY.conv_log(conv), seq .. '-0', 'm', payload)
+    redis.call('XADD', CG.KEY.conv_log(conv), sq .. '-0', 'm', payload)
     if mode == 'log' and rating then -- r: this message was taken as the survey's answer
-        redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload, 'r', rating)
+        redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', sq, 'm', payload, 'r', rating)
     elseif mode == 'log' and not ((role == 'customer' or role == 'agent') and is_content(m) and
         steady(conv, role, sender, now, c, w)) then
-        redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', seq, 'm', payload)
+        redis.call('XADD', CG.KEY.inbound(), '*', 'c', conv, 's', sq, 'm', payload)
     end
     redis.call('PUBLISH', CG.KEY.ch_conv(conv), struct.pack('>I8', seq) .. payload)
     if role == 'customer' and preview ~= '' and not c.preview then w.preview = preview end
@@ -448,7 +448,7 @@ local function cg_append(keys, args, mtype)
         w.rating, w.rated_at = rating, now
     end
     conv_hset(conv, w)
-    outbound(conv, seq, role, payload, m, c.channel)
+    outbound(conv, sq, role, payload, m, c.channel)
     return {conv, seq, 0}
 end
 
