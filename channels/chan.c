@@ -185,8 +185,8 @@ int chan_msg_add_att(msg *m, const char *url, const char *mime, const char *name
         return cg_err_set(err, "too_large", "more than %d attachments", MSG_ATT_MAX);
     if (!url || !*url) return cg_err_set(err, "missing_field", "attachment without reference");
     if (strlen(url) >= MSG_URL_MAX) return cg_err_set(err, "too_large", "attachment url too long");
-    msg_attachment *a = &m->att[m->n_att];
-    memset(a, 0, sizeof(*a));
+    msg_attachment *a = msg_att_slot(m);
+    if (!a) return cg_err_set(err, "nomem", "out of memory");
     if (chan_copys(a->url, sizeof(a->url), url) < 0)
         return cg_err_set(err, "bad_value", "attachment url is not UTF-8");
     if (chan_copys(a->mime, sizeof(a->mime), mime) < 0) a->mime[0] = '\0';

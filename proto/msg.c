@@ -19,7 +19,16 @@ void msg_free(msg *m) {
     free(m->text);
     free(m->native);
     free(m->items);
+    free(m->att);
     msg_init(m);
+}
+
+msg_attachment *msg_att_slot(msg *m) {
+    if (m->n_att >= MSG_ATT_MAX) return NULL;
+    if (!m->att && !(m->att = calloc(MSG_ATT_MAX, sizeof(*m->att)))) return NULL;
+    msg_attachment *a = &m->att[m->n_att];
+    memset(a, 0, sizeof(*a));
+    return a;
 }
 
 /* Copies len bytes (no NUL needed) into a fresh NUL-terminated buffer owned by m; the old text is

@@ -92,7 +92,8 @@ typedef struct msg {
     int64_t ts_ms;        /* when the gateway received / the router produced it */
     char *text;           /* UTF-8, NUL-terminated, owned; NULL = none */
     size_t text_len;
-    msg_attachment att[MSG_ATT_MAX];
+    msg_attachment *att; /* owned: room for MSG_ATT_MAX from the first (msg_att_slot); NULL
+                            before, so that a message without any is small to zero */
     uint8_t n_att;
     msg_identity identity;
     msg_meta meta;
@@ -125,8 +126,14 @@ typedef struct msg {
 /* Zero m and set the version. Never fails. */
 void msg_init(msg *m);
 
-/* Free what m owns (text, native, items) and re-initialise it. Safe on an initialised msg. */
+/* Free what m owns (text, native, items, attachments) and re-initialise it. Safe on an
+ * initialised msg. */
 void msg_free(msg *m);
+
+/* The slot of m's next attachment, att[n_att], zeroed (the caller fills it and counts it in
+ * n_att); the array is allocated with the first. NULL when MSG_ATT_MAX are there or out of
+ * memory. */
+msg_attachment *msg_att_slot(msg *m);
 
 /* Replace m's text with a copy of the len bytes at s (no NUL needed). Returns -1 (err "too_large")
  * when len > MSG_TEXT_MAX, -1 ("bad_utf8") when not valid UTF-8, -1 ("nomem") on allocation

@@ -162,7 +162,8 @@ static int dec_attachments(json_t *o, msg *m, cg_err *err) {
     if (!arr) return 0;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *e = json_array_get(arr, i);
-        msg_attachment *a = &m->att[i];
+        msg_attachment *a = msg_att_slot(m);
+        if (!a) return cg_err_set(err, "nomem", "out of memory");
         char pfx[48];
         snprintf(pfx, sizeof(pfx), "attachments[%zu].", i);
         if (!json_is_object(e))

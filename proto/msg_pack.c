@@ -326,7 +326,8 @@ static int dec_attachments(const msgpack_object *o, msg *m, cg_err *err) {
     if (!arr) return 0;
     for (uint32_t i = 0; i < arr->via.array.size; i++) {
         const msgpack_object *e = &arr->via.array.ptr[i];
-        msg_attachment *a = &m->att[i];
+        msg_attachment *a = msg_att_slot(m);
+        if (!a) return cg_err_set(err, "nomem", "out of memory");
         char pfx[48];
         snprintf(pfx, sizeof(pfx), "attachments[%u].", i);
         if (elem_map(arr, i, "attachments", err)) return -1;

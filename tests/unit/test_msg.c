@@ -33,7 +33,8 @@ static void fill_full(msg *m) {
     m->ts_client_ms = 1700000000123;
     m->ts_ms = 1700000000456;
     assert_int_equal(msg_set_text(m, ZH_TEXT, strlen(ZH_TEXT), NULL), 0);
-    m->n_att = 2;
+    for (int i = 0; i < 2; i++, m->n_att++)
+        assert_non_null(msg_att_slot(m));
     strcpy(m->att[0].url, "https://cdn.example.com/u/receipt.png");
     strcpy(m->att[0].mime, "image/png");
     m->att[0].size = 48213;
@@ -1137,7 +1138,8 @@ static void test_json_text_as_jansson_writes_it(void **state) {
     memcpy(text + k, rest, strlen(rest));
     k += strlen(rest);
     assert_int_equal(msg_set_text(&m, text, k, NULL), 0);
-    m.n_att = 2;
+    for (int i = 0; i < 2; i++, m.n_att++)
+        assert_non_null(msg_att_slot(&m));
     strcpy(m.att[0].url, "https://x/a?b=1&c=\"2\"");
     strcpy(m.att[0].mime, "image/png");
     m.att[0].size = 1234;
