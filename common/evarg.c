@@ -62,8 +62,8 @@ int evarg_send(evarg *a, rconn *rc, const char *fn, const char *key, rconn_reply
                void *priv) {
     const char *argv[5];
     size_t lens[5];
-    int rc_ =
-        evarg_fcall(a, fn, key, argv, lens) == 0 ? rconn_cmdargv(rc, cb, priv, 5, argv, lens) : -1;
+    int sent =
+        evarg_fcall(a, fn, key, argv, lens) == 0 && rconn_cmdargv(rc, cb, priv, 5, argv, lens) == 0;
     evarg_free(a);
-    return rc_ < 0 ? -1 : 0;
+    return sent ? 0 : -1;
 }

@@ -9,10 +9,10 @@
 #define CG_EVARG_H
 
 #include <msgpack.h>
-
-#include "rconn.h"
 #include <stddef.h>
 #include <stdint.h>
+
+#include "rconn.h"
 
 typedef struct evarg {
     msgpack_sbuffer sb;

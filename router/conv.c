@@ -202,14 +202,14 @@ static void conv_dues_fields(evarg *a, job *j) {
     uint32_t n = 0;
     for (size_t i = 0; i < s->n_queues; i++) {
         const cls_queue *q = &s->queues[i];
-        n += (q->hours.set || q->hours.n_holidays) && strcmp(q->name, j->queue) != 0;
+        n += hours_counted(&q->hours) && strcmp(q->name, j->queue) != 0;
     }
     if (n == 0) return;
     evarg_key(a, "dues");
     msgpack_pack_map(&a->pk, n);
     for (size_t i = 0; i < s->n_queues; i++) {
         const cls_queue *q = &s->queues[i];
-        if (!(q->hours.set || q->hours.n_holidays) || strcmp(q->name, j->queue) == 0) continue;
+        if (!hours_counted(&q->hours) || strcmp(q->name, j->queue) == 0) continue;
         long long first, next;
         sla_customer_dues(j->r, j->channel, q->name, j->now_ms, &first, &next);
         msgpack_pack_str_with_body(&a->pk, q->name, strlen(q->name));

@@ -272,6 +272,10 @@ static int hours_window_after(const hours_spec *h, int64_t t_ms, int64_t *o, int
     return 0;
 }
 
+int hours_counted(const hours_spec *h) {
+    return h->set || h->n_holidays;
+}
+
 int hours_open(const hours_spec *h, int64_t t_ms) {
     if (!h->set) return 1;
     hours_tzsave s;

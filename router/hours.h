@@ -41,6 +41,9 @@ int hours_parse_holidays(hours_spec *h, const char *list, cg_err *err);
 /* Time zone: an IANA name present in /usr/share/zoneinfo ("" = local). 0, or -1 with err. */
 int hours_set_tz(hours_spec *h, const char *tz, cg_err *err);
 
+/* 1 when h counts business time (weekly hours or holidays given): its deadlines are not plain
+ * wall-clock durations. */
+int hours_counted(const hours_spec *h);
 /* 1 when the desk is open at t_ms. */
 int hours_open(const hours_spec *h, int64_t t_ms);
 /* The first time >= t_ms when the desk is open (t_ms itself when open); 0 when it never opens

@@ -220,7 +220,7 @@ static void store_publish_timings(router *r) {
     argv[n++] = categories;
     for (size_t i = 0; i < set->n_queues; i++) {
         const cls_queue *q = &set->queues[i];
-        if (!q->hours.set && !q->hours.n_holidays) continue;
+        if (!hours_counted(&q->hours)) continue;
         snprintf(names[k][0], sizeof(names[k][0]), "hours:%s", q->name);
         argv[n++] = names[k++][0];
         argv[n++] = "1";

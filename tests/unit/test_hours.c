@@ -74,6 +74,13 @@ static void test_unset_is_always_open(void **state) {
     assert_int_equal(hours_next_open(&h, t), t);
     assert_int_equal(hours_next_change(&h, t), 0);
     assert_int_equal(hours_add(&h, t, 60), t + 60000);
+    assert_false(hours_counted(&h));
+    cg_err err = {{0}, {0}};
+    assert_int_equal(hours_parse_holidays(&h, "2026-12-25", &err), 0); /* holidays alone count */
+    assert_true(hours_counted(&h));
+    hours_init(&h);
+    assert_int_equal(hours_parse_week(&h, "mon-fri 09:00-18:00", &err), 0);
+    assert_true(hours_counted(&h));
 }
 
 /* 2026-11-23 is a Monday. Shanghai is UTC+8 without DST. */
