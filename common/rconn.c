@@ -86,8 +86,10 @@ struct rconn {
     rc_cmd *head, *tail; /* outstanding commands, oldest first */
     rc_sub *subs;
     unsigned long long sent;
-    unsigned in_flight; /* commands sent and not answered (the head..tail list) */
-    unsigned drain_low; /* rconn_on_drain: call drain_cb when in_flight falls to this */
+    unsigned long long writes; /* flushes that wrote (rconn_writes) */
+    unsigned batch_ms;         /* rconn_set_batch */
+    unsigned in_flight;        /* commands sent and not answered (the head..tail list) */
+    unsigned drain_low;        /* rconn_on_drain: call drain_cb when in_flight falls to this */
     rconn_drain_fn *drain_cb;
     void *drain_priv;
 };
@@ -194,15 +196,24 @@ int rconn_url_parse(const char *url, rconn_url *out, cg_err *err) {
  * runs after this turn's callbacks and before the loop blocks, so the commands of one turn leave
  * in one write() and a socket that takes them all costs no POLLOUT round. Only a write that did
  * not go out whole arms POLLOUT. The poll handle is restarted only when what it waits for changes
- * (uv_poll_start removes the fd from epoll and adds it again: two syscalls). */
+ * (uv_poll_start removes the fd from epoll and adds it again: two syscalls).
+ *
+ * With a batch window (rconn_set_batch) a flush comes at most once per window: a command queued
+ * sooner after the last flush waits on the timer for the rest of the window, and what was queued
+ * meanwhile leaves in the same write (fewer wake-ups of Redis and of this process under load; a
+ * command after a quiet spell still leaves at the end of its turn). */
 typedef struct rc_uv {
     redisAsyncContext *ac; /* NULL once hiredis has released us */
     uv_poll_t poll;
     uv_prepare_t flush;
-    int events;   /* what hiredis wants (UV_READABLE / UV_WRITABLE) */
-    int armed;    /* what the poll handle waits for */
-    int deferred; /* a write waits for the flush */
-    int open;     /* handles not closed yet */
+    uv_timer_t batch;    /* the rest of the batch window */
+    unsigned batch_ms;   /* 0: flush every turn */
+    uint64_t flushed_at; /* uv_now() of the last flush */
+    int events;          /* what hiredis wants (UV_READABLE / UV_WRITABLE) */
+    int armed;           /* what the poll handle waits for */
+    int deferred;        /* a write waits for the flush */
+    int blind;           /* and it carries a command without a callback (rc_uv_no_wait) */
+    int open;            /* handles not closed yet */
 } rc_uv;
 
 static void rc_uv_on_poll(uv_poll_t *h, int status, int events);
@@ -218,27 +229,72 @@ static void rc_uv_update(rc_uv *p) {
         uv_poll_stop(&p->poll);
 }
 
+/* hiredis writes what it has queued; counted for rconn_writes. */
+static void rc_uv_write(rc_uv *p) {
+    ((rconn *)p->ac->data)->writes++;
+    redisAsyncHandleWrite(p->ac);
+}
+
 static void rc_uv_on_poll(uv_poll_t *h, int status, int events) {
     rc_uv *p = h->data;
     int ev = status < 0 ? p->armed : events; /* on error let hiredis find out */
     if (status < 0) p->armed = 0;            /* libuv stopped the handle */
     if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
-    if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    if (p->ac && (ev & UV_WRITABLE)) rc_uv_write(p);
     if (status < 0 && p->ac) rc_uv_update(p);
 }
 
-/* The prepare handle: write what this loop turn queued; what did not go out waits for POLLOUT. */
-static void rc_uv_on_flush(uv_prepare_t *h) {
-    rc_uv *p = h->data;
+/* Write what was queued since the last flush; what did not go out waits for POLLOUT. */
+static void rc_uv_flush_now(rc_uv *p) {
     uv_prepare_stop(&p->flush);
-    p->deferred = 0;
-    if (p->ac && (p->events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    uv_timer_stop(&p->batch);
+    p->deferred = p->blind = 0;
+    p->flushed_at = uv_now(p->poll.loop);
+    if (p->ac && (p->events & UV_WRITABLE)) rc_uv_write(p);
     if (p->ac) rc_uv_update(p);
+}
+
+static void rc_uv_on_flush(uv_prepare_t *h) {
+    rc_uv_flush_now(h->data);
+}
+
+static void rc_uv_on_batch(uv_timer_t *h) {
+    rc_uv_flush_now(h->data);
+}
+
+unsigned rconn_batch_wait(uint64_t now, uint64_t flushed_at, unsigned batch_ms) {
+    uint64_t since = now - flushed_at;
+    return since >= batch_ms ? 0 : (unsigned)(batch_ms - since);
+}
+
+/* A fire-and-forget command was queued: what the caller does next (a frame, an HTTP answer) may
+ * depend on it, so the batch leaves at the end of this turn, not at the end of the window. */
+static void rc_uv_no_wait(rc_uv *p) {
+    if (!p || !p->deferred) return;
+    p->blind = 1;
+    if (!uv_is_active((uv_handle_t *)&p->batch)) return;
+    uv_timer_stop(&p->batch);
+    uv_prepare_start(&p->flush, rc_uv_on_flush);
+}
+
+/* A write is wanted: flush at the end of this turn, or when the batch window ends. */
+static void rc_uv_defer(rc_uv *p) {
+    p->deferred = 1;
+    unsigned wait = rconn_batch_wait(uv_now(p->poll.loop), p->flushed_at, p->batch_ms);
+    if (wait == 0)
+        uv_prepare_start(&p->flush, rc_uv_on_flush);
+    else
+        uv_timer_start(&p->batch, rc_uv_on_batch, wait, 0);
 }
 
 void rconn_flush(rconn *rc) {
     rc_uv *p = rc && rc->ac ? rc->ac->ev.data : NULL;
-    if (p && p->deferred) rc_uv_on_flush(&p->flush);
+    if (p && p->deferred) rc_uv_flush_now(p);
+}
+
+void rconn_flush_blind(rconn *rc) {
+    rc_uv *p = rc && rc->ac ? rc->ac->ev.data : NULL;
+    if (p && p->deferred && p->blind) rc_uv_flush_now(p);
 }
 
 static void rc_uv_add_read(void *d) {
@@ -257,18 +313,19 @@ static void rc_uv_del_read(void *d) {
 static void rc_uv_add_write(void *d) {
     rc_uv *p = d;
     p->events |= UV_WRITABLE;
-    if (p->ac && (p->ac->c.flags & REDIS_CONNECTED) && !p->deferred && !(p->armed & UV_WRITABLE)) {
-        p->deferred = 1;
-        uv_prepare_start(&p->flush, rc_uv_on_flush);
-    }
+    if (p->ac && (p->ac->c.flags & REDIS_CONNECTED) && !p->deferred && !(p->armed & UV_WRITABLE))
+        rc_uv_defer(p);
     rc_uv_update(p);
 }
 
 static void rc_uv_del_write(void *d) {
     rc_uv *p = d;
     p->events &= ~UV_WRITABLE;
-    if (p->deferred) uv_prepare_stop(&p->flush);
-    p->deferred = 0;
+    if (p->deferred) {
+        uv_prepare_stop(&p->flush);
+        uv_timer_stop(&p->batch);
+    }
+    p->deferred = p->blind = 0;
     rc_uv_update(p);
 }
 
@@ -284,9 +341,10 @@ static void rc_uv_cleanup(void *d) {
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, rc_uv_on_closed);
     uv_close((uv_handle_t *)&p->flush, rc_uv_on_closed);
+    uv_close((uv_handle_t *)&p->batch, rc_uv_on_closed);
 }
 
-static int rc_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+static int rc_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, unsigned batch_ms) {
     if (ac->ev.data) return REDIS_ERR;
     rc_uv *p = calloc(1, sizeof(*p));
     if (!p) return REDIS_ERR;
@@ -295,10 +353,13 @@ static int rc_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
         return REDIS_ERR;
     }
     uv_prepare_init(loop, &p->flush);
-    p->open = 2;
+    uv_timer_init(loop, &p->batch);
+    p->open = 3;
     p->ac = ac;
+    p->batch_ms = batch_ms;
     p->poll.data = p;
     p->flush.data = p;
+    p->batch.data = p;
     ac->ev.data = p;
     ac->ev.addRead = rc_uv_add_read;
     ac->ev.delRead = rc_uv_del_read;
@@ -436,6 +497,7 @@ static int rc_queued(rconn *rc, rc_cmd *c, int status) {
     rc->tail = c;
     rc->sent++;
     rc->in_flight++;
+    if (!c->cb) rc_uv_no_wait(rc->ac->ev.data);
     return 0;
 }
 
@@ -717,7 +779,7 @@ static void rc_connect(rconn *rc) {
         ac->c.errstr[0] = '\0';
     }
     ac->data = rc;
-    if (rc_uv_attach(ac, rc->loop) != REDIS_OK) {
+    if (rc_uv_attach(ac, rc->loop, rc->batch_ms) != REDIS_OK) {
         log_error("redis %s: cannot attach to the loop", rc->name);
         redisAsyncFree(ac);
         rc_gone(rc);
@@ -803,6 +865,16 @@ void rconn_on_drain(rconn *rc, unsigned low, rconn_drain_fn *cb, void *priv) {
 
 unsigned long long rconn_commands_sent(const rconn *rc) {
     return rc ? rc->sent : 0;
+}
+
+unsigned long long rconn_writes(const rconn *rc) {
+    return rc ? rc->writes : 0;
+}
+
+void rconn_set_batch(rconn *rc, unsigned ms) {
+    rc->batch_ms = ms;
+    rc_uv *p = rc->ac ? rc->ac->ev.data : NULL;
+    if (p) p->batch_ms = ms;
 }
 
 static void rc_on_closed(uv_handle_t *h) {

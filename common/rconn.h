@@ -11,6 +11,7 @@
 #define CG_RCONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -68,9 +69,27 @@ void rconn_free(rconn **rcp);
 /* Write the commands queued in this loop turn now instead of at its end (they leave before
  * whatever the caller writes next, e.g. a client frame that follows a fire-and-forget write). */
 void rconn_flush(rconn *rc);
+/* rconn_flush only when a command without a callback (fire-and-forget) waits: what the caller
+ * writes next may depend on it. Commands with callbacks keep waiting for their batch (whatever
+ * depends on them waits for their replies anyway). */
+void rconn_flush_blind(rconn *rc);
+
+/* Batch window: write to Redis at most once per `ms` milliseconds. A command queued within ms of
+ * the last write waits for the rest of the window and leaves with everything queued meanwhile, in
+ * one write; a command after a quieter spell leaves at the end of its loop turn, as with 0 (the
+ * default: every turn's commands leave at its end). A command without a callback does not wait
+ * either (it and the batch leave at the end of its turn), and rconn_flush() writes at once. Worth
+ * it on a connection that carries many small commands from many clients (the gateway's), not on one
+ * whose commands wait on each other's replies (it would add the window to each round trip). */
+void rconn_set_batch(rconn *rc, unsigned ms);
+/* How long a command queued at `now` waits (ms) when the last write was at flushed_at: 0 when
+ * the window has passed (pure; for tests). */
+unsigned rconn_batch_wait(uint64_t now, uint64_t flushed_at, unsigned batch_ms);
 
 /* Counters for benchmarks and tests. */
 unsigned long long rconn_commands_sent(const rconn *rc);
+/* Writes to the socket (each carrying every command queued since the one before). */
+unsigned long long rconn_writes(const rconn *rc);
 /* Commands sent on rc and not answered yet (what a caller bounds to apply backpressure). */
 unsigned rconn_in_flight(const rconn *rc);
 /* After any reply that leaves at most `low` commands unanswered, cb(rc, priv) is called (from

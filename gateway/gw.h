@@ -54,6 +54,7 @@ typedef struct gw_config {
     long long max_frame;
     long long send_queue_max;
     long long redis_max_in_flight;
+    long long redis_batch_ms;
     long long rate_msgs;
     long long rate_burst;
     long long customer_token_ttl;

@@ -54,6 +54,9 @@ static const cfg_opt gw_opts[] = {
     O_INT("redis_max_in_flight", "8192", redis_max_in_flight, 16, 1000000,
           "client messages sent to Redis and not answered; more get busy (retry) and their "
           "sockets are not read until half of them are answered"),
+    O_INT("redis_batch_ms", "2", redis_batch_ms, 0, 100,
+          "write to Redis at most once per this many ms under load (commands queued meanwhile "
+          "leave together); 0: at the end of every loop turn"),
     O_INT("rate_msgs", "20", rate_msgs, 1, 100000, "frames per second per connection"),
     O_INT("rate_burst", "40", rate_burst, 1, 100000, "burst of frames per connection"),
     O_INT("customer_token_ttl", "2592000", customer_token_ttl, 60, 315360000,
@@ -297,6 +300,7 @@ static int gw_start(void) {
     G.sub = G.redis
                 ? rconn_new(G.loop, G.cfg.redis_url, "redis-sub", 5000, on_sub_state, NULL, &err)
                 : NULL;
+    if (G.redis) rconn_set_batch(G.redis, (unsigned)G.cfg.redis_batch_ms);
     if (G.redis)
         rconn_on_drain(G.redis, (unsigned)G.cfg.redis_max_in_flight / 2, client_backpressure_ease,
                        NULL);

@@ -398,12 +398,12 @@ static void ws_flush_one(sess *s) {
     }
 }
 
-/* The prepare handle: every listed session, also those listed while it runs; the Redis
- * commands of the turn leave first (a fire-and-forget write such as an e-mail's Message-ID is
- * in Redis before the frame that depends on it reaches its client). */
+/* The prepare handle: every listed session, also those listed while it runs; a fire-and-forget
+ * Redis write of the turn leaves first (e.g. an e-mail's Message-ID is in Redis before the frame
+ * that depends on it reaches its client); commands awaiting replies keep their batch. */
 static void ws_flush(uv_prepare_t *h) {
     uv_prepare_stop(h);
-    rconn_flush(G.redis);
+    rconn_flush_blind(G.redis);
     for (size_t i = 0; i < flush_n; i++) {
         sess *s = flush_list[i];
         ws_flush_one(s);

@@ -347,6 +347,64 @@ static void test_watchdog(void **state) {
     assert_int_equal(loop_close_all(&f->loop), 0);
 }
 
+/* With a batch window, commands queued within it after a write wait and leave together in one
+ * write; one queued after a quiet spell, or without a callback, leaves at the end of its loop
+ * turn; rconn_flush writes at once. Loop turns are driven by hand (UV_RUN_NOWAIT), so nothing
+ * depends on timing but the window (300 ms) being longer than three turns. */
+static void test_batch(void **state) {
+    fixture *f = *state;
+    obs o = {0};
+    cg_err e;
+    assert_int_equal(rconn_batch_wait(1000, 0, 2), 0);
+    assert_int_equal(rconn_batch_wait(1001, 1000, 2), 1);
+    assert_int_equal(rconn_batch_wait(1002, 1000, 2), 0);
+    assert_int_equal(rconn_batch_wait(7, 7, 0), 0);
+
+    rconn *rc = rconn_new(&f->loop, f->url, "batch", 0, on_state, &o, &e);
+    assert_non_null(rc);
+    rconn_start(rc);
+    run_until(f, &o.ups, 1, "connect");
+    rconn_set_batch(rc, 300);
+    run_for(f, 350); /* a quiet spell longer than the window */
+
+    unsigned long long w = rconn_writes(rc);
+    assert_int_equal(rconn_cmd(rc, on_reply, &o, "PING"), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rconn_writes(rc), w + 1); /* after quiet: at the end of its turn */
+    run_until(f, &o.replies, 1, "PING");
+
+    assert_int_equal(rconn_cmd(rc, on_reply, &o, "SET %s %s", "bk", "1"), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rconn_cmd(rc, on_reply, &o, "INCR %s", "bk"), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rconn_cmd(rc, on_reply, &o, "GET %s", "bk"), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rconn_writes(rc), w + 1); /* all three wait for the window */
+    run_until(f, &o.replies, 4, "the batch's replies");
+    assert_int_equal(rconn_writes(rc), w + 2); /* and left in one write */
+    assert_string_equal(o.last, "2");
+
+    assert_int_equal(rconn_cmd(rc, on_reply, &o, "PING"), 0);
+    rconn_flush(rc);
+    assert_int_equal(rconn_writes(rc), w + 3); /* rconn_flush does not wait */
+    run_until(f, &o.replies, 5, "flushed PING");
+
+    /* A command with a callback waits for the window even past rconn_flush_blind; one without
+     * a callback takes the batch out at the end of its turn. */
+    assert_int_equal(rconn_cmd(rc, on_reply, &o, "INCR %s", "bk"), 0);
+    rconn_flush_blind(rc);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rconn_writes(rc), w + 3);
+    assert_int_equal(rconn_cmd(rc, NULL, NULL, "SET %s %s", "bk2", "x"), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rconn_writes(rc), w + 4);
+    run_until(f, &o.replies, 6, "INCR");
+    assert_int_equal(o.last_type, REDIS_REPLY_INTEGER);
+    rconn_free(&rc);
+    uv_close((uv_handle_t *)&f->guard, NULL);
+    assert_int_equal(loop_close_all(&f->loop), 0);
+}
+
 /* rconn_free from inside a reply callback is deferred; later pending callbacks get NULL. */
 static void test_free_in_callback(void **state) {
     fixture *f = *state;
@@ -525,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_loop_signals),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watchdog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_select, setup, teardown),
