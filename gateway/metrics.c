@@ -6,9 +6,11 @@
  *               desk's service counters cg:kpi:queue:<queue>
  *   per agent   the service counters cg:kpi:agent:<agent> of the agents in cg:kpi:agents
  * The counters are HINCRBY'd by the Redis functions at the moment things happen (redis/desk.lua
- * kpi_add, redis/conv.lua kpi_response / kpi_rating); their definitions are in
- * docs/architecture.md, "Desk metrics". Two rounds, both pipelined: SMEMBERS cg:queues and
- * SMEMBERS cg:kpi:agents, then 4 commands per queue and one HGETALL per agent (at most
+ * kpi_add, redis/conv.lua kpi_rating), except the response times, which a conversation holds
+ * until it closes (redis/desk.lua rt_add): FCALL_RO cg_kpi_pending adds up what the open ones
+ * hold, and that is added to response_ms/_n here, so the figures are live. Definitions:
+ * docs/architecture.md, "Desk metrics". Two rounds, both pipelined: SMEMBERS cg:queues, SMEMBERS
+ * cg:kpi:agents and cg_kpi_pending, then 4 commands per queue and one HGETALL per agent (at most
  * METRICS_AGENTS_MAX agents, the first by id; a log line says when more were left out).
  *
  * Only for the scraper: every request needs "Authorization: Bearer <metrics_token>" (compared in
@@ -54,8 +56,17 @@ typedef struct mq {
     double oldest_s;
 } mq;
 
+/* Response times held by open conversations (cg_kpi_pending): added to the counters. */
+typedef struct held {
+    int agent; /* 0: a queue's */
+    char name[MSG_ID_MAX];
+    long long ms, n;
+} held;
+
 typedef struct metrics_req {
     wh_req *q;
+    held *held;
+    size_t nheld;
     unsigned pending;
     int failed;
     unsigned n; /* queues */
@@ -227,6 +238,37 @@ static void kpi_render(buf *b, const char *who, const kpi *list, unsigned n, int
     }
 }
 
+/* k of list (n, sorted by name when sorted) named name, or NULL. */
+static kpi *kpi_find(kpi *list, unsigned n, const char *name, int sorted) {
+    if (!sorted) {
+        for (unsigned i = 0; i < n; i++)
+            if (!strcmp(list[i].name, name)) return &list[i];
+        return NULL;
+    }
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(list[mid].name, name);
+        if (!c) return &list[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Add the response times open conversations hold to the counters of their queue and agent. */
+static void kpi_add_held(metrics_req *m) {
+    for (size_t i = 0; i < m->nheld; i++) {
+        const held *h = &m->held[i];
+        kpi *k = h->agent ? kpi_find(m->ak, m->na, h->name, 1) : kpi_find(m->qk, m->n, h->name, 0);
+        if (!k) continue;
+        k->v[CG_KPI_RESPONSE_MS] += h->ms;
+        k->v[CG_KPI_RESPONSE_N] += h->n;
+    }
+}
+
 /* ---- rendering and the request ---- */
 
 /* The per-source limit counters (limit.c, ws.c, client.c). */
@@ -334,6 +376,7 @@ static void metrics_render(metrics_req *m) {
         for (unsigned i = 0; i < m->n; i++)
             bprintf(&b, "chatgw_queue_agents_available{queue=\"%s\"} %lld\n",
                     esc(m->qk[i].name, ql, sizeof(ql)), m->queues[i].available);
+        kpi_add_held(m);
         kpi_render(&b, "queue", m->qk, m->n, 1);
         kpi_render(&b, "agent", m->ak, m->na, 0);
     }
@@ -348,6 +391,7 @@ static void metrics_done(metrics_req *m) {
     if (q->wsi) metrics_render(m);
     wh_release(q, 0);
     free(m->ak);
+    free(m->held);
     free(m);
 }
 
@@ -463,6 +507,30 @@ static void on_agents(rconn *rc, redisReply *r, void *priv) {
     metrics_done(m);
 }
 
+/* cg_kpi_pending's answer: {{'queue'|'agent', name, ms, n}, ...}. An error (a library of a
+ * release before it, in a rolling upgrade) leaves the counters as the hashes hold them. */
+static void on_held(rconn *rc, redisReply *r, void *priv) {
+    metrics_req *m = priv;
+    if (!r) m->failed = 1;
+    size_t n = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    m->held = n ? calloc(n, sizeof(*m->held)) : NULL;
+    for (size_t i = 0; m->held && i < n; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 4 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_STRING || e->element[1]->len >= MSG_ID_MAX ||
+            e->element[2]->type != REDIS_REPLY_INTEGER ||
+            e->element[3]->type != REDIS_REPLY_INTEGER)
+            continue;
+        held *h = &m->held[m->nheld++];
+        h->agent = !strcmp(e->element[0]->str, "agent");
+        cg_strlcpy(h->name, e->element[1]->str, sizeof(h->name));
+        h->ms = e->element[2]->integer;
+        h->n = e->element[3]->integer;
+    }
+    metrics_done(m);
+}
+
 static int metrics_enabled(void) {
     return 1;
 }
@@ -496,9 +564,10 @@ static void metrics_get(wh_req *q) {
     m->q = q;
     wh_hold(q);
     m->pending = 1; /* this function's own reference, dropped at the end */
-    const char *sets[] = {"SMEMBERS " CG_KEY_QUEUES, "SMEMBERS " CG_KEY_KPI_AGENTS};
-    rconn_reply_fn *cbs[] = {on_queues, on_agents};
-    for (int i = 0; i < 2; i++) {
+    const char *sets[] = {"SMEMBERS " CG_KEY_QUEUES, "SMEMBERS " CG_KEY_KPI_AGENTS,
+                          "FCALL_RO cg_kpi_pending 1 " CG_KEY_TENANT};
+    rconn_reply_fn *cbs[] = {on_queues, on_agents, on_held};
+    for (int i = 0; i < 3; i++) {
         m->pending++;
         if (rconn_cmd(G.redis, cbs[i], m, sets[i]) < 0) {
             m->pending--;

@@ -44,6 +44,7 @@ local function kpi_close(conv, agent, resolution, now)
         end
     end
     kpi_add(h[1], agent, kv)
+    kpi_pending_flush(conv)
     local gone = resolution == 'no_response' or resolution == 'customer_left'
     if gone and (tonumber(h[6]) or 0) == 0 and h[7] and h[7] ~= '' then
         kpi_add(h[1], nil, {'abandoned', 1})
@@ -128,6 +129,7 @@ local function cg_customer_close(keys, args)
         'closed_by', 'customer')
     timers_drop(conv)
     kpi_add(queue, nil, {'closed', 1, 'abandoned', 1})
+    kpi_pending_flush(conv) -- answered before it went back to its queue
     return {'abandoned', channel, locale, queue}
 end
 

@@ -188,8 +188,9 @@ local function kpi_response(conv, role, sender, m, now, c, w)
     if (tonumber(c.answers) or 0) == 0 then w.answers = 1 end
     -- the agent is in cg:kpi:agents once it answered in this assignment (agent_answered)
     local known = c.answered_no ~= nil and c.answered_no == c.assign_no and not c.first_answer
-    kpi_add(c.queue, sender, {CG.KPI.response_ms, fmt(ms > 0 and ms or 0), CG.KPI.response_n, 1},
-        known)
+    if not known and sender ~= '' then redis.call('SADD', CG.KEY.kpi_agents(), sender) end
+    -- held in the conversation until it closes (rt_add, redis/desk.lua)
+    w.rt = rt_add(conv, c, c.queue or '', sender, ms > 0 and ms or 0)
 end
 
 -- Closed conv got (or changed) its survey rating: rated / csat_good (4-5) of its queue and of

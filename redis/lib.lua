@@ -1,4 +1,4 @@
-local VERSION = 52 -- raise with every change: processes load only a newer library
+local VERSION = 53 -- raise with every change: processes load only a newer library
 redis.register_function{function_name = 'chatgw_version', flags = {'no-writes'},
                         callback = function() return VERSION end}
 --[[

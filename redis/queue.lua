@@ -29,6 +29,11 @@ FCALL cg_enqueue 1 <tenant> conv queue prio now_ms [category] [locale] [pos_ms] 
   Errors: NOCONV.
 FCALL cg_queue_list 1 <tenant> queue limit
   -> {{conv, position, queued_at, channel, prio, preview}, ...} the first `limit` waiting.
+FCALL_RO cg_kpi_pending 1 <tenant>
+  The response times the conversations of cg:kpi:pending hold (their field rt, redis/desk.lua
+  rt_add), added up per queue and per agent: what /metrics adds to response_ms/_n of
+  cg:kpi:queue:<queue> and cg:kpi:agent:<agent> so that they are live.
+  -> {{'queue', name, ms, n}, ..., {'agent', name, ms, n}, ...} (no queue or agent twice)
 cg_conv_info(keys, {conv})   inside the library (cg_customer_msg's 'info'), read only
   -> {state, channel, queue, position, in_outbox, ROW or {}, avg_ms, locale, held, staffed, slots,
       free} (slots, free: as cg_enqueue's, while queued)
@@ -170,6 +175,29 @@ local function cg_queue_list(keys, args)
     return out
 end
 
+local function cg_kpi_pending(keys, args)
+    local sums, order = {}, {}
+    local function add(kind, name, ms, n)
+        if name == '' then return end
+        local k = kind .. '\t' .. name
+        local s = sums[k]
+        if not s then
+            s = {kind, name, 0, 0}
+            sums[k] = s
+            order[#order + 1] = s
+        end
+        s[3], s[4] = s[3] + ms, s[4] + n
+    end
+    for _, conv in ipairs(redis.call('SMEMBERS', CG.KEY.kpi_pending())) do
+        local q, a, ms, n = rt_parse(redis.call('HGET', CG.KEY.conv(conv), 'rt'))
+        if q then
+            add('queue', q, ms, n)
+            add('agent', a, ms, n)
+        end
+    end
+    return order
+end
+
 local function cg_conv_info(keys, args)
     local conv = args[1]
     local c = redis.call('HMGET', CG.KEY.conv(conv), 'state', 'channel', 'queue', 'locale')
@@ -308,5 +336,7 @@ redis.register_function{function_name = 'cg_queuecfg', callback = cg_queuecfg}
 redis.register_function{function_name = 'cg_deskcfg', callback = cg_deskcfg}
 redis.register_function{function_name = 'cg_enqueue', callback = cg_enqueue}
 redis.register_function{function_name = 'cg_queue_list', callback = cg_queue_list,
+    flags = {'no-writes'}}
+redis.register_function{function_name = 'cg_kpi_pending', callback = cg_kpi_pending,
     flags = {'no-writes'}}
 redis.register_function{function_name = 'cg_canned_set', callback = cg_canned_set}

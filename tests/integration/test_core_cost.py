@@ -142,3 +142,90 @@ def test_an_answer_leaves_the_next_response_timer_armed_and_it_fires_right(redis
     append(r, "agent", "amy", "a3", conv, t + 201_000)
     assert fire(r, member, t + 320_000) == ["done"]
     assert r.zscore(f"{TENANT}:timers", member) is None
+
+
+# ---- response times: held in the conversation, added to the counters at its close ----------
+
+def kpi(r, who):
+    return {s(k): int(v) for k, v in r.hgetall(f"{TENANT}:kpi:{who}").items()}
+
+
+def held(r):
+    return sorted((s(k), s(n), ms, c) for k, n, ms, c in
+                  r.execute_command("FCALL_RO", "cg_kpi_pending", 1, TENANT))
+
+
+def test_an_answer_holds_its_response_time_in_the_conversation_until_the_close(redis_srv):
+    """An agent's answer writes no counter hash (about 200 AOF bytes): it adds its response time
+    to the conversation's rt, which cg_kpi_pending adds up live and the close hands over."""
+    r = redis_srv.r
+    conv = assigned_chat(r)  # the customer waited 1,000 ms for amy's first answer
+    base = {k: kpi(r, k) for k in ("queue:general", "agent:amy")}
+    assert "response_n" not in base["queue:general"] and "response_n" not in base["agent:amy"]
+    append(r, "customer", "cu1", "where is my order?", conv, NOW + 10_000)
+    cmds = commands_of(r, lambda: append(r, "agent", "amy", "today", conv, NOW + 12_500))
+    assert not [c for c in cmds if c[0] in ("HSET", "HINCRBY") and ":kpi:" in c[1]], cmds
+    assert s(r.hget(f"{TENANT}:conv:{conv}", "rt")) == "general\tamy\t3500\t2"
+    assert r.sismember(f"{TENANT}:kpi:pending", conv)
+    assert held(r) == [("agent", "amy", 3500, 2), ("queue", "general", 3500, 2)]
+    assert r.fcall("cg_close", 1, TENANT, conv, "amy", "resolved", NOW + 20_000)[0] == b"closed"
+    for who in ("queue:general", "agent:amy"):
+        assert (kpi(r, who)["response_ms"], kpi(r, who)["response_n"]) == (3500, 2)
+    assert r.hget(f"{TENANT}:conv:{conv}", "rt") is None
+    assert not r.sismember(f"{TENANT}:kpi:pending", conv) and held(r) == []
+
+
+def test_an_answer_of_another_agent_hands_the_first_agents_times_over(redis_srv):
+    """After a reassignment, the first answer of the new agent adds what the conversation held
+    for the old one to the old one's counters; the new agent's times are held anew."""
+    r = redis_srv.r
+    conv = assigned_chat(r)
+    r.hset(f"{TENANT}:conv:{conv}", "agent", "bob")  # as a transfer or reassignment leaves it
+    append(r, "customer", "cu1", "anyone?", conv, NOW + 10_000)
+    append(r, "agent", "bob", "me", conv, NOW + 10_400)
+    assert (kpi(r, "agent:amy")["response_ms"], kpi(r, "agent:amy")["response_n"]) == (1000, 1)
+    assert "response_n" not in kpi(r, "agent:bob")
+    assert held(r) == [("agent", "bob", 400, 1), ("queue", "general", 400, 1)]
+    assert s(r.hget(f"{TENANT}:conv:{conv}", "rt")) == "general\tbob\t400\t1"
+
+
+def test_a_customer_leaving_a_requeued_conversation_hands_its_times_over(redis_srv):
+    """Answered, sent back to its queue (unresolved), then the customer leaves: the close of a
+    waiting conversation hands the held times over too."""
+    r = redis_srv.r
+    conv = assigned_chat(r)
+    r.hset(f"{TENANT}:conv:{conv}", mapping={"state": "queued"})
+    r.hdel(f"{TENANT}:conv:{conv}", "agent")
+    res = r.fcall("cg_customer_close", 1, TENANT, conv, "cu1", NOW + 5_000)
+    assert s(res[0]) == "abandoned"
+    assert (kpi(r, "queue:general")["response_ms"], kpi(r, "agent:amy")["response_n"]) == (1000, 1)
+    assert held(r) == []
+
+
+def test_a_chat_writes_at_most_600_aof_bytes_per_message(tmp_path):
+    """Issue 10, item 6: <= 600 AOF bytes per message, with 32-character ids (as the widget's
+    cmids) in an assigned conversation: every agent answer, and the customer's texts on average
+    (a question that moves the next-response deadline earlier also writes that ZADD)."""
+    import glob
+    import os
+
+    from conftest import RedisServer
+    srv = RedisServer(str(tmp_path), args=["--appendonly", "yes", "--appenddirname", "aof"])
+    srv.start()
+    try:
+        r = srv.r
+        conv = assigned_chat(r)
+        aof = glob.glob(os.path.join(str(tmp_path), "aof", "*.incr.aof"))[0]
+        cust, agent = [], []
+        for i in range(4):
+            t = NOW + 10_000 * (i + 1)
+            before = os.path.getsize(aof)
+            append(r, "customer", "cu1", f"question number {i}", conv, t)
+            mid = os.path.getsize(aof)
+            append(r, "agent", "amy", f"answer number {i}", conv, t + 500)
+            cust.append(mid - before)
+            agent.append(os.path.getsize(aof) - mid)
+        assert max(agent) <= 600, agent
+        assert sum(cust) / len(cust) <= 600, cust
+    finally:
+        srv.kill()

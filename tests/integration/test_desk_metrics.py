@@ -311,3 +311,41 @@ def test_abandonment_and_sla_breaches(procs, redis_srv, tmp_path):
     assert val(m, "chatgw_queue_sla_breaches_total", queue="faq", kind="first") == 2
     assert val(m, "chatgw_agent_sla_breaches_total", agent=CAROL, kind="first") == 1
     assert val(m, "chatgw_queue_sla_breaches_total", queue="general", kind="first") is None
+
+
+# ---- response times of open conversations -------------------------------------------------------
+
+def test_response_times_of_open_conversations_are_exported_live(procs, redis_srv, tmp_path):
+    """A conversation holds its answers' response times until it closes (issue 10: AOF bytes per
+    answer); /metrics adds what open conversations hold, so an answer counts at once, and the
+    close does not count it twice."""
+    r = redis_srv.r
+    gw = desk(procs, tmp_path)
+
+    async def scenario():
+        alice = await online(gw, procs, "alice")
+        c1 = await customer(gw)
+        conv = (await c1.say("faq: is my parcel lost?"))["conv"]
+        await alice.expect_type("assigned", conv=conv)
+        await alice.say("Let me check", conv=conv)
+        h = conv_hash(r, conv)
+        log = log_of(r, conv)
+        rt = ([e["ts"] for e in log if e.get("text") == "Let me check"][0]
+              - [e["ts"] for e in log if e.get("sender_id") == h["customer"]][0]) / 1000
+        assert h["state"] == "assigned" and h["rt"].startswith("faq\talice\t")
+        assert not r.hget("cg:{t:default}:kpi:queue:faq", "response_n")  # held, not counted
+        open_m = parse(await asyncio.to_thread(scrape, gw))
+        await close_conv(alice, conv, "resolved")
+        await c1.expect_type("closed", conv=conv)
+        return conv, rt, open_m
+
+    conv, rt, open_m = run(scenario())
+    for who, name in (("queue", "faq"), ("agent", "alice")):
+        check_entity(open_m, who, name, {"response_seconds_count": 1, "response_seconds_sum": rt})
+    assert "rt" not in conv_hash(r, conv)
+    text = scrape(gw)
+    promtool_ok(text)
+    closed_m = parse(text)
+    for who, name in (("queue", "faq"), ("agent", "alice")):
+        check_entity(closed_m, who, name, {"response_seconds_count": 1,
+                                           "response_seconds_sum": rt, "closed_total": 1})
