@@ -287,11 +287,6 @@ static void rc_uv_defer(rc_uv *p) {
         uv_timer_start(&p->batch, rc_uv_on_batch, wait, 0);
 }
 
-void rconn_flush(rconn *rc) {
-    rc_uv *p = rc && rc->ac ? rc->ac->ev.data : NULL;
-    if (p && p->deferred) rc_uv_flush_now(p);
-}
-
 void rconn_flush_blind(rconn *rc) {
     rc_uv *p = rc && rc->ac ? rc->ac->ev.data : NULL;
     if (p && p->deferred && p->blind) rc_uv_flush_now(p);

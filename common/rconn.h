@@ -66,11 +66,9 @@ int rconn_unsubscribe(rconn *rc, const char *channel);
  * *rcp is set to NULL. The loop must keep running until the handles are closed. */
 void rconn_free(rconn **rcp);
 
-/* Write the commands queued in this loop turn now instead of at its end (they leave before
- * whatever the caller writes next, e.g. a client frame that follows a fire-and-forget write). */
-void rconn_flush(rconn *rc);
-/* rconn_flush only when a command without a callback (fire-and-forget) waits: what the caller
- * writes next may depend on it. Commands with callbacks keep waiting for their batch (whatever
+/* When a command without a callback (fire-and-forget) waits, write everything queued now, not
+ * at the end of the loop turn: it leaves before whatever the caller writes next (e.g. a client
+ * frame that depends on it). Commands with callbacks keep waiting for their batch (whatever
  * depends on them waits for their replies anyway). */
 void rconn_flush_blind(rconn *rc);
 
@@ -78,7 +76,7 @@ void rconn_flush_blind(rconn *rc);
  * the last write waits for the rest of the window and leaves with everything queued meanwhile, in
  * one write; a command after a quieter spell leaves at the end of its loop turn, as with 0 (the
  * default: every turn's commands leave at its end). A command without a callback does not wait
- * either (it and the batch leave at the end of its turn), and rconn_flush() writes at once. Worth
+ * either (it and the batch leave at the end of its turn; rconn_flush_blind: at once). Worth
  * it on a connection that carries many small commands from many clients (the gateway's), not on one
  * whose commands wait on each other's replies (it would add the window to each round trip). */
 void rconn_set_batch(rconn *rc, unsigned ms);

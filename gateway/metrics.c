@@ -238,23 +238,14 @@ static void kpi_render(buf *b, const char *who, const kpi *list, unsigned n, int
     }
 }
 
-/* k of list (n, sorted by name when sorted) named name, or NULL. */
-static kpi *kpi_find(kpi *list, unsigned n, const char *name, int sorted) {
-    if (!sorted) {
-        for (unsigned i = 0; i < n; i++)
-            if (!strcmp(list[i].name, name)) return &list[i];
-        return NULL;
-    }
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(list[mid].name, name);
-        if (!c) return &list[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+static int kpi_name_cmp(const void *name, const void *k) {
+    return strcmp(name, ((const kpi *)k)->name);
+}
+
+/* The queue named name (m->qk, in cg:queues' order), or NULL. */
+static kpi *kpi_queue(metrics_req *m, const char *name) {
+    for (unsigned i = 0; i < m->n; i++)
+        if (!strcmp(m->qk[i].name, name)) return &m->qk[i];
     return NULL;
 }
 
@@ -262,7 +253,9 @@ static kpi *kpi_find(kpi *list, unsigned n, const char *name, int sorted) {
 static void kpi_add_held(metrics_req *m) {
     for (size_t i = 0; i < m->nheld; i++) {
         const held *h = &m->held[i];
-        kpi *k = h->agent ? kpi_find(m->ak, m->na, h->name, 1) : kpi_find(m->qk, m->n, h->name, 0);
+        kpi *k = !h->agent ? kpi_queue(m, h->name)
+                 : m->na   ? bsearch(h->name, m->ak, m->na, sizeof(*m->ak), kpi_name_cmp)
+                           : NULL; /* m->ak is sorted by name (on_agents) */
         if (!k) continue;
         k->v[CG_KPI_RESPONSE_MS] += h->ms;
         k->v[CG_KPI_RESPONSE_N] += h->n;
